@@ -1,0 +1,177 @@
+"""The built-in app: routes of the demo server around one `Hub`.
+
+| path | |
+|---|---|
+| `/`, `/pushwire.js`, `/static/<file>` | the chat page and the browser client |
+| `/echo` | echo service, any Origin (WebSocket) |
+| `/ws/<channel>` | publish what is sent, receive what is published (WebSocket) |
+| `/pushwire` | general envelope endpoint (WebSocket) |
+| `POST /api/publish/<channel>` | publish the body |
+| `/healthz` | 200 while serving, 503 while shutting down |
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import mimetypes
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING
+
+import orjson
+
+from .config import Config
+from .endpoint import ClientInfo, Endpoint, EnvelopeHandler, RawHandler
+from .envelope import SUBPROTOCOL
+from .errors import BadRequest, Forbidden, MethodNotAllowed, NotFound, Unavailable
+from .http.parser import Request
+from .http.response import simple_response
+from .hub import Hub
+from .transports.base import Framing
+from .transports.websocket import (
+    ENVELOPE_FRAMING,
+    RAW_FRAMING,
+    OriginPolicy,
+    accept_handshake,
+)
+
+if TYPE_CHECKING:
+    from .transports.base import Transport
+
+__all__ = ["App"]
+
+_STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".html": "text/html; charset=utf-8"}
+
+
+def _load_static() -> dict[str, tuple[bytes, str]]:
+    files: dict[str, tuple[bytes, str]] = {}
+    root = importlib.resources.files("pushwire") / "static"
+    for entry in root.iterdir():
+        if entry.is_file() and not entry.name.startswith("."):
+            suffix = "." + entry.name.rsplit(".", 1)[-1]
+            kind = _STATIC_TYPES.get(suffix) or mimetypes.guess_type(entry.name)[0]
+            files[entry.name] = (entry.read_bytes(), kind or "application/octet-stream")
+    return files
+
+
+class App:
+    """Routes HTTP requests and WebSocket upgrades to the hub."""
+
+    def __init__(self, hub: Hub | None = None, config: Config | None = None) -> None:
+        self.config = config or (hub.config if hub is not None else Config())
+        self.hub = hub or Hub(config=self.config)
+        self.policy = OriginPolicy(
+            frozenset(o.lower().rstrip("/") for o in self.config.allow_origins)
+        )
+        self.subprotocols = (SUBPROTOCOL, *self.config.subprotocols)
+        self.static = _load_static()
+        self.shutting_down = False
+
+    # -- HTTP -------------------------------------------------------------------------------
+
+    def handle_http(self, request: Request) -> bytes | Awaitable[bytes]:
+        path, method = request.path, request.method
+        version = "1.0" if request.version == "1.0" else "1.1"
+        keep_alive = request.keep_alive and not self.shutting_down
+        if path.startswith("/api/publish/"):
+            if method != "POST":
+                raise MethodNotAllowed(f"{path} takes POST, not {method}")
+            return self._publish(request, path.removeprefix("/api/publish/"), version, keep_alive)
+        if method not in ("GET", "HEAD"):
+            raise MethodNotAllowed(f"{path} takes GET, not {method}")
+        head_only = method == "HEAD"
+        if path == "/healthz":
+            if self.shutting_down:
+                raise Unavailable("shutting down")
+            return simple_response(
+                200, "ok\n", version=version, keep_alive=keep_alive, head_only=head_only
+            )
+        name = {"/": "index.html", "/pushwire.js": "pushwire.js"}.get(path)
+        if name is None and path.startswith("/static/"):
+            name = path.removeprefix("/static/")
+        if name is not None and name in self.static:
+            body, content_type = self.static[name]
+            return simple_response(
+                200,
+                body,
+                content_type=content_type,
+                headers=[("Cache-Control", "no-cache")],
+                version=version,
+                keep_alive=keep_alive,
+                head_only=head_only,
+            )
+        if self._endpoint(path) is not None:
+            raise BadRequest(f"{path} is a WebSocket endpoint: send an Upgrade request")
+        raise NotFound(f"no such path {path}")
+
+    async def _publish(
+        self, request: Request, channel: str, version: str, keep_alive: bool
+    ) -> bytes:
+        if not self.policy.allows(request.header("origin"), request.header("host")):
+            raise Forbidden(f"origin {request.header('origin')!r} is not allowed")
+        self.hub.check_channel(channel)
+        content_type = (request.header("content-type") or "").split(";")[0].strip().lower()
+        data: str | bytes
+        if content_type == "application/octet-stream":
+            data = request.body
+        else:
+            try:
+                data = request.body.decode()
+            except UnicodeDecodeError as exc:
+                raise BadRequest(
+                    f"body is not valid UTF-8 at byte {exc.start}; "
+                    "send binary as application/octet-stream"
+                ) from None
+        message = await self.hub.publish(channel, data)
+        body = orjson.dumps(
+            {"channel": message.channel, "epoch": message.epoch, "offset": message.offset}
+        )
+        return simple_response(
+            200, body, content_type="application/json", version=version, keep_alive=keep_alive
+        )
+
+    # -- WebSocket --------------------------------------------------------------------------
+
+    def _endpoint(self, path: str) -> Endpoint | None:
+        if path == "/echo":
+            return Endpoint("echo", any_origin=True)
+        if path == "/pushwire":
+            return Endpoint("general")
+        if path.startswith("/ws/"):
+            return Endpoint("channel", channel=path.removeprefix("/ws/"))
+        return None
+
+    def upgrade(
+        self, request: Request, transport: Transport
+    ) -> tuple[bytes, Framing, RawHandler | EnvelopeHandler]:
+        """Accept a WebSocket upgrade: the 101 answer, the framing and the message handler.
+
+        Raises the `RemoteError` whose status the client gets (400, 403, 404, 426).
+        """
+        endpoint = self._endpoint(request.path)
+        if endpoint is None:
+            raise NotFound(f"no WebSocket endpoint at {request.path}")
+        if endpoint.channel is not None:
+            self.hub.check_channel(endpoint.channel)
+        if self.shutting_down:
+            raise Unavailable("shutting down")
+        handshake = accept_handshake(
+            request,
+            policy=self.policy,
+            subprotocols=self.subprotocols,
+            any_origin=endpoint.any_origin,
+        )
+        query = {}
+        for part in request.query.split("&"):
+            key, _, _value = part.partition("=")
+            if key and key not in query:
+                query[key] = request.query_param(key) or ""
+        client = ClientInfo(
+            request.path, request.headers, query, getattr(transport, "remote", None)
+        )
+        if handshake.subprotocol == SUBPROTOCOL:
+            return (
+                handshake.response,
+                ENVELOPE_FRAMING,
+                EnvelopeHandler(self.hub, endpoint, transport, client),
+            )
+        return handshake.response, RAW_FRAMING, RawHandler(self.hub, endpoint, transport, client)

@@ -1,0 +1,67 @@
+"""The broker contract: the only code that knows about other processes.
+
+A broker gives every channel message its position (epoch, offset), delivers it to every
+process that subscribed to the channel, and keeps a bounded history for recovery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..errors import PushwireError
+from ..message import Data, Message, Position
+
+__all__ = ["Broker", "DeliverCallback", "History", "PublishCallback"]
+
+#: Called by the broker, on the event loop, for each message of a subscribed channel.
+DeliverCallback = Callable[[Message], None]
+#: Called once a publish is stored and fanned out (with the message) or failed (with the error).
+PublishCallback = Callable[[Message | PushwireError], None]
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """What a broker still holds after a position.
+
+    `messages` are those after `since`, in order. `complete` is False when history no longer
+    reaches back to `since` (trimmed, or a new epoch): `messages` then start at `first`, and
+    everything between `since` and it is lost.
+    """
+
+    messages: list[Message]
+    complete: bool
+    position: Position
+
+
+class Broker(Protocol):
+    """Fan-out and history across processes. The in-memory broker serves a single process."""
+
+    def attach(self, deliver: DeliverCallback) -> None:
+        """Set the callback that receives this process's subscribed messages."""
+
+    async def start(self) -> None:
+        """Connect to whatever the broker needs."""
+
+    async def close(self) -> None:
+        """Release connections; no delivery after it returns."""
+
+    def publish(self, channel: str, data: Data, done: PublishCallback | None = None) -> None:
+        """Store `data` as the channel's next message and deliver it everywhere.
+
+        Publishes from one process are delivered in the order of their calls. `done` is
+        called with the message (its position assigned) or with the error.
+        """
+
+    async def subscribe(self, channel: str) -> None:
+        """This process wants the channel's messages (called once per channel, on first use)."""
+
+    async def unsubscribe(self, channel: str) -> None:
+        """This process no longer wants the channel's messages."""
+
+    async def position(self, channel: str) -> Position:
+        """The channel's last position (offset 0 before its first message)."""
+
+    async def history(self, channel: str, since: Position) -> History:
+        """The channel's messages after `since`, as far as history reaches."""

@@ -1,0 +1,88 @@
+"""The embedded broker: one process, no I/O, delivery inside `publish`."""
+
+from __future__ import annotations
+
+import secrets
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+
+from ..message import Data, Message, Position
+from .base import DeliverCallback, History, PublishCallback
+
+__all__ = ["MemoryBroker"]
+
+
+@dataclass(slots=True)
+class _Stream:
+    epoch: str
+    offset: int = 0
+    history: deque[Message] = field(default_factory=deque)
+
+
+class MemoryBroker:
+    """In-memory fan-out and history for a single process.
+
+    Bounds: `history_size` messages per channel, and `max_channels` channels remembered
+    (least recently used forgotten first; a forgotten channel comes back with a new epoch, so
+    a client that recovers across it is told its history is gone).
+    """
+
+    def __init__(self, history_size: int = 1000, max_channels: int = 100_000) -> None:
+        self.history_size = history_size
+        self.max_channels = max_channels
+        self._streams: OrderedDict[str, _Stream] = OrderedDict()
+        self._deliver: DeliverCallback | None = None
+
+    def attach(self, deliver: DeliverCallback) -> None:
+        self._deliver = deliver
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._deliver = None
+
+    def _stream(self, channel: str) -> _Stream:
+        stream = self._streams.get(channel)
+        if stream is None:
+            stream = _Stream(secrets.token_hex(4), history=deque(maxlen=self.history_size))
+            self._streams[channel] = stream
+            if len(self._streams) > self.max_channels:
+                self._streams.popitem(last=False)
+        else:
+            self._streams.move_to_end(channel)
+        return stream
+
+    def publish(self, channel: str, data: Data, done: PublishCallback | None = None) -> None:
+        stream = self._stream(channel)
+        stream.offset += 1
+        message = Message(channel, stream.epoch, stream.offset, data)
+        if self.history_size:
+            stream.history.append(message)
+        if self._deliver is not None:
+            self._deliver(message)
+        if done is not None:
+            done(message)
+
+    async def subscribe(self, channel: str) -> None:
+        return None
+
+    async def unsubscribe(self, channel: str) -> None:
+        return None
+
+    def last_position(self, channel: str) -> Position:
+        stream = self._stream(channel)
+        return Position(stream.epoch, stream.offset)
+
+    async def position(self, channel: str) -> Position:
+        return self.last_position(channel)
+
+    async def history(self, channel: str, since: Position) -> History:
+        stream = self._stream(channel)
+        now = Position(stream.epoch, stream.offset)
+        if since.epoch != stream.epoch:
+            return History(list(stream.history), False, now)
+        messages = [m for m in stream.history if m.offset > since.offset]
+        first_kept = stream.history[0].offset if stream.history else stream.offset + 1
+        complete = since.offset >= first_kept - 1
+        return History(messages, complete, now)

@@ -1,0 +1,94 @@
+"""`pushwire serve` and `pushwire publish`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+
+from .config import Config
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pushwire", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="start the server with the demo app")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8000, help="HTTP/WebSocket port (0: any)")
+    serve.add_argument("--tcp-port", type=int, default=None, help="raw TCP transport port")
+    serve.add_argument("--broker", default="memory", help="memory or redis://host:port/db")
+    serve.add_argument("--workers", type=int, default=1, help="processes sharing the port")
+    serve.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="browser origin allowed besides the server's own and loopback ('*': any)",
+    )
+    serve.add_argument(
+        "--subprotocol",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="extra WebSocket subprotocol (raw mode), in order of preference",
+    )
+    serve.add_argument("--log-level", default="info", help="debug, info, warning, error")
+
+    publish = commands.add_parser("publish", help="publish a message to a channel")
+    publish.add_argument("url", help="server base URL, e.g. http://127.0.0.1:8000")
+    publish.add_argument("channel")
+    publish.add_argument("message", help="text to publish; '-' reads stdin")
+    publish.add_argument("--binary", action="store_true", help="publish the bytes as binary")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "publish":
+        return _publish(args)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    unsupported = []
+    if args.tcp_port is not None:
+        unsupported.append("--tcp-port (the TCP transport is not in this version)")
+    if args.broker != "memory":
+        unsupported.append(f"--broker {args.broker} (only 'memory' in this version)")
+    if args.workers != 1:
+        unsupported.append("--workers (needs the redis broker, not in this version)")
+    if unsupported:
+        print("pushwire serve: not available: " + "; ".join(unsupported), file=sys.stderr)
+        return 2
+    from .serve import run
+
+    config = Config(
+        host=args.host,
+        port=args.port,
+        allow_origins=tuple(args.allow_origin),
+        subprotocols=tuple(args.subprotocol),
+    )
+    run(config=config)
+    return 0
+
+
+def _publish(args: argparse.Namespace) -> int:
+    text: str = sys.stdin.read() if args.message == "-" else args.message
+    body = text.encode()
+    headers = {"Content-Type": "application/octet-stream" if args.binary else "text/plain"}
+    url = args.url.rstrip("/") + "/api/publish/" + urllib.parse.quote(args.channel, safe="")
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            print(response.read().decode())
+    except urllib.error.HTTPError as exc:
+        print(f"pushwire publish: {exc.code} {exc.read().decode().strip()}", file=sys.stderr)
+        return 1
+    except urllib.error.URLError as exc:
+        print(f"pushwire publish: {exc.reason}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,53 @@
+"""Limits and defaults: one frozen dataclass. Every bound pushwire enforces is named here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Server settings. Sizes are bytes, times seconds, counts plain integers.
+
+    Each bound is enforced with a defined answer to the client that crosses it; see
+    docs/protocol.md "Limits".
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    #: Origins allowed besides the server's own and loopback ones; "*" allows any.
+    allow_origins: tuple[str, ...] = ()
+    #: Application subprotocols offered besides pushwire.v1, in the server's order of preference.
+    subprotocols: tuple[str, ...] = ()
+
+    #: Request line plus headers of one HTTP request (431 when over).
+    max_header_bytes: int = 16 * 1024
+    #: Request body (413 when over).
+    max_body_bytes: int = 1024 * 1024
+    #: Time to receive a complete request head once the first byte arrived (408 when over).
+    header_timeout: float = 10.0
+    #: Time to receive the body once the head is complete (408 when over).
+    body_timeout: float = 30.0
+    #: Idle time of a keep-alive connection between requests before it is closed.
+    keepalive_timeout: float = 30.0
+    #: Open TCP connections per process; one more gets 503 and is closed.
+    max_connections: int = 10_000
+
+    #: Largest application message (WebSocket close 1009, error `too_large` when over).
+    max_message: int = 1024 * 1024
+    #: Bytes waiting in one connection's socket buffer before it is a slow consumer (close 4001).
+    max_write_buffer: int = 4 * 1024 * 1024
+    #: Channels one session may be subscribed to (error `limit` when over).
+    max_subscriptions: int = 256
+    #: Longest channel name, characters.
+    max_channel_name: int = 200
+    #: Seconds between WebSocket pings.
+    ping_interval: float = 20.0
+    #: Seconds to wait for a pong before the peer is taken for dead.
+    ping_timeout: float = 20.0
+    #: Seconds to wait for the peer's Close after sending ours.
+    close_timeout: float = 5.0
+    #: Seconds in-flight work gets to finish at shutdown before connections are dropped.
+    shutdown_timeout: float = 10.0
+    #: Messages kept per channel by the memory broker for recovery.
+    history_size: int = 1000

@@ -1,0 +1,346 @@
+"""What a client's messages mean at an endpoint, in raw mode and in pushwire.v1.
+
+Transport-blind: a handler receives application frames (`Data`) from whatever transport
+carries the client, talks to the hub, and answers through the session's transport. The
+transports only move bytes; every transport of pushwire shares these handlers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from .broker.base import History
+from .envelope import Envelope, decode
+from .errors import BadRequest, PushwireError, RemoteError, UnknownType
+from .hub import ConnectRequest, Hub
+from .message import Data, Message, Position
+from .session import Session
+from .transports.base import Transport
+
+__all__ = ["Endpoint", "EnvelopeHandler", "RawHandler"]
+
+log = logging.getLogger("pushwire.endpoint")
+
+#: Messages a handler queues while one of its steps awaits (an app handler, the broker).
+MAX_PENDING: Final = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A path's meaning: `echo` sends back, `channel` publishes to `channel`, `general`
+    hands messages to the app. `any_origin` lets every browser origin in (the echo service)."""
+
+    kind: Literal["echo", "channel", "general"]
+    channel: str | None = None
+    any_origin: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    """What the connection layer knows of the client when it connects."""
+
+    path: str
+    headers: list[tuple[str, str]]
+    query: Mapping[str, str]
+    remote: str | None
+
+
+class _Handler:
+    """Runs a client's messages one after another, even when a step has to await."""
+
+    def __init__(self, hub: Hub, endpoint: Endpoint, transport: Transport, client: ClientInfo):
+        self.hub = hub
+        self.endpoint = endpoint
+        self.transport = transport
+        self.client = client
+        self.session: Session | None = None
+        self._pending: deque[Data] | None = None
+        self._task: asyncio.Future[None] | None = None
+
+    def open(self) -> Awaitable[None] | None:
+        """The connection is open; an awaitable when opening must wait (connect handler)."""
+        return None
+
+    def receive(self, data: Data) -> None:
+        """An application frame arrived from the client."""
+        if self._pending is not None:
+            if len(self._pending) >= MAX_PENDING:
+                self.transport.close(4100, f"too many messages in flight (> {MAX_PENDING})")
+                return
+            self._pending.append(data)
+            return
+        step = self._step(data)
+        if step is not None:
+            self._pending = deque()
+            self._task = asyncio.ensure_future(self._run_steps(step))
+
+    async def _run_steps(self, step: Awaitable[None]) -> None:
+        try:
+            await self._guard(step)
+            while self._pending:
+                data = self._pending.popleft()
+                next_step = self._step(data)
+                if next_step is not None:
+                    await self._guard(next_step)
+        finally:
+            self._pending = None
+
+    async def _guard(self, step: Awaitable[None]) -> None:
+        try:
+            await step
+        except PushwireError as exc:
+            self._failed(exc, None)
+        except Exception as exc:
+            log.exception("handler failed")
+            self._failed(exc, None)
+
+    def _step(self, data: Data) -> Awaitable[None] | None:
+        raise NotImplementedError
+
+    def _failed(self, exc: Exception, request_id: object) -> None:
+        raise NotImplementedError
+
+    def closed(self, code: int, reason: str) -> None:
+        """The connection ended."""
+        if self.session is not None:
+            self.hub.close_session(self.session, code, reason)
+
+    def _connect_request(self, user: str | None, token: str | None) -> ConnectRequest:
+        return ConnectRequest(
+            path=self.client.path,
+            transport=self.transport.name,
+            headers=self.client.headers,
+            query=self.client.query,
+            user=user,
+            token=token,
+            remote=self.client.remote,
+        )
+
+
+class RawHandler(_Handler):
+    """Raw mode: no envelope; the session opens with the connection.
+
+    The user id comes from the `user` query parameter, as the connect handler allows.
+    """
+
+    def open(self) -> Awaitable[None] | None:
+        """Open the session; an awaitable when the app's connect handler must run first."""
+        request = self._connect_request(self.client.query.get("user"), None)
+        if self.hub.has_connect_handler:
+            return self._open_authorized(request)
+        self._opened(request.user)
+        return None
+
+    async def _open_authorized(self, request: ConnectRequest) -> None:
+        self._opened(await self.hub.authorize(request))
+
+    def _opened(self, user: str | None) -> None:
+        self.session = self.hub.open_session(self.transport, user)
+        if self.endpoint.kind == "channel" and self.endpoint.channel is not None:
+            self.hub.subscribe(self.session, self.endpoint.channel)
+
+    def _step(self, data: Data) -> Awaitable[None] | None:
+        session = self.session
+        if session is None:
+            return None
+        kind = self.endpoint.kind
+        if kind == "echo":
+            session.send(data)
+        elif kind == "channel":
+            assert self.endpoint.channel is not None
+            self.hub.publish_nowait(self.endpoint.channel, data, self._published)
+        else:
+            return self.hub.handle_message(session, data)
+        return None
+
+    def _published(self, result: Message | PushwireError) -> None:
+        if isinstance(result, PushwireError):
+            # Raw mode has no error frame: the client learns it through the close code.
+            self.transport.close(result.close_code, str(result)[:120])
+
+    def _failed(self, exc: Exception, request_id: object) -> None:
+        code = exc.close_code if isinstance(exc, PushwireError) else 1011
+        reason = str(exc) if isinstance(exc, RemoteError) else "internal error"
+        self.transport.close(code, reason[:120])
+
+
+class EnvelopeHandler(_Handler):
+    """pushwire.v1: `hello` first, then subscribe / unsubscribe / publish / send / ping."""
+
+    def _step(self, data: Data) -> Awaitable[None] | None:
+        try:
+            envelope = decode(data)
+        except BadRequest as exc:
+            self._error(None, exc)
+            self.transport.close(4100, str(exc)[:120])
+            return None
+        request_id = envelope.fields.get("id")
+        try:
+            if self.session is None:
+                if envelope.type != "hello":
+                    raise BadRequest(f"expected hello first, got {envelope.type!r}")
+                return self._hello(envelope)
+            return self._dispatch(self.session, envelope, request_id)
+        except RemoteError as exc:
+            self._failed(exc, request_id)
+        return None
+
+    def _dispatch(
+        self, session: Session, envelope: Envelope, request_id: object
+    ) -> Awaitable[None] | None:
+        kind = envelope.type
+        fields = envelope.fields
+        if kind == "publish":
+            channel = self.hub.check_channel(fields.get("channel"))
+            if envelope.data is None:
+                raise BadRequest("publish without data")
+            self.hub.publish_nowait(channel, envelope.data, self._answer_publish(request_id))
+        elif kind == "send":
+            if envelope.data is None:
+                raise BadRequest("send without data")
+            return self._send(session, envelope.data)
+        elif kind == "subscribe":
+            return self._subscribe(session, fields, request_id)
+        elif kind == "unsubscribe":
+            channel = self.hub.check_channel(fields.get("channel"))
+            self.hub.unsubscribe(session, channel)
+            self._reply({"type": "unsubscribed", "id": request_id, "channel": channel})
+        elif kind == "ping":
+            self._reply({"type": "pong"})
+        elif kind == "ack":
+            pass  # acknowledgements matter once sessions outlive connections
+        elif kind == "hello":
+            raise BadRequest("hello was already received")
+        else:
+            raise UnknownType(f"unknown envelope type {kind!r}")
+        return None
+
+    async def _hello(self, envelope: Envelope) -> None:
+        fields = envelope.fields
+        user, token = fields.get("user"), fields.get("token")
+        if user is not None and not isinstance(user, str):
+            raise BadRequest('"user" must be a string')
+        if token is not None and not isinstance(token, str):
+            raise BadRequest('"token" must be a string')
+        try:
+            user = await self.hub.authorize(self._connect_request(user, token))
+        except RemoteError as exc:
+            self._error(None, exc)
+            self.transport.close(exc.close_code, str(exc)[:120])
+            return
+        session = self.session = self.hub.open_session(self.transport, user)
+        config = self.hub.config
+        self._reply(
+            {
+                "type": "welcome",
+                "session": session.id,
+                "user": user,
+                "heartbeat": config.ping_interval,
+                "transport": self.transport.name,
+                "max_message": config.max_message,
+            }
+        )
+        if self.endpoint.kind == "channel" and self.endpoint.channel is not None:
+            self.hub.subscribe(session, self.endpoint.channel)
+
+    async def _send(self, session: Session, data: Data) -> None:
+        kind = self.endpoint.kind
+        if kind == "echo":
+            session.send(data)
+        elif kind == "channel":
+            assert self.endpoint.channel is not None
+            await self.hub.publish(self.endpoint.channel, data)
+        else:
+            await self.hub.handle_message(session, data)
+
+    async def _subscribe(
+        self, session: Session, fields: dict[str, Any], request_id: object
+    ) -> None:
+        channel = fields.get("channel")
+        try:
+            await self.hub.authorize_subscribe(session, channel)  # type: ignore[arg-type]
+        except RemoteError as exc:
+            self._failed(exc, request_id)
+            return
+        assert isinstance(channel, str)
+        since = _position(fields.get("since"))
+        history = await self.hub.broker.history(channel, since) if since is not None else None
+        position = history.position if history is not None else await self.hub.position(channel)
+        # No await from here on: the subscription, the answer and the recovered messages go
+        # out before any live message of the channel can reach this session.
+        self.hub.subscribe(session, channel, presence=fields.get("presence") is True)
+        self._reply(
+            {
+                "type": "subscribed",
+                "id": request_id,
+                "channel": channel,
+                "epoch": position.epoch,
+                "offset": position.offset,
+            }
+        )
+        if since is not None and history is not None:
+            self._recover(channel, since, history)
+
+    def _recover(self, channel: str, since: Position, history: History) -> None:
+        framing = self.transport.framing
+        if not history.complete:
+            self._reply(
+                {
+                    "type": "gap",
+                    "channel": channel,
+                    "from": {"epoch": since.epoch, "offset": since.offset},
+                    "to": {"epoch": history.position.epoch, "offset": history.position.offset},
+                }
+            )
+        for message in history.messages:
+            self.transport.write(framing.frame_message(message))
+
+    def _answer_publish(self, request_id: object) -> Any:
+        def done(result: Message | PushwireError) -> None:
+            if isinstance(result, PushwireError):
+                self._error(request_id, result)
+            elif request_id is not None:
+                self._reply(
+                    {
+                        "type": "published",
+                        "id": request_id,
+                        "channel": result.channel,
+                        "epoch": result.epoch,
+                        "offset": result.offset,
+                    }
+                )
+
+        return done
+
+    def _reply(self, fields: dict[str, Any]) -> None:
+        if fields.get("id", 0) is None:
+            del fields["id"]
+        self.transport.write(self.transport.framing.frame_control(fields))
+
+    def _error(self, request_id: object, exc: Exception) -> None:
+        if isinstance(exc, PushwireError):
+            code = exc.error_code
+            message = str(exc) if isinstance(exc, RemoteError) else "internal error"
+        else:
+            code, message = "internal", "internal error"
+        fields: dict[str, Any] = {"type": "error", "code": code, "message": message}
+        if request_id is not None:
+            fields["id"] = request_id
+        self.transport.write(self.transport.framing.frame_control(fields))
+
+    def _failed(self, exc: Exception, request_id: object) -> None:
+        self._error(request_id, exc)
+
+
+def _position(value: object) -> Position | None:
+    if not isinstance(value, dict):
+        return None
+    epoch, offset = value.get("epoch"), value.get("offset")
+    if isinstance(epoch, str) and isinstance(offset, int):
+        return Position(epoch, offset)
+    return None

@@ -1,0 +1,105 @@
+"""Every exception pushwire raises, in one tree, each with its wire mapping.
+
+`RemoteError`: the peer broke a rule; it is answered (HTTP status, close code or error
+envelope) and the server carries on. `LocalError`: our own API was misused.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class PushwireError(Exception):
+    """Base class of everything pushwire raises."""
+
+    http_status: ClassVar[int] = 500
+    close_code: ClassVar[int] = 1011
+    error_code: ClassVar[str] = "internal"
+
+
+class RemoteError(PushwireError):
+    """The peer broke the protocol. Answer it, log at debug, keep serving others."""
+
+    http_status = 400
+    close_code = 1002
+    error_code = "bad_request"
+
+
+class BadRequest(RemoteError):
+    """A malformed HTTP request or envelope."""
+
+    close_code = 4100
+
+
+class UnknownType(BadRequest):
+    """An envelope whose `type` the server does not know."""
+
+    error_code = "unknown_type"
+
+
+class HeadersTooLarge(RemoteError):
+    http_status = 431
+    close_code = 1009
+
+
+class BodyTooLarge(RemoteError):
+    http_status = 413
+    close_code = 1009
+    error_code = "too_large"
+
+
+class MessageTooLarge(RemoteError):
+    http_status = 413
+    close_code = 1009
+    error_code = "too_large"
+
+
+class RequestTimeout(RemoteError):
+    http_status = 408
+
+
+class NotFound(RemoteError):
+    http_status = 404
+    error_code = "not_found"
+
+
+class MethodNotAllowed(RemoteError):
+    http_status = 405
+
+
+class UpgradeRequired(RemoteError):
+    """The WebSocket version is not 13 (RFC 6455 4.4: answer 426 with the version)."""
+
+    http_status = 426
+
+
+class Forbidden(RemoteError):
+    """An app handler or the Origin policy refused."""
+
+    http_status = 403
+    close_code = 4101
+    error_code = "forbidden"
+
+
+class LimitReached(RemoteError):
+    """A count bound (subscriptions, connections) was reached."""
+
+    http_status = 503
+    close_code = 4000
+    error_code = "limit"
+
+
+class Unavailable(PushwireError):
+    """The server cannot take this work now (shutting down, broker down)."""
+
+    http_status = 503
+    close_code = 1001
+    error_code = "unavailable"
+
+
+class LocalError(PushwireError):
+    """Our own API was misused."""
+
+
+class InvalidState(LocalError):
+    """An operation that the object's state does not allow: `InvalidState("session is closed")`."""

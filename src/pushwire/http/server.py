@@ -1,0 +1,376 @@
+"""The asyncio server: the only code that owns sockets.
+
+One `Connection` (an `asyncio.Protocol`) per TCP connection. It feeds bytes to the sans-I/O
+parsers (`RequestParser`, `WebSocketConnection`), writes what they and the app return, and
+keeps the timers: header timeout, keep-alive idle timeout, WebSocket ping/pong and close
+timeouts. After an upgrade, the connection itself is the hub's `Transport` for that client,
+so an open WebSocket costs one object here plus the protocol state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, cast
+
+from ..config import Config
+from ..errors import PushwireError, RemoteError
+from ..transports.websocket import (
+    RAW_FRAMING,
+    WebSocketClosed,
+    WebSocketConnection,
+    WebSocketMessage,
+    WebSocketPong,
+)
+from .parser import Request, RequestParser
+from .response import simple_response
+
+if TYPE_CHECKING:
+    from ..app import App
+    from ..endpoint import EnvelopeHandler, RawHandler
+    from ..transports.base import Framing
+
+__all__ = ["Connection", "Server"]
+
+log = logging.getLogger("pushwire.server")
+
+
+class Connection(asyncio.Protocol):
+    """One client TCP connection: HTTP/1.x requests, then maybe a WebSocket."""
+
+    name = "websocket"
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.config = server.config
+        self.transport: asyncio.Transport | None = None
+        self.parser: RequestParser | None = RequestParser(
+            self.config.max_header_bytes, self.config.max_body_bytes
+        )
+        self.busy = False  # a response is being produced asynchronously
+        self.queued: list[Request] = []
+        self.timer: asyncio.TimerHandle | None = None
+        self.closing = False
+        # WebSocket state, set by upgrade()
+        self.ws: WebSocketConnection | None = None
+        self.handler: RawHandler | EnvelopeHandler | None = None
+        self.framing: Framing = RAW_FRAMING
+        self.awaiting_pong = False
+        self.remote: str | None = None
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but have its interface.
+        transport = cast(asyncio.Transport, transport)
+        self.transport = transport
+        server = self.server
+        server.connections.add(self)
+        peer = transport.get_extra_info("peername")
+        self.remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else None
+        if len(server.connections) > self.config.max_connections or server.shutting_down:
+            self._refuse(503, f"too many connections (> {self.config.max_connections})")
+            return
+        transport.set_write_buffer_limits(high=self.config.max_write_buffer)
+        self._set_timer(self.config.keepalive_timeout, self._idle_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        ws = self.ws
+        if ws is not None:
+            ws.receive_data(data)
+            self._ws_events()
+            return
+        parser = self.parser
+        if parser is None or self.closing:
+            return
+        was_idle = not parser.in_request
+        try:
+            parser.receive_data(data)
+        except RemoteError as exc:
+            self._refuse(exc.http_status, str(exc))
+            return
+        if was_idle and parser.in_head:
+            self._set_timer(self.config.header_timeout, self._header_timeout)
+        requests = parser.events_received()
+        if requests:
+            self._cancel_timer()
+            self.queued.extend(requests)
+            self._run_queue()
+
+    def eof_received(self) -> bool | None:
+        if self.ws is not None:
+            self.ws.receive_eof()
+            self._ws_events()
+        return None  # let asyncio close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timer()
+        self.server.connections.discard(self)
+        if self.handler is not None:
+            handler, self.handler = self.handler, None
+            handler.closed(1006, "connection lost")
+        self.server.connection_closed()
+
+    def pause_writing(self) -> None:
+        # The socket buffer passed max_write_buffer: this client does not read fast enough.
+        if self.ws is not None:
+            asyncio.get_running_loop().call_soon(
+                self.close, 4001, f"slow consumer (> {self.config.max_write_buffer} bytes queued)"
+            )
+
+    # -- HTTP -----------------------------------------------------------------------------------
+
+    def _run_queue(self) -> None:
+        while self.queued and not self.busy and not self.closing:
+            request = self.queued.pop(0)
+            if request.upgrade and (request.header("upgrade") or "").lower() == "websocket":
+                self._upgrade(request)
+                return
+            try:
+                result = self.server.app.handle_http(request)
+            except PushwireError as exc:
+                result = self._error_response(request, exc)
+            if isinstance(result, bytes):
+                self._respond(request, result)
+            else:
+                self.busy = True
+                task = asyncio.ensure_future(self._respond_later(request, result))
+                self.server.track(task)
+        if not self.queued and not self.busy and not self.closing:
+            self._set_timer(self.config.keepalive_timeout, self._idle_timeout)
+
+    async def _respond_later(self, request: Request, result: Awaitable[bytes]) -> None:
+        try:
+            response = await result
+        except PushwireError as exc:
+            response = self._error_response(request, exc)
+        except Exception:
+            log.exception("request handler failed: %s %s", request.method, request.path)
+            response = self._error_response(request, PushwireError("internal error"))
+        self.busy = False
+        self._respond(request, response)
+        self._run_queue()
+
+    def _respond(self, request: Request, response: bytes) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.write(response)
+        if not self.keep_alive(request):
+            self.closing = True
+            self.transport.close()
+
+    def keep_alive(self, request: Request) -> bool:
+        """Whether the connection stays open after answering `request`."""
+        return request.keep_alive and not self.server.shutting_down and not request.upgrade
+
+    def _error_response(self, request: Request, exc: PushwireError) -> bytes:
+        status = exc.http_status
+        message = str(exc) if isinstance(exc, RemoteError) else "internal error"
+        headers = [("Sec-WebSocket-Version", "13")] if status == 426 else []
+        if status == 405:
+            headers.append(("Allow", "GET"))
+        return simple_response(
+            status,
+            message + "\n",
+            headers=headers,
+            version="1.0" if request.version == "1.0" else "1.1",
+            keep_alive=self.keep_alive(request),
+        )
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer a request we could not parse, then close: the stream is not trustworthy."""
+        self.closing = True
+        self._cancel_timer()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(simple_response(status, message + "\n", keep_alive=False))
+            self.transport.close()
+
+    def _header_timeout(self) -> None:
+        self._refuse(408, f"request head not received within {self.config.header_timeout} s")
+
+    def _idle_timeout(self) -> None:
+        if self.transport is not None and not self.busy:
+            self.closing = True
+            self.transport.close()
+
+    # -- WebSocket ------------------------------------------------------------------------------
+
+    def _upgrade(self, request: Request) -> None:
+        app = self.server.app
+        try:
+            handshake, framing, handler = app.upgrade(request, self)
+        except PushwireError as exc:
+            self._respond(request, self._error_response(request, exc))
+            self.closing = True
+            if self.transport is not None:
+                self.transport.close()
+            return
+        self.parser = None
+        self.ws = WebSocketConnection(self.config.max_message)
+        self.framing = framing
+        self.handler = handler
+        assert self.transport is not None
+        self.transport.write(handshake)
+        opening = handler.open()
+        if opening is not None:
+            self.transport.pause_reading()
+            task = asyncio.ensure_future(self._open_later(opening, request))
+            self.server.track(task)
+        elif request.upgrade_data:
+            self.data_received(request.upgrade_data)
+        self._set_timer(self.config.ping_interval, self._ping)
+
+    async def _open_later(self, opening: Awaitable[None], request: Request) -> None:
+        try:
+            await opening
+        except PushwireError as exc:
+            self.close(exc.close_code, str(exc)[:120])
+        except Exception:
+            log.exception("connect handler failed")
+            self.close(1011, "internal error")
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+            if request.upgrade_data:
+                self.data_received(request.upgrade_data)
+
+    def _ws_events(self) -> None:
+        ws = self.ws
+        assert ws is not None
+        for event in ws.events_received():
+            if isinstance(event, WebSocketMessage):
+                if self.handler is not None:
+                    self.handler.receive(event.data)
+            elif isinstance(event, WebSocketPong):
+                self.awaiting_pong = False
+            elif isinstance(event, WebSocketClosed):
+                if self.handler is not None:
+                    handler, self.handler = self.handler, None
+                    handler.closed(event.code, event.reason)
+                self._set_timer(self.config.close_timeout, self._abort)
+        self._flush()
+
+    def _flush(self) -> None:
+        ws, transport = self.ws, self.transport
+        assert ws is not None
+        if transport is None:
+            return
+        for chunk in ws.data_to_send():
+            if chunk:
+                transport.write(chunk)
+            else:
+                transport.close()  # RFC 6455 7.1.1: the server closes TCP first
+
+    def _ping(self) -> None:
+        ws = self.ws
+        if ws is None or not ws.is_open:
+            return
+        if self.awaiting_pong:
+            log.debug("no pong within %s s, dropping %s", self.config.ping_timeout, self.remote)
+            self._abort()
+            return
+        self.awaiting_pong = True
+        ws.send_ping(os.urandom(4))
+        self._flush()
+        self._set_timer(self.config.ping_timeout, self._ping)
+
+    def _abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- Transport contract (the hub writes to an open WebSocket through these) ----------------
+
+    def write(self, data: bytes) -> None:
+        """Write framed bytes to the WebSocket (no-op once it is closing)."""
+        transport = self.transport
+        if transport is not None and data and self.ws is not None and self.ws.is_open:
+            transport.write(data)
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake with `code`; the TCP connection is dropped if the peer
+        does not answer within `close_timeout`."""
+        ws = self.ws
+        if ws is None:
+            if self.transport is not None:
+                self.transport.close()
+            return
+        if not ws.is_open:
+            return
+        ws.send_close(code, reason)
+        self._flush()
+        self._set_timer(self.config.close_timeout, self._abort)
+
+    # -- timers -----------------------------------------------------------------------------------
+
+    def _set_timer(self, delay: float, callback: Any) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = asyncio.get_running_loop().call_later(delay, callback)
+
+    def _cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def shutdown(self) -> None:
+        """Server shutdown: WebSockets get 1001, idle keep-alive connections are closed,
+        a response in flight finishes first (its connection then closes)."""
+        if self.ws is not None:
+            self.close(1001, "server shutting down")
+        elif not self.busy and (self.parser is None or not self.parser.in_request):
+            self._idle_timeout()
+
+
+class Server:
+    """Listening sockets, the set of open connections, and graceful shutdown."""
+
+    def __init__(self, app: App, config: Config) -> None:
+        self.app = app
+        self.config = config
+        self.connections: set[Connection] = set()
+        self.shutting_down = False
+        self._servers: list[asyncio.base_events.Server] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._drained: asyncio.Event | None = None
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        return [sock for server in self._servers for sock in server.sockets]
+
+    async def start(self, sock: socket.socket | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        if sock is not None:
+            server = await loop.create_server(lambda: Connection(self), sock=sock, backlog=4096)
+        else:
+            server = await loop.create_server(
+                lambda: Connection(self), self.config.host, self.config.port, backlog=4096
+            )
+        self._servers.append(server)
+
+    def track(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def connection_closed(self) -> None:
+        if self._drained is not None and not self.connections:
+            self._drained.set()
+
+    async def shutdown(self) -> None:
+        """Stop accepting, close every connection politely, wait up to `shutdown_timeout`."""
+        self.shutting_down = True
+        for server in self._servers:
+            server.close()
+        self._drained = asyncio.Event()
+        for connection in list(self.connections):
+            connection.shutdown()
+        if self.connections:
+            try:
+                await asyncio.wait_for(self._drained.wait(), self.config.shutdown_timeout)
+            except TimeoutError:
+                log.warning("dropping %d connections at shutdown", len(self.connections))
+                for connection in list(self.connections):
+                    connection._abort()
+        for server in self._servers:
+            await server.wait_closed()

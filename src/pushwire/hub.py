@@ -1,0 +1,335 @@
+"""The hub: sessions, channels, users and presence. It knows no transport and no other process.
+
+Fan-out is encode-once: a channel message is framed once per framing in use on that channel
+(`Framing.frame_message`), and the same bytes object is written to every subscriber using
+that framing. The per-subscriber work is one `write` call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeVar
+
+from .broker.base import Broker
+from .broker.memory import MemoryBroker
+from .config import Config
+from .errors import BadRequest, Forbidden, LimitReached, PushwireError
+from .message import Data, Message, Position
+from .session import Session
+from .transports.base import Framing, Transport
+
+__all__ = ["ConnectRequest", "Hub", "HubStats"]
+
+log = logging.getLogger("pushwire.hub")
+
+_CHANNEL_NAME: Final = re.compile(r"[A-Za-z0-9_\-.:@#]+")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectRequest:
+    """What the connect handler sees of a connecting client."""
+
+    path: str
+    transport: str
+    headers: list[tuple[str, str]]
+    query: Mapping[str, str]
+    user: str | None = None
+    token: str | None = None
+    remote: str | None = None
+
+
+@dataclass(slots=True)
+class HubStats:
+    """Counters the hub keeps; `frames_encoded` counts Framing calls for channel messages."""
+
+    published: int = 0
+    frames_encoded: int = 0
+    deliveries: int = 0
+
+
+@dataclass(slots=True)
+class _Channel:
+    members: dict[Framing, dict[Session, None]] = field(default_factory=dict)
+    watchers: dict[Session, None] = field(default_factory=dict)
+    count: int = 0
+    presence_dirty: bool = False
+
+
+ConnectHandler = Callable[[ConnectRequest], "str | Awaitable[str | None] | None"]
+MessageHandler = Callable[[Session, Data], "Awaitable[None] | None"]
+SubscribeHandler = Callable[[Session, str], "bool | Awaitable[bool | None] | None"]
+DisconnectHandler = Callable[[Session, int, str], "Awaitable[None] | None"]
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+class Hub:
+    """Channels, direct push to users, and the app's handlers.
+
+    Args:
+        broker: where channel messages get their offsets and reach other processes;
+            the in-memory broker by default.
+        config: limits (`max_subscriptions`, `max_channel_name`).
+    """
+
+    def __init__(self, broker: Broker | None = None, config: Config | None = None) -> None:
+        self.config = config or Config()
+        self.broker: Broker = broker or MemoryBroker(self.config.history_size)
+        self.broker.attach(self._deliver)
+        self.stats = HubStats()
+        self._channels: dict[str, _Channel] = {}
+        self._users: dict[str, dict[Session, None]] = {}
+        self._sessions: dict[str, Session] = {}
+        self._connect_handler: ConnectHandler | None = None
+        self._message_handler: MessageHandler | None = None
+        self._subscribe_handler: SubscribeHandler | None = None
+        self._disconnect_handler: DisconnectHandler | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # -- handlers the app registers ---------------------------------------------------------
+
+    def on_connect(self, handler: F) -> F:
+        """Register `handler(request) -> user id | None`; raise `Forbidden` to refuse."""
+        self._connect_handler = handler
+        return handler
+
+    def on_message(self, handler: F) -> F:
+        """Register `handler(session, data)` for messages sent to the general endpoint."""
+        self._message_handler = handler
+        return handler
+
+    def on_subscribe(self, handler: F) -> F:
+        """Register `handler(session, channel) -> bool`; False or `Forbidden` refuses."""
+        self._subscribe_handler = handler
+        return handler
+
+    def on_disconnect(self, handler: F) -> F:
+        """Register `handler(session, code, reason)`, called once per session."""
+        self._disconnect_handler = handler
+        return handler
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    @property
+    def sessions(self) -> Mapping[str, Session]:
+        return self._sessions
+
+    @property
+    def has_connect_handler(self) -> bool:
+        return self._connect_handler is not None
+
+    async def authorize(self, request: ConnectRequest) -> str | None:
+        """Run the connect handler: the user id to use, or `Forbidden`."""
+        if self._connect_handler is None:
+            return request.user
+        user = await _maybe_await(self._connect_handler(request))
+        if user is not None and not isinstance(user, str):
+            raise TypeError(f"connect handler must return str or None, not {type(user)}")
+        return user
+
+    def open_session(
+        self, transport: Transport, user: str | None = None, info: Mapping[str, Any] | None = None
+    ) -> Session:
+        session = Session(transport, user, info)
+        self._sessions[session.id] = session
+        if user is not None:
+            self._users.setdefault(user, {})[session] = None
+        return session
+
+    def close_session(self, session: Session, code: int, reason: str) -> None:
+        """Forget a session whose connection ended; runs the disconnect handler once."""
+        if session.closed:
+            return
+        session.closed = True
+        self._sessions.pop(session.id, None)
+        for channel in list(session.channels):
+            self.unsubscribe(session, channel)
+        if session.user is not None:
+            sessions = self._users.get(session.user)
+            if sessions is not None:
+                sessions.pop(session, None)
+                if not sessions:
+                    del self._users[session.user]
+        if self._disconnect_handler is not None:
+            self._run(self._disconnect_handler(session, code, reason))
+
+    async def handle_message(self, session: Session, data: Data) -> None:
+        if self._message_handler is not None:
+            await _maybe_await(self._message_handler(session, data))
+
+    # -- channels ---------------------------------------------------------------------------
+
+    def check_channel(self, channel: object) -> str:
+        """The channel name if valid. Raises `BadRequest` otherwise."""
+        if (
+            not isinstance(channel, str)
+            or not 0 < len(channel) <= self.config.max_channel_name
+            or not _CHANNEL_NAME.fullmatch(channel)
+        ):
+            raise BadRequest(f"invalid channel name {channel!r}")
+        return channel
+
+    async def authorize_subscribe(self, session: Session, channel: str) -> None:
+        """Validate and run the subscribe handler.
+
+        Raises:
+            BadRequest: invalid channel name.
+            Forbidden: the app's subscribe handler refused.
+            LimitReached: the session is in `max_subscriptions` channels already.
+        """
+        self.check_channel(channel)
+        if channel not in session.channels and len(session.channels) >= (
+            self.config.max_subscriptions
+        ):
+            raise LimitReached(
+                f"subscription limit reached ({self.config.max_subscriptions} channels)"
+            )
+        if self._subscribe_handler is not None:
+            allowed = await _maybe_await(self._subscribe_handler(session, channel))
+            if allowed is False:
+                raise Forbidden(f"subscription to {channel!r} refused")
+
+    def subscribe(self, session: Session, channel: str, presence: bool = False) -> None:
+        """Add a session to a channel now (authorisation is `authorize_subscribe`'s job)."""
+        if session.closed:
+            return
+        state = self._channels.get(channel)
+        if state is None:
+            state = self._channels[channel] = _Channel()
+            self._run(self.broker.subscribe(channel))
+        if channel not in session.channels:
+            session.channels.add(channel)
+            state.members.setdefault(session.transport.framing, {})[session] = None
+            state.count += 1
+            self._presence_changed(channel, state)
+        if presence and session not in state.watchers:
+            state.watchers[session] = None
+            session.presence.add(channel)
+            self._presence_changed(channel, state)
+
+    def unsubscribe(self, session: Session, channel: str) -> None:
+        state = self._channels.get(channel)
+        if state is None or channel not in session.channels:
+            return
+        session.channels.discard(channel)
+        session.presence.discard(channel)
+        members = state.members.get(session.transport.framing)
+        if members is not None:
+            members.pop(session, None)
+            if not members:
+                del state.members[session.transport.framing]
+        state.watchers.pop(session, None)
+        state.count -= 1
+        if state.count == 0:
+            del self._channels[channel]
+            self._run(self.broker.unsubscribe(channel))
+        else:
+            self._presence_changed(channel, state)
+
+    def subscriber_count(self, channel: str) -> int:
+        """Sessions of this process in `channel`."""
+        state = self._channels.get(channel)
+        return state.count if state is not None else 0
+
+    async def position(self, channel: str) -> Position:
+        return await self.broker.position(self.check_channel(channel))
+
+    # -- publishing -------------------------------------------------------------------------
+
+    def publish_nowait(
+        self,
+        channel: str,
+        data: Data,
+        done: Callable[[Message | PushwireError], None] | None = None,
+    ) -> None:
+        """Publish without waiting; publishes are delivered in call order."""
+        self.stats.published += 1
+        self.broker.publish(channel, data, done)
+
+    async def publish(self, channel: str, data: Data) -> Message:
+        """Publish `data` to `channel` on every node; returns it with its position.
+
+        Raises:
+            BadRequest: invalid channel name.
+            Unavailable: the broker cannot take it now.
+        """
+        self.check_channel(channel)
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+
+        def done(result: Message | PushwireError) -> None:
+            if future.done():
+                return
+            if isinstance(result, Message):
+                future.set_result(result)
+            else:
+                future.set_exception(result)
+
+        self.publish_nowait(channel, data, done)
+        return await future
+
+    def send(self, user: str, data: Data) -> int:
+        """Send a direct message to every session of `user` in this process; returns how many."""
+        sessions = self._users.get(user)
+        if not sessions:
+            return 0
+        for session in list(sessions):
+            session.send(data)
+        return len(sessions)
+
+    def _deliver(self, message: Message) -> None:
+        """The broker hands over a channel message: frame once per framing, write to all."""
+        state = self._channels.get(message.channel)
+        if state is None:
+            return
+        stats = self.stats
+        for framing, sessions in state.members.items():
+            frame = framing.frame_message(message)
+            stats.frames_encoded += 1
+            stats.deliveries += len(sessions)
+            for session in sessions:
+                session.transport.write(frame)
+
+    # -- presence ---------------------------------------------------------------------------
+
+    def _presence_changed(self, channel: str, state: _Channel) -> None:
+        # Joins arrive in bursts: one count per event-loop turn, not one per join.
+        if state.watchers and not state.presence_dirty:
+            state.presence_dirty = True
+            asyncio.get_running_loop().call_soon(self._send_presence, channel)
+
+    def _send_presence(self, channel: str) -> None:
+        state = self._channels.get(channel)
+        if state is None:
+            return
+        state.presence_dirty = False
+        frames: dict[Framing, bytes] = {}
+        for session in state.watchers:
+            framing = session.transport.framing
+            frame = frames.get(framing)
+            if frame is None:
+                frame = frames[framing] = framing.frame_presence(channel, state.count)
+            session.transport.write(frame)
+
+    # -- housekeeping -----------------------------------------------------------------------
+
+    def _run(self, result: object) -> None:
+        """Run a handler's or broker's coroutine in the background, logging its failure."""
+        if not inspect.isawaitable(result):
+            return
+        task = asyncio.ensure_future(result)
+        self._background.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())

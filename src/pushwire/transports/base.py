@@ -1,0 +1,45 @@
+"""The transport contract, as small as the hub needs: write framed bytes, close with a reason.
+
+A transport also names its `Framing`: the pure function set that turns hub events into the
+bytes of its wire. The hub frames a channel message once per framing and hands the same
+bytes object to every session using that framing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from ..message import Data, Message
+
+__all__ = ["Framing", "Transport"]
+
+
+class Framing(Protocol):
+    """How one kind of connection puts hub events on its wire. Pure, hashable, shared."""
+
+    def frame_message(self, message: Message) -> bytes:
+        """A channel message."""
+
+    def frame_direct(self, seq: int, data: Data) -> bytes:
+        """A direct message to one session (`seq` counts per session)."""
+
+    def frame_presence(self, channel: str, count: int) -> bytes:
+        """The number of sessions in `channel` changed."""
+
+    def frame_control(self, fields: dict[str, Any]) -> bytes:
+        """A control envelope (welcome, replies, errors) without application data."""
+
+
+class Transport(Protocol):
+    """One client connection as the hub sees it."""
+
+    #: The wire's name: "websocket", "sse", "longpoll", ...
+    name: str
+    framing: Framing
+
+    def write(self, data: bytes) -> None:
+        """Queue framed bytes. Never blocks, never closes synchronously: a transport whose
+        buffer is over its bound schedules its own close (slow consumer)."""
+
+    def close(self, code: int, reason: str) -> None:
+        """Close the connection with a disconnect code (docs/protocol.md "Close codes")."""

@@ -1,0 +1,376 @@
+"""The WebSocket transport (RFC 6455), sans-I/O.
+
+Three pieces, none of which touches a socket:
+
+- `accept_handshake()` checks an upgrade request (RFC 6455 4.2.1) and builds the 101 answer,
+  or raises the error whose status the client must get (400, 403, 426).
+- `WebSocketConnection` wraps `websockets`' `ServerProtocol` for the open connection: bytes in,
+  whole messages out, with reassembly of fragments and fail-fast UTF-8 checking of text.
+- `frame_text()` / `frame_binary()` frame a payload once; fan-out writes those same bytes to
+  every subscriber. No extension is ever negotiated, so a frame is valid on any connection.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final, cast
+from urllib.parse import urlsplit
+
+from websockets.frames import Frame, Opcode
+from websockets.protocol import OPEN, State
+from websockets.server import ServerProtocol
+from websockets.utils import accept_key
+
+from ..envelope import channel_message_fields, encode_binary_frame_payload, encode_text
+from ..errors import BadRequest, Forbidden, MethodNotAllowed, UpgradeRequired
+from ..http.parser import Request
+from ..message import Data, Message
+
+__all__ = [
+    "ENVELOPE_FRAMING",
+    "RAW_FRAMING",
+    "EnvelopeFraming",
+    "Handshake",
+    "OriginPolicy",
+    "RawFraming",
+    "WebSocketClosed",
+    "WebSocketConnection",
+    "WebSocketMessage",
+    "WebSocketPong",
+    "accept_handshake",
+    "frame_binary",
+    "frame_data",
+    "frame_text",
+]
+
+LOOPBACK_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
+
+
+# -- framing: pure functions, called once per message per framing ------------------------
+
+
+def _frame(first_byte: int, payload: bytes) -> bytes:
+    length = len(payload)
+    if length < 126:
+        return bytes((first_byte, length)) + payload
+    if length < 65536:
+        return struct.pack("!BBH", first_byte, 126, length) + payload
+    return struct.pack("!BBQ", first_byte, 127, length) + payload
+
+
+def frame_text(payload: bytes) -> bytes:
+    """An unmasked, unfragmented text frame (FIN + opcode 1) holding UTF-8 `payload`."""
+    return _frame(0x81, payload)
+
+
+def frame_binary(payload: bytes) -> bytes:
+    """An unmasked, unfragmented binary frame (FIN + opcode 2)."""
+    return _frame(0x82, payload)
+
+
+# -- the opening handshake -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OriginPolicy:
+    """Which browser origins may open a connection.
+
+    Allowed: no Origin header (not a browser), the server's own origin (same host and port as
+    the request's Host), loopback origins on any port, and `allowed` ("*" allows all).
+    """
+
+    allowed: frozenset[str] = frozenset()
+
+    def allows(self, origin: str | None, host: str | None, *, any_origin: bool = False) -> bool:
+        if origin is None or any_origin or "*" in self.allowed:
+            return True
+        origin = origin.strip().lower().rstrip("/")
+        if origin in self.allowed:
+            return True
+        if origin == "null":
+            return False
+        parts = urlsplit(origin)
+        netloc = parts.netloc
+        hostname = netloc.rsplit(":", 1)[0] if not netloc.endswith("]") else netloc
+        if hostname in LOOPBACK_HOSTS:
+            return True
+        return host is not None and netloc == host.strip().lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Handshake:
+    """An accepted upgrade: the 101 response bytes and the chosen subprotocol (or None)."""
+
+    response: bytes
+    subprotocol: str | None
+
+
+def _tokens(values: list[str]) -> list[str]:
+    return [token.strip().lower() for value in values for token in value.split(",")]
+
+
+def accept_handshake(
+    request: Request,
+    *,
+    policy: OriginPolicy,
+    subprotocols: Sequence[str],
+    any_origin: bool = False,
+) -> Handshake:
+    """Validate a WebSocket upgrade request and build the 101 answer.
+
+    `subprotocols` is the server's list in its order of preference: the first one the client
+    also offered is chosen (RFC 6455 4.2.2 leaves the choice to the server).
+
+    Raises:
+        MethodNotAllowed: not GET (405).
+        BadRequest: a header RFC 6455 4.2.1 requires is missing or wrong (400).
+        UpgradeRequired: `Sec-WebSocket-Version` is not 13 (426, RFC 6455 4.4).
+        Forbidden: the Origin is not allowed (403).
+    """
+    if request.method != "GET":
+        raise MethodNotAllowed(f"a WebSocket handshake must be GET, not {request.method}")
+    if request.version != "1.1":
+        raise BadRequest(f"a WebSocket handshake needs HTTP/1.1, not HTTP/{request.version}")
+    if request.header("host") is None:
+        raise BadRequest("missing Host header")
+    if "websocket" not in _tokens(request.header_values("upgrade")):
+        raise BadRequest("missing or invalid Upgrade header: expected websocket")
+    if "upgrade" not in _tokens(request.header_values("connection")):
+        raise BadRequest("missing or invalid Connection header: expected Upgrade")
+    versions = request.header_values("sec-websocket-version")
+    if versions != ["13"]:
+        got = ", ".join(versions) or "none"
+        raise UpgradeRequired(f"unsupported Sec-WebSocket-Version {got}: only 13 is supported")
+    keys = request.header_values("sec-websocket-key")
+    if len(keys) != 1:
+        raise BadRequest("missing or repeated Sec-WebSocket-Key header")
+    try:
+        raw_key = base64.b64decode(keys[0].encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        raw_key = b""
+    if len(raw_key) != 16:
+        raise BadRequest(f"invalid Sec-WebSocket-Key {keys[0]!r}: must be 16 base64 bytes")
+    origin = request.header("origin")
+    if not policy.allows(origin, request.header("host"), any_origin=any_origin):
+        raise Forbidden(f"origin {origin!r} is not allowed")
+
+    offered = [t for t in _tokens(request.header_values("sec-websocket-protocol")) if t]
+    chosen = next((name for name in subprotocols if name.lower() in offered), None)
+    lines = [
+        "HTTP/1.1 101 Switching Protocols",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Accept: {accept_key(keys[0])}",
+    ]
+    if chosen is not None:
+        lines.append(f"Sec-WebSocket-Protocol: {chosen}")
+    lines.append("\r\n")
+    return Handshake("\r\n".join(lines).encode("latin-1"), chosen)
+
+
+# -- the open connection --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketMessage:
+    """A whole message: `str` for text, `bytes` for binary."""
+
+    data: str | bytes
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketPong:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketClosed:
+    """The closing handshake happened or the connection failed; `code` as RFC 6455 7.1.5."""
+
+    code: int
+    reason: str
+
+
+WebSocketEvent = WebSocketMessage | WebSocketPong | WebSocketClosed
+
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
+
+class WebSocketConnection:
+    """An open server-side WebSocket connection, sans-I/O.
+
+    Feed `receive_data()` / `receive_eof()`, then act on `events_received()` and write
+    `data_to_send()` (an empty bytes object means: close the TCP connection).
+    Messages larger than `max_message` fail the connection with 1009 (the limit counts the
+    whole message across fragments); invalid UTF-8 in text fails it with 1007 as soon as
+    the bad fragment arrives.
+    """
+
+    __slots__ = ("_decoder", "_parts", "_protocol", "_reported_close")
+
+    def __init__(self, max_message: int) -> None:
+        self._protocol = ServerProtocol(state=OPEN, max_size=max_message)
+        self._parts: list[bytes] | None = None
+        self._decoder: codecs.IncrementalDecoder | None = None
+        self._reported_close = False
+
+    @property
+    def state(self) -> State:
+        return self._protocol.state
+
+    @property
+    def is_open(self) -> bool:
+        return self._protocol.state is OPEN
+
+    def receive_data(self, data: bytes) -> None:
+        self._protocol.receive_data(data)
+
+    def receive_eof(self) -> None:
+        self._protocol.receive_eof()
+
+    def data_to_send(self) -> list[bytes]:
+        return self._protocol.data_to_send()
+
+    def send_ping(self, data: bytes) -> None:
+        self._protocol.send_ping(data)
+
+    def send_close(self, code: int, reason: str = "") -> None:
+        """Start the closing handshake (RFC 6455 7.1.2), unless it already started."""
+        if self._protocol.state is OPEN:
+            self._protocol.send_close(code, reason)
+
+    def fail(self, code: int, reason: str = "") -> None:
+        """Close at once after a Close frame (RFC 6455 7.1.7); the peer's answer is not awaited."""
+        if self._protocol.state is OPEN:
+            self._protocol.fail(code, reason)
+
+    def events_received(self) -> list[WebSocketEvent]:
+        events: list[WebSocketEvent] = []
+        for frame in self._protocol.events_received():
+            if self._reported_close:
+                break  # the connection failed or closed: what follows is discarded
+            # Started OPEN, ServerProtocol yields frames only (no handshake events).
+            self._handle_frame(cast(Frame, frame), events)
+        protocol = self._protocol
+        if not self._reported_close and protocol.parser_exc is not None:
+            # The parser failed the connection: report what was sent to the peer.
+            self._reported_close = True
+            sent = protocol.close_sent
+            events.append(WebSocketClosed(sent.code if sent else 1006, sent.reason if sent else ""))
+        return events
+
+    def _handle_frame(self, frame: Frame, events: list[WebSocketEvent]) -> None:
+        opcode = frame.opcode
+        data = cast(bytes, frame.data)  # Frame.parse always produces bytes
+        if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+            if frame.fin and opcode is Opcode.BINARY:
+                events.append(WebSocketMessage(data))
+                return
+            if frame.fin:
+                try:
+                    events.append(WebSocketMessage(data.decode()))
+                except UnicodeDecodeError as exc:
+                    self._invalid_utf8(exc, events)
+                return
+            self._parts = [data]
+            self._decoder = _utf8_decoder() if opcode is Opcode.TEXT else None
+            self._check_utf8(data, False, events)
+        elif opcode is Opcode.CONT:
+            assert self._parts is not None  # ServerProtocol rejects a stray continuation
+            self._parts.append(data)
+            if not self._check_utf8(data, frame.fin, events):
+                return
+            if frame.fin:
+                payload = b"".join(self._parts)
+                text = self._decoder is not None
+                self._parts = self._decoder = None
+                events.append(WebSocketMessage(payload.decode() if text else payload))
+        elif opcode is Opcode.PONG:
+            events.append(WebSocketPong(data))
+        elif opcode is Opcode.CLOSE and not self._reported_close:
+            self._reported_close = True
+            received = self._protocol.close_rcvd
+            events.append(
+                WebSocketClosed(received.code, received.reason)
+                if received is not None
+                else WebSocketClosed(1005, "")
+            )
+
+    def _check_utf8(self, data: bytes, final: bool, events: list[WebSocketEvent]) -> bool:
+        if self._decoder is None:
+            return True
+        try:
+            self._decoder.decode(data, final)
+        except UnicodeDecodeError as exc:
+            self._invalid_utf8(exc, events)
+            return False
+        return True
+
+    def _invalid_utf8(self, exc: UnicodeDecodeError, events: list[WebSocketEvent]) -> None:
+        # RFC 6455 8.1: a text message that is not valid UTF-8 fails the connection (1007).
+        reason = f"invalid UTF-8 in text message at position {exc.start}"
+        self._parts = self._decoder = None
+        self.fail(1007, reason)
+        if not self._reported_close:
+            self._reported_close = True
+            events.append(WebSocketClosed(1007, reason))
+
+
+# -- framings: how hub events look on a WebSocket ------------------------------------------
+
+
+class RawFraming:
+    """Raw mode: each message is one WebSocket message, text or binary, no envelope."""
+
+    __slots__ = ()
+
+    def frame_message(self, message: Message) -> bytes:
+        return frame_data(message.data)
+
+    def frame_direct(self, seq: int, data: Data) -> bytes:
+        return frame_data(data)
+
+    def frame_presence(self, channel: str, count: int) -> bytes:
+        return b""  # raw mode has no control messages; nobody asks for presence there
+
+    def frame_control(self, fields: dict[str, Any]) -> bytes:
+        return b""
+
+
+class EnvelopeFraming:
+    """pushwire.v1 over WebSocket: JSON text frames; binary data in binary frames."""
+
+    __slots__ = ()
+
+    def frame_message(self, message: Message) -> bytes:
+        fields = channel_message_fields(message.channel, message.epoch, message.offset)
+        return self._frame(fields, message.data)
+
+    def frame_direct(self, seq: int, data: Data) -> bytes:
+        return self._frame({"type": "message", "seq": seq}, data)
+
+    def frame_presence(self, channel: str, count: int) -> bytes:
+        return frame_text(encode_text({"type": "presence", "channel": channel, "count": count}))
+
+    def frame_control(self, fields: dict[str, Any]) -> bytes:
+        return frame_text(encode_text(fields))
+
+    @staticmethod
+    def _frame(fields: dict[str, Any], data: Data) -> bytes:
+        if isinstance(data, bytes):
+            return frame_binary(encode_binary_frame_payload(fields, data))
+        return frame_text(encode_text(fields, data))
+
+
+def frame_data(data: Data) -> bytes:
+    """Raw mode: `str` as a text frame, `bytes` as a binary frame."""
+    return frame_binary(data) if isinstance(data, bytes) else frame_text(data.encode())
+
+
+RAW_FRAMING: Final = RawFraming()
+ENVELOPE_FRAMING: Final = EnvelopeFraming()
