@@ -7,6 +7,7 @@
 | `/ws/<channel>` | publish what is sent, receive what is published (WebSocket) |
 | `/pushwire` | general envelope endpoint (WebSocket) |
 | `POST /api/publish/<channel>` | publish the body |
+| `POST /api/send/<user>` | send the body to every session of a user |
 | `/healthz` | 200 while serving, 503 while shutting down |
 """
 
@@ -26,6 +27,7 @@ from .errors import BadRequest, Forbidden, MethodNotAllowed, NotFound, Unavailab
 from .http.parser import Request
 from .http.response import simple_response
 from .hub import Hub
+from .message import Data
 from .transports.base import Framing
 from .transports.websocket import (
     ENVELOPE_FRAMING,
@@ -72,10 +74,16 @@ class App:
         path, method = request.path, request.method
         version = "1.0" if request.version == "1.0" else "1.1"
         keep_alive = request.keep_alive and not self.shutting_down
-        if path.startswith("/api/publish/"):
+        if path.startswith("/api/"):
             if method != "POST":
                 raise MethodNotAllowed(f"{path} takes POST, not {method}")
-            return self._publish(request, path.removeprefix("/api/publish/"), version, keep_alive)
+            if path.startswith("/api/publish/"):
+                channel = path.removeprefix("/api/publish/")
+                return self._publish(request, channel, version, keep_alive)
+            if path.startswith("/api/send/"):
+                user = path.removeprefix("/api/send/")
+                return self._send(request, user, version, keep_alive)
+            raise NotFound(f"no such path {path}")
         if method not in ("GET", "HEAD"):
             raise MethodNotAllowed(f"{path} takes GET, not {method}")
         head_only = method == "HEAD"
@@ -103,24 +111,35 @@ class App:
             raise BadRequest(f"{path} is a WebSocket endpoint: send an Upgrade request")
         raise NotFound(f"no such path {path}")
 
+    def _api_body(self, request: Request) -> Data:
+        """The body of an API call as text or, for application/octet-stream, binary."""
+        if not self.policy.allows(request.header("origin"), request.header("host")):
+            raise Forbidden(f"origin {request.header('origin')!r} is not allowed")
+        content_type = (request.header("content-type") or "").split(";")[0].strip().lower()
+        if content_type == "application/octet-stream":
+            return request.body
+        try:
+            return request.body.decode()
+        except UnicodeDecodeError as exc:
+            raise BadRequest(
+                f"body is not valid UTF-8 at byte {exc.start}; "
+                "send binary as application/octet-stream"
+            ) from None
+
+    def _send(self, request: Request, user: str, version: str, keep_alive: bool) -> bytes:
+        if not user:
+            raise BadRequest("missing user id")
+        sessions = self.hub.send(user, self._api_body(request))
+        body = orjson.dumps({"user": user, "sessions": sessions})
+        return simple_response(
+            200, body, content_type="application/json", version=version, keep_alive=keep_alive
+        )
+
     async def _publish(
         self, request: Request, channel: str, version: str, keep_alive: bool
     ) -> bytes:
-        if not self.policy.allows(request.header("origin"), request.header("host")):
-            raise Forbidden(f"origin {request.header('origin')!r} is not allowed")
         self.hub.check_channel(channel)
-        content_type = (request.header("content-type") or "").split(";")[0].strip().lower()
-        data: str | bytes
-        if content_type == "application/octet-stream":
-            data = request.body
-        else:
-            try:
-                data = request.body.decode()
-            except UnicodeDecodeError as exc:
-                raise BadRequest(
-                    f"body is not valid UTF-8 at byte {exc.start}; "
-                    "send binary as application/octet-stream"
-                ) from None
+        data = self._api_body(request)
         message = await self.hub.publish(channel, data)
         body = orjson.dumps(
             {"channel": message.channel, "epoch": message.epoch, "offset": message.offset}

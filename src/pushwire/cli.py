@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import urllib.error
@@ -37,6 +38,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="extra WebSocket subprotocol (raw mode), in order of preference",
     )
+    serve.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        dest="settings",
+        help="set any limit of pushwire.config.Config, e.g. --set max_message=65536",
+    )
     serve.add_argument("--log-level", default="info", help="debug, info, warning, error")
 
     publish = commands.add_parser("publish", help="publish a message to a channel")
@@ -66,14 +75,48 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from .serve import run
 
-    config = Config(
-        host=args.host,
-        port=args.port,
-        allow_origins=tuple(args.allow_origin),
-        subprotocols=tuple(args.subprotocol),
+    try:
+        settings = parse_settings(args.settings)
+    except ValueError as exc:
+        print(f"pushwire serve: {exc}", file=sys.stderr)
+        return 2
+    config = dataclasses.replace(
+        Config(
+            host=args.host,
+            port=args.port,
+            allow_origins=tuple(args.allow_origin),
+            subprotocols=tuple(args.subprotocol),
+        ),
+        **settings,
     )
     run(config=config)
     return 0
+
+
+def parse_settings(items: Sequence[str]) -> dict[str, int | float]:
+    """`NAME=VALUE` pairs for the numeric fields of `Config`, converted to the field's type.
+
+    Raises:
+        ValueError: unknown name, or a value that is not a number of the right kind.
+    """
+    numeric: dict[str, type[int] | type[float]] = {}
+    for setting in dataclasses.fields(Config):
+        if isinstance(setting.default, bool) or setting.name == "port":
+            continue
+        if isinstance(setting.default, int | float):
+            numeric[setting.name] = type(setting.default)
+    settings: dict[str, int | float] = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        kind = numeric.get(name)
+        if kind is None:
+            raise ValueError(f"unknown setting {name!r}; known: {', '.join(sorted(numeric))}")
+        try:
+            settings[name] = kind(value)
+        except ValueError:
+            wanted = "an integer" if kind is int else "a number"
+            raise ValueError(f"setting {name} needs {wanted}, not {value!r}") from None
+    return settings
 
 
 def _publish(args: argparse.Namespace) -> int:
