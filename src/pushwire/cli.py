@@ -10,6 +10,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
+from typing import Any
 
 from .config import Config
 
@@ -93,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def parse_settings(items: Sequence[str]) -> dict[str, int | float]:
+def parse_settings(items: Sequence[str]) -> dict[str, Any]:
     """`NAME=VALUE` pairs for the numeric fields of `Config`, converted to the field's type.
 
     Raises:
@@ -105,7 +106,7 @@ def parse_settings(items: Sequence[str]) -> dict[str, int | float]:
             continue
         if isinstance(setting.default, int | float):
             numeric[setting.name] = type(setting.default)
-    settings: dict[str, int | float] = {}
+    settings: dict[str, Any] = {}
     for item in items:
         name, _, value = item.partition("=")
         kind = numeric.get(name)
