@@ -78,6 +78,9 @@ def _drain_in_background(server: ServerProcess) -> None:
     threading.Thread(target=drain, daemon=True).start()
 
 
+ServerFactory = Callable[..., ServerProcess]
+
+
 @pytest.fixture
 def server_factory() -> Iterator[Callable[..., ServerProcess]]:
     """Start servers with extra CLI arguments; all are stopped at the end of the test."""

@@ -107,7 +107,17 @@ class App:
                 keep_alive=keep_alive,
                 head_only=head_only,
             )
-        if self._endpoint(path) is not None:
+        endpoint = self._endpoint(path)
+        if endpoint is not None:
+            if request.header("upgrade") is not None:
+                # An upgrade llhttp did not take as one (say, no "Connection: Upgrade"):
+                # the handshake check names what is wrong.
+                accept_handshake(
+                    request,
+                    policy=self.policy,
+                    subprotocols=self.subprotocols,
+                    any_origin=endpoint.any_origin,
+                )
             raise BadRequest(f"{path} is a WebSocket endpoint: send an Upgrade request")
         raise NotFound(f"no such path {path}")
 

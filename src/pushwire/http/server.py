@@ -59,6 +59,7 @@ class Connection(asyncio.Protocol):
         self.handler: RawHandler | EnvelopeHandler | None = None
         self.framing: Framing = RAW_FRAMING
         self.awaiting_pong = False
+        self.close_written = False  # our Close frame is on the wire: no data after it
         self.remote: str | None = None
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
@@ -257,7 +258,10 @@ class Connection(asyncio.Protocol):
         assert ws is not None
         if transport is None:
             return
-        for chunk in ws.data_to_send():
+        chunks = ws.data_to_send()
+        if chunks and not ws.is_open:
+            self.close_written = True  # these chunks hold our Close frame
+        for chunk in chunks:
             if chunk:
                 transport.write(chunk)
             else:
@@ -283,9 +287,13 @@ class Connection(asyncio.Protocol):
     # -- Transport contract (the hub writes to an open WebSocket through these) ----------------
 
     def write(self, data: bytes) -> None:
-        """Write framed bytes to the WebSocket (no-op once it is closing)."""
+        """Write framed bytes to the WebSocket; dropped once our Close frame is written.
+
+        Until then data may follow a Close the peer sent: a message that arrived before the
+        peer's Close is answered before our Close goes out.
+        """
         transport = self.transport
-        if transport is not None and data and self.ws is not None and self.ws.is_open:
+        if transport is not None and data and self.ws is not None and not self.close_written:
             transport.write(data)
 
     def close(self, code: int = 1000, reason: str = "") -> None:

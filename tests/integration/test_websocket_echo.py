@@ -1,0 +1,279 @@
+"""Echo over real sockets: sizes, fragments, bad input and its close codes, heartbeats."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import struct
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosedError
+
+from tests.conftest import ServerFactory, ServerProcess
+
+pytestmark = pytest.mark.integration
+
+SIZES = [1, 125, 126, 65535, 65536, 1024 * 1024]
+
+
+def client_frame(opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0) -> bytes:
+    """A masked client frame built by hand, so that it can be wrong on purpose."""
+    first = (0x80 if fin else 0) | rsv << 4 | opcode
+    mask = os.urandom(4)
+    length = len(payload)
+    if length < 126:
+        header = struct.pack("!BB", first, 0x80 | length)
+    elif length < 65536:
+        header = struct.pack("!BBH", first, 0x80 | 126, length)
+    else:
+        header = struct.pack("!BBQ", first, 0x80 | 127, length)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return header + mask + masked
+
+
+class RawClient:
+    """A WebSocket client on a plain socket: handshake, then frames in and out by hand."""
+
+    def __init__(self, server: ServerProcess, path: str = "/echo") -> None:
+        self.sock = socket.create_connection((server.host, server.port), timeout=10)
+        self.sock.sendall(
+            (
+                f"GET {path} HTTP/1.1\r\nHost: {server.host}:{server.port}\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        self.buffer = b""
+        while b"\r\n\r\n" not in self.buffer:
+            self.buffer += self._recv()
+        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head
+
+    def _recv(self) -> bytes:
+        data = self.sock.recv(65536)
+        if not data:
+            raise EOFError("server closed the connection")
+        return data
+
+    def _read(self, n: int) -> bytes:
+        while len(self.buffer) < n:
+            self.buffer += self._recv()
+        data, self.buffer = self.buffer[:n], self.buffer[n:]
+        return data
+
+    def recv_frame(self) -> tuple[int, bytes]:
+        """(opcode, payload) of the next server frame; server frames are never masked."""
+        first, second = self._read(2)
+        assert second & 0x80 == 0, "server frames must not be masked"
+        length = second & 0x7F
+        if length == 126:
+            (length,) = struct.unpack("!H", self._read(2))
+        elif length == 127:
+            (length,) = struct.unpack("!Q", self._read(8))
+        return first & 0x0F, self._read(length)
+
+    def expect_close(self) -> tuple[int, str]:
+        """Read until the server's Close frame; return its code and reason."""
+        while True:
+            opcode, payload = self.recv_frame()
+            if opcode == 0x8:
+                code = struct.unpack("!H", payload[:2])[0] if payload else 1005
+                return code, payload[2:].decode()
+
+    def send(self, frame: bytes) -> None:
+        self.sock.sendall(frame)
+
+    def closed_by_server(self) -> bool:
+        """True when the server closes the TCP connection (within the socket timeout)."""
+        try:
+            while True:
+                self._recv()
+        except EOFError:
+            return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+async def bystander_roundtrip(bystander: ClientConnection, text: str) -> None:
+    await bystander.send(text)
+    assert await asyncio.wait_for(bystander.recv(), 5) == text
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_text_of_every_length_class_echoes_as_text(server: ServerProcess, size: int) -> None:
+    text = ("pushwire✓" * (size // 11 + 1)).encode()[:size].decode(errors="ignore")
+    async with connect(server.ws_url("/echo"), max_size=2 * 1024 * 1024) as ws:
+        await ws.send(text)
+        echoed = await asyncio.wait_for(ws.recv(), 10)
+    assert isinstance(echoed, str)
+    assert echoed == text
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_binary_of_every_length_class_echoes_as_binary(
+    server: ServerProcess, size: int
+) -> None:
+    payload = os.urandom(size)
+    async with connect(server.ws_url("/echo"), max_size=2 * 1024 * 1024) as ws:
+        await ws.send(payload)
+        echoed = await asyncio.wait_for(ws.recv(), 10)
+    assert isinstance(echoed, bytes)
+    assert echoed == payload
+
+
+async def test_fragmented_messages_are_reassembled(server: ServerProcess) -> None:
+    async with connect(server.ws_url("/echo")) as ws:
+        await ws.send(["frag", "men", "ted ✓"])
+        assert await asyncio.wait_for(ws.recv(), 5) == "fragmented ✓"
+        await ws.send([b"\x00\x01", b"", b"\x02"])
+        assert await asyncio.wait_for(ws.recv(), 5) == b"\x00\x01\x02"
+
+
+def test_a_ping_between_fragments_is_answered_and_the_message_kept(server: ServerProcess) -> None:
+    client = RawClient(server)
+    client.send(client_frame(0x1, b"hel", fin=False))
+    client.send(client_frame(0x9, b"are you there"))
+    client.send(client_frame(0x0, b"lo", fin=True))
+    frames = {client.recv_frame(), client.recv_frame()}
+    assert frames == {(0xA, b"are you there"), (0x1, b"hello")}
+    client.close()
+
+
+def test_a_message_just_before_the_close_is_answered_before_the_close(
+    server: ServerProcess,
+) -> None:
+    client = RawClient(server)
+    client.send(client_frame(0x1, b"last words") + client_frame(0x8, struct.pack("!H", 1000)))
+    assert client.recv_frame() == (0x1, b"last words")
+    assert client.expect_close() == (1000, "")
+    assert client.closed_by_server()
+
+
+def test_a_multibyte_character_split_across_fragments_is_valid(server: ServerProcess) -> None:
+    client = RawClient(server)
+    encoded = "✓".encode()
+    client.send(client_frame(0x1, encoded[:1], fin=False))
+    client.send(client_frame(0x0, encoded[1:], fin=True))
+    assert client.recv_frame() == (0x1, encoded)
+    client.close()
+
+
+async def test_invalid_utf8_closes_with_1007_and_others_carry_on(server: ServerProcess) -> None:
+    async with connect(server.ws_url("/ws/room")) as bystander:
+        client = RawClient(server)
+        client.send(client_frame(0x1, b"ok \xff\xfe"))
+        code, reason = client.expect_close()
+        assert code == 1007
+        assert reason == "invalid UTF-8 in text message at position 3"
+        assert client.closed_by_server()
+        await bystander_roundtrip(bystander, "still here")
+
+
+def test_invalid_utf8_in_a_first_fragment_fails_before_the_message_ends(
+    server: ServerProcess,
+) -> None:
+    client = RawClient(server)
+    client.send(client_frame(0x1, b"\xc3\x28", fin=False))  # invalid at once, not incomplete
+    assert client.expect_close()[0] == 1007
+
+
+async def test_a_message_over_the_limit_closes_with_1009_just_under_passes(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory("--set", "max_message=1000")
+    async with connect(server.ws_url("/ws/room")) as bystander:
+        async with connect(server.ws_url("/echo")) as ws:
+            await ws.send(b"x" * 1000)
+            assert await asyncio.wait_for(ws.recv(), 5) == b"x" * 1000
+            await ws.send(b"x" * 1001)
+            with pytest.raises(ConnectionClosedError) as closed:
+                await asyncio.wait_for(ws.recv(), 5)
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1009
+        assert closed.value.rcvd.reason == "frame with 1001 bytes exceeds limit of 1000 bytes"
+        await bystander_roundtrip(bystander, "unaffected")
+
+
+def test_a_fragmented_message_over_the_limit_closes_with_1009(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory("--set", "max_message=1000")
+    client = RawClient(server)
+    client.send(client_frame(0x2, b"x" * 600, fin=False))
+    client.send(client_frame(0x0, b"x" * 600, fin=True))
+    assert client.expect_close()[0] == 1009
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        (client_frame(0x1, b"x", rsv=4), "reserved bits must be 0"),
+        (client_frame(0x3, b"x"), "invalid opcode"),
+        (client_frame(0x9, b"x", fin=False), "fragmented control frame"),
+        (client_frame(0x9, b"x" * 126), "control frame too long"),
+        (client_frame(0x0, b"x"), "unexpected continuation frame"),
+        (b"\x81\x01x", "incorrect masking"),  # an unmasked client frame
+        (client_frame(0x8, struct.pack("!H", 1005)), "invalid status code"),
+    ],
+)
+def test_protocol_errors_close_with_1002(server: ServerProcess, frame: bytes, reason: str) -> None:
+    client = RawClient(server)
+    client.send(frame)
+    code, sent_reason = client.expect_close()
+    assert code == 1002
+    assert reason in sent_reason
+    assert client.closed_by_server()
+
+
+def test_a_close_reason_that_is_not_utf8_closes_with_1007(server: ServerProcess) -> None:
+    client = RawClient(server)
+    client.send(client_frame(0x8, struct.pack("!H", 1000) + b"\xff"))
+    code, reason = client.expect_close()
+    assert code == 1007
+    assert "invalid start byte" in reason
+
+
+def test_a_client_close_is_answered_with_the_same_code(server: ServerProcess) -> None:
+    client = RawClient(server)
+    client.send(client_frame(0x8, struct.pack("!H", 4321) + b"bye"))
+    assert client.expect_close() == (4321, "bye")
+    assert client.closed_by_server()
+
+
+def test_an_empty_client_close_is_answered_with_an_empty_close(server: ServerProcess) -> None:
+    # RFC 6455 5.5.1: 1005 may not be sent, so the empty payload is echoed as received.
+    client = RawClient(server)
+    client.send(client_frame(0x8, b""))
+    assert client.recv_frame() == (0x8, b"")
+    assert client.closed_by_server()
+
+
+def test_pings_get_pongs_with_the_same_payload(server: ServerProcess) -> None:
+    client = RawClient(server)
+    client.send(client_frame(0x9, b"\x01\x02\x03"))
+    assert client.recv_frame() == (0xA, b"\x01\x02\x03")
+    client.close()
+
+
+def test_a_peer_that_answers_pings_stays_connected(server_factory: ServerFactory) -> None:
+    server = server_factory("--set", "ping_interval=0.2", "--set", "ping_timeout=0.2")
+    client = RawClient(server)
+    for _ in range(4):
+        opcode, payload = client.recv_frame()
+        assert opcode == 0x9
+        client.send(client_frame(0xA, payload))
+    client.send(client_frame(0x1, b"alive"))
+    while (frame := client.recv_frame())[0] == 0x9:
+        client.send(client_frame(0xA, frame[1]))
+    assert frame == (0x1, b"alive")
+    client.close()
+
+
+def test_a_peer_that_never_answers_pings_is_dropped(server_factory: ServerFactory) -> None:
+    server = server_factory("--set", "ping_interval=0.2", "--set", "ping_timeout=0.2")
+    client = RawClient(server)
+    assert client.recv_frame()[0] == 0x9
+    assert client.closed_by_server()
