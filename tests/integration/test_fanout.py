@@ -1,0 +1,152 @@
+"""Fan-out over real sockets: raw channel subscribers, the publish API, direct push to users."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from tests.conftest import ServerProcess
+
+pytestmark = pytest.mark.integration
+
+SUBSCRIBERS = 200
+MESSAGES = 50
+
+
+def post(server: ServerProcess, path: str, body: bytes, content_type: str = "text/plain") -> dict:
+    request = urllib.request.Request(
+        server.url(path), data=body, headers={"Content-Type": content_type}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+        return json.loads(response.read())
+
+
+async def receive_all(ws: ClientConnection, count: int) -> list[str | bytes]:
+    return [await asyncio.wait_for(ws.recv(), 20) for _ in range(count)]
+
+
+async def hello(ws: ClientConnection, user: str) -> dict:
+    await ws.send(json.dumps({"type": "hello", "user": user}))
+    welcome = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    assert welcome["type"] == "welcome"
+    return welcome
+
+
+async def test_every_raw_subscriber_gets_every_message_in_order(server: ServerProcess) -> None:
+    url = server.ws_url("/ws/room")
+    subscribers = await asyncio.gather(*(connect(url) for _ in range(SUBSCRIBERS)))
+    try:
+        async with connect(url) as publisher:
+            sent = [f"message {i}" if i % 2 else f"message {i}".encode() for i in range(MESSAGES)]
+            for message in sent:
+                await publisher.send(message)
+            # The publisher is a member of the channel too: it gets its own messages back.
+            assert await receive_all(publisher, MESSAGES) == sent
+            received = await asyncio.gather(*(receive_all(s, MESSAGES) for s in subscribers))
+        for messages in received:
+            assert messages == sent  # every one, in order, text as text, binary as binary
+    finally:
+        await asyncio.gather(*(s.close() for s in subscribers))
+
+
+async def test_the_publish_api_reaches_raw_and_envelope_subscribers(server: ServerProcess) -> None:
+    async with (
+        connect(server.ws_url("/ws/news")) as raw,
+        connect(server.ws_url("/pushwire"), subprotocols=["pushwire.v1"]) as enveloped,
+    ):
+        await hello(enveloped, "reader")
+        await enveloped.send(json.dumps({"type": "subscribe", "id": 1, "channel": "news"}))
+        subscribed = json.loads(await asyncio.wait_for(enveloped.recv(), 5))
+        assert subscribed["type"] == "subscribed"
+
+        first = await asyncio.to_thread(post, server, "/api/publish/news", "早上好".encode())
+        second = await asyncio.to_thread(
+            post, server, "/api/publish/news", b"\x00\xff", "application/octet-stream"
+        )
+        assert first["channel"] == "news"
+        assert (first["epoch"], first["offset"] + 1) == (second["epoch"], second["offset"])
+
+        assert await receive_all(raw, 2) == ["早上好", b"\x00\xff"]
+        text = json.loads(await asyncio.wait_for(enveloped.recv(), 5))
+        assert text == {
+            "type": "message",
+            "channel": "news",
+            "epoch": first["epoch"],
+            "offset": first["offset"],
+            "data": "早上好",
+        }
+        binary = await asyncio.wait_for(enveloped.recv(), 5)
+        assert isinstance(binary, bytes)
+        header, _, payload = binary.partition(b"\n")
+        assert json.loads(header)["offset"] == second["offset"]
+        assert payload == b"\x00\xff"
+
+
+async def test_the_publish_command_reaches_subscribers(server: ServerProcess) -> None:
+    async with connect(server.ws_url("/ws/alerts")) as subscriber:
+        result = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "pushwire", "publish", server.url(), "alerts", "disk full"],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["channel"] == "alerts"
+        assert await asyncio.wait_for(subscriber.recv(), 5) == "disk full"
+
+
+async def test_direct_push_reaches_every_session_of_the_user_and_nobody_else(
+    server: ServerProcess,
+) -> None:
+    envelope_url = server.ws_url("/pushwire")
+    async with (
+        connect(envelope_url, subprotocols=["pushwire.v1"]) as alice_phone,
+        connect(envelope_url, subprotocols=["pushwire.v1"]) as alice_laptop,
+        connect(server.ws_url("/pushwire?user=alice")) as alice_raw,
+        connect(envelope_url, subprotocols=["pushwire.v1"]) as bob,
+    ):
+        await hello(alice_phone, "alice")
+        await hello(alice_laptop, "alice")
+        await hello(bob, "bob")
+        result = await asyncio.to_thread(post, server, "/api/send/alice", b"for alice only")
+        assert result == {"user": "alice", "sessions": 3}
+
+        for session in (alice_phone, alice_laptop):
+            message = json.loads(await asyncio.wait_for(session.recv(), 5))
+            assert message == {"type": "message", "seq": 1, "data": "for alice only"}
+        assert await asyncio.wait_for(alice_raw.recv(), 5) == "for alice only"
+
+        # Bob got nothing: the next thing he receives is the answer to his own ping.
+        await bob.send(json.dumps({"type": "ping"}))
+        assert json.loads(await asyncio.wait_for(bob.recv(), 5)) == {"type": "pong"}
+
+
+async def test_direct_push_to_an_absent_user_reaches_nobody(server: ServerProcess) -> None:
+    result = await asyncio.to_thread(post, server, "/api/send/nobody", b"hello?")
+    assert result == {"user": "nobody", "sessions": 0}
+
+
+async def test_presence_counts_the_sessions_in_a_channel(server: ServerProcess) -> None:
+    url = server.ws_url("/pushwire")
+    async with connect(url, subprotocols=["pushwire.v1"]) as watcher:
+        await hello(watcher, "watcher")
+        await watcher.send(
+            json.dumps({"type": "subscribe", "id": 1, "channel": "lobby", "presence": True})
+        )
+        assert json.loads(await watcher.recv())["type"] == "subscribed"
+        assert json.loads(await asyncio.wait_for(watcher.recv(), 5)) == {
+            "type": "presence",
+            "channel": "lobby",
+            "count": 1,
+        }
+        async with connect(server.ws_url("/ws/lobby")):
+            assert json.loads(await asyncio.wait_for(watcher.recv(), 5))["count"] == 2
+        assert json.loads(await asyncio.wait_for(watcher.recv(), 5))["count"] == 1
