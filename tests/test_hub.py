@@ -1,0 +1,127 @@
+"""The hub without sockets: encode-once fan-out, channels, users, bounds."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from pushwire import BadRequest, Config, Hub
+from pushwire.errors import LimitReached
+from pushwire.transports.base import Framing
+from pushwire.transports.websocket import ENVELOPE_FRAMING, RAW_FRAMING
+
+
+class RecordingTransport:
+    """The process edge: a transport that keeps what the hub wrote to it."""
+
+    name = "recording"
+
+    def __init__(self, framing: Framing) -> None:
+        self.framing = framing
+        self.written: list[bytes] = []
+        self.closed: tuple[int, str] | None = None
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+
+def short_frame(opcode: int, payload: bytes) -> bytes:
+    """A server frame under 126 bytes, written out as RFC 6455 5.2 lays it down."""
+    assert len(payload) < 126
+    return bytes([0x80 | opcode, len(payload)]) + payload
+
+
+def subscribers(
+    hub: Hub, count: int, framing: Framing, channel: str = "room"
+) -> list[RecordingTransport]:
+    transports = [RecordingTransport(framing) for _ in range(count)]
+    for transport in transports:
+        hub.subscribe(hub.open_session(transport), channel)
+    return transports
+
+
+@pytest.mark.parametrize("count", [1, 200])
+async def test_a_channel_message_is_framed_once_per_framing_whatever_the_subscriber_count(
+    count: int,
+) -> None:
+    hub = Hub()
+    raw = subscribers(hub, count, RAW_FRAMING)
+    enveloped = subscribers(hub, count, ENVELOPE_FRAMING)
+    for i in range(10):
+        await hub.publish("room", f"message {i}")
+    # Two framings in use, ten messages: twenty framings, for 2 or for 400 subscribers.
+    assert hub.stats.frames_encoded == 20
+    assert hub.stats.deliveries == 20 * count
+    for group in (raw, enveloped):
+        for transport in group:
+            # Not equal copies: the very same bytes objects.
+            assert all(a is b for a, b in zip(transport.written, group[0].written, strict=True))
+    assert raw[0].written[0] == short_frame(0x1, b"message 0")
+
+
+async def test_messages_carry_growing_offsets_in_one_epoch() -> None:
+    hub = Hub()
+    first = await hub.publish("room", "a")
+    second = await hub.publish("room", "b")
+    assert first.epoch == second.epoch
+    assert second.offset == first.offset + 1
+
+
+async def test_unsubscribed_and_closed_sessions_get_nothing() -> None:
+    hub = Hub()
+    stays, leaves, closes = subscribers(hub, 3, RAW_FRAMING)
+    sessions = list(hub.sessions.values())
+    hub.unsubscribe(sessions[1], "room")
+    hub.close_session(sessions[2], 1000, "")
+    await hub.publish("room", "after")
+    assert stays.written == [short_frame(0x1, b"after")]
+    assert leaves.written == closes.written == []
+    assert hub.subscriber_count("room") == 1
+
+
+async def test_send_reaches_every_session_of_a_user_with_its_own_sequence() -> None:
+    hub = Hub()
+    phone, laptop, other = (RecordingTransport(ENVELOPE_FRAMING) for _ in range(3))
+    hub.open_session(phone, "alice")
+    hub.open_session(laptop, "alice")
+    hub.open_session(other, "bob")
+    assert hub.send("alice", "one") == 2
+    assert hub.send("alice", b"\x00") == 2
+    first = short_frame(0x1, b'{"type":"message","seq":1,"data":"one"}')
+    assert phone.written[0] == laptop.written[0] == first
+    assert phone.written[1] == short_frame(0x2, b'{"type":"message","seq":2}\n\x00')
+    assert other.written == []
+
+
+async def test_invalid_channel_names_are_refused() -> None:
+    hub = Hub(config=Config(max_channel_name=5))
+    with pytest.raises(BadRequest, match="invalid channel name 'bad name'"):
+        await hub.publish("bad name", "x")
+    assert hub.check_channel("a" * 5) == "aaaaa"
+    with pytest.raises(BadRequest, match="invalid channel name 'aaaaaa'"):
+        hub.check_channel("a" * 6)
+
+
+async def test_the_subscription_bound_allows_exactly_max_subscriptions() -> None:
+    hub = Hub(config=Config(max_subscriptions=2))
+    session = hub.open_session(RecordingTransport(RAW_FRAMING))
+    for channel in ("a", "b"):
+        await hub.authorize_subscribe(session, channel)
+        hub.subscribe(session, channel)
+    await hub.authorize_subscribe(session, "a")  # already in: no new subscription
+    with pytest.raises(LimitReached, match=r"subscription limit reached \(2 channels\)"):
+        await hub.authorize_subscribe(session, "c")
+
+
+async def test_presence_is_sent_once_per_loop_turn_for_a_burst_of_joins() -> None:
+    hub = Hub()
+    watcher = RecordingTransport(ENVELOPE_FRAMING)
+    hub.subscribe(hub.open_session(watcher), "room", presence=True)
+    subscribers(hub, 50, RAW_FRAMING)
+    await asyncio.sleep(0)  # let the loop turn once: presence goes out at the end of the turn
+    presence = b'{"type":"presence","channel":"room","count":51}'
+    assert watcher.written == [short_frame(0x1, presence)]
