@@ -30,6 +30,8 @@ class Config:
     body_timeout: float = 30.0
     #: Idle time of a keep-alive connection between requests before it is closed.
     keepalive_timeout: float = 30.0
+    #: Requests read ahead of the one being answered; reading pauses beyond it.
+    max_pipelined: int = 16
     #: Open TCP connections per process; one more gets 503 and is closed.
     max_connections: int = 10_000
 

@@ -100,6 +100,8 @@ class Connection(asyncio.Protocol):
             self._cancel_timer()
             self.queued.extend(requests)
             self._run_queue()
+            if len(self.queued) >= self.config.max_pipelined and self.transport is not None:
+                self.transport.pause_reading()  # resumed once the queue is answered
 
     def eof_received(self) -> bool | None:
         if self.ws is not None:
@@ -141,6 +143,8 @@ class Connection(asyncio.Protocol):
                 task = asyncio.ensure_future(self._respond_later(request, result))
                 self.server.track(task)
         if not self.queued and not self.busy and not self.closing:
+            if self.transport is not None and not self.transport.is_reading():
+                self.transport.resume_reading()
             self._set_timer(self.config.keepalive_timeout, self._idle_timeout)
 
     async def _respond_later(self, request: Request, result: Awaitable[bytes]) -> None:
