@@ -51,5 +51,11 @@ class Config:
     close_timeout: float = 5.0
     #: Seconds in-flight work gets to finish at shutdown before connections are dropped.
     shutdown_timeout: float = 10.0
+    #: Seconds a pushwire.v1 session survives without a connection, for the client to resume it.
+    session_grace: float = 60.0
+    #: Direct messages a session keeps until the client acknowledges them (overflow: close 4003).
+    max_unacked: int = 1000
+    #: Bytes of direct messages a session keeps until acknowledged (overflow: close 4003).
+    max_unacked_bytes: int = 1024 * 1024
     #: Messages kept per channel by the memory broker for recovery.
     history_size: int = 1000

@@ -105,10 +105,11 @@ class _Handler:
     def _failed(self, exc: Exception, request_id: object) -> None:
         raise NotImplementedError
 
-    def closed(self, code: int, reason: str) -> None:
-        """The connection ended."""
+    def closed(self, code: int, reason: str, *, by_client: bool) -> None:
+        """The connection ended; `by_client`: the client closed it on purpose (a Close frame
+        it sent first, a closing request), which ends its session."""
         if self.session is not None:
-            self.hub.close_session(self.session, code, reason)
+            self.hub.detach(self.session, self.transport, code, reason, final=by_client)
 
     def _connect_request(self, user: str | None, token: str | None) -> ConnectRequest:
         return ConnectRequest(
@@ -150,7 +151,7 @@ class RawHandler(_Handler):
             return None
         kind = self.endpoint.kind
         if kind == "echo":
-            session.send(data)
+            self.hub.send_to_session(session, data)
         elif kind == "channel":
             assert self.endpoint.channel is not None
             self.hub.publish_nowait(self.endpoint.channel, data, self._published)
@@ -213,7 +214,10 @@ class EnvelopeHandler(_Handler):
         elif kind == "ping":
             self._reply({"type": "pong"})
         elif kind == "ack":
-            pass  # acknowledgements matter once sessions outlive connections
+            seq = fields.get("seq")
+            if not isinstance(seq, int) or isinstance(seq, bool):
+                raise BadRequest('ack needs an integer "seq"')
+            session.ack(seq)
         elif kind == "hello":
             raise BadRequest("hello was already received")
         else:
@@ -227,31 +231,45 @@ class EnvelopeHandler(_Handler):
             raise BadRequest('"user" must be a string')
         if token is not None and not isinstance(token, str):
             raise BadRequest('"token" must be a string')
-        try:
-            user = await self.hub.authorize(self._connect_request(user, token))
-        except RemoteError as exc:
-            self._error(None, exc)
-            self.transport.close(exc.close_code, str(exc)[:120])
-            return
-        session = self.session = self.hub.open_session(self.transport, user)
-        config = self.hub.config
-        self._reply(
-            {
-                "type": "welcome",
-                "session": session.id,
-                "user": user,
-                "heartbeat": config.ping_interval,
-                "transport": self.transport.name,
-                "max_message": config.max_message,
-            }
+        session_id, ack = fields.get("session"), fields.get("ack", 0)
+        if not isinstance(ack, int) or isinstance(ack, bool):
+            raise BadRequest('"ack" must be an integer')
+        session = (
+            self.hub.resume(session_id, self.transport) if isinstance(session_id, str) else None
         )
+        resumed = session is not None
+        if session is None:
+            try:
+                user = await self.hub.authorize(self._connect_request(user, token))
+            except RemoteError as exc:
+                self._error(None, exc)
+                self.transport.close(exc.close_code, str(exc)[:120])
+                return
+            session = self.hub.open_session(self.transport, user, resumable=True)
+        self.session = session
+        config = self.hub.config
+        welcome: dict[str, Any] = {
+            "type": "welcome",
+            "session": session.id,
+            "user": session.user,
+            "resumed": resumed,
+            "heartbeat": config.ping_interval,
+            "transport": self.transport.name,
+            "max_message": config.max_message,
+        }
+        if session_id is not None and not resumed:
+            welcome["expired"] = session_id  # the app must learn its old session is gone
+        self._reply(welcome)
+        if resumed:
+            session.ack(ack)
+            session.resend_unacked()
         if self.endpoint.kind == "channel" and self.endpoint.channel is not None:
             self.hub.subscribe(session, self.endpoint.channel)
 
     async def _send(self, session: Session, data: Data) -> None:
         kind = self.endpoint.kind
         if kind == "echo":
-            session.send(data)
+            self.hub.send_to_session(session, data)
         elif kind == "channel":
             assert self.endpoint.channel is not None
             await self.hub.publish(self.endpoint.channel, data)

@@ -20,7 +20,7 @@ from .broker.memory import MemoryBroker
 from .config import Config
 from .errors import BadRequest, Forbidden, LimitReached, PushwireError
 from .message import Data, Message, Position
-from .session import Session
+from .session import Session, SessionOverflow
 from .transports.base import Framing, Transport
 
 __all__ = ["ConnectRequest", "Hub", "HubStats"]
@@ -56,8 +56,9 @@ class HubStats:
 
 @dataclass(slots=True)
 class _Channel:
-    members: dict[Framing, dict[Session, None]] = field(default_factory=dict)
-    watchers: dict[Session, None] = field(default_factory=dict)
+    # framing -> session -> the transport to write to (fan-out reads transports directly)
+    members: dict[Framing, dict[Session, Transport]] = field(default_factory=dict)
+    watchers: dict[Session, Transport] = field(default_factory=dict)
     count: int = 0
     presence_dirty: bool = False
 
@@ -137,19 +138,79 @@ class Hub:
         return user
 
     def open_session(
-        self, transport: Transport, user: str | None = None, info: Mapping[str, Any] | None = None
+        self,
+        transport: Transport,
+        user: str | None = None,
+        info: Mapping[str, Any] | None = None,
+        *,
+        resumable: bool = False,
     ) -> Session:
-        session = Session(transport, user, info)
+        """A new session attached to `transport`. `resumable` sessions (pushwire.v1) keep
+        unacknowledged direct messages and survive `session_grace` seconds detached."""
+        config = self.config
+        session = Session(
+            transport,
+            user,
+            info,
+            resumable=resumable,
+            max_unacked=config.max_unacked,
+            max_unacked_bytes=config.max_unacked_bytes,
+        )
         self._sessions[session.id] = session
         if user is not None:
             self._users.setdefault(user, {})[session] = None
         return session
 
+    def detach(
+        self, session: Session, transport: Transport, code: int, reason: str, *, final: bool
+    ) -> None:
+        """`transport`, the session's connection, ended. `final`: the client itself closed it,
+        so the session ends. Otherwise a resumable session waits `session_grace` seconds for
+        the client to come back (it leaves its channels meanwhile: the client resubscribes with
+        its positions); any other session is closed."""
+        if session.closed or session.transport is not transport:
+            return  # already resumed on another connection
+        if final or not session.resumable:
+            self.close_session(session, code, reason)
+            return
+        for channel in list(session.channels):
+            self.unsubscribe(session, channel)
+        session.transport = None
+        if session.expiry is not None:
+            session.expiry.cancel()
+        session.expiry = asyncio.get_running_loop().call_later(
+            self.config.session_grace, self.close_session, session, code, reason
+        )
+
+    def resume(self, session_id: str, transport: Transport) -> Session | None:
+        """Attach a returning client to its session, or None when it is unknown or expired.
+
+        A session still attached elsewhere is taken over: its old connection is closed 4004.
+        Unacknowledged direct messages are written again.
+        """
+        session = self._sessions.get(session_id)
+        if session is None or session.closed or not session.resumable:
+            return None
+        if session.expiry is not None:
+            session.expiry.cancel()
+            session.expiry = None
+        old = session.transport
+        if old is not None and old is not transport:
+            for channel in list(session.channels):
+                self.unsubscribe(session, channel)
+            session.transport = None
+            old.close(4004, "session resumed on another connection")
+        session.transport = transport
+        return session
+
     def close_session(self, session: Session, code: int, reason: str) -> None:
-        """Forget a session whose connection ended; runs the disconnect handler once."""
+        """Forget a session for good; runs the disconnect handler once."""
         if session.closed:
             return
         session.closed = True
+        if session.expiry is not None:
+            session.expiry.cancel()
+            session.expiry = None
         self._sessions.pop(session.id, None)
         for channel in list(session.channels):
             self.unsubscribe(session, channel)
@@ -200,7 +261,8 @@ class Hub:
 
     def subscribe(self, session: Session, channel: str, presence: bool = False) -> None:
         """Add a session to a channel now (authorisation is `authorize_subscribe`'s job)."""
-        if session.closed:
+        transport = session.transport
+        if session.closed or transport is None:
             return
         state = self._channels.get(channel)
         if state is None:
@@ -208,11 +270,11 @@ class Hub:
             self._run(self.broker.subscribe(channel))
         if channel not in session.channels:
             session.channels.add(channel)
-            state.members.setdefault(session.transport.framing, {})[session] = None
+            state.members.setdefault(transport.framing, {})[session] = transport
             state.count += 1
             self._presence_changed(channel, state)
         if presence and session not in state.watchers:
-            state.watchers[session] = None
+            state.watchers[session] = transport
             session.presence.add(channel)
             self._presence_changed(channel, state)
 
@@ -222,11 +284,9 @@ class Hub:
             return
         session.channels.discard(channel)
         session.presence.discard(channel)
-        members = state.members.get(session.transport.framing)
-        if members is not None:
-            members.pop(session, None)
-            if not members:
-                del state.members[session.transport.framing]
+        for framing, members in list(state.members.items()):
+            if members.pop(session, None) is not None and not members:
+                del state.members[framing]
         state.watchers.pop(session, None)
         state.count -= 1
         if state.count == 0:
@@ -282,8 +342,23 @@ class Hub:
         if not sessions:
             return 0
         for session in list(sessions):
-            session.send(data)
+            self.send_to_session(session, data)
         return len(sessions)
+
+    def send_to_session(self, session: Session, data: Data) -> None:
+        """A direct message to one session; a session over its unacknowledged bounds is closed
+        with 4003 (its client reconnects as a new session and is told so)."""
+        try:
+            session.send(data)
+        except SessionOverflow as exc:
+            log.info("session %s overflowed: %s", session.id, exc)
+            reason = str(exc)
+            transport = session.transport
+            if transport is not None:
+                error = {"type": "error", "code": "overflow", "message": reason}
+                transport.write(transport.framing.frame_control(error))
+                transport.close(4003, "unacknowledged messages over the bound")
+            self.close_session(session, 4003, reason)
 
     def _deliver(self, message: Message) -> None:
         """The broker hands over a channel message: frame once per framing, write to all."""
@@ -291,12 +366,12 @@ class Hub:
         if state is None:
             return
         stats = self.stats
-        for framing, sessions in state.members.items():
+        for framing, members in state.members.items():
             frame = framing.frame_message(message)
             stats.frames_encoded += 1
-            stats.deliveries += len(sessions)
-            for session in sessions:
-                session.transport.write(frame)
+            stats.deliveries += len(members)
+            for transport in members.values():
+                transport.write(frame)
 
     # -- presence ---------------------------------------------------------------------------
 
@@ -312,12 +387,12 @@ class Hub:
             return
         state.presence_dirty = False
         frames: dict[Framing, bytes] = {}
-        for session in state.watchers:
-            framing = session.transport.framing
+        for transport in state.watchers.values():
+            framing = transport.framing
             frame = frames.get(framing)
             if frame is None:
                 frame = frames[framing] = framing.frame_presence(channel, state.count)
-            session.transport.write(frame)
+            transport.write(frame)
 
     # -- housekeeping -----------------------------------------------------------------------
 

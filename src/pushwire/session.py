@@ -1,15 +1,25 @@
-"""One client as the hub knows it, whatever transport carries it."""
+"""One client as the hub knows it, whatever transport carries it, across reconnections.
+
+A session outlives its connections for `session_grace` seconds: a client that reconnects
+(on the same transport or another) with the session id resumes it. What it may have missed:
+
+- direct messages carry a per-session `seq`; those the client has not acknowledged are kept
+  (bounded by `max_unacked` messages and `max_unacked_bytes`) and re-sent on resumption;
+- channel messages carry the channel's offset; the client says where it stopped and the hub
+  replays them from channel history, so fan-out never keeps per-session copies.
+"""
 
 from __future__ import annotations
 
 import secrets
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
 from .message import Data
 from .transports.base import Transport
 
-__all__ = ["Session", "new_session_id"]
+__all__ = ["Session", "SessionOverflow", "new_session_id"]
 
 
 def new_session_id() -> str:
@@ -17,40 +27,106 @@ def new_session_id() -> str:
     return secrets.token_urlsafe(16)
 
 
-class Session:
-    """A connected client: its id, user, transport, channels and direct-message counter.
+class SessionOverflow(Exception):
+    """Unacknowledged direct messages went over a bound; the session cannot be resumed."""
 
-    `info` is whatever the app's connect handler attached (shown to the app, never sent).
+
+class Session:
+    """A client: id, user, channels, and the direct messages it has not acknowledged.
+
+    `transport` is None while the client is between connections. `resumable` sessions
+    (pushwire.v1) keep unacknowledged direct messages; raw-mode sessions cannot acknowledge
+    and keep nothing. `info` is what the app's connect handler attached (never sent).
     """
 
-    __slots__ = ("channels", "closed", "id", "info", "presence", "seq", "transport", "user")
+    __slots__ = (
+        "acked",
+        "channels",
+        "closed",
+        "expiry",
+        "id",
+        "info",
+        "max_unacked",
+        "max_unacked_bytes",
+        "presence",
+        "resumable",
+        "seq",
+        "transport",
+        "unacked",
+        "unacked_bytes",
+        "user",
+    )
 
     def __init__(
         self,
-        transport: Transport,
+        transport: Transport | None,
         user: str | None = None,
         info: Mapping[str, Any] | None = None,
-        session_id: str | None = None,
+        *,
+        resumable: bool = False,
+        max_unacked: int = 1000,
+        max_unacked_bytes: int = 1024 * 1024,
     ) -> None:
-        self.id = session_id or new_session_id()
+        self.id = new_session_id()
         self.user = user
         self.info: Mapping[str, Any] = info or {}
         self.transport = transport
         self.channels: set[str] = set()
         self.presence: set[str] = set()
         self.seq = 0
+        self.acked = 0
+        self.resumable = resumable
+        self.unacked: deque[tuple[int, Data]] = deque()
+        self.unacked_bytes = 0
+        self.max_unacked = max_unacked
+        self.max_unacked_bytes = max_unacked_bytes
         self.closed = False
+        self.expiry: Any = None  # the grace timer while detached
 
     def send(self, data: Data) -> None:
-        """Send a direct message to this session alone."""
+        """Send a direct message to this session alone (kept until acknowledged).
+
+        Raises:
+            SessionOverflow: the unacknowledged messages went over a bound.
+        """
         if self.closed:
             return
         self.seq += 1
-        self.transport.write(self.transport.framing.frame_direct(self.seq, data))
+        if self.resumable:
+            self.unacked.append((self.seq, data))
+            self.unacked_bytes += len(data)
+            if len(self.unacked) > self.max_unacked or self.unacked_bytes > self.max_unacked_bytes:
+                raise SessionOverflow(
+                    f"unacknowledged messages over the bound ({len(self.unacked)} messages, "
+                    f"{self.unacked_bytes} bytes; limits {self.max_unacked}, "
+                    f"{self.max_unacked_bytes})"
+                )
+        transport = self.transport
+        if transport is not None:
+            transport.write(transport.framing.frame_direct(self.seq, data))
+
+    def ack(self, seq: int) -> None:
+        """The client has every direct message up to `seq` (cumulative)."""
+        if seq <= self.acked:
+            return
+        self.acked = min(seq, self.seq)
+        unacked = self.unacked
+        while unacked and unacked[0][0] <= self.acked:
+            self.unacked_bytes -= len(unacked.popleft()[1])
+
+    def resend_unacked(self) -> None:
+        """Write every unacknowledged direct message again (after a resumption)."""
+        transport = self.transport
+        if transport is None:
+            return
+        for seq, data in self.unacked:
+            transport.write(transport.framing.frame_direct(seq, data))
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the session's connection; the hub forgets it when the transport reports it."""
-        self.transport.close(code, reason)
+        if self.transport is not None:
+            self.transport.close(code, reason)
 
     def __repr__(self) -> str:
-        return f"<Session {self.id} user={self.user!r} via {self.transport.name}>"
+        via = self.transport.name if self.transport is not None else "nothing (detached)"
+        return f"<Session {self.id} user={self.user!r} via {via}>"

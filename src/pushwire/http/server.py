@@ -114,7 +114,7 @@ class Connection(asyncio.Protocol):
         self.server.connections.discard(self)
         if self.handler is not None:
             handler, self.handler = self.handler, None
-            handler.closed(1006, "connection lost")
+            handler.closed(1006, "connection lost", by_client=False)
         self.server.connection_closed()
 
     def pause_writing(self) -> None:
@@ -252,8 +252,10 @@ class Connection(asyncio.Protocol):
                 self.awaiting_pong = False
             elif isinstance(event, WebSocketClosed):
                 if self.handler is not None:
+                    # Ours went first (close_written), or the peer's: only a peer's Close
+                    # is a client choosing to end its session.
                     handler, self.handler = self.handler, None
-                    handler.closed(event.code, event.reason)
+                    handler.closed(event.code, event.reason, by_client=not self.close_written)
                 self._set_timer(self.config.close_timeout, self._abort)
         self._flush()
 
