@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.resources
 import mimetypes
 from collections.abc import Awaitable
@@ -23,9 +24,19 @@ import orjson
 from .config import Config
 from .endpoint import ClientInfo, Endpoint, EnvelopeHandler, RawHandler
 from .envelope import SUBPROTOCOL
-from .errors import BadRequest, Forbidden, MethodNotAllowed, NotFound, Unavailable
+from .errors import (
+    BadRequest,
+    Forbidden,
+    MethodNotAllowed,
+    NotFound,
+    PushwireError,
+    RemoteError,
+    Unavailable,
+)
+from .fallback import HttpTransports, error_body, split_transport
 from .http.parser import Request
 from .http.response import simple_response
+from .http.server import StreamStart
 from .hub import Hub
 from .message import Data
 from .transports.base import Framing
@@ -37,6 +48,7 @@ from .transports.websocket import (
 )
 
 if TYPE_CHECKING:
+    from .http.server import Server
     from .transports.base import Transport
 
 __all__ = ["App"]
@@ -67,14 +79,70 @@ class App:
         self.subprotocols = (SUBPROTOCOL, *self.config.subprotocols)
         self.static = _load_static()
         self.shutting_down = False
+        self.http = HttpTransports(self.hub, self.config, self.policy)
+        self.server: Server | None = None  # set by the server that serves this app
+
+    def stats(self) -> dict[str, int]:
+        """Counters for operators (and tests): connections, sessions, messages."""
+        server, hub = self.server, self.hub
+        return {
+            "connections_accepted": server.accepted if server is not None else 0,
+            "connections_open": len(server.connections) if server is not None else 0,
+            "sessions": len(hub.sessions),
+            "published": hub.stats.published,
+            "frames_encoded": hub.stats.frames_encoded,
+            "deliveries": hub.stats.deliveries,
+        }
+
+    def error_response(self, request: Request, exc: PushwireError, keep_alive: bool) -> bytes:
+        """The answer to a failed request: status, a one-line reason, CORS when allowed."""
+        status = exc.http_status
+        headers: list[tuple[str, str]] = []
+        if status == 426:
+            headers.append(("Sec-WebSocket-Version", "13"))
+        elif status == 405:
+            headers.append(("Allow", "GET, POST"))
+        with contextlib.suppress(Forbidden):  # a refused origin gets no CORS headers
+            headers += self.http.cors(request, self._endpoint(split_transport(request.path)[0]))
+        version = "1.0" if request.version == "1.0" else "1.1"
+        if isinstance(exc, RemoteError) and split_transport(request.path)[1] is not None:
+            return simple_response(
+                status,
+                error_body(exc),
+                content_type="application/json",
+                headers=headers,
+                version=version,
+                keep_alive=keep_alive,
+            )
+        message = str(exc) if isinstance(exc, RemoteError) else "internal error"
+        return simple_response(
+            status, message + "\n", headers=headers, version=version, keep_alive=keep_alive
+        )
 
     # -- HTTP -------------------------------------------------------------------------------
 
-    def handle_http(self, request: Request) -> bytes | Awaitable[bytes]:
+    def handle_http(self, request: Request) -> bytes | Awaitable[bytes] | StreamStart:
         path, method = request.path, request.method
         version = "1.0" if request.version == "1.0" else "1.1"
         keep_alive = request.keep_alive and not self.shutting_down
-        if path.startswith("/api/"):
+        if path.startswith("/sse/"):
+            channel = self.hub.check_channel(path.removeprefix("/sse/"))
+            return self.http.raw_sse(request, Endpoint("channel", channel=channel))
+        base, kind = split_transport(path)
+        if kind is not None:
+            endpoint = self._endpoint(base)
+            if endpoint is None:
+                raise NotFound(f"no such path {path}")
+            if endpoint.channel is not None:
+                self.hub.check_channel(endpoint.channel)
+            if method == "OPTIONS":
+                return self.http.preflight(request, endpoint)
+            if self.shutting_down:
+                raise Unavailable("shutting down")
+            return self.http.handle(request, endpoint, kind)
+        if method == "OPTIONS" and path.startswith("/api/"):
+            return self.http.preflight(request, None)
+        if path.startswith("/api/") and path != "/api/stats":
             if method != "POST":
                 raise MethodNotAllowed(f"{path} takes POST, not {method}")
             if path.startswith("/api/publish/"):
@@ -87,6 +155,15 @@ class App:
         if method not in ("GET", "HEAD"):
             raise MethodNotAllowed(f"{path} takes GET, not {method}")
         head_only = method == "HEAD"
+        if path == "/api/stats" and self.server is not None:
+            return simple_response(
+                200,
+                orjson.dumps(self.stats()),
+                content_type="application/json",
+                version=version,
+                keep_alive=keep_alive,
+                head_only=head_only,
+            )
         if path == "/healthz":
             if self.shutting_down:
                 raise Unavailable("shutting down")

@@ -47,6 +47,16 @@ class Config:
     ping_interval: float = 20.0
     #: Seconds to wait for a pong before the peer is taken for dead.
     ping_timeout: float = 20.0
+    #: Seconds between heartbeats on streaming responses (below common proxy idle timeouts).
+    heartbeat_interval: float = 20.0
+    #: Seconds a long-poll request is held when there is nothing to send.
+    longpoll_timeout: float = 25.0
+    #: Seconds a polling client may stay away between polls before it counts as disconnected.
+    poll_grace: float = 15.0
+    #: Frames queued for a polling client before it is a slow consumer (close 4001).
+    max_poll_frames: int = 10_000
+    #: Bytes of an iframe document before it is recycled (the client opens a new one).
+    iframe_max_bytes: int = 256 * 1024
     #: Seconds to wait for the peer's Close after sending ours.
     close_timeout: float = 5.0
     #: Seconds in-flight work gets to finish at shutdown before connections are dropped.

@@ -127,18 +127,29 @@ class RawHandler(_Handler):
     """Raw mode: no envelope; the session opens with the connection.
 
     The user id comes from the `user` query parameter, as the connect handler allows.
+    `since` (a raw SSE client's Last-Event-ID) replays the channel's history after it.
     """
 
+    since: Position | None = None
+
     def open(self) -> Awaitable[None] | None:
-        """Open the session; an awaitable when the app's connect handler must run first."""
+        """Open the session; an awaitable when the connect handler or history must be awaited."""
         request = self._connect_request(self.client.query.get("user"), None)
-        if self.hub.has_connect_handler:
-            return self._open_authorized(request)
+        if self.hub.has_connect_handler or self.since is not None:
+            return self._open_awaiting(request)
         self._opened(request.user)
         return None
 
-    async def _open_authorized(self, request: ConnectRequest) -> None:
-        self._opened(await self.hub.authorize(request))
+    async def _open_awaiting(self, request: ConnectRequest) -> None:
+        user = await self.hub.authorize(request)
+        channel, since = self.endpoint.channel, self.since
+        history = None
+        if channel is not None and since is not None:
+            history = await self.hub.broker.history(channel, since)
+        # No await from here on: replayed messages go out before live ones.
+        self._opened(user)
+        if history is not None and channel is not None and since is not None:
+            write_recovery(self.transport, channel, since, history)
 
     def _opened(self, user: str | None) -> None:
         self.session = self.hub.open_session(self.transport, user)
@@ -302,21 +313,7 @@ class EnvelopeHandler(_Handler):
             }
         )
         if since is not None and history is not None:
-            self._recover(channel, since, history)
-
-    def _recover(self, channel: str, since: Position, history: History) -> None:
-        framing = self.transport.framing
-        if not history.complete:
-            self._reply(
-                {
-                    "type": "gap",
-                    "channel": channel,
-                    "from": {"epoch": since.epoch, "offset": since.offset},
-                    "to": {"epoch": history.position.epoch, "offset": history.position.offset},
-                }
-            )
-        for message in history.messages:
-            self.transport.write(framing.frame_message(message))
+            write_recovery(self.transport, channel, since, history)
 
     def _answer_publish(self, request_id: object) -> Any:
         def done(result: Message | PushwireError) -> None:
@@ -353,6 +350,23 @@ class EnvelopeHandler(_Handler):
 
     def _failed(self, exc: Exception, request_id: object) -> None:
         self._error(request_id, exc)
+
+
+def write_recovery(transport: Transport, channel: str, since: Position, history: History) -> None:
+    """What a client missed since `since`: a `gap` first when history does not reach back,
+    then the messages history still holds, in order."""
+    framing = transport.framing
+    if not history.complete:
+        first = history.messages[0].offset if history.messages else history.position.offset + 1
+        gap = {
+            "type": "gap",
+            "channel": channel,
+            "from": {"epoch": since.epoch, "offset": since.offset},
+            "to": {"epoch": history.position.epoch, "offset": first - 1},
+        }
+        transport.write(framing.frame_control(gap))
+    for message in history.messages:
+        transport.write(framing.frame_message(message))
 
 
 def _position(value: object) -> Position | None:

@@ -15,9 +15,16 @@ from typing import Any, Final
 import orjson
 
 from .errors import BadRequest
-from .message import Data
+from .message import Data, Message
 
-__all__ = ["SUBPROTOCOL", "Envelope", "decode", "encode_binary_frame_payload", "encode_text"]
+__all__ = [
+    "SUBPROTOCOL",
+    "Envelope",
+    "TextFraming",
+    "decode",
+    "encode_binary_frame_payload",
+    "encode_text",
+]
 
 SUBPROTOCOL: Final = "pushwire.v1"
 
@@ -87,3 +94,29 @@ def encode_binary_frame_payload(fields: dict[str, Any], data: bytes) -> bytes:
 
 def channel_message_fields(channel: str, epoch: str, offset: int) -> dict[str, Any]:
     return {"type": "message", "channel": channel, "epoch": epoch, "offset": offset}
+
+
+class TextFraming:
+    """pushwire.v1 envelopes as UTF-8 JSON (binary as data64), each wrapped for its wire.
+
+    A transport's framing subclasses this and says how one envelope goes on the wire
+    (`wrap`). Channel messages are framed once per framing by the hub and shared.
+    """
+
+    __slots__ = ()
+
+    def wrap(self, payload: bytes) -> bytes:
+        raise NotImplementedError
+
+    def frame_message(self, message: Message) -> bytes:
+        fields = channel_message_fields(message.channel, message.epoch, message.offset)
+        return self.wrap(encode_text(fields, message.data))
+
+    def frame_direct(self, seq: int, data: Data) -> bytes:
+        return self.wrap(encode_text({"type": "message", "seq": seq}, data))
+
+    def frame_presence(self, channel: str, count: int) -> bytes:
+        return self.wrap(encode_text({"type": "presence", "channel": channel, "count": count}))
+
+    def frame_control(self, fields: dict[str, Any]) -> bytes:
+        return self.wrap(encode_text(fields))

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from ..config import Config
@@ -26,14 +26,14 @@ from ..transports.websocket import (
     WebSocketPong,
 )
 from .parser import Request, RequestParser
-from .response import simple_response
+from .response import CHUNKED_END, simple_response
 
 if TYPE_CHECKING:
     from ..app import App
     from ..endpoint import EnvelopeHandler, RawHandler
     from ..transports.base import Framing
 
-__all__ = ["Connection", "Server"]
+__all__ = ["Connection", "HttpStream", "Server", "StreamStart"]
 
 log = logging.getLogger("pushwire.server")
 
@@ -61,6 +61,7 @@ class Connection(asyncio.Protocol):
         self.awaiting_pong = False
         self.close_written = False  # our Close frame is on the wire: no data after it
         self.remote: str | None = None
+        self.stream: HttpStream | None = None
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -70,6 +71,7 @@ class Connection(asyncio.Protocol):
         self.transport = transport
         server = self.server
         server.connections.add(self)
+        server.accepted += 1
         peer = transport.get_extra_info("peername")
         self.remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else None
         if len(server.connections) > self.config.max_connections or server.shutting_down:
@@ -112,6 +114,8 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
         self.server.connections.discard(self)
+        if self.stream is not None:
+            self.stream.lost()
         if self.handler is not None:
             handler, self.handler = self.handler, None
             handler.closed(1006, "connection lost", by_client=False)
@@ -138,6 +142,9 @@ class Connection(asyncio.Protocol):
                 result = self._error_response(request, exc)
             if isinstance(result, bytes):
                 self._respond(request, result)
+            elif isinstance(result, StreamStart):
+                self._start_stream(result)
+                return
             else:
                 self.busy = True
                 task = asyncio.ensure_future(self._respond_later(request, result))
@@ -172,18 +179,7 @@ class Connection(asyncio.Protocol):
         return request.keep_alive and not self.server.shutting_down and not request.upgrade
 
     def _error_response(self, request: Request, exc: PushwireError) -> bytes:
-        status = exc.http_status
-        message = str(exc) if isinstance(exc, RemoteError) else "internal error"
-        headers = [("Sec-WebSocket-Version", "13")] if status == 426 else []
-        if status == 405:
-            headers.append(("Allow", "GET"))
-        return simple_response(
-            status,
-            message + "\n",
-            headers=headers,
-            version="1.0" if request.version == "1.0" else "1.1",
-            keep_alive=self.keep_alive(request),
-        )
+        return self.server.app.error_response(request, exc, self.keep_alive(request))
 
     def _refuse(self, status: int, message: str) -> None:
         """Answer a request we could not parse, then close: the stream is not trustworthy."""
@@ -200,6 +196,25 @@ class Connection(asyncio.Protocol):
         if self.transport is not None and not self.busy:
             self.closing = True
             self.transport.close()
+
+    # -- streaming responses (stream, sse, iframe) ------------------------------------------------
+
+    def _start_stream(self, start: StreamStart) -> None:
+        """The response never ends: from now on this connection carries one client's stream."""
+        assert self.transport is not None
+        self.parser = None
+        self._cancel_timer()
+        self.transport.write(start.head)
+        stream = HttpStream(self, start)
+        self.stream = stream
+        handler = start.make_handler(stream)
+        stream.handler = handler
+        opening = handler.open()
+        if opening is not None:
+            self.server.track(asyncio.ensure_future(stream.run_opening(opening)))
+        if start.hello is not None:
+            handler.receive(start.hello)
+        self._set_timer(self.config.heartbeat_interval, stream.heartbeat)
 
     # -- WebSocket ------------------------------------------------------------------------------
 
@@ -329,12 +344,120 @@ class Connection(asyncio.Protocol):
             self.timer = None
 
     def shutdown(self) -> None:
-        """Server shutdown: WebSockets get 1001, idle keep-alive connections are closed,
-        a response in flight finishes first (its connection then closes)."""
+        """Server shutdown: WebSockets get 1001, streams a `close` envelope with 1001, idle
+        keep-alive connections are closed, a response in flight finishes first."""
         if self.ws is not None:
             self.close(1001, "server shutting down")
+        elif self.stream is not None:
+            self.stream.close(1001, "server shutting down")
         elif not self.busy and (self.parser is None or not self.parser.in_request):
             self._idle_timeout()
+
+
+class StreamStart:
+    """An app's answer that starts a never-ending response: its head, its framing, and how to
+    make the handler of the client it carries. `hello` is the opening envelope (from the URL)."""
+
+    __slots__ = ("framing", "head", "heartbeat", "hello", "kind", "make_handler", "max_bytes")
+
+    def __init__(
+        self,
+        *,
+        kind: str,
+        head: bytes,
+        framing: Framing,
+        heartbeat: bytes,
+        make_handler: Callable[[HttpStream], RawHandler | EnvelopeHandler],
+        hello: str | None = None,
+        max_bytes: int | None = None,
+    ) -> None:
+        self.kind = kind
+        self.head = head
+        self.framing = framing
+        self.heartbeat = heartbeat
+        self.make_handler = make_handler
+        self.hello = hello
+        self.max_bytes = max_bytes
+
+
+class HttpStream:
+    """The hub's `Transport` for a client on a streaming response (stream, sse, iframe).
+
+    Frames arrive already wrapped as HTTP/1.1 chunks by the framing, so a write is one
+    `transport.write`. Closing writes a `close` envelope and ends the body. After `max_bytes`
+    (the iframe's bound) the stream closes with 4000: the client opens a new one and resumes.
+    """
+
+    __slots__ = (
+        "connection",
+        "done",
+        "framing",
+        "handler",
+        "heartbeat_frame",
+        "max_bytes",
+        "name",
+        "sent",
+    )
+
+    def __init__(self, connection: Connection, start: StreamStart) -> None:
+        self.connection = connection
+        self.name = start.kind
+        self.framing = start.framing
+        self.heartbeat_frame = start.heartbeat
+        self.max_bytes = start.max_bytes
+        self.sent = 0
+        self.done = False
+        self.handler: RawHandler | EnvelopeHandler | None = None
+
+    def write(self, data: bytes) -> None:
+        transport = self.connection.transport
+        if self.done or not data or transport is None:
+            return
+        transport.write(data)
+        if self.max_bytes is not None:
+            self.sent += len(data)
+            if self.sent > self.max_bytes:
+                asyncio.get_running_loop().call_soon(self.close, 4000, "stream recycled")
+
+    def close(self, code: int, reason: str) -> None:
+        """End the response with a `close` envelope; the session is detached (resumable)."""
+        if self.done:
+            return
+        self.write(self.framing.frame_control({"type": "close", "code": code, "reason": reason}))
+        self.done = True
+        transport = self.connection.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(CHUNKED_END)
+            transport.close()
+        self._closed(code, reason)
+
+    def lost(self) -> None:
+        """The client went away."""
+        if not self.done:
+            self.done = True
+            self._closed(1006, "connection lost")
+
+    def _closed(self, code: int, reason: str) -> None:
+        handler, self.handler = self.handler, None
+        if handler is not None:
+            handler.closed(code, reason, by_client=False)
+
+    def heartbeat(self) -> None:
+        if self.done:
+            return
+        transport = self.connection.transport
+        if transport is not None:
+            transport.write(self.heartbeat_frame)
+        self.connection._set_timer(self.connection.config.heartbeat_interval, self.heartbeat)
+
+    async def run_opening(self, opening: Awaitable[None]) -> None:
+        try:
+            await opening
+        except PushwireError as exc:
+            self.close(exc.close_code, str(exc)[:120])
+        except Exception:
+            log.exception("opening a stream failed")
+            self.close(1011, "internal error")
 
 
 class Server:
@@ -342,8 +465,10 @@ class Server:
 
     def __init__(self, app: App, config: Config) -> None:
         self.app = app
+        app.server = self
         self.config = config
         self.connections: set[Connection] = set()
+        self.accepted = 0  # TCP connections accepted since start
         self.shutting_down = False
         self._servers: list[asyncio.base_events.Server] = []
         self._tasks: set[asyncio.Task[Any]] = set()

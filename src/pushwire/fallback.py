@@ -1,0 +1,312 @@
+"""The HTTP transports' endpoints: what a client does when WebSocket is not available.
+
+For an endpoint E (`/pushwire`, `/echo`, `/ws/<channel>`):
+
+| request | transport |
+|---|---|
+| `GET E/stream?hello=…` | one chunked NDJSON response, an envelope a line |
+| `GET E/sse?hello=…` | one `text/event-stream` response, an envelope an event |
+| `GET E/iframe?hello=…&origin=…` | one `text/html` forever frame posting envelopes to its parent |
+| `GET E/longpoll?hello=…` then `?session=S&cursor=C` | held until something is queued |
+| `GET E/polling?hello=…` then `?session=S&cursor=C` | answered at once |
+| `POST E/send?session=S` | client envelopes, one a line (NDJSON); answers 204 |
+| `GET /sse/<channel>` | raw SSE for a plain `EventSource`, `Last-Event-ID` resumes |
+
+`hello` is the pushwire.v1 `hello` envelope (JSON, URL-encoded): every downstream request
+that opens a connection carries it, so opening and resuming a session are the same for every
+transport. CORS follows the Origin allow-list, with credentials.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Final
+
+import orjson
+
+from .config import Config
+from .endpoint import ClientInfo, Endpoint, EnvelopeHandler, RawHandler
+from .errors import BadRequest, Forbidden, MethodNotAllowed, RemoteError
+from .http.parser import Request
+from .http.response import chunk, response_head
+from .http.server import HttpStream, StreamStart
+from .hub import Hub
+from .message import Position
+from .transports.iframe import IFRAME_FRAMING, IFRAME_HEARTBEAT, iframe_prelude
+from .transports.poll import PollTransport
+from .transports.sse import RAW_SSE_FRAMING, SSE_FRAMING, SSE_HEARTBEAT, parse_last_event_id
+from .transports.stream import STREAM_FRAMING, STREAM_HEARTBEAT
+from .transports.websocket import OriginPolicy
+
+if TYPE_CHECKING:
+    from .transports.base import Framing
+
+__all__ = [
+    "TRANSPORT_SUFFIXES",
+    "Gone",
+    "HttpTransports",
+    "NotConnected",
+    "error_body",
+    "split_transport",
+]
+
+STREAM_KINDS: Final = ("stream", "sse", "iframe")
+POLL_KINDS: Final = ("polling", "longpoll")
+TRANSPORT_SUFFIXES: Final = (*STREAM_KINDS, *POLL_KINDS, "send")
+
+_CONTENT_TYPES: Final = {
+    "stream": "application/x-ndjson; charset=utf-8",
+    "sse": "text/event-stream; charset=utf-8",
+    "iframe": "text/html; charset=utf-8",
+}
+_NO_BUFFERING: Final = [("Cache-Control", "no-cache, no-store"), ("X-Accel-Buffering", "no")]
+#: Reconnection delay a raw EventSource is told (milliseconds).
+SSE_RETRY_MS: Final = 2000
+
+
+def split_transport(path: str) -> tuple[str, str | None]:
+    """`/pushwire/longpoll` -> (`/pushwire`, `longpoll`); paths without a suffix unchanged."""
+    head, _, last = path.rpartition("/")
+    if head and last in TRANSPORT_SUFFIXES:
+        return head, last
+    return path, None
+
+
+class Gone(RemoteError):
+    """The session is unknown or expired: the client opens a new one (and tells the app)."""
+
+    http_status = 410
+    error_code = "session_unknown"
+
+
+class NotConnected(RemoteError):
+    """The session exists but has no connection to answer on right now."""
+
+    http_status = 409
+    error_code = "not_connected"
+
+
+class HttpTransports:
+    """Serves the HTTP transports of every endpoint."""
+
+    def __init__(self, hub: Hub, config: Config, policy: OriginPolicy) -> None:
+        self.hub = hub
+        self.config = config
+        self.policy = policy
+
+    def cors(self, request: Request, endpoint: Endpoint | None) -> list[tuple[str, str]]:
+        """CORS headers for an allowed Origin (none without Origin). Raises `Forbidden`."""
+        origin = request.header("origin")
+        if origin is None:
+            return []
+        any_origin = endpoint is not None and endpoint.any_origin
+        if not self.policy.allows(origin, request.header("host"), any_origin=any_origin):
+            raise Forbidden(f"origin {origin!r} is not allowed")
+        return [
+            ("Access-Control-Allow-Origin", origin),
+            ("Access-Control-Allow-Credentials", "true"),
+            ("Access-Control-Expose-Headers", "Pushwire-Cursor"),
+            ("Vary", "Origin"),
+        ]
+
+    def preflight(self, request: Request, endpoint: Endpoint | None) -> bytes:
+        """Answer a CORS preflight (OPTIONS)."""
+        headers = self.cors(request, endpoint)
+        requested = request.header("access-control-request-headers")
+        headers += [
+            ("Access-Control-Allow-Methods", "GET, POST, OPTIONS"),
+            ("Access-Control-Allow-Headers", requested or "Content-Type"),
+            ("Access-Control-Max-Age", "600"),
+        ]
+        return response_head(204, headers, keep_alive=request.keep_alive, length=0)
+
+    def handle(
+        self, request: Request, endpoint: Endpoint, kind: str
+    ) -> bytes | Awaitable[bytes] | StreamStart:
+        cors = self.cors(request, endpoint)
+        if kind == "send":
+            if request.method != "POST":
+                raise MethodNotAllowed(f"{request.path} takes POST, not {request.method}")
+            return self._send(request, cors)
+        if request.method not in ("GET", "HEAD"):
+            raise MethodNotAllowed(f"{request.path} takes GET, not {request.method}")
+        if kind in STREAM_KINDS:
+            return self._stream(request, endpoint, kind, cors)
+        return self._poll(request, endpoint, kind, cors)
+
+    # -- client to server ---------------------------------------------------------------------
+
+    def _handler_of(self, request: Request) -> tuple[EnvelopeHandler, PollTransport | None]:
+        session_id = request.query_param("session")
+        session = self.hub.sessions.get(session_id or "")
+        if session is None or session.closed:
+            raise Gone(f"unknown or expired session {session_id!r}")
+        transport = session.transport
+        handler = getattr(transport, "handler", None)
+        if not isinstance(handler, EnvelopeHandler):
+            raise NotConnected(f"session {session_id!r} has no connection: reconnect it first")
+        return handler, transport if isinstance(transport, PollTransport) else None
+
+    def _send(self, request: Request, cors: list[tuple[str, str]]) -> bytes:
+        handler, _ = self._handler_of(request)
+        try:
+            text = request.body.decode()
+        except UnicodeDecodeError as exc:
+            raise BadRequest(f"body is not valid UTF-8 at byte {exc.start}") from None
+        for line in text.split("\n"):
+            if line.strip():
+                handler.receive(line)
+        return response_head(204, cors, keep_alive=request.keep_alive, length=0)
+
+    # -- streams --------------------------------------------------------------------------------
+
+    def _client(self, request: Request, endpoint_path: str) -> ClientInfo:
+        query = {}
+        for part in request.query.split("&"):
+            key = part.partition("=")[0]
+            if key and key not in query:
+                query[key] = request.query_param(key) or ""
+        return ClientInfo(endpoint_path, request.headers, query, None)
+
+    def _stream(
+        self, request: Request, endpoint: Endpoint, kind: str, cors: list[tuple[str, str]]
+    ) -> StreamStart:
+        if request.version != "1.1":
+            raise BadRequest(f"the {kind} transport needs HTTP/1.1 (chunked); use longpoll")
+        hello = request.query_param("hello")
+        if hello is None:
+            raise BadRequest(f"the {kind} transport needs the hello envelope in ?hello=")
+        framing: Framing
+        first = b""
+        if kind == "iframe":
+            target = request.query_param("origin") or ""
+            if not self.policy.allows(target, request.header("host"), any_origin=False):
+                raise Forbidden(f"origin {target!r} is not allowed")
+            framing, heartbeat, first = IFRAME_FRAMING, IFRAME_HEARTBEAT, iframe_prelude(target)
+        elif kind == "sse":
+            framing, heartbeat = SSE_FRAMING, SSE_HEARTBEAT
+            first = chunk(b"retry: %d\n\n" % SSE_RETRY_MS)
+        else:
+            framing, heartbeat = STREAM_FRAMING, STREAM_HEARTBEAT
+        client = self._client(request, split_transport(request.path)[0])
+        head = response_head(
+            200, [("Content-Type", _CONTENT_TYPES[kind]), *_NO_BUFFERING, *cors], length=None
+        )
+
+        def make_handler(stream: HttpStream) -> EnvelopeHandler:
+            return EnvelopeHandler(self.hub, endpoint, stream, client)
+
+        return StreamStart(
+            kind=kind,
+            head=head + first,
+            framing=framing,
+            heartbeat=heartbeat,
+            make_handler=make_handler,
+            hello=hello,
+            max_bytes=self.config.iframe_max_bytes if kind == "iframe" else None,
+        )
+
+    def raw_sse(self, request: Request, endpoint: Endpoint) -> StreamStart:
+        """`GET /sse/<channel>`: a plain EventSource joins the channel; Last-Event-ID resumes."""
+        if request.method not in ("GET", "HEAD"):
+            raise MethodNotAllowed(f"{request.path} takes GET, not {request.method}")
+        if request.version != "1.1":
+            raise BadRequest("SSE needs HTTP/1.1 (chunked)")
+        cors = self.cors(request, endpoint)
+        last = parse_last_event_id(
+            request.header("last-event-id") or request.query_param("lastEventId")
+        )
+        client = self._client(request, request.path)
+        head = response_head(
+            200, [("Content-Type", _CONTENT_TYPES["sse"]), *_NO_BUFFERING, *cors], length=None
+        )
+
+        def make_handler(stream: HttpStream) -> RawHandler:
+            handler = RawHandler(self.hub, endpoint, stream, client)
+            if last is not None:
+                handler.since = Position(*last)
+            return handler
+
+        return StreamStart(
+            kind="sse",
+            head=head + chunk(b"retry: %d\n\n" % SSE_RETRY_MS),
+            framing=RAW_SSE_FRAMING,
+            heartbeat=SSE_HEARTBEAT,
+            make_handler=make_handler,
+        )
+
+    # -- polls ------------------------------------------------------------------------------------
+
+    def _poll(
+        self, request: Request, endpoint: Endpoint, kind: str, cors: list[tuple[str, str]]
+    ) -> Awaitable[bytes]:
+        hello = request.query_param("hello")
+        if hello is not None:
+            opened = self._open_poll(request, endpoint, kind)
+            assert opened.handler is not None
+            opened.handler.receive(hello)
+            # Answer once the welcome (or the refusal) is queued.
+            return self._answer(request, opened, cors, self.config.longpoll_timeout)
+        handler, transport = self._handler_of(request)
+        if transport is None or transport.name != kind:
+            raise NotConnected(f"session is not on the {kind} transport: send hello again")
+        cursor = request.query_param("cursor")
+        if cursor is not None:
+            if not cursor.isdigit():
+                raise BadRequest(f"invalid cursor {cursor!r}")
+            transport.acknowledge(int(cursor))
+        seq = request.query_param("seq")
+        if seq is not None and seq.isdigit() and handler.session is not None:
+            handler.session.ack(int(seq))
+        timeout = self.config.longpoll_timeout if kind == "longpoll" else 0.0
+        return self._answer(request, transport, cors, timeout)
+
+    def _open_poll(self, request: Request, endpoint: Endpoint, kind: str) -> PollTransport:
+        client = self._client(request, split_transport(request.path)[0])
+
+        def on_close(code: int, reason: str) -> None:
+            handler = transport.handler
+            if handler is not None:
+                transport.handler = None
+                handler.closed(code, reason, by_client=False)
+
+        transport = PollTransport(
+            kind,
+            max_frames=self.config.max_poll_frames,
+            max_bytes=self.config.max_write_buffer,
+            on_close=on_close,
+        )
+        transport.handler = EnvelopeHandler(self.hub, endpoint, transport, client)
+        return transport
+
+    async def _answer(
+        self,
+        request: Request,
+        transport: PollTransport,
+        cors: list[tuple[str, str]],
+        timeout: float,
+    ) -> bytes:
+        transport.disarm()
+        try:
+            await transport.wait(timeout)
+        finally:
+            transport.arm(self.config.poll_grace)
+        batch = transport.take()
+        headers = [
+            ("Content-Type", "application/x-ndjson; charset=utf-8"),
+            ("Pushwire-Cursor", str(batch.cursor)),
+            *_NO_BUFFERING,
+            *cors,
+        ]
+        version = "1.0" if request.version == "1.0" else "1.1"
+        return (
+            response_head(
+                200, headers, version=version, keep_alive=request.keep_alive, length=len(batch.body)
+            )
+            + batch.body
+        )
+
+
+def error_body(exc: RemoteError) -> bytes:
+    """A JSON error body for the HTTP transports: `{"type":"error","code":…,"message":…}`."""
+    return orjson.dumps({"type": "error", "code": exc.error_code, "message": str(exc)})
