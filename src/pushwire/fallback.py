@@ -19,6 +19,7 @@ transport. CORS follows the Origin allow-list, with credentials.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Final
 
@@ -93,6 +94,9 @@ class HttpTransports:
         self.hub = hub
         self.config = config
         self.policy = policy
+        # Poll transports that closed with frames their client has not fetched yet (the
+        # `close` envelope at least), by session id, kept for one poll_grace.
+        self._closed_polls: dict[str, PollTransport] = {}
 
     def cors(self, request: Request, endpoint: Endpoint | None) -> list[tuple[str, str]]:
         """CORS headers for an allowed Origin (none without Origin). Raises `Forbidden`."""
@@ -247,6 +251,9 @@ class HttpTransports:
             opened.handler.receive(hello)
             # Answer once the welcome (or the refusal) is queued.
             return self._answer(request, opened, cors, self.config.longpoll_timeout)
+        closed = self._closed_polls.pop(request.query_param("session") or "", None)
+        if closed is not None:
+            return self._answer(request, closed, cors, 0.0)
         handler, transport = self._handler_of(request)
         if transport is None or transport.name != kind:
             raise NotConnected(f"session is not on the {kind} transport: send hello again")
@@ -266,9 +273,16 @@ class HttpTransports:
 
         def on_close(code: int, reason: str) -> None:
             handler = transport.handler
-            if handler is not None:
-                transport.handler = None
-                handler.closed(code, reason, by_client=False)
+            if handler is None:
+                return
+            transport.handler = None
+            if handler.session is not None:
+                session_id = handler.session.id
+                self._closed_polls[session_id] = transport
+                asyncio.get_running_loop().call_later(
+                    self.config.poll_grace, self._closed_polls.pop, session_id, None
+                )
+            handler.closed(code, reason, by_client=False)
 
         transport = PollTransport(
             kind,
@@ -290,7 +304,8 @@ class HttpTransports:
         try:
             await transport.wait(timeout)
         finally:
-            transport.arm(self.config.poll_grace)
+            if transport.close_code is None:
+                transport.arm(self.config.poll_grace)
         batch = transport.take()
         headers = [
             ("Content-Type", "application/x-ndjson; charset=utf-8"),

@@ -69,17 +69,24 @@ class PollTransport:
     def write(self, data: bytes) -> None:
         if self.close_code is not None or not data:
             return
+        if len(self._frames) >= self.max_frames or self._bytes + len(data) > self.max_bytes:
+            # The hub may be iterating its subscribers: close on the next loop turn, and keep
+            # nothing more meanwhile.
+            self.close_code = 4001
+            asyncio.get_running_loop().call_soon(self._overflowed)
+            return
         self._frames.append(data)
         self._bytes += len(data)
-        if len(self._frames) > self.max_frames or self._bytes > self.max_bytes:
-            self.close(
-                4001, f"slow consumer (> {self.max_frames} frames or {self.max_bytes} bytes queued)"
-            )
-            return
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             # Answer on the next loop turn: frames published in this turn share a response.
             asyncio.get_running_loop().call_soon(_wake, waiter)
+
+    def _overflowed(self) -> None:
+        self.close_code = None
+        self.close(
+            4001, f"slow consumer (> {self.max_frames} frames or {self.max_bytes} bytes queued)"
+        )
 
     def close(self, code: int, reason: str) -> None:
         """Close: the next poll gets a `close` envelope; the session is detached now."""

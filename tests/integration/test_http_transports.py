@@ -1,0 +1,376 @@
+"""The HTTP transports over real sockets, driven by hand-written HTTP clients."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import socket
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import ServerFactory, ServerProcess
+
+pytestmark = pytest.mark.integration
+
+STREAMS = ("stream", "sse", "iframe")
+POLL_INTERVAL = 0.02
+
+
+def hello_query(**fields: Any) -> str:
+    return urllib.parse.quote(json.dumps({"type": "hello", **fields}))
+
+
+def publish(
+    server: ServerProcess, channel: str, body: bytes, binary: bool = False
+) -> dict[str, Any]:
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    headers = {"Content-Type": "application/octet-stream" if binary else "text/plain"}
+    conn.request("POST", f"/api/publish/{channel}", body=body, headers=headers)
+    response = conn.getresponse()
+    assert response.status == 200
+    result: dict[str, Any] = json.loads(response.read())
+    conn.close()
+    return result
+
+
+def stats(server: ServerProcess) -> dict[str, int]:
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    conn.request("GET", "/api/stats")
+    result: dict[str, int] = json.loads(conn.getresponse().read())
+    conn.close()
+    return result
+
+
+class Poller:
+    """A polling client on one keep-alive HTTP/1.1 connection."""
+
+    def __init__(self, server: ServerProcess, kind: str, path: str = "/pushwire", **hello: Any):
+        self.conn = http.client.HTTPConnection(server.host, server.port, timeout=30)
+        self.kind, self.path = kind, path
+        self.cursor = 0
+        envelopes = self._get(f"{path}/{kind}?hello={hello_query(**hello)}")
+        assert envelopes[0]["type"] == "welcome", envelopes
+        self.welcome = envelopes[0]
+        self.session: str = self.welcome["session"]
+        self.backlog: list[dict[str, Any]] = envelopes[1:]
+
+    def _get(self, target: str) -> list[dict[str, Any]]:
+        self.conn.request("GET", target)
+        response = self.conn.getresponse()
+        body = response.read()
+        assert response.status == 200, body
+        self.cursor = int(response.headers["Pushwire-Cursor"])
+        return [json.loads(line) for line in body.splitlines() if line]
+
+    def poll(self, cursor: int | None = None) -> list[dict[str, Any]]:
+        cursor = self.cursor if cursor is None else cursor
+        query = f"session={self.session}&cursor={cursor}"
+        return self._get(f"{self.path}/{self.kind}?{query}")
+
+    def send(self, *envelopes: dict[str, Any]) -> None:
+        body = "\n".join(json.dumps(e) for e in envelopes).encode()
+        self.conn.request("POST", f"{self.path}/send?session={self.session}", body=body)
+        response = self.conn.getresponse()
+        response.read()
+        assert response.status == 204
+
+    def receive(self, count: int, kind: str = "message") -> list[dict[str, Any]]:
+        """The next `count` envelopes of `kind`, polling as needed."""
+        got: list[dict[str, Any]] = []
+        while len(got) < count:
+            while not self.backlog:
+                self.backlog = self.poll()
+                if not self.backlog and self.kind == "polling":
+                    time.sleep(POLL_INTERVAL)  # ajax polling asks again after an interval
+            envelope = self.backlog.pop(0)
+            if envelope["type"] == kind:
+                got.append(envelope)
+        return got
+
+
+class Streamer:
+    """A streaming client (stream, sse or iframe) on a raw socket, decoding chunks by hand."""
+
+    def __init__(self, server: ServerProcess, kind: str, path: str = "/pushwire", **hello: Any):
+        self.server, self.kind = server, kind
+        self.sock = socket.create_connection((server.host, server.port), timeout=15)
+        origin = "&origin=" + urllib.parse.quote("http://localhost:1") if kind == "iframe" else ""
+        target = f"{path}/{kind}?hello={hello_query(**hello)}{origin}"
+        self.sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        self.buffer = b""
+        head = self._until(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK"), head
+        self.headers = head.decode().lower()
+        self.envelopes = self._envelopes()
+        self.welcome = self.next("welcome")
+
+    def _recv(self) -> None:
+        data = self.sock.recv(65536)
+        if not data:
+            raise EOFError("stream ended")
+        self.buffer += data
+
+    def _until(self, marker: bytes) -> bytes:
+        while marker not in self.buffer:
+            self._recv()
+        head, _, self.buffer = self.buffer.partition(marker)
+        return head
+
+    def _chunks(self) -> Iterator[bytes]:
+        while True:
+            size = int(self._until(b"\r\n"), 16)
+            if size == 0:
+                return
+            while len(self.buffer) < size + 2:
+                self._recv()
+            yield self.buffer[:size]
+            self.buffer = self.buffer[size + 2 :]
+
+    def _envelopes(self) -> Iterator[dict[str, Any]]:
+        for data in self._chunks():
+            if self.kind == "stream":
+                lines = [line for line in data.split(b"\n") if line]
+            elif self.kind == "sse":
+                lines = [line[6:] for line in data.split(b"\n") if line.startswith(b"data: ")]
+            else:
+                lines = [part.split(b")</script>")[0] for part in data.split(b"<script>p(")[1:]]
+            for line in lines:
+                yield json.loads(line)
+
+    def next(self, kind: str | None = None) -> dict[str, Any]:
+        for envelope in self.envelopes:
+            if kind is None or envelope["type"] == kind:
+                return envelope
+        raise EOFError("stream ended")
+
+    def send(self, *envelopes: dict[str, Any]) -> None:
+        conn = http.client.HTTPConnection(self.server.host, self.server.port, timeout=10)
+        body = "\n".join(json.dumps(e) for e in envelopes).encode()
+        conn.request("POST", f"/pushwire/send?session={self.welcome['session']}", body=body)
+        assert conn.getresponse().status == 204
+        conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def subscribe(client: Poller | Streamer, channel: str, **extra: Any) -> dict[str, Any]:
+    client.send({"type": "subscribe", "id": 1, "channel": channel, **extra})
+    if isinstance(client, Poller):
+        return client.receive(1, "subscribed")[0]
+    return client.next("subscribed")
+
+
+@pytest.mark.parametrize("kind", ["polling", "longpoll", *STREAMS])
+def test_a_thousand_channel_messages_arrive_in_order_once(server: ServerProcess, kind: str) -> None:
+    client: Poller | Streamer = (
+        Poller(server, kind, user="u")
+        if kind in ("polling", "longpoll")
+        else Streamer(server, kind)
+    )
+    assert client.welcome["transport"] == kind
+    subscribe(client, "feed")
+
+    def publish_all() -> None:
+        for i in range(1000):
+            publish(server, "feed", f"m{i}".encode(), binary=i % 10 == 0)
+
+    publisher = threading.Thread(target=publish_all)
+    publisher.start()
+    if isinstance(client, Poller):
+        messages = client.receive(1000)
+    else:
+        messages = [client.next("message") for _ in range(1000)]
+    publisher.join()
+    offsets = [m["offset"] for m in messages]
+    assert offsets == list(range(offsets[0], offsets[0] + 1000))
+    for i, message in enumerate(messages):
+        if i % 10 == 0:  # binary travels as base64 on text transports
+            assert message["data64"] == base64.b64encode(f"m{i}".encode()).decode()
+        else:
+            assert message["data"] == f"m{i}"
+
+
+@pytest.mark.parametrize("kind", STREAMS)
+def test_streams_are_uncached_unbuffered_and_typed(server: ServerProcess, kind: str) -> None:
+    client = Streamer(server, kind)
+    assert "cache-control: no-cache" in client.headers
+    assert "x-accel-buffering: no" in client.headers
+    assert "transfer-encoding: chunked" in client.headers
+    expected = {"stream": "application/x-ndjson", "sse": "text/event-stream", "iframe": "text/html"}
+    assert f"content-type: {expected[kind]}" in client.headers
+    client.close()
+
+
+def test_a_lost_longpoll_response_is_sent_again(server: ServerProcess) -> None:
+    client = Poller(server, "longpoll")
+    subscribe(client, "news")
+    acknowledged = client.cursor
+    publish(server, "news", b"first")
+    lost = client.poll()  # the client "loses" this response: it does not acknowledge it
+    assert [e["data"] for e in lost if e["type"] == "message"] == ["first"]
+    publish(server, "news", b"second")
+    again = client.poll(cursor=acknowledged)
+    assert [e["data"] for e in again if e["type"] == "message"] == ["first", "second"]
+    # Acknowledged now: nothing is sent twice from here on.
+    publish(server, "news", b"third")
+    assert [e["data"] for e in client.poll() if e["type"] == "message"] == ["third"]
+
+
+def test_longpolls_reuse_one_keep_alive_connection(server: ServerProcess) -> None:
+    before = stats(server)["connections_accepted"]
+    client = Poller(server, "polling")
+    for _ in range(10):
+        client.poll()
+    assert stats(server)["connections_accepted"] - before == 2  # the poller's, and this one
+
+
+def raw_request(server: ServerProcess, sock: socket.socket, target: str, headers: str) -> bytes:
+    sock.sendall(f"GET {target} HTTP/1.0\r\nHost: x\r\n{headers}\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(
+        next(
+            line.split(b":")[1]
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length")
+        )
+    )
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+def test_http_10_keep_alive_polls_share_one_connection(server: ServerProcess) -> None:
+    before = stats(server)["connections_accepted"]
+    sock = socket.create_connection((server.host, server.port), timeout=10)
+    first = raw_request(
+        server, sock, f"/pushwire/polling?hello={hello_query()}", "Connection: keep-alive\r\n"
+    )
+    assert b"Connection: keep-alive" in first
+    session = json.loads(first.partition(b"\r\n\r\n")[2].splitlines()[0])["session"]
+    for _ in range(5):
+        response = raw_request(
+            server, sock, f"/pushwire/polling?session={session}", "Connection: keep-alive\r\n"
+        )
+        assert response.startswith(b"HTTP/1.0 200 OK")
+    sock.close()
+    assert stats(server)["connections_accepted"] - before == 2
+
+
+def test_http_10_without_keep_alive_opens_one_connection_per_poll(server: ServerProcess) -> None:
+    before = stats(server)["connections_accepted"]
+    sock = socket.create_connection((server.host, server.port), timeout=10)
+    first = raw_request(server, sock, f"/pushwire/polling?hello={hello_query()}", "")
+    assert b"Connection: close" in first
+    assert sock.recv(10) == b""  # the server closed it
+    session = json.loads(first.partition(b"\r\n\r\n")[2].splitlines()[0])["session"]
+    for _ in range(3):
+        with socket.create_connection((server.host, server.port), timeout=10) as each:
+            raw_request(server, each, f"/pushwire/polling?session={session}", "")
+    assert stats(server)["connections_accepted"] - before == 5
+
+
+def test_an_unknown_session_gets_410_with_a_defined_error(server: ServerProcess) -> None:
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    conn.request("GET", "/pushwire/longpoll?session=nope&cursor=0")
+    response = conn.getresponse()
+    assert response.status == 410
+    assert json.loads(response.read()) == {
+        "type": "error",
+        "code": "session_unknown",
+        "message": "unknown or expired session 'nope'",
+    }
+
+
+def test_an_expired_session_is_reported_in_the_welcome(server: ServerProcess) -> None:
+    client = Poller(server, "polling", session="long-gone")
+    assert client.welcome["resumed"] is False
+    assert client.welcome["expired"] == "long-gone"
+    assert client.session != "long-gone"
+
+
+def test_a_poller_over_its_queue_bound_is_closed_with_4001_others_unaffected(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory("--set", "max_poll_frames=50")
+    slow, fine = Poller(server, "polling"), Poller(server, "polling")
+    subscribe(slow, "busy")
+    subscribe(fine, "busy")
+    for i in range(60):
+        publish(server, "busy", f"{i}".encode())
+        if i % 10 == 9:
+            assert len(fine.receive(10)) == 10
+    envelopes = slow.poll()
+    assert envelopes[-1] == {
+        "type": "close",
+        "code": 4001,
+        "reason": "slow consumer (> 50 frames or 4194304 bytes queued)",
+    }
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    conn.request("GET", f"/pushwire/polling?session={slow.session}&cursor={slow.cursor}")
+    assert conn.getresponse().status == 409  # detached: the client must send hello again
+    resumed = Poller(server, "polling", session=slow.session)
+    assert resumed.welcome["resumed"] is True
+
+
+def test_a_session_resumes_on_another_transport_and_gets_unacknowledged_messages(
+    server: ServerProcess,
+) -> None:
+    stream = Streamer(server, "sse", user="carol")
+    session = stream.welcome["session"]
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    conn.request("POST", "/api/send/carol", body=b"one")
+    conn.getresponse().read()
+    assert stream.next("message")["seq"] == 1
+    stream.close()  # dropped without acknowledging seq 1
+    # The session waits for its client; direct messages meanwhile are kept.
+    conn.request("POST", "/api/send/carol", body=b"two")
+    assert json.loads(conn.getresponse().read())["sessions"] == 1
+    poller = Poller(server, "longpoll", session=session, ack=0)
+    assert poller.welcome["resumed"] is True
+    assert poller.session == session
+    assert [(e["seq"], e["data"]) for e in poller.receive(2)] == [(1, "one"), (2, "two")]
+    poller.send({"type": "ack", "seq": 2})
+    stream = Streamer(server, "stream", session=session, ack=2)
+    assert stream.welcome["resumed"] is True
+    conn.request("POST", "/api/send/carol", body=b"three")
+    conn.getresponse().read()
+    assert stream.next("message") == {"type": "message", "seq": 3, "data": "three"}
+
+
+def test_a_resubscription_with_since_replays_what_was_missed(server: ServerProcess) -> None:
+    first = Poller(server, "polling")
+    subscribed = subscribe(first, "log")
+    for i in range(5):
+        publish(server, "log", f"{i}".encode())
+    seen = first.receive(2)
+    position = {"epoch": seen[-1]["epoch"], "offset": seen[-1]["offset"]}
+    later = Streamer(server, "stream")
+    later.send({"type": "subscribe", "id": 1, "channel": "log", "since": position})
+    assert later.next("subscribed")["offset"] == subscribed["offset"] + 5
+    assert [later.next("message")["data"] for _ in range(3)] == ["2", "3", "4"]
+
+
+def test_raw_sse_resumes_from_last_event_id(server: ServerProcess) -> None:
+    for i in range(3):
+        publish(server, "ticks", f"t{i}".encode())
+    first = publish(server, "ticks", b"t3")
+    sock = socket.create_connection((server.host, server.port), timeout=10)
+    last_id = f"{first['epoch']}:{first['offset'] - 2}"
+    sock.sendall(f"GET /sse/ticks HTTP/1.1\r\nHost: x\r\nLast-Event-ID: {last_id}\r\n\r\n".encode())
+    data = b""
+    while data.count(b"data: ") < 2:
+        data += sock.recv(65536)
+    assert f"id: {first['epoch']}:{first['offset'] - 1}\r\n".encode() not in data
+    assert f"id: {first['epoch']}:{first['offset'] - 1}\ndata: t2\n\n".encode() in data
+    assert f"id: {first['epoch']}:{first['offset']}\ndata: t3\n\n".encode() in data
+    sock.close()
