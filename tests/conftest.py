@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-_LISTENING = re.compile(rb"pushwire listening on http://([\d.:\[\]a-z]+):(\d+)")
+_LISTENING = re.compile(rb"pushwire listening on https?://([\d.:\[\]a-z]+):(\d+)")
+_TCP_LISTENING = re.compile(rb"pushwire tcp listening on ([\d.:\[\]a-z]+):(\d+)")
 
 
 @dataclass
@@ -24,6 +25,7 @@ class ServerProcess:
     host: str
     port: int
     output: list[bytes] = field(default_factory=list)
+    tcp_port: int | None = None
 
     def url(self, path: str = "/") -> str:
         return f"http://{self.host}:{self.port}{path}"
@@ -52,6 +54,9 @@ def start_server(*args: str, startup_timeout: float = 15.0) -> ServerProcess:
     )
     assert process.stdout is not None
     output: list[bytes] = []
+    want_tcp = "--tcp-port" in args
+    found: ServerProcess | None = None
+    tcp_port: int | None = None
     deadline = time.monotonic() + startup_timeout
     while time.monotonic() < deadline:
         line = process.stdout.readline()
@@ -60,9 +65,14 @@ def start_server(*args: str, startup_timeout: float = 15.0) -> ServerProcess:
         output.append(line)
         match = _LISTENING.search(line)
         if match:
-            server = ServerProcess(process, match[1].decode(), int(match[2]), output)
-            _drain_in_background(server)
-            return server
+            found = ServerProcess(process, match[1].decode(), int(match[2]), output)
+        tcp = _TCP_LISTENING.search(line)
+        if tcp:
+            tcp_port = int(tcp[2])
+        if found is not None and (tcp_port is not None or not want_tcp):
+            found.tcp_port = tcp_port
+            _drain_in_background(found)
+            return found
     process.kill()
     raise RuntimeError("server did not start:\n" + b"".join(output).decode(errors="replace"))
 

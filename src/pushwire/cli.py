@@ -22,7 +22,11 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="start the server with the demo app")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8000, help="HTTP/WebSocket port (0: any)")
-    serve.add_argument("--tcp-port", type=int, default=None, help="raw TCP transport port")
+    serve.add_argument(
+        "--tcp-port", type=int, default=None, help="raw TCP transport port (0: any; off if unset)"
+    )
+    serve.add_argument("--tls-cert", default=None, help="PEM certificate: TLS on every port")
+    serve.add_argument("--tls-key", default=None, help="PEM private key for --tls-cert")
     serve.add_argument("--broker", default="memory", help="memory or redis://host:port/db")
     serve.add_argument("--workers", type=int, default=1, help="processes sharing the port")
     serve.add_argument(
@@ -65,8 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     unsupported = []
-    if args.tcp_port is not None:
-        unsupported.append("--tcp-port (the TCP transport is not in this version)")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        print("pushwire serve: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
     if args.broker != "memory":
         unsupported.append(f"--broker {args.broker} (only 'memory' in this version)")
     if args.workers != 1:
@@ -87,6 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             port=args.port,
             allow_origins=tuple(args.allow_origin),
             subprotocols=tuple(args.subprotocol),
+            tcp_port=args.tcp_port,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
         ),
         **settings,
     )
@@ -102,7 +110,7 @@ def parse_settings(items: Sequence[str]) -> dict[str, Any]:
     """
     numeric: dict[str, type[int] | type[float]] = {}
     for setting in dataclasses.fields(Config):
-        if isinstance(setting.default, bool) or setting.name == "port":
+        if isinstance(setting.default, bool) or setting.name in ("port", "tcp_port"):
             continue
         if isinstance(setting.default, int | float):
             numeric[setting.name] = type(setting.default)

@@ -15,6 +15,11 @@ class Config:
 
     host: str = "127.0.0.1"
     port: int = 8000
+    #: The raw TCP transport's port (None: off; 0: any free port).
+    tcp_port: int | None = None
+    #: PEM certificate and key: TLS on every port (HTTP, WebSocket and TCP) when set.
+    tls_cert: str | None = None
+    tls_key: str | None = None
     #: Origins allowed besides the server's own and loopback ones; "*" allows any.
     allow_origins: tuple[str, ...] = ()
     #: Application subprotocols offered besides pushwire.v1, in the server's order of preference.

@@ -224,6 +224,12 @@ class EnvelopeHandler(_Handler):
             self._reply({"type": "unsubscribed", "id": request_id, "channel": channel})
         elif kind == "ping":
             self._reply({"type": "pong"})
+        elif kind == "pong":
+            pass  # the answer to a server heartbeat (TCP); receiving it is all that matters
+        elif kind == "close":
+            # The client ends its session on purpose (transports without a close handshake).
+            self.hub.close_session(session, 1000, "closed by the client")
+            self.transport.close(1000, "closed by the client")
         elif kind == "ack":
             seq = fields.get("seq")
             if not isinstance(seq, int) or isinstance(seq, bool):

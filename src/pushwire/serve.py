@@ -24,10 +24,16 @@ async def serve(app: App, *, announce: bool = True) -> None:
     await app.hub.broker.start()
     await server.start()
     if announce:
+        scheme = "https" if config.tls_cert else "http"
         for sock in server.sockets:
             host, port = sock.getsockname()[:2]
             shown = f"[{host}]" if ":" in host else host
-            print(f"pushwire listening on http://{shown}:{port}", flush=True)
+            print(f"pushwire listening on {scheme}://{shown}:{port}", flush=True)
+        for tcp in server.tcp_servers:
+            for sock in tcp.sockets:
+                host, port = sock.getsockname()[:2]
+                shown = f"[{host}]" if ":" in host else host
+                print(f"pushwire tcp listening on {shown}:{port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -13,8 +13,9 @@ import asyncio
 import logging
 import os
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ..config import Config
 from ..errors import PushwireError, RemoteError
@@ -271,7 +272,7 @@ class Connection(asyncio.Protocol):
                     # is a client choosing to end its session.
                     handler, self.handler = self.handler, None
                     handler.closed(event.code, event.reason, by_client=not self.close_written)
-                self._set_timer(self.config.close_timeout, self._abort)
+                self._set_timer(self.config.close_timeout, self.abort)
         self._flush()
 
     def _flush(self) -> None:
@@ -294,14 +295,14 @@ class Connection(asyncio.Protocol):
             return
         if self.awaiting_pong:
             log.debug("no pong within %s s, dropping %s", self.config.ping_timeout, self.remote)
-            self._abort()
+            self.abort()
             return
         self.awaiting_pong = True
         ws.send_ping(os.urandom(4))
         self._flush()
         self._set_timer(self.config.ping_timeout, self._ping)
 
-    def _abort(self) -> None:
+    def abort(self) -> None:
         if self.transport is not None:
             self.transport.abort()
 
@@ -329,7 +330,7 @@ class Connection(asyncio.Protocol):
             return
         ws.send_close(code, reason)
         self._flush()
-        self._set_timer(self.config.close_timeout, self._abort)
+        self._set_timer(self.config.close_timeout, self.abort)
 
     # -- timers -----------------------------------------------------------------------------------
 
@@ -460,6 +461,14 @@ class HttpStream:
             self.close(1011, "internal error")
 
 
+class ServerConnection(Protocol):
+    """What the server needs of every connection it tracks (HTTP/WebSocket or TCP)."""
+
+    def shutdown(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
 class Server:
     """Listening sockets, the set of open connections, and graceful shutdown."""
 
@@ -467,26 +476,55 @@ class Server:
         self.app = app
         app.server = self
         self.config = config
-        self.connections: set[Connection] = set()
+        self.connections: set[ServerConnection] = set()
         self.accepted = 0  # TCP connections accepted since start
         self.shutting_down = False
         self._servers: list[asyncio.base_events.Server] = []
+        self.tcp_servers: list[asyncio.base_events.Server] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._drained: asyncio.Event | None = None
 
     @property
     def sockets(self) -> list[socket.socket]:
-        return [sock for server in self._servers for sock in server.sockets]
+        """The HTTP/WebSocket listening sockets."""
+        tcp = set(map(id, self.tcp_servers))
+        return [s for server in self._servers if id(server) not in tcp for s in server.sockets]
 
     async def start(self, sock: socket.socket | None = None) -> None:
+        """Listen for HTTP/WebSocket (on `sock`, or host:port), and on `tcp_port` if set."""
         loop = asyncio.get_running_loop()
+        config = self.config
+        tls = self._tls_context()
         if sock is not None:
-            server = await loop.create_server(lambda: Connection(self), sock=sock, backlog=4096)
+            server = await loop.create_server(
+                lambda: Connection(self), sock=sock, backlog=4096, ssl=tls
+            )
         else:
             server = await loop.create_server(
-                lambda: Connection(self), self.config.host, self.config.port, backlog=4096
+                lambda: Connection(self), config.host, config.port, backlog=4096, ssl=tls
             )
         self._servers.append(server)
+        if config.tcp_port is not None:
+            from ..tcpserver import TcpConnection
+
+            ports: list[int] = []
+            tcp = await loop.create_server(
+                lambda: TcpConnection(self, ports[0]),
+                config.host,
+                config.tcp_port,
+                backlog=4096,
+                ssl=tls,
+            )
+            ports.append(tcp.sockets[0].getsockname()[1])
+            self.tcp_servers.append(tcp)
+            self._servers.append(tcp)
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        if self.config.tls_cert is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.config.tls_cert, self.config.tls_key)
+        return context
 
     def track(self, task: asyncio.Task[Any]) -> None:
         self._tasks.add(task)
@@ -510,6 +548,6 @@ class Server:
             except TimeoutError:
                 log.warning("dropping %d connections at shutdown", len(self.connections))
                 for connection in list(self.connections):
-                    connection._abort()
+                    connection.abort()
         for server in self._servers:
             await server.wait_closed()

@@ -1,0 +1,177 @@
+"""The `tcp` transport: a raw TCP port for native programs, sans-I/O.
+
+A frame is a 4-byte big-endian length N, then N bytes: one kind byte and the payload.
+
+| kind | payload |
+|---|---|
+| 1 | a pushwire.v1 envelope, UTF-8 JSON (text data in `"data"`) |
+| 2 | a pushwire.v1 envelope with binary data: JSON header, byte 0x0A, the raw bytes |
+
+The same envelopes as every other transport: `hello` first, then subscribe, publish, ack…
+The server sends `{"type":"ping"}` every `heartbeat_interval`; the client answers
+`{"type":"pong"}` (or sends anything) within `ping_timeout`. Closing is a `close` envelope, then
+the server closes the socket.
+
+A connection whose first byte is `<` is a Flash policy request: after
+`<policy-file-request/>` and a NUL byte it gets the cross-domain policy (built from the Origin
+allow-list) and a NUL byte, then the socket is closed. No frame can start with `<`: its length
+would be over 1 GiB, far over any bound.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from ..envelope import TextFraming, encode_binary_frame_payload, encode_text
+from ..errors import BadRequest, MessageTooLarge
+from ..message import Data, Message
+from .websocket import LOOPBACK_HOSTS
+
+__all__ = [
+    "POLICY_REQUEST",
+    "TCP_FRAMING",
+    "PolicyRequest",
+    "TcpFrame",
+    "TcpParser",
+    "frame_tcp",
+    "policy_file",
+]
+
+TEXT: Final = 1
+BINARY: Final = 2
+POLICY_REQUEST: Final = b"<policy-file-request/>\x00"
+_LENGTH: Final = struct.Struct("!I")
+
+
+def frame_tcp(kind: int, payload: bytes) -> bytes:
+    """One frame: length of (kind byte + payload), the kind byte, the payload."""
+    return _LENGTH.pack(len(payload) + 1) + bytes((kind,)) + payload
+
+
+class TcpFraming(TextFraming):
+    """pushwire.v1 envelopes in TCP frames; binary data as kind-2 frames."""
+
+    __slots__ = ()
+
+    def wrap(self, payload: bytes) -> bytes:
+        return frame_tcp(TEXT, payload)
+
+    def frame_message(self, message: Message) -> bytes:
+        if isinstance(message.data, bytes):
+            fields: dict[str, Any] = {
+                "type": "message",
+                "channel": message.channel,
+                "epoch": message.epoch,
+                "offset": message.offset,
+            }
+            return frame_tcp(BINARY, encode_binary_frame_payload(fields, message.data))
+        return super().frame_message(message)
+
+    def frame_direct(self, seq: int, data: Data) -> bytes:
+        if isinstance(data, bytes):
+            header = {"type": "message", "seq": seq}
+            return frame_tcp(BINARY, encode_binary_frame_payload(header, data))
+        return self.wrap(encode_text({"type": "message", "seq": seq}, data))
+
+
+TCP_FRAMING: Final = TcpFraming()
+
+
+@dataclass(frozen=True, slots=True)
+class TcpFrame:
+    """A frame from the client: `data` is the envelope as str (kind 1) or bytes (kind 2)."""
+
+    data: Data
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRequest:
+    """The client asked for the Flash cross-domain policy."""
+
+
+class TcpParser:
+    """Bytes in, frames out. Bounds: frames over `max_frame` bytes are refused as soon as
+    their length prefix arrives.
+
+    Raises (from `receive_data`):
+        MessageTooLarge: a length over `max_frame`.
+        BadRequest: a zero length, an unknown kind, text that is not UTF-8, or a first byte
+            of `<` not followed by the policy request.
+    """
+
+    def __init__(self, max_frame: int) -> None:
+        self.max_frame = max_frame
+        self._buffer = bytearray()
+        self._events: list[TcpFrame | PolicyRequest] = []
+        self._first = True
+
+    @property
+    def incomplete(self) -> int:
+        """Bytes of a frame started but not finished (0 between frames)."""
+        return len(self._buffer)
+
+    def receive_data(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        if self._first and buffer:
+            if buffer[:1] == b"<":
+                size = len(POLICY_REQUEST)
+                if buffer[:size] != POLICY_REQUEST[: len(buffer[:size])]:
+                    raise BadRequest("a frame cannot start with '<': not a policy request")
+                if len(buffer) >= size:
+                    del buffer[:size]
+                    self._events.append(PolicyRequest())
+                return
+            self._first = False
+        while len(buffer) >= 4:
+            (length,) = _LENGTH.unpack_from(buffer)
+            if length == 0:
+                raise BadRequest("frame length 0: a frame holds at least its kind byte")
+            if length > self.max_frame:
+                raise MessageTooLarge(f"frame over size limit ({length} > {self.max_frame} bytes)")
+            if len(buffer) < 4 + length:
+                return
+            kind = buffer[4]
+            payload = bytes(buffer[5 : 4 + length])
+            del buffer[: 4 + length]
+            if kind == TEXT:
+                try:
+                    self._events.append(TcpFrame(payload.decode()))
+                except UnicodeDecodeError as exc:
+                    raise BadRequest(f"text frame is not UTF-8 at byte {exc.start}") from None
+            elif kind == BINARY:
+                self._events.append(TcpFrame(payload))
+            else:
+                raise BadRequest(f"unknown frame kind {kind}: 1 (text) or 2 (binary)")
+
+    def events_received(self) -> list[TcpFrame | PolicyRequest]:
+        events, self._events = self._events, []
+        return events
+
+
+def policy_file(allowed_origins: frozenset[str], port: int) -> bytes:
+    """The Flash cross-domain policy for this port, NUL-terminated.
+
+    Domains: the loopback hosts, and the hosts of the allowed origins ("*" allows all).
+    """
+    if "*" in allowed_origins:
+        domains = ["*"]
+    else:
+        hosts = {host for host in LOOPBACK_HOSTS if not host.startswith("::")}
+        for origin in allowed_origins:
+            hostname = urlsplit(origin).hostname
+            if hostname:
+                hosts.add(hostname)
+        domains = sorted(hosts)
+    lines = [
+        '<?xml version="1.0"?>',
+        '<!DOCTYPE cross-domain-policy SYSTEM "/xml/dtds/cross-domain-policy.dtd">',
+        "<cross-domain-policy>",
+        '<site-control permitted-cross-domain-policies="master-only"/>',
+        *(f'<allow-access-from domain="{domain}" to-ports="{port}"/>' for domain in domains),
+        "</cross-domain-policy>",
+    ]
+    return "\n".join(lines).encode() + b"\x00"

@@ -1,0 +1,294 @@
+"""The raw TCP transport over real sockets: frames, sessions, resume, the policy file, bounds."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import ssl
+import struct
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
+
+from tests.conftest import ServerFactory, ServerProcess
+
+pytestmark = pytest.mark.integration
+
+
+class TcpClient:
+    """A pushwire TCP client written from docs/protocol.md alone."""
+
+    def __init__(self, server: ServerProcess, *, wrap: ssl.SSLContext | None = None) -> None:
+        assert server.tcp_port is not None
+        raw = socket.create_connection((server.host, server.tcp_port), timeout=10)
+        self.sock = wrap.wrap_socket(raw, server_hostname="localhost") if wrap else raw
+        self.buffer = b""
+
+    def send_frame(self, kind: int, payload: bytes) -> None:
+        self.sock.sendall(struct.pack("!IB", len(payload) + 1, kind) + payload)
+
+    def send(self, envelope: dict[str, Any], binary: bytes | None = None) -> None:
+        if binary is None:
+            self.send_frame(1, json.dumps(envelope).encode())
+        else:
+            self.send_frame(2, json.dumps(envelope).encode() + b"\n" + binary)
+
+    def _read(self, n: int) -> bytes:
+        while len(self.buffer) < n:
+            data = self.sock.recv(65536)
+            if not data:
+                raise EOFError("server closed the connection")
+            self.buffer += data
+        data, self.buffer = self.buffer[:n], self.buffer[n:]
+        return data
+
+    def recv(self) -> dict[str, Any]:
+        """The next envelope; binary data comes back in "binary"."""
+        (length,) = struct.unpack("!I", self._read(4))
+        kind, payload = self._read(1)[0], self._read(length - 1)
+        if kind == 1:
+            envelope: dict[str, Any] = json.loads(payload)
+            return envelope
+        header, _, data = payload.partition(b"\n")
+        envelope = json.loads(header)
+        envelope["binary"] = data
+        return envelope
+
+    def next(self, kind: str) -> dict[str, Any]:
+        while (envelope := self.recv())["type"] != kind:
+            if envelope["type"] == "ping":
+                self.send({"type": "pong"})
+        return envelope
+
+    def hello(self, **fields: Any) -> dict[str, Any]:
+        self.send({"type": "hello", **fields})
+        return self.next("welcome")
+
+    def closed_by_server(self) -> bool:
+        try:
+            while self.sock.recv(65536):
+                pass
+        except (ConnectionResetError, ssl.SSLError):
+            return True
+        return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def tcp_server(server_factory: ServerFactory) -> ServerProcess:
+    return server_factory("--tcp-port", "0")
+
+
+def test_text_and_binary_round_trip_on_a_channel(tcp_server: ServerProcess) -> None:
+    client = TcpClient(tcp_server)
+    welcome = client.hello(user="desk")
+    assert welcome["transport"] == "tcp"
+    client.send({"type": "subscribe", "id": 1, "channel": "room"})
+    assert client.next("subscribed")["channel"] == "room"
+    client.send({"type": "publish", "id": 2, "channel": "room", "data": "你好"})
+    assert client.next("message")["data"] == "你好"
+    client.send({"type": "publish", "id": 3, "channel": "room"}, binary=b"\x00\n\xff")
+    assert client.next("message")["binary"] == b"\x00\n\xff"
+
+
+def test_a_thousand_messages_none_lost_or_doubled_across_a_dropped_connection(
+    tcp_server: ServerProcess,
+) -> None:
+    client = TcpClient(tcp_server)
+    session = client.hello(user="desk")["session"]
+    client.send({"type": "subscribe", "id": 1, "channel": "feed"})
+    client.next("subscribed")
+    publisher = TcpClient(tcp_server)
+    publisher.hello()
+    for i in range(1000):
+        publisher.send({"type": "publish", "channel": "feed", "data": f"m{i}"})
+    seen: list[dict[str, Any]] = [client.next("message") for _ in range(400)]
+    client.close()  # dropped mid-stream, 600 messages still to come or in flight
+    again = TcpClient(tcp_server)
+    assert again.hello(session=session)["resumed"] is True
+    last = seen[-1]
+    since = {"epoch": last["epoch"], "offset": last["offset"]}
+    again.send({"type": "subscribe", "id": 2, "channel": "feed", "since": since})
+    again.next("subscribed")
+    seen += [again.next("message") for _ in range(600)]
+    assert [m["data"] for m in seen] == [f"m{i}" for i in range(1000)]
+
+
+async def test_a_tcp_client_and_a_websocket_client_see_each_other(
+    tcp_server: ServerProcess,
+) -> None:
+    client = TcpClient(tcp_server)
+    client.hello()
+    client.send({"type": "subscribe", "id": 1, "channel": "lobby"})
+    client.next("subscribed")
+    async with connect(tcp_server.ws_url("/ws/lobby")) as ws:
+        await ws.send("from the browser side")
+        message = await asyncio.to_thread(client.next, "message")
+        assert message["data"] == "from the browser side"
+        client.send({"type": "publish", "channel": "lobby", "data": "from the desktop"})
+        assert await asyncio.wait_for(ws.recv(), 5) == "from the browser side"
+        assert await asyncio.wait_for(ws.recv(), 5) == "from the desktop"
+
+
+def test_the_policy_file_request_is_answered_byte_exactly(tcp_server: ServerProcess) -> None:
+    assert tcp_server.tcp_port is not None
+    with socket.create_connection((tcp_server.host, tcp_server.tcp_port), timeout=10) as sock:
+        sock.sendall(b"<policy-file-request/>\x00")
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    port = tcp_server.tcp_port
+    assert answer == (
+        b'<?xml version="1.0"?>\n'
+        b'<!DOCTYPE cross-domain-policy SYSTEM "/xml/dtds/cross-domain-policy.dtd">\n'
+        b"<cross-domain-policy>\n"
+        b'<site-control permitted-cross-domain-policies="master-only"/>\n'
+        b'<allow-access-from domain="127.0.0.1" to-ports="%d"/>\n'
+        b'<allow-access-from domain="[::1]" to-ports="%d"/>\n'
+        b'<allow-access-from domain="localhost" to-ports="%d"/>\n'
+        b"</cross-domain-policy>\x00" % (port, port, port)
+    )
+
+
+def test_the_policy_lists_allowed_origins(server_factory: ServerFactory) -> None:
+    server = server_factory("--tcp-port", "0", "--allow-origin", "https://chat.example")
+    assert server.tcp_port is not None
+    with socket.create_connection((server.host, server.tcp_port), timeout=10) as sock:
+        sock.sendall(b"<policy-file-request/>\x00")
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    assert b'<allow-access-from domain="chat.example" to-ports=' in answer
+
+
+BAD_FRAMES = [
+    (struct.pack("!I", 0), "bad_request", "frame length 0: a frame holds at least its kind byte"),
+    (
+        struct.pack("!IB", 2, 9) + b"x",
+        "bad_request",
+        "unknown frame kind 9: 1 (text) or 2 (binary)",
+    ),
+    (
+        struct.pack("!I", 0x7FFFFFFF),
+        "too_large",
+        "frame over size limit (2147483647 > 1114112 bytes)",
+    ),
+    (struct.pack("!IB", 3, 1) + b"\xff\xfe", "bad_request", "text frame is not UTF-8 at byte 0"),
+    (
+        b"<not a policy request",
+        "bad_request",
+        "a frame cannot start with '<': not a policy request",
+    ),
+]
+
+
+@pytest.mark.parametrize(("frame", "code", "message"), BAD_FRAMES)
+def test_bad_frames_get_a_defined_error_and_close_others_carry_on(
+    tcp_server: ServerProcess, frame: bytes, code: str, message: str
+) -> None:
+    bystander = TcpClient(tcp_server)
+    bystander.hello()
+    bad = TcpClient(tcp_server)
+    bad.sock.sendall(frame)
+    assert bad.recv() == {"type": "error", "code": code, "message": message}
+    assert bad.recv()["type"] == "close"
+    assert bad.closed_by_server()
+    bystander.send({"type": "ping"})
+    assert bystander.next("pong") == {"type": "pong"}
+
+
+def test_a_frame_just_under_the_bound_passes(server_factory: ServerFactory) -> None:
+    server = server_factory("--tcp-port", "0", "--set", "max_message=1000")
+    client = TcpClient(server)
+    client.hello()
+    bound = 1000 + 64 * 1024  # max_message plus the envelope allowance
+    header = json.dumps({"type": "send"}).encode() + b"\n"
+    client.send_frame(2, header + b"x" * (bound - 1 - len(header)))  # length = bound exactly
+    client.send({"type": "ping"})
+    assert client.next("pong") == {"type": "pong"}
+    client.send_frame(2, header + b"x" * (bound - len(header)))  # one over
+    assert client.recv()["code"] == "too_large"
+
+
+def test_a_half_sent_frame_times_out_with_a_defined_error(server_factory: ServerFactory) -> None:
+    server = server_factory("--tcp-port", "0", "--set", "header_timeout=0.3")
+    client = TcpClient(server)
+    client.hello()
+    client.sock.sendall(struct.pack("!IB", 100, 1) + b'{"type":')
+    assert client.next("error") == {
+        "type": "error",
+        "code": "bad_request",
+        "message": "incomplete frame: 13 bytes, then nothing for 0.3 s",
+    }
+    assert client.closed_by_server()
+
+
+def test_a_silent_peer_is_pinged_then_dropped(server_factory: ServerFactory) -> None:
+    server = server_factory(
+        "--tcp-port", "0", "--set", "heartbeat_interval=0.2", "--set", "ping_timeout=0.2"
+    )
+    client = TcpClient(server)
+    client.hello()
+    assert client.recv() == {"type": "ping"}
+    assert client.closed_by_server()
+
+
+def test_a_peer_that_answers_pings_stays(server_factory: ServerFactory) -> None:
+    server = server_factory(
+        "--tcp-port", "0", "--set", "heartbeat_interval=0.2", "--set", "ping_timeout=0.2"
+    )
+    client = TcpClient(server)
+    client.hello()
+    for _ in range(3):
+        assert client.recv() == {"type": "ping"}
+        client.send({"type": "pong"})
+    client.send({"type": "ping"})
+    assert client.next("pong") == {"type": "pong"}
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+async def test_tls_applies_to_tcp_and_websocket_alike(
+    server_factory: ServerFactory, certificate: tuple[Path, Path]
+) -> None:
+    cert, key = certificate
+    server = server_factory("--tcp-port", "0", "--tls-cert", str(cert), "--tls-key", str(key))
+    context = ssl.create_default_context(cafile=str(cert))
+    client = TcpClient(server, wrap=context)
+    assert client.hello()["transport"] == "tcp"
+    async with connect(f"wss://localhost:{server.port}/echo", ssl=context) as ws:
+        await ws.send("secure")
+        assert await asyncio.wait_for(ws.recv(), 5) == "secure"
