@@ -292,3 +292,52 @@ async def test_tls_applies_to_tcp_and_websocket_alike(
     async with connect(f"wss://localhost:{server.port}/echo", ssl=context) as ws:
         await ws.send("secure")
         assert await asyncio.wait_for(ws.recv(), 5) == "secure"
+
+
+NODE_CLIENT = Path(__file__).resolve().parents[2] / "examples" / "tcp_client.mjs"
+
+
+def test_the_node_example_client_gets_a_thousand_messages_across_a_drop(
+    tcp_server: ServerProcess,
+) -> None:
+    node = subprocess.Popen(
+        [
+            "node",
+            str(NODE_CLIENT),
+            "--port",
+            str(tcp_server.tcp_port),
+            "--channel",
+            "feed",
+            "--count",
+            "1000",
+            "--drop-after",
+            "400",
+            "--ready",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert node.stdout is not None
+        assert json.loads(node.stdout.readline())["ready"] is True
+        publisher = TcpClient(tcp_server)
+        publisher.hello()
+        for i in range(1000):
+            if i % 10 == 0:
+                publisher.send({"type": "publish", "channel": "feed"}, binary=bytes([i % 256]))
+            else:
+                publisher.send({"type": "publish", "channel": "feed", "data": f"m{i}"})
+        out, err = node.communicate(timeout=60)
+    finally:
+        node.kill()
+    assert node.returncode == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert len(lines) == 1000
+    for i, line in enumerate(lines):
+        if i % 10 == 0:
+            assert line["binary"] == bytes([i % 256]).hex()
+        else:
+            assert line["data"] == f"m{i}"
+    offsets = [line["offset"] for line in lines]
+    assert offsets == list(range(offsets[0], offsets[0] + 1000))
