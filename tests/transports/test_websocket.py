@@ -150,5 +150,11 @@ def test_a_message_over_the_limit_fails_with_1009() -> None:
 def test_the_close_handshake_echoes_the_code() -> None:
     connection = WebSocketConnection(max_message=1024)
     connection.receive_data(masked(0x88, struct.pack("!H", 1000) + b"done"))
-    assert connection.events_received() == [WebSocketClosed(1000, "done")]
+    assert connection.events_received() == [WebSocketClosed(1000, "done", by_peer=True)]
     assert connection.data_to_send() == [b"\x88\x06\x03\xe8done", b""]
+
+
+def test_an_end_of_stream_without_a_close_frame_is_not_the_peers_choice() -> None:
+    connection = WebSocketConnection(max_message=1024)
+    connection.receive_eof()
+    assert connection.events_received() == [WebSocketClosed(1006, "", by_peer=False)]

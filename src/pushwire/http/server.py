@@ -271,7 +271,8 @@ class Connection(asyncio.Protocol):
                     # Ours went first (close_written), or the peer's: only a peer's Close
                     # is a client choosing to end its session.
                     handler, self.handler = self.handler, None
-                    handler.closed(event.code, event.reason, by_client=not self.close_written)
+                    by_client = event.by_peer and not self.close_written
+                    handler.closed(event.code, event.reason, by_client=by_client)
                 self._set_timer(self.config.close_timeout, self.abort)
         self._flush()
 

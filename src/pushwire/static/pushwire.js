@@ -268,6 +268,8 @@
       this._lastSeq = 0;
       this._ackedSeq = 0;
       this._ackTimer = null;
+      this._heartbeatTimer = null;
+      this._lastReceived = 0;
       this._handlers = {};
       this._connect();
     }
@@ -586,6 +588,7 @@
     }
 
     _dropTransport() {
+      this._stopHeartbeat();
       clearTimeout(this._connectTimer);
       this._connectTimer = null;
       const transport = this._transport;
@@ -595,6 +598,7 @@
     }
 
     _transportClosed(index, code, reason, wasClean) {
+      this._stopHeartbeat();
       clearTimeout(this._connectTimer);
       this._connectTimer = null;
       const wasLive = this._live;
@@ -648,6 +652,35 @@
       }, Math.random() * bound);
     }
 
+    /**
+     * The browser cannot see the server's WebSocket pings, and a connection that died
+     * without a FIN or RST (a sleeping laptop, a proxy that lost it) looks open for minutes.
+     * So: after `heartbeat` seconds without an envelope, send `ping`; after two such periods
+     * of silence, take the connection for dead (1006) and reconnect.
+     * @param {number} seconds the server's heartbeat, from welcome
+     */
+    _startHeartbeat(seconds) {
+      this._stopHeartbeat();
+      const period = seconds * 1000;
+      const transport = this._transport;
+      this._lastReceived = Date.now();
+      this._heartbeatTimer = setInterval(() => {
+        if (transport !== this._transport || !this._live) return;
+        const silent = Date.now() - this._lastReceived;
+        if (silent >= 2 * period) {
+          this._dropTransport();
+          this._transportClosed(this._options.transports.length, 1006, 'no answer to ping', false);
+        } else if (silent >= period) {
+          transport.send({ type: 'ping' }, null);
+        }
+      }, period / 2);
+    }
+
+    _stopHeartbeat() {
+      clearInterval(this._heartbeatTimer);
+      this._heartbeatTimer = null;
+    }
+
     /** Requests on the wire when a connection ends get no answer from it. */
     _failRequests() {
       clearTimeout(this._ackTimer);
@@ -699,6 +732,7 @@
 
     _receive(envelope, bytes) {
       if (this._readyState === CLOSED) return;
+      this._lastReceived = Date.now();
       switch (envelope.type) {
         case 'welcome': return this._welcome(envelope);
         case 'message': return this._message(envelope, bytes);
@@ -742,6 +776,7 @@
       this._protocol = SUBPROTOCOL;
       this._live = true;
       this._reconnectAttempt = 0;
+      this._startHeartbeat(Number(envelope.heartbeat) || 20);
       const reconnected = this._everOpened;
       if (envelope.expired !== undefined || (previous !== null && !envelope.resumed)) {
         // A new session: its direct messages count from 1 again; the old ones are lost.

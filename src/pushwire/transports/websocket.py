@@ -190,10 +190,15 @@ class WebSocketPong:
 
 @dataclass(frozen=True, slots=True)
 class WebSocketClosed:
-    """The closing handshake happened or the connection failed; `code` as RFC 6455 7.1.5."""
+    """The closing handshake happened or the connection failed; `code` as RFC 6455 7.1.5.
+
+    `by_peer`: the peer sent a Close frame (it chose to close); False when the connection
+    failed (a protocol error, or the TCP stream ended without a Close frame: 1006).
+    """
 
     code: int
     reason: str
+    by_peer: bool = False
 
 
 WebSocketEvent = WebSocketMessage | WebSocketPong | WebSocketClosed
@@ -296,9 +301,9 @@ class WebSocketConnection:
             self._reported_close = True
             received = self._protocol.close_rcvd
             events.append(
-                WebSocketClosed(received.code, received.reason)
+                WebSocketClosed(received.code, received.reason, by_peer=True)
                 if received is not None
-                else WebSocketClosed(1005, "")
+                else WebSocketClosed(1005, "", by_peer=True)
             )
 
     def _check_utf8(self, data: bytes, final: bool, events: list[WebSocketEvent]) -> bool:
