@@ -676,6 +676,7 @@ class DropProxy:
         self.refused = 0
         self.changed = threading.Condition()
         self.sockets: list[socket.socket] = []
+        self.frozen: set[socket.socket] = set()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -704,7 +705,8 @@ class DropProxy:
     def _pump(self, source: socket.socket, target: socket.socket) -> None:
         try:
             while data := source.recv(65536):
-                target.sendall(data)
+                if source not in self.frozen:
+                    target.sendall(data)
         except OSError:
             pass
         finally:
@@ -731,6 +733,12 @@ class DropProxy:
         for sock in doomed:
             self._kill(sock, reset)
 
+    def freeze(self) -> None:
+        """Stop forwarding on every open connection, and keep it open: a connection that died
+        silently (no FIN, no RST). New connections work."""
+        with self.changed:
+            self.frozen.update(self.sockets)
+
     def wait_refused(self, count: int, timeout: float = 10.0) -> None:
         with self.changed:
             assert self.changed.wait_for(lambda: self.refused >= count, timeout), self.refused
@@ -751,13 +759,7 @@ def proxy(server: ServerProcess) -> Iterator[DropProxy]:
     instance.close()
 
 
-@pytest.mark.parametrize(
-    "cut",
-    [
-        "rst",
-        "fin",
-    ],
-)
+@pytest.mark.parametrize("cut", ["rst", "fin"])
 def test_reconnect_after_a_drop_is_invisible_and_loses_or_repeats_nothing(
     browser: Browser, server: ServerProcess, proxy: DropProxy, cut: str
 ) -> None:
@@ -874,3 +876,32 @@ def test_a_stop_close_code_from_the_server_ends_without_reconnecting(
         sent = page.evaluate("() => { pw.send('after'); return pw.readyState; }")
     assert [(e["type"], e["code"]) for e in events] == [("open", None), ("close", 4100)]
     assert sent == 3
+
+
+def test_a_connection_that_went_silent_is_detected_and_replaced(
+    browser: Browser, server_factory: ServerFactory
+) -> None:
+    # The server's heartbeat (welcome "heartbeat") is 0.5 s; it would wait 60 s for a pong.
+    server = server_factory("--set", "ping_interval=0.5", "--set", "ping_timeout=60")
+    proxy = DropProxy((server.host, server.port))
+    try:
+        url = f"ws://127.0.0.1:{proxy.port}/pushwire"
+        with open_page(browser, server) as page:
+            first = page.evaluate(
+                "([url]) => connect(url, {user: 'frank', reconnectDelay: 50})", [url]
+            )
+            page.evaluate("() => pw.subscribe('beat')")
+            proxy.freeze()
+            page.wait_for_function("() => events.some((e) => e.type === 'reconnected')")
+            post(server, "/api/publish/beat", b"b1")
+            page.wait_for_function("() => messages.length === 1")
+            session, events, messages = page.evaluate("() => [pw.session, events, messages]")
+    finally:
+        proxy.close()
+    assert [(e["type"], e["readyState"]) for e in events] == [
+        ("open", 1),
+        ("reconnecting", 1),
+        ("reconnected", 1),
+    ]
+    assert session == first["session"]  # the new connection took the session over
+    assert [m["data"] for m in messages] == ["b1"]

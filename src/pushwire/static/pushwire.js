@@ -668,7 +668,8 @@
         if (transport !== this._transport || !this._live) return;
         const silent = Date.now() - this._lastReceived;
         if (silent >= 2 * period) {
-          this._dropTransport();
+          this._transport = null; // still live: _transportClosed treats it as a drop
+          transport.abort();
           this._transportClosed(this._options.transports.length, 1006, 'no answer to ping', false);
         } else if (silent >= period) {
           transport.send({ type: 'ping' }, null);
