@@ -23,9 +23,12 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """Debian's real Chromium driven by Playwright (sync API), shared by the whole session.
+    """Debian's real Chromium driven by Playwright (sync API), shared by a test module.
+
+    Module, not session, scope: while the sync API is active it owns an event loop of its
+    own on this thread, and pytest-asyncio tests that run meanwhile fail.
 
     Skips when Playwright or the Chromium binary is missing; never downloads a browser.
     """
