@@ -50,7 +50,8 @@ class Config:
     max_channel_name: int = 200
     #: Seconds between WebSocket pings.
     ping_interval: float = 20.0
-    #: Seconds to wait for a pong before the peer is taken for dead.
+    #: Seconds to wait for a pong before the peer is taken for dead (checked every quarter of
+    #: the smaller of the two, by one sweep over all WebSockets).
     ping_timeout: float = 20.0
     #: Seconds between heartbeats on streaming responses (below common proxy idle timeouts).
     heartbeat_interval: float = 20.0

@@ -53,11 +53,15 @@ class ClientInfo:
 class _Handler:
     """Runs a client's messages one after another, even when a step has to await."""
 
+    __slots__ = ("_pending", "_task", "client", "endpoint", "hub", "session", "transport")
+
     def __init__(self, hub: Hub, endpoint: Endpoint, transport: Transport, client: ClientInfo):
         self.hub = hub
         self.endpoint = endpoint
         self.transport = transport
-        self.client = client
+        # Dropped once the session is open: the request's headers are not kept for a
+        # connection's whole life.
+        self.client: ClientInfo | None = client
         self.session: Session | None = None
         self._pending: deque[Data] | None = None
         self._task: asyncio.Future[None] | None = None
@@ -112,14 +116,18 @@ class _Handler:
             self.hub.detach(self.session, self.transport, code, reason, final=by_client)
 
     def _connect_request(self, user: str | None, token: str | None) -> ConnectRequest:
+        client = self.client
+        if client is None:
+            raise BadRequest("the session is already open")
+        self.client = None
         return ConnectRequest(
-            path=self.client.path,
+            path=client.path,
             transport=self.transport.name,
-            headers=self.client.headers,
-            query=self.client.query,
+            headers=client.headers,
+            query=client.query,
             user=user,
             token=token,
-            remote=self.client.remote,
+            remote=client.remote,
         )
 
 
@@ -130,11 +138,16 @@ class RawHandler(_Handler):
     `since` (a raw SSE client's Last-Event-ID) replays the channel's history after it.
     """
 
-    since: Position | None = None
+    __slots__ = ("since",)
+
+    def __init__(self, hub: Hub, endpoint: Endpoint, transport: Transport, client: ClientInfo):
+        super().__init__(hub, endpoint, transport, client)
+        self.since: Position | None = None
 
     def open(self) -> Awaitable[None] | None:
         """Open the session; an awaitable when the connect handler or history must be awaited."""
-        request = self._connect_request(self.client.query.get("user"), None)
+        user = self.client.query.get("user") if self.client is not None else None
+        request = self._connect_request(user, None)
         if self.hub.has_connect_handler or self.since is not None:
             return self._open_awaiting(request)
         self._opened(request.user)
@@ -183,6 +196,8 @@ class RawHandler(_Handler):
 
 class EnvelopeHandler(_Handler):
     """pushwire.v1: `hello` first, then subscribe / unsubscribe / publish / send / ping."""
+
+    __slots__ = ()
 
     def _step(self, data: Data) -> Awaitable[None] | None:
         try:
@@ -264,6 +279,7 @@ class EnvelopeHandler(_Handler):
                 return
             session = self.hub.open_session(self.transport, user, resumable=True)
         self.session = session
+        self.client = None
         config = self.hub.config
         welcome: dict[str, Any] = {
             "type": "welcome",

@@ -275,7 +275,6 @@ class Hub:
             self._presence_changed(channel, state)
         if presence and session not in state.watchers:
             state.watchers[session] = transport
-            session.presence.add(channel)
             self._presence_changed(channel, state)
 
     def unsubscribe(self, session: Session, channel: str) -> None:
@@ -283,7 +282,6 @@ class Hub:
         if state is None or channel not in session.channels:
             return
         session.channels.discard(channel)
-        session.presence.discard(channel)
         for framing, members in list(state.members.items()):
             if members.pop(session, None) is not None and not members:
                 del state.members[framing]

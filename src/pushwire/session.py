@@ -48,7 +48,6 @@ class Session:
         "info",
         "max_unacked",
         "max_unacked_bytes",
-        "presence",
         "resumable",
         "seq",
         "transport",
@@ -72,11 +71,11 @@ class Session:
         self.info: Mapping[str, Any] = info or {}
         self.transport = transport
         self.channels: set[str] = set()
-        self.presence: set[str] = set()
         self.seq = 0
         self.acked = 0
         self.resumable = resumable
-        self.unacked: deque[tuple[int, Data]] = deque()
+        # Allocated on the first direct message: most sessions never get one.
+        self.unacked: deque[tuple[int, Data]] | None = None
         self.unacked_bytes = 0
         self.max_unacked = max_unacked
         self.max_unacked_bytes = max_unacked_bytes
@@ -93,11 +92,14 @@ class Session:
             return
         self.seq += 1
         if self.resumable:
-            self.unacked.append((self.seq, data))
+            unacked = self.unacked
+            if unacked is None:
+                unacked = self.unacked = deque()
+            unacked.append((self.seq, data))
             self.unacked_bytes += len(data)
-            if len(self.unacked) > self.max_unacked or self.unacked_bytes > self.max_unacked_bytes:
+            if len(unacked) > self.max_unacked or self.unacked_bytes > self.max_unacked_bytes:
                 raise SessionOverflow(
-                    f"unacknowledged messages over the bound ({len(self.unacked)} messages, "
+                    f"unacknowledged messages over the bound ({len(unacked)} messages, "
                     f"{self.unacked_bytes} bytes; limits {self.max_unacked}, "
                     f"{self.max_unacked_bytes})"
                 )
@@ -111,13 +113,15 @@ class Session:
             return
         self.acked = min(seq, self.seq)
         unacked = self.unacked
+        if unacked is None:
+            return
         while unacked and unacked[0][0] <= self.acked:
             self.unacked_bytes -= len(unacked.popleft()[1])
 
     def resend_unacked(self) -> None:
         """Write every unacknowledged direct message again (after a resumption)."""
         transport = self.transport
-        if transport is None:
+        if transport is None or self.unacked is None:
             return
         for seq, data in self.unacked:
             transport.write(transport.framing.frame_direct(seq, data))

@@ -43,6 +43,25 @@ class Connection(asyncio.Protocol):
     """One client TCP connection: HTTP/1.x requests, then maybe a WebSocket."""
 
     name = "websocket"
+    # Slots: an idle WebSocket is this object plus the protocol state; keep it small.
+    __slots__ = (
+        "busy",
+        "close_written",
+        "closing",
+        "config",
+        "framing",
+        "handler",
+        "next_ping_at",
+        "parser",
+        "ping_sent_at",
+        "queued",
+        "remote",
+        "server",
+        "stream",
+        "timer",
+        "transport",
+        "ws",
+    )
 
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -59,7 +78,8 @@ class Connection(asyncio.Protocol):
         self.ws: WebSocketConnection | None = None
         self.handler: RawHandler | EnvelopeHandler | None = None
         self.framing: Framing = RAW_FRAMING
-        self.awaiting_pong = False
+        self.ping_sent_at = 0.0  # when the unanswered ping went out; 0.0: none is pending
+        self.next_ping_at = 0.0
         self.close_written = False  # our Close frame is on the wire: no data after it
         self.remote: str | None = None
         self.stream: HttpStream | None = None
@@ -115,6 +135,7 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
         self.server.connections.discard(self)
+        self.server.websockets.discard(self)
         if self.stream is not None:
             self.stream.lost()
         if self.handler is not None:
@@ -242,7 +263,9 @@ class Connection(asyncio.Protocol):
             self.server.track(task)
         elif request.upgrade_data:
             self.data_received(request.upgrade_data)
-        self._set_timer(self.config.ping_interval, self._ping)
+        self._cancel_timer()
+        self.next_ping_at = asyncio.get_running_loop().time() + self.config.ping_interval
+        self.server.websockets.add(self)
 
     async def _open_later(self, opening: Awaitable[None], request: Request) -> None:
         try:
@@ -265,7 +288,7 @@ class Connection(asyncio.Protocol):
                 if self.handler is not None:
                     self.handler.receive(event.data)
             elif isinstance(event, WebSocketPong):
-                self.awaiting_pong = False
+                self.ping_sent_at = 0.0
             elif isinstance(event, WebSocketClosed):
                 if self.handler is not None:
                     # Ours went first (close_written), or the peer's: only a peer's Close
@@ -287,21 +310,29 @@ class Connection(asyncio.Protocol):
         for chunk in chunks:
             if chunk:
                 transport.write(chunk)
+            elif transport.can_write_eof():
+                # b"": half-close. RFC 6455 7.1.1: the server closes TCP first; reading on
+                # lets the peer's Close arrive instead of meeting a reset (an unclean close).
+                transport.write_eof()
+                self._set_timer(self.config.close_timeout, self.abort)
             else:
-                transport.close()  # RFC 6455 7.1.1: the server closes TCP first
+                transport.close()
 
-    def _ping(self) -> None:
+    def heartbeat(self, now: float) -> None:
+        """Called by the server's sweep: ping when due; drop a peer whose pong is overdue."""
         ws = self.ws
         if ws is None or not ws.is_open:
             return
-        if self.awaiting_pong:
-            log.debug("no pong within %s s, dropping %s", self.config.ping_timeout, self.remote)
-            self.abort()
+        if self.ping_sent_at:
+            if now - self.ping_sent_at > self.config.ping_timeout:
+                log.debug("no pong within %s s: dropping %s", self.config.ping_timeout, self.remote)
+                self.abort()
             return
-        self.awaiting_pong = True
-        ws.send_ping(os.urandom(4))
-        self._flush()
-        self._set_timer(self.config.ping_timeout, self._ping)
+        if now >= self.next_ping_at:
+            self.ping_sent_at = now
+            self.next_ping_at = now + self.config.ping_interval
+            ws.send_ping(os.urandom(4))
+            self._flush()
 
     def abort(self) -> None:
         if self.transport is not None:
@@ -478,6 +509,9 @@ class Server:
         app.server = self
         self.config = config
         self.connections: set[ServerConnection] = set()
+        # Open WebSockets: one sweep pings them all, instead of a timer each.
+        self.websockets: set[Connection] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
         self.accepted = 0  # TCP connections accepted since start
         self.shutting_down = False
         self._servers: list[asyncio.base_events.Server] = []
@@ -496,6 +530,8 @@ class Server:
         loop = asyncio.get_running_loop()
         config = self.config
         tls = self._tls_context()
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(self._sweep_period(), self._sweep)
         if sock is not None:
             server = await loop.create_server(
                 lambda: Connection(self), sock=sock, backlog=4096, ssl=tls
@@ -520,6 +556,16 @@ class Server:
             self.tcp_servers.append(tcp)
             self._servers.append(tcp)
 
+    def _sweep_period(self) -> float:
+        return max(0.05, min(self.config.ping_interval, self.config.ping_timeout) / 4)
+
+    def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for connection in list(self.websockets):
+            connection.heartbeat(now)
+        self._sweeper = loop.call_later(self._sweep_period(), self._sweep)
+
     def _tls_context(self) -> ssl.SSLContext | None:
         if self.config.tls_cert is None:
             return None
@@ -538,6 +584,8 @@ class Server:
     async def shutdown(self) -> None:
         """Stop accepting, close every connection politely, wait up to `shutdown_timeout`."""
         self.shutting_down = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for server in self._servers:
             server.close()
         self._drained = asyncio.Event()
