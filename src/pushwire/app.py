@@ -256,6 +256,8 @@ class App:
         endpoint = self._endpoint(request.path)
         if endpoint is None:
             raise NotFound(f"no WebSocket endpoint at {request.path}")
+        if not self.config.websocket:
+            raise Forbidden("WebSocket is disabled on this server: use an HTTP transport")
         if endpoint.channel is not None:
             self.hub.check_channel(endpoint.channel)
         if self.shutting_down:

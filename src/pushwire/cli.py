@@ -51,6 +51,11 @@ def _parser() -> argparse.ArgumentParser:
         dest="settings",
         help="set any limit of pushwire.config.Config, e.g. --set max_message=65536",
     )
+    serve.add_argument(
+        "--no-websocket",
+        action="store_true",
+        help="refuse WebSocket upgrades (403), as a blocking proxy would: clients fall back",
+    )
     serve.add_argument("--log-level", default="info", help="debug, info, warning, error")
 
     publish = commands.add_parser("publish", help="publish a message to a channel")
@@ -93,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             allow_origins=tuple(args.allow_origin),
             subprotocols=tuple(args.subprotocol),
             tcp_port=args.tcp_port,
+            websocket=not args.no_websocket,
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
         ),

@@ -22,6 +22,9 @@ class Config:
     tls_key: str | None = None
     #: Origins allowed besides the server's own and loopback ones; "*" allows any.
     allow_origins: tuple[str, ...] = ()
+    #: False refuses every WebSocket upgrade with 403, as a proxy that blocks WebSocket would:
+    #: clients fall back to the HTTP transports.
+    websocket: bool = True
     #: Application subprotocols offered besides pushwire.v1, in the server's order of preference.
     subprotocols: tuple[str, ...] = ()
 

@@ -286,7 +286,7 @@ class EnvelopeHandler(_Handler):
             "session": session.id,
             "user": session.user,
             "resumed": resumed,
-            "heartbeat": config.ping_interval,
+            "heartbeat": _number(config.ping_interval),
             "transport": self.transport.name,
             "max_message": config.max_message,
         }
@@ -389,6 +389,11 @@ def write_recovery(transport: Transport, channel: str, since: Position, history:
         transport.write(framing.frame_control(gap))
     for message in history.messages:
         transport.write(framing.frame_message(message))
+
+
+def _number(value: float) -> float | int:
+    """20.0 as 20 on the wire: whole seconds read as whole numbers."""
+    return int(value) if value.is_integer() else value
 
 
 def _position(value: object) -> Position | None:

@@ -184,3 +184,16 @@ def test_app_subprotocols_are_chosen_by_server_preference(server_factory: Server
     assert headers["sec-websocket-protocol"] == "superchat"
     _, headers, _ = handshake(server, Sec_WebSocket_Protocol="chat")
     assert headers["sec-websocket-protocol"] == "chat"
+
+
+def test_no_websocket_refuses_upgrades_but_serves_http_transports(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory("--no-websocket")
+    status, _, body = handshake(server, "/pushwire")
+    assert status == "HTTP/1.1 403 Forbidden"
+    assert b"WebSocket is disabled on this server: use an HTTP transport" in body
+    hello = "%7B%22type%22%3A%22hello%22%7D"
+    with socket.create_connection((server.host, server.port), timeout=5) as sock:
+        sock.sendall(f"GET /pushwire/polling?hello={hello} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK")
