@@ -53,6 +53,7 @@ async def test_a_channel_message_is_framed_once_per_framing_whatever_the_subscri
     enveloped = subscribers(hub, count, ENVELOPE_FRAMING)
     for i in range(10):
         await hub.publish("room", f"message {i}")
+        hub.flush()  # one message a batch here; batching has its own test
     # Two framings in use, ten messages: twenty framings, for 2 or for 400 subscribers.
     assert hub.stats.frames_encoded == 20
     assert hub.stats.deliveries == 20 * count
@@ -78,6 +79,7 @@ async def test_unsubscribed_and_closed_sessions_get_nothing() -> None:
     hub.unsubscribe(sessions[1], "room")
     hub.close_session(sessions[2], 1000, "")
     await hub.publish("room", "after")
+    hub.flush()
     assert stays.written == [short_frame(0x1, b"after")]
     assert leaves.written == closes.written == []
     assert hub.subscriber_count("room") == 1
@@ -125,3 +127,36 @@ async def test_presence_is_sent_once_per_loop_turn_for_a_burst_of_joins() -> Non
     await asyncio.sleep(0)  # let the loop turn once: presence goes out at the end of the turn
     presence = b'{"type":"presence","channel":"room","count":51}'
     assert watcher.written == [short_frame(0x1, presence)]
+
+
+async def test_what_one_loop_turn_publishes_reaches_each_subscriber_in_one_write() -> None:
+    hub = Hub()
+    transports = subscribers(hub, 3, RAW_FRAMING)
+    for i in range(5):
+        hub.publish_nowait("room", f"m{i}")
+    assert all(t.written == [] for t in transports)  # not yet: at the end of this turn
+    await asyncio.sleep(0)  # the turn ends
+    expected = b"".join(short_frame(0x1, f"m{i}".encode()) for i in range(5))
+    for transport in transports:
+        assert transport.written == [expected]
+        assert transport.written[0] is transports[0].written[0]
+    assert hub.stats.frames_encoded == 5
+
+
+async def test_a_subscriber_joining_mid_turn_gets_only_what_follows_its_joining() -> None:
+    hub = Hub()
+    (early,) = subscribers(hub, 1, RAW_FRAMING)
+    hub.publish_nowait("room", "before")
+    (late,) = subscribers(hub, 1, RAW_FRAMING)
+    hub.publish_nowait("room", "after")
+    hub.flush()
+    assert early.written == [short_frame(0x1, b"before"), short_frame(0x1, b"after")]
+    assert late.written == [short_frame(0x1, b"after")]
+
+
+async def test_a_large_batch_is_written_before_the_turn_ends() -> None:
+    hub = Hub()
+    (transport,) = subscribers(hub, 1, RAW_FRAMING)
+    for _ in range(5):
+        hub.publish_nowait("room", b"x" * 100_000)
+    assert len(transport.written) == 1  # 300,000 pending bytes went over MAX_BATCH_BYTES

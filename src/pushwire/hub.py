@@ -3,6 +3,13 @@
 Fan-out is encode-once: a channel message is framed once per framing in use on that channel
 (`Framing.frame_message`), and the same bytes object is written to every subscriber using
 that framing. The per-subscriber work is one `write` call.
+
+Fan-out is also batched: what is published to a channel within one turn of the event loop
+(say, all the messages one read from a publisher brought) goes to each subscriber in one
+write. A write is a system call, and it is what fan-out costs; batching divides that cost by
+the batch size. A channel's messages still arrive in offset order, and membership changes
+flush what is pending first, so nobody gets a message from before it joined or misses one
+from before it left.
 """
 
 from __future__ import annotations
@@ -24,6 +31,9 @@ from .session import Session, SessionOverflow
 from .transports.base import Framing, Transport
 
 __all__ = ["ConnectRequest", "Hub", "HubStats"]
+
+#: Bytes of pending channel messages after which fan-out happens at once, not at turn's end.
+MAX_BATCH_BYTES: Final = 256 * 1024
 
 log = logging.getLogger("pushwire.hub")
 
@@ -95,6 +105,9 @@ class Hub:
         self._subscribe_handler: SubscribeHandler | None = None
         self._disconnect_handler: DisconnectHandler | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._pending: dict[str, list[Message]] = {}
+        self._pending_bytes = 0
+        self._flush_scheduled = False
 
     # -- handlers the app registers ---------------------------------------------------------
 
@@ -264,6 +277,8 @@ class Hub:
         transport = session.transport
         if session.closed or transport is None:
             return
+        if self._pending:
+            self.flush()
         state = self._channels.get(channel)
         if state is None:
             state = self._channels[channel] = _Channel()
@@ -281,6 +296,8 @@ class Hub:
         state = self._channels.get(channel)
         if state is None or channel not in session.channels:
             return
+        if self._pending:
+            self.flush()
         session.channels.discard(channel)
         for framing, members in list(state.members.items()):
             if members.pop(session, None) is not None and not members:
@@ -359,17 +376,42 @@ class Hub:
             self.close_session(session, 4003, reason)
 
     def _deliver(self, message: Message) -> None:
-        """The broker hands over a channel message: frame once per framing, write to all."""
-        state = self._channels.get(message.channel)
-        if state is None:
+        """The broker hands over a channel message: it joins this turn's batch."""
+        channel = message.channel
+        if channel not in self._channels:
             return
+        pending = self._pending.get(channel)
+        if pending is None:
+            self._pending[channel] = [message]
+        else:
+            pending.append(message)
+        self._pending_bytes += len(message.data)
+        if self._pending_bytes > MAX_BATCH_BYTES:
+            self.flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Fan out every pending channel message now: each message framed once per framing,
+        one write per subscriber per channel."""
+        self._flush_scheduled = False
+        pending, self._pending = self._pending, {}
+        self._pending_bytes = 0
         stats = self.stats
-        for framing, members in state.members.items():
-            frame = framing.frame_message(message)
-            stats.frames_encoded += 1
-            stats.deliveries += len(members)
-            for transport in members.values():
-                transport.write(frame)
+        for channel, messages in pending.items():
+            state = self._channels.get(channel)
+            if state is None:
+                continue
+            for framing, members in state.members.items():
+                if len(messages) == 1:
+                    frame = framing.frame_message(messages[0])
+                else:
+                    frame = b"".join([framing.frame_message(m) for m in messages])
+                stats.frames_encoded += len(messages)
+                stats.deliveries += len(members) * len(messages)
+                for transport in members.values():
+                    transport.write(frame)
 
     # -- presence ---------------------------------------------------------------------------
 
