@@ -525,8 +525,11 @@ class Server:
         tcp = set(map(id, self.tcp_servers))
         return [s for server in self._servers if id(server) not in tcp for s in server.sockets]
 
-    async def start(self, sock: socket.socket | None = None) -> None:
-        """Listen for HTTP/WebSocket (on `sock`, or host:port), and on `tcp_port` if set."""
+    async def start(
+        self, sock: socket.socket | None = None, *, tcp_sock: socket.socket | None = None
+    ) -> None:
+        """Listen for HTTP/WebSocket (on `sock`, or host:port), and for TCP clients (on
+        `tcp_sock`, or `tcp_port` if set)."""
         loop = asyncio.get_running_loop()
         config = self.config
         tls = self._tls_context()
