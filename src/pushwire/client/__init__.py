@@ -1,0 +1,18 @@
+"""The asyncio Python client: `connect(url)` over WebSocket, SSE, streaming, long-poll,
+polling or TCP, with the same operations on each (docs/protocol.md is the wire)."""
+
+from .connection import Client, connect
+from .errors import ClientClosed, ClientError, Gap, Message, RequestFailed, Subscription
+from .transports import TRANSPORTS
+
+__all__ = [
+    "TRANSPORTS",
+    "Client",
+    "ClientClosed",
+    "ClientError",
+    "Gap",
+    "Message",
+    "RequestFailed",
+    "Subscription",
+    "connect",
+]

@@ -1,0 +1,504 @@
+"""The asyncio client: one `Client` per connection to a pushwire server, over any transport.
+
+Guarantees: messages of one channel arrive in offset order and direct messages in `seq` order,
+each at most once, across reconnections and transport changes (the client resumes its session,
+re-subscribes each channel from the last position it saw, and drops anything it has seen).
+What history could not keep arrives as a `Gap`. Cancelling `recv()` loses no message. When the
+inbox (`max_queue`) is full, the client stops reading from the server (backpressure), so
+nothing is dropped; the server's own bounds then apply to this client as to a slow consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import random
+import ssl
+from collections.abc import AsyncIterator, Generator, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import ClientClosed, ConnectionLost, Gap, Message, RequestFailed, Subscription
+from .transports import ClientTransport, Envelope, Item, make_transport
+
+__all__ = ["Client", "connect"]
+
+log = logging.getLogger("pushwire.client")
+
+DEFAULT_HTTP_TRANSPORTS = ("websocket", "sse", "stream", "longpoll", "polling")
+
+
+def _reconnectable(code: int) -> bool:
+    """docs/protocol.md: 4000-4099 (but 4004), 1001, 1006 and 1011 mean "come back"."""
+    return code in (1001, 1006, 1011) or (4000 <= code < 4100 and code != 4004)
+
+
+@dataclass(slots=True)
+class _Channel:
+    presence: bool
+    epoch: str | None = None
+    offset: int = 0
+
+
+class Client:
+    """A connection to a pushwire server; see `connect()` for the arguments."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        user: str | None = None,
+        token: str | None = None,
+        transports: Sequence[str] | None = None,
+        reconnect: bool = True,
+        reconnect_delay: float = 0.5,
+        reconnect_delay_max: float = 10.0,
+        max_reconnect_attempts: int | None = None,
+        connect_timeout: float = 10.0,
+        request_timeout: float = 10.0,
+        max_queue: int = 10_000,
+        poll_interval: float = 1.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        scheme = urlsplit(url).scheme
+        self.url = url
+        self.user = user
+        self.token = token
+        default = ("tcp",) if scheme in ("tcp", "tcps") else DEFAULT_HTTP_TRANSPORTS
+        self.transports = tuple(transports or default)
+        self.reconnect = reconnect
+        self.reconnect_delay = reconnect_delay
+        self.reconnect_delay_max = reconnect_delay_max
+        self.max_reconnect_attempts = max_reconnect_attempts
+        self.connect_timeout = connect_timeout
+        self.request_timeout = request_timeout
+        self.poll_interval = poll_interval
+        self.ssl_context = ssl_context
+        #: Member count per channel subscribed with presence=True.
+        self.presence: dict[str, int] = {}
+        #: Session ids the server said were gone when this client came back.
+        self.expired: list[str] = []
+        self.session: str | None = None
+        #: Successful reconnections so far (the first connection is not one).
+        self.reconnections = 0
+        self._reconnected = asyncio.Condition()
+        self._transport: ClientTransport | None = None
+        self._preferred = 0
+        self._inbox: asyncio.Queue[Message | Gap | ClientClosed] = asyncio.Queue(max_queue)
+        self._requests: dict[int, asyncio.Future[Envelope]] = {}
+        self._next_id = 0
+        self._channels: dict[str, _Channel] = {}
+        self._seq = 0
+        self._ack_pending = False
+        self._ready = asyncio.Event()
+        self._send_lock = asyncio.Lock()
+        self._reader: asyncio.Task[None] | None = None
+        self._closed: ClientClosed | None = None
+        self._closing = False
+        self._tasks: set[asyncio.Future[Any]] = set()
+
+    # -- public API ------------------------------------------------------------------------
+
+    @property
+    def transport(self) -> str:
+        """The name of the transport in use."""
+        return self._transport.name if self._transport is not None else self.transports[0]
+
+    async def open(self) -> None:
+        """Connect (trying the transports in order). Raises `ClientClosed` when none works
+        or the server refuses."""
+        try:
+            await self._connect(first=True)
+        except ConnectionLost as lost:
+            raise ClientClosed(lost.code, lost.reason) from None
+        self._reader = asyncio.ensure_future(self._read())
+
+    async def subscribe(self, channel: str, presence: bool = False) -> Subscription:
+        """Join `channel`. Raises `RequestFailed` (e.g. `bad_request`, `forbidden`)."""
+        state = self._channels.get(channel)
+        envelope: Envelope = {"type": "subscribe", "channel": channel, "presence": presence}
+        if state is not None and state.epoch is not None:
+            envelope["since"] = {"epoch": state.epoch, "offset": state.offset}
+        answer = await self._request(envelope)
+        known = self._channels.setdefault(channel, _Channel(presence))
+        known.presence = presence
+        if known.epoch is None or known.epoch != answer["epoch"]:
+            known.epoch, known.offset = answer["epoch"], answer["offset"]
+        return Subscription(channel, answer["epoch"], answer["offset"])
+
+    async def unsubscribe(self, channel: str) -> None:
+        self._channels.pop(channel, None)
+        self.presence.pop(channel, None)
+        await self._request({"type": "unsubscribe", "channel": channel})
+
+    async def publish(self, channel: str, data: str | bytes) -> tuple[str, int]:
+        """Publish; returns the message's (epoch, offset)."""
+        answer = await self._request({"type": "publish", "channel": channel}, data)
+        return answer["epoch"], answer["offset"]
+
+    async def send(self, data: str | bytes) -> None:
+        """A message to the endpoint (echoed on /echo, published on /ws/<channel>)."""
+        await self._wait_ready()
+        await self._send([(*self._with_data({"type": "send"}, data),)])
+
+    async def wait_reconnected(self, timeout: float | None = None) -> None:
+        """Until the client has come back after the next drop (or `timeout` passes)."""
+        async with self._reconnected:
+            target = self.reconnections + 1
+            await asyncio.wait_for(
+                self._reconnected.wait_for(lambda: self.reconnections >= target), timeout
+            )
+
+    async def recv(self) -> Message | Gap:
+        """The next message (or `Gap`). Raises `ClientClosed` once the client is closed and
+        everything received was read."""
+        item = await self._inbox.get()
+        if isinstance(item, ClientClosed):
+            self._inbox.put_nowait(item)  # every later call raises too
+            raise item
+        return item
+
+    def __aiter__(self) -> AsyncIterator[Message | Gap]:
+        return self
+
+    async def __anext__(self) -> Message | Gap:
+        try:
+            return await self.recv()
+        except ClientClosed:
+            raise StopAsyncIteration from None
+
+    async def close(self) -> None:
+        """End the session and the connection. Messages already received stay readable."""
+        if self._closing:
+            return
+        self._closing = True
+        transport = self._transport
+        if transport is not None:
+            with contextlib.suppress(Exception):
+                if transport.name != "websocket":
+                    await asyncio.wait_for(transport.send([({"type": "close"}, None)]), 2)
+                await asyncio.wait_for(transport.close(1000), 2)
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+        self._finish(ClientClosed(1000, "closed by the client"))
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # -- connecting --------------------------------------------------------------------------
+
+    async def _connect(self, *, first: bool) -> None:
+        """One round over the transports, from the last one that worked."""
+        order = self.transports[self._preferred :] + self.transports[: self._preferred]
+        failures = []
+        for name in order:
+            try:
+                await self._connect_with(name)
+            except ConnectionLost as lost:
+                failures.append(f"{name}: {lost}")
+                if not _reconnectable(lost.code) and lost.code != 1006:
+                    raise ClientClosed(lost.code, lost.reason) from None
+                continue
+            self._preferred = self.transports.index(name)
+            return
+        raise ConnectionLost(1006, "no transport worked (" + "; ".join(failures) + ")")
+
+    async def _connect_with(self, name: str) -> None:
+        transport = make_transport(
+            name, self.url, ssl_context=self.ssl_context, poll_interval=self.poll_interval
+        )
+        hello: Envelope = {
+            "type": "hello",
+            "user": self.user,
+            "token": self.token,
+            "session": self.session,
+            "ack": self._seq,
+        }
+        try:
+            await transport.open(hello, self.connect_timeout)
+            welcome = await asyncio.wait_for(self._welcome(transport), self.connect_timeout)
+        except (TimeoutError, ConnectionLost):
+            with contextlib.suppress(Exception):
+                await transport.close()
+            raise
+        if welcome.get("expired") is not None:
+            self.expired.append(welcome["expired"])
+            self._seq = 0  # a new session counts direct messages from 1 again
+        self.session = welcome["session"]
+        self.user = welcome.get("user", self.user)
+        self._transport = transport
+        transport.ack = self._seq
+        self._ready.set()
+        for channel, state in self._channels.items():
+            self._resubscribe(channel, state)
+
+    async def _welcome(self, transport: ClientTransport) -> Envelope:
+        while True:
+            envelope, _ = await transport.receive()
+            kind = envelope["type"]
+            if kind == "welcome":
+                return envelope
+            if kind == "error":
+                code = 4101 if envelope.get("code") == "forbidden" else 4100
+                raise ConnectionLost(code, str(envelope.get("message", "")))
+            if kind == "close":
+                raise ConnectionLost(int(envelope.get("code", 1006)), str(envelope.get("reason")))
+
+    def _resubscribe(self, channel: str, state: _Channel) -> None:
+        envelope: Envelope = {"type": "subscribe", "channel": channel, "presence": state.presence}
+        if state.epoch is not None:
+            envelope["since"] = {"epoch": state.epoch, "offset": state.offset}
+        future = self._register(envelope)
+        future.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
+        self._spawn(self._send_quietly([(envelope, None)]))
+
+    async def _reconnect(self, lost: ConnectionLost) -> bool:
+        """Come back after a drop, with backoff. False when the client must stop."""
+        self._ready.clear()
+        self._fail_requests("disconnected", f"the connection dropped ({lost.code})")
+        if self._transport is not None:
+            with contextlib.suppress(Exception):
+                await self._transport.close()
+        attempt = 0
+        while not self._closing:
+            attempt += 1
+            if self.max_reconnect_attempts is not None and attempt > self.max_reconnect_attempts:
+                return False
+            bound = min(self.reconnect_delay_max, self.reconnect_delay * 2 ** (attempt - 1))
+            await asyncio.sleep(random.uniform(0, bound))  # full jitter
+            try:
+                await self._connect(first=False)
+                async with self._reconnected:
+                    self.reconnections += 1
+                    self._reconnected.notify_all()
+                return True
+            except ConnectionLost as again:
+                log.debug("reconnect attempt %d failed: %s", attempt, again)
+            except ClientClosed:
+                return False
+        return False
+
+    # -- receiving -----------------------------------------------------------------------------
+
+    def _stopping(self) -> bool:
+        # A method, not the attribute: close() sets it while this task awaits.
+        return self._closing
+
+    async def _read(self) -> None:
+        while not self._stopping():
+            transport = self._transport
+            assert transport is not None
+            try:
+                envelope, data = await transport.receive()
+                if envelope["type"] == "close":
+                    raise ConnectionLost(
+                        int(envelope.get("code", 1006)), str(envelope.get("reason"))
+                    )
+            except ConnectionLost as lost:
+                if self._stopping():
+                    return
+                if not (self.reconnect and _reconnectable(lost.code)):
+                    self._finish(ClientClosed(lost.code, lost.reason))
+                    return
+                if not await self._reconnect(lost):
+                    self._finish(ClientClosed(lost.code, lost.reason))
+                    return
+                continue
+            await self._handle(envelope, data)
+
+    async def _handle(self, envelope: Envelope, data: bytes | None) -> None:
+        kind = envelope["type"]
+        if kind == "message":
+            await self._message(envelope, data)
+        elif kind in ("subscribed", "unsubscribed", "published", "pong"):
+            future = self._requests.pop(envelope.get("id", -1), None)
+            if future is not None and not future.done():
+                future.set_result(envelope)
+        elif kind == "error":
+            future = self._requests.pop(envelope.get("id", -1), None)
+            error = RequestFailed(str(envelope.get("code")), str(envelope.get("message")))
+            if future is not None and not future.done():
+                future.set_exception(error)
+            else:
+                log.warning("server error: %s", error)
+        elif kind == "presence":
+            self.presence[envelope["channel"]] = int(envelope["count"])
+        elif kind == "gap":
+            start, end = envelope["from"], envelope["to"]
+            state = self._channels.get(envelope["channel"])
+            if state is not None:
+                state.epoch, state.offset = end["epoch"], end["offset"]
+            await self._inbox.put(
+                Gap(
+                    envelope["channel"],
+                    start["epoch"],
+                    start["offset"],
+                    end["epoch"],
+                    end["offset"],
+                )
+            )
+
+    async def _message(self, envelope: Envelope, data: bytes | None) -> None:
+        payload: str | bytes
+        if data is not None:
+            payload = data
+        elif "data64" in envelope:
+            payload = base64.b64decode(envelope["data64"])
+        else:
+            payload = envelope.get("data", "")
+        channel = envelope.get("channel")
+        if channel is not None:
+            state = self._channels.get(channel)
+            epoch, offset = envelope["epoch"], envelope["offset"]
+            if state is not None:
+                if state.epoch == epoch and offset <= state.offset:
+                    return  # seen already (a replay after a resumption)
+                state.epoch, state.offset = epoch, offset
+            await self._inbox.put(Message(payload, channel, epoch, offset))
+            return
+        seq = envelope.get("seq")
+        if isinstance(seq, int):
+            if seq <= self._seq:
+                return  # re-sent after a resumption, seen already
+            self._seq = seq
+            self._acknowledge()
+        await self._inbox.put(Message(payload, seq=seq))
+
+    def _acknowledge(self) -> None:
+        transport = self._transport
+        if transport is not None and transport.piggybacks_ack:
+            transport.ack = self._seq  # rides on the next poll
+        elif not self._ack_pending:
+            self._ack_pending = True
+            asyncio.get_running_loop().call_soon(self._send_ack)
+
+    def _send_ack(self) -> None:
+        self._ack_pending = False
+        self._spawn(self._send_quietly([({"type": "ack", "seq": self._seq}, None)]))
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    def _register(self, envelope: Envelope) -> asyncio.Future[Envelope]:
+        self._next_id += 1
+        envelope["id"] = self._next_id
+        future: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
+        self._requests[self._next_id] = future
+        return future
+
+    async def _request(self, envelope: Envelope, data: str | bytes | None = None) -> Envelope:
+        await self._wait_ready()
+        future = self._register(envelope)
+        items: list[Item] = [
+            self._with_data(envelope, data) if data is not None else (envelope, None)
+        ]
+        try:
+            await self._send(items)
+            return await asyncio.wait_for(asyncio.shield(future), self.request_timeout)
+        except TimeoutError:
+            raise RequestFailed("timeout", f"no answer within {self.request_timeout} s") from None
+        finally:
+            self._requests.pop(envelope["id"], None)
+
+    def _with_data(self, envelope: Envelope, data: str | bytes) -> Item:
+        if isinstance(data, str):
+            return {**envelope, "data": data}, None
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(f"data must be str or bytes, not {type(data).__name__}")
+        return envelope, bytes(data)
+
+    async def _wait_ready(self) -> None:
+        if self._closed is not None:
+            raise self._closed
+        try:
+            await asyncio.wait_for(self._ready.wait(), self.request_timeout)
+        except TimeoutError:
+            raise RequestFailed("disconnected", "not connected") from None
+
+    async def _send(self, items: list[Item]) -> None:
+        transport = self._transport
+        if transport is None:
+            raise RequestFailed("disconnected", "not connected")
+        async with self._send_lock:
+            try:
+                await transport.send(items)
+            except ConnectionLost as lost:
+                raise RequestFailed("disconnected", str(lost)) from None
+
+    async def _send_quietly(self, items: list[Item]) -> None:
+        with contextlib.suppress(RequestFailed):
+            await self._send(items)
+
+    def _fail_requests(self, code: str, message: str) -> None:
+        requests, self._requests = self._requests, {}
+        for future in requests.values():
+            if not future.done():
+                future.set_exception(RequestFailed(code, message))
+
+    def _finish(self, closed: ClientClosed) -> None:
+        if self._closed is not None:
+            return
+        self._closed = closed
+        self._ready.clear()
+        self._fail_requests("disconnected", str(closed))
+        with contextlib.suppress(asyncio.QueueFull):
+            self._inbox.put_nowait(closed)
+        if self._inbox.full():
+            # Room for the end marker: the reader stopped, so nothing else competes for it.
+            self._inbox._maxsize += 1  # type: ignore[attr-defined]
+            self._inbox.put_nowait(closed)
+
+
+class _Connecting:
+    """What `connect()` returns: await it, or use it with `async with`."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def __await__(self) -> Generator[Any, None, Client]:
+        return self._open().__await__()
+
+    async def _open(self) -> Client:
+        await self.client.open()
+        return self.client
+
+    async def __aenter__(self) -> Client:
+        return await self._open()
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.client.close()
+
+
+def connect(url: str, **options: Any) -> _Connecting:
+    """Connect to a pushwire server.
+
+    `url`: `ws://host:port/pushwire`, `http://…` (the same endpoint), or `tcp://host:port`.
+    Options (all keyword): `user`, `token`, `transports` (tried in order; default websocket,
+    sse, stream, longpoll, polling — or tcp for a tcp:// URL), `reconnect` (True),
+    `reconnect_delay` (0.5 s) and `reconnect_delay_max` (10 s) for exponential backoff with
+    full jitter, `max_reconnect_attempts` (None: unbounded), `connect_timeout` (10 s) per
+    transport attempt, `request_timeout` (10 s) per request, `max_queue` (10,000 messages
+    received and not yet read; beyond it the client stops reading), `poll_interval` (1 s,
+    the polling transport's), `ssl_context`.
+
+    Raises (when awaited):
+        ClientClosed: no transport could connect, or the server refused the connection.
+    """
+    return _Connecting(Client(url, **options))

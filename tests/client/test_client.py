@@ -1,0 +1,331 @@
+"""The Python client against a real server, on every transport, through drops and switches."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+from websockets.asyncio.client import connect as ws_connect
+
+from pushwire.client import ClientClosed, Gap, Message, RequestFailed, connect
+from tests.conftest import ServerFactory, ServerProcess
+
+pytestmark = pytest.mark.integration
+
+HTTP_TRANSPORTS = ("websocket", "sse", "stream", "longpoll", "polling")
+
+
+class Proxy:
+    """A TCP proxy that can cut every connection (a network drop) and refuse WebSocket
+    upgrades while letting plain HTTP through (a proxy that blocks WebSocket)."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.block_websocket = False
+        self.refusing = False
+        self.connections: set[asyncio.StreamWriter] = set()
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refusing:
+            writer.close()
+            return
+        first = await reader.read(65536)
+        if self.block_websocket and b"upgrade: websocket" in first.lower():
+            writer.close()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        except OSError:
+            writer.close()
+            return
+        self.connections.update((writer, up_writer))
+        up_writer.write(first)
+
+        async def pump(source: asyncio.StreamReader, target: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError):
+                while data := await source.read(65536):
+                    target.write(data)
+                    await target.drain()
+            target.close()
+
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+
+    def cut(self) -> None:
+        """Drop every open connection at once (no Close frame, no goodbye)."""
+        for writer in list(self.connections):
+            writer.transport.abort()
+        self.connections.clear()
+
+    async def stop(self) -> None:
+        self.cut()
+        if self.server is not None:
+            self.server.close()
+
+
+@pytest.fixture
+async def proxy(server: ServerProcess) -> AsyncIterator[Proxy]:
+    instance = Proxy((server.host, server.port))
+    await instance.start()
+    yield instance
+    await instance.stop()
+
+
+def post(server: ServerProcess, path: str, body: bytes) -> None:
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    conn.request("POST", path, body=body)
+    response = conn.getresponse()
+    response.read()
+    assert response.status == 200
+    conn.close()
+
+
+@pytest.mark.parametrize("transport", HTTP_TRANSPORTS)
+async def test_a_thousand_channel_messages_in_order_none_missing_none_doubled(
+    server: ServerProcess, transport: str
+) -> None:
+    url = server.url("/pushwire")
+    async with (
+        connect(url, transports=[transport], poll_interval=0.02) as reader,
+        connect(url, transports=["websocket"]) as publisher,
+    ):
+        assert reader.transport == transport
+        await reader.subscribe("feed")
+        sent: list[str | bytes] = [f"m{i}" if i % 7 else bytes([i % 256]) for i in range(1000)]
+        for data in sent:
+            await publisher.publish("feed", data)
+        received = [await asyncio.wait_for(reader.recv(), 10) for _ in range(1000)]
+    assert [m.data for m in received if isinstance(m, Message)] == sent
+    offsets = [m.offset for m in received if isinstance(m, Message)]
+    assert offsets == sorted(set(offsets))
+
+
+async def test_tcp_carries_a_thousand_messages_too(server_factory: ServerFactory) -> None:
+    server = server_factory("--tcp-port", "0")
+    async with (
+        connect(f"tcp://127.0.0.1:{server.tcp_port}") as reader,
+        connect(server.url("/pushwire")) as publisher,
+    ):
+        assert reader.transport == "tcp"
+        await reader.subscribe("feed")
+        for i in range(1000):
+            await publisher.publish("feed", f"m{i}")
+        received = [await asyncio.wait_for(reader.recv(), 10) for _ in range(1000)]
+    assert [m.data for m in received if isinstance(m, Message)] == [f"m{i}" for i in range(1000)]
+
+
+@pytest.mark.parametrize("transport", HTTP_TRANSPORTS)
+async def test_echo_keeps_text_text_and_binary_binary(
+    server: ServerProcess, transport: str
+) -> None:
+    async with connect(server.url("/echo"), transports=[transport], poll_interval=0.02) as client:
+        await client.send("你好")
+        await client.send(b"\x00\n\xff")
+        first = await asyncio.wait_for(client.recv(), 5)
+        second = await asyncio.wait_for(client.recv(), 5)
+    assert isinstance(first, Message) and first.data == "你好" and first.seq == 1
+    assert isinstance(second, Message) and second.data == b"\x00\n\xff" and second.seq == 2
+
+
+async def test_a_refused_request_raises_with_the_servers_code(server: ServerProcess) -> None:
+    async with connect(server.url("/pushwire")) as client:
+        with pytest.raises(RequestFailed) as failed:
+            await client.subscribe("bad name!")
+    assert failed.value.code == "bad_request"
+    assert failed.value.message == "invalid channel name 'bad name!'"
+
+
+async def test_raw_websocket_clients_and_the_python_client_share_a_channel(
+    server: ServerProcess,
+) -> None:
+    async with (
+        ws_connect(server.ws_url("/ws/lobby")) as raw,
+        connect(server.url("/pushwire")) as client,
+    ):
+        await client.subscribe("lobby")
+        await raw.send("from a plain WebSocket")
+        message = await asyncio.wait_for(client.recv(), 5)
+        assert isinstance(message, Message) and message.data == "from a plain WebSocket"
+        await client.publish("lobby", b"\x01\x02")
+        assert await asyncio.wait_for(raw.recv(), 5) == "from a plain WebSocket"
+        assert await asyncio.wait_for(raw.recv(), 5) == b"\x01\x02"
+
+
+async def test_presence_counts_arrive(server: ServerProcess) -> None:
+    async with (
+        connect(server.url("/pushwire")) as first,
+        connect(server.url("/pushwire")) as second,
+    ):
+        await first.subscribe("room", presence=True)
+        await second.subscribe("room")
+        deadline = asyncio.get_running_loop().time() + 5
+        while first.presence.get("room") != 2:
+            assert asyncio.get_running_loop().time() < deadline, first.presence
+            await first.publish("room", "tick")  # anything that makes a round trip
+            await asyncio.wait_for(first.recv(), 5)
+        assert first.presence["room"] == 2
+
+
+async def test_cancelling_recv_loses_no_message(server: ServerProcess) -> None:
+    async with connect(server.url("/echo")) as client:
+        waiting = asyncio.ensure_future(client.recv())
+        await asyncio.sleep(0)
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        await client.send("still here")
+        message = await asyncio.wait_for(client.recv(), 5)
+        assert isinstance(message, Message) and message.data == "still here"
+
+
+async def test_no_transport_working_is_a_clear_error(server: ServerProcess) -> None:
+    with pytest.raises(ClientClosed) as closed:
+        await connect(f"http://127.0.0.1:{server.port}/nowhere", transports=["websocket"])
+    assert closed.value.code == 1006
+    assert "no transport worked" in closed.value.reason
+
+
+async def drop_while_publishing(
+    server: ServerProcess, proxy: Proxy, transports: list[str], *, block_websocket: bool = False
+) -> tuple[list[Message], str]:
+    """Subscribe through the proxy, cut every connection while 300 channel messages and 30
+    direct messages are under way, and return everything the client received."""
+    url = f"http://127.0.0.1:{proxy.port}/pushwire"
+    async with connect(
+        url,
+        user="mobile",
+        transports=transports,
+        poll_interval=0.02,
+        reconnect_delay=0.05,
+        reconnect_delay_max=0.2,
+    ) as client:
+        await client.subscribe("feed")
+        first_transport = client.transport
+
+        async def publish() -> None:
+            for i in range(300):
+                await asyncio.to_thread(post, server, "/api/publish/feed", f"m{i}".encode())
+                if i % 10 == 0:
+                    await asyncio.to_thread(post, server, "/api/send/mobile", f"d{i}".encode())
+
+        publisher = asyncio.ensure_future(publish())
+        received: list[Message] = []
+        while len(received) < 330:
+            item = await asyncio.wait_for(client.recv(), 20)
+            assert not isinstance(item, Gap), item
+            received.append(item)
+            if len(received) == 100:
+                proxy.block_websocket = block_websocket
+                proxy.cut()  # responses, chunks and frames in flight are lost in transit
+        await publisher
+        assert client.session is not None and client.expired == []
+        return received, f"{first_transport}->{client.transport}"
+
+
+def assert_exactly_once_in_order(received: list[Message]) -> None:
+    channel = [m.data for m in received if m.channel == "feed"]
+    direct = [m.data for m in received if m.channel is None]
+    assert channel == [f"m{i}" for i in range(300)]
+    assert direct == [f"d{i}" for i in range(0, 300, 10)]
+
+
+@pytest.mark.parametrize("transport", HTTP_TRANSPORTS)
+async def test_a_drop_mid_stream_loses_nothing_and_repeats_nothing(
+    server: ServerProcess, proxy: Proxy, transport: str
+) -> None:
+    received, path = await drop_while_publishing(server, proxy, [transport])
+    assert path == f"{transport}->{transport}"
+    assert_exactly_once_in_order(received)
+
+
+async def test_a_drop_then_a_switch_from_websocket_to_longpoll_loses_nothing(
+    server: ServerProcess, proxy: Proxy
+) -> None:
+    received, path = await drop_while_publishing(
+        server, proxy, ["websocket", "longpoll"], block_websocket=True
+    )
+    assert path == "websocket->longpoll"
+    assert_exactly_once_in_order(received)
+
+
+def sessions(server: ServerProcess) -> int:
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    conn.request("GET", "/api/stats")
+    count: int = json.loads(conn.getresponse().read())["sessions"]
+    conn.close()
+    return count
+
+
+async def test_an_expired_session_is_reported(server_factory: ServerFactory) -> None:
+    server = server_factory("--set", "session_grace=0.2")
+    proxy = Proxy((server.host, server.port))
+    await proxy.start()
+    try:
+        url = f"http://127.0.0.1:{proxy.port}/echo"
+        async with connect(url, reconnect_delay=0.05, reconnect_delay_max=0.1) as client:
+            old = client.session
+            back = asyncio.ensure_future(client.wait_reconnected(20))
+            proxy.refusing = True
+            proxy.cut()
+            # Kept away until the server has forgotten the session (session_grace).
+            deadline = asyncio.get_running_loop().time() + 10
+            while await asyncio.to_thread(sessions, server) != 0:
+                assert asyncio.get_running_loop().time() < deadline
+            proxy.refusing = False
+            await back
+            await client.send("after")
+            message = await asyncio.wait_for(client.recv(), 10)
+        assert isinstance(message, Message) and message.data == "after" and message.seq == 1
+        assert client.expired == [old]
+        assert client.session != old
+    finally:
+        await proxy.stop()
+
+
+async def test_a_server_restart_reconnects_and_resubscribes(
+    server_factory: ServerFactory,
+) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    first = server_factory("--port", port)
+    async with connect(first.url("/pushwire"), reconnect_delay=0.1) as client:
+        await client.subscribe("news")
+        first.stop()  # SIGTERM: the client gets 1001, which means "come back"
+        second = server_factory("--port", port)
+        old = client.session
+        async with connect(second.url("/pushwire")) as publisher:
+            # The new process does not know the old session: the client opens a new one,
+            # re-subscribes, and says so.
+            await client.wait_reconnected(10)
+            assert client.expired == [old]
+            await publisher.publish("news", "after the restart")
+            gap = await asyncio.wait_for(client.recv(), 10)
+            message = await asyncio.wait_for(client.recv(), 10)
+    # The new process's channel has a new epoch: history cannot vouch for what the old one
+    # held after the client's position, and the client is told so before anything new.
+    assert isinstance(gap, Gap) and gap.channel == "news" and gap.from_epoch != gap.to_epoch
+    assert isinstance(message, Message) and message.data == "after the restart"
+
+
+async def test_close_ends_the_client(server: ServerProcess) -> None:
+    client = await connect(server.url("/echo"))
+    await client.send("last")
+    await asyncio.wait_for(client.recv(), 5)
+    await client.close()
+    with pytest.raises(ClientClosed) as closed:
+        await client.recv()
+    assert closed.value.code == 1000
+    with pytest.raises(ClientClosed):
+        await client.send("too late")
