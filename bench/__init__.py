@@ -1,0 +1,1 @@
+"""pushwire's benchmark against its peers: `python -m bench --help`, see docs/benchmarks.md."""

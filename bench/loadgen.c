@@ -1,0 +1,813 @@
+/*
+ * The benchmark's load generator: one thread, epoll, libc only.
+ *
+ * It speaks just enough of each wire to drive a server: a WebSocket client (masked text
+ * frames, mask key 0), a plain HTTP/1.1 stream reader (SSE, NDJSON, forever iframe), the
+ * pushwire long-poll / polling loops, the Engine.IO v4 polling loop, and pushwire's TCP frames.
+ * Application messages are found by a marker, not by parsing each framing: every payload
+ * is "#BM<seq>,<monotonic ns>;" padded with 'x', so the same scanner reads a WebSocket frame,
+ * an SSE event, a JSON envelope or a Socket.IO packet. Sequence numbers check that every
+ * connection got every message once, in order; the timestamp gives publish->receive latency
+ * (CLOCK_MONOTONIC is shared by every process of the machine).
+ *
+ * Modes:
+ *   fanout   N subscribers and one WebSocket publisher. The publisher keeps at most --window
+ *            messages not yet delivered to every subscriber (self-clocked: delivery keeps up).
+ *   echo     N connections, each sends a message and waits for it to come back (closed loop).
+ *   connect  N handshakes, --inflight at a time; connections stay open until told to close.
+ *
+ * With --sync the generator prints "MARK start" / "MARK end" (and "MARK open" in connect mode)
+ * and waits for a line on stdin, so the caller can sample the server's CPU and RSS there.
+ * The result is one JSON object on stdout.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+enum proto { P_WS, P_STREAM, P_PWPOLL, P_SIOPOLL, P_TCP };
+enum state { S_CONNECTING, S_HEADERS, S_OPEN, S_BODY, S_WAIT, S_CLOSED };
+
+#define MAX_INIT 8
+#define RING 65536
+#define TAIL 64
+
+typedef struct {
+    int fd;
+    int role; /* 0 subscriber / echo / connect, 1 publisher */
+    enum state st;
+    int ready;
+    int step;             /* poll protocols: 0 handshake, 1 sio POST 40, 2+ polls */
+    long body_left;       /* bytes of the current response body still to read; -1: chunked */
+    unsigned expect;      /* next sequence number expected (0 before priming) */
+    unsigned sent_seq;    /* echo: last sequence number sent */
+    unsigned replies;     /* echo: replies received (acknowledgements) */
+    char *pend;           /* unconsumed bytes */
+    int pend_len, pend_cap;
+    char *out;            /* bytes not yet written */
+    int out_len, out_cap;
+    int want_out;
+    char session[64];     /* pushwire session id / Engine.IO sid */
+    char cursor[24];
+    uint64_t due_ns;      /* polling: when to poll again */
+    uint64_t sent_ns;     /* echo: when the message in flight was sent */
+} conn_t;
+
+/* options */
+static const char *host = "127.0.0.1";
+static int port, pub_port, mode_fanout, mode_echo, mode_connect;
+static int nconns = 100, inflight = 100, size = 64, window = 16, sync_marks = 0;
+static double duration = 5.0, drain_s = 3.0, timeout_s = 60.0;
+static int poll_interval_ms = 50, ack_every = 0;
+static enum proto sub_proto = P_WS;
+static const char *sub_path = "/", *sub_subprotocol, *sub_ready, *ack_tmpl;
+static const char *sub_init[MAX_INIT];
+static int n_sub_init;
+static const char *pub_path = "/", *pub_subprotocol, *pub_ready;
+static const char *pub_init[MAX_INIT];
+static int n_pub_init;
+static const char *msg_prefix = "", *msg_suffix = "";
+
+/* state */
+static int ep;
+static conn_t *conns;
+static conn_t *pub;
+static int n_ready, n_open, n_started, n_errors, n_closed_early;
+static char first_error[256];
+static uint64_t t0;
+static int measuring, primed;
+static unsigned published, fully; /* fanout: last published / last delivered to all */
+static unsigned *counts;
+static uint64_t deliveries, dups, reorders, lost_gaps;
+static uint64_t bytes_in, bytes_out, requests;
+static uint64_t hist[100001], hist_slow[10001];
+static uint64_t lat_n;
+static char rbuf[1 << 20];
+static uint64_t read_ns; /* when the bytes being scanned arrived */
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void fail(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(2);
+}
+
+static void note_error(const char *fmt, ...) {
+    n_errors++;
+    if (first_error[0]) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(first_error, sizeof first_error, fmt, ap);
+    va_end(ap);
+}
+
+static void record_latency(uint64_t ns) {
+    uint64_t us = ns / 1000;
+    if (us <= 100000) hist[us]++;
+    else if (us / 1000 <= 10000) hist_slow[us / 1000]++;
+    else hist_slow[10000]++;
+    lat_n++;
+}
+
+static double percentile(double p) {
+    if (!lat_n) return 0;
+    uint64_t want = (uint64_t)(p * (double)lat_n), seen = 0;
+    if (want >= lat_n) want = lat_n - 1;
+    for (int i = 0; i <= 100000; i++) {
+        seen += hist[i];
+        if (seen > want) return i;
+    }
+    for (int i = 0; i <= 10000; i++) {
+        seen += hist_slow[i];
+        if (seen > want) return (double)i * 1000.0;
+    }
+    return 1e10;
+}
+
+/* ---- output buffer ---- */
+
+static void mod_events(conn_t *c) {
+    struct epoll_event ev = {.events = EPOLLIN | (c->want_out ? EPOLLOUT : 0), .data.ptr = c};
+    epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+static void flush_out(conn_t *c) {
+    while (c->out_len > 0) {
+        ssize_t n = write(c->fd, c->out, (size_t)c->out_len);
+        if (n < 0) {
+            if (errno == EAGAIN) break;
+            note_error("write: %s", strerror(errno));
+            c->out_len = 0;
+            break;
+        }
+        if (measuring && c->role == 0) bytes_out += (uint64_t)n;
+        memmove(c->out, c->out + n, (size_t)(c->out_len - n));
+        c->out_len -= (int)n;
+    }
+    int want = c->out_len > 0;
+    if (want != c->want_out) {
+        c->want_out = want;
+        mod_events(c);
+    }
+}
+
+static void queue_out(conn_t *c, const char *data, int len) {
+    if (c->out_len + len > c->out_cap) {
+        c->out_cap = (c->out_len + len) * 2 + 256;
+        c->out = realloc(c->out, (size_t)c->out_cap);
+    }
+    memcpy(c->out + c->out_len, data, (size_t)len);
+    c->out_len += len;
+}
+
+static void queue_ws_text(conn_t *c, const char *data, int len) {
+    char head[14];
+    int h = 0;
+    head[h++] = (char)0x81;
+    if (len < 126) head[h++] = (char)(0x80 | len);
+    else if (len < 65536) {
+        head[h++] = (char)(0x80 | 126);
+        head[h++] = (char)(len >> 8);
+        head[h++] = (char)len;
+    } else fail("message too long");
+    memset(head + h, 0, 4); /* mask key 0: the payload goes out as it is */
+    h += 4;
+    queue_out(c, head, h);
+    queue_out(c, data, len);
+}
+
+static void queue_tcp_frame(conn_t *c, const char *data, int len) {
+    unsigned n = (unsigned)len + 1;
+    char head[5] = {(char)(n >> 24), (char)(n >> 16), (char)(n >> 8), (char)n, 1};
+    queue_out(c, head, 5);
+    queue_out(c, data, len);
+}
+
+/* one application message: prefix + "#BM<seq>,<ns>;" padded with 'x' to `size` + suffix */
+static int build_message(char *buf, unsigned seq) {
+    int n = sprintf(buf, "%s", msg_prefix);
+    int m = sprintf(buf + n, "#BM%u,%llu;", seq, (unsigned long long)now_ns());
+    while (m < size) buf[n + m++] = 'x';
+    n += m;
+    n += sprintf(buf + n, "%s", msg_suffix);
+    return n;
+}
+
+/* ---- connections ---- */
+
+static void send_request(conn_t *c, const char *fmt, ...) {
+    char buf[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    queue_out(c, buf, n);
+    if (measuring && c->role == 0) requests++;
+}
+
+static void url_encode(char *dst, const char *src) {
+    static const char hex[] = "0123456789ABCDEF";
+    for (; *src; src++) {
+        unsigned char ch = (unsigned char)*src;
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+            ch == '-' || ch == '_' || ch == '.')
+            *dst++ = (char)ch;
+        else {
+            *dst++ = '%';
+            *dst++ = hex[ch >> 4];
+            *dst++ = hex[ch & 15];
+        }
+    }
+    *dst = 0;
+}
+
+static const char *sep(const char *path) { return strchr(path, '?') ? "&" : "?"; }
+
+static void start_request(conn_t *c) {
+    const char *path = c->role ? pub_path : sub_path;
+    enum proto p = c->role ? P_WS : sub_proto;
+    const char *subprotocol = c->role ? pub_subprotocol : sub_subprotocol;
+    c->st = S_HEADERS;
+    if (p == P_WS) {
+        char extra[256] = "";
+        if (subprotocol) snprintf(extra, sizeof extra, "Sec-WebSocket-Protocol: %s\r\n", subprotocol);
+        send_request(c,
+                     "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n%s\r\n",
+                     path, host, c->role && pub_port ? pub_port : port, extra);
+    } else if (p == P_STREAM) {
+        send_request(c, "GET %s HTTP/1.1\r\nHost: %s:%d\r\n\r\n", path, host, port);
+    } else if (p == P_TCP) {
+        c->st = S_OPEN;
+        for (int i = 0; i < n_sub_init; i++) queue_tcp_frame(c, sub_init[i], (int)strlen(sub_init[i]));
+        if (!sub_ready) {
+            c->ready = 1;
+            n_ready++;
+        }
+    } else if (p == P_PWPOLL) {
+        if (c->step == 0) {
+            char enc[1024];
+            url_encode(enc, n_sub_init ? sub_init[0] : "{\"type\":\"hello\"}");
+            send_request(c, "GET %s%shello=%s HTTP/1.1\r\nHost: %s:%d\r\n\r\n", path, sep(path), enc,
+                         host, port);
+        } else {
+            send_request(c, "GET %s%ssession=%s&cursor=%s HTTP/1.1\r\nHost: %s:%d\r\n\r\n", path,
+                         sep(path), c->session, c->cursor, host, port);
+        }
+    } else if (p == P_SIOPOLL) {
+        if (c->step == 0)
+            send_request(c, "GET %s%sEIO=4&transport=polling HTTP/1.1\r\nHost: %s:%d\r\n\r\n", path,
+                         sep(path), host, port);
+        else if (c->step == 1)
+            send_request(c,
+                         "POST %s%sEIO=4&transport=polling&sid=%s HTTP/1.1\r\nHost: %s:%d\r\n"
+                         "Content-Type: text/plain;charset=UTF-8\r\nContent-Length: 2\r\n\r\n40",
+                         path, sep(path), c->session, host, port);
+        else
+            send_request(c, "GET %s%sEIO=4&transport=polling&sid=%s HTTP/1.1\r\nHost: %s:%d\r\n\r\n",
+                         path, sep(path), c->session, host, port);
+    }
+    flush_out(c);
+}
+
+static void open_conn(conn_t *c, int role) {
+    memset(c, 0, sizeof *c);
+    c->role = role;
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (c->fd < 0) fail("socket: %s", strerror(errno));
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* Closing with a reset leaves no TIME_WAIT: runs after runs do not exhaust the ports. */
+    struct linger lin = {1, 0};
+    setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lin, sizeof lin);
+    int to_port = role && pub_port ? pub_port : port;
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)to_port)};
+    inet_pton(AF_INET, host, &addr.sin_addr);
+    c->st = S_CONNECTING;
+    c->want_out = 1;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+    epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
+    if (connect(c->fd, (struct sockaddr *)&addr, sizeof addr) < 0 && errno != EINPROGRESS)
+        fail("connect: %s", strerror(errno));
+    n_started++;
+}
+
+static void close_conn(conn_t *c) {
+    if (c->st == S_CLOSED) return;
+    epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    c->st = S_CLOSED;
+}
+
+static void mark(const char *name) {
+    if (!sync_marks) return;
+    printf("MARK %s\n", name);
+    fflush(stdout);
+    char line[16];
+    if (!fgets(line, sizeof line, stdin)) exit(3);
+}
+
+static void send_echo(conn_t *c) {
+    char buf[512];
+    c->sent_seq++;
+    c->sent_ns = now_ns();
+    int n = build_message(buf, c->sent_seq);
+    if (sub_proto == P_TCP) queue_tcp_frame(c, buf, n);
+    else queue_ws_text(c, buf, n);
+    if (ack_every && ack_tmpl && c->replies && c->replies % (unsigned)ack_every == 0) {
+        int m = snprintf(buf, sizeof buf, ack_tmpl, c->replies);
+        if (sub_proto == P_TCP) queue_tcp_frame(c, buf, m);
+        else queue_ws_text(c, buf, m);
+    }
+    flush_out(c);
+}
+
+static void became_ready(conn_t *c) {
+    c->ready = 1;
+    if (c->role == 0) n_ready++;
+    if (mode_echo && measuring) send_echo(c);
+}
+
+/* fanout bookkeeping: message `seq` reached one more subscriber */
+static void delivered(unsigned seq) {
+    if (seq <= fully) return;
+    counts[seq % RING]++;
+    while (fully < published && counts[(fully + 1) % RING] == (unsigned)nconns) {
+        fully++;
+        counts[fully % RING] = 0;
+    }
+}
+
+static void on_marker(conn_t *c, unsigned seq, uint64_t ts) {
+    if (c->role == 1) return; /* the publisher's own copy */
+    if (mode_fanout) {
+        if (seq == 0) {
+            if (!c->expect) {
+                c->expect = 1;
+                primed++;
+            }
+            return;
+        }
+        if (!c->expect) c->expect = 1; /* priming missed but the stream started: check from 1 */
+        if (seq == c->expect) {
+            c->expect++;
+            deliveries++;
+            record_latency(read_ns - ts);
+            delivered(seq);
+        } else if (seq < c->expect) {
+            dups++;
+        } else {
+            lost_gaps += seq - c->expect;
+            reorders++;
+            c->expect = seq + 1;
+            deliveries++;
+            delivered(seq);
+        }
+    } else if (mode_echo) {
+        if (seq != c->sent_seq) {
+            if (seq < c->sent_seq) dups++;
+            else reorders++;
+            return;
+        }
+        c->replies++;
+        deliveries++;
+        record_latency(read_ns - ts);
+        if (measuring) send_echo(c);
+    }
+}
+
+/* Finds every complete marker in buf[0..len); returns how many bytes may be dropped. */
+static int scan(conn_t *c, char *buf, int len) {
+    int consumed = 0;
+    char *p = buf, *end = buf + len;
+    while ((p = memmem(p, (size_t)(end - p), "#BM", 3)) != NULL) {
+        char *q = p + 3;
+        unsigned seq = 0;
+        uint64_t ts = 0;
+        while (q < end && *q >= '0' && *q <= '9') seq = seq * 10 + (unsigned)(*q++ - '0');
+        if (q >= end) break;
+        if (*q++ != ',') { p += 3; continue; }
+        while (q < end && *q >= '0' && *q <= '9') ts = ts * 10 + (uint64_t)(*q++ - '0');
+        if (q >= end) break;
+        if (*q != ';') { p += 3; continue; }
+        on_marker(c, seq, ts);
+        p = q + 1;
+        consumed = (int)(p - buf);
+    }
+    if (len - consumed > TAIL) consumed = len - TAIL;
+    return consumed;
+}
+
+static void check_ready(conn_t *c, const char *buf, int len) {
+    const char *marker = c->role ? pub_ready : sub_ready;
+    if (c->ready || !marker) return;
+    if (memmem(buf, (size_t)len, marker, strlen(marker))) became_ready(c);
+}
+
+static void copy_field(char *dst, int cap, const char *buf, int len, const char *key) {
+    const char *p = memmem(buf, (size_t)len, key, strlen(key));
+    if (!p) return;
+    p += strlen(key);
+    int i = 0;
+    while (p < buf + len && *p != '"' && *p != '\r' && *p != '\n' && i < cap - 1) dst[i++] = *p++;
+    dst[i] = 0;
+}
+
+static long header_value(const char *head, int len, const char *name) {
+    const char *p = memmem(head, (size_t)len, name, strlen(name));
+    if (!p) return -1;
+    return strtol(p + strlen(name), NULL, 10);
+}
+
+/* A poll response's body is complete: read it, then ask again. */
+static void poll_body_done(conn_t *c, char *body, int len) {
+    if (sub_proto == P_PWPOLL) {
+        if (c->step == 0) copy_field(c->session, sizeof c->session, body, len, "\"session\":\"");
+        check_ready(c, body, len);
+        scan(c, body, len);
+        c->step = 2;
+        c->due_ns = now_ns() + (uint64_t)poll_interval_ms * 1000000ull;
+    } else {
+        if (c->step == 0) copy_field(c->session, sizeof c->session, body, len, "\"sid\":\"");
+        check_ready(c, body, len);
+        scan(c, body, len);
+        c->step++;
+        c->due_ns = now_ns();
+    }
+    if (sub_proto == P_PWPOLL && poll_interval_ms > 0 && c->step >= 2) {
+        c->st = S_WAIT;
+    } else {
+        start_request(c);
+    }
+}
+
+static char dechunked[1 << 19];
+static int dechunked_len;
+
+/* Decodes a whole chunked body from buf; returns the bytes it took, or -1 if incomplete. */
+static int dechunk(const char *buf, int len) {
+    int pos = 0;
+    dechunked_len = 0;
+    for (;;) {
+        const char *eol = memmem(buf + pos, (size_t)(len - pos), "\r\n", 2);
+        if (!eol) return -1;
+        long n = strtol(buf + pos, NULL, 16);
+        pos = (int)(eol - buf) + 2;
+        if (n == 0) return pos + 2 <= len ? pos + 2 : -1; /* the empty line after the last chunk */
+        if (pos + n + 2 > len) return -1;
+        if (dechunked_len + n > (long)sizeof dechunked) fail("chunked body too large");
+        memcpy(dechunked + dechunked_len, buf + pos, (size_t)n);
+        dechunked_len += (int)n;
+        pos += (int)n + 2;
+    }
+}
+
+static void process(conn_t *c, char *buf, int len) {
+    enum proto p = c->role ? P_WS : sub_proto;
+    for (;;) {
+        if (c->st == S_HEADERS) {
+            char *end = memmem(buf, (size_t)len, "\r\n\r\n", 4);
+            if (!end) break;
+            int hlen = (int)(end - buf) + 4;
+            int status = len > 12 ? atoi(buf + 9) : 0;
+            if ((p == P_WS && status != 101) || (p != P_WS && status != 200)) {
+                note_error("HTTP status %d on %s", status, c->role ? pub_path : sub_path);
+                close_conn(c);
+                return;
+            }
+            if (p == P_PWPOLL) {
+                char cur[24] = "";
+                copy_field(cur, sizeof cur, buf, hlen, "Pushwire-Cursor: ");
+                if (!cur[0]) copy_field(cur, sizeof cur, buf, hlen, "pushwire-cursor: ");
+                if (cur[0]) strcpy(c->cursor, cur);
+            }
+            if (p == P_PWPOLL || p == P_SIOPOLL) {
+                long cl = header_value(buf, hlen, "Content-Length: ");
+                if (cl < 0) cl = header_value(buf, hlen, "content-length: ");
+                if (cl < 0 && (memmem(buf, (size_t)hlen, "chunked", 7) == NULL)) {
+                    note_error("poll response without Content-Length or chunked encoding");
+                    close_conn(c);
+                    return;
+                }
+                c->body_left = cl;
+                c->st = S_BODY;
+            } else {
+                c->st = S_OPEN;
+                n_open++;
+                const char **init = c->role ? pub_init : sub_init;
+                int n_init = c->role ? n_pub_init : n_sub_init;
+                if (p == P_WS)
+                    for (int i = 0; i < n_init; i++) queue_ws_text(c, init[i], (int)strlen(init[i]));
+                flush_out(c);
+                if (!(c->role ? pub_ready : sub_ready)) became_ready(c);
+            }
+            buf += hlen;
+            len -= hlen;
+            continue;
+        }
+        if (c->st == S_BODY && c->body_left < 0) {
+            int used = dechunk(buf, len);
+            if (used < 0) break;
+            poll_body_done(c, dechunked, dechunked_len);
+            buf += used;
+            len -= used;
+            if (c->st == S_CLOSED) return;
+            continue;
+        }
+        if (c->st == S_BODY) {
+            if (len < c->body_left) break;
+            int blen = (int)c->body_left;
+            poll_body_done(c, buf, blen);
+            buf += blen;
+            len -= blen;
+            if (c->st == S_CLOSED) return;
+            continue;
+        }
+        if (c->st == S_OPEN) {
+            check_ready(c, buf, len);
+            int used = scan(c, buf, len);
+            buf += used;
+            len -= used;
+        }
+        break;
+    }
+    /* keep what is left for the next read */
+    if (len > c->pend_cap) {
+        c->pend_cap = len * 2;
+        c->pend = realloc(c->pend, (size_t)c->pend_cap);
+    }
+    memmove(c->pend, buf, (size_t)len);
+    c->pend_len = len;
+}
+
+static void on_readable(conn_t *c) {
+    for (int round = 0; round < 4; round++) {
+        int keep = c->pend_len;
+        if (keep > (int)sizeof rbuf / 2) fail("a response over %d bytes", (int)sizeof rbuf / 2);
+        memcpy(rbuf, c->pend, (size_t)keep);
+        ssize_t n = read(c->fd, rbuf + keep, sizeof rbuf - (size_t)keep);
+        if (n < 0) {
+            if (errno == EAGAIN) return;
+            note_error("read: %s", strerror(errno));
+            close_conn(c);
+            n_closed_early++;
+            return;
+        }
+        if (n == 0) {
+            n_closed_early++;
+            note_error("server closed a connection (%s)", c->role ? "publisher" : "client");
+            close_conn(c);
+            return;
+        }
+        if (measuring && c->role == 0) bytes_in += (uint64_t)n;
+        read_ns = now_ns();
+        process(c, rbuf, keep + (int)n);
+        if (c->st == S_CLOSED || n < (ssize_t)(sizeof rbuf - (size_t)keep)) return;
+    }
+}
+
+static void on_event(conn_t *c, uint32_t events) {
+    if (c->st == S_CONNECTING) {
+        int err = 0;
+        socklen_t l = sizeof err;
+        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l);
+        if (err) {
+            note_error("connect: %s", strerror(err));
+            close_conn(c);
+            n_closed_early++;
+            return;
+        }
+        c->want_out = 0;
+        mod_events(c);
+        start_request(c);
+        return;
+    }
+    if (events & EPOLLOUT) flush_out(c);
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) on_readable(c);
+}
+
+static int poll_loop(int timeout_ms) {
+    struct epoll_event evs[512];
+    int n = epoll_wait(ep, evs, 512, timeout_ms);
+    for (int i = 0; i < n; i++) on_event(evs[i].data.ptr, evs[i].events);
+    if (sub_proto == P_PWPOLL) {
+        uint64_t now = now_ns();
+        for (int i = 0; i < nconns; i++)
+            if (conns[i].st == S_WAIT && conns[i].due_ns <= now) start_request(&conns[i]);
+    }
+    return n;
+}
+
+static double elapsed(void) { return (double)(now_ns() - t0) / 1e9; }
+
+static void publish(unsigned seq) {
+    char buf[512];
+    int n = build_message(buf, seq);
+    queue_ws_text(pub, buf, n);
+}
+
+static double cpu_seconds(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* Opens every connection, at most `inflight` handshakes at a time, until all are ready. */
+static int open_all(int role_pub_first) {
+    if (role_pub_first) {
+        pub = calloc(1, sizeof *pub);
+        open_conn(pub, 1);
+    }
+    int next = 0;
+    uint64_t deadline = now_ns() + (uint64_t)(timeout_s * 1e9);
+    while (n_ready < nconns || (pub && !pub->ready)) {
+        while (next < nconns && next - n_ready - n_closed_early < inflight) open_conn(&conns[next++], 0);
+        poll_loop(5);
+        if (n_closed_early || now_ns() > deadline) return -1;
+    }
+    return 0;
+}
+
+static void usage(void) {
+    fail("usage: loadgen --mode fanout|echo|connect --port P [--conns N] [--proto ws|stream|pwpoll|"
+         "siopoll|tcp] [--path P] [--subprotocol S] [--init MSG]... [--ready STR] [--pub-path P] "
+         "[--pub-subprotocol S] [--pub-init MSG]... [--pub-ready STR] [--prefix S] [--suffix S] "
+         "[--pub-port P] [--size N] [--duration S] [--window W] [--inflight K] [--poll-interval-ms MS] "
+         "[--ack-every N --ack-template FMT] [--timeout S] [--sync]");
+}
+
+int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define OPT(name) (strcmp(a, name) == 0 && v && ++i)
+        if (strcmp(a, "--sync") == 0) sync_marks = 1;
+        else if (OPT("--mode")) {
+            mode_fanout = !strcmp(v, "fanout");
+            mode_echo = !strcmp(v, "echo");
+            mode_connect = !strcmp(v, "connect");
+        } else if (OPT("--host")) host = v;
+        else if (OPT("--port")) port = atoi(v);
+        else if (OPT("--pub-port")) pub_port = atoi(v);
+        else if (OPT("--conns")) nconns = atoi(v);
+        else if (OPT("--inflight")) inflight = atoi(v);
+        else if (OPT("--size")) size = atoi(v);
+        else if (OPT("--window")) window = atoi(v);
+        else if (OPT("--duration")) duration = atof(v);
+        else if (OPT("--drain")) drain_s = atof(v);
+        else if (OPT("--timeout")) timeout_s = atof(v);
+        else if (OPT("--poll-interval-ms")) poll_interval_ms = atoi(v);
+        else if (OPT("--ack-every")) ack_every = atoi(v);
+        else if (OPT("--ack-template")) ack_tmpl = v;
+        else if (OPT("--proto")) {
+            sub_proto = !strcmp(v, "ws") ? P_WS : !strcmp(v, "stream") ? P_STREAM
+                      : !strcmp(v, "pwpoll") ? P_PWPOLL : !strcmp(v, "siopoll") ? P_SIOPOLL
+                      : !strcmp(v, "tcp") ? P_TCP : (usage(), P_WS);
+        } else if (OPT("--path")) sub_path = v;
+        else if (OPT("--subprotocol")) sub_subprotocol = v;
+        else if (OPT("--ready")) sub_ready = v;
+        else if (OPT("--init")) { if (n_sub_init < MAX_INIT) sub_init[n_sub_init++] = v; }
+        else if (OPT("--pub-path")) pub_path = v;
+        else if (OPT("--pub-subprotocol")) pub_subprotocol = v;
+        else if (OPT("--pub-ready")) pub_ready = v;
+        else if (OPT("--pub-init")) { if (n_pub_init < MAX_INIT) pub_init[n_pub_init++] = v; }
+        else if (OPT("--prefix")) msg_prefix = v;
+        else if (OPT("--suffix")) msg_suffix = v;
+        else usage();
+    }
+    if (!port || !(mode_fanout || mode_echo || mode_connect)) usage();
+    if (window >= RING / 2) fail("window too large");
+    ep = epoll_create1(0);
+    conns = calloc((size_t)nconns, sizeof *conns);
+    counts = calloc(RING, sizeof *counts);
+    t0 = now_ns();
+    double cpu0 = cpu_seconds();
+    double setup_s = 0, measured_s = 0, cpu_measured = 0;
+    int ok = 1;
+
+    if (mode_connect) {
+        mark("start");
+        uint64_t s0 = now_ns();
+        double c0 = cpu_seconds();
+        measuring = 1;
+        ok = open_all(0) == 0;
+        measuring = 0;
+        measured_s = (double)(now_ns() - s0) / 1e9;
+        cpu_measured = cpu_seconds() - c0;
+        mark("open");
+        deliveries = (uint64_t)n_ready;
+    } else if (mode_echo) {
+        ok = open_all(0) == 0;
+        setup_s = elapsed();
+        if (ok) {
+            mark("start");
+            uint64_t s0 = now_ns();
+            double c0 = cpu_seconds();
+            measuring = 1;
+            for (int i = 0; i < nconns; i++) send_echo(&conns[i]);
+            while ((double)(now_ns() - s0) / 1e9 < duration && !n_closed_early) poll_loop(5);
+            measuring = 0;
+            /* let the messages in flight come back */
+            uint64_t d0 = now_ns();
+            int waiting = 1;
+            while (waiting && (double)(now_ns() - d0) / 1e9 < drain_s) {
+                poll_loop(5);
+                waiting = 0;
+                for (int i = 0; i < nconns; i++) waiting |= conns[i].replies < conns[i].sent_seq;
+            }
+            measured_s = (double)(now_ns() - s0) / 1e9;
+            cpu_measured = cpu_seconds() - c0;
+            for (int i = 0; i < nconns; i++) lost_gaps += conns[i].sent_seq - conns[i].replies;
+            mark("end");
+        }
+    } else {
+        ok = open_all(1) == 0;
+        /* prime: publish 0 until every subscriber has seen one, so registration races end */
+        uint64_t last = 0;
+        while (ok && primed < nconns) {
+            if (now_ns() - last > 100000000ull) {
+                publish(0);
+                flush_out(pub);
+                last = now_ns();
+            }
+            poll_loop(5);
+            if (n_closed_early || elapsed() > timeout_s) ok = 0;
+        }
+        setup_s = elapsed();
+        if (ok) {
+            for (int i = 0; i < 50; i++) poll_loop(2); /* let late priming copies arrive */
+            mark("start");
+            uint64_t s0 = now_ns();
+            double c0 = cpu_seconds();
+            measuring = 1;
+            uint64_t last_progress = now_ns();
+            unsigned last_fully = 0;
+            while ((double)(now_ns() - s0) / 1e9 < duration && !n_closed_early) {
+                int queued = 0;
+                while (published - fully < (unsigned)window) {
+                    publish(++published);
+                    queued = 1;
+                }
+                if (queued) flush_out(pub);
+                poll_loop(5);
+                if (fully != last_fully) {
+                    last_fully = fully;
+                    last_progress = now_ns();
+                } else if ((double)(now_ns() - last_progress) / 1e9 > drain_s) {
+                    note_error("no message fully delivered for %.1f s", drain_s);
+                    break;
+                }
+            }
+            /* every published message must arrive: wait for the stragglers */
+            uint64_t d0 = now_ns();
+            while (fully < published && (double)(now_ns() - d0) / 1e9 < drain_s && !n_closed_early)
+                poll_loop(5);
+            measuring = 0;
+            measured_s = (double)(now_ns() - s0) / 1e9;
+            cpu_measured = cpu_seconds() - c0;
+            for (int i = 0; i < nconns; i++) {
+                unsigned got = conns[i].expect ? conns[i].expect - 1 : 0;
+                if (got < published) lost_gaps += published - got;
+            }
+            mark("end");
+        }
+    }
+    double cpu_total = cpu_seconds() - cpu0;
+    printf("{\"ok\":%s,\"mode\":\"%s\",\"conns\":%d,\"ready\":%d,\"errors\":%d,\"closed_early\":%d,"
+           "\"first_error\":\"%s\",\"published\":%u,\"deliveries\":%llu,\"lost\":%llu,"
+           "\"duplicates\":%llu,\"out_of_order\":%llu,\"setup_s\":%.4f,\"measured_s\":%.4f,"
+           "\"latency_us\":{\"p50\":%.0f,\"p99\":%.0f,\"p999\":%.0f},\"http_requests\":%llu,"
+           "\"bytes_in\":%llu,\"bytes_out\":%llu,\"loadgen_cpu_s\":%.4f,\"loadgen_cpu_measured_s\":%.4f}\n",
+           ok ? "true" : "false", mode_fanout ? "fanout" : mode_echo ? "echo" : "connect", nconns,
+           n_ready, n_errors, n_closed_early, first_error, published,
+           (unsigned long long)deliveries, (unsigned long long)lost_gaps, (unsigned long long)dups,
+           (unsigned long long)reorders, setup_s, measured_s, percentile(0.50), percentile(0.99),
+           percentile(0.999), (unsigned long long)requests, (unsigned long long)bytes_in,
+           (unsigned long long)bytes_out, cpu_total, cpu_measured);
+    fflush(stdout);
+    if (mode_connect && sync_marks) mark("close");
+    for (int i = 0; i < nconns; i++) close_conn(&conns[i]);
+    if (pub) close_conn(pub);
+    return 0;
+}

@@ -1,0 +1,362 @@
+"""Turn runs into figures (median, min, max), ratios, a markdown table and a chart."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+Run = dict[str, Any]
+
+
+@dataclass
+class Case:
+    """One target under one workload at one size, with its runs."""
+
+    workload: str  # fanout | echo | connect | lab-fanout | lab-echo
+    target: str
+    server: str
+    transport: str
+    n: int
+    runs: list[Run] = field(default_factory=list)
+    skipped: str | None = None
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def invalid(self) -> list[str]:
+        reasons = [reason for run in self.runs for reason in run["invalid"]]
+        return sorted(set(reasons + self.errors))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "workload": self.workload,
+            "target": self.target,
+            "server": self.server,
+            "transport": self.transport,
+            "n": self.n,
+            "skipped": self.skipped,
+            "errors": self.errors,
+            "runs": self.runs,
+            "figures": figures(self),
+        }
+
+
+def _per_run(case: Case, metric: Callable[[Run], float | None]) -> list[float]:
+    values = []
+    for run in case.runs:
+        value = metric(run)
+        if value is not None:
+            values.append(value)
+    return values
+
+
+def _rate(run: Run) -> float | None:
+    lg = run["loadgen"]
+    return lg["deliveries"] / lg["measured_s"] if lg["measured_s"] else None
+
+
+def _lat(key: str) -> Callable[[Run], float | None]:
+    return lambda run: (
+        run["loadgen"]["latency_us"][key] / 1000 if run["loadgen"]["deliveries"] else None
+    )
+
+
+def _per_delivery(run: Run, value: float) -> float | None:
+    deliveries = run["loadgen"]["deliveries"]
+    return value / deliveries if deliveries else None
+
+
+METRICS: dict[str, Callable[[Run], float | None]] = {
+    "rate": _rate,
+    "p50_ms": _lat("p50"),
+    "p99_ms": _lat("p99"),
+    "p999_ms": _lat("p999"),
+    "lost": lambda run: float(run["loadgen"]["lost"] + run["loadgen"]["duplicates"]),
+    "server_cpu_s": lambda run: run["server_cpu_s"],
+    "server_rss_mib": lambda run: run["server_rss_bytes"] / 2**20,
+    "rss_per_conn_kib": lambda run: (
+        (run["server_rss_bytes"] - run["server_rss_before"]) / 1024 / run["loadgen"]["ready"]
+        if run["loadgen"]["ready"]
+        else None
+    ),
+    "requests_per_msg": lambda run: _per_delivery(run, run["loadgen"]["http_requests"]),
+    "bytes_per_msg": lambda run: _per_delivery(
+        run, run["loadgen"]["bytes_in"] + run["loadgen"]["bytes_out"]
+    ),
+    "cpu_ms_per_1000": lambda run: _per_delivery(run, run["server_cpu_s"] * 1e6),
+    "loadgen_cpu": lambda run: run["loadgen_cpu_share"],
+}
+
+
+def figures(case: Case) -> dict[str, dict[str, float]]:
+    """Median, min and max of each metric over the case's runs."""
+    out: dict[str, dict[str, float]] = {}
+    for name, metric in METRICS.items():
+        values = _per_run(case, metric)
+        if values:
+            out[name] = {
+                "median": statistics.median(values),
+                "min": min(values),
+                "max": max(values),
+            }
+    return out
+
+
+def _fmt(value: float) -> str:
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def _cell(case: Case, metric: str, spread: bool = True) -> str:
+    fig = figures(case).get(metric)
+    if fig is None:
+        return "-"
+    if not spread or len(case.runs) < 2:
+        return _fmt(fig["median"])
+    return f"{_fmt(fig['median'])} ({_fmt(fig['min'])}-{_fmt(fig['max'])})"
+
+
+def _status(case: Case) -> str:
+    if case.skipped:
+        return f"skipped: {case.skipped}"
+    if case.invalid:
+        return "INVALID: " + "; ".join(case.invalid)
+    return "ok"
+
+
+TABLES: dict[str, tuple[str, list[tuple[str, str, bool]]]] = {
+    "fanout": (
+        "deliveries/s",
+        [
+            ("rate", "deliveries/s (min-max)", True),
+            ("p50_ms", "p50 ms", False),
+            ("p99_ms", "p99 ms", False),
+            ("p999_ms", "p99.9 ms", False),
+            ("lost", "lost+dup", False),
+            ("server_cpu_s", "server CPU s", False),
+            ("server_rss_mib", "server RSS MiB", False),
+            ("loadgen_cpu", "loadgen CPU", False),
+        ],
+    ),
+    "echo": (
+        "round trips/s",
+        [
+            ("rate", "round trips/s (min-max)", True),
+            ("p50_ms", "p50 ms", False),
+            ("p99_ms", "p99 ms", False),
+            ("p999_ms", "p99.9 ms", False),
+            ("lost", "lost+dup", False),
+            ("server_cpu_s", "server CPU s", False),
+            ("loadgen_cpu", "loadgen CPU", False),
+        ],
+    ),
+    "connect": (
+        "handshakes/s",
+        [
+            ("rate", "handshakes/s (min-max)", True),
+            ("rss_per_conn_kib", "RSS per idle connection KiB (min-max)", True),
+            ("server_cpu_s", "server CPU s", False),
+            ("loadgen_cpu", "loadgen CPU", False),
+        ],
+    ),
+    "lab-fanout": (
+        "messages/s",
+        [
+            ("rate", "messages/s (min-max)", True),
+            ("p50_ms", "p50 ms", False),
+            ("p99_ms", "p99 ms", False),
+            ("requests_per_msg", "HTTP requests/msg", False),
+            ("bytes_per_msg", "bytes on the wire/msg", False),
+            ("cpu_ms_per_1000", "server CPU ms/1000 msgs", False),
+            ("lost", "lost+dup", False),
+            ("loadgen_cpu", "loadgen CPU", False),
+        ],
+    ),
+    "lab-echo": (
+        "round trips/s",
+        [
+            ("rate", "round trips/s (min-max)", True),
+            ("p50_ms", "p50 ms", False),
+            ("p99_ms", "p99 ms", False),
+            ("bytes_per_msg", "bytes on the wire/msg", False),
+            ("cpu_ms_per_1000", "server CPU ms/1000 msgs", False),
+            ("lost", "lost+dup", False),
+        ],
+    ),
+}
+
+TITLES = {
+    "fanout": "Fan-out: 1 publisher, N subscribers, 64-byte text",
+    "echo": "Echo: closed loop, 64-byte text",
+    "connect": "Connect: WebSocket handshakes, 100 in flight, connections kept open",
+    "lab-fanout": "Transport lab (pushwire only): fan-out",
+    "lab-echo": "Transport lab (pushwire only): echo",
+}
+
+
+def markdown(cases: list[Case], header: str) -> str:
+    lines = [header, ""]
+    for workload, (_, columns) in TABLES.items():
+        group = [c for c in cases if c.workload == workload]
+        if not group:
+            continue
+        for n in sorted({c.n for c in group}):
+            rows = [c for c in group if c.n == n]
+            lines += [f"### {TITLES[workload]} (N = {n:,})", ""]
+            lines.append(
+                "| server | transport | " + " | ".join(c[1] for c in columns) + " | status |"
+            )
+            lines.append("|---|---|" + "---|" * len(columns) + "---|")
+            for case in rows:
+                cells = [_cell(case, metric, spread) for metric, _, spread in columns]
+                lines.append(
+                    f"| {case.target} | {case.transport} | "
+                    + " | ".join(cells)
+                    + f" | {_status(case)} |"
+                )
+            lines.append("")
+    ratio_lines = ratios(cases)
+    if ratio_lines:
+        lines += [
+            "### pushwire as a ratio to each peer (same run; > 1 means pushwire is ahead)",
+            "",
+        ]
+        lines += ratio_lines
+    return "\n".join(lines) + "\n"
+
+
+def _median(case: Case | None, metric: str) -> float | None:
+    if case is None or case.skipped or not case.runs:
+        return None
+    fig = figures(case).get(metric)
+    return fig["median"] if fig else None
+
+
+def _find(cases: list[Case], workload: str, target: str, n: int | None = None) -> Case | None:
+    for case in cases:
+        if case.workload == workload and case.target == target and (n is None or case.n == n):
+            return case
+    return None
+
+
+# (pushwire target, the peers it is compared with)
+COMPARISONS = {
+    "websocket": (
+        "pushwire",
+        [
+            "thin-Python ceiling",
+            "websockets",
+            "aiohttp",
+            "Starlette (uvicorn)",
+            "python-socketio (uvicorn)",
+            "Node ws",
+            "Node socket.io",
+        ],
+    ),
+    "sse": (
+        "pushwire SSE (/sse/<channel>)",
+        ["aiohttp SSE (StreamResponse)", "sse-starlette (uvicorn)"],
+    ),
+    "longpoll": ("pushwire longpoll", ["python-socketio polling", "Node socket.io polling"]),
+}
+
+
+def ratios(cases: list[Case]) -> list[str]:
+    """pushwire's median over each peer's median, per workload and size."""
+    columns: list[
+        tuple[str, str, int | None, str, bool]
+    ] = []  # title, workload, n, metric, lower_is_better
+    for n in sorted({c.n for c in cases if c.workload == "fanout"}):
+        columns.append((f"fan-out N={n:,} deliveries/s", "fanout", n, "rate", False))
+    if any(c.workload == "echo" for c in cases):
+        columns.append(("echo round trips/s", "echo", None, "rate", False))
+    if any(c.workload == "connect" for c in cases):
+        columns.append(("connect handshakes/s", "connect", None, "rate", False))
+        columns.append(
+            ("RSS per idle connection (peer ÷ pushwire)", "connect", None, "rss_per_conn_kib", True)
+        )
+    if not columns:
+        return []
+    lines = [
+        "| pushwire form | peer | " + " | ".join(c[0] for c in columns) + " |",
+        "|---|---|" + "---|" * len(columns),
+    ]
+    for own, peers in COMPARISONS.values():
+        for peer in peers:
+            cells = []
+            for _, workload, n, metric, lower in columns:
+                mine = _median(_find(cases, workload, own, n), metric)
+                theirs = _median(_find(cases, workload, peer, n), metric)
+                if mine is None or theirs is None or not mine or not theirs:
+                    cells.append("-")
+                else:
+                    cells.append(f"{(theirs / mine if lower else mine / theirs):.2f}x")
+            if any(cell != "-" for cell in cells):
+                lines.append(f"| {own} | {peer} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
+
+
+def chart(cases: list[Case], path: Path) -> str | None:
+    """A PNG of the main figures (median bars, min-max whiskers); the reason it failed, or None."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib not installed (pip install -e '.[bench]')"
+    panels: list[tuple[str, list[Case], str, str]] = []
+    for n in sorted({c.n for c in cases if c.workload == "fanout"}):
+        group = [c for c in cases if c.workload == "fanout" and c.n == n]
+        panels.append((f"fan-out, N = {n:,}", group, "rate", "deliveries/s"))
+    for workload, metric, unit in [
+        ("echo", "rate", "round trips/s"),
+        ("connect", "rate", "handshakes/s"),
+        ("connect", "rss_per_conn_kib", "KiB per idle connection"),
+        ("lab-fanout", "rate", "messages/s"),
+        ("lab-fanout", "bytes_per_msg", "bytes on the wire / message"),
+        ("lab-fanout", "requests_per_msg", "HTTP requests / message"),
+    ]:
+        group = [c for c in cases if c.workload == workload]
+        if group:
+            n = max(c.n for c in group)
+            title = TITLES[workload].split(":")[0] + (
+                f", N = {n:,}" if workload == "lab-fanout" else ""
+            )
+            panels.append((title, [c for c in group if c.n == n], metric, unit))
+    if not panels:
+        return "nothing to draw"
+    columns = 2
+    rows = (len(panels) + 1) // 2
+    fig, axes = plt.subplots(rows, columns, figsize=(14, 4.2 * rows), squeeze=False)
+    for ax, (title, group, metric, unit) in zip(axes.flat, panels, strict=False):
+        names, medians, low, high, colours = [], [], [], [], []
+        for case in group:
+            fig_value = figures(case).get(metric)
+            if case.skipped or fig_value is None:
+                continue
+            names.append(case.target + (" (!)" if case.invalid else ""))
+            medians.append(fig_value["median"])
+            low.append(fig_value["median"] - fig_value["min"])
+            high.append(fig_value["max"] - fig_value["median"])
+            colours.append("#d9534f" if case.server == "pushwire" else "#5b8bd0")
+        ax.barh(names, medians, xerr=[low, high], color=colours, capsize=3)
+        ax.invert_yaxis()
+        ax.set_title(title)
+        ax.set_xlabel(unit)
+        ax.tick_params(axis="y", labelsize=8)
+        ax.grid(axis="x", alpha=0.3)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    fig.suptitle("pushwire (red) and its peers (blue): median of the runs, whiskers min-max")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return None
