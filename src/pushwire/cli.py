@@ -58,6 +58,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--log-level", default="info", help="debug, info, warning, error")
 
+    chat = commands.add_parser("chat", help="a terminal chat room on any transport")
+    chat.add_argument("url", help="the server, e.g. http://127.0.0.1:8000 or tcp://127.0.0.1:7000")
+    chat.add_argument("--nick", default=None, help="your name (default: your login name)")
+    chat.add_argument("--room", default="lobby", help="the room (channel) to join")
+    chat.add_argument(
+        "--transport",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="websocket, sse, stream, longpoll, polling or tcp; repeat for a fallback order",
+    )
+
     publish = commands.add_parser("publish", help="publish a message to a channel")
     publish.add_argument("url", help="server base URL, e.g. http://127.0.0.1:8000")
     publish.add_argument("channel")
@@ -70,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "publish":
         return _publish(args)
+    if args.command == "chat":
+        return _chat(args)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -132,6 +146,22 @@ def parse_settings(items: Sequence[str]) -> dict[str, Any]:
             wanted = "an integer" if kind is int else "a number"
             raise ValueError(f"setting {name} needs {wanted}, not {value!r}") from None
     return settings
+
+
+def _chat(args: argparse.Namespace) -> int:
+    import asyncio
+    import getpass
+
+    from .chat import run_chat
+
+    nick = args.nick or getpass.getuser()
+    transports = args.transport or (
+        ["tcp"] if args.url.startswith("tcp") else ["websocket", "sse", "stream", "longpoll"]
+    )
+    try:
+        return asyncio.run(run_chat(args.url, nick, args.room, transports))
+    except KeyboardInterrupt:
+        return 0
 
 
 def _publish(args: argparse.Namespace) -> int:

@@ -1,0 +1,312 @@
+"""`pushwire chat URL`: a terminal chat room on any pushwire transport.
+
+The model (`ChatModel`) holds the room, the nickname, the lines on screen and the connection
+state, and turns what the user types into actions; it knows no terminal. The view is a
+prompt_toolkit full-screen application: the lines above, a status bar, an input line below,
+and messages keep arriving while you type. Chat messages are the JSON text the browser demo
+uses, `{"nick": …, "text": …, "ts": …}`, so terminals and browsers share rooms.
+
+Commands: `/join ROOM`, `/nick NAME`, `/transport NAME`, `/who`, `/help`, `/quit`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from .client import Gap
+
+__all__ = ["Action", "ChatModel", "Line", "run_chat"]
+
+#: Lines kept on screen; older ones scroll away.
+MAX_LINES: Final = 1000
+HTTP_TRANSPORTS: Final = ("websocket", "sse", "stream", "longpoll", "polling")
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One line on screen: `kind` is message, own, system or error."""
+
+    time: str
+    kind: Literal["message", "own", "system", "error"]
+    text: str
+    nick: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """What the view must do for an input line."""
+
+    kind: Literal["publish", "join", "transport", "quit", "none"]
+    argument: str = ""
+
+
+def _clock(ts: float | None = None) -> str:
+    return time.strftime("%H:%M", time.localtime(ts))
+
+
+class ChatModel:
+    """The chat's state, and the rules for input and incoming messages."""
+
+    def __init__(
+        self, nick: str, room: str, transport: str, transports: Sequence[str] = HTTP_TRANSPORTS
+    ) -> None:
+        self.nick = nick
+        self.room = room
+        self.transport = transport
+        #: What /transport may switch to: what this URL can carry.
+        self.transports = tuple(transports)
+        self.state = "connecting"
+        self.online: int | None = None
+        self.client: Any = None  # the connected client, for its live presence counts
+        self.lines: deque[Line] = deque(maxlen=MAX_LINES)
+
+    # -- input --------------------------------------------------------------------------------
+
+    def submit(self, text: str) -> Action:
+        """The user pressed Enter on `text`."""
+        text = text.strip()
+        if not text:
+            return Action("none")
+        if not text.startswith("/"):
+            return Action("publish", self.encode(text))
+        command, _, argument = text[1:].partition(" ")
+        argument = argument.strip()
+        if command in ("quit", "exit", "q"):
+            return Action("quit")
+        if command == "help":
+            self.system(self.help())
+        elif command == "nick" and argument:
+            self.system(f"you are now {argument} (was {self.nick})")
+            self.nick = argument
+        elif command == "join" and argument:
+            return Action("join", argument.lstrip("#"))
+        elif command == "transport" and argument in self.transports:
+            return Action("transport", argument)
+        elif command == "who":
+            count = "unknown" if self.online is None else str(self.online)
+            self.system(f"#{self.room}: {count} online")
+        else:
+            self.error(f"unknown or incomplete command: {text}  ({self.help()})")
+        return Action("none")
+
+    def help(self) -> str:
+        transports = "|".join(self.transports)
+        return f"commands: /join ROOM · /nick NAME · /transport {transports} · /who · /help · /quit"
+
+    def encode(self, text: str) -> str:
+        """A chat message as the browser demo writes it."""
+        return json.dumps({"nick": self.nick, "text": text, "ts": int(time.time() * 1000)})
+
+    # -- what arrives ---------------------------------------------------------------------------
+
+    def received(self, data: str | bytes, channel: str | None) -> None:
+        """A message arrived (`channel` None: a direct message)."""
+        if channel is not None and channel != self.room:
+            return
+        if isinstance(data, bytes):
+            self.lines.append(Line(_clock(), "message", f"[binary, {len(data)} bytes]", "?"))
+            return
+        try:
+            message: Any = json.loads(data)
+        except ValueError:
+            message = None
+        if isinstance(message, dict) and isinstance(message.get("text"), str):
+            nick = str(message.get("nick") or "anonymous")
+            ts = message.get("ts")
+            when = _clock(ts / 1000) if isinstance(ts, int | float) else _clock()
+            kind: Literal["own", "message"] = "own" if nick == self.nick else "message"
+            self.lines.append(Line(when, kind, message["text"], nick))
+        else:
+            self.lines.append(Line(_clock(), "message", data, "?"))
+
+    def system(self, text: str) -> None:
+        self.lines.append(Line(_clock(), "system", text))
+
+    def error(self, text: str) -> None:
+        self.lines.append(Line(_clock(), "error", text))
+
+    def status(self) -> str:
+        """The status bar's text."""
+        if self.client is not None:
+            self.online = self.client.presence.get(self.room, self.online)
+        online = "" if self.online is None else f" · {self.online} online"
+        return (
+            f" pushwire chat · #{self.room}{online} · {self.nick} · "
+            f"{self.transport} · {self.state} "
+        )
+
+
+# -- the terminal view ------------------------------------------------------------------------
+
+
+async def run_chat(url: str, nick: str, room: str, transports: Sequence[str]) -> int:
+    """Run the full-screen chat until /quit or Ctrl-C/Ctrl-D. Returns the exit status."""
+    from prompt_toolkit.application import Application
+    from prompt_toolkit.buffer import Buffer
+    from prompt_toolkit.formatted_text import FormattedText
+    from prompt_toolkit.key_binding import KeyBindings
+    from prompt_toolkit.layout import HSplit, Layout, Window
+    from prompt_toolkit.layout.controls import BufferControl, FormattedTextControl
+    from prompt_toolkit.styles import Style
+
+    from .client import connect
+
+    choices = ("tcp",) if url.startswith("tcp") else HTTP_TRANSPORTS
+    model = ChatModel(nick, room, transports[0] if transports else choices[0], choices)
+    model.system(f"connecting to {url} … type a message and press Enter · /help")
+
+    def render_lines() -> FormattedText:
+        fragments: list[tuple[str, str]] = []
+        for line in model.lines:
+            fragments.append(("class:time", f"{line.time} "))
+            if line.kind in ("system", "error"):
+                fragments.append((f"class:{line.kind}", f"* {line.text}\n"))
+            else:
+                fragments.append((f"class:{line.kind}-nick", f"{line.nick}: "))
+                fragments.append((f"class:{line.kind}", f"{line.text}\n"))
+        return FormattedText(fragments)
+
+    messages = Window(FormattedTextControl(render_lines), wrap_lines=True, always_hide_cursor=True)
+    status = Window(
+        FormattedTextControl(lambda: FormattedText([("class:status", model.status())])),
+        height=1,
+    )
+    entry = Buffer(multiline=False)
+    prompt = Window(
+        BufferControl(entry),
+        height=1,
+        get_line_prefix=lambda *_: FormattedText([("class:prompt", "> ")]),
+    )
+    keys = KeyBindings()
+    quit_event = asyncio.Event()
+
+    @keys.add("c-c")
+    @keys.add("c-d")
+    def _quit(event: Any) -> None:
+        quit_event.set()
+
+    @keys.add("enter")
+    def _enter(event: Any) -> None:
+        text = entry.text
+        entry.reset()
+        action = model.submit(text)
+        actions.put_nowait(action)
+        app.invalidate()
+
+    style = Style.from_dict(
+        {
+            "status": "reverse bold",
+            "time": "#888888",
+            "system": "#5f87d7 italic",
+            "error": "#d75f5f bold",
+            "own-nick": "#5faf5f bold",
+            "message-nick": "#d7af5f bold",
+            "prompt": "bold",
+        }
+    )
+    app: Application[None] = Application(
+        layout=Layout(HSplit([messages, status, prompt]), focused_element=prompt),
+        key_bindings=keys,
+        style=style,
+        full_screen=True,
+        refresh_interval=0.5,  # presence counts and connection state change on their own
+    )
+    actions: asyncio.Queue[Action] = asyncio.Queue()
+
+    async def session() -> None:
+        transport_list = list(transports)
+        while not quit_event.is_set():
+            try:
+                async with connect(url, user=model.nick, transports=transport_list) as client:
+                    model.client = client
+                    model.transport = client.transport
+                    model.state = "connected"
+                    await client.subscribe(model.room, presence=True)
+                    model.system(f"joined #{model.room} over {client.transport}")
+                    app.invalidate()
+                    switch = await _converse(client, model, actions, quit_event, app)
+            except Exception as exc:
+                model.state = "disconnected"
+                model.error(f"connection failed: {exc}; retrying")
+                app.invalidate()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(quit_event.wait(), 2)
+                continue
+            if switch is None:
+                return
+            transport_list = [switch]
+            model.state = "switching"
+            model.system(f"switching to {switch}")
+            app.invalidate()
+
+    task = asyncio.ensure_future(session())
+    app_task = asyncio.ensure_future(app.run_async())
+    await quit_event.wait()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+    app.exit()
+    with contextlib.suppress(Exception):
+        await app_task
+    return 0
+
+
+async def _converse(
+    client: Any,
+    model: ChatModel,
+    actions: asyncio.Queue[Action],
+    quit_event: asyncio.Event,
+    app: Any,
+) -> str | None:
+    """Relay until quit (None) or a transport switch (its name)."""
+
+    async def incoming() -> None:
+        async for message in client:
+            if isinstance(message, Gap):
+                model.error(
+                    f"#{message.channel}: messages after {message.from_offset} could not be "
+                    "recovered"
+                )
+            else:
+                model.received(message.data, message.channel)
+            app.invalidate()
+
+    reader = asyncio.ensure_future(incoming())
+    try:
+        while True:
+            getter = asyncio.ensure_future(actions.get())
+            quitter = asyncio.ensure_future(quit_event.wait())
+            done, _ = await asyncio.wait(
+                {getter, quitter, reader}, return_when=asyncio.FIRST_COMPLETED
+            )
+            if quitter in done or reader in done:
+                getter.cancel()
+                quit_event.set()
+                return None
+            quitter.cancel()
+            action = getter.result()
+            if action.kind == "quit":
+                quit_event.set()
+                return None
+            if action.kind == "publish":
+                try:
+                    await client.publish(model.room, action.argument)
+                except Exception as exc:
+                    model.error(f"not sent: {exc}")
+            elif action.kind == "join":
+                await client.unsubscribe(model.room)
+                model.room, model.online = action.argument, None
+                await client.subscribe(model.room, presence=True)
+                model.system(f"joined #{model.room}")
+            elif action.kind == "transport":
+                return action.argument
+            app.invalidate()
+    finally:
+        reader.cancel()
