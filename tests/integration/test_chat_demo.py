@@ -1,0 +1,340 @@
+"""The chat demo page (`/`) in real Chromium: two people in separate browser contexts chat
+through a real pushwire server, over the page's own UI only (no calls into its script)."""
+
+from __future__ import annotations
+
+import re
+import struct
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.conftest import ServerFactory, ServerProcess
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Locator, Page
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+
+WAIT_MS = 10_000
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+OpenChat = Callable[..., "Page"]
+OWN = re.compile(r"\bown\b")
+
+
+# Without Playwright the whole module is skipped (the browser fixture would skip each test).
+expect = pytest.importorskip("playwright.sync_api").expect
+expect.set_options(timeout=WAIT_MS)
+UNKNOWN = "\u2013"  # what the online count shows before presence says (an en dash)
+
+
+def png(width: int, height: int, pixel: Callable[[int, int], tuple[int, int, int]]) -> bytes:
+    """A valid RGB PNG, pixel by pixel: a real image for the page to decode."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    rows = b"".join(
+        b"\x00" + b"".join(bytes(pixel(x, y)) for x in range(width)) for y in range(height)
+    )
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows, 9))
+        + chunk(b"IEND", b"")
+    )
+
+
+def gradient(x: int, y: int) -> tuple[int, int, int]:
+    return (80 + x, 70 + y // 2, 230 - x // 2)
+
+
+@pytest.fixture
+def open_chat(browser: Browser, server: ServerProcess) -> Iterator[OpenChat]:
+    """Open the chat page in a fresh browser context (its own localStorage) as `nick`."""
+    contexts = []
+
+    def open_page(
+        nick: str | None,
+        *,
+        viewport: tuple[int, int] = (1280, 800),
+        target: ServerProcess = server,
+    ) -> Page:
+        context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        page.goto(target.url("/"))
+        if nick is not None:
+            expect(page.get_by_test_id("nick-overlay")).to_be_visible()
+            page.get_by_test_id("nick-input").fill(nick)
+            page.get_by_test_id("nick-input").press("Enter")
+            expect(page.get_by_test_id("status")).to_have_attribute("data-state", "open")
+        return page
+
+    yield open_page
+    for context in contexts:
+        context.close()
+
+
+def say(page: Page, text: str) -> None:
+    """Type `text` in the composer and press Enter."""
+    page.get_by_test_id("message-input").fill(text)
+    page.get_by_test_id("message-input").press("Enter")
+
+
+def join(page: Page, room: str) -> None:
+    """Join `room` with the sidebar form and wait until presence counts this page in it."""
+    if page.get_by_test_id("menu-button").is_visible():  # narrow: the sidebar is a drawer
+        page.get_by_test_id("menu-button").click()
+        expect(page.get_by_test_id("sidebar")).to_be_in_viewport(ratio=1)
+    page.get_by_test_id("room-input").fill(room)
+    page.get_by_test_id("room-join").click()
+    expect(page.get_by_test_id("room-name")).to_have_text(room)
+    expect(page.get_by_test_id("online-count")).not_to_have_text(UNKNOWN)
+
+
+def messages(page: Page) -> Locator:
+    return page.get_by_test_id("message")
+
+
+def test_two_people_in_one_room_see_each_others_messages_and_count_two_online(
+    open_chat: OpenChat,
+) -> None:
+    alice = open_chat("alice")
+    bob = open_chat("bob")
+    for page in (alice, bob):
+        expect(page.get_by_test_id("online-count")).to_have_text("2")
+        expect(page.get_by_test_id("transport")).to_have_text("websocket")
+        expect(page.get_by_test_id("room-name")).to_have_text("lobby")
+
+    say(alice, "hello bob")
+    for page in (alice, bob):
+        expect(messages(page)).to_have_count(1)
+        expect(messages(page).first.get_by_test_id("message-text")).to_have_text("hello bob")
+        expect(messages(page).first.get_by_test_id("message-nick")).to_have_text("alice")
+        expect(messages(page).first.get_by_test_id("message-time")).to_have_text(
+            re.compile(r"^\d{1,2}:\d{2}")
+        )
+    expect(messages(alice).first).to_have_class(OWN)
+    expect(messages(bob).first).not_to_have_class(OWN)
+
+    say(bob, "hi alice")
+    for page in (alice, bob):
+        expect(messages(page)).to_have_count(2)
+        expect(messages(page).nth(1).get_by_test_id("message-text")).to_have_text("hi alice")
+        expect(messages(page).nth(1)).to_have_attribute("data-nick", "bob")
+    expect(messages(bob).nth(1)).to_have_class(OWN)
+    expect(bob.get_by_test_id("message-input")).to_have_value("")
+
+    bob.close()
+    expect(alice.get_by_test_id("online-count")).to_have_text("1")
+
+
+def test_the_send_button_sends_too_and_blank_messages_are_not_sent(open_chat: OpenChat) -> None:
+    alice = open_chat("alice")
+    bob = open_chat("bob")
+    alice.get_by_test_id("message-input").fill("   ")
+    alice.get_by_test_id("message-input").press("Enter")
+    alice.get_by_test_id("message-input").fill("line one")
+    alice.get_by_test_id("message-input").press("Shift+Enter")
+    alice.get_by_test_id("message-input").type("line two")
+    alice.get_by_test_id("send-button").click()
+    expect(messages(bob)).to_have_count(1)
+    expect(messages(bob).first.get_by_test_id("message-text")).to_have_text("line one\nline two")
+
+
+def test_switching_rooms_isolates_their_messages(open_chat: OpenChat) -> None:
+    alice = open_chat("alice")
+    bob = open_chat("bob")
+    carol = open_chat("carol")
+    expect(alice.get_by_test_id("online-count")).to_have_text("3")
+
+    join(alice, "kitchen")
+    join(bob, "kitchen")
+    expect(alice.get_by_test_id("online-count")).to_have_text("2")
+    expect(carol.get_by_test_id("online-count")).to_have_text("1")
+    expect(alice.get_by_test_id("room")).to_have_count(2)
+
+    say(carol, "lobby only")
+    say(alice, "kitchen only")
+    expect(messages(bob)).to_have_count(1)
+    expect(messages(bob).first.get_by_test_id("message-text")).to_have_text("kitchen only")
+    expect(messages(carol)).to_have_count(1)
+    expect(messages(carol).first.get_by_test_id("message-text")).to_have_text("lobby only")
+    # Everything published so far has arrived where it belongs: carol's own lobby message
+    # came back to her, so nothing of the kitchen is still on its way to the lobby.
+    expect(messages(alice)).to_have_count(1)
+
+    # Back in the lobby, bob no longer gets the kitchen; the lobby is live again.
+    bob.get_by_test_id("room").filter(has_text="lobby").click()
+    expect(bob.get_by_test_id("room-name")).to_have_text("lobby")
+    expect(carol.get_by_test_id("online-count")).to_have_text("2")
+    expect(alice.get_by_test_id("online-count")).to_have_text("1")
+    say(alice, "anyone in the kitchen?")
+    say(carol, "welcome back bob")
+    expect(messages(bob)).to_have_count(1)
+    expect(messages(bob).first.get_by_test_id("message-text")).to_have_text("welcome back bob")
+    expect(messages(alice)).to_have_count(2)
+    expect(messages(carol)).to_have_count(2)
+    expect(messages(carol).nth(1).get_by_test_id("message-text")).to_have_text("welcome back bob")
+
+
+def test_an_image_sent_as_binary_appears_as_an_image_on_the_other_page(
+    open_chat: OpenChat,
+) -> None:
+    alice = open_chat("alice")
+    bob = open_chat("bob")
+    image = png(48, 32, gradient)
+    alice.get_by_test_id("file-input").set_input_files(
+        {"name": "dot.png", "mimeType": "image/png", "buffer": image}
+    )
+    for page in (alice, bob):
+        item = messages(page).first
+        expect(item).to_have_attribute("data-kind", "image")
+        expect(item).to_have_attribute("data-bytes", str(len(image)))
+        expect(item).to_have_attribute("data-nick", "alice")
+        picture = item.get_by_test_id("message-image")
+        expect(picture).to_have_attribute("alt", "dot.png")
+        picture.evaluate("img => img.decode()")
+        assert picture.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [48, 32]
+        # The bytes that arrived are the bytes that were sent.
+        received = page.evaluate(
+            "async (url) => Array.from(new Uint8Array(await (await fetch(url)).arrayBuffer()))",
+            picture.get_attribute("src"),
+        )
+        assert bytes(received) == image
+    expect(messages(bob)).to_have_count(1)
+
+
+def test_a_binary_file_that_is_not_an_image_shows_its_size(open_chat: OpenChat) -> None:
+    alice = open_chat("alice")
+    bob = open_chat("bob")
+    alice.get_by_test_id("file-input").set_input_files(
+        {"name": "blob.bin", "mimeType": "application/octet-stream", "buffer": bytes(range(7))}
+    )
+    item = messages(bob).first
+    expect(item).to_have_attribute("data-kind", "binary")
+    expect(item.get_by_test_id("message-binary")).to_have_text("binary 7 bytes")
+    expect(item).to_have_attribute("data-nick", "alice")
+
+
+def test_untrusted_text_is_shown_as_text_never_as_markup(open_chat: OpenChat) -> None:
+    alice = open_chat("<b>alice</b>")
+    bob = open_chat("bob")
+    hostile = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
+    say(alice, hostile)
+    item = messages(bob).first
+    expect(item.get_by_test_id("message-text")).to_have_text(hostile)
+    expect(item.get_by_test_id("message-nick")).to_have_text("<b>alice</b>")
+    assert item.locator("img, script, b").count() == 0
+    assert bob.evaluate("window.pwned") is None
+
+
+def test_the_nickname_is_asked_once_and_kept_in_local_storage(open_chat: OpenChat) -> None:
+    page = open_chat("dora")
+    expect(page.get_by_test_id("me-nick")).to_have_text("dora")
+    page.reload()
+    expect(page.get_by_test_id("status")).to_have_attribute("data-state", "open")
+    expect(page.get_by_test_id("nick-overlay")).to_be_hidden()
+    expect(page.get_by_test_id("me-nick")).to_have_text("dora")
+    assert page.evaluate("window.pushwireChat.pw.user") == "dora"
+
+    page.get_by_test_id("change-nick").click()
+    page.get_by_test_id("nick-input").fill("dora2")
+    page.get_by_test_id("nick-submit").click()
+    expect(page.get_by_test_id("me-nick")).to_have_text("dora2")
+    expect(page.get_by_test_id("status")).to_have_attribute("data-state", "open")
+    say(page, "renamed")
+    expect(messages(page).first).to_have_attribute("data-nick", "dora2")
+
+
+def test_a_dropped_connection_shows_reconnecting_then_connected(open_chat: OpenChat) -> None:
+    alice = open_chat("alice")
+    bob = open_chat("bob")
+    alice.evaluate(
+        """() => {
+          window.states = [];
+          const status = document.querySelector('[data-testid=status]');
+          new MutationObserver(() => states.push(status.dataset.state))
+            .observe(status, {attributes: true, attributeFilter: ['data-state']});
+        }"""
+    )
+    alice.evaluate("window.pushwireChat.pw._debugDropConnection(4000)")
+    alice.wait_for_function("states[0] === 'reconnecting' && states.at(-1) === 'open'")
+    expect(alice.get_by_test_id("status")).to_have_text("Connected")
+    say(bob, "still there?")
+    expect(messages(alice)).to_have_count(1)
+    expect(alice.get_by_test_id("online-count")).to_have_text("2")
+
+
+def test_a_transport_that_cannot_connect_shows_a_clear_error_not_a_broken_page(
+    open_chat: OpenChat, server_factory: ServerFactory
+) -> None:
+    blocked = server_factory("--no-websocket")
+    page = open_chat(None, target=blocked)
+    page.get_by_test_id("transport-select").select_option("websocket")
+    page.get_by_test_id("nick-input").fill("erin")
+    page.get_by_test_id("nick-input").press("Enter")
+    expect(page.get_by_test_id("status")).to_have_attribute("data-state", "error")
+    expect(page.get_by_test_id("status")).to_have_text("Connection failed")
+    expect(page.get_by_test_id("banner")).to_contain_text("Could not connect over websocket")
+    # The page still works: the retry button tries again, and fails the same way.
+    page.get_by_test_id("retry").click()
+    expect(page.get_by_test_id("status")).to_have_attribute("data-state", "error")
+    page.get_by_test_id("room-input").fill("elsewhere")
+    page.get_by_test_id("room-join").click()
+    expect(page.get_by_test_id("room-name")).to_have_text("elsewhere")
+
+
+def test_screenshots_of_a_conversation(open_chat: OpenChat, tmp_path: Path) -> None:
+    """docs/chat-demo.png at 1280x800 (and a narrow 390x844 one next to the test output)."""
+    alice = open_chat("alice")
+    bob = open_chat("bob", viewport=(390, 844))
+    join(alice, "design")
+    join(bob, "design")
+    join(alice, "lobby")
+    join(bob, "lobby")
+    script = [
+        (alice, "Morning! Is the new build up?"),
+        (bob, "Yes — deployed 5 minutes ago. Pushes arrive over WebSocket now."),
+        (bob, "Try the transport menu on the left."),
+        (alice, "Works here. Sending you the chart from the standup."),
+    ]
+    for count, (page, text) in enumerate(script, 1):
+        say(page, text)
+        expect(messages(alice)).to_have_count(count)
+    alice.get_by_test_id("file-input").set_input_files(
+        {"name": "latency.png", "mimeType": "image/png", "buffer": png(160, 90, chart)}
+    )
+    expect(messages(bob)).to_have_count(len(script) + 1)
+    say(bob, "Nice, p99 under 5 ms. Shipping it.")
+    for page in (alice, bob):
+        expect(messages(page)).to_have_count(len(script) + 2)
+        expect(page.get_by_test_id("online-count")).to_have_text("2")
+        page.get_by_test_id("message-image").evaluate("img => img.decode()")
+        page.evaluate("document.activeElement && document.activeElement.blur()")
+    DOCS.mkdir(exist_ok=True)
+    alice.screenshot(path=str(DOCS / "chat-demo.png"))
+    bob.screenshot(path=str(tmp_path / "chat-demo-narrow.png"))
+    bob.get_by_test_id("menu-button").click()
+    expect(bob.get_by_test_id("sidebar")).to_be_in_viewport(ratio=1)
+    bob.screenshot(path=str(tmp_path / "chat-demo-narrow-drawer.png"))
+    assert (DOCS / "chat-demo.png").stat().st_size > 10_000
+
+
+def chart(x: int, y: int) -> tuple[int, int, int]:
+    """A small bar chart: bars of growing height on a light background."""
+    bar = x // 20
+    top = 80 - (bar * 9 + 12)
+    if x % 20 >= 4 and y >= top and y < 84:
+        return (99 - bar * 4, 102 + bar * 6, 241)
+    if y == 84:
+        return (180, 184, 200)
+    return (248, 249, 252)
