@@ -9,6 +9,7 @@ before it is buffered whole.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 from urllib.parse import unquote
 
 import httptools
@@ -61,20 +62,27 @@ class Request:
 class _Head:
     target: bytes = b""
     headers: list[tuple[str, str]] = field(default_factory=list)
-    size: int = 0
     body: bytearray = field(default_factory=bytearray)
     complete: bool = False
+
+
+_END_OF_HEAD: Final = b"\r\n\r\n"
 
 
 class RequestParser:
     """Incremental HTTP/1.x request parser with size bounds.
 
     Call `receive_data(data)`, then take `events_received()`. A request with an Upgrade
-    header ends the HTTP stream: its `upgrade_data` holds what followed, and this parser
-    must not be fed again.
+    header ends the HTTP stream: its `upgrade_data` holds what followed, including bytes fed
+    after it (before the server switched protocols).
+
+    Bounds are counted in bytes on the wire, whatever the feeds look like: the head (request
+    line, headers, final CRLF, and any empty lines before it) up to `max_header_bytes`; the
+    body up to `max_body_bytes`, and a chunked body's framing and trailers within
+    `max_body_bytes + max_header_bytes`.
 
     Raises (from `receive_data`):
-        HeadersTooLarge: request line plus headers over `max_header_bytes`.
+        HeadersTooLarge: request head over `max_header_bytes`.
         BodyTooLarge: declared or received body over `max_body_bytes`.
         BadRequest: anything llhttp rejects.
     """
@@ -84,8 +92,16 @@ class RequestParser:
         self.max_body_bytes = max_body_bytes
         self._parser = httptools.HttpRequestParser(self)
         self._head: _Head | None = None
+        # Wire bytes of the head being received, since the end of the previous request.
         self._head_bytes = 0
+        # Content-Length bytes still to come; None: a chunked body.
+        self._body_left: int | None = 0
+        # Wire bytes of the chunked body being received (framing and trailers included).
+        self._chunked_bytes = 0
+        # The last bytes (< 4) fed since the last CRLFCRLF: one may straddle two feeds.
+        self._tail = b""
         self._events: list[Request] = []
+        self._upgrade_request: Request | None = None
         self.upgraded = False
         #: A request without keep-alive ended the stream: later bytes are ignored.
         self.finished = False
@@ -102,31 +118,77 @@ class RequestParser:
 
     def receive_data(self, data: bytes) -> None:
         """Feed bytes from the socket."""
-        if self.finished:
-            return
-        if self.in_head or self._head is None:
-            self._head_bytes += len(data)
+        parsed = 0 if self.upgraded else self._parse(data)
+        if self.upgraded and parsed < len(data):
+            # Already the new protocol: the server hands it over when it switches.
+            request = self._upgrade_request
+            assert request is not None
+            request.upgrade_data += data[parsed:]
+
+    def _parse(self, data: bytes) -> int:
+        """Feed llhttp until the data, the HTTP stream or the HTTP protocol ends; how many
+        bytes were fed."""
+        # llhttp is fed slices that each hold bytes of one request only, cut where a head
+        # ends (CRLFCRLF), where a Content-Length body ends, and after each CRLFCRLF of a
+        # chunked body (only there can it end). So every byte is counted for its request.
+        position, size = 0, len(data)
+        while position < size and not self.finished and not self.upgraded:
+            head = self._head
+            if head is None or not head.complete:
+                end = self._find_end_of_head(data, position)
+                stop = size if end < 0 else end
+                self._head_bytes += stop - position
+                if self._head_bytes > self.max_header_bytes:
+                    shown = f"{self._head_bytes} " if end >= 0 else ""
+                    raise HeadersTooLarge(
+                        f"request head over size limit ({shown}> {self.max_header_bytes} bytes)"
+                    )
+            elif self._body_left is not None:
+                end = -1
+                stop = min(size, position + self._body_left)
+                if stop == position:
+                    stop = size  # cannot happen (llhttp ends a body at its length); never spin
+                self._body_left = max(0, self._body_left - (stop - position))
+            else:
+                end = self._find_end_of_head(data, position)
+                stop = size if end < 0 else end
+                self._chunked_bytes += stop - position
+                limit = self.max_body_bytes + self.max_header_bytes
+                if self._chunked_bytes > limit:
+                    raise BodyTooLarge(
+                        f"chunked body over size limit ({self._chunked_bytes} > {limit} bytes "
+                        "on the wire, framing and trailers included)"
+                    )
+            piece = data if position == 0 and stop == size else data[position:stop]
+            self._tail = b"" if end >= 0 else (self._tail + piece)[-3:]
+            self._feed(piece)
+            position = stop
+        return position
+
+    def _find_end_of_head(self, data: bytes, start: int) -> int:
+        """The index just past the first CRLFCRLF from `start` (one that began in the previous
+        feed included), or -1."""
+        tail = self._tail
+        if tail:
+            index = (tail + data[start : start + 3]).find(_END_OF_HEAD)
+            if index >= 0:
+                return start + index + 4 - len(tail)
+        index = data.find(_END_OF_HEAD, start)
+        return index if index < 0 else index + 4
+
+    def _feed(self, piece: bytes) -> None:
         try:
-            self._parser.feed_data(data)
+            self._parser.feed_data(piece)
         except httptools.HttpParserUpgrade as upgrade:
-            offset = upgrade.args[0] if upgrade.args else len(data)
-            self._finish_upgrade(data[offset:])
-            return
+            offset = upgrade.args[0] if upgrade.args else len(piece)
+            self._finish_upgrade(piece[offset:])
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             if isinstance(cause, BadRequest | HeadersTooLarge | BodyTooLarge):
                 raise cause from None
             raise BadRequest(f"malformed request: {exc}") from exc
         except httptools.HttpParserError as exc:
-            if self._ended():
-                return  # llhttp refuses data after a request that closes the connection
             raise BadRequest(f"malformed request: {exc}") from exc
-        if self.in_head and self._head_bytes > self.max_header_bytes:
-            raise HeadersTooLarge(f"request head over size limit (> {self.max_header_bytes} bytes)")
-
-    def _ended(self) -> bool:
-        # A method, not the attribute: callbacks set it during feed_data.
-        return self.finished
 
     def events_received(self) -> list[Request]:
         """Requests completed since the last call, in order."""
@@ -143,21 +205,21 @@ class RequestParser:
         self._head.target += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        assert self._head is not None
-        self._head.headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
-        self._head.size += len(name) + len(value) + 4
+        head = self._head
+        assert head is not None
+        if head.complete:
+            # A trailer field: RFC 9110 6.5.1, not merged into the headers (an Origin or a
+            # Content-Type that arrives after the body must not count as one).
+            return
+        # RFC 9112 5.1: whitespace around a field value is not part of it (llhttp keeps
+        # the trailing whitespace).
+        head.headers.append((name.decode("latin-1").lower(), value.decode("latin-1").strip(" \t")))
 
     def on_headers_complete(self) -> None:
         head = self._head
         assert head is not None
         head.complete = True
-        method = self._parser.get_method()
-        # "GET /path HTTP/1.1\r\n" + headers + "\r\n", counted from what was parsed.
-        size = len(method) + len(head.target) + 12 + head.size + 2
-        if size > self.max_header_bytes:
-            raise HeadersTooLarge(
-                f"request head over size limit ({size} > {self.max_header_bytes} bytes)"
-            )
+        self._body_left = 0
         for key, value in head.headers:
             if key == "content-length":
                 try:
@@ -168,6 +230,10 @@ class RequestParser:
                     raise BodyTooLarge(
                         f"body over size limit ({length} > {self.max_body_bytes} bytes)"
                     )
+                self._body_left = length
+            elif key == "transfer-encoding":
+                self._body_left = None  # llhttp refuses any coding but a final chunked
+                self._chunked_bytes = 0
 
     def on_body(self, body: bytes) -> None:
         assert self._head is not None
@@ -186,6 +252,7 @@ class RequestParser:
         self.upgraded = True
         request = self._build(upgrade=True)
         request.upgrade_data = rest
+        self._upgrade_request = request
         self._events.append(request)
 
     def _build(self, upgrade: bool) -> Request:
@@ -193,6 +260,7 @@ class RequestParser:
         assert head is not None
         self._head = None
         self._head_bytes = 0
+        self._tail = b""
         target = head.target.decode("latin-1")
         path, _, query = target.partition("?")
         path = path.partition("#")[0]

@@ -20,10 +20,22 @@ def response_head(
     keep_alive: bool = True,
     length: int | None = None,
 ) -> bytes:
-    """Status line and headers. `length=None` means a chunked body (HTTP/1.1 only)."""
+    """Status line and headers.
+
+    `length` is the body's size; `None` means a chunked body, which HTTP/1.1 alone has.
+    A 1xx or 204 answer has no body, so no framing header (RFC 9110 8.6, 9112 6.1).
+
+    Raises:
+        ValueError: a chunked body for HTTP/1.0, or a body for a 1xx or 204 answer.
+    """
     lines = [f"HTTP/{version} {status} {_REASONS.get(status, 'Unknown')}"]
     lines.extend(f"{name}: {value}" for name, value in headers)
-    if length is None:
+    if status < 200 or status == 204:
+        if length:
+            raise ValueError(f"a {status} answer has no body (length {length})")
+    elif length is None:
+        if version != "1.1":
+            raise ValueError(f"HTTP/{version} has no chunked bodies: give the length")
         lines.append("Transfer-Encoding: chunked")
     else:
         lines.append(f"Content-Length: {length}")
