@@ -65,12 +65,15 @@ def open_chat(browser: Browser, server: ServerProcess) -> Iterator[OpenChat]:
         *,
         viewport: tuple[int, int] = (1280, 800),
         target: ServerProcess = server,
+        transport: str | None = None,
     ) -> Page:
         context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
         contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(WAIT_MS)
         page.goto(target.url("/"))
+        if transport is not None:
+            page.get_by_test_id("transport-select").select_option(transport)
         if nick is not None:
             expect(page.get_by_test_id("nick-overlay")).to_be_visible()
             page.get_by_test_id("nick-input").fill(nick)
@@ -135,6 +138,35 @@ def test_two_people_in_one_room_see_each_others_messages_and_count_two_online(
 
     bob.close()
     expect(alice.get_by_test_id("online-count")).to_have_text("1")
+
+
+@pytest.mark.parametrize(
+    "transport", ["websocket", "sse", "stream", "iframe", "longpoll", "polling"]
+)
+def test_a_conversation_over_each_transport_chosen_in_the_page(
+    open_chat: OpenChat, transport: str
+) -> None:
+    alice = open_chat("alice", transport=transport)
+    bob = open_chat("bob", transport=transport)
+    for page in (alice, bob):
+        expect(page.get_by_test_id("transport")).to_have_text(transport)
+        expect(page.get_by_test_id("online-count")).to_have_text("2")
+    say(alice, f"over {transport}")
+    say(bob, "é ü 中文 and back")
+    image = png(8, 8, gradient)
+    bob.get_by_test_id("file-input").set_input_files(
+        {"name": "tiny.png", "mimeType": "image/png", "buffer": image}
+    )
+    for page in (alice, bob):
+        expect(messages(page)).to_have_count(3)
+        expect(messages(page).nth(0).get_by_test_id("message-text")).to_have_text(
+            f"over {transport}"
+        )
+        expect(messages(page).nth(1).get_by_test_id("message-text")).to_have_text(
+            "é ü 中文 and back"
+        )
+        expect(messages(page).nth(2)).to_have_attribute("data-kind", "image")
+        expect(messages(page).nth(2)).to_have_attribute("data-bytes", str(len(image)))
 
 
 def test_the_send_button_sends_too_and_blank_messages_are_not_sent(open_chat: OpenChat) -> None:
@@ -291,6 +323,21 @@ def test_a_transport_that_cannot_connect_shows_a_clear_error_not_a_broken_page(
     page.get_by_test_id("room-input").fill("elsewhere")
     page.get_by_test_id("room-join").click()
     expect(page.get_by_test_id("room-name")).to_have_text("elsewhere")
+
+
+def test_where_websocket_is_refused_the_page_falls_back_and_says_to_what(
+    open_chat: OpenChat, server_factory: ServerFactory
+) -> None:
+    blocked = server_factory("--no-websocket")
+    alice = open_chat("alice", target=blocked)
+    bob = open_chat("bob", target=blocked)
+    for page in (alice, bob):
+        expect(page.get_by_test_id("transport")).to_have_text(
+            re.compile(r"^(sse|stream|iframe|longpoll|polling)$")
+        )
+        expect(page.get_by_test_id("online-count")).to_have_text("2")
+    say(bob, "no websocket needed")
+    expect(messages(alice).first.get_by_test_id("message-text")).to_have_text("no websocket needed")
 
 
 def test_screenshots_of_a_conversation(open_chat: OpenChat, tmp_path: Path) -> None:

@@ -264,6 +264,7 @@
       }
       showTransport();
     }));
+    pw.addEventListener('transport', current(showTransport)); // a fallback picked another
     pw.addEventListener('message', current(receive));
     pw.addEventListener('presence', current((event) => {
       if (event.channel === state.room) setOnline(event.count);
