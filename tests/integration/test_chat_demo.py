@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import struct
+import urllib.request
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -267,6 +268,22 @@ def test_untrusted_text_is_shown_as_text_never_as_markup(open_chat: OpenChat) ->
     expect(item.get_by_test_id("message-nick")).to_have_text("<b>alice</b>")
     assert item.locator("img, script, b").count() == 0
     assert bob.evaluate("window.pwned") is None
+
+
+def test_messages_published_over_http_show_up_and_a_room_keeps_its_last_500(
+    open_chat: OpenChat, server: ServerProcess
+) -> None:
+    page = open_chat("alice")
+    for number in range(505):
+        request = urllib.request.Request(
+            server.url("/api/publish/lobby"), data=f"message {number}".encode(), method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+    expect(messages(page).last.get_by_test_id("message-text")).to_have_text("message 504")
+    expect(messages(page)).to_have_count(500)
+    expect(messages(page).first.get_by_test_id("message-text")).to_have_text("message 5")
+    expect(messages(page).first).to_have_attribute("data-nick", "anonymous")
 
 
 def test_the_nickname_is_asked_once_and_kept_in_local_storage(open_chat: OpenChat) -> None:

@@ -19,6 +19,7 @@
   const MAX_FILE = 256 * 1024;
   const MAX_ROOMS = 12;
   const GROUP_WINDOW_MS = 3 * 60 * 1000;
+  const MAX_HISTORY = 500; // records kept per room; older ones leave the page
   const TRANSPORTS = ['auto', 'websocket', 'sse', 'stream', 'iframe', 'longpoll', 'polling'];
   const KEYS = {
     nick: 'pushwire.chat.nick',
@@ -359,6 +360,12 @@
   function addRecord(room, record) {
     const history = roomHistory(room);
     history.push(record);
+    if (history.length > MAX_HISTORY) {
+      const dropped = history.shift();
+      if (dropped.url) URL.revokeObjectURL(dropped.url);
+      // The list holds one item per record, in order: keep it so (markOwn relies on it).
+      if (room === state.room && ui.messages.firstElementChild) ui.messages.firstElementChild.remove();
+    }
     if (room === state.room) {
       const stick = nearBottom() || record.own;
       ui.messages.append(renderRecord(record, history[history.length - 2]));
