@@ -2,7 +2,15 @@
 polling or TCP, with the same operations on each (docs/protocol.md is the wire)."""
 
 from .connection import Client, connect
-from .errors import ClientClosed, ClientError, Gap, Message, RequestFailed, Subscription
+from .errors import (
+    ClientClosed,
+    ClientError,
+    Gap,
+    Message,
+    Presence,
+    RequestFailed,
+    Subscription,
+)
 from .transports import TRANSPORTS
 
 __all__ = [
@@ -12,6 +20,7 @@ __all__ = [
     "ClientError",
     "Gap",
     "Message",
+    "Presence",
     "RequestFailed",
     "Subscription",
     "connect",

@@ -3,9 +3,14 @@
 Guarantees: messages of one channel arrive in offset order and direct messages in `seq` order,
 each at most once, across reconnections and transport changes (the client resumes its session,
 re-subscribes each channel from the last position it saw, and drops anything it has seen).
-What history could not keep arrives as a `Gap`. Cancelling `recv()` loses no message. When the
-inbox (`max_queue`) is full, the client stops reading from the server (backpressure), so
-nothing is dropped; the server's own bounds then apply to this client as to a slow consumer.
+What history could not keep arrives as a `Gap`. Cancelling `recv()` loses no message.
+
+Backpressure: messages wait in an inbox of `max_queue` entries until `recv()` takes them. When
+it is full the client stops reading from the connection (nothing is dropped): the socket's
+buffers fill and the server sees a slow consumer, whose own bounds then apply (close 4001,
+after which the client reconnects and recovers from history). Answers to requests come on the
+same connection behind those messages, so a request made while the inbox is full waits until
+the application reads (or fails with `timeout`): read from a task of its own.
 """
 
 from __future__ import annotations
@@ -16,13 +21,21 @@ import contextlib
 import logging
 import random
 import ssl
-from collections.abc import AsyncIterator, Generator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Generator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-from .errors import ClientClosed, ConnectionLost, Gap, Message, RequestFailed, Subscription
+from .errors import (
+    ClientClosed,
+    ConnectionLost,
+    Gap,
+    Message,
+    Presence,
+    RequestFailed,
+    Subscription,
+)
 from .transports import ClientTransport, Envelope, Item, make_transport
 
 __all__ = ["Client", "connect"]
@@ -80,6 +93,7 @@ class Client:
         self.ssl_context = ssl_context
         #: Member count per channel subscribed with presence=True.
         self.presence: dict[str, int] = {}
+        self._presence_changed = asyncio.Event()
         #: Session ids the server said were gone when this client came back.
         self.expired: list[str] = []
         self.session: str | None = None
@@ -118,30 +132,50 @@ class Client:
         self._reader = asyncio.ensure_future(self._read())
 
     async def subscribe(self, channel: str, presence: bool = False) -> Subscription:
-        """Join `channel`. Raises `RequestFailed` (e.g. `bad_request`, `forbidden`)."""
+        """Join `channel` (again: a no-op that may change `presence`). From here on the
+        channel is re-subscribed on every reconnection, from the last position seen.
+
+        Raises:
+            RequestFailed: `bad_request` (invalid name), `forbidden`, `limit`, or `timeout` /
+                `disconnected` (then the client keeps the subscription and makes it on
+                reconnection).
+        """
+        await self._wait_ready()
         state = self._channels.get(channel)
+        created = state is None
+        if state is None:
+            # Known before the answer: the reader takes the position from `subscribed` and
+            # tracks the messages right behind it, before this coroutine runs again.
+            state = self._channels[channel] = _Channel(presence)
+        state.presence = presence
         envelope: Envelope = {"type": "subscribe", "channel": channel, "presence": presence}
-        if state is not None and state.epoch is not None:
+        if state.epoch is not None:
             envelope["since"] = {"epoch": state.epoch, "offset": state.offset}
-        answer = await self._request(envelope)
-        known = self._channels.setdefault(channel, _Channel(presence))
-        known.presence = presence
-        if known.epoch is None or known.epoch != answer["epoch"]:
-            known.epoch, known.offset = answer["epoch"], answer["offset"]
+        try:
+            answer = await self._request(envelope)
+        except RequestFailed as failed:
+            refused = failed.code not in ("timeout", "disconnected")
+            if created and refused and self._channels.get(channel) is state:
+                del self._channels[channel]
+            raise
         return Subscription(channel, answer["epoch"], answer["offset"])
 
     async def unsubscribe(self, channel: str) -> None:
+        """Leave `channel`; messages already under way may still arrive. Raises
+        `RequestFailed`."""
         self._channels.pop(channel, None)
         self.presence.pop(channel, None)
         await self._request({"type": "unsubscribe", "channel": channel})
 
     async def publish(self, channel: str, data: str | bytes) -> tuple[str, int]:
-        """Publish; returns the message's (epoch, offset)."""
+        """Publish `data` (str: text, bytes: binary) to `channel`, subscribed or not;
+        returns the message's (epoch, offset). Raises `RequestFailed` (e.g. `too_large`)."""
         answer = await self._request({"type": "publish", "channel": channel}, data)
         return answer["epoch"], answer["offset"]
 
     async def send(self, data: str | bytes) -> None:
-        """A message to the endpoint (echoed on /echo, published on /ws/<channel>)."""
+        """A message to the endpoint (echoed on /echo, published on /ws/<channel>, given to
+        the app on /pushwire). No answer. Raises `ClientClosed`, `RequestFailed`."""
         await self._wait_ready()
         await self._send([(*self._with_data({"type": "send"}, data),)])
 
@@ -153,9 +187,32 @@ class Client:
                 self._reconnected.wait_for(lambda: self.reconnections >= target), timeout
             )
 
+    async def wait_presence(
+        self, channel: str, count: int, timeout: float | None = None
+    ) -> Presence:
+        """Until the server reports `count` sessions in `channel` (subscribed with
+        `presence=True`); `client.presence` holds the latest count of each channel.
+
+        Raises:
+            TimeoutError: `timeout` passed first.
+            ClientClosed: the client closed first.
+        """
+
+        async def reached() -> Presence:
+            while self.presence.get(channel) != count:
+                if self._closed is not None:
+                    raise self._closed
+                await self._presence_changed.wait()
+            return Presence(channel, count)
+
+        return await asyncio.wait_for(reached(), timeout)
+
     async def recv(self) -> Message | Gap:
         """The next message (or `Gap`). Raises `ClientClosed` once the client is closed and
-        everything received was read."""
+        everything received was read. Cancelling it loses no message (the message stays in
+        the inbox for the next call)."""
+        if self._closed is not None and self._inbox.empty():
+            raise self._closed
         item = await self._inbox.get()
         if isinstance(item, ClientClosed):
             self._inbox.put_nowait(item)  # every later call raises too
@@ -322,6 +379,10 @@ class Client:
         if kind == "message":
             await self._message(envelope, data)
         elif kind in ("subscribed", "unsubscribed", "published", "pong"):
+            if kind == "subscribed":
+                state = self._channels.get(envelope.get("channel", ""))
+                if state is not None and state.epoch is None:
+                    state.epoch, state.offset = envelope["epoch"], envelope["offset"]
             future = self._requests.pop(envelope.get("id", -1), None)
             if future is not None and not future.done():
                 future.set_result(envelope)
@@ -334,6 +395,7 @@ class Client:
                 log.warning("server error: %s", error)
         elif kind == "presence":
             self.presence[envelope["channel"]] = int(envelope["count"])
+            self._notify_presence()
         elif kind == "gap":
             start, end = envelope["from"], envelope["to"]
             state = self._channels.get(envelope["channel"])
@@ -387,7 +449,12 @@ class Client:
         self._ack_pending = False
         self._spawn(self._send_quietly([({"type": "ack", "seq": self._seq}, None)]))
 
-    def _spawn(self, coroutine: Any) -> None:
+    def _notify_presence(self) -> None:
+        # One Event per change: every waiter wakes, later waiters wait for the next one.
+        changed, self._presence_changed = self._presence_changed, asyncio.Event()
+        changed.set()
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -456,11 +523,10 @@ class Client:
         self._closed = closed
         self._ready.clear()
         self._fail_requests("disconnected", str(closed))
+        self._notify_presence()
+        # The end marker wakes a recv() waiting on an empty inbox. A full inbox has no
+        # waiter, and recv() raises by itself once it has emptied it.
         with contextlib.suppress(asyncio.QueueFull):
-            self._inbox.put_nowait(closed)
-        if self._inbox.full():
-            # Room for the end marker: the reader stopped, so nothing else competes for it.
-            self._inbox._maxsize += 1  # type: ignore[attr-defined]
             self._inbox.put_nowait(closed)
 
 
@@ -486,19 +552,61 @@ class _Connecting:
         await self.client.close()
 
 
-def connect(url: str, **options: Any) -> _Connecting:
-    """Connect to a pushwire server.
+def connect(
+    url: str,
+    *,
+    user: str | None = None,
+    token: str | None = None,
+    transports: Sequence[str] | None = None,
+    reconnect: bool = True,
+    reconnect_delay: float = 0.5,
+    reconnect_delay_max: float = 10.0,
+    max_reconnect_attempts: int | None = None,
+    connect_timeout: float = 10.0,
+    request_timeout: float = 10.0,
+    max_queue: int = 10_000,
+    poll_interval: float = 1.0,
+    ssl_context: ssl.SSLContext | None = None,
+) -> _Connecting:
+    """Connect to a pushwire server: `client = await connect(...)`, or
+    `async with connect(...) as client:` (which closes it at the end).
 
-    `url`: `ws://host:port/pushwire`, `http://…` (the same endpoint), or `tcp://host:port`.
-    Options (all keyword): `user`, `token`, `transports` (tried in order; default websocket,
-    sse, stream, longpoll, polling — or tcp for a tcp:// URL), `reconnect` (True),
-    `reconnect_delay` (0.5 s) and `reconnect_delay_max` (10 s) for exponential backoff with
-    full jitter, `max_reconnect_attempts` (None: unbounded), `connect_timeout` (10 s) per
-    transport attempt, `request_timeout` (10 s) per request, `max_queue` (10,000 messages
-    received and not yet read; beyond it the client stops reading), `poll_interval` (1 s,
-    the polling transport's), `ssl_context`.
+    Args:
+        url: `ws://host:port/pushwire`, `http://…` (the same endpoint; any pushwire.v1
+            endpoint, e.g. `/echo` or `/ws/<channel>`), or `tcp://host:port`.
+        user, token: sent in `hello` for the server's connect handler.
+        transports: names tried in order on every (re)connection, starting from the last one
+            that worked; default websocket, sse, stream, longpoll, polling (tcp for tcp://).
+        reconnect: come back after a drop (1006) or a "reconnect" close code (1001, 1011,
+            4000-4099 but 4004), resuming the session and every subscription.
+        reconnect_delay, reconnect_delay_max: attempt n waits uniform(0, min(max,
+            delay * 2**(n-1))) seconds (exponential backoff, full jitter).
+        max_reconnect_attempts: attempts after one drop before giving up (None: no bound).
+        connect_timeout: bound of one transport's connect + `welcome`.
+        request_timeout: bound of one request's answer (then `RequestFailed("timeout")`).
+        max_queue: messages received and not yet read; when full the client stops reading
+            from the connection (backpressure, nothing dropped; see the module docstring).
+        poll_interval: the `polling` transport's pause after an empty poll.
+        ssl_context: for wss://, https:// and tcps:// URLs.
 
     Raises (when awaited):
         ClientClosed: no transport could connect, or the server refused the connection.
+        ValueError: an unknown transport name, or one the URL's scheme cannot carry.
     """
-    return _Connecting(Client(url, **options))
+    return _Connecting(
+        Client(
+            url,
+            user=user,
+            token=token,
+            transports=transports,
+            reconnect=reconnect,
+            reconnect_delay=reconnect_delay,
+            reconnect_delay_max=reconnect_delay_max,
+            max_reconnect_attempts=max_reconnect_attempts,
+            connect_timeout=connect_timeout,
+            request_timeout=request_timeout,
+            max_queue=max_queue,
+            poll_interval=poll_interval,
+            ssl_context=ssl_context,
+        )
+    )

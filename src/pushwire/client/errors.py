@@ -1,4 +1,9 @@
-"""What the Python client raises and returns besides messages."""
+"""What the Python client raises, and the values it hands to the application.
+
+The tree: `ClientError` is the base; `RequestFailed` (one request failed, the client goes on),
+`ClientClosed` (the client is closed for good), `ConnectionLost` (internal: one connection
+ended; the client reconnects or turns it into `ClientClosed`).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ __all__ = [
     "ConnectionLost",
     "Gap",
     "Message",
+    "Presence",
     "RequestFailed",
     "Subscription",
 ]
@@ -20,9 +26,17 @@ class ClientError(Exception):
 
 
 class RequestFailed(ClientError):
-    """The server answered a request with an `error` envelope (`code` as in docs/protocol.md),
-    or the connection dropped before the answer (`code` "disconnected": it may or may not
-    have been carried out)."""
+    """A request (subscribe, unsubscribe, publish) failed; the client stays usable.
+
+    `code` is the server's error code (docs/protocol.md: `bad_request`, `forbidden`, `limit`,
+    `too_large`, ...) when it answered with an `error` envelope, or one of the client's own:
+
+    - `timeout`: no answer within `request_timeout`; the request may or may not have been
+      carried out;
+    - `disconnected`: no connection within `request_timeout`, or the connection dropped
+      before the answer; the request may or may not have been carried out (a subscription
+      is made on reconnection anyway).
+    """
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
@@ -31,7 +45,10 @@ class RequestFailed(ClientError):
 
 
 class ClientClosed(ClientError):
-    """The client is closed for good (`code` as the close codes in docs/protocol.md)."""
+    """The client is closed for good: raised by `recv()` once every message received before
+    was read, and by every request after. `code` is a close code of docs/protocol.md: 1000
+    after `close()`, the server's code when it closed with a "do not reconnect" code, or the
+    code of the last drop when reconnecting was off or gave up (`max_reconnect_attempts`)."""
 
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(f"closed: {code} {reason}".rstrip())
@@ -58,6 +75,15 @@ class Message:
     epoch: str | None = None
     offset: int | None = None
     seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """A channel's number of sessions, as a `presence` envelope reported it (channels
+    subscribed with `presence=True`); `Client.wait_presence()` returns it."""
+
+    channel: str
+    count: int
 
 
 @dataclass(frozen=True, slots=True)
