@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 
-from pushwire.client import ClientClosed, Gap, Message, RequestFailed, connect
+from pushwire.client import ClientClosed, Gap, Message, Presence, RequestFailed, connect
 from tests.conftest import ServerFactory, ServerProcess
 
 pytestmark = pytest.mark.integration
@@ -20,13 +20,17 @@ HTTP_TRANSPORTS = ("websocket", "sse", "stream", "longpoll", "polling")
 
 
 class Proxy:
-    """A TCP proxy that can cut every connection (a network drop) and refuse WebSocket
-    upgrades while letting plain HTTP through (a proxy that blocks WebSocket)."""
+    """A TCP proxy that can cut every connection (a network drop), refuse WebSocket
+    upgrades while letting plain HTTP through (a proxy that blocks WebSocket), and hold what
+    the server sends to let it go in one write (so that it arrives in one read)."""
 
     def __init__(self, upstream: tuple[str, int]) -> None:
         self.upstream = upstream
         self.block_websocket = False
         self.refusing = False
+        self.holding = False
+        self.held: dict[asyncio.StreamWriter, bytearray] = {}
+        self._held_more = asyncio.Event()
         self.connections: set[asyncio.StreamWriter] = set()
         self.server: asyncio.Server | None = None
         self.port = 0
@@ -51,14 +55,37 @@ class Proxy:
         self.connections.update((writer, up_writer))
         up_writer.write(first)
 
-        async def pump(source: asyncio.StreamReader, target: asyncio.StreamWriter) -> None:
+        async def pump(
+            source: asyncio.StreamReader, target: asyncio.StreamWriter, downstream: bool
+        ) -> None:
             with contextlib.suppress(OSError):
                 while data := await source.read(65536):
+                    if downstream and self.holding:
+                        self.held.setdefault(target, bytearray()).extend(data)
+                        self._held_more.set()
+                        continue
                     target.write(data)
                     await target.drain()
             target.close()
 
-        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+        await asyncio.gather(pump(reader, up_writer, False), pump(up_reader, writer, True))
+
+    async def wait_held(self, marker: bytes, timeout: float) -> None:
+        """Until `marker` is in what the proxy holds."""
+
+        async def held() -> None:
+            while not any(marker in data for data in self.held.values()):
+                self._held_more.clear()
+                await self._held_more.wait()
+
+        await asyncio.wait_for(held(), timeout)
+
+    def release(self) -> None:
+        """Send what was held, one write per connection, and stop holding."""
+        self.holding = False
+        for writer, data in self.held.items():
+            writer.write(bytes(data))
+        self.held.clear()
 
     def cut(self) -> None:
         """Drop every open connection at once (no Close frame, no goodbye)."""
@@ -105,8 +132,8 @@ async def test_a_thousand_channel_messages_in_order_none_missing_none_doubled(
             await publisher.publish("feed", data)
         received = [await asyncio.wait_for(reader.recv(), 10) for _ in range(1000)]
     assert [m.data for m in received if isinstance(m, Message)] == sent
-    offsets = [m.offset for m in received if isinstance(m, Message)]
-    assert offsets == sorted(set(offsets))
+    offsets = [m.offset for m in received if isinstance(m, Message) and m.offset is not None]
+    assert len(offsets) == 1000 and offsets == sorted(set(offsets))
 
 
 async def test_tcp_carries_a_thousand_messages_too(server_factory: ServerFactory) -> None:
@@ -166,25 +193,125 @@ async def test_presence_counts_arrive(server: ServerProcess) -> None:
         connect(server.url("/pushwire")) as second,
     ):
         await first.subscribe("room", presence=True)
+        assert await first.wait_presence("room", 1, timeout=5) == Presence("room", 1)
         await second.subscribe("room")
-        deadline = asyncio.get_running_loop().time() + 5
-        while first.presence.get("room") != 2:
-            assert asyncio.get_running_loop().time() < deadline, first.presence
-            await first.publish("room", "tick")  # anything that makes a round trip
-            await asyncio.wait_for(first.recv(), 5)
-        assert first.presence["room"] == 2
+        assert await first.wait_presence("room", 2, timeout=5) == Presence("room", 2)
+        await second.unsubscribe("room")
+        assert await first.wait_presence("room", 1, timeout=5) == Presence("room", 1)
+        assert first.presence == {"room": 1}
 
 
-async def test_cancelling_recv_loses_no_message(server: ServerProcess) -> None:
-    async with connect(server.url("/echo")) as client:
-        waiting = asyncio.ensure_future(client.recv())
-        await asyncio.sleep(0)
-        waiting.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await waiting
-        await client.send("still here")
-        message = await asyncio.wait_for(client.recv(), 5)
-        assert isinstance(message, Message) and message.data == "still here"
+async def test_cancelling_recv_at_any_moment_loses_no_message(server: ServerProcess) -> None:
+    url = server.url("/pushwire")
+    sent = [f"m{i}" for i in range(500)]
+    async with connect(url) as reader, connect(url) as publisher:
+        await reader.subscribe("feed")
+
+        async def publish() -> None:
+            for data in sent:
+                await publisher.publish("feed", data)
+
+        publishing = asyncio.ensure_future(publish())
+        received: list[str | bytes] = []
+        cancelled = 0
+        deadline = asyncio.get_running_loop().time() + 20
+        while len(received) < len(sent):
+            assert asyncio.get_running_loop().time() < deadline, len(received)
+            waiting = asyncio.ensure_future(reader.recv())
+            # Cancel after 0 to 1 ms: before, during or after a message is handed over.
+            await asyncio.wait({waiting}, timeout=(len(received) % 3) * 0.0005)
+            waiting.cancel()
+            try:
+                message = await waiting  # done before the cancel took: its result stands
+            except asyncio.CancelledError:
+                cancelled += 1
+                continue
+            assert isinstance(message, Message)
+            received.append(message.data)
+        await asyncio.wait_for(publishing, 10)
+    assert received == sent
+    assert cancelled > 0
+
+
+async def test_a_full_inbox_pauses_reading_and_drops_nothing(server: ServerProcess) -> None:
+    url = server.url("/pushwire")
+    sent = [f"m{i}" for i in range(300)]
+    async with (
+        connect(url, max_queue=4, request_timeout=0.5) as reader,
+        connect(url) as publisher,
+    ):
+        await reader.subscribe("feed")
+        for data in sent:
+            await publisher.publish("feed", data)
+        # The answer comes behind the 300 messages, which the reader stopped taking in.
+        with pytest.raises(RequestFailed) as failed:
+            await reader.publish("feed", "own")
+        assert failed.value.code == "timeout"
+        received = [await asyncio.wait_for(reader.recv(), 10) for _ in range(301)]
+    assert [m.data for m in received if isinstance(m, Message)] == [*sent, "own"]
+
+
+async def test_a_stop_close_code_ends_the_client(server_factory: ServerFactory) -> None:
+    server = server_factory("--set", "max_message=1000")
+    async with connect(server.url("/echo"), reconnect_delay=0.01) as client:
+        await client.send("x" * 200_000)
+        with pytest.raises(ClientClosed) as closed:
+            await asyncio.wait_for(client.recv(), 10)
+        assert closed.value.code == 1009
+        assert client.reconnections == 0
+        with pytest.raises(ClientClosed):
+            await client.recv()  # and every later call
+        assert [m async for m in client] == []
+
+
+async def test_the_client_gives_up_after_max_reconnect_attempts(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory()
+    async with connect(
+        server.url("/pushwire"),
+        reconnect_delay=0.01,
+        reconnect_delay_max=0.02,
+        max_reconnect_attempts=3,
+        connect_timeout=2,
+    ) as client:
+        await client.subscribe("room")
+        # SIGTERM: 1001 "going away", and nobody comes back on that port.
+        await asyncio.to_thread(server.stop)
+        with pytest.raises(ClientClosed) as closed:
+            await asyncio.wait_for(client.recv(), 20)
+    assert closed.value.code == 1001
+    assert client.reconnections == 0
+
+
+async def test_a_drop_right_after_subscribing_repeats_nothing(
+    server: ServerProcess, proxy: Proxy
+) -> None:
+    """Messages that arrive in the same read as `subscribed` are taken in before
+    `subscribe()` returns; the position the client resumes from must count them."""
+    url = f"http://127.0.0.1:{proxy.port}/pushwire"
+    async with (
+        connect(url, transports=["websocket"], reconnect_delay=0.01) as reader,
+        connect(server.url("/pushwire")) as publisher,
+    ):
+        await publisher.subscribe("busy", presence=True)
+        proxy.holding = True
+        subscribing = asyncio.ensure_future(reader.subscribe("busy"))
+        await publisher.wait_presence("busy", 2, timeout=5)  # the server has subscribed it
+        for i in range(5):
+            await publisher.publish("busy", f"m{i}")
+        await proxy.wait_held(b'"m4"', timeout=5)
+        proxy.release()  # `subscribed` and m0..m4 arrive together
+        await asyncio.wait_for(subscribing, 5)
+        proxy.cut()  # the reader resumes from the position it has now
+        await reader.wait_reconnected(10)
+        await publisher.publish("busy", "end")
+        received: list[str | bytes] = []
+        while "end" not in received:
+            item = await asyncio.wait_for(reader.recv(), 10)
+            assert isinstance(item, Message), item
+            received.append(item.data)
+    assert received == ["m0", "m1", "m2", "m3", "m4", "end"]
 
 
 async def test_no_transport_working_is_a_clear_error(server: ServerProcess) -> None:
@@ -302,7 +429,8 @@ async def test_a_server_restart_reconnects_and_resubscribes(
     first = server_factory("--port", port)
     async with connect(first.url("/pushwire"), reconnect_delay=0.1) as client:
         await client.subscribe("news")
-        first.stop()  # SIGTERM: the client gets 1001, which means "come back"
+        # SIGTERM: the client gets 1001, which means "come back".
+        await asyncio.to_thread(first.stop)
         second = server_factory("--port", port)
         old = client.session
         async with connect(second.url("/pushwire")) as publisher:
