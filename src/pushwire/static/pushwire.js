@@ -199,6 +199,558 @@
     }
   }
 
+  /** @param {Uint8Array} bytes @returns {string} standard base64, padded */
+  function toBase64(bytes) {
+    let binary = '';
+    const step = 0x8000; // String.fromCharCode takes its arguments on the stack
+    for (let i = 0; i < bytes.length; i += step) {
+      binary += String.fromCharCode.apply(null, bytes.subarray(i, i + step));
+    }
+    return btoa(binary);
+  }
+
+  /**
+   * `url` (ws/wss/http/https) as http(s), with `/suffix` added to its path and `params` to
+   * its query: the URLs of the HTTP transports of an endpoint (docs/protocol.md).
+   * @param {string} url @param {string} suffix @param {Object<string, string>} params
+   */
+  function httpUrl(url, suffix, params) {
+    const parsed = new URL(url);
+    if (parsed.protocol === 'ws:') parsed.protocol = 'http:';
+    else if (parsed.protocol === 'wss:') parsed.protocol = 'https:';
+    if (suffix) parsed.pathname = parsed.pathname.replace(/\/+$/, '') + '/' + suffix;
+    let query = parsed.search.replace(/^\?/, '');
+    for (const [key, value] of Object.entries(params || {})) {
+      query += (query ? '&' : '') + encodeURIComponent(key) + '=' + encodeURIComponent(value);
+    }
+    parsed.search = query;
+    return parsed.href;
+  }
+
+  /** The page's origin, or null where there is none (a worker, Node). */
+  function pageOrigin() {
+    return typeof location !== 'undefined' && location.origin && location.origin !== 'null'
+      ? location.origin : null;
+  }
+
+  // A POST body stays under this (the server's max_body_bytes is 1 MiB) unless one envelope
+  // alone is larger.
+  const MAX_POST_BYTES = 256 * 1024;
+  // An iframe whose document ended is taken for dropped after this long without the `close`
+  // envelope: an iframe on another site lives in another process, whose `load` event and
+  // last postMessage may arrive in either order.
+  const IFRAME_END_GRACE_MS = 250;
+  // A POST refused with 409/410 waits this long for the downstream to say why.
+  const STALL_MS = 2000;
+
+  /**
+   * What every HTTP transport shares (docs/protocol.md, "The HTTP transports"): `hello`
+   * opens the downstream (`E/<name>?hello=…`, in the subclass), every later envelope goes up
+   * in `POST E/send?session=S`, one a line, batched per event-loop turn, one POST at a time
+   * so that order is kept. The session id comes from the welcome. A `close` envelope from
+   * the server ends the connection with its code.
+   * @implements {Transport}
+   */
+  class HttpTransport {
+    /**
+     * @param {string} name the transport, also the path suffix of its downstream
+     * @param {string} url the endpoint (any scheme; mapped to http(s))
+     * @param {TransportCallbacks} callbacks
+     * @param {Object} [options] the Pushwire options (pollInterval)
+     */
+    constructor(name, url, callbacks, options) {
+      this.name = name;
+      this.url = httpUrl(url, '', {});
+      this.callbacks = callbacks;
+      this.options = options || {};
+      this.serverOrigin = new URL(this.url).origin;
+      const origin = pageOrigin();
+      this.crossOrigin = origin !== this.serverOrigin;
+      this.session = null;
+      this._welcomed = false; // the current downstream delivered its welcome: POSTs may go
+      this._generation = 0; // counts downstreams; a POST remembers the one it was sent under
+      this._ended = false;
+      this._closing = null; // {code, reason} once close() was called
+      this._outgoing = []; // {line, size}
+      this._outgoingBytes = 0;
+      this._inFlight = null; // {lines, size, generation, controller}
+      this._postScheduled = false;
+      this._lastSeq = 0; // the highest direct-message seq delivered
+      this._stalled = -1; // the generation whose POSTs the server refused (409/410)
+      this._stallTimer = null;
+    }
+
+    get bufferedAmount() {
+      return this._outgoingBytes + (this._inFlight ? this._inFlight.size : 0);
+    }
+
+    open() {
+      // Nothing to connect yet: the downstream opens with the hello the core sends now.
+      this.callbacks.onopen();
+    }
+
+    /** @param {Object} envelope @param {Uint8Array|null} bytes */
+    send(envelope, bytes) {
+      if (this._ended) return;
+      if (envelope.type === 'hello') {
+        this._welcomed = false;
+        this._generation++;
+        this._openDownstream(envelope);
+        return;
+      }
+      const fields = bytes === null ? envelope : Object.assign({}, envelope, { data64: toBase64(bytes) });
+      this._queue(JSON.stringify(fields));
+    }
+
+    _queue(line) {
+      const size = utf8Length(line) + 1;
+      this._outgoing.push({ line, size });
+      this._outgoingBytes += size;
+      if (this._postScheduled) return;
+      this._postScheduled = true;
+      // Envelopes queued in this turn of the event loop travel in one POST.
+      queueMicrotask(() => {
+        this._postScheduled = false;
+        this._post();
+      });
+    }
+
+    _post() {
+      if (this._ended || this._inFlight || !this._welcomed || this._outgoing.length === 0) return;
+      if (this._stalled === this._generation) return;
+      const lines = [];
+      let size = 0;
+      while (this._outgoing.length > 0 && (lines.length === 0 || size + this._outgoing[0].size <= MAX_POST_BYTES)) {
+        const item = this._outgoing.shift();
+        lines.push(item);
+        size += item.size;
+      }
+      this._outgoingBytes -= size;
+      const controller = new AbortController();
+      const post = { lines, size, generation: this._generation, controller };
+      this._inFlight = post;
+      const closes = lines.some((item) => item.close);
+      fetch(httpUrl(this.url, 'send', { session: this.session }), {
+        method: 'POST',
+        // text/plain: a "simple" request, so a cross-origin POST needs no preflight.
+        headers: { 'Content-Type': 'text/plain;charset=UTF-8' },
+        body: lines.map((item) => item.line).join('\n'),
+        credentials: 'include',
+        cache: 'no-store',
+        signal: controller.signal,
+      }).then((response) => {
+        if (post !== this._inFlight) return;
+        this._inFlight = null;
+        if (response.ok) {
+          if (closes) this._finishClose();
+          else this._post();
+          return;
+        }
+        if (response.status === 409 || response.status === 410) {
+          // not_connected / session_unknown: the server refused the whole batch before
+          // reading a line of it, so it can go again, first. The downstream tells why: a
+          // recycled iframe (the batch goes once the new one is welcomed), or a close.
+          this._outgoing.unshift(...lines);
+          this._outgoingBytes += size;
+          if (post.generation === this._generation && this._welcomed) this._stall();
+          else this._post();
+          return;
+        }
+        if (response.status === 413) this._fail(1009, 'message too big for the server');
+        else if (response.status === 400) this._fail(4100, 'the server refused an envelope');
+        else this._fail(1006, `send failed: HTTP ${response.status}`);
+      }, (error) => {
+        if (post !== this._inFlight) return;
+        this._inFlight = null;
+        this._fail(1006, `send failed: ${error && error.message}`);
+      });
+    }
+
+    /**
+     * The server says this session has no connection, and the downstream has not said so
+     * yet (its close, or the iframe's recycle, is on the way): sending waits for the next
+     * downstream, and the connection counts as dropped if none comes within STALL_MS.
+     */
+    _stall() {
+      const generation = this._generation;
+      this._stalled = generation;
+      clearTimeout(this._stallTimer);
+      this._stallTimer = setTimeout(() => {
+        if (this._generation === generation) this._fail(1006, 'the server lost this connection');
+      }, STALL_MS);
+    }
+
+    /** @param {number} code @param {string} reason */
+    close(code, reason) {
+      if (this._ended || this._closing) return;
+      this._closing = { code, reason };
+      if (!this.session) {
+        this._finishClose();
+        return;
+      }
+      // A close envelope ends the session on the server, after what was sent before it.
+      this._queue(JSON.stringify({ type: 'close', code, reason }));
+      this._outgoing[this._outgoing.length - 1].close = true;
+    }
+
+    _finishClose() {
+      if (this._ended) return;
+      const { code, reason } = this._closing;
+      this._end();
+      this.callbacks.onclose(code, reason, true);
+    }
+
+    abort() {
+      this._end();
+    }
+
+    _end() {
+      if (this._ended) return;
+      this._ended = true;
+      clearTimeout(this._stallTimer);
+      this._stopDownstream();
+      if (this._inFlight) this._inFlight.controller.abort();
+      this._inFlight = null;
+      this._outgoing = [];
+      this._outgoingBytes = 0;
+    }
+
+    /** The connection failed: no clean close. */
+    _fail(code, reason) {
+      if (this._ended) return;
+      this._end();
+      this.callbacks.onclose(code, reason, false);
+    }
+
+    /** One envelope as JSON text from the downstream. */
+    _receiveText(text) {
+      let envelope;
+      try {
+        envelope = JSON.parse(text);
+      } catch (error) {
+        this._fail(4100, 'the server sent an envelope that is not JSON');
+        return;
+      }
+      this._receive(envelope);
+    }
+
+    _receive(envelope) {
+      if (this._ended) return;
+      if (envelope === null || typeof envelope !== 'object' || typeof envelope.type !== 'string') {
+        this._fail(4100, 'envelope without a string "type"');
+        return;
+      }
+      if (envelope.type === 'close') {
+        if (this._closing) {
+          this._finishClose(); // the server's answer to our close
+          return;
+        }
+        const code = Number(envelope.code) || 1006;
+        const reason = String(envelope.reason || '');
+        if (this._recycle(code)) return;
+        this._end();
+        this.callbacks.onclose(code, reason, true);
+        return;
+      }
+      if (envelope.type === 'welcome') {
+        this.session = envelope.session;
+        this._welcomed = true;
+        this._lastSeq = 0;
+        this.callbacks.onenvelope(envelope, null);
+        this._post();
+        return;
+      }
+      if (envelope.type === 'message' && typeof envelope.seq === 'number' && typeof envelope.channel !== 'string') {
+        this._lastSeq = Math.max(this._lastSeq, envelope.seq);
+      }
+      this.callbacks.onenvelope(envelope, null);
+    }
+
+    /** Whether a server close with `code` is a recycle this transport handles. */
+    _recycle(code) {
+      return false;
+    }
+
+    /** Open the downstream request with `hello`. @param {Object} hello */
+    _openDownstream(hello) {
+      throw new Error('not implemented');
+    }
+
+    /** Stop the downstream request; no callback follows. */
+    _stopDownstream() {}
+  }
+
+  /** `sse`: an `EventSource` on `E/sse?hello=…`, one envelope an event. */
+  class SseTransport extends HttpTransport {
+    constructor(url, callbacks, options) {
+      super('sse', url, callbacks, options);
+      /** @type {EventSource|null} */
+      this._source = null;
+    }
+
+    _openDownstream(hello) {
+      this._stopDownstream();
+      const source = new EventSource(
+        httpUrl(this.url, 'sse', { hello: JSON.stringify(hello) }),
+        { withCredentials: this.crossOrigin }
+      );
+      this._source = source;
+      source.onmessage = (event) => {
+        if (source === this._source) this._receiveText(event.data);
+      };
+      source.onerror = () => {
+        // EventSource would reconnect by itself with the same URL, that is with the first
+        // hello: a new session. The core resumes this one instead.
+        if (source === this._source) this._fail(1006, 'event stream failed');
+      };
+    }
+
+    _stopDownstream() {
+      const source = this._source;
+      this._source = null;
+      if (!source) return;
+      source.onmessage = source.onerror = null;
+      source.close();
+    }
+  }
+
+  /** `stream`: a `fetch` on `E/stream?hello=…` read as it arrives, one envelope a line. */
+  class StreamTransport extends HttpTransport {
+    constructor(url, callbacks, options) {
+      super('stream', url, callbacks, options);
+      /** @type {AbortController|null} */
+      this._download = null;
+    }
+
+    _openDownstream(hello) {
+      this._stopDownstream();
+      const controller = new AbortController();
+      this._download = controller;
+      const current = () => controller === this._download && !this._ended;
+      fetch(httpUrl(this.url, 'stream', { hello: JSON.stringify(hello) }), {
+        credentials: 'include',
+        cache: 'no-store',
+        signal: controller.signal,
+      }).then(async (response) => {
+        if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
+        const reader = response.body.getReader();
+        const text = new TextDecoder();
+        let partial = '';
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (!current()) return;
+          if (done) throw new Error('the stream ended');
+          const lines = (partial + text.decode(value, { stream: true })).split('\n');
+          partial = lines.pop();
+          for (const line of lines) {
+            if (line.trim() === '') continue; // a heartbeat
+            this._receiveText(line);
+            if (!current()) return;
+          }
+        }
+      }).catch((error) => {
+        if (current()) this._fail(1006, `stream failed: ${error && error.message}`);
+      });
+    }
+
+    _stopDownstream() {
+      const controller = this._download;
+      this._download = null;
+      if (controller) controller.abort();
+    }
+  }
+
+  /**
+   * `iframe`: the forever frame. A hidden iframe on `E/iframe?hello=…&origin=<our origin>`
+   * posts each envelope to this window; only messages from that frame's window and the
+   * server's origin count. When the server ends the document (close 4000, "stream
+   * recycled") the core resumes the session in a new iframe without telling the app.
+   */
+  class IframeTransport extends HttpTransport {
+    constructor(url, callbacks, options) {
+      super('iframe', url, callbacks, options);
+      /** @type {HTMLIFrameElement|null} */
+      this._frame = null;
+      this._listener = null;
+      this._endTimer = null;
+    }
+
+    open() {
+      if (typeof document === 'undefined' || pageOrigin() === null) {
+        throw new Error('the iframe transport needs a page with an origin');
+      }
+      super.open();
+    }
+
+    _openDownstream(hello) {
+      this._stopDownstream();
+      const frame = document.createElement('iframe');
+      frame.setAttribute('aria-hidden', 'true');
+      frame.tabIndex = -1;
+      frame.style.cssText = 'position:absolute;width:0;height:0;border:0;visibility:hidden';
+      this._frame = frame;
+      this._listener = (event) => {
+        if (frame !== this._frame || event.source !== frame.contentWindow) return;
+        if (event.origin !== this.serverOrigin) return;
+        const data = event.data;
+        if (data === null || typeof data !== 'object' || !('pushwire' in data)) return;
+        this._receive(data.pushwire);
+      };
+      window.addEventListener('message', this._listener);
+      frame.addEventListener('load', () => {
+        // The document ended (or never started: an error page) without a close envelope.
+        if (frame !== this._frame || this._endTimer !== null) return;
+        this._endTimer = setTimeout(() => {
+          this._endTimer = null;
+          if (frame === this._frame) this._fail(1006, 'the iframe stream ended');
+        }, IFRAME_END_GRACE_MS);
+      });
+      frame.src = httpUrl(this.url, 'iframe', { hello: JSON.stringify(hello), origin: pageOrigin() });
+      (document.body || document.documentElement).appendChild(frame);
+    }
+
+    _recycle(code) {
+      if (code !== 4000 || typeof this.callbacks.onrecycle !== 'function') return false;
+      this._stopDownstream();
+      this._welcomed = false;
+      this.callbacks.onrecycle(); // the core sends hello again: a new iframe
+      return true;
+    }
+
+    _stopDownstream() {
+      clearTimeout(this._endTimer);
+      this._endTimer = null;
+      const frame = this._frame;
+      this._frame = null;
+      if (this._listener) window.removeEventListener('message', this._listener);
+      this._listener = null;
+      if (frame) frame.remove();
+    }
+  }
+
+  /**
+   * `longpoll` and `polling`: `GET E/<name>?hello=…`, then `?session=S&cursor=C` where C,
+   * from the last `Pushwire-Cursor`, acknowledges what arrived (the server sends again what
+   * is not acknowledged), and `seq=N` the direct messages. `longpoll` asks again at once
+   * (the server holds the request), `polling` after `options.pollInterval`. A poll refused
+   * with 410 or 409 is a dropped connection: the core resumes or reopens the session.
+   */
+  class PollTransport extends HttpTransport {
+    constructor(name, url, callbacks, options) {
+      super(name, url, callbacks, options);
+      /** @type {AbortController|null} */
+      this._download = null;
+      this._pollTimer = null;
+      this._cursor = null;
+      this._polledSeq = 0; // direct messages acknowledged on a poll
+    }
+
+    send(envelope, bytes) {
+      // Acknowledged by a poll already: no POST needed.
+      if (envelope.type === 'ack' && envelope.seq <= this._polledSeq) return;
+      super.send(envelope, bytes);
+    }
+
+    _openDownstream(hello) {
+      this._stopDownstream();
+      this._cursor = null;
+      this._polledSeq = 0;
+      this._poll({ hello: JSON.stringify(hello) });
+    }
+
+    _poll(params) {
+      const controller = new AbortController();
+      this._download = controller;
+      const current = () => controller === this._download && !this._ended;
+      fetch(httpUrl(this.url, this.name, params), {
+        credentials: 'include',
+        cache: 'no-store',
+        signal: controller.signal,
+      }).then(async (response) => {
+        if (!current()) return;
+        if (response.status === 410 || response.status === 409) {
+          // session_unknown / not_connected: send hello again.
+          this._fail(1006, `poll refused: HTTP ${response.status}`);
+          return;
+        }
+        if (!response.ok) throw new Error(`HTTP ${response.status}`);
+        const cursor = response.headers.get('Pushwire-Cursor');
+        const body = await response.text();
+        if (!current()) return;
+        const lines = body.split('\n').filter((line) => line.trim() !== '');
+        if (this.session !== null && lines.length > 0 && this._superseded(lines[lines.length - 1])) {
+          // This client never runs two connections of one session, so a 4004 is the end
+          // of its own previous connection (superseded by this one's hello), which the
+          // server keeps for "the" next poll of the session. Neither those frames nor
+          // their cursor belong to this connection: skip them and ask again.
+          this._schedulePoll(controller);
+          return;
+        }
+        if (cursor !== null) this._cursor = cursor;
+        for (const line of lines) {
+          this._receiveText(line);
+          if (!current()) return;
+        }
+        this._schedulePoll(controller);
+      }).catch((error) => {
+        if (current()) this._fail(1006, `poll failed: ${error && error.message}`);
+      });
+    }
+
+    /** Whether `line` is a close envelope with 4004 (the session resumed elsewhere). */
+    _superseded(line) {
+      try {
+        const envelope = JSON.parse(line);
+        return envelope !== null && envelope.type === 'close' && envelope.code === 4004;
+      } catch (error) {
+        return false; // _receiveText reports it
+      }
+    }
+
+    _schedulePoll(controller) {
+      if (!this.session) {
+        this._fail(1006, 'no welcome in the first poll');
+        return;
+      }
+      const next = () => {
+        if (controller !== this._download || this._ended) return;
+        const params = { session: this.session };
+        if (this._cursor !== null) params.cursor = this._cursor;
+        if (this._lastSeq > this._polledSeq) {
+          this._polledSeq = this._lastSeq;
+          params.seq = String(this._lastSeq);
+        }
+        this._poll(params);
+      };
+      if (this.name === 'longpoll') {
+        next();
+      } else {
+        const interval = Number(this.options.pollInterval);
+        this._pollTimer = setTimeout(next, Number.isFinite(interval) && interval >= 0 ? interval : 1000);
+      }
+    }
+
+    _stopDownstream() {
+      clearTimeout(this._pollTimer);
+      this._pollTimer = null;
+      const controller = this._download;
+      this._download = null;
+      if (controller) controller.abort();
+    }
+  }
+
+  class LongpollTransport extends PollTransport {
+    constructor(url, callbacks, options) {
+      super('longpoll', url, callbacks, options);
+    }
+  }
+
+  class PollingTransport extends PollTransport {
+    constructor(url, callbacks, options) {
+      super('polling', url, callbacks, options);
+    }
+  }
+
   /**
    * @typedef {Object} PushwireOptions
    * @property {string} [user] the user id claimed in `hello`
@@ -208,16 +760,18 @@
    * @property {number} [reconnectDelay] backoff base, ms (default 500)
    * @property {number} [reconnectDelayMax] backoff bound, ms (default 10000)
    * @property {number} [connectTimeout] an attempt without `welcome` after this is given up, ms
+   * @property {number} [pollInterval] `polling`: the wait between two polls, ms (default 1000)
    */
 
   const DEFAULTS = {
     user: null,
     token: null,
-    transports: ['websocket'],
+    transports: ['websocket', 'sse', 'stream', 'iframe', 'longpoll', 'polling'],
     reconnect: true,
     reconnectDelay: 500,
     reconnectDelayMax: 10000,
     connectTimeout: 10000,
+    pollInterval: 1000,
   };
 
   const HANDLER_EVENTS = ['open', 'message', 'error', 'close'];
@@ -229,7 +783,12 @@
    * `error`, `close` (CloseEvent), and `presence` (`channel`, `count`), `reconnecting`,
    * `reconnected`, `expired` (`session`: the old session was lost with its direct
    * messages), `gap` (`channel`, `from`, `to`: channel messages that cannot be recovered),
-   * `servererror` (`code`, `message`: an `error` envelope that answers no request).
+   * `servererror` (`code`, `message`: an `error` envelope that answers no request),
+   * `transport` (`transport`, `previous`: the connection now runs on another transport).
+   *
+   * Transports are tried in `options.transports` order, each for at most `connectTimeout`;
+   * one that fails before `welcome` passes the turn to the next. After a drop the client
+   * starts again from the transport that worked last and goes round the list from there.
    */
   class Pushwire extends EventTarget {
     /** @param {string} url @param {PushwireOptions} [options] */
@@ -248,8 +807,11 @@
       this._user = this._options.user == null ? null : String(this._options.user);
       /** @type {Transport|null} */
       this._transport = null;
-      this._transportName = null;
+      this._transportName = null; // the transport of the last welcome
+      this._lastWorking = 0; // index in options.transports of the transport that worked last
       this._live = false; // welcome received on the current transport
+      this._recycling = false; // the transport is reopening its downstream (iframe recycle)
+      this._attempt = { index: 0, tried: 0 }; // the transport being tried, and how many before it
       this._everOpened = false;
       this._closeRequested = null; // {code, reason} once close() was called
       this._connectTimer = null;
@@ -531,30 +1093,44 @@
 
     // -- connecting ------------------------------------------------------------------------------
 
+    /** Connect, starting with the transport that worked last. */
     _connect() {
-      this._tryTransport(0);
+      const count = this._options.transports.length;
+      this._tryTransport(count > 0 ? this._lastWorking % count : 0, 0);
     }
 
-    /** Try `options.transports[index]`; a failure before welcome moves on to the next one. */
-    _tryTransport(index) {
+    /** The hello that opens (or resumes) the session. */
+    _hello() {
+      return {
+        type: 'hello',
+        user: this._options.user == null ? null : String(this._options.user),
+        token: this._options.token == null ? null : String(this._options.token),
+        session: this._session,
+        ack: this._lastSeq,
+      };
+    }
+
+    /**
+     * Try `options.transports[index]`, the `tried`-th of this round; a failure before
+     * welcome passes the turn to the next one, round the list, each once.
+     */
+    _tryTransport(index, tried) {
       const names = this._options.transports;
-      const name = names[index];
-      const Implementation = Pushwire.transports[name];
-      if (!Implementation) {
-        if (index + 1 < names.length) this._tryTransport(index + 1);
-        else this._attemptFailed(1006, 'no usable transport', false);
+      if (tried >= names.length) {
+        this._attemptFailed(1006, 'no usable transport', false);
         return;
       }
+      const name = names[index];
+      const Implementation = Object.prototype.hasOwnProperty.call(Pushwire.transports, name)
+        ? Pushwire.transports[name] : null;
+      if (!Implementation) {
+        this._tryTransport((index + 1) % names.length, tried + 1);
+        return;
+      }
+      this._attempt = { index, tried };
       const transport = new Implementation(this._endpointUrl(name), {
         onopen: () => {
-          if (transport !== this._transport) return;
-          transport.send({
-            type: 'hello',
-            user: this._options.user == null ? null : String(this._options.user),
-            token: this._options.token == null ? null : String(this._options.token),
-            session: this._session,
-            ack: this._lastSeq,
-          }, null);
+          if (transport === this._transport) transport.send(this._hello(), null);
         },
         onenvelope: (envelope, bytes) => {
           if (transport === this._transport) this._receive(envelope, bytes);
@@ -562,27 +1138,48 @@
         onclose: (code, reason, wasClean) => {
           if (transport !== this._transport) return;
           this._transport = null;
-          this._transportClosed(index, code, reason, wasClean);
+          this._transportClosed(code, reason, wasClean);
         },
-      });
+        // The server ended this connection to have it reopened at once (the iframe
+        // document's size bound): the session goes on, and the app is not told.
+        onrecycle: () => {
+          if (transport !== this._transport) return;
+          if (!this._live) {
+            this._dropTransport();
+            this._transportClosed(4000, 'stream recycled', true);
+            return;
+          }
+          this._stopHeartbeat();
+          this._live = false;
+          this._recycling = true;
+          this._failRequests();
+          this._armConnectTimer(transport);
+          transport.send(this._hello(), null);
+        },
+      }, this._options);
       this._transport = transport;
-      this._transportName = name;
       this._live = false;
+      this._armConnectTimer(transport);
+      try {
+        transport.open();
+      } catch (error) {
+        if (transport !== this._transport) return;
+        this._transport = null;
+        setTimeout(() => this._transportClosed(1006, String(error), false), 0);
+      }
+    }
+
+    /** An attempt without welcome within connectTimeout is given up. */
+    _armConnectTimer(transport) {
       clearTimeout(this._connectTimer);
       this._connectTimer = setTimeout(() => {
         if (transport !== this._transport || this._live) return;
         this._dropTransport();
-        this._transportClosed(index, 1006, 'connect timeout', false);
+        this._transportClosed(1006, 'connect timeout', false);
       }, this._options.connectTimeout);
-      try {
-        transport.open();
-      } catch (error) {
-        this._transport = null;
-        setTimeout(() => this._transportClosed(index, 1006, String(error), false), 0);
-      }
     }
 
-    /** The URL of the endpoint for a transport; HTTP transports will map it to theirs. */
+    /** The URL a transport is given; HTTP transports map it to their own paths. */
     _endpointUrl(name) {
       return this._url;
     }
@@ -597,12 +1194,14 @@
       if (transport) transport.abort();
     }
 
-    _transportClosed(index, code, reason, wasClean) {
+    _transportClosed(code, reason, wasClean) {
       this._stopHeartbeat();
       clearTimeout(this._connectTimer);
       this._connectTimer = null;
-      const wasLive = this._live;
+      // A recycle that did not come back is a drop like any other.
+      const wasLive = this._live || this._recycling;
       this._live = false;
+      this._recycling = false;
       this._failRequests();
       if (this._closeRequested || this._readyState === CLOSED) {
         this._finish(code, reason, wasClean, !wasClean);
@@ -623,11 +1222,9 @@
         this._finish(code, reason, wasClean, !wasClean);
         return;
       }
-      if (index + 1 < this._options.transports.length) {
-        this._tryTransport(index + 1);
-        return;
-      }
-      this._attemptFailed(code, reason, wasClean);
+      const names = this._options.transports;
+      const { index, tried } = this._attempt;
+      this._tryTransport((index + 1) % names.length, tried + 1);
     }
 
     _attemptFailed(code, reason, wasClean) {
@@ -670,7 +1267,7 @@
         if (silent >= 2 * period) {
           this._transport = null; // still live: _transportClosed treats it as a drop
           transport.abort();
-          this._transportClosed(this._options.transports.length, 1006, 'no answer to ping', false);
+          this._transportClosed(1006, 'no answer to ping', false);
         } else if (silent >= period) {
           transport.send({ type: 'ping' }, null);
         }
@@ -760,9 +1357,7 @@
           const transport = this._transport;
           this._transport = null;
           if (transport) transport.abort();
-          return this._transportClosed(
-            this._options.transports.length, Number(envelope.code) || 1006, String(envelope.reason || ''), true
-          );
+          return this._transportClosed(Number(envelope.code) || 1006, String(envelope.reason || ''), true);
         }
         default: return undefined; // pong and envelopes of later versions
       }
@@ -776,7 +1371,12 @@
       if (envelope.user !== undefined) this._user = envelope.user;
       this._protocol = SUBPROTOCOL;
       this._live = true;
+      const silent = this._recycling;
+      this._recycling = false;
       this._reconnectAttempt = 0;
+      this._lastWorking = this._attempt.index;
+      const previousTransport = this._transportName;
+      this._transportName = this._options.transports[this._attempt.index];
       this._startHeartbeat(Number(envelope.heartbeat) || 20);
       const reconnected = this._everOpened;
       if (envelope.expired !== undefined || (previous !== null && !envelope.resumed)) {
@@ -789,11 +1389,16 @@
       }
       for (const [channel, state] of this._channels) this._sendSubscribe(channel, state);
       this._flush();
+      if (this._transportName !== previousTransport) {
+        this.dispatchEvent(Object.assign(new Event('transport'), {
+          transport: this._transportName, previous: previousTransport,
+        }));
+      }
       if (!reconnected) {
         this._everOpened = true;
         if (this._readyState === CONNECTING) this._readyState = OPEN;
         this.dispatchEvent(new Event('open'));
-      } else {
+      } else if (!silent) {
         this.dispatchEvent(new Event('reconnected'));
       }
     }
@@ -894,8 +1499,15 @@
     });
   }
 
-  /** Transports by name; later ones (sse, stream, longpoll, …) register here. */
-  Pushwire.transports = { websocket: WebSocketTransport };
+  /** Transports by name, as `options.transports` names them. */
+  Pushwire.transports = {
+    websocket: WebSocketTransport,
+    sse: SseTransport,
+    stream: StreamTransport,
+    iframe: IframeTransport,
+    longpoll: LongpollTransport,
+    polling: PollingTransport,
+  };
   Pushwire.SUBPROTOCOL = SUBPROTOCOL;
 
   root.Pushwire = Pushwire;
