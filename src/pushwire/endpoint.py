@@ -320,22 +320,32 @@ class EnvelopeHandler(_Handler):
             return
         assert isinstance(channel, str)
         since = _position(fields.get("since"))
-        history = await self.hub.broker.history(channel, since) if since is not None else None
-        position = history.position if history is not None else await self.hub.position(channel)
-        # No await from here on: the subscription, the answer and the recovered messages go
-        # out before any live message of the channel can reach this session.
-        self.hub.subscribe(session, channel, presence=fields.get("presence") is True)
-        self._reply(
-            {
-                "type": "subscribed",
-                "id": request_id,
-                "channel": channel,
-                "epoch": position.epoch,
-                "offset": position.offset,
-            }
-        )
-        if since is not None and history is not None:
-            write_recovery(self.transport, channel, since, history)
+        hub = self.hub
+        # This process must receive the channel before its position is read: then every
+        # message after that position reaches this subscriber, live or from history.
+        await hub.prepare(channel)
+        with hub.holding(channel):
+            # Held: live messages wait while the position and history are read, and follow
+            # them, so the client sees no gap and no reordering.
+            hub.subscribe(session, channel, presence=fields.get("presence") is True)
+            try:
+                history = await hub.broker.history(channel, since) if since is not None else None
+                position = history.position if history is not None else await hub.position(channel)
+            except PushwireError as exc:
+                hub.unsubscribe(session, channel)
+                self._failed(exc, request_id)
+                return
+            self._reply(
+                {
+                    "type": "subscribed",
+                    "id": request_id,
+                    "channel": channel,
+                    "epoch": position.epoch,
+                    "offset": position.offset,
+                }
+            )
+            if since is not None and history is not None:
+                write_recovery(self.transport, channel, since, history)
 
     def _answer_publish(self, request_id: object) -> Any:
         def done(result: Message | PushwireError) -> None:

@@ -15,10 +15,12 @@ from before it left.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import itertools
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
@@ -71,12 +73,43 @@ class _Channel:
     watchers: dict[Session, Transport] = field(default_factory=dict)
     count: int = 0
     presence_dirty: bool = False
+    # The broker subscription of this process (done once the broker confirmed it).
+    ready: asyncio.Future[None] | None = None
+    # The last position fanned out here: anything at or before it is not sent twice.
+    epoch: str | None = None
+    offset: int = 0
+    # Catch-ups in progress (a subscriber reading history, recovery after an outage):
+    # while above 0, this channel's messages wait, so they go out after the history.
+    hold: int = 0
 
 
 ConnectHandler = Callable[[ConnectRequest], "str | Awaitable[str | None] | None"]
 MessageHandler = Callable[[Session, Data], "Awaitable[None] | None"]
 SubscribeHandler = Callable[[Session, str], "bool | Awaitable[bool | None] | None"]
 DisconnectHandler = Callable[[Session, int, str], "Awaitable[None] | None"]
+
+
+def _fresh(state: _Channel, messages: list[Message]) -> list[Message]:
+    """The messages not fanned out yet, in offset order; moves the channel's position.
+
+    Live delivery and history may overlap or interleave (a subscriber's catch-up, recovery
+    after a broker outage): sort, and drop what is at or before the last position sent.
+    """
+    if any(a.offset > b.offset for a, b in itertools.pairwise(messages)):
+        newest = messages[-1].epoch  # an older epoch (before a broker lost its data) goes first
+        messages = sorted(messages, key=lambda m: (m.epoch == newest, m.offset))
+    fresh = []
+    for message in messages:
+        if message.epoch == state.epoch and message.offset <= state.offset:
+            continue
+        state.epoch, state.offset = message.epoch, message.offset
+        fresh.append(message)
+    return fresh
+
+
+def _log_failure(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("broker subscription failed", exc_info=future.exception())
 
 
 async def _maybe_await(value: Any) -> Any:
@@ -96,6 +129,9 @@ class Hub:
         self.config = config or Config()
         self.broker: Broker = broker or MemoryBroker(self.config.history_size)
         self.broker.attach(self._deliver)
+        if hasattr(self.broker, "on_resubscribed"):
+            # A broker that can lose its connection says which channels may have gaps.
+            self.broker.on_resubscribed = self._resubscribed
         self.stats = HubStats()
         self._channels: dict[str, _Channel] = {}
         self._users: dict[str, dict[Session, None]] = {}
@@ -279,10 +315,7 @@ class Hub:
             return
         if self._pending:
             self.flush()
-        state = self._channels.get(channel)
-        if state is None:
-            state = self._channels[channel] = _Channel()
-            self._run(self.broker.subscribe(channel))
+        state = self._state(channel)
         if channel not in session.channels:
             session.channels.add(channel)
             state.members.setdefault(transport.framing, {})[session] = transport
@@ -291,6 +324,35 @@ class Hub:
         if presence and session not in state.watchers:
             state.watchers[session] = transport
             self._presence_changed(channel, state)
+
+    def _state(self, channel: str) -> _Channel:
+        state = self._channels.get(channel)
+        if state is None:
+            state = self._channels[channel] = _Channel()
+            state.ready = asyncio.ensure_future(self.broker.subscribe(channel))
+            state.ready.add_done_callback(_log_failure)
+        return state
+
+    async def prepare(self, channel: str) -> None:
+        """Make sure this process receives `channel`'s messages (the broker confirmed its
+        subscription) before a subscriber reads the channel's position."""
+        ready = self._state(channel).ready
+        if ready is not None:
+            await asyncio.shield(ready)
+
+    @contextlib.contextmanager
+    def holding(self, channel: str) -> Iterator[None]:
+        """While inside, `channel`'s messages wait here (others keep flowing): a subscriber
+        writes what history holds first, and live messages follow without a gap or a
+        reordering. Leaving flushes what waited."""
+        state = self._state(channel)
+        state.hold += 1
+        try:
+            yield
+        finally:
+            state.hold -= 1
+            if not state.hold and channel in self._pending:
+                self.flush()
 
     def unsubscribe(self, session: Session, channel: str) -> None:
         state = self._channels.get(channel)
@@ -304,7 +366,7 @@ class Hub:
                 del state.members[framing]
         state.watchers.pop(session, None)
         state.count -= 1
-        if state.count == 0:
+        if state.count == 0 and not state.hold:
             del self._channels[channel]
             self._run(self.broker.unsubscribe(channel))
         else:
@@ -403,6 +465,12 @@ class Hub:
             state = self._channels.get(channel)
             if state is None:
                 continue
+            if state.hold:
+                self._pending[channel] = messages  # a catch-up is in progress: wait
+                continue
+            messages = _fresh(state, messages)
+            if not messages:
+                continue
             for framing, members in state.members.items():
                 if len(messages) == 1:
                     frame = framing.frame_message(messages[0])
@@ -412,6 +480,49 @@ class Hub:
                 stats.deliveries += len(members) * len(messages)
                 for transport in members.values():
                     transport.write(frame)
+
+    async def recover(self, channels: Iterable[str]) -> None:
+        """After the broker lost its connection: fan out what history holds beyond the last
+        position each channel reached here, or tell its subscribers what is lost (`gap`)."""
+        for channel in channels:
+            state = self._channels.get(channel)
+            if state is None or state.epoch is None:
+                continue
+            since = Position(state.epoch, state.offset)
+            with self.holding(channel):
+                try:
+                    history = await self.broker.history(channel, since)
+                except PushwireError as exc:
+                    log.warning("cannot recover %s after a broker outage: %s", channel, exc)
+                    continue
+                if not history.complete:
+                    first = (
+                        history.messages[0].offset
+                        if history.messages
+                        else history.position.offset + 1
+                    )
+                    self._tell_gap(channel, since, Position(history.position.epoch, first - 1))
+                    state.epoch, state.offset = history.position.epoch, first - 1
+                for message in history.messages:
+                    self._deliver(message)
+
+    def _tell_gap(self, channel: str, since: Position, last_lost: Position) -> None:
+        state = self._channels.get(channel)
+        if state is None:
+            return
+        gap = {
+            "type": "gap",
+            "channel": channel,
+            "from": {"epoch": since.epoch, "offset": since.offset},
+            "to": {"epoch": last_lost.epoch, "offset": last_lost.offset},
+        }
+        for framing, members in state.members.items():
+            frame = framing.frame_control(gap)
+            for transport in members.values():
+                transport.write(frame)
+
+    def _resubscribed(self, channels: frozenset[str]) -> None:
+        self._run(self.recover(channels))
 
     # -- presence ---------------------------------------------------------------------------
 
