@@ -68,6 +68,16 @@ async def publish_ok(broker: RedisBroker, channel: str, data: Data) -> Message:
     return result
 
 
+async def publish_when_back(broker: RedisBroker, channel: str, data: Data) -> Message:
+    """Publish until the broker's publishing connection is back (each sender reconnects on
+    its own backoff schedule)."""
+    deadline = time.monotonic() + WAIT
+    while not isinstance(result := await publish(broker, channel, data), Message):
+        assert time.monotonic() < deadline, f"publishing did not resume: {result}"
+        await asyncio.sleep(0.05)  # polling for "redis is back", bounded by the deadline
+    return result
+
+
 @pytest.fixture
 async def nodes(redis_server: RedisServer) -> AsyncIterator[Callable[..., Node]]:
     """Make started nodes on `redis_server`; all are closed at the end."""
@@ -81,7 +91,13 @@ async def nodes(redis_server: RedisServer) -> AsyncIterator[Callable[..., Node]]
 
     yield make  # type: ignore[misc]
     for node in started:
-        await node.broker.close()
+        try:
+            async with asyncio.timeout(WAIT):
+                await node.broker.close()
+        except TimeoutError:
+            for task in asyncio.all_tasks():
+                task.print_stack()
+            raise
 
 
 @pytest.fixture
@@ -315,11 +331,8 @@ async def test_a_redis_restart_fails_publishes_then_fan_out_resumes_with_a_new_e
     # Both nodes resubscribe by themselves and say which channels may have missed messages.
     await a.until(lambda: a.resubscribed == [frozenset({"room"})])
     await b.until(lambda: b.resubscribed == [frozenset({"room"})])
-    deadline = time.monotonic() + WAIT
-    while not isinstance(await publish(a.broker, "room", "probe"), Message):
-        assert time.monotonic() < deadline, "publishing did not resume"
-        await asyncio.sleep(0.05)  # polling for "redis is back", bounded by the deadline
-    after_b = await publish_ok(b.broker, "room", "after")
+    await publish_when_back(a.broker, "room", "probe")
+    after_b = await publish_when_back(b.broker, "room", "after")
 
     await a.until(lambda: any(m.data == "after" for m in a.received))
     await b.until(lambda: any(m.data == "after" for m in b.received))
@@ -341,6 +354,38 @@ async def test_a_redis_restart_fails_publishes_then_fan_out_resumes_with_a_new_e
     restored = [r for r in caplog.records if "connection restored" in r.getMessage()]
     assert len(lost) == 2  # once per node, not once per failed publish
     assert len(restored) == 2
+
+
+async def test_a_killed_subscription_connection_is_resubscribed_and_reported(
+    nodes: Callable[..., Any], redis: Redis
+) -> None:
+    a: Node = await nodes()
+    b: Node = await nodes()
+    await b.broker.subscribe("room")
+    await b.broker.subscribe("lobby")
+    await redis.client_kill_filter(_type="pubsub")
+    await b.until(lambda: b.resubscribed == [frozenset({"room", "lobby"})])
+    assert await numsub(redis, "room") == 1
+    message = await publish_ok(a.broker, "room", "after the kill")
+    assert await b.received_count(1) == [message]
+
+
+async def test_large_messages_are_sent_in_several_batches_in_order(
+    nodes: Callable[..., Any],
+) -> None:
+    a: Node = await nodes(max_batch=4, max_batch_bytes=100_000)
+    await a.broker.subscribe("bulk")
+    payloads = [bytes([i]) * 60_000 for i in range(10)] + [f"small{i}" for i in range(20)]
+    loop = asyncio.get_running_loop()
+    futures: list[asyncio.Future[Message | PushwireError]] = []
+    for data in payloads:
+        futures.append(loop.create_future())
+        a.broker.publish("bulk", data, futures[-1].set_result)
+    async with asyncio.timeout(WAIT):
+        results = await asyncio.gather(*futures)
+    assert [r.data for r in results if isinstance(r, Message)] == payloads
+    received = await a.received_count(len(payloads))
+    assert received == results
 
 
 async def test_start_without_redis_raises_unavailable(redis_server: RedisServer) -> None:

@@ -166,6 +166,8 @@ class RedisBroker:
             channel then starts again with a new epoch. At least `history_ttl`.
         max_pending: publishes waiting to be sent; one more fails with `Unavailable`.
         max_batch: publishes sent per round trip to Redis.
+        max_batch_bytes: data bytes per round trip; a batch closes once over it, so one
+            larger message still goes alone.
         timeout: seconds to connect, for a command's answer, and for a subscription's
             confirmation.
         health_check_interval: seconds of silence on the subscription connection after which
@@ -188,6 +190,7 @@ class RedisBroker:
         channel_ttl: float = 7 * 24 * 3600.0,
         max_pending: int = 10_000,
         max_batch: int = 256,
+        max_batch_bytes: int = 1024 * 1024,
         timeout: float = 5.0,
         health_check_interval: float = 10.0,
         reconnect_min: float = 0.1,
@@ -213,6 +216,7 @@ class RedisBroker:
         self.channel_ttl = channel_ttl
         self.max_pending = max_pending
         self.max_batch = max_batch
+        self.max_batch_bytes = max_batch_bytes
         self.timeout = timeout
         self.health_check_interval = health_check_interval
         self.reconnect_min = reconnect_min
@@ -303,9 +307,17 @@ class RedisBroker:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.timeout):
                     await self._idle.wait()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Cancel again if need be: on Python 3.11 a cancellation that meets an expiring
+        # `asyncio.timeout` inside redis-py can be taken for the timeout.
+        pending = set(self._tasks)
+        for _ in range(3):
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=self.timeout)
+            if not pending:
+                break
+        else:
+            log.error("redis broker tasks did not stop: %s", pending)
         self._tasks = []
         self._deliver = None
         error = Unavailable("redis broker closed before the publish was sent")
@@ -356,7 +368,11 @@ class RedisBroker:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            batch = [queue.popleft() for _ in range(min(len(queue), self.max_batch))]
+            batch = [queue.popleft()]
+            size = len(batch[0][3])
+            while queue and len(batch) < self.max_batch and size < self.max_batch_bytes:
+                batch.append(queue.popleft())
+                size += len(batch[-1][3])
             self._in_flight = batch
             try:
                 await self._send(batch)
