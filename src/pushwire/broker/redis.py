@@ -35,6 +35,8 @@ Not guaranteed:
   Redis ran the script and before its answer arrived, the message is stored and fanned out
   but its publisher is told `Unavailable`.
 - An order between processes publishing to one channel: Redis picks one, the same for all.
+- Per-process order across a `SCRIPT FLUSH` that lands in the middle of a batch: the
+  publishes that met NOSCRIPT are run again after the script is loaded, after the others.
 - Redis Cluster and Sentinel are not supported (a channel's keys share a hash tag, so one
   channel would live on one shard, but pub/sub and discovery are not written for it).
 
@@ -45,9 +47,10 @@ Redis keys for channel `C` (default prefix `pushwire:`):
 - `pushwire:{C}:history`: a Stream, one entry per message: `o` offset, `k` kind (`t` text,
   `b` binary), `d` data. Every publish trims it to about `history_size` entries (`XADD MAXLEN
   ~`: whole nodes, cheap) and exactly to the last `history_ttl` seconds of Redis's clock
-  (`XTRIM MINID`: an age bound that holds on quiet channels too). It expires `history_ttl`
-  seconds after the last publish. `history` reads at most `history_size` entries, none older
-  than `history_ttl`, so its answer does not depend on where the approximate trim fell.
+  (`XTRIM MINID`, Stream IDs being Redis times). It expires `history_ttl` seconds after the
+  last publish. `history` reads at most `history_size` entries and none older than
+  `history_ttl` (so the age bound holds on a quiet channel too), so its answer does not
+  depend on where the approximate trim fell.
 - pub/sub channel `pushwire:{C}`: each message as `<epoch> <offset> <kind> <data>`.
 """
 
