@@ -105,7 +105,7 @@ class App:
         with contextlib.suppress(Forbidden):  # a refused origin gets no CORS headers
             headers += self.http.cors(request, self._endpoint(split_transport(request.path)[0]))
         version = "1.0" if request.version == "1.0" else "1.1"
-        if isinstance(exc, RemoteError) and split_transport(request.path)[1] is not None:
+        if isinstance(exc, RemoteError | Unavailable) and split_transport(request.path)[1]:
             return simple_response(
                 status,
                 error_body(exc),
@@ -114,7 +114,9 @@ class App:
                 version=version,
                 keep_alive=keep_alive,
             )
-        message = str(exc) if isinstance(exc, RemoteError) else "internal error"
+        # The peer's own errors and "unavailable" say what happened; anything else is ours,
+        # and its details stay in the log.
+        message = str(exc) if isinstance(exc, RemoteError | Unavailable) else "internal error"
         return simple_response(
             status, message + "\n", headers=headers, version=version, keep_alive=keep_alive
         )

@@ -12,7 +12,11 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
+from .app import App
+from .broker.base import Broker
 from .config import Config
+from .errors import Unavailable
+from .hub import Hub
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -87,18 +91,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    unsupported = []
     if (args.tls_cert is None) != (args.tls_key is None):
         print("pushwire serve: --tls-cert and --tls-key go together", file=sys.stderr)
         return 2
-    if args.broker != "memory":
-        unsupported.append(f"--broker {args.broker} (only 'memory' in this version)")
-    if args.workers != 1:
-        unsupported.append("--workers (needs the redis broker, not in this version)")
-    if unsupported:
-        print("pushwire serve: not available: " + "; ".join(unsupported), file=sys.stderr)
+    if args.broker != "memory" and not args.broker.startswith(("redis://", "rediss://")):
+        print(
+            f"pushwire serve: --broker is memory or redis://…, not {args.broker!r}", file=sys.stderr
+        )
         return 2
-    from .serve import run
+    if args.workers < 1:
+        print("pushwire serve: --workers needs a number from 1", file=sys.stderr)
+        return 2
+    if args.workers > 1 and args.broker == "memory":
+        print(
+            "pushwire serve: --workers needs --broker redis://…: worker processes share no "
+            "memory, so with the memory broker a message would reach only one worker's clients",
+            file=sys.stderr,
+        )
+        return 2
+    from .serve import run, run_workers
 
     try:
         settings = parse_settings(args.settings)
@@ -112,14 +123,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             allow_origins=tuple(args.allow_origin),
             subprotocols=tuple(args.subprotocol),
             tcp_port=args.tcp_port,
+            broker=args.broker,
             websocket=not args.no_websocket,
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
         ),
         **settings,
     )
-    run(config=config)
+    if args.workers > 1:
+        return run_workers(build_app, config, args.workers)
+    try:
+        run(build_app(config))
+    except Unavailable as exc:
+        print(f"pushwire serve: {exc}", file=sys.stderr)
+        return 1
     return 0
+
+
+def build_app(config: Config) -> App:
+    """The demo app with the broker `config.broker` names (module level: workers spawn it)."""
+    broker: Broker | None = None
+    if config.broker != "memory":
+        from .broker.redis import RedisBroker
+
+        broker = RedisBroker(config.broker, history_size=config.history_size)
+    return App(Hub(broker, config), config)
 
 
 def parse_settings(items: Sequence[str]) -> dict[str, Any]:

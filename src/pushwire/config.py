@@ -15,6 +15,8 @@ class Config:
 
     host: str = "127.0.0.1"
     port: int = 8000
+    #: "memory" (one process) or a Redis URL, redis://host:port/db (many processes and machines).
+    broker: str = "memory"
     #: The raw TCP transport's port (None: off; 0: any free port).
     tcp_port: int | None = None
     #: PEM certificate and key: TLS on every port (HTTP, WebSocket and TCP) when set.

@@ -16,7 +16,7 @@ from typing import Any, Final, Literal
 
 from .broker.base import History
 from .envelope import Envelope, decode
-from .errors import BadRequest, PushwireError, RemoteError, UnknownType
+from .errors import BadRequest, PushwireError, RemoteError, Unavailable, UnknownType
 from .hub import ConnectRequest, Hub
 from .message import Data, Message, Position
 from .session import Session
@@ -372,7 +372,8 @@ class EnvelopeHandler(_Handler):
     def _error(self, request_id: object, exc: Exception) -> None:
         if isinstance(exc, PushwireError):
             code = exc.error_code
-            message = str(exc) if isinstance(exc, RemoteError) else "internal error"
+            shown = isinstance(exc, RemoteError | Unavailable)
+            message = str(exc) if shown else "internal error"
         else:
             code, message = "internal", "internal error"
         fields: dict[str, Any] = {"type": "error", "code": code, "message": message}

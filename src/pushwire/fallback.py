@@ -27,7 +27,7 @@ import orjson
 
 from .config import Config
 from .endpoint import ClientInfo, Endpoint, EnvelopeHandler, RawHandler
-from .errors import BadRequest, Forbidden, MethodNotAllowed, RemoteError
+from .errors import BadRequest, Forbidden, MethodNotAllowed, RemoteError, Unavailable
 from .http.parser import Request
 from .http.response import chunk, response_head
 from .http.server import HttpStream, StreamStart
@@ -322,6 +322,6 @@ class HttpTransports:
         )
 
 
-def error_body(exc: RemoteError) -> bytes:
+def error_body(exc: RemoteError | Unavailable) -> bytes:
     """A JSON error body for the HTTP transports: `{"type":"error","code":…,"message":…}`."""
     return orjson.dumps({"type": "error", "code": exc.error_code, "message": str(exc)})
