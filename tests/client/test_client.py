@@ -237,7 +237,7 @@ async def test_a_full_inbox_pauses_reading_and_drops_nothing(server: ServerProce
     url = server.url("/pushwire")
     sent = [f"m{i}" for i in range(300)]
     async with (
-        connect(url, max_queue=4, request_timeout=0.5) as reader,
+        connect(url, max_queue=4, request_timeout=2) as reader,
         connect(url) as publisher,
     ):
         await reader.subscribe("feed")
