@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from .endpoint import ClientInfo, Endpoint, EnvelopeHandler
 from .envelope import encode_text
 from .errors import RemoteError
+from .http.server import OneTimer
 from .transports.base import Framing
 from .transports.tcp import TCP_FRAMING, PolicyRequest, TcpParser, policy_file
 
@@ -28,7 +29,7 @@ log = logging.getLogger("pushwire.tcp")
 ENVELOPE_ALLOWANCE = 64 * 1024
 
 
-class TcpConnection(asyncio.Protocol):
+class TcpConnection(OneTimer, asyncio.Protocol):
     """A native client on the TCP port; the hub's `Transport` for its session."""
 
     name = "tcp"
@@ -151,16 +152,6 @@ class TcpConnection(asyncio.Protocol):
         self.awaiting_reply = True
         self.write(TCP_FRAMING.frame_control({"type": "ping"}))
         self._set_timer(self.config.ping_timeout, self._heartbeat)
-
-    def _set_timer(self, delay: float, callback: Any) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        self.timer = asyncio.get_running_loop().call_later(delay, callback)
-
-    def _cancel_timer(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
 
     # -- shutdown (called by Server) ------------------------------------------------------------
 

@@ -6,29 +6,17 @@ import asyncio
 import http.client
 import json
 import signal
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 
 from pushwire.client import Gap, Message, connect
-from tests.broker.conftest import REDIS_SERVER, RedisServer
+from tests.broker.conftest import RedisServer, redis_server
 from tests.conftest import ServerFactory, ServerProcess
 
 pytestmark = pytest.mark.integration
 
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server is not installed (scripts/test.sh installs it)")
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+__all__ = ["redis_server"]  # the fixture, shared with tests/broker
 
 
 def publish_http(node: ServerProcess, channel: str, body: bytes) -> tuple[int, bytes]:
@@ -41,9 +29,9 @@ def publish_http(node: ServerProcess, channel: str, body: bytes) -> tuple[int, b
 
 
 async def test_three_nodes_deliver_every_message_once_in_publisher_order(
-    server_factory: ServerFactory, redis: RedisServer
+    server_factory: ServerFactory, redis_server: RedisServer
 ) -> None:
-    nodes = [server_factory("--broker", redis.url) for _ in range(3)]
+    nodes = [server_factory("--broker", redis_server.url) for _ in range(3)]
     subscribers = [await ws_connect(node.ws_url("/ws/room")) for node in nodes for _ in range(2)]
     publishers = [await ws_connect(node.ws_url("/ws/room")) for node in nodes]
     # Every node has confirmed its Redis subscription once a message published on it comes
@@ -72,10 +60,10 @@ async def test_three_nodes_deliver_every_message_once_in_publisher_order(
 
 
 async def test_a_subscriber_recovers_on_another_node_then_learns_of_a_trimmed_gap(
-    server_factory: ServerFactory, redis: RedisServer
+    server_factory: ServerFactory, redis_server: RedisServer
 ) -> None:
     first, second = (
-        server_factory("--broker", redis.url, "--set", "history_size=150") for _ in range(2)
+        server_factory("--broker", redis_server.url, "--set", "history_size=150") for _ in range(2)
     )
     async with connect(first.url("/pushwire"), transports=["websocket"]) as client:
         await client.subscribe("log")
@@ -111,9 +99,9 @@ async def test_a_subscriber_recovers_on_another_node_then_learns_of_a_trimmed_ga
 
 
 async def test_workers_share_one_port_through_redis(
-    server_factory: ServerFactory, redis: RedisServer
+    server_factory: ServerFactory, redis_server: RedisServer
 ) -> None:
-    node = server_factory("--broker", redis.url, "--workers", "2")
+    node = server_factory("--broker", redis_server.url, "--workers", "2")
     clients = [await ws_connect(node.ws_url("/ws/room")) for _ in range(6)]
     # Fan-out must work whichever worker each client landed on.
     await clients[0].send("hello workers")
@@ -139,9 +127,9 @@ def test_workers_with_the_memory_broker_refuse_to_start(server_factory: ServerFa
 
 
 async def test_a_redis_restart_keeps_clients_and_resumes_fan_out(
-    server_factory: ServerFactory, redis: RedisServer
+    server_factory: ServerFactory, redis_server: RedisServer
 ) -> None:
-    node = server_factory("--broker", redis.url)
+    node = server_factory("--broker", redis_server.url)
     async with ws_connect(node.ws_url("/ws/news")) as raw, connect(node.url("/pushwire")) as client:
         await client.subscribe("news")
         assert publish_http(node, "news", b"before")[0] == 200
@@ -149,11 +137,11 @@ async def test_a_redis_restart_keeps_clients_and_resumes_fan_out(
         first = await asyncio.wait_for(client.recv(), 10)
         assert isinstance(first, Message) and first.data == "before"
 
-        redis.stop()
+        redis_server.stop()
         status, body = await asyncio.to_thread(publish_http, node, "news", b"during")
         assert status == 503
         assert b"unavailable" in body.lower() or b"redis" in body.lower(), body
-        redis.start()
+        redis_server.start()
         # Back: the node re-subscribes by itself; publishing works again and reaches both.
         deadline = asyncio.get_running_loop().time() + 20
         while (await asyncio.to_thread(publish_http, node, "news", b"after"))[0] != 200:
@@ -166,10 +154,10 @@ async def test_a_redis_restart_keeps_clients_and_resumes_fan_out(
 
 
 async def test_a_killed_nodes_clients_recover_on_another_node(
-    server_factory: ServerFactory, redis: RedisServer
+    server_factory: ServerFactory, redis_server: RedisServer
 ) -> None:
-    doomed = server_factory("--broker", redis.url)
-    survivor = server_factory("--broker", redis.url)
+    doomed = server_factory("--broker", redis_server.url)
+    survivor = server_factory("--broker", redis_server.url)
     # The client knows both nodes as a load balancer would: one URL, any node behind it.
     from tests.client.test_client import Proxy
 

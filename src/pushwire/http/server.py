@@ -34,12 +34,30 @@ if TYPE_CHECKING:
     from ..endpoint import EnvelopeHandler, RawHandler
     from ..transports.base import Framing
 
-__all__ = ["Connection", "HttpStream", "Server", "StreamStart"]
+__all__ = ["Connection", "HttpStream", "OneTimer", "Server", "StreamStart"]
 
 log = logging.getLogger("pushwire.server")
 
 
-class Connection(asyncio.Protocol):
+class OneTimer:
+    """One pending timer per connection (timeouts replace each other): `timer` slot needed."""
+
+    __slots__ = ()
+    timer: asyncio.TimerHandle | None
+
+    # The subclasses declare the `timer` slot (an empty __slots__ here keeps them dict-free).
+    def _set_timer(self, delay: float, callback: Any) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = asyncio.get_running_loop().call_later(delay, callback)  # type: ignore[misc]
+
+    def _cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None  # type: ignore[misc]
+
+
+class Connection(OneTimer, asyncio.Protocol):
     """One client TCP connection: HTTP/1.x requests, then maybe a WebSocket."""
 
     name = "websocket"
@@ -363,18 +381,6 @@ class Connection(asyncio.Protocol):
         ws.send_close(code, reason)
         self._flush()
         self._set_timer(self.config.close_timeout, self.abort)
-
-    # -- timers -----------------------------------------------------------------------------------
-
-    def _set_timer(self, delay: float, callback: Any) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        self.timer = asyncio.get_running_loop().call_later(delay, callback)
-
-    def _cancel_timer(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
 
     def shutdown(self) -> None:
         """Server shutdown: WebSockets get 1001, streams a `close` envelope with 1001, idle
