@@ -100,8 +100,8 @@ class App:
         headers: list[tuple[str, str]] = []
         if status == 426:
             headers.append(("Sec-WebSocket-Version", "13"))
-        elif status == 405:
-            headers.append(("Allow", "GET, POST"))
+        elif isinstance(exc, MethodNotAllowed):
+            headers.append(("Allow", exc.allow))
         with contextlib.suppress(Forbidden):  # a refused origin gets no CORS headers
             headers += self.http.cors(request, self._endpoint(split_transport(request.path)[0]))
         version = "1.0" if request.version == "1.0" else "1.1"
@@ -146,7 +146,7 @@ class App:
             return self.http.preflight(request, None)
         if path.startswith("/api/") and path != "/api/stats":
             if method != "POST":
-                raise MethodNotAllowed(f"{path} takes POST, not {method}")
+                raise MethodNotAllowed(f"{path} takes POST, not {method}", "POST, OPTIONS")
             if path.startswith("/api/publish/"):
                 channel = path.removeprefix("/api/publish/")
                 return self._publish(request, channel, version, keep_alive)
@@ -221,7 +221,12 @@ class App:
         sessions = self.hub.send(user, self._api_body(request))
         body = orjson.dumps({"user": user, "sessions": sessions})
         return simple_response(
-            200, body, content_type="application/json", version=version, keep_alive=keep_alive
+            200,
+            body,
+            content_type="application/json",
+            headers=self.http.cors(request, None),
+            version=version,
+            keep_alive=keep_alive,
         )
 
     async def _publish(
@@ -234,7 +239,12 @@ class App:
             {"channel": message.channel, "epoch": message.epoch, "offset": message.offset}
         )
         return simple_response(
-            200, body, content_type="application/json", version=version, keep_alive=keep_alive
+            200,
+            body,
+            content_type="application/json",
+            headers=self.http.cors(request, None),
+            version=version,
+            keep_alive=keep_alive,
         )
 
     # -- WebSocket --------------------------------------------------------------------------

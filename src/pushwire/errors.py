@@ -64,7 +64,13 @@ class NotFound(RemoteError):
 
 
 class MethodNotAllowed(RemoteError):
+    """A method the path does not take; `allow` lists those it does (the Allow header)."""
+
     http_status = 405
+
+    def __init__(self, message: str, allow: str = "GET, HEAD") -> None:
+        super().__init__(message)
+        self.allow = allow
 
 
 class UpgradeRequired(RemoteError):

@@ -130,7 +130,8 @@ class HttpTransports:
         cors = self.cors(request, endpoint)
         if kind == "send":
             if request.method != "POST":
-                raise MethodNotAllowed(f"{request.path} takes POST, not {request.method}")
+                message = f"{request.path} takes POST, not {request.method}"
+                raise MethodNotAllowed(message, "POST, OPTIONS")
             return self._send(request, cors)
         if request.method not in ("GET", "HEAD"):
             raise MethodNotAllowed(f"{request.path} takes GET, not {request.method}")

@@ -183,11 +183,6 @@ def test_pipelined_requests_are_answered_in_order(server: ServerProcess) -> None
         assert client.closed()
 
 
-@pytest.mark.xfail(
-    reason="server.py Connection.data_received drops the requests the parser completed "
-    "before it raised: only the 400 is written",
-    strict=True,
-)
 def test_a_request_pipelined_before_a_malformed_one_is_answered_before_the_400(
     server: ServerProcess,
 ) -> None:
@@ -288,12 +283,6 @@ def test_a_client_that_never_finishes_its_head_gets_408_and_is_closed(
     assert_still_serving(server)
 
 
-@pytest.mark.xfail(
-    reason="server.py never uses Config.body_timeout: a head and part of a body in one read "
-    "start no timer (data_received sets one only while parser.in_head), so the connection "
-    "is dropped without an answer after keepalive_timeout",
-    strict=True,
-)
 def test_a_body_that_stops_arriving_gets_408_after_body_timeout(
     server_factory: ServerFactory,
 ) -> None:
@@ -414,22 +403,12 @@ def allowed(response: Response) -> set[str]:
     return {method.strip() for method in response.headers["allow"].split(",")}
 
 
-@pytest.mark.xfail(
-    reason="app.py App.error_response sends 'Allow: GET, POST' for every 405; "
-    "/healthz takes GET and HEAD, and answers POST with 405 itself",
-    strict=True,
-)
 def test_the_allow_header_of_healthz_lists_get_and_head(server: ServerProcess) -> None:
     with Client(server) as client:
         client.send(b"DELETE /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         assert allowed(client.response()) == {"GET", "HEAD"}
 
 
-@pytest.mark.xfail(
-    reason="app.py App.error_response sends 'Allow: GET, POST' for every 405; "
-    "/api/publish/<channel> answers GET with 405 itself",
-    strict=True,
-)
 def test_the_allow_header_of_the_publish_api_does_not_list_get(server: ServerProcess) -> None:
     with Client(server) as client:
         client.send(get("/api/publish/room"))
@@ -494,11 +473,6 @@ def test_an_allowed_origin_may_publish(server: ServerProcess) -> None:
         assert json.loads(response.body)["channel"] == "room"
 
 
-@pytest.mark.xfail(
-    reason="app.py App._publish answers without CORS headers (the OPTIONS preflight of the "
-    "same path has them), so a page on an allowed origin cannot read the answer",
-    strict=True,
-)
 def test_the_publish_answer_to_an_allowed_origin_carries_cors_headers(
     server: ServerProcess,
 ) -> None:

@@ -73,6 +73,7 @@ class Connection(OneTimer, asyncio.Protocol):
         "parser",
         "ping_sent_at",
         "queued",
+        "refusal",
         "remote",
         "server",
         "stream",
@@ -90,6 +91,8 @@ class Connection(OneTimer, asyncio.Protocol):
         )
         self.busy = False  # a response is being produced asynchronously
         self.queued: list[Request] = []
+        # A bad request's answer, written once the requests before it are answered.
+        self.refusal: tuple[int, str] | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.closing = False
         # WebSocket state, set by upgrade()
@@ -129,13 +132,20 @@ class Connection(OneTimer, asyncio.Protocol):
         if parser is None or self.closing:
             return
         was_idle = not parser.in_request
+        was_in_head = parser.in_head
         try:
             parser.receive_data(data)
         except RemoteError as exc:
-            self._refuse(exc.http_status, str(exc))
+            # Requests completed before the bad one are answered first, then the refusal.
+            self.refusal = (exc.http_status, str(exc))
+            self.queued.extend(parser.events_received())
+            self._run_queue()
             return
         if was_idle and parser.in_head:
             self._set_timer(self.config.header_timeout, self._header_timeout)
+        elif (was_idle or was_in_head) and parser.in_request and not parser.in_head:
+            # The head is complete, the body is not: bound the body's arrival too.
+            self._set_timer(self.config.body_timeout, self._body_timeout)
         requests = parser.events_received()
         if requests:
             self._cancel_timer()
@@ -189,6 +199,10 @@ class Connection(OneTimer, asyncio.Protocol):
                 self.busy = True
                 task = asyncio.ensure_future(self._respond_later(request, result))
                 self.server.track(task)
+        if self.refusal is not None and not self.queued and not self.busy and not self.closing:
+            status, message = self.refusal
+            self._refuse(status, message)
+            return
         if not self.queued and not self.busy and not self.closing:
             if self.transport is not None and not self.transport.is_reading():
                 self.transport.resume_reading()
@@ -231,6 +245,9 @@ class Connection(OneTimer, asyncio.Protocol):
 
     def _header_timeout(self) -> None:
         self._refuse(408, f"request head not received within {self.config.header_timeout} s")
+
+    def _body_timeout(self) -> None:
+        self._refuse(408, f"request body not received within {self.config.body_timeout} s")
 
     def _idle_timeout(self) -> None:
         if self.transport is not None and not self.busy:
