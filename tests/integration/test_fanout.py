@@ -10,8 +10,9 @@ import urllib.request
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosedError
 
-from tests.conftest import ServerProcess
+from tests.conftest import ServerFactory, ServerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -150,3 +151,35 @@ async def test_presence_counts_the_sessions_in_a_channel(server: ServerProcess) 
         async with connect(server.ws_url("/ws/lobby")):
             assert json.loads(await asyncio.wait_for(watcher.recv(), 5))["count"] == 2
         assert json.loads(await asyncio.wait_for(watcher.recv(), 5))["count"] == 1
+
+
+async def test_a_session_over_its_unacknowledged_bound_is_closed_4003_peers_unaffected(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory("--set", "max_unacked=5")
+    async with (
+        connect(server.ws_url("/echo"), subprotocols=["pushwire.v1"]) as greedy,
+        connect(server.ws_url("/echo"), subprotocols=["pushwire.v1"]) as polite,
+    ):
+        await hello(greedy, "greedy")
+        await hello(polite, "polite")
+        for i in range(5):  # at the bound: all kept, all delivered
+            await greedy.send(json.dumps({"type": "send", "data": f"{i}"}))
+            assert json.loads(await asyncio.wait_for(greedy.recv(), 5))["seq"] == i + 1
+        await greedy.send(json.dumps({"type": "send", "data": "one too many"}))
+        error = json.loads(await asyncio.wait_for(greedy.recv(), 5))
+        assert error == {
+            "type": "error",
+            "code": "overflow",
+            "message": "unacknowledged messages over the bound (6 messages, 17 bytes; "
+            "limits 5, 1048576)",
+        }
+        with pytest.raises(ConnectionClosedError):
+            await asyncio.wait_for(greedy.recv(), 5)
+        assert greedy.close_code == 4003
+        # Its peer, acknowledging as it goes, is untouched.
+        for i in range(10):
+            await polite.send(json.dumps({"type": "send", "data": f"{i}"}))
+            message = json.loads(await asyncio.wait_for(polite.recv(), 5))
+            await polite.send(json.dumps({"type": "ack", "seq": message["seq"]}))
+        assert message["seq"] == 10
