@@ -457,3 +457,38 @@ async def test_close_ends_the_client(server: ServerProcess) -> None:
     assert closed.value.code == 1000
     with pytest.raises(ClientClosed):
         await client.send("too late")
+
+
+async def test_tcp_carries_a_thousand_text_and_binary_messages_across_a_drop(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory("--tcp-port", "0")
+    assert server.tcp_port is not None
+    proxy = Proxy((server.host, server.tcp_port))
+    await proxy.start()
+    sent: list[str | bytes] = [f"m{i}" if i % 3 else f"b{i}".encode() for i in range(1000)]
+    try:
+        async with (
+            connect(f"tcp://127.0.0.1:{proxy.port}", reconnect_delay=0.05) as reader,
+            connect(server.url("/pushwire")) as publisher,
+        ):
+            assert reader.transport == "tcp"
+            await reader.subscribe("feed")
+
+            async def publish() -> None:
+                for data in sent:
+                    await publisher.publish("feed", data)
+
+            publishing = asyncio.ensure_future(publish())
+            received: list[str | bytes] = []
+            while len(received) < 1000:
+                item = await asyncio.wait_for(reader.recv(), 20)
+                assert isinstance(item, Message), item
+                received.append(item.data)
+                if len(received) == 400:
+                    proxy.cut()  # frames in flight are lost in transit
+            await publishing
+            assert reader.reconnections == 1 and reader.expired == []
+    finally:
+        await proxy.stop()
+    assert received == sent
