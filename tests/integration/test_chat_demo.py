@@ -420,3 +420,29 @@ def chart(x: int, y: int) -> tuple[int, int, int]:
     if y == 84:
         return (180, 184, 200)
     return (248, 249, 252)
+
+
+def test_a_tcp_program_and_a_browser_on_the_chat_page_see_each_other(
+    open_chat: OpenChat, server_factory: ServerFactory
+) -> None:
+    import json
+    import time
+
+    from tests.integration.test_tcp import TcpClient
+
+    server = server_factory("--tcp-port", "0")
+    page = open_chat("mei", target=server)
+    desk = TcpClient(server)
+    desk.hello(user="desk")
+    desk.send({"type": "subscribe", "id": 1, "channel": "lobby"})
+    desk.next("subscribed")
+    note = {"nick": "desk", "text": "hello from a desktop program", "ts": int(time.time() * 1000)}
+    desk.send({"type": "publish", "channel": "lobby", "data": json.dumps(note)})
+    expect(messages(page).last).to_contain_text("hello from a desktop program")
+    expect(messages(page).last).to_have_attribute("data-nick", "desk")
+    say(page, "hello back from the browser")
+    while True:
+        message = json.loads(desk.next("message")["data"])
+        if message["nick"] == "mei":
+            break
+    assert message["text"] == "hello back from the browser"
