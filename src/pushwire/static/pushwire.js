@@ -236,9 +236,10 @@
   // A POST body stays under this (the server's max_body_bytes is 1 MiB) unless one envelope
   // alone is larger.
   const MAX_POST_BYTES = 256 * 1024;
-  // An iframe whose document ended is taken for dropped after this long without the `close`
-  // envelope: an iframe on another site lives in another process, whose `load` event and
-  // last postMessage may arrive in either order.
+  // An iframe whose document ended (`load`) is taken for dropped after this long without the
+  // `close` envelope: an iframe on another site lives in another process, whose `load` event
+  // and last postMessage may arrive in either order. (A response cut mid-body fires no
+  // `load` in Chromium: that drop is found by the core's pings.)
   const IFRAME_END_GRACE_MS = 250;
   // A POST refused with 409/410 waits this long for the downstream to say why.
   const STALL_MS = 2000;
