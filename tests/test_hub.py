@@ -6,8 +6,9 @@ import asyncio
 
 import pytest
 
-from pushwire import BadRequest, Config, Hub
+from pushwire import BadRequest, Config, Hub, Session
 from pushwire.errors import LimitReached
+from pushwire.session import MemorySessionStore
 from pushwire.transports.base import Framing
 from pushwire.transports.websocket import ENVELOPE_FRAMING, RAW_FRAMING
 
@@ -160,3 +161,31 @@ async def test_a_large_batch_is_written_before_the_turn_ends() -> None:
     for _ in range(5):
         hub.publish_nowait("room", b"x" * 100_000)
     assert len(transport.written) == 1  # 300,000 pending bytes went over MAX_BATCH_BYTES
+
+
+class CountingStore(MemorySessionStore):
+    """A store of the app's own (the interface is the seam): counts what the hub asks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.added = self.removed = 0
+
+    def add(self, session: Session) -> None:
+        self.added += 1
+        super().add(session)
+
+    def remove(self, session_id: str) -> None:
+        self.removed += 1
+        super().remove(session_id)
+
+
+async def test_sessions_live_in_the_store_the_hub_is_given() -> None:
+    store = CountingStore()
+    hub = Hub(store=store)
+    session = hub.open_session(RecordingTransport(ENVELOPE_FRAMING), "alice", resumable=True)
+    assert store[session.id] is session and hub.sessions is store
+    hub.detach(session, session.transport, 1006, "dropped", final=False)  # type: ignore[arg-type]
+    assert store.added == 1 and store.removed == 0  # detached, kept for its grace
+    assert hub.resume(session.id, RecordingTransport(ENVELOPE_FRAMING)) is session
+    hub.close_session(session, 1000, "")
+    assert store.removed == 1 and session.id not in store

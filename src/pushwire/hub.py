@@ -29,7 +29,7 @@ from .broker.memory import MemoryBroker
 from .config import Config
 from .errors import BadRequest, Forbidden, LimitReached, PushwireError
 from .message import Data, Message, Position
-from .session import Session, SessionOverflow
+from .session import MemorySessionStore, Session, SessionOverflow, SessionStore
 from .transports.base import Framing, Transport
 
 __all__ = ["ConnectRequest", "Hub", "HubStats"]
@@ -122,10 +122,17 @@ class Hub:
     Args:
         broker: where channel messages get their offsets and reach other processes;
             the in-memory broker by default.
+        store: where sessions are kept between connections; this process's memory by
+            default.
         config: limits (`max_subscriptions`, `max_channel_name`).
     """
 
-    def __init__(self, broker: Broker | None = None, config: Config | None = None) -> None:
+    def __init__(
+        self,
+        broker: Broker | None = None,
+        config: Config | None = None,
+        store: SessionStore | None = None,
+    ) -> None:
         self.config = config or Config()
         self.broker: Broker = broker or MemoryBroker(self.config.history_size)
         self.broker.attach(self._deliver)
@@ -135,7 +142,7 @@ class Hub:
         self.stats = HubStats()
         self._channels: dict[str, _Channel] = {}
         self._users: dict[str, dict[Session, None]] = {}
-        self._sessions: dict[str, Session] = {}
+        self._sessions: SessionStore = store if store is not None else MemorySessionStore()
         self._connect_handler: ConnectHandler | None = None
         self._message_handler: MessageHandler | None = None
         self._subscribe_handler: SubscribeHandler | None = None
@@ -205,7 +212,7 @@ class Hub:
             max_unacked=config.max_unacked,
             max_unacked_bytes=config.max_unacked_bytes,
         )
-        self._sessions[session.id] = session
+        self._sessions.add(session)
         if user is not None:
             self._users.setdefault(user, {})[session] = None
         return session
@@ -260,7 +267,7 @@ class Hub:
         if session.expiry is not None:
             session.expiry.cancel()
             session.expiry = None
-        self._sessions.pop(session.id, None)
+        self._sessions.remove(session.id)
         for channel in list(session.channels):
             self.unsubscribe(session, channel)
         if session.user is not None:

@@ -12,6 +12,7 @@ A session outlives its connections for `session_grace` seconds: a client that re
 from __future__ import annotations
 
 import secrets
+from abc import abstractmethod
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 from .message import Data
 from .transports.base import Transport
 
-__all__ = ["Session", "SessionOverflow", "new_session_id"]
+__all__ = ["MemorySessionStore", "Session", "SessionOverflow", "SessionStore", "new_session_id"]
 
 
 def new_session_id() -> str:
@@ -134,3 +135,31 @@ class Session:
     def __repr__(self) -> str:
         via = self.transport.name if self.transport is not None else "nothing (detached)"
         return f"<Session {self.id} user={self.user!r} via {via}>"
+
+
+class SessionStore(Mapping[str, Session]):
+    """Where the hub keeps sessions, between connections too: id -> session (read as a
+    mapping), `add` when one opens, `remove` when it ends for good.
+
+    The memory store keeps them in this process, so a client resumes on the process that
+    opened its session. A store shared by every node is what lets any node answer any poll.
+    """
+
+    @abstractmethod
+    def add(self, session: Session) -> None:
+        """Keep `session` under its id."""
+
+    @abstractmethod
+    def remove(self, session_id: str) -> None:
+        """Forget a session (nothing happens for an unknown id)."""
+
+
+class MemorySessionStore(dict[str, Session], SessionStore):
+    """The embedded store: a dict of this process's sessions (bounded by max_connections
+    plus the sessions waiting out their session_grace)."""
+
+    def add(self, session: Session) -> None:
+        self[session.id] = session
+
+    def remove(self, session_id: str) -> None:
+        self.pop(session_id, None)
