@@ -10,6 +10,7 @@ import json
 import socket
 import struct
 import threading
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, closing, contextmanager, suppress
@@ -542,6 +543,34 @@ def test_a_drop_mid_stream_loses_and_repeats_nothing_on_the_same_transport(
     # Each cut connection is one drop; the app sees reconnecting/reconnected, nothing else.
     assert events[:2] == ["transport", "open"]
     assert set(events[2:]) == {"reconnecting", "reconnected"}
+
+
+def test_a_dropped_event_stream_resumes_its_session_not_eventsource_reconnection(
+    browser: Browser, server: ServerProcess, proxy: CutProxy
+) -> None:
+    """EventSource would reconnect by itself with its first URL, whose hello opens a new
+    session; the client closes it on error and resumes the session itself."""
+    with server_page(browser, server) as page:
+        requests = Requests(page)
+        first = page.evaluate(
+            "([url, options]) => connect(url, options)",
+            [proxy.url("/pushwire"), options("sse", user="sse-only")],
+        )
+        page.evaluate("() => pw.subscribe('feed')")
+        post(server, "/api/publish/feed", b"before")
+        page.wait_for_function("() => messages.length === 1")
+        proxy.cut()  # the stream only; nothing is sent up meanwhile
+        page.wait_for_function("() => events.some((e) => e.type === 'reconnected')")
+        post(server, "/api/publish/feed", b"after")
+        page.wait_for_function("() => messages.length === 2")
+        state = page.evaluate("() => [pw.session, events.map((e) => e.type), messages]")
+    session, events, messages = state
+    assert session == first["session"]
+    assert events == ["transport", "open", "reconnecting", "reconnected"]
+    assert [m["data"] for m in messages] == ["before", "after"]
+    hellos = requests.matching("/pushwire/sse?hello=")
+    assert len(hellos) == 2
+    assert urllib.parse.quote(f'"session":"{session}"') in hellos[1]
 
 
 def test_a_drop_switches_from_websocket_to_longpoll_and_loses_nothing(
