@@ -397,7 +397,7 @@ class CutProxy:
             return
         upstream.settimeout(None)
         with self.lock:
-            if self.refusing:  # the outage began while this one was being connected
+            if self._refusing():  # the outage began while this one was being connected
                 self._kill(client)
                 self._kill(upstream)
                 return
@@ -406,6 +406,9 @@ class CutProxy:
             upstream.sendall(first)
         threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
         threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+
+    def _refusing(self) -> bool:
+        return self.refusing
 
     def _pump(self, source: socket.socket, target: socket.socket) -> None:
         try:
