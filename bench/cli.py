@@ -48,6 +48,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-npm", action="store_true", help="do not install the Node peers")
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "results")
+    parser.add_argument(
+        "--pushwire-src",
+        type=Path,
+        default=REPO / "src",
+        help="the pushwire source tree to run (e.g. a clean `git worktree`)",
+    )
+    parser.add_argument(
+        "--report-only",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="rewrite results.md and the chart from a results.json, run nothing",
+    )
     args = parser.parse_args(argv)
     args.workloads = [w for w in args.workloads.split(",") if w]
     unknown = set(args.workloads) - set(WORKLOADS)
@@ -150,9 +162,34 @@ def _progress(case: Case, index: int, run: dict | None) -> None:
     )
 
 
+def report_only(path: Path, out: Path) -> int:
+    data = json.loads(path.read_text())
+    cases = [
+        Case(
+            c["workload"],
+            c["target"],
+            c["server"],
+            c["transport"],
+            c["n"],
+            c["runs"],
+            c["skipped"],
+            c["errors"],
+        )
+        for c in data["cases"]
+    ]
+    header = data.get("header") or f"Command: `{data['command']}`"
+    table = markdown(cases, header)
+    (out / "results.md").write_text(table)
+    failure = chart(cases, out / "benchmarks.png")
+    print(table)
+    return 0 if failure is None else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        return report_only(args.report_only, args.out)
     command = "python -m bench " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
     )
@@ -181,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     log_dir = args.out / "logs"
     for case, target in plan(args):
+        if target.server == "pushwire":
+            target.env["PYTHONPATH"] = str(args.pushwire_src.resolve())
         print(f"{case.workload} N={case.n} {case.target}", flush=True)
         run_case(case, target, args, binary, log_dir)
         if case.skipped:
@@ -211,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
                 "duration_s": args.duration,
                 "window": args.window,
                 "elapsed_s": elapsed,
+                "header": header,
                 "cases": [c.as_dict() for c in cases],
             },
             indent=1,

@@ -69,8 +69,8 @@ typedef struct {
 static const char *host = "127.0.0.1";
 static int port, pub_port, mode_fanout, mode_echo, mode_connect;
 static int nconns = 100, inflight = 100, size = 64, window = 16, sync_marks = 0;
-static double duration = 5.0, drain_s = 3.0, timeout_s = 60.0;
-static int poll_interval_ms = 50, ack_every = 0;
+static double duration = 5.0, drain_s = 15.0, timeout_s = 60.0;
+static int poll_interval_ms = 50, ack_every = 0, engineio_pong = 0;
 static enum proto sub_proto = P_WS;
 static const char *sub_path = "/", *sub_subprotocol, *sub_ready, *ack_tmpl;
 static const char *sub_init[MAX_INIT];
@@ -544,6 +544,12 @@ static void process(conn_t *c, char *buf, int len) {
             continue;
         }
         if (c->st == S_OPEN) {
+            /* Engine.IO pings ("2" in a 1-byte text frame) need a pong ("3"), or the server
+               drops the connection after pingInterval + pingTimeout. */
+            if (engineio_pong && p == P_WS && memmem(buf, (size_t)len, "\x81\x01" "2", 3)) {
+                queue_ws_text(c, "3", 1);
+                flush_out(c);
+            }
             check_ready(c, buf, len);
             int used = scan(c, buf, len);
             buf += used;
@@ -663,6 +669,7 @@ int main(int argc, char **argv) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 #define OPT(name) (strcmp(a, name) == 0 && v && ++i)
         if (strcmp(a, "--sync") == 0) sync_marks = 1;
+        else if (strcmp(a, "--engineio-pong") == 0) engineio_pong = 1;
         else if (OPT("--mode")) {
             mode_fanout = !strcmp(v, "fanout");
             mode_echo = !strcmp(v, "echo");

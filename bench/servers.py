@@ -38,7 +38,7 @@ def _publisher(path: str, *extra: str) -> list[str]:
 
 
 def _sio_ws(path: str = SIO_WS) -> list[str]:
-    return ["--path", path, "--init", "40", "--ready", "40{"]
+    return ["--path", path, "--init", "40", "--ready", "40{", "--engineio-pong"]
 
 
 PW_V1 = ["--subprotocol", "pushwire.v1", "--init", HELLO]

@@ -1,0 +1,208 @@
+"""The benchmark harness: its correctness check, and a smoke run of every workload.
+
+The check must catch a server that drops or doubles a message: a deliberately broken toy
+server proves it. The smoke runs keep `python -m bench` from rotting; speed is not asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bench import cli
+from bench.harness import Drive, build_loadgen, run_loadgen, running
+from bench.report import Case, markdown
+from bench.servers import REPO, targets
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("gcc") is None, reason="gcc is needed to build loadgen.c"
+)
+
+# A WebSocket fan-out server with one fault: every 100th message is dropped, or sent twice.
+TOY_SERVER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from websockets.asyncio.server import broadcast, serve
+
+    fault, port = sys.argv[1], int(sys.argv[2])
+    clients = set()
+    count = 0
+
+    async def handler(websocket):
+        global count
+        clients.add(websocket)
+        try:
+            async for message in websocket:
+                if "#BM0," in message:  # the load generator's priming message
+                    broadcast(clients, message)
+                    continue
+                count += 1
+                if count % 100 == 0 and fault == "drop":
+                    continue
+                broadcast(clients, message)
+                if count % 100 == 0 and fault == "double":
+                    broadcast(clients, message)
+        finally:
+            clients.discard(websocket)
+
+    async def main():
+        async with serve(handler, "127.0.0.1", port, compression=None) as server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def loadgen(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_loadgen(tmp_path_factory.mktemp("build"))
+
+
+def _fanout(path: str, subscribers: int = 20) -> Drive:
+    return Drive(
+        "fanout",
+        [
+            "--conns",
+            str(subscribers),
+            "--path",
+            path,
+            "--pub-path",
+            path,
+            "--duration",
+            "0.5",
+            "--drain",
+            "1",
+            "--timeout",
+            "20",
+        ],
+    )
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("fault", "counter", "reason"),
+    [("drop", "lost", "lost"), ("double", "duplicates", "duplicated")],
+)
+def test_the_check_catches_a_server_that_drops_or_doubles_a_message(
+    loadgen: Path, tmp_path: Path, fault: str, counter: str, reason: str
+) -> None:
+    script = tmp_path / "toy_server.py"
+    script.write_text(TOY_SERVER)
+    command = [sys.executable, str(script), fault, "{port}"]
+    with running(command, tmp_path, tmp_path / "toy.log", False, None, {}) as server:
+        run = run_loadgen(loadgen, _fanout("/"), server, None, timeout=30)
+    assert run.loadgen[counter] > 0
+    assert any("incorrect delivery" in r and reason in r for r in run.invalid), run.invalid
+
+
+@pytest.mark.integration
+def test_the_check_passes_on_pushwire(loadgen: Path, tmp_path: Path) -> None:
+    pushwire = targets()[0]
+    with running(pushwire.command, REPO, tmp_path / "pushwire.log", False, None, {}) as server:
+        run = run_loadgen(loadgen, _fanout("/ws/bench"), server, None, timeout=30)
+    assert run.loadgen["ok"], run.loadgen
+    assert run.loadgen["published"] > 100
+    assert run.loadgen["deliveries"] == 20 * run.loadgen["published"]
+    assert (run.loadgen["lost"], run.loadgen["duplicates"], run.loadgen["out_of_order"]) == (
+        0,
+        0,
+        0,
+    )
+    assert not [r for r in run.invalid if "load generator" not in r]
+
+
+@pytest.mark.integration
+def test_a_smoke_run_of_every_workload_on_pushwire(tmp_path: Path) -> None:
+    status = cli.main(
+        [
+            "--smoke",
+            "--workloads",
+            "fanout,echo,connect,lab",
+            "--targets",
+            "pushwire",
+            "--no-npm",
+            "--duration",
+            "0.3",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert status == 0
+    result = json.loads((tmp_path / "results.json").read_text())
+    seen = {(case["workload"], case["target"]) for case in result["cases"]}
+    assert {w for w, _ in seen} == {"fanout", "echo", "connect", "lab-fanout", "lab-echo"}
+    assert ("lab-fanout", "tcp") in seen and ("lab-fanout", "polling (50 ms)") in seen
+    for case in result["cases"]:
+        assert case["errors"] == [] and case["runs"], case
+        for run in case["runs"]:
+            assert [r for r in run["invalid"] if "load generator at" not in r] == [], case["target"]
+            assert run["loadgen"]["deliveries"] > 0, case["target"]
+    assert "### Transport lab (pushwire only): fan-out" in (tmp_path / "results.md").read_text()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("name", [t.name for t in targets() if t.server != "pushwire"])
+def test_a_smoke_fanout_on_each_peer_that_is_installed(name: str, tmp_path: Path) -> None:
+    target = next(t for t in targets() if t.name == name)
+    reason = target.requirement()
+    if reason:
+        pytest.skip(f"{name}: {reason}")
+    status = cli.main(
+        [
+            "--smoke",
+            "--workloads",
+            "fanout",
+            "--targets",
+            name,
+            "--no-npm",
+            "--subscribers",
+            "10",
+            "--duration",
+            "0.3",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert status == 0
+    cases = json.loads((tmp_path / "results.json").read_text())["cases"]
+    case = next(c for c in cases if c["target"] == name)
+    assert case["errors"] == [] and case["runs"][0]["loadgen"]["lost"] == 0, case
+
+
+def test_a_peer_that_cannot_run_is_reported_as_skipped_with_its_reason() -> None:
+    case = Case("fanout", "Node ws", "node-ws", "websocket", 1000, skipped="node not installed")
+    table = markdown([case], "header")
+    assert "| Node ws | websocket |" in table and "skipped: node not installed" in table
+
+
+def test_ratios_divide_pushwire_by_the_peer_measured_in_the_same_run() -> None:
+    def case(target: str, rate: float) -> Case:
+        loadgen = {
+            "deliveries": rate,
+            "measured_s": 1.0,
+            "latency_us": {"p50": 1, "p99": 1, "p999": 1},
+            "lost": 0,
+            "duplicates": 0,
+            "ready": 1,
+            "http_requests": 0,
+            "bytes_in": 0,
+            "bytes_out": 0,
+        }
+        run = {
+            "loadgen": loadgen,
+            "server_cpu_s": 1.0,
+            "server_rss_bytes": 1,
+            "server_rss_before": 0,
+            "loadgen_cpu_share": 0.5,
+            "invalid": [],
+        }
+        return Case("echo", target, target, "websocket", 100, runs=[run])
+
+    table = markdown([case("pushwire", 300.0), case("websockets", 100.0)], "header")
+    assert "| pushwire | websockets | 3.00x |" in table
