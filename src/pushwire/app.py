@@ -27,6 +27,7 @@ from .envelope import SUBPROTOCOL
 from .errors import (
     BadRequest,
     Forbidden,
+    MessageTooLarge,
     MethodNotAllowed,
     NotFound,
     PushwireError,
@@ -234,6 +235,10 @@ class App:
     ) -> bytes:
         self.hub.check_channel(channel)
         data = self._api_body(request)
+        if len(data) > self.config.max_message:
+            raise MessageTooLarge(
+                f"message over size limit ({len(data)} > {self.config.max_message} bytes)"
+            )
         message = await self.hub.publish(channel, data)
         body = orjson.dumps(
             {"channel": message.channel, "epoch": message.epoch, "offset": message.offset}

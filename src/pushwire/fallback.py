@@ -277,7 +277,9 @@ class HttpTransports:
             if handler is None:
                 return
             transport.handler = None
-            if handler.session is not None:
+            # A transport superseded by a resumption (4004) keeps nothing for later polls:
+            # the new connection resumed with its own acknowledgements and positions.
+            if handler.session is not None and code != 4004:
                 session_id = handler.session.id
                 self._closed_polls[session_id] = transport
                 asyncio.get_running_loop().call_later(

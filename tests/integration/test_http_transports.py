@@ -374,3 +374,43 @@ def test_raw_sse_resumes_from_last_event_id(server: ServerProcess) -> None:
     assert f"id: {first['epoch']}:{first['offset'] - 1}\ndata: t2\n\n".encode() in data
     assert f"id: {first['epoch']}:{first['offset']}\ndata: t3\n\n".encode() in data
     sock.close()
+
+
+def test_a_message_of_max_message_bytes_fits_an_http_transports_post(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory("--set", "max_message=30000", "--set", "max_body_bytes=60000")
+    client = Poller(server, "longpoll", path="/echo")
+    payload = bytes(range(256)) * 117 + b"\x00" * 48  # exactly 30,000 bytes, binary
+    assert len(payload) == 30000
+    client.send({"type": "send", "data64": base64.b64encode(payload).decode()})
+    (echoed,) = client.receive(1)
+    assert base64.b64decode(echoed["data64"]) == payload
+
+
+def test_the_publish_api_refuses_a_message_over_max_message(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory("--set", "max_message=1000")
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    conn.request("POST", "/api/publish/room", body=b"x" * 1000)
+    first = conn.getresponse()
+    assert (first.status, json.loads(first.read())["offset"]) == (200, 1)
+    conn.request("POST", "/api/publish/room", body=b"x" * 1001)
+    response = conn.getresponse()
+    assert response.status == 413
+    assert response.read() == b"message over size limit (1001 > 1000 bytes)\n"
+
+
+def test_a_resumed_longpoll_gets_its_own_queue_not_the_superseded_ones_close(
+    server: ServerProcess,
+) -> None:
+    first = Poller(server, "longpoll")
+    subscribe(first, "room")
+    again = Poller(server, "longpoll", session=first.session)  # e.g. after a silent drop
+    assert again.welcome["resumed"] is True
+    subscribe(again, "room")
+    publish(server, "room", b"for the new connection")
+    envelopes = again.receive(1)
+    assert envelopes[0]["data"] == "for the new connection"
+    assert all(e["type"] != "close" for e in again.backlog)
