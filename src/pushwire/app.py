@@ -220,15 +220,7 @@ class App:
         if not user:
             raise BadRequest("missing user id")
         sessions = self.hub.send(user, self._api_body(request))
-        body = orjson.dumps({"user": user, "sessions": sessions})
-        return simple_response(
-            200,
-            body,
-            content_type="application/json",
-            headers=self.http.cors(request, None),
-            version=version,
-            keep_alive=keep_alive,
-        )
+        return self._api_answer(request, {"user": user, "sessions": sessions}, version, keep_alive)
 
     async def _publish(
         self, request: Request, channel: str, version: str, keep_alive: bool
@@ -240,12 +232,16 @@ class App:
                 f"message over size limit ({len(data)} > {self.config.max_message} bytes)"
             )
         message = await self.hub.publish(channel, data)
-        body = orjson.dumps(
-            {"channel": message.channel, "epoch": message.epoch, "offset": message.offset}
-        )
+        answer = {"channel": message.channel, "epoch": message.epoch, "offset": message.offset}
+        return self._api_answer(request, answer, version, keep_alive)
+
+    def _api_answer(
+        self, request: Request, answer: dict[str, object], version: str, keep_alive: bool
+    ) -> bytes:
+        """A 200 JSON answer of the API, with CORS headers for an allowed Origin."""
         return simple_response(
             200,
-            body,
+            orjson.dumps(answer),
             content_type="application/json",
             headers=self.http.cors(request, None),
             version=version,
