@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import struct
 
 import pytest
@@ -158,3 +159,105 @@ def test_an_end_of_stream_without_a_close_frame_is_not_the_peers_choice() -> Non
     connection = WebSocketConnection(max_message=1024)
     connection.receive_eof()
     assert connection.events_received() == [WebSocketClosed(1006, "", by_peer=False)]
+
+
+# -- the fast path for simple frames agrees with the general parser --------------------------
+
+
+class _GeneralParserOnly(WebSocketConnection):
+    """The reference: every byte goes through `ServerProtocol`, as before the fast path."""
+
+    def receive_data(self, data: bytes) -> None:
+        self._protocol.receive_data(data)
+
+
+def _client_frame(rng: random.Random, first: int, payload: bytes, masked_: bool = True) -> bytes:
+    length = len(payload)
+    mask_bit = 0x80 if masked_ else 0
+    if length < 126 and rng.random() < 0.9:
+        head = bytes([first, mask_bit | length])
+    elif length < 65536 and rng.random() < 0.9:
+        head = struct.pack("!BBH", first, mask_bit | 126, length)
+    else:
+        head = struct.pack("!BBQ", first, mask_bit | 127, length)
+    if not masked_:
+        return head + payload
+    mask = rng.randbytes(4)
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def _random_frame(rng: random.Random) -> bytes:
+    kind = rng.choices(
+        [
+            "text",
+            "binary",
+            "fragmented",
+            "ping",
+            "pong",
+            "close",
+            "bad-utf8",
+            "unmasked",
+            "rsv",
+            "big",
+            "split-utf8",
+        ],
+        weights=[30, 20, 6, 4, 3, 1, 1, 1, 1, 1, 2],
+    )[0]
+    size = rng.choice([0, 1, 5, 64, 125, 126, 200, 1000])
+    if kind == "text":
+        return _client_frame(rng, 0x81, "é€x"[rng.randrange(3)].encode() * (size // 3))
+    if kind == "binary":
+        return _client_frame(rng, 0x82, rng.randbytes(size))
+    if kind == "fragmented":
+        text = "añb€" * (size // 4 + 1)
+        raw = text.encode()
+        cut = rng.randrange(len(raw) + 1)
+        return _client_frame(rng, 0x01, raw[:cut]) + _client_frame(rng, 0x80, raw[cut:])
+    if kind == "split-utf8":  # a fragment boundary inside a character
+        raw = "€".encode()
+        return _client_frame(rng, 0x01, raw[:1]) + _client_frame(rng, 0x80, raw[1:])
+    if kind == "ping":
+        return _client_frame(rng, 0x89, rng.randbytes(min(size, 125)))
+    if kind == "pong":
+        return _client_frame(rng, 0x8A, rng.randbytes(min(size, 125)))
+    if kind == "close":
+        return _client_frame(rng, 0x88, struct.pack("!H", 1000) + b"bye")
+    if kind == "bad-utf8":
+        return _client_frame(rng, 0x81, b"ok\xc3\x28")
+    if kind == "unmasked":
+        return _client_frame(rng, 0x81, b"plain", masked_=False)
+    if kind == "rsv":
+        return _client_frame(rng, 0xC1, b"compressed?")
+    return _client_frame(rng, 0x82, bytes(3000))  # over the 2,000-byte bound below: 1009
+
+
+def _run(connection: WebSocketConnection, chunks: list[bytes]) -> tuple[list[object], bytes]:
+    events: list[object] = []
+    written = b""
+    for chunk in chunks:
+        connection.receive_data(chunk)
+        events.extend(connection.events_received())
+        written += b"".join(connection.data_to_send())
+    return events, written
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_the_fast_path_and_the_general_parser_agree(seed: int) -> None:
+    rng = random.Random(seed)
+    stream = b"".join(_random_frame(rng) for _ in range(rng.randrange(1, 12)))
+    cuts = sorted(rng.sample(range(1, len(stream)), min(len(stream) - 1, rng.randrange(0, 6))))
+    chunks = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+    fast = _run(WebSocketConnection(max_message=2000), chunks)
+    general = _run(_GeneralParserOnly(max_message=2000), chunks)
+    assert fast == general
+
+
+def test_the_fast_path_takes_several_messages_from_one_read() -> None:
+    connection = WebSocketConnection(max_message=1000)
+    connection.receive_data(masked(0x81, b"one") + masked(0x82, b"two") + masked(0x81, b"thr"))
+    assert connection.events_received() == [
+        WebSocketMessage("one"),
+        WebSocketMessage(b"two"),
+        WebSocketMessage("thr"),
+    ]
+    assert connection.events_received() == []
