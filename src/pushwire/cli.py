@@ -146,7 +146,15 @@ def build_app(config: Config) -> App:
     if config.broker != "memory":
         from .broker.redis import RedisBroker
 
-        broker = RedisBroker(config.broker, history_size=config.history_size)
+        broker = RedisBroker(
+            config.broker,
+            history_size=config.history_size,
+            history_ttl=config.history_ttl,
+            max_pending=config.broker_max_pending,
+            timeout=config.broker_timeout,
+            reconnect_min=config.broker_reconnect_min,
+            reconnect_max=config.broker_reconnect_max,
+        )
     return App(Hub(broker, config), config)
 
 

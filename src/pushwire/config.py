@@ -79,5 +79,15 @@ class Config:
     max_unacked: int = 1000
     #: Bytes of direct messages a session keeps until acknowledged (overflow: close 4003).
     max_unacked_bytes: int = 1024 * 1024
-    #: Messages kept per channel by the memory broker for recovery.
+    #: Messages kept per channel for recovery (memory broker, and each Redis stream).
     history_size: int = 1000
+    #: Seconds a message stays in a channel's Redis history (older ones are trimmed).
+    history_ttl: float = 3600.0
+    #: Publishes a process queues for Redis; one more is refused with 503 / `unavailable`.
+    broker_max_pending: int = 10_000
+    #: Seconds to connect to Redis, for a command's answer, and for a subscription's confirmation.
+    broker_timeout: float = 5.0
+    #: First wait before reconnecting to Redis, seconds; doubles per failure up to the max.
+    broker_reconnect_min: float = 0.1
+    #: Longest wait between reconnection attempts to Redis, seconds.
+    broker_reconnect_max: float = 5.0

@@ -31,12 +31,14 @@ def _answers_ping(port: int) -> bool:
 
 
 class RedisServer:
-    """One `redis-server` without persistence; `stop` then `start` is a restart that loses
-    every key, on the same port."""
+    """One `redis-server`; `stop` then `start` is a restart on the same port. Without
+    `persistent` the restart loses every key; with it, every write is in the append-only
+    file before Redis answers it (appendfsync always), and a restart keeps everything."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, persistent: bool = False) -> None:
         self.port = _free_port()
         self.directory = directory
+        self.persistent = persistent
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -47,7 +49,11 @@ class RedisServer:
         assert REDIS_SERVER is not None
         assert self.process is None, "already running"
         arguments = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        arguments += ["--appendonly", "no", "--dir", str(self.directory)]
+        if self.persistent:
+            arguments += ["--appendonly", "yes", "--appendfsync", "always"]
+        else:
+            arguments += ["--appendonly", "no"]
+        arguments += ["--dir", str(self.directory)]
         self.process = subprocess.Popen(
             [REDIS_SERVER, *arguments], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
