@@ -81,3 +81,13 @@ class Config:
     max_unacked_bytes: int = 1024 * 1024
     #: Messages kept per channel by the memory broker for recovery.
     history_size: int = 1000
+    #: Seconds a presence entry lives without being refreshed: its node refreshes it every
+    #: third of this, so a node that dies without saying goodbye has its members' `leave`
+    #: announced within 4/3 of it (the entry expires, the next sweep removes it).
+    presence_ttl: float = 30.0
+    #: Members listed in one presence snapshot; over it the snapshot says `truncated` and
+    #: lists this many (the count is always the whole channel's).
+    presence_max_members: int = 200
+    #: Bytes of the JSON of the public info a connect handler attaches to a session
+    #: (error `too_large`, close 4100 when over).
+    max_presence_info: int = 1024

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 
-from pushwire.client import ClientClosed, Gap, Message, Presence, RequestFailed, connect
+from pushwire.client import ClientClosed, Gap, Join, Leave, Message, RequestFailed, connect
 from tests.conftest import ServerFactory, ServerProcess
 
 pytestmark = pytest.mark.integration
@@ -187,18 +187,29 @@ async def test_raw_websocket_clients_and_the_python_client_share_a_channel(
         assert await asyncio.wait_for(raw.recv(), 5) == b"\x01\x02"
 
 
-async def test_presence_counts_arrive(server: ServerProcess) -> None:
+async def test_presence_lists_the_members_and_their_joins_and_leaves(
+    server: ServerProcess,
+) -> None:
     async with (
-        connect(server.url("/pushwire")) as first,
-        connect(server.url("/pushwire")) as second,
+        connect(server.url("/pushwire"), user="ann") as first,
+        connect(server.url("/pushwire"), user="bob") as second,
     ):
+        events = first.presence_events()
         await first.subscribe("room", presence=True)
-        assert await first.wait_presence("room", 1, timeout=5) == Presence("room", 1)
+        presence = first.presence["room"]  # known once subscribe returns
+        assert (presence.count, presence.users, presence.truncated) == (1, ["ann"], False)
         await second.subscribe("room")
-        assert await first.wait_presence("room", 2, timeout=5) == Presence("room", 2)
+        joined = await asyncio.wait_for(anext(events), 5)
+        assert isinstance(joined, Join) and joined.member.user == "bob" and joined.count == 2
+        assert (await first.wait_presence("room", 2, timeout=5)).users == ["ann", "bob"]
+        asked = await second.fetch_presence("room")  # on demand, without presence updates
+        assert asked.count == 2 and asked.users == ["ann", "bob"]
         await second.unsubscribe("room")
-        assert await first.wait_presence("room", 1, timeout=5) == Presence("room", 1)
-        assert first.presence == {"room": 1}
+        left = await asyncio.wait_for(anext(events), 5)
+        assert isinstance(left, Leave) and left.member == joined.member and left.count == 1
+        assert first.presence["room"].users == ["ann"]
+        with pytest.raises(RequestFailed, match="not subscribed"):
+            await second.fetch_presence("room")
 
 
 async def test_cancelling_recv_at_any_moment_loses_no_message(server: ServerProcess) -> None:
