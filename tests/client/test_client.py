@@ -325,6 +325,37 @@ async def test_a_drop_right_after_subscribing_repeats_nothing(
     assert received == ["m0", "m1", "m2", "m3", "m4", "end"]
 
 
+async def test_a_dropped_client_that_resumes_does_not_flap_and_learns_what_changed(
+    server: ServerProcess, proxy: Proxy
+) -> None:
+    url = f"http://127.0.0.1:{proxy.port}/pushwire"
+    async with (
+        connect(server.url("/pushwire"), user="ann") as watcher,
+        connect(url, user="flaky", transports=["websocket"], reconnect_delay=0.05) as flaky,
+    ):
+        await watcher.subscribe("room", presence=True)
+        await flaky.subscribe("room", presence=True)
+        await watcher.wait_presence("room", 2, timeout=5)
+        seen_by_watcher = watcher.presence_events()
+        seen_by_flaky = flaky.presence_events()
+        proxy.refusing = True
+        proxy.cut()  # flaky is away; its session waits for it
+        async with connect(server.url("/pushwire"), user="cat") as cat:
+            await cat.subscribe("room")
+            joined = await asyncio.wait_for(anext(seen_by_watcher), 5)
+            assert (type(joined), joined.member.user, joined.count) == (Join, "cat", 3)
+            proxy.refusing = False
+            await flaky.wait_reconnected(10)  # resumed: the same session
+            # What happened while it was away comes out of the comparison of the lists.
+            news = await asyncio.wait_for(anext(seen_by_flaky), 5)
+            assert (type(news), news.member.user, news.count) == (Join, "cat", 3)
+            assert flaky.presence["room"].users == ["ann", "cat", "flaky"]
+        left = await asyncio.wait_for(anext(seen_by_watcher), 5)
+        # The watcher saw cat come and go, and nothing of flaky's drop and return.
+        assert (type(left), left.member.user, left.count) == (Leave, "cat", 2)
+        assert watcher.presence["room"].users == ["ann", "flaky"]
+
+
 async def test_no_transport_working_is_a_clear_error(server: ServerProcess) -> None:
     with pytest.raises(ClientClosed) as closed:
         await connect(f"http://127.0.0.1:{server.port}/nowhere", transports=["websocket"])
