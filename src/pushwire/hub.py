@@ -638,7 +638,7 @@ class Hub:
             state.presence_hold -= 1
             if not state.presence_hold:
                 self._flush_presence(channel)
-                if not state.count and self._channels.get(channel) is state:
+                if not (state.count or state.hold) and self._channels.get(channel) is state:
                     del self._channels[channel]
                     self._run(self.broker.unsubscribe(channel))
 

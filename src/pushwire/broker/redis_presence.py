@@ -7,8 +7,9 @@ Redis keys for channel `C` (prefix `pushwire:`, the channel's hash tag as in the
   count is a ZCARD and the expired members are one ZRANGEBYSCORE.
 - `pushwire:{C}:pv`: the channel's presence version, one more per join or leave.
 
-Every key lives twice `presence_ttl` past the last change or refresh; a channel left empty
-has its keys deleted (its version starts again at 1: nobody watches an empty channel).
+Every key lives twice `presence_ttl` past the last change or refresh (Redis deletes an empty
+hash or sorted set at once); so the version keeps growing while anybody comes and goes, and
+only starts again at 1 once a channel was empty for that long, or Redis lost its data.
 
 One Lua script does every operation (join, refresh, leave, read), so each is atomic with the
 version and count it announces; each begins by sweeping the channel's expired members. A join
@@ -86,13 +87,12 @@ elseif op == 'leave' then
   end
 end
 local count = redis.call('ZCARD', expiries)
+redis.call('PEXPIRE', version, 2 * ttl)
 if count == 0 then
-  redis.call('DEL', entries, expiries, version)
-  return {0, 0, {}}
+  return {tonumber(redis.call('GET', version) or 0), 0, {}}
 end
 redis.call('PEXPIRE', entries, 2 * ttl)
 redis.call('PEXPIRE', expiries, 2 * ttl)
-redis.call('PEXPIRE', version, 2 * ttl)
 local listed = {}
 if op == 'read' then
   local members = redis.call('ZRANGE', expiries, 0, tonumber(ARGV[4]) - 1)
@@ -233,7 +233,14 @@ class RedisPresence:
                     self._ops.append((channel, "refresh", [b"0", *pairs], None))
             ops, self._ops = self._ops, []
             if ops:
-                await self._send(ops)
+                try:
+                    await self._send(ops)
+                except Exception:
+                    # Never stop refreshing: this process's members would expire.
+                    log.exception("presence update failed")
+                    for _channel, _op, _args, future in ops:
+                        if future is not None and not future.done():
+                            future.set_exception(Unavailable("presence update failed"))
 
     async def _send(self, ops: list[_Op]) -> None:
         """Run the script for each op, in order, in one round trip."""

@@ -441,9 +441,9 @@ class Client:
             else:
                 log.warning("server error: %s", error)
         elif kind == "presence":
-            future = self._requests.pop(envelope.get("id", -1), None)
-            if future is not None:  # the answer to fetch_presence
-                if not future.done():
+            if "id" in envelope:  # the answer to fetch_presence
+                future = self._requests.pop(envelope["id"], None)
+                if future is not None and not future.done():
                     future.set_result(envelope)
                 return
             self._snapshot(_presence(envelope))

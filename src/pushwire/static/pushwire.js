@@ -1505,10 +1505,10 @@
         channel: envelope.channel, count: envelope.count,
         members: envelope.members || [], truncated: !!envelope.truncated,
       };
-      const request = envelope.id === undefined ? undefined : this._requests.get(envelope.id);
-      if (request) { // the answer to fetchPresence
+      if (envelope.id !== undefined) { // the answer to fetchPresence
+        const request = this._requests.get(envelope.id);
         this._requests.delete(envelope.id);
-        request.resolve(snapshot);
+        if (request) request.resolve(snapshot);
         return;
       }
       const state = this._channels.get(envelope.channel);
