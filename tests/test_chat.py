@@ -97,17 +97,24 @@ def test_two_terminals_chat_over_websocket_and_tcp(
     server = server_factory("--tcp-port", "0")
     chat = [sys.executable, "-m", "pushwire", "chat"]
     alice = Terminal(tmux_socket, "alice", [*chat, server.url(), "--nick", "alice"])
+    alice.wait_for("joined #lobby over websocket")
     bob = Terminal(
         tmux_socket, "bob", [*chat, f"tcp://127.0.0.1:{server.tcp_port}", "--nick", "bob"]
     )
-    alice.wait_for("joined #lobby over websocket")
     bob.wait_for("joined #lobby over tcp")
+    # The people in the room: each sees the other arrive, listed beside the messages.
+    screen = alice.wait_for("bob joined #lobby (2 online)")
+    assert "people (2)" in screen
+    assert any(line.rstrip().endswith("│ bob") for line in screen.splitlines())
+    bob.wait_for("people (2)")
     alice.type("hello from alice")
     bob.wait_for("alice: hello from alice")
     bob.type("hi alice, bob here")
     screen = alice.wait_for("bob: hi alice, bob here")
     assert "2 online" in alice.wait_for("2 online")
     assert "· alice · websocket · connected" in screen
+    alice.type("/who")
+    alice.wait_for("#lobby: 2 online: alice, bob")
     alice.type("/transport longpoll")
     alice.wait_for("joined #lobby over longpoll")
     bob.type("still there?")

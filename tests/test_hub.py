@@ -120,16 +120,6 @@ async def test_the_subscription_bound_allows_exactly_max_subscriptions() -> None
         await hub.authorize_subscribe(session, "c")
 
 
-async def test_presence_is_sent_once_per_loop_turn_for_a_burst_of_joins() -> None:
-    hub = Hub()
-    watcher = RecordingTransport(ENVELOPE_FRAMING)
-    hub.subscribe(hub.open_session(watcher), "room", presence=True)
-    subscribers(hub, 50, RAW_FRAMING)
-    await asyncio.sleep(0)  # let the loop turn once: presence goes out at the end of the turn
-    presence = b'{"type":"presence","channel":"room","count":51}'
-    assert watcher.written == [short_frame(0x1, presence)]
-
-
 async def test_what_one_loop_turn_publishes_reaches_each_subscriber_in_one_write() -> None:
     hub = Hub()
     transports = subscribers(hub, 3, RAW_FRAMING)

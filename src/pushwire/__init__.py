@@ -10,7 +10,7 @@ from .errors import (
     PushwireError,
     RemoteError,
 )
-from .hub import ConnectRequest, Hub
+from .hub import ConnectRequest, Hub, Identity
 from .message import Message, Position
 from .serve import run, serve
 from .session import Session
@@ -22,6 +22,7 @@ __all__ = [
     "ConnectRequest",
     "Forbidden",
     "Hub",
+    "Identity",
     "InvalidState",
     "LocalError",
     "Message",

@@ -2,8 +2,9 @@
 
 The model (`ChatModel`) holds the room, the nickname, the lines on screen and the connection
 state, and turns what the user types into actions; it knows no terminal. The view is a
-prompt_toolkit full-screen application: the lines above, a status bar, an input line below,
-and messages keep arriving while you type. Chat messages are the JSON text the browser demo
+prompt_toolkit full-screen application: the lines above, the people in the room beside them
+(presence, across every node of the server), a status bar, an input line below, and messages,
+joins and leaves keep arriving while you type. Chat messages are the JSON text the browser demo
 uses, `{"nick": …, "text": …, "ts": …}`, so terminals and browsers share rooms.
 
 Commands: `/join ROOM`, `/nick NAME`, `/transport NAME`, `/who`, `/help`, `/quit`.
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from .client import Gap
+from .client import Gap, Join, Leave, Presence
 
 __all__ = ["Action", "ChatModel", "Line", "run_chat"]
 
@@ -64,7 +65,7 @@ class ChatModel:
         self.transports = tuple(transports)
         self.state = "connecting"
         self.online: int | None = None
-        self.client: Any = None  # the connected client, for its live presence counts
+        self.client: Any = None  # the connected client, for its live presence
         self.lines: deque[Line] = deque(maxlen=MAX_LINES)
 
     # -- input --------------------------------------------------------------------------------
@@ -91,7 +92,8 @@ class ChatModel:
             return Action("transport", argument)
         elif command == "who":
             count = "unknown" if self.online is None else str(self.online)
-            self.system(f"#{self.room}: {count} online")
+            people = ", ".join(self.people()) or "nobody known"
+            self.system(f"#{self.room}: {count} online: {people}")
         else:
             self.error(f"unknown or incomplete command: {text}  ({self.help()})")
         return Action("none")
@@ -126,6 +128,31 @@ class ChatModel:
         else:
             self.lines.append(Line(_clock(), "message", data, "?"))
 
+    def presence_changed(self, event: Join | Leave) -> None:
+        """Someone joined or left a room: a line when it is this room."""
+        if event.channel != self.room:
+            return
+        who = event.member.user or "someone anonymous"
+        verb = "joined" if isinstance(event, Join) else "left"
+        self.system(f"{who} {verb} #{self.room} ({event.count} online)")
+
+    def presence(self) -> Presence | None:
+        if self.client is None:
+            return None
+        presence: Presence | None = self.client.presence.get(self.room)
+        return presence
+
+    def people(self) -> list[str]:
+        """The people in the room by name, once each; `name (2)` for two sessions."""
+        presence = self.presence()
+        if presence is None:
+            return []
+        sessions: dict[str, int] = {}
+        for member in presence.members.values():
+            name = member.user or "anonymous"
+            sessions[name] = sessions.get(name, 0) + 1
+        return [f"{name} ({n})" if n > 1 else name for name, n in sorted(sessions.items())]
+
     def system(self, text: str) -> None:
         self.lines.append(Line(_clock(), "system", text))
 
@@ -134,8 +161,9 @@ class ChatModel:
 
     def status(self) -> str:
         """The status bar's text."""
-        if self.client is not None:
-            self.online = self.client.presence.get(self.room, self.online)
+        presence = self.presence()
+        if presence is not None:
+            self.online = presence.count
         online = "" if self.online is None else f" · {self.online} online"
         return (
             f" pushwire chat · #{self.room}{online} · {self.nick} · "
@@ -152,7 +180,7 @@ async def run_chat(url: str, nick: str, room: str, transports: Sequence[str]) ->
     from prompt_toolkit.buffer import Buffer
     from prompt_toolkit.formatted_text import FormattedText
     from prompt_toolkit.key_binding import KeyBindings
-    from prompt_toolkit.layout import HSplit, Layout, Window
+    from prompt_toolkit.layout import HSplit, Layout, VSplit, Window
     from prompt_toolkit.layout.controls import BufferControl, FormattedTextControl
     from prompt_toolkit.styles import Style
 
@@ -173,7 +201,16 @@ async def run_chat(url: str, nick: str, room: str, transports: Sequence[str]) ->
                 fragments.append((f"class:{line.kind}", f"{line.text}\n"))
         return FormattedText(fragments)
 
+    def render_people() -> FormattedText:
+        people = model.people()
+        fragments: list[tuple[str, str]] = [("class:people-title", f" people ({len(people)})\n")]
+        for name in people:
+            kind = "own-nick" if name.split(" (")[0] == model.nick else "people"
+            fragments.append((f"class:{kind}", f" {name}\n"))
+        return FormattedText(fragments)
+
     messages = Window(FormattedTextControl(render_lines), wrap_lines=True, always_hide_cursor=True)
+    people = Window(FormattedTextControl(render_people), width=22, always_hide_cursor=True)
     status = Window(
         FormattedTextControl(lambda: FormattedText([("class:status", model.status())])),
         height=1,
@@ -209,14 +246,19 @@ async def run_chat(url: str, nick: str, room: str, transports: Sequence[str]) ->
             "own-nick": "#5faf5f bold",
             "message-nick": "#d7af5f bold",
             "prompt": "bold",
+            "people-title": "bold underline",
+            "people": "",
         }
     )
     app: Application[None] = Application(
-        layout=Layout(HSplit([messages, status, prompt]), focused_element=prompt),
+        layout=Layout(
+            HSplit([VSplit([messages, Window(width=1, char="│"), people]), status, prompt]),
+            focused_element=prompt,
+        ),
         key_bindings=keys,
         style=style,
         full_screen=True,
-        refresh_interval=0.5,  # presence counts and connection state change on their own
+        refresh_interval=0.5,  # the connection state changes on its own
     )
     actions: asyncio.Queue[Action] = asyncio.Queue()
 
@@ -228,10 +270,11 @@ async def run_chat(url: str, nick: str, room: str, transports: Sequence[str]) ->
                     model.client = client
                     model.transport = client.transport
                     model.state = "connected"
+                    events = client.presence_events()  # before the joins it must not miss
                     await client.subscribe(model.room, presence=True)
                     model.system(f"joined #{model.room} over {client.transport}")
                     app.invalidate()
-                    switch = await _converse(client, model, actions, quit_event, app)
+                    switch = await _converse(client, events, model, actions, quit_event, app)
             except Exception as exc:
                 model.state = "disconnected"
                 model.error(f"connection failed: {exc}; retrying")
@@ -260,6 +303,7 @@ async def run_chat(url: str, nick: str, room: str, transports: Sequence[str]) ->
 
 async def _converse(
     client: Any,
+    events: Any,
     model: ChatModel,
     actions: asyncio.Queue[Action],
     quit_event: asyncio.Event,
@@ -278,7 +322,13 @@ async def _converse(
                 model.received(message.data, message.channel)
             app.invalidate()
 
+    async def presence() -> None:
+        async for event in events:
+            model.presence_changed(event)
+            app.invalidate()
+
     reader = asyncio.ensure_future(incoming())
+    watcher = asyncio.ensure_future(presence())
     try:
         while True:
             getter = asyncio.ensure_future(actions.get())
@@ -310,3 +360,4 @@ async def _converse(
             app.invalidate()
     finally:
         reader.cancel()
+        watcher.cancel()

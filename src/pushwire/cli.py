@@ -16,7 +16,7 @@ from .app import App
 from .broker.base import Broker
 from .config import Config
 from .errors import Unavailable
-from .hub import Hub
+from .hub import ConnectRequest, Hub
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -154,8 +154,17 @@ def build_app(config: Config) -> App:
             timeout=config.broker_timeout,
             reconnect_min=config.broker_reconnect_min,
             reconnect_max=config.broker_reconnect_max,
+            presence_ttl=config.presence_ttl,
         )
-    return App(Hub(broker, config), config)
+    hub = Hub(broker, config)
+
+    @hub.on_connect
+    def identify(request: ConnectRequest) -> dict[str, Any]:
+        # The demo trusts the user id a client claims, and shows the others (presence)
+        # which transport each person joined over.
+        return {"user": request.user, "info": {"via": request.transport}}
+
+    return App(hub, config)
 
 
 def parse_settings(items: Sequence[str]) -> dict[str, Any]:

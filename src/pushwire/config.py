@@ -91,3 +91,13 @@ class Config:
     broker_reconnect_min: float = 0.1
     #: Longest wait between reconnection attempts to Redis, seconds.
     broker_reconnect_max: float = 5.0
+    #: Seconds a presence entry lives without being refreshed: its node refreshes it every
+    #: third of this, so a node that dies without saying goodbye has its members' `leave`
+    #: announced within 4/3 of it (the entry expires, the next sweep removes it).
+    presence_ttl: float = 30.0
+    #: Members listed in one presence snapshot; over it the snapshot says `truncated` and
+    #: lists this many (the count is always the whole channel's).
+    presence_max_members: int = 200
+    #: Bytes of the JSON of the public info a connect handler attaches to a session
+    #: (error `too_large`, close 4100 when over).
+    max_presence_info: int = 1024

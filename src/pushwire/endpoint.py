@@ -17,7 +17,7 @@ from typing import Any, Final, Literal
 from .broker.base import History
 from .envelope import Envelope, decode
 from .errors import BadRequest, PushwireError, RemoteError, Unavailable, UnknownType
-from .hub import ConnectRequest, Hub
+from .hub import ConnectRequest, Hub, Identity, snapshot_fields
 from .message import Data, Message, Position
 from .session import Session
 from .transports.base import Transport
@@ -150,22 +150,22 @@ class RawHandler(_Handler):
         request = self._connect_request(user, None)
         if self.hub.has_connect_handler or self.since is not None:
             return self._open_awaiting(request)
-        self._opened(request.user)
+        self._opened(Identity(request.user))
         return None
 
     async def _open_awaiting(self, request: ConnectRequest) -> None:
-        user = await self.hub.authorize(request)
+        identity = await self.hub.identify(request)
         channel, since = self.endpoint.channel, self.since
         history = None
         if channel is not None and since is not None:
             history = await self.hub.broker.history(channel, since)
         # No await from here on: replayed messages go out before live ones.
-        self._opened(user)
+        self._opened(identity)
         if history is not None and channel is not None and since is not None:
             write_recovery(self.transport, channel, since, history)
 
-    def _opened(self, user: str | None) -> None:
-        self.session = self.hub.open_session(self.transport, user)
+    def _opened(self, identity: Identity) -> None:
+        self.session = self.hub.open_session(self.transport, identity.user, identity.info)
         if self.endpoint.kind == "channel" and self.endpoint.channel is not None:
             self.hub.subscribe(self.session, self.endpoint.channel)
 
@@ -233,6 +233,8 @@ class EnvelopeHandler(_Handler):
             return self._send(session, envelope.data)
         elif kind == "subscribe":
             return self._subscribe(session, fields, request_id)
+        elif kind == "presence":
+            return self._presence(session, fields, request_id)
         elif kind == "unsubscribe":
             channel = self.hub.check_channel(fields.get("channel"))
             self.hub.unsubscribe(session, channel)
@@ -272,12 +274,14 @@ class EnvelopeHandler(_Handler):
         resumed = session is not None
         if session is None:
             try:
-                user = await self.hub.authorize(self._connect_request(user, token))
+                identity = await self.hub.identify(self._connect_request(user, token))
             except RemoteError as exc:
                 self._error(None, exc)
                 self.transport.close(exc.close_code, str(exc)[:120])
                 return
-            session = self.hub.open_session(self.transport, user, resumable=True)
+            session = self.hub.open_session(
+                self.transport, identity.user, identity.info, resumable=True
+            )
         self.session = session
         self.client = None
         config = self.hub.config
@@ -327,7 +331,7 @@ class EnvelopeHandler(_Handler):
         with hub.holding(channel):
             # Held: live messages wait while the position and history are read, and follow
             # them, so the client sees no gap and no reordering.
-            hub.subscribe(session, channel, presence=fields.get("presence") is True)
+            hub.subscribe(session, channel)
             try:
                 history = await hub.broker.history(channel, since) if since is not None else None
                 position = history.position if history is not None else await hub.position(channel)
@@ -346,6 +350,25 @@ class EnvelopeHandler(_Handler):
             )
             if since is not None and history is not None:
                 write_recovery(self.transport, channel, since, history)
+        if fields.get("presence") is True:
+            try:
+                await hub.watch_presence(session, channel)
+            except PushwireError as exc:
+                self._failed(exc, request_id)
+
+    async def _presence(self, session: Session, fields: dict[str, Any], request_id: object) -> None:
+        try:
+            channel = self.hub.check_channel(fields.get("channel"))
+            if channel not in session.channels:
+                raise BadRequest(f"not subscribed to {channel!r}: subscribe to see who is there")
+            snapshot = await self.hub.presence(channel)
+        except PushwireError as exc:
+            self._failed(exc, request_id)
+            return
+        answer = snapshot_fields(snapshot)
+        if request_id is not None:
+            answer["id"] = request_id
+        self._reply(answer)
 
     def _answer_publish(self, request_id: object) -> Any:
         def done(result: Message | PushwireError) -> None:

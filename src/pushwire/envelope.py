@@ -115,8 +115,5 @@ class TextFraming:
     def frame_direct(self, seq: int, data: Data) -> bytes:
         return self.wrap(encode_text({"type": "message", "seq": seq}, data))
 
-    def frame_presence(self, channel: str, count: int) -> bytes:
-        return self.wrap(encode_text({"type": "presence", "channel": channel, "count": count}))
-
     def frame_control(self, fields: dict[str, Any]) -> bytes:
         return self.wrap(encode_text(fields))

@@ -54,6 +54,15 @@ class MessageTooLarge(RemoteError):
     error_code = "too_large"
 
 
+class PresenceInfoTooLarge(RemoteError):
+    """The public info attached to a session is over `max_presence_info` bytes. The client
+    should not come back with the same: close 4100."""
+
+    http_status = 400
+    close_code = 4100
+    error_code = "too_large"
+
+
 class RequestTimeout(RemoteError):
     http_status = 408
 

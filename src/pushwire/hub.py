@@ -10,6 +10,11 @@ write. A write is a system call, and it is what fan-out costs; batching divides 
 the batch size. A channel's messages still arrive in offset order, and membership changes
 flush what is pending first, so nobody gets a message from before it joined or misses one
 from before it left.
+
+Presence: every session in a channel is a member, announced to every node through the broker
+(pushwire.presence). A session that merely lost its connection stays a member while it waits
+out `session_grace`: reconnecting does not make it leave and join again. Sessions that
+subscribed with presence get a snapshot, then each `join` and `leave`, batched per loop turn.
 """
 
 from __future__ import annotations
@@ -24,15 +29,18 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
+import orjson
+
 from .broker.base import Broker
 from .broker.memory import MemoryBroker
 from .config import Config
-from .errors import BadRequest, Forbidden, LimitReached, PushwireError
+from .errors import BadRequest, Forbidden, LimitReached, PresenceInfoTooLarge, PushwireError
 from .message import Data, Message, Position
+from .presence import PresenceEvent, PresenceSnapshot, encode_entry
 from .session import MemorySessionStore, Session, SessionOverflow, SessionStore
 from .transports.base import Framing, Transport
 
-__all__ = ["ConnectRequest", "Hub", "HubStats"]
+__all__ = ["ConnectRequest", "Hub", "HubStats", "Identity"]
 
 #: Bytes of pending channel messages after which fan-out happens at once, not at turn's end.
 MAX_BATCH_BYTES: Final = 256 * 1024
@@ -57,6 +65,14 @@ class ConnectRequest:
     remote: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a connecting client is: its user id and the public info others see (presence)."""
+
+    user: str | None
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+
 @dataclass(slots=True)
 class HubStats:
     """Counters the hub keeps; `frames_encoded` counts Framing calls for channel messages."""
@@ -70,9 +86,15 @@ class HubStats:
 class _Channel:
     # framing -> session -> the transport to write to (fan-out reads transports directly)
     members: dict[Framing, dict[Session, Transport]] = field(default_factory=dict)
+    # Sessions subscribed with presence (they got a snapshot), and the snapshot version of
+    # those that have not yet seen an event after it.
     watchers: dict[Session, Transport] = field(default_factory=dict)
+    skip: dict[Session, int] = field(default_factory=dict)
     count: int = 0
-    presence_dirty: bool = False
+    # Presence events not yet written: they wait for the end of the turn, or while a
+    # snapshot is read (`presence_hold` above 0) so that they follow it.
+    presence_pending: list[PresenceEvent] = field(default_factory=list)
+    presence_hold: int = 0
     # The broker subscription of this process (done once the broker confirmed it).
     ready: asyncio.Future[None] | None = None
     # The last position fanned out here: anything at or before it is not sent twice.
@@ -83,7 +105,7 @@ class _Channel:
     hold: int = 0
 
 
-ConnectHandler = Callable[[ConnectRequest], "str | Awaitable[str | None] | None"]
+ConnectHandler = Callable[[ConnectRequest], Any]
 MessageHandler = Callable[[Session, Data], "Awaitable[None] | None"]
 SubscribeHandler = Callable[[Session, str], "bool | Awaitable[bool | None] | None"]
 DisconnectHandler = Callable[[Session, int, str], "Awaitable[None] | None"]
@@ -136,6 +158,7 @@ class Hub:
         self.config = config or Config()
         self.broker: Broker = broker or MemoryBroker(self.config.history_size)
         self.broker.attach(self._deliver)
+        self.broker.attach_presence(self._presence_event)
         if hasattr(self.broker, "on_resubscribed"):
             # A broker that can lose its connection says which channels may have gaps.
             self.broker.on_resubscribed = self._resubscribed
@@ -155,7 +178,12 @@ class Hub:
     # -- handlers the app registers ---------------------------------------------------------
 
     def on_connect(self, handler: F) -> F:
-        """Register `handler(request) -> user id | None`; raise `Forbidden` to refuse."""
+        """Register `handler(request)`; raise `Forbidden` to refuse.
+
+        It returns the user id (`str`) or None, or a mapping `{"user": id or None, "info":
+        {...}}`, or an `Identity`: `info` is public, shown with the session in presence to
+        the members of its channels; its JSON is bounded by `max_presence_info` bytes.
+        """
         self._connect_handler = handler
         return handler
 
@@ -185,13 +213,44 @@ class Hub:
         return self._connect_handler is not None
 
     async def authorize(self, request: ConnectRequest) -> str | None:
-        """Run the connect handler: the user id to use, or `Forbidden`."""
+        """Run the connect handler: the user id to use, or `Forbidden` (see `identify`)."""
+        return (await self.identify(request)).user
+
+    async def identify(self, request: ConnectRequest) -> Identity:
+        """Run the connect handler: who the client is, or `Forbidden`.
+
+        Raises:
+            Forbidden: the handler refused.
+            PresenceInfoTooLarge: the info's JSON is over `max_presence_info` bytes.
+            TypeError: the handler returned something else than documented (`on_connect`).
+        """
         if self._connect_handler is None:
-            return request.user
-        user = await _maybe_await(self._connect_handler(request))
-        if user is not None and not isinstance(user, str):
-            raise TypeError(f"connect handler must return str or None, not {type(user)}")
-        return user
+            return Identity(request.user)
+        result = await _maybe_await(self._connect_handler(request))
+        if result is None or isinstance(result, str):
+            return Identity(result)
+        if isinstance(result, Identity):
+            identity = result
+        elif isinstance(result, Mapping):
+            user, info = result.get("user"), result.get("info", {})
+            if user is not None and not isinstance(user, str):
+                raise TypeError(f"connect handler's user must be str or None, not {type(user)}")
+            if not isinstance(info, Mapping):
+                raise TypeError(f"connect handler's info must be a mapping, not {type(info)}")
+            identity = Identity(user, info)
+        else:
+            raise TypeError(
+                f"connect handler must return str, None, a mapping or Identity, not {type(result)}"
+            )
+        try:
+            size = len(orjson.dumps(identity.info))
+        except TypeError as exc:
+            raise TypeError(f"connect handler's info is not JSON: {exc}") from exc
+        if size > self.config.max_presence_info:
+            raise PresenceInfoTooLarge(
+                f"presence info over size limit ({size} > {self.config.max_presence_info} bytes)"
+            )
+        return identity
 
     def open_session(
         self,
@@ -230,7 +289,8 @@ class Hub:
             self.close_session(session, code, reason)
             return
         for channel in list(session.channels):
-            self.unsubscribe(session, channel)
+            # Still a presence member until the grace ends: a reconnection does not flap.
+            self.unsubscribe(session, channel, leave=False)
         session.transport = None
         if session.expiry is not None:
             session.expiry.cancel()
@@ -253,7 +313,7 @@ class Hub:
         old = session.transport
         if old is not None and old is not transport:
             for channel in list(session.channels):
-                self.unsubscribe(session, channel)
+                self.unsubscribe(session, channel, leave=False)
             session.transport = None
             old.close(4004, "session resumed on another connection")
         session.transport = transport
@@ -270,6 +330,8 @@ class Hub:
         self._sessions.remove(session.id)
         for channel in list(session.channels):
             self.unsubscribe(session, channel)
+        for channel in list(session.present):
+            self._leave(session, channel)
         if session.user is not None:
             sessions = self._users.get(session.user)
             if sessions is not None:
@@ -315,8 +377,10 @@ class Hub:
             if allowed is False:
                 raise Forbidden(f"subscription to {channel!r} refused")
 
-    def subscribe(self, session: Session, channel: str, presence: bool = False) -> None:
-        """Add a session to a channel now (authorisation is `authorize_subscribe`'s job)."""
+    def subscribe(self, session: Session, channel: str) -> None:
+        """Add a session to a channel now (authorisation is `authorize_subscribe`'s job);
+        it joins the channel's presence unless it is there already. `watch_presence` then
+        sends it the members and their changes."""
         transport = session.transport
         if session.closed or transport is None:
             return
@@ -327,10 +391,10 @@ class Hub:
             session.channels.add(channel)
             state.members.setdefault(transport.framing, {})[session] = transport
             state.count += 1
-            self._presence_changed(channel, state)
-        if presence and session not in state.watchers:
-            state.watchers[session] = transport
-            self._presence_changed(channel, state)
+        if channel not in session.present:
+            session.present[channel] = None
+            entry = encode_entry(session.public_id, session.user, session.info)
+            self.broker.presence_join(channel, session.public_id, entry)
 
     def _state(self, channel: str) -> _Channel:
         state = self._channels.get(channel)
@@ -361,7 +425,11 @@ class Hub:
             if not state.hold and channel in self._pending:
                 self.flush()
 
-    def unsubscribe(self, session: Session, channel: str) -> None:
+    def unsubscribe(self, session: Session, channel: str, *, leave: bool = True) -> None:
+        """Take a session out of a channel; `leave`: out of its presence too (False keeps a
+        detached session present while it waits out its grace)."""
+        if leave and channel in session.present:
+            self._leave(session, channel)
         state = self._channels.get(channel)
         if state is None or channel not in session.channels:
             return
@@ -372,12 +440,15 @@ class Hub:
             if members.pop(session, None) is not None and not members:
                 del state.members[framing]
         state.watchers.pop(session, None)
+        state.skip.pop(session, None)
         state.count -= 1
-        if state.count == 0 and not state.hold:
+        if state.count == 0 and not state.hold and not state.presence_hold:
             del self._channels[channel]
             self._run(self.broker.unsubscribe(channel))
-        else:
-            self._presence_changed(channel, state)
+
+    def _leave(self, session: Session, channel: str) -> None:
+        del session.present[channel]
+        self.broker.presence_leave(channel, session.public_id)
 
     def subscriber_count(self, channel: str) -> int:
         """Sessions of this process in `channel`."""
@@ -530,27 +601,103 @@ class Hub:
 
     def _resubscribed(self, channels: frozenset[str]) -> None:
         self._run(self.recover(channels))
+        self._run(self._resnapshot(channels))
 
     # -- presence ---------------------------------------------------------------------------
 
-    def _presence_changed(self, channel: str, state: _Channel) -> None:
-        # Joins arrive in bursts: one count per event-loop turn, not one per join.
-        if state.watchers and not state.presence_dirty:
-            state.presence_dirty = True
-            asyncio.get_running_loop().call_soon(self._send_presence, channel)
+    async def presence(self, channel: str) -> PresenceSnapshot:
+        """Who is in `channel` on every node: the count and at most `presence_max_members`
+        entries (JSON bytes, see pushwire.presence).
 
-    def _send_presence(self, channel: str) -> None:
+        Raises:
+            BadRequest: invalid channel name.
+            Unavailable: the broker cannot be reached.
+        """
+        self.check_channel(channel)
+        return await self.broker.presence(channel, self.config.presence_max_members)
+
+    async def watch_presence(self, session: Session, channel: str) -> None:
+        """Send `session` (subscribed to `channel`) the channel's members, then every `join`
+        and `leave` after them, each once and in order.
+
+        Raises:
+            Unavailable: the broker cannot be reached (the session is no watcher then).
+        """
         state = self._channels.get(channel)
-        if state is None:
+        if state is None or channel not in session.channels:
             return
-        state.presence_dirty = False
-        frames: dict[Framing, bytes] = {}
-        for transport in state.watchers.values():
+        state.presence_hold += 1  # events wait while the snapshot is read, then follow it
+        try:
+            snapshot = await self.presence(channel)
+            transport = session.transport
+            if channel in session.channels and transport is not None:
+                transport.write(transport.framing.frame_control(snapshot_fields(snapshot)))
+                state.watchers[session] = transport
+                state.skip[session] = snapshot.version
+        finally:
+            state.presence_hold -= 1
+            if not state.presence_hold:
+                self._flush_presence(channel)
+                if not (state.count or state.hold) and self._channels.get(channel) is state:
+                    del self._channels[channel]
+                    self._run(self.broker.unsubscribe(channel))
+
+    async def _resnapshot(self, channels: Iterable[str]) -> None:
+        """After the broker lost its connection, events may be lost: a fresh snapshot to
+        every watcher of these channels."""
+        for channel in channels:
+            state = self._channels.get(channel)
+            if state is None or not state.watchers:
+                continue
+            state.presence_hold += 1
+            try:
+                snapshot = await self.presence(channel)
+            except PushwireError as exc:
+                log.warning("cannot read presence of %s after a broker outage: %s", channel, exc)
+                continue
+            finally:
+                state.presence_hold -= 1
+            fields = snapshot_fields(snapshot)
+            for session, transport in state.watchers.items():
+                transport.write(transport.framing.frame_control(fields))
+                state.skip[session] = snapshot.version
+            self._flush_presence(channel)
+
+    def _presence_event(self, event: PresenceEvent) -> None:
+        """The broker reports a join or leave: it goes out at the end of this turn."""
+        state = self._channels.get(event.channel)
+        if state is None or not (state.watchers or state.presence_hold):
+            return
+        state.presence_pending.append(event)
+        if len(state.presence_pending) == 1 and not state.presence_hold:
+            asyncio.get_running_loop().call_soon(self._flush_presence, event.channel)
+
+    def _flush_presence(self, channel: str) -> None:
+        state = self._channels.get(channel)
+        if state is None or state.presence_hold or not state.presence_pending:
+            return
+        events, state.presence_pending = state.presence_pending, []
+        channel_json = orjson.dumps(channel).decode()
+        frames: dict[Framing, list[tuple[int, bytes]]] = {}
+        joined: dict[Framing, bytes] = {}
+        skip = state.skip
+        for session, transport in state.watchers.items():
             framing = transport.framing
-            frame = frames.get(framing)
-            if frame is None:
-                frame = frames[framing] = framing.frame_presence(channel, state.count)
-            transport.write(frame)
+            framed = frames.get(framing)
+            if framed is None:
+                framed = frames[framing] = [
+                    (event.version, framing.frame_control(event_fields(event, channel_json)))
+                    for event in events
+                ]
+                joined[framing] = b"".join(frame for _, frame in framed)
+            seen = skip.get(session)
+            if seen is None:
+                transport.write(joined[framing])
+                continue
+            fresh = [frame for version, frame in framed if version > seen]
+            if fresh:
+                del skip[session]  # past its snapshot: every later event is news to it
+                transport.write(b"".join(fresh))
 
     # -- housekeeping -----------------------------------------------------------------------
 
@@ -566,3 +713,24 @@ class Hub:
         self._background.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("background task failed", exc_info=task.exception())
+
+
+def snapshot_fields(snapshot: PresenceSnapshot) -> dict[str, Any]:
+    """The `presence` envelope of a snapshot (the entries go in as they are)."""
+    return {
+        "type": "presence",
+        "channel": snapshot.channel,
+        "count": snapshot.count,
+        "members": orjson.Fragment(b"[" + b",".join(snapshot.entries) + b"]"),
+        "truncated": snapshot.count > len(snapshot.entries),
+    }
+
+
+def event_fields(event: PresenceEvent, channel_json: str) -> dict[str, Any]:
+    """The `join` or `leave` envelope of an event."""
+    return {
+        "type": event.kind,
+        "channel": orjson.Fragment(channel_json),
+        "count": event.count,
+        "member": orjson.Fragment(event.entry),
+    }

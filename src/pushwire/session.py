@@ -28,6 +28,11 @@ def new_session_id() -> str:
     return secrets.token_urlsafe(16)
 
 
+def new_public_id() -> str:
+    """72 random bits, URL-safe base64 (12 characters): names a session to others."""
+    return secrets.token_urlsafe(9)
+
+
 class SessionOverflow(Exception):
     """Unacknowledged direct messages went over a bound; the session cannot be resumed."""
 
@@ -37,7 +42,10 @@ class Session:
 
     `transport` is None while the client is between connections. `resumable` sessions
     (pushwire.v1) keep unacknowledged direct messages; raw-mode sessions cannot acknowledge
-    and keep nothing. `info` is what the app's connect handler attached (never sent).
+    and keep nothing. `info` is what the app's connect handler attached: public, it is shown
+    to the other members of the session's channels (presence). `public_id` names the session
+    in presence; the session `id` is a credential (it resumes the session) and is never shown
+    to anybody else. `present` are the channels where the session is a presence member.
     """
 
     __slots__ = (
@@ -49,6 +57,8 @@ class Session:
         "info",
         "max_unacked",
         "max_unacked_bytes",
+        "present",
+        "public_id",
         "resumable",
         "seq",
         "transport",
@@ -68,6 +78,8 @@ class Session:
         max_unacked_bytes: int = 1024 * 1024,
     ) -> None:
         self.id = new_session_id()
+        self.public_id = new_public_id()
+        self.present: dict[str, None] = {}
         self.user = user
         self.info: Mapping[str, Any] = info or {}
         self.transport = transport

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 
-from pushwire.client import ClientClosed, Gap, Message, Presence, RequestFailed, connect
+from pushwire.client import ClientClosed, Gap, Join, Leave, Message, RequestFailed, connect
 from tests.conftest import ServerFactory, ServerProcess
 
 pytestmark = pytest.mark.integration
@@ -187,18 +187,29 @@ async def test_raw_websocket_clients_and_the_python_client_share_a_channel(
         assert await asyncio.wait_for(raw.recv(), 5) == b"\x01\x02"
 
 
-async def test_presence_counts_arrive(server: ServerProcess) -> None:
+async def test_presence_lists_the_members_and_their_joins_and_leaves(
+    server: ServerProcess,
+) -> None:
     async with (
-        connect(server.url("/pushwire")) as first,
-        connect(server.url("/pushwire")) as second,
+        connect(server.url("/pushwire"), user="ann") as first,
+        connect(server.url("/pushwire"), user="bob") as second,
     ):
+        events = first.presence_events()
         await first.subscribe("room", presence=True)
-        assert await first.wait_presence("room", 1, timeout=5) == Presence("room", 1)
+        presence = first.presence["room"]  # known once subscribe returns
+        assert (presence.count, presence.users, presence.truncated) == (1, ["ann"], False)
         await second.subscribe("room")
-        assert await first.wait_presence("room", 2, timeout=5) == Presence("room", 2)
+        joined = await asyncio.wait_for(anext(events), 5)
+        assert isinstance(joined, Join) and joined.member.user == "bob" and joined.count == 2
+        assert (await first.wait_presence("room", 2, timeout=5)).users == ["ann", "bob"]
+        asked = await second.fetch_presence("room")  # on demand, without presence updates
+        assert asked.count == 2 and asked.users == ["ann", "bob"]
         await second.unsubscribe("room")
-        assert await first.wait_presence("room", 1, timeout=5) == Presence("room", 1)
-        assert first.presence == {"room": 1}
+        left = await asyncio.wait_for(anext(events), 5)
+        assert isinstance(left, Leave) and left.member == joined.member and left.count == 1
+        assert first.presence["room"].users == ["ann"]
+        with pytest.raises(RequestFailed, match="not subscribed"):
+            await second.fetch_presence("room")
 
 
 async def test_cancelling_recv_at_any_moment_loses_no_message(server: ServerProcess) -> None:
@@ -312,6 +323,37 @@ async def test_a_drop_right_after_subscribing_repeats_nothing(
             assert isinstance(item, Message), item
             received.append(item.data)
     assert received == ["m0", "m1", "m2", "m3", "m4", "end"]
+
+
+async def test_a_dropped_client_that_resumes_does_not_flap_and_learns_what_changed(
+    server: ServerProcess, proxy: Proxy
+) -> None:
+    url = f"http://127.0.0.1:{proxy.port}/pushwire"
+    async with (
+        connect(server.url("/pushwire"), user="ann") as watcher,
+        connect(url, user="flaky", transports=["websocket"], reconnect_delay=0.05) as flaky,
+    ):
+        await watcher.subscribe("room", presence=True)
+        await flaky.subscribe("room", presence=True)
+        await watcher.wait_presence("room", 2, timeout=5)
+        seen_by_watcher = watcher.presence_events()
+        seen_by_flaky = flaky.presence_events()
+        proxy.refusing = True
+        proxy.cut()  # flaky is away; its session waits for it
+        async with connect(server.url("/pushwire"), user="cat") as cat:
+            await cat.subscribe("room")
+            joined = await asyncio.wait_for(anext(seen_by_watcher), 5)
+            assert (type(joined), joined.member.user, joined.count) == (Join, "cat", 3)
+            proxy.refusing = False
+            await flaky.wait_reconnected(10)  # resumed: the same session
+            # What happened while it was away comes out of the comparison of the lists.
+            news = await asyncio.wait_for(anext(seen_by_flaky), 5)
+            assert (type(news), news.member.user, news.count) == (Join, "cat", 3)
+            assert flaky.presence["room"].users == ["ann", "cat", "flaky"]
+        left = await asyncio.wait_for(anext(seen_by_watcher), 5)
+        # The watcher saw cat come and go, and nothing of flaky's drop and return.
+        assert (type(left), left.member.user, left.count) == (Leave, "cat", 2)
+        assert watcher.presence["room"].users == ["ann", "flaky"]
 
 
 async def test_no_transport_working_is_a_clear_error(server: ServerProcess) -> None:

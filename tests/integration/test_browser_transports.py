@@ -113,12 +113,13 @@ window.connect = function (url, options) {
   window.events = [];
   window.messages = [];
   const types = ['open', 'close', 'error', 'reconnecting', 'reconnected', 'expired', 'presence',
-                 'gap', 'servererror', 'transport'];
+                 'join', 'leave', 'gap', 'servererror', 'transport'];
   const field = (e, name) => (e[name] === undefined ? null : e[name]);
   for (const type of types) {
     pw.addEventListener(type, (e) => window.events.push({
       type, readyState: pw.readyState, transport: pw.transport,
       code: field(e, 'code'), channel: field(e, 'channel'), count: field(e, 'count'),
+      user: e.member ? e.member.user : null,
     }));
   }
   pw.addEventListener('message', (e) => {
@@ -259,6 +260,13 @@ def test_two_pages_subscribe_publish_and_see_presence_over_every_transport(
         joined = alice.evaluate("() => pw.subscribe('room', {presence: true})")
         bob.evaluate("() => pw.subscribe('room')")
         alice.wait_for_function("() => events.some((e) => e.type === 'presence' && e.count === 2)")
+        members = alice.evaluate(
+            "() => pw.presence('room').members.map((m) => [m.user, m.info.via]).sort()"
+        )
+        assert members == [["alice", transport], ["bob", transport]]
+        asked = bob.evaluate("() => pw.fetchPresence('room')")  # on demand, no presence events
+        assert asked["count"] == 2 and asked["truncated"] is False
+        assert sorted(m["user"] for m in asked["members"]) == ["alice", "bob"]
         published = bob.evaluate("() => pw.publish('room', 'hi from bob')")
         assert published["offset"] == joined["offset"] + 1
         bob.evaluate("() => { pw.binaryType = 'arraybuffer'; }")
@@ -273,7 +281,7 @@ def test_two_pages_subscribe_publish_and_see_presence_over_every_transport(
         alice.wait_for_function(
             "() => events.filter((e) => e.type === 'presence').slice(-1)[0].count === 1"
         )
-        alice_events = alice.evaluate("() => events.map((e) => [e.type, e.count])")
+        alice_events = alice.evaluate("() => events.map((e) => [e.type, e.count, e.user])")
         bob_events = bob.evaluate("() => events.map((e) => [e.type, e.code])")
     offset = joined["offset"]
     assert [(m["data"], m["offset"], m["readyState"]) for m in at_alice] == [
@@ -283,11 +291,13 @@ def test_two_pages_subscribe_publish_and_see_presence_over_every_transport(
     ]
     assert [m["data"] for m in at_bob] == ["hi from bob", [1, 10, 0, 255], [195, 169]]
     assert alice_events == [
-        ["transport", None],
-        ["open", None],
-        ["presence", 1],
-        ["presence", 2],
-        ["presence", 1],
+        ["transport", None, None],
+        ["open", None, None],
+        ["presence", 1, None],  # the members: alice alone
+        ["join", 2, "bob"],
+        ["presence", 2, None],
+        ["leave", 1, "bob"],
+        ["presence", 1, None],
     ]
     assert bob_events == [["transport", None], ["open", None], ["close", 1000]]
 

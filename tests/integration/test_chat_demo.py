@@ -121,6 +121,11 @@ def messages(page: Page) -> Locator:
     return page.get_by_test_id("message")
 
 
+def people(page: Page) -> Locator:
+    """The names in the "people in the room" list (one's own marked "you")."""
+    return page.get_by_test_id("people").get_by_test_id("person-name")
+
+
 def test_two_people_in_one_room_see_each_others_messages_and_count_two_online(
     open_chat: OpenChat,
 ) -> None:
@@ -152,6 +157,38 @@ def test_two_people_in_one_room_see_each_others_messages_and_count_two_online(
 
     bob.close()
     expect(alice.get_by_test_id("online-count")).to_have_text("1")
+
+
+def test_the_people_in_the_room_are_listed_and_follow_joins_and_leaves(
+    open_chat: OpenChat,
+) -> None:
+    alice = open_chat("alice")
+    bob = open_chat("bob", transport="longpoll")
+    for page in (alice, bob):
+        expect(people(page)).to_have_count(2)
+        expect(page.get_by_test_id("people-count")).to_have_text("· 2")
+    # Oneself first, marked; then the others by name, with the transport they came by.
+    expect(people(alice)).to_have_text([re.compile(r"^alice\s*you$"), "bob"])
+    expect(alice.get_by_test_id("person-via").nth(1)).to_have_text("longpoll")
+    expect(people(bob)).to_have_text([re.compile(r"^bob\s*you$"), "alice"])
+    expect(bob.get_by_test_id("person-via").nth(1)).to_have_text("websocket")
+
+    # Bob opens a second tab: still one bob, with two sessions.
+    bob_again = open_chat("bob")
+    expect(alice.locator('[data-user="bob"]')).to_contain_text("2 tabs")
+    expect(alice.get_by_test_id("online-count")).to_have_text("3")
+    bob_again.close()
+    expect(alice.locator('[data-user="bob"]')).not_to_contain_text("tabs")
+
+    # Carol arrives and leaves for another room: the list follows.
+    carol = open_chat("carol")
+    expect(people(alice)).to_have_count(3)
+    expect(alice.locator('[data-user="carol"]')).to_be_visible()
+    join(carol, "design")
+    expect(people(alice)).to_have_count(2)
+    expect(people(carol)).to_have_text([re.compile(r"^carol\s*you$")])
+    bob.close()
+    expect(people(alice)).to_have_text([re.compile(r"^alice\s*you$")])
 
 
 @pytest.mark.parametrize("transport", ["websocket", *HTTP_TRANSPORTS])
@@ -397,6 +434,7 @@ def test_screenshots_of_a_conversation(open_chat: OpenChat, tmp_path: Path) -> N
     for page in (alice, bob):
         expect(messages(page)).to_have_count(len(script) + 2)
         expect(page.get_by_test_id("online-count")).to_have_text("2")
+        expect(people(page)).to_have_count(2)
         page.get_by_test_id("message-image").evaluate("img => img.decode()")
         page.evaluate("document.activeElement && document.activeElement.blur()")
     DOCS.mkdir(exist_ok=True)

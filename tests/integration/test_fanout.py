@@ -135,7 +135,9 @@ async def test_direct_push_to_an_absent_user_reaches_nobody(server: ServerProces
     assert result == {"user": "nobody", "sessions": 0}
 
 
-async def test_presence_counts_the_sessions_in_a_channel(server: ServerProcess) -> None:
+async def test_presence_lists_the_sessions_in_a_channel_then_their_joins_and_leaves(
+    server: ServerProcess,
+) -> None:
     url = server.ws_url("/pushwire")
     async with connect(url, subprotocols=["pushwire.v1"]) as watcher:
         await hello(watcher, "watcher")
@@ -143,14 +145,31 @@ async def test_presence_counts_the_sessions_in_a_channel(server: ServerProcess) 
             json.dumps({"type": "subscribe", "id": 1, "channel": "lobby", "presence": True})
         )
         assert json.loads(await watcher.recv())["type"] == "subscribed"
-        assert json.loads(await asyncio.wait_for(watcher.recv(), 5)) == {
+        snapshot = json.loads(await asyncio.wait_for(watcher.recv(), 5))
+        (me,) = snapshot["members"]
+        assert snapshot == {
             "type": "presence",
             "channel": "lobby",
             "count": 1,
+            "members": [{"member": me["member"], "user": "watcher", "info": {"via": "websocket"}}],
+            "truncated": False,
         }
+        # A plain WebSocket on /ws/lobby is a member too: anonymous, with its info.
         async with connect(server.ws_url("/ws/lobby")):
-            assert json.loads(await asyncio.wait_for(watcher.recv(), 5))["count"] == 2
-        assert json.loads(await asyncio.wait_for(watcher.recv(), 5))["count"] == 1
+            joined = json.loads(await asyncio.wait_for(watcher.recv(), 5))
+            assert joined["type"] == "join" and joined["count"] == 2
+            assert (joined["member"]["user"], joined["member"]["info"]) == (
+                None,
+                {"via": "websocket"},
+            )
+            await watcher.send(json.dumps({"type": "presence", "id": 2, "channel": "lobby"}))
+            answer = json.loads(await asyncio.wait_for(watcher.recv(), 5))
+            assert (answer["id"], answer["count"], len(answer["members"])) == (2, 2, 2)
+        left = json.loads(await asyncio.wait_for(watcher.recv(), 5))
+        assert left == {**joined, "type": "leave", "count": 1}
+        await watcher.send(json.dumps({"type": "presence", "id": 3, "channel": "elsewhere"}))
+        refused = json.loads(await asyncio.wait_for(watcher.recv(), 5))
+        assert (refused["type"], refused["id"], refused["code"]) == ("error", 3, "bad_request")
 
 
 async def test_a_session_over_its_unacknowledged_bound_is_closed_4003_peers_unaffected(

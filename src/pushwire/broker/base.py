@@ -1,7 +1,10 @@
 """The broker contract: the only code that knows about other processes.
 
 A broker gives every channel message its position (epoch, offset), delivers it to every
-process that subscribed to the channel, and keeps a bounded history for recovery.
+process that subscribed to the channel, and keeps a bounded history for recovery. It also
+keeps every channel's presence (pushwire.presence): the members every node sees, their join
+and leave events delivered to the processes subscribed to the channel, entries that expire
+when their node stops refreshing them.
 """
 
 from __future__ import annotations
@@ -12,13 +15,17 @@ from typing import Protocol
 
 from ..errors import PushwireError
 from ..message import Data, Message, Position
+from ..presence import PresenceEvent, PresenceSnapshot
 
-__all__ = ["Broker", "DeliverCallback", "History", "PublishCallback"]
+__all__ = ["Broker", "DeliverCallback", "History", "PresenceCallback", "PublishCallback"]
 
 #: Called by the broker, on the event loop, for each message of a subscribed channel.
 DeliverCallback = Callable[[Message], None]
 #: Called once a publish is stored and fanned out (with the message) or failed (with the error).
 PublishCallback = Callable[[Message | PushwireError], None]
+#: Called by the broker, on the event loop, for each presence change of a subscribed channel
+#: (in version order per channel).
+PresenceCallback = Callable[[PresenceEvent], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,3 +72,27 @@ class Broker(Protocol):
 
     async def history(self, channel: str, since: Position) -> History:
         """The channel's messages after `since`, as far as history reaches."""
+
+    # -- presence ---------------------------------------------------------------------------
+
+    def attach_presence(self, deliver: PresenceCallback) -> None:
+        """Set the callback that receives presence events of this process's channels."""
+
+    def presence_join(self, channel: str, member: str, entry: bytes) -> None:
+        """This process's session `member` is in `channel`, with its entry (JSON bytes).
+
+        The broker keeps it present (refreshing it every `presence_ttl / 3` seconds) until
+        `presence_leave`; joins, leaves and snapshot reads of one process happen in call
+        order. A member already present is not announced again.
+        """
+
+    def presence_leave(self, channel: str, member: str) -> None:
+        """This process's session `member` left `channel` (announced once)."""
+
+    async def presence(self, channel: str, limit: int) -> PresenceSnapshot:
+        """The channel's members (at most `limit` entries) and count, after every join and
+        leave this process asked for before; expired entries are removed first.
+
+        Raises:
+            Unavailable: the broker cannot be reached.
+        """

@@ -1,4 +1,8 @@
-"""The embedded broker: one process, no I/O, delivery inside `publish`."""
+"""The embedded broker: one process, no I/O, delivery inside `publish`.
+
+Presence lives in a `PresenceTable`; its events are delivered inside `presence_join` and
+`presence_leave`. One process has no node that could die alone: entries never expire here.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from ..message import Data, Message, Position
-from .base import DeliverCallback, History, PublishCallback
+from ..presence import PresenceSnapshot, PresenceTable
+from .base import DeliverCallback, History, PresenceCallback, PublishCallback
 
 __all__ = ["MemoryBroker"]
 
@@ -32,15 +37,21 @@ class MemoryBroker:
         self.max_channels = max_channels
         self._streams: OrderedDict[str, _Stream] = OrderedDict()
         self._deliver: DeliverCallback | None = None
+        self._deliver_presence: PresenceCallback | None = None
+        self.presence_table = PresenceTable()
 
     def attach(self, deliver: DeliverCallback) -> None:
         self._deliver = deliver
+
+    def attach_presence(self, deliver: PresenceCallback) -> None:
+        self._deliver_presence = deliver
 
     async def start(self) -> None:
         return None
 
     async def close(self) -> None:
         self._deliver = None
+        self._deliver_presence = None
 
     def _stream(self, channel: str) -> _Stream:
         stream = self._streams.get(channel)
@@ -86,3 +97,18 @@ class MemoryBroker:
         first_kept = stream.history[0].offset if stream.history else stream.offset + 1
         complete = since.offset >= first_kept - 1
         return History(messages, complete, now)
+
+    def presence_join(self, channel: str, member: str, entry: bytes) -> None:
+        deliver = self._deliver_presence
+        for event in self.presence_table.join(channel, member, entry):
+            if deliver is not None:
+                deliver(event)
+
+    def presence_leave(self, channel: str, member: str) -> None:
+        deliver = self._deliver_presence
+        for event in self.presence_table.leave(channel, (member,)):
+            if deliver is not None:
+                deliver(event)
+
+    async def presence(self, channel: str, limit: int) -> PresenceSnapshot:
+        return self.presence_table.snapshot(channel, limit)

@@ -51,7 +51,9 @@ Redis keys for channel `C` (default prefix `pushwire:`):
   last publish. `history` reads at most `history_size` entries and none older than
   `history_ttl` (so the age bound holds on a quiet channel too), so its answer does not
   depend on where the approximate trim fell.
-- pub/sub channel `pushwire:{C}`: each message as `<epoch> <offset> <kind> <data>`.
+- pub/sub channel `pushwire:{C}`: each message as `<epoch> <offset> <kind> <data>`, and the
+  channel's presence changes as `!<version> <count> j|l <entry>` (broker/redis_presence.py,
+  which also describes the presence keys).
 """
 
 from __future__ import annotations
@@ -76,7 +78,9 @@ from redis.retry import Retry
 
 from ..errors import InvalidState, PushwireError, Unavailable
 from ..message import Data, Message, Position
-from .base import DeliverCallback, History, PublishCallback
+from ..presence import PresenceSnapshot
+from .base import DeliverCallback, History, PresenceCallback, PublishCallback
+from .redis_presence import RedisPresence, parse_event
 
 __all__ = ["RedisBroker", "ResubscribedCallback"]
 
@@ -181,6 +185,8 @@ class RedisBroker:
         reconnect_max: longest wait between reconnection attempts, seconds.
         on_resubscribed: called with the channels subscribed again after a lost connection,
             once Redis confirmed them; settable later as the attribute of the same name.
+        presence_ttl: seconds a presence entry lives unrefreshed; this process refreshes its
+            own every third of it (broker/redis_presence.py).
     """
 
     def __init__(
@@ -199,6 +205,7 @@ class RedisBroker:
         reconnect_min: float = 0.1,
         reconnect_max: float = 5.0,
         on_resubscribed: ResubscribedCallback | None = None,
+        presence_ttl: float = 30.0,
     ) -> None:
         if history_size < 0:
             raise ValueError(f"history_size must be >= 0, not {history_size}")
@@ -244,6 +251,7 @@ class RedisBroker:
         self._history_ttl_ms = str(round(history_ttl * 1000))
         self._channel_ttl_ms = str(round(channel_ttl * 1000))
         self._history_size_arg = str(history_size)
+        self._presence = RedisPresence(self._client, self._presence_keys, presence_ttl, timeout)
 
         self._state = _State.NEW
         self._deliver: DeliverCallback | None = None
@@ -272,6 +280,9 @@ class RedisBroker:
     def attach(self, deliver: DeliverCallback) -> None:
         self._deliver = deliver
 
+    def attach_presence(self, deliver: PresenceCallback) -> None:
+        self._presence.deliver = deliver
+
     async def start(self) -> None:
         """Connect, load the publish script and open the subscription connection.
 
@@ -295,6 +306,7 @@ class RedisBroker:
             asyncio.create_task(self._send_loop(), name="pushwire redis sender"),
             asyncio.create_task(self._read_loop(), name="pushwire redis reader"),
         ]
+        self._presence.start()
 
     async def close(self) -> None:
         """Send what is queued (for up to `timeout` seconds), then disconnect.
@@ -305,6 +317,8 @@ class RedisBroker:
         if self._state is _State.CLOSED:
             return
         running = self._state is _State.RUNNING
+        if running:
+            await self._presence.close()  # goodbye: this process's members leave
         self._state = _State.CLOSED
         if running and self._publish_up and not self._idle.is_set():
             with contextlib.suppress(TimeoutError):
@@ -593,6 +607,9 @@ class RedisBroker:
         deliver = self._deliver
         if channel is None or deliver is None:
             return  # unsubscribed while the message was on its way
+        if payload[:1] == b"!":
+            self._dispatch_presence(channel, payload)
+            return
         try:
             epoch, offset, kind, data = payload.split(b" ", 3)
             message = Message(
@@ -608,6 +625,38 @@ class RedisBroker:
             deliver(message)
         except Exception:
             log.exception("deliver callback failed")
+
+    def _dispatch_presence(self, channel: str, payload: bytes) -> None:
+        deliver = self._presence.deliver
+        if deliver is None:
+            return
+        try:
+            event = parse_event(channel, payload)
+        except ValueError:
+            log.warning("malformed presence event on %r ignored: %r", channel, payload[:100])
+            return
+        try:
+            deliver(event)
+        except Exception:
+            log.exception("presence callback failed")
+
+    # -- presence ---------------------------------------------------------------------------
+
+    def presence_join(self, channel: str, member: str, entry: bytes) -> None:
+        self._presence.join(channel, member, entry)
+
+    def presence_leave(self, channel: str, member: str) -> None:
+        self._presence.leave(channel, member)
+
+    async def presence(self, channel: str, limit: int) -> PresenceSnapshot:
+        """The channel's members and count (see `Broker.presence`).
+
+        Raises:
+            Unavailable: Redis cannot be reached.
+        """
+        if self._state is not _State.RUNNING:
+            raise InvalidState(f"redis broker is {self._state.value}")
+        return await self._presence.snapshot(channel, limit)
 
     def _confirmed(self, topic: bytes) -> None:
         for waiter in self._waiters.pop(topic, ()):
@@ -699,6 +748,11 @@ class RedisBroker:
         """The channel's meta hash, history Stream and pub/sub names (one hash tag)."""
         base = f"{self.prefix}{{{channel}}}"
         return f"{base}:meta", f"{base}:history", base
+
+    def _presence_keys(self, channel: str) -> tuple[str, str, str, str]:
+        """The channel's presence hash, sorted set and version, and its pub/sub name."""
+        base = f"{self.prefix}{{{channel}}}"
+        return f"{base}:pm", f"{base}:pz", f"{base}:pv", base
 
     def _backoff(self, failures: int) -> float:
         delay = min(self.reconnect_max, self.reconnect_min * 2.0 ** min(failures, 30))

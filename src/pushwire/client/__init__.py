@@ -1,11 +1,14 @@
 """The asyncio Python client: `connect(url)` over WebSocket, SSE, streaming, long-poll,
 polling or TCP, with the same operations on each (docs/protocol.md is the wire)."""
 
-from .connection import Client, connect
+from .connection import Client, PresenceEvents, connect
 from .errors import (
     ClientClosed,
     ClientError,
     Gap,
+    Join,
+    Leave,
+    Member,
     Message,
     Presence,
     RequestFailed,
@@ -19,8 +22,12 @@ __all__ = [
     "ClientClosed",
     "ClientError",
     "Gap",
+    "Join",
+    "Leave",
+    "Member",
     "Message",
     "Presence",
+    "PresenceEvents",
     "RequestFailed",
     "Subscription",
     "connect",

@@ -5,6 +5,11 @@ each at most once, across reconnections and transport changes (the client resume
 re-subscribes each channel from the last position it saw, and drops anything it has seen).
 What history could not keep arrives as a `Gap`. Cancelling `recv()` loses no message.
 
+Presence: a channel subscribed with `presence=True` has its members in `client.presence`,
+kept up to date by the server's `join` and `leave`; `presence_events()` yields those as
+`Join` / `Leave`. After a reconnection the server sends the members again; the client
+compares, and what changed while it was away is yielded as joins and leaves too.
+
 Backpressure: messages wait in an inbox of `max_queue` entries until `recv()` takes them. When
 it is full the client stops reading from the connection (nothing is dropped): the socket's
 buffers fill and the server sees a slow consumer, whose own bounds then apply (close 4001,
@@ -21,7 +26,7 @@ import contextlib
 import logging
 import random
 import ssl
-from collections.abc import AsyncIterator, Coroutine, Generator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -31,6 +36,9 @@ from .errors import (
     ClientClosed,
     ConnectionLost,
     Gap,
+    Join,
+    Leave,
+    Member,
     Message,
     Presence,
     RequestFailed,
@@ -38,7 +46,7 @@ from .errors import (
 )
 from .transports import ClientTransport, Envelope, Item, make_transport
 
-__all__ = ["Client", "connect"]
+__all__ = ["Client", "PresenceEvents", "connect"]
 
 log = logging.getLogger("pushwire.client")
 
@@ -91,9 +99,12 @@ class Client:
         self.request_timeout = request_timeout
         self.poll_interval = poll_interval
         self.ssl_context = ssl_context
-        #: Member count per channel subscribed with presence=True.
-        self.presence: dict[str, int] = {}
+        #: Who is in each channel subscribed with presence=True (the latest `Presence`).
+        self.presence: dict[str, Presence] = {}
         self._presence_changed = asyncio.Event()
+        self._presence_listeners: set[asyncio.Queue[Join | Leave]] = set()
+        self._snapshots: dict[str, int] = {}  # presence snapshots received per channel
+        self._max_queue = max_queue
         #: Session ids the server said were gone when this client came back.
         self.expired: list[str] = []
         self.session: str | None = None
@@ -151,6 +162,7 @@ class Client:
         envelope: Envelope = {"type": "subscribe", "channel": channel, "presence": presence}
         if state.epoch is not None:
             envelope["since"] = {"epoch": state.epoch, "offset": state.offset}
+        snapshots = self._snapshots.get(channel, 0)
         try:
             answer = await self._request(envelope)
         except RequestFailed as failed:
@@ -158,6 +170,16 @@ class Client:
             if created and refused and self._channels.get(channel) is state:
                 del self._channels[channel]
             raise
+        if presence:
+            # The members follow the answer: subscribe returns once they are known.
+            try:
+                async with asyncio.timeout(self.request_timeout):
+                    while self._snapshots.get(channel, 0) == snapshots:
+                        if self._closed is not None:
+                            raise self._closed
+                        await self._presence_changed.wait()
+            except TimeoutError:
+                raise RequestFailed("timeout", "no presence after subscribing") from None
         return Subscription(channel, answer["epoch"], answer["offset"])
 
     async def unsubscribe(self, channel: str) -> None:
@@ -166,6 +188,12 @@ class Client:
         self._channels.pop(channel, None)
         self.presence.pop(channel, None)
         await self._request({"type": "unsubscribe", "channel": channel})
+
+    async def fetch_presence(self, channel: str) -> Presence:
+        """Ask the server who is in `channel` now (a channel this client is subscribed to,
+        with or without presence). Raises `RequestFailed`."""
+        answer = await self._request({"type": "presence", "channel": channel})
+        return _presence(answer)
 
     async def publish(self, channel: str, data: str | bytes) -> tuple[str, int]:
         """Publish `data` (str: text, bytes: binary) to `channel`, subscribed or not;
@@ -188,24 +216,43 @@ class Client:
             )
 
     async def wait_presence(
-        self, channel: str, count: int, timeout: float | None = None
+        self,
+        channel: str,
+        count: int | None = None,
+        timeout: float | None = None,
+        *,
+        until: Callable[[Presence], bool] | None = None,
     ) -> Presence:
-        """Until the server reports `count` sessions in `channel` (subscribed with
-        `presence=True`); `client.presence` holds the latest count of each channel.
+        """Until `channel` (subscribed with `presence=True`) has `count` sessions and
+        `until(presence)` is true (either may be left out); `client.presence` holds the
+        latest of each channel.
 
         Raises:
             TimeoutError: `timeout` passed first.
             ClientClosed: the client closed first.
         """
 
+        def done() -> Presence | None:
+            presence = self.presence.get(channel)
+            if presence is None or (count is not None and presence.count != count):
+                return None
+            return presence if until is None or until(presence) else None
+
         async def reached() -> Presence:
-            while self.presence.get(channel) != count:
+            while (presence := done()) is None:
                 if self._closed is not None:
                     raise self._closed
                 await self._presence_changed.wait()
-            return Presence(channel, count)
+            return presence
 
         return await asyncio.wait_for(reached(), timeout)
+
+    def presence_events(self) -> PresenceEvents:
+        """Every `Join` and `Leave` of the channels subscribed with presence, from the time
+        of the call, until the client closes (`async for event in client.presence_events()`).
+        Events beyond `max_queue` unread ones are dropped with a warning: `client.presence`
+        stays right regardless. `aclose()` the iterator to stop listening."""
+        return PresenceEvents(self)
 
     async def recv(self) -> Message | Gap:
         """The next message (or `Gap`). Raises `ClientClosed` once the client is closed and
@@ -394,8 +441,14 @@ class Client:
             else:
                 log.warning("server error: %s", error)
         elif kind == "presence":
-            self.presence[envelope["channel"]] = int(envelope["count"])
-            self._notify_presence()
+            if "id" in envelope:  # the answer to fetch_presence
+                future = self._requests.pop(envelope["id"], None)
+                if future is not None and not future.done():
+                    future.set_result(envelope)
+                return
+            self._snapshot(_presence(envelope))
+        elif kind in ("join", "leave"):
+            self._change(envelope)
         elif kind == "gap":
             start, end = envelope["from"], envelope["to"]
             state = self._channels.get(envelope["channel"])
@@ -448,6 +501,49 @@ class Client:
     def _send_ack(self) -> None:
         self._ack_pending = False
         self._spawn(self._send_quietly([({"type": "ack", "seq": self._seq}, None)]))
+
+    def _snapshot(self, presence: Presence) -> None:
+        """The server's list of members: what changed since the last one (while this client
+        was away) is news for `presence_events()`."""
+        channel = presence.channel
+        if channel not in self._channels:
+            return  # unsubscribed meanwhile
+        before = self.presence.get(channel)
+        self.presence[channel] = presence
+        self._snapshots[channel] = self._snapshots.get(channel, 0) + 1
+        if before is not None:
+            for member in presence.members.keys() - before.members.keys():
+                self._announce(Join(channel, presence.members[member], presence.count))
+            if not before.truncated and not presence.truncated:
+                for member in before.members.keys() - presence.members.keys():
+                    self._announce(Leave(channel, before.members[member], presence.count))
+        self._notify_presence()
+
+    def _change(self, envelope: Envelope) -> None:
+        channel = envelope["channel"]
+        presence = self.presence.get(channel)
+        if presence is None:
+            return
+        member = _member(envelope["member"])
+        members = dict(presence.members)
+        event: Join | Leave
+        if envelope["type"] == "join":
+            members[member.member] = member
+            event = Join(channel, member, int(envelope["count"]))
+        else:
+            members.pop(member.member, None)
+            event = Leave(channel, member, int(envelope["count"]))
+        truncated = presence.truncated and event.count > len(members)
+        self.presence[channel] = Presence(channel, event.count, members, truncated)
+        self._announce(event)
+        self._notify_presence()
+
+    def _announce(self, event: Join | Leave) -> None:
+        for queue in self._presence_listeners:
+            try:
+                queue.put_nowait(event)
+            except asyncio.QueueFull:
+                log.warning("presence event dropped: %d unread already", queue.qsize())
 
     def _notify_presence(self) -> None:
         # One Event per change: every waiter wakes, later waiters wait for the next one.
@@ -528,6 +624,45 @@ class Client:
         # waiter, and recv() raises by itself once it has emptied it.
         with contextlib.suppress(asyncio.QueueFull):
             self._inbox.put_nowait(closed)
+
+
+def _member(fields: dict[str, Any]) -> Member:
+    info = fields.get("info")
+    return Member(str(fields["member"]), fields.get("user"), info if isinstance(info, dict) else {})
+
+
+def _presence(envelope: Envelope) -> Presence:
+    members = {}
+    for fields in envelope.get("members", ()):
+        member = _member(fields)
+        members[member.member] = member
+    return Presence(
+        envelope["channel"], int(envelope["count"]), members, bool(envelope.get("truncated"))
+    )
+
+
+class PresenceEvents:
+    """What `Client.presence_events()` returns: an async iterator of `Join` and `Leave`."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._queue: asyncio.Queue[Join | Leave] = asyncio.Queue(client._max_queue)
+        client._presence_listeners.add(self._queue)
+
+    def __aiter__(self) -> PresenceEvents:
+        return self
+
+    async def __anext__(self) -> Join | Leave:
+        client, queue = self._client, self._queue
+        while queue.empty():
+            if client._closed is not None or queue not in client._presence_listeners:
+                raise StopAsyncIteration
+            await client._presence_changed.wait()
+        return queue.get_nowait()
+
+    async def aclose(self) -> None:
+        self._client._presence_listeners.discard(self._queue)
+        self._client._notify_presence()
 
 
 class _Connecting:

@@ -7,13 +7,17 @@ ended; the client reconnects or turns it into `ClientClosed`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = [
     "ClientClosed",
     "ClientError",
     "ConnectionLost",
     "Gap",
+    "Join",
+    "Leave",
+    "Member",
     "Message",
     "Presence",
     "RequestFailed",
@@ -78,11 +82,52 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True)
+class Member:
+    """One session in a channel: `member` is its public id (one user with two tabs is two
+    members), `user` its user id (None when anonymous), `info` what the server's connect
+    handler attached to it."""
+
+    member: str
+    user: str | None
+    info: dict[str, Any]
+
+    def __hash__(self) -> int:
+        return hash(self.member)
+
+
+@dataclass(frozen=True, slots=True)
 class Presence:
-    """A channel's number of sessions, as a `presence` envelope reported it (channels
-    subscribed with `presence=True`); `Client.wait_presence()` returns it."""
+    """Who is in a channel (subscribed with `presence=True`), on every node of the server:
+    `count` sessions, `members` by public id (at most the server's bound: `truncated` says
+    that more are in the channel than listed). `Client.presence[channel]` is the latest;
+    `Client.wait_presence()` returns one."""
 
     channel: str
+    count: int
+    members: dict[str, Member] = field(default_factory=dict)
+    truncated: bool = False
+
+    @property
+    def users(self) -> list[str]:
+        """The distinct user ids present, sorted (anonymous members left out)."""
+        return sorted({m.user for m in self.members.values() if m.user is not None})
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    """`member` joined `channel`, which has `count` sessions now."""
+
+    channel: str
+    member: Member
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    """`member` left `channel` (or its server died and its entry expired); `count` now."""
+
+    channel: str
+    member: Member
     count: int
 
 

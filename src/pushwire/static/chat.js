@@ -49,6 +49,10 @@
     sessionLine: $('session-line'),
     roomName: $('room-name'),
     onlineCount: $('online-count'),
+    peopleRoom: $('people-room'),
+    peopleCount: $('people-count'),
+    peopleList: $('people-list'),
+    peopleMore: $('people-more'),
     banner: $('banner'),
     bannerText: $('banner-text'),
     retryButton: $('retry-button'),
@@ -201,6 +205,59 @@
     ui.onlineCount.parentElement.classList.toggle('unknown', count === null);
   }
 
+  /**
+   * The people in the room, from the connection's presence (every server node's members):
+   * one row per user, with how many sessions (tabs) they have and the transport they came by.
+   */
+  function renderPeople() {
+    const pw = state.pw;
+    const presence = pw && pw.readyState === Pushwire.OPEN ? pw.presence(state.room) : null;
+    ui.peopleRoom.textContent = state.room;
+    ui.peopleList.textContent = '';
+    if (!presence) {
+      ui.peopleCount.textContent = '';
+      ui.peopleMore.hidden = true;
+      return;
+    }
+    const people = new Map();
+    for (const member of presence.members) {
+      const name = member.user || 'anonymous';
+      const person = people.get(name) || { name, sessions: 0, via: new Set() };
+      person.sessions += 1;
+      if (member.info && typeof member.info.via === 'string') person.via.add(member.info.via);
+      people.set(name, person);
+    }
+    const sorted = Array.from(people.values()).sort((a, b) => {
+      if ((a.name === state.nick) !== (b.name === state.nick)) return a.name === state.nick ? -1 : 1;
+      return a.name.localeCompare(b.name);
+    });
+    ui.peopleCount.textContent = `· ${people.size}`;
+    for (const person of sorted) {
+      const row = element('li', 'person');
+      row.dataset.user = person.name;
+      const avatar = element('span', 'avatar person-avatar');
+      avatar.setAttribute('aria-hidden', 'true');
+      paintAvatar(avatar, person.name);
+      const presenceDot = element('span', 'person-dot');
+      presenceDot.setAttribute('aria-hidden', 'true');
+      avatar.append(presenceDot);
+      const text = element('span', 'person-text');
+      const name = element('span', 'person-name', person.name);
+      name.dataset.testid = 'person-name';
+      if (person.name === state.nick) name.append(element('span', 'person-you', 'you'));
+      const details = [Array.from(person.via).sort().join(', ')];
+      if (person.sessions > 1) details.push(`${person.sessions} tabs`);
+      const via = element('span', 'person-via', details.filter(Boolean).join(' · '));
+      via.dataset.testid = 'person-via';
+      text.append(name, via);
+      row.append(avatar, text);
+      ui.peopleList.append(row);
+    }
+    const unlisted = presence.count - presence.members.length;
+    ui.peopleMore.hidden = unlisted <= 0;
+    ui.peopleMore.textContent = unlisted > 0 ? `and ${unlisted} more` : '';
+  }
+
   /** Close the current connection (ending its session) and forget it. */
   function disconnect() {
     const pw = state.pw;
@@ -212,6 +269,7 @@
     disconnect();
     hideBanner();
     setOnline(null);
+    renderPeople();
     if (typeof window.Pushwire !== 'function') {
       setStatus('error', 'pushwire.js did not load');
       showBanner('The pushwire client (/pushwire.js) did not load.', true);
@@ -252,6 +310,7 @@
     }));
     pw.addEventListener('close', current((event) => {
       setOnline(null);
+      renderPeople();
       const how = `code ${event.code}${event.reason ? `: ${event.reason}` : ''}`;
       if (!state.opened) {
         setStatus('error', how);
@@ -268,7 +327,9 @@
     pw.addEventListener('transport', current(showTransport)); // a fallback picked another
     pw.addEventListener('message', current(receive));
     pw.addEventListener('presence', current((event) => {
-      if (event.channel === state.room) setOnline(event.count);
+      if (event.channel !== state.room) return;
+      setOnline(event.count);
+      renderPeople();
     }));
     pw.addEventListener('gap', current((event) => {
       addNotice(event.channel, 'Some messages were missed while disconnected and could not be recovered.');
@@ -562,6 +623,7 @@
     renderRooms();
     renderRoom();
     setOnline(null);
+    renderPeople();
     const pw = state.pw;
     if (pw && pw.readyState < Pushwire.CLOSING) {
       pw.unsubscribe(previous).catch(() => { /* the connection went away: so did the channel */ });

@@ -781,7 +781,9 @@
    * A pushwire connection that behaves like `WebSocket`.
    *
    * Events: `open`, `message` (MessageEvent with `channel`, `epoch`, `offset`, `seq`),
-   * `error`, `close` (CloseEvent), and `presence` (`channel`, `count`), `reconnecting`,
+   * `error`, `close` (CloseEvent), and, for channels subscribed with `{presence: true}`,
+   * `presence` (`channel`, `count`, `members`, `truncated`: whenever who is there changed),
+   * `join` and `leave` (`channel`, `count`, `member`: `{member, user, info}`), `reconnecting`,
    * `reconnected`, `expired` (`session`: the old session was lost with its direct
    * messages), `gap` (`channel`, `from`, `to`: channel messages that cannot be recovered),
    * `servererror` (`code`, `message`: an `error` envelope that answers no request),
@@ -826,7 +828,7 @@
       this._nextId = 1;
       /** @type {Map<number, Object>} requests sent and not answered yet */
       this._requests = new Map();
-      /** @type {Map<string, Object>} channel -> {presence, epoch, offset, waiters} */
+      /** @type {Map<string, Object>} channel -> {presence, epoch, offset, waiters, members} */
       this._channels = new Map();
       this._lastSeq = 0;
       this._ackedSeq = 0;
@@ -918,9 +920,39 @@
     }
 
     /**
+     * Who is in a channel subscribed with `{presence: true}`, on every server node, as last
+     * heard: `{channel, count, members: [{member, user, info}], truncated}`, or null before
+     * the server said. `member` is a session's public id: one user with two tabs is listed
+     * twice. `truncated`: more are in the channel (`count`) than the server lists.
+     * @param {string} channel
+     */
+    presence(channel) {
+      const state = this._channels.get(String(channel));
+      if (!state || !state.members) return null;
+      return {
+        channel: String(channel), count: state.count,
+        members: Array.from(state.members.values()), truncated: state.truncated,
+      };
+    }
+
+    /**
+     * Ask the server now who is in a channel this connection is subscribed to (with or
+     * without presence).
+     * @param {string} channel
+     * @returns {Promise<{channel: string, count: number, members: Array, truncated: boolean}>}
+     */
+    fetchPresence(channel) {
+      if (!this._live) {
+        return Promise.reject(new DOMException('not connected', 'InvalidStateError'));
+      }
+      return this._request({ type: 'presence', channel: String(channel) }, { kind: 'presence' });
+    }
+
+    /**
      * Join a channel; its messages arrive as `message` events with `channel` set.
      * @param {string} channel
-     * @param {{presence?: boolean}} [options] presence: also fire `presence` events
+     * @param {{presence?: boolean}} [options] presence: also keep the channel's members
+     *   (`presence(channel)`) and fire `presence`, `join` and `leave` events
      * @returns {Promise<{channel: string, epoch: string, offset: number}>}
      */
     subscribe(channel, options) {
@@ -933,7 +965,9 @@
         }
         let state = this._channels.get(channel);
         if (!state) {
-          state = { presence, epoch: null, offset: null, waiters: [] };
+          state = {
+            presence, epoch: null, offset: null, waiters: [], members: null, count: 0, truncated: false,
+          };
           this._channels.set(channel, state);
         }
         state.presence = state.presence || presence;
@@ -1339,10 +1373,9 @@
         case 'unsubscribed':
         case 'published': return this._answered(envelope);
         case 'error': return this._serverError(envelope);
-        case 'presence':
-          return this.dispatchEvent(Object.assign(new Event('presence'), {
-            channel: envelope.channel, count: envelope.count,
-          }));
+        case 'presence': return this._presenceSnapshot(envelope);
+        case 'join':
+        case 'leave': return this._presenceChange(envelope);
         case 'gap': {
           const state = this._channels.get(envelope.channel);
           if (state && envelope.to) {
@@ -1465,6 +1498,56 @@
         answer.offset = envelope.offset;
       }
       request.resolve(answer);
+    }
+
+    _presenceSnapshot(envelope) {
+      const snapshot = {
+        channel: envelope.channel, count: envelope.count,
+        members: envelope.members || [], truncated: !!envelope.truncated,
+      };
+      if (envelope.id !== undefined) { // the answer to fetchPresence
+        const request = this._requests.get(envelope.id);
+        this._requests.delete(envelope.id);
+        if (request) request.resolve(snapshot);
+        return;
+      }
+      const state = this._channels.get(envelope.channel);
+      if (!state) return;
+      const before = state.members;
+      state.members = new Map(snapshot.members.map((m) => [m.member, m]));
+      state.count = snapshot.count;
+      state.truncated = snapshot.truncated;
+      if (before) {
+        // A snapshot after a reconnection: what changed while away is news.
+        for (const [id, member] of state.members) {
+          if (!before.has(id)) this._presenceEvent('join', state, envelope.channel, member);
+        }
+        if (!snapshot.truncated) {
+          for (const [id, member] of before) {
+            if (!state.members.has(id)) this._presenceEvent('leave', state, envelope.channel, member);
+          }
+        }
+      }
+      this._presenceChanged(envelope.channel, state);
+    }
+
+    _presenceChange(envelope) {
+      const state = this._channels.get(envelope.channel);
+      if (!state || !state.members || !envelope.member) return;
+      if (envelope.type === 'join') state.members.set(envelope.member.member, envelope.member);
+      else state.members.delete(envelope.member.member);
+      state.count = envelope.count;
+      state.truncated = state.truncated && state.count > state.members.size;
+      this._presenceEvent(envelope.type, state, envelope.channel, envelope.member);
+      this._presenceChanged(envelope.channel, state);
+    }
+
+    _presenceEvent(type, state, channel, member) {
+      this.dispatchEvent(Object.assign(new Event(type), { channel, count: state.count, member }));
+    }
+
+    _presenceChanged(channel, state) {
+      this.dispatchEvent(Object.assign(new Event('presence'), this.presence(channel)));
     }
 
     _serverError(envelope) {

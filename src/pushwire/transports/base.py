@@ -23,9 +23,6 @@ class Framing(Protocol):
     def frame_direct(self, seq: int, data: Data) -> bytes:
         """A direct message to one session (`seq` counts per session)."""
 
-    def frame_presence(self, channel: str, count: int) -> bytes:
-        """The number of sessions in `channel` changed."""
-
     def frame_control(self, fields: dict[str, Any]) -> bytes:
         """A control envelope (welcome, replies, errors) without application data."""
 

@@ -56,9 +56,6 @@ class RawSseFraming:
     def frame_direct(self, seq: int, data: Data) -> bytes:
         return _event(data, None)
 
-    def frame_presence(self, channel: str, count: int) -> bytes:
-        return b""
-
     def frame_control(self, fields: dict[str, Any]) -> bytes:
         if fields.get("type") != "gap":
             return b""

@@ -404,9 +404,6 @@ class RawFraming:
     def frame_direct(self, seq: int, data: Data) -> bytes:
         return frame_data(data)
 
-    def frame_presence(self, channel: str, count: int) -> bytes:
-        return b""  # raw mode has no control messages; nobody asks for presence there
-
     def frame_control(self, fields: dict[str, Any]) -> bytes:
         return b""
 
@@ -422,9 +419,6 @@ class EnvelopeFraming:
 
     def frame_direct(self, seq: int, data: Data) -> bytes:
         return self._frame({"type": "message", "seq": seq}, data)
-
-    def frame_presence(self, channel: str, count: int) -> bytes:
-        return frame_text(encode_text({"type": "presence", "channel": channel, "count": count}))
 
     def frame_control(self, fields: dict[str, Any]) -> bytes:
         return frame_text(encode_text(fields))

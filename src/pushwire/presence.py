@@ -1,0 +1,136 @@
+"""Presence: who is in a channel, as every node sees it. Pure values and one sans-I/O table.
+
+A member is a session in a channel: one user with two tabs is two members. Each member is an
+entry, the JSON object `{"member": <public id>, "user": <id or null>, "info": {...}}`, encoded
+once when the session joins and passed around as bytes from then on (into snapshots and
+`join`/`leave` envelopes without being parsed again).
+
+Every change of a channel's membership has a version, one more than the last: a node that
+read a snapshot at version 7 skips the events at or before 7 it receives afterwards, so a
+subscriber sees each change once, in order, on top of its snapshot.
+
+Entries expire: the node that holds a member refreshes it every `presence_ttl / 3` seconds;
+an entry not refreshed for `presence_ttl` seconds (its node died without saying goodbye) is
+removed by whichever node sweeps the channel next, and its leave announced like any other.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+__all__ = ["PresenceEvent", "PresenceSnapshot", "PresenceTable", "encode_entry"]
+
+
+def encode_entry(member: str, user: str | None, info: Mapping[str, Any]) -> bytes:
+    """A member's entry as the JSON every node and client sees."""
+    return orjson.dumps({"member": member, "user": user, "info": info})
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceEvent:
+    """One member joined or left `channel`; `count` is the channel's count right after."""
+
+    channel: str
+    version: int
+    count: int
+    kind: Literal["join", "leave"]
+    entry: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceSnapshot:
+    """A channel's members at `version`: `count` of them, `entries` at most the limit asked."""
+
+    channel: str
+    version: int
+    count: int
+    entries: list[bytes]
+
+
+@dataclass(slots=True)
+class _Members:
+    version: int = 0
+    # member -> (entry, expiry); dicts keep join order, which snapshots follow.
+    entries: dict[str, tuple[bytes, float]] = field(default_factory=dict)
+
+
+class PresenceTable:
+    """Members of channels with expiry times: the memory broker's presence, and the model
+    the Redis broker's scripts follow. No clock: every call that needs the time gets `now`.
+
+    A channel is forgotten once its last member leaves; its version starts again at 1, which
+    no watcher can confuse with an older one (every watcher is itself a member, so a channel
+    with a watcher is never forgotten).
+    """
+
+    def __init__(self) -> None:
+        self._channels: dict[str, _Members] = {}
+
+    def join(
+        self, channel: str, member: str, entry: bytes, expires: float = math.inf
+    ) -> list[PresenceEvent]:
+        """Add (or refresh) a member; a `join` event when it was not there."""
+        members = self._channels.setdefault(channel, _Members())
+        known = member in members.entries
+        members.entries[member] = (entry, expires)
+        if known:
+            return []
+        members.version += 1
+        return [PresenceEvent(channel, members.version, len(members.entries), "join", entry)]
+
+    def leave(self, channel: str, members: Iterable[str]) -> list[PresenceEvent]:
+        """Remove members; a `leave` event for each that was there."""
+        state = self._channels.get(channel)
+        if state is None:
+            return []
+        events = []
+        for member in members:
+            removed = state.entries.pop(member, None)
+            if removed is not None:
+                state.version += 1
+                events.append(
+                    PresenceEvent(channel, state.version, len(state.entries), "leave", removed[0])
+                )
+        if not state.entries:
+            del self._channels[channel]
+        return events
+
+    def refresh(self, channel: str, members: Iterable[str], expires: float) -> None:
+        """Push back the expiry of members that are still there."""
+        state = self._channels.get(channel)
+        if state is None:
+            return
+        for member in members:
+            known = state.entries.get(member)
+            if known is not None:
+                state.entries[member] = (known[0], expires)
+
+    def expire(self, now: float) -> list[PresenceEvent]:
+        """Remove every member whose expiry is at or before `now`; their `leave` events."""
+        events = []
+        for channel, state in list(self._channels.items()):
+            gone = [member for member, (_, expires) in state.entries.items() if expires <= now]
+            if gone:
+                events += self.leave(channel, gone)
+        return events
+
+    def snapshot(self, channel: str, limit: int) -> PresenceSnapshot:
+        """The channel's count and its first `limit` members in join order."""
+        state = self._channels.get(channel)
+        if state is None:
+            return PresenceSnapshot(channel, 0, 0, [])
+        entries: list[bytes] = []
+        for entry, _ in state.entries.values():
+            if len(entries) >= limit:
+                break
+            entries.append(entry)
+        return PresenceSnapshot(channel, state.version, len(state.entries), entries)
+
+    def count(self, channel: str) -> int:
+        state = self._channels.get(channel)
+        return len(state.entries) if state is not None else 0

@@ -1,0 +1,161 @@
+"""Presence in Redis with two brokers playing two nodes: shared members, batched refreshes,
+and members that come back after Redis lost them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from pushwire.broker.redis import RedisBroker
+from pushwire.errors import Unavailable
+from pushwire.presence import PresenceEvent, encode_entry
+
+from .conftest import RedisServer
+
+pytestmark = pytest.mark.integration
+
+WAIT = 10.0
+
+
+class Node:
+    """One process's broker and the presence events it delivered."""
+
+    def __init__(self, url: str, **options: Any) -> None:
+        options.setdefault("reconnect_min", 0.05)
+        options.setdefault("reconnect_max", 0.5)
+        options.setdefault("timeout", 2.0)
+        self.broker = RedisBroker(url, **options)
+        self.broker.attach(lambda message: None)
+        self.broker.attach_presence(self._presence)
+        self.events: list[PresenceEvent] = []
+        self._changed = asyncio.Event()
+
+    def _presence(self, event: PresenceEvent) -> None:
+        self.events.append(event)
+        self._changed.set()
+
+    async def until(self, condition: Callable[[], bool], timeout: float = WAIT) -> None:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                self._changed.clear()
+                await self._changed.wait()
+
+    def seen(self) -> list[tuple[str, str | None, int]]:
+        return [(e.kind, orjson.loads(e.entry)["user"], e.count) for e in self.events]
+
+
+@pytest.fixture
+async def nodes(redis_server: RedisServer) -> AsyncIterator[Callable[..., Any]]:
+    started: list[Node] = []
+
+    async def make(**options: Any) -> Node:
+        node = Node(redis_server.url, **options)
+        await node.broker.start()
+        started.append(node)
+        return node
+
+    yield make
+    for node in started:
+        async with asyncio.timeout(WAIT):
+            await node.broker.close()
+
+
+def entry(member: str, user: str) -> bytes:
+    return encode_entry(member, user, {"colour": user[::-1]})
+
+
+async def test_members_joined_on_one_node_are_seen_on_the_other_with_versions_and_counts(
+    nodes: Callable[..., Any],
+) -> None:
+    a: Node = await nodes()
+    b: Node = await nodes()
+    await b.broker.subscribe("room")  # b hears the channel's announcements
+    a.broker.presence_join("room", "m1", entry("m1", "alice"))
+    b.broker.presence_join("room", "m2", entry("m2", "bob"))
+    a.broker.presence_join("room", "m1", entry("m1", "alice"))  # already there: not again
+    await b.until(lambda: len(b.events) == 2)
+    snapshot = await a.broker.presence("room", 10)
+    assert (snapshot.count, snapshot.version) == (2, 2)
+    assert sorted(snapshot.entries) == sorted([entry("m1", "alice"), entry("m2", "bob")])
+    a.broker.presence_leave("room", "m1")
+    a.broker.presence_leave("room", "m1")  # left already: not again
+    await b.until(lambda: len(b.events) == 3)
+    assert b.seen() == [("join", "alice", 1), ("join", "bob", 2), ("leave", "alice", 1)]
+    assert [e.version for e in b.events] == [1, 2, 3]
+    assert (await b.broker.presence("room", 1)).entries == [entry("m2", "bob")]
+
+
+async def test_refreshes_are_batched_one_script_call_per_channel_per_interval(
+    nodes: Callable[..., Any], redis: Redis
+) -> None:
+    a: Node = await nodes(presence_ttl=0.9)  # refreshed every 0.3 s
+    for i in range(100):
+        a.broker.presence_join(f"room{i % 2}", f"m{i}", entry(f"m{i}", f"u{i}"))
+    assert (await a.broker.presence("room0", 1000)).count == 50
+    before = await evalsha_calls(redis)
+    await asyncio.sleep(1.0)  # three intervals, or four; bounded either way
+    refreshes = await evalsha_calls(redis) - before
+    # Two channels, at most four intervals: at most eight calls for a hundred members.
+    assert 2 <= refreshes <= 8, refreshes
+    # Refreshed in time: nothing expired although the TTL passed.
+    assert (await a.broker.presence("room1", 1000)).count == 50
+
+
+async def test_members_lost_with_redis_are_added_back_and_announced_again(
+    nodes: Callable[..., Any], redis_server: RedisServer
+) -> None:
+    a: Node = await nodes(presence_ttl=0.6)
+    b: Node = await nodes(presence_ttl=0.6)
+    await b.broker.subscribe("room")
+    a.broker.presence_join("room", "m1", entry("m1", "alice"))
+    await b.until(lambda: len(b.events) == 1)
+    redis_server.stop()
+    redis_server.start()  # every key is gone
+    # The next refresh of `a` adds its member back, and announces it (version 1 of the new
+    # keys). Whether `b` heard it depends on which reconnected first, so `b` reads.
+    async with asyncio.timeout(WAIT):
+        while True:
+            try:
+                snapshot = await b.broker.presence("room", 10)
+                if snapshot.count:
+                    break
+            except Unavailable:
+                pass  # b's connection is not back yet
+            await asyncio.sleep(0.05)  # polling Redis itself, bounded by the timeout
+    assert (snapshot.version, snapshot.entries) == (1, [entry("m1", "alice")])
+
+
+async def test_close_says_goodbye_for_every_member_of_the_node(
+    nodes: Callable[..., Any],
+) -> None:
+    a: Node = await nodes()
+    b: Node = await nodes()
+    await b.broker.subscribe("room")
+    for i in range(3):
+        a.broker.presence_join("room", f"m{i}", entry(f"m{i}", f"u{i}"))
+    b.broker.presence_join("room", "mine", entry("mine", "stays"))
+    await b.until(lambda: len(b.events) == 4)
+    await a.broker.close()
+    await b.until(lambda: len(b.events) == 7)
+    assert [(kind, count) for kind, _user, count in b.seen()[4:]] == [
+        ("leave", 3),
+        ("leave", 2),
+        ("leave", 1),
+    ]
+
+
+async def evalsha_calls(redis: Redis) -> int:
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+@pytest.fixture
+async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_server.url)
+    yield client
+    await client.aclose()

@@ -1,0 +1,242 @@
+"""Presence without sockets: the table's model, the memory broker, and the hub's envelopes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import orjson
+import pytest
+
+from pushwire import Config, ConnectRequest, Hub, Identity, Session
+from pushwire.broker.memory import MemoryBroker
+from pushwire.errors import PresenceInfoTooLarge
+from pushwire.presence import PresenceTable, encode_entry
+from pushwire.transports.stream import NDJSON_FRAMING
+from pushwire.transports.websocket import RAW_FRAMING
+from tests.test_hub import RecordingTransport
+
+
+def entry(member: str, user: str | None = None, **info: Any) -> bytes:
+    return encode_entry(member, user, info)
+
+
+def envelopes(transport: RecordingTransport) -> list[dict[str, Any]]:
+    """Every NDJSON envelope the hub wrote, in order."""
+    lines = b"".join(transport.written).splitlines()
+    return [orjson.loads(line) for line in lines if line]
+
+
+def users(envelope: dict[str, Any]) -> list[str]:
+    return sorted(member["user"] for member in envelope["members"])
+
+
+# -- the table: the model both brokers follow ---------------------------------------------------
+
+
+def test_joins_and_leaves_count_and_version_every_change_once() -> None:
+    table = PresenceTable()
+    (joined,) = table.join("room", "a", entry("a", "alice"))
+    assert (joined.kind, joined.version, joined.count) == ("join", 1, 1)
+    assert table.join("room", "a", entry("a", "alice")) == []  # already there: no event
+    table.join("room", "b", entry("b", "bob"))
+    (left,) = table.leave("room", ["a", "nobody"])
+    assert (left.kind, left.version, left.count, left.entry) == ("leave", 3, 1, entry("a", "alice"))
+    snapshot = table.snapshot("room", 10)
+    assert (snapshot.version, snapshot.count, snapshot.entries) == (3, 1, [entry("b", "bob")])
+    table.leave("room", ["b"])
+    assert table.snapshot("room", 10).count == 0 and table.count("room") == 0
+
+
+def test_entries_not_refreshed_expire_and_their_leaves_are_announced() -> None:
+    table = PresenceTable()
+    table.join("room", "dead", entry("dead", "d"), expires=10.0)
+    table.join("room", "alive", entry("alive", "a"), expires=10.0)
+    table.join("other", "dead2", entry("dead2", "d"), expires=10.0)
+    table.refresh("room", ["alive"], expires=20.0)
+    assert table.expire(now=9.9) == []
+    gone = table.expire(now=10.0)
+    assert sorted((e.channel, e.kind, e.count) for e in gone) == [
+        ("other", "leave", 0),
+        ("room", "leave", 1),
+    ]
+    assert table.snapshot("room", 10).entries == [entry("alive", "a")]
+    assert [e.entry for e in table.expire(now=20.0)] == [entry("alive", "a")]
+
+
+def test_a_snapshot_lists_at_most_the_limit_but_counts_everyone() -> None:
+    table = PresenceTable()
+    for i in range(5):
+        table.join("room", f"m{i}", entry(f"m{i}", f"u{i}"))
+    snapshot = table.snapshot("room", 3)
+    assert snapshot.count == 5
+    assert snapshot.entries == [entry(f"m{i}", f"u{i}") for i in range(3)]  # join order
+
+
+# -- the hub on the memory broker --------------------------------------------------------------
+
+
+def join(hub: Hub, user: str | None, channel: str = "room", **info: Any) -> Session:
+    session = hub.open_session(RecordingTransport(NDJSON_FRAMING), user, info, resumable=True)
+    hub.subscribe(session, channel)
+    return session
+
+
+async def test_a_watcher_gets_the_members_with_their_info_then_joins_and_leaves() -> None:
+    hub = Hub()
+    alice = join(hub, "alice", colour="red")
+    join(hub, None)  # an anonymous member counts, and is listed without a user
+    watcher = join(hub, "carol")
+    await hub.watch_presence(watcher, "room")
+    transport = watcher.transport
+    assert isinstance(transport, RecordingTransport)
+    (snapshot,) = envelopes(transport)
+    assert snapshot["type"] == "presence" and snapshot["count"] == 3
+    assert snapshot["truncated"] is False
+    members = {m["user"]: m for m in snapshot["members"]}
+    assert members["alice"] == {
+        "member": alice.public_id,
+        "user": "alice",
+        "info": {"colour": "red"},
+    }
+    assert alice.id not in json.dumps(snapshot)  # the secret session id is never shown
+
+    transport.written.clear()
+    dave = join(hub, "dave")
+    hub.unsubscribe(alice, "room")
+    assert transport.written == []  # written at the end of the turn, in one write
+    await asyncio.sleep(0)
+    assert len(transport.written) == 1
+    assert [(e["type"], e["member"]["user"], e["count"]) for e in envelopes(transport)] == [
+        ("join", "dave", 4),
+        ("leave", "alice", 3),
+    ]
+    transport.written.clear()
+    hub.close_session(dave, 1000, "")
+    await asyncio.sleep(0)
+    assert [(e["type"], e["member"]["member"]) for e in envelopes(transport)] == [
+        ("leave", dave.public_id)
+    ]
+
+
+async def test_a_burst_of_joins_reaches_a_watcher_in_one_write_with_growing_counts() -> None:
+    hub = Hub()
+    watcher = join(hub, "w")
+    await hub.watch_presence(watcher, "room")
+    transport = watcher.transport
+    assert isinstance(transport, RecordingTransport)
+    transport.written.clear()
+    for i in range(50):
+        session = hub.open_session(RecordingTransport(RAW_FRAMING), f"u{i}")
+        hub.subscribe(session, "room")
+    await asyncio.sleep(0)
+    assert len(transport.written) == 1
+    assert [e["count"] for e in envelopes(transport)] == list(range(2, 52))
+
+
+async def test_a_snapshot_over_the_bound_says_truncated_and_keeps_the_count() -> None:
+    hub = Hub(config=Config(presence_max_members=3))
+    for i in range(5):
+        join(hub, f"u{i}")
+    snapshot = await hub.presence("room")
+    assert snapshot.count == 5 and len(snapshot.entries) == 3
+    watcher = join(hub, "w")
+    await hub.watch_presence(watcher, "room")
+    assert isinstance(watcher.transport, RecordingTransport)
+    (sent,) = envelopes(watcher.transport)
+    assert (sent["count"], len(sent["members"]), sent["truncated"]) == (6, 3, True)
+
+
+async def test_a_reconnecting_session_stays_present_and_leaves_when_its_grace_ends() -> None:
+    hub = Hub(config=Config(session_grace=0.2))
+    watcher = join(hub, "w")
+    await hub.watch_presence(watcher, "room")
+    assert isinstance(watcher.transport, RecordingTransport)
+    seen = watcher.transport
+    flaky = join(hub, "flaky")
+    await asyncio.sleep(0)
+    seen.written.clear()
+
+    # The connection drops and the client comes back, resubscribing: nobody sees it flap.
+    hub.detach(flaky, flaky.transport, 1006, "dropped", final=False)  # type: ignore[arg-type]
+    assert (await hub.presence("room")).count == 2
+    back = RecordingTransport(NDJSON_FRAMING)
+    assert hub.resume(flaky.id, back) is flaky
+    hub.subscribe(flaky, "room")
+    await asyncio.sleep(0)
+    assert seen.written == []
+
+    # It drops again and never returns: it leaves once its grace is over.
+    hub.detach(flaky, back, 1006, "dropped", final=False)
+    await asyncio.sleep(0.05)
+    assert seen.written == []
+    await asyncio.sleep(0.3)
+    assert [(e["type"], e["member"]["user"], e["count"]) for e in envelopes(seen)] == [
+        ("leave", "flaky", 1)
+    ]
+
+
+async def test_a_new_watcher_sees_each_change_once_even_while_its_snapshot_is_read() -> None:
+    class SlowSnapshots(MemoryBroker):
+        """Joins land while the snapshot read is in flight, as with a remote broker."""
+
+        reads = 0
+
+        async def presence(self, channel: str, limit: int) -> Any:
+            snapshot = await super().presence(channel, limit)
+            late = f"late{self.reads}"
+            self.reads += 1
+            self.presence_join(channel, late, entry(late, late))
+            await asyncio.sleep(0.01)
+            return snapshot
+
+    hub = Hub(SlowSnapshots())
+    early = join(hub, "early")
+    await hub.watch_presence(early, "room")
+    watcher = join(hub, "w")
+    await hub.watch_presence(watcher, "room")
+    await asyncio.sleep(0)
+    assert isinstance(watcher.transport, RecordingTransport)
+    got = envelopes(watcher.transport)
+    assert [e["type"] for e in got] == ["presence", "join"]
+    assert users(got[0]) == ["early", "late0", "w"] and got[1]["member"]["user"] == "late1"
+    assert isinstance(early.transport, RecordingTransport)
+    assert [(e["type"], e.get("member", {}).get("user")) for e in envelopes(early.transport)] == [
+        ("presence", None),
+        ("join", "late0"),
+        ("join", "w"),
+        ("join", "late1"),
+    ]
+
+
+async def test_the_connect_handler_attaches_bounded_public_info() -> None:
+    hub = Hub(config=Config(max_presence_info=40))
+    request = ConnectRequest("/pushwire", "websocket", [], {}, user="alice")
+
+    @hub.on_connect
+    def plain(request: ConnectRequest) -> str | None:
+        return request.user
+
+    assert await hub.identify(request) == Identity("alice", {})
+
+    @hub.on_connect
+    def with_info(request: ConnectRequest) -> dict[str, Any]:
+        return {"user": request.user, "info": {"via": request.transport}}
+
+    assert await hub.identify(request) == Identity("alice", {"via": "websocket"})
+    assert await hub.authorize(request) == "alice"
+
+    @hub.on_connect
+    def too_much(request: ConnectRequest) -> Identity:
+        return Identity("alice", {"bio": "x" * 100})
+
+    with pytest.raises(PresenceInfoTooLarge, match=r"presence info over size limit \(\d+ > 40"):
+        await hub.identify(request)
+
+    @hub.on_connect
+    def wrong(request: ConnectRequest) -> int:
+        return 7
+
+    with pytest.raises(TypeError, match="connect handler must return"):
+        await hub.identify(request)
