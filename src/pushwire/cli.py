@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from .app import App
-from .broker.base import Broker
 from .config import Config
 from .errors import Unavailable
 from .hub import Hub
@@ -142,12 +141,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def build_app(config: Config) -> App:
     """The demo app with the broker `config.broker` names (module level: workers spawn it)."""
-    broker: Broker | None = None
-    if config.broker != "memory":
-        from .broker.redis import RedisBroker
+    if config.broker == "memory":
+        return App(Hub(None, config), config)
+    from .broker.nodes import RedisNodes
+    from .broker.redis import RedisBroker
+    from .routing import Router
 
-        broker = RedisBroker(config.broker, history_size=config.history_size)
-    return App(Hub(broker, config), config)
+    broker = RedisBroker(config.broker, history_size=config.history_size)
+    app = App(Hub(broker, config), config)
+    # Sessions without sticky load balancing: any node serves any session's requests.
+    app.router = Router(app.hub, app.http, RedisNodes(broker, config.node_ttl), config)
+    return app
 
 
 def parse_settings(items: Sequence[str]) -> dict[str, Any]:
