@@ -17,6 +17,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 from pushwire.client import Client, Message, connect
 from tests.broker.conftest import RedisServer, redis_server
@@ -301,11 +304,52 @@ async def test_a_killed_home_node_is_410_then_the_client_resumes_and_recovers(
     assert any(" 410 " in status for status in statuses), statuses
 
 
+async def test_a_websocket_resuming_on_another_node_takes_the_session_over(
+    server_factory: ServerFactory, redis_server: RedisServer
+) -> None:
+    first, second = (server_factory("--broker", redis_server.url) for _ in range(2))
+    protocols = [Subprotocol("pushwire.v1")]
+    async with ws_connect(first.ws_url("/pushwire"), subprotocols=protocols) as old:
+        await old.send(json.dumps({"type": "hello", "user": "dave"}))
+        welcome = json.loads(await asyncio.wait_for(old.recv(), 10))
+        session = welcome["session"]
+        assert welcome["resumed"] is False and "." in session
+        assert await send_direct([first, second], "dave", "kept") == 1
+        direct = json.loads(await asyncio.wait_for(old.recv(), 10))
+        assert (direct["seq"], direct["data"]) == (1, "kept")  # not acknowledged
+
+        async with ws_connect(second.ws_url("/pushwire"), subprotocols=protocols) as new:
+            await new.send(json.dumps({"type": "hello", "session": session, "ack": 0}))
+            welcome = json.loads(await asyncio.wait_for(new.recv(), 10))
+            assert welcome["resumed"] is True and "expired" not in welcome
+            assert welcome["user"] == "dave"
+            # A new id, naming the new home node.
+            assert welcome["session"].split(".")[0] != session.split(".")[0]
+            again = json.loads(await asyncio.wait_for(new.recv(), 10))
+            assert (again["type"], again["seq"], again["data"]) == ("message", 1, "kept")
+            # The old connection was superseded, the old node forgot the session.
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    await asyncio.wait_for(old.recv(), 10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4004
+            assert await send_direct([first, second], "dave", "next") == 1
+            after = json.loads(await asyncio.wait_for(new.recv(), 10))
+            assert (after["seq"], after["data"]) == (2, "next")  # the count carried on
+
+        # A session nobody holds any more: expired, as without routing.
+        async with ws_connect(first.ws_url("/pushwire"), subprotocols=protocols) as late:
+            await late.send(json.dumps({"type": "hello", "session": session}))
+            welcome = json.loads(await asyncio.wait_for(late.recv(), 10))
+            assert welcome["resumed"] is False and welcome["expired"] == session
+
+
 async def test_a_forwarded_request_to_a_silent_node_is_503_within_the_bound(
     server_factory: ServerFactory, redis_server: RedisServer
 ) -> None:
     node = server_factory(
-        "--broker", redis_server.url, "--set", "forward_timeout=1", "--set", "longpoll_timeout=1"
+        "--broker",
+        redis_server.url,
+        *("--set", "forward_timeout=1", "--set", "longpoll_timeout=1", "--set", "max_forwarded=1"),
     )
     # A node that is alive (its key is there) and subscribed, but never answers.
     silent = "abcdef012345"
@@ -347,6 +391,18 @@ async def test_a_forwarded_request_to_a_silent_node_is_503_within_the_bound(
             ("poll", session, "polling", "0"),
             ("poll", session, "longpoll", "0"),
         ]
+
+        # At most max_forwarded (here 1) requests in flight: one more is 503 at once.
+        held = asyncio.ensure_future(
+            asyncio.to_thread(get, f"/pushwire/longpoll?session={session}&cursor=0")
+        )
+        while (got := await pubsub.get_message(timeout=5)) is None or got["type"] != "message":
+            pass  # until the held request is on its way to the silent node
+        status, body, took = await asyncio.to_thread(
+            get, f"/pushwire/polling?session={session}&cursor=0"
+        )
+        assert status == 503 and b"too many" in body and took < 1.0, body
+        assert (await held)[0] == 503
 
         # A node whose liveness key expired is dead: 410 at once, the client resumes.
         await redis.delete(f"pushwire:node:{silent}")
