@@ -43,6 +43,10 @@ class RoundRobinProxy:
         self.log: list[tuple[int, str, str]] = []
         self.gate = asyncio.Event()
         self.gate.set()
+        #: Requests whose line contains this fragment get a 503 from the proxy itself, as
+        #: many times as the count says (a node that did not answer in time, as seen by the
+        #: client).
+        self.refuse: tuple[str, int] = ("", 0)
         self._open: list[tuple[str, asyncio.StreamWriter, asyncio.StreamWriter]] = []
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -79,7 +83,7 @@ class RoundRobinProxy:
 
     def served(self, fragment: str) -> set[int]:
         """The nodes (indexes) that got a request whose line contains `fragment`."""
-        return {index for index, line, _ in self.log if fragment in line}
+        return {index for index, line, _ in self.log if fragment in line and index >= 0}
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -100,6 +104,17 @@ class RoundRobinProxy:
         line, rest = head.split(b"\r\n", 1)
         request_line = line.decode("latin-1")
         path = request_line.split(" ")[1].split("?")[0]
+        fragment, count = self.refuse
+        if count and fragment in request_line:
+            self.refuse = (fragment, count - 1)
+            self.log.append((-1, request_line, "HTTP/1.1 503 Service Unavailable"))
+            body = b'{"type":"error","code":"unavailable","message":"try again"}'
+            writer.write(
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+            )
+            await writer.drain()
+            return
         await self.gate.wait()
         index = self.turns[path] % len(self.nodes)
         self.turns[path] += 1
@@ -210,6 +225,9 @@ async def test_a_long_poll_client_on_alternating_nodes_gets_everything_once_in_o
             if i in (9, 19):
                 # The user's session lives on one node: exactly one node has it.
                 assert await send_direct(nodes, "alice", f"direct {i}") == 1
+            if i == 14:
+                # Three polls in a row answered 503: asked again, with the same cursor.
+                proxy.refuse = ("/pushwire/longpoll?session=", 3)
         got = await receive(client, 32)
         assert [m.data for m in got if m.channel == "room"] == expected
         assert [(m.seq, m.data) for m in got if m.channel is None] == [
@@ -223,9 +241,14 @@ async def test_a_long_poll_client_on_alternating_nodes_gets_everything_once_in_o
         assert client.reconnections == 0 and client.expired == []
     assert proxy.served("/pushwire/longpoll?session=") == {0, 1}
     assert proxy.served("/pushwire/send?session=") == {0, 1}
-    # Every poll answered 200 (but the one the client's close cut short).
-    polls = [status for _, line, status in proxy.log if "/longpoll?session=" in line]
-    assert len(polls) > 4 and all(" 200 " in status for status in polls[:-1]), polls
+    # Every poll that reached a node answered 200 (but the one the client's close cut short).
+    polls = [(index, line, status) for index, line, status in proxy.log if "/longpoll?s" in line]
+    reached = [status for index, _, status in polls if index >= 0]
+    assert len(reached) > 4 and all(" 200 " in status for status in reached[:-1]), reached
+    refused = [n for n, (index, _, _) in enumerate(polls) if index == -1]
+    assert len(refused) == 3
+    for n in refused:  # the retry asks with the cursor (and seq) of the refused poll
+        assert polls[n + 1][1] == polls[n][1]
 
 
 async def test_an_sse_client_reconnecting_to_the_other_node_each_time_loses_nothing(
@@ -404,7 +427,15 @@ async def test_a_forwarded_request_to_a_silent_node_is_503_within_the_bound(
         assert status == 503 and b"too many" in body and took < 1.0, body
         assert (await held)[0] == 503
 
-        # A node whose liveness key expired is dead: 410 at once, the client resumes.
+        # Alive (the key is there) but not subscribed, say while its Redis connection is
+        # restored: 503 at once, nothing to wait for.
+        await pubsub.unsubscribe(f"pushwire:node:{silent}")
+        status, body, took = await asyncio.to_thread(
+            get, f"/pushwire/polling?session={session}&cursor=0"
+        )
+        assert status == 503 and b"not reachable" in body and took < 1.0, body
+
+        # Neither key nor subscriber: dead. 410 at once, the client resumes.
         await redis.delete(f"pushwire:node:{silent}")
         status, body, took = await asyncio.to_thread(
             get, f"/pushwire/polling?session={session}&cursor=0"

@@ -10,10 +10,11 @@ Each node has a random id and, while it runs:
   (`RedisBroker.listen`), where other nodes publish requests to it and answers to its own
   requests. A payload is opaque bytes here.
 
-Sending checks the liveness key and publishes in one round trip, and tells apart a dead node
-(key gone), a live node that did not get the payload (no subscriber: its subscription is
-being restored) and a delivered payload. Pub/sub does not queue: whatever was published while
-a node's subscription was down is lost, and the requester's timeout covers it.
+Sending checks the liveness key and publishes in one round trip, and tells apart a delivered
+payload (someone subscribed received it), a live node that did not get it (key there, no
+subscriber: its subscription is being restored) and a dead node (neither). Pub/sub does not
+queue: whatever was published while a node's subscription was down is lost, and the
+requester's timeout covers it.
 """
 
 from __future__ import annotations
@@ -117,6 +118,8 @@ class RedisNodes:
                 alive, receivers = await pipe.execute()
         except _ERRORS as exc:
             raise Unavailable(f"redis unavailable: {exc}") from exc
-        if not alive:
-            return Delivery.DEAD
-        return Delivery.DELIVERED if receivers else Delivery.MISSED
+        if receivers:
+            # Received, even if the key is missing (a Redis restart lost it; the node sets
+            # it again within node_ttl / 3).
+            return Delivery.DELIVERED
+        return Delivery.MISSED if alive else Delivery.DEAD
