@@ -109,9 +109,15 @@ class RoundRobinProxy:
             self.refuse = (fragment, count - 1)
             self.log.append((-1, request_line, "HTTP/1.1 503 Service Unavailable"))
             body = b'{"type":"error","code":"unavailable","message":"try again"}'
+            cors = b""
+            for header in rest.split(b"\r\n"):
+                name, _, value = header.partition(b":")
+                if name.strip().lower() == b"origin":
+                    cors = b"Access-Control-Allow-Origin: %s\r\n" % value.strip()
+                    cors += b"Access-Control-Allow-Credentials: true\r\n"
             writer.write(
-                b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n%s"
+                b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (cors, len(body), body)
             )
             await writer.drain()
             return
