@@ -11,7 +11,8 @@ can therefore serve any request of any session:
   with its own headers. No answer within `forward_timeout` (beyond `longpoll_timeout` for a
   long-poll), or the home node not reached, is 503: retry with the same cursor; the home node
   keeps frames until a later cursor acknowledges them, so a retry loses nothing. A home node
-  that is dead (its liveness key expired after `node_ttl`) is 410: the client resumes.
+  that is dead (its liveness key expired after `node_ttl`, and nothing subscribed to its
+  channel) is 410: the client resumes.
 - A `hello` resuming a session homed on another node (any transport) asks that node to
   **hand the session over**: it detaches the session (its connection closes with 4004) and
   sends what resuming needs (user, info, the direct-message count, the unacknowledged direct
@@ -34,21 +35,18 @@ import itertools
 import logging
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import Any, Final, Protocol
 
 import orjson
 
 from .config import Config
 from .errors import BadRequest, PushwireError, RemoteError, Unavailable
-from .fallback import Gone, NotConnected
+from .fallback import Gone, HttpTransports, NotConnected
 from .hub import Hub
 from .message import Data
 from .session import Session, new_session_id
 from .transports.base import Transport
 from .transports.poll import PollBatch
-
-if TYPE_CHECKING:
-    from .fallback import HttpTransports
 
 __all__ = ["Delivery", "NodeLink", "Router", "decode_payload", "encode_payload"]
 
@@ -136,8 +134,10 @@ class Router:
 
     async def close(self) -> None:
         await self.link.close()
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         for future in self._requests.values():
             if not future.done():
                 future.set_exception(Unavailable("shutting down"))
