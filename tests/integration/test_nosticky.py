@@ -347,6 +347,47 @@ async def test_a_killed_home_node_is_410_then_the_client_resumes_and_recovers(
     assert any(" 410 " in status for status in statuses), statuses
 
 
+async def test_a_redis_restart_keeps_a_long_poll_session_routed_across_nodes(
+    server_factory: ServerFactory, redis_server: RedisServer
+) -> None:
+    nodes = [
+        server_factory("--broker", redis_server.url, "--set", "longpoll_timeout=1")
+        for _ in range(2)
+    ]
+    proxy = RoundRobinProxy(nodes)
+    await proxy.start()
+    try:
+        url = proxy.url("/pushwire")
+        async with connect(url, transports=["longpoll"], reconnect_delay=0.05) as client:
+            await client.subscribe("news")
+            await publish(nodes[0], "news", "before")
+            assert [m.data for m in await receive(client, 1)] == ["before"]
+
+            # Redis loses everything: node keys, subscriptions, channel history.
+            redis_server.stop()
+            redis_server.start()
+            mark = len(proxy.log)
+            async with asyncio.timeout(20):
+                while (await asyncio.to_thread(post, nodes[1], "/api/publish/news", b"after"))[
+                    0
+                ] != 200:
+                    await asyncio.sleep(0.1)  # until the node's broker is back
+            # The channel's history is gone (a new epoch): a gap, then the message.
+            item = await asyncio.wait_for(client.recv(), 20)
+            while not isinstance(item, Message):
+                item = await asyncio.wait_for(client.recv(), 20)
+            assert item.data == "after"
+            await completed_polls(proxy, 4)
+            await nothing_more(client, nodes, "news")
+            # The session was not lost: its node was never taken for dead.
+            assert client.expired == []
+        after = [(i, status) for i, line, status in proxy.log[mark:] if "/longpoll?s" in line]
+        assert {i for i, status in after if " 200 " in status} == {0, 1}, after
+        assert not [status for _, status in after if " 410 " in status], after
+    finally:
+        await proxy.stop()
+
+
 async def test_a_websocket_resuming_on_another_node_takes_the_session_over(
     server_factory: ServerFactory, redis_server: RedisServer
 ) -> None:

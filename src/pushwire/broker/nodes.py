@@ -12,7 +12,10 @@ Each node has a random id and, while it runs:
 
 Sending checks the liveness key and publishes in one round trip, and tells apart a delivered
 payload (someone subscribed received it), a live node that did not get it (key there, no
-subscriber: its subscription is being restored) and a dead node (neither). Pub/sub does not
+subscriber: its subscription is being restored) and a dead node (neither). A Redis restart
+without persistence loses every key at once: a node that finds its own key gone, or that
+could not reach Redis, takes no missing key for a death until Redis has kept its keys for a
+whole `node_ttl` (every live node sets its key again within a third of it). Pub/sub does not
 queue: whatever was published while a node's subscription was down is lost, and the
 requester's timeout covers it.
 """
@@ -61,6 +64,10 @@ class RedisNodes:
         self.node_ttl = node_ttl
         self._ttl_ms = max(1, round(node_ttl * 1000))
         self._task: asyncio.Task[None] | None = None
+        # Since when this node has seen Redis keep its keys (None: Redis unreachable now). A
+        # missing key means a dead node only once Redis has kept state for a whole node_ttl:
+        # after a Redis restart every node needs up to node_ttl / 3 to set its key again.
+        self._reliable_since: float | None = None
 
     def key(self, node: str) -> str:
         """The liveness key of `node`, which is also the name of its pub/sub channel."""
@@ -77,6 +84,7 @@ class RedisNodes:
             await self._refresh()
         except _ERRORS as exc:
             raise Unavailable(f"redis unavailable: {exc}") from exc
+        self._reliable_since = asyncio.get_running_loop().time() - self.node_ttl
         self._task = asyncio.create_task(self._keep_alive(), name="pushwire node liveness")
 
     async def close(self) -> None:
@@ -93,7 +101,14 @@ class RedisNodes:
             log.debug("could not delete the liveness key: %s", exc)
 
     async def _refresh(self) -> None:
-        await self.broker.redis.set(self.key(self.node), b"1", px=self._ttl_ms)
+        existed = await self.broker.redis.set(self.key(self.node), b"1", px=self._ttl_ms, get=True)
+        if existed is None or self._reliable_since is None:
+            self._restored()
+
+    def _restored(self) -> None:
+        """Redis is back, or lost this node's key (a restart): other keys may be missing
+        for a while, and their nodes are not taken for dead meanwhile."""
+        self._reliable_since = asyncio.get_running_loop().time()
 
     async def _keep_alive(self) -> None:
         while True:
@@ -103,6 +118,7 @@ class RedisNodes:
             except _ERRORS as exc:
                 # The broker reports the outage; a node cut off for node_ttl counts as dead.
                 log.debug("liveness key not refreshed: %s", exc)
+                self._reliable_since = None
 
     async def send(self, node: str, payload: bytes) -> Delivery:
         """Publish `payload` on `node`'s channel if the node is alive.
@@ -114,12 +130,23 @@ class RedisNodes:
         try:
             async with self.broker.redis.pipeline(transaction=False) as pipe:
                 pipe.exists(key)
+                pipe.exists(self.key(self.node))
                 pipe.publish(key, payload)
-                alive, receivers = await pipe.execute()
+                alive, ours, receivers = await pipe.execute()
         except _ERRORS as exc:
+            self._reliable_since = None
             raise Unavailable(f"redis unavailable: {exc}") from exc
         if receivers:
-            # Received, even if the key is missing (a Redis restart lost it; the node sets
-            # it again within node_ttl / 3).
+            # Received, even if the key is missing (a Redis restart lost it).
             return Delivery.DELIVERED
-        return Delivery.MISSED if alive else Delivery.DEAD
+        if alive:
+            return Delivery.MISSED  # alive, but not subscribed right now
+        if not ours or self._reliable_since is None:
+            # Our own key is gone too: Redis lost its keys (or we were cut off). Set ours
+            # again now; the others do within node_ttl / 3.
+            with contextlib.suppress(*_ERRORS):
+                await self._refresh()
+            self._restored()
+            return Delivery.MISSED
+        reliable_for = asyncio.get_running_loop().time() - self._reliable_since
+        return Delivery.DEAD if reliable_for >= self.node_ttl else Delivery.MISSED
