@@ -179,3 +179,35 @@ async def test_sessions_live_in_the_store_the_hub_is_given() -> None:
     assert hub.resume(session.id, RecordingTransport(ENVELOPE_FRAMING)) is session
     hub.close_session(session, 1000, "")
     assert store.removed == 1 and session.id not in store
+
+
+async def test_a_handed_over_session_is_forgotten_without_a_disconnect_and_adopted_whole() -> None:
+    old_hub, new_hub = Hub(), Hub()
+    disconnects: list[str] = []
+    old_hub.on_disconnect(lambda session, code, reason: disconnects.append(session.id))
+    old = RecordingTransport(ENVELOPE_FRAMING)
+    session = old_hub.open_session(old, "erin", {"room": "blue"}, resumable=True)
+    old_hub.subscribe(session, "room")
+    for text in ("one", "two", "three"):
+        old_hub.send("erin", text)
+    session.ack(1)
+
+    old_hub.hand_over(session)
+    assert old.closed is not None and old.closed[0] == 4004
+    assert session.id not in old_hub.sessions and old_hub.send("erin", "gone") == 0
+    assert old_hub.subscriber_count("room") == 0
+    await asyncio.sleep(0)
+    assert disconnects == []  # the session goes on elsewhere: not a disconnect
+
+    new = RecordingTransport(ENVELOPE_FRAMING)
+    unacked = list(session.unacked or ())
+    adopted = new_hub.adopt(new, "erin", {"room": "blue"}, session.seq, session.acked, unacked)
+    assert adopted.id != session.id and adopted.resumable and adopted.info == {"room": "blue"}
+    assert (adopted.seq, adopted.acked, adopted.unacked_bytes) == (3, 1, len("twothree"))
+    adopted.resend_unacked()
+    new_hub.send("erin", "four")  # the count carries on
+    assert new.written == [
+        ENVELOPE_FRAMING.frame_direct(2, "two"),
+        ENVELOPE_FRAMING.frame_direct(3, "three"),
+        ENVELOPE_FRAMING.frame_direct(4, "four"),
+    ]

@@ -50,6 +50,7 @@ from .transports.websocket import (
 
 if TYPE_CHECKING:
     from .http.server import Server
+    from .routing import Router
     from .transports.base import Transport
 
 __all__ = ["App"]
@@ -82,6 +83,8 @@ class App:
         self.shutting_down = False
         self.http = HttpTransports(self.hub, self.config, self.policy)
         self.server: Server | None = None  # set by the server that serves this app
+        #: Session routing between nodes (a Redis broker); started and closed with the broker.
+        self.router: Router | None = None
 
     def stats(self) -> dict[str, int]:
         """Counters for operators (and tests): connections, sessions, messages."""

@@ -142,20 +142,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def build_app(config: Config) -> App:
     """The demo app with the broker `config.broker` names (module level: workers spawn it)."""
-    broker: Broker | None = None
-    if config.broker != "memory":
-        from .broker.redis import RedisBroker
+    if config.broker == "memory":
+        return App(_demo_hub(None, config), config)
+    from .broker.nodes import RedisNodes
+    from .broker.redis import RedisBroker
+    from .routing import Router
 
-        broker = RedisBroker(
-            config.broker,
-            history_size=config.history_size,
-            history_ttl=config.history_ttl,
-            max_pending=config.broker_max_pending,
-            timeout=config.broker_timeout,
-            reconnect_min=config.broker_reconnect_min,
-            reconnect_max=config.broker_reconnect_max,
-            presence_ttl=config.presence_ttl,
-        )
+    broker = RedisBroker(
+        config.broker,
+        history_size=config.history_size,
+        history_ttl=config.history_ttl,
+        max_pending=config.broker_max_pending,
+        timeout=config.broker_timeout,
+        reconnect_min=config.broker_reconnect_min,
+        reconnect_max=config.broker_reconnect_max,
+        presence_ttl=config.presence_ttl,
+    )
+    app = App(_demo_hub(broker, config), config)
+    # Sessions without sticky load balancing: any node serves any session's requests.
+    app.router = Router(app.hub, app.http, RedisNodes(broker, config.node_ttl), config)
+    return app
+
+
+def _demo_hub(broker: Broker | None, config: Config) -> Hub:
     hub = Hub(broker, config)
 
     @hub.on_connect
@@ -164,7 +173,7 @@ def build_app(config: Config) -> App:
         # which transport each person joined over.
         return {"user": request.user, "info": {"via": request.transport}}
 
-    return App(hub, config)
+    return hub
 
 
 def parse_settings(items: Sequence[str]) -> dict[str, Any]:

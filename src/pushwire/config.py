@@ -101,3 +101,17 @@ class Config:
     #: Bytes of the JSON of the public info a connect handler attaches to a session
     #: (error `too_large`, close 4100 when over).
     max_presence_info: int = 1024
+
+    # With a Redis broker, each session lives on its home node (the one that opened it) and
+    # any other node forwards that session's polls and sends there (docs/scaling.md).
+    #: Seconds a node's liveness key in Redis lives unless refreshed (every third of it): a
+    #: node silent that long counts as dead, and polls of its sessions get 410.
+    node_ttl: float = 10.0
+    #: Seconds a forwarded poll or send waits for the home node's answer, beyond
+    #: longpoll_timeout for a long-poll (503, retryable, when over).
+    forward_timeout: float = 5.0
+    #: Forwarded requests in flight per node, sent and served each (503 when over).
+    max_forwarded: int = 1000
+    #: Seconds a resuming node waits for the session's home node to hand it over (then the
+    #: session counts as expired, as when its home node is dead).
+    handover_timeout: float = 5.0

@@ -271,6 +271,10 @@ class EnvelopeHandler(_Handler):
         session = (
             self.hub.resume(session_id, self.transport) if isinstance(session_id, str) else None
         )
+        migration = self.hub.migration
+        if session is None and isinstance(session_id, str) and migration is not None:
+            # Held by another node: it hands the session over (or it counts as expired).
+            session = await migration.take_over(session_id, self.transport)
         resumed = session is not None
         if session is None:
             try:

@@ -15,6 +15,10 @@ For an endpoint E (`/pushwire`, `/echo`, `/ws/<channel>`):
 `hello` is the pushwire.v1 `hello` envelope (JSON, URL-encoded): every downstream request
 that opens a connection carries it, so opening and resuming a session are the same for every
 transport. CORS follows the Origin allow-list, with credentials.
+
+A poll or send of a session that another node holds (with a Redis broker, see
+`pushwire.routing`) is forwarded to that node, which runs the same `poll_session` or
+`send_session` as for a local request; this node writes the answer with its own headers.
 """
 
 from __future__ import annotations
@@ -34,12 +38,13 @@ from .http.server import HttpStream, StreamStart
 from .hub import Hub
 from .message import Position
 from .transports.iframe import IFRAME_FRAMING, IFRAME_HEARTBEAT, iframe_prelude
-from .transports.poll import PollTransport
+from .transports.poll import PollBatch, PollTransport
 from .transports.sse import RAW_SSE_FRAMING, SSE_FRAMING, SSE_HEARTBEAT, parse_last_event_id
 from .transports.stream import STREAM_FRAMING, STREAM_HEARTBEAT
 from .transports.websocket import OriginPolicy
 
 if TYPE_CHECKING:
+    from .routing import Router
     from .transports.base import Framing
 
 __all__ = [
@@ -97,6 +102,8 @@ class HttpTransports:
         # Poll transports that closed with frames their client has not fetched yet (the
         # `close` envelope at least), by session id, kept for one poll_grace.
         self._closed_polls: dict[str, PollTransport] = {}
+        #: Forwards requests for sessions held by other nodes (None: one process).
+        self.router: Router | None = None
 
     def cors(self, request: Request, endpoint: Endpoint | None) -> list[tuple[str, str]]:
         """CORS headers for an allowed Origin (none without Origin). Raises `Forbidden`."""
@@ -141,9 +148,8 @@ class HttpTransports:
 
     # -- client to server ---------------------------------------------------------------------
 
-    def _handler_of(self, request: Request) -> tuple[EnvelopeHandler, PollTransport | None]:
-        session_id = request.query_param("session")
-        session = self.hub.sessions.get(session_id or "")
+    def _handler_of(self, session_id: str) -> tuple[EnvelopeHandler, PollTransport | None]:
+        session = self.hub.sessions.get(session_id)
         if session is None or session.closed:
             raise Gone(f"unknown or expired session {session_id!r}")
         transport = session.transport
@@ -152,16 +158,42 @@ class HttpTransports:
             raise NotConnected(f"session {session_id!r} has no connection: reconnect it first")
         return handler, transport if isinstance(transport, PollTransport) else None
 
-    def _send(self, request: Request, cors: list[tuple[str, str]]) -> bytes:
-        handler, _ = self._handler_of(request)
+    def _send(self, request: Request, cors: list[tuple[str, str]]) -> bytes | Awaitable[bytes]:
+        session_id = request.query_param("session") or ""
+        router = self.router
+        if router is not None and (home := router.home_of(session_id)) is not None:
+            return self._forwarded_send(request, cors, router, home, session_id)
+        self.send_session(session_id, request.body)
+        return response_head(204, cors, keep_alive=request.keep_alive, length=0)
+
+    async def _forwarded_send(
+        self,
+        request: Request,
+        cors: list[tuple[str, str]],
+        router: Router,
+        home: str,
+        session_id: str,
+    ) -> bytes:
+        await router.send(home, session_id, request.body)
+        return response_head(204, cors, keep_alive=request.keep_alive, length=0)
+
+    def send_session(self, session_id: str, body: bytes) -> None:
+        """`POST E/send` for a session of this node, from a client here or forwarded: the
+        body's envelopes, one a line, go to the session's handler.
+
+        Raises:
+            Gone: unknown or expired session.
+            NotConnected: the session has no connection right now.
+            BadRequest: the body is not UTF-8.
+        """
+        handler, _ = self._handler_of(session_id)
         try:
-            text = request.body.decode()
+            text = body.decode()
         except UnicodeDecodeError as exc:
             raise BadRequest(f"body is not valid UTF-8 at byte {exc.start}") from None
         for line in text.split("\n"):
             if line.strip():
                 handler.receive(line)
-        return response_head(204, cors, keep_alive=request.keep_alive, length=0)
 
     # -- streams --------------------------------------------------------------------------------
 
@@ -252,22 +284,44 @@ class HttpTransports:
             opened.handler.receive(hello)
             # Answer once the welcome (or the refusal) is queued.
             return self._answer(request, opened, cors, self.config.longpoll_timeout)
-        closed = self._closed_polls.pop(request.query_param("session") or "", None)
+        return self._answer_poll(request, kind, cors)
+
+    async def _answer_poll(self, request: Request, kind: str, cors: list[tuple[str, str]]) -> bytes:
+        session_id = request.query_param("session") or ""
+        cursor, seq = request.query_param("cursor"), request.query_param("seq")
+        router = self.router
+        if router is not None and (home := router.home_of(session_id)) is not None:
+            batch = await router.poll(home, session_id, kind, cursor, seq)
+        else:
+            batch = await self.poll_session(session_id, kind, cursor, seq)
+        return self._poll_response(request, cors, batch)
+
+    async def poll_session(
+        self, session_id: str, kind: str, cursor: str | None, seq: str | None
+    ) -> PollBatch:
+        """A poll of a session of this node, from a client here or forwarded: acknowledge
+        what `cursor` (frames) and `seq` (direct messages) say arrived, then take what is
+        queued, after waiting up to longpoll_timeout for something on `longpoll`.
+
+        Raises:
+            Gone: unknown or expired session.
+            NotConnected: the session is not polling on `kind`.
+            BadRequest: a malformed cursor.
+        """
+        closed = self._closed_polls.pop(session_id, None)
         if closed is not None:
-            return self._answer(request, closed, cors, 0.0)
-        handler, transport = self._handler_of(request)
+            return await self._take(closed, 0.0)
+        handler, transport = self._handler_of(session_id)
         if transport is None or transport.name != kind:
             raise NotConnected(f"session is not on the {kind} transport: send hello again")
-        cursor = request.query_param("cursor")
         if cursor is not None:
             if not cursor.isdigit():
                 raise BadRequest(f"invalid cursor {cursor!r}")
             transport.acknowledge(int(cursor))
-        seq = request.query_param("seq")
         if seq is not None and seq.isdigit() and handler.session is not None:
             handler.session.ack(int(seq))
         timeout = self.config.longpoll_timeout if kind == "longpoll" else 0.0
-        return self._answer(request, transport, cors, timeout)
+        return await self._take(transport, timeout)
 
     def _open_poll(self, request: Request, endpoint: Endpoint, kind: str) -> PollTransport:
         client = self._client(request, split_transport(request.path)[0])
@@ -303,13 +357,20 @@ class HttpTransports:
         cors: list[tuple[str, str]],
         timeout: float,
     ) -> bytes:
+        return self._poll_response(request, cors, await self._take(transport, timeout))
+
+    async def _take(self, transport: PollTransport, timeout: float) -> PollBatch:
         transport.disarm()
         try:
             await transport.wait(timeout)
         finally:
             if transport.close_code is None:
                 transport.arm(self.config.poll_grace)
-        batch = transport.take()
+        return transport.take()
+
+    def _poll_response(
+        self, request: Request, cors: list[tuple[str, str]], batch: PollBatch
+    ) -> bytes:
         headers = [
             ("Content-Type", "application/x-ndjson; charset=utf-8"),
             ("Pushwire-Cursor", str(batch.cursor)),

@@ -25,6 +25,7 @@ import inspect
 import itertools
 import logging
 import re
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
@@ -37,7 +38,14 @@ from .config import Config
 from .errors import BadRequest, Forbidden, LimitReached, PresenceInfoTooLarge, PushwireError
 from .message import Data, Message, Position
 from .presence import PresenceEvent, PresenceSnapshot, encode_entry
-from .session import MemorySessionStore, Session, SessionOverflow, SessionStore
+from .session import (
+    MemorySessionStore,
+    Session,
+    SessionMigration,
+    SessionOverflow,
+    SessionStore,
+    new_session_id,
+)
 from .transports.base import Framing, Transport
 
 __all__ = ["ConnectRequest", "Hub", "HubStats", "Identity"]
@@ -166,6 +174,10 @@ class Hub:
         self._channels: dict[str, _Channel] = {}
         self._users: dict[str, dict[Session, None]] = {}
         self._sessions: SessionStore = store if store is not None else MemorySessionStore()
+        #: Makes the id of each new session (session routing puts the node's id in it).
+        self.new_session_id: Callable[[], str] = new_session_id
+        #: Fetches sessions held by other processes on resumption (None: one process).
+        self.migration: SessionMigration | None = None
         self._connect_handler: ConnectHandler | None = None
         self._message_handler: MessageHandler | None = None
         self._subscribe_handler: SubscribeHandler | None = None
@@ -270,6 +282,7 @@ class Hub:
             resumable=resumable,
             max_unacked=config.max_unacked,
             max_unacked_bytes=config.max_unacked_bytes,
+            session_id=self.new_session_id(),
         )
         self._sessions.add(session)
         if user is not None:
@@ -319,10 +332,43 @@ class Hub:
         session.transport = transport
         return session
 
+    def hand_over(self, session: Session) -> None:
+        """The session moves to another process: forget it here without ending it (the
+        disconnect handler does not run); its connection, if any, is closed with 4004."""
+        if session.closed:
+            return
+        old = session.transport
+        session.transport = None
+        self._forget(session)
+        if old is not None:
+            old.close(4004, "session resumed on another node")
+
+    def adopt(
+        self,
+        transport: Transport,
+        user: str | None,
+        info: Mapping[str, Any],
+        seq: int,
+        acked: int,
+        unacked: Iterable[tuple[int, Data]],
+    ) -> Session:
+        """A session handed over by another process, attached to `transport` here (under a
+        new id): its direct-message count and the messages not acknowledged yet carry on."""
+        session = self.open_session(transport, user, info, resumable=True)
+        session.seq, session.acked = seq, acked
+        kept = session.unacked = deque(unacked)
+        session.unacked_bytes = sum(len(data) for _, data in kept)
+        return session
+
     def close_session(self, session: Session, code: int, reason: str) -> None:
         """Forget a session for good; runs the disconnect handler once."""
         if session.closed:
             return
+        self._forget(session)
+        if self._disconnect_handler is not None:
+            self._run(self._disconnect_handler(session, code, reason))
+
+    def _forget(self, session: Session) -> None:
         session.closed = True
         if session.expiry is not None:
             session.expiry.cancel()
@@ -338,8 +384,6 @@ class Hub:
                 sessions.pop(session, None)
                 if not sessions:
                     del self._users[session.user]
-        if self._disconnect_handler is not None:
-            self._run(self._disconnect_handler(session, code, reason))
 
     async def handle_message(self, session: Session, data: Data) -> None:
         if self._message_handler is not None:

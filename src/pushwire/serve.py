@@ -51,6 +51,8 @@ async def serve(app: App, *, announce: bool = True, reuse_port: bool = False) ->
     config = app.config
     server = Server(app, config)
     await app.hub.broker.start()
+    if app.router is not None:
+        await app.router.start()
     if reuse_port:
         tcp_sock = None
         if config.tcp_port is not None:
@@ -79,6 +81,8 @@ async def serve(app: App, *, announce: bool = True, reuse_port: bool = False) ->
         log.info("shutting down")
         app.shutting_down = True
         await server.shutdown()
+        if app.router is not None:
+            await app.router.close()
         await app.hub.broker.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

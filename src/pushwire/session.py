@@ -15,12 +15,19 @@ import secrets
 from abc import abstractmethod
 from collections import deque
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from .message import Data
 from .transports.base import Transport
 
-__all__ = ["MemorySessionStore", "Session", "SessionOverflow", "SessionStore", "new_session_id"]
+__all__ = [
+    "MemorySessionStore",
+    "Session",
+    "SessionMigration",
+    "SessionOverflow",
+    "SessionStore",
+    "new_session_id",
+]
 
 
 def new_session_id() -> str:
@@ -76,8 +83,9 @@ class Session:
         resumable: bool = False,
         max_unacked: int = 1000,
         max_unacked_bytes: int = 1024 * 1024,
+        session_id: str | None = None,
     ) -> None:
-        self.id = new_session_id()
+        self.id = session_id or new_session_id()
         self.public_id = new_public_id()
         self.present: dict[str, None] = {}
         self.user = user
@@ -175,3 +183,13 @@ class MemorySessionStore(dict[str, Session], SessionStore):
 
     def remove(self, session_id: str) -> None:
         self.pop(session_id, None)
+
+
+class SessionMigration(Protocol):
+    """Moves sessions between processes (`pushwire.routing`): a client resuming a session
+    that another process holds gets it from there."""
+
+    async def take_over(self, session_id: str, transport: Transport) -> Session | None:
+        """The session `session_id`, fetched from the process holding it and attached to
+        `transport` here; None when no process hands it over (then it counts as expired)."""
+        ...

@@ -54,6 +54,10 @@ Redis keys for channel `C` (default prefix `pushwire:`):
 - pub/sub channel `pushwire:{C}`: each message as `<epoch> <offset> <kind> <data>`, and the
   channel's presence changes as `!<version> <count> j|l <entry>` (broker/redis_presence.py,
   which also describes the presence keys).
+
+`listen` subscribes other pub/sub channels on the same connection (node-to-node requests,
+`broker/nodes.py`): their payloads go to a callback as they are, and they are subscribed
+again after a lost connection like every channel.
 """
 
 from __future__ import annotations
@@ -82,12 +86,14 @@ from ..presence import PresenceSnapshot
 from .base import DeliverCallback, History, PresenceCallback, PublishCallback
 from .redis_presence import RedisPresence, parse_event
 
-__all__ = ["RedisBroker", "ResubscribedCallback"]
+__all__ = ["ListenCallback", "RedisBroker", "ResubscribedCallback"]
 
 log = logging.getLogger("pushwire.broker.redis")
 
 #: Called with the channels subscribed again after a lost connection (see the module doc).
 ResubscribedCallback = Callable[[frozenset[str]], None]
+#: Called with each payload published to a pub/sub channel subscribed with `listen`.
+ListenCallback = Callable[[bytes], None]
 
 #: What a lost, refused or silent connection raises.
 _CONNECTION_ERRORS: Final = (RedisConnectionError, RedisTimeoutError, OSError)
@@ -265,6 +271,7 @@ class RedisBroker:
         # subscribing: channel -> pub/sub name, and back
         self._channels: dict[str, bytes] = {}
         self._topics: dict[bytes, str] = {}
+        self._listeners: dict[bytes, ListenCallback] = {}
         self._subscriber: AbstractConnection | None = None
         self._subscribe_up = False
         self._write_lock = asyncio.Lock()
@@ -274,6 +281,11 @@ class RedisBroker:
         # outage reporting
         self._outage = False
         self._outage_began = 0.0
+
+    @property
+    def redis(self) -> Redis:
+        """The command connection pool (for other keys of this node: `broker/nodes.py`)."""
+        return self._client
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -492,6 +504,19 @@ class RedisBroker:
         topic = self._keys(channel)[2].encode()
         self._channels[channel] = topic
         self._topics[topic] = channel
+        await self._confirm(topic, repr(channel))
+
+    async def listen(self, topic: str, callback: ListenCallback) -> None:
+        """Pass every payload PUBLISHed to the pub/sub channel `topic` (taken as is, no
+        prefix) to `callback`, on the event loop; returns like `subscribe`."""
+        if self._state is not _State.RUNNING:
+            raise InvalidState(f"redis broker is {self._state.value}")
+        name = topic.encode()
+        self._listeners[name] = callback
+        await self._confirm(name, topic)
+
+    async def _confirm(self, topic: bytes, channel: str) -> None:
+        """SUBSCRIBE `topic` and wait for Redis to confirm it (see `subscribe`)."""
         connection = self._subscriber
         if connection is None:
             return  # the reader subscribes it when it reconnects
@@ -504,11 +529,11 @@ class RedisBroker:
                 await waiter
         except TimeoutError:
             log.warning(
-                "redis did not confirm the subscription to %r in %s s", channel, self.timeout
+                "redis did not confirm the subscription to %s in %s s", channel, self.timeout
             )
         except _CONNECTION_ERRORS as exc:
             # The reader sees the same loss and subscribes again on reconnection.
-            log.debug("subscription to %r interrupted: %s", channel, exc)
+            log.debug("subscription to %s interrupted: %s", channel, exc)
         finally:
             waiters = self._waiters.get(topic)
             if waiters is not None:
@@ -541,7 +566,7 @@ class RedisBroker:
             # From here on `subscribe` sends on this connection itself; a channel both in
             # the snapshot and subscribed meanwhile is subscribed twice, which Redis ignores.
             self._subscriber = connection
-            topics = list(self._channels.values())
+            topics = [*self._channels.values(), *self._listeners]
             if topics:
                 self._unconfirmed = set(topics)
                 async with self._write_lock:
@@ -598,7 +623,14 @@ class RedisBroker:
                 continue  # PONG while no channel is subscribed
             kind = response[0]
             if kind == b"message":
-                self._dispatch(response[1], response[2])
+                listener = self._listeners.get(response[1])
+                if listener is not None:
+                    try:
+                        listener(response[2])
+                    except Exception:
+                        log.exception("listen callback failed")
+                else:
+                    self._dispatch(response[1], response[2])
             elif kind == b"subscribe":
                 self._confirmed(response[1])
 

@@ -398,6 +398,13 @@ class SseTransport(_StreamingTransport):
         return found
 
 
+#: A poll answered 503 is asked again this many times, waiting POLL_RETRY_DELAY seconds,
+#: doubled each time up to POLL_RETRY_DELAY_MAX, before the connection counts as lost.
+POLL_RETRIES: Final = 6
+POLL_RETRY_DELAY: Final = 0.1
+POLL_RETRY_DELAY_MAX: Final = 2.0
+
+
 class PollTransport(_HttpTransport):
     """`longpoll` (held until something is queued) or `polling` (answered at once)."""
 
@@ -419,8 +426,16 @@ class PollTransport(_HttpTransport):
         self.cursor = 0
         self.pending: deque[bytes] = deque()
 
-    async def _get(self, target: str) -> None:
-        status, headers, body = await self.downstream.request("GET", target)
+    async def _get(self, target: str, *, retry: bool = False) -> None:
+        """One poll. `retry`: a 503 (the session's node did not answer in time, say) is
+        asked again with the same cursor, after POLL_RETRY_DELAY doubling up to
+        POLL_RETRY_DELAY_MAX, at most POLL_RETRIES times: the server keeps frames until a
+        cursor acknowledges them, so nothing is lost."""
+        for attempt in range(POLL_RETRIES + 1):
+            status, headers, body = await self.downstream.request("GET", target)
+            if status != 503 or not retry or attempt == POLL_RETRIES:
+                break
+            await asyncio.sleep(min(POLL_RETRY_DELAY * 2**attempt, POLL_RETRY_DELAY_MAX))
         if status != 200:
             # 410 unknown session, 409 not connected: the client resumes or starts anew.
             raise ConnectionLost(1006, f"{self.name}: HTTP {status} {body[:120]!r}")
@@ -440,7 +455,7 @@ class PollTransport(_HttpTransport):
             target = f"{self.base}/{self.name}?session={self.session}&cursor={self.cursor}"
             if self.ack:
                 target += f"&seq={self.ack}"
-            await self._get(target)
+            await self._get(target, retry=True)
             if not self.pending and self.name == "polling":
                 await asyncio.sleep(self.interval)  # ajax polling asks again after an interval
         item = _decode_text(self.pending.popleft())

@@ -241,6 +241,8 @@
   // and last postMessage may arrive in either order. (A response cut mid-body fires no
   // `load` in Chromium: that drop is found by the core's pings.)
   const IFRAME_END_GRACE_MS = 250;
+  // A poll answered 503 is asked again this many times (backoff 100 ms doubling to 2 s).
+  const POLL_RETRIES = 6;
   // A POST refused with 409/410 waits this long for the downstream to say why.
   const STALL_MS = 2000;
 
@@ -634,7 +636,9 @@
    * from the last `Pushwire-Cursor`, acknowledges what arrived (the server sends again what
    * is not acknowledged), and `seq=N` the direct messages. `longpoll` asks again at once
    * (the server holds the request), `polling` after `options.pollInterval`. A poll refused
-   * with 410 or 409 is a dropped connection: the core resumes or reopens the session.
+   * with 410 or 409 is a dropped connection: the core resumes or reopens the session. A
+   * poll answered 503 (the node holding the session did not answer in time) is asked again
+   * with the same cursor, after 100 ms doubling up to 2 s, at most POLL_RETRIES times.
    */
   class PollTransport extends HttpTransport {
     constructor(name, url, callbacks, options) {
@@ -644,6 +648,7 @@
       this._pollTimer = null;
       this._cursor = null;
       this._polledSeq = 0; // direct messages acknowledged on a poll
+      this._retries = 0; // 503 answers in a row
     }
 
     send(envelope, bytes) {
@@ -674,7 +679,17 @@
           this._fail(1006, `poll refused: HTTP ${response.status}`);
           return;
         }
+        if (response.status === 503 && !params.hello && this._retries < POLL_RETRIES) {
+          // Retryable: the server keeps what this cursor has not acknowledged.
+          const delay = Math.min(100 * 2 ** this._retries, 2000);
+          this._retries += 1;
+          this._pollTimer = setTimeout(() => {
+            if (current()) this._poll(params);
+          }, delay);
+          return;
+        }
         if (!response.ok) throw new Error(`HTTP ${response.status}`);
+        this._retries = 0;
         const cursor = response.headers.get('Pushwire-Cursor');
         const body = await response.text();
         if (!current()) return;

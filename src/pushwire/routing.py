@@ -1,0 +1,342 @@
+"""Sessions without sticky load balancing: home-node routing and session hand-over.
+
+With a Redis broker, every node has a random id, and each session's id names the node that
+holds it, its home: `<node>.<22 random characters>` (still 128 unguessable bits). Any node
+can therefore serve any request of any session:
+
+- A poll or send for a session homed on another live node is **forwarded** there
+  (`NodeLink`: Redis pub/sub, one channel per node). The home node runs the very code of a
+  local request (`HttpTransports.poll_session` / `send_session`: cursor acknowledgement, the
+  long-poll wait) and publishes the answer back; the receiving node writes the HTTP response
+  with its own headers. No answer within `forward_timeout` (beyond `longpoll_timeout` for a
+  long-poll), or the home node not reached, is 503: retry with the same cursor; the home node
+  keeps frames until a later cursor acknowledges them, so a retry loses nothing. A home node
+  that is dead (its liveness key expired after `node_ttl`, and nothing subscribed to its
+  channel) is 410: the client resumes.
+- A `hello` resuming a session homed on another node (any transport) asks that node to
+  **hand the session over**: it detaches the session (its connection closes with 4004) and
+  sends what resuming needs (user, info, the direct-message count, the unacknowledged direct
+  messages); this node adopts it under a new id naming this node, and the client, welcomed
+  with `resumed: true` and that id, resubscribes from its positions as after any resumption.
+  A dead or silent home node: the welcome says `expired`, exactly as without routing.
+
+Bounds: `max_forwarded` requests in flight per node, sent and served each (503 over it);
+request bodies are bounded by `max_body_bytes` where they arrived.
+
+The memory broker has no router: one process, sessions as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import enum
+import itertools
+import logging
+import re
+from collections.abc import Callable
+from typing import Any, Final, Protocol
+
+import orjson
+
+from .config import Config
+from .errors import BadRequest, PushwireError, RemoteError, Unavailable
+from .fallback import Gone, HttpTransports, NotConnected
+from .hub import Hub
+from .message import Data
+from .session import Session, new_session_id
+from .transports.base import Transport
+from .transports.poll import PollBatch
+
+__all__ = ["Delivery", "NodeLink", "Router", "decode_payload", "encode_payload"]
+
+log = logging.getLogger("pushwire.routing")
+
+_NODE: Final = re.compile(r"[0-9a-f]{12}")
+#: Errors a home node may answer, by HTTP status (anything else reads as a 500).
+_ERRORS_BY_STATUS: Final[dict[int, type[PushwireError]]] = {
+    400: BadRequest,
+    409: NotConnected,
+    410: Gone,
+    503: Unavailable,
+}
+
+
+class Delivery(enum.Enum):
+    """What became of a payload sent to a node."""
+
+    DELIVERED = "delivered"
+    #: The node is dead (its liveness key expired).
+    DEAD = "dead"
+    #: The node is alive but did not receive it (its subscription is being restored).
+    MISSED = "missed"
+
+
+class NodeLink(Protocol):
+    """How nodes reach one another (`pushwire.broker.nodes.RedisNodes`)."""
+
+    node: str
+
+    async def start(self, receive: Callable[[bytes], None]) -> None:
+        """Receive what other nodes send to this one; announce this node alive."""
+
+    async def close(self) -> None:
+        """Stop receiving; other nodes see this one gone."""
+
+    async def send(self, node: str, payload: bytes) -> Delivery:
+        """Send `payload` to `node`.
+
+        Raises:
+            Unavailable: the link is down.
+        """
+
+
+def encode_payload(header: dict[str, Any], body: bytes = b"") -> bytes:
+    """A request or answer between nodes: one JSON line, then the body as is."""
+    return orjson.dumps(header) + b"\n" + body
+
+
+def decode_payload(payload: bytes) -> tuple[dict[str, Any], bytes]:
+    """The header and body of `encode_payload`. Raises `ValueError` when malformed."""
+    line, _, body = payload.partition(b"\n")
+    header = orjson.loads(line)
+    if not isinstance(header, dict):
+        raise ValueError("header is not an object")
+    return header, body
+
+
+class Router:
+    """Routes requests of sessions homed on other nodes, and hands sessions over.
+
+    Building it wires it into the hub (session ids, migration) and the HTTP transports
+    (forwarding); `start` and `close` follow the broker's.
+    """
+
+    def __init__(self, hub: Hub, http: HttpTransports, link: NodeLink, config: Config) -> None:
+        self.hub = hub
+        self.http = http
+        self.link = link
+        self.config = config
+        self.node = link.node
+        self._requests: dict[int, asyncio.Future[tuple[dict[str, Any], bytes]]] = {}
+        self._ids = itertools.count(1)
+        self._serving = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        hub.new_session_id = self._new_session_id
+        hub.migration = self
+        http.router = self
+
+    def _new_session_id(self) -> str:
+        return f"{self.node}.{new_session_id()}"
+
+    async def start(self) -> None:
+        await self.link.start(self._received)
+
+    async def close(self) -> None:
+        await self.link.close()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for future in self._requests.values():
+            if not future.done():
+                future.set_exception(Unavailable("shutting down"))
+
+    def home_of(self, session_id: str) -> str | None:
+        """The node holding `session_id` when it is another node (None: this one, or an id
+        that names no node, which this node answers as unknown)."""
+        node, dot, _ = session_id.partition(".")
+        if not dot or node == self.node or not _NODE.fullmatch(node):
+            return None
+        return node
+
+    # -- requesting -----------------------------------------------------------------------------
+
+    async def poll(
+        self, home: str, session_id: str, kind: str, cursor: str | None, seq: str | None
+    ) -> PollBatch:
+        """`HttpTransports.poll_session` on the session's home node.
+
+        Raises:
+            Gone: the home node is dead (or does not know the session).
+            Unavailable: no answer in time: poll again with the same cursor.
+        """
+        wait = self.config.longpoll_timeout if kind == "longpoll" else 0.0
+        request = {"op": "poll", "session": session_id, "kind": kind}
+        if cursor is not None:
+            request["cursor"] = cursor
+        if seq is not None:
+            request["seq"] = seq
+        answer, body = await self._request(home, request, b"", wait)
+        cursor_out = answer.get("cursor")
+        if not isinstance(cursor_out, int):
+            raise Unavailable(f"malformed answer from node {home}")
+        return PollBatch(body, cursor_out, bool(answer.get("closed")))
+
+    async def send(self, home: str, session_id: str, body: bytes) -> None:
+        """`HttpTransports.send_session` on the session's home node (same errors as `poll`)."""
+        await self._request(home, {"op": "send", "session": session_id}, body, 0.0)
+
+    async def take_over(self, session_id: str, transport: Transport) -> Session | None:
+        """Ask the session's home node to hand it over; adopt it here, attached to
+        `transport`. None when it is not another node's, or that node is dead, silent or
+        does not have it: the session then counts as expired."""
+        home = self.home_of(session_id)
+        if home is None:
+            return None
+        try:
+            _, body = await self._request(
+                home,
+                {"op": "handover", "session": session_id},
+                b"",
+                0.0,
+                timeout=self.config.handover_timeout,
+            )
+            state = orjson.loads(body)
+            unacked: list[tuple[int, Data]] = [
+                (seq, base64.b64decode(data) if binary else data)
+                for seq, binary, data in state["unacked"]
+            ]
+            return self.hub.adopt(
+                transport, state["user"], state["info"], state["seq"], state["acked"], unacked
+            )
+        except (PushwireError, ValueError, KeyError, TypeError) as exc:
+            log.info("session %s not handed over by node %s: %s", session_id, home, exc)
+            return None
+
+    async def _request(
+        self,
+        home: str,
+        request: dict[str, Any],
+        body: bytes,
+        wait: float,
+        *,
+        timeout: float | None = None,
+    ) -> tuple[dict[str, Any], bytes]:
+        limit = self.config.max_forwarded
+        if len(self._requests) >= limit:
+            raise Unavailable(f"too many requests forwarded to other nodes (> {limit}): retry")
+        if timeout is None:
+            timeout = wait + self.config.forward_timeout
+        request_id = next(self._ids)
+        request.update(id=request_id, reply=self.node)
+        future: asyncio.Future[tuple[dict[str, Any], bytes]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._requests[request_id] = future
+        try:
+            delivery = await self.link.send(home, encode_payload(request, body))
+            if delivery is Delivery.DEAD:
+                raise Gone(f"the session's node {home} is gone: resume the session")
+            if delivery is not Delivery.DELIVERED:
+                raise Unavailable(f"the session's node {home} is not reachable now: retry")
+            async with asyncio.timeout(timeout):
+                answer, out = await future
+        except TimeoutError:
+            raise Unavailable(
+                f"no answer from the session's node {home} within {timeout:g} s: retry"
+            ) from None
+        finally:
+            self._requests.pop(request_id, None)
+        status = answer.get("status")
+        if status in (200, 204):
+            return answer, out
+        error = _ERRORS_BY_STATUS.get(status if isinstance(status, int) else 500, PushwireError)
+        raise error(str(answer.get("message", "internal error")))
+
+    # -- serving ------------------------------------------------------------------------------
+
+    def _received(self, payload: bytes) -> None:
+        """What another node sent to this one: an answer to a request of ours, or a request."""
+        try:
+            header, body = decode_payload(payload)
+        except ValueError:
+            log.warning("malformed node message ignored: %r", payload[:100])
+            return
+        op = header.get("op")
+        if op == "answer":
+            future = self._requests.get(header.get("id"))  # type: ignore[arg-type]
+            if future is not None and not future.done():
+                future.set_result((header, body))
+            return
+        reply = header.get("reply")
+        if not isinstance(reply, str) or not _NODE.fullmatch(reply):
+            log.warning("node request without a valid reply address ignored: %r", header)
+            return
+        task = asyncio.ensure_future(self._serve(header, body, reply))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, request: dict[str, Any], body: bytes, reply: str) -> None:
+        answer: dict[str, Any] = {"op": "answer", "id": request.get("id"), "status": 200}
+        out = b""
+        limit = self.config.max_forwarded
+        try:
+            session_id = request.get("session")
+            if not isinstance(session_id, str):
+                raise BadRequest("forwarded request without a session")
+            if self._serving >= limit:
+                raise Unavailable(f"too many forwarded requests here (> {limit}): retry")
+            self._serving += 1
+            try:
+                out = await self._run(request, session_id, body, answer)
+            finally:
+                self._serving -= 1
+        except (RemoteError, Unavailable) as exc:
+            answer.update(status=exc.http_status, code=exc.error_code, message=str(exc))
+        except Exception:
+            log.exception("forwarded request failed: %r", request)
+            answer.update(status=500, code="internal", message="internal error")
+        try:
+            await self.link.send(reply, encode_payload(answer, out))
+        except Unavailable as exc:
+            # The requesting node answers 503 when its timeout passes; frames stay queued.
+            log.info("answer to node %s lost: %s", reply, exc)
+
+    async def _run(
+        self, request: dict[str, Any], session_id: str, body: bytes, answer: dict[str, Any]
+    ) -> bytes:
+        op = request.get("op")
+        if op == "poll":
+            kind = request.get("kind")
+            cursor, seq = request.get("cursor"), request.get("seq")
+            if kind not in ("polling", "longpoll"):
+                raise BadRequest(f"invalid poll kind {kind!r}")
+            if not (cursor is None or isinstance(cursor, str)) or not (
+                seq is None or isinstance(seq, str)
+            ):
+                raise BadRequest("cursor and seq must be strings")
+            batch = await self.http.poll_session(session_id, kind, cursor, seq)
+            answer.update(cursor=batch.cursor, closed=batch.closed)
+            return batch.body
+        if op == "send":
+            self.http.send_session(session_id, body)
+            answer["status"] = 204
+            return b""
+        if op == "handover":
+            return self._hand_over(session_id)
+        raise BadRequest(f"unknown node request {op!r}")
+
+    def _hand_over(self, session_id: str) -> bytes:
+        """Detach a session of this node for another node to resume; what resuming needs."""
+        session = self.hub.sessions.get(session_id)
+        if session is None or session.closed or not session.resumable:
+            raise Gone(f"unknown or expired session {session_id!r}")
+        state = {
+            "user": session.user,
+            "info": dict(session.info),
+            "seq": session.seq,
+            "acked": session.acked,
+            "unacked": [
+                (seq, True, base64.b64encode(data).decode())
+                if isinstance(data, bytes)
+                else (seq, False, data)
+                for seq, data in (session.unacked or ())
+            ],
+        }
+        try:
+            body = orjson.dumps(state)
+        except TypeError as exc:
+            raise Gone(f"session {session_id!r} cannot move: its info is not JSON") from exc
+        self.hub.hand_over(session)
+        return body

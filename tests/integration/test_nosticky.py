@@ -1,0 +1,507 @@
+"""No sticky sessions: two pushwire nodes on one Redis behind a round-robin TCP proxy.
+
+Every request of a client goes through the proxy on a connection of its own (the proxy adds
+`Connection: close`), and the proxy sends each new connection to the next node, so the
+consecutive requests of one client really alternate between the nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import signal
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
+
+from pushwire.client import Client, Message, connect
+from tests.broker.conftest import RedisServer, redis_server
+from tests.conftest import ServerFactory, ServerProcess
+
+pytestmark = pytest.mark.integration
+
+__all__ = ["redis_server"]  # the fixture, shared with tests/broker
+
+
+class RoundRobinProxy:
+    """A TCP proxy: each accepted connection goes to the next node, one request per
+    connection. The rotation is kept per request path (`/pushwire/longpoll`,
+    `/pushwire/send`, …), so that consecutive polls, or consecutive SSE streams, of one
+    client land on alternate nodes whatever else the client sends in between."""
+
+    def __init__(self, nodes: list[ServerProcess]) -> None:
+        self.nodes = list(nodes)
+        self.turns: dict[str, int] = defaultdict(int)
+        #: (node index, request line, first line of the answer) per connection.
+        self.log: list[tuple[int, str, str]] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        #: Requests whose line contains this fragment get a 503 from the proxy itself, as
+        #: many times as the count says (a node that did not answer in time, as seen by the
+        #: client).
+        self.refuse: tuple[str, int] = ("", 0)
+        self._open: list[tuple[str, asyncio.StreamWriter, asyncio.StreamWriter]] = []
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._clients: set[asyncio.StreamWriter] = set()
+        self.port = 0
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        self.gate.set()
+        for client in self._clients:
+            client.close()
+        for _, _, upstream in self._open:
+            upstream.close()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=10)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def cut(self, fragment: str) -> int:
+        """Close every open connection whose request line contains `fragment`."""
+        cut = 0
+        for line, client, upstream in list(self._open):
+            if fragment in line:
+                client.close()
+                upstream.close()
+                cut += 1
+        return cut
+
+    def served(self, fragment: str) -> set[int]:
+        """The nodes (indexes) that got a request whose line contains `fragment`."""
+        return {index for index, line, _ in self.log if fragment in line and index >= 0}
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self._clients.add(writer)
+        try:
+            await self._proxy(reader, writer)
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            writer.close()
+            self._clients.discard(writer)
+            self._tasks.discard(task)
+
+    async def _proxy(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        line, rest = head.split(b"\r\n", 1)
+        request_line = line.decode("latin-1")
+        path = request_line.split(" ")[1].split("?")[0]
+        fragment, count = self.refuse
+        if count and fragment in request_line:
+            self.refuse = (fragment, count - 1)
+            self.log.append((-1, request_line, "HTTP/1.1 503 Service Unavailable"))
+            body = b'{"type":"error","code":"unavailable","message":"try again"}'
+            cors = b""
+            for header in rest.split(b"\r\n"):
+                name, _, value = header.partition(b":")
+                if name.strip().lower() == b"origin":
+                    cors = b"Access-Control-Allow-Origin: %s\r\n" % value.strip()
+                    cors += b"Access-Control-Allow-Credentials: true\r\n"
+            writer.write(
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n%s"
+                b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (cors, len(body), body)
+            )
+            await writer.drain()
+            return
+        await self.gate.wait()
+        index = self.turns[path] % len(self.nodes)
+        self.turns[path] += 1
+        node = self.nodes[index]
+        up_reader, up_writer = await asyncio.open_connection(node.host, node.port)
+        entry = (request_line, writer, up_writer)
+        self._open.append(entry)
+        record = [index, request_line, ""]
+        self.log.append(tuple(record))  # type: ignore[arg-type]
+        position = len(self.log) - 1
+        try:
+            up_writer.write(line + b"\r\nConnection: close\r\n" + rest)
+
+            async def upstream_to_client() -> None:
+                first = True
+                while data := await up_reader.read(65536):
+                    if first:
+                        status = data.split(b"\r\n", 1)[0].decode("latin-1")
+                        self.log[position] = (index, request_line, status)
+                        first = False
+                    writer.write(data)
+                    await writer.drain()
+                writer.close()
+
+            async def client_to_upstream() -> None:
+                while data := await reader.read(65536):
+                    up_writer.write(data)
+                    await up_writer.drain()
+
+            sending = asyncio.ensure_future(client_to_upstream())
+            try:
+                await upstream_to_client()
+            finally:
+                sending.cancel()
+                await asyncio.gather(sending, return_exceptions=True)
+        finally:
+            self._open.remove(entry)
+            up_writer.close()
+
+
+def post(node: ServerProcess, path: str, body: bytes) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection(node.host, node.port, timeout=10)
+    conn.request("POST", path, body=body)
+    response = conn.getresponse()
+    result = response.status, response.read()
+    conn.close()
+    return result
+
+
+async def publish(node: ServerProcess, channel: str, text: str) -> None:
+    status, body = await asyncio.to_thread(post, node, f"/api/publish/{channel}", text.encode())
+    assert status == 200, body
+
+
+async def send_direct(nodes: list[ServerProcess], user: str, text: str) -> int:
+    """`POST /api/send/<user>` on every node; the number of sessions that got it."""
+    total = 0
+    for node in nodes:
+        status, body = await asyncio.to_thread(post, node, f"/api/send/{user}", text.encode())
+        assert status == 200, body
+        total += json.loads(body)["sessions"]
+    return total
+
+
+async def receive(client: Client, count: int) -> list[Message]:
+    got = []
+    for _ in range(count):
+        item = await asyncio.wait_for(client.recv(), 20)
+        assert isinstance(item, Message), item
+        got.append(item)
+    return got
+
+
+async def completed_polls(proxy: RoundRobinProxy, count: int, timeout: float = 20) -> None:
+    """Until `count` more long-polls than now have been answered by a node."""
+
+    def answered() -> int:
+        return sum(
+            1 for i, line, status in proxy.log if "/longpoll?s" in line and i >= 0 and status
+        )
+
+    target = answered() + count
+    async with asyncio.timeout(timeout):
+        while answered() < target:
+            await asyncio.sleep(0.05)
+
+
+async def nothing_more(client: Client, nodes: list[ServerProcess], channel: str) -> None:
+    """Nothing arrives twice: the next message after everything expected is a fresh one."""
+    await publish(nodes[0], channel, "the end")
+    last = await asyncio.wait_for(client.recv(), 20)
+    assert isinstance(last, Message) and last.data == "the end", last
+
+
+@pytest.fixture
+async def proxy_pair(
+    server_factory: ServerFactory, redis_server: RedisServer, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[RoundRobinProxy, list[ServerProcess]]]:
+    extra: tuple[str, ...] = getattr(request, "param", ())
+    nodes = [server_factory("--broker", redis_server.url, *extra) for _ in range(2)]
+    proxy = RoundRobinProxy(nodes)
+    await proxy.start()
+    try:
+        yield proxy, nodes
+    finally:
+        await proxy.stop()
+
+
+@pytest.mark.parametrize("proxy_pair", [("--set", "longpoll_timeout=1")], indirect=True)
+async def test_a_long_poll_client_on_alternating_nodes_gets_everything_once_in_order(
+    proxy_pair: tuple[RoundRobinProxy, list[ServerProcess]],
+) -> None:
+    proxy, nodes = proxy_pair
+    url = proxy.url("/pushwire")
+    async with connect(url, user="alice", transports=["longpoll"]) as client:
+        await client.subscribe("room")
+        expected = []
+        for i in range(30):
+            text = f"m{i}"
+            await publish(nodes[i % 2], "room", text)  # from both nodes
+            expected.append(text)
+            if i in (9, 19):
+                # The user's session lives on one node: exactly one node has it.
+                assert await send_direct(nodes, "alice", f"direct {i}") == 1
+            if i == 14:
+                # Three polls in a row answered 503: asked again, with the same cursor.
+                proxy.refuse = ("/pushwire/longpoll?session=", 3)
+        got = await receive(client, 32)
+        assert [m.data for m in got if m.channel == "room"] == expected
+        assert [(m.seq, m.data) for m in got if m.channel is None] == [
+            (1, "direct 9"),
+            (2, "direct 19"),
+        ]
+        # Polls held at the far node past the long-poll timeout come back empty, forwarded.
+        await completed_polls(proxy, 2)
+        await nothing_more(client, nodes, "room")
+        # Forwarded, not resumed: one session throughout.
+        assert client.reconnections == 0 and client.expired == []
+    assert proxy.served("/pushwire/longpoll?session=") == {0, 1}
+    assert proxy.served("/pushwire/send?session=") == {0, 1}
+    # Every poll that reached a node answered 200 (but the one the client's close cut short).
+    polls = [(index, line, status) for index, line, status in proxy.log if "/longpoll?s" in line]
+    reached = [status for index, _, status in polls if index >= 0]
+    assert len(reached) > 4 and all(" 200 " in status for status in reached[:-1]), reached
+    refused = [n for n, (index, _, _) in enumerate(polls) if index == -1]
+    assert len(refused) == 3
+    for n in refused:  # the retry asks with the cursor (and seq) of the refused poll
+        assert polls[n + 1][1] == polls[n][1]
+
+
+async def test_an_sse_client_reconnecting_to_the_other_node_each_time_loses_nothing(
+    proxy_pair: tuple[RoundRobinProxy, list[ServerProcess]],
+) -> None:
+    proxy, nodes = proxy_pair
+    url = proxy.url("/pushwire")
+    async with connect(url, user="bob", transports=["sse"], reconnect_delay=0.05) as client:
+        await client.subscribe("news")
+        first_session = client.session
+        expected, directs = [], []
+        for round_ in range(4):
+            # Hold new connections, cut the stream: the session waits on its node meanwhile.
+            proxy.gate.clear()
+            back = asyncio.ensure_future(client.wait_reconnected(20))
+            await asyncio.sleep(0)
+            assert proxy.cut("/pushwire/sse?") == 1
+            for i in range(10):
+                text = f"r{round_} m{i}"
+                await publish(nodes[i % 2], "news", text)
+                expected.append(text)
+            # Not acknowledged before the stream moves: the next node must re-send it.
+            assert await send_direct(nodes, "bob", f"direct {round_}") == 1
+            directs.append(f"direct {round_}")
+            proxy.gate.set()
+            await back
+            got = await receive(client, 11)
+            assert [m.data for m in got if m.channel == "news"] == expected[-10:]
+            assert [m.data for m in got if m.channel is None] == directs[-1:]
+        await nothing_more(client, nodes, "news")
+        assert client.reconnections == 4
+        # Each resumption moved the session: resumed every time, never expired.
+        assert client.expired == [] and client.session != first_session
+    streams = [index for index, line, _ in proxy.log if "/pushwire/sse?" in line]
+    assert streams == [0, 1, 0, 1, 0]  # every reconnection on the other node
+    assert proxy.served("/pushwire/send?session=") == {0, 1}
+
+
+@pytest.mark.parametrize(
+    "proxy_pair", [("--set", "node_ttl=1", "--set", "longpoll_timeout=1")], indirect=True
+)
+async def test_a_killed_home_node_is_410_then_the_client_resumes_and_recovers(
+    proxy_pair: tuple[RoundRobinProxy, list[ServerProcess]],
+) -> None:
+    proxy, nodes = proxy_pair
+    url = proxy.url("/pushwire")
+    async with connect(url, user="carol", transports=["longpoll"], reconnect_delay=0.05) as client:
+        await client.subscribe("feed")
+        await publish(nodes[0], "feed", "before")
+        assert [m.data for m in await receive(client, 1)] == ["before"]
+        old_session = client.session
+        assert old_session is not None
+        # Which node is home: the one that holds the user's session.
+        counts = []
+        for node in nodes:
+            _, body = await asyncio.to_thread(post, node, "/api/send/carol", b"hi")
+            counts.append(json.loads(body)["sessions"])
+        assert sorted(counts) == [0, 1]
+        home = counts.index(1)
+        survivor = nodes[1 - home]
+        assert [m.data for m in await receive(client, 1)] == ["hi"]
+
+        back = asyncio.ensure_future(client.wait_reconnected(30))
+        await asyncio.sleep(0)
+        nodes[home].stop(signal.SIGKILL)
+        proxy.nodes = [survivor]  # the load balancer takes the dead node out
+        for i in range(10):
+            await publish(survivor, "feed", f"after {i}")
+        await back
+        got = await receive(client, 10)
+        assert [m.data for m in got] == [f"after {i}" for i in range(10)]
+        # Told, not silent: the old session (and any direct message it kept) is gone.
+        assert client.expired == [old_session]
+        await nothing_more(client, [survivor], "feed")
+    statuses = [status for _, line, status in proxy.log if "/longpoll?session=" in line]
+    assert any(" 410 " in status for status in statuses), statuses
+
+
+async def test_a_redis_restart_keeps_a_long_poll_session_routed_across_nodes(
+    server_factory: ServerFactory, redis_server: RedisServer
+) -> None:
+    nodes = [
+        server_factory("--broker", redis_server.url, "--set", "longpoll_timeout=1")
+        for _ in range(2)
+    ]
+    proxy = RoundRobinProxy(nodes)
+    await proxy.start()
+    try:
+        url = proxy.url("/pushwire")
+        async with connect(url, transports=["longpoll"], reconnect_delay=0.05) as client:
+            await client.subscribe("news")
+            await publish(nodes[0], "news", "before")
+            assert [m.data for m in await receive(client, 1)] == ["before"]
+
+            # Redis loses everything: node keys, subscriptions, channel history.
+            redis_server.stop()
+            redis_server.start()
+            mark = len(proxy.log)
+            async with asyncio.timeout(20):
+                while (await asyncio.to_thread(post, nodes[1], "/api/publish/news", b"after"))[
+                    0
+                ] != 200:
+                    await asyncio.sleep(0.1)  # until the node's broker is back
+            # The channel's history is gone (a new epoch): a gap, then the message.
+            item = await asyncio.wait_for(client.recv(), 20)
+            while not isinstance(item, Message):
+                item = await asyncio.wait_for(client.recv(), 20)
+            assert item.data == "after"
+            await completed_polls(proxy, 4)
+            await nothing_more(client, nodes, "news")
+            # The session was not lost: its node was never taken for dead.
+            assert client.expired == []
+        after = [(i, status) for i, line, status in proxy.log[mark:] if "/longpoll?s" in line]
+        assert {i for i, status in after if " 200 " in status} == {0, 1}, after
+        assert not [status for _, status in after if " 410 " in status], after
+    finally:
+        await proxy.stop()
+
+
+async def test_a_websocket_resuming_on_another_node_takes_the_session_over(
+    server_factory: ServerFactory, redis_server: RedisServer
+) -> None:
+    first, second = (server_factory("--broker", redis_server.url) for _ in range(2))
+    protocols = [Subprotocol("pushwire.v1")]
+    async with ws_connect(first.ws_url("/pushwire"), subprotocols=protocols) as old:
+        await old.send(json.dumps({"type": "hello", "user": "dave"}))
+        welcome = json.loads(await asyncio.wait_for(old.recv(), 10))
+        session = welcome["session"]
+        assert welcome["resumed"] is False and "." in session
+        assert await send_direct([first, second], "dave", "kept") == 1
+        direct = json.loads(await asyncio.wait_for(old.recv(), 10))
+        assert (direct["seq"], direct["data"]) == (1, "kept")  # not acknowledged
+
+        async with ws_connect(second.ws_url("/pushwire"), subprotocols=protocols) as new:
+            await new.send(json.dumps({"type": "hello", "session": session, "ack": 0}))
+            welcome = json.loads(await asyncio.wait_for(new.recv(), 10))
+            assert welcome["resumed"] is True and "expired" not in welcome
+            assert welcome["user"] == "dave"
+            # A new id, naming the new home node.
+            assert welcome["session"].split(".")[0] != session.split(".")[0]
+            again = json.loads(await asyncio.wait_for(new.recv(), 10))
+            assert (again["type"], again["seq"], again["data"]) == ("message", 1, "kept")
+            # The old connection was superseded, the old node forgot the session.
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    await asyncio.wait_for(old.recv(), 10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4004
+            assert await send_direct([first, second], "dave", "next") == 1
+            after = json.loads(await asyncio.wait_for(new.recv(), 10))
+            assert (after["seq"], after["data"]) == (2, "next")  # the count carried on
+
+        # A session nobody holds any more: expired, as without routing.
+        async with ws_connect(first.ws_url("/pushwire"), subprotocols=protocols) as late:
+            await late.send(json.dumps({"type": "hello", "session": session}))
+            welcome = json.loads(await asyncio.wait_for(late.recv(), 10))
+            assert welcome["resumed"] is False and welcome["expired"] == session
+
+
+async def test_a_forwarded_request_to_a_silent_node_is_503_within_the_bound(
+    server_factory: ServerFactory, redis_server: RedisServer
+) -> None:
+    node = server_factory(
+        "--broker",
+        redis_server.url,
+        *("--set", "forward_timeout=1", "--set", "longpoll_timeout=1", "--set", "max_forwarded=1"),
+    )
+    # A node that is alive (its key is there) and subscribed, but never answers.
+    silent = "abcdef012345"
+    redis = aioredis.Redis.from_url(redis_server.url)
+    pubsub = redis.pubsub()
+    try:
+        await redis.set(f"pushwire:node:{silent}", b"1", px=60_000)
+        await pubsub.subscribe(f"pushwire:node:{silent}")
+        session = f"{silent}.AAAAAAAAAAAAAAAAAAAAAA"
+
+        def get(target: str) -> tuple[int, bytes, float]:
+            conn = http.client.HTTPConnection(node.host, node.port, timeout=20)
+            began = time.monotonic()
+            conn.request("GET", target)
+            response = conn.getresponse()
+            result = response.status, response.read(), time.monotonic() - began
+            conn.close()
+            return result
+
+        status, body, took = await asyncio.to_thread(
+            get, f"/pushwire/polling?session={session}&cursor=0"
+        )
+        assert status == 503 and json.loads(body)["code"] == "unavailable", body
+        assert 0.9 <= took < 4.0, took  # forward_timeout
+        status, body, took = await asyncio.to_thread(
+            get, f"/pushwire/longpoll?session={session}&cursor=0"
+        )
+        assert status == 503, body
+        assert 1.9 <= took < 5.0, took  # longpoll_timeout + forward_timeout
+        # What went over Redis: the query fields that matter, a request id, the reply node.
+        requests = []
+        for _ in range(10):
+            got = await pubsub.get_message(timeout=1)
+            if got is not None and got["type"] == "message":
+                requests.append(json.loads(got["data"].partition(b"\n")[0]))
+            if len(requests) == 2:
+                break
+        assert [(r["op"], r["session"], r["kind"], r["cursor"]) for r in requests] == [
+            ("poll", session, "polling", "0"),
+            ("poll", session, "longpoll", "0"),
+        ]
+
+        # At most max_forwarded (here 1) requests in flight: one more is 503 at once.
+        held = asyncio.ensure_future(
+            asyncio.to_thread(get, f"/pushwire/longpoll?session={session}&cursor=0")
+        )
+        while (got := await pubsub.get_message(timeout=5)) is None or got["type"] != "message":
+            pass  # until the held request is on its way to the silent node
+        status, body, took = await asyncio.to_thread(
+            get, f"/pushwire/polling?session={session}&cursor=0"
+        )
+        assert status == 503 and b"too many" in body, body  # refused, not waited for
+        assert (await held)[0] == 503
+
+        # Alive (the key is there) but not subscribed, say while its Redis connection is
+        # restored: 503 at once, nothing to wait for.
+        await pubsub.unsubscribe(f"pushwire:node:{silent}")
+        status, body, took = await asyncio.to_thread(
+            get, f"/pushwire/polling?session={session}&cursor=0"
+        )
+        assert status == 503 and b"not reachable" in body, body  # not waited for
+
+        # Neither key nor subscriber: dead. 410 at once, the client resumes.
+        await redis.delete(f"pushwire:node:{silent}")
+        status, body, took = await asyncio.to_thread(
+            get, f"/pushwire/polling?session={session}&cursor=0"
+        )
+        assert status == 410 and json.loads(body)["code"] == "session_unknown", body
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await redis.aclose()

@@ -1,0 +1,58 @@
+"""Session routing without Redis: ids that name their node, the node-to-node payloads."""
+
+from __future__ import annotations
+
+import pytest
+
+from pushwire.config import Config
+from pushwire.fallback import HttpTransports
+from pushwire.hub import Hub
+from pushwire.routing import Delivery, Router, decode_payload, encode_payload
+from pushwire.transports.websocket import OriginPolicy
+
+
+class _Link:
+    """A link that reaches nobody: enough for what needs no other node."""
+
+    node = "0123456789ab"
+
+    async def start(self, receive: object) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def send(self, node: str, payload: bytes) -> Delivery:
+        return Delivery.DEAD
+
+
+def _router() -> tuple[Hub, HttpTransports, Router]:
+    config = Config()
+    hub = Hub(config=config)
+    http = HttpTransports(hub, config, OriginPolicy(frozenset()))
+    return hub, http, Router(hub, http, _Link(), config)
+
+
+def test_payloads_carry_a_json_header_and_the_body_as_is() -> None:
+    payload = encode_payload({"op": "send", "id": 3}, b"line 1\nline 2\n\xff")
+    assert decode_payload(payload) == ({"op": "send", "id": 3}, b"line 1\nline 2\n\xff")
+    with pytest.raises(ValueError):
+        decode_payload(b"[1]\n")
+    with pytest.raises(ValueError):
+        decode_payload(b"not json")
+
+
+def test_a_router_names_its_node_in_every_session_id_and_finds_other_homes() -> None:
+    hub, http, router = _router()
+    assert http.router is router and hub.migration is router
+    node, dot, rest = hub.new_session_id().partition(".")
+    assert (node, dot, len(rest)) == ("0123456789ab", ".", 22)
+    assert router.home_of(f"{node}.{rest}") is None  # this node's own
+    assert router.home_of(f"ba9876543210.{rest}") == "ba9876543210"
+    for foreign in ("", "plain", "xyz.abc", "BA9876543210.abc", "ba98765432.abc"):
+        assert router.home_of(foreign) is None  # names no node: answered here, as unknown
+
+
+def test_without_a_router_sessions_are_as_before() -> None:
+    hub = Hub()
+    assert hub.migration is None and "." not in hub.new_session_id()
