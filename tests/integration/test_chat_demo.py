@@ -92,6 +92,9 @@ def sign_in(page: Page, nick: str) -> None:
     page.get_by_test_id("nick-input").fill(nick)
     page.get_by_test_id("nick-input").press("Enter")
     expect(page.get_by_test_id("status")).to_have_attribute("data-state", "open")
+    # The room's presence snapshot lists us once the subscription is made: from then on no
+    # message to the room can pass us by (a send before it would, and the test would race).
+    expect(page.get_by_test_id("people").locator(f'li[data-user="{nick}"]')).to_be_visible()
 
 
 def skip_unless_client_has(page: Page, *transports: str) -> None:
