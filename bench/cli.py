@@ -12,10 +12,11 @@ import time
 from pathlib import Path
 
 from .harness import BENCH_DIR, BenchError, build_loadgen, cores, run_loadgen, running
+from .redis_fanout import RedisTarget, RedisWorkload, redis_targets
 from .report import Case, chart, markdown
 from .servers import REPO, Target, install_node_peers, lab_targets, targets, versions
 
-WORKLOADS = ("fanout", "echo", "connect", "lab")
+WORKLOADS = ("fanout", "echo", "connect", "lab", "redis")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -26,6 +27,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="comma-separated, from: " + ", ".join(WORKLOADS),
     )
     parser.add_argument("--subscribers", default="1000,10000", help="fan-out sizes N")
+    parser.add_argument(
+        "--redis-subscribers", default="1000", help="redis workload: fan-out sizes N"
+    )
     parser.add_argument("--runs", type=int, default=3, help="runs per figure (fresh server each)")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per run")
     parser.add_argument("--echo-connections", type=int, default=100)
@@ -66,16 +70,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown workload(s): {', '.join(sorted(unknown))}")
     args.subscribers = [int(n) for n in args.subscribers.split(",") if n]
+    args.redis_subscribers = [int(n) for n in args.redis_subscribers.split(",") if n]
     if args.smoke:
         args.runs, args.duration = 1, 0.5
         args.subscribers = [min(args.subscribers[0], 50)]
+        args.redis_subscribers = [min(args.redis_subscribers[0], 50)]
         args.echo_connections, args.connections = 20, 200
     if args.runs < 1:
         parser.error("--runs must be at least 1")
     return args
 
 
-def plan(args: argparse.Namespace) -> list[tuple[Case, Target]]:
+def plan(args: argparse.Namespace) -> list[tuple[Case, Target | RedisTarget]]:
     """Every (case, target) to run, in order."""
     wanted = [t for t in args.targets.split(",") if t]
 
@@ -84,8 +90,15 @@ def plan(args: argparse.Namespace) -> list[tuple[Case, Target]]:
             w.lower() in target.name.lower() or w.lower() == target.server for w in wanted
         )
 
-    out: list[tuple[Case, Target]] = []
+    out: list[tuple[Case, Target | RedisTarget]] = []
     for workload in args.workloads:
+        if workload == "redis":  # bench/redis_fanout.py
+            for n in args.redis_subscribers:
+                for entry in redis_targets():
+                    if chosen(entry.target):
+                        t = entry.target
+                        out.append((Case(workload, t.name, t.server, t.transport, n), entry))
+            continue
         if workload == "lab":
             for target in lab_targets():
                 if not chosen(target):
@@ -217,14 +230,22 @@ def main(argv: list[str] | None = None) -> int:
     cases: list[Case] = []
     started = time.monotonic()
     log_dir = args.out / "logs"
-    for case, target in plan(args):
-        if target.server == "pushwire":
-            target.env["PYTHONPATH"] = str(args.pushwire_src.resolve())
-        print(f"{case.workload} N={case.n} {case.target}", flush=True)
-        run_case(case, target, args, binary, log_dir)
-        if case.skipped:
-            print(f"  skipped: {case.skipped}", flush=True)
-        cases.append(case)
+    redis = RedisWorkload(log_dir)
+    try:
+        for case, target in plan(args):
+            plain = target.target if isinstance(target, RedisTarget) else target
+            if plain.server == "pushwire":
+                plain.env["PYTHONPATH"] = str(args.pushwire_src.resolve())
+            print(f"{case.workload} N={case.n} {case.target}", flush=True)
+            if isinstance(target, RedisTarget):
+                redis.run_case(case, target, args, binary)
+            else:
+                run_case(case, target, args, binary, log_dir)
+            if case.skipped:
+                print(f"  skipped: {case.skipped}", flush=True)
+            cases.append(case)
+    finally:
+        redis.close()
     elapsed = time.monotonic() - started
     header = "\n".join(
         [
