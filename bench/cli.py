@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from .harness import BENCH_DIR, BenchError, build_loadgen, cores, run_loadgen, running
+from .lab_json import write_lab
 from .redis_fanout import RedisTarget, RedisWorkload, redis_targets
 from .report import Case, chart, markdown
 from .servers import REPO, Target, install_node_peers, lab_targets, targets, versions
@@ -194,6 +195,8 @@ def report_only(path: Path, out: Path) -> int:
     table = markdown(cases, header)
     (out / "results.md").write_text(table)
     failure = chart(cases, out / "benchmarks.png")
+    lab_failure = write_lab(cases, data, out)
+    failure = failure or lab_failure
     print(table)
     return 0 if failure is None else 1
 
@@ -247,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         redis.close()
     elapsed = time.monotonic() - started
+    date = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     header = "\n".join(
         [
             f"Command: `{command}`  ",
@@ -265,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps(
             {
                 "command": command,
+                "date": date,
                 "versions": found,
                 "machine": machine,
                 "runs_per_figure": args.runs,
@@ -278,6 +283,19 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     failure = chart(cases, args.out / "benchmarks.png")
+    lab_failure = write_lab(
+        cases,
+        {
+            "command": command,
+            "date": date,
+            "versions": found,
+            "machine": machine,
+            "runs_per_figure": args.runs,
+            "duration_s": args.duration,
+        },
+        args.out,
+    )
+    failure = failure or lab_failure
     print(table)
     print(
         f"written: {args.out / 'results.md'}, {args.out / 'results.json'}"

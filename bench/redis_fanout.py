@@ -463,7 +463,7 @@ def ratio_lines(cases: list[Case]) -> list[str]:
         "Nothing is pinned in this workload: the server processes, redis-server and the load "
         "generator share the machine's cores.",
         "",
-        "| N | against | deliveries/s | p50 latency (theirs ÷ ours) | CPU s per delivery "
+        "| N | against | deliveries/s | p50 latency (theirs ÷ ours) | CPU per delivery "
         "(theirs ÷ ours) |",
         "|---|---|---|---|---|",
     ]
