@@ -460,9 +460,6 @@ def ratio_lines(cases: list[Case]) -> list[str]:
     lines = [
         f"### The redis workload as ratios: {PW_WORKERS} over each (same run)",
         "",
-        "Nothing is pinned in this workload: the server processes, redis-server and the load "
-        "generator share the machine's cores.",
-        "",
         "| N | against | deliveries/s | p50 latency (theirs ÷ ours) | CPU per delivery "
         "(theirs ÷ ours) |",
         "|---|---|---|---|---|",

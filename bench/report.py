@@ -234,6 +234,14 @@ TITLES = {
 }
 
 
+# A line under a table's title, where a workload is measured differently from the others.
+NOTES = {
+    "redis": "Nothing is pinned in this workload: the server's processes, redis-server and the "
+    "load generator share the machine's cores. CPU and RSS are summed over all of the "
+    "server's processes and redis-server (when the server uses it).",
+}
+
+
 def markdown(cases: list[Case], header: str) -> str:
     lines = [header, ""]
     for workload, (_, columns) in TABLES.items():
@@ -243,6 +251,8 @@ def markdown(cases: list[Case], header: str) -> str:
         for n in sorted({c.n for c in group}):
             rows = [c for c in group if c.n == n]
             lines += [f"### {TITLES[workload]} (N = {n:,})", ""]
+            if workload in NOTES:
+                lines += [NOTES[workload], ""]
             lines.append(
                 "| server | transport | " + " | ".join(c[1] for c in columns) + " | status |"
             )

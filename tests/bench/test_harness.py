@@ -18,7 +18,7 @@ from bench import cli
 from bench.harness import Drive, build_loadgen, run_loadgen, running
 from bench.redis_fanout import PW_MEMORY, PW_REDIS, PW_WORKERS, SIO_REDIS, redis_targets
 from bench.report import Case, markdown
-from bench.servers import REPO, targets
+from bench.servers import REPO, lab_targets, targets
 
 pytestmark = pytest.mark.skipif(
     shutil.which("gcc") is None, reason="gcc is needed to build loadgen.c"
@@ -145,6 +145,10 @@ def test_a_smoke_run_of_every_workload_on_pushwire(tmp_path: Path) -> None:
             assert [r for r in run["invalid"] if "load generator at" not in r] == [], case["target"]
             assert run["loadgen"]["deliveries"] > 0, case["target"]
     assert "### Transport lab (pushwire only): fan-out" in (tmp_path / "results.md").read_text()
+    # The lab's figures, as the demo server's /lab page reads them: one entry per transport.
+    lab = json.loads((tmp_path / "lab.json").read_text())
+    assert [row["name"] for row in lab["transports"]] == [t.name for t in lab_targets()]
+    assert all(row["fanout"]["messages_per_s"] > 0 for row in lab["transports"])
 
 
 @pytest.mark.integration
