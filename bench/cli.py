@@ -234,19 +234,21 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     log_dir = args.out / "logs"
     redis = RedisWorkload(log_dir)
+    redis_cases: list[tuple[Case, RedisTarget]] = []
     try:
         for case, target in plan(args):
+            cases.append(case)
             plain = target.target if isinstance(target, RedisTarget) else target
             if plain.server == "pushwire":
                 plain.env["PYTHONPATH"] = str(args.pushwire_src.resolve())
-            print(f"{case.workload} N={case.n} {case.target}", flush=True)
             if isinstance(target, RedisTarget):
-                redis.run_case(case, target, args, binary)
-            else:
-                run_case(case, target, args, binary, log_dir)
+                redis_cases.append((case, target))  # run together, interleaved, below
+                continue
+            print(f"{case.workload} N={case.n} {case.target}", flush=True)
+            run_case(case, target, args, binary, log_dir)
             if case.skipped:
                 print(f"  skipped: {case.skipped}", flush=True)
-            cases.append(case)
+        redis.run_cases(redis_cases, args, binary)
     finally:
         redis.close()
     elapsed = time.monotonic() - started

@@ -365,44 +365,64 @@ class RedisWorkload:
         self.log_dir = log_dir
         self.redis: RedisServer | None = None
 
-    def run_case(
-        self, case: Case, entry: RedisTarget, args: argparse.Namespace, binary: Path
+    def run_cases(
+        self, planned: list[tuple[Case, RedisTarget]], args: argparse.Namespace, binary: Path
     ) -> None:
-        reason = entry.target.requirement()
-        if reason:
-            case.skipped = reason
-            return
-        if self.redis is None:
-            self.redis = RedisServer(self.log_dir / "redis-server.log")
-        target = dataclasses.replace(
-            entry.target,
-            command=[part.replace(REDIS_URL, self.redis.url) for part in entry.target.command],
-        )
+        """Every run of every case, interleaved: run 1 of each target, then run 2 of each, ...
+
+        On a machine shared with other work, the load changes from minute to minute;
+        interleaved, each target's runs meet the same spread of it, so their medians compare.
+        """
+        ready: list[tuple[Case, RedisTarget, Target]] = []
+        for case, entry in planned:
+            reason = entry.target.requirement()
+            if reason:
+                case.skipped = reason
+                print(f"{case.workload} N={case.n} {case.target}\n  skipped: {reason}")
+                continue
+            if self.redis is None:
+                self.redis = RedisServer(self.log_dir / "redis-server.log")
+            url = self.redis.url
+            command = [part.replace(REDIS_URL, url) for part in entry.target.command]
+            ready.append((case, entry, dataclasses.replace(entry.target, command=command)))
         for index in range(args.runs):
-            drive = target.drive("fanout", case.n)
-            assert drive is not None
-            drive.args += ["--duration", str(args.duration), "--window", str(args.window)]
-            drive.args += ["--timeout", str(30 + case.n / 200)]
-            if args.smoke:  # a run that lost a message would wait 15 s for it
-                drive.args += ["--drain", "2"]
-            log = self.log_dir / f"redis-{case.n}-{case.target}-{index}.log".replace(
-                " ", "_"
-            ).replace("/", "_")
-            server = None
-            try:
-                self.redis.flush()
-                server = start_server(target.command, REPO, log, False, None, target.env)
-                _wait_ready(server, entry.ready)
-                redis = self.redis if entry.uses_redis else None
-                case.runs.append(run_group(binary, drive, server, redis, 120 + case.n / 100))
-                message = _progress(case.runs[-1])
-            except BenchError as exc:
-                case.errors.append(str(exc)[:300])
-                message = f"error: {case.errors[-1]}"
-            finally:
-                if server is not None:
-                    _stop(server)
-            print(f"  run {index + 1}: {message}", flush=True)
+            for case, entry, target in ready:
+                print(f"{case.workload} N={case.n} {case.target}", flush=True)
+                message = self._run_once(case, entry, target, index, args, binary)
+                print(f"  run {index + 1}: {message}", flush=True)
+
+    def _run_once(
+        self,
+        case: Case,
+        entry: RedisTarget,
+        target: Target,
+        index: int,
+        args: argparse.Namespace,
+        binary: Path,
+    ) -> str:
+        assert self.redis is not None
+        drive = target.drive("fanout", case.n)
+        assert drive is not None
+        drive.args += ["--duration", str(args.duration), "--window", str(args.window)]
+        drive.args += ["--timeout", str(30 + case.n / 200)]
+        if args.smoke:  # a run that lost a message would wait 15 s for it
+            drive.args += ["--drain", "2"]
+        name = f"redis-{case.n}-{case.target}-{index}.log".replace(" ", "_").replace("/", "_")
+        log = self.log_dir / name
+        server = None
+        try:
+            self.redis.flush()
+            server = start_server(target.command, REPO, log, False, None, target.env)
+            _wait_ready(server, entry.ready)
+            redis = self.redis if entry.uses_redis else None
+            case.runs.append(run_group(binary, drive, server, redis, 120 + case.n / 100))
+            return _progress(case.runs[-1])
+        except BenchError as exc:
+            case.errors.append(str(exc)[:300])
+            return f"error: {case.errors[-1]}"
+        finally:
+            if server is not None:
+                _stop(server)
 
     def close(self) -> None:
         if self.redis is not None:
