@@ -209,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m bench " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
     )
-    if not args.no_npm:
+    # Only the fanout, echo and connect workloads run the Node peers.
+    if not args.no_npm and {"fanout", "echo", "connect"} & set(args.workloads):
         failure = install_node_peers()
         if failure:
             print(f"Node peers unavailable: {failure}", flush=True)
@@ -261,7 +262,9 @@ def main(argv: list[str] | None = None) -> int:
             "figures are medians, (min-max) over the runs.  ",
             "Versions: " + ", ".join(f"{k} {v}" for k, v in found.items()) + "  ",
             f"Machine: {machine['cpu']}, {machine['cores']} cores, "
-            f"Linux {machine['kernel']}; {machine['pinning']}.  ",
+            f"Linux {machine['kernel']}; {machine['pinning']}"
+            + (" (the redis workload pins nothing)" if "redis" in args.workloads else "")
+            + ".  ",
             f"Total time: {elapsed / 60:.1f} min.",
         ]
     )
