@@ -12,10 +12,12 @@ import time
 from pathlib import Path
 
 from .harness import BENCH_DIR, BenchError, build_loadgen, cores, run_loadgen, running
+from .lab_json import write_lab
+from .redis_fanout import RedisTarget, RedisWorkload, redis_targets
 from .report import Case, chart, markdown
 from .servers import REPO, Target, install_node_peers, lab_targets, targets, versions
 
-WORKLOADS = ("fanout", "echo", "connect", "lab")
+WORKLOADS = ("fanout", "echo", "connect", "lab", "redis")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -26,6 +28,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="comma-separated, from: " + ", ".join(WORKLOADS),
     )
     parser.add_argument("--subscribers", default="1000,10000", help="fan-out sizes N")
+    parser.add_argument(
+        "--redis-subscribers", default="1000", help="redis workload: fan-out sizes N"
+    )
     parser.add_argument("--runs", type=int, default=3, help="runs per figure (fresh server each)")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per run")
     parser.add_argument("--echo-connections", type=int, default=100)
@@ -66,16 +71,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown workload(s): {', '.join(sorted(unknown))}")
     args.subscribers = [int(n) for n in args.subscribers.split(",") if n]
+    args.redis_subscribers = [int(n) for n in args.redis_subscribers.split(",") if n]
     if args.smoke:
         args.runs, args.duration = 1, 0.5
         args.subscribers = [min(args.subscribers[0], 50)]
+        args.redis_subscribers = [min(args.redis_subscribers[0], 50)]
         args.echo_connections, args.connections = 20, 200
     if args.runs < 1:
         parser.error("--runs must be at least 1")
     return args
 
 
-def plan(args: argparse.Namespace) -> list[tuple[Case, Target]]:
+def plan(args: argparse.Namespace) -> list[tuple[Case, Target | RedisTarget]]:
     """Every (case, target) to run, in order."""
     wanted = [t for t in args.targets.split(",") if t]
 
@@ -84,8 +91,15 @@ def plan(args: argparse.Namespace) -> list[tuple[Case, Target]]:
             w.lower() in target.name.lower() or w.lower() == target.server for w in wanted
         )
 
-    out: list[tuple[Case, Target]] = []
+    out: list[tuple[Case, Target | RedisTarget]] = []
     for workload in args.workloads:
+        if workload == "redis":  # bench/redis_fanout.py
+            for n in args.redis_subscribers:
+                for entry in redis_targets():
+                    if chosen(entry.target):
+                        t = entry.target
+                        out.append((Case(workload, t.name, t.server, t.transport, n), entry))
+            continue
         if workload == "lab":
             for target in lab_targets():
                 if not chosen(target):
@@ -181,6 +195,8 @@ def report_only(path: Path, out: Path) -> int:
     table = markdown(cases, header)
     (out / "results.md").write_text(table)
     failure = chart(cases, out / "benchmarks.png")
+    lab_failure = write_lab(cases, data, out)
+    failure = failure or lab_failure
     print(table)
     return 0 if failure is None else 1
 
@@ -193,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m bench " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
     )
-    if not args.no_npm:
+    # Only the fanout, echo and connect workloads run the Node peers.
+    if not args.no_npm and {"fanout", "echo", "connect"} & set(args.workloads):
         failure = install_node_peers()
         if failure:
             print(f"Node peers unavailable: {failure}", flush=True)
@@ -217,15 +234,26 @@ def main(argv: list[str] | None = None) -> int:
     cases: list[Case] = []
     started = time.monotonic()
     log_dir = args.out / "logs"
-    for case, target in plan(args):
-        if target.server == "pushwire":
-            target.env["PYTHONPATH"] = str(args.pushwire_src.resolve())
-        print(f"{case.workload} N={case.n} {case.target}", flush=True)
-        run_case(case, target, args, binary, log_dir)
-        if case.skipped:
-            print(f"  skipped: {case.skipped}", flush=True)
-        cases.append(case)
+    redis = RedisWorkload(log_dir)
+    redis_cases: list[tuple[Case, RedisTarget]] = []
+    try:
+        for case, target in plan(args):
+            cases.append(case)
+            plain = target.target if isinstance(target, RedisTarget) else target
+            if plain.server == "pushwire":
+                plain.env["PYTHONPATH"] = str(args.pushwire_src.resolve())
+            if isinstance(target, RedisTarget):
+                redis_cases.append((case, target))  # run together, interleaved, below
+                continue
+            print(f"{case.workload} N={case.n} {case.target}", flush=True)
+            run_case(case, target, args, binary, log_dir)
+            if case.skipped:
+                print(f"  skipped: {case.skipped}", flush=True)
+        redis.run_cases(redis_cases, args, binary)
+    finally:
+        redis.close()
     elapsed = time.monotonic() - started
+    date = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     header = "\n".join(
         [
             f"Command: `{command}`  ",
@@ -234,7 +262,9 @@ def main(argv: list[str] | None = None) -> int:
             "figures are medians, (min-max) over the runs.  ",
             "Versions: " + ", ".join(f"{k} {v}" for k, v in found.items()) + "  ",
             f"Machine: {machine['cpu']}, {machine['cores']} cores, "
-            f"Linux {machine['kernel']}; {machine['pinning']}.  ",
+            f"Linux {machine['kernel']}; {machine['pinning']}"
+            + (" (the redis workload pins nothing)" if "redis" in args.workloads else "")
+            + ".  ",
             f"Total time: {elapsed / 60:.1f} min.",
         ]
     )
@@ -244,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps(
             {
                 "command": command,
+                "date": date,
                 "versions": found,
                 "machine": machine,
                 "runs_per_figure": args.runs,
@@ -257,6 +288,19 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     failure = chart(cases, args.out / "benchmarks.png")
+    lab_failure = write_lab(
+        cases,
+        {
+            "command": command,
+            "date": date,
+            "versions": found,
+            "machine": machine,
+            "runs_per_figure": args.runs,
+            "duration_s": args.duration,
+        },
+        args.out,
+    )
+    failure = failure or lab_failure
     print(table)
     print(
         f"written: {args.out / 'results.md'}, {args.out / 'results.json'}"

@@ -87,6 +87,8 @@ METRICS: dict[str, Callable[[Run], float | None]] = {
     ),
     "cpu_ms_per_1000": lambda run: _per_delivery(run, run["server_cpu_s"] * 1e6),
     "loadgen_cpu": lambda run: run["loadgen_cpu_share"],
+    # the redis workload (bench/redis_fanout.py): redis-server's share of the server CPU
+    "redis_cpu_s": lambda run: run.get("redis_cpu_s"),
 }
 
 
@@ -113,6 +115,11 @@ def _fmt(value: float) -> str:
 
 
 def _cell(case: Case, metric: str, spread: bool = True) -> str:
+    if metric == "spread":  # the redis workload: connections held by each server process
+        counts: list[int] = next(
+            (c for r in case.runs if (c := r.get("connections_per_process"))), []
+        )
+        return "/".join(str(n) for n in counts) or "-"
     fig = figures(case).get(metric)
     if fig is None:
         return "-"
@@ -189,6 +196,21 @@ TABLES: dict[str, tuple[str, list[tuple[str, str, bool]]]] = {
             ("loadgen_cpu", "loadgen CPU", False),
         ],
     ),
+    "redis": (
+        "deliveries/s",
+        [
+            ("rate", "deliveries/s (min-max)", True),
+            ("p50_ms", "p50 ms", False),
+            ("p99_ms", "p99 ms", False),
+            ("lost", "lost+dup", False),
+            ("server_cpu_s", "CPU s, all server processes + redis", False),
+            ("redis_cpu_s", "of which redis-server", False),
+            ("cpu_ms_per_1000", "CPU ms/1000 deliveries", False),
+            ("server_rss_mib", "RSS MiB, all", False),
+            ("loadgen_cpu", "loadgen CPU", False),
+            ("spread", "connections per process", False),
+        ],
+    ),
     "lab-echo": (
         "round trips/s",
         [
@@ -208,6 +230,15 @@ TITLES = {
     "connect": "Connect: WebSocket handshakes, 100 in flight, connections kept open",
     "lab-fanout": "Transport lab (pushwire only): fan-out",
     "lab-echo": "Transport lab (pushwire only): echo",
+    "redis": "Fan-out through Redis: 1 publisher, N subscribers, 64-byte text",
+}
+
+
+# A line under a table's title, where a workload is measured differently from the others.
+NOTES = {
+    "redis": "Nothing is pinned in this workload: the server's processes, redis-server and the "
+    "load generator share the machine's cores. CPU and RSS are summed over all of the "
+    "server's processes and redis-server (when the server uses it).",
 }
 
 
@@ -220,6 +251,8 @@ def markdown(cases: list[Case], header: str) -> str:
         for n in sorted({c.n for c in group}):
             rows = [c for c in group if c.n == n]
             lines += [f"### {TITLES[workload]} (N = {n:,})", ""]
+            if workload in NOTES:
+                lines += [NOTES[workload], ""]
             lines.append(
                 "| server | transport | " + " | ".join(c[1] for c in columns) + " | status |"
             )
@@ -239,6 +272,9 @@ def markdown(cases: list[Case], header: str) -> str:
             "",
         ]
         lines += ratio_lines
+    from .redis_fanout import ratio_lines as redis_ratio_lines  # it imports this module
+
+    lines += redis_ratio_lines(cases)
     return "\n".join(lines) + "\n"
 
 
@@ -334,6 +370,7 @@ def chart(cases: list[Case], path: Path) -> str | None:
         ("lab-fanout", "rate", "messages/s"),
         ("lab-fanout", "bytes_per_msg", "bytes on the wire / message"),
         ("lab-fanout", "requests_per_msg", "HTTP requests / message"),
+        ("redis", "rate", "deliveries/s"),
     ]:
         group = [c for c in cases if c.workload == workload]
         if group:

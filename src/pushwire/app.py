@@ -3,6 +3,7 @@
 | path | |
 |---|---|
 | `/`, `/pushwire.js`, `/static/<file>` | the chat page and the browser client |
+| `/lab` | the transport lab: measured figures per transport (`/static/lab.json`) |
 | `/echo` | echo service, any Origin (WebSocket) |
 | `/ws/<channel>` | publish what is sent, receive what is published (WebSocket) |
 | `/pushwire` | general envelope endpoint (WebSocket) |
@@ -176,7 +177,7 @@ class App:
             return simple_response(
                 200, "ok\n", version=version, keep_alive=keep_alive, head_only=head_only
             )
-        name = {"/": "index.html", "/pushwire.js": "pushwire.js"}.get(path)
+        name = {"/": "index.html", "/pushwire.js": "pushwire.js", "/lab": "lab.html"}.get(path)
         if name is None and path.startswith("/static/"):
             name = path.removeprefix("/static/")
         if name is not None and name in self.static:

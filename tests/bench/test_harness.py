@@ -16,8 +16,9 @@ import pytest
 
 from bench import cli
 from bench.harness import Drive, build_loadgen, run_loadgen, running
+from bench.redis_fanout import PW_MEMORY, PW_REDIS, PW_WORKERS, SIO_REDIS, redis_targets
 from bench.report import Case, markdown
-from bench.servers import REPO, targets
+from bench.servers import REPO, lab_targets, targets
 
 pytestmark = pytest.mark.skipif(
     shutil.which("gcc") is None, reason="gcc is needed to build loadgen.c"
@@ -144,6 +145,10 @@ def test_a_smoke_run_of_every_workload_on_pushwire(tmp_path: Path) -> None:
             assert [r for r in run["invalid"] if "load generator at" not in r] == [], case["target"]
             assert run["loadgen"]["deliveries"] > 0, case["target"]
     assert "### Transport lab (pushwire only): fan-out" in (tmp_path / "results.md").read_text()
+    # The lab's figures, as the demo server's /lab page reads them: one entry per transport.
+    lab = json.loads((tmp_path / "lab.json").read_text())
+    assert [row["name"] for row in lab["transports"]] == [t.name for t in lab_targets()]
+    assert all(row["fanout"]["messages_per_s"] > 0 for row in lab["transports"])
 
 
 @pytest.mark.integration
@@ -206,3 +211,46 @@ def test_ratios_divide_pushwire_by_the_peer_measured_in_the_same_run() -> None:
 
     table = markdown([case("pushwire", 300.0), case("websockets", 100.0)], "header")
     assert "| pushwire | websockets | 3.00x |" in table
+
+
+@pytest.mark.integration
+def test_a_smoke_run_of_the_redis_workload(tmp_path: Path) -> None:
+    entries = redis_targets()
+    reasons = {e.target.name: e.target.requirement() for e in entries}
+    if reasons[PW_WORKERS]:
+        pytest.skip(f"{PW_WORKERS}: {reasons[PW_WORKERS]}")
+    status = cli.main(
+        [
+            "--smoke",
+            "--workloads",
+            "redis",
+            "--no-npm",
+            "--redis-subscribers",
+            "20",
+            "--duration",
+            "0.3",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert status == 0
+    cases = {c["target"]: c for c in json.loads((tmp_path / "results.json").read_text())["cases"]}
+    assert set(cases) == set(reasons)
+    ran = [PW_WORKERS, PW_MEMORY, PW_REDIS] + ([] if reasons[SIO_REDIS] else [SIO_REDIS])
+    for name in ran:
+        case = cases[name]
+        assert case["errors"] == [] and case["runs"], case
+        run = case["runs"][0]
+        assert [r for r in run["invalid"] if "load generator at" not in r] == [], name
+        assert run["loadgen"]["deliveries"] == 20 * run["loadgen"]["published"] > 0, name
+    # Both workers took connections, and CPU was counted over the workers and redis-server.
+    workers = cases[PW_WORKERS]["runs"][0]
+    assert len(workers["connections_per_process"]) == 2, workers["connections_per_process"]
+    assert sum(workers["connections_per_process"]) == 21  # 20 subscribers and the publisher
+    assert workers["redis_cpu_s"] > 0 and workers["server_cpu_s"] > workers["redis_cpu_s"]
+    assert cases[PW_MEMORY]["runs"][0]["redis_cpu_s"] == 0
+    if reasons[SIO_REDIS]:
+        assert cases[SIO_REDIS]["skipped"] == reasons[SIO_REDIS]
+    table = (tmp_path / "results.md").read_text()
+    assert "### Fan-out through Redis: 1 publisher, N subscribers, 64-byte text (N = 20)" in table
+    assert "over each (same run)" in table
