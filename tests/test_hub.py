@@ -100,6 +100,21 @@ async def test_send_reaches_every_session_of_a_user_with_its_own_sequence() -> N
     assert other.written == []
 
 
+async def test_with_the_memory_broker_a_direct_message_is_written_at_once() -> None:
+    hub = Hub()
+    assert not hub.spans_nodes
+    phone = RecordingTransport(ENVELOPE_FRAMING)
+    hub.open_session(phone, "alice")
+    # No broker round trip: written in the first step of the call, without waiting.
+    sending = asyncio.ensure_future(hub.send_everywhere("alice", "one"))
+    await asyncio.sleep(0)
+    assert phone.written == [short_frame(0x1, b'{"type":"message","seq":1,"data":"one"}')]
+    assert await sending == 1  # one process reached
+    assert await hub.send_everywhere("nobody", "void") == 0
+    await hub.prepare_user("alice")  # nothing to prepare in one process
+    assert len(phone.written) == 1
+
+
 async def test_invalid_channel_names_are_refused() -> None:
     hub = Hub(config=Config(max_channel_name=5))
     with pytest.raises(BadRequest, match="invalid channel name 'bad name'"):
