@@ -226,3 +226,26 @@ async def test_a_handed_over_session_is_forgotten_without_a_disconnect_and_adopt
         ENVELOPE_FRAMING.frame_direct(3, "three"),
         ENVELOPE_FRAMING.frame_direct(4, "four"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("last_direct", "expected"),
+    [("n-2", ["three"]), (None, ["one", "two", "three"]), ("n-0", ["one", "two", "three"])],
+)
+async def test_an_adopted_session_gets_what_arrived_after_the_old_nodes_last_direct(
+    last_direct: str | None, expected: list[str]
+) -> None:
+    """During a hand-over the new node keeps the user's direct messages; the old node says
+    the last one its session got: the rest are the adopted session's, after the welcome."""
+    hub = Hub()
+    arrived = hub.begin_adoption("erin")
+    arrived += [("n-1", "one"), ("n-2", "two"), ("n-3", "three")]  # as _deliver_direct keeps
+    new = RecordingTransport(ENVELOPE_FRAMING)
+    adopted = hub.adopt(new, "erin", {}, 5, 5, [], last_direct, arrived)
+    hub.end_adoption("erin", arrived)
+    assert new.written == []  # not before the welcome
+    assert adopted.transport is new and adopted.last_direct == "n-3"
+    adopted.resend_unacked()
+    assert new.written == [
+        ENVELOPE_FRAMING.frame_direct(6 + i, text) for i, text in enumerate(expected)
+    ]

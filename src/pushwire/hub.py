@@ -187,6 +187,8 @@ class Hub:
         # Users whose direct messages this process listens to (DirectBroker only): done once
         # the broker confirmed it.
         self._listening: dict[str, asyncio.Future[None]] = {}
+        # Direct messages that arrived for users whose session is being handed over to here.
+        self._adopting: dict[str, list[list[tuple[str, Data]]]] = {}
         self._sessions: SessionStore = store if store is not None else MemorySessionStore()
         #: Makes the id of each new session (session routing puts the node's id in it).
         self.new_session_id: Callable[[], str] = new_session_id
@@ -367,14 +369,49 @@ class Hub:
         seq: int,
         acked: int,
         unacked: Iterable[tuple[int, Data]],
+        last_direct: str | None = None,
+        arrived: list[tuple[str, Data]] | None = None,
     ) -> Session:
         """A session handed over by another process, attached to `transport` here (under a
-        new id): its direct-message count and the messages not acknowledged yet carry on."""
+        new id): its direct-message count and the messages not acknowledged yet carry on.
+
+        `arrived` (from `begin_adoption`): the direct messages to the user this process got
+        during the hand-over; those after `last_direct`, the last one the old process gave
+        the session (all of them when it is not among them), are added as unacknowledged:
+        `resend_unacked` writes them after the welcome. A session that overflows is closed.
+        """
         session = self.open_session(transport, user, info, resumable=True)
         session.seq, session.acked = seq, acked
         kept = session.unacked = deque(unacked)
         session.unacked_bytes = sum(len(data) for _, data in kept)
+        session.last_direct = last_direct
+        if arrived:
+            ids = [message_id for message_id, _ in arrived]
+            start = ids.index(last_direct) + 1 if last_direct in ids else 0
+            session.transport = None  # kept, not written: the welcome goes first
+            for message_id, data in arrived[start:]:
+                self.send_to_session(session, data)
+                session.last_direct = message_id
+            if not session.closed:
+                session.transport = transport
         return session
+
+    def begin_adoption(self, user: str) -> list[tuple[str, Data]]:
+        """Keep the direct messages to `user` arriving from now on (the user is listened to:
+        `prepare_user`) in the list returned, for `adopt`; `end_adoption` stops it. At most
+        `max_unacked` are kept."""
+        arrived: list[tuple[str, Data]] = []
+        self._adopting.setdefault(user, []).append(arrived)
+        return arrived
+
+    def end_adoption(self, user: str, arrived: list[tuple[str, Data]]) -> None:
+        lists = self._adopting.get(user)
+        if lists is None:
+            return
+        with contextlib.suppress(ValueError):
+            lists.remove(arrived)
+        if not lists:
+            del self._adopting[user]
 
     def close_session(self, session: Session, code: int, reason: str) -> None:
         """Forget a session for good; runs the disconnect handler once."""
@@ -601,13 +638,20 @@ class Hub:
         direct.send_direct(user, data, done)
         return await future
 
-    def _deliver_direct(self, user: str, data: Data) -> None:
-        """The broker hands over a direct message to `user`: to each session of it here."""
+    def _deliver_direct(self, user: str, message_id: str, data: Data) -> None:
+        """The broker hands over a direct message to `user`: to each session of it here (and
+        to the sessions being handed over to here)."""
+        for arrived in self._adopting.get(user, ()):
+            if len(arrived) < self.config.max_unacked:
+                arrived.append((message_id, data))
+            else:
+                log.warning("direct message to %r dropped: hand-over buffer full", user)
         sessions = self._users.get(user)
         if not sessions:
             return  # its last session here ended while the message was on its way
         for session in list(sessions):
             self.send_to_session(session, data)
+            session.last_direct = message_id
 
     def _listen(self, user: str) -> asyncio.Future[None]:
         assert self.direct is not None

@@ -237,3 +237,58 @@ async def test_redis_down_makes_a_send_503_and_the_clients_carry_on(
         await until(delivered, "directs flow again", timeout=20)
         got = await direct(ann)  # nothing sent while it was down arrives, nor twice
         assert (got.data, got.seq) == ("after", 2)
+
+
+async def test_directs_sent_during_a_hand_over_arrive_once_in_order(
+    server_factory: ServerFactory, redis_server: RedisServer
+) -> None:
+    """A sender on a third node keeps sending while the session moves: what the client ends
+    up with (acknowledged on the old connection, then everything on the new one) is every
+    accepted message, once, in order."""
+    a, b, c = (server_factory("--broker", redis_server.url) for _ in range(3))
+    sent: list[str] = []
+    stop = asyncio.Event()
+
+    def sender(user: str) -> None:
+        conn = http.client.HTTPConnection(b.host, b.port, timeout=10)
+        try:
+            i = 0
+            while not stop.is_set():
+                text = f"d{i}"
+                conn.request("POST", f"/api/send/{user}", body=text.encode())
+                response = conn.getresponse()
+                response.read()
+                assert response.status == 200
+                sent.append(text)
+                i += 1
+        finally:
+            conn.close()
+
+    for round_ in range(3):
+        user = f"ann{round_}"
+        sent.clear()
+        stop.clear()
+        async with ws_connect(a.ws_url("/pushwire"), subprotocols=PROTOCOLS) as old:
+            await old.send(json.dumps({"type": "hello", "user": user}))
+            session = (await recv_json(old))["session"]
+            sending = asyncio.ensure_future(asyncio.to_thread(sender, user))
+            got: list[str] = []
+            while len(got) < 20:  # the session gets directs on node A
+                frame = await recv_json(old)
+                got.append(str(frame["data"]))
+            async with ws_connect(c.ws_url("/pushwire"), subprotocols=PROTOCOLS) as new:
+                hello = {"type": "hello", "session": session, "ack": len(got)}
+                await new.send(json.dumps(hello))
+                welcome = await recv_json(new)
+                assert welcome["resumed"] is True
+                stop.set()
+                await sending
+                await asyncio.to_thread(post_many, b, f"/api/send/{user}", [b"end"])
+                while True:
+                    frame = await recv_json(new)
+                    assert frame["type"] == "message", frame
+                    assert frame["seq"] == len(got) + 1, (frame, len(got))  # no gap, no repeat
+                    got.append(str(frame["data"]))
+                    if frame["data"] == "end":
+                        break
+        assert got == [*sent, "end"]

@@ -35,8 +35,10 @@ PublishCallback = Callable[[Message | PushwireError], None]
 #: Called by the broker, on the event loop, for each presence change of a subscribed channel
 #: (in version order per channel).
 PresenceCallback = Callable[[PresenceEvent], None]
-#: Called by the broker, on the event loop, with each direct message to a listened user.
-DirectDeliverCallback = Callable[[str, Data], None]
+#: Called by the broker, on the event loop, with each direct message to a listened user:
+#: `(user, message id, data)`. The id is unique among the user's direct messages, and every
+#: process sees a user's direct messages in the same order.
+DirectDeliverCallback = Callable[[str, str, Data], None]
 #: Called once a direct message was published (with how many processes received it) or
 #: failed (with the error).
 DirectCallback = Callable[[int | PushwireError], None]

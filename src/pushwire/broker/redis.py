@@ -56,8 +56,10 @@ Redis keys for channel `C` (default prefix `pushwire:`):
   which also describes the presence keys).
 
 Direct messages to user `U` are PUBLISHed (no script, no history) to the pub/sub channel
-`pushwire:user:U` as `<kind> <data>`; a process listens to it (`listen_user`) while it holds
-a session of `U`, so one subscription per user per process. They share the publish queue
+`pushwire:user:U` as `<kind> <id> <data>` (the id: this process's random prefix and a count,
+unique; every subscriber gets a channel's messages in Redis's one order); a process listens
+to it (`listen_user`) while it holds a session of `U`, so one subscription per user per
+process. They share the publish queue
 (`max_pending`) and its order with channel publishes; their `done` gets PUBLISH's answer, the
 number of processes that received the message. Like channel messages, what is published while
 a process's subscription is down does not reach it (and there is no history to replay).
@@ -72,6 +74,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import itertools
 import logging
 import random
 import secrets
@@ -276,6 +279,8 @@ class RedisBroker:
         self._state = _State.NEW
         self._deliver: DeliverCallback | None = None
         self._deliver_direct: DirectDeliverCallback | None = None
+        self._direct_prefix = secrets.token_hex(6).encode()
+        self._direct_count = itertools.count(1)
         self._tasks: list[asyncio.Task[None]] = []
         # publishing
         self._queue: deque[_Publish] = deque()
@@ -458,7 +463,8 @@ class RedisBroker:
             for channel, _data, kind, payload, _done, direct in batch:
                 if direct:
                     topic = self._user_topic(channel)
-                    pipe.execute_command("PUBLISH", topic, kind + b" " + payload)
+                    message_id = b"%b-%d" % (self._direct_prefix, next(self._direct_count))
+                    pipe.execute_command("PUBLISH", topic, b" ".join((kind, message_id, payload)))
                     continue
                 meta, history, topic = self._keys(channel)
                 pipe.evalsha(
@@ -580,12 +586,17 @@ class RedisBroker:
         deliver = self._deliver_direct
         if deliver is None:
             return
-        kind, space, data = payload.partition(b" ")
-        if not space or kind not in (_TEXT, _BINARY):
+        parts = payload.split(b" ", 2)
+        if len(parts) != 3 or parts[0] not in (_TEXT, _BINARY):
             log.warning("malformed direct message to %r ignored: %r", user, payload[:100])
             return
+        kind, message_id, data = parts
         try:
-            deliver(user, data.decode("utf-8", "surrogatepass") if kind == _TEXT else data)
+            deliver(
+                user,
+                message_id.decode("ascii", "replace"),
+                data.decode("utf-8", "surrogatepass") if kind == _TEXT else data,
+            )
         except Exception:
             log.exception("direct message callback failed")
 
