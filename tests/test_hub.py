@@ -100,6 +100,21 @@ async def test_send_reaches_every_session_of_a_user_with_its_own_sequence() -> N
     assert other.written == []
 
 
+async def test_with_the_memory_broker_a_direct_message_is_written_at_once() -> None:
+    hub = Hub()
+    assert not hub.spans_nodes
+    phone = RecordingTransport(ENVELOPE_FRAMING)
+    hub.open_session(phone, "alice")
+    # No broker round trip: written in the first step of the call, without waiting.
+    sending = asyncio.ensure_future(hub.send_everywhere("alice", "one"))
+    await asyncio.sleep(0)
+    assert phone.written == [short_frame(0x1, b'{"type":"message","seq":1,"data":"one"}')]
+    assert await sending == 1  # one process reached
+    assert await hub.send_everywhere("nobody", "void") == 0
+    await hub.prepare_user("alice")  # nothing to prepare in one process
+    assert len(phone.written) == 1
+
+
 async def test_invalid_channel_names_are_refused() -> None:
     hub = Hub(config=Config(max_channel_name=5))
     with pytest.raises(BadRequest, match="invalid channel name 'bad name'"):
@@ -210,4 +225,27 @@ async def test_a_handed_over_session_is_forgotten_without_a_disconnect_and_adopt
         ENVELOPE_FRAMING.frame_direct(2, "two"),
         ENVELOPE_FRAMING.frame_direct(3, "three"),
         ENVELOPE_FRAMING.frame_direct(4, "four"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("last_direct", "expected"),
+    [("n-2", ["three"]), (None, ["one", "two", "three"]), ("n-0", ["one", "two", "three"])],
+)
+async def test_an_adopted_session_gets_what_arrived_after_the_old_nodes_last_direct(
+    last_direct: str | None, expected: list[str]
+) -> None:
+    """During a hand-over the new node keeps the user's direct messages; the old node says
+    the last one its session got: the rest are the adopted session's, after the welcome."""
+    hub = Hub()
+    arrived = hub.begin_adoption("erin")
+    arrived += [("n-1", "one"), ("n-2", "two"), ("n-3", "three")]  # as _deliver_direct keeps
+    new = RecordingTransport(ENVELOPE_FRAMING)
+    adopted = hub.adopt(new, "erin", {}, 5, 5, [], last_direct, arrived)
+    hub.end_adoption("erin", arrived)
+    assert new.written == []  # not before the welcome
+    assert adopted.transport is new and adopted.last_direct == "n-3"
+    adopted.resend_unacked()
+    assert new.written == [
+        ENVELOPE_FRAMING.frame_direct(6 + i, text) for i, text in enumerate(expected)
     ]

@@ -220,11 +220,24 @@ class App:
                 "send binary as application/octet-stream"
             ) from None
 
-    def _send(self, request: Request, user: str, version: str, keep_alive: bool) -> bytes:
+    async def _send(self, request: Request, user: str, version: str, keep_alive: bool) -> bytes:
+        """A direct message to every session of `user` on every node. The answer says how
+        many nodes received it and, with the in-memory broker (one process), how many
+        sessions."""
         if not user:
             raise BadRequest("missing user id")
-        sessions = self.hub.send(user, self._api_body(request))
-        return self._api_answer(request, {"user": user, "sessions": sessions}, version, keep_alive)
+        data = self._api_body(request)
+        if len(data) > self.config.max_message:
+            raise MessageTooLarge(
+                f"message over size limit ({len(data)} > {self.config.max_message} bytes)"
+            )
+        answer: dict[str, object] = {"user": user}
+        if self.hub.spans_nodes:
+            answer["nodes"] = await self.hub.send_everywhere(user, data)
+        else:
+            sessions = self.hub.send(user, data)
+            answer.update(nodes=1 if sessions else 0, sessions=sessions)
+        return self._api_answer(request, answer, version, keep_alive)
 
     async def _publish(
         self, request: Request, channel: str, version: str, keep_alive: bool

@@ -283,6 +283,9 @@ class EnvelopeHandler(_Handler):
                 self._error(None, exc)
                 self.transport.close(exc.close_code, str(exc)[:120])
                 return
+            # This process must receive the user's direct messages before the welcome: any
+            # sent after it reaches the session. No await from here to the welcome.
+            await self.hub.prepare_user(identity.user)
             session = self.hub.open_session(
                 self.transport, identity.user, identity.info, resumable=True
             )

@@ -15,6 +15,12 @@ Presence: every session in a channel is a member, announced to every node throug
 (pushwire.presence). A session that merely lost its connection stays a member while it waits
 out `session_grace`: reconnecting does not make it leave and join again. Sessions that
 subscribed with presence get a snapshot, then each `join` and `leave`, batched per loop turn.
+
+Direct messages: with the in-memory broker the hub writes them to the user's sessions itself,
+at once. With a broker that spans processes (`DirectBroker`), a direct message is published
+once through the broker, and each process that holds a session of the user (this one too)
+receives it and writes it to its own sessions: this process listens to a user from the
+opening of the user's first session here until its last one ends.
 """
 
 from __future__ import annotations
@@ -28,11 +34,11 @@ import re
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 import orjson
 
-from .broker.base import Broker
+from .broker.base import Broker, DirectBroker
 from .broker.memory import MemoryBroker
 from .config import Config
 from .errors import BadRequest, Forbidden, LimitReached, PresenceInfoTooLarge, PushwireError
@@ -167,12 +173,22 @@ class Hub:
         self.broker: Broker = broker or MemoryBroker(self.config.history_size)
         self.broker.attach(self._deliver)
         self.broker.attach_presence(self._presence_event)
+        #: The broker's direct-message part when it spans processes (None: in-memory).
+        self.direct: DirectBroker | None = None
+        if hasattr(self.broker, "send_direct"):
+            self.direct = cast(DirectBroker, self.broker)
+            self.direct.attach_direct(self._deliver_direct)
         if hasattr(self.broker, "on_resubscribed"):
             # A broker that can lose its connection says which channels may have gaps.
             self.broker.on_resubscribed = self._resubscribed
         self.stats = HubStats()
         self._channels: dict[str, _Channel] = {}
         self._users: dict[str, dict[Session, None]] = {}
+        # Users whose direct messages this process listens to (DirectBroker only): done once
+        # the broker confirmed it.
+        self._listening: dict[str, asyncio.Future[None]] = {}
+        # Direct messages that arrived for users whose session is being handed over to here.
+        self._adopting: dict[str, list[list[tuple[str, Data]]]] = {}
         self._sessions: SessionStore = store if store is not None else MemorySessionStore()
         #: Makes the id of each new session (session routing puts the node's id in it).
         self.new_session_id: Callable[[], str] = new_session_id
@@ -287,6 +303,8 @@ class Hub:
         self._sessions.add(session)
         if user is not None:
             self._users.setdefault(user, {})[session] = None
+            if self.direct is not None and user not in self._listening:
+                self._listen(user)
         return session
 
     def detach(
@@ -351,14 +369,49 @@ class Hub:
         seq: int,
         acked: int,
         unacked: Iterable[tuple[int, Data]],
+        last_direct: str | None = None,
+        arrived: list[tuple[str, Data]] | None = None,
     ) -> Session:
         """A session handed over by another process, attached to `transport` here (under a
-        new id): its direct-message count and the messages not acknowledged yet carry on."""
+        new id): its direct-message count and the messages not acknowledged yet carry on.
+
+        `arrived` (from `begin_adoption`): the direct messages to the user this process got
+        during the hand-over; those after `last_direct`, the last one the old process gave
+        the session (all of them when it is not among them), are added as unacknowledged:
+        `resend_unacked` writes them after the welcome. A session that overflows is closed.
+        """
         session = self.open_session(transport, user, info, resumable=True)
         session.seq, session.acked = seq, acked
         kept = session.unacked = deque(unacked)
         session.unacked_bytes = sum(len(data) for _, data in kept)
+        session.last_direct = last_direct
+        if arrived:
+            ids = [message_id for message_id, _ in arrived]
+            start = ids.index(last_direct) + 1 if last_direct in ids else 0
+            session.transport = None  # kept, not written: the welcome goes first
+            for message_id, data in arrived[start:]:
+                self.send_to_session(session, data)
+                session.last_direct = message_id
+            if not session.closed:
+                session.transport = transport
         return session
+
+    def begin_adoption(self, user: str) -> list[tuple[str, Data]]:
+        """Keep the direct messages to `user` arriving from now on (the user is listened to:
+        `prepare_user`) in the list returned, for `adopt`; `end_adoption` stops it. At most
+        `max_unacked` are kept."""
+        arrived: list[tuple[str, Data]] = []
+        self._adopting.setdefault(user, []).append(arrived)
+        return arrived
+
+    def end_adoption(self, user: str, arrived: list[tuple[str, Data]]) -> None:
+        lists = self._adopting.get(user)
+        if lists is None:
+            return
+        with contextlib.suppress(ValueError):
+            lists.remove(arrived)
+        if not lists:
+            del self._adopting[user]
 
     def close_session(self, session: Session, code: int, reason: str) -> None:
         """Forget a session for good; runs the disconnect handler once."""
@@ -384,6 +437,7 @@ class Hub:
                 sessions.pop(session, None)
                 if not sessions:
                     del self._users[session.user]
+                    self.release_user(session.user)
 
     async def handle_message(self, session: Session, data: Data) -> None:
         if self._message_handler is not None:
@@ -535,14 +589,94 @@ class Hub:
         self.publish_nowait(channel, data, done)
         return await future
 
+    @property
+    def spans_nodes(self) -> bool:
+        """Whether the broker reaches other processes with direct messages (Redis)."""
+        return self.direct is not None
+
     def send(self, user: str, data: Data) -> int:
-        """Send a direct message to every session of `user` in this process; returns how many."""
+        """Send a direct message to every session of `user`, in this process and, with a broker
+        that spans processes, on every node; returns how many sessions of this process get it.
+
+        In-memory broker: written at once, and the count is every session of the user. A
+        broker spanning processes: published for every node without waiting (failures are
+        logged; `send_everywhere` reports them); this process's sessions get it when it comes
+        back from the broker.
+        """
         sessions = self._users.get(user)
+        direct = self.direct
+        if direct is not None:
+            direct.send_direct(user, data)
+            return len(sessions) if sessions else 0
         if not sessions:
             return 0
         for session in list(sessions):
             self.send_to_session(session, data)
         return len(sessions)
+
+    async def send_everywhere(self, user: str, data: Data) -> int:
+        """Send a direct message to every session of `user` on every node; returns how many
+        processes received it (in-memory broker: 1 when the user has a session here, else 0).
+
+        Raises:
+            Unavailable: the broker cannot take it now (nobody got it, or in the rare case of
+                a connection lost after the broker took it, maybe some did).
+        """
+        direct = self.direct
+        if direct is None:
+            return 1 if self.send(user, data) else 0
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        def done(result: int | PushwireError) -> None:
+            if future.done():
+                return
+            if isinstance(result, PushwireError):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+        direct.send_direct(user, data, done)
+        return await future
+
+    def _deliver_direct(self, user: str, message_id: str, data: Data) -> None:
+        """The broker hands over a direct message to `user`: to each session of it here (and
+        to the sessions being handed over to here)."""
+        for arrived in self._adopting.get(user, ()):
+            if len(arrived) < self.config.max_unacked:
+                arrived.append((message_id, data))
+            else:
+                log.warning("direct message to %r dropped: hand-over buffer full", user)
+        sessions = self._users.get(user)
+        if not sessions:
+            return  # its last session here ended while the message was on its way
+        for session in list(sessions):
+            self.send_to_session(session, data)
+            session.last_direct = message_id
+
+    def _listen(self, user: str) -> asyncio.Future[None]:
+        assert self.direct is not None
+        ready = self._listening[user] = asyncio.ensure_future(self.direct.listen_user(user))
+        ready.add_done_callback(_log_failure)
+        return ready
+
+    async def prepare_user(self, user: str | None) -> None:
+        """Make sure this process receives `user`'s direct messages (the broker confirmed it)
+        before a session of `user` opens here and is told so: a direct message sent after that
+        reaches it. Nothing to do with the in-memory broker. Pair with `open_session` (or
+        `adopt`) without awaiting in between, or with `release_user` if none opens."""
+        if user is None or self.direct is None:
+            return
+        ready = self._listening.get(user)
+        if ready is None:
+            ready = self._listen(user)
+        await asyncio.shield(ready)
+
+    def release_user(self, user: str) -> None:
+        """Stop listening to `user` when no session of it is left here."""
+        if user in self._users or self.direct is None:
+            return
+        if self._listening.pop(user, None) is not None:
+            self._run(self.direct.unlisten_user(user))
 
     def send_to_session(self, session: Session, data: Data) -> None:
         """A direct message to one session; a session over its unacknowledged bounds is closed

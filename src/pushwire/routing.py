@@ -13,11 +13,15 @@ can therefore serve any request of any session:
   keeps frames until a later cursor acknowledges them, so a retry loses nothing. A home node
   that is dead (its liveness key expired after `node_ttl`, and nothing subscribed to its
   channel) is 410: the client resumes.
-- A `hello` resuming a session homed on another node (any transport) asks that node to
-  **hand the session over**: it detaches the session (its connection closes with 4004) and
-  sends what resuming needs (user, info, the direct-message count, the unacknowledged direct
-  messages); this node adopts it under a new id naming this node, and the client, welcomed
-  with `resumed: true` and that id, resubscribes from its positions as after any resumption.
+- A `hello` resuming a session homed on another node (any transport) first asks that node
+  whose session it is, listens to that user's direct messages (`Hub.prepare_user`) and keeps
+  those arriving from then on (`Hub.begin_adoption`), then asks it to **hand the session
+  over**: it detaches the session (its connection closes with 4004) and sends what resuming
+  needs (user, info, the direct-message count, the unacknowledged direct messages, the id of
+  the last direct message the session got); this node adopts it under a new id naming this
+  node, adding the kept direct messages after that id (every node sees a user's direct
+  messages in one order: none lost, none doubled), and the client, welcomed with `resumed:
+  true` and that id, resubscribes from its positions as after any resumption.
   A dead or silent home node: the welcome says `expired`, exactly as without routing.
 
 Bounds: `max_forwarded` requests in flight per node, sent and served each (503 over it);
@@ -184,7 +188,25 @@ class Router:
         home = self.home_of(session_id)
         if home is None:
             return None
+        user: str | None = None
+        arrived: list[tuple[str, Data]] = []
         try:
+            # First whose it is: this node listens to the user's direct messages before the
+            # home node lets go of the session, so none sent meanwhile is lost.
+            answer, _ = await self._request(
+                home,
+                {"op": "user", "session": session_id},
+                b"",
+                0.0,
+                timeout=self.config.handover_timeout,
+            )
+            owner = answer.get("user")
+            user = owner if isinstance(owner, str) else None
+            await self.hub.prepare_user(user)
+            # From here on the direct messages to the user are kept: those the home node
+            # no longer gives the session reach it here.
+            if user is not None:
+                arrived = self.hub.begin_adoption(user)
             _, body = await self._request(
                 home,
                 {"op": "handover", "session": session_id},
@@ -197,12 +219,28 @@ class Router:
                 (seq, base64.b64decode(data) if binary else data)
                 for seq, binary, data in state["unacked"]
             ]
-            return self.hub.adopt(
-                transport, state["user"], state["info"], state["seq"], state["acked"], unacked
+            if state["user"] != user:
+                raise ValueError("the session's user changed during the hand-over")
+            last_direct = state.get("last_direct")
+            session = self.hub.adopt(
+                transport,
+                state["user"],
+                state["info"],
+                state["seq"],
+                state["acked"],
+                unacked,
+                last_direct if isinstance(last_direct, str) else None,
+                arrived,
             )
+            return None if session.closed else session
         except (PushwireError, ValueError, KeyError, TypeError) as exc:
             log.info("session %s not handed over by node %s: %s", session_id, home, exc)
+            if user is not None:
+                self.hub.release_user(user)
             return None
+        finally:
+            if user is not None:
+                self.hub.end_adoption(user, arrived)
 
     async def _request(
         self,
@@ -315,6 +353,12 @@ class Router:
             return b""
         if op == "handover":
             return self._hand_over(session_id)
+        if op == "user":
+            session = self.hub.sessions.get(session_id)
+            if session is None or session.closed or not session.resumable:
+                raise Gone(f"unknown or expired session {session_id!r}")
+            answer["user"] = session.user
+            return b""
         raise BadRequest(f"unknown node request {op!r}")
 
     def _hand_over(self, session_id: str) -> bytes:
@@ -327,6 +371,7 @@ class Router:
             "info": dict(session.info),
             "seq": session.seq,
             "acked": session.acked,
+            "last_direct": session.last_direct,
             "unacked": [
                 (seq, True, base64.b64encode(data).decode())
                 if isinstance(data, bytes)

@@ -62,6 +62,7 @@ class Session:
         "expiry",
         "id",
         "info",
+        "last_direct",
         "max_unacked",
         "max_unacked_bytes",
         "present",
@@ -102,6 +103,9 @@ class Session:
         self.max_unacked_bytes = max_unacked_bytes
         self.closed = False
         self.expiry: Any = None  # the grace timer while detached
+        #: The id of the last direct message that came through a broker spanning processes
+        #: (a hand-over starts from it on the new node).
+        self.last_direct: str | None = None
 
     def send(self, data: Data) -> None:
         """Send a direct message to this session alone (kept until acknowledged).

@@ -641,6 +641,7 @@ def test_direct_messages_and_request_errors(browser: Browser, server: ServerProc
         page.evaluate("() => connect('/pushwire', {user: 'erin'})")
         assert post(server, "/api/send/erin", "für erin".encode()) == {
             "user": "erin",
+            "nodes": 1,
             "sessions": 1,
         }
         post(server, "/api/send/erin", b"\x00\x01", "application/octet-stream")

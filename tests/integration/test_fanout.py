@@ -118,7 +118,7 @@ async def test_direct_push_reaches_every_session_of_the_user_and_nobody_else(
         await hello(alice_laptop, "alice")
         await hello(bob, "bob")
         result = await asyncio.to_thread(post, server, "/api/send/alice", b"for alice only")
-        assert result == {"user": "alice", "sessions": 3}
+        assert result == {"user": "alice", "nodes": 1, "sessions": 3}
 
         for session in (alice_phone, alice_laptop):
             message = json.loads(await asyncio.wait_for(session.recv(), 5))
@@ -132,7 +132,7 @@ async def test_direct_push_reaches_every_session_of_the_user_and_nobody_else(
 
 async def test_direct_push_to_an_absent_user_reaches_nobody(server: ServerProcess) -> None:
     result = await asyncio.to_thread(post, server, "/api/send/nobody", b"hello?")
-    assert result == {"user": "nobody", "sessions": 0}
+    assert result == {"user": "nobody", "nodes": 0, "sessions": 0}
 
 
 async def test_presence_lists_the_sessions_in_a_channel_then_their_joins_and_leaves(

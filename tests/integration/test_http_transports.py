@@ -402,6 +402,21 @@ def test_the_publish_api_refuses_a_message_over_max_message(
     assert response.read() == b"message over size limit (1001 > 1000 bytes)\n"
 
 
+def test_the_send_api_refuses_a_message_over_max_message(server_factory: ServerFactory) -> None:
+    server = server_factory("--set", "max_message=1000")
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    conn.request("POST", "/api/send/erin", body=b"x" * 1000)
+    first = conn.getresponse()
+    assert (first.status, json.loads(first.read())) == (
+        200,
+        {"user": "erin", "nodes": 0, "sessions": 0},
+    )
+    conn.request("POST", "/api/send/erin", body=b"x" * 1001)
+    response = conn.getresponse()
+    assert response.status == 413
+    assert response.read() == b"message over size limit (1001 > 1000 bytes)\n"
+
+
 def test_a_resumed_longpoll_gets_its_own_queue_not_the_superseded_ones_close(
     server: ServerProcess,
 ) -> None:

@@ -17,7 +17,16 @@ from ..errors import PushwireError
 from ..message import Data, Message, Position
 from ..presence import PresenceEvent, PresenceSnapshot
 
-__all__ = ["Broker", "DeliverCallback", "History", "PresenceCallback", "PublishCallback"]
+__all__ = [
+    "Broker",
+    "DeliverCallback",
+    "DirectBroker",
+    "DirectCallback",
+    "DirectDeliverCallback",
+    "History",
+    "PresenceCallback",
+    "PublishCallback",
+]
 
 #: Called by the broker, on the event loop, for each message of a subscribed channel.
 DeliverCallback = Callable[[Message], None]
@@ -26,6 +35,13 @@ PublishCallback = Callable[[Message | PushwireError], None]
 #: Called by the broker, on the event loop, for each presence change of a subscribed channel
 #: (in version order per channel).
 PresenceCallback = Callable[[PresenceEvent], None]
+#: Called by the broker, on the event loop, with each direct message to a listened user:
+#: `(user, message id, data)`. The id is unique among the user's direct messages, and every
+#: process sees a user's direct messages in the same order.
+DirectDeliverCallback = Callable[[str, str, Data], None]
+#: Called once a direct message was published (with how many processes received it) or
+#: failed (with the error).
+DirectCallback = Callable[[int | PushwireError], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,3 +112,28 @@ class Broker(Protocol):
         Raises:
             Unavailable: the broker cannot be reached.
         """
+
+
+class DirectBroker(Protocol):
+    """A broker whose processes share users: direct messages to a user go through it.
+
+    The in-memory broker has no such part (one process holds every session, and the hub
+    delivers direct messages itself). A process listens to each user of whom it holds a
+    session; a direct message is published once and reaches every listening process.
+    """
+
+    def attach_direct(self, deliver: DirectDeliverCallback) -> None:
+        """Set the callback that receives the direct messages of this process's users."""
+
+    def send_direct(self, user: str, data: Data, done: DirectCallback | None = None) -> None:
+        """Publish a direct message to `user` for every process listening to it (this one
+        included). Direct messages from one process go out in the order of their calls,
+        channel publishes included. `done` gets how many processes received it, or the
+        error (`Unavailable`)."""
+
+    async def listen_user(self, user: str) -> None:
+        """This process wants `user`'s direct messages; returns once the broker confirmed
+        it (or once the connection was lost: it is listened again on reconnection)."""
+
+    async def unlisten_user(self, user: str) -> None:
+        """This process no longer wants `user`'s direct messages."""

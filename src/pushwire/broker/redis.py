@@ -55,6 +55,15 @@ Redis keys for channel `C` (default prefix `pushwire:`):
   channel's presence changes as `!<version> <count> j|l <entry>` (broker/redis_presence.py,
   which also describes the presence keys).
 
+Direct messages to user `U` are PUBLISHed (no script, no history) to the pub/sub channel
+`pushwire:user:U` as `<kind> <id> <data>` (the id: this process's random prefix and a count,
+unique; every subscriber gets a channel's messages in Redis's one order); a process listens
+to it (`listen_user`) while it holds a session of `U`, so one subscription per user per
+process. They share the publish queue
+(`max_pending`) and its order with channel publishes; their `done` gets PUBLISH's answer, the
+number of processes that received the message. Like channel messages, what is published while
+a process's subscription is down does not reach it (and there is no history to replay).
+
 `listen` subscribes other pub/sub channels on the same connection (node-to-node requests,
 `broker/nodes.py`): their payloads go to a callback as they are, and they are subscribed
 again after a lost connection like every channel.
@@ -65,6 +74,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import itertools
 import logging
 import random
 import secrets
@@ -83,7 +93,14 @@ from redis.retry import Retry
 from ..errors import InvalidState, PushwireError, Unavailable
 from ..message import Data, Message, Position
 from ..presence import PresenceSnapshot
-from .base import DeliverCallback, History, PresenceCallback, PublishCallback
+from .base import (
+    DeliverCallback,
+    DirectCallback,
+    DirectDeliverCallback,
+    History,
+    PresenceCallback,
+    PublishCallback,
+)
 from .redis_presence import RedisPresence, parse_event
 
 __all__ = ["ListenCallback", "RedisBroker", "ResubscribedCallback"]
@@ -157,8 +174,8 @@ return {epoch, offset, entries}
 _TEXT: Final = b"t"
 _BINARY: Final = b"b"
 
-# channel, data as given, kind, data as bytes, done
-_Publish: TypeAlias = tuple[str, Data, bytes, bytes, PublishCallback | None]
+# channel (or user), data as given, kind, data as bytes, done, direct (to a user)
+_Publish: TypeAlias = tuple[str, Data, bytes, bytes, PublishCallback | DirectCallback | None, bool]
 
 
 class _State(enum.Enum):
@@ -261,6 +278,9 @@ class RedisBroker:
 
         self._state = _State.NEW
         self._deliver: DeliverCallback | None = None
+        self._deliver_direct: DirectDeliverCallback | None = None
+        self._direct_prefix = secrets.token_hex(6).encode()
+        self._direct_count = itertools.count(1)
         self._tasks: list[asyncio.Task[None]] = []
         # publishing
         self._queue: deque[_Publish] = deque()
@@ -294,6 +314,9 @@ class RedisBroker:
 
     def attach_presence(self, deliver: PresenceCallback) -> None:
         self._presence.deliver = deliver
+
+    def attach_direct(self, deliver: DirectDeliverCallback) -> None:
+        self._deliver_direct = deliver
 
     async def start(self) -> None:
         """Connect, load the publish script and open the subscription connection.
@@ -349,6 +372,7 @@ class RedisBroker:
             log.error("redis broker tasks did not stop: %s", pending)
         self._tasks = []
         self._deliver = None
+        self._deliver_direct = None
         error = Unavailable("redis broker closed before the publish was sent")
         self._fail(self._in_flight, error)
         self._fail(self._queue, error)
@@ -367,6 +391,21 @@ class RedisBroker:
 
         `done` gets `Unavailable` at once when Redis is down or `max_pending` publishes wait.
         """
+        self._enqueue(channel, data, done, direct=False)
+
+    def send_direct(self, user: str, data: Data, done: DirectCallback | None = None) -> None:
+        """Queue a direct message to `user` for every process listening to it; `done` gets
+        how many processes received it (PUBLISH's answer), or `Unavailable` like `publish`."""
+        self._enqueue(user, data, done, direct=True)
+
+    def _enqueue(
+        self,
+        channel: str,
+        data: Data,
+        done: PublishCallback | DirectCallback | None,
+        *,
+        direct: bool,
+    ) -> None:
         error: PushwireError | None = None
         if self._state is not _State.RUNNING:
             error = InvalidState(f"redis broker is {self._state.value}")
@@ -378,13 +417,14 @@ class RedisBroker:
             if done is not None:
                 done(error)
             elif not self._outage:
-                log.warning("publish to %r dropped: %s", channel, error)
+                what = "direct message to user" if direct else "publish to"
+                log.warning("%s %r dropped: %s", what, channel, error)
             return
         item: _Publish
         if isinstance(data, str):
-            item = (channel, data, _TEXT, data.encode("utf-8", "surrogatepass"), done)
+            item = (channel, data, _TEXT, data.encode("utf-8", "surrogatepass"), done, direct)
         else:
-            item = (channel, data, _BINARY, bytes(data), done)
+            item = (channel, data, _BINARY, bytes(data), done, direct)
         self._queue.append(item)
         self._idle.clear()
         self._wakeup.set()
@@ -420,7 +460,12 @@ class RedisBroker:
         """Run the publish script for each of `batch`, in order, in one round trip."""
         for _ in range(2):
             pipe = self._client.pipeline(transaction=False)
-            for channel, _data, kind, payload, _done in batch:
+            for channel, _data, kind, payload, _done, direct in batch:
+                if direct:
+                    topic = self._user_topic(channel)
+                    message_id = b"%b-%d" % (self._direct_prefix, next(self._direct_count))
+                    pipe.execute_command("PUBLISH", topic, b" ".join((kind, message_id, payload)))
+                    continue
                 meta, history, topic = self._keys(channel)
                 pipe.evalsha(
                     self._publish_script.sha,
@@ -449,26 +494,29 @@ class RedisBroker:
         self._fail(batch, Unavailable("redis keeps forgetting the publish script"))
 
     def _finish(self, item: _Publish, result: object) -> None:
-        channel, data, _kind, _payload, done = item
-        outcome: Message | PushwireError
-        if isinstance(result, list):
+        channel, data, _kind, _payload, done, direct = item
+        outcome: Message | int | PushwireError
+        if direct and isinstance(result, int):
+            outcome = result
+        elif isinstance(result, list):
             outcome = Message(channel, result[0].decode("ascii"), result[1], data)
         elif isinstance(result, ResponseError):
             outcome = Unavailable(f"redis refused the publish: {result}")
         else:
             outcome = Unavailable(f"unexpected answer from redis: {result!r}")
         if done is None:
-            if not isinstance(outcome, Message):
-                log.warning("publish to %r failed: %s", channel, outcome)
+            if isinstance(outcome, PushwireError):
+                what = "direct message to user" if direct else "publish to"
+                log.warning("%s %r failed: %s", what, channel, outcome)
             return
         try:
-            done(outcome)
+            done(outcome)  # type: ignore[arg-type]  # a Message for a publish, an int for a direct
         except Exception:
             log.exception("publish callback failed")
 
     @staticmethod
     def _fail(items: list[_Publish] | deque[_Publish], error: PushwireError) -> None:
-        for channel, _data, _kind, _payload, done in items:
+        for channel, _data, _kind, _payload, done, _direct in items:
             if done is None:
                 log.debug("publish to %r failed: %s", channel, error)
                 continue
@@ -515,6 +563,43 @@ class RedisBroker:
         self._listeners[name] = callback
         await self._confirm(name, topic)
 
+    async def unlisten(self, topic: str) -> None:
+        """Stop passing `topic`'s payloads on (nothing more reaches the callback)."""
+        name = topic.encode()
+        if self._listeners.pop(name, None) is None:
+            return
+        await self._send_unsubscribe(name, topic)
+
+    async def listen_user(self, user: str) -> None:
+        """Receive the direct messages to `user`; returns like `subscribe`."""
+
+        def receive(payload: bytes) -> None:
+            self._dispatch_direct(user, payload)
+
+        await self.listen(self._user_topic(user), receive)
+
+    async def unlisten_user(self, user: str) -> None:
+        """No more direct messages to `user` here."""
+        await self.unlisten(self._user_topic(user))
+
+    def _dispatch_direct(self, user: str, payload: bytes) -> None:
+        deliver = self._deliver_direct
+        if deliver is None:
+            return
+        parts = payload.split(b" ", 2)
+        if len(parts) != 3 or parts[0] not in (_TEXT, _BINARY):
+            log.warning("malformed direct message to %r ignored: %r", user, payload[:100])
+            return
+        kind, message_id, data = parts
+        try:
+            deliver(
+                user,
+                message_id.decode("ascii", "replace"),
+                data.decode("utf-8", "surrogatepass") if kind == _TEXT else data,
+            )
+        except Exception:
+            log.exception("direct message callback failed")
+
     async def _confirm(self, topic: bytes, channel: str) -> None:
         """SUBSCRIBE `topic` and wait for Redis to confirm it (see `subscribe`)."""
         connection = self._subscriber
@@ -548,6 +633,9 @@ class RedisBroker:
         if topic is None:
             return
         self._topics.pop(topic, None)
+        await self._send_unsubscribe(topic, repr(channel))
+
+    async def _send_unsubscribe(self, topic: bytes, channel: str) -> None:
         connection = self._subscriber
         if connection is None:
             return  # not subscribed on the next connection
@@ -556,7 +644,7 @@ class RedisBroker:
                 await connection.send_command("UNSUBSCRIBE", topic)
         except _CONNECTION_ERRORS as exc:
             # The reader sees the same loss; the next connection leaves this channel out.
-            log.debug("unsubscription from %r interrupted: %s", channel, exc)
+            log.debug("unsubscription from %s interrupted: %s", channel, exc)
 
     async def _open_subscriber(self) -> AbstractConnection:
         make_connection = self._client.connection_pool.make_connection
@@ -780,6 +868,10 @@ class RedisBroker:
         """The channel's meta hash, history Stream and pub/sub names (one hash tag)."""
         base = f"{self.prefix}{{{channel}}}"
         return f"{base}:meta", f"{base}:history", base
+
+    def _user_topic(self, user: str) -> str:
+        """The pub/sub channel of `user`'s direct messages."""
+        return f"{self.prefix}user:{user}"
 
     def _presence_keys(self, channel: str) -> tuple[str, str, str, str]:
         """The channel's presence hash, sorted set and version, and its pub/sub name."""

@@ -1,0 +1,179 @@
+"""Direct messages through RedisBroker against a real redis-server: two hubs on one Redis play
+two nodes (the end-to-end tests with pushwire processes are in
+tests/integration/test_direct_scaleout.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
+import pytest
+import redis
+from redis.asyncio import Redis
+
+from pushwire import Hub
+from pushwire.broker.redis import RedisBroker
+from pushwire.endpoint import ClientInfo, Endpoint, EnvelopeHandler
+from pushwire.errors import Unavailable
+from pushwire.transports.base import Framing
+from pushwire.transports.websocket import ENVELOPE_FRAMING, RAW_FRAMING
+from tests.test_hub import RecordingTransport
+
+from .conftest import RedisServer
+
+pytestmark = pytest.mark.integration
+
+WAIT = 10.0
+
+
+@pytest.fixture
+async def hubs(redis_server: RedisServer) -> AsyncIterator[Callable[..., Any]]:
+    """Make hubs on started Redis brokers of `redis_server`; all closed at the end."""
+    started: list[Hub] = []
+
+    async def make(**options: Any) -> Hub:
+        broker = RedisBroker(redis_server.url, reconnect_min=0.05, reconnect_max=0.5, **options)
+        await broker.start()
+        hub = Hub(broker)
+        started.append(hub)
+        return hub
+
+    yield make
+    for hub in started:
+        async with asyncio.timeout(WAIT):
+            await hub.broker.close()
+
+
+@pytest.fixture
+async def client(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    connection = Redis.from_url(redis_server.url)
+    yield connection
+    await connection.aclose()
+
+
+async def numsub(client: Redis, user: str) -> int:
+    [(_name, count)] = await client.pubsub_numsub(f"pushwire:user:{user}")
+    return int(count)
+
+
+class Inbox(RecordingTransport):
+    """A recording transport that says when something was written."""
+
+    def __init__(self, framing: Framing) -> None:
+        super().__init__(framing)
+        self.arrived = asyncio.Event()
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        self.arrived.set()
+
+    async def wait_for(self, count: int) -> list[bytes]:
+        async with asyncio.timeout(WAIT):
+            while len(self.written) < count:
+                self.arrived.clear()
+                await self.arrived.wait()
+        return self.written
+
+
+def envelope(frame: bytes) -> dict[str, Any]:
+    """The JSON of a server-to-client text frame under 64 KiB (RFC 6455 5.2)."""
+    assert frame[0] == 0x81 and frame[1] <= 126
+    decoded = orjson.loads(frame[4:] if frame[1] == 126 else frame[2:])
+    assert isinstance(decoded, dict)
+    return decoded
+
+
+async def test_send_reaches_sessions_of_the_user_on_both_hubs_once_through_redis(
+    hubs: Callable[..., Any], client: Redis
+) -> None:
+    near, far = await hubs(), await hubs()
+    mine, theirs = Inbox(RAW_FRAMING), Inbox(RAW_FRAMING)
+    await near.prepare_user("ann")
+    near.open_session(mine, "ann")
+    await far.prepare_user("ann")
+    far.open_session(theirs, "ann")
+    assert await numsub(client, "ann") == 2
+
+    # Not written here at once: it comes back from Redis, like to every other node.
+    assert near.send("ann", "one") == 1
+    assert mine.written == []
+    assert await near.send_everywhere("ann", b"\x00two") == 2
+    for inbox in (mine, theirs):
+        assert await inbox.wait_for(2) == [b"\x81\x03one", b"\x82\x04\x00two"]
+    assert await far.send_everywhere("nobody", "void") == 0
+    assert await far.send_everywhere("ann", "three") == 2
+    for inbox in (mine, theirs):
+        assert (await inbox.wait_for(3))[2:] == [b"\x81\x05three"]  # nothing else came first
+
+
+async def test_one_subscription_per_user_per_hub_dropped_with_the_last_session(
+    hubs: Callable[..., Any], client: Redis
+) -> None:
+    hub = await hubs()
+    sessions = []
+    for _ in range(3):
+        await hub.prepare_user("ann")
+        sessions.append(hub.open_session(RecordingTransport(RAW_FRAMING), "ann"))
+    assert await numsub(client, "ann") == 1
+    for session in sessions[:2]:
+        hub.close_session(session, 1000, "bye")
+    assert await hub.send_everywhere("ann", "still") == 1
+    hub.close_session(sessions[2], 1000, "bye")
+    async with asyncio.timeout(WAIT):
+        while await numsub(client, "ann"):
+            await asyncio.sleep(0.01)  # the UNSUBSCRIBE is on its way
+    assert await hub.send_everywhere("ann", "gone") == 0
+    # A session opening without `prepare_user` (a raw session) subscribes in the background.
+    hub.open_session(RecordingTransport(RAW_FRAMING), "ann")
+    async with asyncio.timeout(WAIT):
+        while not await numsub(client, "ann"):
+            await asyncio.sleep(0.01)
+
+
+async def test_the_user_is_listened_to_before_the_welcome_goes_out(
+    hubs: Callable[..., Any], redis_server: RedisServer
+) -> None:
+    hub = await hubs()
+    blocking = redis.Redis.from_url(redis_server.url)
+    listened_at_welcome: list[int] = []
+
+    class Watching(Inbox):
+        def write(self, data: bytes) -> None:
+            if b'"welcome"' in data:
+                # What Redis knows at the instant the welcome is written (blocking on
+                # purpose: nothing else on this loop may run in between).
+                [(_, count)] = blocking.pubsub_numsub("pushwire:user:ann")
+                listened_at_welcome.append(int(count))
+            super().write(data)
+
+    transport = Watching(ENVELOPE_FRAMING)
+    info = ClientInfo("/pushwire", [], {}, None)
+    handler = EnvelopeHandler(hub, Endpoint("general"), transport, info)
+    try:
+        handler.receive(orjson.dumps({"type": "hello", "user": "ann"}).decode())
+        welcome = envelope((await transport.wait_for(1))[0])
+        assert welcome["type"] == "welcome"
+        assert listened_at_welcome == [1]
+        assert await hub.send_everywhere("ann", "right after") == 1
+        direct = envelope((await transport.wait_for(2))[1])
+        assert (direct["type"], direct["seq"], direct["data"]) == ("message", 1, "right after")
+    finally:
+        blocking.close()
+
+
+async def test_a_send_while_redis_is_down_is_unavailable(
+    hubs: Callable[..., Any], redis_server: RedisServer
+) -> None:
+    hub = await hubs()
+    await hub.prepare_user("ann")
+    hub.open_session(RecordingTransport(RAW_FRAMING), "ann")
+    redis_server.stop()
+    with pytest.raises(Unavailable):
+        async with asyncio.timeout(WAIT):
+            await hub.send_everywhere("ann", "lost")
+    with pytest.raises(Unavailable):  # refused at once now that the outage is known
+        async with asyncio.timeout(1):
+            await hub.send_everywhere("ann", "lost again")
+    assert hub.send("ann", "dropped, logged") == 1  # fire and forget: no exception
