@@ -61,6 +61,10 @@ _CONTENT_TYPES: Final = {
     "iframe": "text/html; charset=utf-8",
 }
 _NO_BUFFERING: Final = [("Cache-Control", "no-cache, no-store"), ("X-Accel-Buffering", "no")]
+# The constant start of a poll answer (HTTP/1.1, keep-alive, no CORS).
+_POLL_HEAD: Final = response_head(
+    200, [("Content-Type", "application/x-ndjson; charset=utf-8"), *_NO_BUFFERING], length=0
+).removesuffix(b"Content-Length: 0\r\n\r\n")
 #: Reconnection delay a raw EventSource is told (milliseconds).
 SSE_RETRY_MS: Final = 2000
 
@@ -244,7 +248,7 @@ class HttpTransports:
 
     def _poll(
         self, request: Request, endpoint: Endpoint, kind: str, cors: list[tuple[str, str]]
-    ) -> Awaitable[bytes]:
+    ) -> bytes | Awaitable[bytes]:
         hello = request.query_param("hello")
         if hello is not None:
             opened = self._open_poll(request, endpoint, kind)
@@ -296,32 +300,50 @@ class HttpTransports:
         transport.handler = EnvelopeHandler(self.hub, endpoint, transport, client)
         return transport
 
-    async def _answer(
+    def _answer(
         self,
         request: Request,
         transport: PollTransport,
         cors: list[tuple[str, str]],
         timeout: float,
-    ) -> bytes:
+    ) -> bytes | Awaitable[bytes]:
         transport.disarm()
-        try:
-            await transport.wait(timeout)
-        finally:
-            if transport.close_code is None:
-                transport.arm(self.config.poll_grace)
+        if timeout <= 0 or transport.pending or transport.close_code is not None:
+            return self._poll_response(request, transport, cors)
+        # Held: a future the connection answers from when it is resolved (no task per poll).
+        held: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+        def release() -> None:
+            if not held.done():
+                held.set_result(self._poll_response(request, transport, cors))
+
+        transport.hold(timeout, release)
+        return held
+
+    def _poll_response(
+        self, request: Request, transport: PollTransport, cors: list[tuple[str, str]]
+    ) -> bytes:
+        if transport.close_code is None:
+            transport.arm(self.config.poll_grace)
         batch = transport.take()
-        headers = [
-            ("Content-Type", "application/x-ndjson; charset=utf-8"),
-            ("Pushwire-Cursor", str(batch.cursor)),
-            *_NO_BUFFERING,
-            *cors,
-        ]
         version = "1.0" if request.version == "1.0" else "1.1"
-        return (
-            response_head(
+        if cors or version != "1.1" or not request.keep_alive:
+            headers = [
+                ("Content-Type", "application/x-ndjson; charset=utf-8"),
+                ("Pushwire-Cursor", str(batch.cursor)),
+                *_NO_BUFFERING,
+                *cors,
+            ]
+            head = response_head(
                 200, headers, version=version, keep_alive=request.keep_alive, length=len(batch.body)
             )
-            + batch.body
+            return head + batch.body
+        # The common case, a same-origin keep-alive poll: a head made of constant bytes.
+        return b"%sPushwire-Cursor: %d\r\nContent-Length: %d\r\n\r\n%s" % (
+            _POLL_HEAD,
+            batch.cursor,
+            len(batch.body),
+            batch.body,
         )
 
 

@@ -6,6 +6,10 @@ every other poller) wait in a queue; each frame has an index. A poll takes the f
 the cursor it acknowledges, and they stay queued until a later poll acknowledges them, so a
 response lost in transit is simply sent again. `polling` answers at once; `longpoll` holds the
 request until a frame arrives or `longpoll_timeout` passes.
+
+A held long-poll costs no task: `hold` keeps one callback and one timer. Every transport that
+a loop turn's publishes reach is released by a single `call_soon` for all of them, so one
+message to 10,000 held polls schedules one callback, not 10,000.
 """
 
 from __future__ import annotations
@@ -58,7 +62,9 @@ class PollTransport:
         self._frames: deque[bytes] = deque()
         self._first = 1  # index of _frames[0]
         self._bytes = 0
-        self._waiter: asyncio.Future[None] | None = None
+        self._release: Callable[[], None] | None = None  # the held poll's answer
+        self._hold_timer: asyncio.TimerHandle | None = None
+        self._release_due = False  # in the batch released on the next loop turn
         self._on_close = on_close
         self.close_code: int | None = None
         self.handler: Any = None  # the session's envelope handler (set by the app)
@@ -77,10 +83,10 @@ class PollTransport:
             return
         self._frames.append(data)
         self._bytes += len(data)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
+        if self._release is not None and not self._release_due:
             # Answer on the next loop turn: frames published in this turn share a response.
-            asyncio.get_running_loop().call_soon(_wake, waiter)
+            self._release_due = True
+            _release_soon(self)
 
     def _overflowed(self) -> None:
         self.close_code = None
@@ -95,8 +101,7 @@ class PollTransport:
         self.disarm()
         self.close_code = code
         self._frames.append(encode_text({"type": "close", "code": code, "reason": reason}) + b"\n")
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        self.release()
         self._on_close(code, reason)
 
     # -- HTTP side --------------------------------------------------------------------------
@@ -132,23 +137,46 @@ class PollTransport:
             self._idle.cancel()
             self._idle = None
 
-    async def wait(self, timeout: float) -> None:
-        """Until a frame is queued or `timeout` passes (long-poll). One waiter at a time: a new
-        poll releases the previous one, which then answers with what it has."""
-        if self._frames or timeout <= 0:
-            return
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-        waiter = self._waiter = asyncio.get_running_loop().create_future()
-        try:
-            await asyncio.wait_for(asyncio.shield(waiter), timeout)
-        except TimeoutError:
-            pass
-        finally:
-            if self._waiter is waiter:
-                self._waiter = None
+    def hold(self, timeout: float, release: Callable[[], None]) -> None:
+        """Long-poll: call `release` once a frame is queued, the transport closes, or `timeout`
+        passes. One held poll at a time: a new one releases the previous one, which answers
+        with what it has."""
+        self.release()
+        self._release = release
+        self._hold_timer = asyncio.get_running_loop().call_later(timeout, self.release)
+
+    def release(self) -> None:
+        """Answer the held poll now, if there is one."""
+        release, self._release = self._release, None
+        self._release_due = False
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
+        if release is not None:
+            release()
 
 
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
+# Transports to release on the next loop turn, and the loop that turn is scheduled on (None:
+# not scheduled). A loop that stopped with a turn pending leaves its list to the next loop.
+_due: list[PollTransport] = []
+_due_loop: asyncio.AbstractEventLoop | None = None
+
+
+def _release_soon(transport: PollTransport) -> None:
+    global _due_loop
+    loop = asyncio.get_running_loop()
+    if _due_loop is not loop:
+        _due.clear()
+        _due_loop = loop
+        loop.call_soon(_release_due)
+    _due.append(transport)
+
+
+def _release_due() -> None:
+    global _due_loop
+    due = _due[:]
+    _due.clear()
+    _due_loop = None
+    for transport in due:
+        if transport._release_due:
+            transport.release()
