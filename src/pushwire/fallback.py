@@ -20,6 +20,7 @@ transport. CORS follows the Origin allow-list, with credentials.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Final
 
@@ -312,13 +313,18 @@ class HttpTransports:
             return self._poll_response(request, transport, cors)
         # Held: a future the connection answers from when it is resolved (no task per poll).
         held: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-
-        def release() -> None:
-            if not held.done():
-                held.set_result(self._poll_response(request, transport, cors))
-
-        transport.hold(timeout, release)
+        transport.hold(timeout, functools.partial(self._release, held, request, transport, cors))
         return held
+
+    def _release(
+        self,
+        held: asyncio.Future[bytes],
+        request: Request,
+        transport: PollTransport,
+        cors: list[tuple[str, str]],
+    ) -> None:
+        if not held.done():
+            held.set_result(self._poll_response(request, transport, cors))
 
     def _poll_response(
         self, request: Request, transport: PollTransport, cors: list[tuple[str, str]]

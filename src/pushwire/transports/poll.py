@@ -7,9 +7,12 @@ the cursor it acknowledges, and they stay queued until a later poll acknowledges
 response lost in transit is simply sent again. `polling` answers at once; `longpoll` holds the
 request until a frame arrives or `longpoll_timeout` passes.
 
-A held long-poll costs no task: `hold` keeps one callback and one timer. Every transport that
-a loop turn's publishes reach is released by a single `call_soon` for all of them, so one
-message to 10,000 held polls schedules one callback, not 10,000.
+A held long-poll costs no task and no timer of its own: `hold` keeps one callback and a
+deadline. Every transport that a loop turn's publishes reach is released by a single
+`call_soon` for all of them, so one message to 10,000 held polls schedules one callback, not
+10,000; and one sweep every `SWEEP_PERIOD` seconds answers the held polls whose
+`longpoll_timeout` passed and closes the clients whose `poll_grace` passed, instead of two
+timers made and cancelled per poll.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from .stream import NDJSON_FRAMING
 __all__ = ["PollBatch", "PollTransport"]
 
 POLL_KINDS: Final = ("polling", "longpoll")
+#: How often held polls and idle clients are checked: their timeouts fire up to this late.
+SWEEP_PERIOD: Final = 0.25
 
 
 class PollBatch:
@@ -63,12 +68,14 @@ class PollTransport:
         self._first = 1  # index of _frames[0]
         self._bytes = 0
         self._release: Callable[[], None] | None = None  # the held poll's answer
-        self._hold_timer: asyncio.TimerHandle | None = None
         self._release_due = False  # in the batch released on the next loop turn
+        # Loop times (0.0: none): answer the held poll / close for want of a poll.
+        self._hold_until = 0.0
+        self._idle_until = 0.0
+        self._grace = 0.0
         self._on_close = on_close
         self.close_code: int | None = None
         self.handler: Any = None  # the session's envelope handler (set by the app)
-        self._idle: asyncio.TimerHandle | None = None
 
     # -- hub side ---------------------------------------------------------------------------
 
@@ -86,7 +93,7 @@ class PollTransport:
         if self._release is not None and not self._release_due:
             # Answer on the next loop turn: frames published in this turn share a response.
             self._release_due = True
-            _release_soon(self)
+            _timers().release_soon(self)
 
     def _overflowed(self) -> None:
         self.close_code = None
@@ -125,58 +132,86 @@ class PollTransport:
 
     def arm(self, grace: float) -> None:
         """After answering a poll: the client counts as gone if no poll comes within `grace`."""
-        self.disarm()
         if self.close_code is None:
-            self._idle = asyncio.get_running_loop().call_later(
-                grace, self.close, 4002, f"no poll within {grace} s"
-            )
+            timers = _timers()
+            self._grace = grace
+            self._idle_until = timers.loop.time() + grace
+            timers.watch(self)
 
     def disarm(self) -> None:
         """A poll is here (or held): the client is present."""
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
+        self._idle_until = 0.0
 
     def hold(self, timeout: float, release: Callable[[], None]) -> None:
         """Long-poll: call `release` once a frame is queued, the transport closes, or `timeout`
         passes. One held poll at a time: a new one releases the previous one, which answers
         with what it has."""
         self.release()
+        timers = _timers()
         self._release = release
-        self._hold_timer = asyncio.get_running_loop().call_later(timeout, self.release)
+        self._hold_until = timers.loop.time() + timeout
+        timers.watch(self)
 
     def release(self) -> None:
         """Answer the held poll now, if there is one."""
         release, self._release = self._release, None
         self._release_due = False
-        if self._hold_timer is not None:
-            self._hold_timer.cancel()
-            self._hold_timer = None
+        self._hold_until = 0.0
         if release is not None:
             release()
 
+    def _check(self, now: float) -> bool:
+        """The sweep: act on a passed deadline; whether the transport still has one."""
+        if self._hold_until and self._hold_until <= now:
+            self.release()
+        if self._idle_until and self._idle_until <= now:
+            self._idle_until = 0.0
+            self.close(4002, f"no poll within {self._grace} s")
+        return bool(self._hold_until or self._idle_until)
 
-# Transports to release on the next loop turn, and the loop that turn is scheduled on (None:
-# not scheduled). A loop that stopped with a turn pending leaves its list to the next loop.
-_due: list[PollTransport] = []
-_due_loop: asyncio.AbstractEventLoop | None = None
+
+class _PollTimers:
+    """One loop's batch of transports to release on its next turn, and its deadline sweep."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._due: list[PollTransport] = []
+        self._watched: set[PollTransport] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    def release_soon(self, transport: PollTransport) -> None:
+        if not self._due:
+            self.loop.call_soon(self._release_due)
+        self._due.append(transport)
+
+    def _release_due(self) -> None:
+        due, self._due = self._due, []
+        for transport in due:
+            if transport._release_due:
+                transport.release()
+
+    def watch(self, transport: PollTransport) -> None:
+        self._watched.add(transport)
+        if self._sweeper is None:
+            self._sweeper = self.loop.call_later(SWEEP_PERIOD, self._sweep)
+
+    def _sweep(self) -> None:
+        now = self.loop.time()
+        # A check may close a transport, and its handlers may watch another: a fresh set.
+        watched, self._watched = self._watched, set()
+        for transport in watched:
+            if transport._check(now):
+                self._watched.add(transport)
+        self._sweeper = self.loop.call_later(SWEEP_PERIOD, self._sweep) if self._watched else None
 
 
-def _release_soon(transport: PollTransport) -> None:
-    global _due_loop
+_current: _PollTimers | None = None
+
+
+def _timers() -> _PollTimers:
+    """The running loop's `_PollTimers` (a new loop, as in tests, gets fresh ones)."""
+    global _current
     loop = asyncio.get_running_loop()
-    if _due_loop is not loop:
-        _due.clear()
-        _due_loop = loop
-        loop.call_soon(_release_due)
-    _due.append(transport)
-
-
-def _release_due() -> None:
-    global _due_loop
-    due = _due[:]
-    _due.clear()
-    _due_loop = None
-    for transport in due:
-        if transport._release_due:
-            transport.release()
+    if _current is None or _current.loop is not loop:
+        _current = _PollTimers(loop)
+    return _current
