@@ -18,6 +18,7 @@ timers made and cancelled per poll.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Final
@@ -136,7 +137,7 @@ class PollTransport:
             timers = _timers()
             self._grace = grace
             self._idle_until = timers.loop.time() + grace
-            timers.watch(self)
+            timers.watch(self, self._idle_until)
 
     def disarm(self) -> None:
         """A poll is here (or held): the client is present."""
@@ -150,7 +151,7 @@ class PollTransport:
         timers = _timers()
         self._release = release
         self._hold_until = timers.loop.time() + timeout
-        timers.watch(self)
+        timers.watch(self, self._hold_until)
 
     def release(self) -> None:
         """Answer the held poll now, if there is one."""
@@ -160,14 +161,15 @@ class PollTransport:
         if release is not None:
             release()
 
-    def _check(self, now: float) -> bool:
-        """The sweep: act on a passed deadline; whether the transport still has one."""
+    def _check(self, now: float) -> float:
+        """The sweep: act on a passed deadline; the next one (0.0: none left)."""
         if self._hold_until and self._hold_until <= now:
             self.release()
         if self._idle_until and self._idle_until <= now:
             self._idle_until = 0.0
             self.close(4002, f"no poll within {self._grace} s")
-        return bool(self._hold_until or self._idle_until)
+        hold, idle = self._hold_until, self._idle_until
+        return min(hold, idle) if hold and idle else hold or idle
 
 
 class _PollTimers:
@@ -178,6 +180,9 @@ class _PollTimers:
         self._due: list[PollTransport] = []
         self._watched: set[PollTransport] = set()
         self._sweeper: asyncio.TimerHandle | None = None
+        # No watched deadline is earlier than this: until then a sweep has nothing to check.
+        # (Deadlines only move later while watched, as polls come and go.)
+        self._earliest = math.inf
 
     def release_soon(self, transport: PollTransport) -> None:
         if not self._due:
@@ -190,18 +195,28 @@ class _PollTimers:
             if transport._release_due:
                 transport.release()
 
-    def watch(self, transport: PollTransport) -> None:
+    def watch(self, transport: PollTransport, deadline: float) -> None:
         self._watched.add(transport)
+        if deadline < self._earliest:
+            self._earliest = deadline
         if self._sweeper is None:
             self._sweeper = self.loop.call_later(SWEEP_PERIOD, self._sweep)
 
     def _sweep(self) -> None:
         now = self.loop.time()
-        # A check may close a transport, and its handlers may watch another: a fresh set.
-        watched, self._watched = self._watched, set()
-        for transport in watched:
-            if transport._check(now):
-                self._watched.add(transport)
+        if now >= self._earliest:
+            # A check may close a transport, and its handlers may watch another one: that
+            # lowers self._earliest meanwhile, so it starts from infinity and is merged after.
+            self._earliest = math.inf
+            earliest = math.inf
+            watched = self._watched
+            for transport in list(watched):
+                deadline = transport._check(now)
+                if deadline:
+                    earliest = min(earliest, deadline)
+                else:
+                    watched.discard(transport)
+            self._earliest = min(self._earliest, earliest)
         self._sweeper = self.loop.call_later(SWEEP_PERIOD, self._sweep) if self._watched else None
 
 
