@@ -172,6 +172,7 @@ TABLES: dict[str, tuple[str, list[tuple[str, str, bool]]]] = {
             ("p99_ms", "p99 ms", False),
             ("p999_ms", "p99.9 ms", False),
             ("lost", "lost+dup", False),
+            ("requests_per_msg", "HTTP requests/msg", False),
             ("per_cpu", "deliveries per server CPU-s", False),
             ("server_cpu_s", "server CPU s", False),
             ("server_share", "server CPU share", False),
