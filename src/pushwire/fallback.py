@@ -249,7 +249,7 @@ class HttpTransports:
 
     def _poll(
         self, request: Request, endpoint: Endpoint, kind: str, cors: list[tuple[str, str]]
-    ) -> bytes | Awaitable[bytes]:
+    ) -> Awaitable[bytes]:
         hello = request.query_param("hello")
         if hello is not None:
             opened = self._open_poll(request, endpoint, kind)
@@ -307,11 +307,10 @@ class HttpTransports:
         transport: PollTransport,
         cors: list[tuple[str, str]],
         timeout: float,
-    ) -> bytes | Awaitable[bytes]:
+    ) -> Awaitable[bytes]:
         transport.disarm()
-        if timeout <= 0 or transport.pending or transport.close_code is not None:
-            return self._poll_response(request, transport, cors)
-        # Held: a future the connection answers from when it is resolved (no task per poll).
+        # Held (at least until the next loop turn): a future the connection answers from when
+        # it is resolved, with no task per poll.
         held: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         transport.hold(timeout, functools.partial(self._release, held, request, transport, cors))
         return held

@@ -144,14 +144,20 @@ class PollTransport:
         self._idle_until = 0.0
 
     def hold(self, timeout: float, release: Callable[[], None]) -> None:
-        """Long-poll: call `release` once a frame is queued, the transport closes, or `timeout`
-        passes. One held poll at a time: a new one releases the previous one, which answers
-        with what it has."""
+        """Call `release` on the next loop turn if frames are queued (or `timeout` <= 0, or
+        closed), else once a frame is queued, the transport closes, or `timeout` passes. The
+        turn's wait lets what is being published now (a broker delivers a turn or two after
+        the publish was answered) join this answer. One held poll at a time: a new one
+        releases the previous one, which answers with what it has."""
         self.release()
         timers = _timers()
         self._release = release
-        self._hold_until = timers.loop.time() + timeout
-        timers.watch(self, self._hold_until)
+        if self._frames or timeout <= 0 or self.close_code is not None:
+            self._release_due = True
+            timers.release_soon(self)
+        else:
+            self._hold_until = timers.loop.time() + timeout
+            timers.watch(self, self._hold_until)
 
     def release(self) -> None:
         """Answer the held poll now, if there is one."""
