@@ -44,6 +44,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="fan-out: messages in flight (not yet at every subscriber)",
     )
     parser.add_argument(
+        "--loadgen-procs",
+        type=int,
+        default=1,
+        help="fan-out: split the subscribers over K load generator processes (for a machine "
+        "with more than 2 cores: they run on every core but the server's)",
+    )
+    parser.add_argument(
         "--targets", default="", help="only targets whose name contains one of these"
     )
     parser.add_argument(
@@ -79,6 +86,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.echo_connections, args.connections = 20, 200
     if args.runs < 1:
         parser.error("--runs must be at least 1")
+    if args.loadgen_procs < 1:
+        parser.error("--loadgen-procs must be at least 1")
     return args
 
 
@@ -148,6 +157,8 @@ def run_case(
             "--timeout",
             str(30 + case.n / 200),
         ]
+        if drive.mode == "fanout" and args.loadgen_procs > 1:
+            drive.args += ["--procs", str(min(args.loadgen_procs, case.n))]
         log = log_dir / f"{case.workload}-{case.n}-{target.name}-{index}.log".replace(
             " ", "_"
         ).replace("/", "_")
@@ -167,9 +178,13 @@ def _progress(case: Case, index: int, run: dict | None) -> None:
         return
     lg = run["loadgen"]
     rate = lg["deliveries"] / lg["measured_s"] if lg["measured_s"] else 0.0
+    per_cpu = lg["deliveries"] / run["server_cpu_s"] if run["server_cpu_s"] else 0.0
     flag = ("  INVALID: " + "; ".join(run["invalid"])) if run["invalid"] else ""
+    if run.get("loadgen_limited") and not flag:
+        flag = "  (load generator-limited: compare per server CPU-s)"
     print(
-        f"  run {index + 1}: {rate:,.0f}/s p50 {lg['latency_us']['p50'] / 1000:.2f} ms "
+        f"  run {index + 1}: {rate:,.0f}/s ({per_cpu:,.0f} per server CPU-s) "
+        f"p50 {lg['latency_us']['p50'] / 1000:.2f} ms "
         f"lost {lg['lost']} dup {lg['duplicates']} server CPU {run['server_cpu_s']:.2f} s "
         f"loadgen {run['loadgen_cpu_share']:.0%}{flag}",
         flush=True,
@@ -225,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
         "kernel": platform.release(),
-        "pinning": f"server on core {pins[0]}, load generator on core {pins[1]}"
+        "pinning": f"server on core {pins[0]}, load generator on core(s) {pins[1]}"
         if pins
         else "no pinning (fewer than 2 cores or no taskset)",
     }
@@ -258,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         [
             f"Command: `{command}`  ",
             f"Runs per figure: {args.runs} (fresh server process each), "
-            f"{args.duration:g} s measured per run, fan-out window {args.window} messages; "
+            f"{args.duration:g} s measured per run, fan-out window {args.window} messages, "
+            f"{args.loadgen_procs} load generator process(es) for fan-out; "
             "figures are medians, (min-max) over the runs.  ",
             "Versions: " + ", ".join(f"{k} {v}" for k, v in found.items()) + "  ",
             f"Machine: {machine['cpu']}, {machine['cores']} cores, "

@@ -19,6 +19,12 @@
  * With --sync the generator prints "MARK start" / "MARK end" (and "MARK open" in connect mode)
  * and waits for a line on stdin, so the caller can sample the server's CPU and RSS there.
  * The result is one JSON object on stdout.
+ *
+ * Fan-out with --procs K splits the subscribers over K processes (this one, with the
+ * publisher, and K-1 forked children), for a machine with cores to spare: they share the
+ * per-message delivery counts that clock the publisher through anonymous shared memory, and
+ * each reports its figures there when it finishes. loadgen_cpu_measured_s is then the busiest
+ * process's CPU time, the figure that says whether the load generator was the limit.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -31,9 +37,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,6 +53,9 @@ enum state { S_CONNECTING, S_HEADERS, S_OPEN, S_BODY, S_WAIT, S_CLOSED };
 #define MAX_INIT 8
 #define RING 65536
 #define TAIL 64
+#define MAX_PROCS 64
+#define HIST 100001
+#define HIST_SLOW 10001
 
 typedef struct {
     int fd;
@@ -68,7 +81,7 @@ typedef struct {
 /* options */
 static const char *host = "127.0.0.1";
 static int port, pub_port, mode_fanout, mode_echo, mode_connect;
-static int nconns = 100, inflight = 100, size = 64, window = 16, sync_marks = 0;
+static int nconns = 100, inflight = 100, size = 64, window = 16, sync_marks = 0, procs = 1;
 static double duration = 5.0, drain_s = 15.0, timeout_s = 60.0;
 static int poll_interval_ms = 50, ack_every = 0, engineio_pong = 0;
 static enum proto sub_proto = P_WS;
@@ -80,20 +93,34 @@ static const char *pub_init[MAX_INIT];
 static int n_pub_init;
 static const char *msg_prefix = "", *msg_suffix = "";
 
+/* What every process of one run shares (anonymous shared memory, set up before forking). */
+typedef struct {
+    unsigned counts[RING]; /* fanout: deliveries of each message in flight, over all processes */
+    int ready, primed, closed_early; /* over all processes */
+    int phase;                       /* 0 setting up, 1 measuring, 2 finished */
+    unsigned published;              /* the last message published, once publishing stopped */
+} shared_t;
+
+/* One process's figures, written to shared memory when it finishes. */
+typedef struct {
+    uint64_t deliveries, dups, reorders, lost_gaps, bytes_in, bytes_out, requests, lat_n;
+    int errors;
+    double cpu_measured;
+    char first_error[256];
+    uint64_t hist[HIST], hist_slow[HIST_SLOW];
+} stats_t;
+
 /* state */
 static int ep;
 static conn_t *conns;
+static int nlocal; /* connections this process drives: conns[0..nlocal) */
 static conn_t *pub;
-static int n_ready, n_open, n_started, n_errors, n_closed_early;
-static char first_error[256];
+static int n_ready, n_open, n_started, n_closed_early;
 static uint64_t t0;
-static int measuring, primed;
+static int measuring;
 static unsigned published, fully; /* fanout: last published / last delivered to all */
-static unsigned *counts;
-static uint64_t deliveries, dups, reorders, lost_gaps;
-static uint64_t bytes_in, bytes_out, requests;
-static uint64_t hist[100001], hist_slow[10001];
-static uint64_t lat_n;
+static shared_t *sh;
+static stats_t *all_stats, *st; /* every process's slot; this process's */
 static char rbuf[1 << 20];
 static uint64_t read_ns; /* when the bytes being scanned arrived */
 
@@ -113,32 +140,41 @@ static void fail(const char *fmt, ...) {
 }
 
 static void note_error(const char *fmt, ...) {
-    n_errors++;
-    if (first_error[0]) return;
+    st->errors++;
+    if (st->first_error[0]) return;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(first_error, sizeof first_error, fmt, ap);
+    vsnprintf(st->first_error, sizeof st->first_error, fmt, ap);
     va_end(ap);
 }
 
-static void record_latency(uint64_t ns) {
-    uint64_t us = ns / 1000;
-    if (us <= 100000) hist[us]++;
-    else if (us / 1000 <= 10000) hist_slow[us / 1000]++;
-    else hist_slow[10000]++;
-    lat_n++;
+static void closed_early(void) {
+    n_closed_early++;
+    __atomic_add_fetch(&sh->closed_early, 1, __ATOMIC_RELAXED);
 }
 
-static double percentile(double p) {
-    if (!lat_n) return 0;
-    uint64_t want = (uint64_t)(p * (double)lat_n), seen = 0;
-    if (want >= lat_n) want = lat_n - 1;
-    for (int i = 0; i <= 100000; i++) {
-        seen += hist[i];
+/* a connection of any process closed before the end: the run stops */
+static int any_closed_early(void) { return __atomic_load_n(&sh->closed_early, __ATOMIC_RELAXED); }
+
+static void record_latency(uint64_t ns) {
+    uint64_t us = ns / 1000;
+    if (us < HIST) st->hist[us]++;
+    else if (us / 1000 < HIST_SLOW - 1) st->hist_slow[us / 1000]++;
+    else st->hist_slow[HIST_SLOW - 1]++;
+    st->lat_n++;
+}
+
+/* over the histograms of every process, summed into slot 0 */
+static double percentile(const stats_t *s, double p) {
+    if (!s->lat_n) return 0;
+    uint64_t want = (uint64_t)(p * (double)s->lat_n), seen = 0;
+    if (want >= s->lat_n) want = s->lat_n - 1;
+    for (int i = 0; i < HIST; i++) {
+        seen += s->hist[i];
         if (seen > want) return i;
     }
-    for (int i = 0; i <= 10000; i++) {
-        seen += hist_slow[i];
+    for (int i = 0; i < HIST_SLOW; i++) {
+        seen += s->hist_slow[i];
         if (seen > want) return (double)i * 1000.0;
     }
     return 1e10;
@@ -160,7 +196,7 @@ static void flush_out(conn_t *c) {
             c->out_len = 0;
             break;
         }
-        if (measuring && c->role == 0) bytes_out += (uint64_t)n;
+        if (measuring && c->role == 0) st->bytes_out += (uint64_t)n;
         memmove(c->out, c->out + n, (size_t)(c->out_len - n));
         c->out_len -= (int)n;
     }
@@ -222,7 +258,7 @@ static void send_request(conn_t *c, const char *fmt, ...) {
     int n = vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
     queue_out(c, buf, n);
-    if (measuring && c->role == 0) requests++;
+    if (measuring && c->role == 0) st->requests++;
 }
 
 static void url_encode(char *dst, const char *src) {
@@ -344,17 +380,22 @@ static void send_echo(conn_t *c) {
 
 static void became_ready(conn_t *c) {
     c->ready = 1;
-    if (c->role == 0) n_ready++;
+    if (c->role == 0) {
+        n_ready++;
+        __atomic_add_fetch(&sh->ready, 1, __ATOMIC_RELAXED);
+    }
     if (mode_echo && measuring) send_echo(c);
 }
 
-/* fanout bookkeeping: message `seq` reached one more subscriber */
-static void delivered(unsigned seq) {
-    if (seq <= fully) return;
-    counts[seq % RING]++;
-    while (fully < published && counts[(fully + 1) % RING] == (unsigned)nconns) {
+/* fanout bookkeeping: message `seq` reached one more subscriber (once per subscriber) */
+static void delivered(unsigned seq) { __atomic_add_fetch(&sh->counts[seq % RING], 1, __ATOMIC_RELAXED); }
+
+/* the publisher's process: move `fully` past every message that reached all subscribers */
+static void advance_fully(void) {
+    while (fully < published &&
+           __atomic_load_n(&sh->counts[(fully + 1) % RING], __ATOMIC_RELAXED) == (unsigned)nconns) {
         fully++;
-        counts[fully % RING] = 0;
+        __atomic_store_n(&sh->counts[fully % RING], 0, __ATOMIC_RELAXED);
     }
 }
 
@@ -364,33 +405,33 @@ static void on_marker(conn_t *c, unsigned seq, uint64_t ts) {
         if (seq == 0) {
             if (!c->expect) {
                 c->expect = 1;
-                primed++;
+                __atomic_add_fetch(&sh->primed, 1, __ATOMIC_RELAXED);
             }
             return;
         }
         if (!c->expect) c->expect = 1; /* priming missed but the stream started: check from 1 */
         if (seq == c->expect) {
             c->expect++;
-            deliveries++;
+            st->deliveries++;
             record_latency(read_ns - ts);
             delivered(seq);
         } else if (seq < c->expect) {
-            dups++;
+            st->dups++;
         } else {
-            lost_gaps += seq - c->expect;
-            reorders++;
+            st->lost_gaps += seq - c->expect;
+            st->reorders++;
             c->expect = seq + 1;
-            deliveries++;
+            st->deliveries++;
             delivered(seq);
         }
     } else if (mode_echo) {
         if (seq != c->sent_seq) {
-            if (seq < c->sent_seq) dups++;
-            else reorders++;
+            if (seq < c->sent_seq) st->dups++;
+            else st->reorders++;
             return;
         }
         c->replies++;
-        deliveries++;
+        st->deliveries++;
         record_latency(read_ns - ts);
         if (measuring) send_echo(c);
     }
@@ -400,7 +441,10 @@ static void on_marker(conn_t *c, unsigned seq, uint64_t ts) {
 static int scan(conn_t *c, char *buf, int len) {
     int consumed = 0;
     char *p = buf, *end = buf + len;
-    while ((p = memmem(p, (size_t)(end - p), "#BM", 3)) != NULL) {
+    /* '#' starts a marker and appears nowhere else in the payloads: memchr finds it fastest */
+    while ((p = memchr(p, '#', (size_t)(end - p))) != NULL) {
+        if (end - p < 3) break;
+        if (p[1] != 'B' || p[2] != 'M') { p++; continue; }
         char *q = p + 3;
         unsigned seq = 0;
         uint64_t ts = 0;
@@ -576,16 +620,16 @@ static void on_readable(conn_t *c) {
             if (errno == EAGAIN) return;
             note_error("read: %s", strerror(errno));
             close_conn(c);
-            n_closed_early++;
+            closed_early();
             return;
         }
         if (n == 0) {
-            n_closed_early++;
+            closed_early();
             note_error("server closed a connection (%s)", c->role ? "publisher" : "client");
             close_conn(c);
             return;
         }
-        if (measuring && c->role == 0) bytes_in += (uint64_t)n;
+        if (measuring && c->role == 0) st->bytes_in += (uint64_t)n;
         read_ns = now_ns();
         process(c, rbuf, keep + (int)n);
         if (c->st == S_CLOSED || n < (ssize_t)(sizeof rbuf - (size_t)keep)) return;
@@ -600,7 +644,7 @@ static void on_event(conn_t *c, uint32_t events) {
         if (err) {
             note_error("connect: %s", strerror(err));
             close_conn(c);
-            n_closed_early++;
+            closed_early();
             return;
         }
         c->want_out = 0;
@@ -613,12 +657,12 @@ static void on_event(conn_t *c, uint32_t events) {
 }
 
 static int poll_loop(int timeout_ms) {
-    struct epoll_event evs[512];
-    int n = epoll_wait(ep, evs, 512, timeout_ms);
+    static struct epoll_event evs[4096];
+    int n = epoll_wait(ep, evs, 4096, timeout_ms);
     for (int i = 0; i < n; i++) on_event(evs[i].data.ptr, evs[i].events);
-    if (sub_proto == P_PWPOLL) {
+    if (sub_proto == P_PWPOLL && poll_interval_ms > 0) {
         uint64_t now = now_ns();
-        for (int i = 0; i < nconns; i++)
+        for (int i = 0; i < nlocal; i++)
             if (conns[i].st == S_WAIT && conns[i].due_ns <= now) start_request(&conns[i]);
     }
     return n;
@@ -647,10 +691,10 @@ static int open_all(int role_pub_first) {
     }
     int next = 0;
     uint64_t deadline = now_ns() + (uint64_t)(timeout_s * 1e9);
-    while (n_ready < nconns || (pub && !pub->ready)) {
-        while (next < nconns && next - n_ready - n_closed_early < inflight) open_conn(&conns[next++], 0);
+    while (n_ready < nlocal || (pub && !pub->ready)) {
+        while (next < nlocal && next - n_ready - n_closed_early < inflight) open_conn(&conns[next++], 0);
         poll_loop(5);
-        if (n_closed_early || now_ns() > deadline) return -1;
+        if (any_closed_early() || now_ns() > deadline) return -1;
     }
     return 0;
 }
@@ -660,7 +704,7 @@ static void usage(void) {
          "siopoll|tcp] [--path P] [--subprotocol S] [--init MSG]... [--ready STR] [--pub-path P] "
          "[--pub-subprotocol S] [--pub-init MSG]... [--pub-ready STR] [--prefix S] [--suffix S] "
          "[--pub-port P] [--size N] [--duration S] [--window W] [--inflight K] [--poll-interval-ms MS] "
-         "[--ack-every N --ack-template FMT] [--timeout S] [--sync]");
+         "[--ack-every N --ack-template FMT] [--timeout S] [--procs K] [--sync]");
 }
 
 int main(int argc, char **argv) {
@@ -678,6 +722,7 @@ int main(int argc, char **argv) {
         else if (OPT("--port")) port = atoi(v);
         else if (OPT("--pub-port")) pub_port = atoi(v);
         else if (OPT("--conns")) nconns = atoi(v);
+        else if (OPT("--procs")) procs = atoi(v);
         else if (OPT("--inflight")) inflight = atoi(v);
         else if (OPT("--size")) size = atoi(v);
         else if (OPT("--window")) window = atoi(v);
@@ -705,13 +750,57 @@ int main(int argc, char **argv) {
     }
     if (!port || !(mode_fanout || mode_echo || mode_connect)) usage();
     if (window >= RING / 2) fail("window too large");
-    ep = epoll_create1(0);
-    conns = calloc((size_t)nconns, sizeof *conns);
-    counts = calloc(RING, sizeof *counts);
+    if (procs < 1 || procs > MAX_PROCS || procs > nconns) fail("--procs must be 1..%d and at most --conns", MAX_PROCS);
+    if (procs > 1 && !mode_fanout) fail("--procs splits fan-out subscribers only");
+    sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    all_stats = mmap(NULL, sizeof *all_stats * (size_t)procs, PROT_READ | PROT_WRITE,
+                     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (sh == MAP_FAILED || all_stats == MAP_FAILED) fail("mmap: %s", strerror(errno));
     t0 = now_ns();
     double cpu0 = cpu_seconds();
-    double setup_s = 0, measured_s = 0, cpu_measured = 0;
+    double setup_s = 0, measured_s = 0;
     int ok = 1;
+
+    /* Process `index` drives subscribers [first, first + nlocal); process 0 also publishes. */
+    int index = 0, first = 0;
+    pid_t children[MAX_PROCS];
+    for (int k = 1; k < procs; k++) {
+        pid_t pid = fork();
+        if (pid < 0) fail("fork: %s", strerror(errno));
+        if (pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the run */
+            index = k;
+            break;
+        }
+        children[k] = pid;
+    }
+    for (int k = 0; k < index; k++) first += nconns / procs + (k < nconns % procs);
+    nlocal = nconns / procs + (index < nconns % procs);
+    st = &all_stats[index];
+    ep = epoll_create1(0);
+    conns = calloc((size_t)nlocal, sizeof *conns);
+
+    if (index > 0) {
+        /* a child: its subscribers, until the publisher's process says the run is over */
+        if (open_all(0) == 0) {
+            while (__atomic_load_n(&sh->phase, __ATOMIC_ACQUIRE) == 0 && !any_closed_early()) poll_loop(5);
+            double c0 = cpu_seconds();
+            measuring = 1;
+            while (__atomic_load_n(&sh->phase, __ATOMIC_ACQUIRE) == 1) poll_loop(5);
+            measuring = 0;
+            st->cpu_measured = cpu_seconds() - c0;
+            unsigned last = __atomic_load_n(&sh->published, __ATOMIC_ACQUIRE);
+            for (int i = 0; i < nlocal; i++) {
+                unsigned got = conns[i].expect ? conns[i].expect - 1 : 0;
+                if (got < last) st->lost_gaps += last - got;
+            }
+        } else if (!st->first_error[0]) {
+            note_error("subscribers %d.. not ready within %.0f s", first, timeout_s);
+        }
+        /* stay until told, so the connections outlive the publisher's measurement */
+        while (__atomic_load_n(&sh->phase, __ATOMIC_ACQUIRE) < 2) poll_loop(5);
+        _exit(0);
+    }
 
     if (mode_connect) {
         mark("start");
@@ -721,9 +810,9 @@ int main(int argc, char **argv) {
         ok = open_all(0) == 0;
         measuring = 0;
         measured_s = (double)(now_ns() - s0) / 1e9;
-        cpu_measured = cpu_seconds() - c0;
+        st->cpu_measured = cpu_seconds() - c0;
         mark("open");
-        deliveries = (uint64_t)n_ready;
+        st->deliveries = (uint64_t)n_ready;
     } else if (mode_echo) {
         ok = open_all(0) == 0;
         setup_s = elapsed();
@@ -732,7 +821,7 @@ int main(int argc, char **argv) {
             uint64_t s0 = now_ns();
             double c0 = cpu_seconds();
             measuring = 1;
-            for (int i = 0; i < nconns; i++) send_echo(&conns[i]);
+            for (int i = 0; i < nlocal; i++) send_echo(&conns[i]);
             while ((double)(now_ns() - s0) / 1e9 < duration && !n_closed_early) poll_loop(5);
             measuring = 0;
             /* let the messages in flight come back */
@@ -741,25 +830,30 @@ int main(int argc, char **argv) {
             while (waiting && (double)(now_ns() - d0) / 1e9 < drain_s) {
                 poll_loop(5);
                 waiting = 0;
-                for (int i = 0; i < nconns; i++) waiting |= conns[i].replies < conns[i].sent_seq;
+                for (int i = 0; i < nlocal; i++) waiting |= conns[i].replies < conns[i].sent_seq;
             }
             measured_s = (double)(now_ns() - s0) / 1e9;
-            cpu_measured = cpu_seconds() - c0;
-            for (int i = 0; i < nconns; i++) lost_gaps += conns[i].sent_seq - conns[i].replies;
+            st->cpu_measured = cpu_seconds() - c0;
+            for (int i = 0; i < nlocal; i++) st->lost_gaps += conns[i].sent_seq - conns[i].replies;
             mark("end");
         }
     } else {
         ok = open_all(1) == 0;
+        /* every process's subscribers ready */
+        while (ok && __atomic_load_n(&sh->ready, __ATOMIC_RELAXED) < nconns) {
+            poll_loop(5);
+            if (any_closed_early() || elapsed() > timeout_s) ok = 0;
+        }
         /* prime: publish 0 until every subscriber has seen one, so registration races end */
         uint64_t last = 0;
-        while (ok && primed < nconns) {
+        while (ok && __atomic_load_n(&sh->primed, __ATOMIC_RELAXED) < nconns) {
             if (now_ns() - last > 100000000ull) {
                 publish(0);
                 flush_out(pub);
                 last = now_ns();
             }
             poll_loop(5);
-            if (n_closed_early || elapsed() > timeout_s) ok = 0;
+            if (any_closed_early() || elapsed() > timeout_s) ok = 0;
         }
         setup_s = elapsed();
         if (ok) {
@@ -768,9 +862,10 @@ int main(int argc, char **argv) {
             uint64_t s0 = now_ns();
             double c0 = cpu_seconds();
             measuring = 1;
+            __atomic_store_n(&sh->phase, 1, __ATOMIC_RELEASE);
             uint64_t last_progress = now_ns();
             unsigned last_fully = 0;
-            while ((double)(now_ns() - s0) / 1e9 < duration && !n_closed_early) {
+            while ((double)(now_ns() - s0) / 1e9 < duration && !any_closed_early()) {
                 int queued = 0;
                 while (published - fully < (unsigned)window) {
                     publish(++published);
@@ -778,6 +873,7 @@ int main(int argc, char **argv) {
                 }
                 if (queued) flush_out(pub);
                 poll_loop(5);
+                advance_fully();
                 if (fully != last_fully) {
                     last_fully = fully;
                     last_progress = now_ns();
@@ -786,35 +882,65 @@ int main(int argc, char **argv) {
                     break;
                 }
             }
+            __atomic_store_n(&sh->published, published, __ATOMIC_RELEASE);
             /* every published message must arrive: wait for the stragglers */
             uint64_t d0 = now_ns();
-            while (fully < published && (double)(now_ns() - d0) / 1e9 < drain_s && !n_closed_early)
+            while (fully < published && (double)(now_ns() - d0) / 1e9 < drain_s && !any_closed_early()) {
                 poll_loop(5);
+                advance_fully();
+            }
             measuring = 0;
             measured_s = (double)(now_ns() - s0) / 1e9;
-            cpu_measured = cpu_seconds() - c0;
-            for (int i = 0; i < nconns; i++) {
+            st->cpu_measured = cpu_seconds() - c0;
+            for (int i = 0; i < nlocal; i++) {
                 unsigned got = conns[i].expect ? conns[i].expect - 1 : 0;
-                if (got < published) lost_gaps += published - got;
+                if (got < published) st->lost_gaps += published - got;
             }
             mark("end");
         }
     }
+    /* the children stop measuring, report and exit */
+    __atomic_store_n(&sh->phase, 2, __ATOMIC_RELEASE);
+    for (int k = 1; k < procs; k++) waitpid(children[k], NULL, 0);
+    /* every process's figures, summed into slot 0 */
+    stats_t *total = &all_stats[0];
+    double cpu_max = total->cpu_measured, cpu_sum = total->cpu_measured;
+    for (int k = 1; k < procs; k++) {
+        stats_t *o = &all_stats[k];
+        total->deliveries += o->deliveries;
+        total->dups += o->dups;
+        total->reorders += o->reorders;
+        total->lost_gaps += o->lost_gaps;
+        total->bytes_in += o->bytes_in;
+        total->bytes_out += o->bytes_out;
+        total->requests += o->requests;
+        total->lat_n += o->lat_n;
+        total->errors += o->errors;
+        if (!total->first_error[0]) memcpy(total->first_error, o->first_error, sizeof o->first_error);
+        for (int i = 0; i < HIST; i++) total->hist[i] += o->hist[i];
+        for (int i = 0; i < HIST_SLOW; i++) total->hist_slow[i] += o->hist_slow[i];
+        cpu_sum += o->cpu_measured;
+        if (o->cpu_measured > cpu_max) cpu_max = o->cpu_measured;
+    }
+    int ready = __atomic_load_n(&sh->ready, __ATOMIC_RELAXED);
+    if (mode_connect) ready = n_ready;
     double cpu_total = cpu_seconds() - cpu0;
     printf("{\"ok\":%s,\"mode\":\"%s\",\"conns\":%d,\"ready\":%d,\"errors\":%d,\"closed_early\":%d,"
            "\"first_error\":\"%s\",\"published\":%u,\"deliveries\":%llu,\"lost\":%llu,"
            "\"duplicates\":%llu,\"out_of_order\":%llu,\"setup_s\":%.4f,\"measured_s\":%.4f,"
            "\"latency_us\":{\"p50\":%.0f,\"p99\":%.0f,\"p999\":%.0f},\"http_requests\":%llu,"
-           "\"bytes_in\":%llu,\"bytes_out\":%llu,\"loadgen_cpu_s\":%.4f,\"loadgen_cpu_measured_s\":%.4f}\n",
+           "\"bytes_in\":%llu,\"bytes_out\":%llu,\"loadgen_cpu_s\":%.4f,\"loadgen_cpu_measured_s\":%.4f,"
+           "\"loadgen_procs\":%d,\"loadgen_cpu_measured_total_s\":%.4f}\n",
            ok ? "true" : "false", mode_fanout ? "fanout" : mode_echo ? "echo" : "connect", nconns,
-           n_ready, n_errors, n_closed_early, first_error, published,
-           (unsigned long long)deliveries, (unsigned long long)lost_gaps, (unsigned long long)dups,
-           (unsigned long long)reorders, setup_s, measured_s, percentile(0.50), percentile(0.99),
-           percentile(0.999), (unsigned long long)requests, (unsigned long long)bytes_in,
-           (unsigned long long)bytes_out, cpu_total, cpu_measured);
+           ready, total->errors, any_closed_early(), total->first_error, published,
+           (unsigned long long)total->deliveries, (unsigned long long)total->lost_gaps,
+           (unsigned long long)total->dups, (unsigned long long)total->reorders, setup_s, measured_s,
+           percentile(total, 0.50), percentile(total, 0.99), percentile(total, 0.999),
+           (unsigned long long)total->requests, (unsigned long long)total->bytes_in,
+           (unsigned long long)total->bytes_out, cpu_total, cpu_max, procs, cpu_sum);
     fflush(stdout);
     if (mode_connect && sync_marks) mark("close");
-    for (int i = 0; i < nconns; i++) close_conn(&conns[i]);
+    for (int i = 0; i < nlocal; i++) close_conn(&conns[i]);
     if (pub) close_conn(pub);
     return 0;
 }

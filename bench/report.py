@@ -29,6 +29,13 @@ class Case:
         reasons = [reason for run in self.runs for reason in run["invalid"]]
         return sorted(set(reasons + self.errors))
 
+    @property
+    def loadgen_limited(self) -> bool:
+        """Most runs had the load generator near the limit of its core: the rate is its limit,
+        and the server's deliveries per CPU-second are the figure that compares servers."""
+        limited = sum(1 for run in self.runs if run.get("loadgen_limited"))
+        return limited * 2 > len(self.runs)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "workload": self.workload,
@@ -63,6 +70,11 @@ def _lat(key: str) -> Callable[[Run], float | None]:
     )
 
 
+def _server_share(run: Run) -> float:
+    measured = run["loadgen"]["measured_s"]
+    return float(run["server_cpu_s"] / measured) if measured else 0.0
+
+
 def _per_delivery(run: Run, value: float) -> float | None:
     deliveries = run["loadgen"]["deliveries"]
     return value / deliveries if deliveries else None
@@ -75,6 +87,13 @@ METRICS: dict[str, Callable[[Run], float | None]] = {
     "p999_ms": _lat("p999"),
     "lost": lambda run: float(run["loadgen"]["lost"] + run["loadgen"]["duplicates"]),
     "server_cpu_s": lambda run: run["server_cpu_s"],
+    # Deliveries (or round trips) per second of server CPU: the server's own cost, whatever
+    # limited the rate. A server short of work pays more per delivery (fewer messages per
+    # wake-up), so for a server that was not saturated this figure is on the low side.
+    "per_cpu": lambda run: (
+        run["loadgen"]["deliveries"] / run["server_cpu_s"] if run["server_cpu_s"] else None
+    ),
+    "server_share": lambda run: _server_share(run),
     "server_rss_mib": lambda run: run["server_rss_bytes"] / 2**20,
     "rss_per_conn_kib": lambda run: (
         (run["server_rss_bytes"] - run["server_rss_before"]) / 1024 / run["loadgen"]["ready"]
@@ -128,16 +147,19 @@ def _cell(case: Case, metric: str, spread: bool = True) -> str:
     return f"{_fmt(fig['median'])} ({_fmt(fig['min'])}-{_fmt(fig['max'])})"
 
 
-def _server_share(run: Run) -> float:
-    measured = run["loadgen"]["measured_s"]
-    return run["server_cpu_s"] / measured if measured else 0.0
-
-
 def _status(case: Case) -> str:
     if case.skipped:
         return f"skipped: {case.skipped}"
     if case.invalid:
         return "INVALID: " + "; ".join(case.invalid)
+    if case.loadgen_limited:
+        shares = sorted(run["loadgen_cpu_share"] for run in case.runs)
+        server = sorted(_server_share(run) for run in case.runs)
+        return (
+            f"load generator-limited (it had {shares[len(shares) // 2]:.0%} of its core, the "
+            f"server {server[len(server) // 2]:.0%}): the rate is the load generator's limit; "
+            "compare per server CPU-s"
+        )
     # Fan-out and echo keep the server saturated: a server that got much less than its core
     # was starved by something else on the machine, and its figure is low for that reason.
     if case.workload in ("fanout", "echo", "lab-fanout", "lab-echo") and case.runs:
@@ -157,7 +179,10 @@ TABLES: dict[str, tuple[str, list[tuple[str, str, bool]]]] = {
             ("p99_ms", "p99 ms", False),
             ("p999_ms", "p99.9 ms", False),
             ("lost", "lost+dup", False),
+            ("requests_per_msg", "HTTP requests/msg", False),
+            ("per_cpu", "deliveries per server CPU-s", False),
             ("server_cpu_s", "server CPU s", False),
+            ("server_share", "server CPU share", False),
             ("server_rss_mib", "server RSS MiB", False),
             ("loadgen_cpu", "loadgen CPU", False),
         ],
@@ -170,7 +195,9 @@ TABLES: dict[str, tuple[str, list[tuple[str, str, bool]]]] = {
             ("p99_ms", "p99 ms", False),
             ("p999_ms", "p99.9 ms", False),
             ("lost", "lost+dup", False),
+            ("per_cpu", "round trips per server CPU-s", False),
             ("server_cpu_s", "server CPU s", False),
+            ("server_share", "server CPU share", False),
             ("loadgen_cpu", "loadgen CPU", False),
         ],
     ),
@@ -314,13 +341,24 @@ COMPARISONS = {
 }
 
 
+#: Marks a rate ratio taken per server CPU-second: the load generator limited one side's rate.
+PER_CPU_MARK = "†"
+
+
 def ratios(cases: list[Case]) -> list[str]:
-    """pushwire's median over each peer's median, per workload and size."""
+    """pushwire's median over each peer's median, per workload and size.
+
+    A rate column compares deliveries (round trips) per second, unless the load generator
+    was the limit of either side: then it compares deliveries per server CPU-second, marked
+    with PER_CPU_MARK. The per-CPU columns compare that figure always.
+    """
     columns: list[
         tuple[str, str, int | None, str, bool]
     ] = []  # title, workload, n, metric, lower_is_better
     for n in sorted({c.n for c in cases if c.workload == "fanout"}):
         columns.append((f"fan-out N={n:,} deliveries/s", "fanout", n, "rate", False))
+    for n in sorted({c.n for c in cases if c.workload == "fanout"}):
+        columns.append((f"fan-out N={n:,} per server CPU-s", "fanout", n, "per_cpu", False))
     if any(c.workload == "echo" for c in cases):
         columns.append(("echo round trips/s", "echo", None, "rate", False))
     if any(c.workload == "connect" for c in cases):
@@ -338,15 +376,32 @@ def ratios(cases: list[Case]) -> list[str]:
         for peer in peers:
             cells = []
             for _, workload, n, metric, lower in columns:
-                mine = _median(_find(cases, workload, own, n), metric)
-                theirs = _median(_find(cases, workload, peer, n), metric)
+                own_case = _find(cases, workload, own, n)
+                peer_case = _find(cases, workload, peer, n)
+                mark = ""
+                if (
+                    metric == "rate"
+                    and workload != "connect"
+                    and own_case is not None
+                    and peer_case is not None
+                    and (own_case.loadgen_limited or peer_case.loadgen_limited)
+                ):
+                    metric, mark = "per_cpu", PER_CPU_MARK
+                mine = _median(own_case, metric)
+                theirs = _median(peer_case, metric)
                 if mine is None or theirs is None or not mine or not theirs:
                     cells.append("-")
                 else:
-                    cells.append(f"{(theirs / mine if lower else mine / theirs):.2f}x")
+                    cells.append(f"{(theirs / mine if lower else mine / theirs):.2f}x{mark}")
             if any(cell != "-" for cell in cells):
                 lines.append(f"| {own} | {peer} | " + " | ".join(cells) + " |")
     lines.append("")
+    if any(PER_CPU_MARK in line for line in lines[2:]):
+        lines += [
+            f"{PER_CPU_MARK} The load generator was the limit of one side's rate: this ratio is "
+            "of deliveries (round trips) per server CPU-second instead.",
+            "",
+        ]
     return lines
 
 

@@ -93,6 +93,7 @@ class _Handler:
                     await self._guard(next_step)
         finally:
             self._pending = None
+            self._task = None  # kept while running (the loop holds tasks weakly), not after
 
     async def _guard(self, step: Awaitable[None]) -> None:
         try:

@@ -24,7 +24,8 @@ A poll or send of a session that another node holds (with a Redis broker, see
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+import functools
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final
 
 import orjson
@@ -66,6 +67,10 @@ _CONTENT_TYPES: Final = {
     "iframe": "text/html; charset=utf-8",
 }
 _NO_BUFFERING: Final = [("Cache-Control", "no-cache, no-store"), ("X-Accel-Buffering", "no")]
+# The constant start of a poll answer (HTTP/1.1, keep-alive, no CORS).
+_POLL_HEAD: Final = response_head(
+    200, [("Content-Type", "application/x-ndjson; charset=utf-8"), *_NO_BUFFERING], length=0
+).removesuffix(b"Content-Length: 0\r\n\r\n")
 #: Reconnection delay a raw EventSource is told (milliseconds).
 SSE_RETRY_MS: Final = 2000
 
@@ -284,24 +289,34 @@ class HttpTransports:
             opened.handler.receive(hello)
             # Answer once the welcome (or the refusal) is queued.
             return self._answer(request, opened, cors, self.config.longpoll_timeout)
-        return self._answer_poll(request, kind, cors)
-
-    async def _answer_poll(self, request: Request, kind: str, cors: list[tuple[str, str]]) -> bytes:
         session_id = request.query_param("session") or ""
         cursor, seq = request.query_param("cursor"), request.query_param("seq")
         router = self.router
         if router is not None and (home := router.home_of(session_id)) is not None:
-            batch = await router.poll(home, session_id, kind, cursor, seq)
-        else:
-            batch = await self.poll_session(session_id, kind, cursor, seq)
-        return self._poll_response(request, cors, batch)
+            return self._answer_forwarded(
+                request, cors, router.poll(home, session_id, kind, cursor, seq)
+            )
+        transport, timeout = self._poll_here(session_id, kind, cursor, seq)
+        return self._answer(request, transport, cors, timeout)
+
+    async def _answer_forwarded(
+        self, request: Request, cors: list[tuple[str, str]], batch: Awaitable[PollBatch]
+    ) -> bytes:
+        return self._poll_response(request, cors, await batch)
 
     async def poll_session(
         self, session_id: str, kind: str, cursor: str | None, seq: str | None
     ) -> PollBatch:
+        """A poll forwarded by another node for a session of this one (see `_poll_here`)."""
+        transport, timeout = self._poll_here(session_id, kind, cursor, seq)
+        return await self._take(transport, timeout)
+
+    def _poll_here(
+        self, session_id: str, kind: str, cursor: str | None, seq: str | None
+    ) -> tuple[PollTransport, float]:
         """A poll of a session of this node, from a client here or forwarded: acknowledge
-        what `cursor` (frames) and `seq` (direct messages) say arrived, then take what is
-        queued, after waiting up to longpoll_timeout for something on `longpoll`.
+        what `cursor` (frames) and `seq` (direct messages) say arrived; the transport to take
+        from, and how long to wait for something (longpoll_timeout on `longpoll`).
 
         Raises:
             Gone: unknown or expired session.
@@ -310,7 +325,7 @@ class HttpTransports:
         """
         closed = self._closed_polls.pop(session_id, None)
         if closed is not None:
-            return await self._take(closed, 0.0)
+            return closed, 0.0
         handler, transport = self._handler_of(session_id)
         if transport is None or transport.name != kind:
             raise NotConnected(f"session is not on the {kind} transport: send hello again")
@@ -320,8 +335,7 @@ class HttpTransports:
             transport.acknowledge(int(cursor))
         if seq is not None and seq.isdigit() and handler.session is not None:
             handler.session.ack(int(seq))
-        timeout = self.config.longpoll_timeout if kind == "longpoll" else 0.0
-        return await self._take(transport, timeout)
+        return transport, self.config.longpoll_timeout if kind == "longpoll" else 0.0
 
     def _open_poll(self, request: Request, endpoint: Endpoint, kind: str) -> PollTransport:
         client = self._client(request, split_transport(request.path)[0])
@@ -350,42 +364,74 @@ class HttpTransports:
         transport.handler = EnvelopeHandler(self.hub, endpoint, transport, client)
         return transport
 
-    async def _answer(
+    def _answer(
         self,
         request: Request,
         transport: PollTransport,
         cors: list[tuple[str, str]],
         timeout: float,
-    ) -> bytes:
-        return self._poll_response(request, cors, await self._take(transport, timeout))
+    ) -> asyncio.Future[bytes]:
+        # Held (at least until the next loop turn): a future the connection answers from when
+        # it is resolved, with no task per poll.
+        held: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._hold(transport, timeout, functools.partial(self._answered, held, request, cors))
+        return held
 
-    async def _take(self, transport: PollTransport, timeout: float) -> PollBatch:
+    def _answered(
+        self,
+        held: asyncio.Future[bytes],
+        request: Request,
+        cors: list[tuple[str, str]],
+        batch: PollBatch,
+    ) -> None:
+        if not held.done():
+            held.set_result(self._poll_response(request, cors, batch))
+
+    def _take(self, transport: PollTransport, timeout: float) -> asyncio.Future[PollBatch]:
+        held: asyncio.Future[PollBatch] = asyncio.get_running_loop().create_future()
+        self._hold(transport, timeout, functools.partial(_resolve, held))
+        return held
+
+    def _hold(
+        self, transport: PollTransport, timeout: float, done: Callable[[PollBatch], None]
+    ) -> None:
         transport.disarm()
-        try:
-            await transport.wait(timeout)
-        finally:
-            if transport.close_code is None:
-                transport.arm(self.config.poll_grace)
-        return transport.take()
+        transport.hold(timeout, functools.partial(self._release, transport, done))
+
+    def _release(self, transport: PollTransport, done: Callable[[PollBatch], None]) -> None:
+        if transport.close_code is None:
+            transport.arm(self.config.poll_grace)
+        done(transport.take())
 
     def _poll_response(
         self, request: Request, cors: list[tuple[str, str]], batch: PollBatch
     ) -> bytes:
-        headers = [
-            ("Content-Type", "application/x-ndjson; charset=utf-8"),
-            ("Pushwire-Cursor", str(batch.cursor)),
-            *_NO_BUFFERING,
-            *cors,
-        ]
         version = "1.0" if request.version == "1.0" else "1.1"
-        return (
-            response_head(
+        if cors or version != "1.1" or not request.keep_alive:
+            headers = [
+                ("Content-Type", "application/x-ndjson; charset=utf-8"),
+                ("Pushwire-Cursor", str(batch.cursor)),
+                *_NO_BUFFERING,
+                *cors,
+            ]
+            head = response_head(
                 200, headers, version=version, keep_alive=request.keep_alive, length=len(batch.body)
             )
-            + batch.body
+            return head + batch.body
+        # The common case, a same-origin keep-alive poll: a head made of constant bytes.
+        return b"%sPushwire-Cursor: %d\r\nContent-Length: %d\r\n\r\n%s" % (
+            _POLL_HEAD,
+            batch.cursor,
+            len(batch.body),
+            batch.body,
         )
 
 
 def error_body(exc: RemoteError | Unavailable) -> bytes:
     """A JSON error body for the HTTP transports: `{"type":"error","code":…,"message":…}`."""
     return orjson.dumps({"type": "error", "code": exc.error_code, "message": str(exc)})
+
+
+def _resolve(held: asyncio.Future[PollBatch], batch: PollBatch) -> None:
+    if not held.done():
+        held.set_result(batch)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import multiprocessing
 import signal
@@ -49,6 +50,9 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
 async def serve(app: App, *, announce: bool = True, reuse_port: bool = False) -> None:
     """Serve `app` until SIGINT/SIGTERM. WebSockets get 1001, responses in flight finish."""
     config = app.config
+    if config.gc_full_every > 0:
+        young, middle, _ = gc.get_threshold()
+        gc.set_threshold(young, middle, config.gc_full_every)
     server = Server(app, config)
     await app.hub.broker.start()
     if app.router is not None:

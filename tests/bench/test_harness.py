@@ -65,10 +65,12 @@ def loadgen(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_loadgen(tmp_path_factory.mktemp("build"))
 
 
-def _fanout(path: str, subscribers: int = 20) -> Drive:
+def _fanout(path: str, subscribers: int = 20, procs: int = 1) -> Drive:
     return Drive(
         "fanout",
         [
+            "--procs",
+            str(procs),
             "--conns",
             str(subscribers),
             "--path",
@@ -86,28 +88,32 @@ def _fanout(path: str, subscribers: int = 20) -> Drive:
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("procs", [1, 3])
 @pytest.mark.parametrize(
     ("fault", "counter", "reason"),
     [("drop", "lost", "lost"), ("double", "duplicates", "duplicated")],
 )
 def test_the_check_catches_a_server_that_drops_or_doubles_a_message(
-    loadgen: Path, tmp_path: Path, fault: str, counter: str, reason: str
+    loadgen: Path, tmp_path: Path, fault: str, counter: str, reason: str, procs: int
 ) -> None:
     script = tmp_path / "toy_server.py"
     script.write_text(TOY_SERVER)
     command = [sys.executable, str(script), fault, "{port}"]
     with running(command, tmp_path, tmp_path / "toy.log", False, None, {}) as server:
-        run = run_loadgen(loadgen, _fanout("/"), server, None, timeout=30)
+        run = run_loadgen(loadgen, _fanout("/", procs=procs), server, None, timeout=30)
+    assert run.loadgen["loadgen_procs"] == procs
     assert run.loadgen[counter] > 0
     assert any("incorrect delivery" in r and reason in r for r in run.invalid), run.invalid
 
 
 @pytest.mark.integration
-def test_the_check_passes_on_pushwire(loadgen: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("procs", [1, 3])
+def test_the_check_passes_on_pushwire(loadgen: Path, tmp_path: Path, procs: int) -> None:
     pushwire = targets()[0]
     with running(pushwire.command, REPO, tmp_path / "pushwire.log", False, None, {}) as server:
-        run = run_loadgen(loadgen, _fanout("/ws/bench"), server, None, timeout=30)
+        run = run_loadgen(loadgen, _fanout("/ws/bench", procs=procs), server, None, timeout=30)
     assert run.loadgen["ok"], run.loadgen
+    assert run.loadgen["loadgen_procs"] == procs
     assert run.loadgen["published"] > 100
     assert run.loadgen["deliveries"] == 20 * run.loadgen["published"]
     assert (run.loadgen["lost"], run.loadgen["duplicates"], run.loadgen["out_of_order"]) == (
@@ -184,6 +190,50 @@ def test_a_peer_that_cannot_run_is_reported_as_skipped_with_its_reason() -> None
     case = Case("fanout", "Node ws", "node-ws", "websocket", 1000, skipped="node not installed")
     table = markdown([case], "header")
     assert "| Node ws | websocket |" in table and "skipped: node not installed" in table
+
+
+def _case(
+    target: str, rate: float, cpu_s: float = 1.0, limited: bool = False, workload: str = "echo"
+) -> Case:
+    """A case of one synthetic run: `rate` deliveries in 1 s, `cpu_s` of server CPU."""
+    loadgen = {
+        "deliveries": rate,
+        "measured_s": 1.0,
+        "latency_us": {"p50": 1, "p99": 1, "p999": 1},
+        "lost": 0,
+        "duplicates": 0,
+        "ready": 1,
+        "http_requests": 0,
+        "bytes_in": 0,
+        "bytes_out": 0,
+    }
+    run = {
+        "loadgen": loadgen,
+        "server_cpu_s": cpu_s,
+        "server_rss_bytes": 1,
+        "server_rss_before": 0,
+        "loadgen_cpu_share": 0.95 if limited else 0.5,
+        "loadgen_limited": limited,
+        "invalid": [],
+    }
+    return Case(workload, target, target, "websocket", 1000, runs=[run])
+
+
+def test_where_the_load_generator_was_the_limit_the_ratio_is_per_server_cpu_second() -> None:
+    # Both rates are the load generator's (2.0 M/s each), but pushwire needed half the CPU of
+    # the ceiling for them: per server CPU-second it is 2x, and the table says so.
+    cases = [
+        _case("pushwire", 2e6, cpu_s=0.5, limited=True, workload="fanout"),
+        _case("thin-Python ceiling", 2e6, cpu_s=1.0, limited=True, workload="fanout"),
+        _case("websockets", 1e5, cpu_s=1.0, workload="fanout"),
+    ]
+    table = markdown(cases, "header")
+    assert "| pushwire | thin-Python ceiling | 2.00x† | 2.00x |" in table
+    # websockets was not limited by the load generator, but pushwire was: per CPU too.
+    assert "| pushwire | websockets | 40.00x† | 40.00x |" in table
+    assert "† The load generator was the limit" in table
+    assert "load generator-limited (it had 95% of its core, the server 50%)" in table
+    assert "INVALID" not in table
 
 
 def test_ratios_divide_pushwire_by_the_peer_measured_in_the_same_run() -> None:

@@ -429,3 +429,30 @@ def test_a_resumed_longpoll_gets_its_own_queue_not_the_superseded_ones_close(
     envelopes = again.receive(1)
     assert envelopes[0]["data"] == "for the new connection"
     assert all(e["type"] != "close" for e in again.backlog)
+
+
+def test_a_held_longpoll_is_answered_empty_after_longpoll_timeout(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory("--set", "longpoll_timeout=0.5")
+    client = Poller(server, "longpoll")
+    started = time.monotonic()
+    assert client.poll() == []  # nothing was queued: held, then answered empty
+    assert 0.45 <= time.monotonic() - started < 5
+
+
+def test_a_longpoll_client_that_stops_polling_is_detached_after_poll_grace(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory("--set", "poll_grace=0.5")
+    client = Poller(server, "longpoll")
+    subscribe(client, "room")  # its last poll is answered: the grace starts
+    started = time.monotonic()
+    reached = 1
+    while reached and time.monotonic() - started < 10:
+        before = stats(server)["deliveries"]
+        publish(server, "room", b"anyone?")
+        reached = stats(server)["deliveries"] - before
+    elapsed = time.monotonic() - started
+    assert reached == 0, "the idle poller was never detached"
+    assert elapsed >= 0.45, f"detached after {elapsed:.2f} s, before its grace of 0.5 s"

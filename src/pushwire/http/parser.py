@@ -53,8 +53,10 @@ class Request:
         """The first value of query parameter `name`, percent-decoded."""
         for part in self.query.split("&"):
             key, _, value = part.partition("=")
-            if unquote(key) == name:
-                return unquote(value.replace("+", " "))
+            if key == name or ("%" in key and unquote(key) == name):
+                if "%" in value or "+" in value:
+                    return unquote(value.replace("+", " "))
+                return value  # nothing to decode (the common case: skip unquote's cost)
         return None
 
 

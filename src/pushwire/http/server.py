@@ -10,6 +10,7 @@ so an open WebSocket costs one object here plus the protocol state.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
@@ -195,6 +196,10 @@ class Connection(OneTimer, asyncio.Protocol):
             elif isinstance(result, StreamStart):
                 self._start_stream(result)
                 return
+            elif isinstance(result, asyncio.Future):
+                # A held answer (long-poll): respond when it is resolved, with no task.
+                self.busy = True
+                result.add_done_callback(functools.partial(self._respond_held, request))
             else:
                 self.busy = True
                 task = asyncio.ensure_future(self._respond_later(request, result))
@@ -216,6 +221,19 @@ class Connection(OneTimer, asyncio.Protocol):
         except Exception:
             log.exception("request handler failed: %s %s", request.method, request.path)
             response = self._error_response(request, PushwireError("internal error"))
+        self._respond_after_wait(request, response)
+
+    def _respond_held(self, request: Request, held: asyncio.Future[bytes]) -> None:
+        try:
+            response = held.result()
+        except PushwireError as exc:
+            response = self._error_response(request, exc)
+        except (Exception, asyncio.CancelledError):
+            log.exception("request handler failed: %s %s", request.method, request.path)
+            response = self._error_response(request, PushwireError("internal error"))
+        self._respond_after_wait(request, response)
+
+    def _respond_after_wait(self, request: Request, response: bytes) -> None:
         self.busy = False
         self._respond(request, response)
         self._run_queue()
