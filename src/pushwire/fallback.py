@@ -35,7 +35,7 @@ from .http.server import HttpStream, StreamStart
 from .hub import Hub
 from .message import Position
 from .transports.iframe import IFRAME_FRAMING, IFRAME_HEARTBEAT, iframe_prelude
-from .transports.poll import PollTransport
+from .transports.poll import PollBatch, PollTransport
 from .transports.sse import RAW_SSE_FRAMING, SSE_FRAMING, SSE_HEARTBEAT, parse_last_event_id
 from .transports.stream import STREAM_FRAMING, STREAM_HEARTBEAT
 from .transports.websocket import OriginPolicy
@@ -322,15 +322,15 @@ class HttpTransports:
         transport: PollTransport,
         cors: list[tuple[str, str]],
     ) -> None:
-        if not held.done():
-            held.set_result(self._poll_response(request, transport, cors))
-
-    def _poll_response(
-        self, request: Request, transport: PollTransport, cors: list[tuple[str, str]]
-    ) -> bytes:
+        if held.done():
+            return
         if transport.close_code is None:
             transport.arm(self.config.poll_grace)
-        batch = transport.take()
+        held.set_result(self._poll_response(request, cors, transport.take()))
+
+    def _poll_response(
+        self, request: Request, cors: list[tuple[str, str]], batch: PollBatch
+    ) -> bytes:
         version = "1.0" if request.version == "1.0" else "1.1"
         if cors or version != "1.1" or not request.keep_alive:
             headers = [
