@@ -18,6 +18,7 @@ timers made and cancelled per poll.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 from collections import deque
 from collections.abc import Callable
@@ -159,6 +160,13 @@ class PollTransport:
             self._hold_until = timers.loop.time() + timeout
             timers.watch(self, self._hold_until)
 
+    async def wait(self, timeout: float) -> None:
+        """`hold` for a coroutine: until a frame is queued, the transport closes or `timeout`
+        passes, and at least until the next loop turn. A newer wait or hold ends this one."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.hold(timeout, functools.partial(_resolve, waiter))
+        await waiter
+
     def release(self) -> None:
         """Answer the held poll now, if there is one."""
         release, self._release = self._release, None
@@ -176,6 +184,11 @@ class PollTransport:
             self.close(4002, f"no poll within {self._grace} s")
         hold, idle = self._hold_until, self._idle_until
         return min(hold, idle) if hold and idle else hold or idle
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class _PollTimers:
