@@ -350,7 +350,8 @@ class Connection(OneTimer, asyncio.Protocol):
                     by_client = event.by_peer and not self.close_written
                     handler.closed(event.code, event.reason, by_client=by_client)
                 self._set_timer(self.config.close_timeout, self.abort)
-        self._flush()
+        if ws.has_data_to_send:  # most reads only bring messages: nothing to answer here
+            self._flush()
 
     def _flush(self) -> None:
         ws, transport = self.ws, self.transport

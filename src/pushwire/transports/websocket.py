@@ -181,7 +181,7 @@ def accept_handshake(
 # -- the open connection --------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs more, per message
 class WebSocketMessage:
     """A whole message: `str` for text, `bytes` for binary."""
 
@@ -300,6 +300,11 @@ class WebSocketConnection:
 
     def data_to_send(self) -> list[bytes]:
         return self._protocol.data_to_send()
+
+    @property
+    def has_data_to_send(self) -> bool:
+        """Whether `data_to_send()` has anything (a pong, a Close, the end of the stream)."""
+        return bool(self._protocol.writes)
 
     def send_ping(self, data: bytes) -> None:
         self._protocol.send_ping(data)
