@@ -76,6 +76,8 @@ async def test_members_joined_on_one_node_are_seen_on_the_other_with_versions_an
     b: Node = await nodes()
     await b.broker.subscribe("room")  # b hears the channel's announcements
     a.broker.presence_join("room", "m1", entry("m1", "alice"))
+    # Two nodes' joins race to Redis on their own connections: order them by waiting.
+    await b.until(lambda: len(b.events) == 1)
     b.broker.presence_join("room", "m2", entry("m2", "bob"))
     a.broker.presence_join("room", "m1", entry("m1", "alice"))  # already there: not again
     await b.until(lambda: len(b.events) == 2)
