@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,19 +195,53 @@ def run_loadgen(
     if pin is not None:
         argv = ["taskset", "-c", pin, *argv]
     rss_before = rss_bytes(server.pid)
+    marks: dict[str, tuple[float, int]] = {}
+
+    def mark(name: str) -> None:
+        marks[name] = (cpu_seconds(server.pid), rss_bytes(server.pid))
+
+    result = drive_loadgen(argv, mark, timeout)
+    first, last = ("start", "open") if drive.mode == "connect" else ("start", "end")
+    if first in marks and last in marks:
+        cpu = marks[last][0] - marks[first][0]
+        rss = marks[last][1]
+    else:
+        cpu, rss = 0.0, rss_bytes(server.pid) if server.process.poll() is None else 0
+    measured = result.get("measured_s") or 0.0
+    # The busiest load generator process's share of a core, or all of them together over the
+    # cores they were pinned to, whichever is higher (K processes may share one core).
+    load_cores = len(pin.split(",")) if pin else (os.cpu_count() or 1)
+    total = result.get("loadgen_cpu_measured_total_s", result["loadgen_cpu_measured_s"])
+    per_core = total / min(load_cores, result.get("loadgen_procs", 1))
+    share = max(result["loadgen_cpu_measured_s"], per_core) / measured if measured else 0.0
+    run = RunResult(result, cpu, rss, rss_before, share, delivery_problems(result))
+    if share > LOADGEN_CPU_LIMIT:
+        run.loadgen_limited = True
+        if drive.mode == "connect":
+            run.invalid.append(
+                f"load generator at {share:.0%} of its core: it may be the bottleneck"
+            )
+    return run
+
+
+def drive_loadgen(argv: list[str], mark: Callable[[str], None], timeout: float) -> dict[str, Any]:
+    """Run the load generator `argv` to its end: `mark(name)` samples the servers at each of
+    its marks (it waits meanwhile); its JSON result is returned.
+
+    Raises:
+        BenchError: no result, or still running after `timeout` seconds.
+    """
     process = subprocess.Popen(
         argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     assert process.stdin is not None and process.stdout is not None
-    marks: dict[str, tuple[float, int]] = {}
     result: dict[str, Any] | None = None
     deadline = time.monotonic() + timeout
     try:
         for raw in process.stdout:
             line = raw.decode().strip()
             if line.startswith("MARK "):
-                name = line[5:]
-                marks[name] = (cpu_seconds(server.pid), rss_bytes(server.pid))
+                mark(line[5:])
                 process.stdin.write(b"\n")
                 process.stdin.flush()
             elif line.startswith("{"):
@@ -222,34 +256,21 @@ def run_loadgen(
     if result is None:
         stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
         raise BenchError(f"load generator gave no result (exit {process.returncode}): {stderr}")
-    first, last = ("start", "open") if drive.mode == "connect" else ("start", "end")
-    if first in marks and last in marks:
-        cpu = marks[last][0] - marks[first][0]
-        rss = marks[last][1]
-    else:
-        cpu, rss = 0.0, rss_bytes(server.pid) if server.process.poll() is None else 0
-    measured = result.get("measured_s") or 0.0
-    # The busiest load generator process's share of a core, or all of them together over the
-    # cores they were pinned to, whichever is higher (K processes may share one core).
-    load_cores = len(pin.split(",")) if pin else (os.cpu_count() or 1)
-    total = result.get("loadgen_cpu_measured_total_s", result["loadgen_cpu_measured_s"])
-    per_core = total / min(load_cores, result.get("loadgen_procs", 1))
-    share = max(result["loadgen_cpu_measured_s"], per_core) / measured if measured else 0.0
-    run = RunResult(result, cpu, rss, rss_before, share)
+    return result
+
+
+def delivery_problems(result: dict[str, Any]) -> list[str]:
+    """Why a run's result is not a valid figure: the run failed, or a message was lost,
+    doubled or reordered (empty when it is valid)."""
+    problems = []
     if not result["ok"]:
-        run.invalid.append(f"run failed: {result['first_error'] or 'not every connection ready'}")
+        problems.append(f"run failed: {result['first_error'] or 'not every connection ready'}")
     if result["lost"] or result["duplicates"] or result["out_of_order"]:
-        run.invalid.append(
+        problems.append(
             f"incorrect delivery: {result['lost']} lost, {result['duplicates']} duplicated, "
             f"{result['out_of_order']} out of order"
         )
-    if share > LOADGEN_CPU_LIMIT:
-        run.loadgen_limited = True
-        if drive.mode == "connect":
-            run.invalid.append(
-                f"load generator at {share:.0%} of its core: it may be the bottleneck"
-            )
-    return run
+    return problems
 
 
 @contextlib.contextmanager

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import json
 import os
 import shutil
 import signal
@@ -44,6 +43,8 @@ from .harness import (
     RunResult,
     ServerProcess,
     cpu_seconds,
+    delivery_problems,
+    drive_loadgen,
     free_port,
     python,
     rss_bytes,
@@ -301,37 +302,17 @@ def run_group(
     pids = process_tree(server.pid)
     everything = pids + ([redis.pid] if redis else [])
     _, rss_before = _sample(everything)
-    process = subprocess.Popen(
-        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    assert process.stdin is not None and process.stdout is not None
     marks: dict[str, tuple[float, int, float]] = {}
     spread: list[int] = []
-    result: dict[str, Any] | None = None
-    deadline = time.monotonic() + timeout
-    try:
-        for raw in process.stdout:
-            line = raw.decode().strip()
-            if line.startswith("MARK "):
-                name = line[5:]
-                cpu, rss = _sample(everything)
-                marks[name] = (cpu, rss, _sample([redis.pid])[0] if redis else 0.0)
-                if name == "start":
-                    spread = connections_per_process(pids, server.port)
-                process.stdin.write(b"\n")
-                process.stdin.flush()
-            elif line.startswith("{"):
-                result = json.loads(line)
-            if time.monotonic() > deadline:
-                raise BenchError(f"load generator still running after {timeout:.0f} s")
-        process.wait(timeout=max(1.0, deadline - time.monotonic()))
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    if result is None:
-        stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
-        raise BenchError(f"load generator gave no result (exit {process.returncode}): {stderr}")
+
+    def mark(name: str) -> None:
+        nonlocal spread
+        cpu, rss = _sample(everything)
+        marks[name] = (cpu, rss, _sample([redis.pid])[0] if redis else 0.0)
+        if name == "start":
+            spread = connections_per_process(pids, server.port)
+
+    result = drive_loadgen(argv, mark, timeout)
     if "start" in marks and "end" in marks:
         cpu = marks["end"][0] - marks["start"][0]
         rss = marks["end"][1]
@@ -340,14 +321,7 @@ def run_group(
         cpu, rss, redis_cpu = 0.0, _sample(everything)[1], 0.0
     measured = result.get("measured_s") or 0.0
     share = result["loadgen_cpu_measured_s"] / measured if measured else 0.0
-    run = RunResult(result, cpu, rss, rss_before, share)
-    if not result["ok"]:
-        run.invalid.append(f"run failed: {result['first_error'] or 'not every connection ready'}")
-    if result["lost"] or result["duplicates"] or result["out_of_order"]:
-        run.invalid.append(
-            f"incorrect delivery: {result['lost']} lost, {result['duplicates']} duplicated, "
-            f"{result['out_of_order']} out of order"
-        )
+    run = RunResult(result, cpu, rss, rss_before, share, delivery_problems(result))
     if share > LOADGEN_CPU_LIMIT:
         run.invalid.append(f"load generator at {share:.0%} of its core: it may be the bottleneck")
     return {
