@@ -237,29 +237,7 @@ def test_where_the_load_generator_was_the_limit_the_ratio_is_per_server_cpu_seco
 
 
 def test_ratios_divide_pushwire_by_the_peer_measured_in_the_same_run() -> None:
-    def case(target: str, rate: float) -> Case:
-        loadgen = {
-            "deliveries": rate,
-            "measured_s": 1.0,
-            "latency_us": {"p50": 1, "p99": 1, "p999": 1},
-            "lost": 0,
-            "duplicates": 0,
-            "ready": 1,
-            "http_requests": 0,
-            "bytes_in": 0,
-            "bytes_out": 0,
-        }
-        run = {
-            "loadgen": loadgen,
-            "server_cpu_s": 1.0,
-            "server_rss_bytes": 1,
-            "server_rss_before": 0,
-            "loadgen_cpu_share": 0.5,
-            "invalid": [],
-        }
-        return Case("echo", target, target, "websocket", 100, runs=[run])
-
-    table = markdown([case("pushwire", 300.0), case("websockets", 100.0)], "header")
+    table = markdown([_case("pushwire", 300.0), _case("websockets", 100.0)], "header")
     assert "| pushwire | websockets | 3.00x |" in table
 
 
