@@ -8,7 +8,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.conftest import ServerFactory
-from tests.integration.test_websocket_echo import RawClient
+from tests.integration.test_websocket_echo import RawClient, client_frame
 
 pytestmark = pytest.mark.integration
 
@@ -37,4 +37,8 @@ async def test_a_subscriber_that_stops_reading_is_closed_with_4001(
     code, reason = await asyncio.to_thread(slow.expect_close)
     assert code == 4001
     assert reason == "slow consumer (> 65536 bytes queued)"
+    # The Close was the last frame (RFC 6455 5.5.1), though messages went on being published:
+    # once it is answered, the server ends the connection and nothing follows it.
+    slow.send(client_frame(0x8, (4001).to_bytes(2, "big")))
+    assert await asyncio.to_thread(slow.read_to_end) == b""
     slow.close()

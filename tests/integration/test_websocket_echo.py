@@ -85,6 +85,13 @@ class RawClient:
     def send(self, frame: bytes) -> None:
         self.sock.sendall(frame)
 
+    def read_to_end(self) -> bytes:
+        """Everything the server sends until it closes the TCP connection."""
+        rest, self.buffer = self.buffer, b""
+        while chunk := self.sock.recv(65536):
+            rest += chunk
+        return rest
+
     def closed_by_server(self) -> bool:
         """True when the server closes the TCP connection (within the socket timeout)."""
         try:
@@ -170,6 +177,27 @@ async def test_invalid_utf8_closes_with_1007_and_others_carry_on(server: ServerP
         assert reason == "invalid UTF-8 in text message at position 3"
         assert client.closed_by_server()
         await bystander_roundtrip(bystander, "still here")
+
+
+async def test_nothing_is_written_after_our_close_and_the_channel_carries_on(
+    server: ServerProcess,
+) -> None:
+    # The closed subscriber joined first, so the fan-out meets it before the other one.
+    client = RawClient(server, "/ws/room")
+    async with connect(server.ws_url("/ws/room")) as other:
+        await other.send("before")
+        assert await asyncio.wait_for(other.recv(), 5) == "before"
+        assert client.recv_frame() == (0x1, b"before")
+        client.send(client_frame(0x1, b"\xff"))
+        assert client.expect_close()[0] == 1007
+        # Our Close went out and we half-closed; the peer never answers. Messages published
+        # meanwhile reach the others, and none is written to it after the Close.
+        sent = [f"after {i}" for i in range(5)]
+        for text in sent:
+            await other.send(text)
+        assert [await asyncio.wait_for(other.recv(), 5) for _ in sent] == sent
+        assert client.read_to_end() == b""
+    client.close()
 
 
 def test_invalid_utf8_in_a_first_fragment_fails_before_the_message_ends(

@@ -40,6 +40,10 @@ __all__ = ["Connection", "HttpStream", "OneTimer", "Server", "StreamStart"]
 log = logging.getLogger("pushwire.server")
 
 
+def _dropped(data: bytes) -> None:
+    """`Connection.write` when nothing may be written: before the upgrade, after our Close."""
+
+
 class OneTimer:
     """One pending timer per connection (timeouts replace each other): `timer` slot needed."""
 
@@ -80,8 +84,13 @@ class Connection(OneTimer, asyncio.Protocol):
         "stream",
         "timer",
         "transport",
+        "write",
         "ws",
     )
+    #: The hub's write (Transport contract): the socket transport's own `write` while the
+    #: WebSocket may carry data, else `_dropped`. The hub calls it once per subscriber per
+    #: batch, so no Python frame of ours stands between it and the socket.
+    write: Callable[[bytes], None]
 
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -103,6 +112,7 @@ class Connection(OneTimer, asyncio.Protocol):
         self.ping_sent_at = 0.0  # when the unanswered ping went out; 0.0: none is pending
         self.next_ping_at = 0.0
         self.close_written = False  # our Close frame is on the wire: no data after it
+        self.write = _dropped
         self.remote: str | None = None
         self.stream: HttpStream | None = None
 
@@ -162,6 +172,7 @@ class Connection(OneTimer, asyncio.Protocol):
         return None  # let asyncio close the transport
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.write = _dropped
         self._cancel_timer()
         self.server.connections.discard(self)
         self.server.websockets.discard(self)
@@ -309,6 +320,9 @@ class Connection(OneTimer, asyncio.Protocol):
         self.handler = handler
         assert self.transport is not None
         self.transport.write(handshake)
+        # Data may follow a Close the peer sent, until ours is written: a message that
+        # arrived before the peer's Close is answered before our Close goes out.
+        self.write = self.transport.write
         opening = handler.open()
         if opening is not None:
             self.transport.pause_reading()
@@ -361,6 +375,7 @@ class Connection(OneTimer, asyncio.Protocol):
         chunks = ws.data_to_send()
         if chunks and not ws.is_open:
             self.close_written = True  # these chunks hold our Close frame
+            self.write = _dropped
         for chunk in chunks:
             if chunk:
                 transport.write(chunk)
@@ -393,16 +408,6 @@ class Connection(OneTimer, asyncio.Protocol):
             self.transport.abort()
 
     # -- Transport contract (the hub writes to an open WebSocket through these) ----------------
-
-    def write(self, data: bytes) -> None:
-        """Write framed bytes to the WebSocket; dropped once our Close frame is written.
-
-        Until then data may follow a Close the peer sent: a message that arrived before the
-        peer's Close is answered before our Close goes out.
-        """
-        transport = self.transport
-        if transport is not None and data and self.ws is not None and not self.close_written:
-            transport.write(data)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake with `code`; the TCP connection is dropped if the peer
