@@ -137,39 +137,52 @@ def plan(args: argparse.Namespace) -> list[tuple[Case, Target | RedisTarget]]:
 
 
 def run_case(
-    case: Case, target: Target, args: argparse.Namespace, binary: Path, log_dir: Path
+    case: Case, target: Target, args: argparse.Namespace, binary: Path, log_dir: Path, index: int
 ) -> None:
-    reason = target.requirement()
-    if reason:
-        case.skipped = reason
-        return
+    """Run `index` of `case`: a fresh server process, one load generator run."""
     pins = cores()
     server_pin, load_pin = pins if pins else (None, None)
-    drive_name = case.workload.removeprefix("lab-")
+    drive = target.drive(case.workload.removeprefix("lab-"), case.n)
+    assert drive is not None
+    drive.args += [
+        "--duration",
+        str(args.duration),
+        "--window",
+        str(args.window),
+        "--timeout",
+        str(30 + case.n / 200),
+    ]
+    if drive.mode == "fanout" and args.loadgen_procs > 1:
+        drive.args += ["--procs", str(min(args.loadgen_procs, case.n))]
+    log = log_dir / f"{case.workload}-{case.n}-{target.name}-{index}.log".replace(" ", "_").replace(
+        "/", "_"
+    )
+    try:
+        with running(target.command, REPO, log, target.tcp, server_pin, target.env) as server:
+            run = run_loadgen(binary, drive, server, load_pin, timeout=120 + case.n / 100)
+        case.runs.append(run.as_dict())
+    except BenchError as exc:
+        case.errors.append(str(exc)[:300])
+    status = case.runs[-1] if case.runs and len(case.runs) == index + 1 else None
+    _progress(case, index, status)
+
+
+def run_interleaved(
+    planned: list[tuple[Case, Target]], args: argparse.Namespace, binary: Path, log_dir: Path
+) -> None:
+    """Run 1 of every case, then run 2 of every case, ...: a machine that slows down for a
+    while (it is shared) slows every server's figure alike instead of one server's."""
+    runnable = []
+    for case, target in planned:
+        case.skipped = target.requirement()
+        if case.skipped:
+            print(f"{case.workload} N={case.n} {case.target}: skipped: {case.skipped}", flush=True)
+        else:
+            runnable.append((case, target))
     for index in range(args.runs):
-        drive = target.drive(drive_name, case.n)
-        assert drive is not None
-        drive.args += [
-            "--duration",
-            str(args.duration),
-            "--window",
-            str(args.window),
-            "--timeout",
-            str(30 + case.n / 200),
-        ]
-        if drive.mode == "fanout" and args.loadgen_procs > 1:
-            drive.args += ["--procs", str(min(args.loadgen_procs, case.n))]
-        log = log_dir / f"{case.workload}-{case.n}-{target.name}-{index}.log".replace(
-            " ", "_"
-        ).replace("/", "_")
-        try:
-            with running(target.command, REPO, log, target.tcp, server_pin, target.env) as server:
-                run = run_loadgen(binary, drive, server, load_pin, timeout=120 + case.n / 100)
-            case.runs.append(run.as_dict())
-        except BenchError as exc:
-            case.errors.append(str(exc)[:300])
-        status = case.runs[-1] if case.runs and len(case.runs) == index + 1 else None
-        _progress(case, index, status)
+        for case, target in runnable:
+            print(f"{case.workload} N={case.n} {case.target}", flush=True)
+            run_case(case, target, args, binary, log_dir, index)
 
 
 def _progress(case: Case, index: int, run: dict | None) -> None:
@@ -251,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     log_dir = args.out / "logs"
     redis = RedisWorkload(log_dir)
     redis_cases: list[tuple[Case, RedisTarget]] = []
+    plain_cases: list[tuple[Case, Target]] = []
     try:
         for case, target in plan(args):
             cases.append(case)
@@ -258,12 +272,10 @@ def main(argv: list[str] | None = None) -> int:
             if plain.server == "pushwire":
                 plain.env["PYTHONPATH"] = str(args.pushwire_src.resolve())
             if isinstance(target, RedisTarget):
-                redis_cases.append((case, target))  # run together, interleaved, below
-                continue
-            print(f"{case.workload} N={case.n} {case.target}", flush=True)
-            run_case(case, target, args, binary, log_dir)
-            if case.skipped:
-                print(f"  skipped: {case.skipped}", flush=True)
+                redis_cases.append((case, target))
+            else:
+                plain_cases.append((case, target))
+        run_interleaved(plain_cases, args, binary, log_dir)
         redis.run_cases(redis_cases, args, binary)
     finally:
         redis.close()
