@@ -42,36 +42,36 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-
 # The 9.* cases send messages of up to 16 MiB and read the echo back: the message limit and
 # the per-connection write buffer are raised above that for this run only (the defaults are
 # 1 MiB and 4 MiB; a bigger message would be closed with 1009, a bigger echo as a slow
 # consumer with 4001).
 PYTHONPATH="$repo/src${PYTHONPATH:+:$PYTHONPATH}" "$python" -m pushwire serve \
-  --host 127.0.0.1 --port "$port" --log-level warning \
+  --host 127.0.0.1 --port 0 --log-level warning \
   --set max_message=$((17 * 1024 * 1024)) \
   --set max_write_buffer=$((64 * 1024 * 1024)) \
   >"$work/server.log" 2>&1 &
 server_pid=$!
 
-# Wait (at most 30 s) until the server accepts connections.
-if ! "$python" - "$port" "$server_pid" <<'EOF'; then
-import os, socket, sys, time
-port, pid = int(sys.argv[1]), int(sys.argv[2])
+# Wait (at most 30 s) for the server to announce the free loopback port it took.
+if ! port=$("$python" - "$work/server.log" "$server_pid" <<'EOF'
+import os, re, sys, time
+log, pid = sys.argv[1], int(sys.argv[2])
 deadline = time.monotonic() + 30
 while time.monotonic() < deadline:
+    with open(log, "rb") as f:
+        found = re.search(rb"pushwire listening on http://[^ ]+:(\d+)", f.read())
+    if found:
+        print(found.group(1).decode())
+        sys.exit(0)
     try:
         os.kill(pid, 0)
     except OSError:
         sys.exit("conformance: the pushwire server exited before it listened")
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        sys.exit(0)
-    except OSError:
-        time.sleep(0.1)
+    time.sleep(0.1)
 sys.exit("conformance: the pushwire server did not listen within 30 s")
 EOF
+); then
   cat "$work/server.log" >&2
   exit 2
 fi
