@@ -14,6 +14,7 @@ from pushwire.transports.websocket import (
     WebSocketClosed,
     WebSocketConnection,
     WebSocketMessage,
+    WebSocketPing,
     WebSocketPong,
     accept_handshake,
     frame_binary,
@@ -128,8 +129,44 @@ def test_fragments_are_joined_and_binary_stays_bytes() -> None:
 def test_a_ping_is_answered_with_a_pong_and_a_pong_is_reported() -> None:
     connection = WebSocketConnection(max_message=1024)
     connection.receive_data(masked(0x89, b"hi") + masked(0x8A, b"yo"))
-    assert connection.events_received() == [WebSocketPong(b"yo")]
-    assert connection.data_to_send() == [b"\x8a\x02hi"]
+    assert connection.events_received() == [WebSocketPing(b"\x8a\x02hi"), WebSocketPong(b"yo")]
+    assert connection.data_to_send() == []
+
+
+def test_the_pong_stands_in_stream_order_between_the_messages() -> None:
+    connection = WebSocketConnection(max_message=1024)
+    connection.receive_data(
+        masked(0x81, b"one")
+        + masked(0x01, b"tw")
+        + masked(0x89, b"hi")
+        + masked(0x80, b"o")
+        + masked(0x89, b"")
+        + masked(0x82, b"3")
+    )
+    assert connection.events_received() == [
+        WebSocketMessage("one"),
+        WebSocketPing(b"\x8a\x02hi"),
+        WebSocketMessage("two"),
+        WebSocketPing(b"\x8a\x00"),
+        WebSocketMessage(b"3"),
+    ]
+
+
+def test_a_close_between_fragments_closes_normally_and_drops_the_message() -> None:
+    connection = WebSocketConnection(max_message=1024)
+    close = struct.pack("!H", 1000) + b"bye"
+    connection.receive_data(masked(0x01, b"cut") + masked(0x88, close) + masked(0x80, b"off"))
+    assert connection.events_received() == [WebSocketClosed(1000, "bye", by_peer=True)]
+    assert connection.data_to_send() == [b"\x88\x05" + close, b""]
+
+
+def test_no_pong_once_our_close_is_sent() -> None:
+    connection = WebSocketConnection(max_message=1024)
+    connection.send_close(1001, "going away")
+    connection.data_to_send()
+    connection.receive_data(masked(0x89, b"hi"))
+    assert connection.events_received() == []
+    assert connection.data_to_send() == []
 
 
 def test_invalid_utf8_fails_with_1007_and_stops_reading() -> None:

@@ -25,6 +25,7 @@ from ..transports.websocket import (
     WebSocketClosed,
     WebSocketConnection,
     WebSocketMessage,
+    WebSocketPing,
     WebSocketPong,
 )
 from .parser import Request, RequestParser
@@ -354,6 +355,8 @@ class Connection(OneTimer, asyncio.Protocol):
             if isinstance(event, WebSocketMessage):
                 if self.handler is not None:
                     self.handler.receive(event.data)
+            elif isinstance(event, WebSocketPing):
+                self.write(event.pong)  # in stream order: before later messages' answers
             elif isinstance(event, WebSocketPong):
                 self.ping_sent_at = 0.0
             elif isinstance(event, WebSocketClosed):
