@@ -51,7 +51,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "with more than 2 cores: they run on every core but the server's)",
     )
     parser.add_argument(
-        "--targets", default="", help="only targets whose name contains one of these"
+        "--targets",
+        default="",
+        help="only targets whose name contains one of these (=NAME: exactly that name)",
     )
     parser.add_argument(
         "--smoke",
@@ -96,8 +98,12 @@ def plan(args: argparse.Namespace) -> list[tuple[Case, Target | RedisTarget]]:
     wanted = [t for t in args.targets.split(",") if t]
 
     def chosen(target: Target) -> bool:
+        name = target.name.lower()
         return not wanted or any(
-            w.lower() in target.name.lower() or w.lower() == target.server for w in wanted
+            name == w[1:].lower()
+            if w.startswith("=")
+            else w.lower() in name or w.lower() == target.server
+            for w in wanted
         )
 
     out: list[tuple[Case, Target | RedisTarget]] = []
