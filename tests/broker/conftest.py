@@ -1,17 +1,30 @@
-"""A real `redis-server` for the broker tests: started on a free loopback port, stopped by PID."""
+"""A real `redis-server` for the broker tests: started on a free loopback port, stopped by PID;
+started `RedisBroker`s on it, closed at the end of the test; a plain client to look into it."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar, overload
 
 import pytest
+from redis.asyncio import Redis
+
+from pushwire.broker.redis import RedisBroker
 
 REDIS_SERVER = shutil.which("redis-server")
+
+RECONNECT_MIN: float = 0.05  # quick reconnects: a restarted redis-server is found again soon
+RECONNECT_MAX: float = 0.5
+WAIT: float = 10.0  # bound on every wait for something to arrive, and on each broker's close
+
+T = TypeVar("T")
+Maker = Callable[..., Awaitable[T]]  # make(**options) -> a started broker, wrapped
 
 
 def _free_port() -> int:
@@ -88,3 +101,98 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+class Watched:
+    """Something that callbacks change and a test waits on: a callback calls `changed()`,
+    the test awaits `until(condition)`, which checks the condition again after each change."""
+
+    def __init__(self) -> None:
+        self._changed = asyncio.Event()
+
+    def changed(self) -> None:
+        self._changed.set()
+
+    async def until(self, condition: Callable[[], bool], timeout: float = WAIT) -> None:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                self._changed.clear()
+                await self._changed.wait()
+
+
+class RedisBrokers:
+    """Makes started `RedisBroker`s on one redis-server and closes every one of them at the end.
+
+    `await brokers(**options)` gives a started broker; options are `RedisBroker`'s, with quick
+    reconnects unless given. `await brokers(wrap, **options)` gives `wrap(broker)`, called
+    before `start()`, so that what it attaches is in place before anything can arrive.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.made: list[RedisBroker] = []
+
+    @overload
+    async def __call__(self, /, **options: Any) -> RedisBroker: ...
+
+    @overload
+    async def __call__(self, wrap: Callable[[RedisBroker], T], /, **options: Any) -> T: ...
+
+    async def __call__(
+        self, wrap: Callable[[RedisBroker], Any] | None = None, /, **options: Any
+    ) -> Any:
+        options.setdefault("reconnect_min", RECONNECT_MIN)
+        options.setdefault("reconnect_max", RECONNECT_MAX)
+        broker = RedisBroker(self.url, **options)
+        self.made.append(broker)  # closed at the end even if `wrap` or `start` fails
+        wrapped = broker if wrap is None else wrap(broker)
+        await broker.start()
+        return wrapped
+
+    def maker(self, wrap: Callable[[RedisBroker], T], **defaults: Any) -> Maker[T]:
+        """A `make(**options)` that gives `await self(wrap, **options)`, with `defaults` for
+        the options not given (what a test file's `nodes` fixture returns)."""
+
+        async def make(**options: Any) -> T:
+            return await self(wrap, **(defaults | options))
+
+        return make
+
+    async def close_all(self, timeout: float = WAIT) -> None:
+        """Close every broker made (closing one a test closed already is a no-op), each
+        within `timeout` seconds. A close that hangs prints every task's stack (to see where
+        it hangs) and raises `TimeoutError` once the others are closed."""
+        hung: TimeoutError | None = None
+        for broker in self.made:
+            try:
+                async with asyncio.timeout(timeout):
+                    await broker.close()
+            except TimeoutError as exc:
+                for task in asyncio.all_tasks():
+                    task.print_stack()
+                hung = hung or exc
+        if hung is not None:
+            raise hung
+
+
+@pytest.fixture
+async def redis_brokers(redis_server: RedisServer) -> AsyncIterator[RedisBrokers]:
+    """Makes started `RedisBroker`s on `redis_server`; all are closed at the end of the test."""
+    brokers = RedisBrokers(redis_server.url)
+    yield brokers
+    await brokers.close_all()
+
+
+@pytest.fixture
+async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    """A plain client of `redis_server`, to look at what the brokers did."""
+    client = Redis.from_url(redis_server.url)
+    yield client
+    await client.aclose()
+
+
+async def numsub(client: Redis, name: str) -> int:
+    """How many connections are subscribed to the pub/sub channel `name` (the full name in
+    Redis, prefix included)."""
+    [(_name, count)] = await client.pubsub_numsub(name)
+    return int(count)

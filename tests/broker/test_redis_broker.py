@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,39 +15,29 @@ from pushwire.broker.redis import RedisBroker
 from pushwire.errors import InvalidState, PushwireError, Unavailable
 from pushwire.message import Data, Message, Position
 
-from .conftest import RedisServer
+from .conftest import WAIT, Maker, RedisBrokers, RedisServer, Watched, numsub
 
 pytestmark = pytest.mark.integration
 
-WAIT: float = 10.0  # bound on every wait for something to arrive
 
+class Node(Watched):
+    """One process's broker and what it delivered (attached before the broker starts)."""
 
-class Node:
-    """One process's broker and what it delivered."""
-
-    def __init__(self, url: str, **options: Any) -> None:
-        options.setdefault("reconnect_min", 0.05)
-        options.setdefault("reconnect_max", 0.5)
-        options.setdefault("timeout", 2.0)
-        self.broker = RedisBroker(url, on_resubscribed=self._resubscribed, **options)
+    def __init__(self, broker: RedisBroker) -> None:
+        super().__init__()
+        self.broker = broker
+        self.broker.on_resubscribed = self._resubscribed
         self.broker.attach(self._deliver)
         self.received: list[Message] = []
         self.resubscribed: list[frozenset[str]] = []
-        self._changed = asyncio.Event()
 
     def _deliver(self, message: Message) -> None:
         self.received.append(message)
-        self._changed.set()
+        self.changed()
 
     def _resubscribed(self, channels: frozenset[str]) -> None:
         self.resubscribed.append(channels)
-        self._changed.set()
-
-    async def until(self, condition: Callable[[], bool], timeout: float = WAIT) -> None:
-        async with asyncio.timeout(timeout):
-            while not condition():
-                self._changed.clear()
-                await self._changed.wait()
+        self.changed()
 
     async def received_count(self, count: int) -> list[Message]:
         await self.until(lambda: len(self.received) >= count)
@@ -79,37 +69,9 @@ async def publish_when_back(broker: RedisBroker, channel: str, data: Data) -> Me
 
 
 @pytest.fixture
-async def nodes(redis_server: RedisServer) -> AsyncIterator[Callable[..., Node]]:
+def nodes(redis_brokers: RedisBrokers) -> Maker[Node]:
     """Make started nodes on `redis_server`; all are closed at the end."""
-    started: list[Node] = []
-
-    async def make(**options: Any) -> Node:
-        node = Node(redis_server.url, **options)
-        await node.broker.start()
-        started.append(node)
-        return node
-
-    yield make  # type: ignore[misc]
-    for node in started:
-        try:
-            async with asyncio.timeout(WAIT):
-                await node.broker.close()
-        except TimeoutError:
-            for task in asyncio.all_tasks():
-                task.print_stack()
-            raise
-
-
-@pytest.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_server.url)
-    yield client
-    await client.aclose()
-
-
-async def numsub(redis: Redis, channel: str) -> int:
-    [(_name, count)] = await redis.pubsub_numsub(f"pushwire:{{{channel}}}")
-    return int(count)
+    return redis_brokers.maker(Node, timeout=2.0)
 
 
 async def test_a_message_published_on_either_node_reaches_both_once_at_the_same_position(
@@ -261,9 +223,9 @@ async def test_one_redis_subscription_per_channel_per_process(
     for _ in range(3):
         await a.broker.subscribe("busy")
     await b.broker.subscribe("busy")
-    assert await numsub(redis, "busy") == 2
+    assert await numsub(redis, "pushwire:{busy}") == 2
     await a.broker.unsubscribe("busy")
-    assert await numsub(redis, "busy") == 1
+    assert await numsub(redis, "pushwire:{busy}") == 1
 
     await publish_ok(b.broker, "busy", "after a left")
     await b.received_count(1)
@@ -365,7 +327,7 @@ async def test_a_killed_subscription_connection_is_resubscribed_and_reported(
     await b.broker.subscribe("lobby")
     await redis.client_kill_filter(_type="pubsub")
     await b.until(lambda: b.resubscribed == [frozenset({"room", "lobby"})])
-    assert await numsub(redis, "room") == 1
+    assert await numsub(redis, "pushwire:{room}") == 1
     message = await publish_ok(a.broker, "room", "after the kill")
     assert await b.received_count(1) == [message]
 
@@ -398,11 +360,10 @@ async def test_start_without_redis_raises_unavailable(redis_server: RedisServer)
 
 
 async def test_close_stops_every_task_and_later_publishes_are_refused(
-    redis_server: RedisServer,
+    nodes: Callable[..., Any],
 ) -> None:
     before = asyncio.all_tasks()
-    node = Node(redis_server.url)
-    await node.broker.start()
+    node: Node = await nodes()
     await node.broker.subscribe("room")
     queued: list[Message | PushwireError] = []
     for i in range(5):

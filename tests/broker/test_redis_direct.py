@@ -5,57 +5,30 @@ tests/integration/test_direct_scaleout.py)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 import pytest
-import redis
+from redis import Redis as BlockingRedis
 from redis.asyncio import Redis
 
 from pushwire import Hub
-from pushwire.broker.redis import RedisBroker
 from pushwire.endpoint import ClientInfo, Endpoint, EnvelopeHandler
 from pushwire.errors import Unavailable
 from pushwire.transports.base import Framing
 from pushwire.transports.websocket import ENVELOPE_FRAMING, RAW_FRAMING
 from tests.test_hub import RecordingTransport
 
-from .conftest import RedisServer
+from .conftest import WAIT, Maker, RedisBrokers, RedisServer, numsub
 
 pytestmark = pytest.mark.integration
 
-WAIT = 10.0
-
 
 @pytest.fixture
-async def hubs(redis_server: RedisServer) -> AsyncIterator[Callable[..., Any]]:
+def hubs(redis_brokers: RedisBrokers) -> Maker[Hub]:
     """Make hubs on started Redis brokers of `redis_server`; all closed at the end."""
-    started: list[Hub] = []
-
-    async def make(**options: Any) -> Hub:
-        broker = RedisBroker(redis_server.url, reconnect_min=0.05, reconnect_max=0.5, **options)
-        await broker.start()
-        hub = Hub(broker)
-        started.append(hub)
-        return hub
-
-    yield make
-    for hub in started:
-        async with asyncio.timeout(WAIT):
-            await hub.broker.close()
-
-
-@pytest.fixture
-async def client(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    connection = Redis.from_url(redis_server.url)
-    yield connection
-    await connection.aclose()
-
-
-async def numsub(client: Redis, user: str) -> int:
-    [(_name, count)] = await client.pubsub_numsub(f"pushwire:user:{user}")
-    return int(count)
+    return redis_brokers.maker(Hub)
 
 
 class Inbox(RecordingTransport):
@@ -86,7 +59,7 @@ def envelope(frame: bytes) -> dict[str, Any]:
 
 
 async def test_send_reaches_sessions_of_the_user_on_both_hubs_once_through_redis(
-    hubs: Callable[..., Any], client: Redis
+    hubs: Callable[..., Any], redis: Redis
 ) -> None:
     near, far = await hubs(), await hubs()
     mine, theirs = Inbox(RAW_FRAMING), Inbox(RAW_FRAMING)
@@ -94,7 +67,7 @@ async def test_send_reaches_sessions_of_the_user_on_both_hubs_once_through_redis
     near.open_session(mine, "ann")
     await far.prepare_user("ann")
     far.open_session(theirs, "ann")
-    assert await numsub(client, "ann") == 2
+    assert await numsub(redis, "pushwire:user:ann") == 2
 
     # Not written here at once: it comes back from Redis, like to every other node.
     assert near.send("ann", "one") == 1
@@ -109,26 +82,26 @@ async def test_send_reaches_sessions_of_the_user_on_both_hubs_once_through_redis
 
 
 async def test_one_subscription_per_user_per_hub_dropped_with_the_last_session(
-    hubs: Callable[..., Any], client: Redis
+    hubs: Callable[..., Any], redis: Redis
 ) -> None:
     hub = await hubs()
     sessions = []
     for _ in range(3):
         await hub.prepare_user("ann")
         sessions.append(hub.open_session(RecordingTransport(RAW_FRAMING), "ann"))
-    assert await numsub(client, "ann") == 1
+    assert await numsub(redis, "pushwire:user:ann") == 1
     for session in sessions[:2]:
         hub.close_session(session, 1000, "bye")
     assert await hub.send_everywhere("ann", "still") == 1
     hub.close_session(sessions[2], 1000, "bye")
     async with asyncio.timeout(WAIT):
-        while await numsub(client, "ann"):
+        while await numsub(redis, "pushwire:user:ann"):
             await asyncio.sleep(0.01)  # the UNSUBSCRIBE is on its way
     assert await hub.send_everywhere("ann", "gone") == 0
     # A session opening without `prepare_user` (a raw session) subscribes in the background.
     hub.open_session(RecordingTransport(RAW_FRAMING), "ann")
     async with asyncio.timeout(WAIT):
-        while not await numsub(client, "ann"):
+        while not await numsub(redis, "pushwire:user:ann"):
             await asyncio.sleep(0.01)
 
 
@@ -136,7 +109,7 @@ async def test_the_user_is_listened_to_before_the_welcome_goes_out(
     hubs: Callable[..., Any], redis_server: RedisServer
 ) -> None:
     hub = await hubs()
-    blocking = redis.Redis.from_url(redis_server.url)
+    blocking = BlockingRedis.from_url(redis_server.url)
     listened_at_welcome: list[int] = []
 
     class Watching(Inbox):

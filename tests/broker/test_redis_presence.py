@@ -4,7 +4,7 @@ and members that come back after Redis lost them."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -15,54 +15,34 @@ from pushwire.broker.redis import RedisBroker
 from pushwire.errors import Unavailable
 from pushwire.presence import PresenceEvent, encode_entry
 
-from .conftest import RedisServer
+from .conftest import WAIT, Maker, RedisBrokers, RedisServer, Watched
 
 pytestmark = pytest.mark.integration
 
-WAIT = 10.0
 
+class Node(Watched):
+    """One process's broker and the presence events it delivered (attached before the broker
+    starts)."""
 
-class Node:
-    """One process's broker and the presence events it delivered."""
-
-    def __init__(self, url: str, **options: Any) -> None:
-        options.setdefault("reconnect_min", 0.05)
-        options.setdefault("reconnect_max", 0.5)
-        options.setdefault("timeout", 2.0)
-        self.broker = RedisBroker(url, **options)
-        self.broker.attach(lambda message: None)
+    def __init__(self, broker: RedisBroker) -> None:
+        super().__init__()
+        self.broker = broker
+        self.broker.attach(lambda message: None)  # the broker dispatches nothing without one
         self.broker.attach_presence(self._presence)
         self.events: list[PresenceEvent] = []
-        self._changed = asyncio.Event()
 
     def _presence(self, event: PresenceEvent) -> None:
         self.events.append(event)
-        self._changed.set()
-
-    async def until(self, condition: Callable[[], bool], timeout: float = WAIT) -> None:
-        async with asyncio.timeout(timeout):
-            while not condition():
-                self._changed.clear()
-                await self._changed.wait()
+        self.changed()
 
     def seen(self) -> list[tuple[str, str | None, int]]:
         return [(e.kind, orjson.loads(e.entry)["user"], e.count) for e in self.events]
 
 
 @pytest.fixture
-async def nodes(redis_server: RedisServer) -> AsyncIterator[Callable[..., Any]]:
-    started: list[Node] = []
-
-    async def make(**options: Any) -> Node:
-        node = Node(redis_server.url, **options)
-        await node.broker.start()
-        started.append(node)
-        return node
-
-    yield make
-    for node in started:
-        async with asyncio.timeout(WAIT):
-            await node.broker.close()
+def nodes(redis_brokers: RedisBrokers) -> Maker[Node]:
+    """Make started nodes on `redis_server`; all are closed at the end."""
+    return redis_brokers.maker(Node, timeout=2.0)
 
 
 def entry(member: str, user: str) -> bytes:
@@ -154,10 +134,3 @@ async def test_close_says_goodbye_for_every_member_of_the_node(
 async def evalsha_calls(redis: Redis) -> int:
     stats = await redis.info("commandstats")
     return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
-
-
-@pytest.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_server.url)
-    yield client
-    await client.aclose()
