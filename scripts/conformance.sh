@@ -2,9 +2,9 @@
 # RFC 6455 conformance of pushwire's WebSocket server, checked by the independent
 # Autobahn|Testsuite (`wstest -m fuzzingclient`) against the /echo endpoint.
 #
-# Needs a wstest binary: $WSTEST, or `wstest` on PATH (docs/benchmarks.md, "Conformance:
-# Autobahn|Testsuite", says how to install it on Debian 12). Not part of CI: wstest runs on
-# Python 2.7 only.
+# Needs a wstest binary: $WSTEST, or `wstest` on PATH; scripts/install-wstest.sh installs one
+# on Debian 12 (docs/benchmarks.md, "Conformance: Autobahn|Testsuite"). CI runs a subset of
+# the cases through tests/integration/test_conformance.py.
 #
 # Environment:
 #   WSTEST   the wstest binary (default: `wstest` on PATH)
