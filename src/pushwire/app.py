@@ -56,7 +56,11 @@ if TYPE_CHECKING:
 
 __all__ = ["App"]
 
-_STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".html": "text/html; charset=utf-8"}
+_STATIC_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".html": "text/html; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
 
 
 def _load_static() -> dict[str, tuple[bytes, str]]:

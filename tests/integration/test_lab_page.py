@@ -60,6 +60,9 @@ def test_the_server_serves_the_lab_page_and_its_measured_figures(
 ) -> None:
     kind, body = _get(server, "/lab")
     assert kind == "text/html; charset=utf-8" and b"/static/lab.js" in body
+    assert b"/static/logo.svg" in body  # the mark the chat page shows too, from one file
+    kind, logo = _get(server, "/static/logo.svg")
+    assert kind == "image/svg+xml" and logo.startswith(b"<svg")
     kind, body = _get(server, "/static/lab.json")
     assert kind == "application/json" and json.loads(body) == lab
     assert lab["format"] == "pushwire-lab/1"
