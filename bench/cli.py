@@ -304,15 +304,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     table = markdown(cases, header)
     (args.out / "results.md").write_text(table)
+    # What the run was: in results.json, and in lab.json for the transport lab's page.
+    about = {
+        "command": command,
+        "date": date,
+        "versions": found,
+        "machine": machine,
+        "runs_per_figure": args.runs,
+        "duration_s": args.duration,
+    }
     (args.out / "results.json").write_text(
         json.dumps(
             {
-                "command": command,
-                "date": date,
-                "versions": found,
-                "machine": machine,
-                "runs_per_figure": args.runs,
-                "duration_s": args.duration,
+                **about,
                 "window": args.window,
                 "elapsed_s": elapsed,
                 "header": header,
@@ -324,14 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     failure = chart(cases, args.out / "benchmarks.png")
     lab_failure = write_lab(
         cases,
-        {
-            "command": command,
-            "date": date,
-            "versions": found,
-            "machine": machine,
-            "runs_per_figure": args.runs,
-            "duration_s": args.duration,
-        },
+        about,
         args.out,
     )
     failure = failure or lab_failure
