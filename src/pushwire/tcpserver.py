@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 from .endpoint import ClientInfo, Endpoint, EnvelopeHandler
@@ -43,9 +42,7 @@ class TcpConnection(OneTimer, asyncio.Protocol):
         self.parser = TcpParser(self.config.max_message + ENVELOPE_ALLOWANCE)
         self.transport: asyncio.Transport | None = None
         self.handler: EnvelopeHandler | None = None
-        self.timer: asyncio.Handle | None = None
-        self.timer_armed = self.timer_due = 0.0
-        self.timer_callback: Callable[[], object] | None = None
+        self._init_timer()
         self.awaiting_reply = False
         self.closed = False
 

@@ -61,6 +61,12 @@ class OneTimer:
     timer_due: float  # when the timeout is due (at or after timer_armed while one is set)
     timer_callback: Callable[[], object] | None
 
+    def _init_timer(self) -> None:
+        """No timer yet (the subclasses' __init__ calls this)."""
+        self.timer = None
+        self.timer_armed = self.timer_due = 0.0
+        self.timer_callback = None
+
     def _set_timer(self, delay: float, callback: Callable[[], object]) -> None:
         loop = asyncio.get_running_loop()
         due = loop.time() + delay
@@ -138,9 +144,7 @@ class Connection(OneTimer, asyncio.Protocol):
         self.queued: list[Request] = []
         # A bad request's answer, written once the requests before it are answered.
         self.refusal: tuple[int, str] | None = None
-        self.timer: asyncio.Handle | None = None
-        self.timer_armed = self.timer_due = 0.0
-        self.timer_callback: Callable[[], object] | None = None
+        self._init_timer()
         self.closing = False
         # WebSocket state, set by upgrade()
         self.ws: WebSocketConnection | None = None
