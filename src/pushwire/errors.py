@@ -104,6 +104,34 @@ class LimitReached(RemoteError):
     error_code = "limit"
 
 
+class IncompleteFrame(RemoteError):
+    """A frame began but did not finish within `header_timeout` (the TCP transport)."""
+
+    close_code = 4100
+
+
+class Gone(RemoteError):
+    """The session is unknown or expired: the client opens a new one (and tells the app)."""
+
+    http_status = 410
+    error_code = "session_unknown"
+
+
+class NotConnected(RemoteError):
+    """The session exists but has no connection to answer on right now."""
+
+    http_status = 409
+    error_code = "not_connected"
+
+
+class SessionOverflow(PushwireError):
+    """A session's unacknowledged direct messages went over a bound: the session ends (close
+    4003) and cannot be resumed; its client opens a new one and is told so."""
+
+    close_code = 4003
+    error_code = "overflow"
+
+
 class Unavailable(PushwireError):
     """The server cannot take this work now (shutting down, broker down)."""
 

@@ -32,7 +32,15 @@ import orjson
 
 from .config import Config
 from .endpoint import ClientInfo, Endpoint, EnvelopeHandler, RawHandler
-from .errors import BadRequest, Forbidden, MethodNotAllowed, RemoteError, Unavailable
+from .errors import (
+    BadRequest,
+    Forbidden,
+    Gone,
+    MethodNotAllowed,
+    NotConnected,
+    RemoteError,
+    Unavailable,
+)
 from .http.parser import Request
 from .http.response import chunk, response_head
 from .http.server import HttpStream, StreamStart
@@ -50,9 +58,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TRANSPORT_SUFFIXES",
-    "Gone",
     "HttpTransports",
-    "NotConnected",
     "error_body",
     "split_transport",
 ]
@@ -81,20 +87,6 @@ def split_transport(path: str) -> tuple[str, str | None]:
     if head and last in TRANSPORT_SUFFIXES:
         return head, last
     return path, None
-
-
-class Gone(RemoteError):
-    """The session is unknown or expired: the client opens a new one (and tells the app)."""
-
-    http_status = 410
-    error_code = "session_unknown"
-
-
-class NotConnected(RemoteError):
-    """The session exists but has no connection to answer on right now."""
-
-    http_status = 409
-    error_code = "not_connected"
 
 
 class HttpTransports:

@@ -41,14 +41,20 @@ import orjson
 from .broker.base import Broker, DirectBroker
 from .broker.memory import MemoryBroker
 from .config import Config
-from .errors import BadRequest, Forbidden, LimitReached, PresenceInfoTooLarge, PushwireError
+from .errors import (
+    BadRequest,
+    Forbidden,
+    LimitReached,
+    PresenceInfoTooLarge,
+    PushwireError,
+    SessionOverflow,
+)
 from .message import Data, Message, Position
 from .presence import PresenceEvent, PresenceSnapshot, encode_entry
 from .session import (
     MemorySessionStore,
     Session,
     SessionMigration,
-    SessionOverflow,
     SessionStore,
     new_session_id,
 )

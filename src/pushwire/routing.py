@@ -44,8 +44,8 @@ from typing import Any, Final, Protocol
 import orjson
 
 from .config import Config
-from .errors import BadRequest, PushwireError, RemoteError, Unavailable
-from .fallback import Gone, HttpTransports, NotConnected
+from .errors import BadRequest, Gone, NotConnected, PushwireError, RemoteError, Unavailable
+from .fallback import HttpTransports
 from .hub import Hub
 from .message import Data
 from .session import Session, new_session_id

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from .errors import SessionOverflow
 from .message import Data
 from .transports.base import Transport
 
@@ -24,7 +25,6 @@ __all__ = [
     "MemorySessionStore",
     "Session",
     "SessionMigration",
-    "SessionOverflow",
     "SessionStore",
     "new_session_id",
 ]
@@ -38,10 +38,6 @@ def new_session_id() -> str:
 def new_public_id() -> str:
     """72 random bits, URL-safe base64 (12 characters): names a session to others."""
     return secrets.token_urlsafe(9)
-
-
-class SessionOverflow(Exception):
-    """Unacknowledged direct messages went over a bound; the session cannot be resumed."""
 
 
 class Session:

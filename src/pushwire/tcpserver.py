@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, cast
 
 from .endpoint import ClientInfo, Endpoint, EnvelopeHandler
 from .envelope import encode_text
-from .errors import RemoteError
+from .errors import IncompleteFrame, RemoteError
 from .http.server import OneTimer
 from .transports.base import Framing
 from .transports.tcp import TCP_FRAMING, PolicyRequest, TcpParser, policy_file
@@ -161,9 +161,3 @@ class TcpConnection(OneTimer, asyncio.Protocol):
     def abort(self) -> None:
         if self.transport is not None:
             self.transport.abort()
-
-
-class IncompleteFrame(RemoteError):
-    """A frame began but did not finish within `header_timeout`."""
-
-    close_code = 4100

@@ -222,12 +222,6 @@ class TcpTransport(ClientTransport):
 # -- HTTP ------------------------------------------------------------------------------------
 
 
-class HttpError(Exception):
-    def __init__(self, status: int, body: bytes) -> None:
-        super().__init__(f"HTTP {status}: {body[:200]!r}")
-        self.status = status
-
-
 class _Http:
     """A minimal HTTP/1.1 client connection: keep-alive requests and streamed chunked bodies."""
 
@@ -256,7 +250,7 @@ class _Http:
         await writer.drain()
         raw = await reader.readuntil(b"\r\n\r\n")
         if len(raw) > MAX_HEAD:
-            raise HttpError(0, b"response head too large")
+            raise ConnectionLost(1009, f"http: response head over {MAX_HEAD} bytes")
         lines = raw.decode("latin-1").split("\r\n")
         status = int(lines[0].split(" ", 2)[1])
         headers = {}
