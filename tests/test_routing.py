@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from pushwire.broker.base import Delivery
 from pushwire.config import Config
 from pushwire.fallback import HttpTransports
 from pushwire.hub import Hub
-from pushwire.routing import Delivery, Router, decode_payload, encode_payload
+from pushwire.routing import Router, decode_payload, encode_payload
 from pushwire.transports.websocket import OriginPolicy
 
 

@@ -34,7 +34,7 @@ import re
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, TypeVar
 
 import orjson
 
@@ -180,13 +180,11 @@ class Hub:
         self.broker.attach(self._deliver)
         self.broker.attach_presence(self._presence_event)
         #: The broker's direct-message part when it spans processes (None: in-memory).
-        self.direct: DirectBroker | None = None
-        if hasattr(self.broker, "send_direct"):
-            self.direct = cast(DirectBroker, self.broker)
+        self.direct: DirectBroker | None = self.broker.direct
+        if self.direct is not None:
             self.direct.attach_direct(self._deliver_direct)
-        if hasattr(self.broker, "on_resubscribed"):
-            # A broker that can lose its connection says which channels may have gaps.
-            self.broker.on_resubscribed = self._resubscribed
+        # A broker that can lose its connection says which channels may have gaps.
+        self.broker.attach_resubscribed(self._resubscribed)
         self.stats = HubStats()
         self._channels: dict[str, _Channel] = {}
         self._users: dict[str, dict[Session, None]] = {}

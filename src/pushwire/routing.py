@@ -34,15 +34,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import enum
 import itertools
 import logging
 import re
-from collections.abc import Callable
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import orjson
 
+from .broker.base import Delivery, NodeLink
 from .config import Config
 from .errors import BadRequest, Gone, NotConnected, PushwireError, RemoteError, Unavailable
 from .fallback import HttpTransports
@@ -52,7 +51,7 @@ from .session import Session, new_session_id
 from .transports.base import Transport
 from .transports.poll import PollBatch
 
-__all__ = ["Delivery", "NodeLink", "Router", "decode_payload", "encode_payload"]
+__all__ = ["Router", "decode_payload", "encode_payload"]
 
 log = logging.getLogger("pushwire.routing")
 
@@ -64,35 +63,6 @@ _ERRORS_BY_STATUS: Final[dict[int, type[PushwireError]]] = {
     410: Gone,
     503: Unavailable,
 }
-
-
-class Delivery(enum.Enum):
-    """What became of a payload sent to a node."""
-
-    DELIVERED = "delivered"
-    #: The node is dead (its liveness key expired).
-    DEAD = "dead"
-    #: The node is alive but did not receive it (its subscription is being restored).
-    MISSED = "missed"
-
-
-class NodeLink(Protocol):
-    """How nodes reach one another (`pushwire.broker.nodes.RedisNodes`)."""
-
-    node: str
-
-    async def start(self, receive: Callable[[bytes], None]) -> None:
-        """Receive what other nodes send to this one; announce this node alive."""
-
-    async def close(self) -> None:
-        """Stop receiving; other nodes see this one gone."""
-
-    async def send(self, node: str, payload: bytes) -> Delivery:
-        """Send `payload` to `node`.
-
-        Raises:
-            Unavailable: the link is down.
-        """
 
 
 def encode_payload(header: dict[str, Any], body: bytes = b"") -> bytes:

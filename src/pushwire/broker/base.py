@@ -9,6 +9,7 @@ when their node stops refreshing them.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -20,12 +21,15 @@ from ..presence import PresenceEvent, PresenceSnapshot
 __all__ = [
     "Broker",
     "DeliverCallback",
+    "Delivery",
     "DirectBroker",
     "DirectCallback",
     "DirectDeliverCallback",
     "History",
+    "NodeLink",
     "PresenceCallback",
     "PublishCallback",
+    "ResubscribedCallback",
 ]
 
 #: Called by the broker, on the event loop, for each message of a subscribed channel.
@@ -42,6 +46,9 @@ DirectDeliverCallback = Callable[[str, str, Data], None]
 #: Called once a direct message was published (with how many processes received it) or
 #: failed (with the error).
 DirectCallback = Callable[[int | PushwireError], None]
+#: Called with the channels whose live messages may have been missed while the broker's
+#: connection was down, once it is restored: their history tells what (see `Broker`).
+ResubscribedCallback = Callable[[frozenset[str]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +70,16 @@ class Broker(Protocol):
 
     def attach(self, deliver: DeliverCallback) -> None:
         """Set the callback that receives this process's subscribed messages."""
+
+    def attach_resubscribed(self, callback: ResubscribedCallback) -> None:
+        """Set the callback told which channels may have missed live messages after the
+        broker lost its connection and restored it (a broker that cannot lose one, like the
+        in-memory broker, never calls it)."""
+
+    @property
+    def direct(self) -> DirectBroker | None:
+        """The part that carries direct messages to users across processes; None when the
+        broker serves one process (the hub then writes direct messages itself)."""
 
     async def start(self) -> None:
         """Connect to whatever the broker needs."""
@@ -137,3 +154,32 @@ class DirectBroker(Protocol):
 
     async def unlisten_user(self, user: str) -> None:
         """This process no longer wants `user`'s direct messages."""
+
+
+class Delivery(enum.Enum):
+    """What became of a payload sent to a node."""
+
+    DELIVERED = "delivered"
+    #: The node is dead (its liveness key expired).
+    DEAD = "dead"
+    #: The node is alive but did not receive it (its subscription is being restored).
+    MISSED = "missed"
+
+
+class NodeLink(Protocol):
+    """How nodes reach one another (`pushwire.broker.nodes.RedisNodes`)."""
+
+    node: str
+
+    async def start(self, receive: Callable[[bytes], None]) -> None:
+        """Receive what other nodes send to this one; announce this node alive."""
+
+    async def close(self) -> None:
+        """Stop receiving; other nodes see this one gone."""
+
+    async def send(self, node: str, payload: bytes) -> Delivery:
+        """Send `payload` to `node`.
+
+        Raises:
+            Unavailable: the link is down.
+        """

@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 
 from ..message import Data, Message, Position
 from ..presence import PresenceSnapshot, PresenceTable
-from .base import DeliverCallback, History, PresenceCallback, PublishCallback
+from .base import (
+    DeliverCallback,
+    DirectBroker,
+    History,
+    PresenceCallback,
+    PublishCallback,
+    ResubscribedCallback,
+)
 
 __all__ = ["MemoryBroker"]
 
@@ -45,6 +52,14 @@ class MemoryBroker:
 
     def attach_presence(self, deliver: PresenceCallback) -> None:
         self._deliver_presence = deliver
+
+    def attach_resubscribed(self, callback: ResubscribedCallback) -> None:
+        """Nothing to do: this broker has no connection to lose."""
+
+    @property
+    def direct(self) -> DirectBroker | None:
+        """None: one process holds every session; the hub writes direct messages itself."""
+        return None
 
     async def start(self) -> None:
         return None

@@ -32,7 +32,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..errors import Unavailable
-from ..routing import Delivery
+from .base import Delivery
 from .redis import RedisBroker
 
 __all__ = ["RedisNodes", "new_node_id"]

@@ -95,20 +95,20 @@ from ..message import Data, Message, Position
 from ..presence import PresenceSnapshot
 from .base import (
     DeliverCallback,
+    DirectBroker,
     DirectCallback,
     DirectDeliverCallback,
     History,
     PresenceCallback,
     PublishCallback,
+    ResubscribedCallback,
 )
 from .redis_presence import RedisPresence, parse_event
 
-__all__ = ["ListenCallback", "RedisBroker", "ResubscribedCallback"]
+__all__ = ["ListenCallback", "RedisBroker"]
 
 log = logging.getLogger("pushwire.broker.redis")
 
-#: Called with the channels subscribed again after a lost connection (see the module doc).
-ResubscribedCallback = Callable[[frozenset[str]], None]
 #: Called with each payload published to a pub/sub channel subscribed with `listen`.
 ListenCallback = Callable[[bytes], None]
 
@@ -317,6 +317,14 @@ class RedisBroker:
 
     def attach_direct(self, deliver: DirectDeliverCallback) -> None:
         self._deliver_direct = deliver
+
+    def attach_resubscribed(self, callback: ResubscribedCallback) -> None:
+        self.on_resubscribed = callback
+
+    @property
+    def direct(self) -> DirectBroker:
+        """This broker: processes share users through Redis (`send_direct`, `listen_user`)."""
+        return self
 
     async def start(self) -> None:
         """Connect, load the publish script and open the subscription connection.
