@@ -10,7 +10,7 @@ from pushwire import BadRequest, Config, Hub, Session
 from pushwire.errors import LimitReached
 from pushwire.session import MemorySessionStore
 from pushwire.transports.base import Framing
-from pushwire.transports.websocket import ENVELOPE_FRAMING, RAW_FRAMING
+from pushwire.transports.websocket.framing import ENVELOPE_FRAMING, RAW_FRAMING
 
 
 class RecordingTransport:

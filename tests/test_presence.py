@@ -14,7 +14,7 @@ from pushwire.broker.memory import MemoryBroker
 from pushwire.errors import PresenceInfoTooLarge
 from pushwire.presence import PresenceTable, encode_entry
 from pushwire.transports.stream import NDJSON_FRAMING
-from pushwire.transports.websocket import RAW_FRAMING
+from pushwire.transports.websocket.framing import RAW_FRAMING
 from tests.test_hub import RecordingTransport
 
 

@@ -6,10 +6,10 @@ import pytest
 
 from pushwire.broker.base import Delivery
 from pushwire.config import Config
-from pushwire.fallback import HttpTransports
 from pushwire.hub import Hub
 from pushwire.routing import Router, decode_payload, encode_payload
-from pushwire.transports.websocket import OriginPolicy
+from pushwire.transports.http_session import HttpSessions
+from pushwire.transports.poll import Polls
 
 
 class _Link:
@@ -27,11 +27,12 @@ class _Link:
         return Delivery.DEAD
 
 
-def _router() -> tuple[Hub, HttpTransports, Router]:
+def _router() -> tuple[Hub, Router]:
     config = Config()
     hub = Hub(config=config)
-    http = HttpTransports(hub, config, OriginPolicy(frozenset()))
-    return hub, http, Router(hub, http, _Link(), config)
+    sessions = HttpSessions(hub)
+    polls = Polls(hub, config, sessions, hub.clock)
+    return hub, Router(hub, polls, sessions, _Link(), config)
 
 
 def test_payloads_carry_a_json_header_and_the_body_as_is() -> None:
@@ -44,8 +45,8 @@ def test_payloads_carry_a_json_header_and_the_body_as_is() -> None:
 
 
 def test_a_router_names_its_node_in_every_session_id_and_finds_other_homes() -> None:
-    hub, http, router = _router()
-    assert http.router is router and hub.migration is router
+    hub, router = _router()
+    assert hub.migration is router
     node, dot, rest = hub.new_session_id().partition(".")
     assert (node, dot, len(rest)) == ("0123456789ab", ".", 22)
     assert router.home_of(f"{node}.{rest}") is None  # this node's own

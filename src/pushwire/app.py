@@ -1,14 +1,19 @@
-"""The built-in app: routes of the demo server around one `Hub`.
+"""The built-in app: the routes of the demo server around one `Hub`.
+
+It is the app interface (`pushwire.web.Application`) that every front door calls: the native
+server (`pushwire.server`) and any other door hand it requests, upgrades and TCP clients.
 
 | path | |
 |---|---|
-| `/`, `/pushwire.js`, `/static/<file>` | the chat page and the browser client |
+| `/`, `/pushwire.js`, `/pushwire.mjs`, `/static/<file>` | the chat page and the browser client |
 | `/lab` | the transport lab: measured figures per transport (`/static/lab.json`) |
-| `/echo` | echo service, any Origin (WebSocket) |
-| `/ws/<channel>` | publish what is sent, receive what is published (WebSocket) |
-| `/pushwire` | general envelope endpoint (WebSocket) |
-| `POST /api/publish/<channel>` | publish the body |
-| `POST /api/send/<user>` | send the body to every session of a user |
+| `/echo` | echo service, any Origin (WebSocket, and every HTTP transport under it) |
+| `/ws/<channel>` | publish what is sent, receive what is published |
+| `/pushwire` | the general pushwire.v1 endpoint |
+| `E/stream`, `E/sse`, `E/iframe`, `E/longpoll`, `E/polling`, `E/send` | E over HTTP |
+| `/sse/<channel>` | a plain EventSource joins a channel |
+| `POST /api/publish/<channel>`, `POST /api/send/<user>` | the HTTP API (`pushwire.api`) |
+| `GET /api/stats` | counters: connections, sessions, messages |
 | `/healthz` | 200 while serving, 503 while shutting down |
 """
 
@@ -18,48 +23,47 @@ import contextlib
 import importlib.resources
 import mimetypes
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING
+from typing import Final
 
-import orjson
-
+from .api import HttpApi
 from .config import Config
 from .endpoint import ClientInfo, Endpoint, EnvelopeHandler, RawHandler
 from .envelope import SUBPROTOCOL
 from .errors import (
     BadRequest,
     Forbidden,
-    MessageTooLarge,
     MethodNotAllowed,
     NotFound,
     PushwireError,
     RemoteError,
     Unavailable,
 )
-from .fallback import HttpTransports, error_body, split_transport
-from .http.parser import Request
-from .http.response import simple_response
-from .http.server import StreamStart
 from .hub import Hub
-from .message import Data
-from .transports.base import Framing
-from .transports.websocket import (
-    ENVELOPE_FRAMING,
-    RAW_FRAMING,
-    OriginPolicy,
-    accept_handshake,
-)
-
-if TYPE_CHECKING:
-    from .http.server import Server
-    from .routing import Router
-    from .transports.base import Transport
+from .origin import OriginPolicy
+from .routing import Router
+from .transports.base import Receiver, Transport
+from .transports.http_session import HttpSessions, error_body, split_transport
+from .transports.iframe import iframe_stream
+from .transports.poll import PollBatch, PollResponse, Polls
+from .transports.sse import raw_sse_stream, sse_stream
+from .transports.stream import ndjson_stream
+from .transports.tcp import policy_file
+from .transports.websocket.handshake import check_handshake
+from .web import Answer, Request, Response, ServerState, WebSocketAccept
 
 __all__ = ["App"]
 
-_STATIC_TYPES = {
+_STATIC_TYPES: Final = {
     ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8",
     ".html": "text/html; charset=utf-8",
     ".svg": "image/svg+xml",
+}
+_PAGES: Final = {
+    "/": "index.html",
+    "/pushwire.js": "pushwire.js",
+    "/pushwire.mjs": "pushwire.mjs",
+    "/lab": "lab.html",
 }
 
 
@@ -75,35 +79,51 @@ def _load_static() -> dict[str, tuple[bytes, str]]:
 
 
 class App:
-    """Routes HTTP requests and WebSocket upgrades to the hub."""
+    """Routes HTTP requests, WebSocket upgrades and TCP clients to the hub."""
 
     def __init__(self, hub: Hub | None = None, config: Config | None = None) -> None:
         self.config = config or (hub.config if hub is not None else Config())
         self.hub = hub or Hub(config=self.config)
-        self.policy = OriginPolicy(
-            frozenset(o.lower().rstrip("/") for o in self.config.allow_origins)
-        )
+        self.policy = OriginPolicy.from_config(self.config.allow_origins)
         self.subprotocols = (SUBPROTOCOL, *self.config.subprotocols)
         self.static = _load_static()
         self.shutting_down = False
-        self.http = HttpTransports(self.hub, self.config, self.policy)
-        self.server: Server | None = None  # set by the server that serves this app
+        self.sessions = HttpSessions(self.hub)
+        self.polls = Polls(self.hub, self.config, self.sessions, self.hub.clock)
+        self.api = HttpApi(self.hub, self.config, self.policy)
+        #: The door serving this app (its counters), once one does.
+        self.server: ServerState | None = None
         #: Session routing between nodes (a Redis broker); started and closed with the broker.
         self.router: Router | None = None
+
+    # -- the app interface ------------------------------------------------------------------
+
+    def attach_server(self, state: ServerState) -> None:
+        self.server = state
+
+    def stopping(self) -> None:
+        self.shutting_down = True
+
+    def flash_policy(self, port: int) -> bytes:
+        return policy_file(self.policy.allowed, port)
+
+    def tcp_receiver(self, transport: Transport, remote: str | None) -> Receiver:
+        client = ClientInfo("tcp", [], {}, remote)
+        return EnvelopeHandler(self.hub, Endpoint("general"), transport, client)
 
     def stats(self) -> dict[str, int]:
         """Counters for operators (and tests): connections, sessions, messages."""
         server, hub = self.server, self.hub
         return {
             "connections_accepted": server.accepted if server is not None else 0,
-            "connections_open": len(server.connections) if server is not None else 0,
+            "connections_open": server.open_connections if server is not None else 0,
             "sessions": len(hub.sessions),
             "published": hub.stats.published,
             "frames_encoded": hub.stats.frames_encoded,
             "deliveries": hub.stats.deliveries,
         }
 
-    def error_response(self, request: Request, exc: PushwireError, keep_alive: bool) -> bytes:
+    def error_response(self, request: Request, exc: PushwireError) -> Response:
         """The answer to a failed request: status, a one-line reason, CORS when allowed."""
         status = exc.http_status
         headers: list[tuple[str, str]] = []
@@ -112,95 +132,60 @@ class App:
         elif isinstance(exc, MethodNotAllowed):
             headers.append(("Allow", exc.allow))
         with contextlib.suppress(Forbidden):  # a refused origin gets no CORS headers
-            headers += self.http.cors(request, self._endpoint(split_transport(request.path)[0]))
-        version = "1.0" if request.version == "1.0" else "1.1"
+            headers += self.cors(request, self._endpoint(split_transport(request.path)[0]))
         if isinstance(exc, RemoteError | Unavailable) and split_transport(request.path)[1]:
-            return simple_response(
-                status,
-                error_body(exc),
-                content_type="application/json",
-                headers=headers,
-                version=version,
-                keep_alive=keep_alive,
+            return Response(
+                status, error_body(exc), content_type="application/json", headers=headers
             )
         # The peer's own errors and "unavailable" say what happened; anything else is ours,
         # and its details stay in the log.
         message = str(exc) if isinstance(exc, RemoteError | Unavailable) else "internal error"
-        return simple_response(
-            status, message + "\n", headers=headers, version=version, keep_alive=keep_alive
-        )
+        return Response(status, message + "\n", headers=headers)
 
-    # -- HTTP -------------------------------------------------------------------------------
-
-    def handle_http(self, request: Request) -> bytes | Awaitable[bytes] | StreamStart:
+    def handle_http(self, request: Request) -> Answer:
         path, method = request.path, request.method
-        version = "1.0" if request.version == "1.0" else "1.1"
-        keep_alive = request.keep_alive and not self.shutting_down
         if path.startswith("/sse/"):
-            channel = self.hub.check_channel(path.removeprefix("/sse/"))
-            return self.http.raw_sse(request, Endpoint("channel", channel=channel))
+            raw = Endpoint("channel", channel=self.hub.check_channel(path[len("/sse/") :]))
+            return raw_sse_stream(self.hub, request, raw, self.cors(request, raw))
         base, kind = split_transport(path)
         if kind is not None:
-            endpoint = self._endpoint(base)
-            if endpoint is None:
+            found = self._endpoint(base)
+            if found is None:
                 raise NotFound(f"no such path {path}")
-            if endpoint.channel is not None:
-                self.hub.check_channel(endpoint.channel)
+            if found.channel is not None:
+                self.hub.check_channel(found.channel)
             if method == "OPTIONS":
-                return self.http.preflight(request, endpoint)
+                return self.preflight(request, found)
             if self.shutting_down:
                 raise Unavailable("shutting down")
-            return self.http.handle(request, endpoint, kind)
-        if method == "OPTIONS" and path.startswith("/api/"):
-            return self.http.preflight(request, None)
-        if path.startswith("/api/") and path != "/api/stats":
-            if method != "POST":
-                raise MethodNotAllowed(f"{path} takes POST, not {method}", "POST, OPTIONS")
-            if path.startswith("/api/publish/"):
-                channel = path.removeprefix("/api/publish/")
-                return self._publish(request, channel, version, keep_alive)
-            if path.startswith("/api/send/"):
-                user = path.removeprefix("/api/send/")
-                return self._send(request, user, version, keep_alive)
-            raise NotFound(f"no such path {path}")
+            return self._transport_request(request, found, kind)
+        if path.startswith("/api/"):
+            if method == "OPTIONS":
+                return self.preflight(request, None)
+            if path != "/api/stats":
+                return self.api.handle(request)
         if method not in ("GET", "HEAD"):
             raise MethodNotAllowed(f"{path} takes GET, not {method}")
-        head_only = method == "HEAD"
         if path == "/api/stats" and self.server is not None:
-            return simple_response(
-                200,
-                orjson.dumps(self.stats()),
-                content_type="application/json",
-                version=version,
-                keep_alive=keep_alive,
-                head_only=head_only,
-            )
+            return self.api.stats(self.stats())
         if path == "/healthz":
             if self.shutting_down:
                 raise Unavailable("shutting down")
-            return simple_response(
-                200, "ok\n", version=version, keep_alive=keep_alive, head_only=head_only
-            )
-        name = {"/": "index.html", "/pushwire.js": "pushwire.js", "/lab": "lab.html"}.get(path)
+            return Response(200, "ok\n")
+        name = _PAGES.get(path)
         if name is None and path.startswith("/static/"):
-            name = path.removeprefix("/static/")
+            name = path[len("/static/") :]
         if name is not None and name in self.static:
             body, content_type = self.static[name]
-            return simple_response(
-                200,
-                body,
-                content_type=content_type,
-                headers=[("Cache-Control", "no-cache")],
-                version=version,
-                keep_alive=keep_alive,
-                head_only=head_only,
+            return Response(
+                200, body, content_type=content_type, headers=[("Cache-Control", "no-cache")]
             )
         endpoint = self._endpoint(path)
         if endpoint is not None:
             if request.header("upgrade") is not None:
                 # An upgrade llhttp did not take as one (say, no "Connection: Upgrade"):
                 # the handshake check names what is wrong.
-                accept_handshake(
+                check_handshake(
                     request,
                     policy=self.policy,
                     subprotocols=self.subprotocols,
@@ -209,83 +194,10 @@ class App:
             raise BadRequest(f"{path} is a WebSocket endpoint: send an Upgrade request")
         raise NotFound(f"no such path {path}")
 
-    def _api_body(self, request: Request) -> Data:
-        """The body of an API call as text or, for application/octet-stream, binary."""
-        if not self.policy.allows(request.header("origin"), request.header("host")):
-            raise Forbidden(f"origin {request.header('origin')!r} is not allowed")
-        content_type = (request.header("content-type") or "").split(";")[0].strip().lower()
-        if content_type == "application/octet-stream":
-            return request.body
-        try:
-            return request.body.decode()
-        except UnicodeDecodeError as exc:
-            raise BadRequest(
-                f"body is not valid UTF-8 at byte {exc.start}; "
-                "send binary as application/octet-stream"
-            ) from None
+    def websocket(self, request: Request) -> WebSocketAccept:
+        """Accept a WebSocket upgrade: the subprotocol, the framing, the message handler.
 
-    async def _send(self, request: Request, user: str, version: str, keep_alive: bool) -> bytes:
-        """A direct message to every session of `user` on every node. The answer says how
-        many nodes received it and, with the in-memory broker (one process), how many
-        sessions."""
-        if not user:
-            raise BadRequest("missing user id")
-        data = self._api_body(request)
-        if len(data) > self.config.max_message:
-            raise MessageTooLarge(
-                f"message over size limit ({len(data)} > {self.config.max_message} bytes)"
-            )
-        answer: dict[str, object] = {"user": user}
-        if self.hub.spans_nodes:
-            answer["nodes"] = await self.hub.send_everywhere(user, data)
-        else:
-            sessions = self.hub.send(user, data)
-            answer.update(nodes=1 if sessions else 0, sessions=sessions)
-        return self._api_answer(request, answer, version, keep_alive)
-
-    async def _publish(
-        self, request: Request, channel: str, version: str, keep_alive: bool
-    ) -> bytes:
-        self.hub.check_channel(channel)
-        data = self._api_body(request)
-        if len(data) > self.config.max_message:
-            raise MessageTooLarge(
-                f"message over size limit ({len(data)} > {self.config.max_message} bytes)"
-            )
-        message = await self.hub.publish(channel, data)
-        answer = {"channel": message.channel, "epoch": message.epoch, "offset": message.offset}
-        return self._api_answer(request, answer, version, keep_alive)
-
-    def _api_answer(
-        self, request: Request, answer: dict[str, object], version: str, keep_alive: bool
-    ) -> bytes:
-        """A 200 JSON answer of the API, with CORS headers for an allowed Origin."""
-        return simple_response(
-            200,
-            orjson.dumps(answer),
-            content_type="application/json",
-            headers=self.http.cors(request, None),
-            version=version,
-            keep_alive=keep_alive,
-        )
-
-    # -- WebSocket --------------------------------------------------------------------------
-
-    def _endpoint(self, path: str) -> Endpoint | None:
-        if path == "/echo":
-            return Endpoint("echo", any_origin=True)
-        if path == "/pushwire":
-            return Endpoint("general")
-        if path.startswith("/ws/"):
-            return Endpoint("channel", channel=path.removeprefix("/ws/"))
-        return None
-
-    def upgrade(
-        self, request: Request, transport: Transport
-    ) -> tuple[bytes, Framing, RawHandler | EnvelopeHandler]:
-        """Accept a WebSocket upgrade: the 101 answer, the framing and the message handler.
-
-        Raises the `RemoteError` whose status the client gets (400, 403, 404, 426).
+        Raises the `RemoteError` whose status the client gets (400, 403, 404, 426, 503).
         """
         endpoint = self._endpoint(request.path)
         if endpoint is None:
@@ -296,24 +208,104 @@ class App:
             self.hub.check_channel(endpoint.channel)
         if self.shutting_down:
             raise Unavailable("shutting down")
-        handshake = accept_handshake(
+        subprotocol = check_handshake(
             request,
             policy=self.policy,
             subprotocols=self.subprotocols,
             any_origin=endpoint.any_origin,
         )
-        query = {}
-        for part in request.query.split("&"):
-            key, _, _value = part.partition("=")
-            if key and key not in query:
-                query[key] = request.query_param(key) or ""
-        client = ClientInfo(
-            request.path, request.headers, query, getattr(transport, "remote", None)
+        client = ClientInfo(request.path, request.headers, request.query_params(), request.remote)
+        envelope = subprotocol == SUBPROTOCOL
+        hub = self.hub
+
+        def make_receiver(transport: Transport) -> Receiver:
+            if envelope:
+                return EnvelopeHandler(hub, endpoint, transport, client)
+            return RawHandler(hub, endpoint, transport, client)
+
+        return WebSocketAccept(subprotocol, envelope, make_receiver)
+
+    # -- CORS ---------------------------------------------------------------------------------
+
+    def cors(self, request: Request, endpoint: Endpoint | None) -> list[tuple[str, str]]:
+        """CORS headers for an allowed Origin (none without Origin). Raises `Forbidden`."""
+        any_origin = endpoint is not None and endpoint.any_origin
+        return self.policy.cors_headers(
+            request.header("origin"), request.header("host"), any_origin=any_origin
         )
-        if handshake.subprotocol == SUBPROTOCOL:
-            return (
-                handshake.response,
-                ENVELOPE_FRAMING,
-                EnvelopeHandler(self.hub, endpoint, transport, client),
+
+    def preflight(self, request: Request, endpoint: Endpoint | None) -> Response:
+        """Answer a CORS preflight (OPTIONS)."""
+        requested = request.header("access-control-request-headers")
+        headers = [
+            *self.cors(request, endpoint),
+            ("Access-Control-Allow-Methods", "GET, POST, OPTIONS"),
+            ("Access-Control-Allow-Headers", requested or "Content-Type"),
+            ("Access-Control-Max-Age", "600"),
+        ]
+        return Response(204, content_type=None, headers=headers)
+
+    # -- the HTTP transports ------------------------------------------------------------------
+
+    def _endpoint(self, path: str) -> Endpoint | None:
+        if path == "/echo":
+            return Endpoint("echo", any_origin=True)
+        if path == "/pushwire":
+            return Endpoint("general")
+        if path.startswith("/ws/"):
+            return Endpoint("channel", channel=path[len("/ws/") :])
+        return None
+
+    def _transport_request(self, request: Request, endpoint: Endpoint, kind: str) -> Answer:
+        cors = self.cors(request, endpoint)
+        hub = self.hub
+        if kind == "send":
+            if request.method != "POST":
+                message = f"{request.path} takes POST, not {request.method}"
+                raise MethodNotAllowed(message, "POST, OPTIONS")
+            return self._send(request, cors)
+        if request.method not in ("GET", "HEAD"):
+            raise MethodNotAllowed(f"{request.path} takes GET, not {request.method}")
+        if kind == "stream":
+            return ndjson_stream(hub, request, endpoint, cors)
+        if kind == "sse":
+            return sse_stream(hub, request, endpoint, cors)
+        if kind == "iframe":
+            max_bytes = self.config.iframe_max_bytes
+            return iframe_stream(
+                hub, request, endpoint, cors, policy=self.policy, max_bytes=max_bytes
             )
-        return handshake.response, RAW_FRAMING, RawHandler(self.hub, endpoint, transport, client)
+        return self._poll(request, endpoint, kind, cors)
+
+    def _poll(
+        self, request: Request, endpoint: Endpoint, kind: str, cors: list[tuple[str, str]]
+    ) -> Answer:
+        hello = request.query_param("hello")
+        if hello is not None:
+            return self.polls.open(request, endpoint, kind, hello, cors)
+        session_id = request.query_param("session") or ""
+        cursor, seq = request.query_param("cursor"), request.query_param("seq")
+        router = self.router
+        if router is not None and (home := router.home_of(session_id)) is not None:
+            return self._forwarded_poll(router.poll(home, session_id, kind, cursor, seq), cors)
+        transport, timeout = self.polls.find(session_id, kind, cursor, seq)
+        return self.polls.answer(transport, cors, timeout)
+
+    @staticmethod
+    async def _forwarded_poll(batch: Awaitable[PollBatch], cors: list[tuple[str, str]]) -> Response:
+        return PollResponse(await batch, cors)
+
+    def _send(self, request: Request, cors: list[tuple[str, str]]) -> Answer:
+        session_id = request.query_param("session") or ""
+        router = self.router
+        if router is not None and (home := router.home_of(session_id)) is not None:
+            return self._forwarded_send(router, home, session_id, request.body, cors)
+        self.sessions.send(session_id, request.body)
+        return Response(204, content_type=None, headers=cors)
+
+    @staticmethod
+    async def _forwarded_send(
+        router: Router, home: str, session_id: str, body: bytes, cors: list[tuple[str, str]]
+    ) -> Response:
+        await router.send(home, session_id, body)
+        return Response(204, content_type=None, headers=cors)

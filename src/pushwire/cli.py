@@ -160,7 +160,8 @@ def build_app(config: Config) -> App:
     )
     app = App(_demo_hub(broker, config), config)
     # Sessions without sticky load balancing: any node serves any session's requests.
-    app.router = Router(app.hub, app.http, RedisNodes(broker, config.node_ttl), config)
+    link = RedisNodes(broker, config.node_ttl)
+    app.router = Router(app.hub, app.polls, app.sessions, link, config)
     return app
 
 

@@ -40,6 +40,7 @@ import orjson
 
 from .broker.base import Broker, DirectBroker
 from .broker.memory import MemoryBroker
+from .clock import LOOP_CLOCK, Clock
 from .config import Config
 from .errors import (
     BadRequest,
@@ -176,6 +177,8 @@ class Hub:
         store: SessionStore | None = None,
     ) -> None:
         self.config = config or Config()
+        #: Where the hub's timers read the time (the event loop's clock).
+        self.clock: Clock = LOOP_CLOCK
         self.broker: Broker = broker or MemoryBroker(self.config.history_size)
         self.broker.attach(self._deliver)
         self.broker.attach_presence(self._presence_event)

@@ -6,7 +6,7 @@ can therefore serve any request of any session:
 
 - A poll or send for a session homed on another live node is **forwarded** there
   (`NodeLink`: Redis pub/sub, one channel per node). The home node runs the very code of a
-  local request (`HttpTransports.poll_session` / `send_session`: cursor acknowledgement, the
+  local request (`Polls.poll_session` / `HttpSessions.send`: cursor acknowledgement, the
   long-poll wait) and publishes the answer back; the receiving node writes the HTTP response
   with its own headers. No answer within `forward_timeout` (beyond `longpoll_timeout` for a
   long-poll), or the home node not reached, is 503: retry with the same cursor; the home node
@@ -44,12 +44,12 @@ import orjson
 from .broker.base import Delivery, NodeLink
 from .config import Config
 from .errors import BadRequest, Gone, NotConnected, PushwireError, RemoteError, Unavailable
-from .fallback import HttpTransports
 from .hub import Hub
 from .message import Data
 from .session import Session, new_session_id
 from .transports.base import Transport
-from .transports.poll import PollBatch
+from .transports.http_session import HttpSessions
+from .transports.poll import PollBatch, Polls
 
 __all__ = ["Router", "decode_payload", "encode_payload"]
 
@@ -82,13 +82,17 @@ def decode_payload(payload: bytes) -> tuple[dict[str, Any], bytes]:
 class Router:
     """Routes requests of sessions homed on other nodes, and hands sessions over.
 
-    Building it wires it into the hub (session ids, migration) and the HTTP transports
-    (forwarding); `start` and `close` follow the broker's.
+    Building it wires it into the hub (session ids, migration); the app asks it where a
+    session lives (`home_of`) and forwards there (`poll`, `send`). `start` and `close` follow
+    the broker's.
     """
 
-    def __init__(self, hub: Hub, http: HttpTransports, link: NodeLink, config: Config) -> None:
+    def __init__(
+        self, hub: Hub, polls: Polls, sessions: HttpSessions, link: NodeLink, config: Config
+    ) -> None:
         self.hub = hub
-        self.http = http
+        self.polls = polls
+        self.sessions = sessions
         self.link = link
         self.config = config
         self.node = link.node
@@ -98,7 +102,6 @@ class Router:
         self._tasks: set[asyncio.Task[None]] = set()
         hub.new_session_id = self._new_session_id
         hub.migration = self
-        http.router = self
 
     def _new_session_id(self) -> str:
         return f"{self.node}.{new_session_id()}"
@@ -129,7 +132,7 @@ class Router:
     async def poll(
         self, home: str, session_id: str, kind: str, cursor: str | None, seq: str | None
     ) -> PollBatch:
-        """`HttpTransports.poll_session` on the session's home node.
+        """`Polls.poll_session` on the session's home node.
 
         Raises:
             Gone: the home node is dead (or does not know the session).
@@ -148,7 +151,7 @@ class Router:
         return PollBatch(body, cursor_out, bool(answer.get("closed")))
 
     async def send(self, home: str, session_id: str, body: bytes) -> None:
-        """`HttpTransports.send_session` on the session's home node (same errors as `poll`)."""
+        """`HttpSessions.send` on the session's home node (same errors as `poll`)."""
         await self._request(home, {"op": "send", "session": session_id}, body, 0.0)
 
     async def take_over(self, session_id: str, transport: Transport) -> Session | None:
@@ -314,11 +317,11 @@ class Router:
                 seq is None or isinstance(seq, str)
             ):
                 raise BadRequest("cursor and seq must be strings")
-            batch = await self.http.poll_session(session_id, kind, cursor, seq)
+            batch = await self.polls.poll_session(session_id, kind, cursor, seq)
             answer.update(cursor=batch.cursor, closed=batch.closed)
             return batch.body
         if op == "send":
-            self.http.send_session(session_id, body)
+            self.sessions.send(session_id, body)
             answer["status"] = 204
             return b""
         if op == "handover":

@@ -24,7 +24,7 @@ from typing import Final
 
 from .app import App
 from .config import Config
-from .http.server import Server
+from .server.listener import Server
 
 __all__ = ["run", "run_workers", "serve"]
 
@@ -53,7 +53,7 @@ async def serve(app: App, *, announce: bool = True, reuse_port: bool = False) ->
     if config.gc_full_every > 0:
         young, middle, _ = gc.get_threshold()
         gc.set_threshold(young, middle, config.gc_full_every)
-    server = Server(app, config)
+    server = Server(app, config, app.hub.clock)
     await app.hub.broker.start()
     if app.router is not None:
         await app.router.start()
@@ -83,7 +83,7 @@ async def serve(app: App, *, announce: bool = True, reuse_port: bool = False) ->
         await stop.wait()
     finally:
         log.info("shutting down")
-        app.shutting_down = True
+        app.stopping()
         await server.shutdown()
         if app.router is not None:
             await app.router.close()

@@ -11,7 +11,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedError
 
 from pushwire import App, Config, ConnectRequest, Forbidden, Hub, Session
-from pushwire.http.server import Server
+from pushwire.server.listener import Server
 
 pytestmark = pytest.mark.integration
 

@@ -1,21 +1,29 @@
 """PollTransport's holding of long-polls: released by frames a loop turn later, by a newer
 poll, by closing, or by its deadline; an idle client closed after its grace (sans-I/O: a real
-event loop, no sockets)."""
+event loop for the turns, a manual clock for the deadlines, no sockets)."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 
-from pushwire.transports.poll import SWEEP_PERIOD, PollTransport
+from pushwire.clock import LOOP_CLOCK, Clock, ManualClock
+from pushwire.transports.poll import SWEEP_PERIOD, PollTimers, PollTransport
 
 
-def _transport(closed: list[tuple[int, str]] | None = None) -> PollTransport:
+def _transport(
+    closed: list[tuple[int, str]] | None = None, clock: Clock = LOOP_CLOCK
+) -> PollTransport:
     def on_close(code: int, reason: str) -> None:
         if closed is not None:
             closed.append((code, reason))
 
-    return PollTransport("longpoll", max_frames=100, max_bytes=10_000, on_close=on_close)
+    return PollTransport(
+        "longpoll",
+        max_frames=100,
+        max_bytes=10_000,
+        on_close=on_close,
+        timers=PollTimers(clock),
+    )
 
 
 async def test_a_held_poll_is_answered_with_every_frame_of_the_turn_that_released_it() -> None:
@@ -51,30 +59,36 @@ async def test_a_newer_poll_releases_the_held_one_and_closing_releases_the_last(
     assert transport.take().closed
 
 
-async def test_a_held_poll_is_released_by_its_timeout() -> None:
-    transport = _transport()
-    started = time.monotonic()
-    await asyncio.wait_for(transport.wait(0.3), 5)
-    elapsed = time.monotonic() - started
-    assert 0.29 <= elapsed < 0.3 + SWEEP_PERIOD + 1
+async def test_a_held_poll_is_released_by_its_timeout_and_not_before() -> None:
+    clock = ManualClock()
+    transport = _transport(clock=clock)
+    released: list[float] = []
+    transport.hold(30.0, lambda: released.append(clock.time()))
+    clock.advance(29.9)
+    assert released == []
+    clock.advance(SWEEP_PERIOD)
+    assert len(released) == 1 and 30.0 <= released[0] <= 30.0 + SWEEP_PERIOD
     assert transport.take().body == b""
 
 
 async def test_a_client_that_does_not_poll_within_its_grace_is_closed_4002() -> None:
-    gone: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-    transport = PollTransport(
-        "longpoll", max_frames=100, max_bytes=10_000, on_close=lambda code, _: gone.set_result(code)
-    )
-    started = time.monotonic()
-    transport.arm(0.3)
-    assert await asyncio.wait_for(gone, 5) == 4002
-    assert 0.29 <= time.monotonic() - started < 0.3 + SWEEP_PERIOD + 1
+    clock = ManualClock()
+    closed: list[tuple[int, str]] = []
+    transport = _transport(closed, clock)
+    transport.arm(15.0)
+    clock.advance(14.9)
+    assert closed == []
+    clock.advance(SWEEP_PERIOD)
+    assert closed == [(4002, "no poll within 15.0 s")]
 
 
 async def test_a_poll_within_the_grace_keeps_the_client() -> None:
+    clock = ManualClock()
     closed: list[tuple[int, str]] = []
-    transport = _transport(closed)
-    transport.arm(0.3)
+    transport = _transport(closed, clock)
+    transport.arm(15.0)
     transport.disarm()  # a poll came
-    await asyncio.wait_for(transport.wait(0.6), 5)  # held past the grace: still present
-    assert closed == []
+    released: list[float] = []
+    transport.hold(25.0, lambda: released.append(clock.time()))
+    clock.advance(25.0 + SWEEP_PERIOD)  # held past the grace: still present
+    assert released and closed == []

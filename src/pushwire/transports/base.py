@@ -3,15 +3,19 @@
 A transport also names its `Framing`: the pure function set that turns hub events into the
 bytes of its wire. The hub frames a channel message once per framing and hands the same
 bytes object to every session using that framing.
+
+What a client sends goes the other way: the transport hands each application frame to its
+`Receiver` (pushwire's handler of that client: raw mode or pushwire.v1).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any, Protocol
 
 from ..message import Data, Message
 
-__all__ = ["Framing", "Transport"]
+__all__ = ["Framing", "Receiver", "Transport"]
 
 
 class Framing(Protocol):
@@ -24,7 +28,21 @@ class Framing(Protocol):
         """A direct message to one session (`seq` counts per session)."""
 
     def frame_control(self, fields: dict[str, Any]) -> bytes:
-        """A control envelope (welcome, replies, errors) without application data."""
+        """A control envelope (welcome, replies, errors) without application data; b"" when
+        the wire has no place for it (raw mode)."""
+
+
+class Receiver(Protocol):
+    """Takes what one client connection brings: its opening, its messages, its end."""
+
+    def open(self) -> Awaitable[None] | None:
+        """The connection is open; an awaitable when opening must wait (connect handler)."""
+
+    def receive(self, data: Data) -> None:
+        """An application frame arrived from the client."""
+
+    def closed(self, code: int, reason: str, *, by_client: bool) -> None:
+        """The connection ended; `by_client`: the client closed it on purpose."""
 
 
 class Transport(Protocol):
@@ -33,6 +51,9 @@ class Transport(Protocol):
     #: The wire's name: "websocket", "sse", "longpoll", ...
     name: str
     framing: Framing
+    #: Where the client's frames go; frames a client sends on a side request (`POST
+    #: E/send` for the HTTP transports) go there too. None once the connection ended.
+    receiver: Receiver | None
 
     def write(self, data: bytes) -> None:
         """Queue framed bytes. Never blocks, never closes synchronously: a transport whose

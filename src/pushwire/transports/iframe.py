@@ -6,6 +6,7 @@ defines `p(envelope)`, which hands each envelope to the parent page with `postMe
 browsers start rendering at once. Then each envelope is one `<script>p(...)</script>` chunk.
 After `iframe_max_bytes` the server ends the document with a `close` envelope (code 4000), and
 the client opens a new iframe that resumes the session: the document does not grow forever.
+A door that speaks HTTP/1.1 puts each script in a chunk.
 """
 
 from __future__ import annotations
@@ -14,10 +15,17 @@ from typing import Final
 
 import orjson
 
+from ..endpoint import Endpoint
 from ..envelope import TextFraming
-from ..http.response import chunk
+from ..errors import Forbidden
+from ..hub import Hub
+from ..origin import OriginPolicy
+from ..web import Request, StreamResponse
+from .http_session import envelope_stream, opening_hello
 
-__all__ = ["IFRAME_FRAMING", "IFRAME_HEARTBEAT", "iframe_prelude"]
+__all__ = ["IFRAME_FRAMING", "IFRAME_HEARTBEAT", "iframe_prelude", "iframe_stream"]
+
+CONTENT_TYPE: Final = "text/html; charset=utf-8"
 
 #: Bytes of padding in the prelude; browsers buffer the first bytes of a document.
 PADDING: Final = 2048
@@ -28,7 +36,7 @@ class IframeFraming(TextFraming):
 
     def wrap(self, payload: bytes) -> bytes:
         # "<" only occurs inside JSON strings; escaping it keeps "</script>" out of the page.
-        return chunk(b"<script>p(" + payload.replace(b"<", b"\\u003c") + b")</script>\n")
+        return b"<script>p(" + payload.replace(b"<", b"\\u003c") + b")</script>\n"
 
 
 def iframe_prelude(target_origin: str) -> bytes:
@@ -39,8 +47,38 @@ def iframe_prelude(target_origin: str) -> bytes:
         b"<body><script>var o=" + origin + b";"
         b"function p(m){parent.postMessage({pushwire:m},o)}</script>\n"
     )
-    return chunk(script + b"<!--" + b" " * PADDING + b"-->\n")
+    return script + b"<!--" + b" " * PADDING + b"-->\n"
 
 
 IFRAME_FRAMING: Final = IframeFraming()
-IFRAME_HEARTBEAT: Final = chunk(b"<!-- hb -->\n")
+IFRAME_HEARTBEAT: Final = b"<!-- hb -->\n"
+
+
+def iframe_stream(
+    hub: Hub,
+    request: Request,
+    endpoint: Endpoint,
+    cors: list[tuple[str, str]],
+    *,
+    policy: OriginPolicy,
+    max_bytes: int,
+) -> StreamResponse:
+    """`GET E/iframe?hello=…&origin=O`: a pushwire.v1 session posted to a parent page on
+    origin O, which must be allowed (`Forbidden` otherwise)."""
+    hello = opening_hello(request, "iframe")
+    target = request.query_param("origin") or ""
+    if not policy.allows(target, request.header("host"), any_origin=False):
+        raise Forbidden(f"origin {target!r} is not allowed")
+    return envelope_stream(
+        hub,
+        request,
+        endpoint,
+        hello,
+        kind="iframe",
+        content_type=CONTENT_TYPE,
+        cors=cors,
+        framing=IFRAME_FRAMING,
+        heartbeat=IFRAME_HEARTBEAT,
+        first=iframe_prelude(target),
+        max_bytes=max_bytes,
+    )

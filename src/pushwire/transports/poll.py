@@ -1,18 +1,21 @@
 """The `polling` and `longpoll` transports: a per-session queue that GET requests drain.
 
-Sans-I/O apart from one future: `PollTransport` is the hub's `Transport` for a polling client
-for as long as the client keeps polling. Frames (NDJSON lines, framed once and shared with
-every other poller) wait in a queue; each frame has an index. A poll takes the frames after
-the cursor it acknowledges, and they stay queued until a later poll acknowledges them, so a
-response lost in transit is simply sent again. `polling` answers at once; `longpoll` holds the
-request until a frame arrives or `longpoll_timeout` passes.
+`PollTransport` is the hub's `Transport` for a polling client for as long as the client keeps
+polling. Frames (NDJSON lines, framed once and shared with every other poller) wait in a
+queue; each frame has an index. A poll takes the frames after the cursor it acknowledges, and
+they stay queued until a later poll acknowledges them, so a response lost in transit is simply
+sent again. `polling` answers at once; `longpoll` holds the request until a frame arrives or
+`longpoll_timeout` passes.
 
 A held long-poll costs no task and no timer of its own: `hold` keeps one callback and a
 deadline. Every transport that a loop turn's publishes reach is released by a single
 `call_soon` for all of them, so one message to 10,000 held polls schedules one callback, not
-10,000; and one sweep every `SWEEP_PERIOD` seconds answers the held polls whose
-`longpoll_timeout` passed and closes the clients whose `poll_grace` passed, instead of two
-timers made and cancelled per poll.
+10,000; and one sweep every `SWEEP_PERIOD` seconds (`PollTimers`, on the hub's clock) answers
+the held polls whose `longpoll_timeout` passed and closes the clients whose `poll_grace`
+passed, instead of two timers made and cancelled per poll.
+
+`Polls` serves the requests: `E/polling` and `E/longpoll`, opening a session with `?hello=`,
+then `?session=S&cursor=C&seq=N` (the frames and direct messages the client has).
 """
 
 from __future__ import annotations
@@ -22,15 +25,21 @@ import functools
 import math
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
+from ..clock import Clock, Timer
+from ..config import Config
+from ..endpoint import Endpoint, EnvelopeHandler
 from ..envelope import encode_text
-from .base import Framing
-from .stream import NDJSON_FRAMING
+from ..errors import BadRequest, NotConnected
+from ..hub import Hub
+from ..web import Request, Response
+from .base import Framing, Receiver
+from .http_session import NO_BUFFERING, HttpSessions, client_info, split_transport
+from .stream import CONTENT_TYPE, NDJSON_FRAMING
 
-__all__ = ["PollBatch", "PollTransport"]
+__all__ = ["SWEEP_PERIOD", "PollBatch", "PollResponse", "PollTimers", "PollTransport", "Polls"]
 
-POLL_KINDS: Final = ("polling", "longpoll")
 #: How often held polls and idle clients are checked: their timeouts fire up to this late.
 SWEEP_PERIOD: Final = 0.25
 
@@ -62,8 +71,10 @@ class PollTransport:
         max_frames: int,
         max_bytes: int,
         on_close: Callable[[int, str], None],
+        timers: PollTimers,
     ) -> None:
         self.name = name
+        self._timers = timers
         self.max_frames = max_frames
         self.max_bytes = max_bytes
         self._frames: deque[bytes] = deque()
@@ -77,7 +88,7 @@ class PollTransport:
         self._grace = 0.0
         self._on_close = on_close
         self.close_code: int | None = None
-        self.handler: Any = None  # the session's envelope handler (set by the app)
+        self.receiver: Receiver | None = None  # the session's envelope handler
 
     # -- hub side ---------------------------------------------------------------------------
 
@@ -95,7 +106,7 @@ class PollTransport:
         if self._release is not None and not self._release_due:
             # Answer on the next loop turn: frames published in this turn share a response.
             self._release_due = True
-            _timers().release_soon(self)
+            self._timers.release_soon(self)
 
     def _overflowed(self) -> None:
         self.close_code = None
@@ -135,9 +146,9 @@ class PollTransport:
     def arm(self, grace: float) -> None:
         """After answering a poll: the client counts as gone if no poll comes within `grace`."""
         if self.close_code is None:
-            timers = _timers()
+            timers = self._timers
             self._grace = grace
-            self._idle_until = timers.loop.time() + grace
+            self._idle_until = timers.clock.time() + grace
             timers.watch(self, self._idle_until)
 
     def disarm(self) -> None:
@@ -151,13 +162,13 @@ class PollTransport:
         the publish was answered) join this answer. One held poll at a time: a new one
         releases the previous one, which answers with what it has."""
         self.release()
-        timers = _timers()
+        timers = self._timers
         self._release = release
         if self._frames or timeout <= 0 or self.close_code is not None:
             self._release_due = True
             timers.release_soon(self)
         else:
-            self._hold_until = timers.loop.time() + timeout
+            self._hold_until = timers.clock.time() + timeout
             timers.watch(self, self._hold_until)
 
     async def wait(self, timeout: float) -> None:
@@ -191,21 +202,22 @@ def _resolve(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
-class _PollTimers:
-    """One loop's batch of transports to release on its next turn, and its deadline sweep."""
+class PollTimers:
+    """One loop's batch of transports to release on its next turn, and the deadline sweep
+    of every transport of a server (on `clock`)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
         self._due: list[PollTransport] = []
         self._watched: set[PollTransport] = set()
-        self._sweeper: asyncio.TimerHandle | None = None
+        self._sweeper: Timer | None = None
         # No watched deadline is earlier than this: until then a sweep has nothing to check.
         # (Deadlines only move later while watched, as polls come and go.)
         self._earliest = math.inf
 
     def release_soon(self, transport: PollTransport) -> None:
         if not self._due:
-            self.loop.call_soon(self._release_due)
+            asyncio.get_running_loop().call_soon(self._release_due)
         self._due.append(transport)
 
     def _release_due(self) -> None:
@@ -219,10 +231,10 @@ class _PollTimers:
         if deadline < self._earliest:
             self._earliest = deadline
         if self._sweeper is None:
-            self._sweeper = self.loop.call_later(SWEEP_PERIOD, self._sweep)
+            self._sweeper = self.clock.call_later(SWEEP_PERIOD, self._sweep)
 
     def _sweep(self) -> None:
-        now = self.loop.time()
+        now = self.clock.time()
         if now >= self._earliest:
             # A check may close a transport, and its handlers may watch another one: that
             # lowers self._earliest meanwhile, so it starts from infinity and is merged after.
@@ -236,16 +248,171 @@ class _PollTimers:
                 else:
                     watched.discard(transport)
             self._earliest = min(self._earliest, earliest)
-        self._sweeper = self.loop.call_later(SWEEP_PERIOD, self._sweep) if self._watched else None
+        self._sweeper = self.clock.call_later(SWEEP_PERIOD, self._sweep) if self._watched else None
 
 
-_current: _PollTimers | None = None
+class PollResponse(Response):
+    """A poll's answer: the frames, and the cursor that acknowledges them in a header."""
+
+    __slots__ = ("batch",)
+
+    def __init__(self, batch: PollBatch, cors: list[tuple[str, str]]) -> None:
+        super().__init__(
+            200,
+            batch.body,
+            content_type=CONTENT_TYPE,
+            headers=[("Pushwire-Cursor", str(batch.cursor)), *NO_BUFFERING, *cors],
+        )
+        self.batch = batch
+
+    def encode(self, *, version: str, keep_alive: bool, head_only: bool) -> bytes:
+        if len(self.headers) > 4 or version != "1.1" or not keep_alive or head_only:
+            return super().encode(version=version, keep_alive=keep_alive, head_only=head_only)
+        # The common case, a same-origin keep-alive poll: a head made of constant bytes.
+        batch = self.batch
+        return b"%sPushwire-Cursor: %d\r\nContent-Length: %d\r\n\r\n%s" % (
+            _POLL_HEAD,
+            batch.cursor,
+            len(batch.body),
+            batch.body,
+        )
 
 
-def _timers() -> _PollTimers:
-    """The running loop's `_PollTimers` (a new loop, as in tests, gets fresh ones)."""
-    global _current
-    loop = asyncio.get_running_loop()
-    if _current is None or _current.loop is not loop:
-        _current = _PollTimers(loop)
-    return _current
+# The constant start of a poll answer (HTTP/1.1, keep-alive, no CORS).
+_POLL_HEAD: Final = (
+    Response(200, content_type=CONTENT_TYPE, headers=NO_BUFFERING)
+    .encode(version="1.1", keep_alive=True, head_only=True)
+    .removesuffix(b"Content-Length: 0\r\n\r\n")
+)
+
+
+class Polls:
+    """The `polling` and `longpoll` requests of every endpoint, for the sessions of this node.
+
+    Bounds: `max_poll_frames` and `max_write_buffer` bytes queued per client (4001 over
+    them); a client that does not poll within `poll_grace` is closed (4002); a long-poll is
+    held at most `longpoll_timeout`.
+    """
+
+    def __init__(self, hub: Hub, config: Config, sessions: HttpSessions, clock: Clock) -> None:
+        self.hub = hub
+        self.config = config
+        self.sessions = sessions
+        self.clock = clock
+        self.timers = PollTimers(clock)
+        # Poll transports that closed with frames their client has not fetched yet (the
+        # `close` envelope at least), by session id, kept for one poll_grace.
+        self._closed: dict[str, PollTransport] = {}
+
+    def open(
+        self,
+        request: Request,
+        endpoint: Endpoint,
+        kind: str,
+        hello: str,
+        cors: list[tuple[str, str]],
+    ) -> asyncio.Future[Response]:
+        """`GET E/<kind>?hello=…`: a new poll transport whose handler takes `hello`; answered
+        once the welcome (or the refusal) is queued."""
+        transport = self._new_transport(request, endpoint, kind)
+        assert transport.receiver is not None
+        transport.receiver.receive(hello)
+        return self.answer(transport, cors, self.config.longpoll_timeout)
+
+    def find(
+        self, session_id: str, kind: str, cursor: str | None, seq: str | None
+    ) -> tuple[PollTransport, float]:
+        """A poll of a session of this node, from a client here or forwarded: acknowledge
+        what `cursor` (frames) and `seq` (direct messages) say arrived; the transport to take
+        from, and how long to wait for something (longpoll_timeout on `longpoll`).
+
+        Raises:
+            Gone: unknown or expired session.
+            NotConnected: the session is not polling on `kind`.
+            BadRequest: a malformed cursor.
+        """
+        closed = self._closed.pop(session_id, None)
+        if closed is not None:
+            return closed, 0.0
+        handler, transport = self.sessions.find(session_id)
+        if not isinstance(transport, PollTransport) or transport.name != kind:
+            raise NotConnected(f"session is not on the {kind} transport: send hello again")
+        if cursor is not None:
+            if not cursor.isdigit():
+                raise BadRequest(f"invalid cursor {cursor!r}")
+            transport.acknowledge(int(cursor))
+        if seq is not None and seq.isdigit() and handler.session is not None:
+            handler.session.ack(int(seq))
+        return transport, self.config.longpoll_timeout if kind == "longpoll" else 0.0
+
+    def answer(
+        self, transport: PollTransport, cors: list[tuple[str, str]], timeout: float
+    ) -> asyncio.Future[Response]:
+        """The poll's answer, once `transport` has frames (or `timeout` passed). Held (at
+        least until the next loop turn): a future the door answers from when it is
+        resolved, with no task per poll."""
+        held: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._hold(transport, timeout, functools.partial(_answered, held, cors))
+        return held
+
+    def take(self, transport: PollTransport, timeout: float) -> asyncio.Future[PollBatch]:
+        """What a poll forwarded by another node gets (see `answer`)."""
+        held: asyncio.Future[PollBatch] = asyncio.get_running_loop().create_future()
+        self._hold(transport, timeout, functools.partial(_resolve_batch, held))
+        return held
+
+    async def poll_session(
+        self, session_id: str, kind: str, cursor: str | None, seq: str | None
+    ) -> PollBatch:
+        """A poll forwarded by another node for a session of this one (see `find`)."""
+        transport, timeout = self.find(session_id, kind, cursor, seq)
+        return await self.take(transport, timeout)
+
+    def _hold(
+        self, transport: PollTransport, timeout: float, done: Callable[[PollBatch], None]
+    ) -> None:
+        transport.disarm()
+        transport.hold(timeout, functools.partial(self._release, transport, done))
+
+    def _release(self, transport: PollTransport, done: Callable[[PollBatch], None]) -> None:
+        if transport.close_code is None:
+            transport.arm(self.config.poll_grace)
+        done(transport.take())
+
+    def _new_transport(self, request: Request, endpoint: Endpoint, kind: str) -> PollTransport:
+        client = client_info(request, split_transport(request.path)[0])
+
+        def on_close(code: int, reason: str) -> None:
+            handler = transport.receiver
+            if handler is None:
+                return
+            transport.receiver = None
+            # A transport superseded by a resumption (4004) keeps nothing for later polls:
+            # the new connection resumed with its own acknowledgements and positions.
+            session = handler.session if isinstance(handler, EnvelopeHandler) else None
+            if session is not None and code != 4004:
+                self._closed[session.id] = transport
+                self.clock.call_later(self.config.poll_grace, self._closed.pop, session.id, None)
+            handler.closed(code, reason, by_client=False)
+
+        transport = PollTransport(
+            kind,
+            max_frames=self.config.max_poll_frames,
+            max_bytes=self.config.max_write_buffer,
+            on_close=on_close,
+            timers=self.timers,
+        )
+        transport.receiver = EnvelopeHandler(self.hub, endpoint, transport, client)
+        return transport
+
+
+def _answered(
+    held: asyncio.Future[Response], cors: list[tuple[str, str]], batch: PollBatch
+) -> None:
+    if not held.done():
+        held.set_result(PollResponse(batch, cors))
+
+
+def _resolve_batch(held: asyncio.Future[PollBatch], batch: PollBatch) -> None:
+    if not held.done():
+        held.set_result(batch)

@@ -8,7 +8,9 @@ Two framings:
   automatic reconnection sends `Last-Event-ID` and resumes where it stopped. A binary message
   is an event of type `binary` whose data is base64.
 
-Heartbeats are SSE comments (`: hb`), which EventSource ignores.
+Heartbeats are SSE comments (`: hb`), which EventSource ignores. The stream starts with
+`retry:` (the reconnection delay a browser waits). Frames are SSE events; a door that speaks
+HTTP/1.1 puts each in a chunk.
 """
 
 from __future__ import annotations
@@ -18,11 +20,28 @@ from typing import Any, Final
 
 import orjson
 
+from ..endpoint import Endpoint, RawHandler
 from ..envelope import TextFraming
-from ..http.response import chunk
-from ..message import Data, Message
+from ..errors import BadRequest, MethodNotAllowed
+from ..hub import Hub
+from ..message import Data, Message, Position
+from ..web import Request, StreamResponse
+from .base import Transport
+from .http_session import NO_BUFFERING, client_info, envelope_stream, opening_hello
 
-__all__ = ["RAW_SSE_FRAMING", "SSE_FRAMING", "SSE_HEARTBEAT", "parse_last_event_id"]
+__all__ = [
+    "RAW_SSE_FRAMING",
+    "SSE_FRAMING",
+    "SSE_HEARTBEAT",
+    "parse_last_event_id",
+    "raw_sse_stream",
+    "sse_stream",
+]
+
+CONTENT_TYPE: Final = "text/event-stream; charset=utf-8"
+#: Reconnection delay a browser's EventSource is told (milliseconds).
+SSE_RETRY_MS: Final = 2000
+RETRY: Final = b"retry: %d\n\n" % SSE_RETRY_MS
 
 
 class SseFraming(TextFraming):
@@ -30,7 +49,7 @@ class SseFraming(TextFraming):
 
     def wrap(self, payload: bytes) -> bytes:
         # orjson never emits a raw newline, so one data line holds the whole envelope.
-        return chunk(b"data: " + payload + b"\n\n")
+        return b"data: " + payload + b"\n\n"
 
 
 def _event(data: Data, event_id: str | None) -> bytes:
@@ -42,7 +61,7 @@ def _event(data: Data, event_id: str | None) -> bytes:
         # A data line ends at CR, LF or CRLF; each line of the text becomes one data line.
         text = data.replace("\r\n", "\n").replace("\r", "\n")
         lines.extend(b"data: " + line.encode() for line in text.split("\n"))
-    return chunk(b"\n".join(lines) + b"\n\n")
+    return b"\n".join(lines) + b"\n\n"
 
 
 class RawSseFraming:
@@ -60,7 +79,7 @@ class RawSseFraming:
         if fields.get("type") != "gap":
             return b""
         # History no longer reaches back to Last-Event-ID: an event of type "gap" says so.
-        return chunk(b"event: gap\ndata: " + orjson.dumps(fields) + b"\n\n")
+        return b"event: gap\ndata: " + orjson.dumps(fields) + b"\n\n"
 
 
 def parse_last_event_id(value: str | None) -> tuple[str, int] | None:
@@ -75,4 +94,58 @@ def parse_last_event_id(value: str | None) -> tuple[str, int] | None:
 
 SSE_FRAMING: Final = SseFraming()
 RAW_SSE_FRAMING: Final = RawSseFraming()
-SSE_HEARTBEAT: Final = chunk(b": hb\n\n")
+SSE_HEARTBEAT: Final = b": hb\n\n"
+
+
+def sse_stream(
+    hub: Hub, request: Request, endpoint: Endpoint, cors: list[tuple[str, str]]
+) -> StreamResponse:
+    """`GET E/sse?hello=…`: a pushwire.v1 session, an envelope an event."""
+    hello = opening_hello(request, "sse")
+    return envelope_stream(
+        hub,
+        request,
+        endpoint,
+        hello,
+        kind="sse",
+        content_type=CONTENT_TYPE,
+        cors=cors,
+        framing=SSE_FRAMING,
+        heartbeat=SSE_HEARTBEAT,
+        first=RETRY,
+    )
+
+
+def raw_sse_stream(
+    hub: Hub, request: Request, endpoint: Endpoint, cors: list[tuple[str, str]]
+) -> StreamResponse:
+    """`GET /sse/<channel>`: a plain EventSource joins the channel; `Last-Event-ID` (or
+    `?lastEventId=`) resumes after that position.
+
+    Raises:
+        MethodNotAllowed: not GET or HEAD.
+        BadRequest: not HTTP/1.1.
+    """
+    if request.method not in ("GET", "HEAD"):
+        raise MethodNotAllowed(f"{request.path} takes GET, not {request.method}")
+    if request.version != "1.1":
+        raise BadRequest("SSE needs HTTP/1.1 (chunked)")
+    last = parse_last_event_id(
+        request.header("last-event-id") or request.query_param("lastEventId")
+    )
+    client = client_info(request, request.path)
+
+    def make_receiver(transport: Transport) -> RawHandler:
+        handler = RawHandler(hub, endpoint, transport, client)
+        if last is not None:
+            handler.since = Position(*last)
+        return handler
+
+    return StreamResponse(
+        kind="sse",
+        headers=[("Content-Type", CONTENT_TYPE), *NO_BUFFERING, *cors],
+        framing=RAW_SSE_FRAMING,
+        heartbeat=SSE_HEARTBEAT,
+        make_receiver=make_receiver,
+        first=RETRY,
+    )

@@ -1,21 +1,28 @@
-"""The `stream` transport (xhr / fetch streaming): one chunked response, one envelope a line.
+"""The `stream` transport (xhr / fetch streaming): one never-ending response, one envelope a
+line (NDJSON).
 
-The same NDJSON lines, without chunk framing, are what the poll transports return.
-Heartbeats are empty lines, which clients skip.
+The same lines are what the poll transports return, so both share one framing (a door that
+speaks HTTP/1.1 puts each streamed line in a chunk). Heartbeats are empty lines, which clients
+skip.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
+from ..endpoint import Endpoint
 from ..envelope import TextFraming
-from ..http.response import chunk
+from ..hub import Hub
+from ..web import Request, StreamResponse
+from .http_session import envelope_stream, opening_hello
 
-__all__ = ["NDJSON_FRAMING", "STREAM_FRAMING", "STREAM_HEARTBEAT", "StreamFraming"]
+__all__ = ["NDJSON_FRAMING", "STREAM_HEARTBEAT", "NdjsonFraming", "ndjson_stream"]
+
+CONTENT_TYPE: Final = "application/x-ndjson; charset=utf-8"
 
 
 class NdjsonFraming(TextFraming):
-    """One envelope per line (poll responses join these lines)."""
+    """One envelope per line."""
 
     __slots__ = ()
 
@@ -23,15 +30,23 @@ class NdjsonFraming(TextFraming):
         return payload + b"\n"
 
 
-class StreamFraming(TextFraming):
-    """One envelope per line, each line one HTTP/1.1 chunk, flushed as it is written."""
-
-    __slots__ = ()
-
-    def wrap(self, payload: bytes) -> bytes:
-        return chunk(payload + b"\n")
-
-
 NDJSON_FRAMING: Final = NdjsonFraming()
-STREAM_FRAMING: Final = StreamFraming()
-STREAM_HEARTBEAT: Final = chunk(b"\n")
+STREAM_HEARTBEAT: Final = b"\n"
+
+
+def ndjson_stream(
+    hub: Hub, request: Request, endpoint: Endpoint, cors: list[tuple[str, str]]
+) -> StreamResponse:
+    """`GET E/stream?hello=…`: a pushwire.v1 session, an envelope a line."""
+    hello = opening_hello(request, "stream")
+    return envelope_stream(
+        hub,
+        request,
+        endpoint,
+        hello,
+        kind="stream",
+        content_type=CONTENT_TYPE,
+        cors=cors,
+        framing=NDJSON_FRAMING,
+        heartbeat=STREAM_HEARTBEAT,
+    )

@@ -16,30 +16,46 @@ A connection whose first byte is `<` is a Flash policy request: after
 `<policy-file-request/>` and a NUL byte it gets the cross-domain policy (built from the Origin
 allow-list) and a NUL byte, then the socket is closed. No frame can start with `<`: its length
 would be over 1 GiB, far over any bound.
+
+`TcpConnection` is a client on the port: the door hands it the socket once accepted; it
+feeds `TcpParser`, hands envelopes to the client's `Receiver`, sends heartbeats (`{"type":
+"ping"}`), drops a peer that stays silent for `ping_timeout` after one, and bounds a frame's
+arrival by `header_timeout`. It is the hub's `Transport` for that client.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from ..clock import Clock, OneTimer
+from ..config import Config
 from ..envelope import TextFraming, encode_binary_frame_payload, encode_text
-from ..errors import BadRequest, MessageTooLarge
+from ..errors import BadRequest, IncompleteFrame, MessageTooLarge, RemoteError
 from ..message import Data, Message
-from .websocket import LOOPBACK_HOSTS
+from ..origin import LOOPBACK_HOSTS
+from .base import Framing, Receiver
 
 __all__ = [
     "POLICY_REQUEST",
     "TCP_FRAMING",
     "PolicyRequest",
+    "TcpConnection",
     "TcpFrame",
     "TcpParser",
     "frame_tcp",
     "policy_file",
 ]
 
+log = logging.getLogger("pushwire.tcp")
+
+#: Room for the envelope around a message of `max_message` bytes.
+ENVELOPE_ALLOWANCE: Final = 64 * 1024
 TEXT: Final = 1
 BINARY: Final = 2
 POLICY_REQUEST: Final = b"<policy-file-request/>\x00"
@@ -175,3 +191,140 @@ def policy_file(allowed_origins: frozenset[str], port: int) -> bytes:
         "</cross-domain-policy>",
     ]
     return "\n".join(lines).encode() + b"\x00"
+
+
+class TcpConnection(OneTimer, asyncio.Protocol):
+    """A native client on the TCP port (see the module docstring)."""
+
+    name = "tcp"
+    framing: Framing = TCP_FRAMING
+    __slots__ = (
+        "awaiting_reply",
+        "closed",
+        "config",
+        "on_lost",
+        "parser",
+        "policy",
+        "receiver",
+        "socket",
+    )
+
+    def __init__(
+        self,
+        socket: asyncio.Transport,
+        *,
+        config: Config,
+        clock: Clock,
+        policy_file: bytes,
+        on_lost: Callable[[TcpConnection], object],
+    ) -> None:
+        self._init_timer(clock)
+        self.socket = socket
+        self.config = config
+        self.policy = policy_file
+        self.on_lost = on_lost
+        self.parser = TcpParser(config.max_message + ENVELOPE_ALLOWANCE)
+        self.receiver: Receiver | None = None
+        self.awaiting_reply = False
+        self.closed = False
+
+    def start(self, receiver: Receiver) -> None:
+        """The door accepted the connection: `receiver` takes the client's envelopes."""
+        self.receiver = receiver
+        self.socket.set_write_buffer_limits(high=self.config.max_write_buffer)
+        self._heartbeat_later()
+
+    # -- asyncio.Protocol (after the door's set_protocol) -----------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        self.awaiting_reply = False
+        try:
+            self.parser.receive_data(data)
+        except RemoteError as exc:
+            self._refuse(exc)
+            return
+        for event in self.parser.events_received():
+            if isinstance(event, PolicyRequest):
+                self.socket.write(self.policy)
+                self._end()
+                return
+            if self.receiver is not None:
+                self.receiver.receive(event.data)
+        if self.parser.incomplete:
+            self._set_timer(self.config.header_timeout, self._frame_timeout)
+        else:
+            self._heartbeat_later()
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._cancel_timer()
+        receiver, self.receiver = self.receiver, None
+        if receiver is not None:
+            receiver.closed(1006, "connection lost", by_client=False)
+        self.on_lost(self)
+
+    def pause_writing(self) -> None:
+        asyncio.get_running_loop().call_soon(
+            self.close, 4001, f"slow consumer (> {self.config.max_write_buffer} bytes queued)"
+        )
+
+    # -- Transport contract -----------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if not self.closed and data:
+            self.socket.write(data)
+
+    def close(self, code: int, reason: str) -> None:
+        """Send a `close` envelope, then close the socket; the session stays resumable."""
+        if self.closed:
+            return
+        self.write(TCP_FRAMING.frame_control({"type": "close", "code": code, "reason": reason}))
+        self._end()
+        receiver, self.receiver = self.receiver, None
+        if receiver is not None:
+            receiver.closed(code, reason, by_client=False)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _end(self) -> None:
+        self.closed = True
+        self._cancel_timer()
+        self.socket.close()
+
+    def _refuse(self, exc: RemoteError) -> None:
+        error = {"type": "error", "code": exc.error_code, "message": str(exc)}
+        self.socket.write(TCP_FRAMING.wrap(encode_text(error)))
+        self.close(exc.close_code, str(exc)[:120])
+
+    def _frame_timeout(self) -> None:
+        timeout = self.config.header_timeout
+        got = self.parser.incomplete
+        message = f"incomplete frame: {got} bytes, then nothing for {timeout} s"
+        self._refuse(IncompleteFrame(message))
+
+    def _heartbeat_later(self) -> None:
+        self._set_timer(self.config.heartbeat_interval, self._heartbeat)
+
+    def _heartbeat(self) -> None:
+        if self.closed:
+            return
+        if self.awaiting_reply:
+            log.debug("tcp peer silent after a ping, dropping it")
+            self.socket.abort()
+            return
+        self.awaiting_reply = True
+        self.write(TCP_FRAMING.frame_control({"type": "ping"}))
+        self._set_timer(self.config.ping_timeout, self._heartbeat)
+
+    # -- the door's ---------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        self.close(1001, "server shutting down")
+
+    def abort(self) -> None:
+        self.socket.abort()

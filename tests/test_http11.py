@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pushwire.http.response import CHUNKED_END, chunk, response_head, simple_response
+from pushwire.http11 import CHUNKED_END, chunk, response_head, simple_response
 
 
 def test_an_http_11_response_head_with_a_length() -> None:

@@ -1,4 +1,4 @@
-"""HTTP/1.x response bytes: status line and headers, fixed-length bodies, chunked streaming."""
+"""HTTP/1.x wire bytes: status line and headers, fixed-length bodies, chunked streaming. Pure."""
 
 from __future__ import annotations
 

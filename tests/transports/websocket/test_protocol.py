@@ -1,4 +1,4 @@
-"""The WebSocket transport without sockets: literal bytes in, events and bytes out."""
+"""The open WebSocket connection without sockets: literal bytes in, events and bytes out."""
 
 from __future__ import annotations
 
@@ -7,18 +7,12 @@ import struct
 
 import pytest
 
-from pushwire.errors import BadRequest, Forbidden, MethodNotAllowed, UpgradeRequired
-from pushwire.http.parser import Request
-from pushwire.transports.websocket import (
-    OriginPolicy,
+from pushwire.transports.websocket.protocol import (
     WebSocketClosed,
     WebSocketConnection,
     WebSocketMessage,
     WebSocketPing,
     WebSocketPong,
-    accept_handshake,
-    frame_binary,
-    frame_text,
 )
 
 MASK = b"\x37\xfa\x21\x3d"
@@ -29,88 +23,6 @@ def masked(first_byte: int, payload: bytes) -> bytes:
     assert len(payload) < 126
     body = bytes(b ^ MASK[i % 4] for i, b in enumerate(payload))
     return bytes([first_byte, 0x80 | len(payload)]) + MASK + body
-
-
-def upgrade(**headers: str) -> Request:
-    base = {
-        "host": "example.com",
-        "upgrade": "websocket",
-        "connection": "Upgrade",
-        "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
-        "sec-websocket-version": "13",
-    }
-    base.update({k.replace("_", "-"): v for k, v in headers.items()})
-    return Request("GET", "/chat", "", "1.1", list(base.items()), keep_alive=True, upgrade=True)
-
-
-POLICY = OriginPolicy()
-
-
-def test_the_handshake_answer_is_byte_exact() -> None:
-    result = accept_handshake(upgrade(), policy=POLICY, subprotocols=["pushwire.v1"])
-    assert result.response == (
-        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
-    )
-    assert result.subprotocol is None
-
-
-def test_the_server_preference_picks_the_subprotocol() -> None:
-    request = upgrade(sec_websocket_protocol="chat, superchat")
-    result = accept_handshake(request, policy=POLICY, subprotocols=["superchat", "chat"])
-    assert result.subprotocol == "superchat"
-    assert b"\r\nSec-WebSocket-Protocol: superchat\r\n" in result.response
-
-
-@pytest.mark.parametrize(
-    ("request_", "error", "message"),
-    [
-        (
-            upgrade(sec_websocket_version="12"),
-            UpgradeRequired,
-            "unsupported Sec-WebSocket-Version 12",
-        ),
-        (upgrade(upgrade="h2c"), BadRequest, "missing or invalid Upgrade header"),
-        (upgrade(sec_websocket_key="AAAA"), BadRequest, "invalid Sec-WebSocket-Key 'AAAA'"),
-        (upgrade(origin="https://evil.example"), Forbidden, "origin 'https://evil.example'"),
-    ],
-)
-def test_bad_handshakes_raise_the_error_of_their_status(
-    request_: Request, error: type[Exception], message: str
-) -> None:
-    with pytest.raises(error, match=message):
-        accept_handshake(request_, policy=POLICY, subprotocols=[])
-
-
-def test_a_post_upgrade_is_not_allowed() -> None:
-    request = upgrade()
-    request.method = "POST"
-    with pytest.raises(MethodNotAllowed):
-        accept_handshake(request, policy=POLICY, subprotocols=[])
-
-
-@pytest.mark.parametrize(
-    ("origin", "host", "allowed"),
-    [
-        (None, "example.com", True),
-        ("http://example.com", "example.com", True),
-        ("http://example.com:81", "example.com", False),
-        ("http://localhost:5173", "example.com", True),
-        ("http://[::1]:8080", "example.com", True),
-        ("http://127.0.0.1", "example.com", True),
-        ("http://127.0.0.1.evil.example", "example.com", False),
-        ("null", "example.com", False),
-    ],
-)
-def test_the_origin_policy(origin: str | None, host: str, allowed: bool) -> None:
-    assert OriginPolicy().allows(origin, host) is allowed
-
-
-def test_frames_use_the_shortest_length_encoding() -> None:
-    assert frame_text(b"x" * 125)[:2] == b"\x81\x7d"
-    assert frame_text(b"x" * 126)[:4] == b"\x81\x7e\x00\x7e"
-    assert frame_binary(b"x" * 65535)[:4] == b"\x82\x7e\xff\xff"
-    assert frame_binary(b"x" * 65536)[:10] == b"\x82\x7f" + struct.pack("!Q", 65536)
 
 
 def test_a_masked_text_frame_becomes_a_text_message() -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pushwire.errors import BadRequest, BodyTooLarge, HeadersTooLarge
-from pushwire.http.parser import Request, RequestParser
+from pushwire.server.parser import RequestParser
+from pushwire.web import Request
 
 
 def parser(max_header_bytes: int = 16384, max_body_bytes: int = 1024) -> RequestParser:

@@ -1,195 +1,36 @@
-"""The WebSocket transport (RFC 6455), sans-I/O.
+"""An open server-side WebSocket connection (RFC 6455), sans-I/O.
 
-Three pieces, none of which touches a socket:
-
-- `accept_handshake()` checks an upgrade request (RFC 6455 4.2.1) and builds the 101 answer,
-  or raises the error whose status the client must get (400, 403, 426).
-- `WebSocketConnection` wraps `websockets`' `ServerProtocol` for the open connection: bytes in,
-  whole messages out, with reassembly of fragments and fail-fast UTF-8 checking of text, and
-  each Ping's Pong as an event in stream order (so it goes out before the answer to a message
-  that completed after the Ping).
-- `frame_text()` / `frame_binary()` frame a payload once; fan-out writes those same bytes to
-  every subscriber. No extension is ever negotiated, so a frame is valid on any connection.
+`WebSocketConnection` wraps `websockets`' `ServerProtocol` for the open connection: bytes in,
+whole messages out, with reassembly of fragments and fail-fast UTF-8 checking of text, and
+each Ping's Pong as an event in stream order (so it goes out before the answer to a message
+that completed after the Ping).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import codecs
-import struct
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final, cast
-from urllib.parse import urlsplit
+from typing import cast
 
 from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN, State
 from websockets.server import ServerProtocol
-from websockets.utils import accept_key
 
 try:  # websockets' C helper; its pure-Python twin is the fallback it ships with
     from websockets.speedups import apply_mask
 except ImportError:  # pragma: no cover - a websockets build without its C extension
     from websockets.utils import apply_mask
 
-from ..envelope import channel_message_fields, encode_binary_frame_payload, encode_text
-from ..errors import BadRequest, Forbidden, MethodNotAllowed, UpgradeRequired
-from ..http.parser import Request
-from ..message import Data, Message
+from .framing import frame as make_frame
 
 __all__ = [
-    "ENVELOPE_FRAMING",
-    "RAW_FRAMING",
-    "EnvelopeFraming",
-    "Handshake",
-    "OriginPolicy",
-    "RawFraming",
     "WebSocketClosed",
     "WebSocketConnection",
+    "WebSocketEvent",
     "WebSocketMessage",
     "WebSocketPing",
     "WebSocketPong",
-    "accept_handshake",
-    "frame_binary",
-    "frame_data",
-    "frame_text",
 ]
-
-LOOPBACK_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
-
-
-# -- framing: pure functions, called once per message per framing ------------------------
-
-
-def _frame(first_byte: int, payload: bytes) -> bytes:
-    length = len(payload)
-    if length < 126:
-        return bytes((first_byte, length)) + payload
-    if length < 65536:
-        return struct.pack("!BBH", first_byte, 126, length) + payload
-    return struct.pack("!BBQ", first_byte, 127, length) + payload
-
-
-# The 2-byte headers of short text and binary frames, made once: building one per message
-# took a tuple and a bytes object (about 110 ns of the ~200 ns a frame took).
-_TEXT_HEADERS: Final = [bytes((0x81, length)) for length in range(126)]
-_BINARY_HEADERS: Final = [bytes((0x82, length)) for length in range(126)]
-
-
-def frame_text(payload: bytes) -> bytes:
-    """An unmasked, unfragmented text frame (FIN + opcode 1) holding UTF-8 `payload`."""
-    length = len(payload)
-    return _TEXT_HEADERS[length] + payload if length < 126 else _frame(0x81, payload)
-
-
-def frame_binary(payload: bytes) -> bytes:
-    """An unmasked, unfragmented binary frame (FIN + opcode 2)."""
-    length = len(payload)
-    return _BINARY_HEADERS[length] + payload if length < 126 else _frame(0x82, payload)
-
-
-# -- the opening handshake -----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class OriginPolicy:
-    """Which browser origins may open a connection.
-
-    Allowed: no Origin header (not a browser), the server's own origin (same host and port as
-    the request's Host), loopback origins on any port, and `allowed` ("*" allows all).
-    """
-
-    allowed: frozenset[str] = frozenset()
-
-    def allows(self, origin: str | None, host: str | None, *, any_origin: bool = False) -> bool:
-        if origin is None or any_origin or "*" in self.allowed:
-            return True
-        origin = origin.strip().lower().rstrip("/")
-        if origin in self.allowed:
-            return True
-        if origin == "null":
-            return False
-        parts = urlsplit(origin)
-        netloc = parts.netloc
-        hostname = netloc.rsplit(":", 1)[0] if not netloc.endswith("]") else netloc
-        if hostname in LOOPBACK_HOSTS:
-            return True
-        return host is not None and netloc == host.strip().lower()
-
-
-@dataclass(frozen=True, slots=True)
-class Handshake:
-    """An accepted upgrade: the 101 response bytes and the chosen subprotocol (or None)."""
-
-    response: bytes
-    subprotocol: str | None
-
-
-def _tokens(values: list[str]) -> list[str]:
-    return [token.strip().lower() for value in values for token in value.split(",")]
-
-
-def accept_handshake(
-    request: Request,
-    *,
-    policy: OriginPolicy,
-    subprotocols: Sequence[str],
-    any_origin: bool = False,
-) -> Handshake:
-    """Validate a WebSocket upgrade request and build the 101 answer.
-
-    `subprotocols` is the server's list in its order of preference: the first one the client
-    also offered is chosen (RFC 6455 4.2.2 leaves the choice to the server).
-
-    Raises:
-        MethodNotAllowed: not GET (405).
-        BadRequest: a header RFC 6455 4.2.1 requires is missing or wrong (400).
-        UpgradeRequired: `Sec-WebSocket-Version` is not 13 (426, RFC 6455 4.4).
-        Forbidden: the Origin is not allowed (403).
-    """
-    if request.method != "GET":
-        raise MethodNotAllowed(f"a WebSocket handshake must be GET, not {request.method}")
-    if request.version != "1.1":
-        raise BadRequest(f"a WebSocket handshake needs HTTP/1.1, not HTTP/{request.version}")
-    if request.header("host") is None:
-        raise BadRequest("missing Host header")
-    if "websocket" not in _tokens(request.header_values("upgrade")):
-        raise BadRequest("missing or invalid Upgrade header: expected websocket")
-    if "upgrade" not in _tokens(request.header_values("connection")):
-        raise BadRequest("missing or invalid Connection header: expected Upgrade")
-    versions = request.header_values("sec-websocket-version")
-    if versions != ["13"]:
-        got = ", ".join(versions) or "none"
-        raise UpgradeRequired(f"unsupported Sec-WebSocket-Version {got}: only 13 is supported")
-    keys = request.header_values("sec-websocket-key")
-    if len(keys) != 1:
-        raise BadRequest("missing or repeated Sec-WebSocket-Key header")
-    try:
-        raw_key = base64.b64decode(keys[0].encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError):
-        raw_key = b""
-    if len(raw_key) != 16:
-        raise BadRequest(f"invalid Sec-WebSocket-Key {keys[0]!r}: must be 16 base64 bytes")
-    origin = request.header("origin")
-    if not policy.allows(origin, request.header("host"), any_origin=any_origin):
-        raise Forbidden(f"origin {origin!r} is not allowed")
-
-    offered = [t for t in _tokens(request.header_values("sec-websocket-protocol")) if t]
-    chosen = next((name for name in subprotocols if name.lower() in offered), None)
-    lines = [
-        "HTTP/1.1 101 Switching Protocols",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        f"Sec-WebSocket-Accept: {accept_key(keys[0])}",
-    ]
-    if chosen is not None:
-        lines.append(f"Sec-WebSocket-Protocol: {chosen}")
-    lines.append("\r\n")
-    return Handshake("\r\n".join(lines).encode("latin-1"), chosen)
-
-
-# -- the open connection --------------------------------------------------------------------
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs more, per message
@@ -408,7 +249,7 @@ class WebSocketConnection:
                 self._parts = self._decoder = None
                 events.append(WebSocketMessage(payload.decode() if text else payload))
         elif opcode is Opcode.PING:
-            events.append(WebSocketPing(_frame(0x8A, data)))
+            events.append(WebSocketPing(make_frame(0x8A, data)))
         elif opcode is Opcode.PONG:
             events.append(WebSocketPong(data))
         elif opcode is Opcode.CLOSE and not self._reported_close:
@@ -439,52 +280,3 @@ class WebSocketConnection:
         if not self._reported_close:
             self._reported_close = True
             events.append(WebSocketClosed(1007, reason))
-
-
-# -- framings: how hub events look on a WebSocket ------------------------------------------
-
-
-class RawFraming:
-    """Raw mode: each message is one WebSocket message, text or binary, no envelope."""
-
-    __slots__ = ()
-
-    def frame_message(self, message: Message) -> bytes:
-        return frame_data(message.data)
-
-    def frame_direct(self, seq: int, data: Data) -> bytes:
-        return frame_data(data)
-
-    def frame_control(self, fields: dict[str, Any]) -> bytes:
-        return b""
-
-
-class EnvelopeFraming:
-    """pushwire.v1 over WebSocket: JSON text frames; binary data in binary frames."""
-
-    __slots__ = ()
-
-    def frame_message(self, message: Message) -> bytes:
-        fields = channel_message_fields(message.channel, message.epoch, message.offset)
-        return self._frame(fields, message.data)
-
-    def frame_direct(self, seq: int, data: Data) -> bytes:
-        return self._frame({"type": "message", "seq": seq}, data)
-
-    def frame_control(self, fields: dict[str, Any]) -> bytes:
-        return frame_text(encode_text(fields))
-
-    @staticmethod
-    def _frame(fields: dict[str, Any], data: Data) -> bytes:
-        if isinstance(data, bytes):
-            return frame_binary(encode_binary_frame_payload(fields, data))
-        return frame_text(encode_text(fields, data))
-
-
-def frame_data(data: Data) -> bytes:
-    """Raw mode: `str` as a text frame, `bytes` as a binary frame."""
-    return frame_binary(data) if isinstance(data, bytes) else frame_text(data.encode())
-
-
-RAW_FRAMING: Final = RawFraming()
-ENVELOPE_FRAMING: Final = EnvelopeFraming()

@@ -15,49 +15,9 @@ from urllib.parse import unquote
 import httptools
 
 from ..errors import BadRequest, BodyTooLarge, HeadersTooLarge
+from ..web import Request
 
-__all__ = ["Request", "RequestParser"]
-
-
-@dataclass(slots=True)
-class Request:
-    """One complete HTTP request.
-
-    `headers` keeps the order and repetitions of the wire, names in lower case.
-    `upgrade_data` holds the bytes that followed an Upgrade request (already the new protocol).
-    """
-
-    method: str
-    path: str
-    query: str
-    version: str
-    headers: list[tuple[str, str]]
-    keep_alive: bool
-    body: bytes = b""
-    upgrade: bool = False
-    upgrade_data: bytes = b""
-    raw_target: str = ""
-
-    def header(self, name: str, default: str | None = None) -> str | None:
-        """The first value of header `name` (lower case), or `default`."""
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return default
-
-    def header_values(self, name: str) -> list[str]:
-        """Every value of header `name`, in wire order."""
-        return [value for key, value in self.headers if key == name]
-
-    def query_param(self, name: str) -> str | None:
-        """The first value of query parameter `name`, percent-decoded."""
-        for part in self.query.split("&"):
-            key, _, value = part.partition("=")
-            if key == name or ("%" in key and unquote(key) == name):
-                if "%" in value or "+" in value:
-                    return unquote(value.replace("+", " "))
-                return value  # nothing to decode (the common case: skip unquote's cost)
-        return None
+__all__ = ["RequestParser"]
 
 
 @dataclass(slots=True)

@@ -1,0 +1,102 @@
+"""The HTTP API: publish to a channel and send to a user from any backend.
+
+| request | |
+|---|---|
+| `POST /api/publish/<channel>` | publish the body; answers the message's position |
+| `POST /api/send/<user>` | send the body to every session of the user, on every node |
+| `GET /api/stats` | counters: connections, sessions, messages |
+
+A body is text (UTF-8), or binary when sent as `application/octet-stream`.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from .config import Config
+from .errors import BadRequest, MessageTooLarge, MethodNotAllowed, NotFound
+from .hub import Hub
+from .message import Data
+from .origin import OriginPolicy
+from .web import Request, Response
+
+__all__ = ["HttpApi"]
+
+
+class HttpApi:
+    """`POST /api/publish/<channel>` and `POST /api/send/<user>` (see the module docstring)."""
+
+    def __init__(self, hub: Hub, config: Config, policy: OriginPolicy) -> None:
+        self.hub = hub
+        self.config = config
+        self.policy = policy
+
+    async def handle(self, request: Request) -> Response:
+        """Answer a request under `/api/` other than `/api/stats`.
+
+        Raises:
+            MethodNotAllowed: not POST.
+            NotFound: no such call.
+            Forbidden: the Origin is not allowed.
+            BadRequest, MessageTooLarge: the body is not a message.
+            Unavailable: the broker cannot take it now.
+        """
+        path = request.path
+        if request.method != "POST":
+            raise MethodNotAllowed(f"{path} takes POST, not {request.method}", "POST, OPTIONS")
+        if path.startswith("/api/publish/"):
+            return await self._publish(request, path[len("/api/publish/") :])
+        if path.startswith("/api/send/"):
+            return await self._send(request, path[len("/api/send/") :])
+        raise NotFound(f"no such path {path}")
+
+    def stats(self, counters: dict[str, int]) -> Response:
+        return Response(200, orjson.dumps(counters), content_type="application/json")
+
+    def _body(self, request: Request) -> Data:
+        """The body as text or, for application/octet-stream, binary; bounded by
+        `max_message`."""
+        content_type = (request.header("content-type") or "").split(";")[0].strip().lower()
+        data: Data
+        if content_type == "application/octet-stream":
+            data = request.body
+        else:
+            try:
+                data = request.body.decode()
+            except UnicodeDecodeError as exc:
+                raise BadRequest(
+                    f"body is not valid UTF-8 at byte {exc.start}; "
+                    "send binary as application/octet-stream"
+                ) from None
+        if len(data) > self.config.max_message:
+            raise MessageTooLarge(
+                f"message over size limit ({len(data)} > {self.config.max_message} bytes)"
+            )
+        return data
+
+    async def _send(self, request: Request, user: str) -> Response:
+        """A direct message to every session of `user` on every node. The answer says how
+        many nodes received it and, with the in-memory broker (one process), how many
+        sessions."""
+        if not user:
+            raise BadRequest("missing user id")
+        cors = self._cors(request)
+        data = self._body(request)
+        answer: dict[str, object] = {"user": user}
+        if self.hub.spans_nodes:
+            answer["nodes"] = await self.hub.send_everywhere(user, data)
+        else:
+            sessions = self.hub.send(user, data)
+            answer.update(nodes=1 if sessions else 0, sessions=sessions)
+        return Response(200, orjson.dumps(answer), content_type="application/json", headers=cors)
+
+    async def _publish(self, request: Request, channel: str) -> Response:
+        self.hub.check_channel(channel)
+        cors = self._cors(request)
+        data = self._body(request)
+        message = await self.hub.publish(channel, data)
+        answer = {"channel": message.channel, "epoch": message.epoch, "offset": message.offset}
+        return Response(200, orjson.dumps(answer), content_type="application/json", headers=cors)
+
+    def _cors(self, request: Request) -> list[tuple[str, str]]:
+        return self.policy.cors_headers(request.header("origin"), request.header("host"))

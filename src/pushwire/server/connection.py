@@ -1,0 +1,367 @@
+"""One client TCP connection speaking HTTP/1.x: requests in, answers out, until it closes, is
+taken over by a WebSocket, or carries a never-ending answer.
+
+`HttpConnection` (an `asyncio.Protocol`) feeds the bytes to the sans-I/O `RequestParser`,
+hands each request to the app, and writes the answer: at once, when an awaitable resolves
+(a long-poll, a publish), or as a stream (`HttpStream`). It keeps the connection's one timer:
+header timeout, body timeout, keep-alive idle timeout, a stream's heartbeat. Pipelined
+requests are answered in order; a request that cannot be parsed is answered (after those
+before it) and the connection closed.
+
+An accepted WebSocket upgrade hands the socket over: after the 101 the connection's asyncio
+protocol is the WebSocket transport (`transports.websocket.connection`), and this object is
+gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import Awaitable
+from typing import Protocol, cast
+
+from ..clock import Clock, OneTimer
+from ..config import Config
+from ..errors import PushwireError, RemoteError
+from ..http11 import chunk, response_head, simple_response
+from ..transports.websocket.connection import PingSweep, WebSocketTransport
+from ..transports.websocket.framing import ENVELOPE_FRAMING, RAW_FRAMING
+from ..transports.websocket.handshake import switching_protocols
+from ..web import Application, Request, Response, StreamResponse
+from .parser import RequestParser
+from .stream import HttpStream
+
+__all__ = ["Door", "HttpConnection", "Served"]
+
+log = logging.getLogger("pushwire.server")
+
+
+class Door:
+    """What every connection of one server shares: the app, the settings and the clock; the
+    open connections (each has `shutdown()` and `abort()`), counted against
+    `max_connections`; the background tasks of their answers; the WebSocket ping sweep."""
+
+    def __init__(self, app: Application, config: Config, clock: Clock) -> None:
+        self.app = app
+        self.config = config
+        self.clock = clock
+        self.pings = PingSweep(config, clock)
+        self.connections: set[Served] = set()
+        self.accepted = 0  # connections accepted since start
+        self.shutting_down = False
+        self._tasks: set[asyncio.Future[None]] = set()
+        self._drained: asyncio.Event | None = None
+
+    @property
+    def open_connections(self) -> int:
+        return len(self.connections)
+
+    def opened(self, connection: Served) -> bool:
+        """A connection was accepted; False when it must be refused (over
+        `max_connections`, or shutting down). It counts until `closed` either way."""
+        self.connections.add(connection)
+        self.accepted += 1
+        return len(self.connections) <= self.config.max_connections and not self.shutting_down
+
+    def closed(self, connection: object) -> None:
+        """A connection is gone."""
+        self.connections.discard(connection)
+        if self._drained is not None and not self.connections:
+            self._drained.set()
+
+    def handed_over(self, old: Served, new: Served) -> None:
+        """`new` carries on the connection of `old` (a WebSocket after its upgrade)."""
+        self.connections.discard(old)
+        self.connections.add(new)
+
+    def track(self, task: asyncio.Future[None]) -> None:
+        """Keep a background task alive until it ends."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self, timeout: float) -> int:
+        """Wait up to `timeout` for every connection to close; how many are left."""
+        if self.connections:
+            self._drained = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), timeout)
+        return len(self.connections)
+
+
+class Served(Protocol):
+    """A connection a server keeps track of (HTTP, WebSocket, TCP)."""
+
+    def shutdown(self) -> None:
+        """Close politely: what is in flight finishes, clients are told to come back."""
+
+    def abort(self) -> None:
+        """Drop the connection now."""
+
+
+class HttpConnection(OneTimer, asyncio.Protocol):
+    """One client TCP connection: HTTP/1.x requests (see the module docstring)."""
+
+    __slots__ = (
+        "busy",
+        "closing",
+        "door",
+        "parser",
+        "queued",
+        "refusal",
+        "remote",
+        "stream",
+        "transport",
+    )
+
+    def __init__(self, door: Door) -> None:
+        self._init_timer(door.clock)
+        self.door = door
+        config = door.config
+        self.transport: asyncio.Transport | None = None
+        self.parser: RequestParser | None = RequestParser(
+            config.max_header_bytes, config.max_body_bytes
+        )
+        self.busy = False  # an answer is being produced asynchronously
+        self.queued: list[Request] = []
+        # A bad request's answer, written once the requests before it are answered.
+        self.refusal: tuple[int, str] | None = None
+        self.closing = False
+        self.remote: str | None = None
+        self.stream: HttpStream | None = None
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but have its interface.
+        transport = cast(asyncio.Transport, transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else None
+        config = self.door.config
+        if not self.door.opened(self):
+            self._refuse(503, f"too many connections (> {config.max_connections})")
+            return
+        transport.set_write_buffer_limits(high=config.max_write_buffer)
+        self._set_timer(config.keepalive_timeout, self._idle_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        parser = self.parser
+        if parser is None or self.closing:
+            return
+        config = self.door.config
+        was_idle = not parser.in_request
+        was_in_head = parser.in_head
+        try:
+            parser.receive_data(data)
+        except RemoteError as exc:
+            # Requests completed before the bad one are answered first, then the refusal.
+            self.refusal = (exc.http_status, str(exc))
+            self.queued.extend(parser.events_received())
+            self._run_queue()
+            return
+        if was_idle and parser.in_head:
+            self._set_timer(config.header_timeout, self._header_timeout)
+        elif (was_idle or was_in_head) and parser.in_request and not parser.in_head:
+            # The head is complete, the body is not: bound the body's arrival too.
+            self._set_timer(config.body_timeout, self._body_timeout)
+        requests = parser.events_received()
+        if requests:
+            self._disarm_timer()
+            self.queued.extend(requests)
+            self._run_queue()
+            if len(self.queued) >= config.max_pipelined and self.transport is not None:
+                self.transport.pause_reading()  # resumed once the queue is answered
+
+    def eof_received(self) -> bool | None:
+        return None  # let asyncio close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timer()
+        if self.stream is not None:
+            self.stream.lost()
+        self.door.closed(self)
+
+    def pause_writing(self) -> None:
+        pass  # an answer is bounded by its request; streams are bounded by their transport
+
+    def resume_writing(self) -> None:
+        pass
+
+    # -- requests -------------------------------------------------------------------------------
+
+    def _run_queue(self) -> None:
+        app = self.door.app
+        while self.queued and not self.busy and not self.closing:
+            request = self.queued.pop(0)
+            request.remote = self.remote
+            if request.upgrade and (request.header("upgrade") or "").lower() == "websocket":
+                self._upgrade(request)
+                return
+            try:
+                result = app.handle_http(request)
+            except PushwireError as exc:
+                result = self._error_response(request, exc)
+            if isinstance(result, Response):
+                self._respond(request, result)
+            elif isinstance(result, StreamResponse):
+                self._start_stream(request, result)
+                return
+            elif isinstance(result, asyncio.Future):
+                # A held answer (long-poll): respond when it is resolved, with no task.
+                self.busy = True
+                result.add_done_callback(functools.partial(self._respond_held, request))
+            else:
+                self.busy = True
+                self.door.track(asyncio.ensure_future(self._respond_later(request, result)))
+        if self.refusal is not None and not self.queued and not self.busy and not self.closing:
+            status, message = self.refusal
+            self._refuse(status, message)
+            return
+        if not self.queued and not self.busy and not self.closing:
+            if self.transport is not None and not self.transport.is_reading():
+                self.transport.resume_reading()
+            self._set_timer(self.door.config.keepalive_timeout, self._idle_timeout)
+
+    async def _respond_later(self, request: Request, result: Awaitable[Response]) -> None:
+        try:
+            response = await result
+        except PushwireError as exc:
+            response = self._error_response(request, exc)
+        except Exception:
+            log.exception("request handler failed: %s %s", request.method, request.path)
+            response = self._error_response(request, PushwireError("internal error"))
+        self._respond_after_wait(request, response)
+
+    def _respond_held(self, request: Request, held: asyncio.Future[Response]) -> None:
+        try:
+            response = held.result()
+        except PushwireError as exc:
+            response = self._error_response(request, exc)
+        except (Exception, asyncio.CancelledError):
+            log.exception("request handler failed: %s %s", request.method, request.path)
+            response = self._error_response(request, PushwireError("internal error"))
+        self._respond_after_wait(request, response)
+
+    def _respond_after_wait(self, request: Request, response: Response) -> None:
+        self.busy = False
+        self._respond(request, response)
+        self._run_queue()
+
+    def _respond(self, request: Request, response: Response) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        keep_alive = self.keep_alive(request)
+        transport.write(
+            response.encode(
+                version="1.0" if request.version == "1.0" else "1.1",
+                keep_alive=keep_alive,
+                head_only=request.method == "HEAD",
+            )
+        )
+        if not keep_alive:
+            self.closing = True
+            transport.close()
+
+    def keep_alive(self, request: Request) -> bool:
+        """Whether the connection stays open after answering `request`."""
+        return request.keep_alive and not self.door.shutting_down and not request.upgrade
+
+    def _error_response(self, request: Request, exc: PushwireError) -> Response:
+        return self.door.app.error_response(request, exc)
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer a request we could not parse, then close: the stream is not trustworthy."""
+        self.closing = True
+        self._cancel_timer()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(simple_response(status, message + "\n", keep_alive=False))
+            self.transport.close()
+
+    def _header_timeout(self) -> None:
+        timeout = self.door.config.header_timeout
+        self._refuse(408, f"request head not received within {timeout} s")
+
+    def _body_timeout(self) -> None:
+        timeout = self.door.config.body_timeout
+        self._refuse(408, f"request body not received within {timeout} s")
+
+    def _idle_timeout(self) -> None:
+        if self.transport is not None and not self.busy:
+            self.closing = True
+            self.transport.close()
+
+    # -- never-ending answers (stream, sse, iframe) -----------------------------------------------
+
+    def _start_stream(self, request: Request, start: StreamResponse) -> None:
+        """The answer never ends: from now on this connection carries one client's stream."""
+        transport = self.transport
+        assert transport is not None
+        self.parser = None
+        self._cancel_timer()
+        transport.write(response_head(start.status, start.headers, length=None))
+        stream = self.stream = HttpStream(
+            transport,
+            kind=start.kind,
+            framing=start.framing,
+            heartbeat=start.heartbeat,
+            max_bytes=start.max_bytes,
+        )
+        if start.first:
+            transport.write(chunk(start.first))
+        opening = stream.start(start.make_receiver, start.hello)
+        if opening is not None:
+            self.door.track(asyncio.ensure_future(stream.run_opening(opening)))
+        self._set_timer(self.door.config.heartbeat_interval, self._heartbeat)
+
+    def _heartbeat(self) -> None:
+        stream = self.stream
+        if stream is None or stream.done:
+            return
+        stream.heartbeat()
+        self._set_timer(self.door.config.heartbeat_interval, self._heartbeat)
+
+    # -- WebSocket ------------------------------------------------------------------------------
+
+    def _upgrade(self, request: Request) -> None:
+        """Hand the socket to an open WebSocket, or answer why not."""
+        door = self.door
+        transport = self.transport
+        assert transport is not None
+        try:
+            accept = door.app.websocket(request)
+        except PushwireError as exc:
+            self._respond(request, self._error_response(request, exc))
+            self.closing = True
+            transport.close()
+            return
+        self.parser = None
+        self.closing = True
+        self._cancel_timer()
+        websocket = WebSocketTransport(
+            transport,
+            framing=ENVELOPE_FRAMING if accept.envelope else RAW_FRAMING,
+            config=door.config,
+            clock=door.clock,
+            pings=door.pings,
+            on_lost=door.closed,
+            remote=self.remote,
+        )
+        transport.write(switching_protocols(request, accept.subprotocol))
+        transport.set_protocol(websocket)
+        door.handed_over(self, websocket)
+        websocket.start(accept.make_receiver, request.upgrade_data)
+
+    def shutdown(self) -> None:
+        """Server shutdown: a stream gets a `close` envelope with 1001, an idle keep-alive
+        connection is closed, an answer in flight finishes first."""
+        if self.stream is not None:
+            self.stream.close(1001, "server shutting down")
+        elif not self.busy and (self.parser is None or not self.parser.in_request):
+            self._idle_timeout()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()

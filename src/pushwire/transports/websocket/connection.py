@@ -1,0 +1,263 @@
+"""An open WebSocket on a socket: what a door that speaks HTTP/1.1 itself hands the socket to
+after the 101 answer, and the hub's `Transport` for that client.
+
+It feeds what the socket brings to the sans-I/O `WebSocketConnection`, hands whole messages
+to the client's `Receiver`, answers Pings in stream order, and writes what the protocol says
+to write. Its method names are those of an `asyncio.Protocol`, so the door installs it on the
+socket with `set_protocol` and an open WebSocket costs this one object plus the protocol state.
+
+Pings: one `PingSweep` per server pings every open WebSocket every `ping_interval` and drops
+one whose Pong is `ping_timeout` late, with one timer for all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable
+
+from ...clock import Clock, OneTimer, Timer
+from ...config import Config
+from ...errors import PushwireError
+from ..base import Framing, Receiver, Transport
+from .protocol import (
+    WebSocketClosed,
+    WebSocketConnection,
+    WebSocketMessage,
+    WebSocketPing,
+    WebSocketPong,
+)
+
+__all__ = ["PingSweep", "WebSocketTransport"]
+
+log = logging.getLogger("pushwire.websocket")
+
+
+def _dropped(data: bytes) -> None:
+    """`WebSocketTransport.write` when nothing may be written: after our Close."""
+
+
+class WebSocketTransport(OneTimer, asyncio.Protocol):
+    """One client's open WebSocket (see the module docstring).
+
+    `socket` is the connection's asyncio transport; `on_lost` is called once when the
+    connection is gone (the door's bookkeeping).
+    """
+
+    name = "websocket"
+    # Slots: an idle WebSocket is this object plus the protocol state; keep it small.
+    __slots__ = (
+        "close_written",
+        "config",
+        "framing",
+        "next_ping_at",
+        "on_lost",
+        "opening",
+        "ping_sent_at",
+        "pings",
+        "receiver",
+        "remote",
+        "socket",
+        "write",
+        "ws",
+    )
+    #: The hub's write (Transport contract): the socket's own `write` while the WebSocket may
+    #: carry data, else `_dropped`. The hub calls it once per subscriber per batch, so no
+    #: Python frame of ours stands between it and the socket.
+    write: Callable[[bytes], None]
+    receiver: Receiver | None
+
+    def __init__(
+        self,
+        socket: asyncio.Transport,
+        *,
+        framing: Framing,
+        config: Config,
+        clock: Clock,
+        pings: PingSweep,
+        on_lost: Callable[[WebSocketTransport], object],
+        remote: str | None = None,
+    ) -> None:
+        self._init_timer(clock)
+        self.socket = socket
+        self.framing = framing
+        self.config = config
+        self.pings = pings
+        self.on_lost = on_lost
+        self.remote = remote
+        self.ws = WebSocketConnection(config.max_message)
+        self.receiver = None
+        self.opening: asyncio.Future[None] | None = None
+        self.ping_sent_at = 0.0  # when the unanswered ping went out; 0.0: none is pending
+        self.next_ping_at = 0.0
+        self.close_written = False  # our Close frame is on the wire: no data after it
+        # Data may follow a Close the peer sent, until ours is written: a message that
+        # arrived before the peer's Close is answered before our Close goes out.
+        self.write = socket.write
+
+    def start(self, make_receiver: Callable[[Transport], Receiver], first: bytes = b"") -> None:
+        """The 101 answer is written: open the client's receiver, then take `first` (bytes
+        that followed the upgrade request) as the first data received."""
+        receiver = self.receiver = make_receiver(self)
+        self.next_ping_at = self.clock.time() + self.config.ping_interval
+        self.pings.add(self)
+        opening = receiver.open()
+        if opening is not None:
+            self.socket.pause_reading()
+            self.opening = asyncio.ensure_future(self._open_later(opening, first))
+        elif first:
+            self.data_received(first)
+
+    async def _open_later(self, opening: Awaitable[None], first: bytes) -> None:
+        try:
+            await opening
+        except PushwireError as exc:
+            self.close(exc.close_code, str(exc)[:120])
+        except Exception:
+            log.exception("connect handler failed")
+            self.close(1011, "internal error")
+        finally:
+            self.opening = None
+        if not self.socket.is_closing():
+            self.socket.resume_reading()
+            if first:
+                self.data_received(first)
+
+    # -- asyncio.Protocol (after the door's set_protocol) -----------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        self.ws.receive_data(data)
+        self._events()
+
+    def eof_received(self) -> bool | None:
+        self.ws.receive_eof()
+        self._events()
+        return None  # let asyncio close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.write = _dropped
+        self._cancel_timer()
+        self.pings.discard(self)
+        receiver, self.receiver = self.receiver, None
+        if receiver is not None:
+            receiver.closed(1006, "connection lost", by_client=False)
+        self.on_lost(self)
+
+    def pause_writing(self) -> None:
+        # The socket buffer passed max_write_buffer: this client does not read fast enough.
+        asyncio.get_running_loop().call_soon(
+            self.close, 4001, f"slow consumer (> {self.config.max_write_buffer} bytes queued)"
+        )
+
+    def resume_writing(self) -> None:
+        pass
+
+    # -- the protocol's events --------------------------------------------------------------
+
+    def _events(self) -> None:
+        ws = self.ws
+        for event in ws.events_received():
+            if isinstance(event, WebSocketMessage):
+                if self.receiver is not None:
+                    self.receiver.receive(event.data)
+            elif isinstance(event, WebSocketPing):
+                self.write(event.pong)  # in stream order: before later messages' answers
+            elif isinstance(event, WebSocketPong):
+                self.ping_sent_at = 0.0
+            elif isinstance(event, WebSocketClosed):
+                if self.receiver is not None:
+                    # Ours went first (close_written), or the peer's: only a peer's Close
+                    # is a client choosing to end its session.
+                    receiver, self.receiver = self.receiver, None
+                    by_client = event.by_peer and not self.close_written
+                    receiver.closed(event.code, event.reason, by_client=by_client)
+                self._set_timer(self.config.close_timeout, self.abort)
+        if ws.has_data_to_send:  # most reads only bring messages: nothing to answer here
+            self._flush()
+
+    def _flush(self) -> None:
+        ws, socket = self.ws, self.socket
+        chunks = ws.data_to_send()
+        if chunks and not ws.is_open:
+            self.close_written = True  # these chunks hold our Close frame
+            self.write = _dropped
+        for chunk in chunks:
+            if chunk:
+                socket.write(chunk)
+            elif socket.can_write_eof():
+                # b"": half-close. RFC 6455 7.1.1: the server closes TCP first; reading on
+                # lets the peer's Close arrive instead of meeting a reset (an unclean close).
+                socket.write_eof()
+                self._set_timer(self.config.close_timeout, self.abort)
+            else:
+                socket.close()
+
+    def heartbeat(self, now: float) -> None:
+        """Called by the sweep: ping when due; drop a peer whose pong is overdue."""
+        ws = self.ws
+        if not ws.is_open:
+            return
+        if self.ping_sent_at:
+            if now - self.ping_sent_at > self.config.ping_timeout:
+                log.debug("no pong within %s s: dropping %s", self.config.ping_timeout, self.remote)
+                self.abort()
+            return
+        if now >= self.next_ping_at:
+            self.ping_sent_at = now
+            self.next_ping_at = now + self.config.ping_interval
+            ws.send_ping(os.urandom(4))
+            self._flush()
+
+    # -- Transport contract, and the door's ----------------------------------------------------
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake with `code`; the TCP connection is dropped if the peer
+        does not answer within `close_timeout`."""
+        ws = self.ws
+        if not ws.is_open:
+            return
+        ws.send_close(code, reason)
+        self._flush()
+        self._set_timer(self.config.close_timeout, self.abort)
+
+    def abort(self) -> None:
+        self.socket.abort()
+
+    def shutdown(self) -> None:
+        """Server shutdown: close with 1001 (the client reconnects elsewhere or later)."""
+        self.close(1001, "server shutting down")
+
+
+class PingSweep:
+    """Pings every open WebSocket of a server with one timer: every quarter of the smaller
+    of `ping_interval` and `ping_timeout`, each connection is checked (`heartbeat`)."""
+
+    def __init__(self, config: Config, clock: Clock) -> None:
+        self.clock = clock
+        self.period = max(0.05, min(config.ping_interval, config.ping_timeout) / 4)
+        self._open: set[WebSocketTransport] = set()
+        self._timer: Timer | None = None
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def add(self, connection: WebSocketTransport) -> None:
+        self._open.add(connection)
+        if self._timer is None:
+            self._timer = self.clock.call_later(self.period, self._sweep)
+
+    def discard(self, connection: WebSocketTransport) -> None:
+        self._open.discard(connection)
+
+    def _sweep(self) -> None:
+        now = self.clock.time()
+        for connection in list(self._open):
+            connection.heartbeat(now)
+        self._timer = self.clock.call_later(self.period, self._sweep) if self._open else None
+
+    def stop(self) -> None:
+        """No more pings (shutdown)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

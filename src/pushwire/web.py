@@ -1,0 +1,212 @@
+"""What a front door and the app hand each other: requests, answers, and the app interface.
+
+pushwire has one core and front doors over it: the native server (`pushwire.server`:
+httptools on asyncio, the fast path), and any other server that can turn its wire into the
+values below (an ASGI adapter is the second door the design plans). A front door parses what
+arrives into a `Request` and calls the app (`Application`); the app answers with:
+
+- a `Response`: a whole answer;
+- a `StreamResponse`: an answer that never ends (the stream, sse and iframe transports): its
+  head, a first piece, then every frame the client's transport writes;
+- a `WebSocketAccept` for an upgrade it takes: the subprotocol, and what receives the
+  client's messages once the connection is open.
+
+Nothing here owns a socket. Frames are the transport's own (an SSE event, an NDJSON line):
+a door that speaks HTTP/1.1 wraps them in chunks itself (`pushwire.http11.chunk`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import unquote
+
+from .errors import PushwireError
+from .http11 import response_head
+from .transports.base import Framing, Receiver, Transport
+
+__all__ = [
+    "Answer",
+    "Application",
+    "Request",
+    "Response",
+    "ServerState",
+    "StreamResponse",
+    "WebSocketAccept",
+]
+
+
+@dataclass(slots=True)
+class Request:
+    """One complete HTTP request.
+
+    `headers` keeps the order and repetitions of the wire, names in lower case.
+    `upgrade_data` holds the bytes that followed an Upgrade request (already the new protocol).
+    `remote` is the peer's address as the door saw it (`host:port`), when it knows it.
+    """
+
+    method: str
+    path: str
+    query: str
+    version: str
+    headers: list[tuple[str, str]]
+    keep_alive: bool
+    body: bytes = b""
+    upgrade: bool = False
+    upgrade_data: bytes = b""
+    raw_target: str = ""
+    remote: str | None = None
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        """The first value of header `name` (lower case), or `default`."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return default
+
+    def header_values(self, name: str) -> list[str]:
+        """Every value of header `name`, in wire order."""
+        return [value for key, value in self.headers if key == name]
+
+    def query_param(self, name: str) -> str | None:
+        """The first value of query parameter `name`, percent-decoded."""
+        for part in self.query.split("&"):
+            key, _, value = part.partition("=")
+            if key == name or ("%" in key and unquote(key) == name):
+                if "%" in value or "+" in value:
+                    return unquote(value.replace("+", " "))
+                return value  # nothing to decode (the common case: skip unquote's cost)
+        return None
+
+    def query_params(self) -> dict[str, str]:
+        """Every query parameter's first value, percent-decoded."""
+        params: dict[str, str] = {}
+        for part in self.query.split("&"):
+            key = part.partition("=")[0]
+            if key and key not in params:
+                params[key] = self.query_param(key) or ""
+        return params
+
+
+class Response:
+    """A whole answer: status, headers (a `Content-Type` first unless None) and body."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(
+        self,
+        status: int,
+        body: bytes | str = b"",
+        *,
+        content_type: str | None = "text/plain; charset=utf-8",
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        self.status = status
+        self.body = body.encode() if isinstance(body, str) else body
+        self.headers = [("Content-Type", content_type), *headers] if content_type else [*headers]
+
+    def encode(self, *, version: str, keep_alive: bool, head_only: bool) -> bytes:
+        """The answer as HTTP/`version` bytes (`head_only`: for HEAD, without the body)."""
+        head = response_head(
+            self.status, self.headers, version=version, keep_alive=keep_alive, length=len(self.body)
+        )
+        return head if head_only else head + self.body
+
+
+class StreamResponse:
+    """An answer that never ends, carrying one client's transport.
+
+    The door sends `status` and `headers`, then `first`; then it makes the client's transport
+    (named `kind`, writing frames of `framing`), gives it to `make_receiver`, and opens the
+    receiver; `hello`, when set, is the client's opening envelope (from the URL). While nothing
+    is written, `heartbeat` goes out every `heartbeat_interval`. After `max_bytes` (when set)
+    the stream closes with 4000: the client opens a new one and resumes.
+    """
+
+    __slots__ = (
+        "first",
+        "framing",
+        "headers",
+        "heartbeat",
+        "hello",
+        "kind",
+        "make_receiver",
+        "max_bytes",
+        "status",
+    )
+
+    def __init__(
+        self,
+        *,
+        kind: str,
+        headers: Sequence[tuple[str, str]],
+        framing: Framing,
+        heartbeat: bytes,
+        make_receiver: Callable[[Transport], Receiver],
+        first: bytes = b"",
+        hello: str | None = None,
+        max_bytes: int | None = None,
+    ) -> None:
+        self.status = 200
+        self.kind = kind
+        self.headers = list(headers)
+        self.framing = framing
+        self.heartbeat = heartbeat
+        self.make_receiver = make_receiver
+        self.first = first
+        self.hello = hello
+        self.max_bytes = max_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketAccept:
+    """An upgrade the app takes: the subprotocol chosen (or None), whether messages travel
+    as pushwire.v1 envelopes (`envelope`) or raw, and what receives the client's messages."""
+
+    subprotocol: str | None
+    envelope: bool
+    make_receiver: Callable[[Transport], Receiver]
+
+
+#: What the app answers a plain HTTP request with (an awaitable when it must wait: a
+#: long-poll held until something is queued, a publish waiting for the broker).
+Answer = Response | Awaitable[Response] | StreamResponse
+
+
+class ServerState(Protocol):
+    """What a door tells the app about itself (the app's counters)."""
+
+    @property
+    def accepted(self) -> int:
+        """Connections accepted since the door opened."""
+
+    @property
+    def open_connections(self) -> int:
+        """Connections open now."""
+
+
+class Application(Protocol):
+    """What the front doors ask of the app. Every method is called on the event loop; each
+    that refuses raises the `PushwireError` whose status or close code the client gets."""
+
+    def handle_http(self, request: Request) -> Answer:
+        """Answer a request that is not a WebSocket upgrade."""
+
+    def error_response(self, request: Request, exc: PushwireError) -> Response:
+        """The answer to a request that failed with `exc`."""
+
+    def websocket(self, request: Request) -> WebSocketAccept:
+        """Take a WebSocket upgrade (checked as RFC 6455 4.2.1 asks), or refuse it."""
+
+    def tcp_receiver(self, transport: Transport, remote: str | None) -> Receiver:
+        """What receives the envelopes of a client on the raw TCP port."""
+
+    def flash_policy(self, port: int) -> bytes:
+        """The Flash cross-domain policy file for the TCP port `port`."""
+
+    def attach_server(self, state: ServerState) -> None:
+        """The door that serves this app (for its counters)."""
+
+    def stopping(self) -> None:
+        """The door is shutting down: refuse new work, answer health checks with 503."""
