@@ -11,6 +11,7 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v tmux >/dev/null 2>&1 || missing+=(tmux)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm) # Debian's nodejs does not bring it
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if ((${#missing[@]})); then
   echo "installing system packages: ${missing[*]}"
@@ -20,6 +21,16 @@ fi
 
 export PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 python3 -m pip install -q -e ".[test]" || exit 1
+
+# tests/test_js_build.py rebuilds the browser bundles with clients/js's esbuild: install it when
+# it is missing or older than the lock file (npm writes node_modules/.package-lock.json last).
+# If npm ci fails, that test fails and says why; the rest of the suite still runs.
+js_lock=clients/js/package-lock.json
+js_installed=clients/js/node_modules/.package-lock.json
+if [ ! -f "$js_installed" ] || [ "$js_lock" -nt "$js_installed" ]; then
+  (cd clients/js && npm ci --no-audit --no-fund --loglevel=error) ||
+    echo "npm ci failed in clients/js: tests/test_js_build.py will fail" >&2
+fi
 
 python3 -m pytest "$@"
 status=$?

@@ -1,0 +1,100 @@
+import { CLOSING } from './constants.js';
+
+/**
+ * Pushwire's channels: subscribe, unsubscribe and publish, and the subscriptions sent
+ * again (from their last offset) after each welcome. Mixed into `Pushwire.prototype`
+ * (pushwire.js): `this` is the Pushwire.
+ */
+export class Channels {
+  /**
+   * Join a channel; its messages arrive as `message` events with `channel` set.
+   * @param {string} channel
+   * @param {{presence?: boolean}} [options] presence: also keep the channel's members
+   *   (`presence(channel)`) and fire `presence`, `join` and `leave` events
+   * @returns {Promise<{channel: string, epoch: string, offset: number}>}
+   */
+  subscribe(channel, options) {
+    channel = String(channel);
+    const presence = !!(options && options.presence);
+    return new Promise((resolve, reject) => {
+      if (this._readyState >= CLOSING) {
+        reject(new DOMException('the connection is closed', 'InvalidStateError'));
+        return;
+      }
+      let state = this._channels.get(channel);
+      if (!state) {
+        state = {
+          presence, epoch: null, offset: null, waiters: [], members: null, count: 0, truncated: false,
+        };
+        this._channels.set(channel, state);
+      }
+      state.presence = state.presence || presence;
+      state.waiters.push({ resolve, reject });
+      // Not live: the subscription is sent with the others after the next welcome.
+      if (this._live) this._sendSubscribe(channel, state);
+    });
+  }
+
+  /**
+   * Leave a channel.
+   * @param {string} channel
+   * @returns {Promise<{channel: string}>}
+   */
+  unsubscribe(channel) {
+    channel = String(channel);
+    const state = this._channels.get(channel);
+    this._channels.delete(channel);
+    if (state) {
+      const error = this._requestError('unsubscribed', `unsubscribed from '${channel}'`);
+      for (const waiter of state.waiters.splice(0)) waiter.reject(error);
+    }
+    if (!this._live) {
+      // The server left our channels when the connection ended; nothing to say to it.
+      return Promise.resolve({ channel });
+    }
+    return this._request({ type: 'unsubscribe', channel }, { kind: 'unsubscribe', channel });
+  }
+
+  /**
+   * Publish to a channel (subscribed or not). Queued in order with send() while not open.
+   * @param {string} channel
+   * @param {string|ArrayBuffer|ArrayBufferView|Blob} data
+   * @returns {Promise<{channel: string, epoch: string, offset: number}>}
+   */
+  publish(channel, data) {
+    if (this._readyState >= CLOSING) {
+      return Promise.reject(new DOMException('the connection is closed', 'InvalidStateError'));
+    }
+    return new Promise((resolve, reject) => {
+      const id = this._nextId++;
+      const item = this._dataItem({ type: 'publish', id, channel: String(channel) }, data);
+      item.request = { id, kind: 'publish', resolve, reject };
+      this._enqueue(item);
+    });
+  }
+
+  _sendSubscribe(channel, state) {
+    const id = this._nextId++;
+    const envelope = { type: 'subscribe', id, channel };
+    if (state.presence) envelope.presence = true;
+    const recovering = state.offset !== null;
+    if (recovering) envelope.since = { epoch: state.epoch, offset: state.offset };
+    const waiters = state.waiters.splice(0);
+    this._requests.set(id, { id, kind: 'subscribe', channel, recovering, waiters });
+    this._transport.send(envelope, null);
+  }
+
+  _subscribed(envelope) {
+    const request = this._requests.get(envelope.id);
+    if (!request || request.kind !== 'subscribe') return;
+    this._requests.delete(envelope.id);
+    const state = this._channels.get(request.channel);
+    if (state && state.offset === null) {
+      // A new subscription: messages after this position are the channel's next ones.
+      state.epoch = envelope.epoch;
+      state.offset = envelope.offset;
+    }
+    const answer = { channel: envelope.channel, epoch: envelope.epoch, offset: envelope.offset };
+    for (const waiter of request.waiters) waiter.resolve(answer);
+  }
+}

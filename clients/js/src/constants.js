@@ -1,0 +1,17 @@
+/** Protocol constants shared by the transports and the connection (docs/protocol.md). */
+
+export const SUBPROTOCOL = 'pushwire.v1';
+
+// readyState values, as WebSocket has them.
+export const CONNECTING = 0;
+export const OPEN = 1;
+export const CLOSING = 2;
+export const CLOSED = 3;
+
+// A binary envelope is its JSON header, this byte, then the raw bytes.
+export const NEWLINE = 0x0a;
+
+// Acknowledge direct messages at most this often, or at once past ACK_EVERY unacknowledged:
+// the server keeps unacknowledged messages (bounded by max_unacked) until then.
+export const ACK_DELAY_MS = 50;
+export const ACK_EVERY = 100;

@@ -1,0 +1,80 @@
+import { CLOSED } from './constants.js';
+import { fromBase64 } from './bytes.js';
+
+/**
+ * Pushwire's incoming envelopes: each goes to the part that handles it, and messages
+ * (channel or direct) become `message` events, each delivered once.
+ * Mixed into `Pushwire.prototype` (pushwire.js): `this` is the Pushwire.
+ */
+export class Incoming {
+  _receive(envelope, bytes) {
+    if (this._readyState === CLOSED) return;
+    this._lastReceived = Date.now();
+    switch (envelope.type) {
+      case 'welcome': return this._welcome(envelope);
+      case 'message': return this._message(envelope, bytes);
+      case 'subscribed': return this._subscribed(envelope);
+      case 'unsubscribed':
+      case 'published': return this._answered(envelope);
+      case 'error': return this._serverError(envelope);
+      case 'presence': return this._presenceSnapshot(envelope);
+      case 'join':
+      case 'leave': return this._presenceChange(envelope);
+      case 'gap': {
+        const state = this._channels.get(envelope.channel);
+        if (state && envelope.to) {
+          state.epoch = envelope.to.epoch;
+          state.offset = envelope.to.offset;
+        }
+        return this.dispatchEvent(Object.assign(new Event('gap'), {
+          channel: envelope.channel, from: envelope.from, to: envelope.to,
+        }));
+      }
+      case 'close': {
+        // HTTP transports: the server ends this connection with a close code.
+        const transport = this._transport;
+        this._transport = null;
+        if (transport) transport.abort();
+        return this._transportClosed(Number(envelope.code) || 1006, String(envelope.reason || ''), true);
+      }
+      default: return undefined; // pong and envelopes of later versions
+    }
+  }
+
+  _message(envelope, bytes) {
+    let data;
+    if (bytes !== null) data = bytes;
+    else if (typeof envelope.data64 === 'string') data = fromBase64(envelope.data64);
+    else data = typeof envelope.data === 'string' ? envelope.data : '';
+    const channel = typeof envelope.channel === 'string' ? envelope.channel : null;
+    let seq = null;
+    let lastEventId = '';
+    if (channel !== null) {
+      let state = this._channels.get(channel);
+      if (state && state.offset !== null && state.epoch === envelope.epoch && envelope.offset <= state.offset) {
+        return; // seen already (recovery overlaps what arrived live)
+      }
+      if (state) {
+        state.epoch = envelope.epoch;
+        state.offset = envelope.offset;
+      }
+      lastEventId = `${envelope.epoch}:${envelope.offset}`;
+    } else if (typeof envelope.seq === 'number') {
+      seq = envelope.seq;
+      if (seq <= this._lastSeq) return; // re-sent after a reconnect, seen already
+      this._lastSeq = seq;
+      this._scheduleAck();
+    }
+    if (typeof data !== 'string') {
+      data = this._binaryType === 'arraybuffer' ? data.buffer : new Blob([data]);
+    }
+    const event = new MessageEvent('message', { data, origin: this._origin, lastEventId });
+    Object.defineProperties(event, {
+      channel: { value: channel, enumerable: true },
+      epoch: { value: channel !== null ? envelope.epoch : null, enumerable: true },
+      offset: { value: channel !== null ? envelope.offset : null, enumerable: true },
+      seq: { value: seq, enumerable: true },
+    });
+    this.dispatchEvent(event);
+  }
+}

@@ -1,0 +1,22 @@
+/**
+ * @typedef {Object} PushwireOptions
+ * @property {string} [user] the user id claimed in `hello`
+ * @property {string} [token] the credential handed to the server's connect handler
+ * @property {string[]} [transports] transport names, tried in this order
+ * @property {boolean} [reconnect] come back after a drop (default true)
+ * @property {number} [reconnectDelay] backoff base, ms (default 500)
+ * @property {number} [reconnectDelayMax] backoff bound, ms (default 10000)
+ * @property {number} [connectTimeout] an attempt without `welcome` after this is given up, ms
+ * @property {number} [pollInterval] `polling`: the wait between two polls, ms (default 1000)
+ */
+
+export const DEFAULTS = {
+  user: null,
+  token: null,
+  transports: ['websocket', 'sse', 'stream', 'iframe', 'longpoll', 'polling'],
+  reconnect: true,
+  reconnectDelay: 500,
+  reconnectDelayMax: 10000,
+  connectTimeout: 10000,
+  pollInterval: 1000,
+};

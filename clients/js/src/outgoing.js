@@ -1,0 +1,67 @@
+import { ACK_DELAY_MS, ACK_EVERY } from './constants.js';
+import { copyBytes, utf8Length } from './bytes.js';
+
+/**
+ * Pushwire's outgoing queue: send() and publish() wait here, in order, while the
+ * connection is not live or a Blob is being read; and the acknowledgement of direct
+ * messages. Mixed into `Pushwire.prototype` (pushwire.js): `this` is the Pushwire.
+ */
+export class Outgoing {
+  /** An outgoing envelope with its data; a Blob starts being read at once. */
+  _dataItem(envelope, data) {
+    const item = { envelope, bytes: null, blob: null, size: 0, reading: null };
+    if (typeof Blob !== 'undefined' && data instanceof Blob) {
+      item.blob = data;
+      item.size = utf8Length(JSON.stringify(envelope)) + 1 + data.size;
+      item.reading = data.arrayBuffer().then(
+        (buffer) => { item.bytes = new Uint8Array(buffer); item.blob = null; this._flush(); },
+        () => { item.bytes = new Uint8Array(0); item.blob = null; this._flush(); }
+      );
+    } else if (data instanceof ArrayBuffer || ArrayBuffer.isView(data)) {
+      item.bytes = copyBytes(data);
+      item.size = utf8Length(JSON.stringify(envelope)) + 1 + item.bytes.length;
+    } else {
+      envelope.data = String(data);
+      item.size = utf8Length(JSON.stringify(envelope));
+    }
+    return item;
+  }
+
+  _enqueue(item) {
+    this._queue.push(item);
+    this._queuedBytes += item.size;
+    this._flush();
+  }
+
+  /** Hand queued envelopes to the transport, in order, while live. */
+  _flush() {
+    while (this._live && this._queue.length > 0) {
+      const item = this._queue[0];
+      if (item.blob) return; // still being read: later items wait for it
+      this._queue.shift();
+      this._queuedBytes -= item.size;
+      if (item.close) {
+        this._transport.close(this._closeRequested.code, this._closeRequested.reason);
+        return;
+      }
+      if (item.request) this._requests.set(item.request.id, item.request);
+      this._transport.send(item.envelope, item.bytes);
+    }
+  }
+
+  _scheduleAck() {
+    if (this._lastSeq - this._ackedSeq >= ACK_EVERY) {
+      this._sendAck();
+    } else if (this._ackTimer === null) {
+      this._ackTimer = setTimeout(() => this._sendAck(), ACK_DELAY_MS);
+    }
+  }
+
+  _sendAck() {
+    clearTimeout(this._ackTimer);
+    this._ackTimer = null;
+    if (!this._live || this._lastSeq <= this._ackedSeq) return;
+    this._ackedSeq = this._lastSeq;
+    this._transport.send({ type: 'ack', seq: this._lastSeq }, null);
+  }
+}

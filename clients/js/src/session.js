@@ -1,0 +1,89 @@
+import { CONNECTING, OPEN, SUBPROTOCOL } from './constants.js';
+
+/**
+ * Pushwire's session: the hello that opens or resumes it, the welcome that says which,
+ * and the heartbeat that finds a connection dead when the server falls silent.
+ * Mixed into `Pushwire.prototype` (pushwire.js): `this` is the Pushwire.
+ */
+export class Session {
+  /** The hello that opens (or resumes) the session. */
+  _hello() {
+    return {
+      type: 'hello',
+      user: this._options.user == null ? null : String(this._options.user),
+      token: this._options.token == null ? null : String(this._options.token),
+      session: this._session,
+      ack: this._lastSeq,
+    };
+  }
+
+  _welcome(envelope) {
+    clearTimeout(this._connectTimer);
+    this._connectTimer = null;
+    const previous = this._session;
+    this._session = envelope.session;
+    if (envelope.user !== undefined) this._user = envelope.user;
+    this._protocol = SUBPROTOCOL;
+    this._live = true;
+    const silent = this._recycling;
+    this._recycling = false;
+    this._reconnectAttempt = 0;
+    this._lastWorking = this._attempt.index;
+    const previousTransport = this._transportName;
+    this._transportName = this._options.transports[this._attempt.index];
+    this._startHeartbeat(Number(envelope.heartbeat) || 20);
+    const reconnected = this._everOpened;
+    if (envelope.expired !== undefined || (previous !== null && !envelope.resumed)) {
+      // A new session: its direct messages count from 1 again; the old ones are lost.
+      this._lastSeq = 0;
+      this._ackedSeq = 0;
+      this.dispatchEvent(Object.assign(new Event('expired'), { session: previous }));
+    } else {
+      this._ackedSeq = this._lastSeq; // hello carried the ack
+    }
+    for (const [channel, state] of this._channels) this._sendSubscribe(channel, state);
+    this._flush();
+    if (this._transportName !== previousTransport) {
+      this.dispatchEvent(Object.assign(new Event('transport'), {
+        transport: this._transportName, previous: previousTransport,
+      }));
+    }
+    if (!reconnected) {
+      this._everOpened = true;
+      if (this._readyState === CONNECTING) this._readyState = OPEN;
+      this.dispatchEvent(new Event('open'));
+    } else if (!silent) {
+      this.dispatchEvent(new Event('reconnected'));
+    }
+  }
+
+  /**
+   * The browser cannot see the server's WebSocket pings, and a connection that died
+   * without a FIN or RST (a sleeping laptop, a proxy that lost it) looks open for minutes.
+   * So: after `heartbeat` seconds without an envelope, send `ping`; after two such periods
+   * of silence, take the connection for dead (1006) and reconnect.
+   * @param {number} seconds the server's heartbeat, from welcome
+   */
+  _startHeartbeat(seconds) {
+    this._stopHeartbeat();
+    const period = seconds * 1000;
+    const transport = this._transport;
+    this._lastReceived = Date.now();
+    this._heartbeatTimer = setInterval(() => {
+      if (transport !== this._transport || !this._live) return;
+      const silent = Date.now() - this._lastReceived;
+      if (silent >= 2 * period) {
+        this._transport = null; // still live: _transportClosed treats it as a drop
+        transport.abort();
+        this._transportClosed(1006, 'no answer to ping', false);
+      } else if (silent >= period) {
+        transport.send({ type: 'ping' }, null);
+      }
+    }, period / 2);
+  }
+
+  _stopHeartbeat() {
+    clearInterval(this._heartbeatTimer);
+    this._heartbeatTimer = null;
+  }
+}

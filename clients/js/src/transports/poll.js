@@ -1,0 +1,129 @@
+import { httpUrl } from '../urls.js';
+import { HttpTransport } from './http.js';
+
+// A poll answered 503 is asked again this many times (backoff 100 ms doubling to 2 s).
+const POLL_RETRIES = 6;
+
+/**
+ * `longpoll` and `polling`: `GET E/<name>?hello=…`, then `?session=S&cursor=C` where C,
+ * from the last `Pushwire-Cursor`, acknowledges what arrived (the server sends again what
+ * is not acknowledged), and `seq=N` the direct messages. `longpoll` asks again at once
+ * (the server holds the request), `polling` after `options.pollInterval`. A poll refused
+ * with 410 or 409 is a dropped connection: the core resumes or reopens the session. A
+ * poll answered 503 (the node holding the session did not answer in time) is asked again
+ * with the same cursor, after 100 ms doubling up to 2 s, at most POLL_RETRIES times.
+ */
+export class PollTransport extends HttpTransport {
+  constructor(name, url, callbacks, options) {
+    super(name, url, callbacks, options);
+    /** @type {AbortController|null} */
+    this._download = null;
+    this._pollTimer = null;
+    this._cursor = null;
+    this._polledSeq = 0; // direct messages acknowledged on a poll
+    this._retries = 0; // 503 answers in a row
+  }
+
+  send(envelope, bytes) {
+    // Acknowledged by a poll already: no POST needed.
+    if (envelope.type === 'ack' && envelope.seq <= this._polledSeq) return;
+    super.send(envelope, bytes);
+  }
+
+  _openDownstream(hello) {
+    this._stopDownstream();
+    this._cursor = null;
+    this._polledSeq = 0;
+    this._poll({ hello: JSON.stringify(hello) });
+  }
+
+  _poll(params) {
+    const controller = new AbortController();
+    this._download = controller;
+    const current = () => controller === this._download && !this._ended;
+    fetch(httpUrl(this.url, this.name, params), {
+      credentials: 'include',
+      cache: 'no-store',
+      signal: controller.signal,
+    }).then(async (response) => {
+      if (!current()) return;
+      if (response.status === 410 || response.status === 409) {
+        // session_unknown / not_connected: send hello again.
+        this._fail(1006, `poll refused: HTTP ${response.status}`);
+        return;
+      }
+      if (response.status === 503 && !params.hello && this._retries < POLL_RETRIES) {
+        // Retryable: the server keeps what this cursor has not acknowledged.
+        const delay = Math.min(100 * 2 ** this._retries, 2000);
+        this._retries += 1;
+        this._pollTimer = setTimeout(() => {
+          if (current()) this._poll(params);
+        }, delay);
+        return;
+      }
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      this._retries = 0;
+      const cursor = response.headers.get('Pushwire-Cursor');
+      const body = await response.text();
+      if (!current()) return;
+      const lines = body.split('\n').filter((line) => line.trim() !== '');
+      if (this.session !== null && lines.length > 0 && this._superseded(lines[lines.length - 1])) {
+        // This client never runs two connections of one session, so a 4004 is the end
+        // of its own previous connection (superseded by this one's hello), which the
+        // server keeps for "the" next poll of the session. Neither those frames nor
+        // their cursor belong to this connection: skip them and ask again.
+        this._schedulePoll(controller);
+        return;
+      }
+      if (cursor !== null) this._cursor = cursor;
+      for (const line of lines) {
+        this._receiveText(line);
+        if (!current()) return;
+      }
+      this._schedulePoll(controller);
+    }).catch((error) => {
+      if (current()) this._fail(1006, `poll failed: ${error && error.message}`);
+    });
+  }
+
+  /** Whether `line` is a close envelope with 4004 (the session resumed elsewhere). */
+  _superseded(line) {
+    try {
+      const envelope = JSON.parse(line);
+      return envelope !== null && envelope.type === 'close' && envelope.code === 4004;
+    } catch (error) {
+      return false; // _receiveText reports it
+    }
+  }
+
+  _schedulePoll(controller) {
+    if (!this.session) {
+      this._fail(1006, 'no welcome in the first poll');
+      return;
+    }
+    const next = () => {
+      if (controller !== this._download || this._ended) return;
+      const params = { session: this.session };
+      if (this._cursor !== null) params.cursor = this._cursor;
+      if (this._lastSeq > this._polledSeq) {
+        this._polledSeq = this._lastSeq;
+        params.seq = String(this._lastSeq);
+      }
+      this._poll(params);
+    };
+    if (this.name === 'longpoll') {
+      next();
+    } else {
+      const interval = Number(this.options.pollInterval);
+      this._pollTimer = setTimeout(next, Number.isFinite(interval) && interval >= 0 ? interval : 1000);
+    }
+  }
+
+  _stopDownstream() {
+    clearTimeout(this._pollTimer);
+    this._pollTimer = null;
+    const controller = this._download;
+    this._download = null;
+    if (controller) controller.abort();
+  }
+}
