@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -11,89 +10,17 @@ import sys
 import time
 from pathlib import Path
 
-from .harness import BENCH_DIR, BenchError, build_loadgen, cores, run_loadgen, running
+from .cases import Case
+from .harness import BenchError, build_loadgen, cores, run_loadgen, running
 from .lab_json import write_lab
+from .options import Options, parse_args
+from .records import About, Machine, Results, Run
 from .redis_fanout import RedisTarget, RedisWorkload, redis_targets
-from .report import Case, chart, markdown
+from .report import chart, markdown
 from .servers import REPO, Target, install_node_peers, lab_targets, targets, versions
 
-WORKLOADS = ("fanout", "echo", "connect", "lab", "redis")
 
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument(
-        "--workloads",
-        default=",".join(WORKLOADS),
-        help="comma-separated, from: " + ", ".join(WORKLOADS),
-    )
-    parser.add_argument("--subscribers", default="1000,10000", help="fan-out sizes N")
-    parser.add_argument(
-        "--redis-subscribers", default="1000", help="redis workload: fan-out sizes N"
-    )
-    parser.add_argument("--runs", type=int, default=3, help="runs per figure (fresh server each)")
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per run")
-    parser.add_argument("--echo-connections", type=int, default=100)
-    parser.add_argument(
-        "--connections", type=int, default=10000, help="connect workload: handshakes"
-    )
-    parser.add_argument(
-        "--window",
-        type=int,
-        default=16,
-        help="fan-out: messages in flight (not yet at every subscriber)",
-    )
-    parser.add_argument(
-        "--loadgen-procs",
-        type=int,
-        default=1,
-        help="fan-out: split the subscribers over K load generator processes (for a machine "
-        "with more than 2 cores: they run on every core but the server's)",
-    )
-    parser.add_argument(
-        "--targets",
-        default="",
-        help="only targets whose name contains one of these (=NAME: exactly that name)",
-    )
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help="a quick check: 1 run, tiny sizes, about 5 s per workload",
-    )
-    parser.add_argument("--no-npm", action="store_true", help="do not install the Node peers")
-    parser.add_argument("--out", type=Path, default=BENCH_DIR / "results")
-    parser.add_argument(
-        "--pushwire-src",
-        type=Path,
-        default=REPO / "src",
-        help="the pushwire source tree to run (e.g. a clean `git worktree`)",
-    )
-    parser.add_argument(
-        "--report-only",
-        type=Path,
-        metavar="RESULTS_JSON",
-        help="rewrite results.md and the chart from a results.json, run nothing",
-    )
-    args = parser.parse_args(argv)
-    args.workloads = [w for w in args.workloads.split(",") if w]
-    unknown = set(args.workloads) - set(WORKLOADS)
-    if unknown:
-        parser.error(f"unknown workload(s): {', '.join(sorted(unknown))}")
-    args.subscribers = [int(n) for n in args.subscribers.split(",") if n]
-    args.redis_subscribers = [int(n) for n in args.redis_subscribers.split(",") if n]
-    if args.smoke:
-        args.runs, args.duration = 1, 0.5
-        args.subscribers = [min(args.subscribers[0], 50)]
-        args.redis_subscribers = [min(args.redis_subscribers[0], 50)]
-        args.echo_connections, args.connections = 20, 200
-    if args.runs < 1:
-        parser.error("--runs must be at least 1")
-    if args.loadgen_procs < 1:
-        parser.error("--loadgen-procs must be at least 1")
-    return args
-
-
-def plan(args: argparse.Namespace) -> list[tuple[Case, Target | RedisTarget]]:
+def plan(args: Options) -> list[tuple[Case, Target | RedisTarget]]:
     """Every (case, target) to run, in order."""
     wanted = [t for t in args.targets.split(",") if t]
 
@@ -143,7 +70,7 @@ def plan(args: argparse.Namespace) -> list[tuple[Case, Target | RedisTarget]]:
 
 
 def run_case(
-    case: Case, target: Target, args: argparse.Namespace, binary: Path, log_dir: Path, index: int
+    case: Case, target: Target, args: Options, binary: Path, log_dir: Path, index: int
 ) -> None:
     """Run `index` of `case`: a fresh server process, one load generator run."""
     pins = cores()
@@ -174,7 +101,7 @@ def run_case(
 
 
 def run_interleaved(
-    planned: list[tuple[Case, Target]], args: argparse.Namespace, binary: Path, log_dir: Path
+    planned: list[tuple[Case, Target]], args: Options, binary: Path, log_dir: Path
 ) -> None:
     """Run 1 of every case, then run 2 of every case, ...: a machine that slows down for a
     while (it is shared) slows every server's figure alike instead of one server's."""
@@ -191,7 +118,7 @@ def run_interleaved(
             run_case(case, target, args, binary, log_dir, index)
 
 
-def _progress(case: Case, index: int, run: dict | None) -> None:
+def _progress(case: Case, index: int, run: Run | None) -> None:
     if run is None:
         print(f"  run {index + 1}: error: {case.errors[-1]}", flush=True)
         return
@@ -211,20 +138,8 @@ def _progress(case: Case, index: int, run: dict | None) -> None:
 
 
 def report_only(path: Path, out: Path) -> int:
-    data = json.loads(path.read_text())
-    cases = [
-        Case(
-            c["workload"],
-            c["target"],
-            c["server"],
-            c["transport"],
-            c["n"],
-            c["runs"],
-            c["skipped"],
-            c["errors"],
-        )
-        for c in data["cases"]
-    ]
+    data: Results = json.loads(path.read_text())
+    cases = [Case.from_record(c) for c in data["cases"]]
     header = data.get("header") or f"Command: `{data['command']}`"
     table = markdown(cases, header)
     (out / "results.md").write_text(table)
@@ -236,7 +151,7 @@ def report_only(path: Path, out: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = parse_args(argv, __doc__)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.report_only:
         return report_only(args.report_only, args.out)
@@ -255,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     found = versions()
     pins = cores()
-    machine = {
+    machine: Machine = {
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
         "kernel": platform.release(),
@@ -305,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(cases, header)
     (args.out / "results.md").write_text(table)
     # What the run was: in results.json, and in lab.json for the transport lab's page.
-    about = {
+    about: About = {
         "command": command,
         "date": date,
         "versions": found,
@@ -313,18 +228,14 @@ def main(argv: list[str] | None = None) -> int:
         "runs_per_figure": args.runs,
         "duration_s": args.duration,
     }
-    (args.out / "results.json").write_text(
-        json.dumps(
-            {
-                **about,
-                "window": args.window,
-                "elapsed_s": elapsed,
-                "header": header,
-                "cases": [c.as_dict() for c in cases],
-            },
-            indent=1,
-        )
-    )
+    results: Results = {
+        **about,
+        "window": args.window,
+        "elapsed_s": elapsed,
+        "header": header,
+        "cases": [c.as_dict() for c in cases],
+    }
+    (args.out / "results.json").write_text(json.dumps(results, indent=1))
     failure = chart(cases, args.out / "benchmarks.png")
     lab_failure = write_lab(
         cases,

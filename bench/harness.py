@@ -21,7 +21,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from .records import LoadgenResult, Run
 
 BENCH_DIR = Path(__file__).resolve().parent
 LOADGEN_SOURCE = BENCH_DIR / "loadgen.c"
@@ -163,7 +164,7 @@ def tail(path: Path, lines: int = 5) -> str:
 class RunResult:
     """One run: the load generator's JSON plus what was measured of the server."""
 
-    loadgen: dict[str, Any]
+    loadgen: LoadgenResult
     server_cpu_s: float
     server_rss_bytes: int
     server_rss_before: int
@@ -172,7 +173,7 @@ class RunResult:
     #: The load generator was near the limit of its core(s): the rate may be its limit.
     loadgen_limited: bool = False
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> Run:
         return {
             "loadgen": self.loadgen,
             "server_cpu_s": self.server_cpu_s,
@@ -224,7 +225,7 @@ def run_loadgen(
     return run
 
 
-def drive_loadgen(argv: list[str], mark: Callable[[str], None], timeout: float) -> dict[str, Any]:
+def drive_loadgen(argv: list[str], mark: Callable[[str], None], timeout: float) -> LoadgenResult:
     """Run the load generator `argv` to its end: `mark(name)` samples the servers at each of
     its marks (it waits meanwhile); its JSON result is returned.
 
@@ -235,7 +236,7 @@ def drive_loadgen(argv: list[str], mark: Callable[[str], None], timeout: float) 
         argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     assert process.stdin is not None and process.stdout is not None
-    result: dict[str, Any] | None = None
+    result: LoadgenResult | None = None
     deadline = time.monotonic() + timeout
     try:
         for raw in process.stdout:
@@ -259,7 +260,7 @@ def drive_loadgen(argv: list[str], mark: Callable[[str], None], timeout: float) 
     return result
 
 
-def delivery_problems(result: dict[str, Any]) -> list[str]:
+def delivery_problems(result: LoadgenResult) -> list[str]:
     """Why a run's result is not a valid figure: the run failed, or a message was lost,
     doubled or reordered (empty when it is valid)."""
     problems = []

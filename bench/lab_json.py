@@ -14,9 +14,11 @@ import datetime
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
-from .report import Case, _status, figures
+from .cases import Case, figures
+from .records import About, Machine
+from .report import _status
 
 FORMAT = "pushwire-lab/1"
 #: How the harness words a run whose load generator may have been the bottleneck.
@@ -50,6 +52,36 @@ CHARTS = [
 ]
 
 
+class LabTransport(TypedDict):
+    """One transport's row: its lab-fanout case and, where it has one, its lab-echo case."""
+
+    name: str
+    transport: str
+    #: Every run delivered correctly (a load generator at its limit does not make it invalid).
+    valid: bool
+    #: The load generator was the limit of a run: the rate is a lower bound.
+    loadgen_bound: bool
+    status: str
+    fanout: dict[str, float] | None  # FANOUT_FIGURES' keys, None when it did not run
+    echo: dict[str, float] | None  # ECHO_FIGURES' keys
+
+
+class LabSummary(TypedDict):
+    """lab.json."""
+
+    format: str
+    date: str
+    command: str
+    versions: dict[str, str]
+    machine: Machine
+    runs_per_figure: int | None
+    duration_s: float | None
+    fanout_subscribers: int
+    echo_connections: int | None
+    payload_bytes: int
+    transports: list[LabTransport]
+
+
 def _round(value: float) -> float:
     """Three significant digits: the runs do not agree better than that."""
     return float(f"{value:.3g}")
@@ -62,14 +94,14 @@ def _medians(case: Case | None, keys: dict[str, str]) -> dict[str, float] | None
     return {key: _round(found[metric]["median"]) for key, metric in keys.items() if metric in found}
 
 
-def lab_summary(cases: list[Case], meta: dict[str, Any]) -> dict[str, Any] | None:
+def lab_summary(cases: list[Case], meta: About) -> LabSummary | None:
     """The lab cases' medians per transport, in the lab's order; None without lab cases."""
     fanout = [c for c in cases if c.workload == "lab-fanout"]
     if not fanout:
         return None
     n = min(c.n for c in fanout)
     echo = {c.target: c for c in cases if c.workload == "lab-echo"}
-    transports = []
+    transports: list[LabTransport] = []
     for case in (c for c in fanout if c.n == n):
         echo_case = echo.get(case.target)
         reasons = case.invalid + (echo_case.invalid if echo_case else [])
@@ -102,7 +134,7 @@ def lab_summary(cases: list[Case], meta: dict[str, Any]) -> dict[str, Any] | Non
     }
 
 
-def write_lab(cases: list[Case], meta: dict[str, Any], out: Path) -> str | None:
+def write_lab(cases: list[Case], meta: About, out: Path) -> str | None:
     """Write lab.json and lab.png into `out` when there are lab cases; the chart's failure."""
     summary = lab_summary(cases, meta)
     if summary is None:
@@ -111,7 +143,7 @@ def write_lab(cases: list[Case], meta: dict[str, Any], out: Path) -> str | None:
     return lab_chart(summary, out / "lab.png")
 
 
-def lab_chart(summary: dict[str, Any], path: Path) -> str | None:
+def lab_chart(summary: LabSummary, path: Path) -> str | None:
     """One horizontal bar chart per lab figure, one bar per transport; the failure, or None."""
     try:
         import matplotlib
@@ -159,7 +191,7 @@ def lab_chart(summary: dict[str, Any], path: Path) -> str | None:
     return None
 
 
-def _colour(row: dict[str, Any]) -> str:
+def _colour(row: LabTransport) -> str:
     if not row["valid"]:
         return "#9aa0b2"
     return "#d97706" if row["transport"] in ("longpoll", "polling") else "#4f46e5"

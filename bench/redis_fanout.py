@@ -22,7 +22,6 @@ its workers) and the redis-server, read from /proc at the load generator's marks
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import os
@@ -34,8 +33,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from .cases import Case, figures
 from .harness import (
     LOADGEN_CPU_LIMIT,
     BenchError,
@@ -50,7 +49,8 @@ from .harness import (
     rss_bytes,
     start_server,
 )
-from .report import Case, Run, figures
+from .options import Options
+from .records import Figure, Run
 from .servers import (
     PEERS,
     PUSHWIRE,
@@ -112,6 +112,10 @@ def listening_sockets(port: int) -> int:
     return count
 
 
+def _listening_already(server: ServerProcess) -> bool:
+    return True  # start_server already saw it listen
+
+
 def _log_lines(text: str, count: int) -> Callable[[ServerProcess], bool]:
     return lambda server: server.log.read_text(errors="replace").count(text) >= count
 
@@ -136,7 +140,6 @@ def redis_targets() -> list[RedisTarget]:
     ]
     sio_needs = _all(_needs_redis_server, _needs_modules("socketio", "uvicorn", "uvloop", "redis"))
     pw_needs = _all(_needs_redis_server, _needs_modules("redis"))
-    one = lambda server: True  # noqa: E731  (start_server already saw it listen)
     sio_ready = _log_lines("Application startup complete.", WORKERS)
     return [
         RedisTarget(
@@ -150,11 +153,11 @@ def redis_targets() -> list[RedisTarget]:
             True,
             lambda server: listening_sockets(server.port) >= WORKERS,
         ),
-        RedisTarget(Target(PW_MEMORY, "pushwire", PUSHWIRE, pw_drive), False, one),
+        RedisTarget(Target(PW_MEMORY, "pushwire", PUSHWIRE, pw_drive), False, _listening_already),
         RedisTarget(
             Target(PW_REDIS, "pushwire", [*PUSHWIRE, "--broker", REDIS_URL], pw_drive, pw_needs),
             True,
-            one,
+            _listening_already,
         ),
         RedisTarget(
             Target(SIO_REDIS, "python-socketio", sio_command, sio_drive, sio_needs), True, sio_ready
@@ -292,7 +295,7 @@ def run_group(
     server: ServerProcess,
     redis: RedisServer | None,
     timeout: float,
-) -> dict[str, Any]:
+) -> Run:
     """One run of the load generator, the server's processes and redis-server sampled together.
 
     As `harness.run_loadgen`, but CPU and RSS are summed over the server's process tree and
@@ -340,7 +343,7 @@ class RedisWorkload:
         self.redis: RedisServer | None = None
 
     def run_cases(
-        self, planned: list[tuple[Case, RedisTarget]], args: argparse.Namespace, binary: Path
+        self, planned: list[tuple[Case, RedisTarget]], args: Options, binary: Path
     ) -> None:
         """Every run of every case, interleaved: run 1 of each target, then run 2 of each, ...
 
@@ -371,7 +374,7 @@ class RedisWorkload:
         entry: RedisTarget,
         target: Target,
         index: int,
-        args: argparse.Namespace,
+        args: Options,
         binary: Path,
     ) -> str:
         assert self.redis is not None
@@ -437,11 +440,11 @@ def _progress(run: Run) -> str:
     lg = run["loadgen"]
     rate = lg["deliveries"] / lg["measured_s"] if lg["measured_s"] else 0.0
     flag = ("  INVALID: " + "; ".join(run["invalid"])) if run["invalid"] else ""
-    spread = "/".join(str(n) for n in run["connections_per_process"])
+    spread = "/".join(str(n) for n in run.get("connections_per_process", []))
     return (
         f"{rate:,.0f}/s p50 {lg['latency_us']['p50'] / 1000:.2f} ms lost {lg['lost']} "
         f"dup {lg['duplicates']} CPU {run['server_cpu_s']:.2f} s (redis "
-        f"{run['redis_cpu_s']:.2f} s) connections {spread} loadgen "
+        f"{run.get('redis_cpu_s', 0.0):.2f} s) connections {spread} loadgen "
         f"{run['loadgen_cpu_share']:.0%}{flag}"
     )
 
@@ -478,12 +481,13 @@ def ratio_lines(cases: list[Case]) -> list[str]:
 
 
 def _ratio(
-    mine: dict[str, dict[str, float]],
-    theirs: dict[str, dict[str, float]],
+    mine: dict[str, Figure],
+    theirs: dict[str, Figure],
     metric: str,
     higher_is_better: bool,
 ) -> str:
-    a, b = mine.get(metric, {}).get("median"), theirs.get(metric, {}).get("median")
+    ours, others = mine.get(metric), theirs.get(metric)
+    a, b = (ours["median"] if ours else None), (others["median"] if others else None)
     if not a or not b:
         return "-"
     return f"{(a / b if higher_is_better else b / a):.2f}x"

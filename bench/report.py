@@ -1,128 +1,11 @@
-"""Turn runs into figures (median, min, max), ratios, a markdown table and a chart."""
+"""Turn cases into a markdown table of their figures, ratios to the peers, and a chart."""
 
 from __future__ import annotations
 
-import statistics
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-Run = dict[str, Any]
-
-
-@dataclass
-class Case:
-    """One target under one workload at one size, with its runs."""
-
-    workload: str  # fanout | echo | connect | lab-fanout | lab-echo
-    target: str
-    server: str
-    transport: str
-    n: int
-    runs: list[Run] = field(default_factory=list)
-    skipped: str | None = None
-    errors: list[str] = field(default_factory=list)
-
-    @property
-    def invalid(self) -> list[str]:
-        reasons = [reason for run in self.runs for reason in run["invalid"]]
-        return sorted(set(reasons + self.errors))
-
-    @property
-    def loadgen_limited(self) -> bool:
-        """Most runs had the load generator near the limit of its core: the rate is its limit,
-        and the server's deliveries per CPU-second are the figure that compares servers."""
-        limited = sum(1 for run in self.runs if run.get("loadgen_limited"))
-        return limited * 2 > len(self.runs)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "workload": self.workload,
-            "target": self.target,
-            "server": self.server,
-            "transport": self.transport,
-            "n": self.n,
-            "skipped": self.skipped,
-            "errors": self.errors,
-            "runs": self.runs,
-            "figures": figures(self),
-        }
-
-
-def _per_run(case: Case, metric: Callable[[Run], float | None]) -> list[float]:
-    values = []
-    for run in case.runs:
-        value = metric(run)
-        if value is not None:
-            values.append(value)
-    return values
-
-
-def _rate(run: Run) -> float | None:
-    lg = run["loadgen"]
-    return lg["deliveries"] / lg["measured_s"] if lg["measured_s"] else None
-
-
-def _lat(key: str) -> Callable[[Run], float | None]:
-    return lambda run: (
-        run["loadgen"]["latency_us"][key] / 1000 if run["loadgen"]["deliveries"] else None
-    )
-
-
-def _server_share(run: Run) -> float:
-    measured = run["loadgen"]["measured_s"]
-    return float(run["server_cpu_s"] / measured) if measured else 0.0
-
-
-def _per_delivery(run: Run, value: float) -> float | None:
-    deliveries = run["loadgen"]["deliveries"]
-    return value / deliveries if deliveries else None
-
-
-METRICS: dict[str, Callable[[Run], float | None]] = {
-    "rate": _rate,
-    "p50_ms": _lat("p50"),
-    "p99_ms": _lat("p99"),
-    "p999_ms": _lat("p999"),
-    "lost": lambda run: float(run["loadgen"]["lost"] + run["loadgen"]["duplicates"]),
-    "server_cpu_s": lambda run: run["server_cpu_s"],
-    # Deliveries (or round trips) per second of server CPU: the server's own cost, whatever
-    # limited the rate. A server short of work pays more per delivery (fewer messages per
-    # wake-up), so for a server that was not saturated this figure is on the low side.
-    "per_cpu": lambda run: (
-        run["loadgen"]["deliveries"] / run["server_cpu_s"] if run["server_cpu_s"] else None
-    ),
-    "server_share": lambda run: _server_share(run),
-    "server_rss_mib": lambda run: run["server_rss_bytes"] / 2**20,
-    "rss_per_conn_kib": lambda run: (
-        (run["server_rss_bytes"] - run["server_rss_before"]) / 1024 / run["loadgen"]["ready"]
-        if run["loadgen"]["ready"]
-        else None
-    ),
-    "requests_per_msg": lambda run: _per_delivery(run, run["loadgen"]["http_requests"]),
-    "bytes_per_msg": lambda run: _per_delivery(
-        run, run["loadgen"]["bytes_in"] + run["loadgen"]["bytes_out"]
-    ),
-    "cpu_ms_per_1000": lambda run: _per_delivery(run, run["server_cpu_s"] * 1e6),
-    "loadgen_cpu": lambda run: run["loadgen_cpu_share"],
-    # the redis workload (bench/redis_fanout.py): redis-server's share of the server CPU
-    "redis_cpu_s": lambda run: run.get("redis_cpu_s"),
-}
-
-
-def figures(case: Case) -> dict[str, dict[str, float]]:
-    """Median, min and max of each metric over the case's runs."""
-    out: dict[str, dict[str, float]] = {}
-    for name, metric in METRICS.items():
-        values = _per_run(case, metric)
-        if values:
-            out[name] = {
-                "median": statistics.median(values),
-                "min": min(values),
-                "max": max(values),
-            }
-    return out
+from .cases import Case, figures, server_share
+from .redis_fanout import ratio_lines as redis_ratio_lines
 
 
 def _fmt(value: float) -> str:
@@ -154,7 +37,7 @@ def _status(case: Case) -> str:
         return "INVALID: " + "; ".join(case.invalid)
     if case.loadgen_limited:
         shares = sorted(run["loadgen_cpu_share"] for run in case.runs)
-        server = sorted(_server_share(run) for run in case.runs)
+        server = sorted(server_share(run) for run in case.runs)
         return (
             f"load generator-limited (it had {shares[len(shares) // 2]:.0%} of its core, the "
             f"server {server[len(server) // 2]:.0%}): the rate is the load generator's limit; "
@@ -163,7 +46,7 @@ def _status(case: Case) -> str:
     # Fan-out and echo keep the server saturated: a server that got much less than its core
     # was starved by something else on the machine, and its figure is low for that reason.
     if case.workload in ("fanout", "echo", "lab-fanout", "lab-echo") and case.runs:
-        shares = sorted(_server_share(run) for run in case.runs)
+        shares = sorted(server_share(run) for run in case.runs)
         median = shares[len(shares) // 2]
         if median < 0.6:
             return f"ok, but the server had {median:.0%} of its core (machine busy?)"
@@ -299,8 +182,6 @@ def markdown(cases: list[Case], header: str) -> str:
             "",
         ]
         lines += ratio_lines
-    from .redis_fanout import ratio_lines as redis_ratio_lines  # it imports this module
-
     lines += redis_ratio_lines(cases)
     return "\n".join(lines) + "\n"
 
@@ -355,10 +236,10 @@ def ratios(cases: list[Case]) -> list[str]:
     columns: list[
         tuple[str, str, int | None, str, bool]
     ] = []  # title, workload, n, metric, lower_is_better
-    for n in sorted({c.n for c in cases if c.workload == "fanout"}):
-        columns.append((f"fan-out N={n:,} deliveries/s", "fanout", n, "rate", False))
-    for n in sorted({c.n for c in cases if c.workload == "fanout"}):
-        columns.append((f"fan-out N={n:,} per server CPU-s", "fanout", n, "per_cpu", False))
+    for size in sorted({c.n for c in cases if c.workload == "fanout"}):
+        columns.append((f"fan-out N={size:,} deliveries/s", "fanout", size, "rate", False))
+    for size in sorted({c.n for c in cases if c.workload == "fanout"}):
+        columns.append((f"fan-out N={size:,} per server CPU-s", "fanout", size, "per_cpu", False))
     if any(c.workload == "echo" for c in cases):
         columns.append(("echo round trips/s", "echo", None, "rate", False))
     if any(c.workload == "connect" for c in cases):

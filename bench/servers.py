@@ -140,8 +140,13 @@ def targets() -> list[Target]:
     pw_raw_pub = _publisher("/ws/bench")
     sio_pub = ["--pub-path", SIO_WS, "--pub-init", "40", "--pub-ready", "40{", *SIO_PUB]
     peer_pub = _publisher("/fanout")
-    python_peer = lambda script: [python(), str(PEERS / script), "--port", "{port}"]  # noqa: E731
-    node_peer = lambda script: ["node", str(PEERS / script), "--port", "{port}"]  # noqa: E731
+
+    def python_peer(script: str) -> list[str]:
+        return [python(), str(PEERS / script), "--port", "{port}"]
+
+    def node_peer(script: str) -> list[str]:
+        return ["node", str(PEERS / script), "--port", "{port}"]
+
     return [
         Target(
             "pushwire",
@@ -360,44 +365,51 @@ def targets() -> list[Target]:
 def lab_targets() -> list[Target]:
     """pushwire alone, over every transport: the transport lab."""
     pub = _publisher("/ws/bench")
-    stream = lambda transport, *extra: _fanout(  # noqa: E731
-        "--proto",
-        "stream",
-        "--path",
-        f"/ws/bench/{transport}?hello={HELLO_QUERY}{''.join(extra)}",
-        "--ready",
-        "welcome",
-        *pub,
-    )
-    poll = lambda transport, interval: _fanout(  # noqa: E731
-        "--proto",
-        "pwpoll",
-        "--path",
-        f"/ws/bench/{transport}",
-        "--ready",
-        "welcome",
-        "--poll-interval-ms",
-        str(interval),
-        *pub,
-    )
-    origin = "&origin=" + quote("http://127.0.0.1", safe="")
-    tcp_fanout = lambda n: Drive(  # noqa: E731
-        "fanout",
-        [
-            "--conns",
-            str(n),
+
+    def stream(transport: str, *extra: str) -> Callable[[int], Drive]:
+        return _fanout(
             "--proto",
-            "tcp",
-            "--init",
-            HELLO,
-            "--init",
-            '{"type":"subscribe","channel":"bench"}',
+            "stream",
+            "--path",
+            f"/ws/bench/{transport}?hello={HELLO_QUERY}{''.join(extra)}",
             "--ready",
-            "subscribed",
+            "welcome",
             *pub,
-        ],
-        pub_on_tcp_port=True,
-    )
+        )
+
+    def poll(transport: str, interval: int) -> Callable[[int], Drive]:
+        return _fanout(
+            "--proto",
+            "pwpoll",
+            "--path",
+            f"/ws/bench/{transport}",
+            "--ready",
+            "welcome",
+            "--poll-interval-ms",
+            str(interval),
+            *pub,
+        )
+
+    def tcp_fanout(n: int) -> Drive:
+        return Drive(
+            "fanout",
+            [
+                "--conns",
+                str(n),
+                "--proto",
+                "tcp",
+                "--init",
+                HELLO,
+                "--init",
+                '{"type":"subscribe","channel":"bench"}',
+                "--ready",
+                "subscribed",
+                *pub,
+            ],
+            pub_on_tcp_port=True,
+        )
+
+    origin = "&origin=" + quote("http://127.0.0.1", safe="")
     all_targets = targets()
     return [
         Target(

@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import base64
 import hashlib
+from typing import cast
 
 import uvloop
 
@@ -33,7 +34,9 @@ class WebSocketProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's TCPTransport
+        # A stream server's transport: uvloop's TCPTransport has asyncio.Transport's methods,
+        # though it is not a subclass of it.
+        self.transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.transport is not None:
@@ -84,8 +87,8 @@ class WebSocketProtocol(asyncio.Protocol):
                 self.transport.close()
                 return
             if mask != b"\0\0\0\0":
-                key = int.from_bytes(mask * ((n + 3) // 4 or 1), "big") >> (8 * ((-n) % 4))
-                body = (int.from_bytes(body, "big") ^ key).to_bytes(n, "big")
+                bits = int.from_bytes(mask * ((n + 3) // 4 or 1), "big") >> (8 * ((-n) % 4))
+                body = (int.from_bytes(body, "big") ^ bits).to_bytes(n, "big")
             batch.append(frame(body, opcode))
         self.buffer = buffer
         if not batch:

@@ -11,14 +11,18 @@ import shutil
 import sys
 import textwrap
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
 from bench import cli
+from bench.cases import Case
 from bench.harness import Drive, build_loadgen, run_loadgen, running
+from bench.records import Run
 from bench.redis_fanout import PW_MEMORY, PW_REDIS, PW_WORKERS, SIO_REDIS, redis_targets
-from bench.report import Case, markdown
+from bench.report import markdown
 from bench.servers import REPO, lab_targets, targets
+from tests.bench.synthetic import loadgen_result
 
 pytestmark = pytest.mark.skipif(
     shutil.which("gcc") is None, reason="gcc is needed to build loadgen.c"
@@ -94,7 +98,12 @@ def _fanout(path: str, subscribers: int = 20, procs: int = 1) -> Drive:
     [("drop", "lost", "lost"), ("double", "duplicates", "duplicated")],
 )
 def test_the_check_catches_a_server_that_drops_or_doubles_a_message(
-    loadgen: Path, tmp_path: Path, fault: str, counter: str, reason: str, procs: int
+    loadgen: Path,
+    tmp_path: Path,
+    fault: str,
+    counter: Literal["lost", "duplicates"],
+    reason: str,
+    procs: int,
 ) -> None:
     script = tmp_path / "toy_server.py"
     script.write_text(TOY_SERVER)
@@ -193,22 +202,11 @@ def test_a_peer_that_cannot_run_is_reported_as_skipped_with_its_reason() -> None
 
 
 def _case(
-    target: str, rate: float, cpu_s: float = 1.0, limited: bool = False, workload: str = "echo"
+    target: str, rate: int, cpu_s: float = 1.0, limited: bool = False, workload: str = "echo"
 ) -> Case:
     """A case of one synthetic run: `rate` deliveries in 1 s, `cpu_s` of server CPU."""
-    loadgen = {
-        "deliveries": rate,
-        "measured_s": 1.0,
-        "latency_us": {"p50": 1, "p99": 1, "p999": 1},
-        "lost": 0,
-        "duplicates": 0,
-        "ready": 1,
-        "http_requests": 0,
-        "bytes_in": 0,
-        "bytes_out": 0,
-    }
-    run = {
-        "loadgen": loadgen,
+    run: Run = {
+        "loadgen": loadgen_result(rate),
         "server_cpu_s": cpu_s,
         "server_rss_bytes": 1,
         "server_rss_before": 0,
@@ -223,9 +221,9 @@ def test_where_the_load_generator_was_the_limit_the_ratio_is_per_server_cpu_seco
     # Both rates are the load generator's (2.0 M/s each), but pushwire needed half the CPU of
     # the ceiling for them: per server CPU-second it is 2x, and the table says so.
     cases = [
-        _case("pushwire", 2e6, cpu_s=0.5, limited=True, workload="fanout"),
-        _case("thin-Python ceiling", 2e6, cpu_s=1.0, limited=True, workload="fanout"),
-        _case("websockets", 1e5, cpu_s=1.0, workload="fanout"),
+        _case("pushwire", 2_000_000, cpu_s=0.5, limited=True, workload="fanout"),
+        _case("thin-Python ceiling", 2_000_000, cpu_s=1.0, limited=True, workload="fanout"),
+        _case("websockets", 100_000, cpu_s=1.0, workload="fanout"),
     ]
     table = markdown(cases, "header")
     assert "| pushwire | thin-Python ceiling | 2.00x† | 2.00x |" in table
@@ -237,7 +235,7 @@ def test_where_the_load_generator_was_the_limit_the_ratio_is_per_server_cpu_seco
 
 
 def test_ratios_divide_pushwire_by_the_peer_measured_in_the_same_run() -> None:
-    table = markdown([_case("pushwire", 300.0), _case("websockets", 100.0)], "header")
+    table = markdown([_case("pushwire", 300), _case("websockets", 100)], "header")
     assert "| pushwire | websockets | 3.00x |" in table
 
 

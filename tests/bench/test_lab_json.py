@@ -7,23 +7,20 @@ from pathlib import Path
 
 import pytest
 
+from bench.cases import Case
 from bench.lab_json import CHARTS, lab_chart, lab_summary, write_lab
-from bench.report import Case
+from bench.records import About, Run
+from tests.bench.synthetic import loadgen_result
 
 
-def _run(deliveries: int, cpu_s: float, requests: int, invalid: list[str] | None = None) -> dict:
+def _run(deliveries: int, cpu_s: float, requests: int, invalid: list[str] | None = None) -> Run:
+    loadgen = loadgen_result(deliveries)
+    loadgen["latency_us"] = {"p50": 2000, "p99": 9000, "p999": 12000}
+    loadgen["ready"] = 10
+    loadgen["http_requests"] = requests
+    loadgen["bytes_in"] = deliveries * 66
     return {
-        "loadgen": {
-            "deliveries": deliveries,
-            "measured_s": 1.0,
-            "latency_us": {"p50": 2000, "p99": 9000, "p999": 12000},
-            "lost": 0,
-            "duplicates": 0,
-            "ready": 10,
-            "http_requests": requests,
-            "bytes_in": deliveries * 66,
-            "bytes_out": 0,
-        },
+        "loadgen": loadgen,
         "server_cpu_s": cpu_s,
         "server_rss_bytes": 1,
         "server_rss_before": 0,
@@ -44,11 +41,11 @@ def _cases() -> list[Case]:
     ]
 
 
-META = {
+META: About = {
     "command": "python -m bench --workloads lab",
     "date": "2026-12-01T00:00:00Z",
     "versions": {"pushwire": "0.1.0", "node ws": "8.0.0", "aiohttp": "3.0"},
-    "machine": {"cores": 2},
+    "machine": {"cpu": "a test CPU", "cores": 2, "kernel": "6.1", "pinning": "none"},
     "runs_per_figure": 3,
     "duration_s": 3.0,
 }
@@ -72,10 +69,11 @@ def test_the_summary_holds_each_transports_medians_in_the_labs_order() -> None:
         "bytes_per_msg": 66.0,
         "cpu_ms_per_1000": 500.0,  # the median of 900, 333 and 500 ms per 1,000
     }
-    assert ws["echo"]["round_trips_per_s"] == 400.0
+    assert ws["echo"] is not None and ws["echo"]["round_trips_per_s"] == 400.0
     assert longpoll["valid"] is False and longpoll["status"].startswith("INVALID: incorrect")
     assert longpoll["loadgen_bound"] is False
-    assert longpoll["fanout"]["requests_per_msg"] == 0.1 and longpoll["echo"] is None
+    assert longpoll["fanout"] is not None and longpoll["echo"] is None
+    assert longpoll["fanout"]["requests_per_msg"] == 0.1
 
 
 def test_no_lab_cases_write_no_lab_json(tmp_path: Path) -> None:

@@ -1,0 +1,127 @@
+"""`python -m bench`'s command line, parsed into typed options."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+from .harness import BENCH_DIR
+from .servers import REPO
+
+WORKLOADS = ("fanout", "echo", "connect", "lab", "redis")
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """What to run and how (see `python -m bench --help`); --smoke already applied."""
+
+    workloads: list[str]
+    subscribers: list[int]  # fan-out sizes N
+    redis_subscribers: list[int]
+    runs: int  # per figure, a fresh server each
+    duration: float  # seconds measured per run
+    echo_connections: int
+    connections: int  # the connect workload's handshakes
+    window: int  # fan-out: messages in flight
+    loadgen_procs: int
+    targets: str
+    smoke: bool
+    no_npm: bool
+    out: Path
+    pushwire_src: Path
+    report_only: Path | None
+
+
+def parse_args(argv: list[str] | None, description: str | None = None) -> Options:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=description)
+    parser.add_argument(
+        "--workloads",
+        default=",".join(WORKLOADS),
+        help="comma-separated, from: " + ", ".join(WORKLOADS),
+    )
+    parser.add_argument("--subscribers", default="1000,10000", help="fan-out sizes N")
+    parser.add_argument(
+        "--redis-subscribers", default="1000", help="redis workload: fan-out sizes N"
+    )
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure (fresh server each)")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per run")
+    parser.add_argument("--echo-connections", type=int, default=100)
+    parser.add_argument(
+        "--connections", type=int, default=10000, help="connect workload: handshakes"
+    )
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=16,
+        help="fan-out: messages in flight (not yet at every subscriber)",
+    )
+    parser.add_argument(
+        "--loadgen-procs",
+        type=int,
+        default=1,
+        help="fan-out: split the subscribers over K load generator processes (for a machine "
+        "with more than 2 cores: they run on every core but the server's)",
+    )
+    parser.add_argument(
+        "--targets",
+        default="",
+        help="only targets whose name contains one of these (=NAME: exactly that name)",
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a quick check: 1 run, tiny sizes, about 5 s per workload",
+    )
+    parser.add_argument("--no-npm", action="store_true", help="do not install the Node peers")
+    parser.add_argument("--out", type=Path, default=BENCH_DIR / "results")
+    parser.add_argument(
+        "--pushwire-src",
+        type=Path,
+        default=REPO / "src",
+        help="the pushwire source tree to run (e.g. a clean `git worktree`)",
+    )
+    parser.add_argument(
+        "--report-only",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="rewrite results.md and the chart from a results.json, run nothing",
+    )
+    # argparse's Namespace is untyped: each value gets its type here, once.
+    args = parser.parse_args(argv)
+    workloads: list[str] = [w for w in args.workloads.split(",") if w]
+    unknown = set(workloads) - set(WORKLOADS)
+    if unknown:
+        parser.error(f"unknown workload(s): {', '.join(sorted(unknown))}")
+    subscribers = [int(n) for n in args.subscribers.split(",") if n]
+    redis_subscribers = [int(n) for n in args.redis_subscribers.split(",") if n]
+    runs: int = args.runs
+    duration: float = args.duration
+    echo_connections: int = args.echo_connections
+    connections: int = args.connections
+    if args.smoke:
+        runs, duration = 1, 0.5
+        subscribers = [min(subscribers[0], 50)]
+        redis_subscribers = [min(redis_subscribers[0], 50)]
+        echo_connections, connections = 20, 200
+    if runs < 1:
+        parser.error("--runs must be at least 1")
+    if args.loadgen_procs < 1:
+        parser.error("--loadgen-procs must be at least 1")
+    return Options(
+        workloads=workloads,
+        subscribers=subscribers,
+        redis_subscribers=redis_subscribers,
+        runs=runs,
+        duration=duration,
+        echo_connections=echo_connections,
+        connections=connections,
+        window=args.window,
+        loadgen_procs=args.loadgen_procs,
+        targets=args.targets,
+        smoke=args.smoke,
+        no_npm=args.no_npm,
+        out=args.out,
+        pushwire_src=args.pushwire_src,
+        report_only=args.report_only,
+    )
