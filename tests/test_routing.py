@@ -6,8 +6,8 @@ import pytest
 
 from pushwire.broker.base import Delivery
 from pushwire.config import Config
+from pushwire.core import Hub
 from pushwire.fallback import HttpTransports
-from pushwire.hub import Hub
 from pushwire.routing import Router, decode_payload, encode_payload
 from pushwire.transports.websocket import OriginPolicy
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from .config import Config
+from .core import Hub
 from .endpoint import ClientInfo, Endpoint, EnvelopeHandler, RawHandler
 from .envelope import SUBPROTOCOL
 from .errors import (
@@ -39,7 +40,6 @@ from .fallback import HttpTransports, error_body, split_transport
 from .http.parser import Request
 from .http.response import simple_response
 from .http.server import StreamStart
-from .hub import Hub
 from .message import Data
 from .transports.base import Framing
 from .transports.websocket import (

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Final
 import orjson
 
 from .config import Config
+from .core import Hub
 from .endpoint import ClientInfo, Endpoint, EnvelopeHandler, RawHandler
 from .errors import (
     BadRequest,
@@ -44,7 +45,6 @@ from .errors import (
 from .http.parser import Request
 from .http.response import chunk, response_head
 from .http.server import HttpStream, StreamStart
-from .hub import Hub
 from .message import Position
 from .transports.iframe import IFRAME_FRAMING, IFRAME_HEARTBEAT, iframe_prelude
 from .transports.poll import PollBatch, PollTransport

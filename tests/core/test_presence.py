@@ -11,11 +11,12 @@ import pytest
 
 from pushwire import Config, ConnectRequest, Hub, Identity, Session
 from pushwire.broker.memory import MemoryBroker
+from pushwire.clock import ManualClock
 from pushwire.errors import PresenceInfoTooLarge
 from pushwire.presence import PresenceTable, encode_entry
 from pushwire.transports.stream import NDJSON_FRAMING
 from pushwire.transports.websocket import RAW_FRAMING
-from tests.test_hub import RecordingTransport
+from tests.helpers import RecordingTransport
 
 
 def entry(member: str, user: str | None = None, **info: Any) -> bytes:
@@ -149,7 +150,8 @@ async def test_a_snapshot_over_the_bound_says_truncated_and_keeps_the_count() ->
 
 
 async def test_a_reconnecting_session_stays_present_and_leaves_when_its_grace_ends() -> None:
-    hub = Hub(config=Config(session_grace=0.2))
+    clock = ManualClock()
+    hub = Hub(config=Config(session_grace=0.2), clock=clock)
     watcher = join(hub, "w")
     await hub.watch_presence(watcher, "room")
     assert isinstance(watcher.transport, RecordingTransport)
@@ -169,9 +171,11 @@ async def test_a_reconnecting_session_stays_present_and_leaves_when_its_grace_en
 
     # It drops again and never returns: it leaves once its grace is over.
     hub.detach(flaky, back, 1006, "dropped", final=False)
-    await asyncio.sleep(0.05)
+    clock.advance(0.19)
+    await asyncio.sleep(0)  # a leave would go out at the end of this turn
     assert seen.written == []
-    await asyncio.sleep(0.3)
+    clock.advance(0.01)
+    await asyncio.sleep(0)
     assert [(e["type"], e["member"]["user"], e["count"]) for e in envelopes(seen)] == [
         ("leave", "flaky", 1)
     ]
@@ -188,7 +192,7 @@ async def test_a_new_watcher_sees_each_change_once_even_while_its_snapshot_is_re
             late = f"late{self.reads}"
             self.reads += 1
             self.presence_join(channel, late, entry(late, late))
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0)  # the read is in flight: the loop turns
             return snapshot
 
     hub = Hub(SlowSnapshots())
