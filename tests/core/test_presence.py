@@ -12,6 +12,7 @@ import pytest
 from pushwire import Config, ConnectRequest, Hub, Identity, Session
 from pushwire.broker.memory import MemoryBroker
 from pushwire.clock import ManualClock
+from pushwire.core.presence import Presence
 from pushwire.errors import PresenceInfoTooLarge
 from pushwire.presence import PresenceTable, encode_entry
 from pushwire.transports.stream import NDJSON_FRAMING
@@ -244,3 +245,24 @@ async def test_the_connect_handler_attaches_bounded_public_info() -> None:
 
     with pytest.raises(TypeError, match="connect handler must return"):
         await hub.identify(request)
+
+
+async def test_after_a_broker_outage_each_watcher_gets_a_fresh_snapshot_then_what_follows() -> None:
+    broker = MemoryBroker()
+    presence = Presence(broker, Config())  # the part alone, wired as the hub wires it
+    broker.attach_presence(presence.event)
+    transport = RecordingTransport(NDJSON_FRAMING)
+    watcher = Session(transport, "w")
+    watcher.channels.add("room")  # subscribed, as far as presence is concerned
+    presence.join(watcher, "room")
+    await presence.watch(watcher, "room")
+    # A join whose event the outage lost: only the broker's table knows of it.
+    broker.presence_table.join("room", "lost", entry("lost", "lost"))
+    transport.written.clear()
+
+    await presence.resnapshot(["room"])
+    broker.presence_join("room", "after", entry("after", "after"))
+    await asyncio.sleep(0)
+    got = envelopes(transport)
+    assert [e["type"] for e in got] == ["presence", "join"]
+    assert users(got[0]) == ["lost", "w"] and got[1]["member"]["user"] == "after"
