@@ -19,10 +19,10 @@ from collections.abc import Callable
 
 from ..broker.base import DirectBroker
 from ..config import Config
-from ..errors import PushwireError, SessionOverflow
+from ..errors import SessionOverflow
 from ..message import Data
 from .sessions import Session
-from .tasks import BackgroundTasks, log_failure
+from .tasks import BackgroundTasks, log_failure, settling
 
 __all__ = ["DirectMessages"]
 
@@ -142,16 +142,7 @@ class DirectMessages:
         if direct is None:
             return 1 if self.send(user, data) else 0
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-
-        def done(result: int | PushwireError) -> None:
-            if future.done():
-                return
-            if isinstance(result, PushwireError):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
-
-        direct.send_direct(user, data, done)
+        direct.send_direct(user, data, settling(future))
         return await future
 
     def send_to_session(self, session: Session, data: Data) -> None:

@@ -30,7 +30,7 @@ from .identity import Access
 from .lifecycle import SessionLifecycle
 from .presence import Presence
 from .sessions import MemorySessionStore, Session, SessionMigration, SessionStore
-from .tasks import BackgroundTasks, maybe_await
+from .tasks import BackgroundTasks, maybe_await, settling
 
 __all__ = ["Hub", "MessageHandler"]
 
@@ -192,16 +192,7 @@ class Hub:
         """
         self.access.check_channel(channel)
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-
-        def done(result: Message | PushwireError) -> None:
-            if future.done():
-                return
-            if isinstance(result, Message):
-                future.set_result(result)
-            else:
-                future.set_exception(result)
-
-        self.publish_nowait(channel, data, done)
+        self.publish_nowait(channel, data, settling(future))
         return await future
 
     # -- direct messages --------------------------------------------------------------------

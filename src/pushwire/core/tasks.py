@@ -10,9 +10,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-__all__ = ["BackgroundTasks", "log_failure", "maybe_await"]
+from ..errors import PushwireError
+
+__all__ = ["BackgroundTasks", "log_failure", "maybe_await", "settling"]
+
+T = TypeVar("T")
 
 log = logging.getLogger("pushwire.hub")
 
@@ -47,3 +52,18 @@ def log_failure(future: asyncio.Future[None]) -> None:
 async def maybe_await(value: Any) -> Any:
     """What an app's handler returned, awaited when it is awaitable (handlers may be either)."""
     return await value if inspect.isawaitable(value) else value
+
+
+def settling(future: asyncio.Future[T]) -> Callable[[T | PushwireError], None]:
+    """A broker's `done` callback that settles `future` with what it reports: the result, or
+    the error raised by awaiting it (a future already settled or cancelled stays as it is)."""
+
+    def done(result: T | PushwireError) -> None:
+        if future.done():
+            return
+        if isinstance(result, PushwireError):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
+
+    return done
