@@ -68,7 +68,7 @@ class Hub:
         self.stats = HubStats()
         self._message_handler: MessageHandler | None = None
 
-        tasks = BackgroundTasks()
+        self._tasks = tasks = BackgroundTasks()
         self.access = Access(config)
         self._presence = Presence(self.broker, config)
         self.channels = Channels(self.broker, config, self._presence, self.stats, tasks)
@@ -81,7 +81,6 @@ class Hub:
             self.direct_messages,
             tasks,
         )
-        self._tasks = tasks
 
         self.broker.attach(self.channels.deliver)
         self.broker.attach_presence(self._presence.event)
