@@ -6,7 +6,7 @@ import pytest
 
 from pushwire.broker.base import Delivery
 from pushwire.config import Config
-from pushwire.hub import Hub
+from pushwire.core import Hub
 from pushwire.routing import Router, decode_payload, encode_payload
 from pushwire.transports.http_session import HttpSessions
 from pushwire.transports.poll import Polls

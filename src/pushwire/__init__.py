@@ -2,6 +2,7 @@
 
 from .app import App
 from .config import Config
+from .core import ConnectRequest, Hub, Identity, Session
 from .errors import (
     BadRequest,
     Forbidden,
@@ -10,10 +11,8 @@ from .errors import (
     PushwireError,
     RemoteError,
 )
-from .hub import ConnectRequest, Hub, Identity
 from .message import Message, Position
 from .serve import run, serve
-from .session import Session
 
 __all__ = [
     "App",

@@ -14,8 +14,8 @@ from __future__ import annotations
 import orjson
 
 from .config import Config
+from .core import Hub
 from .errors import BadRequest, MessageTooLarge, MethodNotAllowed, NotFound
-from .hub import Hub
 from .message import Data
 from .origin import OriginPolicy
 from .web import Request, Response

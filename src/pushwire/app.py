@@ -27,6 +27,7 @@ from typing import Final
 
 from .api import HttpApi
 from .config import Config
+from .core import Hub
 from .endpoint import ClientInfo, Endpoint, EnvelopeHandler, RawHandler
 from .envelope import SUBPROTOCOL
 from .errors import (
@@ -38,7 +39,6 @@ from .errors import (
     RemoteError,
     Unavailable,
 )
-from .hub import Hub
 from .origin import OriginPolicy
 from .routing import Router
 from .transports.base import Receiver, Transport

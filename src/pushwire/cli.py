@@ -15,8 +15,8 @@ from typing import Any
 from .app import App
 from .broker.base import Broker
 from .config import Config
+from .core import ConnectRequest, Hub
 from .errors import Unavailable
-from .hub import ConnectRequest, Hub
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from .broker.base import History
+from .core import ConnectRequest, Hub, Identity, Session, snapshot_fields
 from .envelope import Envelope, decode
 from .errors import BadRequest, PushwireError, RemoteError, Unavailable, UnknownType
-from .hub import ConnectRequest, Hub, Identity, snapshot_fields
 from .message import Data, Message, Position
-from .session import Session
 from .transports.base import Transport
 
 __all__ = ["Endpoint", "EnvelopeHandler", "RawHandler"]

@@ -43,10 +43,9 @@ import orjson
 
 from .broker.base import Delivery, NodeLink
 from .config import Config
+from .core import Hub, Session, new_session_id
 from .errors import BadRequest, Gone, NotConnected, PushwireError, RemoteError, Unavailable
-from .hub import Hub
 from .message import Data
-from .session import Session, new_session_id
 from .transports.base import Transport
 from .transports.http_session import HttpSessions
 from .transports.poll import PollBatch, Polls

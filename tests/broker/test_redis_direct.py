@@ -18,7 +18,7 @@ from pushwire.endpoint import ClientInfo, Endpoint, EnvelopeHandler
 from pushwire.errors import Unavailable
 from pushwire.transports.base import Framing
 from pushwire.transports.websocket.framing import ENVELOPE_FRAMING, RAW_FRAMING
-from tests.test_hub import RecordingTransport
+from tests.helpers import RecordingTransport
 
 from .conftest import WAIT, Maker, RedisBrokers, RedisServer, numsub
 

@@ -25,9 +25,9 @@ from typing import Final
 
 import orjson
 
+from ..core import Hub
 from ..endpoint import ClientInfo, Endpoint, EnvelopeHandler
 from ..errors import BadRequest, Gone, NotConnected, RemoteError, Unavailable
-from ..hub import Hub
 from ..web import Request, StreamResponse
 from .base import Framing, Transport
 

@@ -15,10 +15,10 @@ from typing import Final
 
 import orjson
 
+from ..core import Hub
 from ..endpoint import Endpoint
 from ..envelope import TextFraming
 from ..errors import Forbidden
-from ..hub import Hub
 from ..origin import OriginPolicy
 from ..web import Request, StreamResponse
 from .http_session import envelope_stream, opening_hello

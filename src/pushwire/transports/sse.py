@@ -20,10 +20,10 @@ from typing import Any, Final
 
 import orjson
 
+from ..core import Hub
 from ..endpoint import Endpoint, RawHandler
 from ..envelope import TextFraming
 from ..errors import BadRequest, MethodNotAllowed
-from ..hub import Hub
 from ..message import Data, Message, Position
 from ..web import Request, StreamResponse
 from .base import Transport

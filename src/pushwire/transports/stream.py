@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Final
 
+from ..core import Hub
 from ..endpoint import Endpoint
 from ..envelope import TextFraming
-from ..hub import Hub
 from ..web import Request, StreamResponse
 from .http_session import envelope_stream, opening_hello
 

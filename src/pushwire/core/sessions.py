@@ -17,15 +17,17 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from .errors import SessionOverflow
-from .message import Data
-from .transports.base import Transport
+from ..clock import Timer
+from ..errors import SessionOverflow
+from ..message import Data
+from ..transports.base import Transport
 
 __all__ = [
     "MemorySessionStore",
     "Session",
     "SessionMigration",
     "SessionStore",
+    "new_public_id",
     "new_session_id",
 ]
 
@@ -98,7 +100,7 @@ class Session:
         self.max_unacked = max_unacked
         self.max_unacked_bytes = max_unacked_bytes
         self.closed = False
-        self.expiry: Any = None  # the grace timer while detached
+        self.expiry: Timer | None = None  # the grace timer while detached
         #: The id of the last direct message that came through a broker spanning processes
         #: (a hand-over starts from it on the new node).
         self.last_direct: str | None = None

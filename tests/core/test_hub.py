@@ -7,27 +7,12 @@ import asyncio
 import pytest
 
 from pushwire import BadRequest, Config, Hub, Session
+from pushwire.clock import ManualClock
+from pushwire.core import MemorySessionStore
 from pushwire.errors import LimitReached
-from pushwire.session import MemorySessionStore
 from pushwire.transports.base import Framing
 from pushwire.transports.websocket.framing import ENVELOPE_FRAMING, RAW_FRAMING
-
-
-class RecordingTransport:
-    """The process edge: a transport that keeps what the hub wrote to it."""
-
-    name = "recording"
-
-    def __init__(self, framing: Framing) -> None:
-        self.framing = framing
-        self.written: list[bytes] = []
-        self.closed: tuple[int, str] | None = None
-
-    def write(self, data: bytes) -> None:
-        self.written.append(data)
-
-    def close(self, code: int, reason: str) -> None:
-        self.closed = (code, reason)
+from tests.helpers import RecordingTransport
 
 
 def short_frame(opcode: int, payload: bytes) -> bytes:
@@ -186,12 +171,15 @@ class CountingStore(MemorySessionStore):
 
 async def test_sessions_live_in_the_store_the_hub_is_given() -> None:
     store = CountingStore()
-    hub = Hub(store=store)
+    clock = ManualClock()
+    hub = Hub(store=store, clock=clock)
     session = hub.open_session(RecordingTransport(ENVELOPE_FRAMING), "alice", resumable=True)
     assert store[session.id] is session and hub.sessions is store
     hub.detach(session, session.transport, 1006, "dropped", final=False)  # type: ignore[arg-type]
     assert store.added == 1 and store.removed == 0  # detached, kept for its grace
+    assert clock.pending == 1
     assert hub.resume(session.id, RecordingTransport(ENVELOPE_FRAMING)) is session
+    assert clock.pending == 0  # resumed: its grace no longer runs
     hub.close_session(session, 1000, "")
     assert store.removed == 1 and session.id not in store
 

@@ -1,0 +1,318 @@
+"""Channels: who is subscribed here, and the fan-out of what the broker delivers to them.
+
+Fan-out is encode-once: a channel message is framed once per framing in use on that channel
+(`Framing.frame_message`), and the same bytes object is written to every subscriber using
+that framing. The per-subscriber work is one `write` call.
+
+Fan-out is also batched: what is published to a channel within one turn of the event loop
+(say, all the messages one read from a publisher brought) goes to each subscriber in one
+write. A write is a system call, and it is what fan-out costs; batching divides that cost by
+the batch size. A channel's messages still arrive in offset order, and membership changes
+flush what is pending first, so nobody gets a message from before it joined or misses one
+from before it left.
+
+Nothing is lost silently: each channel remembers the last position it fanned out; a
+subscriber catching up from history, or recovery after a broker outage, holds the channel's
+live messages until history is written, and what history no longer holds is told as a `gap`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Final
+
+from ..broker.base import Broker
+from ..config import Config
+from ..errors import PushwireError
+from ..message import Message, Position
+from ..transports.base import Framing, Transport
+from .identity import check_channel
+from .presence import Presence
+from .sessions import Session
+from .tasks import BackgroundTasks, log_failure
+
+__all__ = ["MAX_BATCH_BYTES", "Channels", "HubStats"]
+
+#: Bytes of pending channel messages after which fan-out happens at once, not at turn's end.
+MAX_BATCH_BYTES: Final = 256 * 1024
+
+log = logging.getLogger("pushwire.hub")
+
+
+@dataclass(slots=True)
+class HubStats:
+    """Counters the hub keeps; `frames_encoded` counts Framing calls for channel messages."""
+
+    published: int = 0
+    frames_encoded: int = 0
+    deliveries: int = 0
+
+
+@dataclass(slots=True)
+class _Channel:
+    # framing -> session -> the transport to write to (fan-out reads transports directly)
+    members: dict[Framing, dict[Session, Transport]] = field(default_factory=dict)
+    count: int = 0
+    # The broker subscription of this process (done once the broker confirmed it).
+    ready: asyncio.Future[None] | None = None
+    # The last position fanned out here: anything at or before it is not sent twice.
+    epoch: str | None = None
+    offset: int = 0
+    # Catch-ups in progress (a subscriber reading history, recovery after an outage):
+    # while above 0, this channel's messages wait, so they go out after the history.
+    hold: int = 0
+    # Presence snapshots being read: while above 0, the channel stays even with no member.
+    keep: int = 0
+
+
+def _fresh(state: _Channel, messages: list[Message]) -> list[Message]:
+    """The messages not fanned out yet, in offset order; moves the channel's position.
+
+    Live delivery and history may overlap or interleave (a subscriber's catch-up, recovery
+    after a broker outage): sort, and drop what is at or before the last position sent.
+    """
+    if any(a.offset > b.offset for a, b in itertools.pairwise(messages)):
+        newest = messages[-1].epoch  # an older epoch (before a broker lost its data) goes first
+        messages = sorted(messages, key=lambda m: (m.epoch == newest, m.offset))
+    fresh = []
+    for message in messages:
+        if message.epoch == state.epoch and message.offset <= state.offset:
+            continue
+        state.epoch, state.offset = message.epoch, message.offset
+        fresh.append(message)
+    return fresh
+
+
+class Channels:
+    """The channels of this process's sessions, and the fan-out of their messages.
+
+    Args:
+        broker: subscribed once per channel in use here (`Broker.attach` is wired to
+            `deliver`); its history serves catch-ups and recovery.
+        config: `max_channel_name`.
+        presence: told as sessions join and leave channels.
+        stats: counts what fan-out framed and delivered.
+        tasks: runs the broker's unsubscriptions.
+    """
+
+    def __init__(
+        self,
+        broker: Broker,
+        config: Config,
+        presence: Presence,
+        stats: HubStats,
+        tasks: BackgroundTasks,
+    ) -> None:
+        self._broker = broker
+        self._config = config
+        self._presence = presence
+        self._stats = stats
+        self._tasks = tasks
+        self._channels: dict[str, _Channel] = {}
+        self._pending: dict[str, list[Message]] = {}
+        self._pending_bytes = 0
+        self._flush_scheduled = False
+
+    # -- membership -------------------------------------------------------------------------
+
+    def subscribe(self, session: Session, channel: str) -> None:
+        """Add a session to a channel now (authorisation is `Access.authorize_subscribe`'s
+        job); it joins the channel's presence unless it is there already. `Hub.watch_presence`
+        then sends it the members and their changes."""
+        transport = session.transport
+        if session.closed or transport is None:
+            return
+        if self._pending:
+            self.flush()
+        state = self._state(channel)
+        if channel not in session.channels:
+            session.channels.add(channel)
+            state.members.setdefault(transport.framing, {})[session] = transport
+            state.count += 1
+        self._presence.join(session, channel)
+
+    def unsubscribe(self, session: Session, channel: str, *, leave: bool = True) -> None:
+        """Take a session out of a channel; `leave`: out of its presence too (False keeps a
+        detached session present while it waits out its grace)."""
+        if leave:
+            self._presence.leave(session, channel)
+        state = self._channels.get(channel)
+        if state is None or channel not in session.channels:
+            return
+        if self._pending:
+            self.flush()
+        session.channels.discard(channel)
+        for framing, members in list(state.members.items()):
+            if members.pop(session, None) is not None and not members:
+                del state.members[framing]
+        self._presence.unwatch(session, channel)
+        state.count -= 1
+        if state.count == 0 and not state.hold and not state.keep:
+            self._end(channel)
+
+    def unsubscribe_all(self, session: Session, *, leave: bool) -> None:
+        """Take a session out of every channel; `leave`: out of every channel's presence too,
+        those it stayed present in while detached included."""
+        for channel in list(session.channels):
+            self.unsubscribe(session, channel, leave=leave)
+        if leave:
+            for channel in list(session.present):
+                self._presence.leave(session, channel)
+
+    def subscriber_count(self, channel: str) -> int:
+        """Sessions of this process in `channel`."""
+        state = self._channels.get(channel)
+        return state.count if state is not None else 0
+
+    def _state(self, channel: str) -> _Channel:
+        state = self._channels.get(channel)
+        if state is None:
+            state = self._channels[channel] = _Channel()
+            state.ready = asyncio.ensure_future(self._broker.subscribe(channel))
+            state.ready.add_done_callback(log_failure)
+        return state
+
+    def _end(self, channel: str) -> None:
+        del self._channels[channel]
+        self._tasks.run(self._broker.unsubscribe(channel))
+
+    # -- positions and catch-ups ------------------------------------------------------------
+
+    async def prepare(self, channel: str) -> None:
+        """Make sure this process receives `channel`'s messages (the broker confirmed its
+        subscription) before a subscriber reads the channel's position."""
+        ready = self._state(channel).ready
+        if ready is not None:
+            await asyncio.shield(ready)
+
+    async def position(self, channel: str) -> Position:
+        """The channel's last position, as the broker has it.
+
+        Raises:
+            BadRequest: invalid channel name.
+        """
+        return await self._broker.position(check_channel(channel, self._config.max_channel_name))
+
+    @contextlib.contextmanager
+    def holding(self, channel: str) -> Iterator[None]:
+        """While inside, `channel`'s messages wait here (others keep flowing): a subscriber
+        writes what history holds first, and live messages follow without a gap or a
+        reordering. Leaving flushes what waited."""
+        state = self._state(channel)
+        state.hold += 1
+        try:
+            yield
+        finally:
+            state.hold -= 1
+            if not state.hold and channel in self._pending:
+                self.flush()
+
+    @contextlib.contextmanager
+    def keeping(self, channel: str) -> Iterator[None]:
+        """While inside, `channel` stays subscribed here even if its last subscriber leaves
+        (so the presence events that follow a snapshot being read keep coming); leaving ends
+        it if nobody is left."""
+        state = self._channels.get(channel)
+        if state is None:
+            yield
+            return
+        state.keep += 1
+        try:
+            yield
+        finally:
+            state.keep -= 1
+            if not (state.count or state.hold or state.keep):
+                self._end(channel)
+
+    # -- fan-out ----------------------------------------------------------------------------
+
+    def deliver(self, message: Message) -> None:
+        """The broker hands over a channel message: it joins this turn's batch."""
+        channel = message.channel
+        if channel not in self._channels:
+            return
+        pending = self._pending.get(channel)
+        if pending is None:
+            self._pending[channel] = [message]
+        else:
+            pending.append(message)
+        self._pending_bytes += len(message.data)
+        if self._pending_bytes > MAX_BATCH_BYTES:
+            self.flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Fan out every pending channel message now: each message framed once per framing,
+        one write per subscriber per channel."""
+        self._flush_scheduled = False
+        pending, self._pending = self._pending, {}
+        self._pending_bytes = 0
+        stats = self._stats
+        for channel, messages in pending.items():
+            state = self._channels.get(channel)
+            if state is None:
+                continue
+            if state.hold:
+                self._pending[channel] = messages  # a catch-up is in progress: wait
+                continue
+            messages = _fresh(state, messages)
+            if not messages:
+                continue
+            for framing, members in state.members.items():
+                if len(messages) == 1:
+                    frame = framing.frame_message(messages[0])
+                else:
+                    frame = b"".join([framing.frame_message(m) for m in messages])
+                stats.frames_encoded += len(messages)
+                stats.deliveries += len(members) * len(messages)
+                for transport in members.values():
+                    transport.write(frame)
+
+    # -- recovery ---------------------------------------------------------------------------
+
+    async def recover(self, channels: Iterable[str]) -> None:
+        """After the broker lost its connection: fan out what history holds beyond the last
+        position each channel reached here, or tell its subscribers what is lost (`gap`)."""
+        for channel in channels:
+            state = self._channels.get(channel)
+            if state is None or state.epoch is None:
+                continue
+            since = Position(state.epoch, state.offset)
+            with self.holding(channel):
+                try:
+                    history = await self._broker.history(channel, since)
+                except PushwireError as exc:
+                    log.warning("cannot recover %s after a broker outage: %s", channel, exc)
+                    continue
+                if not history.complete:
+                    first = (
+                        history.messages[0].offset
+                        if history.messages
+                        else history.position.offset + 1
+                    )
+                    self._tell_gap(channel, since, Position(history.position.epoch, first - 1))
+                    state.epoch, state.offset = history.position.epoch, first - 1
+                for message in history.messages:
+                    self.deliver(message)
+
+    def _tell_gap(self, channel: str, since: Position, last_lost: Position) -> None:
+        state = self._channels.get(channel)
+        if state is None:
+            return
+        gap = {
+            "type": "gap",
+            "channel": channel,
+            "from": {"epoch": since.epoch, "offset": since.offset},
+            "to": {"epoch": last_lost.epoch, "offset": last_lost.offset},
+        }
+        for framing, members in state.members.items():
+            frame = framing.frame_control(gap)
+            for transport in members.values():
+                transport.write(frame)

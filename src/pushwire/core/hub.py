@@ -1,0 +1,247 @@
+"""The hub: the app's handlers and the core's public API, in front of the parts that do the work.
+
+It knows no transport and no other process. Its parts, each a plain object that is handed
+what it works with:
+
+- `access` (identity.py): the connect and subscribe handlers, channel names;
+- `channels` (channels.py): who is subscribed here, batching and encode-once fan-out,
+  catch-ups and recovery after a broker outage;
+- presence (presence.py): members announced through the broker, watchers fed;
+- `direct_messages` (direct.py): the sessions of each user and their direct messages;
+- `lifecycle` (lifecycle.py): opening, detaching, resuming, handing over and closing sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+from ..broker.base import Broker, DirectBroker
+from ..broker.memory import MemoryBroker
+from ..clock import LOOP_CLOCK, Clock
+from ..config import Config
+from ..errors import PushwireError
+from ..message import Data, Message
+from ..presence import PresenceSnapshot
+from .channels import Channels, HubStats
+from .direct import DirectMessages
+from .identity import Access
+from .lifecycle import SessionLifecycle
+from .presence import Presence
+from .sessions import MemorySessionStore, Session, SessionMigration, SessionStore
+from .tasks import BackgroundTasks, maybe_await, settling
+
+__all__ = ["Hub", "MessageHandler"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+MessageHandler = Callable[[Session, Data], "Awaitable[None] | None"]
+
+
+class Hub:
+    """Channels, direct push to users, presence, and the app's handlers.
+
+    Args:
+        broker: where channel messages get their offsets and reach other processes;
+            the in-memory broker by default.
+        config: limits (`max_subscriptions`, `max_channel_name`, `session_grace`, ...).
+        store: where sessions are kept between connections; this process's memory by
+            default.
+        clock: times what the hub waits for (a detached session's grace); the event loop's
+            by default.
+    """
+
+    def __init__(
+        self,
+        broker: Broker | None = None,
+        config: Config | None = None,
+        store: SessionStore | None = None,
+        clock: Clock = LOOP_CLOCK,
+    ) -> None:
+        self.config = config = config or Config()
+        #: Where every timer of the core (and of the doors serving this hub) reads the time.
+        self.clock = clock
+        self.broker: Broker = broker or MemoryBroker(config.history_size)
+        #: The broker's direct-message part when it spans processes (None: in-memory).
+        self.direct: DirectBroker | None = self.broker.direct
+        #: Fetches sessions held by other processes on resumption (None: one process).
+        self.migration: SessionMigration | None = None
+        self.stats = HubStats()
+        self._message_handler: MessageHandler | None = None
+
+        self._tasks = tasks = BackgroundTasks()
+        self.access = Access(config)
+        self._presence = Presence(self.broker, config)
+        self.channels = Channels(self.broker, config, self._presence, self.stats, tasks)
+        self.direct_messages = DirectMessages(config, self.direct, tasks, self.close_session)
+        self.lifecycle = SessionLifecycle(
+            store if store is not None else MemorySessionStore(),
+            config,
+            clock,
+            self.channels,
+            self.direct_messages,
+            tasks,
+        )
+
+        self.broker.attach(self.channels.deliver)
+        self.broker.attach_presence(self._presence.event)
+        if self.direct is not None:
+            self.direct.attach_direct(self.direct_messages.deliver)
+        # A broker that can lose its connection says which channels may have gaps.
+        self.broker.attach_resubscribed(self._resubscribed)
+
+        # The parts' methods under the names the callers use today (they move to the parts).
+        self.check_channel = self.access.check_channel
+        self.identify = self.access.identify
+        self.authorize = self.access.authorize
+        self.authorize_subscribe = self.access.authorize_subscribe
+        self.subscribe = self.channels.subscribe
+        self.unsubscribe = self.channels.unsubscribe
+        self.subscriber_count = self.channels.subscriber_count
+        self.prepare = self.channels.prepare
+        self.position = self.channels.position
+        self.holding = self.channels.holding
+        self.flush = self.channels.flush
+        self.recover = self.channels.recover
+        self.send_to_session = self.direct_messages.send_to_session
+        self.prepare_user = self.direct_messages.prepare_user
+        self.release_user = self.direct_messages.release_user
+        self.begin_adoption = self.direct_messages.begin_adoption
+        self.end_adoption = self.direct_messages.end_adoption
+        self.open_session = self.lifecycle.open
+        self.detach = self.lifecycle.detach
+        self.resume = self.lifecycle.resume
+        self.hand_over = self.lifecycle.hand_over
+        self.adopt = self.lifecycle.adopt
+
+    # -- handlers the app registers ---------------------------------------------------------
+
+    def on_connect(self, handler: F) -> F:
+        """Register `handler(request)`; raise `Forbidden` to refuse.
+
+        It returns the user id (`str`) or None, or a mapping `{"user": id or None, "info":
+        {...}}`, or an `Identity`: `info` is public, shown with the session in presence to
+        the members of its channels; its JSON is bounded by `max_presence_info` bytes.
+        """
+        self.access.connect_handler = handler
+        return handler
+
+    def on_message(self, handler: F) -> F:
+        """Register `handler(session, data)` for messages sent to the general endpoint."""
+        self._message_handler = handler
+        return handler
+
+    def on_subscribe(self, handler: F) -> F:
+        """Register `handler(session, channel) -> bool`; False or `Forbidden` refuses."""
+        self.access.subscribe_handler = handler
+        return handler
+
+    def on_disconnect(self, handler: F) -> F:
+        """Register `handler(session, code, reason)`, called once per session."""
+        self.lifecycle.disconnect_handler = handler
+        return handler
+
+    @property
+    def has_connect_handler(self) -> bool:
+        return self.access.has_connect_handler
+
+    async def handle_message(self, session: Session, data: Data) -> None:
+        """Run the message handler on what `session` sent to the general endpoint."""
+        if self._message_handler is not None:
+            await maybe_await(self._message_handler(session, data))
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    @property
+    def sessions(self) -> Mapping[str, Session]:
+        """The sessions of this hub's store, by id (detached ones waiting out their grace
+        included)."""
+        return self.lifecycle.store
+
+    @property
+    def new_session_id(self) -> Callable[[], str]:
+        """Makes the id of each new session (session routing puts the node's id in it)."""
+        return self.lifecycle.new_session_id
+
+    @new_session_id.setter
+    def new_session_id(self, make: Callable[[], str]) -> None:
+        self.lifecycle.new_session_id = make
+
+    def close_session(self, session: Session, code: int, reason: str) -> None:
+        """Forget a session for good; runs the disconnect handler once."""
+        self.lifecycle.close(session, code, reason)
+
+    # -- publishing -------------------------------------------------------------------------
+
+    def publish_nowait(
+        self,
+        channel: str,
+        data: Data,
+        done: Callable[[Message | PushwireError], None] | None = None,
+    ) -> None:
+        """Publish without waiting; publishes are delivered in call order."""
+        self.stats.published += 1
+        self.broker.publish(channel, data, done)
+
+    async def publish(self, channel: str, data: Data) -> Message:
+        """Publish `data` to `channel` on every node; returns it with its position.
+
+        Raises:
+            BadRequest: invalid channel name.
+            Unavailable: the broker cannot take it now.
+        """
+        self.access.check_channel(channel)
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self.publish_nowait(channel, data, settling(future))
+        return await future
+
+    # -- direct messages --------------------------------------------------------------------
+
+    @property
+    def spans_nodes(self) -> bool:
+        """Whether the broker reaches other processes with direct messages (Redis)."""
+        return self.direct is not None
+
+    def send(self, user: str, data: Data) -> int:
+        """Send a direct message to every session of `user`; returns how many sessions of
+        this process get it (see `DirectMessages.send`)."""
+        return self.direct_messages.send(user, data)
+
+    async def send_everywhere(self, user: str, data: Data) -> int:
+        """Send a direct message to every session of `user` on every node; returns how many
+        processes received it (see `DirectMessages.send_everywhere`).
+
+        Raises:
+            Unavailable: the broker cannot take it now.
+        """
+        return await self.direct_messages.send_everywhere(user, data)
+
+    # -- presence ---------------------------------------------------------------------------
+
+    async def presence(self, channel: str) -> PresenceSnapshot:
+        """Who is in `channel` on every node: the count and at most `presence_max_members`
+        entries (JSON bytes, see pushwire.presence).
+
+        Raises:
+            BadRequest: invalid channel name.
+            Unavailable: the broker cannot be reached.
+        """
+        return await self._presence.snapshot(channel)
+
+    async def watch_presence(self, session: Session, channel: str) -> None:
+        """Send `session` (subscribed to `channel`) the channel's members, then every `join`
+        and `leave` after them, each once and in order.
+
+        Raises:
+            Unavailable: the broker cannot be reached (the session is no watcher then).
+        """
+        # The events that follow the snapshot come through the channel's subscription.
+        with self.channels.keeping(channel):
+            await self._presence.watch(session, channel)
+
+    # -- the broker's outages ---------------------------------------------------------------
+
+    def _resubscribed(self, channels: frozenset[str]) -> None:
+        self._tasks.run(self.channels.recover(channels))
+        self._tasks.run(self._presence.resnapshot(channels))

@@ -1,0 +1,189 @@
+"""A session's life here: opened, detached for a grace, resumed, handed over, adopted, closed.
+
+A resumable session (pushwire.v1) outlives its connection for `session_grace` seconds (on the
+hub's clock): it leaves its channels meanwhile (the client resubscribes with its positions)
+but stays a presence member, so a reconnection does not flap. A session moving to another
+process is handed over there, not closed: the disconnect handler runs once per session, when
+it ends for good.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+from ..clock import Clock
+from ..config import Config
+from ..message import Data
+from ..transports.base import Transport
+from .channels import Channels
+from .direct import DirectMessages
+from .sessions import Session, SessionStore, new_session_id
+from .tasks import BackgroundTasks
+
+__all__ = ["DisconnectHandler", "SessionLifecycle"]
+
+DisconnectHandler = Callable[[Session, int, str], "Awaitable[None] | None"]
+
+
+class SessionLifecycle:
+    """Opens, detaches, resumes, hands over, adopts and closes sessions.
+
+    Args:
+        store: where sessions are kept between connections (read as `Hub.sessions`).
+        config: `session_grace`, `max_unacked`, `max_unacked_bytes`.
+        clock: times a detached session's grace.
+        channels: sessions leave their channels when detached or closed.
+        direct_messages: a session gets its user's direct messages while open.
+        tasks: runs the disconnect handler.
+    """
+
+    def __init__(
+        self,
+        store: SessionStore,
+        config: Config,
+        clock: Clock,
+        channels: Channels,
+        direct_messages: DirectMessages,
+        tasks: BackgroundTasks,
+    ) -> None:
+        self.store = store
+        self._config = config
+        self._clock = clock
+        self._channels = channels
+        self._direct_messages = direct_messages
+        self._tasks = tasks
+        #: Makes the id of each new session (session routing puts the node's id in it).
+        self.new_session_id: Callable[[], str] = new_session_id
+        #: Set by `Hub.on_disconnect`.
+        self.disconnect_handler: DisconnectHandler | None = None
+
+    def open(
+        self,
+        transport: Transport,
+        user: str | None = None,
+        info: Mapping[str, Any] | None = None,
+        *,
+        resumable: bool = False,
+    ) -> Session:
+        """A new session attached to `transport`. `resumable` sessions (pushwire.v1) keep
+        unacknowledged direct messages and survive `session_grace` seconds detached."""
+        config = self._config
+        session = Session(
+            transport,
+            user,
+            info,
+            resumable=resumable,
+            max_unacked=config.max_unacked,
+            max_unacked_bytes=config.max_unacked_bytes,
+            session_id=self.new_session_id(),
+        )
+        self.store.add(session)
+        self._direct_messages.add(session)
+        return session
+
+    def detach(
+        self, session: Session, transport: Transport, code: int, reason: str, *, final: bool
+    ) -> None:
+        """`transport`, the session's connection, ended. `final`: the client itself closed it,
+        so the session ends. Otherwise a resumable session waits `session_grace` seconds for
+        the client to come back (it leaves its channels meanwhile: the client resubscribes with
+        its positions); any other session is closed."""
+        if session.closed or session.transport is not transport:
+            return  # already resumed on another connection
+        if final or not session.resumable:
+            self.close(session, code, reason)
+            return
+        # Still a presence member until the grace ends: a reconnection does not flap.
+        self._channels.unsubscribe_all(session, leave=False)
+        session.transport = None
+        if session.expiry is not None:
+            session.expiry.cancel()
+        session.expiry = self._clock.call_later(
+            self._config.session_grace, self.close, session, code, reason
+        )
+
+    def resume(self, session_id: str, transport: Transport) -> Session | None:
+        """Attach a returning client to its session, or None when it is unknown or expired.
+
+        A session still attached elsewhere is taken over: its old connection is closed 4004.
+        Unacknowledged direct messages are written again.
+        """
+        session = self.store.get(session_id)
+        if session is None or session.closed or not session.resumable:
+            return None
+        if session.expiry is not None:
+            session.expiry.cancel()
+            session.expiry = None
+        old = session.transport
+        if old is not None and old is not transport:
+            self._channels.unsubscribe_all(session, leave=False)
+            session.transport = None
+            old.close(4004, "session resumed on another connection")
+        session.transport = transport
+        return session
+
+    def hand_over(self, session: Session) -> None:
+        """The session moves to another process: forget it here without ending it (the
+        disconnect handler does not run); its connection, if any, is closed with 4004."""
+        if session.closed:
+            return
+        old = session.transport
+        session.transport = None
+        self._forget(session)
+        if old is not None:
+            old.close(4004, "session resumed on another node")
+
+    def adopt(
+        self,
+        transport: Transport,
+        user: str | None,
+        info: Mapping[str, Any],
+        seq: int,
+        acked: int,
+        unacked: Iterable[tuple[int, Data]],
+        last_direct: str | None = None,
+        arrived: list[tuple[str, Data]] | None = None,
+    ) -> Session:
+        """A session handed over by another process, attached to `transport` here (under a
+        new id): its direct-message count and the messages not acknowledged yet carry on.
+
+        `arrived` (from `DirectMessages.begin_adoption`): the direct messages to the user this
+        process got during the hand-over; those after `last_direct`, the last one the old
+        process gave the session (all of them when it is not among them), are added as
+        unacknowledged: `resend_unacked` writes them after the welcome. A session that
+        overflows is closed.
+        """
+        session = self.open(transport, user, info, resumable=True)
+        session.seq, session.acked = seq, acked
+        kept = session.unacked = deque(unacked)
+        session.unacked_bytes = sum(len(data) for _, data in kept)
+        session.last_direct = last_direct
+        if arrived:
+            ids = [message_id for message_id, _ in arrived]
+            start = ids.index(last_direct) + 1 if last_direct in ids else 0
+            session.transport = None  # kept, not written: the welcome goes first
+            for message_id, data in arrived[start:]:
+                self._direct_messages.send_to_session(session, data)
+                session.last_direct = message_id
+            if not session.closed:
+                session.transport = transport
+        return session
+
+    def close(self, session: Session, code: int, reason: str) -> None:
+        """Forget a session for good; runs the disconnect handler once."""
+        if session.closed:
+            return
+        self._forget(session)
+        if self.disconnect_handler is not None:
+            self._tasks.run(self.disconnect_handler(session, code, reason))
+
+    def _forget(self, session: Session) -> None:
+        session.closed = True
+        if session.expiry is not None:
+            session.expiry.cancel()
+            session.expiry = None
+        self.store.remove(session.id)
+        self._channels.unsubscribe_all(session, leave=True)
+        self._direct_messages.remove(session)

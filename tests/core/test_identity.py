@@ -1,0 +1,30 @@
+"""The subscribe handler: the app's say on who joins what."""
+
+from __future__ import annotations
+
+import pytest
+
+from pushwire import ConnectRequest, Forbidden, Hub, Identity, Session
+from pushwire.transports.websocket import RAW_FRAMING
+from tests.helpers import RecordingTransport
+
+
+async def test_the_subscribe_handler_may_refuse_a_channel() -> None:
+    hub = Hub()
+
+    @hub.on_subscribe
+    async def public_only(session: Session, channel: str) -> bool:
+        return channel.startswith("public.")
+
+    session = hub.open_session(RecordingTransport(RAW_FRAMING))
+    await hub.authorize_subscribe(session, "public.news")
+    with pytest.raises(Forbidden, match=r"^subscription to 'secret' refused$") as refused:
+        await hub.authorize_subscribe(session, "secret")
+    assert refused.value.close_code == 4101
+
+
+async def test_without_a_connect_handler_a_client_is_who_its_request_says() -> None:
+    hub = Hub()
+    assert not hub.has_connect_handler
+    request = ConnectRequest("/pushwire", "sse", [], {}, user="bob")
+    assert await hub.identify(request) == Identity("bob")

@@ -1,0 +1,69 @@
+"""Sessions' lives on a clock the test moves: grace, resumption, the end of a session."""
+
+from __future__ import annotations
+
+import pytest
+
+from pushwire import Config, Hub, Session
+from pushwire.clock import ManualClock
+from pushwire.transports.stream import NDJSON_FRAMING
+from tests.helpers import RecordingTransport
+
+
+def recording_hub(clock: ManualClock) -> tuple[Hub, list[tuple[str, int, str]]]:
+    """A hub with a 5-second grace that records its disconnect handler's calls."""
+    hub = Hub(config=Config(session_grace=5.0), clock=clock)
+    ended: list[tuple[str, int, str]] = []
+
+    @hub.on_disconnect
+    def record(session: Session, code: int, reason: str) -> None:
+        ended.append((session.id, code, reason))
+
+    return hub, ended
+
+
+def attached(hub: Hub, *, resumable: bool = True) -> tuple[Session, RecordingTransport]:
+    transport = RecordingTransport(NDJSON_FRAMING)
+    session = hub.open_session(transport, "alice", resumable=resumable)
+    hub.subscribe(session, "room")
+    return session, transport
+
+
+async def test_a_detached_session_ends_when_its_grace_ends_not_before() -> None:
+    clock = ManualClock()
+    hub, ended = recording_hub(clock)
+    session, transport = attached(hub)
+    hub.detach(session, transport, 1006, "connection lost", final=False)
+    assert hub.subscriber_count("room") == 0  # out of its channels meanwhile
+    assert (await hub.presence("room")).count == 1  # but still present
+    clock.advance(4.99)
+    assert session.id in hub.sessions and ended == []
+    clock.advance(0.01)
+    assert session.id not in hub.sessions and session.closed
+    assert ended == [(session.id, 1006, "connection lost")]  # once, with its connection's end
+    assert (await hub.presence("room")).count == 0
+
+
+@pytest.mark.parametrize(("resumable", "final"), [(False, False), (True, True)])
+async def test_a_session_that_will_not_come_back_ends_with_its_connection(
+    resumable: bool, final: bool
+) -> None:
+    clock = ManualClock()
+    hub, ended = recording_hub(clock)
+    session, transport = attached(hub, resumable=resumable)
+    hub.detach(session, transport, 1000, "bye", final=final)
+    assert ended == [(session.id, 1000, "bye")] and clock.pending == 0
+    assert hub.resume(session.id, RecordingTransport(NDJSON_FRAMING)) is None
+
+
+async def test_resuming_on_a_new_connection_closes_the_old_one_with_4004() -> None:
+    clock = ManualClock()
+    hub, ended = recording_hub(clock)
+    session, old = attached(hub)
+    new = RecordingTransport(NDJSON_FRAMING)
+    assert hub.resume(session.id, new) is session and session.transport is new
+    assert old.closed == (4004, "session resumed on another connection")
+    assert hub.subscriber_count("room") == 0  # the client resubscribes on its new connection
+    assert (await hub.presence("room")).count == 1
+    hub.detach(session, old, 1006, "late report of the old connection", final=True)
+    assert not session.closed and ended == []  # not its connection any more
