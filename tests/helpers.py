@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pushwire.transports.base import Framing
+from pushwire.core.transport import Framing
 
 
 class RecordingTransport:

@@ -91,7 +91,7 @@ class HttpApi:
         return Response(200, orjson.dumps(answer), content_type="application/json", headers=cors)
 
     async def _publish(self, request: Request, channel: str) -> Response:
-        self.hub.check_channel(channel)
+        self.hub.access.check_channel(channel)
         cors = self._cors(request)
         data = self._body(request)
         message = await self.hub.publish(channel, data)

@@ -28,6 +28,7 @@ from typing import Final
 from .api import HttpApi
 from .config import Config
 from .core import Hub
+from .core.transport import Receiver, Transport
 from .endpoint import ClientInfo, Endpoint, EnvelopeHandler, RawHandler
 from .envelope import SUBPROTOCOL
 from .errors import (
@@ -41,7 +42,6 @@ from .errors import (
 )
 from .origin import OriginPolicy
 from .routing import Router
-from .transports.base import Receiver, Transport
 from .transports.http_session import HttpSessions, error_body, split_transport
 from .transports.iframe import iframe_stream
 from .transports.poll import PollBatch, PollResponse, Polls
@@ -145,7 +145,7 @@ class App:
     def handle_http(self, request: Request) -> Answer:
         path, method = request.path, request.method
         if path.startswith("/sse/"):
-            raw = Endpoint("channel", channel=self.hub.check_channel(path[len("/sse/") :]))
+            raw = Endpoint("channel", channel=self.hub.access.check_channel(path[len("/sse/") :]))
             return raw_sse_stream(self.hub, request, raw, self.cors(request, raw))
         base, kind = split_transport(path)
         if kind is not None:
@@ -153,7 +153,7 @@ class App:
             if found is None:
                 raise NotFound(f"no such path {path}")
             if found.channel is not None:
-                self.hub.check_channel(found.channel)
+                self.hub.access.check_channel(found.channel)
             if method == "OPTIONS":
                 return self.preflight(request, found)
             if self.shutting_down:
@@ -205,7 +205,7 @@ class App:
         if not self.config.websocket:
             raise Forbidden("WebSocket is disabled on this server: use an HTTP transport")
         if endpoint.channel is not None:
-            self.hub.check_channel(endpoint.channel)
+            self.hub.access.check_channel(endpoint.channel)
         if self.shutting_down:
             raise Unavailable("shutting down")
         subprotocol = check_handshake(

@@ -16,10 +16,10 @@ from typing import Any, Final, Literal
 
 from .broker.base import History
 from .core import ConnectRequest, Hub, Identity, Session, snapshot_fields
+from .core.transport import Transport
 from .envelope import Envelope, decode
 from .errors import BadRequest, PushwireError, RemoteError, Unavailable, UnknownType
 from .message import Data, Message, Position
-from .transports.base import Transport
 
 __all__ = ["Endpoint", "EnvelopeHandler", "RawHandler"]
 
@@ -113,7 +113,7 @@ class _Handler:
         """The connection ended; `by_client`: the client closed it on purpose (a Close frame
         it sent first, a closing request), which ends its session."""
         if self.session is not None:
-            self.hub.detach(self.session, self.transport, code, reason, final=by_client)
+            self.hub.lifecycle.detach(self.session, self.transport, code, reason, final=by_client)
 
     def _connect_request(self, user: str | None, token: str | None) -> ConnectRequest:
         client = self.client
@@ -154,7 +154,7 @@ class RawHandler(_Handler):
         return None
 
     async def _open_awaiting(self, request: ConnectRequest) -> None:
-        identity = await self.hub.identify(request)
+        identity = await self.hub.access.identify(request)
         channel, since = self.endpoint.channel, self.since
         history = None
         if channel is not None and since is not None:
@@ -165,9 +165,9 @@ class RawHandler(_Handler):
             write_recovery(self.transport, channel, since, history)
 
     def _opened(self, identity: Identity) -> None:
-        self.session = self.hub.open_session(self.transport, identity.user, identity.info)
+        self.session = self.hub.lifecycle.open(self.transport, identity.user, identity.info)
         if self.endpoint.kind == "channel" and self.endpoint.channel is not None:
-            self.hub.subscribe(self.session, self.endpoint.channel)
+            self.hub.channels.subscribe(self.session, self.endpoint.channel)
 
     def _step(self, data: Data) -> Awaitable[None] | None:
         session = self.session
@@ -175,7 +175,7 @@ class RawHandler(_Handler):
             return None
         kind = self.endpoint.kind
         if kind == "echo":
-            self.hub.send_to_session(session, data)
+            self.hub.direct_messages.send_to_session(session, data)
         elif kind == "channel":
             assert self.endpoint.channel is not None
             self.hub.publish_nowait(self.endpoint.channel, data, self._published)
@@ -223,7 +223,7 @@ class EnvelopeHandler(_Handler):
         kind = envelope.type
         fields = envelope.fields
         if kind == "publish":
-            channel = self.hub.check_channel(fields.get("channel"))
+            channel = self.hub.access.check_channel(fields.get("channel"))
             if envelope.data is None:
                 raise BadRequest("publish without data")
             self.hub.publish_nowait(channel, envelope.data, self._answer_publish(request_id))
@@ -236,8 +236,8 @@ class EnvelopeHandler(_Handler):
         elif kind == "presence":
             return self._presence(session, fields, request_id)
         elif kind == "unsubscribe":
-            channel = self.hub.check_channel(fields.get("channel"))
-            self.hub.unsubscribe(session, channel)
+            channel = self.hub.access.check_channel(fields.get("channel"))
+            self.hub.channels.unsubscribe(session, channel)
             self._reply({"type": "unsubscribed", "id": request_id, "channel": channel})
         elif kind == "ping":
             self._reply({"type": "pong"})
@@ -269,7 +269,9 @@ class EnvelopeHandler(_Handler):
         if not isinstance(ack, int) or isinstance(ack, bool):
             raise BadRequest('"ack" must be an integer')
         session = (
-            self.hub.resume(session_id, self.transport) if isinstance(session_id, str) else None
+            self.hub.lifecycle.resume(session_id, self.transport)
+            if isinstance(session_id, str)
+            else None
         )
         migration = self.hub.migration
         if session is None and isinstance(session_id, str) and migration is not None:
@@ -278,15 +280,15 @@ class EnvelopeHandler(_Handler):
         resumed = session is not None
         if session is None:
             try:
-                identity = await self.hub.identify(self._connect_request(user, token))
+                identity = await self.hub.access.identify(self._connect_request(user, token))
             except RemoteError as exc:
                 self._error(None, exc)
                 self.transport.close(exc.close_code, str(exc)[:120])
                 return
             # This process must receive the user's direct messages before the welcome: any
             # sent after it reaches the session. No await from here to the welcome.
-            await self.hub.prepare_user(identity.user)
-            session = self.hub.open_session(
+            await self.hub.direct_messages.prepare_user(identity.user)
+            session = self.hub.lifecycle.open(
                 self.transport, identity.user, identity.info, resumable=True
             )
         self.session = session
@@ -308,12 +310,12 @@ class EnvelopeHandler(_Handler):
             session.ack(ack)
             session.resend_unacked()
         if self.endpoint.kind == "channel" and self.endpoint.channel is not None:
-            self.hub.subscribe(session, self.endpoint.channel)
+            self.hub.channels.subscribe(session, self.endpoint.channel)
 
     async def _send(self, session: Session, data: Data) -> None:
         kind = self.endpoint.kind
         if kind == "echo":
-            self.hub.send_to_session(session, data)
+            self.hub.direct_messages.send_to_session(session, data)
         elif kind == "channel":
             assert self.endpoint.channel is not None
             await self.hub.publish(self.endpoint.channel, data)
@@ -325,7 +327,7 @@ class EnvelopeHandler(_Handler):
     ) -> None:
         channel = fields.get("channel")
         try:
-            await self.hub.authorize_subscribe(session, channel)  # type: ignore[arg-type]
+            await self.hub.access.authorize_subscribe(session, channel)  # type: ignore[arg-type]
         except RemoteError as exc:
             self._failed(exc, request_id)
             return
@@ -334,16 +336,20 @@ class EnvelopeHandler(_Handler):
         hub = self.hub
         # This process must receive the channel before its position is read: then every
         # message after that position reaches this subscriber, live or from history.
-        await hub.prepare(channel)
-        with hub.holding(channel):
+        await hub.channels.prepare(channel)
+        with hub.channels.holding(channel):
             # Held: live messages wait while the position and history are read, and follow
             # them, so the client sees no gap and no reordering.
-            hub.subscribe(session, channel)
+            hub.channels.subscribe(session, channel)
             try:
                 history = await hub.broker.history(channel, since) if since is not None else None
-                position = history.position if history is not None else await hub.position(channel)
+                position = (
+                    history.position
+                    if history is not None
+                    else await hub.channels.position(channel)
+                )
             except PushwireError as exc:
-                hub.unsubscribe(session, channel)
+                hub.channels.unsubscribe(session, channel)
                 self._failed(exc, request_id)
                 return
             self._reply(
@@ -365,7 +371,7 @@ class EnvelopeHandler(_Handler):
 
     async def _presence(self, session: Session, fields: dict[str, Any], request_id: object) -> None:
         try:
-            channel = self.hub.check_channel(fields.get("channel"))
+            channel = self.hub.access.check_channel(fields.get("channel"))
             if channel not in session.channels:
                 raise BadRequest(f"not subscribed to {channel!r}: subscribe to see who is there")
             snapshot = await self.hub.presence(channel)

@@ -44,9 +44,9 @@ import orjson
 from .broker.base import Delivery, NodeLink
 from .config import Config
 from .core import Hub, Session, new_session_id
+from .core.transport import Transport
 from .errors import BadRequest, Gone, NotConnected, PushwireError, RemoteError, Unavailable
 from .message import Data
-from .transports.base import Transport
 from .transports.http_session import HttpSessions
 from .transports.poll import PollBatch, Polls
 
@@ -174,11 +174,11 @@ class Router:
             )
             owner = answer.get("user")
             user = owner if isinstance(owner, str) else None
-            await self.hub.prepare_user(user)
+            await self.hub.direct_messages.prepare_user(user)
             # From here on the direct messages to the user are kept: those the home node
             # no longer gives the session reach it here.
             if user is not None:
-                arrived = self.hub.begin_adoption(user)
+                arrived = self.hub.direct_messages.begin_adoption(user)
             _, body = await self._request(
                 home,
                 {"op": "handover", "session": session_id},
@@ -194,7 +194,7 @@ class Router:
             if state["user"] != user:
                 raise ValueError("the session's user changed during the hand-over")
             last_direct = state.get("last_direct")
-            session = self.hub.adopt(
+            session = self.hub.lifecycle.adopt(
                 transport,
                 state["user"],
                 state["info"],
@@ -208,11 +208,11 @@ class Router:
         except (PushwireError, ValueError, KeyError, TypeError) as exc:
             log.info("session %s not handed over by node %s: %s", session_id, home, exc)
             if user is not None:
-                self.hub.release_user(user)
+                self.hub.direct_messages.release_user(user)
             return None
         finally:
             if user is not None:
-                self.hub.end_adoption(user, arrived)
+                self.hub.direct_messages.end_adoption(user, arrived)
 
     async def _request(
         self,
@@ -355,5 +355,5 @@ class Router:
             body = orjson.dumps(state)
         except TypeError as exc:
             raise Gone(f"session {session_id!r} cannot move: its info is not JSON") from exc
-        self.hub.hand_over(session)
+        self.hub.lifecycle.hand_over(session)
         return body

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import unquote
 
+from .core.transport import Framing, Receiver, Transport
 from .errors import PushwireError
 from .http11 import response_head
-from .transports.base import Framing, Receiver, Transport
 
 __all__ = [
     "Answer",

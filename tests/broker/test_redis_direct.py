@@ -14,9 +14,9 @@ from redis import Redis as BlockingRedis
 from redis.asyncio import Redis
 
 from pushwire import Hub
+from pushwire.core.transport import Framing
 from pushwire.endpoint import ClientInfo, Endpoint, EnvelopeHandler
 from pushwire.errors import Unavailable
-from pushwire.transports.base import Framing
 from pushwire.transports.websocket.framing import ENVELOPE_FRAMING, RAW_FRAMING
 from tests.helpers import RecordingTransport
 
@@ -87,8 +87,8 @@ async def test_one_subscription_per_user_per_hub_dropped_with_the_last_session(
     hub = await hubs()
     sessions = []
     for _ in range(3):
-        await hub.prepare_user("ann")
-        sessions.append(hub.open_session(RecordingTransport(RAW_FRAMING), "ann"))
+        await hub.direct_messages.prepare_user("ann")
+        sessions.append(hub.lifecycle.open(RecordingTransport(RAW_FRAMING), "ann"))
     assert await numsub(redis, "pushwire:user:ann") == 1
     for session in sessions[:2]:
         hub.close_session(session, 1000, "bye")
@@ -99,7 +99,7 @@ async def test_one_subscription_per_user_per_hub_dropped_with_the_last_session(
             await asyncio.sleep(0.01)  # the UNSUBSCRIBE is on its way
     assert await hub.send_everywhere("ann", "gone") == 0
     # A session opening without `prepare_user` (a raw session) subscribes in the background.
-    hub.open_session(RecordingTransport(RAW_FRAMING), "ann")
+    hub.lifecycle.open(RecordingTransport(RAW_FRAMING), "ann")
     async with asyncio.timeout(WAIT):
         while not await numsub(redis, "pushwire:user:ann"):
             await asyncio.sleep(0.01)
@@ -140,8 +140,8 @@ async def test_a_send_while_redis_is_down_is_unavailable(
     hubs: Callable[..., Any], redis_server: RedisServer
 ) -> None:
     hub = await hubs()
-    await hub.prepare_user("ann")
-    hub.open_session(RecordingTransport(RAW_FRAMING), "ann")
+    await hub.direct_messages.prepare_user("ann")
+    hub.lifecycle.open(RecordingTransport(RAW_FRAMING), "ann")
     redis_server.stop()
     with pytest.raises(Unavailable):
         async with asyncio.timeout(WAIT):

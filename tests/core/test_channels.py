@@ -15,7 +15,7 @@ from pushwire.core.tasks import BackgroundTasks
 from pushwire.message import Message
 from pushwire.presence import PresenceSnapshot
 from pushwire.transports.stream import NDJSON_FRAMING
-from pushwire.transports.websocket import ENVELOPE_FRAMING
+from pushwire.transports.websocket.framing import ENVELOPE_FRAMING
 from tests.helpers import RecordingTransport
 
 
@@ -119,15 +119,15 @@ class SlowSnapshots(MemoryBroker):
 async def test_a_channel_stays_subscribed_while_a_snapshot_is_read_then_ends() -> None:
     broker = SlowSnapshots()
     hub = Hub(broker)
-    session = hub.open_session(RecordingTransport(NDJSON_FRAMING), "w")
-    hub.subscribe(session, "room")
+    session = hub.lifecycle.open(RecordingTransport(NDJSON_FRAMING), "w")
+    hub.channels.subscribe(session, "room")
     watching = asyncio.ensure_future(hub.watch_presence(session, "room"))
     await asyncio.sleep(0)  # the snapshot read is in flight
-    hub.unsubscribe(session, "room")
+    hub.channels.unsubscribe(session, "room")
     await asyncio.sleep(0)
     assert broker.unsubscribed == []  # the events after the snapshot must keep coming
     broker.answer.set()
     await watching
     await asyncio.sleep(0)  # the unsubscription runs in the background
     assert broker.unsubscribed == ["room"]
-    assert hub.subscriber_count("room") == 0
+    assert hub.channels.subscriber_count("room") == 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pushwire import Config, Hub, Session
-from pushwire.transports.websocket import ENVELOPE_FRAMING
+from pushwire.transports.websocket.framing import ENVELOPE_FRAMING
 from tests.helpers import RecordingTransport
 
 
@@ -16,7 +16,7 @@ async def test_a_session_one_message_over_its_unacknowledged_bound_is_told_and_c
         ended.append((code, reason))
 
     transport = RecordingTransport(ENVELOPE_FRAMING)
-    session = hub.open_session(transport, "alice", resumable=True)
+    session = hub.lifecycle.open(transport, "alice", resumable=True)
     assert hub.send("alice", "one") == hub.send("alice", "two") == 1
     assert (transport.closed, session.closed) == (None, False)  # at the bound: kept
     hub.send("alice", "three")
@@ -32,7 +32,7 @@ async def test_a_session_one_message_over_its_unacknowledged_bound_is_told_and_c
 async def test_acknowledged_messages_no_longer_count_against_the_bound() -> None:
     hub = Hub(config=Config(max_unacked=2))
     transport = RecordingTransport(ENVELOPE_FRAMING)
-    session = hub.open_session(transport, "alice", resumable=True)
+    session = hub.lifecycle.open(transport, "alice", resumable=True)
     hub.send("alice", "one")
     hub.send("alice", "two")
     session.ack(2)

@@ -9,8 +9,8 @@ import pytest
 from pushwire import BadRequest, Config, Hub, Session
 from pushwire.clock import ManualClock
 from pushwire.core import MemorySessionStore
+from pushwire.core.transport import Framing
 from pushwire.errors import LimitReached
-from pushwire.transports.base import Framing
 from pushwire.transports.websocket.framing import ENVELOPE_FRAMING, RAW_FRAMING
 from tests.helpers import RecordingTransport
 
@@ -26,7 +26,7 @@ def subscribers(
 ) -> list[RecordingTransport]:
     transports = [RecordingTransport(framing) for _ in range(count)]
     for transport in transports:
-        hub.subscribe(hub.open_session(transport), channel)
+        hub.channels.subscribe(hub.lifecycle.open(transport), channel)
     return transports
 
 
@@ -39,7 +39,7 @@ async def test_a_channel_message_is_framed_once_per_framing_whatever_the_subscri
     enveloped = subscribers(hub, count, ENVELOPE_FRAMING)
     for i in range(10):
         await hub.publish("room", f"message {i}")
-        hub.flush()  # one message a batch here; batching has its own test
+        hub.channels.flush()  # one message a batch here; batching has its own test
     # Two framings in use, ten messages: twenty framings, for 2 or for 400 subscribers.
     assert hub.stats.frames_encoded == 20
     assert hub.stats.deliveries == 20 * count
@@ -62,21 +62,21 @@ async def test_unsubscribed_and_closed_sessions_get_nothing() -> None:
     hub = Hub()
     stays, leaves, closes = subscribers(hub, 3, RAW_FRAMING)
     sessions = list(hub.sessions.values())
-    hub.unsubscribe(sessions[1], "room")
+    hub.channels.unsubscribe(sessions[1], "room")
     hub.close_session(sessions[2], 1000, "")
     await hub.publish("room", "after")
-    hub.flush()
+    hub.channels.flush()
     assert stays.written == [short_frame(0x1, b"after")]
     assert leaves.written == closes.written == []
-    assert hub.subscriber_count("room") == 1
+    assert hub.channels.subscriber_count("room") == 1
 
 
 async def test_send_reaches_every_session_of_a_user_with_its_own_sequence() -> None:
     hub = Hub()
     phone, laptop, other = (RecordingTransport(ENVELOPE_FRAMING) for _ in range(3))
-    hub.open_session(phone, "alice")
-    hub.open_session(laptop, "alice")
-    hub.open_session(other, "bob")
+    hub.lifecycle.open(phone, "alice")
+    hub.lifecycle.open(laptop, "alice")
+    hub.lifecycle.open(other, "bob")
     assert hub.send("alice", "one") == 2
     assert hub.send("alice", b"\x00") == 2
     first = short_frame(0x1, b'{"type":"message","seq":1,"data":"one"}')
@@ -89,14 +89,14 @@ async def test_with_the_memory_broker_a_direct_message_is_written_at_once() -> N
     hub = Hub()
     assert not hub.spans_nodes
     phone = RecordingTransport(ENVELOPE_FRAMING)
-    hub.open_session(phone, "alice")
+    hub.lifecycle.open(phone, "alice")
     # No broker round trip: written in the first step of the call, without waiting.
     sending = asyncio.ensure_future(hub.send_everywhere("alice", "one"))
     await asyncio.sleep(0)
     assert phone.written == [short_frame(0x1, b'{"type":"message","seq":1,"data":"one"}')]
     assert await sending == 1  # one process reached
     assert await hub.send_everywhere("nobody", "void") == 0
-    await hub.prepare_user("alice")  # nothing to prepare in one process
+    await hub.direct_messages.prepare_user("alice")  # nothing to prepare in one process
     assert len(phone.written) == 1
 
 
@@ -104,20 +104,20 @@ async def test_invalid_channel_names_are_refused() -> None:
     hub = Hub(config=Config(max_channel_name=5))
     with pytest.raises(BadRequest, match="invalid channel name 'bad name'"):
         await hub.publish("bad name", "x")
-    assert hub.check_channel("a" * 5) == "aaaaa"
+    assert hub.access.check_channel("a" * 5) == "aaaaa"
     with pytest.raises(BadRequest, match="invalid channel name 'aaaaaa'"):
-        hub.check_channel("a" * 6)
+        hub.access.check_channel("a" * 6)
 
 
 async def test_the_subscription_bound_allows_exactly_max_subscriptions() -> None:
     hub = Hub(config=Config(max_subscriptions=2))
-    session = hub.open_session(RecordingTransport(RAW_FRAMING))
+    session = hub.lifecycle.open(RecordingTransport(RAW_FRAMING))
     for channel in ("a", "b"):
-        await hub.authorize_subscribe(session, channel)
-        hub.subscribe(session, channel)
-    await hub.authorize_subscribe(session, "a")  # already in: no new subscription
+        await hub.access.authorize_subscribe(session, channel)
+        hub.channels.subscribe(session, channel)
+    await hub.access.authorize_subscribe(session, "a")  # already in: no new subscription
     with pytest.raises(LimitReached, match=r"subscription limit reached \(2 channels\)"):
-        await hub.authorize_subscribe(session, "c")
+        await hub.access.authorize_subscribe(session, "c")
 
 
 async def test_what_one_loop_turn_publishes_reaches_each_subscriber_in_one_write() -> None:
@@ -140,7 +140,7 @@ async def test_a_subscriber_joining_mid_turn_gets_only_what_follows_its_joining(
     hub.publish_nowait("room", "before")
     (late,) = subscribers(hub, 1, RAW_FRAMING)
     hub.publish_nowait("room", "after")
-    hub.flush()
+    hub.channels.flush()
     assert early.written == [short_frame(0x1, b"before"), short_frame(0x1, b"after")]
     assert late.written == [short_frame(0x1, b"after")]
 
@@ -173,12 +173,12 @@ async def test_sessions_live_in_the_store_the_hub_is_given() -> None:
     store = CountingStore()
     clock = ManualClock()
     hub = Hub(store=store, clock=clock)
-    session = hub.open_session(RecordingTransport(ENVELOPE_FRAMING), "alice", resumable=True)
+    session = hub.lifecycle.open(RecordingTransport(ENVELOPE_FRAMING), "alice", resumable=True)
     assert store[session.id] is session and hub.sessions is store
-    hub.detach(session, session.transport, 1006, "dropped", final=False)  # type: ignore[arg-type]
+    hub.lifecycle.detach(session, session.transport, 1006, "dropped", final=False)  # type: ignore[arg-type]
     assert store.added == 1 and store.removed == 0  # detached, kept for its grace
     assert clock.pending == 1
-    assert hub.resume(session.id, RecordingTransport(ENVELOPE_FRAMING)) is session
+    assert hub.lifecycle.resume(session.id, RecordingTransport(ENVELOPE_FRAMING)) is session
     assert clock.pending == 0  # resumed: its grace no longer runs
     hub.close_session(session, 1000, "")
     assert store.removed == 1 and session.id not in store
@@ -189,22 +189,24 @@ async def test_a_handed_over_session_is_forgotten_without_a_disconnect_and_adopt
     disconnects: list[str] = []
     old_hub.on_disconnect(lambda session, code, reason: disconnects.append(session.id))
     old = RecordingTransport(ENVELOPE_FRAMING)
-    session = old_hub.open_session(old, "erin", {"room": "blue"}, resumable=True)
-    old_hub.subscribe(session, "room")
+    session = old_hub.lifecycle.open(old, "erin", {"room": "blue"}, resumable=True)
+    old_hub.channels.subscribe(session, "room")
     for text in ("one", "two", "three"):
         old_hub.send("erin", text)
     session.ack(1)
 
-    old_hub.hand_over(session)
+    old_hub.lifecycle.hand_over(session)
     assert old.closed is not None and old.closed[0] == 4004
     assert session.id not in old_hub.sessions and old_hub.send("erin", "gone") == 0
-    assert old_hub.subscriber_count("room") == 0
+    assert old_hub.channels.subscriber_count("room") == 0
     await asyncio.sleep(0)
     assert disconnects == []  # the session goes on elsewhere: not a disconnect
 
     new = RecordingTransport(ENVELOPE_FRAMING)
     unacked = list(session.unacked or ())
-    adopted = new_hub.adopt(new, "erin", {"room": "blue"}, session.seq, session.acked, unacked)
+    adopted = new_hub.lifecycle.adopt(
+        new, "erin", {"room": "blue"}, session.seq, session.acked, unacked
+    )
     assert adopted.id != session.id and adopted.resumable and adopted.info == {"room": "blue"}
     assert (adopted.seq, adopted.acked, adopted.unacked_bytes) == (3, 1, len("twothree"))
     adopted.resend_unacked()
@@ -226,11 +228,11 @@ async def test_an_adopted_session_gets_what_arrived_after_the_old_nodes_last_dir
     """During a hand-over the new node keeps the user's direct messages; the old node says
     the last one its session got: the rest are the adopted session's, after the welcome."""
     hub = Hub()
-    arrived = hub.begin_adoption("erin")
+    arrived = hub.direct_messages.begin_adoption("erin")
     arrived += [("n-1", "one"), ("n-2", "two"), ("n-3", "three")]  # as _deliver_direct keeps
     new = RecordingTransport(ENVELOPE_FRAMING)
-    adopted = hub.adopt(new, "erin", {}, 5, 5, [], last_direct, arrived)
-    hub.end_adoption("erin", arrived)
+    adopted = hub.lifecycle.adopt(new, "erin", {}, 5, 5, [], last_direct, arrived)
+    hub.direct_messages.end_adoption("erin", arrived)
     assert new.written == []  # not before the welcome
     assert adopted.transport is new and adopted.last_direct == "n-3"
     adopted.resend_unacked()

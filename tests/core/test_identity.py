@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pushwire import ConnectRequest, Forbidden, Hub, Identity, Session
-from pushwire.transports.websocket import RAW_FRAMING
+from pushwire.transports.websocket.framing import RAW_FRAMING
 from tests.helpers import RecordingTransport
 
 
@@ -16,10 +16,10 @@ async def test_the_subscribe_handler_may_refuse_a_channel() -> None:
     async def public_only(session: Session, channel: str) -> bool:
         return channel.startswith("public.")
 
-    session = hub.open_session(RecordingTransport(RAW_FRAMING))
-    await hub.authorize_subscribe(session, "public.news")
+    session = hub.lifecycle.open(RecordingTransport(RAW_FRAMING))
+    await hub.access.authorize_subscribe(session, "public.news")
     with pytest.raises(Forbidden, match=r"^subscription to 'secret' refused$") as refused:
-        await hub.authorize_subscribe(session, "secret")
+        await hub.access.authorize_subscribe(session, "secret")
     assert refused.value.close_code == 4101
 
 
@@ -27,4 +27,4 @@ async def test_without_a_connect_handler_a_client_is_who_its_request_says() -> N
     hub = Hub()
     assert not hub.has_connect_handler
     request = ConnectRequest("/pushwire", "sse", [], {}, user="bob")
-    assert await hub.identify(request) == Identity("bob")
+    assert await hub.access.identify(request) == Identity("bob")

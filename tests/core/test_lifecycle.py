@@ -24,8 +24,8 @@ def recording_hub(clock: ManualClock) -> tuple[Hub, list[tuple[str, int, str]]]:
 
 def attached(hub: Hub, *, resumable: bool = True) -> tuple[Session, RecordingTransport]:
     transport = RecordingTransport(NDJSON_FRAMING)
-    session = hub.open_session(transport, "alice", resumable=resumable)
-    hub.subscribe(session, "room")
+    session = hub.lifecycle.open(transport, "alice", resumable=resumable)
+    hub.channels.subscribe(session, "room")
     return session, transport
 
 
@@ -33,8 +33,8 @@ async def test_a_detached_session_ends_when_its_grace_ends_not_before() -> None:
     clock = ManualClock()
     hub, ended = recording_hub(clock)
     session, transport = attached(hub)
-    hub.detach(session, transport, 1006, "connection lost", final=False)
-    assert hub.subscriber_count("room") == 0  # out of its channels meanwhile
+    hub.lifecycle.detach(session, transport, 1006, "connection lost", final=False)
+    assert hub.channels.subscriber_count("room") == 0  # out of its channels meanwhile
     assert (await hub.presence("room")).count == 1  # but still present
     clock.advance(4.99)
     assert session.id in hub.sessions and ended == []
@@ -51,9 +51,9 @@ async def test_a_session_that_will_not_come_back_ends_with_its_connection(
     clock = ManualClock()
     hub, ended = recording_hub(clock)
     session, transport = attached(hub, resumable=resumable)
-    hub.detach(session, transport, 1000, "bye", final=final)
+    hub.lifecycle.detach(session, transport, 1000, "bye", final=final)
     assert ended == [(session.id, 1000, "bye")] and clock.pending == 0
-    assert hub.resume(session.id, RecordingTransport(NDJSON_FRAMING)) is None
+    assert hub.lifecycle.resume(session.id, RecordingTransport(NDJSON_FRAMING)) is None
 
 
 async def test_resuming_on_a_new_connection_closes_the_old_one_with_4004() -> None:
@@ -61,9 +61,11 @@ async def test_resuming_on_a_new_connection_closes_the_old_one_with_4004() -> No
     hub, ended = recording_hub(clock)
     session, old = attached(hub)
     new = RecordingTransport(NDJSON_FRAMING)
-    assert hub.resume(session.id, new) is session and session.transport is new
+    assert hub.lifecycle.resume(session.id, new) is session and session.transport is new
     assert old.closed == (4004, "session resumed on another connection")
-    assert hub.subscriber_count("room") == 0  # the client resubscribes on its new connection
+    assert (
+        hub.channels.subscriber_count("room") == 0
+    )  # the client resubscribes on its new connection
     assert (await hub.presence("room")).count == 1
-    hub.detach(session, old, 1006, "late report of the old connection", final=True)
+    hub.lifecycle.detach(session, old, 1006, "late report of the old connection", final=True)
     assert not session.closed and ended == []  # not its connection any more

@@ -80,8 +80,8 @@ def test_a_snapshot_lists_at_most_the_limit_but_counts_everyone() -> None:
 
 
 def join(hub: Hub, user: str | None, channel: str = "room", **info: Any) -> Session:
-    session = hub.open_session(RecordingTransport(NDJSON_FRAMING), user, info, resumable=True)
-    hub.subscribe(session, channel)
+    session = hub.lifecycle.open(RecordingTransport(NDJSON_FRAMING), user, info, resumable=True)
+    hub.channels.subscribe(session, channel)
     return session
 
 
@@ -106,7 +106,7 @@ async def test_a_watcher_gets_the_members_with_their_info_then_joins_and_leaves(
 
     transport.written.clear()
     dave = join(hub, "dave")
-    hub.unsubscribe(alice, "room")
+    hub.channels.unsubscribe(alice, "room")
     assert transport.written == []  # written at the end of the turn, in one write
     await asyncio.sleep(0)
     assert len(transport.written) == 1
@@ -130,8 +130,8 @@ async def test_a_burst_of_joins_reaches_a_watcher_in_one_write_with_growing_coun
     assert isinstance(transport, RecordingTransport)
     transport.written.clear()
     for i in range(50):
-        session = hub.open_session(RecordingTransport(RAW_FRAMING), f"u{i}")
-        hub.subscribe(session, "room")
+        session = hub.lifecycle.open(RecordingTransport(RAW_FRAMING), f"u{i}")
+        hub.channels.subscribe(session, "room")
     await asyncio.sleep(0)
     assert len(transport.written) == 1
     assert [e["count"] for e in envelopes(transport)] == list(range(2, 52))
@@ -162,16 +162,16 @@ async def test_a_reconnecting_session_stays_present_and_leaves_when_its_grace_en
     seen.written.clear()
 
     # The connection drops and the client comes back, resubscribing: nobody sees it flap.
-    hub.detach(flaky, flaky.transport, 1006, "dropped", final=False)  # type: ignore[arg-type]
+    hub.lifecycle.detach(flaky, flaky.transport, 1006, "dropped", final=False)  # type: ignore[arg-type]
     assert (await hub.presence("room")).count == 2
     back = RecordingTransport(NDJSON_FRAMING)
-    assert hub.resume(flaky.id, back) is flaky
-    hub.subscribe(flaky, "room")
+    assert hub.lifecycle.resume(flaky.id, back) is flaky
+    hub.channels.subscribe(flaky, "room")
     await asyncio.sleep(0)
     assert seen.written == []
 
     # It drops again and never returns: it leaves once its grace is over.
-    hub.detach(flaky, back, 1006, "dropped", final=False)
+    hub.lifecycle.detach(flaky, back, 1006, "dropped", final=False)
     clock.advance(0.19)
     await asyncio.sleep(0)  # a leave would go out at the end of this turn
     assert seen.written == []
@@ -223,28 +223,28 @@ async def test_the_connect_handler_attaches_bounded_public_info() -> None:
     def plain(request: ConnectRequest) -> str | None:
         return request.user
 
-    assert await hub.identify(request) == Identity("alice", {})
+    assert await hub.access.identify(request) == Identity("alice", {})
 
     @hub.on_connect
     def with_info(request: ConnectRequest) -> dict[str, Any]:
         return {"user": request.user, "info": {"via": request.transport}}
 
-    assert await hub.identify(request) == Identity("alice", {"via": "websocket"})
-    assert await hub.authorize(request) == "alice"
+    assert await hub.access.identify(request) == Identity("alice", {"via": "websocket"})
+    assert await hub.access.authorize(request) == "alice"
 
     @hub.on_connect
     def too_much(request: ConnectRequest) -> Identity:
         return Identity("alice", {"bio": "x" * 100})
 
     with pytest.raises(PresenceInfoTooLarge, match=r"presence info over size limit \(\d+ > 40"):
-        await hub.identify(request)
+        await hub.access.identify(request)
 
     @hub.on_connect
     def wrong(request: ConnectRequest) -> int:
         return 7
 
     with pytest.raises(TypeError, match="connect handler must return"):
-        await hub.identify(request)
+        await hub.access.identify(request)
 
 
 async def test_after_a_broker_outage_each_watcher_gets_a_fresh_snapshot_then_what_follows() -> None:

@@ -1,7 +1,7 @@
 """The core: sessions, channels, direct messages and presence, behind the `Hub` facade.
 
 The core knows no I/O, no HTTP and no transport: it deals in sessions, channels and messages,
-writes framed bytes to the `Transport`s it is handed (pushwire.transports.base), reaches other
+writes framed bytes to the `Transport`s it is handed (pushwire.core.transport), reaches other
 processes only through its `Broker`, and reads the time only from its `Clock`. The servers and
 the app's endpoints sit above it; nothing in it imports them.
 """

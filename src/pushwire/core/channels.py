@@ -30,11 +30,11 @@ from ..broker.base import Broker
 from ..config import Config
 from ..errors import PushwireError
 from ..message import Message, Position
-from ..transports.base import Framing, Transport
 from .identity import check_channel
 from .presence import Presence
 from .sessions import Session
 from .tasks import BackgroundTasks, log_failure
+from .transport import Framing, Transport
 
 __all__ = ["MAX_BATCH_BYTES", "Channels", "HubStats"]
 

@@ -91,30 +91,6 @@ class Hub:
         # A broker that can lose its connection says which channels may have gaps.
         self.broker.attach_resubscribed(self._resubscribed)
 
-        # The parts' methods under the names the callers use today (they move to the parts).
-        self.check_channel = self.access.check_channel
-        self.identify = self.access.identify
-        self.authorize = self.access.authorize
-        self.authorize_subscribe = self.access.authorize_subscribe
-        self.subscribe = self.channels.subscribe
-        self.unsubscribe = self.channels.unsubscribe
-        self.subscriber_count = self.channels.subscriber_count
-        self.prepare = self.channels.prepare
-        self.position = self.channels.position
-        self.holding = self.channels.holding
-        self.flush = self.channels.flush
-        self.recover = self.channels.recover
-        self.send_to_session = self.direct_messages.send_to_session
-        self.prepare_user = self.direct_messages.prepare_user
-        self.release_user = self.direct_messages.release_user
-        self.begin_adoption = self.direct_messages.begin_adoption
-        self.end_adoption = self.direct_messages.end_adoption
-        self.open_session = self.lifecycle.open
-        self.detach = self.lifecycle.detach
-        self.resume = self.lifecycle.resume
-        self.hand_over = self.lifecycle.hand_over
-        self.adopt = self.lifecycle.adopt
-
     # -- handlers the app registers ---------------------------------------------------------
 
     def on_connect(self, handler: F) -> F:

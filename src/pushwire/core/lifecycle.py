@@ -16,11 +16,11 @@ from typing import Any
 from ..clock import Clock
 from ..config import Config
 from ..message import Data
-from ..transports.base import Transport
 from .channels import Channels
 from .direct import DirectMessages
 from .sessions import Session, SessionStore, new_session_id
 from .tasks import BackgroundTasks
+from .transport import Transport
 
 __all__ = ["DisconnectHandler", "SessionLifecycle"]
 

@@ -22,9 +22,9 @@ from ..broker.base import Broker
 from ..config import Config
 from ..errors import PushwireError
 from ..presence import PresenceEvent, PresenceSnapshot, encode_entry
-from ..transports.base import Framing, Transport
 from .identity import check_channel
 from .sessions import Session
+from .transport import Framing, Transport
 
 __all__ = ["Presence", "event_fields", "snapshot_fields"]
 

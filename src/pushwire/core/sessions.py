@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from ..clock import Timer
 from ..errors import SessionOverflow
 from ..message import Data
-from ..transports.base import Transport
+from .transport import Transport
 
 __all__ = [
     "MemorySessionStore",

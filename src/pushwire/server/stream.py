@@ -14,10 +14,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ..core.transport import Framing, Receiver
 from ..errors import PushwireError
 from ..http11 import CHUNKED_END, chunk
 from ..message import Data, Message
-from ..transports.base import Framing, Receiver
 
 __all__ = ["ChunkedFraming", "HttpStream", "chunked"]
 

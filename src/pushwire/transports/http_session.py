@@ -26,10 +26,10 @@ from typing import Final
 import orjson
 
 from ..core import Hub
+from ..core.transport import Framing, Transport
 from ..endpoint import ClientInfo, Endpoint, EnvelopeHandler
 from ..errors import BadRequest, Gone, NotConnected, RemoteError, Unavailable
 from ..web import Request, StreamResponse
-from .base import Framing, Transport
 
 __all__ = [
     "NO_BUFFERING",

@@ -30,11 +30,11 @@ from typing import Final
 from ..clock import Clock, Timer
 from ..config import Config
 from ..core import Hub
+from ..core.transport import Framing, Receiver
 from ..endpoint import Endpoint, EnvelopeHandler
 from ..envelope import encode_text
 from ..errors import BadRequest, NotConnected
 from ..web import Request, Response
-from .base import Framing, Receiver
 from .http_session import NO_BUFFERING, HttpSessions, client_info, split_transport
 from .stream import CONTENT_TYPE, NDJSON_FRAMING
 

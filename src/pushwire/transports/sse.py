@@ -21,12 +21,12 @@ from typing import Any, Final
 import orjson
 
 from ..core import Hub
+from ..core.transport import Transport
 from ..endpoint import Endpoint, RawHandler
 from ..envelope import TextFraming
 from ..errors import BadRequest, MethodNotAllowed
 from ..message import Data, Message, Position
 from ..web import Request, StreamResponse
-from .base import Transport
 from .http_session import NO_BUFFERING, client_info, envelope_stream, opening_hello
 
 __all__ = [

@@ -35,11 +35,11 @@ from urllib.parse import urlsplit
 
 from ..clock import Clock, OneTimer
 from ..config import Config
+from ..core.transport import Framing, Receiver
 from ..envelope import TextFraming, encode_binary_frame_payload, encode_text
 from ..errors import BadRequest, IncompleteFrame, MessageTooLarge, RemoteError
 from ..message import Data, Message
 from ..origin import LOOPBACK_HOSTS
-from .base import Framing, Receiver
 
 __all__ = [
     "POLICY_REQUEST",

@@ -19,8 +19,8 @@ from collections.abc import Awaitable, Callable
 
 from ...clock import Clock, OneTimer, Timer
 from ...config import Config
+from ...core.transport import Framing, Receiver, Transport
 from ...errors import PushwireError
-from ..base import Framing, Receiver, Transport
 from .protocol import (
     WebSocketClosed,
     WebSocketConnection,
