@@ -1,4 +1,5 @@
-"""Shared fixtures: a real pushwire server process on a free loopback port."""
+"""Shared fixtures: a real pushwire server process on a free loopback port, and a real
+`redis-server` for the tests of several processes (tests/broker, tests/integration)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
+
+from tests.redis_helpers import RedisServer, running_redis
 
 _LISTENING = re.compile(rb"pushwire listening on https?://([\d.:\[\]a-z]+):(\d+)")
 _TCP_LISTENING = re.compile(rb"pushwire tcp listening on ([\d.:\[\]a-z]+):(\d+)")
@@ -110,3 +114,10 @@ def server_factory() -> Iterator[Callable[..., ServerProcess]]:
 def server(server_factory: Callable[..., ServerProcess]) -> ServerProcess:
     """A pushwire demo server with default settings."""
     return server_factory()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A running `redis-server`, stopped at the end of the test (skips if not installed)."""
+    with running_redis(tmp_path) as server:
+        yield server

@@ -144,8 +144,7 @@ def build_app(config: Config) -> App:
     """The demo app with the broker `config.broker` names (module level: workers spawn it)."""
     if config.broker == "memory":
         return App(_demo_hub(None, config), config)
-    from .broker.nodes import RedisNodes
-    from .broker.redis import RedisBroker
+    from .broker.redis import RedisBroker, RedisNodes
     from .routing import Router
 
     broker = RedisBroker(

@@ -15,16 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.broker.conftest import RedisServer, redis_server
 from tests.conftest import ServerFactory, ServerProcess
-from tests.integration.test_nosticky import RoundRobinProxy
+from tests.integration.scaleout_helpers import RoundRobinProxy
+from tests.redis_helpers import RedisServer
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-
-__all__ = ["redis_server"]  # the fixture, shared with tests/broker
 
 WAIT_MS = 15_000
 

@@ -17,12 +17,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from pushwire.client import Client, Message, connect
-from tests.broker.conftest import RedisServer, redis_server
 from tests.conftest import ServerFactory, ServerProcess
+from tests.redis_helpers import RedisServer
 
 pytestmark = pytest.mark.integration
-
-__all__ = ["redis_server"]  # the fixture, shared with tests/broker
 
 PROTOCOLS = [Subprotocol("pushwire.v1")]
 

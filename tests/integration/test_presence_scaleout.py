@@ -10,12 +10,10 @@ import time
 import pytest
 
 from pushwire.client import Client, Join, Leave, PresenceEvents, connect
-from tests.broker.conftest import RedisServer, redis_server
 from tests.conftest import ServerFactory
+from tests.redis_helpers import RedisServer
 
 pytestmark = pytest.mark.integration
-
-__all__ = ["redis_server"]  # the fixture, shared with tests/broker
 
 #: Short, so that expiry is quick to test: entries refreshed every second, gone after 3 s.
 TTL = 3.0

@@ -9,23 +9,17 @@ from pathlib import Path
 import pytest
 
 from pushwire.client import Gap, Message, connect
-from tests.broker.conftest import REDIS_SERVER, RedisServer
 from tests.conftest import ServerFactory
-from tests.integration.test_scaleout import publish_http
+from tests.integration.scaleout_helpers import publish_http
+from tests.redis_helpers import RedisServer, running_redis
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def persistent_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
-    server = RedisServer(tmp_path, persistent=True)
-    server.start()
-    try:
+    with running_redis(tmp_path, persistent=True) as server:
         yield server
-    finally:
-        server.stop()
 
 
 async def test_after_a_restart_with_persistence_nodes_replay_what_they_missed(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
 import signal
 
@@ -11,21 +10,11 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 
 from pushwire.client import Gap, Message, connect
-from tests.broker.conftest import RedisServer, redis_server
-from tests.conftest import ServerFactory, ServerProcess
+from tests.conftest import ServerFactory
+from tests.integration.scaleout_helpers import publish_http
+from tests.redis_helpers import RedisServer
 
 pytestmark = pytest.mark.integration
-
-__all__ = ["redis_server"]  # the fixture, shared with tests/broker
-
-
-def publish_http(node: ServerProcess, channel: str, body: bytes) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection(node.host, node.port, timeout=10)
-    conn.request("POST", f"/api/publish/{channel}", body=body)
-    response = conn.getresponse()
-    result = response.status, response.read()
-    conn.close()
-    return result
 
 
 async def test_three_nodes_deliver_every_message_once_in_publisher_order(

@@ -167,7 +167,7 @@ class Delivery(enum.Enum):
 
 
 class NodeLink(Protocol):
-    """How nodes reach one another (`pushwire.broker.nodes.RedisNodes`)."""
+    """How nodes reach one another (`pushwire.broker.redis.RedisNodes`)."""
 
     node: str
 

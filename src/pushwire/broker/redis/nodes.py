@@ -28,18 +28,14 @@ import logging
 import secrets
 from collections.abc import Callable
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
-from ..errors import Unavailable
-from .base import Delivery
-from .redis import RedisBroker
+from ...errors import Unavailable
+from ..base import Delivery
+from .broker import RedisBroker
+from .health import CONNECTION_ERRORS
 
 __all__ = ["RedisNodes", "new_node_id"]
 
 log = logging.getLogger("pushwire.broker.nodes")
-
-_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
 def new_node_id() -> str:
@@ -71,7 +67,7 @@ class RedisNodes:
 
     def key(self, node: str) -> str:
         """The liveness key of `node`, which is also the name of its pub/sub channel."""
-        return f"{self.broker.prefix}node:{node}"
+        return self.broker.keys.node(node)
 
     async def start(self, receive: Callable[[bytes], None]) -> None:
         """Listen on this node's channel, then announce the node alive (and keep it so).
@@ -82,7 +78,7 @@ class RedisNodes:
         await self.broker.listen(self.key(self.node), receive)
         try:
             await self._refresh()
-        except _ERRORS as exc:
+        except CONNECTION_ERRORS as exc:
             raise Unavailable(f"redis unavailable: {exc}") from exc
         self._reliable_since = asyncio.get_running_loop().time() - self.node_ttl
         self._task = asyncio.create_task(self._keep_alive(), name="pushwire node liveness")
@@ -97,7 +93,7 @@ class RedisNodes:
             await task
         try:
             await self.broker.redis.delete(self.key(self.node))
-        except _ERRORS as exc:
+        except CONNECTION_ERRORS as exc:
             log.debug("could not delete the liveness key: %s", exc)
 
     async def _refresh(self) -> None:
@@ -115,7 +111,7 @@ class RedisNodes:
             await asyncio.sleep(self.node_ttl / 3)
             try:
                 await self._refresh()
-            except _ERRORS as exc:
+            except CONNECTION_ERRORS as exc:
                 # The broker reports the outage; a node cut off for node_ttl counts as dead.
                 log.debug("liveness key not refreshed: %s", exc)
                 self._reliable_since = None
@@ -133,7 +129,7 @@ class RedisNodes:
                 pipe.exists(self.key(self.node))
                 pipe.publish(key, payload)
                 alive, ours, receivers = await pipe.execute()
-        except _ERRORS as exc:
+        except CONNECTION_ERRORS as exc:
             self._reliable_since = None
             raise Unavailable(f"redis unavailable: {exc}") from exc
         if receivers:
@@ -144,7 +140,7 @@ class RedisNodes:
         if not ours or self._reliable_since is None:
             # Our own key is gone too: Redis lost its keys (or we were cut off). Set ours
             # again now; the others do within node_ttl / 3.
-            with contextlib.suppress(*_ERRORS):
+            with contextlib.suppress(*CONNECTION_ERRORS):
                 await self._refresh()
             self._restored()
             return Delivery.MISSED

@@ -1,14 +1,17 @@
-"""A real `redis-server` for the broker tests: started on a free loopback port, stopped by PID;
-started `RedisBroker`s on it, closed at the end of the test; a plain client to look into it."""
+"""Testing against a real `redis-server`: one on a free loopback port, stopped by PID; started
+`RedisBroker`s on it, closed at the end of the test; nodes that record what their broker
+delivered. The fixtures are in tests/conftest.py (`redis_server`) and
+tests/broker/redis/conftest.py."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
@@ -16,6 +19,8 @@ import pytest
 from redis.asyncio import Redis
 
 from pushwire.broker.redis import RedisBroker
+from pushwire.errors import PushwireError
+from pushwire.message import Data, Message
 
 REDIS_SERVER = shutil.which("redis-server")
 
@@ -90,12 +95,12 @@ class RedisServer:
             process.wait(timeout)
 
 
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A running `redis-server`, stopped at the end of the test (skips if not installed)."""
+@contextlib.contextmanager
+def running_redis(directory: Path, *, persistent: bool = False) -> Iterator[RedisServer]:
+    """A started `RedisServer`, stopped on the way out (skips the test if not installed)."""
     if REDIS_SERVER is None:
         pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
-    server = RedisServer(tmp_path)
+    server = RedisServer(directory, persistent=persistent)
     server.start()
     try:
         yield server
@@ -175,24 +180,46 @@ class RedisBrokers:
             raise hung
 
 
-@pytest.fixture
-async def redis_brokers(redis_server: RedisServer) -> AsyncIterator[RedisBrokers]:
-    """Makes started `RedisBroker`s on `redis_server`; all are closed at the end of the test."""
-    brokers = RedisBrokers(redis_server.url)
-    yield brokers
-    await brokers.close_all()
-
-
-@pytest.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    """A plain client of `redis_server`, to look at what the brokers did."""
-    client = Redis.from_url(redis_server.url)
-    yield client
-    await client.aclose()
-
-
 async def numsub(client: Redis, name: str) -> int:
     """How many connections are subscribed to the pub/sub channel `name` (the full name in
     Redis, prefix included)."""
     [(_name, count)] = await client.pubsub_numsub(name)
     return int(count)
+
+
+class Node(Watched):
+    """One process's broker and what it delivered (attached before the broker starts)."""
+
+    def __init__(self, broker: RedisBroker) -> None:
+        super().__init__()
+        self.broker = broker
+        self.broker.on_resubscribed = self._resubscribed
+        self.broker.attach(self._deliver)
+        self.received: list[Message] = []
+        self.resubscribed: list[frozenset[str]] = []
+
+    def _deliver(self, message: Message) -> None:
+        self.received.append(message)
+        self.changed()
+
+    def _resubscribed(self, channels: frozenset[str]) -> None:
+        self.resubscribed.append(channels)
+        self.changed()
+
+    async def received_count(self, count: int) -> list[Message]:
+        await self.until(lambda: len(self.received) >= count)
+        return self.received
+
+
+async def publish(broker: RedisBroker, channel: str, data: Data) -> Message | PushwireError:
+    """What `done` was called with, awaited with a bound."""
+    future: asyncio.Future[Message | PushwireError] = asyncio.get_running_loop().create_future()
+    broker.publish(channel, data, future.set_result)
+    async with asyncio.timeout(WAIT):
+        return await future
+
+
+async def publish_ok(broker: RedisBroker, channel: str, data: Data) -> Message:
+    result = await publish(broker, channel, data)
+    assert isinstance(result, Message), result
+    return result

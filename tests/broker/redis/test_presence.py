@@ -14,13 +14,12 @@ from redis.asyncio import Redis
 from pushwire.broker.redis import RedisBroker
 from pushwire.errors import Unavailable
 from pushwire.presence import PresenceEvent, encode_entry
-
-from .conftest import WAIT, Maker, RedisBrokers, RedisServer, Watched
+from tests.redis_helpers import WAIT, Maker, RedisBrokers, RedisServer, Watched
 
 pytestmark = pytest.mark.integration
 
 
-class Node(Watched):
+class PresenceNode(Watched):
     """One process's broker and the presence events it delivered (attached before the broker
     starts)."""
 
@@ -40,9 +39,9 @@ class Node(Watched):
 
 
 @pytest.fixture
-def nodes(redis_brokers: RedisBrokers) -> Maker[Node]:
-    """Make started nodes on `redis_server`; all are closed at the end."""
-    return redis_brokers.maker(Node, timeout=2.0)
+def presence_nodes(redis_brokers: RedisBrokers) -> Maker[PresenceNode]:
+    """Make started presence nodes on `redis_server`; all are closed at the end."""
+    return redis_brokers.maker(PresenceNode, timeout=2.0)
 
 
 def entry(member: str, user: str) -> bytes:
@@ -50,10 +49,10 @@ def entry(member: str, user: str) -> bytes:
 
 
 async def test_members_joined_on_one_node_are_seen_on_the_other_with_versions_and_counts(
-    nodes: Callable[..., Any],
+    presence_nodes: Callable[..., Any],
 ) -> None:
-    a: Node = await nodes()
-    b: Node = await nodes()
+    a: PresenceNode = await presence_nodes()
+    b: PresenceNode = await presence_nodes()
     await b.broker.subscribe("room")  # b hears the channel's announcements
     a.broker.presence_join("room", "m1", entry("m1", "alice"))
     # Two nodes' joins race to Redis on their own connections: order them by waiting.
@@ -73,9 +72,9 @@ async def test_members_joined_on_one_node_are_seen_on_the_other_with_versions_an
 
 
 async def test_refreshes_are_batched_one_script_call_per_channel_per_interval(
-    nodes: Callable[..., Any], redis: Redis
+    presence_nodes: Callable[..., Any], redis: Redis
 ) -> None:
-    a: Node = await nodes(presence_ttl=0.9)  # refreshed every 0.3 s
+    a: PresenceNode = await presence_nodes(presence_ttl=0.9)  # refreshed every 0.3 s
     for i in range(100):
         a.broker.presence_join(f"room{i % 2}", f"m{i}", entry(f"m{i}", f"u{i}"))
     assert (await a.broker.presence("room0", 1000)).count == 50
@@ -89,10 +88,10 @@ async def test_refreshes_are_batched_one_script_call_per_channel_per_interval(
 
 
 async def test_members_lost_with_redis_are_added_back_and_announced_again(
-    nodes: Callable[..., Any], redis_server: RedisServer
+    presence_nodes: Callable[..., Any], redis_server: RedisServer
 ) -> None:
-    a: Node = await nodes(presence_ttl=0.6)
-    b: Node = await nodes(presence_ttl=0.6)
+    a: PresenceNode = await presence_nodes(presence_ttl=0.6)
+    b: PresenceNode = await presence_nodes(presence_ttl=0.6)
     await b.broker.subscribe("room")
     a.broker.presence_join("room", "m1", entry("m1", "alice"))
     await b.until(lambda: len(b.events) == 1)
@@ -113,10 +112,10 @@ async def test_members_lost_with_redis_are_added_back_and_announced_again(
 
 
 async def test_close_says_goodbye_for_every_member_of_the_node(
-    nodes: Callable[..., Any],
+    presence_nodes: Callable[..., Any],
 ) -> None:
-    a: Node = await nodes()
-    b: Node = await nodes()
+    a: PresenceNode = await presence_nodes()
+    b: PresenceNode = await presence_nodes()
     await b.broker.subscribe("room")
     for i in range(3):
         a.broker.presence_join("room", f"m{i}", entry(f"m{i}", f"u{i}"))

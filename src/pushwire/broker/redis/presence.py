@@ -1,15 +1,10 @@
 """Presence in Redis: every node sees the same members, and a dead node's members expire.
 
-Redis keys for channel `C` (prefix `pushwire:`, the channel's hash tag as in the broker):
-
-- `pushwire:{C}:pm`: a hash, member (a session's public id) -> its entry (JSON).
-- `pushwire:{C}:pz`: a sorted set, member -> expiry time (ms of Redis's clock), so that the
-  count is a ZCARD and the expired members are one ZRANGEBYSCORE.
-- `pushwire:{C}:pv`: the channel's presence version, one more per join or leave.
-
-Every key lives twice `presence_ttl` past the last change or refresh (Redis deletes an empty
-hash or sorted set at once); so the version keeps growing while anybody comes and goes, and
-only starts again at 1 once a channel was empty for that long, or Redis lost its data.
+A channel's presence is three keys beside its messages' (layout.py): its members' entries,
+their expiry times and its version. Every key lives twice `presence_ttl` past the last change
+or refresh (Redis deletes an empty hash or sorted set at once); so the version keeps growing
+while anybody comes and goes, and only starts again at 1 once a channel was empty for that
+long, or Redis lost its data.
 
 One Lua script does every operation (join, refresh, leave, read), so each is atomic with the
 version and count it announces; each begins by sweeping the channel's expired members. A join
@@ -31,23 +26,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from typing import Final, Literal, TypeAlias
 
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.asyncio.client import Pipeline
 
-from ..errors import Unavailable
-from ..presence import PresenceEvent, PresenceSnapshot
-from .base import PresenceCallback
+from ...errors import Unavailable
+from ...presence import PresenceEvent, PresenceSnapshot
+from ..base import PresenceCallback
+from .health import CONNECTION_ERRORS
+from .layout import Keys
+from .scripts import run_batch
 
 __all__ = ["PRESENCE_SCRIPT", "RedisPresence", "parse_event"]
 
 log = logging.getLogger("pushwire.broker.redis")
-
-_CONNECTION_ERRORS: Final = (RedisConnectionError, RedisTimeoutError, OSError)
 
 # KEYS: entries hash, expiry zset, version. ARGV: topic, ttl ms, op (join, refresh, leave,
 # read), limit, then members (leave) or member/entry pairs (join, refresh).
@@ -127,7 +120,7 @@ class RedisPresence:
 
     Args:
         client: the broker's Redis client (its connection pool).
-        keys: channel -> (entries, expiries, version, topic) names.
+        keys: the names in Redis.
         ttl: seconds an entry lives unrefreshed (`presence_ttl`); refreshed every third.
         timeout: seconds the goodbye at `close` may take.
     """
@@ -135,7 +128,7 @@ class RedisPresence:
     def __init__(
         self,
         client: Redis,
-        keys: Callable[[str], tuple[str, str, str, str]],
+        keys: Keys,
         ttl: float,
         timeout: float,
     ) -> None:
@@ -245,38 +238,20 @@ class RedisPresence:
     async def _send(self, ops: list[_Op]) -> None:
         """Run the script for each op, in order, in one round trip."""
         try:
-            for _ in range(2):
-                pipe = self._client.pipeline(transaction=False)
-                for channel, op, args, _future in ops:
-                    entries, expiries, version, topic = self._keys(channel)
-                    pipe.evalsha(
-                        self._script.sha,
-                        3,
-                        entries,
-                        expiries,
-                        version,
-                        topic,
-                        self._ttl_ms,
-                        op,
-                        *args,
-                    )
-                results = await pipe.execute(raise_on_error=False)
-                retry = []
-                for item, result in zip(ops, results, strict=True):
-                    if isinstance(result, NoScriptError):
-                        retry.append(item)
-                    else:
-                        self._finish(item, result)
-                if not retry:
-                    return
-                await self._client.script_load(PRESENCE_SCRIPT)
-                ops = retry
-            raise Unavailable("redis keeps forgetting the presence script")
-        except (*_CONNECTION_ERRORS, Unavailable) as exc:
+            if await run_batch(self._client, PRESENCE_SCRIPT, ops, self._add, self._finish):
+                raise Unavailable("redis keeps forgetting the presence script")
+        except (*CONNECTION_ERRORS, Unavailable) as exc:
             log.debug("presence update failed: %s", exc)
             for _channel, _op, _args, future in ops:
                 if future is not None and not future.done():
                     future.set_exception(Unavailable(f"redis unavailable: {exc}"))
+
+    def _add(self, pipe: Pipeline, item: _Op) -> None:
+        channel, op, args, _future = item
+        entries, expiries, version, topic = self._keys.presence(channel)
+        pipe.evalsha(
+            self._script.sha, 3, entries, expiries, version, topic, self._ttl_ms, op, *args
+        )
 
     @staticmethod
     def _finish(item: _Op, result: object) -> None:

@@ -19,8 +19,7 @@ from pushwire.endpoint import ClientInfo, Endpoint, EnvelopeHandler
 from pushwire.errors import Unavailable
 from pushwire.transports.websocket.framing import ENVELOPE_FRAMING, RAW_FRAMING
 from tests.helpers import RecordingTransport
-
-from .conftest import WAIT, Maker, RedisBrokers, RedisServer, numsub
+from tests.redis_helpers import WAIT, Maker, RedisBrokers, RedisServer, numsub
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,107 @@
+"""The Redis broker's connections: what counts as lost, how it is reported, when to retry.
+
+The broker has two connections to Redis: the command connection (publishes, scripts, reads;
+publisher.py restores it) and the subscription connection (subscriber.py restores it).
+
+Guaranteed:
+
+- A lost connection is logged once per outage: a warning when the first of the two is lost,
+  another when both are restored (with how long it took and how many channels are
+  subscribed again); failures in between are logged at debug level only.
+- Each connection is retried with exponential backoff from `reconnect_min` to
+  `reconnect_max` seconds, each wait cut by a random 0-50 % so that nodes do not reconnect
+  in lockstep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Final, TypeVar
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+__all__ = ["CONNECTION_ERRORS", "Health"]
+
+log = logging.getLogger("pushwire.broker.redis")
+
+#: What a lost, refused or silent connection raises.
+CONNECTION_ERRORS: Final = (RedisConnectionError, RedisTimeoutError, OSError)
+
+T = TypeVar("T")
+
+
+class Health:
+    """Whether the broker's two connections work; reports outages and paces reconnections.
+
+    Whoever finds a connection lost or restored sets `publishing` or `subscribed`, then
+    calls `changed`.
+
+    Args:
+        where: the Redis server as logs and errors name it (`host:port`, or a socket path).
+        reconnect_min: first wait before reconnecting, seconds.
+        reconnect_max: longest wait between reconnection attempts, seconds.
+        subscribed_channels: how many channels are subscribed now (told when restored).
+    """
+
+    def __init__(
+        self,
+        where: str,
+        reconnect_min: float,
+        reconnect_max: float,
+        subscribed_channels: Callable[[], int],
+    ) -> None:
+        self.where = where
+        self.reconnect_min = reconnect_min
+        self.reconnect_max = reconnect_max
+        self._subscribed_channels = subscribed_channels
+        #: The command connection works (set by the publisher).
+        self.publishing = False
+        #: The subscription connection works (set by the subscriber).
+        self.subscribed = False
+        #: An outage is going on: its beginning was logged, its end not yet.
+        self.outage = False
+        self._outage_began = 0.0
+
+    def changed(self, error: BaseException | None) -> None:
+        """Log once when an outage begins (with `error`) and once when both connections are
+        back."""
+        healthy = self.publishing and self.subscribed
+        now = asyncio.get_running_loop().time()
+        if not healthy and not self.outage:
+            self.outage = True
+            self._outage_began = now
+            log.warning(
+                "redis at %s: connection lost (%s); reconnecting with backoff %s to %s s",
+                self.where,
+                error,
+                self.reconnect_min,
+                self.reconnect_max,
+            )
+        elif healthy and self.outage:
+            self.outage = False
+            log.warning(
+                "redis at %s: connection restored after %.1f s, %d channels subscribed again",
+                self.where,
+                now - self._outage_began,
+                self._subscribed_channels(),
+            )
+
+    async def reconnect(self, connect: Callable[[], Awaitable[T]]) -> T:
+        """What `connect()` returns, called after each backoff wait until it raises no
+        connection error (logged at debug level)."""
+        failures = 0
+        while True:
+            await asyncio.sleep(self._backoff(failures))
+            failures += 1
+            try:
+                return await connect()
+            except CONNECTION_ERRORS as exc:
+                log.debug("redis at %s still unavailable: %s", self.where, exc)
+
+    def _backoff(self, failures: int) -> float:
+        delay = min(self.reconnect_max, self.reconnect_min * 2.0 ** min(failures, 30))
+        return delay * (1 - random.random() / 2)

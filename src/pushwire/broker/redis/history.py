@@ -1,0 +1,125 @@
+"""Reading a channel's position and history from Redis, with one Lua script.
+
+The script reads the channel's meta hash and, when asked, the newest entries of its Stream
+after a position (layout.py describes both and how publishes trim them).
+
+Guaranteed:
+
+- Every node sees the same (epoch, offset) for a message: both live in Redis, and Redis runs
+  the scripts one at a time.
+- When Redis lost a channel's state (restart without persistence, flush, key expiry), the
+  next access (a read or a publish) creates a new random epoch, and `history` after an older
+  position says `complete=False`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Final
+
+from redis.asyncio import Redis
+
+from ...errors import Unavailable
+from ...message import Message, Position
+from ..base import History
+from .health import CONNECTION_ERRORS
+from .layout import Keys, Retention, decode_data
+
+__all__ = ["READ_SCRIPT", "HistoryReader"]
+
+# KEYS: meta, history. ARGV: candidate epoch, since epoch, since offset, limit,
+# channel_ttl ms, history_ttl ms. Returns {epoch, offset, entries newest first}.
+READ_SCRIPT: Final = """
+local meta, history = KEYS[1], KEYS[2]
+if redis.call('HSETNX', meta, 'epoch', ARGV[1]) == 1 then
+  redis.call('DEL', history)
+  redis.call('HSET', meta, 'offset', 0)
+  redis.call('PEXPIRE', meta, ARGV[5])
+end
+local epoch = redis.call('HGET', meta, 'epoch')
+local offset = tonumber(redis.call('HGET', meta, 'offset'))
+local count = offset
+if ARGV[2] == epoch then
+  count = offset - tonumber(ARGV[3])
+end
+if count > tonumber(ARGV[4]) then
+  count = tonumber(ARGV[4])
+end
+local entries = {}
+if count > 0 then
+  local now = redis.call('TIME')
+  local cutoff = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+                 - tonumber(ARGV[6])
+  if cutoff < 0 then
+    cutoff = 0
+  end
+  entries = redis.call('XREVRANGE', history, '+', string.format('%d', cutoff), 'COUNT', count)
+end
+return {epoch, offset, entries}
+"""
+
+
+class HistoryReader:
+    """Positions and history of channels, read through the client's connections.
+
+    Args:
+        client: the broker's Redis client.
+        keys: the names in Redis.
+        retention: how much history is kept, and how long.
+        where: the Redis server as errors name it.
+    """
+
+    def __init__(self, client: Redis, keys: Keys, retention: Retention, where: str) -> None:
+        self._keys = keys
+        self._retention = retention
+        self._where = where
+        self._script = client.register_script(READ_SCRIPT)
+
+    async def position(self, channel: str) -> Position:
+        """The channel's last position; a channel Redis does not know gets a new epoch.
+
+        Raises:
+            Unavailable: Redis cannot be reached.
+        """
+        epoch, offset, _ = await self._query(channel, "", 0, 0)
+        return Position(epoch, offset)
+
+    async def history(self, channel: str, since: Position) -> History:
+        """At most `history_size` messages after `since`, none older than `history_ttl`.
+
+        Raises:
+            Unavailable: Redis cannot be reached.
+        """
+        epoch, offset, entries = await self._query(
+            channel, since.epoch, since.offset, self._retention.history_size
+        )
+        messages: list[Message] = []
+        for _id, fields in reversed(entries):
+            values = dict(zip(fields[::2], fields[1::2], strict=True))
+            data = decode_data(values[b"k"], values[b"d"])
+            messages.append(Message(channel, epoch, int(values[b"o"]), data))
+        if since.epoch != epoch:
+            complete = False
+        else:
+            complete = offset <= since.offset or (
+                bool(messages) and messages[0].offset == since.offset + 1
+            )
+        return History(messages, complete, Position(epoch, offset))
+
+    async def _query(
+        self, channel: str, since_epoch: str, since_offset: int, limit: int
+    ) -> tuple[str, int, list[tuple[bytes, list[bytes]]]]:
+        meta, history, _topic = self._keys.channel(channel)
+        args: list[str | int] = [
+            secrets.token_hex(4),
+            since_epoch,
+            since_offset,
+            limit,
+            self._retention.channel_ttl_ms,
+            self._retention.history_ttl_ms,
+        ]
+        try:
+            epoch, offset, entries = await self._script(keys=[meta, history], args=args)
+        except CONNECTION_ERRORS as exc:
+            raise Unavailable(f"redis at {self._where} unavailable: {exc}") from exc
+        return epoch.decode("ascii"), int(offset), entries

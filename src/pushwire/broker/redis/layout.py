@@ -1,0 +1,121 @@
+"""What pushwire keeps in Redis and sends through it: every name, and the form of each value.
+
+Every key and pub/sub channel name starts with the broker's prefix (`pushwire:` by default).
+A channel's names share its hash tag `{C}`, so one channel would live on one shard.
+
+Channel `C` (its messages: publisher.py writes, history.py reads):
+
+- `pushwire:{C}:meta`: a hash, `epoch` (random hex, created when missing, never changed) and
+  `offset` (the last offset). It expires `channel_ttl` seconds after the last publish.
+- `pushwire:{C}:history`: a Stream, one entry per message: `o` offset, `k` kind (`t` text,
+  `b` binary), `d` data. Every publish trims it to about `history_size` entries (`XADD MAXLEN
+  ~`: whole nodes, cheap) and exactly to the last `history_ttl` seconds of Redis's clock
+  (`XTRIM MINID`, Stream IDs being Redis times). It expires `history_ttl` seconds after the
+  last publish. `history` reads at most `history_size` entries and none older than
+  `history_ttl` (so the age bound holds on a quiet channel too), so its answer does not
+  depend on where the approximate trim fell.
+- pub/sub channel `pushwire:{C}`: each message as `<epoch> <offset> <kind> <data>`, and the
+  channel's presence changes as `!<version> <count> j|l <entry>`.
+
+Channel `C`'s presence (presence.py, which describes how they change):
+
+- `pushwire:{C}:pm`: a hash, member (a session's public id) -> its entry (JSON).
+- `pushwire:{C}:pz`: a sorted set, member -> expiry time (ms of Redis's clock), so that the
+  count is a ZCARD and the expired members are one ZRANGEBYSCORE.
+- `pushwire:{C}:pv`: the channel's presence version, one more per join or leave.
+
+User `U`: pub/sub channel `pushwire:user:U`, no key. Each direct message is PUBLISHed to it
+as `<kind> <id> <data>`; the id is the publishing process's random prefix and a count, unique.
+
+Node `N` (nodes.py): `pushwire:node:N`, both the liveness key (any value, with a TTL) and the
+pub/sub channel of requests to the node (opaque payloads).
+
+Text stays text, binary stays binary: the kind travels with the data, in history and on
+pub/sub alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from ...message import Data, Message
+
+__all__ = ["BINARY", "TEXT", "Keys", "Retention", "decode_data", "encode_data", "parse_message"]
+
+#: The kind of a text message (its data is UTF-8, lone surrogates passed through).
+TEXT: Final = b"t"
+#: The kind of a binary message.
+BINARY: Final = b"b"
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """The names of keys and pub/sub channels, all under `prefix` (see the module)."""
+
+    prefix: str = "pushwire:"
+
+    def topic(self, channel: str) -> str:
+        """The channel's pub/sub name: its messages and presence changes travel on it."""
+        return f"{self.prefix}{{{channel}}}"
+
+    def channel(self, channel: str) -> tuple[str, str, str]:
+        """The channel's meta hash, history Stream and pub/sub names (one hash tag)."""
+        base = self.topic(channel)
+        return f"{base}:meta", f"{base}:history", base
+
+    def presence(self, channel: str) -> tuple[str, str, str, str]:
+        """The channel's presence hash, sorted set and version, and its pub/sub name."""
+        base = self.topic(channel)
+        return f"{base}:pm", f"{base}:pz", f"{base}:pv", base
+
+    def user(self, user: str) -> str:
+        """The pub/sub channel of `user`'s direct messages."""
+        return f"{self.prefix}user:{user}"
+
+    def node(self, node: str) -> str:
+        """The liveness key of `node`, which is also the name of its pub/sub channel."""
+        return f"{self.prefix}node:{node}"
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How much of a channel Redis keeps, and how long, as the scripts take it."""
+
+    #: Messages kept per channel (0: none).
+    history_size: int
+    #: Milliseconds a message stays in history.
+    history_ttl_ms: str
+    #: Milliseconds a channel's epoch and offset outlive its last publish.
+    channel_ttl_ms: str
+
+    @classmethod
+    def of(cls, history_size: int, history_ttl: float, channel_ttl: float) -> Retention:
+        """From a size and two durations in seconds."""
+        return cls(history_size, str(round(history_ttl * 1000)), str(round(channel_ttl * 1000)))
+
+
+def encode_data(data: Data) -> tuple[bytes, bytes]:
+    """The kind of `data` and its bytes, as stored and published."""
+    if isinstance(data, str):
+        return TEXT, data.encode("utf-8", "surrogatepass")
+    return BINARY, bytes(data)
+
+
+def decode_data(kind: bytes, data: bytes) -> Data:
+    """The data as it was published: text for the kind `t`, bytes otherwise.
+
+    Raises:
+        ValueError: text that is not UTF-8.
+    """
+    return data.decode("utf-8", "surrogatepass") if kind == TEXT else data
+
+
+def parse_message(channel: str, payload: bytes) -> Message:
+    """A message from the channel's pub/sub: `<epoch> <offset> <kind> <data>`.
+
+    Raises:
+        ValueError: it is malformed.
+    """
+    epoch, offset, kind, data = payload.split(b" ", 3)
+    return Message(channel, epoch.decode("ascii"), int(offset), decode_data(kind, data))

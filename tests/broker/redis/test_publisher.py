@@ -1,0 +1,94 @@
+"""The publish queue against a real redis-server: two brokers on one Redis play two nodes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from pushwire.errors import PushwireError, Unavailable
+from pushwire.message import Data, Message
+from tests.redis_helpers import WAIT, Node
+
+pytestmark = pytest.mark.integration
+
+
+async def test_a_message_published_on_either_node_reaches_both_once_at_the_same_position(
+    nodes: Callable[..., Any],
+) -> None:
+    a: Node = await nodes()
+    b: Node = await nodes()
+    await a.broker.subscribe("room")
+    await b.broker.subscribe("room")
+
+    done: list[Message] = []
+    results: list[asyncio.Future[Message | PushwireError]] = []
+    for i in range(100):
+        for name, node in (("a", a), ("b", b)):
+            future: asyncio.Future[Message | PushwireError] = (
+                asyncio.get_running_loop().create_future()
+            )
+            data: Data = f"{name}{i}" if i % 2 else f"{name}{i}".encode()
+            node.broker.publish("room", data, future.set_result)
+            results.append(future)
+    async with asyncio.timeout(WAIT):
+        for future in results:
+            result = await future
+            assert isinstance(result, Message)
+            done.append(result)
+
+    on_a = await a.received_count(200)
+    on_b = await b.received_count(200)
+    assert on_a == on_b
+    assert len(on_a) == 200  # exactly once
+    assert [m.offset for m in on_a] == list(range(1, 201))  # dense, in order
+    assert len({m.epoch for m in on_a}) == 1
+    assert sorted(done, key=lambda m: m.offset) == on_a  # `done` saw the same positions
+    for name in ("a", "b"):
+        # each publisher's messages in its call order, text as text, binary as binary
+        mine = [m.data for m in on_a if (m.data[:1] in (name, name.encode()))]
+        assert mine == [f"{name}{i}" if i % 2 else f"{name}{i}".encode() for i in range(100)]
+
+
+async def test_publishes_up_to_max_pending_are_queued_and_one_more_is_refused(
+    nodes: Callable[..., Any],
+) -> None:
+    a: Node = await nodes(max_pending=10)
+    results: list[Message | PushwireError] = []
+    all_done = asyncio.Event()
+
+    def done(result: Message | PushwireError) -> None:
+        results.append(result)
+        if len(results) == 11:
+            all_done.set()
+
+    for i in range(11):  # no await in between: the sender cannot take any yet
+        a.broker.publish("queue", str(i), done)
+    assert len(results) == 1
+    refused = results[0]
+    assert isinstance(refused, Unavailable)
+    assert str(refused) == "publish queue full (10 pending)"
+    async with asyncio.timeout(WAIT):
+        await all_done.wait()
+    assert all(isinstance(r, Message) for r in results[1:])
+    assert [r.data for r in results[1:] if isinstance(r, Message)] == [str(i) for i in range(10)]
+
+
+async def test_large_messages_are_sent_in_several_batches_in_order(
+    nodes: Callable[..., Any],
+) -> None:
+    a: Node = await nodes(max_batch=4, max_batch_bytes=100_000)
+    await a.broker.subscribe("bulk")
+    payloads = [bytes([i]) * 60_000 for i in range(10)] + [f"small{i}" for i in range(20)]
+    loop = asyncio.get_running_loop()
+    futures: list[asyncio.Future[Message | PushwireError]] = []
+    for data in payloads:
+        futures.append(loop.create_future())
+        a.broker.publish("bulk", data, futures[-1].set_result)
+    async with asyncio.timeout(WAIT):
+        results = await asyncio.gather(*futures)
+    assert [r.data for r in results if isinstance(r, Message)] == payloads
+    received = await a.received_count(len(payloads))
+    assert received == results
