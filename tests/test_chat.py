@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from pushwire.chat import Action, ChatModel
-from tests.conftest import ServerFactory
+from tests.servers import ServerFactory
 
 
 def test_plain_text_is_published_as_the_browser_demos_json() -> None:

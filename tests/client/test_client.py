@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import http.client
 import json
 from collections.abc import AsyncIterator
@@ -12,91 +11,12 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 
 from pushwire.client import ClientClosed, Gap, Join, Leave, Message, RequestFailed, connect
-from tests.conftest import ServerFactory, ServerProcess
+from tests.servers import ServerFactory, ServerProcess
+from tests.wire_clients import Proxy
 
 pytestmark = pytest.mark.integration
 
 HTTP_TRANSPORTS = ("websocket", "sse", "stream", "longpoll", "polling")
-
-
-class Proxy:
-    """A TCP proxy that can cut every connection (a network drop), refuse WebSocket
-    upgrades while letting plain HTTP through (a proxy that blocks WebSocket), and hold what
-    the server sends to let it go in one write (so that it arrives in one read)."""
-
-    def __init__(self, upstream: tuple[str, int]) -> None:
-        self.upstream = upstream
-        self.block_websocket = False
-        self.refusing = False
-        self.holding = False
-        self.held: dict[asyncio.StreamWriter, bytearray] = {}
-        self._held_more = asyncio.Event()
-        self.connections: set[asyncio.StreamWriter] = set()
-        self.server: asyncio.Server | None = None
-        self.port = 0
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.refusing:
-            writer.close()
-            return
-        first = await reader.read(65536)
-        if self.block_websocket and b"upgrade: websocket" in first.lower():
-            writer.close()
-            return
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
-        except OSError:
-            writer.close()
-            return
-        self.connections.update((writer, up_writer))
-        up_writer.write(first)
-
-        async def pump(
-            source: asyncio.StreamReader, target: asyncio.StreamWriter, downstream: bool
-        ) -> None:
-            with contextlib.suppress(OSError):
-                while data := await source.read(65536):
-                    if downstream and self.holding:
-                        self.held.setdefault(target, bytearray()).extend(data)
-                        self._held_more.set()
-                        continue
-                    target.write(data)
-                    await target.drain()
-            target.close()
-
-        await asyncio.gather(pump(reader, up_writer, False), pump(up_reader, writer, True))
-
-    async def wait_held(self, marker: bytes, timeout: float) -> None:
-        """Until `marker` is in what the proxy holds."""
-
-        async def held() -> None:
-            while not any(marker in data for data in self.held.values()):
-                self._held_more.clear()
-                await self._held_more.wait()
-
-        await asyncio.wait_for(held(), timeout)
-
-    def release(self) -> None:
-        """Send what was held, one write per connection, and stop holding."""
-        self.holding = False
-        for writer, data in self.held.items():
-            writer.write(bytes(data))
-        self.held.clear()
-
-    def cut(self) -> None:
-        """Drop every open connection at once (no Close frame, no goodbye)."""
-        for writer in list(self.connections):
-            writer.transport.abort()
-        self.connections.clear()
-
-    async def stop(self) -> None:
-        self.cut()
-        if self.server is not None:
-            self.server.close()
 
 
 @pytest.fixture

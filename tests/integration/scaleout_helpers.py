@@ -7,7 +7,7 @@ import asyncio
 import http.client
 from collections import defaultdict
 
-from tests.conftest import ServerProcess
+from tests.servers import ServerProcess
 
 __all__ = ["RoundRobinProxy", "publish_http"]
 

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.conftest import ServerFactory, ServerProcess
 from tests.integration.scaleout_helpers import RoundRobinProxy
 from tests.redis_helpers import RedisServer
+from tests.servers import ServerFactory, ServerProcess
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.conftest import ServerFactory, ServerProcess
+from tests.servers import ServerFactory, ServerProcess
+from tests.wire_clients import TcpClient
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Locator, Page
@@ -468,8 +469,6 @@ def test_a_tcp_program_and_a_browser_on_the_chat_page_see_each_other(
 ) -> None:
     import json
     import time
-
-    from tests.integration.test_tcp import TcpClient
 
     server = server_factory("--tcp-port", "0")
     page = open_chat("mei", target=server)

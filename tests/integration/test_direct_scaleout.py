@@ -17,8 +17,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from pushwire.client import Client, Message, connect
-from tests.conftest import ServerFactory, ServerProcess
 from tests.redis_helpers import RedisServer
+from tests.servers import ServerFactory, ServerProcess
 
 pytestmark = pytest.mark.integration
 

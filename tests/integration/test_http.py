@@ -12,7 +12,7 @@ import time
 import pytest
 from websockets.sync.client import connect as ws_connect
 
-from tests.conftest import ServerFactory, ServerProcess
+from tests.servers import ServerFactory, ServerProcess
 
 pytestmark = pytest.mark.integration
 

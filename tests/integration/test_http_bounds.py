@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.conftest import ServerFactory, ServerProcess
+from tests.servers import ServerFactory, ServerProcess
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ServerFactory, ServerProcess
+from tests.servers import ServerFactory, ServerProcess
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.conftest import ServerProcess
+from tests.servers import ServerProcess
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page

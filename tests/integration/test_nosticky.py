@@ -21,9 +21,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from pushwire.client import Client, Message, connect
-from tests.conftest import ServerFactory, ServerProcess
 from tests.integration.scaleout_helpers import RoundRobinProxy
 from tests.redis_helpers import RedisServer
+from tests.servers import ServerFactory, ServerProcess
 
 pytestmark = pytest.mark.integration
 

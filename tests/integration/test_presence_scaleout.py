@@ -10,8 +10,8 @@ import time
 import pytest
 
 from pushwire.client import Client, Join, Leave, PresenceEvents, connect
-from tests.conftest import ServerFactory
 from tests.redis_helpers import RedisServer
+from tests.servers import ServerFactory
 
 pytestmark = pytest.mark.integration
 

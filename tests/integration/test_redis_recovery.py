@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from pushwire.client import Gap, Message, connect
-from tests.conftest import ServerFactory
 from tests.integration.scaleout_helpers import publish_http
 from tests.redis_helpers import RedisServer, running_redis
+from tests.servers import ServerFactory
 
 pytestmark = pytest.mark.integration
 

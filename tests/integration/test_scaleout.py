@@ -10,9 +10,10 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 
 from pushwire.client import Gap, Message, connect
-from tests.conftest import ServerFactory
 from tests.integration.scaleout_helpers import publish_http
 from tests.redis_helpers import RedisServer
+from tests.servers import ServerFactory
+from tests.wire_clients import Proxy
 
 pytestmark = pytest.mark.integration
 
@@ -148,7 +149,6 @@ async def test_a_killed_nodes_clients_recover_on_another_node(
     doomed = server_factory("--broker", redis_server.url)
     survivor = server_factory("--broker", redis_server.url)
     # The client knows both nodes as a load balancer would: one URL, any node behind it.
-    from tests.client.test_client import Proxy
 
     proxy = Proxy((doomed.host, doomed.port))
     await proxy.start()

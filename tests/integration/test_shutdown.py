@@ -10,7 +10,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedOK
 
-from tests.conftest import ServerFactory
+from tests.servers import ServerFactory
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.conftest import ServerFactory
-from tests.integration.test_websocket_echo import RawClient, client_frame
+from tests.servers import ServerFactory
+from tests.wire_clients import RawClient, client_frame
 
 pytestmark = pytest.mark.integration
 

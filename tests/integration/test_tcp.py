@@ -14,70 +14,10 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.conftest import ServerFactory, ServerProcess
+from tests.servers import ServerFactory, ServerProcess
+from tests.wire_clients import TcpClient
 
 pytestmark = pytest.mark.integration
-
-
-class TcpClient:
-    """A pushwire TCP client written from docs/protocol.md alone."""
-
-    def __init__(self, server: ServerProcess, *, wrap: ssl.SSLContext | None = None) -> None:
-        assert server.tcp_port is not None
-        raw = socket.create_connection((server.host, server.tcp_port), timeout=10)
-        self.sock = wrap.wrap_socket(raw, server_hostname="localhost") if wrap else raw
-        self.buffer = b""
-
-    def send_frame(self, kind: int, payload: bytes) -> None:
-        self.sock.sendall(struct.pack("!IB", len(payload) + 1, kind) + payload)
-
-    def send(self, envelope: dict[str, Any], binary: bytes | None = None) -> None:
-        if binary is None:
-            self.send_frame(1, json.dumps(envelope).encode())
-        else:
-            self.send_frame(2, json.dumps(envelope).encode() + b"\n" + binary)
-
-    def _read(self, n: int) -> bytes:
-        while len(self.buffer) < n:
-            data = self.sock.recv(65536)
-            if not data:
-                raise EOFError("server closed the connection")
-            self.buffer += data
-        data, self.buffer = self.buffer[:n], self.buffer[n:]
-        return data
-
-    def recv(self) -> dict[str, Any]:
-        """The next envelope; binary data comes back in "binary"."""
-        (length,) = struct.unpack("!I", self._read(4))
-        kind, payload = self._read(1)[0], self._read(length - 1)
-        if kind == 1:
-            envelope: dict[str, Any] = json.loads(payload)
-            return envelope
-        header, _, data = payload.partition(b"\n")
-        envelope = json.loads(header)
-        envelope["binary"] = data
-        return envelope
-
-    def next(self, kind: str) -> dict[str, Any]:
-        while (envelope := self.recv())["type"] != kind:
-            if envelope["type"] == "ping":
-                self.send({"type": "pong"})
-        return envelope
-
-    def hello(self, **fields: Any) -> dict[str, Any]:
-        self.send({"type": "hello", **fields})
-        return self.next("welcome")
-
-    def closed_by_server(self) -> bool:
-        try:
-            while self.sock.recv(65536):
-                pass
-        except (ConnectionResetError, ssl.SSLError):
-            return True
-        return True
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @pytest.fixture

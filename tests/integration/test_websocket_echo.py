@@ -4,104 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import struct
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedError
 
-from tests.conftest import ServerFactory, ServerProcess
+from tests.servers import ServerFactory, ServerProcess
+from tests.wire_clients import RawClient, client_frame
 
 pytestmark = pytest.mark.integration
 
 SIZES = [1, 125, 126, 65535, 65536, 1024 * 1024]
-
-
-def client_frame(opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0) -> bytes:
-    """A masked client frame built by hand, so that it can be wrong on purpose."""
-    first = (0x80 if fin else 0) | rsv << 4 | opcode
-    mask = os.urandom(4)
-    length = len(payload)
-    if length < 126:
-        header = struct.pack("!BB", first, 0x80 | length)
-    elif length < 65536:
-        header = struct.pack("!BBH", first, 0x80 | 126, length)
-    else:
-        header = struct.pack("!BBQ", first, 0x80 | 127, length)
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return header + mask + masked
-
-
-class RawClient:
-    """A WebSocket client on a plain socket: handshake, then frames in and out by hand."""
-
-    def __init__(self, server: ServerProcess, path: str = "/echo") -> None:
-        self.sock = socket.create_connection((server.host, server.port), timeout=10)
-        self.sock.sendall(
-            (
-                f"GET {path} HTTP/1.1\r\nHost: {server.host}:{server.port}\r\n"
-                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
-        self.buffer = b""
-        while b"\r\n\r\n" not in self.buffer:
-            self.buffer += self._recv()
-        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 101"), head
-
-    def _recv(self) -> bytes:
-        data = self.sock.recv(65536)
-        if not data:
-            raise EOFError("server closed the connection")
-        return data
-
-    def _read(self, n: int) -> bytes:
-        while len(self.buffer) < n:
-            self.buffer += self._recv()
-        data, self.buffer = self.buffer[:n], self.buffer[n:]
-        return data
-
-    def recv_frame(self) -> tuple[int, bytes]:
-        """(opcode, payload) of the next server frame; server frames are never masked."""
-        first, second = self._read(2)
-        assert second & 0x80 == 0, "server frames must not be masked"
-        length = second & 0x7F
-        if length == 126:
-            (length,) = struct.unpack("!H", self._read(2))
-        elif length == 127:
-            (length,) = struct.unpack("!Q", self._read(8))
-        return first & 0x0F, self._read(length)
-
-    def expect_close(self) -> tuple[int, str]:
-        """Read until the server's Close frame; return its code and reason."""
-        while True:
-            opcode, payload = self.recv_frame()
-            if opcode == 0x8:
-                code = struct.unpack("!H", payload[:2])[0] if payload else 1005
-                return code, payload[2:].decode()
-
-    def send(self, frame: bytes) -> None:
-        self.sock.sendall(frame)
-
-    def read_to_end(self) -> bytes:
-        """Everything the server sends until it closes the TCP connection."""
-        rest, self.buffer = self.buffer, b""
-        while chunk := self.sock.recv(65536):
-            rest += chunk
-        return rest
-
-    def closed_by_server(self) -> bool:
-        """True when the server closes the TCP connection (within the socket timeout)."""
-        try:
-            while True:
-                self._recv()
-        except EOFError:
-            return True
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 async def bystander_roundtrip(bystander: ClientConnection, text: str) -> None:

@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from tests.conftest import ServerFactory, ServerProcess
+from tests.servers import ServerFactory, ServerProcess
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,242 @@
+"""Clients and proxies written by hand from docs/protocol.md and RFC 6455, so that what the
+tests send can be wrong on purpose and what they read is checked byte by byte."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import ssl
+import struct
+from typing import Any
+
+from tests.servers import ServerProcess
+
+
+def client_frame(opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0) -> bytes:
+    """A masked client frame built by hand, so that it can be wrong on purpose."""
+    first = (0x80 if fin else 0) | rsv << 4 | opcode
+    mask = os.urandom(4)
+    length = len(payload)
+    if length < 126:
+        header = struct.pack("!BB", first, 0x80 | length)
+    elif length < 65536:
+        header = struct.pack("!BBH", first, 0x80 | 126, length)
+    else:
+        header = struct.pack("!BBQ", first, 0x80 | 127, length)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return header + mask + masked
+
+
+class RawClient:
+    """A WebSocket client on a plain socket: handshake, then frames in and out by hand."""
+
+    def __init__(self, server: ServerProcess, path: str = "/echo") -> None:
+        self.sock = socket.create_connection((server.host, server.port), timeout=10)
+        self.sock.sendall(
+            (
+                f"GET {path} HTTP/1.1\r\nHost: {server.host}:{server.port}\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        self.buffer = b""
+        while b"\r\n\r\n" not in self.buffer:
+            self.buffer += self._recv()
+        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head
+
+    def _recv(self) -> bytes:
+        data = self.sock.recv(65536)
+        if not data:
+            raise EOFError("server closed the connection")
+        return data
+
+    def _read(self, n: int) -> bytes:
+        while len(self.buffer) < n:
+            self.buffer += self._recv()
+        data, self.buffer = self.buffer[:n], self.buffer[n:]
+        return data
+
+    def recv_frame(self) -> tuple[int, bytes]:
+        """(opcode, payload) of the next server frame; server frames are never masked."""
+        first, second = self._read(2)
+        assert second & 0x80 == 0, "server frames must not be masked"
+        length = second & 0x7F
+        if length == 126:
+            (length,) = struct.unpack("!H", self._read(2))
+        elif length == 127:
+            (length,) = struct.unpack("!Q", self._read(8))
+        return first & 0x0F, self._read(length)
+
+    def expect_close(self) -> tuple[int, str]:
+        """Read until the server's Close frame; return its code and reason."""
+        while True:
+            opcode, payload = self.recv_frame()
+            if opcode == 0x8:
+                code = struct.unpack("!H", payload[:2])[0] if payload else 1005
+                return code, payload[2:].decode()
+
+    def send(self, frame: bytes) -> None:
+        self.sock.sendall(frame)
+
+    def read_to_end(self) -> bytes:
+        """Everything the server sends until it closes the TCP connection."""
+        rest, self.buffer = self.buffer, b""
+        while chunk := self.sock.recv(65536):
+            rest += chunk
+        return rest
+
+    def closed_by_server(self) -> bool:
+        """True when the server closes the TCP connection (within the socket timeout)."""
+        try:
+            while True:
+                self._recv()
+        except EOFError:
+            return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class TcpClient:
+    """A pushwire TCP client written from docs/protocol.md alone."""
+
+    def __init__(self, server: ServerProcess, *, wrap: ssl.SSLContext | None = None) -> None:
+        assert server.tcp_port is not None
+        raw = socket.create_connection((server.host, server.tcp_port), timeout=10)
+        self.sock = wrap.wrap_socket(raw, server_hostname="localhost") if wrap else raw
+        self.buffer = b""
+
+    def send_frame(self, kind: int, payload: bytes) -> None:
+        self.sock.sendall(struct.pack("!IB", len(payload) + 1, kind) + payload)
+
+    def send(self, envelope: dict[str, Any], binary: bytes | None = None) -> None:
+        if binary is None:
+            self.send_frame(1, json.dumps(envelope).encode())
+        else:
+            self.send_frame(2, json.dumps(envelope).encode() + b"\n" + binary)
+
+    def _read(self, n: int) -> bytes:
+        while len(self.buffer) < n:
+            data = self.sock.recv(65536)
+            if not data:
+                raise EOFError("server closed the connection")
+            self.buffer += data
+        data, self.buffer = self.buffer[:n], self.buffer[n:]
+        return data
+
+    def recv(self) -> dict[str, Any]:
+        """The next envelope; binary data comes back in "binary"."""
+        (length,) = struct.unpack("!I", self._read(4))
+        kind, payload = self._read(1)[0], self._read(length - 1)
+        if kind == 1:
+            envelope: dict[str, Any] = json.loads(payload)
+            return envelope
+        header, _, data = payload.partition(b"\n")
+        envelope = json.loads(header)
+        envelope["binary"] = data
+        return envelope
+
+    def next(self, kind: str) -> dict[str, Any]:
+        while (envelope := self.recv())["type"] != kind:
+            if envelope["type"] == "ping":
+                self.send({"type": "pong"})
+        return envelope
+
+    def hello(self, **fields: Any) -> dict[str, Any]:
+        self.send({"type": "hello", **fields})
+        return self.next("welcome")
+
+    def closed_by_server(self) -> bool:
+        try:
+            while self.sock.recv(65536):
+                pass
+        except (ConnectionResetError, ssl.SSLError):
+            return True
+        return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Proxy:
+    """A TCP proxy that can cut every connection (a network drop), refuse WebSocket
+    upgrades while letting plain HTTP through (a proxy that blocks WebSocket), and hold what
+    the server sends to let it go in one write (so that it arrives in one read)."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.block_websocket = False
+        self.refusing = False
+        self.holding = False
+        self.held: dict[asyncio.StreamWriter, bytearray] = {}
+        self._held_more = asyncio.Event()
+        self.connections: set[asyncio.StreamWriter] = set()
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refusing:
+            writer.close()
+            return
+        first = await reader.read(65536)
+        if self.block_websocket and b"upgrade: websocket" in first.lower():
+            writer.close()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        except OSError:
+            writer.close()
+            return
+        self.connections.update((writer, up_writer))
+        up_writer.write(first)
+
+        async def pump(
+            source: asyncio.StreamReader, target: asyncio.StreamWriter, downstream: bool
+        ) -> None:
+            with contextlib.suppress(OSError):
+                while data := await source.read(65536):
+                    if downstream and self.holding:
+                        self.held.setdefault(target, bytearray()).extend(data)
+                        self._held_more.set()
+                        continue
+                    target.write(data)
+                    await target.drain()
+            target.close()
+
+        await asyncio.gather(pump(reader, up_writer, False), pump(up_reader, writer, True))
+
+    async def wait_held(self, marker: bytes, timeout: float) -> None:
+        """Until `marker` is in what the proxy holds."""
+
+        async def held() -> None:
+            while not any(marker in data for data in self.held.values()):
+                self._held_more.clear()
+                await self._held_more.wait()
+
+        await asyncio.wait_for(held(), timeout)
+
+    def release(self) -> None:
+        """Send what was held, one write per connection, and stop holding."""
+        self.holding = False
+        for writer, data in self.held.items():
+            writer.write(bytes(data))
+        self.held.clear()
+
+    def cut(self) -> None:
+        """Drop every open connection at once (no Close frame, no goodbye)."""
+        for writer in list(self.connections):
+            writer.transport.abort()
+        self.connections.clear()
+
+    async def stop(self) -> None:
+        self.cut()
+        if self.server is not None:
+            self.server.close()
