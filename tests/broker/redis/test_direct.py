@@ -62,10 +62,10 @@ async def test_send_reaches_sessions_of_the_user_on_both_hubs_once_through_redis
 ) -> None:
     near, far = await hubs(), await hubs()
     mine, theirs = Inbox(RAW_FRAMING), Inbox(RAW_FRAMING)
-    await near.prepare_user("ann")
-    near.open_session(mine, "ann")
-    await far.prepare_user("ann")
-    far.open_session(theirs, "ann")
+    await near.direct_messages.prepare_user("ann")
+    near.lifecycle.open(mine, "ann")
+    await far.direct_messages.prepare_user("ann")
+    far.lifecycle.open(theirs, "ann")
     assert await numsub(redis, "pushwire:user:ann") == 2
 
     # Not written here at once: it comes back from Redis, like to every other node.
