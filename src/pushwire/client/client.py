@@ -36,7 +36,7 @@ from .inbox import Inbox
 from .presence import PresenceEvents, Roster, parse_presence
 from .requests import Requests, with_data
 from .subscriptions import Subscriptions
-from .transports import Envelope
+from .transports.base import Envelope
 
 __all__ = ["Client", "connect"]
 

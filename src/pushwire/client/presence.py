@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from .errors import ClientClosed, Join, Leave, Member, Presence, RequestFailed
-from .transports import Envelope
+from .transports.base import Envelope
 
 __all__ = ["PresenceEvents", "Roster", "parse_presence"]
 

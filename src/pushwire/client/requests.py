@@ -9,7 +9,7 @@ import logging
 
 from .connection import Connection
 from .errors import RequestFailed
-from .transports import Envelope, Item
+from .transports.base import Envelope, Item
 
 __all__ = ["Requests", "with_data"]
 

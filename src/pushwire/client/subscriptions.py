@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .errors import Gap
-from .transports import Envelope
+from .transports.base import Envelope
 
 __all__ = ["Channel", "Subscriptions"]
 
