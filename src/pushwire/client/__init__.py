@@ -1,7 +1,7 @@
 """The asyncio Python client: `connect(url)` over WebSocket, SSE, streaming, long-poll,
 polling or TCP, with the same operations on each (docs/protocol.md is the wire)."""
 
-from .connection import Client, PresenceEvents, connect
+from .client import Client, connect
 from .errors import (
     ClientClosed,
     ClientError,
@@ -14,6 +14,7 @@ from .errors import (
     RequestFailed,
     Subscription,
 )
+from .presence import PresenceEvents
 from .transports import TRANSPORTS
 
 __all__ = [

@@ -1,0 +1,353 @@
+"""The asyncio client: one `Client` per connection to a pushwire server, over any transport;
+`connect()` makes one. It puts together the parts beside it: the connection loop
+(connection.py), requests (requests.py), subscriptions and their positions
+(subscriptions.py), presence (presence.py) and the inbox (inbox.py).
+
+Guarantees: messages of one channel arrive in offset order and direct messages in `seq` order,
+each at most once, across reconnections and transport changes (the client resumes its session,
+re-subscribes each channel from the last position it saw, and drops anything it has seen).
+What history could not keep arrives as a `Gap`. Cancelling `recv()` loses no message.
+
+Presence: a channel subscribed with `presence=True` has its members in `client.presence`,
+kept up to date by the server's `join` and `leave`; `presence_events()` yields those as
+`Join` / `Leave`. After a reconnection the server sends the members again; the client
+compares, and what changed while it was away is yielded as joins and leaves too.
+
+Backpressure: messages wait in an inbox of `max_queue` entries until `recv()` takes them. When
+it is full the client stops reading from the connection (nothing is dropped): the socket's
+buffers fill and the server sees a slow consumer, whose own bounds then apply (close 4001,
+after which the client reconnects and recovers from history). Answers to requests come on the
+same connection behind those messages, so a request made while the inbox is full waits until
+the application reads (or fails with `timeout`): read from a task of its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import inspect
+import ssl
+from collections.abc import AsyncIterator, Callable, Generator, Sequence
+from types import TracebackType
+from typing import Any, ParamSpec
+
+from .connection import Connection
+from .errors import ClientClosed, Gap, Message, Presence, RequestFailed, Subscription
+from .inbox import Inbox
+from .presence import PresenceEvents, Roster, parse_presence
+from .requests import Requests, with_data
+from .subscriptions import Subscriptions
+from .transports.base import Envelope
+
+__all__ = ["Client", "connect"]
+
+P = ParamSpec("P")
+
+
+class Client:
+    """A connection to a pushwire server. `connect()` takes the same arguments.
+
+    Args:
+        url: `ws://host:port/pushwire`, `http://…` (the same endpoint; any pushwire.v1
+            endpoint, e.g. `/echo` or `/ws/<channel>`), or `tcp://host:port`.
+        user, token: sent in `hello` for the server's connect handler.
+        transports: names tried in order on every (re)connection, starting from the last one
+            that worked; default websocket, sse, stream, longpoll, polling (tcp for tcp://).
+        reconnect: come back after a drop (1006) or a "reconnect" close code (1001, 1011,
+            4000-4099 but 4004), resuming the session and every subscription.
+        reconnect_delay, reconnect_delay_max: attempt n waits uniform(0, min(max,
+            delay * 2**(n-1))) seconds (exponential backoff, full jitter).
+        max_reconnect_attempts: attempts after one drop before giving up (None: no bound).
+        connect_timeout: bound of one transport's connect + `welcome`.
+        request_timeout: bound of one request's answer (then `RequestFailed("timeout")`).
+        max_queue: messages received and not yet read; when full the client stops reading
+            from the connection (backpressure, nothing dropped; see the module docstring).
+        poll_interval: the `polling` transport's pause after an empty poll.
+        ssl_context: for wss://, https:// and tcps:// URLs.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        user: str | None = None,
+        token: str | None = None,
+        transports: Sequence[str] | None = None,
+        reconnect: bool = True,
+        reconnect_delay: float = 0.5,
+        reconnect_delay_max: float = 10.0,
+        max_reconnect_attempts: int | None = None,
+        connect_timeout: float = 10.0,
+        request_timeout: float = 10.0,
+        max_queue: int = 10_000,
+        poll_interval: float = 1.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.request_timeout = request_timeout
+        self._connection = Connection(
+            url,
+            user=user,
+            token=token,
+            transports=transports,
+            reconnect=reconnect,
+            reconnect_delay=reconnect_delay,
+            reconnect_delay_max=reconnect_delay_max,
+            max_reconnect_attempts=max_reconnect_attempts,
+            connect_timeout=connect_timeout,
+            poll_interval=poll_interval,
+            ssl_context=ssl_context,
+            receive=self._receive,
+            connected=self._resubscribe,
+            dropped=self._dropped,
+            closed=self._finish,
+        )
+        self._requests = Requests(self._connection, request_timeout)
+        self._subscriptions = Subscriptions()
+        self._roster = Roster(max_queue)
+        self._inbox = Inbox(max_queue)
+        #: Who is in each channel subscribed with presence=True (the latest `Presence`).
+        self.presence: dict[str, Presence] = self._roster.channels
+
+    # -- the connection, as the application sees it ------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The server's URL, as given."""
+        return self._connection.url
+
+    @property
+    def user(self) -> str | None:
+        """The user id: as given, or as the server's `welcome` said."""
+        return self._connection.user
+
+    @property
+    def transports(self) -> tuple[str, ...]:
+        """The transports tried, in order."""
+        return self._connection.transports
+
+    @property
+    def transport(self) -> str:
+        """The name of the transport in use."""
+        return self._connection.transport
+
+    @property
+    def session(self) -> str | None:
+        """The session id the server gave (None before the first `welcome`)."""
+        return self._connection.session
+
+    @property
+    def expired(self) -> list[str]:
+        """Session ids the server said were gone when this client came back."""
+        return self._connection.expired
+
+    @property
+    def reconnections(self) -> int:
+        """Successful reconnections so far (the first connection is not one)."""
+        return self._connection.reconnections
+
+    # -- public API ------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect (trying the transports in order). Raises `ClientClosed` when none works
+        or the server refuses."""
+        await self._connection.open()
+
+    async def subscribe(self, channel: str, presence: bool = False) -> Subscription:
+        """Join `channel` (again: a no-op that may change `presence`). From here on the
+        channel is re-subscribed on every reconnection, from the last position seen.
+
+        Raises:
+            RequestFailed: `bad_request` (invalid name), `forbidden`, `limit`, or `timeout` /
+                `disconnected` (then the client keeps the subscription and makes it on
+                reconnection).
+        """
+        await self._connection.wait_ready(self.request_timeout)
+        # Known before the answer: the reader takes the position from `subscribed` and
+        # tracks the messages right behind it, before this coroutine runs again.
+        created = self._subscriptions.add(channel, presence)
+        envelope = self._subscriptions.envelope(channel)
+        snapshots = self._roster.snapshots(channel)
+        try:
+            answer = await self._requests.request(envelope)
+        except RequestFailed as failed:
+            if created is not None and failed.code not in ("timeout", "disconnected"):
+                self._subscriptions.remove(channel, created)
+            raise
+        if presence:
+            # The members follow the answer: subscribe returns once they are known.
+            await self._roster.next_snapshot(channel, snapshots, self.request_timeout)
+        return Subscription(channel, answer["epoch"], answer["offset"])
+
+    async def unsubscribe(self, channel: str) -> None:
+        """Leave `channel`; messages already under way may still arrive. Raises
+        `RequestFailed`."""
+        self._subscriptions.remove(channel)
+        self._roster.forget(channel)
+        await self._requests.request({"type": "unsubscribe", "channel": channel})
+
+    async def fetch_presence(self, channel: str) -> Presence:
+        """Ask the server who is in `channel` now (a channel this client is subscribed to,
+        with or without presence). Raises `RequestFailed`."""
+        answer = await self._requests.request({"type": "presence", "channel": channel})
+        return parse_presence(answer)
+
+    async def publish(self, channel: str, data: str | bytes) -> tuple[str, int]:
+        """Publish `data` (str: text, bytes: binary) to `channel`, subscribed or not;
+        returns the message's (epoch, offset). Raises `RequestFailed` (e.g. `too_large`)."""
+        answer = await self._requests.request({"type": "publish", "channel": channel}, data)
+        return answer["epoch"], answer["offset"]
+
+    async def send(self, data: str | bytes) -> None:
+        """A message to the endpoint (echoed on /echo, published on /ws/<channel>, given to
+        the app on /pushwire). No answer. Raises `ClientClosed`, `RequestFailed`."""
+        await self._connection.wait_ready(self.request_timeout)
+        await self._connection.send([with_data({"type": "send"}, data)])
+
+    async def wait_reconnected(self, timeout: float | None = None) -> None:
+        """Until the client has come back after the next drop (or `timeout` passes)."""
+        await self._connection.wait_reconnected(timeout)
+
+    async def wait_presence(
+        self,
+        channel: str,
+        count: int | None = None,
+        timeout: float | None = None,
+        *,
+        until: Callable[[Presence], bool] | None = None,
+    ) -> Presence:
+        """Until `channel` (subscribed with `presence=True`) has `count` sessions and
+        `until(presence)` is true (either may be left out); `client.presence` holds the
+        latest of each channel.
+
+        Raises:
+            TimeoutError: `timeout` passed first.
+            ClientClosed: the client closed first.
+        """
+        return await self._roster.wait(channel, count, until, timeout)
+
+    def presence_events(self) -> PresenceEvents:
+        """Every `Join` and `Leave` of the channels subscribed with presence, from the time
+        of the call, until the client closes (`async for event in client.presence_events()`).
+        Events beyond `max_queue` unread ones are dropped with a warning: `client.presence`
+        stays right regardless. `aclose()` the iterator to stop listening."""
+        return self._roster.events()
+
+    async def recv(self) -> Message | Gap:
+        """The next message (or `Gap`). Raises `ClientClosed` once the client is closed and
+        everything received was read. Cancelling it loses no message (the message stays in
+        the inbox for the next call)."""
+        return await self._inbox.get()
+
+    def __aiter__(self) -> AsyncIterator[Message | Gap]:
+        return self
+
+    async def __anext__(self) -> Message | Gap:
+        try:
+            return await self.recv()
+        except ClientClosed:
+            raise StopAsyncIteration from None
+
+    async def close(self) -> None:
+        """End the session and the connection. Messages already received stay readable."""
+        await self._connection.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # -- what the connection reports -----------------------------------------------------------
+
+    async def _receive(self, envelope: Envelope, data: bytes | None) -> None:
+        kind = envelope["type"]
+        if kind == "message":
+            await self._message(envelope, data)
+        elif kind == "gap":
+            await self._inbox.put(self._subscriptions.skip(envelope))
+        elif kind == "presence" and "id" not in envelope:  # a snapshot, not an answer
+            if envelope["channel"] in self._subscriptions:  # else unsubscribed meanwhile
+                self._roster.snapshot(parse_presence(envelope))
+        elif kind in ("join", "leave"):
+            self._roster.change(envelope)
+        else:
+            if kind == "subscribed":
+                self._subscriptions.subscribed(envelope)
+            self._requests.answer(envelope)
+
+    async def _message(self, envelope: Envelope, data: bytes | None) -> None:
+        payload: str | bytes
+        if data is not None:
+            payload = data
+        elif "data64" in envelope:
+            payload = base64.b64decode(envelope["data64"])
+        else:
+            payload = envelope.get("data", "")
+        channel = envelope.get("channel")
+        if channel is not None:
+            epoch, offset = envelope["epoch"], envelope["offset"]
+            if self._subscriptions.fresh(channel, epoch, offset):
+                await self._inbox.put(Message(payload, channel, epoch, offset))
+            return
+        seq = envelope.get("seq")
+        if isinstance(seq, int) and not self._connection.received(seq):
+            return  # re-sent after a resumption, seen already
+        await self._inbox.put(Message(payload, seq=seq))
+
+    def _resubscribe(self) -> None:
+        for envelope in self._subscriptions.envelopes():
+            self._requests.request_soon(envelope)
+
+    def _dropped(self, reason: str) -> None:
+        self._requests.disconnected(reason)
+
+    def _finish(self, closed: ClientClosed) -> None:
+        self._requests.disconnected(str(closed))
+        self._roster.close(closed)
+        self._inbox.close(closed)
+
+
+class _Connecting:
+    """What `connect()` returns: await it, or use it with `async with`."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def __await__(self) -> Generator[Any, None, Client]:
+        return self._open().__await__()
+
+    async def _open(self) -> Client:
+        await self.client.open()
+        return self.client
+
+    async def __aenter__(self) -> Client:
+        return await self._open()
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.client.close()
+
+
+def _connecting(make: Callable[P, Client]) -> Callable[P, _Connecting]:
+    """`connect` takes what `Client` takes: one signature to keep, not two."""
+
+    def connect(*args: P.args, **kwargs: P.kwargs) -> _Connecting:
+        """Connect to a pushwire server: `client = await connect(url, ...)`, or
+        `async with connect(url, ...) as client:` (which closes it at the end). The
+        arguments are `Client`'s, documented there.
+
+        Raises (when awaited):
+            ClientClosed: no transport could connect, or the server refused the connection.
+            ValueError: an unknown transport name, or one the URL's scheme cannot carry.
+        """
+        return _Connecting(make(*args, **kwargs))
+
+    # For help() and inspect.signature(): Client's parameters, connect's result.
+    signature = inspect.signature(make).replace(return_annotation="_Connecting")
+    connect.__signature__ = signature  # type: ignore[attr-defined]
+    return connect
+
+
+connect = _connecting(Client)

@@ -1,0 +1,81 @@
+"""What every client transport is: the `ClientTransport` interface, the envelope types, the
+size bounds, and the JSON text form the text transports share."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any, Final
+
+from ..errors import ConnectionLost
+
+__all__ = [
+    "MAX_FRAME",
+    "MAX_HEAD",
+    "ClientTransport",
+    "Envelope",
+    "Item",
+    "decode_text",
+    "encode_json",
+    "encode_text",
+]
+
+Envelope = dict[str, Any]
+Item = tuple[Envelope, bytes | None]
+
+#: Bytes of one HTTP response head the client accepts.
+MAX_HEAD: Final = 64 * 1024
+#: Largest frame or line the client accepts (a message of 1 MiB plus its envelope).
+MAX_FRAME: Final = 4 * 1024 * 1024
+
+
+class ClientTransport:
+    """What the client needs of a transport."""
+
+    name = "transport"
+    #: True when acknowledgements ride on the transport's own requests (polls).
+    piggybacks_ack = False
+
+    def __init__(self) -> None:
+        self.session: str | None = None
+        self.ack = 0
+
+    async def open(self, hello: Envelope, timeout: float) -> None:
+        """Connect and send `hello`. Raises `ConnectionLost` when it cannot."""
+        raise NotImplementedError
+
+    async def send(self, items: list[Item]) -> None:
+        """Send envelopes in order. Raises `ConnectionLost`."""
+        raise NotImplementedError
+
+    async def receive(self) -> Item:
+        """The next envelope. Raises `ConnectionLost` at the end of the connection."""
+        raise NotImplementedError
+
+    async def close(self, code: int = 1000) -> None:
+        """End the connection (no `ConnectionLost` is raised for it)."""
+        raise NotImplementedError
+
+    def _learn(self, envelope: Envelope) -> None:
+        if envelope.get("type") == "welcome" and isinstance(envelope.get("session"), str):
+            self.session = envelope["session"]
+
+
+def encode_json(envelope: Envelope) -> bytes:
+    """An envelope as compact JSON."""
+    return json.dumps(envelope, separators=(",", ":")).encode()
+
+
+def encode_text(envelope: Envelope, data: bytes | None) -> bytes:
+    """An envelope as JSON text; binary data as data64 (the text transports)."""
+    if data is not None:
+        envelope = {**envelope, "data64": base64.b64encode(data).decode("ascii")}
+    return encode_json(envelope)
+
+
+def decode_text(line: bytes) -> Item:
+    """An envelope from its JSON text. Raises `ConnectionLost` (4100) without a type."""
+    envelope = json.loads(line)
+    if not isinstance(envelope, dict) or not isinstance(envelope.get("type"), str):
+        raise ConnectionLost(4100, "the server sent an envelope without a type")
+    return envelope, None

@@ -1,0 +1,132 @@
+"""What the HTTP transports share: a minimal HTTP/1.1 client connection over asyncio streams
+(keep-alive requests, streamed chunked bodies), so the client needs nothing beyond what
+pushwire itself depends on; and `HttpTransport`, whose upstream is `POST E/send?session=S`
+and whose downstream the streaming and polling transports each read their own way."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+from urllib.parse import quote
+
+from ..errors import ConnectionLost
+from .base import (
+    MAX_FRAME,
+    MAX_HEAD,
+    ClientTransport,
+    Envelope,
+    Item,
+    decode_text,
+    encode_json,
+    encode_text,
+)
+
+__all__ = ["HttpConnection", "HttpTransport", "read_chunk"]
+
+
+class HttpConnection:
+    """A minimal HTTP/1.1 client connection: keep-alive requests and streamed chunked bodies."""
+
+    def __init__(self, host: str, port: int, ssl_context: ssl.SSLContext | None) -> None:
+        self.host, self.port, self.ssl_context = host, port, ssl_context
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self.reader is None or self.writer is None or self.writer.is_closing():
+            self.reader, self.writer = await asyncio.open_connection(
+                self.host, self.port, ssl=self.ssl_context, limit=MAX_FRAME
+            )
+        return self.reader, self.writer
+
+    async def begin(
+        self, method: str, target: str, body: bytes = b""
+    ) -> tuple[int, dict[str, str], asyncio.StreamReader]:
+        """Send a request; return the status, headers and the reader at the body."""
+        reader, writer = await self._connect()
+        head = (
+            f"{method} {target} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        writer.write(head.encode() + body)
+        await writer.drain()
+        raw = await reader.readuntil(b"\r\n\r\n")
+        if len(raw) > MAX_HEAD:
+            raise ConnectionLost(1009, f"http: response head over {MAX_HEAD} bytes")
+        lines = raw.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            if name:
+                headers[name.strip().lower()] = value.strip()
+        return status, headers, reader
+
+    async def request(
+        self, method: str, target: str, body: bytes = b""
+    ) -> tuple[int, dict[str, str], bytes]:
+        """A whole request and response (Content-Length bodies), on a kept-alive connection."""
+        for attempt in (0, 1):
+            try:
+                status, headers, reader = await self.begin(method, target, body)
+                content = await reader.readexactly(int(headers.get("content-length", "0")))
+            except (OSError, asyncio.IncompleteReadError) as exc:
+                self.close()
+                if attempt:
+                    raise ConnectionLost(1006, f"http: {exc}") from exc
+                continue  # the kept-alive connection was closed under us: once more, fresh
+            if headers.get("connection", "").lower() == "close":
+                self.close()
+            return status, headers, content
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+async def read_chunk(reader: asyncio.StreamReader) -> bytes:
+    """The next chunk of a chunked body (b"" at its end)."""
+    size_line = await reader.readuntil(b"\r\n")
+    size = int(size_line.split(b";")[0], 16)
+    if size > MAX_FRAME:
+        raise ConnectionLost(1009, f"chunk over {MAX_FRAME} bytes")
+    data = await reader.readexactly(size + 2)
+    return data[:-2]
+
+
+class HttpTransport(ClientTransport):
+    """Shared by the HTTP transports: envelopes go up in `POST E/send?session=S` on one
+    connection and come down on another, as lines queued in `pending`."""
+
+    def __init__(self, base: str, host: str, port: int, ssl_context: ssl.SSLContext | None):
+        super().__init__()
+        self.base = base  # the endpoint path, e.g. /pushwire
+        self.host, self.port, self.ssl_context = host, port, ssl_context
+        self.upstream = HttpConnection(host, port, ssl_context)
+        self.downstream = HttpConnection(host, port, ssl_context)
+        self.pending: deque[bytes] = deque()
+
+    def _hello_target(self, hello: Envelope) -> str:
+        return f"{self.base}/{self.name}?hello={quote(encode_json(hello))}"
+
+    def _next_pending(self) -> Item:
+        item = decode_text(self.pending.popleft())
+        self._learn(item[0])
+        return item
+
+    async def send(self, items: list[Item]) -> None:
+        if self.session is None:
+            raise ConnectionLost(1006, "no session yet")
+        body = b"\n".join(encode_text(envelope, data) for envelope, data in items)
+        status, _, content = await self.upstream.request(
+            "POST", f"{self.base}/send?session={self.session}", body
+        )
+        if status != 204:
+            raise ConnectionLost(1006, f"send refused: HTTP {status} {content[:120]!r}")
+
+    async def close(self, code: int = 1000) -> None:
+        self.downstream.close()
+        self.upstream.close()

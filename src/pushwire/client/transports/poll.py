@@ -1,0 +1,75 @@
+"""The client's polling transports: `longpoll` (each poll held until something is queued)
+and `polling` (answered at once, asked again after `poll_interval`). A poll's cursor
+acknowledges what the last one brought, and its `seq` the direct messages received."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import Final
+
+from ..errors import ConnectionLost
+from .base import Envelope, Item
+from .http import HttpTransport
+
+__all__ = ["POLL_RETRIES", "POLL_RETRY_DELAY", "POLL_RETRY_DELAY_MAX", "PollTransport"]
+
+#: A poll answered 503 is asked again this many times, waiting POLL_RETRY_DELAY seconds,
+#: doubled each time up to POLL_RETRY_DELAY_MAX, before the connection counts as lost.
+POLL_RETRIES: Final = 6
+POLL_RETRY_DELAY: Final = 0.1
+POLL_RETRY_DELAY_MAX: Final = 2.0
+
+
+class PollTransport(HttpTransport):
+    """`longpoll` (held until something is queued) or `polling` (answered at once)."""
+
+    piggybacks_ack = True
+
+    def __init__(
+        self,
+        name: str,
+        base: str,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext | None,
+        interval: float,
+    ) -> None:
+        super().__init__(base, host, port, ssl_context)
+        self.name = name
+        self.interval = interval
+        self.cursor = 0
+
+    async def _get(self, target: str, *, retry: bool = False) -> None:
+        """One poll. `retry`: a 503 (the session's node did not answer in time, say) is
+        asked again with the same cursor, after POLL_RETRY_DELAY doubling up to
+        POLL_RETRY_DELAY_MAX, at most POLL_RETRIES times: the server keeps frames until a
+        cursor acknowledges them, so nothing is lost."""
+        for attempt in range(POLL_RETRIES + 1):
+            status, headers, body = await self.downstream.request("GET", target)
+            if status != 503 or not retry or attempt == POLL_RETRIES:
+                break
+            await asyncio.sleep(min(POLL_RETRY_DELAY * 2**attempt, POLL_RETRY_DELAY_MAX))
+        if status != 200:
+            # 410 unknown session, 409 not connected: the client resumes or starts anew.
+            raise ConnectionLost(1006, f"{self.name}: HTTP {status} {body[:120]!r}")
+        self.cursor = int(headers.get("pushwire-cursor", self.cursor))
+        self.pending.extend(line for line in body.split(b"\n") if line.strip())
+
+    async def open(self, hello: Envelope, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._get(self._hello_target(hello)), timeout)
+        except (TimeoutError, OSError) as exc:
+            raise ConnectionLost(1006, f"{self.name}: {exc}") from exc
+
+    async def receive(self) -> Item:
+        while not self.pending:
+            if self.session is None:
+                raise ConnectionLost(1006, "no session")
+            target = f"{self.base}/{self.name}?session={self.session}&cursor={self.cursor}"
+            if self.ack:
+                target += f"&seq={self.ack}"
+            await self._get(target, retry=True)
+            if not self.pending and self.name == "polling":
+                await asyncio.sleep(self.interval)  # ajax polling asks again after an interval
+        return self._next_pending()

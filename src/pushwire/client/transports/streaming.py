@@ -1,0 +1,77 @@
+"""The client's streaming transports, `stream` and `sse`: one never-ending chunked response
+carries the envelopes down, as NDJSON lines or as `text/event-stream` events."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+
+from ..errors import ConnectionLost
+from .base import Envelope, Item
+from .http import HttpTransport, read_chunk
+
+__all__ = ["SseTransport", "StreamTransport"]
+
+
+class _StreamingTransport(HttpTransport):
+    """One never-ending chunked response (stream, sse)."""
+
+    def __init__(self, base: str, host: str, port: int, ssl_context: ssl.SSLContext | None):
+        super().__init__(base, host, port, ssl_context)
+        self.reader: asyncio.StreamReader | None = None
+        self.buffer = b""  # the end of the last chunk: a line or event not whole yet
+
+    async def open(self, hello: Envelope, timeout: float) -> None:
+        try:
+            status, _, reader = await asyncio.wait_for(
+                self.downstream.begin("GET", self._hello_target(hello)), timeout
+            )
+        except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
+            raise ConnectionLost(1006, f"{self.name}: {exc}") from exc
+        if status != 200:
+            raise ConnectionLost(1006, f"{self.name}: HTTP {status}")
+        self.reader = reader
+
+    def _split(self, data: bytes) -> list[bytes]:
+        raise NotImplementedError
+
+    async def receive(self) -> Item:
+        while not self.pending:
+            reader = self.reader
+            if reader is None:
+                raise ConnectionLost(1006, "not connected")
+            try:
+                data = await read_chunk(reader)
+            except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+                raise ConnectionLost(1006, "stream ended") from exc
+            if not data:
+                raise ConnectionLost(1006, "stream ended")
+            self.pending.extend(self._split(data))
+        return self._next_pending()
+
+
+class StreamTransport(_StreamingTransport):
+    """NDJSON lines on one chunked response; empty lines are heartbeats."""
+
+    name = "stream"
+
+    def _split(self, data: bytes) -> list[bytes]:
+        self.buffer += data
+        *lines, self.buffer = self.buffer.split(b"\n")
+        return [line for line in lines if line.strip()]
+
+
+class SseTransport(_StreamingTransport):
+    """`text/event-stream`: one envelope per event, in its `data:` line."""
+
+    name = "sse"
+
+    def _split(self, data: bytes) -> list[bytes]:
+        self.buffer += data
+        *events, self.buffer = self.buffer.split(b"\n\n")
+        found = []
+        for event in events:
+            for line in event.split(b"\n"):
+                if line.startswith(b"data:"):
+                    found.append(line[5:].strip())
+        return found

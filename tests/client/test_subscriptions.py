@@ -1,0 +1,98 @@
+"""Subscriptions on their own: the position each channel resumes from, replays dropped."""
+
+from __future__ import annotations
+
+from pushwire.client import Gap
+from pushwire.client.subscriptions import Subscriptions
+
+
+def subscribed(channel: str, epoch: str, offset: int) -> dict[str, object]:
+    return {"type": "subscribed", "channel": channel, "epoch": epoch, "offset": offset}
+
+
+def test_a_first_subscribe_asks_for_no_position() -> None:
+    subscriptions = Subscriptions()
+    assert subscriptions.add("news", presence=False) is not None
+    assert subscriptions.envelope("news") == {
+        "type": "subscribe",
+        "channel": "news",
+        "presence": False,
+    }
+
+
+def test_a_resubscription_resumes_after_the_last_message_seen() -> None:
+    subscriptions = Subscriptions()
+    subscriptions.add("news", presence=True)
+    subscriptions.subscribed(subscribed("news", "e1", 4))
+    assert subscriptions.fresh("news", "e1", 5)
+    assert list(subscriptions.envelopes()) == [
+        {
+            "type": "subscribe",
+            "channel": "news",
+            "presence": True,
+            "since": {"epoch": "e1", "offset": 5},
+        }
+    ]
+
+
+def test_the_answer_to_a_resubscription_keeps_the_position_seen() -> None:
+    subscriptions = Subscriptions()
+    subscriptions.add("news", presence=False)
+    subscriptions.subscribed(subscribed("news", "e1", 4))
+    subscriptions.fresh("news", "e1", 6)
+    subscriptions.subscribed(subscribed("news", "e1", 9))
+    assert subscriptions.envelope("news")["since"] == {"epoch": "e1", "offset": 6}
+
+
+def test_a_replayed_message_is_not_fresh_and_a_new_epoch_is() -> None:
+    subscriptions = Subscriptions()
+    subscriptions.add("news", presence=False)
+    subscriptions.subscribed(subscribed("news", "e1", 4))
+    assert [subscriptions.fresh("news", "e1", offset) for offset in (4, 5, 5, 3, 6)] == [
+        False,
+        True,
+        False,
+        False,
+        True,
+    ]
+    assert subscriptions.fresh("news", "e2", 1)
+
+
+def test_messages_of_a_channel_not_subscribed_to_are_all_fresh() -> None:
+    subscriptions = Subscriptions()
+    assert subscriptions.fresh("news", "e1", 1) and subscriptions.fresh("news", "e1", 1)
+
+
+def test_a_gap_moves_the_position_past_what_was_lost() -> None:
+    subscriptions = Subscriptions()
+    subscriptions.add("news", presence=False)
+    subscriptions.subscribed(subscribed("news", "e1", 4))
+    gap = subscriptions.skip(
+        {
+            "type": "gap",
+            "channel": "news",
+            "from": {"epoch": "e1", "offset": 4},
+            "to": {"epoch": "e1", "offset": 20},
+        }
+    )
+    assert gap == Gap("news", "e1", 4, "e1", 20)
+    assert not subscriptions.fresh("news", "e1", 20)
+    assert subscriptions.fresh("news", "e1", 21)
+
+
+def test_subscribing_again_changes_presence_and_keeps_the_position() -> None:
+    subscriptions = Subscriptions()
+    subscriptions.add("news", presence=False)
+    subscriptions.subscribed(subscribed("news", "e1", 4))
+    assert subscriptions.add("news", presence=True) is None
+    assert subscriptions.envelope("news")["presence"] is True
+    assert subscriptions.envelope("news")["since"] == {"epoch": "e1", "offset": 4}
+
+
+def test_removing_a_stale_subscription_leaves_the_new_one() -> None:
+    subscriptions = Subscriptions()
+    first = subscriptions.add("news", presence=False)
+    subscriptions.remove("news")
+    subscriptions.add("news", presence=False)
+    subscriptions.remove("news", first)
+    assert "news" in subscriptions
