@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from .client import Gap, Join, Leave, Presence
+from .client import Gap, Join, Leave, Presence, connect
 
 __all__ = ["Action", "ChatModel", "Line", "run_chat"]
 
@@ -183,8 +183,6 @@ async def run_chat(url: str, nick: str, room: str, transports: Sequence[str]) ->
     from prompt_toolkit.layout import HSplit, Layout, VSplit, Window
     from prompt_toolkit.layout.controls import BufferControl, FormattedTextControl
     from prompt_toolkit.styles import Style
-
-    from .client import connect
 
     choices = ("tcp",) if url.startswith("tcp") else HTTP_TRANSPORTS
     model = ChatModel(nick, room, transports[0] if transports else choices[0], choices)

@@ -17,6 +17,7 @@ from .broker.base import Broker
 from .config import Config
 from .core import ConnectRequest, Hub
 from .errors import Unavailable
+from .routing import Router
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -144,8 +145,8 @@ def build_app(config: Config) -> App:
     """The demo app with the broker `config.broker` names (module level: workers spawn it)."""
     if config.broker == "memory":
         return App(_demo_hub(None, config), config)
+    # Only a Redis deployment needs redis-py (the pushwire[redis] extra).
     from .broker.redis import RedisBroker, RedisNodes
-    from .routing import Router
 
     broker = RedisBroker(
         config.broker,
