@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from pushwire.core.transport import Framing
+from typing import Final
+
+from websockets.typing import Subprotocol
+
+from pushwire.core.transport import Framing, Receiver
+
+#: What a WebSocket client offers to speak pushwire.v1 (`websockets`' `subprotocols=`).
+PUSHWIRE_V1: Final = [Subprotocol("pushwire.v1")]
 
 
 class RecordingTransport:
@@ -14,6 +21,7 @@ class RecordingTransport:
         self.framing = framing
         self.written: list[bytes] = []
         self.closed: tuple[int, str] | None = None
+        self.receiver: Receiver | None = None
 
     def write(self, data: bytes) -> None:
         self.written.append(data)

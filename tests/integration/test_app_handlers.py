@@ -12,6 +12,7 @@ from websockets.exceptions import ConnectionClosedError
 
 from pushwire import App, Config, ConnectRequest, Forbidden, Hub, Session
 from pushwire.server.listener import Server
+from tests.helpers import PUSHWIRE_V1
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +56,7 @@ async def app() -> AsyncIterator[tuple[ChatApp, str]]:
 
 
 async def envelope(url: str, user: str) -> ClientConnection:
-    ws = await connect(url + "/pushwire", subprotocols=["pushwire.v1"])
+    ws = await connect(url + "/pushwire", subprotocols=PUSHWIRE_V1)
     await ws.send(json.dumps({"type": "hello", "user": user}))
     return ws
 

@@ -7,11 +7,13 @@ import json
 import subprocess
 import sys
 import urllib.request
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedError
 
+from tests.helpers import PUSHWIRE_V1
 from tests.servers import ServerFactory, ServerProcess
 
 pytestmark = pytest.mark.integration
@@ -20,22 +22,25 @@ SUBSCRIBERS = 200
 MESSAGES = 50
 
 
-def post(server: ServerProcess, path: str, body: bytes, content_type: str = "text/plain") -> dict:
+def post(
+    server: ServerProcess, path: str, body: bytes, content_type: str = "text/plain"
+) -> dict[str, Any]:
     request = urllib.request.Request(
         server.url(path), data=body, headers={"Content-Type": content_type}, method="POST"
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200
-        return json.loads(response.read())
+        answer: dict[str, Any] = json.loads(response.read())
+        return answer
 
 
 async def receive_all(ws: ClientConnection, count: int) -> list[str | bytes]:
     return [await asyncio.wait_for(ws.recv(), 20) for _ in range(count)]
 
 
-async def hello(ws: ClientConnection, user: str) -> dict:
+async def hello(ws: ClientConnection, user: str) -> dict[str, Any]:
     await ws.send(json.dumps({"type": "hello", "user": user}))
-    welcome = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    welcome: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 5))
     assert welcome["type"] == "welcome"
     return welcome
 
@@ -60,7 +65,7 @@ async def test_every_raw_subscriber_gets_every_message_in_order(server: ServerPr
 async def test_the_publish_api_reaches_raw_and_envelope_subscribers(server: ServerProcess) -> None:
     async with (
         connect(server.ws_url("/ws/news")) as raw,
-        connect(server.ws_url("/pushwire"), subprotocols=["pushwire.v1"]) as enveloped,
+        connect(server.ws_url("/pushwire"), subprotocols=PUSHWIRE_V1) as enveloped,
     ):
         await hello(enveloped, "reader")
         await enveloped.send(json.dumps({"type": "subscribe", "id": 1, "channel": "news"}))
@@ -109,10 +114,10 @@ async def test_direct_push_reaches_every_session_of_the_user_and_nobody_else(
 ) -> None:
     envelope_url = server.ws_url("/pushwire")
     async with (
-        connect(envelope_url, subprotocols=["pushwire.v1"]) as alice_phone,
-        connect(envelope_url, subprotocols=["pushwire.v1"]) as alice_laptop,
+        connect(envelope_url, subprotocols=PUSHWIRE_V1) as alice_phone,
+        connect(envelope_url, subprotocols=PUSHWIRE_V1) as alice_laptop,
         connect(server.ws_url("/pushwire?user=alice")) as alice_raw,
-        connect(envelope_url, subprotocols=["pushwire.v1"]) as bob,
+        connect(envelope_url, subprotocols=PUSHWIRE_V1) as bob,
     ):
         await hello(alice_phone, "alice")
         await hello(alice_laptop, "alice")
@@ -139,7 +144,7 @@ async def test_presence_lists_the_sessions_in_a_channel_then_their_joins_and_lea
     server: ServerProcess,
 ) -> None:
     url = server.ws_url("/pushwire")
-    async with connect(url, subprotocols=["pushwire.v1"]) as watcher:
+    async with connect(url, subprotocols=PUSHWIRE_V1) as watcher:
         await hello(watcher, "watcher")
         await watcher.send(
             json.dumps({"type": "subscribe", "id": 1, "channel": "lobby", "presence": True})
@@ -177,8 +182,8 @@ async def test_a_session_over_its_unacknowledged_bound_is_closed_4003_peers_unaf
 ) -> None:
     server = server_factory("--set", "max_unacked=5")
     async with (
-        connect(server.ws_url("/echo"), subprotocols=["pushwire.v1"]) as greedy,
-        connect(server.ws_url("/echo"), subprotocols=["pushwire.v1"]) as polite,
+        connect(server.ws_url("/echo"), subprotocols=PUSHWIRE_V1) as greedy,
+        connect(server.ws_url("/echo"), subprotocols=PUSHWIRE_V1) as polite,
     ):
         await hello(greedy, "greedy")
         await hello(polite, "polite")

@@ -10,6 +10,7 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 
 from pushwire.client import Gap, Message, connect
+from tests.helpers import PUSHWIRE_V1
 from tests.integration.scaleout_helpers import publish_http
 from tests.redis_helpers import RedisServer
 from tests.servers import ServerFactory
@@ -65,7 +66,7 @@ async def test_a_subscriber_recovers_on_another_node_then_learns_of_a_trimmed_ga
 
     # It comes back on the other node with the last position it saw.
     since = {"epoch": seen.epoch, "offset": seen.offset}
-    async with ws_connect(second.ws_url("/pushwire"), subprotocols=["pushwire.v1"]) as again:
+    async with ws_connect(second.ws_url("/pushwire"), subprotocols=PUSHWIRE_V1) as again:
         await again.send(json.dumps({"type": "hello"}))
         await again.send(
             json.dumps({"type": "subscribe", "id": 1, "channel": "log", "since": since})
@@ -77,7 +78,7 @@ async def test_a_subscriber_recovers_on_another_node_then_learns_of_a_trimmed_ga
     # History keeps 150: after 200 more, the old position is out of reach: told, not skipped.
     for i in range(200):
         publish_http(second, "log", f"later {i}".encode())
-    async with ws_connect(first.ws_url("/pushwire"), subprotocols=["pushwire.v1"]) as late:
+    async with ws_connect(first.ws_url("/pushwire"), subprotocols=PUSHWIRE_V1) as late:
         await late.send(json.dumps({"type": "hello"}))
         await late.send(
             json.dumps({"type": "subscribe", "id": 1, "channel": "log", "since": since})
