@@ -18,9 +18,10 @@ import enum
 import logging
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.retry import Retry
 
+from ...clock import LOOP_CLOCK, Clock
 from ...errors import InvalidState, Unavailable
 from ...message import Data, Position
 from ...presence import PresenceSnapshot
@@ -78,6 +79,8 @@ class RedisBroker:
             once Redis confirmed them; settable later as the attribute of the same name.
         presence_ttl: seconds a presence entry lives unrefreshed; this process refreshes its
             own every third of it (presence.py).
+        clock: when this process's presence refreshes are due (Redis keeps its own time for
+            history and expiry).
 
     The options are read once, here: the attributes of the same names say what was given.
     """
@@ -99,6 +102,7 @@ class RedisBroker:
         reconnect_max: float = 5.0,
         on_resubscribed: ResubscribedCallback | None = None,
         presence_ttl: float = 30.0,
+        clock: Clock = LOOP_CLOCK,
     ) -> None:
         if history_size < 0:
             raise ValueError(f"history_size must be >= 0, not {history_size}")
@@ -164,7 +168,7 @@ class RedisBroker:
             on_resubscribed=self._resubscribed,
         )
         self._history = HistoryReader(self._client, self.keys, retention, where)
-        self._presence = RedisPresence(self._client, self.keys, presence_ttl, timeout)
+        self._presence = RedisPresence(self._client, self.keys, presence_ttl, timeout, clock)
 
         self._state = _State.NEW
         self._deliver: DeliverCallback | None = None

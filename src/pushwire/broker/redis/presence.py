@@ -31,6 +31,7 @@ from typing import Final, Literal, TypeAlias
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from ...clock import LOOP_CLOCK, Clock, Timer
 from ...errors import Unavailable
 from ...presence import PresenceEvent, PresenceSnapshot
 from ..base import PresenceCallback
@@ -123,6 +124,7 @@ class RedisPresence:
         keys: the names in Redis.
         ttl: seconds an entry lives unrefreshed (`presence_ttl`); refreshed every third.
         timeout: seconds the goodbye at `close` may take.
+        clock: when refreshes are due (Redis keeps the entries' own expiry times).
     """
 
     def __init__(
@@ -131,6 +133,7 @@ class RedisPresence:
         keys: Keys,
         ttl: float,
         timeout: float,
+        clock: Clock = LOOP_CLOCK,
     ) -> None:
         if ttl <= 0:
             raise ValueError(f"presence_ttl must be > 0, not {ttl}")
@@ -138,6 +141,7 @@ class RedisPresence:
         self._keys = keys
         self.ttl = ttl
         self.timeout = timeout
+        self.clock = clock
         self._ttl_ms = str(max(1, round(ttl * 1000)))
         self._script = client.register_script(PRESENCE_SCRIPT)
         self.deliver: PresenceCallback | None = None
@@ -148,13 +152,25 @@ class RedisPresence:
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
+        self._refresh_due = False
+        self._refresh_timer: Timer | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="pushwire redis presence")
+        self._refresh_timer = self.clock.call_later(self.ttl / 3, self._refresh)
+
+    def _refresh(self) -> None:
+        """Every third of the TTL: the next pipeline refreshes every member of this process."""
+        self._refresh_due = True
+        self._wakeup.set()
+        self._refresh_timer = self.clock.call_later(self.ttl / 3, self._refresh)
 
     async def close(self) -> None:
         """Say goodbye (every member of this process leaves, for up to `timeout` seconds),
         then stop."""
+        if self._refresh_timer is not None:
+            self._refresh_timer.cancel()
+            self._refresh_timer = None
         for channel in list(self.members):
             for member in list(self.members.get(channel, ())):
                 self.leave(channel, member)
@@ -209,18 +225,13 @@ class RedisPresence:
         self._wakeup.set()
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        interval = self.ttl / 3
-        next_refresh = loop.time() + interval
         while True:
-            if not self._ops:
+            if not self._ops and not self._refresh_due:
                 self._idle.set()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(max(0.0, next_refresh - loop.time())):
-                        await self._wakeup.wait()
+                await self._wakeup.wait()
                 self._wakeup.clear()
-            if loop.time() >= next_refresh:
-                next_refresh = loop.time() + interval
+            if self._refresh_due:
+                self._refresh_due = False
                 for channel, members in self.members.items():
                     pairs = [part for m, e in members.items() for part in (m.encode(), e)]
                     self._ops.append((channel, "refresh", [b"0", *pairs], None))
