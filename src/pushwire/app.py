@@ -42,11 +42,11 @@ from .errors import (
 )
 from .origin import OriginPolicy
 from .routing import Router
-from .transports.http_session import HttpSessions, error_body, split_transport
+from .transports.http_session import HttpSessions, envelope_stream, error_body, split_transport
 from .transports.iframe import iframe_stream
 from .transports.poll import PollBatch, PollResponse, Polls
-from .transports.sse import raw_sse_stream, sse_stream
-from .transports.stream import ndjson_stream
+from .transports.sse import SSE_STREAM, raw_sse_stream
+from .transports.stream import NDJSON_STREAM
 from .transports.tcp import policy_file
 from .transports.websocket.handshake import check_handshake
 from .web import Answer, Request, Response, ServerState, WebSocketAccept
@@ -267,9 +267,9 @@ class App:
         if request.method not in ("GET", "HEAD"):
             raise MethodNotAllowed(f"{request.path} takes GET, not {request.method}")
         if kind == "stream":
-            return ndjson_stream(hub, request, endpoint, cors)
+            return envelope_stream(hub, request, endpoint, cors, NDJSON_STREAM)
         if kind == "sse":
-            return sse_stream(hub, request, endpoint, cors)
+            return envelope_stream(hub, request, endpoint, cors, SSE_STREAM)
         if kind == "iframe":
             max_bytes = self.config.iframe_max_bytes
             return iframe_stream(

@@ -165,13 +165,7 @@ class Router:
         try:
             # First whose it is: this node listens to the user's direct messages before the
             # home node lets go of the session, so none sent meanwhile is lost.
-            answer, _ = await self._request(
-                home,
-                {"op": "user", "session": session_id},
-                b"",
-                0.0,
-                timeout=self.config.handover_timeout,
-            )
+            answer, _ = await self._hand_over_step(home, "user", session_id)
             owner = answer.get("user")
             user = owner if isinstance(owner, str) else None
             await self.hub.direct_messages.prepare_user(user)
@@ -179,13 +173,7 @@ class Router:
             # no longer gives the session reach it here.
             if user is not None:
                 arrived = self.hub.direct_messages.begin_adoption(user)
-            _, body = await self._request(
-                home,
-                {"op": "handover", "session": session_id},
-                b"",
-                0.0,
-                timeout=self.config.handover_timeout,
-            )
+            _, body = await self._hand_over_step(home, "handover", session_id)
             state = orjson.loads(body)
             unacked: list[tuple[int, Data]] = [
                 (seq, base64.b64decode(data) if binary else data)
@@ -213,6 +201,13 @@ class Router:
         finally:
             if user is not None:
                 self.hub.direct_messages.end_adoption(user, arrived)
+
+    async def _hand_over_step(
+        self, home: str, op: str, session_id: str
+    ) -> tuple[dict[str, Any], bytes]:
+        """One request of a hand-over to the session's home node (`handover_timeout`)."""
+        request = {"op": op, "session": session_id}
+        return await self._request(home, request, b"", 0.0, timeout=self.config.handover_timeout)
 
     async def _request(
         self,

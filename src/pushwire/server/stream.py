@@ -10,18 +10,15 @@ once per framing in use and every chunked subscriber gets the same bytes.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..core.transport import Framing, Receiver
-from ..errors import PushwireError
 from ..http11 import CHUNKED_END, chunk
 from ..message import Data, Message
+from ..transports.socket import await_opening
 
 __all__ = ["ChunkedFraming", "HttpStream", "chunked"]
-
-log = logging.getLogger("pushwire.server")
 
 
 class ChunkedFraming:
@@ -140,10 +137,4 @@ class HttpStream:
         return opening
 
     async def run_opening(self, opening: Awaitable[None]) -> None:
-        try:
-            await opening
-        except PushwireError as exc:
-            self.close(exc.close_code, str(exc)[:120])
-        except Exception:
-            log.exception("opening a stream failed")
-            self.close(1011, "internal error")
+        await await_opening(opening, self.close)

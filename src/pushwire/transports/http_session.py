@@ -21,6 +21,7 @@ proxies pass each frame on at once.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 import orjson
@@ -37,6 +38,7 @@ __all__ = [
     "STREAM_KINDS",
     "TRANSPORT_SUFFIXES",
     "HttpSessions",
+    "StreamWire",
     "client_info",
     "error_body",
     "split_transport",
@@ -81,33 +83,47 @@ def opening_hello(request: Request, kind: str) -> str:
     return hello
 
 
+@dataclass(frozen=True, slots=True)
+class StreamWire:
+    """How a streaming transport looks on the wire: its name, content type, framing,
+    heartbeat and first bytes."""
+
+    kind: str
+    content_type: str
+    framing: Framing
+    heartbeat: bytes
+    first: bytes = b""
+
+
 def envelope_stream(
     hub: Hub,
     request: Request,
     endpoint: Endpoint,
-    hello: str,
-    *,
-    kind: str,
-    content_type: str,
     cors: list[tuple[str, str]],
-    framing: Framing,
-    heartbeat: bytes,
-    first: bytes = b"",
+    wire: StreamWire,
+    *,
+    first: bytes | None = None,
     max_bytes: int | None = None,
 ) -> StreamResponse:
-    """A never-ending answer carrying a pushwire.v1 session that `hello` opens or resumes."""
+    """`GET E/<kind>?hello=…`: a never-ending answer carrying the pushwire.v1 session that
+    `hello` opens or resumes. `first` replaces the wire's first bytes when given.
+
+    Raises:
+        BadRequest: not HTTP/1.1, or no `?hello=`.
+    """
+    hello = opening_hello(request, wire.kind)
     client = client_info(request, split_transport(request.path)[0])
 
     def make_receiver(transport: Transport) -> EnvelopeHandler:
         return EnvelopeHandler(hub, endpoint, transport, client)
 
     return StreamResponse(
-        kind=kind,
-        headers=[("Content-Type", content_type), *NO_BUFFERING, *cors],
-        framing=framing,
-        heartbeat=heartbeat,
+        kind=wire.kind,
+        headers=[("Content-Type", wire.content_type), *NO_BUFFERING, *cors],
+        framing=wire.framing,
+        heartbeat=wire.heartbeat,
         make_receiver=make_receiver,
-        first=first,
+        first=wire.first if first is None else first,
         hello=hello,
         max_bytes=max_bytes,
     )

@@ -21,7 +21,7 @@ from ..envelope import TextFraming
 from ..errors import Forbidden
 from ..origin import OriginPolicy
 from ..web import Request, StreamResponse
-from .http_session import envelope_stream, opening_hello
+from .http_session import StreamWire, envelope_stream, opening_hello
 
 __all__ = ["IFRAME_FRAMING", "IFRAME_HEARTBEAT", "iframe_prelude", "iframe_stream"]
 
@@ -52,6 +52,7 @@ def iframe_prelude(target_origin: str) -> bytes:
 
 IFRAME_FRAMING: Final = IframeFraming()
 IFRAME_HEARTBEAT: Final = b"<!-- hb -->\n"
+IFRAME: Final = StreamWire("iframe", CONTENT_TYPE, IFRAME_FRAMING, IFRAME_HEARTBEAT)
 
 
 def iframe_stream(
@@ -65,20 +66,10 @@ def iframe_stream(
 ) -> StreamResponse:
     """`GET E/iframe?hello=…&origin=O`: a pushwire.v1 session posted to a parent page on
     origin O, which must be allowed (`Forbidden` otherwise)."""
-    hello = opening_hello(request, "iframe")
+    opening_hello(request, "iframe")  # checked first: a bad request says so before its origin
     target = request.query_param("origin") or ""
     if not policy.allows(target, request.header("host"), any_origin=False):
         raise Forbidden(f"origin {target!r} is not allowed")
     return envelope_stream(
-        hub,
-        request,
-        endpoint,
-        hello,
-        kind="iframe",
-        content_type=CONTENT_TYPE,
-        cors=cors,
-        framing=IFRAME_FRAMING,
-        heartbeat=IFRAME_HEARTBEAT,
-        first=iframe_prelude(target),
-        max_bytes=max_bytes,
+        hub, request, endpoint, cors, IFRAME, first=iframe_prelude(target), max_bytes=max_bytes
     )

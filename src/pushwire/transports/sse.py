@@ -27,15 +27,15 @@ from ..envelope import TextFraming
 from ..errors import BadRequest, MethodNotAllowed
 from ..message import Data, Message, Position
 from ..web import Request, StreamResponse
-from .http_session import NO_BUFFERING, client_info, envelope_stream, opening_hello
+from .http_session import NO_BUFFERING, StreamWire, client_info
 
 __all__ = [
     "RAW_SSE_FRAMING",
     "SSE_FRAMING",
     "SSE_HEARTBEAT",
+    "SSE_STREAM",
     "parse_last_event_id",
     "raw_sse_stream",
-    "sse_stream",
 ]
 
 CONTENT_TYPE: Final = "text/event-stream; charset=utf-8"
@@ -95,25 +95,8 @@ def parse_last_event_id(value: str | None) -> tuple[str, int] | None:
 SSE_FRAMING: Final = SseFraming()
 RAW_SSE_FRAMING: Final = RawSseFraming()
 SSE_HEARTBEAT: Final = b": hb\n\n"
-
-
-def sse_stream(
-    hub: Hub, request: Request, endpoint: Endpoint, cors: list[tuple[str, str]]
-) -> StreamResponse:
-    """`GET E/sse?hello=…`: a pushwire.v1 session, an envelope an event."""
-    hello = opening_hello(request, "sse")
-    return envelope_stream(
-        hub,
-        request,
-        endpoint,
-        hello,
-        kind="sse",
-        content_type=CONTENT_TYPE,
-        cors=cors,
-        framing=SSE_FRAMING,
-        heartbeat=SSE_HEARTBEAT,
-        first=RETRY,
-    )
+#: `GET E/sse?hello=…`: a pushwire.v1 session, an envelope an event.
+SSE_STREAM: Final = StreamWire("sse", CONTENT_TYPE, SSE_FRAMING, SSE_HEARTBEAT, RETRY)
 
 
 def raw_sse_stream(

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 from typing import Final
 
-from ..core import Hub
-from ..endpoint import Endpoint
 from ..envelope import TextFraming
-from ..web import Request, StreamResponse
-from .http_session import envelope_stream, opening_hello
+from .http_session import StreamWire
 
-__all__ = ["NDJSON_FRAMING", "STREAM_HEARTBEAT", "NdjsonFraming", "ndjson_stream"]
+__all__ = ["NDJSON_FRAMING", "NDJSON_STREAM", "STREAM_HEARTBEAT", "NdjsonFraming"]
 
 CONTENT_TYPE: Final = "application/x-ndjson; charset=utf-8"
 
@@ -32,21 +29,5 @@ class NdjsonFraming(TextFraming):
 
 NDJSON_FRAMING: Final = NdjsonFraming()
 STREAM_HEARTBEAT: Final = b"\n"
-
-
-def ndjson_stream(
-    hub: Hub, request: Request, endpoint: Endpoint, cors: list[tuple[str, str]]
-) -> StreamResponse:
-    """`GET E/stream?hello=…`: a pushwire.v1 session, an envelope a line."""
-    hello = opening_hello(request, "stream")
-    return envelope_stream(
-        hub,
-        request,
-        endpoint,
-        hello,
-        kind="stream",
-        content_type=CONTENT_TYPE,
-        cors=cors,
-        framing=NDJSON_FRAMING,
-        heartbeat=STREAM_HEARTBEAT,
-    )
+#: `GET E/stream?hello=…`: a pushwire.v1 session, an envelope a line.
+NDJSON_STREAM: Final = StreamWire("stream", CONTENT_TYPE, NDJSON_FRAMING, STREAM_HEARTBEAT)

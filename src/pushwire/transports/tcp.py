@@ -33,13 +33,14 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from ..clock import Clock, OneTimer
+from ..clock import Clock
 from ..config import Config
 from ..core.transport import Framing, Receiver
 from ..envelope import TextFraming, encode_binary_frame_payload, encode_text
 from ..errors import BadRequest, IncompleteFrame, MessageTooLarge, RemoteError
 from ..message import Data, Message
 from ..origin import LOOPBACK_HOSTS
+from .socket import SocketTransport
 
 __all__ = [
     "POLICY_REQUEST",
@@ -193,21 +194,12 @@ def policy_file(allowed_origins: frozenset[str], port: int) -> bytes:
     return "\n".join(lines).encode() + b"\x00"
 
 
-class TcpConnection(OneTimer, asyncio.Protocol):
+class TcpConnection(SocketTransport):
     """A native client on the TCP port (see the module docstring)."""
 
     name = "tcp"
     framing: Framing = TCP_FRAMING
-    __slots__ = (
-        "awaiting_reply",
-        "closed",
-        "config",
-        "on_lost",
-        "parser",
-        "policy",
-        "receiver",
-        "socket",
-    )
+    __slots__ = ("awaiting_reply", "closed", "parser", "policy")
 
     def __init__(
         self,
@@ -216,15 +208,11 @@ class TcpConnection(OneTimer, asyncio.Protocol):
         config: Config,
         clock: Clock,
         policy_file: bytes,
-        on_lost: Callable[[TcpConnection], object],
+        on_lost: Callable[[SocketTransport], object],
     ) -> None:
-        self._init_timer(clock)
-        self.socket = socket
-        self.config = config
+        self._init_socket(socket, config, clock, on_lost)
         self.policy = policy_file
-        self.on_lost = on_lost
         self.parser = TcpParser(config.max_message + ENVELOPE_ALLOWANCE)
-        self.receiver: Receiver | None = None
         self.awaiting_reply = False
         self.closed = False
 
@@ -257,21 +245,8 @@ class TcpConnection(OneTimer, asyncio.Protocol):
         else:
             self._heartbeat_later()
 
-    def eof_received(self) -> bool | None:
-        return None
-
-    def connection_lost(self, exc: Exception | None) -> None:
+    def _gone(self) -> None:
         self.closed = True
-        self._cancel_timer()
-        receiver, self.receiver = self.receiver, None
-        if receiver is not None:
-            receiver.closed(1006, "connection lost", by_client=False)
-        self.on_lost(self)
-
-    def pause_writing(self) -> None:
-        asyncio.get_running_loop().call_soon(
-            self.close, 4001, f"slow consumer (> {self.config.max_write_buffer} bytes queued)"
-        )
 
     # -- Transport contract -----------------------------------------------------------------
 
@@ -320,11 +295,3 @@ class TcpConnection(OneTimer, asyncio.Protocol):
         self.awaiting_reply = True
         self.write(TCP_FRAMING.frame_control({"type": "ping"}))
         self._set_timer(self.config.ping_timeout, self._heartbeat)
-
-    # -- the door's ---------------------------------------------------------------------------
-
-    def shutdown(self) -> None:
-        self.close(1001, "server shutting down")
-
-    def abort(self) -> None:
-        self.socket.abort()

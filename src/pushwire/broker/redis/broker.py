@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+from collections.abc import Callable
+from typing import TypeVar
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -45,6 +47,8 @@ from .subscriber import ListenCallback, Subscriber
 __all__ = ["RedisBroker"]
 
 log = logging.getLogger("pushwire.broker.redis")
+
+T = TypeVar("T")
 
 
 class _State(enum.Enum):
@@ -320,31 +324,11 @@ class RedisBroker:
         if deliver is None:
             return  # closed, or not attached yet
         if payload[:1] == b"!":
-            self._receive_presence(channel, payload)
+            deliver_event = self._presence.deliver
+            if deliver_event is not None:
+                _pass_on(parse_event, deliver_event, channel, payload, "presence event")
             return
-        try:
-            message = parse_message(channel, payload)
-        except ValueError:
-            log.warning("malformed message on %r ignored: %r", channel, payload[:100])
-            return
-        try:
-            deliver(message)
-        except Exception:
-            log.exception("deliver callback failed")
-
-    def _receive_presence(self, channel: str, payload: bytes) -> None:
-        deliver = self._presence.deliver
-        if deliver is None:
-            return
-        try:
-            event = parse_event(channel, payload)
-        except ValueError:
-            log.warning("malformed presence event on %r ignored: %r", channel, payload[:100])
-            return
-        try:
-            deliver(event)
-        except Exception:
-            log.exception("presence callback failed")
+        _pass_on(parse_message, deliver, channel, payload, "message")
 
     def _receive_direct(self, user: str, payload: bytes) -> None:
         deliver = self._deliver_direct
@@ -404,3 +388,23 @@ class RedisBroker:
         """
         self._check_running()
         return await self._history.history(channel, since)
+
+
+def _pass_on(
+    parse: Callable[[str, bytes], T],
+    deliver: Callable[[T], object],
+    channel: str,
+    payload: bytes,
+    what: str,
+) -> None:
+    """Parse a payload of `channel` and hand it to `deliver`; a malformed payload is logged
+    and dropped, and a failing callback never stops the reader."""
+    try:
+        item = parse(channel, payload)
+    except ValueError:
+        log.warning("malformed %s on %r ignored: %r", what, channel, payload[:100])
+        return
+    try:
+        deliver(item)
+    except Exception:
+        log.exception("%s callback failed", what)

@@ -17,10 +17,10 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 
-from ...clock import Clock, OneTimer, Timer
+from ...clock import Clock, Timer
 from ...config import Config
 from ...core.transport import Framing, Receiver, Transport
-from ...errors import PushwireError
+from ..socket import SocketTransport, await_opening
 from .protocol import (
     WebSocketClosed,
     WebSocketConnection,
@@ -38,7 +38,7 @@ def _dropped(data: bytes) -> None:
     """`WebSocketTransport.write` when nothing may be written: after our Close."""
 
 
-class WebSocketTransport(OneTimer, asyncio.Protocol):
+class WebSocketTransport(SocketTransport):
     """One client's open WebSocket (see the module docstring).
 
     `socket` is the connection's asyncio transport; `on_lost` is called once when the
@@ -49,16 +49,12 @@ class WebSocketTransport(OneTimer, asyncio.Protocol):
     # Slots: an idle WebSocket is this object plus the protocol state; keep it small.
     __slots__ = (
         "close_written",
-        "config",
         "framing",
         "next_ping_at",
-        "on_lost",
         "opening",
         "ping_sent_at",
         "pings",
-        "receiver",
         "remote",
-        "socket",
         "write",
         "ws",
     )
@@ -66,7 +62,6 @@ class WebSocketTransport(OneTimer, asyncio.Protocol):
     #: carry data, else `_dropped`. The hub calls it once per subscriber per batch, so no
     #: Python frame of ours stands between it and the socket.
     write: Callable[[bytes], None]
-    receiver: Receiver | None
 
     def __init__(
         self,
@@ -76,18 +71,14 @@ class WebSocketTransport(OneTimer, asyncio.Protocol):
         config: Config,
         clock: Clock,
         pings: PingSweep,
-        on_lost: Callable[[WebSocketTransport], object],
+        on_lost: Callable[[SocketTransport], object],
         remote: str | None = None,
     ) -> None:
-        self._init_timer(clock)
-        self.socket = socket
+        self._init_socket(socket, config, clock, on_lost)
         self.framing = framing
-        self.config = config
         self.pings = pings
-        self.on_lost = on_lost
         self.remote = remote
         self.ws = WebSocketConnection(config.max_message)
-        self.receiver = None
         self.opening: asyncio.Future[None] | None = None
         self.ping_sent_at = 0.0  # when the unanswered ping went out; 0.0: none is pending
         self.next_ping_at = 0.0
@@ -110,15 +101,8 @@ class WebSocketTransport(OneTimer, asyncio.Protocol):
             self.data_received(first)
 
     async def _open_later(self, opening: Awaitable[None], first: bytes) -> None:
-        try:
-            await opening
-        except PushwireError as exc:
-            self.close(exc.close_code, str(exc)[:120])
-        except Exception:
-            log.exception("connect handler failed")
-            self.close(1011, "internal error")
-        finally:
-            self.opening = None
+        await await_opening(opening, self.close)
+        self.opening = None
         if not self.socket.is_closing():
             self.socket.resume_reading()
             if first:
@@ -135,23 +119,9 @@ class WebSocketTransport(OneTimer, asyncio.Protocol):
         self._events()
         return None  # let asyncio close the transport
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def _gone(self) -> None:
         self.write = _dropped
-        self._cancel_timer()
         self.pings.discard(self)
-        receiver, self.receiver = self.receiver, None
-        if receiver is not None:
-            receiver.closed(1006, "connection lost", by_client=False)
-        self.on_lost(self)
-
-    def pause_writing(self) -> None:
-        # The socket buffer passed max_write_buffer: this client does not read fast enough.
-        asyncio.get_running_loop().call_soon(
-            self.close, 4001, f"slow consumer (> {self.config.max_write_buffer} bytes queued)"
-        )
-
-    def resume_writing(self) -> None:
-        pass
 
     # -- the protocol's events --------------------------------------------------------------
 
@@ -220,13 +190,6 @@ class WebSocketTransport(OneTimer, asyncio.Protocol):
         ws.send_close(code, reason)
         self._flush()
         self._set_timer(self.config.close_timeout, self.abort)
-
-    def abort(self) -> None:
-        self.socket.abort()
-
-    def shutdown(self) -> None:
-        """Server shutdown: close with 1001 (the client reconnects elsewhere or later)."""
-        self.close(1001, "server shutting down")
 
 
 class PingSweep:

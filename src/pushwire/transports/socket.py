@@ -1,0 +1,89 @@
+"""A client connection that a door handed its socket to: the WebSocket after its upgrade,
+a client of the raw TCP port. What both do with the socket's events is here.
+
+The door installs the object on the socket (`set_protocol`), so its method names are those of
+an `asyncio.Protocol`; it is also the hub's `Transport` for the client, and tells the door
+once when the connection is gone (`on_lost`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from ..clock import Clock, OneTimer
+from ..config import Config
+from ..core.transport import Receiver
+from ..errors import PushwireError
+
+__all__ = ["SocketTransport", "await_opening"]
+
+log = logging.getLogger("pushwire.transports")
+
+
+class SocketTransport(OneTimer, asyncio.Protocol):
+    """The part every handed-over connection shares (see the module docstring)."""
+
+    __slots__ = ("config", "on_lost", "receiver", "socket")
+    receiver: Receiver | None
+
+    def _init_socket(
+        self,
+        socket: asyncio.Transport,
+        config: Config,
+        clock: Clock,
+        on_lost: Callable[[SocketTransport], object],
+    ) -> None:
+        """Set up what this class keeps (the subclasses' __init__ calls this first)."""
+        self._init_timer(clock)
+        self.socket = socket
+        self.config = config
+        self.on_lost = on_lost
+        self.receiver = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timer()
+        self._gone()
+        receiver, self.receiver = self.receiver, None
+        if receiver is not None:
+            receiver.closed(1006, "connection lost", by_client=False)
+        self.on_lost(self)
+
+    def _gone(self) -> None:
+        """The socket is gone: what the subclass must drop before the receiver hears it."""
+
+    def pause_writing(self) -> None:
+        # The socket's buffer passed max_write_buffer: this client does not read fast enough.
+        asyncio.get_running_loop().call_soon(
+            self.close, 4001, f"slow consumer (> {self.config.max_write_buffer} bytes queued)"
+        )
+
+    def resume_writing(self) -> None:
+        pass
+
+    def eof_received(self) -> bool | None:
+        return None  # let asyncio close the socket
+
+    def close(self, code: int, reason: str) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Drop the connection now."""
+        self.socket.abort()
+
+    def shutdown(self) -> None:
+        """Server shutdown: close with 1001 (the client reconnects elsewhere or later)."""
+        self.close(1001, "server shutting down")
+
+
+async def await_opening(opening: Awaitable[None], close: Callable[[int, str], object]) -> None:
+    """Run a receiver's opening (its connect handler): a refusal closes the connection with
+    the refusal's close code, an unexpected failure with 1011 (logged, details kept)."""
+    try:
+        await opening
+    except PushwireError as exc:
+        close(exc.close_code, str(exc)[:120])
+    except Exception:
+        log.exception("opening a connection failed")
+        close(1011, "internal error")
