@@ -229,10 +229,11 @@ class App:
 
     def cors(self, request: Request, endpoint: Endpoint | None) -> list[tuple[str, str]]:
         """CORS headers for an allowed Origin (none without Origin). Raises `Forbidden`."""
+        origin = request.header("origin")
+        if origin is None:
+            return []  # not a browser's cross-origin request: the common case, made cheap
         any_origin = endpoint is not None and endpoint.any_origin
-        return self.policy.cors_headers(
-            request.header("origin"), request.header("host"), any_origin=any_origin
-        )
+        return self.policy.cors_headers(origin, request.header("host"), any_origin=any_origin)
 
     def preflight(self, request: Request, endpoint: Endpoint | None) -> Response:
         """Answer a CORS preflight (OPTIONS)."""

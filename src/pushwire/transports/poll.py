@@ -252,23 +252,39 @@ class PollTimers:
 
 
 class PollResponse(Response):
-    """A poll's answer: the frames, and the cursor that acknowledges them in a header."""
+    """A poll's answer: the frames, and the cursor that acknowledges them in a header.
 
-    __slots__ = ("batch",)
+    Its headers are made only when asked for: the native server's common case (HTTP/1.1,
+    keep-alive, no CORS) writes a head of constant bytes instead, one per poll answered.
+    """
+
+    __slots__ = ("_fields", "batch", "cors")
 
     def __init__(self, batch: PollBatch, cors: list[tuple[str, str]]) -> None:
-        super().__init__(
-            200,
-            batch.body,
-            content_type=CONTENT_TYPE,
-            headers=[("Pushwire-Cursor", str(batch.cursor)), *NO_BUFFERING, *cors],
-        )
+        self.status = 200
+        self.body = batch.body
         self.batch = batch
+        self.cors = cors
+        self._fields: list[tuple[str, str]] | None = None
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        if self._fields is None:
+            self._fields = [
+                ("Content-Type", CONTENT_TYPE),
+                ("Pushwire-Cursor", str(self.batch.cursor)),
+                *NO_BUFFERING,
+                *self.cors,
+            ]
+        return self._fields
+
+    @headers.setter
+    def headers(self, fields: list[tuple[str, str]]) -> None:
+        self._fields = fields
 
     def encode(self, *, version: str, keep_alive: bool, head_only: bool) -> bytes:
-        if len(self.headers) > 4 or version != "1.1" or not keep_alive or head_only:
+        if self.cors or version != "1.1" or not keep_alive or head_only:
             return super().encode(version=version, keep_alive=keep_alive, head_only=head_only)
-        # The common case, a same-origin keep-alive poll: a head made of constant bytes.
         batch = self.batch
         return b"%sPushwire-Cursor: %d\r\nContent-Length: %d\r\n\r\n%s" % (
             _POLL_HEAD,

@@ -146,7 +146,7 @@ class WebSocketConnection:
 
         Why: the generator-based general parser costs more per small message than the rest
         of an echo; these frames are most of the traffic, and for them both parsers agree
-        (tests/transports/test_websocket.py feeds the same bytes to both).
+        (tests/transports/websocket/test_protocol.py feeds the same bytes to both).
         """
         end = len(data)
         offset = 0
