@@ -14,7 +14,7 @@ from tests.helpers import PUSHWIRE_V1
 from tests.integration.scaleout_helpers import publish_http
 from tests.redis_helpers import RedisServer
 from tests.servers import ServerFactory
-from tests.wire_clients import Proxy
+from tests.wire_clients import Proxy, TcpClient
 
 pytestmark = pytest.mark.integration
 
@@ -100,6 +100,30 @@ async def test_workers_share_one_port_through_redis(
         assert await asyncio.wait_for(ws.recv(), 10) == "hello workers"
     for ws in clients:
         await ws.close()
+    assert node.stop(signal.SIGTERM) == 0
+
+
+def test_workers_share_the_tcp_port_too(
+    server_factory: ServerFactory, redis_server: RedisServer
+) -> None:
+    # Each worker listens on the TCP port with SO_REUSEPORT (it once bound it again without,
+    # and every worker died at start).
+    node = server_factory("--broker", redis_server.url, "--workers", "2", "--tcp-port", "0")
+    clients = [TcpClient(node) for _ in range(8)]
+    try:
+        homes = set()
+        for index, client in enumerate(clients):
+            welcome = client.hello(user=f"u{index}")
+            homes.add(welcome["session"].partition(".")[0])
+            client.send({"type": "subscribe", "channel": "room", "id": 1})
+            assert client.next("subscribed")["channel"] == "room"
+        assert 1 <= len(homes) <= 2  # the kernel spreads them over the workers' sockets
+        clients[0].send({"type": "publish", "channel": "room", "data": "over tcp"})
+        for client in clients:
+            assert client.next("message")["data"] == "over tcp"
+    finally:
+        for client in clients:
+            client.close()
     assert node.stop(signal.SIGTERM) == 0
 
 
