@@ -854,6 +854,11 @@ def test_reconnect_on_close_code_4000_tells_the_app_its_session_expired(
         # the echoed 4000 makes the client come back, as a new session.
         page.evaluate("() => pw._debugDropConnection(4000)")
         page.wait_for_function("() => events.some((e) => e.type === 'reconnected')")
+        # The client subscribes again as it reconnects: wait for the answer, or a2 would be
+        # published before the subscription and come from history, after d2.
+        page.wait_for_function(
+            "() => ![...pw._requests.values()].some((request) => request.kind === 'subscribe')"
+        )
         post(server, "/api/publish/alerts", b"a2")
         post(server, "/api/send/dave", b"d2")
         page.wait_for_function("() => messages.length === 4")
