@@ -27,13 +27,14 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("codecs and policies", {"envelope", "presence", "origin"}),
     ("the Python client", {"client"}),
     ("broker", {"broker"}),
+    ("authentication and rules", {"auth"}),
     ("core", {"core"}),
     ("endpoints", {"endpoint"}),
     ("app interface", {"web"}),
     ("transports", {"transports"}),
     ("cluster and API", {"routing", "api"}),
     ("front doors and the app", {"server", "app"}),
-    ("process", {"serve", "cli", "__init__", "__main__", "chat"}),
+    ("process", {"serve", "cli", "configfile", "__init__", "__main__", "chat"}),
 ]
 #: Groups that share a layer but must not import each other.
 APART: list[tuple[str, str]] = [("server", "app")]

@@ -7,15 +7,28 @@
 | `GET /api/stats` | counters: connections, sessions, messages |
 
 A body is text (UTF-8), or binary when sent as `application/octet-stream`.
+
+Once authentication is configured (or an API key is), every call needs the API key:
+`Authorization: Bearer <key>` (compared in constant time). A server with authentication
+and no key refuses every call: the API publishes as the server, to any channel.
 """
 
 from __future__ import annotations
+
+import hmac
 
 import orjson
 
 from .config import Config
 from .core import Hub
-from .errors import BadRequest, MessageTooLarge, MethodNotAllowed, NotFound
+from .errors import (
+    BadRequest,
+    Forbidden,
+    MessageTooLarge,
+    MethodNotAllowed,
+    NotFound,
+    Unauthorized,
+)
 from .message import Data
 from .origin import OriginPolicy
 from .web import Request, Response
@@ -44,14 +57,37 @@ class HttpApi:
         path = request.path
         if request.method != "POST":
             raise MethodNotAllowed(f"{path} takes POST, not {request.method}", "POST, OPTIONS")
+        self.authorize(request)
         if path.startswith("/api/publish/"):
             return await self._publish(request, path[len("/api/publish/") :])
         if path.startswith("/api/send/"):
             return await self._send(request, path[len("/api/send/") :])
         raise NotFound(f"no such path {path}")
 
-    def stats(self, counters: dict[str, int]) -> Response:
+    def stats(self, request: Request, counters: dict[str, int]) -> Response:
+        """`GET /api/stats` (the API key, when one is needed)."""
+        self.authorize(request)
         return Response(200, orjson.dumps(counters), content_type="application/json")
+
+    def authorize(self, request: Request) -> None:
+        """Check the API key, where one is needed (see the module docstring).
+
+        Raises:
+            Unauthorized: no key, or a wrong one.
+            Forbidden: the API is off (authentication without an API key).
+        """
+        key = self.config.api_key
+        if key is None and not self.hub.access.authenticating:
+            return  # an open server
+        try:
+            if key is None:
+                raise Forbidden("the HTTP API is off: the server has no API key")
+            given = _bearer(request)
+            if given is None or not hmac.compare_digest(given.encode(), key.encode()):
+                raise Unauthorized("missing or wrong API key (Authorization: Bearer <key>)")
+        except (Forbidden, Unauthorized) as exc:
+            self.hub.access.refusals.refused(f"the API ({request.path})", exc, request.remote)
+            raise
 
     def _body(self, request: Request) -> Data:
         """The body as text or, for application/octet-stream, binary; bounded by
@@ -92,6 +128,7 @@ class HttpApi:
 
     async def _publish(self, request: Request, channel: str) -> Response:
         self.hub.access.check_channel(channel)
+        self.hub.access.check_publish(None, channel)  # the server: any configured namespace
         cors = self._cors(request)
         data = self._body(request)
         message = await self.hub.publish(channel, data)
@@ -100,3 +137,11 @@ class HttpApi:
 
     def _cors(self, request: Request) -> list[tuple[str, str]]:
         return self.policy.cors_headers(request.header("origin"), request.header("host"))
+
+
+def _bearer(request: Request) -> str | None:
+    value = request.header("authorization")
+    if value is None:
+        return None
+    scheme, _, credential = value.partition(" ")
+    return credential.strip() or None if scheme.lower() == "bearer" else None

@@ -67,7 +67,15 @@ _PAGES: Final = {
 }
 
 
-def _load_static() -> dict[str, tuple[bytes, str]]:
+#: Where the chat page says that the server is an open demo (`--insecure`).
+_OPEN_DEMO_MARK: Final = b"<!-- pushwire: open demo notice -->"
+_OPEN_DEMO_NOTICE: Final = (
+    b'<div class="banner" role="note" data-testid="open-demo">Open demo: this server checks'
+    b" nobody. Anyone may take any name and read every room.</div>"
+)
+
+
+def _load_static(*, open_demo: bool) -> dict[str, tuple[bytes, str]]:
     files: dict[str, tuple[bytes, str]] = {}
     root = importlib.resources.files("pushwire") / "static"
     for entry in root.iterdir():
@@ -75,18 +83,23 @@ def _load_static() -> dict[str, tuple[bytes, str]]:
             suffix = "." + entry.name.rsplit(".", 1)[-1]
             kind = _STATIC_TYPES.get(suffix) or mimetypes.guess_type(entry.name)[0]
             files[entry.name] = (entry.read_bytes(), kind or "application/octet-stream")
+    if open_demo and "index.html" in files:
+        body, kind = files["index.html"]
+        files["index.html"] = (body.replace(_OPEN_DEMO_MARK, _OPEN_DEMO_NOTICE), kind)
     return files
 
 
 class App:
     """Routes HTTP requests, WebSocket upgrades and TCP clients to the hub."""
 
-    def __init__(self, hub: Hub | None = None, config: Config | None = None) -> None:
+    def __init__(
+        self, hub: Hub | None = None, config: Config | None = None, *, insecure: bool = False
+    ) -> None:
         self.config = config or (hub.config if hub is not None else Config())
         self.hub = hub or Hub(config=self.config)
         self.policy = OriginPolicy.from_config(self.config.allow_origins)
         self.subprotocols = (SUBPROTOCOL, *self.config.subprotocols)
-        self.static = _load_static()
+        self.static = _load_static(open_demo=insecure)
         self.shutting_down = False
         self.sessions = HttpSessions(self.hub)
         self.polls = Polls(self.hub, self.config, self.sessions, self.hub.clock)
@@ -167,7 +180,7 @@ class App:
         if method not in ("GET", "HEAD"):
             raise MethodNotAllowed(f"{path} takes GET, not {method}")
         if path == "/api/stats" and self.server is not None:
-            return self.api.stats(self.stats())
+            return self.api.stats(request, self.stats())
         if path == "/healthz":
             if self.shutting_down:
                 raise Unavailable("shutting down")

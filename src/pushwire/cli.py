@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import ipaddress
 import logging
 import sys
 import urllib.error
@@ -12,7 +14,9 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
+from . import configfile
 from .app import App
+from .auth.namespaces import Namespace
 from .broker.base import Broker
 from .config import Config
 from .core import ConnectRequest, Hub
@@ -62,6 +66,30 @@ def _parser() -> argparse.ArgumentParser:
         help="refuse WebSocket upgrades (403), as a blocking proxy would: clients fall back",
     )
     serve.add_argument("--log-level", default="info", help="debug, info, warning, error")
+    auth = serve.add_argument_group(
+        "who may do what (docs/security.md); without any, only a loopback address is served"
+    )
+    auth.add_argument("--config", default=None, metavar="FILE", help="TOML: [auth], [namespaces]")
+    auth.add_argument(
+        "--jwt-secret",
+        default=None,
+        help="HS256 secret of the tokens (better: PUSHWIRE_JWT_SECRET)",
+    )
+    auth.add_argument("--jwt-public-key", default=None, metavar="PEM", help="RS256/ES256 key file")
+    auth.add_argument("--jwks", default=None, metavar="FILE", help="JWKS file of the tokens' keys")
+    auth.add_argument("--jwt-audience", default=None, help="the aud a token must name")
+    auth.add_argument("--jwt-issuer", default=None, help="the iss a token must have")
+    auth.add_argument(
+        "--anonymous", action="store_true", help="let connections without a token in, as no user"
+    )
+    auth.add_argument(
+        "--api-key", default=None, help="the key of the HTTP API (better: PUSHWIRE_API_KEY)"
+    )
+    auth.add_argument(
+        "--insecure",
+        action="store_true",
+        help="serve an open demo on a non-loopback address on purpose (anyone is anyone)",
+    )
 
     chat = commands.add_parser("chat", help="a terminal chat room on any transport")
     chat.add_argument("url", help="the server, e.g. http://127.0.0.1:8000 or tcp://127.0.0.1:7000")
@@ -114,9 +142,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         settings = parse_settings(args.settings)
+        loaded = configfile.load(args.config)
     except ValueError as exc:
         print(f"pushwire serve: {exc}", file=sys.stderr)
         return 2
+    flags = {
+        "jwt_secret": args.jwt_secret,
+        "jwt_public_key_file": args.jwt_public_key,
+        "jwks_file": args.jwks,
+        "jwt_audience": args.jwt_audience,
+        "jwt_issuer": args.jwt_issuer,
+        "anonymous": args.anonymous or None,
+        "api_key": args.api_key,
+    }
+    auth = {**loaded.fields, **{name: value for name, value in flags.items() if value is not None}}
     config = dataclasses.replace(
         Config(
             host=args.host,
@@ -129,22 +168,59 @@ def main(argv: Sequence[str] | None = None) -> int:
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
         ),
+        **auth,
         **settings,
     )
-    if args.workers > 1:
-        return run_workers(build_app, config, args.workers)
+    refusal = refuse_to_start(config, insecure=args.insecure)
+    if refusal is not None:
+        print(f"pushwire serve: {refusal}", file=sys.stderr)
+        return 2
+    make_app = functools.partial(build_app, namespaces=loaded.namespaces, insecure=args.insecure)
     try:
-        run(build_app(config))
+        make_app(config)  # a wrong key file or JWKS stops here, in one line
+    except (OSError, ValueError) as exc:
+        print(f"pushwire serve: {exc}", file=sys.stderr)
+        return 2
+    if args.workers > 1:
+        return run_workers(make_app, config, args.workers)
+    try:
+        run(make_app(config))
     except Unavailable as exc:
         print(f"pushwire serve: {exc}", file=sys.stderr)
         return 1
     return 0
 
 
-def build_app(config: Config) -> App:
-    """The demo app with the broker `config.broker` names (module level: workers spawn it)."""
+def refuse_to_start(config: Config, *, insecure: bool) -> str | None:
+    """Why an open server must not start here (None: it may): secure by default, an address
+    other than a loopback one needs authentication, or `--insecure` to say it is meant."""
+    if insecure or _loopback(config.host):
+        return None
+    if config.jwt_secret or config.jwt_public_key_file or config.jwks_file:
+        return None
+    return (
+        f"{config.host} is not a loopback address and no authentication is configured: give "
+        "--jwt-secret (or PUSHWIRE_JWT_SECRET), --jwt-public-key or --jwks, and --api-key, "
+        "or --insecure to serve an open demo on purpose"
+    )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def build_app(
+    config: Config, namespaces: tuple[Namespace, ...] | None = None, insecure: bool = False
+) -> App:
+    """The demo app with the broker `config.broker` names and the channel `namespaces`
+    (module level: workers spawn it); `insecure`: the chat page says it is an open demo."""
     if config.broker == "memory":
-        return App(_demo_hub(None, config), config)
+        return App(_demo_hub(None, config, namespaces), config, insecure=insecure)
     # Only a Redis deployment needs redis-py (the pushwire[redis] extra).
     from .broker.redis import RedisBroker, RedisNodes
 
@@ -158,20 +234,22 @@ def build_app(config: Config) -> App:
         reconnect_max=config.broker_reconnect_max,
         presence_ttl=config.presence_ttl,
     )
-    app = App(_demo_hub(broker, config), config)
+    app = App(_demo_hub(broker, config, namespaces), config, insecure=insecure)
     # Sessions without sticky load balancing: any node serves any session's requests.
     link = RedisNodes(broker, config.node_ttl)
     app.router = Router(app.hub, app.polls, app.sessions, link, config)
     return app
 
 
-def _demo_hub(broker: Broker | None, config: Config) -> Hub:
-    hub = Hub(broker, config)
+def _demo_hub(
+    broker: Broker | None, config: Config, namespaces: tuple[Namespace, ...] | None
+) -> Hub:
+    hub = Hub(broker, config, namespaces=namespaces)
 
     @hub.on_connect
     def identify(request: ConnectRequest) -> dict[str, Any]:
-        # The demo trusts the user id a client claims, and shows the others (presence)
-        # which transport each person joined over.
+        # The user is the one the token proved (or, in an open server, the one the client
+        # claims); the others see (presence) which transport each person joined over.
         return {"user": request.user, "info": {"via": request.transport}}
 
     return hub

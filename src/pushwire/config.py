@@ -30,6 +30,24 @@ class Config:
     #: Application subprotocols offered besides pushwire.v1, in the server's order of preference.
     subprotocols: tuple[str, ...] = ()
 
+    # Authentication (docs/security.md). None of these set: an open server, where a client is
+    # the user it claims (the demo on a loopback address).
+    #: HMAC secret of the connection and subscription tokens (JWT, HS256).
+    jwt_secret: str | None = None
+    #: PEM file of the tokens' public key (RS256 or ES256).
+    jwt_public_key_file: str | None = None
+    #: JWKS file of the tokens' public keys, chosen by each token's `kid`.
+    jwks_file: str | None = None
+    #: The `aud` a token must name, and the `iss` it must have (unchecked when unset).
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    #: With authentication: let a connection without a token in, as no user (it may read the
+    #: channels whose rule is `anyone`).
+    anonymous: bool = False
+    #: The key the HTTP API (`/api/*`) asks for once authentication is configured
+    #: (`Authorization: Bearer <key>`); unset then, the API refuses every call.
+    api_key: str | None = None
+
     #: Request line plus headers of one HTTP request (431 when over).
     max_header_bytes: int = 16 * 1024
     #: Request body (413 when over). Twice max_message: an HTTP transport's POST carries the

@@ -96,6 +96,23 @@ class Forbidden(RemoteError):
     error_code = "forbidden"
 
 
+class Unauthorized(RemoteError):
+    """No valid credential: a missing, malformed, wrongly signed or refused token. The client
+    should not come back with the same one (close 4102)."""
+
+    http_status = 401
+    close_code = 4102
+    error_code = "unauthorized"
+
+
+class TokenExpired(Unauthorized):
+    """The client's token expired: it gets a new one, then reconnects (close 4005, in the
+    reconnect range; a `refresh` envelope before `exp` avoids it)."""
+
+    close_code = 4005
+    error_code = "token_expired"
+
+
 class LimitReached(RemoteError):
     """A count bound (subscriptions, connections) was reached."""
 

@@ -170,8 +170,9 @@ class WebSocketAccept:
 
 
 #: What the app answers a plain HTTP request with (an awaitable when it must wait: a
-#: long-poll held until something is queued, a publish waiting for the broker).
-Answer = Response | Awaitable[Response] | StreamResponse
+#: long-poll held until something is queued, a publish waiting for the broker, a stream
+#: opened once the client's credentials are checked).
+Answer = Response | StreamResponse | Awaitable[Response] | Awaitable[Response | StreamResponse]
 
 
 class ServerState(Protocol):

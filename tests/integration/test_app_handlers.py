@@ -35,6 +35,10 @@ class ChatApp:
         def on_subscribe(session: Session, channel: str) -> bool:
             return channel != "admin" or session.user == "root"
 
+        @hub.on_publish
+        async def on_publish(session: Session, channel: str, data: str | bytes) -> bool:
+            return not (isinstance(data, str) and "spam" in data)
+
         @hub.on_message
         async def on_message(session: Session, data: str | bytes) -> None:
             await hub.publish("relay", f"{session.user}: {data!r}")
@@ -104,6 +108,67 @@ async def test_the_subscribe_handler_guards_a_channel(app: tuple[ChatApp, str]) 
     assert (await next_envelope(root))["type"] == "subscribed"
     await alice.close()
     await root.close()
+
+
+async def test_the_subscribe_handler_guards_every_door_to_the_channel(
+    app: tuple[ChatApp, str],
+) -> None:
+    # It used to run only for the pushwire.v1 subscribe envelope: raw /ws/<channel>,
+    # /ws/<channel> with pushwire.v1 and raw /sse/<channel> let a refused user read.
+    _, url = app
+    async with connect(url + "/ws/admin?user=alice") as raw:
+        with pytest.raises(ConnectionClosedError):
+            await asyncio.wait_for(raw.recv(), 5)
+    assert (raw.close_code, raw.close_reason) == (4101, "subscription to 'admin' refused")
+    enveloped = await connect(url + "/ws/admin", subprotocols=PUSHWIRE_V1)
+    await enveloped.send(json.dumps({"type": "hello", "user": "alice"}))
+    assert (await next_envelope(enveloped))["type"] == "welcome"
+    assert (await next_envelope(enveloped))["code"] == "forbidden"
+    with pytest.raises(ConnectionClosedError):
+        await asyncio.wait_for(enveloped.recv(), 5)
+    host, port = url.removeprefix("ws://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"GET /sse/admin?user=alice HTTP/1.1\r\nHost: test\r\n\r\n")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 403 Forbidden")
+    writer.close()
+    async with connect(url + "/ws/admin?user=root") as allowed:
+        pass
+    assert allowed.close_code == 1000
+
+
+async def test_the_publish_handler_checks_every_publish_a_client_makes(
+    app: tuple[ChatApp, str],
+) -> None:
+    chat, url = app
+    alice = await envelope(url, "alice")
+    assert (await next_envelope(alice))["type"] == "welcome"
+    async with connect(url + "/ws/news") as raw, connect(url + "/ws/news") as listener:
+        for index, text in enumerate(["fine", "spam!", "fine again"]):
+            await alice.send(
+                json.dumps({"type": "publish", "id": index, "channel": "news", "data": text})
+            )
+        answers = [await next_envelope(alice) for _ in range(3)]
+        assert [a["type"] for a in answers] == ["published", "error", "published"]
+        assert answers[1] == {
+            "type": "error",
+            "id": 1,
+            "code": "forbidden",
+            "message": "publish to 'news' refused",
+        }
+        assert [await asyncio.wait_for(listener.recv(), 5) for _ in range(2)] == [
+            "fine",
+            "fine again",
+        ]
+        await raw.send("spam from a raw socket")
+        with pytest.raises(ConnectionClosedError):
+            while True:  # it has the two messages above to read first
+                await asyncio.wait_for(raw.recv(), 5)
+        assert (raw.close_code, raw.close_reason) == (4101, "publish to 'news' refused")
+        # The server's own publishes are not the client's: no handler runs for them.
+        await chat.hub.publish("news", "spam, by the server")
+        assert await asyncio.wait_for(listener.recv(), 5) == "spam, by the server"
+    await alice.close()
 
 
 async def test_messages_reach_the_message_handler_which_publishes_and_sends(

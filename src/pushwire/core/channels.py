@@ -120,10 +120,11 @@ class Channels:
 
     # -- membership -------------------------------------------------------------------------
 
-    def subscribe(self, session: Session, channel: str) -> None:
-        """Add a session to a channel now (authorisation is `Access.authorize_subscribe`'s
-        job); it joins the channel's presence unless it is there already. `Hub.watch_presence`
-        then sends it the members and their changes."""
+    def subscribe(self, session: Session, channel: str, *, present: bool = True) -> None:
+        """Add a session to a channel now (whether it may is `Access.check_subscribe`'s
+        question); `present`: it joins the channel's presence unless it is there already
+        (False where the namespace has presence off). `Hub.watch_presence` then sends it the
+        members and their changes."""
         transport = session.transport
         if session.closed or transport is None:
             return
@@ -134,7 +135,8 @@ class Channels:
             session.channels.add(channel)
             state.members.setdefault(transport.framing, {})[session] = transport
             state.count += 1
-        self._presence.join(session, channel)
+        if present:
+            self._presence.join(session, channel)
 
     def unsubscribe(self, session: Session, channel: str, *, leave: bool = True) -> None:
         """Take a session out of a channel; `leave`: out of its presence too (False keeps a

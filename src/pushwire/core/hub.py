@@ -14,9 +14,11 @@ what it works with:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
+from ..auth.namespaces import AUTHENTICATED, OPEN, Namespace, Namespaces
+from ..auth.tokens import TokenVerifier
 from ..broker.base import Broker, DirectBroker
 from ..broker.memory import MemoryBroker
 from ..clock import LOOP_CLOCK, Clock
@@ -50,6 +52,10 @@ class Hub:
             default.
         clock: times what the hub waits for (a detached session's grace); the event loop's
             by default.
+        namespaces: the channels' rules (`pushwire.auth.namespaces`); None: one rule for
+            every channel, open to anyone, or `authenticated` once tokens are configured.
+        tokens: checks connection and subscription tokens; by default built from the
+            config's `jwt_*` settings, None when none is set (an open server).
     """
 
     def __init__(
@@ -58,6 +64,9 @@ class Hub:
         config: Config | None = None,
         store: SessionStore | None = None,
         clock: Clock = LOOP_CLOCK,
+        *,
+        namespaces: Iterable[Namespace] | None = None,
+        tokens: TokenVerifier | None = None,
     ) -> None:
         self.config = config = config or Config()
         #: Where every timer of the core (and of the doors serving this hub) reads the time.
@@ -71,7 +80,18 @@ class Hub:
         self._message_handler: MessageHandler | None = None
 
         self._tasks = tasks = BackgroundTasks()
-        self.access = Access(config)
+        if tokens is None and (config.jwt_secret or config.jwt_public_key_file or config.jwks_file):
+            tokens = TokenVerifier.from_files(
+                secret=config.jwt_secret,
+                public_key_file=config.jwt_public_key_file,
+                jwks_file=config.jwks_file,
+                audience=config.jwt_audience,
+                issuer=config.jwt_issuer,
+            )
+        rules = None
+        if namespaces is not None:
+            rules = Namespaces(namespaces, AUTHENTICATED if tokens else OPEN)
+        self.access = Access(config, clock, tokens=tokens, namespaces=rules)
         self._presence = Presence(self.broker, config)
         self.channels = Channels(self.broker, config, self._presence, self.stats, tasks)
         self.direct_messages = DirectMessages(config, self.direct, tasks, self.close_session)
@@ -109,8 +129,16 @@ class Hub:
         return handler
 
     def on_subscribe(self, handler: F) -> F:
-        """Register `handler(session, channel) -> bool`; False or `Forbidden` refuses."""
+        """Register `handler(session, channel) -> bool`; False or `Forbidden` refuses. It runs
+        after the channel's namespace rule let the subscription through, on every door."""
         self.access.subscribe_handler = handler
+        return handler
+
+    def on_publish(self, handler: F) -> F:
+        """Register `handler(session, channel, data) -> bool`; False or `Forbidden` refuses.
+        It runs for every publish a client makes (not the server's own), on every door,
+        after the channel's namespace rule let it through."""
+        self.access.publish_handler = handler
         return handler
 
     def on_disconnect(self, handler: F) -> F:

@@ -1,9 +1,21 @@
-"""Who a client is and what it may join: the app's connect and subscribe handlers.
+"""Who a client is and what it may do: one path for every door.
 
-Every way in (each transport, the TCP port) asks the same two questions here: `identify` runs
-the connect handler on a `ConnectRequest` and gets an `Identity` (a user id and the public
-info presence shows), `authorize_subscribe` checks a channel name and the subscription bound,
-then runs the subscribe handler.
+Every way in (each transport, raw `/ws/<channel>` and `/sse/<channel>`, the TCP port, the
+HTTP API) asks `Access` the same questions:
+
+- **connect** (`connect`): who is this? A connection token (JWT, `pushwire.auth.tokens`)
+  says so once authentication is configured, and a claimed `user` is then ignored; in an open
+  server the claimed user is taken as it is. The app's `on_connect` handler has the last word.
+- **subscribe** (`check_subscribe`, then `subscribe_hooks`): may it read this channel? The
+  channel's namespace rule (`pushwire.auth.namespaces`), a subscription token for a private
+  channel, then the app's `on_subscribe` handler.
+- **publish** (`check_publish`, then `publish_hooks`): may it write this channel? The rule,
+  then the app's `on_publish` handler. The server itself (the HTTP API with its key, a handler
+  calling `hub.publish`) may publish to any channel of a configured namespace.
+
+The checks without an app handler are synchronous and cost a dictionary lookup, so a door
+runs them inline; the hooks (`*_hooked`) are awaited only when an app registered one. Every
+refusal is logged once through `refusals`, rate-limited, without the credential.
 """
 
 from __future__ import annotations
@@ -15,8 +27,19 @@ from typing import Any, Final
 
 import orjson
 
+from ..auth.namespaces import (
+    AUTHENTICATED,
+    OPEN,
+    Namespace,
+    Namespaces,
+    is_private,
+)
+from ..auth.refusals import RefusalLog
+from ..auth.tokens import TokenVerifier
+from ..clock import Clock
 from ..config import Config
-from ..errors import BadRequest, Forbidden, LimitReached, PresenceInfoTooLarge
+from ..errors import BadRequest, Forbidden, LimitReached, PresenceInfoTooLarge, Unauthorized
+from ..message import Data
 from .sessions import Session
 from .tasks import maybe_await
 
@@ -25,16 +48,22 @@ __all__ = [
     "ConnectHandler",
     "ConnectRequest",
     "Identity",
+    "PublishHandler",
     "SubscribeHandler",
     "check_channel",
 ]
 
-_CHANNEL_NAME: Final = re.compile(r"[A-Za-z0-9_\-.:@#]+")
+_CHANNEL_NAME: Final = re.compile(r"[A-Za-z0-9_\-.:@#$,]+")
 
 
 @dataclass(frozen=True, slots=True)
 class ConnectRequest:
-    """What the connect handler sees of a connecting client."""
+    """What the connect handler sees of a connecting client.
+
+    `user` is the user the connection token proved once authentication is configured (None
+    without a token), and the user the client claims in an open server. `token` is the
+    credential as sent, for a handler that checks it itself.
+    """
 
     path: str
     transport: str
@@ -47,18 +76,23 @@ class ConnectRequest:
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """Who a connecting client is: its user id and the public info others see (presence)."""
+    """Who a connecting client is: its user id and the public info others see (presence),
+    the channels its token lets it read whatever their rule (`grants`), and when its
+    token expires (seconds since the epoch; None: never)."""
 
     user: str | None
     info: Mapping[str, Any] = field(default_factory=dict)
+    grants: frozenset[str] = frozenset()
+    expires: float | None = None
 
 
 ConnectHandler = Callable[[ConnectRequest], Any]
 SubscribeHandler = Callable[[Session, str], "bool | Awaitable[bool | None] | None"]
+PublishHandler = Callable[[Session, str, Data], "bool | Awaitable[bool | None] | None"]
 
 
 def check_channel(channel: object, max_length: int) -> str:
-    """The channel name if valid: 1 to `max_length` characters of `[A-Za-z0-9_-.:@#]`.
+    """The channel name if valid: 1 to `max_length` characters of `[A-Za-z0-9_-.:@#$,]`.
 
     Raises:
         BadRequest: anything else.
@@ -73,57 +107,97 @@ def check_channel(channel: object, max_length: int) -> str:
 
 
 class Access:
-    """The app's connect and subscribe handlers, and the bounds checked before them.
+    """The decisions of the module docstring, for one hub.
 
     Args:
-        config: `max_channel_name`, `max_subscriptions`, `max_presence_info`.
+        config: bounds (`max_channel_name`, `max_subscriptions`, `max_presence_info`) and
+            `anonymous` (whether a connection without a token is let in once authentication
+            is configured).
+        clock: times the refusal log's rate.
+        tokens: checks connection and subscription tokens; None: no JWT configured.
+        namespaces: the channels' rules; None: one rule for every channel (open to anyone,
+            or `authenticated` once authentication is configured).
     """
 
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self,
+        config: Config,
+        clock: Clock,
+        *,
+        tokens: TokenVerifier | None = None,
+        namespaces: Namespaces | None = None,
+    ) -> None:
         self._config = config
-        #: Set by `Hub.on_connect`; None: a client is who its request says (`user=`).
+        self.tokens = tokens
+        self.namespaces = namespaces or Namespaces(None, AUTHENTICATED if tokens else OPEN)
+        self.refusals = RefusalLog(clock)
+        #: Set by `Hub.on_connect`; None: a client is who its token (or, open, its claim) says.
         self.connect_handler: ConnectHandler | None = None
-        #: Set by `Hub.on_subscribe`; None: every valid channel is open.
+        #: Set by `Hub.on_subscribe`; None: the namespace rules decide alone.
         self.subscribe_handler: SubscribeHandler | None = None
+        #: Set by `Hub.on_publish`; None: the namespace rules decide alone.
+        self.publish_handler: PublishHandler | None = None
+
+    @property
+    def authenticating(self) -> bool:
+        """Whether clients prove who they are (a claimed user is ignored)."""
+        return self.tokens is not None
 
     @property
     def has_connect_handler(self) -> bool:
         return self.connect_handler is not None
 
+    @property
+    def connect_hooked(self) -> bool:
+        """Whether connecting must be awaited (an app handler)."""
+        return self.connect_handler is not None
+
+    @property
+    def subscribe_hooked(self) -> bool:
+        """Whether `subscribe_hooks` has anything to run."""
+        return self.subscribe_handler is not None
+
+    @property
+    def publish_hooked(self) -> bool:
+        """Whether `publish_hooks` has anything to run."""
+        return self.publish_handler is not None
+
     def check_channel(self, channel: object) -> str:
         """The channel name if valid. Raises `BadRequest` otherwise."""
         return check_channel(channel, self._config.max_channel_name)
 
-    async def authorize(self, request: ConnectRequest) -> str | None:
-        """Run the connect handler: the user id to use, or `Forbidden` (see `identify`)."""
-        return (await self.identify(request)).user
+    # -- connect ----------------------------------------------------------------------------
 
-    async def identify(self, request: ConnectRequest) -> Identity:
-        """Run the connect handler: who the client is, or `Forbidden`.
+    async def connect(self, request: ConnectRequest) -> Identity:
+        """Who the client is, or the refusal (logged).
 
         Raises:
-            Forbidden: the handler refused.
+            Unauthorized: no token where one is required, or an invalid one.
+            TokenExpired: the token's `exp` has passed.
+            Forbidden: the connect handler refused.
             PresenceInfoTooLarge: the info's JSON is over `max_presence_info` bytes.
             TypeError: the handler returned something else than documented (`Hub.on_connect`).
         """
-        if self.connect_handler is None:
-            return Identity(request.user)
-        result = await maybe_await(self.connect_handler(request))
-        if result is None or isinstance(result, str):
-            return Identity(result)
-        if isinstance(result, Identity):
-            identity = result
-        elif isinstance(result, Mapping):
-            user, info = result.get("user"), result.get("info", {})
-            if user is not None and not isinstance(user, str):
-                raise TypeError(f"connect handler's user must be str or None, not {type(user)}")
-            if not isinstance(info, Mapping):
-                raise TypeError(f"connect handler's info must be a mapping, not {type(info)}")
-            identity = Identity(user, info)
-        else:
-            raise TypeError(
-                f"connect handler must return str, None, a mapping or Identity, not {type(result)}"
-            )
+        try:
+            return await self._connect(request)
+        except (Unauthorized, Forbidden, PresenceInfoTooLarge) as exc:
+            decision = f"connect ({request.transport} {request.path})"
+            self.refusals.refused(decision, exc, request.remote)
+            raise
+
+    async def _connect(self, request: ConnectRequest) -> Identity:
+        identity = Identity(request.user)
+        if self.tokens is not None:
+            if request.token is not None:
+                claims = self.tokens.connection(request.token)
+                identity = Identity(claims.user, claims.info, claims.channels, claims.expires)
+            elif self._config.anonymous:
+                identity = Identity(None)
+            else:
+                raise Unauthorized("a connection token is required")
+            request = _with_user(request, identity.user)
+        if self.connect_handler is not None:
+            identity = _identity_of(await maybe_await(self.connect_handler(request)), identity)
         try:
             size = len(orjson.dumps(identity.info))
         except TypeError as exc:
@@ -133,19 +207,150 @@ class Access:
             raise PresenceInfoTooLarge(f"presence info over size limit ({size} > {limit} bytes)")
         return identity
 
-    async def authorize_subscribe(self, session: Session, channel: str) -> None:
-        """Validate and run the subscribe handler.
+    async def identify(self, request: ConnectRequest) -> Identity:
+        """`connect` under its former name."""
+        return await self.connect(request)
+
+    async def authorize(self, request: ConnectRequest) -> str | None:
+        """The user id `connect` gives."""
+        return (await self.connect(request)).user
+
+    # -- subscribe --------------------------------------------------------------------------
+
+    def check_subscribe(
+        self, session: Session, channel: object, token: object = None
+    ) -> tuple[str, Namespace]:
+        """The channel and its rule when `session` may read it (before any app handler).
 
         Raises:
-            BadRequest: invalid channel name.
-            Forbidden: the app's subscribe handler refused.
+            BadRequest: an invalid channel name or token.
             LimitReached: the session is in `max_subscriptions` channels already.
+            Forbidden: the rule refuses (an unknown namespace, a private channel without a
+                valid subscription token, a channel for other users, ...).
         """
-        self.check_channel(channel)
+        try:
+            return self._check_subscribe(session, channel, token)
+        except (Forbidden, Unauthorized, LimitReached) as exc:
+            self.refusals.refused(f"subscribe to {channel!r}", exc, None)
+            raise
+
+    def _check_subscribe(
+        self, session: Session, channel: object, token: object
+    ) -> tuple[str, Namespace]:
+        name = self.check_channel(channel)
+        if token is not None and not isinstance(token, str):
+            raise BadRequest('"token" must be a string')
         limit = self._config.max_subscriptions
-        if channel not in session.channels and len(session.channels) >= limit:
+        if name not in session.channels and len(session.channels) >= limit:
             raise LimitReached(f"subscription limit reached ({limit} channels)")
-        if self.subscribe_handler is not None:
-            allowed = await maybe_await(self.subscribe_handler(session, channel))
-            if allowed is False:
-                raise Forbidden(f"subscription to {channel!r} refused")
+        rule = self.namespaces.rule(name)
+        if rule.users_in_name and session.user not in Namespaces.users_named(name):
+            raise Forbidden(f"{name!r} is for the users its name lists")
+        if is_private(name):
+            if token is None or self.tokens is None:
+                raise Forbidden(f"{name!r} is private: subscribing needs a subscription token")
+            self.tokens.subscription(token, session.user, name)
+            return name, rule
+        kind = rule.subscribe
+        if kind == "authenticated" and session.user is None:
+            raise Forbidden(f"subscribing to {name!r} needs a signed-in user")
+        if kind == "token" and name not in session.grants:
+            if token is None or self.tokens is None:
+                raise Forbidden(f"subscribing to {name!r} needs a token that grants it")
+            self.tokens.subscription(token, session.user, name)
+        if kind == "handler" and self.subscribe_handler is None:
+            raise Forbidden(f"subscription to {name!r} refused: the app decides, and has no rule")
+        return name, rule
+
+    async def subscribe_hooks(self, session: Session, channel: str) -> None:
+        """The app's `on_subscribe` handler, after `check_subscribe`.
+
+        Raises:
+            Forbidden: it refused (returned False, or raised Forbidden).
+        """
+        handler = self.subscribe_handler
+        if handler is None:
+            return
+        if await maybe_await(handler(session, channel)) is False:
+            exc = Forbidden(f"subscription to {channel!r} refused")
+            self.refusals.refused(f"subscribe to {channel!r}", exc, None)
+            raise exc
+
+    async def authorize_subscribe(self, session: Session, channel: object) -> None:
+        """`check_subscribe`, then `subscribe_hooks`."""
+        name, _ = self.check_subscribe(session, channel)
+        await self.subscribe_hooks(session, name)
+
+    # -- publish ----------------------------------------------------------------------------
+
+    def check_publish(self, session: Session | None, channel: str) -> Namespace:
+        """The channel's rule when `session` (None: the server) may write it.
+
+        Raises:
+            Forbidden: the rule refuses, or the namespace is unknown.
+        """
+        try:
+            return self._check_publish(session, channel)
+        except Forbidden as exc:
+            self.refusals.refused(f"publish to {channel!r}", exc, None)
+            raise
+
+    def _check_publish(self, session: Session | None, channel: str) -> Namespace:
+        rule = self.namespaces.rule(channel)
+        if session is None:
+            return rule
+        if rule.users_in_name and session.user not in Namespaces.users_named(channel):
+            raise Forbidden(f"{channel!r} is for the users its name lists")
+        kind = rule.publish
+        if kind == "nobody":
+            raise Forbidden(f"only the server publishes to {channel!r}")
+        if (kind == "members" or is_private(channel)) and channel not in session.channels:
+            raise Forbidden(f"publishing to {channel!r} needs a subscription to it")
+        if kind == "authenticated" and session.user is None:
+            raise Forbidden(f"publishing to {channel!r} needs a signed-in user")
+        return rule
+
+    async def publish_hooks(self, session: Session, channel: str, data: Data) -> None:
+        """The app's `on_publish` handler, after `check_publish`.
+
+        Raises:
+            Forbidden: it refused (returned False, or raised Forbidden).
+        """
+        handler = self.publish_handler
+        if handler is None:
+            return
+        if await maybe_await(handler(session, channel, data)) is False:
+            exc = Forbidden(f"publish to {channel!r} refused")
+            self.refusals.refused(f"publish to {channel!r}", exc, None)
+            raise exc
+
+
+def _with_user(request: ConnectRequest, user: str | None) -> ConnectRequest:
+    return ConnectRequest(
+        path=request.path,
+        transport=request.transport,
+        headers=request.headers,
+        query=request.query,
+        user=user,
+        token=request.token,
+        remote=request.remote,
+    )
+
+
+def _identity_of(result: object, proved: Identity) -> Identity:
+    """What a connect handler returned, as an `Identity` (the token's grants and expiry
+    carry over unless it returned an `Identity` of its own)."""
+    if result is None or isinstance(result, str):
+        return Identity(result, {}, proved.grants, proved.expires)
+    if isinstance(result, Identity):
+        return result
+    if isinstance(result, Mapping):
+        user, info = result.get("user"), result.get("info", {})
+        if user is not None and not isinstance(user, str):
+            raise TypeError(f"connect handler's user must be str or None, not {type(user)}")
+        if not isinstance(info, Mapping):
+            raise TypeError(f"connect handler's info must be a mapping, not {type(info)}")
+        return Identity(user, info, proved.grants, proved.expires)
+    raise TypeError(
+        f"connect handler must return str, None, a mapping or Identity, not {type(result)}"
+    )

@@ -58,6 +58,7 @@ class Session:
         "channels",
         "closed",
         "expiry",
+        "grants",
         "id",
         "info",
         "last_direct",
@@ -67,6 +68,7 @@ class Session:
         "public_id",
         "resumable",
         "seq",
+        "token_expires",
         "transport",
         "unacked",
         "unacked_bytes",
@@ -104,6 +106,10 @@ class Session:
         #: The id of the last direct message that came through a broker spanning processes
         #: (a hand-over starts from it on the new node).
         self.last_direct: str | None = None
+        #: Channels the client's token lets it read whatever their rule (its `channels`
+        #: claim), and when the token expires (seconds since the epoch; None: never).
+        self.grants: frozenset[str] = frozenset()
+        self.token_expires: float | None = None
 
     def send(self, data: Data) -> None:
         """Send a direct message to this session alone (kept until acknowledged).

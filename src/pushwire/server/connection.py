@@ -224,7 +224,10 @@ class HttpConnection(OneTimer, asyncio.Protocol):
                 self.transport.resume_reading()
             self._set_timer(self.door.config.keepalive_timeout, self._idle_timeout)
 
-    async def _respond_later(self, request: Request, result: Awaitable[Response]) -> None:
+    async def _respond_later(
+        self, request: Request, result: Awaitable[Response | StreamResponse]
+    ) -> None:
+        response: Response | StreamResponse
         try:
             response = await result
         except PushwireError as exc:
@@ -232,6 +235,12 @@ class HttpConnection(OneTimer, asyncio.Protocol):
         except Exception:
             log.exception("request handler failed: %s %s", request.method, request.path)
             response = self._error_response(request, PushwireError("internal error"))
+        if isinstance(response, StreamResponse):
+            # A stream the app let open only after awaiting (a raw SSE client's checks).
+            self.busy = False
+            if self.transport is not None and not self.transport.is_closing():
+                self._start_stream(request, response)
+            return
         self._respond_after_wait(request, response)
 
     def _respond_held(self, request: Request, held: asyncio.Future[Response]) -> None:

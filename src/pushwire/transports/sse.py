@@ -16,13 +16,14 @@ HTTP/1.1 puts each in a chunk.
 from __future__ import annotations
 
 import base64
+from collections.abc import Awaitable
 from typing import Any, Final
 
 import orjson
 
-from ..core import Hub
+from ..core import Hub, Identity, Session
 from ..core.transport import Transport
-from ..endpoint import Endpoint, RawHandler
+from ..endpoint import ClientInfo, Endpoint, RawHandler, raw_connect_request
 from ..envelope import TextFraming
 from ..errors import BadRequest, MethodNotAllowed
 from ..message import Data, Message, Position
@@ -101,9 +102,11 @@ SSE_STREAM: Final = StreamWire("sse", CONTENT_TYPE, SSE_FRAMING, SSE_HEARTBEAT, 
 
 def raw_sse_stream(
     hub: Hub, request: Request, endpoint: Endpoint, cors: list[tuple[str, str]]
-) -> StreamResponse:
+) -> StreamResponse | Awaitable[StreamResponse]:
     """`GET /sse/<channel>`: a plain EventSource joins the channel; `Last-Event-ID` (or
-    `?lastEventId=`) resumes after that position.
+    `?lastEventId=`) resumes after that position. Where connecting or reading the channel
+    needs a check that can refuse (authentication, an app handler), the answer waits for it,
+    so a refused client gets its status (401, 403) instead of a stream.
 
     Raises:
         MethodNotAllowed: not GET or HEAD.
@@ -117,9 +120,40 @@ def raw_sse_stream(
         request.header("last-event-id") or request.query_param("lastEventId")
     )
     client = client_info(request, request.path)
+    access = hub.access
+    if access.authenticating or access.connect_hooked or access.subscribe_hooked:
+        return _checked(hub, endpoint, cors, client, last)
+    return _stream(hub, endpoint, cors, client, last, None)
 
+
+async def _checked(
+    hub: Hub,
+    endpoint: Endpoint,
+    cors: list[tuple[str, str]],
+    client: ClientInfo,
+    last: tuple[str, int] | None,
+) -> StreamResponse:
+    """Connect and check the channel first (on a session that is not opened yet)."""
+    access, channel = hub.access, endpoint.channel
+    assert channel is not None
+    identity = await access.connect(raw_connect_request(client, "sse"))
+    candidate = Session(None, identity.user, identity.info)
+    candidate.grants = identity.grants
+    access.check_subscribe(candidate, channel)
+    await access.subscribe_hooks(candidate, channel)
+    return _stream(hub, endpoint, cors, client, last, identity)
+
+
+def _stream(
+    hub: Hub,
+    endpoint: Endpoint,
+    cors: list[tuple[str, str]],
+    client: ClientInfo,
+    last: tuple[str, int] | None,
+    identity: Identity | None,
+) -> StreamResponse:
     def make_receiver(transport: Transport) -> RawHandler:
-        handler = RawHandler(hub, endpoint, transport, client)
+        handler = RawHandler(hub, endpoint, transport, client, identity=identity)
         if last is not None:
             handler.since = Position(*last)
         return handler

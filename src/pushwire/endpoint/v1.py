@@ -1,200 +1,27 @@
-"""What a client's messages mean at an endpoint, in raw mode and in pushwire.v1.
-
-Transport-blind: a handler receives application frames (`Data`) from whatever transport
-carries the client, talks to the hub, and answers through the session's transport. The
-transports only move bytes; every transport of pushwire shares these handlers.
-"""
+"""pushwire.v1: `hello` first, then subscribe / unsubscribe / publish / send / presence / ack."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections import deque
-from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass
-from typing import Any, Final, Literal
+from collections.abc import Awaitable
+from typing import Any
 
-from .broker.base import History
-from .core import ConnectRequest, Hub, Identity, Session, snapshot_fields
-from .core.transport import Transport
-from .envelope import Envelope, decode
-from .errors import BadRequest, PushwireError, RemoteError, Unavailable, UnknownType
-from .message import Data, Message, Position
+from ..core import Session, snapshot_fields
+from ..envelope import Envelope, decode
+from ..errors import (
+    BadRequest,
+    Forbidden,
+    PushwireError,
+    RemoteError,
+    Unavailable,
+    UnknownType,
+)
+from ..message import Data, Message, Position
+from .base import Handler, write_recovery
 
-__all__ = ["Endpoint", "EnvelopeHandler", "RawHandler"]
-
-log = logging.getLogger("pushwire.endpoint")
-
-#: Messages a handler queues while one of its steps awaits (an app handler, the broker).
-MAX_PENDING: Final = 1024
+__all__ = ["EnvelopeHandler"]
 
 
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """A path's meaning: `echo` sends back, `channel` publishes to `channel`, `general`
-    hands messages to the app. `any_origin` lets every browser origin in (the echo service)."""
-
-    kind: Literal["echo", "channel", "general"]
-    channel: str | None = None
-    any_origin: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class ClientInfo:
-    """What the connection layer knows of the client when it connects."""
-
-    path: str
-    headers: list[tuple[str, str]]
-    query: Mapping[str, str]
-    remote: str | None
-
-
-class _Handler:
-    """Runs a client's messages one after another, even when a step has to await."""
-
-    __slots__ = ("_pending", "_task", "client", "endpoint", "hub", "session", "transport")
-
-    def __init__(self, hub: Hub, endpoint: Endpoint, transport: Transport, client: ClientInfo):
-        self.hub = hub
-        self.endpoint = endpoint
-        self.transport = transport
-        # Dropped once the session is open: the request's headers are not kept for a
-        # connection's whole life.
-        self.client: ClientInfo | None = client
-        self.session: Session | None = None
-        self._pending: deque[Data] | None = None
-        self._task: asyncio.Future[None] | None = None
-
-    def open(self) -> Awaitable[None] | None:
-        """The connection is open; an awaitable when opening must wait (connect handler)."""
-        return None
-
-    def receive(self, data: Data) -> None:
-        """An application frame arrived from the client."""
-        if self._pending is not None:
-            if len(self._pending) >= MAX_PENDING:
-                self.transport.close(4100, f"too many messages in flight (> {MAX_PENDING})")
-                return
-            self._pending.append(data)
-            return
-        step = self._step(data)
-        if step is not None:
-            self._pending = deque()
-            self._task = asyncio.ensure_future(self._run_steps(step))
-
-    async def _run_steps(self, step: Awaitable[None]) -> None:
-        try:
-            await self._guard(step)
-            while self._pending:
-                data = self._pending.popleft()
-                next_step = self._step(data)
-                if next_step is not None:
-                    await self._guard(next_step)
-        finally:
-            self._pending = None
-            self._task = None  # kept while running (the loop holds tasks weakly), not after
-
-    async def _guard(self, step: Awaitable[None]) -> None:
-        try:
-            await step
-        except PushwireError as exc:
-            self._failed(exc, None)
-        except Exception as exc:
-            log.exception("handler failed")
-            self._failed(exc, None)
-
-    def _step(self, data: Data) -> Awaitable[None] | None:
-        raise NotImplementedError
-
-    def _failed(self, exc: Exception, request_id: object) -> None:
-        raise NotImplementedError
-
-    def closed(self, code: int, reason: str, *, by_client: bool) -> None:
-        """The connection ended; `by_client`: the client closed it on purpose (a Close frame
-        it sent first, a closing request), which ends its session."""
-        if self.session is not None:
-            self.hub.lifecycle.detach(self.session, self.transport, code, reason, final=by_client)
-
-    def _connect_request(self, user: str | None, token: str | None) -> ConnectRequest:
-        client = self.client
-        if client is None:
-            raise BadRequest("the session is already open")
-        self.client = None
-        return ConnectRequest(
-            path=client.path,
-            transport=self.transport.name,
-            headers=client.headers,
-            query=client.query,
-            user=user,
-            token=token,
-            remote=client.remote,
-        )
-
-
-class RawHandler(_Handler):
-    """Raw mode: no envelope; the session opens with the connection.
-
-    The user id comes from the `user` query parameter, as the connect handler allows.
-    `since` (a raw SSE client's Last-Event-ID) replays the channel's history after it.
-    """
-
-    __slots__ = ("since",)
-
-    def __init__(self, hub: Hub, endpoint: Endpoint, transport: Transport, client: ClientInfo):
-        super().__init__(hub, endpoint, transport, client)
-        self.since: Position | None = None
-
-    def open(self) -> Awaitable[None] | None:
-        """Open the session; an awaitable when the connect handler or history must be awaited."""
-        user = self.client.query.get("user") if self.client is not None else None
-        request = self._connect_request(user, None)
-        if self.hub.has_connect_handler or self.since is not None:
-            return self._open_awaiting(request)
-        self._opened(Identity(request.user))
-        return None
-
-    async def _open_awaiting(self, request: ConnectRequest) -> None:
-        identity = await self.hub.access.identify(request)
-        channel, since = self.endpoint.channel, self.since
-        history = None
-        if channel is not None and since is not None:
-            history = await self.hub.broker.history(channel, since)
-        # No await from here on: replayed messages go out before live ones.
-        self._opened(identity)
-        if history is not None and channel is not None and since is not None:
-            write_recovery(self.transport, channel, since, history)
-
-    def _opened(self, identity: Identity) -> None:
-        self.session = self.hub.lifecycle.open(self.transport, identity.user, identity.info)
-        if self.endpoint.kind == "channel" and self.endpoint.channel is not None:
-            self.hub.channels.subscribe(self.session, self.endpoint.channel)
-
-    def _step(self, data: Data) -> Awaitable[None] | None:
-        session = self.session
-        if session is None:
-            return None
-        kind = self.endpoint.kind
-        if kind == "echo":
-            self.hub.direct_messages.send_to_session(session, data)
-        elif kind == "channel":
-            assert self.endpoint.channel is not None
-            self.hub.publish_nowait(self.endpoint.channel, data, self._published)
-        else:
-            return self.hub.handle_message(session, data)
-        return None
-
-    def _published(self, result: Message | PushwireError) -> None:
-        if isinstance(result, PushwireError):
-            # Raw mode has no error frame: the client learns it through the close code.
-            self.transport.close(result.close_code, str(result)[:120])
-
-    def _failed(self, exc: Exception, request_id: object) -> None:
-        code = exc.close_code if isinstance(exc, PushwireError) else 1011
-        reason = str(exc) if isinstance(exc, RemoteError) else "internal error"
-        self.transport.close(code, reason[:120])
-
-
-class EnvelopeHandler(_Handler):
+class EnvelopeHandler(Handler):
     """pushwire.v1: `hello` first, then subscribe / unsubscribe / publish / send / ping."""
 
     __slots__ = ()
@@ -223,9 +50,13 @@ class EnvelopeHandler(_Handler):
         kind = envelope.type
         fields = envelope.fields
         if kind == "publish":
-            channel = self.hub.access.check_channel(fields.get("channel"))
+            access = self.hub.access
+            channel = access.check_channel(fields.get("channel"))
             if envelope.data is None:
                 raise BadRequest("publish without data")
+            access.check_publish(session, channel)
+            if access.publish_hooked:
+                return self._publish_hooked(session, channel, envelope.data, request_id)
             self.hub.publish_nowait(channel, envelope.data, self._answer_publish(request_id))
         elif kind == "send":
             if envelope.data is None:
@@ -280,7 +111,7 @@ class EnvelopeHandler(_Handler):
         resumed = session is not None
         if session is None:
             try:
-                identity = await self.hub.access.identify(self._connect_request(user, token))
+                identity = await self.hub.access.connect(self._connect_request(user, token))
             except RemoteError as exc:
                 self._error(None, exc)
                 self.transport.close(exc.close_code, str(exc)[:120])
@@ -288,9 +119,7 @@ class EnvelopeHandler(_Handler):
             # This process must receive the user's direct messages before the welcome: any
             # sent after it reaches the session. No await from here to the welcome.
             await self.hub.direct_messages.prepare_user(identity.user)
-            session = self.hub.lifecycle.open(
-                self.transport, identity.user, identity.info, resumable=True
-            )
+            session = self._open_session(identity, resumable=True)
         self.session = session
         self.client = None
         config = self.hub.config
@@ -309,29 +138,56 @@ class EnvelopeHandler(_Handler):
         if resumed:
             session.ack(ack)
             session.resend_unacked()
-        if self.endpoint.kind == "channel" and self.endpoint.channel is not None:
-            self.hub.channels.subscribe(session, self.endpoint.channel)
+        channel = self.endpoint.channel
+        if self.endpoint.kind == "channel" and channel is not None:
+            access = self.hub.access
+            try:
+                _, rule = access.check_subscribe(session, channel)
+                await access.subscribe_hooks(session, channel)
+            except RemoteError as exc:
+                self._error(None, exc)
+                self.transport.close(exc.close_code, str(exc)[:120])
+                return
+            self.hub.channels.subscribe(session, channel, present=rule.presence)
+
+    async def _publish_hooked(
+        self, session: Session, channel: str, data: Data, request_id: object
+    ) -> None:
+        try:
+            await self.hub.access.publish_hooks(session, channel, data)
+        except RemoteError as exc:
+            self._failed(exc, request_id)
+            return
+        self.hub.publish_nowait(channel, data, self._answer_publish(request_id))
 
     async def _send(self, session: Session, data: Data) -> None:
         kind = self.endpoint.kind
         if kind == "echo":
             self.hub.direct_messages.send_to_session(session, data)
         elif kind == "channel":
-            assert self.endpoint.channel is not None
-            await self.hub.publish(self.endpoint.channel, data)
+            channel = self.endpoint.channel
+            assert channel is not None
+            self.hub.access.check_publish(session, channel)
+            await self.hub.access.publish_hooks(session, channel, data)
+            await self.hub.publish(channel, data)
         else:
             await self.hub.handle_message(session, data)
 
     async def _subscribe(
         self, session: Session, fields: dict[str, Any], request_id: object
     ) -> None:
-        channel = fields.get("channel")
+        access = self.hub.access
+        presence = fields.get("presence") is True
         try:
-            await self.hub.access.authorize_subscribe(session, channel)  # type: ignore[arg-type]
+            channel, rule = access.check_subscribe(
+                session, fields.get("channel"), fields.get("token")
+            )
+            if presence and not rule.presence:
+                raise Forbidden(f"presence is off for {channel!r}")
+            await access.subscribe_hooks(session, channel)
         except RemoteError as exc:
             self._failed(exc, request_id)
             return
-        assert isinstance(channel, str)
         since = _position(fields.get("since"))
         hub = self.hub
         # This process must receive the channel before its position is read: then every
@@ -340,7 +196,7 @@ class EnvelopeHandler(_Handler):
         with hub.channels.holding(channel):
             # Held: live messages wait while the position and history are read, and follow
             # them, so the client sees no gap and no reordering.
-            hub.channels.subscribe(session, channel)
+            hub.channels.subscribe(session, channel, present=rule.presence)
             try:
                 history = await hub.broker.history(channel, since) if since is not None else None
                 position = (
@@ -363,7 +219,7 @@ class EnvelopeHandler(_Handler):
             )
             if since is not None and history is not None:
                 write_recovery(self.transport, channel, since, history)
-        if fields.get("presence") is True:
+        if presence:
             try:
                 await hub.watch_presence(session, channel)
             except PushwireError as exc:
@@ -374,6 +230,8 @@ class EnvelopeHandler(_Handler):
             channel = self.hub.access.check_channel(fields.get("channel"))
             if channel not in session.channels:
                 raise BadRequest(f"not subscribed to {channel!r}: subscribe to see who is there")
+            if not self.hub.access.namespaces.rule(channel).presence:
+                raise Forbidden(f"presence is off for {channel!r}")
             snapshot = await self.hub.presence(channel)
         except PushwireError as exc:
             self._failed(exc, request_id)
@@ -419,23 +277,6 @@ class EnvelopeHandler(_Handler):
 
     def _failed(self, exc: Exception, request_id: object) -> None:
         self._error(request_id, exc)
-
-
-def write_recovery(transport: Transport, channel: str, since: Position, history: History) -> None:
-    """What a client missed since `since`: a `gap` first when history does not reach back,
-    then the messages history still holds, in order."""
-    framing = transport.framing
-    if not history.complete:
-        first = history.messages[0].offset if history.messages else history.position.offset + 1
-        gap = {
-            "type": "gap",
-            "channel": channel,
-            "from": {"epoch": since.epoch, "offset": since.offset},
-            "to": {"epoch": history.position.epoch, "offset": first - 1},
-        }
-        transport.write(framing.frame_control(gap))
-    for message in history.messages:
-        transport.write(framing.frame_message(message))
 
 
 def _number(value: float) -> float | int:

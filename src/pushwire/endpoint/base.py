@@ -1,0 +1,203 @@
+"""What a client's messages mean at an endpoint: what raw mode and pushwire.v1 share.
+
+Transport-blind: a handler (the transport's `Receiver`) takes application frames (`Data`)
+from whatever transport carries the client, asks the hub, and answers through the session's
+transport. The transports only move bytes; every transport of pushwire shares these handlers:
+`RawHandler` (raw.py) and `EnvelopeHandler` (v1.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from ..broker.base import History, PublishCallback
+from ..core import ConnectRequest, Hub, Identity, Session
+from ..core.transport import Transport
+from ..errors import (
+    BadRequest,
+    PushwireError,
+)
+from ..message import Data, Position
+
+__all__ = [
+    "ClientInfo",
+    "Endpoint",
+    "Handler",
+    "raw_connect_request",
+    "token_of",
+    "write_recovery",
+]
+
+log = logging.getLogger("pushwire.endpoint")
+
+#: Messages a handler queues while one of its steps awaits (an app handler, the broker).
+MAX_PENDING: Final = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A path's meaning: `echo` sends back, `channel` publishes to `channel`, `general`
+    hands messages to the app. `any_origin` lets every browser origin in (the echo service)."""
+
+    kind: Literal["echo", "channel", "general"]
+    channel: str | None = None
+    any_origin: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    """What the connection layer knows of the client when it connects."""
+
+    path: str
+    headers: list[tuple[str, str]]
+    query: Mapping[str, str]
+    remote: str | None
+
+
+def token_of(client: ClientInfo) -> str | None:
+    """A raw client's credential: `Authorization: Bearer <token>`, a `pushwire_token` cookie,
+    or (where a browser leaves no other way: EventSource, a plain WebSocket) `?token=`."""
+    for name, value in client.headers:
+        if name == "authorization":
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+        elif name == "cookie":
+            for part in value.split(";"):
+                key, _, token = part.strip().partition("=")
+                if key == "pushwire_token" and token:
+                    return token
+    return client.query.get("token") or None
+
+
+def raw_connect_request(client: ClientInfo, transport: str) -> ConnectRequest:
+    """What a raw client's door knows of it: its token (`token_of`), and the user it claims
+    (`?user=`, taken only by an open server)."""
+    return ConnectRequest(
+        path=client.path,
+        transport=transport,
+        headers=client.headers,
+        query=client.query,
+        user=client.query.get("user"),
+        token=token_of(client),
+        remote=client.remote,
+    )
+
+
+class Handler:
+    """Runs a client's messages one after another, even when a step has to await."""
+
+    __slots__ = ("_pending", "_task", "client", "endpoint", "hub", "session", "transport")
+
+    def __init__(self, hub: Hub, endpoint: Endpoint, transport: Transport, client: ClientInfo):
+        self.hub = hub
+        self.endpoint = endpoint
+        self.transport = transport
+        # Dropped once the session is open: the request's headers are not kept for a
+        # connection's whole life.
+        self.client: ClientInfo | None = client
+        self.session: Session | None = None
+        self._pending: deque[Data] | None = None
+        self._task: asyncio.Future[None] | None = None
+
+    def open(self) -> Awaitable[None] | None:
+        """The connection is open; an awaitable when opening must wait (connect handler)."""
+        return None
+
+    def receive(self, data: Data) -> None:
+        """An application frame arrived from the client."""
+        if self._pending is not None:
+            if len(self._pending) >= MAX_PENDING:
+                self.transport.close(4100, f"too many messages in flight (> {MAX_PENDING})")
+                return
+            self._pending.append(data)
+            return
+        step = self._step(data)
+        if step is not None:
+            self._pending = deque()
+            self._task = asyncio.ensure_future(self._run_steps(step))
+
+    async def _run_steps(self, step: Awaitable[None]) -> None:
+        try:
+            await self._guard(step)
+            while self._pending:
+                data = self._pending.popleft()
+                next_step = self._step(data)
+                if next_step is not None:
+                    await self._guard(next_step)
+        finally:
+            self._pending = None
+            self._task = None  # kept while running (the loop holds tasks weakly), not after
+
+    async def _guard(self, step: Awaitable[None]) -> None:
+        try:
+            await step
+        except PushwireError as exc:
+            self._failed(exc, None)
+        except Exception as exc:
+            log.exception("handler failed")
+            self._failed(exc, None)
+
+    def _step(self, data: Data) -> Awaitable[None] | None:
+        raise NotImplementedError
+
+    def _failed(self, exc: Exception, request_id: object) -> None:
+        raise NotImplementedError
+
+    def closed(self, code: int, reason: str, *, by_client: bool) -> None:
+        """The connection ended; `by_client`: the client closed it on purpose (a Close frame
+        it sent first, a closing request), which ends its session."""
+        if self.session is not None:
+            self.hub.lifecycle.detach(self.session, self.transport, code, reason, final=by_client)
+
+    def _open_session(self, identity: Identity, *, resumable: bool) -> Session:
+        session = self.hub.lifecycle.open(
+            self.transport, identity.user, identity.info, resumable=resumable
+        )
+        session.grants = identity.grants
+        session.token_expires = identity.expires
+        return session
+
+    async def _publish_checked(
+        self, session: Session, channel: str, data: Data, done: PublishCallback
+    ) -> None:
+        """Publish what a client sent, once the app's `on_publish` handler let it."""
+        await self.hub.access.publish_hooks(session, channel, data)
+        self.hub.publish_nowait(channel, data, done)
+
+    def _connect_request(self, user: str | None, token: str | None) -> ConnectRequest:
+        client = self.client
+        if client is None:
+            raise BadRequest("the session is already open")
+        self.client = None
+        return ConnectRequest(
+            path=client.path,
+            transport=self.transport.name,
+            headers=client.headers,
+            query=client.query,
+            user=user,
+            token=token,
+            remote=client.remote,
+        )
+
+
+def write_recovery(transport: Transport, channel: str, since: Position, history: History) -> None:
+    """What a client missed since `since`: a `gap` first when history does not reach back,
+    then the messages history still holds, in order."""
+    framing = transport.framing
+    if not history.complete:
+        first = history.messages[0].offset if history.messages else history.position.offset + 1
+        gap = {
+            "type": "gap",
+            "channel": channel,
+            "from": {"epoch": since.epoch, "offset": since.offset},
+            "to": {"epoch": history.position.epoch, "offset": first - 1},
+        }
+        transport.write(framing.frame_control(gap))
+    for message in history.messages:
+        transport.write(framing.frame_message(message))

@@ -1,0 +1,127 @@
+"""Raw mode: no envelope, a frame is a message (`/ws/<channel>`, `/sse/<channel>`, `/echo`)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+
+from ..auth.namespaces import Namespace
+from ..core import ConnectRequest, Hub, Identity
+from ..core.transport import Transport
+from ..errors import (
+    PushwireError,
+    RemoteError,
+)
+from ..message import Data, Message, Position
+from .base import ClientInfo, Endpoint, Handler, raw_connect_request, write_recovery
+
+__all__ = ["RawHandler"]
+
+
+class RawHandler(Handler):
+    """Raw mode: no envelope; the session opens with the connection.
+
+    Who the client is comes from its token (`token_of`), or in an open server from the
+    `user` query parameter; on a channel endpoint it must be let in to read the channel, and
+    each frame it sends is a publish it must be allowed (asked at its first frame).
+    `since` (a raw SSE client's Last-Event-ID) replays the channel's history after it.
+    """
+
+    __slots__ = ("identity", "may_publish", "since")
+
+    def __init__(
+        self,
+        hub: Hub,
+        endpoint: Endpoint,
+        transport: Transport,
+        client: ClientInfo,
+        *,
+        identity: Identity | None = None,
+    ) -> None:
+        super().__init__(hub, endpoint, transport, client)
+        self.since: Position | None = None
+        self.may_publish: bool | None = None  # not asked yet
+        #: Who the client is when its door checked it already (raw SSE, before its stream).
+        self.identity = identity
+
+    def open(self) -> Awaitable[None] | None:
+        """Open the session; an awaitable when connecting or history must be awaited."""
+        client = self.client
+        assert client is not None
+        self.client = None
+        request = raw_connect_request(client, self.transport.name)
+        access = self.hub.access
+        if (
+            self.identity is None
+            and (access.authenticating or access.connect_hooked or access.subscribe_hooked)
+        ) or self.since is not None:
+            return self._open_awaiting(request)
+        try:
+            rule = self._begin(self.identity or Identity(request.user))
+            self._join(rule)
+        except PushwireError as exc:
+            self._failed(exc, None)
+        return None
+
+    async def _open_awaiting(self, request: ConnectRequest) -> None:
+        access = self.hub.access
+        identity = self.identity or await access.connect(request)
+        rule = self._begin(identity)
+        channel, since = self.endpoint.channel, self.since
+        if rule is not None and channel is not None and self.session is not None:
+            await access.subscribe_hooks(self.session, channel)
+        history = None
+        if channel is not None and since is not None:
+            history = await self.hub.broker.history(channel, since)
+        # No await from here on: replayed messages go out before live ones.
+        self._join(rule)
+        if history is not None and channel is not None and since is not None:
+            write_recovery(self.transport, channel, since, history)
+
+    def _begin(self, identity: Identity) -> Namespace | None:
+        """Open the session; on a channel endpoint, the channel's rule once the session may
+        read it (`check_subscribe` raises otherwise)."""
+        session = self.session = self._open_session(identity, resumable=False)
+        channel = self.endpoint.channel
+        if self.endpoint.kind != "channel" or channel is None:
+            return None
+        return self.hub.access.check_subscribe(session, channel)[1]
+
+    def _join(self, rule: Namespace | None) -> None:
+        channel, session = self.endpoint.channel, self.session
+        if rule is not None and channel is not None and session is not None:
+            self.hub.channels.subscribe(session, channel, present=rule.presence)
+
+    def _step(self, data: Data) -> Awaitable[None] | None:
+        session = self.session
+        if session is None:
+            return None
+        kind = self.endpoint.kind
+        if kind == "echo":
+            self.hub.direct_messages.send_to_session(session, data)
+        elif kind == "channel":
+            channel = self.endpoint.channel
+            assert channel is not None
+            access = self.hub.access
+            if self.may_publish is None:
+                try:
+                    access.check_publish(session, channel)
+                except PushwireError as exc:
+                    self._failed(exc, None)
+                    return None
+                self.may_publish = True
+            if access.publish_hooked:
+                return self._publish_checked(session, channel, data, self._published)
+            self.hub.publish_nowait(channel, data, self._published)
+        else:
+            return self.hub.handle_message(session, data)
+        return None
+
+    def _published(self, result: Message | PushwireError) -> None:
+        if isinstance(result, PushwireError):
+            # Raw mode has no error frame: the client learns it through the close code.
+            self.transport.close(result.close_code, str(result)[:120])
+
+    def _failed(self, exc: Exception, request_id: object) -> None:
+        code = exc.close_code if isinstance(exc, PushwireError) else 1011
+        reason = str(exc) if isinstance(exc, RemoteError) else "internal error"
+        self.transport.close(code, reason[:120])
