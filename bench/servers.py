@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
+import jwt
+
 from .harness import BENCH_DIR, Drive, python
 
 REPO = BENCH_DIR.parent
@@ -127,6 +129,11 @@ PUSHWIRE = [
     "warning",
 ]
 PUSHWIRE_TCP = [*PUSHWIRE, "--tcp-port", "{tcp_port}"]
+# Authentication on (docs/security.md): every connection shows a JWT, checked once per
+# connection; the benchmark's token names one user and never expires.
+BENCH_JWT_SECRET = "pushwire benchmark secret, 32 bytes or more"
+BENCH_TOKEN = jwt.encode({"sub": "bench"}, BENCH_JWT_SECRET, algorithm="HS256")
+PUSHWIRE_JWT = [*PUSHWIRE, "--jwt-secret", BENCH_JWT_SECRET]
 # The forever frame is recycled after iframe_max_bytes (a browser reopens it, resuming the
 # session); the load generator does not, so the lab lets one frame last the whole run.
 PUSHWIRE_IFRAME = [*PUSHWIRE, "--set", "iframe_max_bytes=4294967296"]
@@ -186,6 +193,26 @@ def targets() -> list[Target]:
                 ),
             },
             transport="websocket (pushwire.v1)",
+        ),
+        Target(
+            "pushwire subscriber",
+            "pushwire",
+            PUSHWIRE,
+            {"connect": _connect(*_ws("/ws/bench"))},
+            transport="websocket (/ws/<channel>)",
+        ),
+        Target(
+            "pushwire subscriber (JWT)",
+            "pushwire",
+            PUSHWIRE_JWT,
+            {
+                "fanout": _fanout(
+                    *_ws(f"/ws/bench?token={BENCH_TOKEN}"),
+                    *_publisher(f"/ws/bench?token={BENCH_TOKEN}"),
+                ),
+                "connect": _connect(*_ws(f"/ws/bench?token={BENCH_TOKEN}")),
+            },
+            transport="websocket (/ws/<channel>, JWT)",
         ),
         Target(
             "thin-Python ceiling",

@@ -185,16 +185,33 @@ class Access:
             self.refusals.refused(decision, exc, request.remote)
             raise
 
+    def connect_now(self, request: ConnectRequest) -> Identity:
+        """`connect` where nothing must be awaited (not `connect_hooked`): the token alone.
+
+        Raises:
+            Unauthorized, TokenExpired: as `connect`.
+        """
+        try:
+            return self._proved(request)
+        except Unauthorized as exc:
+            decision = f"connect ({request.transport} {request.path})"
+            self.refusals.refused(decision, exc, request.remote)
+            raise
+
+    def _proved(self, request: ConnectRequest) -> Identity:
+        """Who the request's token proves the client is (in an open server: who it claims)."""
+        if self.tokens is None:
+            return Identity(request.user)
+        if request.token is not None:
+            claims = self.tokens.connection(request.token)
+            return Identity(claims.user, claims.info, claims.channels, claims.expires)
+        if self._config.anonymous:
+            return Identity(None)
+        raise Unauthorized("a connection token is required")
+
     async def _connect(self, request: ConnectRequest) -> Identity:
-        identity = Identity(request.user)
+        identity = self._proved(request)
         if self.tokens is not None:
-            if request.token is not None:
-                claims = self.tokens.connection(request.token)
-                identity = Identity(claims.user, claims.info, claims.channels, claims.expires)
-            elif self._config.anonymous:
-                identity = Identity(None)
-            else:
-                raise Unauthorized("a connection token is required")
             request = _with_user(request, identity.user)
         if self.connect_handler is not None:
             identity = _identity_of(await maybe_await(self.connect_handler(request)), identity)

@@ -51,12 +51,11 @@ class RawHandler(Handler):
         request = raw_connect_request(client, self.transport.name)
         access = self.hub.access
         if (
-            self.identity is None
-            and (access.authenticating or access.connect_hooked or access.subscribe_hooked)
+            self.identity is None and (access.connect_hooked or access.subscribe_hooked)
         ) or self.since is not None:
             return self._open_awaiting(request)
         try:
-            rule = self._begin(self.identity or Identity(request.user))
+            rule = self._begin(self.identity or access.connect_now(request))
             self._join(rule)
         except PushwireError as exc:
             self._failed(exc, None)

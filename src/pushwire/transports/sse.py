@@ -121,9 +121,13 @@ def raw_sse_stream(
     )
     client = client_info(request, request.path)
     access = hub.access
-    if access.authenticating or access.connect_hooked or access.subscribe_hooked:
+    if access.connect_hooked or access.subscribe_hooked:
         return _checked(hub, endpoint, cors, client, last)
-    return _stream(hub, endpoint, cors, client, last, None)
+    if not access.authenticating:
+        return _stream(hub, endpoint, cors, client, last, None)
+    identity = access.connect_now(raw_connect_request(client, "sse"))
+    _check(hub, endpoint, identity)
+    return _stream(hub, endpoint, cors, client, last, identity)
 
 
 async def _checked(
@@ -137,11 +141,19 @@ async def _checked(
     access, channel = hub.access, endpoint.channel
     assert channel is not None
     identity = await access.connect(raw_connect_request(client, "sse"))
-    candidate = Session(None, identity.user, identity.info)
-    candidate.grants = identity.grants
-    access.check_subscribe(candidate, channel)
+    candidate = _check(hub, endpoint, identity)
     await access.subscribe_hooks(candidate, channel)
     return _stream(hub, endpoint, cors, client, last, identity)
+
+
+def _check(hub: Hub, endpoint: Endpoint, identity: Identity) -> Session:
+    """Check the channel's rule for `identity`, on a session that is not opened yet."""
+    channel = endpoint.channel
+    assert channel is not None
+    candidate = Session(None, identity.user, identity.info)
+    candidate.grants = identity.grants
+    hub.access.check_subscribe(candidate, channel)
+    return candidate
 
 
 def _stream(
