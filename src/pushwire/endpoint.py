@@ -18,7 +18,14 @@ from .broker.base import History
 from .core import ConnectRequest, Hub, Identity, Session, snapshot_fields
 from .core.transport import Transport
 from .envelope import Envelope, decode
-from .errors import BadRequest, PushwireError, RemoteError, Unavailable, UnknownType
+from .errors import (
+    BadRequest,
+    Forbidden,
+    PushwireError,
+    RemoteError,
+    Unavailable,
+    UnknownType,
+)
 from .message import Data, Message, Position
 
 __all__ = ["Endpoint", "EnvelopeHandler", "RawHandler"]
@@ -27,6 +34,9 @@ log = logging.getLogger("pushwire.endpoint")
 
 #: Messages a handler queues while one of its steps awaits (an app handler, the broker).
 MAX_PENDING: Final = 1024
+#: What a pushwire.v1 session on /echo may not do: it echoes, and reaches nothing else.
+ECHO_REFUSED: Final = frozenset({"subscribe", "publish", "presence"})
+ECHO_ONLY: Final = "/echo is an echo service"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +47,12 @@ class Endpoint:
     kind: Literal["echo", "channel", "general"]
     channel: str | None = None
     any_origin: bool = False
+
+    @property
+    def key(self) -> str:
+        """Names the endpoint in its sessions: a session is resumed, polled and sent to only
+        at the endpoint that opened it (an /echo session is no /pushwire session)."""
+        return self.kind if self.channel is None else f"{self.kind}:{self.channel}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +161,11 @@ class RawHandler(_Handler):
         self.since: Position | None = None
 
     def open(self) -> Awaitable[None] | None:
-        """Open the session; an awaitable when the connect handler or history must be awaited."""
+        """Open the session; an awaitable when the connect handler or history must be awaited.
+        The echo service opens none: it only sends back what it receives."""
+        if self.endpoint.kind == "echo":
+            self.client = None
+            return None
         user = self.client.query.get("user") if self.client is not None else None
         request = self._connect_request(user, None)
         if self.hub.has_connect_handler or self.since is not None:
@@ -170,13 +190,15 @@ class RawHandler(_Handler):
             self.hub.channels.subscribe(self.session, self.endpoint.channel)
 
     def _step(self, data: Data) -> Awaitable[None] | None:
+        kind = self.endpoint.kind
+        if kind == "echo":
+            transport = self.transport
+            transport.write(transport.framing.frame_direct(0, data))
+            return None
         session = self.session
         if session is None:
             return None
-        kind = self.endpoint.kind
-        if kind == "echo":
-            self.hub.direct_messages.send_to_session(session, data)
-        elif kind == "channel":
+        if kind == "channel":
             assert self.endpoint.channel is not None
             self.hub.publish_nowait(self.endpoint.channel, data, self._published)
         else:
@@ -212,6 +234,8 @@ class EnvelopeHandler(_Handler):
                 if envelope.type != "hello":
                     raise BadRequest(f"expected hello first, got {envelope.type!r}")
                 return self._hello(envelope)
+            if self.endpoint.kind == "echo" and envelope.type in ECHO_REFUSED:
+                raise Forbidden(ECHO_ONLY)
             return self._dispatch(self.session, envelope, request_id)
         except RemoteError as exc:
             self._failed(exc, request_id)
@@ -268,28 +292,36 @@ class EnvelopeHandler(_Handler):
         session_id, ack = fields.get("session"), fields.get("ack", 0)
         if not isinstance(ack, int) or isinstance(ack, bool):
             raise BadRequest('"ack" must be an integer')
+        # Resuming needs the session's resume secret, at the endpoint that opened it: a hello
+        # without them is answered as one naming an unknown session (a new one, `expired`)
+        # and leaves the session it named alone.
+        secret, where = fields.get("resume"), self.endpoint.key
         session = (
-            self.hub.lifecycle.resume(session_id, self.transport)
+            self.hub.lifecycle.resume(session_id, secret, where, self.transport)
             if isinstance(session_id, str)
             else None
         )
         migration = self.hub.migration
         if session is None and isinstance(session_id, str) and migration is not None:
             # Held by another node: it hands the session over (or it counts as expired).
-            session = await migration.take_over(session_id, self.transport)
+            session = await migration.take_over(session_id, secret, where, self.transport)
         resumed = session is not None
         if session is None:
-            try:
-                identity = await self.hub.access.identify(self._connect_request(user, token))
-            except RemoteError as exc:
-                self._error(None, exc)
-                self.transport.close(exc.close_code, str(exc)[:120])
-                return
+            if self.endpoint.kind == "echo":
+                # An echo service: no user, no connect handler, so nothing to steal.
+                identity = Identity(None)
+            else:
+                try:
+                    identity = await self.hub.access.identify(self._connect_request(user, token))
+                except RemoteError as exc:
+                    self._error(None, exc)
+                    self.transport.close(exc.close_code, str(exc)[:120])
+                    return
             # This process must receive the user's direct messages before the welcome: any
             # sent after it reaches the session. No await from here to the welcome.
             await self.hub.direct_messages.prepare_user(identity.user)
             session = self.hub.lifecycle.open(
-                self.transport, identity.user, identity.info, resumable=True
+                self.transport, identity.user, identity.info, resumable=True, endpoint=where
             )
         self.session = session
         self.client = None
@@ -297,6 +329,7 @@ class EnvelopeHandler(_Handler):
         welcome: dict[str, Any] = {
             "type": "welcome",
             "session": session.id,
+            "resume": session.secret,
             "user": session.user,
             "resumed": resumed,
             "heartbeat": _number(config.ping_interval),
