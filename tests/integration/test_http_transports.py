@@ -47,35 +47,58 @@ def stats(server: ServerProcess) -> dict[str, int]:
     return result
 
 
-class Poller:
-    """A polling client on one keep-alive HTTP/1.1 connection."""
+def session_header(welcome: dict[str, Any]) -> dict[str, str]:
+    """The header naming a session and proving it ours, from its welcome."""
+    return {"Pushwire-Session": f"{welcome['session']} {welcome['resume']}"}
 
-    def __init__(self, server: ServerProcess, kind: str, path: str = "/pushwire", **hello: Any):
+
+class Poller:
+    """A polling client on one keep-alive HTTP/1.1 connection: opened by `POST E/<kind>`
+    (or `GET E/<kind>?hello=` with `opening="GET"`), polls and sends naming the session in
+    the `Pushwire-Session` header."""
+
+    def __init__(
+        self,
+        server: ServerProcess,
+        kind: str,
+        path: str = "/pushwire",
+        *,
+        opening: str = "POST",
+        **hello: Any,
+    ):
         self.conn = http.client.HTTPConnection(server.host, server.port, timeout=30)
         self.kind, self.path = kind, path
         self.cursor = 0
-        envelopes = self._get(f"{path}/{kind}?hello={hello_query(**hello)}")
+        if opening == "POST":
+            body = json.dumps({"type": "hello", **hello}).encode()
+            envelopes = self._request("POST", f"{path}/{kind}", body=body)
+        else:
+            envelopes = self._request("GET", f"{path}/{kind}?hello={hello_query(**hello)}")
         assert envelopes[0]["type"] == "welcome", envelopes
         self.welcome = envelopes[0]
         self.session: str = self.welcome["session"]
+        self.secret: str = self.welcome["resume"]
         self.backlog: list[dict[str, Any]] = envelopes[1:]
 
-    def _get(self, target: str) -> list[dict[str, Any]]:
-        self.conn.request("GET", target)
+    def _request(
+        self, method: str, target: str, body: bytes | None = None, **headers: str
+    ) -> list[dict[str, Any]]:
+        self.conn.request(method, target, body=body, headers=headers)
         response = self.conn.getresponse()
-        body = response.read()
-        assert response.status == 200, body
+        answer = response.read()
+        assert response.status == 200, answer
         self.cursor = int(response.headers["Pushwire-Cursor"])
-        return [json.loads(line) for line in body.splitlines() if line]
+        return [json.loads(line) for line in answer.splitlines() if line]
 
     def poll(self, cursor: int | None = None) -> list[dict[str, Any]]:
         cursor = self.cursor if cursor is None else cursor
-        query = f"session={self.session}&cursor={cursor}"
-        return self._get(f"{self.path}/{self.kind}?{query}")
+        target = f"{self.path}/{self.kind}?cursor={cursor}"
+        return self._request("GET", target, **session_header(self.welcome))
 
     def send(self, *envelopes: dict[str, Any]) -> None:
         body = "\n".join(json.dumps(e) for e in envelopes).encode()
-        self.conn.request("POST", f"{self.path}/send?session={self.session}", body=body)
+        headers = session_header(self.welcome)
+        self.conn.request("POST", f"{self.path}/send", body=body, headers=headers)
         response = self.conn.getresponse()
         response.read()
         assert response.status == 204
@@ -95,14 +118,34 @@ class Poller:
 
 
 class Streamer:
-    """A streaming client (stream, sse or iframe) on a raw socket, decoding chunks by hand."""
+    """A streaming client (stream, sse or iframe) on a raw socket, decoding chunks by hand.
+    `stream` opens with `POST E/stream` (the hello as its body), `sse` and `iframe` with
+    `GET E/<kind>?hello=` (as EventSource and an iframe must); `opening` chooses."""
 
-    def __init__(self, server: ServerProcess, kind: str, path: str = "/pushwire", **hello: Any):
-        self.server, self.kind = server, kind
+    def __init__(
+        self,
+        server: ServerProcess,
+        kind: str,
+        path: str = "/pushwire",
+        *,
+        opening: str | None = None,
+        **hello: Any,
+    ):
+        self.server, self.kind, self.path = server, kind, path
         self.sock = socket.create_connection((server.host, server.port), timeout=15)
-        origin = "&origin=" + urllib.parse.quote("http://localhost:1") if kind == "iframe" else ""
-        target = f"{path}/{kind}?hello={hello_query(**hello)}{origin}"
-        self.sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        if (opening or ("POST" if kind == "stream" else "GET")) == "POST":
+            body = json.dumps({"type": "hello", **hello}).encode()
+            self.sock.sendall(
+                f"POST {path}/{kind} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+        else:
+            origin = (
+                "&origin=" + urllib.parse.quote("http://localhost:1") if kind == "iframe" else ""
+            )
+            target = f"{path}/{kind}?hello={hello_query(**hello)}{origin}"
+            self.sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         self.buffer = b""
         head = self._until(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200 OK"), head
@@ -152,7 +195,8 @@ class Streamer:
     def send(self, *envelopes: dict[str, Any]) -> None:
         conn = http.client.HTTPConnection(self.server.host, self.server.port, timeout=10)
         body = "\n".join(json.dumps(e) for e in envelopes).encode()
-        conn.request("POST", f"/pushwire/send?session={self.welcome['session']}", body=body)
+        headers = session_header(self.welcome)
+        conn.request("POST", f"{self.path}/send", body=body, headers=headers)
         assert conn.getresponse().status == 204
         conn.close()
 
@@ -232,6 +276,7 @@ def test_longpolls_reuse_one_keep_alive_connection(server: ServerProcess) -> Non
 
 
 def raw_request(server: ServerProcess, sock: socket.socket, target: str, headers: str) -> bytes:
+    """An HTTP/1.0 GET (with `?hello=`, or a poll naming its session in `headers`)."""
     sock.sendall(f"GET {target} HTTP/1.0\r\nHost: x\r\n{headers}\r\n".encode())
     data = b""
     while b"\r\n\r\n" not in data:
@@ -256,10 +301,11 @@ def test_http_10_keep_alive_polls_share_one_connection(server: ServerProcess) ->
         server, sock, f"/pushwire/polling?hello={hello_query()}", "Connection: keep-alive\r\n"
     )
     assert b"Connection: keep-alive" in first
-    session = json.loads(first.partition(b"\r\n\r\n")[2].splitlines()[0])["session"]
+    welcome = json.loads(first.partition(b"\r\n\r\n")[2].splitlines()[0])
+    named = f"Pushwire-Session: {welcome['session']} {welcome['resume']}\r\n"
     for _ in range(5):
         response = raw_request(
-            server, sock, f"/pushwire/polling?session={session}", "Connection: keep-alive\r\n"
+            server, sock, "/pushwire/polling", f"Connection: keep-alive\r\n{named}"
         )
         assert response.startswith(b"HTTP/1.0 200 OK")
     sock.close()
@@ -272,10 +318,13 @@ def test_http_10_without_keep_alive_opens_one_connection_per_poll(server: Server
     first = raw_request(server, sock, f"/pushwire/polling?hello={hello_query()}", "")
     assert b"Connection: close" in first
     assert sock.recv(10) == b""  # the server closed it
-    session = json.loads(first.partition(b"\r\n\r\n")[2].splitlines()[0])["session"]
+    welcome = json.loads(first.partition(b"\r\n\r\n")[2].splitlines()[0])
+    named = f"Pushwire-Session: {welcome['session']} {welcome['resume']}\r\n"
     for _ in range(3):
         with socket.create_connection((server.host, server.port), timeout=10) as each:
-            raw_request(server, each, f"/pushwire/polling?session={session}", "")
+            assert raw_request(server, each, "/pushwire/polling", named).startswith(
+                b"HTTP/1.0 200 OK"
+            )
     assert stats(server)["connections_accepted"] - before == 5
 
 
@@ -316,9 +365,11 @@ def test_a_poller_over_its_queue_bound_is_closed_with_4001_others_unaffected(
         "reason": "slow consumer (> 50 frames or 4194304 bytes queued)",
     }
     conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
-    conn.request("GET", f"/pushwire/polling?session={slow.session}&cursor={slow.cursor}")
+    conn.request(
+        "GET", f"/pushwire/polling?cursor={slow.cursor}", headers=session_header(slow.welcome)
+    )
     assert conn.getresponse().status == 409  # detached: the client must send hello again
-    resumed = Poller(server, "polling", session=slow.session)
+    resumed = Poller(server, "polling", session=slow.session, resume=slow.secret)
     assert resumed.welcome["resumed"] is True
 
 
@@ -326,7 +377,7 @@ def test_a_session_resumes_on_another_transport_and_gets_unacknowledged_messages
     server: ServerProcess,
 ) -> None:
     stream = Streamer(server, "sse", user="carol")
-    session = stream.welcome["session"]
+    session, secret = stream.welcome["session"], stream.welcome["resume"]
     conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
     conn.request("POST", "/api/send/carol", body=b"one")
     conn.getresponse().read()
@@ -335,12 +386,12 @@ def test_a_session_resumes_on_another_transport_and_gets_unacknowledged_messages
     # The session waits for its client; direct messages meanwhile are kept.
     conn.request("POST", "/api/send/carol", body=b"two")
     assert json.loads(conn.getresponse().read())["sessions"] == 1
-    poller = Poller(server, "longpoll", session=session, ack=0)
+    poller = Poller(server, "longpoll", session=session, resume=secret, ack=0)
     assert poller.welcome["resumed"] is True
-    assert poller.session == session
+    assert poller.session == session and poller.secret == secret
     assert [(e["seq"], e["data"]) for e in poller.receive(2)] == [(1, "one"), (2, "two")]
     poller.send({"type": "ack", "seq": 2})
-    stream = Streamer(server, "stream", session=session, ack=2)
+    stream = Streamer(server, "stream", session=session, resume=secret, ack=2)
     assert stream.welcome["resumed"] is True
     conn.request("POST", "/api/send/carol", body=b"three")
     conn.getresponse().read()
@@ -422,7 +473,8 @@ def test_a_resumed_longpoll_gets_its_own_queue_not_the_superseded_ones_close(
 ) -> None:
     first = Poller(server, "longpoll")
     subscribe(first, "room")
-    again = Poller(server, "longpoll", session=first.session)  # e.g. after a silent drop
+    # e.g. after a silent drop
+    again = Poller(server, "longpoll", session=first.session, resume=first.secret)
     assert again.welcome["resumed"] is True
     subscribe(again, "room")
     publish(server, "room", b"for the new connection")
