@@ -3,7 +3,7 @@
 A session id alone resumes, polls and sends nothing: the welcome's resume secret is needed,
 and only at the endpoint that opened the session. The HTTP transports name their session in
 the `Pushwire-Session` header, not in the URL. `/echo` echoes and reaches nothing else.
-Real servers, clients written by hand (those of test_http_transports.py, and WebSockets).
+Real servers, clients written by hand (tests/wire_clients.py's, and WebSockets).
 """
 
 from __future__ import annotations
@@ -21,17 +21,18 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.typing import Subprotocol
 
-from tests.integration.test_http_transports import (
+from tests.redis_helpers import RedisServer
+from tests.servers import ServerFactory, ServerProcess
+from tests.wire_clients import (
     Poller,
+    RawClient,
     Streamer,
+    client_frame,
     publish,
     session_header,
     stats,
     subscribe,
 )
-from tests.redis_helpers import RedisServer
-from tests.servers import ServerFactory, ServerProcess
-from tests.wire_clients import RawClient, client_frame
 
 pytestmark = pytest.mark.integration
 

@@ -116,7 +116,7 @@ def opening_hello(request: Request, kind: str) -> str:
         raise BadRequest(f"the {kind} transport needs HTTP/1.1 (chunked); use longpoll")
     hello = request_hello(request)
     if hello is None:
-        raise BadRequest(f"the {kind} transport needs the hello envelope in ?hello=")
+        raise BadRequest(f"the {kind} transport needs the hello envelope (POST body or ?hello=)")
     return hello
 
 
