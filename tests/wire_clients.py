@@ -179,6 +179,8 @@ class Proxy:
         self.held: dict[asyncio.StreamWriter, bytearray] = {}
         self._held_more = asyncio.Event()
         self.connections: set[asyncio.StreamWriter] = set()
+        #: Every byte clients sent through the proxy (their requests), in arrival order.
+        self.sent_up = bytearray()
         self.server: asyncio.Server | None = None
         self.port = 0
 
@@ -201,12 +203,15 @@ class Proxy:
             return
         self.connections.update((writer, up_writer))
         up_writer.write(first)
+        self.sent_up += first
 
         async def pump(
             source: asyncio.StreamReader, target: asyncio.StreamWriter, downstream: bool
         ) -> None:
             with contextlib.suppress(OSError):
                 while data := await source.read(65536):
+                    if not downstream:
+                        self.sent_up += data
                     if downstream and self.holding:
                         self.held.setdefault(target, bytearray()).extend(data)
                         self._held_more.set()
