@@ -73,6 +73,7 @@ typedef struct {
     int out_len, out_cap;
     int want_out;
     char session[64];     /* pushwire session id / Engine.IO sid */
+    char secret[64];      /* pushwire session's resume secret (polls show it in a header) */
     char cursor[24];
     uint64_t due_ns;      /* polling: when to poll again */
     uint64_t sent_ns;     /* echo: when the message in flight was sent */
@@ -307,8 +308,10 @@ static void start_request(conn_t *c) {
             send_request(c, "GET %s%shello=%s HTTP/1.1\r\nHost: %s:%d\r\n\r\n", path, sep(path), enc,
                          host, port);
         } else {
-            send_request(c, "GET %s%ssession=%s&cursor=%s HTTP/1.1\r\nHost: %s:%d\r\n\r\n", path,
-                         sep(path), c->session, c->cursor, host, port);
+            send_request(c,
+                         "GET %s%scursor=%s HTTP/1.1\r\nHost: %s:%d\r\n"
+                         "Pushwire-Session: %s %s\r\n\r\n",
+                         path, sep(path), c->cursor, host, port, c->session, c->secret);
         }
     } else if (p == P_SIOPOLL) {
         if (c->step == 0)
@@ -486,7 +489,10 @@ static long header_value(const char *head, int len, const char *name) {
 /* A poll response's body is complete: read it, then ask again. */
 static void poll_body_done(conn_t *c, char *body, int len) {
     if (sub_proto == P_PWPOLL) {
-        if (c->step == 0) copy_field(c->session, sizeof c->session, body, len, "\"session\":\"");
+        if (c->step == 0) {
+            copy_field(c->session, sizeof c->session, body, len, "\"session\":\"");
+            copy_field(c->secret, sizeof c->secret, body, len, "\"resume\":\"");
+        }
         check_ready(c, body, len);
         scan(c, body, len);
         c->step = 2;

@@ -36,6 +36,7 @@ const binary = (envelope, bytes) =>
   frame(2, Buffer.concat([Buffer.from(JSON.stringify(envelope)), Buffer.from([0x0a]), bytes]));
 
 let session = null;
+let resume = null; // the session's resume secret: the id alone resumes nothing
 let last = null; // {epoch, offset} of the last channel message seen
 let received = 0;
 let dropped = false;
@@ -45,7 +46,7 @@ function connect() {
   const socket = net.connect({ host, port });
   let buffer = Buffer.alloc(0);
   socket.on('connect', () => {
-    socket.write(text({ type: 'hello', user: 'node', session }));
+    socket.write(text({ type: 'hello', user: 'node', session, resume }));
   });
   socket.on('data', (chunk) => {
     buffer = Buffer.concat([buffer, chunk]);
@@ -78,6 +79,7 @@ function handle(socket, envelope, bytes) {
   switch (envelope.type) {
     case 'welcome':
       session = envelope.session;
+      resume = envelope.resume;
       socket.write(
         text({ type: 'subscribe', id: 1, channel, ...(last ? { since: last } : {}) }),
       );

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import json
 import os
 import socket
 import ssl
 import struct
+import time
+import urllib.parse
+from collections.abc import Iterator
 from typing import Any
 
 from tests.servers import ServerProcess
@@ -175,6 +179,8 @@ class Proxy:
         self.held: dict[asyncio.StreamWriter, bytearray] = {}
         self._held_more = asyncio.Event()
         self.connections: set[asyncio.StreamWriter] = set()
+        #: Every byte clients sent through the proxy (their requests), in arrival order.
+        self.sent_up = bytearray()
         self.server: asyncio.Server | None = None
         self.port = 0
 
@@ -197,12 +203,15 @@ class Proxy:
             return
         self.connections.update((writer, up_writer))
         up_writer.write(first)
+        self.sent_up += first
 
         async def pump(
             source: asyncio.StreamReader, target: asyncio.StreamWriter, downstream: bool
         ) -> None:
             with contextlib.suppress(OSError):
                 while data := await source.read(65536):
+                    if not downstream:
+                        self.sent_up += data
                     if downstream and self.holding:
                         self.held.setdefault(target, bytearray()).extend(data)
                         self._held_more.set()
@@ -240,3 +249,201 @@ class Proxy:
         self.cut()
         if self.server is not None:
             self.server.close()
+
+
+# -- the HTTP transports ------------------------------------------------------------------------
+
+POLL_INTERVAL = 0.02
+
+
+def hello_query(**fields: Any) -> str:
+    return urllib.parse.quote(json.dumps({"type": "hello", **fields}))
+
+
+def publish(
+    server: ServerProcess, channel: str, body: bytes, binary: bool = False
+) -> dict[str, Any]:
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    headers = {"Content-Type": "application/octet-stream" if binary else "text/plain"}
+    conn.request("POST", f"/api/publish/{channel}", body=body, headers=headers)
+    response = conn.getresponse()
+    assert response.status == 200
+    result: dict[str, Any] = json.loads(response.read())
+    conn.close()
+    return result
+
+
+def stats(server: ServerProcess) -> dict[str, int]:
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    conn.request("GET", "/api/stats")
+    result: dict[str, int] = json.loads(conn.getresponse().read())
+    conn.close()
+    return result
+
+
+def session_header(welcome: dict[str, Any]) -> dict[str, str]:
+    """The header naming a session and proving it ours, from its welcome."""
+    return {"Pushwire-Session": f"{welcome['session']} {welcome['resume']}"}
+
+
+class Poller:
+    """A polling client on one keep-alive HTTP/1.1 connection: opened by `POST E/<kind>`
+    (or `GET E/<kind>?hello=` with `opening="GET"`), polls and sends naming the session in
+    the `Pushwire-Session` header."""
+
+    def __init__(
+        self,
+        server: ServerProcess,
+        kind: str,
+        path: str = "/pushwire",
+        *,
+        opening: str = "POST",
+        **hello: Any,
+    ):
+        self.conn = http.client.HTTPConnection(server.host, server.port, timeout=30)
+        self.kind, self.path = kind, path
+        self.cursor = 0
+        if opening == "POST":
+            body = json.dumps({"type": "hello", **hello}).encode()
+            envelopes = self._request("POST", f"{path}/{kind}", body=body)
+        else:
+            envelopes = self._request("GET", f"{path}/{kind}?hello={hello_query(**hello)}")
+        assert envelopes[0]["type"] == "welcome", envelopes
+        self.welcome = envelopes[0]
+        self.session: str = self.welcome["session"]
+        self.secret: str = self.welcome["resume"]
+        self.backlog: list[dict[str, Any]] = envelopes[1:]
+
+    def _request(
+        self,
+        method: str,
+        target: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> list[dict[str, Any]]:
+        self.conn.request(method, target, body=body, headers=headers or {})
+        response = self.conn.getresponse()
+        answer = response.read()
+        assert response.status == 200, answer
+        self.cursor = int(response.headers["Pushwire-Cursor"])
+        return [json.loads(line) for line in answer.splitlines() if line]
+
+    def poll(self, cursor: int | None = None) -> list[dict[str, Any]]:
+        cursor = self.cursor if cursor is None else cursor
+        target = f"{self.path}/{self.kind}?cursor={cursor}"
+        return self._request("GET", target, None, session_header(self.welcome))
+
+    def send(self, *envelopes: dict[str, Any]) -> None:
+        body = "\n".join(json.dumps(e) for e in envelopes).encode()
+        headers = session_header(self.welcome)
+        self.conn.request("POST", f"{self.path}/send", body=body, headers=headers)
+        response = self.conn.getresponse()
+        response.read()
+        assert response.status == 204
+
+    def receive(self, count: int, kind: str = "message") -> list[dict[str, Any]]:
+        """The next `count` envelopes of `kind`, polling as needed."""
+        got: list[dict[str, Any]] = []
+        while len(got) < count:
+            while not self.backlog:
+                self.backlog = self.poll()
+                if not self.backlog and self.kind == "polling":
+                    time.sleep(POLL_INTERVAL)  # ajax polling asks again after an interval
+            envelope = self.backlog.pop(0)
+            if envelope["type"] == kind:
+                got.append(envelope)
+        return got
+
+
+class Streamer:
+    """A streaming client (stream, sse or iframe) on a raw socket, decoding chunks by hand.
+    `stream` opens with `POST E/stream` (the hello as its body), `sse` and `iframe` with
+    `GET E/<kind>?hello=` (as EventSource and an iframe must); `opening` chooses."""
+
+    def __init__(
+        self,
+        server: ServerProcess,
+        kind: str,
+        path: str = "/pushwire",
+        *,
+        opening: str | None = None,
+        **hello: Any,
+    ):
+        self.server, self.kind, self.path = server, kind, path
+        self.sock = socket.create_connection((server.host, server.port), timeout=15)
+        if (opening or ("POST" if kind == "stream" else "GET")) == "POST":
+            body = json.dumps({"type": "hello", **hello}).encode()
+            self.sock.sendall(
+                f"POST {path}/{kind} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+        else:
+            origin = (
+                "&origin=" + urllib.parse.quote("http://localhost:1") if kind == "iframe" else ""
+            )
+            target = f"{path}/{kind}?hello={hello_query(**hello)}{origin}"
+            self.sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        self.buffer = b""
+        head = self._until(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK"), head
+        self.headers = head.decode().lower()
+        self.envelopes = self._envelopes()
+        self.welcome = self.next("welcome")
+
+    def _recv(self) -> None:
+        data = self.sock.recv(65536)
+        if not data:
+            raise EOFError("stream ended")
+        self.buffer += data
+
+    def _until(self, marker: bytes) -> bytes:
+        while marker not in self.buffer:
+            self._recv()
+        head, _, self.buffer = self.buffer.partition(marker)
+        return head
+
+    def _chunks(self) -> Iterator[bytes]:
+        while True:
+            size = int(self._until(b"\r\n"), 16)
+            if size == 0:
+                return
+            while len(self.buffer) < size + 2:
+                self._recv()
+            yield self.buffer[:size]
+            self.buffer = self.buffer[size + 2 :]
+
+    def _envelopes(self) -> Iterator[dict[str, Any]]:
+        for data in self._chunks():
+            if self.kind == "stream":
+                lines = [line for line in data.split(b"\n") if line]
+            elif self.kind == "sse":
+                lines = [line[6:] for line in data.split(b"\n") if line.startswith(b"data: ")]
+            else:
+                lines = [part.split(b")</script>")[0] for part in data.split(b"<script>p(")[1:]]
+            for line in lines:
+                yield json.loads(line)
+
+    def next(self, kind: str | None = None) -> dict[str, Any]:
+        for envelope in self.envelopes:
+            if kind is None or envelope["type"] == kind:
+                return envelope
+        raise EOFError("stream ended")
+
+    def send(self, *envelopes: dict[str, Any]) -> None:
+        conn = http.client.HTTPConnection(self.server.host, self.server.port, timeout=10)
+        body = "\n".join(json.dumps(e) for e in envelopes).encode()
+        headers = session_header(self.welcome)
+        conn.request("POST", f"{self.path}/send", body=body, headers=headers)
+        assert conn.getresponse().status == 204
+        conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def subscribe(client: Poller | Streamer, channel: str, **extra: Any) -> dict[str, Any]:
+    client.send({"type": "subscribe", "id": 1, "channel": channel, **extra})
+    if isinstance(client, Poller):
+        return client.receive(1, "subscribed")[0]
+    return client.next("subscribed")

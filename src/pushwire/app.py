@@ -42,7 +42,15 @@ from .errors import (
 )
 from .origin import OriginPolicy
 from .routing import Router
-from .transports.http_session import HttpSessions, envelope_stream, error_body, split_transport
+from .transports.http_session import (
+    POST_OPENED,
+    HttpSessions,
+    envelope_stream,
+    error_body,
+    request_hello,
+    session_claim,
+    split_transport,
+)
 from .transports.iframe import iframe_stream
 from .transports.poll import PollBatch, PollResponse, Polls
 from .transports.sse import SSE_STREAM, raw_sse_stream
@@ -59,6 +67,8 @@ _STATIC_TYPES: Final = {
     ".html": "text/html; charset=utf-8",
     ".svg": "image/svg+xml",
 }
+#: Request headers a cross-origin client of the HTTP transports may send (CORS preflight).
+_TRANSPORT_HEADERS: Final = "Content-Type, Pushwire-Session"
 _PAGES: Final = {
     "/": "index.html",
     "/pushwire.js": "pushwire.js",
@@ -250,11 +260,14 @@ class App:
 
     def preflight(self, request: Request, endpoint: Endpoint | None) -> Response:
         """Answer a CORS preflight (OPTIONS)."""
-        requested = request.header("access-control-request-headers")
+        if endpoint is not None:
+            allowed = _TRANSPORT_HEADERS  # the session header of polls and sends, no more
+        else:
+            allowed = request.header("access-control-request-headers") or "Content-Type"
         headers = [
             *self.cors(request, endpoint),
             ("Access-Control-Allow-Methods", "GET, POST, OPTIONS"),
-            ("Access-Control-Allow-Headers", requested or "Content-Type"),
+            ("Access-Control-Allow-Headers", allowed),
             ("Access-Control-Max-Age", "600"),
         ]
         return Response(204, content_type=None, headers=headers)
@@ -277,8 +290,13 @@ class App:
             if request.method != "POST":
                 message = f"{request.path} takes POST, not {request.method}"
                 raise MethodNotAllowed(message, "POST, OPTIONS")
-            return self._send(request, cors)
-        if request.method not in ("GET", "HEAD"):
+            return self._send(request, endpoint, cors)
+        if request.method not in ("GET", "HEAD") and (
+            request.method != "POST" or kind not in POST_OPENED
+        ):
+            if kind in POST_OPENED:
+                message = f"{request.path} takes GET or POST, not {request.method}"
+                raise MethodNotAllowed(message, "GET, HEAD, POST, OPTIONS")
             raise MethodNotAllowed(f"{request.path} takes GET, not {request.method}")
         if kind == "stream":
             return envelope_stream(hub, request, endpoint, cors, NDJSON_STREAM)
@@ -294,32 +312,32 @@ class App:
     def _poll(
         self, request: Request, endpoint: Endpoint, kind: str, cors: list[tuple[str, str]]
     ) -> Answer:
-        hello = request.query_param("hello")
+        hello = request_hello(request)
         if hello is not None:
             return self.polls.open(request, endpoint, kind, hello, cors)
-        session_id = request.query_param("session") or ""
+        session_id, secret = session_claim(request)
         cursor, seq = request.query_param("cursor"), request.query_param("seq")
         router = self.router
         if router is not None and (home := router.home_of(session_id)) is not None:
-            return self._forwarded_poll(router.poll(home, session_id, kind, cursor, seq), cors)
-        transport, timeout = self.polls.find(session_id, kind, cursor, seq)
+            batch = router.poll(home, session_id, secret, endpoint.key, kind, cursor, seq)
+            return self._forwarded_poll(batch, cors)
+        transport, timeout = self.polls.find(session_id, secret, endpoint.key, kind, cursor, seq)
         return self.polls.answer(transport, cors, timeout)
 
     @staticmethod
     async def _forwarded_poll(batch: Awaitable[PollBatch], cors: list[tuple[str, str]]) -> Response:
         return PollResponse(await batch, cors)
 
-    def _send(self, request: Request, cors: list[tuple[str, str]]) -> Answer:
-        session_id = request.query_param("session") or ""
+    def _send(self, request: Request, endpoint: Endpoint, cors: list[tuple[str, str]]) -> Answer:
+        session_id, secret = session_claim(request)
         router = self.router
         if router is not None and (home := router.home_of(session_id)) is not None:
-            return self._forwarded_send(router, home, session_id, request.body, cors)
-        self.sessions.send(session_id, request.body)
+            sent = router.send(home, session_id, secret, endpoint.key, request.body)
+            return self._forwarded_send(sent, cors)
+        self.sessions.send(session_id, secret, endpoint.key, request.body)
         return Response(204, content_type=None, headers=cors)
 
     @staticmethod
-    async def _forwarded_send(
-        router: Router, home: str, session_id: str, body: bytes, cors: list[tuple[str, str]]
-    ) -> Response:
-        await router.send(home, session_id, body)
+    async def _forwarded_send(sent: Awaitable[None], cors: list[tuple[str, str]]) -> Response:
+        await sent
         return Response(204, content_type=None, headers=cors)

@@ -14,14 +14,17 @@ can therefore serve any request of any session:
   that is dead (its liveness key expired after `node_ttl`, and nothing subscribed to its
   channel) is 410: the client resumes.
 - A `hello` resuming a session homed on another node (any transport) first asks that node
-  whose session it is, listens to that user's direct messages (`Hub.prepare_user`) and keeps
+  whose session it is (every request about a session shows its resume secret and the
+  endpoint asked at: the home node checks both, and answers a wrong one as an unknown
+  session), listens to that user's direct messages (`Hub.prepare_user`) and keeps
   those arriving from then on (`Hub.begin_adoption`), then asks it to **hand the session
   over**: it detaches the session (its connection closes with 4004) and sends what resuming
   needs (user, info, the direct-message count, the unacknowledged direct messages, the id of
-  the last direct message the session got); this node adopts it under a new id naming this
-  node, adding the kept direct messages after that id (every node sees a user's direct
-  messages in one order: none lost, none doubled), and the client, welcomed with `resumed:
-  true` and that id, resubscribes from its positions as after any resumption.
+  the last direct message the session got, its endpoint and resume secret); this node adopts
+  it under a new id naming this node (the secret stays the client's), adding the kept direct
+  messages after that id (every node sees a user's direct messages in one order: none lost,
+  none doubled), and the client, welcomed with `resumed: true` and that id, resubscribes
+  from its positions as after any resumption.
   A dead or silent home node: the welcome says `expired`, exactly as without routing.
 
 Bounds: `max_forwarded` requests in flight per node, sent and served each (503 over it);
@@ -45,7 +48,15 @@ from .broker.base import Delivery, NodeLink
 from .config import Config
 from .core import Hub, Session, new_session_id
 from .core.transport import Transport
-from .errors import BadRequest, Gone, NotConnected, PushwireError, RemoteError, Unavailable
+from .errors import (
+    BadRequest,
+    Forbidden,
+    Gone,
+    NotConnected,
+    PushwireError,
+    RemoteError,
+    Unavailable,
+)
 from .message import Data
 from .transports.http_session import HttpSessions
 from .transports.poll import PollBatch, Polls
@@ -58,6 +69,7 @@ _NODE: Final = re.compile(r"[0-9a-f]{12}")
 #: Errors a home node may answer, by HTTP status (anything else reads as a 500).
 _ERRORS_BY_STATUS: Final[dict[int, type[PushwireError]]] = {
     400: BadRequest,
+    403: Forbidden,
     409: NotConnected,
     410: Gone,
     503: Unavailable,
@@ -129,16 +141,25 @@ class Router:
     # -- requesting -----------------------------------------------------------------------------
 
     async def poll(
-        self, home: str, session_id: str, kind: str, cursor: str | None, seq: str | None
+        self,
+        home: str,
+        session_id: str,
+        secret: str | None,
+        endpoint: str,
+        kind: str,
+        cursor: str | None,
+        seq: str | None,
     ) -> PollBatch:
         """`Polls.poll_session` on the session's home node.
 
         Raises:
-            Gone: the home node is dead (or does not know the session).
+            Gone: the home node is dead (or does not know the session at `endpoint`).
+            Forbidden: the home node says `secret` is not the session's.
             Unavailable: no answer in time: poll again with the same cursor.
         """
         wait = self.config.longpoll_timeout if kind == "longpoll" else 0.0
-        request = {"op": "poll", "session": session_id, "kind": kind}
+        request = _session_request("poll", session_id, secret, endpoint)
+        request["kind"] = kind
         if cursor is not None:
             request["cursor"] = cursor
         if seq is not None:
@@ -149,23 +170,29 @@ class Router:
             raise Unavailable(f"malformed answer from node {home}")
         return PollBatch(body, cursor_out, bool(answer.get("closed")))
 
-    async def send(self, home: str, session_id: str, body: bytes) -> None:
+    async def send(
+        self, home: str, session_id: str, secret: str | None, endpoint: str, body: bytes
+    ) -> None:
         """`HttpSessions.send` on the session's home node (same errors as `poll`)."""
-        await self._request(home, {"op": "send", "session": session_id}, body, 0.0)
+        request = _session_request("send", session_id, secret, endpoint)
+        await self._request(home, request, body, 0.0)
 
-    async def take_over(self, session_id: str, transport: Transport) -> Session | None:
+    async def take_over(
+        self, session_id: str, secret: object, endpoint: str, transport: Transport
+    ) -> Session | None:
         """Ask the session's home node to hand it over; adopt it here, attached to
         `transport`. None when it is not another node's, or that node is dead, silent or
-        does not have it: the session then counts as expired."""
+        does not have it, or `secret` is not its resume secret, or it was opened at another
+        endpoint: the session then counts as expired (and stays where it is)."""
         home = self.home_of(session_id)
-        if home is None:
+        if home is None or not isinstance(secret, str):
             return None
         user: str | None = None
         arrived: list[tuple[str, Data]] = []
         try:
             # First whose it is: this node listens to the user's direct messages before the
             # home node lets go of the session, so none sent meanwhile is lost.
-            answer, _ = await self._hand_over_step(home, "user", session_id)
+            answer, _ = await self._hand_over_step(home, "user", session_id, secret, endpoint)
             owner = answer.get("user")
             user = owner if isinstance(owner, str) else None
             await self.hub.direct_messages.prepare_user(user)
@@ -173,7 +200,7 @@ class Router:
             # no longer gives the session reach it here.
             if user is not None:
                 arrived = self.hub.direct_messages.begin_adoption(user)
-            _, body = await self._hand_over_step(home, "handover", session_id)
+            _, body = await self._hand_over_step(home, "handover", session_id, secret, endpoint)
             state = orjson.loads(body)
             unacked: list[tuple[int, Data]] = [
                 (seq, base64.b64decode(data) if binary else data)
@@ -181,6 +208,8 @@ class Router:
             ]
             if state["user"] != user:
                 raise ValueError("the session's user changed during the hand-over")
+            if state["endpoint"] != endpoint or state["secret"] != secret:
+                raise ValueError("the hand-over names another endpoint or secret")
             last_direct = state.get("last_direct")
             session = self.hub.lifecycle.adopt(
                 transport,
@@ -191,10 +220,13 @@ class Router:
                 unacked,
                 last_direct if isinstance(last_direct, str) else None,
                 arrived,
+                endpoint=state["endpoint"],
+                secret=state["secret"],
             )
             return None if session.closed else session
         except (PushwireError, ValueError, KeyError, TypeError) as exc:
-            log.info("session %s not handed over by node %s: %s", session_id, home, exc)
+            # Neither the session id nor the secret goes to the log.
+            log.info("session not handed over by node %s: %s", home, type(exc).__name__)
             if user is not None:
                 self.hub.direct_messages.release_user(user)
             return None
@@ -203,10 +235,10 @@ class Router:
                 self.hub.direct_messages.end_adoption(user, arrived)
 
     async def _hand_over_step(
-        self, home: str, op: str, session_id: str
+        self, home: str, op: str, session_id: str, secret: str, endpoint: str
     ) -> tuple[dict[str, Any], bytes]:
         """One request of a hand-over to the session's home node (`handover_timeout`)."""
-        request = {"op": op, "session": session_id}
+        request = _session_request(op, session_id, secret, endpoint)
         return await self._request(home, request, b"", 0.0, timeout=self.config.handover_timeout)
 
     async def _request(
@@ -256,7 +288,8 @@ class Router:
         try:
             header, body = decode_payload(payload)
         except ValueError:
-            log.warning("malformed node message ignored: %r", payload[:100])
+            # Not its bytes: a node's request may hold a session's secret.
+            log.warning("malformed node message ignored (%d bytes)", len(payload))
             return
         op = header.get("op")
         if op == "answer":
@@ -266,7 +299,7 @@ class Router:
             return
         reply = header.get("reply")
         if not isinstance(reply, str) or not _NODE.fullmatch(reply):
-            log.warning("node request without a valid reply address ignored: %r", header)
+            log.warning("node request %r without a valid reply address ignored", header.get("op"))
             return
         task = asyncio.ensure_future(self._serve(header, body, reply))
         self._tasks.add(task)
@@ -290,7 +323,7 @@ class Router:
         except (RemoteError, Unavailable) as exc:
             answer.update(status=exc.http_status, code=exc.error_code, message=str(exc))
         except Exception:
-            log.exception("forwarded request failed: %r", request)
+            log.exception("forwarded request %r failed", request.get("op"))
             answer.update(status=500, code="internal", message="internal error")
         try:
             await self.link.send(reply, encode_payload(answer, out))
@@ -302,6 +335,9 @@ class Router:
         self, request: dict[str, Any], session_id: str, body: bytes, answer: dict[str, Any]
     ) -> bytes:
         op = request.get("op")
+        secret, endpoint = request.get("secret"), request.get("endpoint")
+        if not (secret is None or isinstance(secret, str)) or not isinstance(endpoint, str):
+            raise BadRequest("forwarded request without a valid secret or endpoint")
         if op == "poll":
             kind = request.get("kind")
             cursor, seq = request.get("cursor"), request.get("seq")
@@ -311,29 +347,31 @@ class Router:
                 seq is None or isinstance(seq, str)
             ):
                 raise BadRequest("cursor and seq must be strings")
-            batch = await self.polls.poll_session(session_id, kind, cursor, seq)
+            batch = await self.polls.poll_session(session_id, secret, endpoint, kind, cursor, seq)
             answer.update(cursor=batch.cursor, closed=batch.closed)
             return batch.body
         if op == "send":
-            self.sessions.send(session_id, body)
+            self.sessions.send(session_id, secret, endpoint, body)
             answer["status"] = 204
             return b""
+        # A hand-over: only to a node that shows the session's secret, at its endpoint.
+        session = self.hub.lifecycle.claim(session_id, secret, endpoint)
+        if session is None:
+            if op not in ("handover", "user"):
+                raise BadRequest(f"unknown node request {op!r}")
+            raise Gone(f"unknown or expired session {session_id!r}")
         if op == "handover":
-            return self._hand_over(session_id)
+            return self._hand_over(session)
         if op == "user":
-            session = self.hub.sessions.get(session_id)
-            if session is None or session.closed or not session.resumable:
-                raise Gone(f"unknown or expired session {session_id!r}")
             answer["user"] = session.user
             return b""
         raise BadRequest(f"unknown node request {op!r}")
 
-    def _hand_over(self, session_id: str) -> bytes:
+    def _hand_over(self, session: Session) -> bytes:
         """Detach a session of this node for another node to resume; what resuming needs."""
-        session = self.hub.sessions.get(session_id)
-        if session is None or session.closed or not session.resumable:
-            raise Gone(f"unknown or expired session {session_id!r}")
         state = {
+            "endpoint": session.endpoint,
+            "secret": session.secret,
             "user": session.user,
             "info": dict(session.info),
             "seq": session.seq,
@@ -349,6 +387,12 @@ class Router:
         try:
             body = orjson.dumps(state)
         except TypeError as exc:
-            raise Gone(f"session {session_id!r} cannot move: its info is not JSON") from exc
+            raise Gone(f"session {session.id!r} cannot move: its info is not JSON") from exc
         self.hub.lifecycle.hand_over(session)
         return body
+
+
+def _session_request(op: str, session_id: str, secret: str | None, endpoint: str) -> dict[str, Any]:
+    """A request about a session to its home node: it shows the resume secret the client
+    showed and the endpoint asked at, which the home node checks."""
+    return {"op": op, "session": session_id, "secret": secret, "endpoint": endpoint}

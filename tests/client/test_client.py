@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import re
 from collections.abc import AsyncIterator
 
 import pytest
@@ -454,3 +455,31 @@ async def test_tcp_carries_a_thousand_text_and_binary_messages_across_a_drop(
     finally:
         await proxy.stop()
     assert received == sent
+
+
+@pytest.mark.parametrize("transport", ["sse", "stream", "longpoll", "polling"])
+async def test_the_http_transports_open_with_a_post_and_name_the_session_in_a_header(
+    server: ServerProcess, proxy: Proxy, transport: str
+) -> None:
+    url = f"http://127.0.0.1:{proxy.port}/pushwire"
+    async with connect(url, user="hal", transports=[transport], poll_interval=0.02) as client:
+        await client.subscribe("room")  # a send
+        await client.publish("room", "hi")
+        message = await asyncio.wait_for(client.recv(), 5)
+        session = client.session
+    assert isinstance(message, Message) and message.data == "hi"
+    heads = re.findall(rb"(GET|POST) (\S+) HTTP/1\.1\r\n(.*?)\r\n\r\n", proxy.sent_up, re.S)
+    method, target, _ = heads[0]
+    assert (method, target) == (b"POST", f"/pushwire/{transport}".encode())  # the hello
+    assert not [t for _, t, _ in heads if b"session=" in t or b"hello=" in t]
+    later = heads[1:]
+    assert [m for m, t, _ in later if t == b"/pushwire/send"]
+    if transport in ("longpoll", "polling"):
+        assert [
+            t
+            for m, t, _ in later
+            if m == b"GET" and t.startswith(b"/pushwire/" + transport.encode())
+        ]
+    for _, _, fields in later:
+        named = re.search(rb"\r\nPushwire-Session: ([^ \r]+) ([\w-]{22})\r\n", b"\r\n" + fields)
+        assert named is not None and named[1].decode() == session, fields

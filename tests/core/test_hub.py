@@ -178,7 +178,12 @@ async def test_sessions_live_in_the_store_the_hub_is_given() -> None:
     hub.lifecycle.detach(session, session.transport, 1006, "dropped", final=False)  # type: ignore[arg-type]
     assert store.added == 1 and store.removed == 0  # detached, kept for its grace
     assert clock.pending == 1
-    assert hub.lifecycle.resume(session.id, RecordingTransport(ENVELOPE_FRAMING)) is session
+    assert (
+        hub.lifecycle.resume(
+            session.id, session.secret, session.endpoint, RecordingTransport(ENVELOPE_FRAMING)
+        )
+        is session
+    )
     assert clock.pending == 0  # resumed: its grace no longer runs
     hub.close_session(session, 1000, "")
     assert store.removed == 1 and session.id not in store

@@ -53,7 +53,12 @@ async def test_a_session_that_will_not_come_back_ends_with_its_connection(
     session, transport = attached(hub, resumable=resumable)
     hub.lifecycle.detach(session, transport, 1000, "bye", final=final)
     assert ended == [(session.id, 1000, "bye")] and clock.pending == 0
-    assert hub.lifecycle.resume(session.id, RecordingTransport(NDJSON_FRAMING)) is None
+    assert (
+        hub.lifecycle.resume(
+            session.id, session.secret, session.endpoint, RecordingTransport(NDJSON_FRAMING)
+        )
+        is None
+    )
 
 
 async def test_resuming_on_a_new_connection_closes_the_old_one_with_4004() -> None:
@@ -61,7 +66,10 @@ async def test_resuming_on_a_new_connection_closes_the_old_one_with_4004() -> No
     hub, ended = recording_hub(clock)
     session, old = attached(hub)
     new = RecordingTransport(NDJSON_FRAMING)
-    assert hub.lifecycle.resume(session.id, new) is session and session.transport is new
+    assert (
+        hub.lifecycle.resume(session.id, session.secret, session.endpoint, new) is session
+        and session.transport is new
+    )
     assert old.closed == (4004, "session resumed on another connection")
     assert (
         hub.channels.subscriber_count("room") == 0
@@ -69,3 +77,30 @@ async def test_resuming_on_a_new_connection_closes_the_old_one_with_4004() -> No
     assert (await hub.presence("room")).count == 1
     hub.lifecycle.detach(session, old, 1006, "late report of the old connection", final=True)
     assert not session.closed and ended == []  # not its connection any more
+
+
+@pytest.mark.parametrize(
+    ("secret", "endpoint"),
+    [(None, "general"), ("", "general"), ("wrong", "general"), ("ok", "echo"), ("ok", "")],
+)
+async def test_a_resumption_without_the_secret_or_at_another_endpoint_touches_nothing(
+    secret: str | None, endpoint: str
+) -> None:
+    clock = ManualClock()
+    hub, ended = recording_hub(clock)
+    old = RecordingTransport(NDJSON_FRAMING)
+    session = hub.lifecycle.open(old, "alice", resumable=True, endpoint="general")
+    shown = session.secret if secret == "ok" else secret
+    thief = RecordingTransport(NDJSON_FRAMING)
+    assert hub.lifecycle.resume(session.id, shown, endpoint, thief) is None
+    assert session.transport is old and old.closed is None and ended == []
+    assert hub.lifecycle.claim(session.id, session.secret, "general") is session
+
+
+def test_every_session_has_its_own_128_bit_resume_secret_apart_from_its_id() -> None:
+    hub = Hub()
+    first = hub.lifecycle.open(RecordingTransport(NDJSON_FRAMING), resumable=True)
+    second = hub.lifecycle.open(RecordingTransport(NDJSON_FRAMING), resumable=True)
+    assert len(first.secret) == 22 and first.secret not in (first.id, second.secret)
+    assert first.proves(first.secret) and not first.proves(second.secret)
+    assert not first.proves(None) and not first.proves("é" * 22)

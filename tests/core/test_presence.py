@@ -165,7 +165,7 @@ async def test_a_reconnecting_session_stays_present_and_leaves_when_its_grace_en
     hub.lifecycle.detach(flaky, flaky.transport, 1006, "dropped", final=False)  # type: ignore[arg-type]
     assert (await hub.presence("room")).count == 2
     back = RecordingTransport(NDJSON_FRAMING)
-    assert hub.lifecycle.resume(flaky.id, back) is flaky
+    assert hub.lifecycle.resume(flaky.id, flaky.secret, flaky.endpoint, back) is flaky
     hub.channels.subscribe(flaky, "room")
     await asyncio.sleep(0)
     assert seen.written == []

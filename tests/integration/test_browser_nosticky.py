@@ -103,7 +103,7 @@ def test_pushwire_js_long_polls_alternating_nodes_and_retries_503_with_its_curso
             expected.append(f"m{i}")
             if i == 9:
                 page.wait_for_function("() => messages.length >= 10")
-                proxy.refuse = ("/pushwire/longpoll?session=", 3)
+                proxy.refuse = ("GET /pushwire/longpoll?cursor=", 3)
                 # Sent on one node, it reaches the one node that holds the session.
                 assert post(nodes[0], "/api/send/erin", b"direct")["nodes"] == 1
         page.wait_for_function("() => messages.length >= 21")
@@ -118,7 +118,9 @@ def test_pushwire_js_long_polls_alternating_nodes_and_retries_503_with_its_curso
     assert channel == [*expected, "the end"]  # each once, in order
     assert [(m["seq"], m["data"]) for m in messages if m["channel"] is None] == [(1, "direct")]
     assert events == ["open"]  # no reconnection: 503s were retried, not resumed
-    polls = [(index, line) for index, line, _ in proxy.log if "/longpoll?session=" in line]
+    polls = [
+        (index, line) for index, line, _ in proxy.log if "GET /pushwire/longpoll?cursor=" in line
+    ]
     assert {index for index, _ in polls if index >= 0} == {0, 1}
     refused = [n for n, (index, _) in enumerate(polls) if index == -1]
     assert len(refused) == 3

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import re
 import socket
 import struct
 import threading
@@ -21,7 +22,7 @@ import pytest
 from tests.servers import ServerFactory, ServerProcess
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page
+    from playwright.sync_api import Browser, Page, Request
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -136,15 +137,48 @@ window.connect = function (url, options) {
 
 
 class Requests:
-    """The URLs a page requested (HTTP) and opened (WebSocket), as the browser saw them."""
+    """The URLs a page requested (HTTP) and opened (WebSocket), as the browser saw them, and
+    the HTTP requests themselves (method, URL, headers, body)."""
 
     def __init__(self, page: Page) -> None:
         self.urls: list[str] = []
-        page.on("request", lambda request: self.urls.append(request.url))
+        self.sent: list[tuple[str, str, dict[str, str], str | None]] = []
+        page.on("request", self._request)
         page.on("websocket", lambda ws: self.urls.append(ws.url))
+
+    def _request(self, request: Request) -> None:
+        self.urls.append(request.url)
+        self.sent.append((request.method, request.url, request.headers, request.post_data))
 
     def matching(self, fragment: str) -> list[str]:
         return [url for url in self.urls if fragment in url]
+
+    def assert_session_kept_out_of_urls(self, endpoint: str, transport: str) -> None:
+        """`transport` opened at `endpoint` as the browser allows (a POST with the hello as
+        its body where fetch can; `?hello=` for sse and iframe), and every later request
+        named its session in the `Pushwire-Session` header (id and secret), never in a URL.
+        """
+        opening = f"{endpoint}/{transport}"
+        if transport in ("sse", "iframe"):
+            assert self.matching(f"{opening}?hello=")
+        else:
+            posts = [
+                body for method, url, _, body in self.sent if (method, url) == ("POST", opening)
+            ]
+            assert posts and all(json.loads(body or "")["type"] == "hello" for body in posts)
+            assert not self.matching("hello=")
+        assert not self.matching("session=")
+        named = [
+            (method, url, headers.get("pushwire-session"))
+            for method, url, headers, _ in self.sent
+            if method != "OPTIONS"
+            and (url.startswith(f"{endpoint}/send") or url.startswith(f"{opening}?cursor="))
+        ]
+        assert [method for method, _, _ in named].count("POST") >= 1, named  # sends
+        if transport in ("longpoll", "polling"):
+            assert [method for method, _, _ in named].count("GET") >= 1, named  # polls
+        for _, _, header in named:
+            assert header is not None and re.fullmatch(r"[\w.-]+ [\w-]{22}", header), named
 
 
 @contextmanager
@@ -208,11 +242,10 @@ def test_events_and_ready_state_are_those_of_websocket_on_every_transport(
         assert requests.matching(f"ws://127.0.0.1:{port}/echo")
         assert not requests.matching("?hello=")
     else:
-        assert requests.matching(f"http://127.0.0.1:{port}/echo/{transport}?hello=")
-        assert requests.matching(f"http://127.0.0.1:{port}/echo/send?session=")
+        requests.assert_session_kept_out_of_urls(f"http://127.0.0.1:{port}/echo", transport)
         assert not requests.matching("ws://")
         others = [name for name in HTTP_TRANSPORTS if name != transport]
-        assert not [url for name in others for url in requests.matching(f"/echo/{name}?")]
+        assert not [url for name in others for url in requests.matching(f"/echo/{name}")]
 
 
 EXPECTED_ROUNDTRIP: list[list[Any]] = [
@@ -576,14 +609,15 @@ def test_a_dropped_event_stream_resumes_its_session_not_eventsource_reconnection
         page.wait_for_function("() => events.some((e) => e.type === 'reconnected')")
         post(server, "/api/publish/feed", b"after")
         page.wait_for_function("() => messages.length === 2")
-        state = page.evaluate("() => [pw.session, events.map((e) => e.type), messages]")
-    session, events, messages = state
+        state = page.evaluate("() => [pw.session, pw._resume, events.map((e) => e.type), messages]")
+    session, secret, events, messages = state
     assert session == first["session"]
     assert events == ["transport", "open", "reconnecting", "reconnected"]
     assert [m["data"] for m in messages] == ["before", "after"]
     hellos = requests.matching("/pushwire/sse?hello=")
     assert len(hellos) == 2
-    assert urllib.parse.quote(f'"session":"{session}"') in hellos[1]
+    # EventSource takes nothing but a URL: the resuming hello, secret included, is in it.
+    assert urllib.parse.quote(f'"session":"{session}","resume":"{secret}"') in hellos[1]
 
 
 def test_a_drop_switches_from_websocket_to_longpoll_and_loses_nothing(
@@ -627,7 +661,7 @@ def test_a_drop_switches_from_websocket_to_longpoll_and_loses_nothing(
         attempts = [
             request
             for request in proxy.requests[before:]
-            if request == "websocket" or "?hello=" in request
+            if request == "websocket" or request.startswith("POST /pushwire/longpoll ")
         ]
     session, events = switched
     assert session == first["session"]
@@ -641,7 +675,7 @@ def test_a_drop_switches_from_websocket_to_longpoll_and_loses_nothing(
     # If the outage outlasts a round of the list, websocket comes after longpoll.
     assert second[0] == "reconnecting"
     assert second[-1] == "reconnected"
-    assert attempts[0].startswith("GET /pushwire/longpoll?hello=")
+    assert attempts[0] == "POST /pushwire/longpoll HTTP/1.1"
 
 
 # -- the iframe's recycling ------------------------------------------------------------------------
@@ -654,20 +688,22 @@ def test_the_iframe_recycles_invisibly_losing_and_repeating_nothing(
     user = "framed"
     with server_page(browser, server) as page:
         requests = Requests(page)
-        page.evaluate("([options]) => connect('/echo', options)", [options("iframe", user=user)])
-        page.evaluate("() => pw.subscribe('feed')")
+        page.evaluate(
+            "([options]) => connect('/pushwire', options)", [options("iframe", user=user)]
+        )
+        page.evaluate("() => Promise.all([pw.subscribe('feed'), pw.subscribe('echoes')])")
         # The page also sends while frames are being replaced: each channel message it gets
-        # is echoed back to it as a direct message.
+        # is published back to it on another channel.
         page.evaluate(
             "() => pw.addEventListener('message', (e) => {"
-            " if (e.channel === 'feed') pw.send('echo ' + e.data); })"
+            " if (e.channel === 'feed') pw.publish('echoes', 'echo ' + e.data); })"
         )
         publisher = Publisher(server, user, limit=300)
         publisher.thread.join(60)
         publisher.stop()
         received_everything(page, publisher)
         page.wait_for_function(
-            "([n]) => messages.filter((m) => m.data.startsWith('echo ')).length >= n",
+            "([n]) => messages.filter((m) => m.channel === 'echoes').length >= n",
             arg=[len(publisher.channel)],
         )
         messages = page.evaluate("() => messages")
@@ -677,16 +713,17 @@ def test_the_iframe_recycles_invisibly_losing_and_repeating_nothing(
         )
     channel = [m["data"] for m in messages if m["channel"] == "feed"]
     direct = [m["data"] for m in messages if m["channel"] is None]
+    echoes = [m["data"] for m in messages if m["channel"] == "echoes"]
     assert channel == publisher.channel
-    assert [d for d in direct if not d.startswith("echo ")] == publisher.direct
-    assert [d for d in direct if d.startswith("echo ")] == [f"echo {c}" for c in channel]
+    assert direct == publisher.direct
+    assert echoes == [f"echo {c}" for c in channel]
     seqs = [m["seq"] for m in messages if m["channel"] is None]
     assert seqs == list(range(1, len(seqs) + 1))
     events, frames, transport = state
     assert events == ["transport", "open"]  # no reconnecting, no reconnected
     assert frames == 1  # each recycled frame was removed
     assert transport == "iframe"
-    assert len(requests.matching("/echo/iframe?hello=")) >= 5  # recycled several times
+    assert len(requests.matching("/pushwire/iframe?hello=")) >= 5  # recycled several times
 
 
 # -- cross-origin pages ------------------------------------------------------------------------
@@ -748,4 +785,4 @@ def test_a_page_on_another_origin_uses_the_http_transports_with_cors(
     assert echoed == {"received": expected, "transport": transport}
     assert at_page == [other_origin, ["to the other origin", "Blob:3"]]
     assert at_peer == ["to the other origin", "Blob:3"]
-    assert requests.matching(f"http://127.0.0.1:{server.port}/pushwire/{transport}?hello=")
+    requests.assert_session_kept_out_of_urls(f"http://127.0.0.1:{server.port}/pushwire", transport)

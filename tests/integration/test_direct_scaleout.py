@@ -174,13 +174,14 @@ async def test_a_session_handed_over_keeps_receiving_directs_from_a_third_node(
     async with ws_connect(a.ws_url("/pushwire"), subprotocols=PROTOCOLS) as old:
         await old.send(json.dumps({"type": "hello", "user": "ann"}))
         welcome = json.loads(await asyncio.wait_for(old.recv(), 10))
-        session = welcome["session"]
+        session, secret = welcome["session"], welcome["resume"]
         assert await send(b, "ann", "on a") == {"user": "ann", "nodes": 1}
         assert json.loads(await asyncio.wait_for(old.recv(), 10))["seq"] == 1
         await old.send(json.dumps({"type": "ack", "seq": 1}))
 
         async with ws_connect(c.ws_url("/pushwire"), subprotocols=PROTOCOLS) as new:
-            await new.send(json.dumps({"type": "hello", "session": session, "ack": 1}))
+            hello = {"type": "hello", "session": session, "resume": secret, "ack": 1}
+            await new.send(json.dumps(hello))
             welcome = json.loads(await asyncio.wait_for(new.recv(), 10))
             assert welcome["resumed"] is True and welcome["user"] == "ann"
             assert welcome["session"].split(".")[0] != session.split(".")[0]
@@ -268,14 +269,15 @@ async def test_directs_sent_during_a_hand_over_arrive_once_in_order(
         stop.clear()
         async with ws_connect(a.ws_url("/pushwire"), subprotocols=PROTOCOLS) as old:
             await old.send(json.dumps({"type": "hello", "user": user}))
-            session = (await recv_json(old))["session"]
+            opened = await recv_json(old)
+            session, secret = opened["session"], opened["resume"]
             sending = asyncio.ensure_future(asyncio.to_thread(sender, user))
             got: list[str] = []
             while len(got) < 20:  # the session gets directs on node A
                 frame = await recv_json(old)
                 got.append(str(frame["data"]))
             async with ws_connect(c.ws_url("/pushwire"), subprotocols=PROTOCOLS) as new:
-                hello = {"type": "hello", "session": session, "ack": len(got)}
+                hello = {"type": "hello", "session": session, "resume": secret, "ack": len(got)}
                 await new.send(json.dumps(hello))
                 welcome = await recv_json(new)
                 assert welcome["resumed"] is True

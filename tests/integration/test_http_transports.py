@@ -8,163 +8,23 @@ import json
 import socket
 import threading
 import time
-import urllib.parse
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from tests.servers import ServerFactory, ServerProcess
+from tests.wire_clients import (
+    Poller,
+    Streamer,
+    hello_query,
+    publish,
+    session_header,
+    stats,
+    subscribe,
+)
 
 pytestmark = pytest.mark.integration
 
 STREAMS = ("stream", "sse", "iframe")
-POLL_INTERVAL = 0.02
-
-
-def hello_query(**fields: Any) -> str:
-    return urllib.parse.quote(json.dumps({"type": "hello", **fields}))
-
-
-def publish(
-    server: ServerProcess, channel: str, body: bytes, binary: bool = False
-) -> dict[str, Any]:
-    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
-    headers = {"Content-Type": "application/octet-stream" if binary else "text/plain"}
-    conn.request("POST", f"/api/publish/{channel}", body=body, headers=headers)
-    response = conn.getresponse()
-    assert response.status == 200
-    result: dict[str, Any] = json.loads(response.read())
-    conn.close()
-    return result
-
-
-def stats(server: ServerProcess) -> dict[str, int]:
-    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
-    conn.request("GET", "/api/stats")
-    result: dict[str, int] = json.loads(conn.getresponse().read())
-    conn.close()
-    return result
-
-
-class Poller:
-    """A polling client on one keep-alive HTTP/1.1 connection."""
-
-    def __init__(self, server: ServerProcess, kind: str, path: str = "/pushwire", **hello: Any):
-        self.conn = http.client.HTTPConnection(server.host, server.port, timeout=30)
-        self.kind, self.path = kind, path
-        self.cursor = 0
-        envelopes = self._get(f"{path}/{kind}?hello={hello_query(**hello)}")
-        assert envelopes[0]["type"] == "welcome", envelopes
-        self.welcome = envelopes[0]
-        self.session: str = self.welcome["session"]
-        self.backlog: list[dict[str, Any]] = envelopes[1:]
-
-    def _get(self, target: str) -> list[dict[str, Any]]:
-        self.conn.request("GET", target)
-        response = self.conn.getresponse()
-        body = response.read()
-        assert response.status == 200, body
-        self.cursor = int(response.headers["Pushwire-Cursor"])
-        return [json.loads(line) for line in body.splitlines() if line]
-
-    def poll(self, cursor: int | None = None) -> list[dict[str, Any]]:
-        cursor = self.cursor if cursor is None else cursor
-        query = f"session={self.session}&cursor={cursor}"
-        return self._get(f"{self.path}/{self.kind}?{query}")
-
-    def send(self, *envelopes: dict[str, Any]) -> None:
-        body = "\n".join(json.dumps(e) for e in envelopes).encode()
-        self.conn.request("POST", f"{self.path}/send?session={self.session}", body=body)
-        response = self.conn.getresponse()
-        response.read()
-        assert response.status == 204
-
-    def receive(self, count: int, kind: str = "message") -> list[dict[str, Any]]:
-        """The next `count` envelopes of `kind`, polling as needed."""
-        got: list[dict[str, Any]] = []
-        while len(got) < count:
-            while not self.backlog:
-                self.backlog = self.poll()
-                if not self.backlog and self.kind == "polling":
-                    time.sleep(POLL_INTERVAL)  # ajax polling asks again after an interval
-            envelope = self.backlog.pop(0)
-            if envelope["type"] == kind:
-                got.append(envelope)
-        return got
-
-
-class Streamer:
-    """A streaming client (stream, sse or iframe) on a raw socket, decoding chunks by hand."""
-
-    def __init__(self, server: ServerProcess, kind: str, path: str = "/pushwire", **hello: Any):
-        self.server, self.kind = server, kind
-        self.sock = socket.create_connection((server.host, server.port), timeout=15)
-        origin = "&origin=" + urllib.parse.quote("http://localhost:1") if kind == "iframe" else ""
-        target = f"{path}/{kind}?hello={hello_query(**hello)}{origin}"
-        self.sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        self.buffer = b""
-        head = self._until(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 200 OK"), head
-        self.headers = head.decode().lower()
-        self.envelopes = self._envelopes()
-        self.welcome = self.next("welcome")
-
-    def _recv(self) -> None:
-        data = self.sock.recv(65536)
-        if not data:
-            raise EOFError("stream ended")
-        self.buffer += data
-
-    def _until(self, marker: bytes) -> bytes:
-        while marker not in self.buffer:
-            self._recv()
-        head, _, self.buffer = self.buffer.partition(marker)
-        return head
-
-    def _chunks(self) -> Iterator[bytes]:
-        while True:
-            size = int(self._until(b"\r\n"), 16)
-            if size == 0:
-                return
-            while len(self.buffer) < size + 2:
-                self._recv()
-            yield self.buffer[:size]
-            self.buffer = self.buffer[size + 2 :]
-
-    def _envelopes(self) -> Iterator[dict[str, Any]]:
-        for data in self._chunks():
-            if self.kind == "stream":
-                lines = [line for line in data.split(b"\n") if line]
-            elif self.kind == "sse":
-                lines = [line[6:] for line in data.split(b"\n") if line.startswith(b"data: ")]
-            else:
-                lines = [part.split(b")</script>")[0] for part in data.split(b"<script>p(")[1:]]
-            for line in lines:
-                yield json.loads(line)
-
-    def next(self, kind: str | None = None) -> dict[str, Any]:
-        for envelope in self.envelopes:
-            if kind is None or envelope["type"] == kind:
-                return envelope
-        raise EOFError("stream ended")
-
-    def send(self, *envelopes: dict[str, Any]) -> None:
-        conn = http.client.HTTPConnection(self.server.host, self.server.port, timeout=10)
-        body = "\n".join(json.dumps(e) for e in envelopes).encode()
-        conn.request("POST", f"/pushwire/send?session={self.welcome['session']}", body=body)
-        assert conn.getresponse().status == 204
-        conn.close()
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def subscribe(client: Poller | Streamer, channel: str, **extra: Any) -> dict[str, Any]:
-    client.send({"type": "subscribe", "id": 1, "channel": channel, **extra})
-    if isinstance(client, Poller):
-        return client.receive(1, "subscribed")[0]
-    return client.next("subscribed")
 
 
 @pytest.mark.parametrize("kind", ["polling", "longpoll", *STREAMS])
@@ -232,6 +92,7 @@ def test_longpolls_reuse_one_keep_alive_connection(server: ServerProcess) -> Non
 
 
 def raw_request(server: ServerProcess, sock: socket.socket, target: str, headers: str) -> bytes:
+    """An HTTP/1.0 GET (with `?hello=`, or a poll naming its session in `headers`)."""
     sock.sendall(f"GET {target} HTTP/1.0\r\nHost: x\r\n{headers}\r\n".encode())
     data = b""
     while b"\r\n\r\n" not in data:
@@ -256,10 +117,11 @@ def test_http_10_keep_alive_polls_share_one_connection(server: ServerProcess) ->
         server, sock, f"/pushwire/polling?hello={hello_query()}", "Connection: keep-alive\r\n"
     )
     assert b"Connection: keep-alive" in first
-    session = json.loads(first.partition(b"\r\n\r\n")[2].splitlines()[0])["session"]
+    welcome = json.loads(first.partition(b"\r\n\r\n")[2].splitlines()[0])
+    named = f"Pushwire-Session: {welcome['session']} {welcome['resume']}\r\n"
     for _ in range(5):
         response = raw_request(
-            server, sock, f"/pushwire/polling?session={session}", "Connection: keep-alive\r\n"
+            server, sock, "/pushwire/polling", f"Connection: keep-alive\r\n{named}"
         )
         assert response.startswith(b"HTTP/1.0 200 OK")
     sock.close()
@@ -272,10 +134,13 @@ def test_http_10_without_keep_alive_opens_one_connection_per_poll(server: Server
     first = raw_request(server, sock, f"/pushwire/polling?hello={hello_query()}", "")
     assert b"Connection: close" in first
     assert sock.recv(10) == b""  # the server closed it
-    session = json.loads(first.partition(b"\r\n\r\n")[2].splitlines()[0])["session"]
+    welcome = json.loads(first.partition(b"\r\n\r\n")[2].splitlines()[0])
+    named = f"Pushwire-Session: {welcome['session']} {welcome['resume']}\r\n"
     for _ in range(3):
         with socket.create_connection((server.host, server.port), timeout=10) as each:
-            raw_request(server, each, f"/pushwire/polling?session={session}", "")
+            assert raw_request(server, each, "/pushwire/polling", named).startswith(
+                b"HTTP/1.0 200 OK"
+            )
     assert stats(server)["connections_accepted"] - before == 5
 
 
@@ -316,9 +181,11 @@ def test_a_poller_over_its_queue_bound_is_closed_with_4001_others_unaffected(
         "reason": "slow consumer (> 50 frames or 4194304 bytes queued)",
     }
     conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
-    conn.request("GET", f"/pushwire/polling?session={slow.session}&cursor={slow.cursor}")
+    conn.request(
+        "GET", f"/pushwire/polling?cursor={slow.cursor}", headers=session_header(slow.welcome)
+    )
     assert conn.getresponse().status == 409  # detached: the client must send hello again
-    resumed = Poller(server, "polling", session=slow.session)
+    resumed = Poller(server, "polling", session=slow.session, resume=slow.secret)
     assert resumed.welcome["resumed"] is True
 
 
@@ -326,7 +193,7 @@ def test_a_session_resumes_on_another_transport_and_gets_unacknowledged_messages
     server: ServerProcess,
 ) -> None:
     stream = Streamer(server, "sse", user="carol")
-    session = stream.welcome["session"]
+    session, secret = stream.welcome["session"], stream.welcome["resume"]
     conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
     conn.request("POST", "/api/send/carol", body=b"one")
     conn.getresponse().read()
@@ -335,12 +202,12 @@ def test_a_session_resumes_on_another_transport_and_gets_unacknowledged_messages
     # The session waits for its client; direct messages meanwhile are kept.
     conn.request("POST", "/api/send/carol", body=b"two")
     assert json.loads(conn.getresponse().read())["sessions"] == 1
-    poller = Poller(server, "longpoll", session=session, ack=0)
+    poller = Poller(server, "longpoll", session=session, resume=secret, ack=0)
     assert poller.welcome["resumed"] is True
-    assert poller.session == session
+    assert poller.session == session and poller.secret == secret
     assert [(e["seq"], e["data"]) for e in poller.receive(2)] == [(1, "one"), (2, "two")]
     poller.send({"type": "ack", "seq": 2})
-    stream = Streamer(server, "stream", session=session, ack=2)
+    stream = Streamer(server, "stream", session=session, resume=secret, ack=2)
     assert stream.welcome["resumed"] is True
     conn.request("POST", "/api/send/carol", body=b"three")
     conn.getresponse().read()
@@ -422,7 +289,8 @@ def test_a_resumed_longpoll_gets_its_own_queue_not_the_superseded_ones_close(
 ) -> None:
     first = Poller(server, "longpoll")
     subscribe(first, "room")
-    again = Poller(server, "longpoll", session=first.session)  # e.g. after a silent drop
+    # e.g. after a silent drop
+    again = Poller(server, "longpoll", session=first.session, resume=first.secret)
     assert again.welcome["resumed"] is True
     subscribe(again, "room")
     publish(server, "room", b"for the new connection")

@@ -75,7 +75,7 @@ async def completed_polls(proxy: RoundRobinProxy, count: int, timeout: float = 2
 
     def answered() -> int:
         return sum(
-            1 for i, line, status in proxy.log if "/longpoll?s" in line and i >= 0 and status
+            1 for i, line, status in proxy.log if "/longpoll?cursor=" in line and i >= 0 and status
         )
 
     target = answered() + count
@@ -123,7 +123,7 @@ async def test_a_long_poll_client_on_alternating_nodes_gets_everything_once_in_o
                 assert await send_direct(nodes, "alice", f"direct {i}") == 1
             if i == 14:
                 # Three polls in a row answered 503: asked again, with the same cursor.
-                proxy.refuse = ("/pushwire/longpoll?session=", 3)
+                proxy.refuse = ("GET /pushwire/longpoll?cursor=", 3)
         got = await receive(client, 32)
         assert [m.data for m in got if m.channel == "room"] == expected
         assert [(m.seq, m.data) for m in got if m.channel is None] == [
@@ -135,10 +135,12 @@ async def test_a_long_poll_client_on_alternating_nodes_gets_everything_once_in_o
         await nothing_more(client, nodes, "room")
         # Forwarded, not resumed: one session throughout.
         assert client.reconnections == 0 and client.expired == []
-    assert proxy.served("/pushwire/longpoll?session=") == {0, 1}
-    assert proxy.served("/pushwire/send?session=") == {0, 1}
+    assert proxy.served("GET /pushwire/longpoll?cursor=") == {0, 1}
+    assert proxy.served("POST /pushwire/send ") == {0, 1}
     # Every poll that reached a node answered 200 (but the one the client's close cut short).
-    polls = [(index, line, status) for index, line, status in proxy.log if "/longpoll?s" in line]
+    polls = [
+        (index, line, status) for index, line, status in proxy.log if "/longpoll?cursor=" in line
+    ]
     reached = [status for index, _, status in polls if index >= 0]
     assert len(reached) > 4 and all(" 200 " in status for status in reached[:-1]), reached
     refused = [n for n, (index, _, _) in enumerate(polls) if index == -1]
@@ -161,7 +163,7 @@ async def test_an_sse_client_reconnecting_to_the_other_node_each_time_loses_noth
             proxy.gate.clear()
             back = asyncio.ensure_future(client.wait_reconnected(20))
             await asyncio.sleep(0)
-            assert proxy.cut("/pushwire/sse?") == 1
+            assert proxy.cut("POST /pushwire/sse ") == 1
             for i in range(10):
                 text = f"r{round_} m{i}"
                 await publish(nodes[i % 2], "news", text)
@@ -178,9 +180,9 @@ async def test_an_sse_client_reconnecting_to_the_other_node_each_time_loses_noth
         assert client.reconnections == 4
         # Each resumption moved the session: resumed every time, never expired.
         assert client.expired == [] and client.session != first_session
-    streams = [index for index, line, _ in proxy.log if "/pushwire/sse?" in line]
+    streams = [index for index, line, _ in proxy.log if "POST /pushwire/sse " in line]
     assert streams == [0, 1, 0, 1, 0]  # every reconnection on the other node
-    assert proxy.served("/pushwire/send?session=") == {0, 1}
+    assert proxy.served("POST /pushwire/send ") == {0, 1}
 
 
 @pytest.mark.parametrize(
@@ -217,7 +219,7 @@ async def test_a_killed_home_node_is_410_then_the_client_resumes_and_recovers(
         # Told, not silent: the old session (and any direct message it kept) is gone.
         assert client.expired == [old_session]
         await nothing_more(client, [survivor], "feed")
-    statuses = [status for _, line, status in proxy.log if "/longpoll?session=" in line]
+    statuses = [status for _, line, status in proxy.log if "GET /pushwire/longpoll?cursor=" in line]
     assert any(" 410 " in status for status in statuses), statuses
 
 
@@ -255,7 +257,7 @@ async def test_a_redis_restart_keeps_a_long_poll_session_routed_across_nodes(
             await nothing_more(client, nodes, "news")
             # The session was not lost: its node was never taken for dead.
             assert client.expired == []
-        after = [(i, status) for i, line, status in proxy.log[mark:] if "/longpoll?s" in line]
+        after = [(i, status) for i, line, status in proxy.log[mark:] if "/longpoll?cursor=" in line]
         assert {i for i, status in after if " 200 " in status} == {0, 1}, after
         assert not [status for _, status in after if " 410 " in status], after
     finally:
@@ -270,17 +272,19 @@ async def test_a_websocket_resuming_on_another_node_takes_the_session_over(
     async with ws_connect(first.ws_url("/pushwire"), subprotocols=protocols) as old:
         await old.send(json.dumps({"type": "hello", "user": "dave"}))
         welcome = json.loads(await asyncio.wait_for(old.recv(), 10))
-        session = welcome["session"]
+        session, secret = welcome["session"], welcome["resume"]
         assert welcome["resumed"] is False and "." in session
         assert await send_direct([first, second], "dave", "kept") == 1
         direct = json.loads(await asyncio.wait_for(old.recv(), 10))
         assert (direct["seq"], direct["data"]) == (1, "kept")  # not acknowledged
 
         async with ws_connect(second.ws_url("/pushwire"), subprotocols=protocols) as new:
-            await new.send(json.dumps({"type": "hello", "session": session, "ack": 0}))
+            hello = {"type": "hello", "session": session, "resume": secret, "ack": 0}
+            await new.send(json.dumps(hello))
             welcome = json.loads(await asyncio.wait_for(new.recv(), 10))
             assert welcome["resumed"] is True and "expired" not in welcome
             assert welcome["user"] == "dave"
+            assert welcome["resume"] == secret  # the secret moved with the session
             # A new id, naming the new home node.
             assert welcome["session"].split(".")[0] != session.split(".")[0]
             again = json.loads(await asyncio.wait_for(new.recv(), 10))
@@ -296,7 +300,7 @@ async def test_a_websocket_resuming_on_another_node_takes_the_session_over(
 
         # A session nobody holds any more: expired, as without routing.
         async with ws_connect(first.ws_url("/pushwire"), subprotocols=protocols) as late:
-            await late.send(json.dumps({"type": "hello", "session": session}))
+            await late.send(json.dumps({"type": "hello", "session": session, "resume": secret}))
             welcome = json.loads(await asyncio.wait_for(late.recv(), 10))
             assert welcome["resumed"] is False and welcome["expired"] == session
 
@@ -321,23 +325,20 @@ async def test_a_forwarded_request_to_a_silent_node_is_503_within_the_bound(
         def get(target: str) -> tuple[int, bytes, float]:
             conn = http.client.HTTPConnection(node.host, node.port, timeout=20)
             began = time.monotonic()
-            conn.request("GET", target)
+            conn.request("GET", target, headers={"Pushwire-Session": f"{session} s3cret"})
             response = conn.getresponse()
             result = response.status, response.read(), time.monotonic() - began
             conn.close()
             return result
 
-        status, body, took = await asyncio.to_thread(
-            get, f"/pushwire/polling?session={session}&cursor=0"
-        )
+        status, body, took = await asyncio.to_thread(get, "/pushwire/polling?cursor=0")
         assert status == 503 and json.loads(body)["code"] == "unavailable", body
         assert 0.9 <= took < 4.0, took  # forward_timeout
-        status, body, took = await asyncio.to_thread(
-            get, f"/pushwire/longpoll?session={session}&cursor=0"
-        )
+        status, body, took = await asyncio.to_thread(get, "/pushwire/longpoll?cursor=0")
         assert status == 503, body
         assert 1.9 <= took < 5.0, took  # longpoll_timeout + forward_timeout
-        # What went over Redis: the query fields that matter, a request id, the reply node.
+        # What went over Redis: the fields that matter (the secret the client showed, for
+        # the home node to check), a request id, the reply node.
         requests = []
         for _ in range(10):
             got = await pubsub.get_message(timeout=1)
@@ -345,36 +346,29 @@ async def test_a_forwarded_request_to_a_silent_node_is_503_within_the_bound(
                 requests.append(json.loads(got["data"].partition(b"\n")[0]))
             if len(requests) == 2:
                 break
-        assert [(r["op"], r["session"], r["kind"], r["cursor"]) for r in requests] == [
-            ("poll", session, "polling", "0"),
-            ("poll", session, "longpoll", "0"),
+        fields = ("op", "session", "secret", "endpoint", "kind", "cursor")
+        assert [tuple(r[name] for name in fields) for r in requests] == [
+            ("poll", session, "s3cret", "general", "polling", "0"),
+            ("poll", session, "s3cret", "general", "longpoll", "0"),
         ]
 
         # At most max_forwarded (here 1) requests in flight: one more is 503 at once.
-        held = asyncio.ensure_future(
-            asyncio.to_thread(get, f"/pushwire/longpoll?session={session}&cursor=0")
-        )
+        held = asyncio.ensure_future(asyncio.to_thread(get, "/pushwire/longpoll?cursor=0"))
         while (got := await pubsub.get_message(timeout=5)) is None or got["type"] != "message":
             pass  # until the held request is on its way to the silent node
-        status, body, took = await asyncio.to_thread(
-            get, f"/pushwire/polling?session={session}&cursor=0"
-        )
+        status, body, took = await asyncio.to_thread(get, "/pushwire/polling?cursor=0")
         assert status == 503 and b"too many" in body, body  # refused, not waited for
         assert (await held)[0] == 503
 
         # Alive (the key is there) but not subscribed, say while its Redis connection is
         # restored: 503 at once, nothing to wait for.
         await pubsub.unsubscribe(f"pushwire:node:{silent}")
-        status, body, took = await asyncio.to_thread(
-            get, f"/pushwire/polling?session={session}&cursor=0"
-        )
+        status, body, took = await asyncio.to_thread(get, "/pushwire/polling?cursor=0")
         assert status == 503 and b"not reachable" in body, body  # not waited for
 
         # Neither key nor subscriber: dead. 410 at once, the client resumes.
         await redis.delete(f"pushwire:node:{silent}")
-        status, body, took = await asyncio.to_thread(
-            get, f"/pushwire/polling?session={session}&cursor=0"
-        )
+        status, body, took = await asyncio.to_thread(get, "/pushwire/polling?cursor=0")
         assert status == 410 and json.loads(body)["code"] == "session_unknown", body
     finally:
         close_pubsub: Callable[[], Awaitable[None]] = pubsub.aclose  # untyped in some redis-py

@@ -41,7 +41,8 @@ def test_a_thousand_messages_none_lost_or_doubled_across_a_dropped_connection(
     tcp_server: ServerProcess,
 ) -> None:
     client = TcpClient(tcp_server)
-    session = client.hello(user="desk")["session"]
+    welcome = client.hello(user="desk")
+    session, secret = welcome["session"], welcome["resume"]
     client.send({"type": "subscribe", "id": 1, "channel": "feed"})
     client.next("subscribed")
     publisher = TcpClient(tcp_server)
@@ -51,7 +52,7 @@ def test_a_thousand_messages_none_lost_or_doubled_across_a_dropped_connection(
     seen: list[dict[str, Any]] = [client.next("message") for _ in range(400)]
     client.close()  # dropped mid-stream, 600 messages still to come or in flight
     again = TcpClient(tcp_server)
-    assert again.hello(session=session)["resumed"] is True
+    assert again.hello(session=session, resume=secret)["resumed"] is True
     last = seen[-1]
     since = {"epoch": last["epoch"], "offset": last["offset"]}
     again.send({"type": "subscribe", "id": 2, "channel": "feed", "since": since})

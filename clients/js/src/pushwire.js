@@ -63,6 +63,8 @@ export class Pushwire extends EventTarget {
     this._protocol = '';
     /** @type {string|null} */
     this._session = null;
+    /** @type {string|null} the session's resume secret, from the welcome; never shown */
+    this._resume = null;
     /** @type {string|null} */
     this._user = this._options.user == null ? null : String(this._options.user);
     /** @type {Transport|null} */

@@ -13,6 +13,7 @@ export class Session {
       user: this._options.user == null ? null : String(this._options.user),
       token: this._options.token == null ? null : String(this._options.token),
       session: this._session,
+      resume: this._resume, // the session's secret: the id alone resumes nothing
       ack: this._lastSeq,
     };
   }
@@ -22,6 +23,7 @@ export class Session {
     this._connectTimer = null;
     const previous = this._session;
     this._session = envelope.session;
+    this._resume = typeof envelope.resume === 'string' ? envelope.resume : null;
     if (envelope.user !== undefined) this._user = envelope.user;
     this._protocol = SUBPROTOCOL;
     this._live = true;

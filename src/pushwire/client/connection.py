@@ -2,8 +2,9 @@
 
 It connects over the first transport that works (from the last one that did), says `hello`
 and waits for `welcome`, reads envelopes and hands them on, and after a drop comes back
-with exponential backoff, resuming the session: `hello` carries the session id and the last
-direct message received (`seq`), which it acknowledges as they arrive. It knows nothing of
+with exponential backoff, resuming the session: `hello` carries the session id, its resume
+secret (from the welcome: the id alone resumes nothing) and the last direct message
+received (`seq`), which it acknowledges as they arrive. It knows nothing of
 channels, requests or presence: the client is told when a connection is made (to subscribe
 again), dropped (to fail what waited for an answer) and closed for good.
 """
@@ -80,6 +81,8 @@ class Connection:
         #: Session ids the server said were gone when this client came back.
         self.expired: list[str] = []
         self.session: str | None = None
+        # The session's resume secret (from the welcome): resuming needs it.
+        self._secret: str | None = None
         #: Successful reconnections so far (the first connection is not one).
         self.reconnections = 0
         #: Why the connection ended for good, once it has.
@@ -207,6 +210,7 @@ class Connection:
             "user": self.user,
             "token": self.token,
             "session": self.session,
+            "resume": self._secret,
             "ack": self._seq,
         }
         try:
@@ -220,6 +224,8 @@ class Connection:
             self.expired.append(welcome["expired"])
             self._seq = 0  # a new session counts direct messages from 1 again
         self.session = welcome["session"]
+        secret = welcome.get("resume")
+        self._secret = secret if isinstance(secret, str) else None
         self.user = welcome.get("user", self.user)
         self._transport = transport
         transport.ack = self._seq

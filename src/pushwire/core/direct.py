@@ -151,7 +151,7 @@ class DirectMessages:
         try:
             session.send(data)
         except SessionOverflow as exc:
-            log.info("session %s overflowed: %s", session.id, exc)
+            log.info("session %s overflowed: %s", session.public_id, exc)
             reason = str(exc)
             transport = session.transport
             if transport is not None:

@@ -66,9 +66,13 @@ class SessionLifecycle:
         info: Mapping[str, Any] | None = None,
         *,
         resumable: bool = False,
+        endpoint: str = "",
+        secret: str | None = None,
     ) -> Session:
         """A new session attached to `transport`. `resumable` sessions (pushwire.v1) keep
-        unacknowledged direct messages and survive `session_grace` seconds detached."""
+        unacknowledged direct messages and survive `session_grace` seconds detached.
+        `endpoint`: the key of the endpoint opening it, the only one that may resume it.
+        `secret`: its resume secret (a new random one when None)."""
         config = self._config
         session = Session(
             transport,
@@ -78,6 +82,8 @@ class SessionLifecycle:
             max_unacked=config.max_unacked,
             max_unacked_bytes=config.max_unacked_bytes,
             session_id=self.new_session_id(),
+            endpoint=endpoint,
+            secret=secret,
         )
         self.store.add(session)
         self._direct_messages.add(session)
@@ -104,14 +110,33 @@ class SessionLifecycle:
             self._config.session_grace, self.close, session, code, reason
         )
 
-    def resume(self, session_id: str, transport: Transport) -> Session | None:
-        """Attach a returning client to its session, or None when it is unknown or expired.
+    def claim(self, session_id: str, secret: object, endpoint: str) -> Session | None:
+        """The resumable session `session_id` of `endpoint` when `secret` is its resume
+        secret; None otherwise (unknown, expired, another endpoint's, or a wrong secret),
+        and then nothing about the session changes."""
+        session = self.store.get(session_id)
+        if (
+            session is None
+            or session.closed
+            or not session.resumable
+            or session.endpoint != endpoint
+            or not session.proves(secret)
+        ):
+            return None
+        return session
+
+    def resume(
+        self, session_id: str, secret: object, endpoint: str, transport: Transport
+    ) -> Session | None:
+        """Attach a returning client to its session, or None when it may not (see `claim`):
+        a hello naming a session without its secret, or at another endpoint, is answered as
+        one naming an unknown session, and the session it named is not touched.
 
         A session still attached elsewhere is taken over: its old connection is closed 4004.
         Unacknowledged direct messages are written again.
         """
-        session = self.store.get(session_id)
-        if session is None or session.closed or not session.resumable:
+        session = self.claim(session_id, secret, endpoint)
+        if session is None:
             return None
         if session.expiry is not None:
             session.expiry.cancel()
@@ -145,9 +170,13 @@ class SessionLifecycle:
         unacked: Iterable[tuple[int, Data]],
         last_direct: str | None = None,
         arrived: list[tuple[str, Data]] | None = None,
+        *,
+        endpoint: str = "",
+        secret: str | None = None,
     ) -> Session:
         """A session handed over by another process, attached to `transport` here (under a
-        new id): its direct-message count and the messages not acknowledged yet carry on.
+        new id): its direct-message count, the messages not acknowledged yet, its endpoint
+        and its resume secret carry on.
 
         `arrived` (from `DirectMessages.begin_adoption`): the direct messages to the user this
         process got during the hand-over; those after `last_direct`, the last one the old
@@ -155,7 +184,7 @@ class SessionLifecycle:
         unacknowledged: `resend_unacked` writes them after the welcome. A session that
         overflows is closed.
         """
-        session = self.open(transport, user, info, resumable=True)
+        session = self.open(transport, user, info, resumable=True, endpoint=endpoint, secret=secret)
         session.seq, session.acked = seq, acked
         kept = session.unacked = deque(unacked)
         session.unacked_bytes = sum(len(data) for _, data in kept)

@@ -11,6 +11,7 @@ A session outlives its connections for `session_grace` seconds: a client that re
 
 from __future__ import annotations
 
+import hmac
 import secrets
 from abc import abstractmethod
 from collections import deque
@@ -28,12 +29,18 @@ __all__ = [
     "SessionMigration",
     "SessionStore",
     "new_public_id",
+    "new_secret",
     "new_session_id",
 ]
 
 
 def new_session_id() -> str:
     """128 random bits, URL-safe base64 (22 characters): unguessable."""
+    return secrets.token_urlsafe(16)
+
+
+def new_secret() -> str:
+    """128 random bits, URL-safe base64 (22 characters): a session's resume secret."""
     return secrets.token_urlsafe(16)
 
 
@@ -51,12 +58,17 @@ class Session:
     to the other members of the session's channels (presence). `public_id` names the session
     in presence; the session `id` is a credential (it resumes the session) and is never shown
     to anybody else. `present` are the channels where the session is a presence member.
+
+    The id names the session; `secret`, given to its client alone (in the welcome), proves
+    the right to it: resuming, polling or sending to a session needs both (`proves`), and
+    only at `endpoint`, the endpoint that opened it (an opaque key the endpoints choose).
     """
 
     __slots__ = (
         "acked",
         "channels",
         "closed",
+        "endpoint",
         "expiry",
         "grants",
         "id",
@@ -67,6 +79,7 @@ class Session:
         "present",
         "public_id",
         "resumable",
+        "secret",
         "seq",
         "token_expires",
         "transport",
@@ -85,8 +98,12 @@ class Session:
         max_unacked: int = 1000,
         max_unacked_bytes: int = 1024 * 1024,
         session_id: str | None = None,
+        endpoint: str = "",
+        secret: str | None = None,
     ) -> None:
         self.id = session_id or new_session_id()
+        self.secret = secret or new_secret()
+        self.endpoint = endpoint
         self.public_id = new_public_id()
         self.present: dict[str, None] = {}
         self.user = user
@@ -110,6 +127,12 @@ class Session:
         #: claim), and when the token expires (seconds since the epoch; None: never).
         self.grants: frozenset[str] = frozenset()
         self.token_expires: float | None = None
+
+    def proves(self, secret: object) -> bool:
+        """Whether `secret` is this session's resume secret (compared in constant time)."""
+        return isinstance(secret, str) and hmac.compare_digest(
+            secret.encode(), self.secret.encode()
+        )
 
     def send(self, data: Data) -> None:
         """Send a direct message to this session alone (kept until acknowledged).
@@ -197,7 +220,11 @@ class SessionMigration(Protocol):
     """Moves sessions between processes (`pushwire.routing`): a client resuming a session
     that another process holds gets it from there."""
 
-    async def take_over(self, session_id: str, transport: Transport) -> Session | None:
+    async def take_over(
+        self, session_id: str, secret: object, endpoint: str, transport: Transport
+    ) -> Session | None:
         """The session `session_id`, fetched from the process holding it and attached to
-        `transport` here; None when no process hands it over (then it counts as expired)."""
+        `transport` here; None when no process hands it over (then it counts as expired).
+        The holding process lets go only of a session of `endpoint` whose resume secret is
+        `secret`."""
         ...

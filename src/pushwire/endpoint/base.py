@@ -48,6 +48,12 @@ class Endpoint:
     channel: str | None = None
     any_origin: bool = False
 
+    @property
+    def key(self) -> str:
+        """Names the endpoint in its sessions: a session is resumed, polled and sent to only
+        at the endpoint that opened it (an /echo session is no /pushwire session)."""
+        return self.kind if self.channel is None else f"{self.kind}:{self.channel}"
+
 
 @dataclass(frozen=True, slots=True)
 class ClientInfo:
@@ -157,7 +163,11 @@ class Handler:
 
     def _open_session(self, identity: Identity, *, resumable: bool) -> Session:
         session = self.hub.lifecycle.open(
-            self.transport, identity.user, identity.info, resumable=resumable
+            self.transport,
+            identity.user,
+            identity.info,
+            resumable=resumable,
+            endpoint=self.endpoint.key,
         )
         session.grants = identity.grants
         session.token_expires = identity.expires

@@ -44,10 +44,13 @@ class RawHandler(Handler):
         self.identity = identity
 
     def open(self) -> Awaitable[None] | None:
-        """Open the session; an awaitable when connecting or history must be awaited."""
+        """Open the session; an awaitable when connecting or history must be awaited.
+        The echo service opens none: it only sends back what it receives."""
         client = self.client
         assert client is not None
         self.client = None
+        if self.endpoint.kind == "echo":
+            return None
         request = raw_connect_request(client, self.transport.name)
         access = self.hub.access
         if (
@@ -91,13 +94,15 @@ class RawHandler(Handler):
             self.hub.channels.subscribe(session, channel, present=rule.presence)
 
     def _step(self, data: Data) -> Awaitable[None] | None:
+        kind = self.endpoint.kind
+        if kind == "echo":
+            transport = self.transport
+            transport.write(transport.framing.frame_direct(0, data))
+            return None
         session = self.session
         if session is None:
             return None
-        kind = self.endpoint.kind
-        if kind == "echo":
-            self.hub.direct_messages.send_to_session(session, data)
-        elif kind == "channel":
+        if kind == "channel":
             channel = self.endpoint.channel
             assert channel is not None
             access = self.hub.access

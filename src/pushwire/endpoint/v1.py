@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, Final
 
-from ..core import Session, snapshot_fields
+from ..core import Identity, Session, snapshot_fields
 from ..envelope import Envelope, decode
 from ..errors import (
     BadRequest,
@@ -19,6 +19,10 @@ from ..message import Data, Message, Position
 from .base import Handler, write_recovery
 
 __all__ = ["EnvelopeHandler"]
+
+#: What a pushwire.v1 session on /echo may not do: it echoes, and reaches nothing else.
+ECHO_REFUSED: Final = frozenset({"subscribe", "publish", "presence"})
+ECHO_ONLY: Final = "/echo is an echo service"
 
 
 class EnvelopeHandler(Handler):
@@ -39,6 +43,8 @@ class EnvelopeHandler(Handler):
                 if envelope.type != "hello":
                     raise BadRequest(f"expected hello first, got {envelope.type!r}")
                 return self._hello(envelope)
+            if self.endpoint.kind == "echo" and envelope.type in ECHO_REFUSED:
+                raise Forbidden(ECHO_ONLY)
             return self._dispatch(self.session, envelope, request_id)
         except RemoteError as exc:
             self._failed(exc, request_id)
@@ -99,23 +105,31 @@ class EnvelopeHandler(Handler):
         session_id, ack = fields.get("session"), fields.get("ack", 0)
         if not isinstance(ack, int) or isinstance(ack, bool):
             raise BadRequest('"ack" must be an integer')
+        # Resuming needs the session's resume secret, at the endpoint that opened it: a hello
+        # without them is answered as one naming an unknown session (a new one, `expired`)
+        # and leaves the session it named alone.
+        secret, where = fields.get("resume"), self.endpoint.key
         session = (
-            self.hub.lifecycle.resume(session_id, self.transport)
+            self.hub.lifecycle.resume(session_id, secret, where, self.transport)
             if isinstance(session_id, str)
             else None
         )
         migration = self.hub.migration
         if session is None and isinstance(session_id, str) and migration is not None:
             # Held by another node: it hands the session over (or it counts as expired).
-            session = await migration.take_over(session_id, self.transport)
+            session = await migration.take_over(session_id, secret, where, self.transport)
         resumed = session is not None
         if session is None:
-            try:
-                identity = await self.hub.access.connect(self._connect_request(user, token))
-            except RemoteError as exc:
-                self._error(None, exc)
-                self.transport.close(exc.close_code, str(exc)[:120])
-                return
+            if self.endpoint.kind == "echo":
+                # An echo service: no user, no connect handler, so nothing to steal.
+                identity = Identity(None)
+            else:
+                try:
+                    identity = await self.hub.access.connect(self._connect_request(user, token))
+                except RemoteError as exc:
+                    self._error(None, exc)
+                    self.transport.close(exc.close_code, str(exc)[:120])
+                    return
             # This process must receive the user's direct messages before the welcome: any
             # sent after it reaches the session. No await from here to the welcome.
             await self.hub.direct_messages.prepare_user(identity.user)
@@ -126,6 +140,7 @@ class EnvelopeHandler(Handler):
         welcome: dict[str, Any] = {
             "type": "welcome",
             "session": session.id,
+            "resume": session.secret,
             "user": session.user,
             "resumed": resumed,
             "heartbeat": _number(config.ping_interval),

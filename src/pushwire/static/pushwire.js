@@ -636,6 +636,8 @@
         user: this._options.user == null ? null : String(this._options.user),
         token: this._options.token == null ? null : String(this._options.token),
         session: this._session,
+        resume: this._resume,
+        // the session's secret: the id alone resumes nothing
         ack: this._lastSeq
       };
     }
@@ -644,6 +646,7 @@
       this._connectTimer = null;
       const previous = this._session;
       this._session = envelope.session;
+      this._resume = typeof envelope.resume === "string" ? envelope.resume : null;
       if (envelope.user !== void 0) this._user = envelope.user;
       this._protocol = SUBPROTOCOL;
       this._live = true;
@@ -807,6 +810,7 @@
       const origin = pageOrigin();
       this.crossOrigin = origin !== this.serverOrigin;
       this.session = null;
+      this.secret = null;
       this._welcomed = false;
       this._generation = 0;
       this._ended = false;
@@ -863,10 +867,9 @@
       const post = { lines, size, generation: this._generation, controller };
       this._inFlight = post;
       const closes = lines.some((item) => item.close);
-      fetch(httpUrl(this.url, "send", { session: this.session }), {
+      fetch(httpUrl(this.url, "send", {}), {
         method: "POST",
-        // text/plain: a "simple" request, so a cross-origin POST needs no preflight.
-        headers: { "Content-Type": "text/plain;charset=UTF-8" },
+        headers: this._sessionHeaders({ "Content-Type": "text/plain;charset=UTF-8" }),
         body: lines.map((item) => item.line).join("\n"),
         credentials: "include",
         cache: "no-store",
@@ -894,6 +897,14 @@
         this._inFlight = null;
         this._fail(1006, `send failed: ${error && error.message}`);
       });
+    }
+    /**
+     * `headers` and the one naming this session and proving it ours (a cross-origin request
+     * with it is preflighted once; the server's answer is cached).
+     * @param {Object<string, string>} headers
+     */
+    _sessionHeaders(headers) {
+      return Object.assign(headers, { "Pushwire-Session": `${this.session} ${this.secret}` });
     }
     /**
      * The server says this session has no connection, and the downstream has not said so
@@ -975,6 +986,7 @@
       }
       if (envelope.type === "welcome") {
         this.session = envelope.session;
+        this.secret = typeof envelope.resume === "string" ? envelope.resume : null;
         this._welcomed = true;
         this._lastSeq = 0;
         this.callbacks.onenvelope(envelope, null);
@@ -1039,7 +1051,11 @@
       const controller = new AbortController();
       this._download = controller;
       const current = () => controller === this._download && !this._ended;
-      fetch(httpUrl(this.url, "stream", { hello: JSON.stringify(hello) }), {
+      fetch(httpUrl(this.url, "stream", {}), {
+        method: "POST",
+        // text/plain: a "simple" request, so a cross-origin opening needs no preflight.
+        headers: { "Content-Type": "text/plain;charset=UTF-8" },
+        body: JSON.stringify(hello),
         credentials: "include",
         cache: "no-store",
         signal: controller.signal
@@ -1148,23 +1164,33 @@
       this._stopDownstream();
       this._cursor = null;
       this._polledSeq = 0;
-      this._poll({ hello: JSON.stringify(hello) });
+      this._poll({}, JSON.stringify(hello));
     }
-    _poll(params) {
+    /**
+     * One poll, or with `hello` the POST that opens the session.
+     * @param {Object<string, string>} params @param {string|null} [hello]
+     */
+    _poll(params, hello = null) {
       const controller = new AbortController();
       this._download = controller;
       const current = () => controller === this._download && !this._ended;
-      fetch(httpUrl(this.url, this.name, params), {
-        credentials: "include",
-        cache: "no-store",
-        signal: controller.signal
-      }).then(async (response) => {
+      const request = { credentials: "include", cache: "no-store", signal: controller.signal };
+      if (hello !== null) {
+        Object.assign(request, {
+          method: "POST",
+          body: hello,
+          headers: { "Content-Type": "text/plain;charset=UTF-8" }
+        });
+      } else {
+        request.headers = this._sessionHeaders({});
+      }
+      fetch(httpUrl(this.url, this.name, params), request).then(async (response) => {
         if (!current()) return;
         if (response.status === 410 || response.status === 409) {
           this._fail(1006, `poll refused: HTTP ${response.status}`);
           return;
         }
-        if (response.status === 503 && !params.hello && this._retries < POLL_RETRIES) {
+        if (response.status === 503 && hello === null && this._retries < POLL_RETRIES) {
           const delay = Math.min(100 * 2 ** this._retries, 2e3);
           this._retries += 1;
           this._pollTimer = setTimeout(() => {
@@ -1208,7 +1234,7 @@
       }
       const next = () => {
         if (controller !== this._download || this._ended) return;
-        const params = { session: this.session };
+        const params = {};
         if (this._cursor !== null) params.cursor = this._cursor;
         if (this._lastSeq > this._polledSeq) {
           this._polledSeq = this._lastSeq;
@@ -1259,6 +1285,7 @@
       this._binaryType = "blob";
       this._protocol = "";
       this._session = null;
+      this._resume = null;
       this._user = this._options.user == null ? null : String(this._options.user);
       this._transport = null;
       this._transportName = null;

@@ -14,8 +14,9 @@ deadline. Every transport that a loop turn's publishes reach is released by a si
 the held polls whose `longpoll_timeout` passed and closes the clients whose `poll_grace`
 passed, instead of two timers made and cancelled per poll.
 
-`Polls` serves the requests: `E/polling` and `E/longpoll`, opening a session with `?hello=`,
-then `?session=S&cursor=C&seq=N` (the frames and direct messages the client has).
+`Polls` serves the requests: `E/polling` and `E/longpoll`, opening a session with a hello
+(`POST` body, or `?hello=`), then `?cursor=C&seq=N` (the frames and direct messages the client
+has) with the session and its secret in the `Pushwire-Session` header.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Final
 
 from ..clock import Clock, Timer
 from ..config import Config
-from ..core import Hub
+from ..core import Hub, Session
 from ..core.transport import Framing, Receiver
 from ..endpoint import Endpoint, EnvelopeHandler
 from ..envelope import encode_text
@@ -317,8 +318,9 @@ class Polls:
         self.clock = clock
         self.timers = PollTimers(clock)
         # Poll transports that closed with frames their client has not fetched yet (the
-        # `close` envelope at least), by session id, kept for one poll_grace.
-        self._closed: dict[str, PollTransport] = {}
+        # `close` envelope at least), and their session, by session id, kept for one
+        # poll_grace.
+        self._closed: dict[str, tuple[PollTransport, Session]] = {}
 
     def open(
         self,
@@ -328,29 +330,40 @@ class Polls:
         hello: str,
         cors: list[tuple[str, str]],
     ) -> asyncio.Future[Response]:
-        """`GET E/<kind>?hello=…`: a new poll transport whose handler takes `hello`; answered
-        once the welcome (or the refusal) is queued."""
+        """`POST E/<kind>` (or `GET E/<kind>?hello=…`): a new poll transport whose handler
+        takes `hello`; answered once the welcome (or the refusal) is queued."""
         transport = self._new_transport(request, endpoint, kind)
         assert transport.receiver is not None
         transport.receiver.receive(hello)
         return self.answer(transport, cors, self.config.longpoll_timeout)
 
     def find(
-        self, session_id: str, kind: str, cursor: str | None, seq: str | None
+        self,
+        session_id: str,
+        secret: str | None,
+        endpoint: str,
+        kind: str,
+        cursor: str | None,
+        seq: str | None,
     ) -> tuple[PollTransport, float]:
-        """A poll of a session of this node, from a client here or forwarded: acknowledge
-        what `cursor` (frames) and `seq` (direct messages) say arrived; the transport to take
-        from, and how long to wait for something (longpoll_timeout on `longpoll`).
+        """A poll of a session of this node at `endpoint`, showing the session's resume
+        `secret`, from a client here or forwarded: acknowledge what `cursor` (frames) and
+        `seq` (direct messages) say arrived; the transport to take from, and how long to
+        wait for something (longpoll_timeout on `longpoll`).
 
         Raises:
-            Gone: unknown or expired session.
+            Gone: unknown or expired session, or one opened at another endpoint.
+            Forbidden: the resume secret is missing or wrong (nothing is taken).
             NotConnected: the session is not polling on `kind`.
             BadRequest: a malformed cursor.
         """
-        closed = self._closed.pop(session_id, None)
+        closed = self._closed.get(session_id)
         if closed is not None:
-            return closed, 0.0
-        handler, transport = self.sessions.find(session_id)
+            ended, owner = closed
+            self.sessions.check(owner, session_id, secret, endpoint)
+            del self._closed[session_id]
+            return ended, 0.0
+        handler, transport = self.sessions.find(session_id, secret, endpoint)
         if not isinstance(transport, PollTransport) or transport.name != kind:
             raise NotConnected(f"session is not on the {kind} transport: send hello again")
         if cursor is not None:
@@ -378,10 +391,16 @@ class Polls:
         return held
 
     async def poll_session(
-        self, session_id: str, kind: str, cursor: str | None, seq: str | None
+        self,
+        session_id: str,
+        secret: str | None,
+        endpoint: str,
+        kind: str,
+        cursor: str | None,
+        seq: str | None,
     ) -> PollBatch:
         """A poll forwarded by another node for a session of this one (see `find`)."""
-        transport, timeout = self.find(session_id, kind, cursor, seq)
+        transport, timeout = self.find(session_id, secret, endpoint, kind, cursor, seq)
         return await self.take(transport, timeout)
 
     def _hold(
@@ -407,7 +426,7 @@ class Polls:
             # the new connection resumed with its own acknowledgements and positions.
             session = handler.session if isinstance(handler, EnvelopeHandler) else None
             if session is not None and code != 4004:
-                self._closed[session.id] = transport
+                self._closed[session.id] = (transport, session)
                 self.clock.call_later(self.config.poll_grace, self._closed.pop, session.id, None)
             handler.closed(code, reason, by_client=False)
 

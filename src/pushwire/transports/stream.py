@@ -29,5 +29,5 @@ class NdjsonFraming(TextFraming):
 
 NDJSON_FRAMING: Final = NdjsonFraming()
 STREAM_HEARTBEAT: Final = b"\n"
-#: `GET E/stream?hello=…`: a pushwire.v1 session, an envelope a line.
+#: `POST E/stream` (the hello as its body): a pushwire.v1 session, an envelope a line.
 NDJSON_STREAM: Final = StreamWire("stream", CONTENT_TYPE, NDJSON_FRAMING, STREAM_HEARTBEAT)

@@ -9,10 +9,12 @@ const STALL_MS = 2000;
 
 /**
  * What every HTTP transport shares (docs/protocol.md, "The HTTP transports"): `hello`
- * opens the downstream (`E/<name>?hello=…`, in the subclass), every later envelope goes up
- * in `POST E/send?session=S`, one a line, batched per event-loop turn, one POST at a time
- * so that order is kept. The session id comes from the welcome. A `close` envelope from
- * the server ends the connection with its code.
+ * opens the downstream (in the subclass: the body of `POST E/<name>` where fetch can send
+ * one, `E/<name>?hello=…` where only a URL can be given), every later envelope goes up in
+ * `POST E/send`, one a line, batched per event-loop turn, one POST at a time so that order
+ * is kept. The session id and its resume secret come from the welcome; requests name the
+ * session with them in the `Pushwire-Session` header, never in the URL. A `close` envelope
+ * from the server ends the connection with its code.
  * @implements {Transport}
  */
 export class HttpTransport {
@@ -31,6 +33,7 @@ export class HttpTransport {
     const origin = pageOrigin();
     this.crossOrigin = origin !== this.serverOrigin;
     this.session = null;
+    this.secret = null; // the session's resume secret
     this._welcomed = false; // the current downstream delivered its welcome: POSTs may go
     this._generation = 0; // counts downstreams; a POST remembers the one it was sent under
     this._ended = false;
@@ -94,10 +97,9 @@ export class HttpTransport {
     const post = { lines, size, generation: this._generation, controller };
     this._inFlight = post;
     const closes = lines.some((item) => item.close);
-    fetch(httpUrl(this.url, 'send', { session: this.session }), {
+    fetch(httpUrl(this.url, 'send', {}), {
       method: 'POST',
-      // text/plain: a "simple" request, so a cross-origin POST needs no preflight.
-      headers: { 'Content-Type': 'text/plain;charset=UTF-8' },
+      headers: this._sessionHeaders({ 'Content-Type': 'text/plain;charset=UTF-8' }),
       body: lines.map((item) => item.line).join('\n'),
       credentials: 'include',
       cache: 'no-store',
@@ -128,6 +130,15 @@ export class HttpTransport {
       this._inFlight = null;
       this._fail(1006, `send failed: ${error && error.message}`);
     });
+  }
+
+  /**
+   * `headers` and the one naming this session and proving it ours (a cross-origin request
+   * with it is preflighted once; the server's answer is cached).
+   * @param {Object<string, string>} headers
+   */
+  _sessionHeaders(headers) {
+    return Object.assign(headers, { 'Pushwire-Session': `${this.session} ${this.secret}` });
   }
 
   /**
@@ -218,6 +229,7 @@ export class HttpTransport {
     }
     if (envelope.type === 'welcome') {
       this.session = envelope.session;
+      this.secret = typeof envelope.resume === 'string' ? envelope.resume : null;
       this._welcomed = true;
       this._lastSeq = 0;
       this.callbacks.onenvelope(envelope, null);

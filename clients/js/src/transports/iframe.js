@@ -11,7 +11,9 @@ const IFRAME_END_GRACE_MS = 250;
  * `iframe`: the forever frame. A hidden iframe on `E/iframe?hello=…&origin=<our origin>`
  * posts each envelope to this window; only messages from that frame's window and the
  * server's origin count. When the server ends the document (close 4000, "stream
- * recycled") the core resumes the session in a new iframe without telling the app.
+ * recycled") the core resumes the session in a new iframe without telling the app. A
+ * frame's document comes from its URL: the hello (its token, and the resume secret when
+ * resuming) is in it; the requests that follow carry the session in a header.
  */
 export class IframeTransport extends HttpTransport {
   constructor(url, callbacks, options) {

@@ -5,9 +5,10 @@ import { HttpTransport } from './http.js';
 const POLL_RETRIES = 6;
 
 /**
- * `longpoll` and `polling`: `GET E/<name>?hello=…`, then `?session=S&cursor=C` where C,
- * from the last `Pushwire-Cursor`, acknowledges what arrived (the server sends again what
- * is not acknowledged), and `seq=N` the direct messages. `longpoll` asks again at once
+ * `longpoll` and `polling`: `POST E/<name>` with the hello as its body, then
+ * `GET E/<name>?cursor=C` with the `Pushwire-Session` header, where C, from the last
+ * `Pushwire-Cursor`, acknowledges what arrived (the server sends again what is not
+ * acknowledged), and `seq=N` the direct messages. `longpoll` asks again at once
  * (the server holds the request), `polling` after `options.pollInterval`. A poll refused
  * with 410 or 409 is a dropped connection: the core resumes or reopens the session. A
  * poll answered 503 (the node holding the session did not answer in time) is asked again
@@ -34,25 +35,34 @@ export class PollTransport extends HttpTransport {
     this._stopDownstream();
     this._cursor = null;
     this._polledSeq = 0;
-    this._poll({ hello: JSON.stringify(hello) });
+    this._poll({}, JSON.stringify(hello));
   }
 
-  _poll(params) {
+  /**
+   * One poll, or with `hello` the POST that opens the session.
+   * @param {Object<string, string>} params @param {string|null} [hello]
+   */
+  _poll(params, hello = null) {
     const controller = new AbortController();
     this._download = controller;
     const current = () => controller === this._download && !this._ended;
-    fetch(httpUrl(this.url, this.name, params), {
-      credentials: 'include',
-      cache: 'no-store',
-      signal: controller.signal,
-    }).then(async (response) => {
+    const request = { credentials: 'include', cache: 'no-store', signal: controller.signal };
+    if (hello !== null) {
+      // text/plain: a "simple" request, so a cross-origin opening needs no preflight.
+      Object.assign(request, {
+        method: 'POST', body: hello, headers: { 'Content-Type': 'text/plain;charset=UTF-8' },
+      });
+    } else {
+      request.headers = this._sessionHeaders({});
+    }
+    fetch(httpUrl(this.url, this.name, params), request).then(async (response) => {
       if (!current()) return;
       if (response.status === 410 || response.status === 409) {
         // session_unknown / not_connected: send hello again.
         this._fail(1006, `poll refused: HTTP ${response.status}`);
         return;
       }
-      if (response.status === 503 && !params.hello && this._retries < POLL_RETRIES) {
+      if (response.status === 503 && hello === null && this._retries < POLL_RETRIES) {
         // Retryable: the server keeps what this cursor has not acknowledged.
         const delay = Math.min(100 * 2 ** this._retries, 2000);
         this._retries += 1;
@@ -103,7 +113,7 @@ export class PollTransport extends HttpTransport {
     }
     const next = () => {
       if (controller !== this._download || this._ended) return;
-      const params = { session: this.session };
+      const params = {};
       if (this._cursor !== null) params.cursor = this._cursor;
       if (this._lastSeq > this._polledSeq) {
         this._polledSeq = this._lastSeq;

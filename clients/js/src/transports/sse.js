@@ -1,7 +1,11 @@
 import { httpUrl } from '../urls.js';
 import { HttpTransport } from './http.js';
 
-/** `sse`: an `EventSource` on `E/sse?hello=…`, one envelope an event. */
+/**
+ * `sse`: an `EventSource` on `E/sse?hello=…`, one envelope an event. EventSource sends no
+ * body and no header of ours, so the hello (its token, and the resume secret when resuming)
+ * is in this one URL; the requests that follow carry the session in a header.
+ */
 export class SseTransport extends HttpTransport {
   constructor(url, callbacks, options) {
     super('sse', url, callbacks, options);

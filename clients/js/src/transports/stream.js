@@ -1,7 +1,10 @@
 import { httpUrl } from '../urls.js';
 import { HttpTransport } from './http.js';
 
-/** `stream`: a `fetch` on `E/stream?hello=…` read as it arrives, one envelope a line. */
+/**
+ * `stream`: a `fetch` of `POST E/stream`, the hello as its body, read as it arrives, one
+ * envelope a line.
+ */
 export class StreamTransport extends HttpTransport {
   constructor(url, callbacks, options) {
     super('stream', url, callbacks, options);
@@ -14,7 +17,11 @@ export class StreamTransport extends HttpTransport {
     const controller = new AbortController();
     this._download = controller;
     const current = () => controller === this._download && !this._ended;
-    fetch(httpUrl(this.url, 'stream', { hello: JSON.stringify(hello) }), {
+    fetch(httpUrl(this.url, 'stream', {}), {
+      method: 'POST',
+      // text/plain: a "simple" request, so a cross-origin opening needs no preflight.
+      headers: { 'Content-Type': 'text/plain;charset=UTF-8' },
+      body: JSON.stringify(hello),
       credentials: 'include',
       cache: 'no-store',
       signal: controller.signal,

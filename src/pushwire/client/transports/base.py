@@ -38,6 +38,8 @@ class ClientTransport:
 
     def __init__(self) -> None:
         self.session: str | None = None
+        #: The session's resume secret, from the welcome: it proves the session is ours.
+        self.secret: str | None = None
         self.ack = 0
 
     async def open(self, hello: Envelope, timeout: float) -> None:
@@ -59,6 +61,8 @@ class ClientTransport:
     def _learn(self, envelope: Envelope) -> None:
         if envelope.get("type") == "welcome" and isinstance(envelope.get("session"), str):
             self.session = envelope["session"]
+            secret = envelope.get("resume")
+            self.secret = secret if isinstance(secret, str) else None
 
 
 def encode_json(envelope: Envelope) -> bytes:

@@ -1,24 +1,22 @@
 """What the HTTP transports share: a minimal HTTP/1.1 client connection over asyncio streams
 (keep-alive requests, streamed chunked bodies), so the client needs nothing beyond what
-pushwire itself depends on; and `HttpTransport`, whose upstream is `POST E/send?session=S`
-and whose downstream the streaming and polling transports each read their own way."""
+pushwire itself depends on; and `HttpTransport`, whose downstream opens with `POST E/<name>`
+(the hello as its body), whose upstream is `POST E/send`, and whose requests name the session
+in the `Pushwire-Session` header (id and resume secret: never in a URL)."""
 
 from __future__ import annotations
 
 import asyncio
 import ssl
 from collections import deque
-from urllib.parse import quote
 
 from ..errors import ConnectionLost
 from .base import (
     MAX_FRAME,
     MAX_HEAD,
     ClientTransport,
-    Envelope,
     Item,
     decode_text,
-    encode_json,
     encode_text,
 )
 
@@ -41,12 +39,13 @@ class HttpConnection:
         return self.reader, self.writer
 
     async def begin(
-        self, method: str, target: str, body: bytes = b""
+        self, method: str, target: str, body: bytes = b"", headers: str = ""
     ) -> tuple[int, dict[str, str], asyncio.StreamReader]:
-        """Send a request; return the status, headers and the reader at the body."""
+        """Send a request (`headers`: more header lines, each ending in CRLF); return the
+        status, headers and the reader at the body."""
         reader, writer = await self._connect()
         head = (
-            f"{method} {target} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"{method} {target} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{headers}"
             f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n"
         )
         writer.write(head.encode() + body)
@@ -56,29 +55,29 @@ class HttpConnection:
             raise ConnectionLost(1009, f"http: response head over {MAX_HEAD} bytes")
         lines = raw.decode("latin-1").split("\r\n")
         status = int(lines[0].split(" ", 2)[1])
-        headers = {}
+        fields = {}
         for line in lines[1:]:
             name, _, value = line.partition(":")
             if name:
-                headers[name.strip().lower()] = value.strip()
-        return status, headers, reader
+                fields[name.strip().lower()] = value.strip()
+        return status, fields, reader
 
     async def request(
-        self, method: str, target: str, body: bytes = b""
+        self, method: str, target: str, body: bytes = b"", headers: str = ""
     ) -> tuple[int, dict[str, str], bytes]:
         """A whole request and response (Content-Length bodies), on a kept-alive connection."""
         for attempt in (0, 1):
             try:
-                status, headers, reader = await self.begin(method, target, body)
-                content = await reader.readexactly(int(headers.get("content-length", "0")))
+                status, fields, reader = await self.begin(method, target, body, headers)
+                content = await reader.readexactly(int(fields.get("content-length", "0")))
             except (OSError, asyncio.IncompleteReadError) as exc:
                 self.close()
                 if attempt:
                     raise ConnectionLost(1006, f"http: {exc}") from exc
                 continue  # the kept-alive connection was closed under us: once more, fresh
-            if headers.get("connection", "").lower() == "close":
+            if fields.get("connection", "").lower() == "close":
                 self.close()
-            return status, headers, content
+            return status, fields, content
         raise AssertionError("unreachable")
 
     def close(self) -> None:
@@ -98,8 +97,8 @@ async def read_chunk(reader: asyncio.StreamReader) -> bytes:
 
 
 class HttpTransport(ClientTransport):
-    """Shared by the HTTP transports: envelopes go up in `POST E/send?session=S` on one
-    connection and come down on another, as lines queued in `pending`."""
+    """Shared by the HTTP transports: envelopes go up in `POST E/send` on one connection and
+    come down on another, as lines queued in `pending`."""
 
     def __init__(self, base: str, host: str, port: int, ssl_context: ssl.SSLContext | None):
         super().__init__()
@@ -109,8 +108,11 @@ class HttpTransport(ClientTransport):
         self.downstream = HttpConnection(host, port, ssl_context)
         self.pending: deque[bytes] = deque()
 
-    def _hello_target(self, hello: Envelope) -> str:
-        return f"{self.base}/{self.name}?hello={quote(encode_json(hello))}"
+    def _session_header(self) -> str:
+        """The header line naming this session and proving it ours (polls and sends)."""
+        if self.session is None or self.secret is None:
+            raise ConnectionLost(1006, "no session yet")
+        return f"Pushwire-Session: {self.session} {self.secret}\r\n"
 
     def _next_pending(self) -> Item:
         item = decode_text(self.pending.popleft())
@@ -118,12 +120,9 @@ class HttpTransport(ClientTransport):
         return item
 
     async def send(self, items: list[Item]) -> None:
-        if self.session is None:
-            raise ConnectionLost(1006, "no session yet")
+        header = self._session_header()
         body = b"\n".join(encode_text(envelope, data) for envelope, data in items)
-        status, _, content = await self.upstream.request(
-            "POST", f"{self.base}/send?session={self.session}", body
-        )
+        status, _, content = await self.upstream.request("POST", f"{self.base}/send", body, header)
         if status != 204:
             raise ConnectionLost(1006, f"send refused: HTTP {status} {content[:120]!r}")
 

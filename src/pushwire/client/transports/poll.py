@@ -9,7 +9,7 @@ import ssl
 from typing import Final
 
 from ..errors import ConnectionLost
-from .base import Envelope, Item
+from .base import Envelope, Item, encode_json
 from .http import HttpTransport
 
 __all__ = ["POLL_RETRIES", "POLL_RETRY_DELAY", "POLL_RETRY_DELAY_MAX", "PollTransport"]
@@ -40,25 +40,28 @@ class PollTransport(HttpTransport):
         self.interval = interval
         self.cursor = 0
 
-    async def _get(self, target: str, *, retry: bool = False) -> None:
-        """One poll. `retry`: a 503 (the session's node did not answer in time, say) is
-        asked again with the same cursor, after POLL_RETRY_DELAY doubling up to
-        POLL_RETRY_DELAY_MAX, at most POLL_RETRIES times: the server keeps frames until a
-        cursor acknowledges them, so nothing is lost."""
+    async def _get(
+        self, method: str, target: str, body: bytes = b"", header: str = "", *, retry: bool = False
+    ) -> None:
+        """One poll (or the POST opening the session). `retry`: a 503 (the session's node
+        did not answer in time, say) is asked again with the same cursor, after
+        POLL_RETRY_DELAY doubling up to POLL_RETRY_DELAY_MAX, at most POLL_RETRIES times:
+        the server keeps frames until a cursor acknowledges them, so nothing is lost."""
         for attempt in range(POLL_RETRIES + 1):
-            status, headers, body = await self.downstream.request("GET", target)
+            status, headers, answer = await self.downstream.request(method, target, body, header)
             if status != 503 or not retry or attempt == POLL_RETRIES:
                 break
             await asyncio.sleep(min(POLL_RETRY_DELAY * 2**attempt, POLL_RETRY_DELAY_MAX))
         if status != 200:
             # 410 unknown session, 409 not connected: the client resumes or starts anew.
-            raise ConnectionLost(1006, f"{self.name}: HTTP {status} {body[:120]!r}")
+            raise ConnectionLost(1006, f"{self.name}: HTTP {status} {answer[:120]!r}")
         self.cursor = int(headers.get("pushwire-cursor", self.cursor))
-        self.pending.extend(line for line in body.split(b"\n") if line.strip())
+        self.pending.extend(line for line in answer.split(b"\n") if line.strip())
 
     async def open(self, hello: Envelope, timeout: float) -> None:
+        opening = self._get("POST", f"{self.base}/{self.name}", encode_json(hello))
         try:
-            await asyncio.wait_for(self._get(self._hello_target(hello)), timeout)
+            await asyncio.wait_for(opening, timeout)
         except (TimeoutError, OSError) as exc:
             raise ConnectionLost(1006, f"{self.name}: {exc}") from exc
 
@@ -66,10 +69,10 @@ class PollTransport(HttpTransport):
         while not self.pending:
             if self.session is None:
                 raise ConnectionLost(1006, "no session")
-            target = f"{self.base}/{self.name}?session={self.session}&cursor={self.cursor}"
+            target = f"{self.base}/{self.name}?cursor={self.cursor}"
             if self.ack:
                 target += f"&seq={self.ack}"
-            await self._get(target, retry=True)
+            await self._get("GET", target, b"", self._session_header(), retry=True)
             if not self.pending and self.name == "polling":
                 await asyncio.sleep(self.interval)  # ajax polling asks again after an interval
         return self._next_pending()

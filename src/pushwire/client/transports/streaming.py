@@ -1,5 +1,6 @@
-"""The client's streaming transports, `stream` and `sse`: one never-ending chunked response
-carries the envelopes down, as NDJSON lines or as `text/event-stream` events."""
+"""The client's streaming transports, `stream` and `sse`: one never-ending chunked response,
+opened by `POST E/<name>` with the hello as its body, carries the envelopes down, as NDJSON
+lines or as `text/event-stream` events."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import asyncio
 import ssl
 
 from ..errors import ConnectionLost
-from .base import Envelope, Item
+from .base import Envelope, Item, encode_json
 from .http import HttpTransport, read_chunk
 
 __all__ = ["SseTransport", "StreamTransport"]
@@ -24,7 +25,8 @@ class _StreamingTransport(HttpTransport):
     async def open(self, hello: Envelope, timeout: float) -> None:
         try:
             status, _, reader = await asyncio.wait_for(
-                self.downstream.begin("GET", self._hello_target(hello)), timeout
+                self.downstream.begin("POST", f"{self.base}/{self.name}", encode_json(hello)),
+                timeout,
             )
         except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
             raise ConnectionLost(1006, f"{self.name}: {exc}") from exc
