@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import ipaddress
 import logging
+import os
 import sys
 import urllib.error
 import urllib.parse
@@ -108,6 +109,11 @@ def _parser() -> argparse.ArgumentParser:
     publish.add_argument("channel")
     publish.add_argument("message", help="text to publish; '-' reads stdin")
     publish.add_argument("--binary", action="store_true", help="publish the bytes as binary")
+    publish.add_argument(
+        "--api-key",
+        default=os.environ.get("PUSHWIRE_API_KEY"),
+        help="the server's API key (default: PUSHWIRE_API_KEY)",
+    )
     return parser
 
 
@@ -301,6 +307,8 @@ def _publish(args: argparse.Namespace) -> int:
     text: str = sys.stdin.read() if args.message == "-" else args.message
     body = text.encode()
     headers = {"Content-Type": "application/octet-stream" if args.binary else "text/plain"}
+    if args.api_key:
+        headers["Authorization"] = f"Bearer {args.api_key}"
     url = args.url.rstrip("/") + "/api/publish/" + urllib.parse.quote(args.channel, safe="")
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
