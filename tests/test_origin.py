@@ -82,6 +82,7 @@ def test_an_origin_is_parsed_to_its_canonical_form(text: str, parsed: Origin) ->
         ("http://" + "a" * 64 + ".example", f"host '{'a' * 64}.example' is not a valid IDNA name"),
         ("http://127.1", "bad IPv4 address '127.1'"),
         ("http://0x7f.0.0.1", "bad IPv4 address '0x7f.0.0.1'"),
+        ("http://a.0x7f", "bad IPv4 address 'a.0x7f'"),
         ("http://2130706433", "bad IPv4 address '2130706433'"),
         ("http://127.000.0.1", "bad IPv4 address '127.000.0.1'"),
         ("http://evil.example.1", "bad IPv4 address 'evil.example.1'"),
@@ -107,6 +108,7 @@ def test_an_origin_prints_as_a_browser_serializes_it() -> None:
         ("[::FFFF:127.0.0.1]", "[::ffff:7f00:1]"),
         ("10.0.0.1", "10.0.0.1"),
         ("under_score.example", "under_score.example"),
+        ("a.0xyz", "a.0xyz"),
     ],
 )
 def test_hosts_are_compared_in_idna_lower_case_and_compressed_ipv6(

@@ -52,6 +52,7 @@ WILDCARD_ADDRESSES: Final = frozenset({"", "0.0.0.0", "::", "[::]"})
 
 # A host name after IDNA: what WHATWG URL allows in a domain, minus what no DNS name holds.
 _HOST_NAME: Final = re.compile(r"[a-z0-9_.-]+")
+_HEX: Final = frozenset("0123456789abcdef")
 #: Parsed origins and hosts kept for the next request (an attacker's unique values only evict).
 _CACHE_SIZE: Final = 1024
 
@@ -102,7 +103,7 @@ def canonical_host(name: str) -> str:
     # WHATWG URL: a host whose last label is a number is an IPv4 address, which a browser
     # writes in dotted decimal (`0x7f.1` is 127.0.0.1): anything else is not its serialization.
     last = ascii_name.removesuffix(".").rpartition(".")[2]
-    if last.isdigit() or last.startswith("0x"):
+    if last.isdigit() or (last.startswith("0x") and all(c in _HEX for c in last[2:])):
         try:
             address = ipaddress.IPv4Address(ascii_name)
         except ValueError:
