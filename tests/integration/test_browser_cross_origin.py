@@ -211,6 +211,11 @@ def attack(page: Page, server: ServerProcess, endpoint: str) -> dict[str, Any]:
         outcomes[f"fetch {kind}"] = page.evaluate(
             "(url) => tryFetch(url)", f"{base}/{kind}?hello={hello}"
         )
+    for kind in ("polling", "longpoll", "stream"):  # opened by a POST, as the clients do
+        outcomes[f"fetch {kind} (POST)"] = page.evaluate(
+            "([url, body]) => tryFetch(url, {method: 'POST', body: body})",
+            [f"{base}/{kind}", json.dumps({"type": "hello", "user": USER})],
+        )
     outcomes["fetch send"] = page.evaluate(
         "(url) => tryFetch(url, {method: 'POST', body: '{}'})", f"{base}/send?session=x"
     )
@@ -246,6 +251,9 @@ def test_a_page_on_another_site_gets_nothing(
         "fetch longpoll": "refused: TypeError",
         "fetch stream": "refused: TypeError",
         "fetch sse": "refused: TypeError",
+        "fetch polling (POST)": "refused: TypeError",
+        "fetch longpoll (POST)": "refused: TypeError",
+        "fetch stream (POST)": "refused: TypeError",
         "fetch send": "refused: TypeError",
         "eventsource sse": 2,  # EventSource.CLOSED: not retried
         "iframe, own origin": "loaded",
