@@ -44,7 +44,16 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="ORIGIN",
-        help="browser origin allowed besides the server's own and loopback ('*': any)",
+        help="browser origin scheme://host[:port] allowed besides the server's own and "
+        "loopback ('*': any)",
+    )
+    serve.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="Host name served besides the bound host and loopback names, e.g. the public name "
+        "behind a proxy ('*': any); other Hosts get 421 (DNS rebinding)",
     )
     serve.add_argument(
         "--subprotocol",
@@ -167,6 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             host=args.host,
             port=args.port,
             allow_origins=tuple(args.allow_origin),
+            allow_hosts=tuple(args.allow_host),
             subprotocols=tuple(args.subprotocol),
             tcp_port=args.tcp_port,
             broker=args.broker,

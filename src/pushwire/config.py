@@ -22,8 +22,13 @@ class Config:
     #: PEM certificate and key: TLS on every port (HTTP, WebSocket and TCP) when set.
     tls_cert: str | None = None
     tls_key: str | None = None
-    #: Origins allowed besides the server's own and loopback ones; "*" allows any.
+    #: Origins allowed besides the server's own and loopback ones, each `scheme://host[:port]`;
+    #: "*" allows any.
     allow_origins: tuple[str, ...] = ()
+    #: Host names served besides the bound host and the loopback names (bound to 0.0.0.0 or
+    #: ::, the machine's host name): a request with another Host gets 421, against DNS
+    #: rebinding. Behind a proxy, add the public name. "*" serves any Host.
+    allow_hosts: tuple[str, ...] = ()
     #: False refuses every WebSocket upgrade with 403, as a proxy that blocks WebSocket would:
     #: clients fall back to the HTTP transports.
     websocket: bool = True

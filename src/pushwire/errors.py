@@ -113,6 +113,18 @@ class TokenExpired(Unauthorized):
     error_code = "token_expired"
 
 
+class MisdirectedRequest(RemoteError):
+    """The request's Host names a site this server does not serve (the allowed hosts): a
+    page whose DNS name an attacker pointed at the server (DNS rebinding).
+
+    421 rather than 403 (RFC 9110 15.5.20): nothing is wrong with who asks, the request
+    reached a server that is not authoritative for the name it asked for.
+    """
+
+    http_status = 421
+    error_code = "misdirected"
+
+
 class LimitReached(RemoteError):
     """A count bound (subscriptions, connections) was reached."""
 
@@ -159,6 +171,11 @@ class Unavailable(PushwireError):
 
 class LocalError(PushwireError):
     """Our own API was misused."""
+
+
+class ConfigError(LocalError, ValueError):
+    """A setting that cannot be used as given (a malformed allowed origin or host): found at
+    start, before anything is served."""
 
 
 class InvalidState(LocalError):
