@@ -39,10 +39,8 @@ FOREIGN_ORIGIN = "http://evil.example"
 USER = "alice"
 SECRET = "for alice only"
 
-#: The endpoints a foreign page gets nothing from.
-#: TODO(issue 13): add "/echo" once it is an echo service only. Today it takes every Origin
-#: (the seed's echo example needs it) and still speaks the whole protocol, so a foreign page
-#: gets a welcome there; once fixed, its WebSocket opens and echoes, but opens no session.
+#: The endpoints a foreign page gets nothing from. (`/echo` takes every Origin, as the seed's
+#: echo example needs, and gives a foreign page an echo and nothing else: see the last test.)
 ENDPOINTS_CLOSED_TO_OTHER_ORIGINS = ["/pushwire", "/ws/room"]
 
 # Each attempt resolves with how it ended; whatever any of them is given lands in `received`.
@@ -289,3 +287,55 @@ def test_the_same_page_is_let_in_once_its_site_is_allowed(
         assert trace == "welcome"
         assert send_direct(server, USER, SECRET)["sessions"] == 1
         foreign.wait_for_function("(text) => received.some((r) => r[2].includes(text))", arg=SECRET)
+
+
+ECHO_ATTEMPT = r"""
+(urls) => new Promise((resolve) => {
+  const seen = [];
+  const enveloped = new WebSocket(urls[0], 'pushwire.v1');
+  enveloped.onopen = () => {
+    enveloped.send(JSON.stringify({type: 'hello', user: 'alice'}));
+    enveloped.send(JSON.stringify({type: 'subscribe', id: 1, channel: 'room'}));
+    enveloped.send(JSON.stringify({type: 'presence', id: 2, channel: 'room'}));
+    enveloped.send(JSON.stringify({type: 'send', data: 'ping'}));
+  };
+  enveloped.onmessage = (e) => {
+    const envelope = JSON.parse(e.data);
+    seen.push(envelope);
+    if (envelope.type === 'message' && envelope.data === 'ping') {
+      const raw = new WebSocket(urls[1]);
+      raw.onopen = () => raw.send('plain echo');
+      raw.onmessage = (m) => { seen.push({raw: m.data}); resolve(seen); };
+    }
+  };
+  enveloped.onclose = (e) => { seen.push({closed: e.code}); resolve(seen); };
+})
+"""
+
+
+def test_a_page_on_another_site_gets_only_an_echo_from_echo(
+    foreign_browser: Browser, server: ServerProcess
+) -> None:
+    with (
+        page_at(foreign_browser, server.url("/healthz"), OWN_SESSION) as own,
+        page_at(foreign_browser, FOREIGN_ORIGIN + "/", ATTEMPTS) as foreign,
+    ):
+        assert own.evaluate("(url) => ownSession(url)", server.ws_url("/pushwire")) == "welcome"
+        seen = foreign.evaluate(ECHO_ATTEMPT, [server.ws_url("/echo"), server.ws_url("/echo")])
+        sent = send_direct(server, USER, SECRET)
+        own.wait_for_function(
+            "(text) => own.some((e) => e.type === 'message' && e.data === text)", arg=SECRET
+        )
+        later = foreign.evaluate("() => received")
+    welcome, *rest = seen
+    assert (welcome["type"], welcome["user"]) == ("welcome", None)  # a claimed user is ignored
+    refusals = [(e["id"], e["code"], e["message"]) for e in rest if e.get("type") == "error"]
+    assert refusals == [
+        (1, "forbidden", "/echo is an echo service"),
+        (2, "forbidden", "/echo is an echo service"),
+    ]
+    assert {"type": "message", "seq": 1, "data": "ping"} in rest
+    assert rest[-1] == {"raw": "plain echo"}
+    # alice's direct message reached her own session only, never the foreign page.
+    assert sent == {"user": USER, "nodes": 1, "sessions": 1}
+    assert SECRET not in json.dumps(seen) and later == []
