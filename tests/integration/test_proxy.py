@@ -1,8 +1,9 @@
 """The backend proxy, door by door: a real backend process (tests/proxy_backend.py) decides who
-connects, what they read and what they publish, on `/pushwire`, raw `/ws/<channel>`, raw
-`/sse/<channel>` and the TCP port; a refused identity gets the documented code, an allowed one
-gets through, only the listed headers reach the backend, and a backend that is slow, broken,
-down or overloaded gives 1011 / 503 within `proxy_timeout`, never a hang."""
+connects, what they read and what they publish, on `/pushwire` over WebSocket and over the
+HTTP transports (long-poll, NDJSON stream, SSE), raw `/ws/<channel>`, raw `/sse/<channel>` and
+the TCP port; a refused identity gets the documented code, an allowed one gets through, only
+the listed headers reach the backend, and a backend that is slow, broken, down or overloaded
+gives 1011 / 503 within `proxy_timeout`, never a hang."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import http.client
 import json
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,7 +34,7 @@ API_KEY = "the-api-key-of-the-proxy-tests"
 #: The servers' proxy_timeout, seconds.
 TIMEOUT = 1.0
 WAIT = 5.0
-DOORS = ["pushwire", "ws", "sse", "tcp"]
+DOORS = ["pushwire", "longpoll", "stream", "sse-v1", "ws", "sse", "tcp"]
 #: Documented: a refusal's close code, its error code, and raw SSE's HTTP status.
 ERROR_CODES = {"forbidden": 4101, "unauthorized": 4102, "unavailable": 1011}
 STATUSES = {403: 4101, 401: 4102, 503: 1011}
@@ -194,6 +196,87 @@ def tcp_attempt(
         client.close()
 
 
+class HttpEnvelopes:
+    """pushwire.v1 over an HTTP transport of `/pushwire` (`longpoll`, `stream`, or `sse`
+    opened with `GET ?hello=` as an EventSource must), sending the request headers we choose
+    (a browser's cookie)."""
+
+    def __init__(
+        self, server: ServerProcess, kind: str, hello: dict[str, Any], headers: dict[str, str]
+    ) -> None:
+        self.server, self.kind = server, kind
+        self.conn = http.client.HTTPConnection(server.host, server.port, timeout=WAIT)
+        self.session: dict[str, str] = {}
+        self.cursor = 0
+        body = json.dumps(hello)
+        if kind == "sse":
+            query = urllib.parse.quote(body)
+            self.conn.request("GET", f"/pushwire/sse?hello={query}", headers=headers)
+        else:
+            self.conn.request("POST", f"/pushwire/{kind}", body, headers)
+        response = self.conn.getresponse()
+        assert response.status == 200
+        if kind == "longpoll":
+            self.backlog = self._envelopes(response)
+        else:
+            self.stream, self.backlog = response, []
+
+    def _envelopes(self, response: http.client.HTTPResponse) -> list[dict[str, Any]]:
+        self.cursor = int(response.headers["Pushwire-Cursor"])
+        return [json.loads(line) for line in response.read().splitlines() if line]
+
+    def next(self) -> dict[str, Any]:
+        """The next envelope (a long-poll polls for it)."""
+        while not self.backlog:
+            if self.kind != "longpoll":
+                line = self.stream.readline()
+                if line.startswith(b"{") or line.startswith(b"data: {"):
+                    self.backlog.append(json.loads(line.removeprefix(b"data: ")))
+                continue
+            target = f"/pushwire/longpoll?cursor={self.cursor}"
+            self.conn.request("GET", target, headers=self.session)
+            self.backlog = self._envelopes(self.conn.getresponse())
+        envelope = self.backlog.pop(0)
+        if envelope["type"] == "welcome":
+            self.session = {"Pushwire-Session": f"{envelope['session']} {envelope['resume']}"}
+        return envelope
+
+    def send(self, envelope: dict[str, Any]) -> None:
+        conn = http.client.HTTPConnection(self.server.host, self.server.port, timeout=WAIT)
+        conn.request("POST", "/pushwire/send", json.dumps(envelope), self.session)
+        assert conn.getresponse().status == 204
+        conn.close()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def http_attempt(
+    server: ServerProcess, kind: str, channel: str, token: str | None, cookie: str | None,
+    extra: dict[str, str] | None = None,
+) -> Outcome:  # fmt: skip
+    hello: dict[str, Any] = {"type": "hello", "user": "mallory"}
+    if token is not None:
+        hello["token"] = token
+    client = HttpEnvelopes(server, kind, hello, headers_of(cookie, extra))
+    try:
+        answer = client.next()
+        if answer["type"] == "error":
+            closing = client.next()
+            assert (closing["type"], closing["code"]) == ("close", ERROR_CODES[answer["code"]])
+            return ("refused", closing["code"], answer["message"])
+        assert answer["type"] == "welcome"
+        client.send({"type": "subscribe", "id": 1, "channel": channel})
+        while (answer := client.next())["type"] not in ("subscribed", "error"):
+            pass
+        if answer["type"] == "error":
+            assert answer["id"] == 1
+            return ("refused", ERROR_CODES[answer["code"]], answer["message"])
+        return ("open",)
+    finally:
+        client.close()
+
+
 async def attempt(
     door: str,
     server: ServerProcess,
@@ -208,6 +291,9 @@ async def attempt(
         return await pushwire_attempt(server, channel, token, cookie, extra)
     if door == "ws":
         return await ws_attempt(server, channel, token, cookie, extra)
+    if door in ("longpoll", "stream", "sse-v1"):
+        kind = door.removesuffix("-v1")
+        return await asyncio.to_thread(http_attempt, server, kind, channel, token, cookie, extra)
     blocking = sse_attempt if door == "sse" else tcp_attempt
     return await asyncio.to_thread(blocking, server, channel, token, cookie, extra)
 
@@ -337,7 +423,7 @@ async def test_the_backend_says_who_the_client_is_not_its_claim(server: ServerPr
     client.close()
 
 
-@pytest.mark.parametrize("door", ["pushwire", "ws", "sse"])
+@pytest.mark.parametrize("door", ["pushwire", "longpoll", "stream", "ws", "sse"])
 async def test_only_the_listed_headers_reach_the_backend(
     server: ServerProcess, backend: Backend, door: str
 ) -> None:
@@ -349,9 +435,11 @@ async def test_only_the_listed_headers_reach_the_backend(
         for question in backend.requests()
         if question.get("headers", {}).get("cookie") == f"session={cookie}"
     ]
-    # The connect question, then the subscribe question with the connection's headers.
+    # The connect question, then the subscribe question with the headers of the request that
+    # opened the session (over long-poll and stream, the subscribe came in a later request).
     assert [headers for _, headers in asked] == [{"cookie": f"session={cookie}"}] * 2
-    assert asked[0][0] == {"pushwire": "websocket", "ws": "websocket", "sse": "sse"}[door]
+    transport = {"pushwire": "websocket", "ws": "websocket", "sse": "sse"}.get(door, door)
+    assert asked[0][0] == transport
 
 
 async def test_the_headers_passed_on_are_those_listed(backend: Backend) -> None:
@@ -373,7 +461,16 @@ async def test_the_headers_passed_on_are_those_listed(backend: Backend) -> None:
 # -- publish ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("door", ["pushwire", "tcp"])
+def published_over_longpoll(server: ServerProcess, request: dict[str, Any]) -> dict[str, Any]:
+    client = HttpEnvelopes(server, "longpoll", {"type": "hello"}, headers_of("alice"))
+    assert client.next()["type"] == "welcome"
+    client.send(request)
+    answer = client.next()
+    client.close()
+    return answer
+
+
+@pytest.mark.parametrize("door", ["pushwire", "longpoll", "tcp"])
 @pytest.mark.parametrize(
     ("data", "expected"),
     [
@@ -403,6 +500,8 @@ async def test_the_backend_decides_what_an_envelope_client_publishes(
         await ws.send(json.dumps(request))
         answer = await envelope(ws)
         await ws.close()
+    elif door == "longpoll":
+        answer = await asyncio.to_thread(published_over_longpoll, server, request)
     else:
         client = TcpClient(server)
         client.hello(token="user:alice")
