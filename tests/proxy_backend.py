@@ -5,7 +5,8 @@ rules the tests know. `running_backend()` starts one; run as a script, it serves
 Who a client is comes from its credential: the connect question's `token`, else the `session`
 cookie among the forwarded headers.
 
-- connect: no credential -> 4102; `refuse` -> 4101; `anon` -> allowed, no user;
+- connect: no credential -> 4102; `refuse` -> 4101; `refuse:long` -> 4101 with a message of
+  100 two-byte characters; `anon` -> allowed, no user;
   `slow:S` -> answers after S seconds (as user `slow`); `status:N` -> HTTP status N;
   `garbage` -> 200 with a body that is not JSON; `size:N` -> an allowed answer of exactly N
   bytes; `user:NAME` (a token) or `NAME` (the cookie) -> user NAME, info `{"name": NAME}`.
@@ -64,6 +65,8 @@ def _connect(body: dict[str, Any]) -> tuple[int, Any]:
     kind, _, value = credential.partition(":")
     if credential == "refuse":
         return 200, _refuse(4101, "you are banned")
+    if credential == "refuse:long":
+        return 200, _refuse(4101, "é" * 100)
     if credential == "anon":
         return 200, {"result": {"user": None}}
     if credential == "garbage":

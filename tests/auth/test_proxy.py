@@ -8,6 +8,7 @@ import base64
 import time
 from collections.abc import AsyncIterator, Iterator
 
+import orjson
 import pytest
 
 from pushwire.auth.proxy import Admission, BackendProxy, admission_of, parse_answer
@@ -46,10 +47,21 @@ def test_an_error_is_a_refusal_with_the_backends_message(
     assert str(refused.value) == message
 
 
-def test_a_refusals_message_is_bounded() -> None:
+@pytest.mark.parametrize(
+    ("message", "shown"),
+    [
+        ("x" * 120, "x" * 120),
+        ("x" * 121, "x" * 120),
+        ("é" * 61, "é" * 60),  # 2 bytes each: whole characters within 120 bytes
+        ("line one\nline two\x00", "line one line two"),
+        (" ", "refused by the app's backend"),
+    ],
+)
+def test_a_refusals_message_is_one_line_that_fits_a_close_frame(message: str, shown: str) -> None:
+    answer = orjson.dumps({"error": {"code": 4101, "message": message}})
     with pytest.raises(Forbidden) as refused:
-        parse_answer("publish", b'{"error": {"code": 4101, "message": "' + b"x" * 500 + b'"}}')
-    assert str(refused.value) == "x" * 200
+        parse_answer("publish", answer)
+    assert str(refused.value) == shown
 
 
 @pytest.mark.parametrize(

@@ -328,13 +328,24 @@ def tcp_envelope(client: TcpClient) -> dict[str, Any]:
     [
         (None, None, "chat:lobby", ("refused", 4102, "sign in first")),
         ("refuse", None, "chat:lobby", ("refused", 4101, "you are banned")),
+        # Cut to fit a WebSocket close frame: 120 bytes of UTF-8.
+        ("refuse:long", None, "chat:lobby", ("refused", 4101, "é" * 60)),
         ("nonsense", None, "chat:lobby", ("refused", 4102, "unknown credential")),
         (None, "alice", "chat:lobby", ("open",)),
         ("user:alice", None, "chat:lobby", ("open",)),
         (None, "alice", "secret:plans", ("refused", 4101, "not for you")),
         (None, "admin", "secret:plans", ("open",)),
     ],
-    ids=["nobody", "banned", "unknown", "cookie", "token", "not-a-member", "member"],
+    ids=[
+        "nobody",
+        "banned",
+        "banned-at-length",
+        "unknown",
+        "cookie",
+        "token",
+        "not-a-member",
+        "member",
+    ],
 )
 async def test_the_backend_decides_who_connects_and_reads(
     server: ServerProcess,

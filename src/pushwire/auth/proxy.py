@@ -44,8 +44,10 @@ REFUSALS: Final[Mapping[int, type[Forbidden | Unauthorized]]] = {
     4101: Forbidden,
     4102: Unauthorized,
 }
-#: A refusal's message as passed on to the client, characters at most.
-MAX_REASON: Final = 200
+#: A refusal's message as passed on to the client, bytes of UTF-8 at most: it must fit a
+#: WebSocket close reason (RFC 6455 5.5: a control frame's payload is at most 125 bytes,
+#: 2 of them the code).
+MAX_REASON: Final = 120
 #: The message of a refusal whose answer gave none.
 DEFAULT_REASON: Final = "refused by the app's backend"
 _REQUEST_HEADERS: Final = {
@@ -295,9 +297,9 @@ def parse_answer(decision: str, body: bytes) -> Mapping[str, Any]:
         if refusal is None:
             raise _malformed(decision, f"unknown error code {code!r}"[:80])
         message = error.get("message")
-        if not isinstance(message, str) or not message.strip():
-            message = DEFAULT_REASON
-        raise refusal(message[:MAX_REASON])
+        if isinstance(message, str):
+            message = _reason(message)
+        raise refusal(message or DEFAULT_REASON)
     result = answer.get("result")
     if not isinstance(result, dict):
         raise _malformed(decision, 'no "result" object and no "error"')
@@ -327,6 +329,13 @@ def admission_of(result: Mapping[str, Any]) -> Admission:
     if expires is not None and (type(expires) not in (int, float)):
         raise _malformed("connect", '"expires" must be a number (seconds since the epoch)')
     return Admission(user, info, frozenset(channels), None if expires is None else float(expires))
+
+
+def _reason(message: str) -> str:
+    """`message` on one printable line, cut to `MAX_REASON` bytes of UTF-8 (whole
+    characters)."""
+    printable = "".join(c if c.isprintable() else " " for c in message).strip()
+    return printable.encode()[:MAX_REASON].decode(errors="ignore")
 
 
 def _is_http_url(url: str) -> bool:
