@@ -18,6 +18,7 @@ from typing import Any
 from . import configfile
 from .app import App
 from .auth.namespaces import Namespace
+from .auth.proxy import BackendProxy
 from .broker.base import Broker
 from .config import Config
 from .core import ConnectRequest, Hub
@@ -100,6 +101,27 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="serve an open demo on a non-loopback address on purpose (anyone is anyone)",
     )
+    proxy = serve.add_argument_group(
+        "the backend proxy: the app's backend decides, asked over HTTP (docs/security.md)"
+    )
+    proxy.add_argument(
+        "--connect-proxy", default=None, metavar="URL", help="asked who connects (authentication)"
+    )
+    proxy.add_argument(
+        "--subscribe-proxy", default=None, metavar="URL", help="asked about each subscription"
+    )
+    proxy.add_argument(
+        "--publish-proxy", default=None, metavar="URL", help="asked about each publish"
+    )
+    proxy.add_argument(
+        "--proxy-header",
+        action="append",
+        default=[],
+        metavar="NAME",
+        dest="proxy_headers",
+        help="a client request header passed on to the backend; repeat for more "
+        "(default: Cookie and Authorization; no other is ever passed on)",
+    )
 
     chat = commands.add_parser("chat", help="a terminal chat room on any transport")
     chat.add_argument("url", help="the server, e.g. http://127.0.0.1:8000 or tcp://127.0.0.1:7000")
@@ -169,6 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "jwt_issuer": args.jwt_issuer,
         "anonymous": args.anonymous or None,
         "api_key": args.api_key,
+        "connect_proxy": args.connect_proxy,
+        "subscribe_proxy": args.subscribe_proxy,
+        "publish_proxy": args.publish_proxy,
+        "proxy_headers": tuple(args.proxy_headers) or None,
     }
     auth = {**loaded.fields, **{name: value for name, value in flags.items() if value is not None}}
     config = dataclasses.replace(
@@ -214,10 +240,12 @@ def refuse_to_start(config: Config, *, insecure: bool) -> str | None:
         return None
     if config.jwt_secret or config.jwt_public_key_file or config.jwks_file:
         return None
+    if config.connect_proxy:
+        return None
     return (
         f"{config.host} is not a loopback address and no authentication is configured: give "
-        "--jwt-secret (or PUSHWIRE_JWT_SECRET), --jwt-public-key or --jwks, and --api-key, "
-        "or --insecure to serve an open demo on purpose"
+        "--jwt-secret (or PUSHWIRE_JWT_SECRET), --jwt-public-key, --jwks or --connect-proxy, "
+        "and --api-key, or --insecure to serve an open demo on purpose"
     )
 
 
@@ -260,13 +288,14 @@ def build_app(
 def _demo_hub(
     broker: Broker | None, config: Config, namespaces: tuple[Namespace, ...] | None
 ) -> Hub:
-    hub = Hub(broker, config, namespaces=namespaces)
+    hub = Hub(broker, config, namespaces=namespaces, proxy=BackendProxy.from_config(config))
 
     @hub.on_connect
     def identify(request: ConnectRequest) -> dict[str, Any]:
-        # The user is the one the token proved (or, in an open server, the one the client
-        # claims); the others see (presence) which transport each person joined over.
-        return {"user": request.user, "info": {"via": request.transport}}
+        # The user is the one the token or the app's backend proved (or, in an open server,
+        # the one the client claims); the others see (presence) the info they gave, and
+        # which transport each person joined over.
+        return {"user": request.user, "info": {**request.info, "via": request.transport}}
 
     return hub
 

@@ -169,6 +169,15 @@ class Unavailable(PushwireError):
     error_code = "unavailable"
 
 
+class BackendUnavailable(Unavailable):
+    """The app's backend (the backend proxy) did not give a usable answer: it is down, did not
+    answer within `proxy_timeout`, answered another status than 200 or something else than the
+    documented JSON, or `proxy_max_concurrent` questions to it are in flight already. The
+    client is refused and should come back later: close 1011 ("reconnect with backoff")."""
+
+    close_code = 1011
+
+
 class LocalError(PushwireError):
     """Our own API was misused."""
 

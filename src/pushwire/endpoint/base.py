@@ -171,6 +171,7 @@ class Handler:
         )
         session.grants = identity.grants
         session.token_expires = identity.expires
+        session.forwarded = identity.forwarded
         return session
 
     async def _publish_checked(
