@@ -81,6 +81,7 @@ class Session:
         "resumable",
         "secret",
         "seq",
+        "token_due",
         "token_expires",
         "transport",
         "unacked",
@@ -124,9 +125,12 @@ class Session:
         #: (a hand-over starts from it on the new node).
         self.last_direct: str | None = None
         #: Channels the client's token lets it read whatever their rule (its `channels`
-        #: claim), and when the token expires (seconds since the epoch; None: never).
+        #: claim), and when the token expires (seconds since the epoch; None: never), set
+        #: through `TokenExpiry.watch`, which keeps `token_due`: the same time on the hub's
+        #: clock, leeway included.
         self.grants: frozenset[str] = frozenset()
         self.token_expires: float | None = None
+        self.token_due: float | None = None
 
     def proves(self, secret: object) -> bool:
         """Whether `secret` is this session's resume secret (compared in constant time)."""
