@@ -181,10 +181,12 @@ async def test_a_refresh_refused_leaves_the_old_expiry_and_the_client_comes_back
         # Closed at the old expiry, come back with the new token: the same session.
         assert expires <= at <= expires + LATE + 0.5
         assert client.session == session and client.user == user
+        assert client.reconnections == 1
         assert client.expires is not None and client.expires > expires + 20
         publish_as_server(secured, user, "still subscribed")
         message = await asyncio.wait_for(client.recv(), WAIT)
         assert isinstance(message, Message) and message.data == "still subscribed"
+        assert client.reconnections == 1  # once: the old connection's close is not re-sent
 
 
 async def test_a_first_token_that_expired_already_is_replaced_before_connecting(
