@@ -23,7 +23,8 @@ import json
 import logging
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import jwt
@@ -32,7 +33,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
-from pushwire.client import ClientClosed, Message, connect
+from pushwire.client import Client, ClientClosed, Message, connect
 from pushwire.core.expiry import SWEEP_INTERVAL
 from tests.helpers import PUSHWIRE_V1
 from tests.servers import ServerProcess, start_server
@@ -51,7 +52,6 @@ WAIT = 10.0
 LATE = SWEEP_INTERVAL + 0.6
 CLIENT_TRANSPORTS = ["websocket", "sse", "stream", "longpoll", "polling", "tcp"]
 WIRE_TRANSPORTS = ["websocket", "sse", "stream", "iframe", "longpoll", "polling", "tcp"]
-FAST = {"poll_interval": 0.1, "reconnect_delay": 0.05, "reconnect_delay_max": 0.2}
 
 
 def token(user: str, lifetime: float = LIFETIME) -> tuple[str, float]:
@@ -83,6 +83,25 @@ def url_of(server: ServerProcess, transport: str) -> str:
     return server.url("/pushwire")
 
 
+def client_of(
+    server: ServerProcess,
+    transport: str,
+    first: str,
+    token_refresh: Callable[[], Awaitable[str]] | None = None,
+) -> AbstractAsyncContextManager[Client]:
+    """A Python client of /pushwire (or the TCP port) over `transport` alone, quick to poll
+    and to reconnect."""
+    return connect(
+        url_of(server, transport),
+        token=first,
+        token_refresh=token_refresh,
+        transports=[transport],
+        poll_interval=0.1,
+        reconnect_delay=0.05,
+        reconnect_delay_max=0.2,
+    )
+
+
 def publish_as_server(server: ServerProcess, channel: str, text: str) -> None:
     conn = http.client.HTTPConnection(server.host, server.port, timeout=WAIT)
     conn.request(
@@ -112,13 +131,7 @@ async def test_a_client_that_refreshes_its_token_stays_connected_past_its_expiry
         asked.set()
         return token(user)[0]
 
-    async with connect(
-        url_of(secured, transport),
-        token=first,
-        token_refresh=fresh_token,
-        transports=[transport],
-        **FAST,
-    ) as client:
+    async with client_of(secured, transport, first, fresh_token) as client:
         assert client.expires == pytest.approx(first_expires)
         session = client.session
         await client.subscribe(channel)
@@ -138,9 +151,7 @@ async def test_a_client_without_a_refresh_is_closed_with_4005_when_its_token_exp
     secured: ServerProcess, transport: str
 ) -> None:
     first, expires = token(f"stale-{transport}")
-    async with connect(
-        url_of(secured, transport), token=first, transports=[transport], **FAST
-    ) as client:
+    async with client_of(secured, transport, first) as client:
         await client.subscribe(f"stale-{transport}")
         with pytest.raises(ClientClosed) as closed:
             await asyncio.wait_for(client.recv(), LIFETIME + WAIT)
@@ -164,13 +175,7 @@ async def test_a_refresh_refused_leaves_the_old_expiry_and_the_client_comes_back
         return token(given[-1], 30)[0]
 
     caplog.set_level(logging.WARNING, "pushwire.client")
-    async with connect(
-        url_of(secured, transport),
-        token=first,
-        token_refresh=tokens,
-        transports=[transport],
-        **FAST,
-    ) as client:
+    async with client_of(secured, transport, first, tokens) as client:
         session = client.session
         await client.subscribe(user)
         await client.wait_reconnected(LIFETIME + WAIT)
@@ -407,3 +412,43 @@ def test_resuming_a_session_whose_token_expired_needs_a_new_token_of_its_user(
         assert again.welcome["expires"] == pytest.approx(later)
     finally:
         again.close()
+
+
+# -- raw connections: no refresh, closed at the expiry -------------------------------------------
+
+
+def test_a_raw_websocket_is_closed_with_4005_when_its_token_expires(
+    secured: ServerProcess,
+) -> None:
+    first, expires = token("raw-ws")
+    with ws_connect(secured.ws_url(f"/ws/raw-room?token={first}"), open_timeout=WAIT) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                ws.recv(LIFETIME + WAIT)
+        at = time.time()
+    assert closed.value.rcvd is not None
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4005, "token expired")
+    assert expires <= at <= expires + LATE
+
+
+def test_a_raw_event_stream_ends_when_its_token_expires_and_its_url_is_refused_after(
+    secured: ServerProcess,
+) -> None:
+    first, expires = token("raw-sse")
+    conn = http.client.HTTPConnection(secured.host, secured.port, timeout=LIFETIME + WAIT)
+    conn.request("GET", f"/sse/raw-room?token={first}")
+    response = conn.getresponse()
+    assert response.status == 200
+    publish_as_server(secured, "raw-room", "before the expiry")
+    body = response.read()  # until the stream ends
+    at = time.time()
+    conn.close()
+    assert b"data: before the expiry\n" in body
+    assert expires <= at <= expires + LATE
+    # What an EventSource does next, with the URL it has: refused, so that it stops.
+    conn = http.client.HTTPConnection(secured.host, secured.port, timeout=WAIT)
+    conn.request("GET", f"/sse/raw-room?token={first}", headers={"Last-Event-ID": "x:1"})
+    again = conn.getresponse()
+    refused = again.read()
+    conn.close()
+    assert (again.status, refused) == (401, b"token expired\n")
