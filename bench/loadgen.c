@@ -87,6 +87,10 @@ static double duration = 5.0, drain_s = 15.0, timeout_s = 60.0;
 static int poll_interval_ms = 50, ack_every = 0, engineio_pong = 0;
 static enum proto sub_proto = P_WS;
 static const char *sub_path = "/", *sub_subprotocol, *sub_ready, *ack_tmpl;
+/* --path-file: one subscriber path per line, connection i takes line i (modulo their count):
+ * a credential per connection, where the server checks each one it has not seen. */
+static char **sub_paths;
+static int n_sub_paths;
 static const char *sub_init[MAX_INIT];
 static int n_sub_init;
 static const char *pub_path = "/", *pub_subprotocol, *pub_ready;
@@ -278,10 +282,31 @@ static void url_encode(char *dst, const char *src) {
     *dst = 0;
 }
 
+static void load_paths(const char *file) {
+    FILE *f = fopen(file, "r");
+    if (!f) fail("--path-file %s: %s", file, strerror(errno));
+    char line[4096];
+    int cap = 0;
+    while (fgets(line, sizeof line, f)) {
+        size_t len = strcspn(line, "\r\n");
+        if (!len) continue;
+        line[len] = 0;
+        if (n_sub_paths == cap) {
+            cap = cap ? cap * 2 : 1024;
+            sub_paths = realloc(sub_paths, (size_t)cap * sizeof *sub_paths);
+            if (!sub_paths) fail("out of memory");
+        }
+        sub_paths[n_sub_paths++] = strdup(line);
+    }
+    fclose(f);
+    if (!n_sub_paths) fail("--path-file %s: no path in it", file);
+}
+
 static const char *sep(const char *path) { return strchr(path, '?') ? "&" : "?"; }
 
 static void start_request(conn_t *c) {
-    const char *path = c->role ? pub_path : sub_path;
+    const char *path = c->role ? pub_path
+                       : n_sub_paths ? sub_paths[(c - conns) % n_sub_paths] : sub_path;
     enum proto p = c->role ? P_WS : sub_proto;
     const char *subprotocol = c->role ? pub_subprotocol : sub_subprotocol;
     c->st = S_HEADERS;
@@ -707,7 +732,7 @@ static int open_all(int role_pub_first) {
 
 static void usage(void) {
     fail("usage: loadgen --mode fanout|echo|connect --port P [--conns N] [--proto ws|stream|pwpoll|"
-         "siopoll|tcp] [--path P] [--subprotocol S] [--init MSG]... [--ready STR] [--pub-path P] "
+         "siopoll|tcp] [--path P] [--path-file F] [--subprotocol S] [--init MSG]... [--ready STR] [--pub-path P] "
          "[--pub-subprotocol S] [--pub-init MSG]... [--pub-ready STR] [--prefix S] [--suffix S] "
          "[--pub-port P] [--size N] [--duration S] [--window W] [--inflight K] [--poll-interval-ms MS] "
          "[--ack-every N --ack-template FMT] [--timeout S] [--procs K] [--sync]");
@@ -743,6 +768,7 @@ int main(int argc, char **argv) {
                       : !strcmp(v, "pwpoll") ? P_PWPOLL : !strcmp(v, "siopoll") ? P_SIOPOLL
                       : !strcmp(v, "tcp") ? P_TCP : (usage(), P_WS);
         } else if (OPT("--path")) sub_path = v;
+        else if (OPT("--path-file")) load_paths(v);
         else if (OPT("--subprotocol")) sub_subprotocol = v;
         else if (OPT("--ready")) sub_ready = v;
         else if (OPT("--init")) { if (n_sub_init < MAX_INIT) sub_init[n_sub_init++] = v; }

@@ -12,9 +12,11 @@ import importlib.util
 import json
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import quote
 
 import jwt
@@ -138,6 +140,31 @@ BENCH_TOKEN = jwt.encode(
     {"sub": "bench", "exp": int(time.time()) + 86400}, BENCH_JWT_SECRET, algorithm="HS256"
 )
 PUSHWIRE_JWT = [*PUSHWIRE, "--jwt-secret", BENCH_JWT_SECRET]
+
+
+def _user_paths(path: str, n: int, tokens: bool) -> str:
+    """A file of `n` paths to `path` (`--path-file`), each for another user: named in `?user=`
+    (an open server takes the claim), or proved by a token of its own (the server checks a
+    token it has never seen on every connection, as it would for n users)."""
+    kind = "tokens" if tokens else "users"
+    target = Path(tempfile.gettempdir()) / f"pushwire-bench-{kind}-{n}.txt"
+    if not target.exists():
+        lines = [
+            f"{path}?token={jwt.encode({'sub': f'user{i}'}, BENCH_JWT_SECRET, algorithm='HS256')}"
+            if tokens
+            else f"{path}?user=user{i}"
+            for i in range(n)
+        ]
+        target.write_text("\n".join(lines) + "\n")
+    return str(target)
+
+
+def _connect_users(path: str, tokens: bool) -> Callable[[int], Drive]:
+    return lambda n: Drive(
+        "connect", ["--conns", str(n), *_ws(path), "--path-file", _user_paths(path, n, tokens)]
+    )
+
+
 # The forever frame is recycled after iframe_max_bytes (a browser reopens it, resuming the
 # session); the load generator does not, so the lab lets one frame last the whole run.
 PUSHWIRE_IFRAME = [*PUSHWIRE, "--set", "iframe_max_bytes=4294967296"]
@@ -202,8 +229,8 @@ def targets() -> list[Target]:
             "pushwire subscriber",
             "pushwire",
             PUSHWIRE,
-            {"connect": _connect(*_ws("/ws/bench"))},
-            transport="websocket (/ws/<channel>)",
+            {"connect": _connect_users("/ws/bench", tokens=False)},
+            transport="websocket (/ws/<channel>, a user each)",
         ),
         Target(
             "pushwire subscriber (JWT)",
@@ -214,9 +241,9 @@ def targets() -> list[Target]:
                     *_ws(f"/ws/bench?token={BENCH_TOKEN}"),
                     *_publisher(f"/ws/bench?token={BENCH_TOKEN}"),
                 ),
-                "connect": _connect(*_ws(f"/ws/bench?token={BENCH_TOKEN}")),
+                "connect": _connect_users("/ws/bench", tokens=True),
             },
-            transport="websocket (/ws/<channel>, JWT)",
+            transport="websocket (/ws/<channel>, a JWT each)",
         ),
         Target(
             "thin-Python ceiling",

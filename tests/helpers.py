@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Final
 
 from websockets.typing import Subprotocol
@@ -10,6 +11,18 @@ from pushwire.core.transport import Framing, Receiver
 
 #: What a WebSocket client offers to speak pushwire.v1 (`websockets`' `subprotocols=`).
 PUSHWIRE_V1: Final = [Subprotocol("pushwire.v1")]
+
+#: Debian's real Chromium, driven by Playwright (never a downloaded browser), and its flags.
+CHROMIUM: Final = os.environ.get("PUSHWIRE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS: Final = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 class RecordingTransport:

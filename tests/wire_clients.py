@@ -374,7 +374,7 @@ class Streamer:
         if (opening or ("POST" if kind == "stream" else "GET")) == "POST":
             body = json.dumps({"type": "hello", **hello}).encode()
             self.sock.sendall(
-                f"POST {path}/{kind} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+                f"POST {path}/{kind} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
                 f"Content-Length: {len(body)}\r\n\r\n".encode()
                 + body
             )
@@ -383,7 +383,7 @@ class Streamer:
                 "&origin=" + urllib.parse.quote("http://localhost:1") if kind == "iframe" else ""
             )
             target = f"{path}/{kind}?hello={hello_query(**hello)}{origin}"
-            self.sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            self.sock.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
         self.buffer = b""
         head = self._until(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200 OK"), head

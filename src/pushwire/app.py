@@ -35,6 +35,7 @@ from .errors import (
     BadRequest,
     Forbidden,
     MethodNotAllowed,
+    MisdirectedRequest,
     NotFound,
     PushwireError,
     RemoteError,
@@ -107,7 +108,7 @@ class App:
     ) -> None:
         self.config = config or (hub.config if hub is not None else Config())
         self.hub = hub or Hub(config=self.config)
-        self.policy = OriginPolicy.from_config(self.config.allow_origins)
+        self.policy = OriginPolicy.from_config(self.config)
         self.subprotocols = (SUBPROTOCOL, *self.config.subprotocols)
         self.static = _load_static(open_demo=insecure)
         self.shutting_down = False
@@ -128,7 +129,7 @@ class App:
         self.shutting_down = True
 
     def flash_policy(self, port: int) -> bytes:
-        return policy_file(self.policy.allowed, port)
+        return policy_file(self.policy, port)
 
     def tcp_receiver(self, transport: Transport, remote: str | None) -> Receiver:
         client = ClientInfo("tcp", [], {}, remote)
@@ -154,8 +155,9 @@ class App:
             headers.append(("Sec-WebSocket-Version", "13"))
         elif isinstance(exc, MethodNotAllowed):
             headers.append(("Allow", exc.allow))
-        with contextlib.suppress(Forbidden):  # a refused origin gets no CORS headers
-            headers += self.cors(request, self._endpoint(split_transport(request.path)[0]))
+        if not isinstance(exc, MisdirectedRequest):  # a Host not served: no word on origins
+            with contextlib.suppress(Forbidden):  # a refused origin gets no CORS headers
+                headers += self.cors(request, self._endpoint(split_transport(request.path)[0]))
         if isinstance(exc, RemoteError | Unavailable) and split_transport(request.path)[1]:
             return Response(
                 status, error_body(exc), content_type="application/json", headers=headers
@@ -166,6 +168,7 @@ class App:
         return Response(status, message + "\n", headers=headers)
 
     def handle_http(self, request: Request) -> Answer:
+        self.policy.check_host(request.header("host"))  # before routing: DNS rebinding
         path, method = request.path, request.method
         if path.startswith("/sse/"):
             raw = Endpoint("channel", channel=self.hub.access.check_channel(path[len("/sse/") :]))
@@ -220,8 +223,9 @@ class App:
     def websocket(self, request: Request) -> WebSocketAccept:
         """Accept a WebSocket upgrade: the subprotocol, the framing, the message handler.
 
-        Raises the `RemoteError` whose status the client gets (400, 403, 404, 426, 503).
+        Raises the `RemoteError` whose status the client gets (400, 403, 404, 421, 426, 503).
         """
+        self.policy.check_host(request.header("host"))  # before routing: DNS rebinding
         endpoint = self._endpoint(request.path)
         if endpoint is None:
             raise NotFound(f"no WebSocket endpoint at {request.path}")

@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import ipaddress
 import logging
+import os
 import sys
 import urllib.error
 import urllib.parse
@@ -17,6 +18,7 @@ from typing import Any
 from . import configfile
 from .app import App
 from .auth.namespaces import Namespace
+from .auth.proxy import BackendProxy
 from .broker.base import Broker
 from .config import Config
 from .core import ConnectRequest, Hub
@@ -43,7 +45,16 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="ORIGIN",
-        help="browser origin allowed besides the server's own and loopback ('*': any)",
+        help="browser origin scheme://host[:port] allowed besides the server's own and "
+        "loopback ('*': any)",
+    )
+    serve.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="Host name served besides the bound host and loopback names, e.g. the public name "
+        "behind a proxy ('*': any); other Hosts get 421 (DNS rebinding)",
     )
     serve.add_argument(
         "--subprotocol",
@@ -90,6 +101,27 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="serve an open demo on a non-loopback address on purpose (anyone is anyone)",
     )
+    proxy = serve.add_argument_group(
+        "the backend proxy: the app's backend decides, asked over HTTP (docs/security.md)"
+    )
+    proxy.add_argument(
+        "--connect-proxy", default=None, metavar="URL", help="asked who connects (authentication)"
+    )
+    proxy.add_argument(
+        "--subscribe-proxy", default=None, metavar="URL", help="asked about each subscription"
+    )
+    proxy.add_argument(
+        "--publish-proxy", default=None, metavar="URL", help="asked about each publish"
+    )
+    proxy.add_argument(
+        "--proxy-header",
+        action="append",
+        default=[],
+        metavar="NAME",
+        dest="proxy_headers",
+        help="a client request header passed on to the backend; repeat for more "
+        "(default: Cookie and Authorization; no other is ever passed on)",
+    )
 
     chat = commands.add_parser("chat", help="a terminal chat room on any transport")
     chat.add_argument("url", help="the server, e.g. http://127.0.0.1:8000 or tcp://127.0.0.1:7000")
@@ -108,6 +140,11 @@ def _parser() -> argparse.ArgumentParser:
     publish.add_argument("channel")
     publish.add_argument("message", help="text to publish; '-' reads stdin")
     publish.add_argument("--binary", action="store_true", help="publish the bytes as binary")
+    publish.add_argument(
+        "--api-key",
+        default=os.environ.get("PUSHWIRE_API_KEY"),
+        help="the server's API key (default: PUSHWIRE_API_KEY)",
+    )
     return parser
 
 
@@ -154,6 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "jwt_issuer": args.jwt_issuer,
         "anonymous": args.anonymous or None,
         "api_key": args.api_key,
+        "connect_proxy": args.connect_proxy,
+        "subscribe_proxy": args.subscribe_proxy,
+        "publish_proxy": args.publish_proxy,
+        "proxy_headers": tuple(args.proxy_headers) or None,
     }
     auth = {**loaded.fields, **{name: value for name, value in flags.items() if value is not None}}
     config = dataclasses.replace(
@@ -161,6 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             host=args.host,
             port=args.port,
             allow_origins=tuple(args.allow_origin),
+            allow_hosts=tuple(args.allow_host),
             subprotocols=tuple(args.subprotocol),
             tcp_port=args.tcp_port,
             broker=args.broker,
@@ -198,10 +240,12 @@ def refuse_to_start(config: Config, *, insecure: bool) -> str | None:
         return None
     if config.jwt_secret or config.jwt_public_key_file or config.jwks_file:
         return None
+    if config.connect_proxy:
+        return None
     return (
         f"{config.host} is not a loopback address and no authentication is configured: give "
-        "--jwt-secret (or PUSHWIRE_JWT_SECRET), --jwt-public-key or --jwks, and --api-key, "
-        "or --insecure to serve an open demo on purpose"
+        "--jwt-secret (or PUSHWIRE_JWT_SECRET), --jwt-public-key, --jwks or --connect-proxy, "
+        "and --api-key, or --insecure to serve an open demo on purpose"
     )
 
 
@@ -244,13 +288,14 @@ def build_app(
 def _demo_hub(
     broker: Broker | None, config: Config, namespaces: tuple[Namespace, ...] | None
 ) -> Hub:
-    hub = Hub(broker, config, namespaces=namespaces)
+    hub = Hub(broker, config, namespaces=namespaces, proxy=BackendProxy.from_config(config))
 
     @hub.on_connect
     def identify(request: ConnectRequest) -> dict[str, Any]:
-        # The user is the one the token proved (or, in an open server, the one the client
-        # claims); the others see (presence) which transport each person joined over.
-        return {"user": request.user, "info": {"via": request.transport}}
+        # The user is the one the token or the app's backend proved (or, in an open server,
+        # the one the client claims); the others see (presence) the info they gave, and
+        # which transport each person joined over.
+        return {"user": request.user, "info": {**request.info, "via": request.transport}}
 
     return hub
 
@@ -301,6 +346,8 @@ def _publish(args: argparse.Namespace) -> int:
     text: str = sys.stdin.read() if args.message == "-" else args.message
     body = text.encode()
     headers = {"Content-Type": "application/octet-stream" if args.binary else "text/plain"}
+    if args.api_key:
+        headers["Authorization"] = f"Bearer {args.api_key}"
     url = args.url.rstrip("/") + "/api/publish/" + urllib.parse.quote(args.channel, safe="")
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:

@@ -22,8 +22,13 @@ class Config:
     #: PEM certificate and key: TLS on every port (HTTP, WebSocket and TCP) when set.
     tls_cert: str | None = None
     tls_key: str | None = None
-    #: Origins allowed besides the server's own and loopback ones; "*" allows any.
+    #: Origins allowed besides the server's own and loopback ones, each `scheme://host[:port]`;
+    #: "*" allows any.
     allow_origins: tuple[str, ...] = ()
+    #: Host names served besides the bound host and the loopback names (bound to 0.0.0.0 or
+    #: ::, the machine's host name): a request with another Host gets 421, against DNS
+    #: rebinding. Behind a proxy, add the public name. "*" serves any Host.
+    allow_hosts: tuple[str, ...] = ()
     #: False refuses every WebSocket upgrade with 403, as a proxy that blocks WebSocket would:
     #: clients fall back to the HTTP transports.
     websocket: bool = True
@@ -50,6 +55,27 @@ class Config:
     #: The key the HTTP API (`/api/*`) asks for once authentication is configured
     #: (`Authorization: Bearer <key>`); unset then, the API refuses every call.
     api_key: str | None = None
+
+    # The backend proxy (docs/security.md "The backend proxy"): pushwire asks the app's backend
+    # over HTTP, a POST of JSON per decision, and acts on its JSON answer.
+    #: URL asked who a connecting client is (it gets the token and the forwarded headers);
+    #: set, the server is authenticating (a claimed user is ignored).
+    connect_proxy: str | None = None
+    #: URL asked whether a session may read a channel, after the channel's namespace rule.
+    subscribe_proxy: str | None = None
+    #: URL asked whether a session may publish a message to a channel, after the rule.
+    publish_proxy: str | None = None
+    #: The client's request headers passed on to the backend (matched without regard to
+    #: case; no other header is ever passed on).
+    proxy_headers: tuple[str, ...] = ("Cookie", "Authorization")
+    #: Seconds the backend gets to answer one question, connecting included (close 1011 /
+    #: 503 `unavailable` when over).
+    proxy_timeout: float = 3.0
+    #: Questions to the backend in flight per process; one more is refused at once (close
+    #: 1011 / 503 `unavailable`), not queued.
+    proxy_max_concurrent: int = 100
+    #: Bytes of the backend's answer read at most (a longer one is refused as unusable).
+    proxy_max_answer: int = 64 * 1024
 
     #: Request line plus headers of one HTTP request (431 when over).
     max_header_bytes: int = 16 * 1024

@@ -113,6 +113,18 @@ class TokenExpired(Unauthorized):
     error_code = "token_expired"
 
 
+class MisdirectedRequest(RemoteError):
+    """The request's Host names a site this server does not serve (the allowed hosts): a
+    page whose DNS name an attacker pointed at the server (DNS rebinding).
+
+    421 rather than 403 (RFC 9110 15.5.20): nothing is wrong with who asks, the request
+    reached a server that is not authoritative for the name it asked for.
+    """
+
+    http_status = 421
+    error_code = "misdirected"
+
+
 class LimitReached(RemoteError):
     """A count bound (subscriptions, connections) was reached."""
 
@@ -157,8 +169,22 @@ class Unavailable(PushwireError):
     error_code = "unavailable"
 
 
+class BackendUnavailable(Unavailable):
+    """The app's backend (the backend proxy) did not give a usable answer: it is down, did not
+    answer within `proxy_timeout`, answered another status than 200 or something else than the
+    documented JSON, or `proxy_max_concurrent` questions to it are in flight already. The
+    client is refused and should come back later: close 1011 ("reconnect with backoff")."""
+
+    close_code = 1011
+
+
 class LocalError(PushwireError):
     """Our own API was misused."""
+
+
+class ConfigError(LocalError, ValueError):
+    """A setting that cannot be used as given (a malformed allowed origin or host): found at
+    start, before anything is served."""
 
 
 class InvalidState(LocalError):

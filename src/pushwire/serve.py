@@ -88,6 +88,8 @@ async def serve(app: App, *, announce: bool = True, reuse_port: bool = False) ->
         if app.router is not None:
             await app.router.close()
         await app.hub.broker.close()
+        if app.hub.access.proxy is not None:
+            await app.hub.access.proxy.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
 

@@ -128,7 +128,7 @@ async def test_the_subscribe_handler_guards_every_door_to_the_channel(
         await asyncio.wait_for(enveloped.recv(), 5)
     host, port = url.removeprefix("ws://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(b"GET /sse/admin?user=alice HTTP/1.1\r\nHost: test\r\n\r\n")
+    writer.write(b"GET /sse/admin?user=alice HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
     assert head.startswith(b"HTTP/1.1 403 Forbidden")
     writer.close()

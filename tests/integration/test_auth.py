@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -302,6 +305,17 @@ def test_the_api_needs_its_key(secured: ServerProcess) -> None:
     assert api(secured, "/api/publish/nope:x")[0] == 403  # the server too: configured only
     assert api(secured, "/api/publish/news:today")[0] == 200
     assert api(secured, "/api/send/alice")[0] == 200
+
+
+def test_pushwire_publish_sends_the_api_key(secured: ServerProcess) -> None:
+    command = [sys.executable, "-m", "pushwire", "publish", secured.url(""), "news:today", "x"]
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    assert refused.returncode == 1
+    assert "401 missing or wrong API key" in refused.stderr
+    env = {**os.environ, "PUSHWIRE_API_KEY": API_KEY}
+    published = subprocess.run(command, capture_output=True, text=True, timeout=30, env=env)
+    assert published.returncode == 0, published.stderr
+    assert json.loads(published.stdout)["channel"] == "news:today"
 
 
 def test_a_server_with_tokens_and_no_api_key_has_no_api(server_factory: ServerFactory) -> None:

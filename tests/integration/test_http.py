@@ -76,14 +76,14 @@ class Client:
 
 
 def get(path: str, *extra: str, version: str = "1.1") -> bytes:
-    lines = [f"GET {path} HTTP/{version}", "Host: pushwire.test", *extra]
+    lines = [f"GET {path} HTTP/{version}", "Host: 127.0.0.1", *extra]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
 def publish(
     channel: str, body: bytes, *headers: str, content_type: str | None = "text/plain"
 ) -> bytes:
-    lines = [f"POST /api/publish/{channel} HTTP/1.1", "Host: pushwire.test", *headers]
+    lines = [f"POST /api/publish/{channel} HTTP/1.1", "Host: 127.0.0.1", *headers]
     if content_type is not None:
         lines.append(f"Content-Type: {content_type}")
     lines.append(f"Content-Length: {len(body)}")
@@ -200,7 +200,7 @@ def test_a_request_pipelined_before_a_malformed_one_is_answered_before_the_400(
 
 def request_with_head_of(size: int) -> bytes:
     """A GET /healthz whose head (request line, headers, blank line) is `size` bytes."""
-    start = b"GET /healthz HTTP/1.1\r\nHost: pushwire.test\r\nX-Pad: "
+    start = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: "
     return start + b"a" * (size - len(start) - 4) + b"\r\n\r\n"
 
 
@@ -263,7 +263,7 @@ def test_a_head_completed_within_header_timeout_is_answered(
     server = server_factory("--set", "header_timeout=0.5")
     with Client(server) as client:
         client.send(b"GET /healthz HTTP/1.1\r\n")
-        client.send(b"Host: pushwire.test\r\n\r\n")
+        client.send(b"Host: 127.0.0.1\r\n\r\n")
         assert client.response().status == b"HTTP/1.1 200 OK"
 
 
@@ -273,7 +273,7 @@ def test_a_client_that_never_finishes_its_head_gets_408_and_is_closed(
     server = server_factory("--set", "header_timeout=0.5")
     with Client(server) as client:
         started = time.monotonic()
-        client.send(b"GET /healthz HTTP/1.1\r\nHost: pushwire.test\r\n")  # and then nothing
+        client.send(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and then nothing
         response = client.response()  # blocks until the server gives up
         assert response.status == b"HTTP/1.1 408 Request Timeout"
         assert response.body == b"request head not received within 0.5 s\n"
@@ -370,7 +370,7 @@ def test_head_healthz_has_the_length_of_the_body_it_does_not_send(
     server: ServerProcess,
 ) -> None:
     with Client(server) as client:
-        client.send(b"HEAD /healthz HTTP/1.1\r\nHost: pushwire.test\r\n\r\n" + get("/nowhere"))
+        client.send(b"HEAD /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" + get("/nowhere"))
         head = client.response(head_only=True)
         assert head.status == b"HTTP/1.1 200 OK"
         assert head.headers["content-length"] == "3"
@@ -391,7 +391,10 @@ def test_an_unknown_path_gets_404(server: ServerProcess) -> None:
 @pytest.mark.parametrize(
     ("request_bytes", "message"),
     [
-        (b"DELETE /healthz HTTP/1.1\r\nHost: x\r\n\r\n", b"/healthz takes GET, not DELETE\n"),
+        (
+            b"DELETE /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+            b"/healthz takes GET, not DELETE\n",
+        ),
         (get("/api/publish/room"), b"/api/publish/room takes POST, not GET\n"),
     ],
 )
@@ -410,7 +413,7 @@ def allowed(response: Response) -> set[str]:
 
 def test_the_allow_header_of_healthz_lists_get_and_head(server: ServerProcess) -> None:
     with Client(server) as client:
-        client.send(b"DELETE /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        client.send(b"DELETE /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         assert allowed(client.response()) == {"GET", "HEAD"}
 
 

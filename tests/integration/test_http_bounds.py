@@ -84,7 +84,7 @@ def test_http_10_keep_alive_is_honoured_with_a_content_length(server: ServerProc
 def test_http_11_keeps_the_connection_by_default(server: ServerProcess) -> None:
     with connect(server) as sock:
         for _ in range(3):
-            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             status, headers, _ = read_response(sock)
             assert status == b"HTTP/1.1 200 OK"
             assert "connection" not in headers
@@ -92,7 +92,7 @@ def test_http_11_keeps_the_connection_by_default(server: ServerProcess) -> None:
 
 def test_http_11_connection_close_is_honoured(server: ServerProcess) -> None:
     with connect(server) as sock:
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         _, headers, _ = read_response(sock)
         assert headers["connection"] == "close"
         assert closed(sock)
@@ -101,7 +101,8 @@ def test_http_11_connection_close_is_honoured(server: ServerProcess) -> None:
 def test_pipelined_requests_are_answered_in_order(server: ServerProcess) -> None:
     with connect(server) as sock:
         sock.sendall(
-            b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+            b"GET /nowhere HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
         )
         assert read_response(sock)[0] == b"HTTP/1.1 200 OK"
         assert read_response(sock)[0] == b"HTTP/1.1 404 Not Found"
@@ -109,7 +110,7 @@ def test_pipelined_requests_are_answered_in_order(server: ServerProcess) -> None
 
 def request_with_header_of(size: int) -> bytes:
     """A request whose head (request line + headers + blank line) is `size` bytes."""
-    start = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: "
+    start = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: "
     end = b"\r\n\r\n"
     return start + b"a" * (size - len(start) - len(end)) + end
 
@@ -140,7 +141,7 @@ def test_a_head_that_never_ends_gets_431_once_over_the_bound(
 
 
 def publish_request(body: bytes, chunked: bool = False) -> bytes:
-    head = b"POST /api/publish/room HTTP/1.1\r\nHost: x\r\n"
+    head = b"POST /api/publish/room HTTP/1.1\r\nHost: 127.0.0.1\r\n"
     if chunked:
         return head + b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%b\r\n0\r\n\r\n" % (len(body), body)
     return head + b"Content-Length: %d\r\n\r\n%b" % (len(body), body)
@@ -168,7 +169,7 @@ def test_a_client_that_never_finishes_its_head_gets_408(server_factory: ServerFa
     server = server_factory("--set", "header_timeout=0.3")
     with connect(server) as sock:
         started = time.monotonic()
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and then nothing
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and then nothing
         status, headers, body = read_response(sock)
         assert status == b"HTTP/1.1 408 Request Timeout"
         assert body == b"request head not received within 0.3 s\n"
@@ -180,7 +181,7 @@ def test_a_client_that_never_finishes_its_head_gets_408(server_factory: ServerFa
 def test_an_idle_keep_alive_connection_is_closed(server_factory: ServerFactory) -> None:
     server = server_factory("--set", "keepalive_timeout=0.3")
     with connect(server) as sock:
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         assert read_response(sock)[0] == b"HTTP/1.1 200 OK"
         assert closed(sock)
 
@@ -189,7 +190,7 @@ def test_the_connection_after_max_connections_gets_503(server_factory: ServerFac
     server = server_factory("--set", "max_connections=3")
     held = [connect(server) for _ in range(3)]
     for sock in held:  # each is really accepted and served
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         assert read_response(sock)[0] == b"HTTP/1.1 200 OK"
     with connect(server) as extra:
         status, _, body = read_response(extra)
@@ -201,7 +202,7 @@ def test_the_connection_after_max_connections_gets_503(server_factory: ServerFac
     deadline = time.monotonic() + 5
     while True:
         with connect(server) as again:
-            again.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            again.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             if read_response(again)[0] == b"HTTP/1.1 200 OK" or time.monotonic() > deadline:
                 break
     for sock in held:
@@ -214,17 +215,23 @@ def test_bad_requests_leave_the_server_serving(server: ServerProcess) -> None:
             sock.sendall(garbage)
             assert read_response(sock)[0].startswith(b"HTTP/1.1 400")
     with connect(server) as sock:
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         assert read_response(sock)[0] == b"HTTP/1.1 200 OK"
 
 
 @pytest.mark.parametrize(
     ("request_bytes", "status"),
     [
-        (b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n", b"HTTP/1.1 404 Not Found"),
-        (b"DELETE /healthz HTTP/1.1\r\nHost: x\r\n\r\n", b"HTTP/1.1 405 Method Not Allowed"),
-        (b"GET /api/publish/room HTTP/1.1\r\nHost: x\r\n\r\n", b"HTTP/1.1 405 Method Not Allowed"),
-        (b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n", b"HTTP/1.1 200 OK"),
+        (b"GET /nowhere HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", b"HTTP/1.1 404 Not Found"),
+        (
+            b"DELETE /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+            b"HTTP/1.1 405 Method Not Allowed",
+        ),
+        (
+            b"GET /api/publish/room HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+            b"HTTP/1.1 405 Method Not Allowed",
+        ),
+        (b"HEAD /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", b"HTTP/1.1 200 OK"),
     ],
 )
 def test_routes_answer_with_the_right_status(

@@ -93,7 +93,7 @@ def test_longpolls_reuse_one_keep_alive_connection(server: ServerProcess) -> Non
 
 def raw_request(server: ServerProcess, sock: socket.socket, target: str, headers: str) -> bytes:
     """An HTTP/1.0 GET (with `?hello=`, or a poll naming its session in `headers`)."""
-    sock.sendall(f"GET {target} HTTP/1.0\r\nHost: x\r\n{headers}\r\n".encode())
+    sock.sendall(f"GET {target} HTTP/1.0\r\nHost: 127.0.0.1\r\n{headers}\r\n".encode())
     data = b""
     while b"\r\n\r\n" not in data:
         data += sock.recv(65536)
@@ -233,7 +233,9 @@ def test_raw_sse_resumes_from_last_event_id(server: ServerProcess) -> None:
     first = publish(server, "ticks", b"t3")
     sock = socket.create_connection((server.host, server.port), timeout=10)
     last_id = f"{first['epoch']}:{first['offset'] - 2}"
-    sock.sendall(f"GET /sse/ticks HTTP/1.1\r\nHost: x\r\nLast-Event-ID: {last_id}\r\n\r\n".encode())
+    sock.sendall(
+        f"GET /sse/ticks HTTP/1.1\r\nHost: 127.0.0.1\r\nLast-Event-ID: {last_id}\r\n\r\n".encode()
+    )
     data = b""
     while data.count(b"data: ") < 2:
         data += sock.recv(65536)

@@ -36,7 +36,9 @@ async def test_websockets_get_1001_and_the_process_exits_0(
 async def test_a_request_in_flight_is_answered_before_exit(server_factory: ServerFactory) -> None:
     server = server_factory()
     sock = socket.create_connection((server.host, server.port), timeout=10)
-    sock.sendall(b"POST /api/publish/room HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello")
+    sock.sendall(
+        b"POST /api/publish/room HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\nhello"
+    )
     async with connect(server.ws_url("/echo")) as ws:
         server.process.send_signal(signal.SIGTERM)
         with pytest.raises(ConnectionClosedOK):

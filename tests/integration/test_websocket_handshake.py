@@ -131,15 +131,34 @@ def test_loopback_origins_are_allowed_on_channels(server: ServerProcess, origin:
     assert status.startswith("HTTP/1.1 101")
 
 
-def test_the_servers_own_origin_is_allowed(server: ServerProcess) -> None:
+def test_the_servers_own_origin_is_allowed(server_factory: ServerFactory) -> None:
+    server = server_factory("--allow-host", "chat.example.com")
     status, _, _ = handshake(
         server, "/ws/room", Host="chat.example.com:8080", Origin="https://chat.example.com:8080"
     )
     assert status.startswith("HTTP/1.1 101")
 
 
+def test_the_servers_own_origin_on_a_host_it_does_not_serve_is_misdirected(
+    server: ServerProcess,
+) -> None:
+    # DNS rebinding: a page on evil.example, a name pointed at the server, is same-origin.
+    status, _, body = handshake(
+        server, "/ws/room", Host="evil.example:8080", Origin="http://evil.example:8080"
+    )
+    assert status == "HTTP/1.1 421 Misdirected Request"
+    assert body == b"host 'evil.example:8080' is not served here\n"
+
+
 @pytest.mark.parametrize(
-    "origin", ["https://evil.example", "null", "http://localhost.evil.example"]
+    "origin",
+    [
+        "https://evil.example",
+        "null",
+        "http://localhost.evil.example",
+        "http://localhost:x@evil.example",
+        "http://localhost/",
+    ],
 )
 def test_foreign_origins_are_refused_with_403(server: ServerProcess, origin: str) -> None:
     status, _, body = handshake(server, "/ws/room", Origin=origin)
@@ -195,5 +214,7 @@ def test_no_websocket_refuses_upgrades_but_serves_http_transports(
     assert b"WebSocket is disabled on this server: use an HTTP transport" in body
     hello = "%7B%22type%22%3A%22hello%22%7D"
     with socket.create_connection((server.host, server.port), timeout=5) as sock:
-        sock.sendall(f"GET /pushwire/polling?hello={hello} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        sock.sendall(
+            f"GET /pushwire/polling?hello={hello} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+        )
         assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK")

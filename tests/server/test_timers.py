@@ -19,7 +19,7 @@ from pushwire.server.listener import Server
 pytestmark = pytest.mark.integration
 
 WAIT = 5.0
-HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n"
+HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
 
 @dataclass
@@ -105,7 +105,7 @@ async def test_a_websocket_peer_that_does_not_answer_a_ping_is_dropped(served: S
     key = base64.b64encode(os.urandom(16)).decode()
     writer.write(
         (
-            "GET /echo HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
         ).encode()
     )

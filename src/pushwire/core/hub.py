@@ -31,7 +31,7 @@ from ..presence import PresenceSnapshot
 from .channels import Channels, HubStats
 from .direct import DirectMessages
 from .expiry import TokenExpiry
-from .identity import Access
+from .identity import Access, Proxy
 from .lifecycle import SessionLifecycle
 from .presence import Presence
 from .sessions import MemorySessionStore, Session, SessionMigration, SessionStore
@@ -59,6 +59,13 @@ class Hub:
             every channel, open to anyone, or `authenticated` once tokens are configured.
         tokens: checks connection and subscription tokens; by default built from the
             config's `jwt_*` settings, None when none is set (an open server).
+        proxy: the app's backend, asked about connects, subscriptions and publishes
+            (`pushwire.auth.proxy.BackendProxy.from_config(config)`); it is required when
+            the config names a proxy URL.
+
+    Raises:
+        ValueError: the config names a proxy URL and no `proxy` is given (the server would
+            be open where a backend was meant to decide).
     """
 
     def __init__(
@@ -70,8 +77,16 @@ class Hub:
         *,
         namespaces: Iterable[Namespace] | None = None,
         tokens: TokenVerifier | None = None,
+        proxy: Proxy | None = None,
     ) -> None:
         self.config = config = config or Config()
+        if proxy is None and (
+            config.connect_proxy or config.subscribe_proxy or config.publish_proxy
+        ):
+            raise ValueError(
+                "the config names a backend proxy: give the hub one, "
+                "Hub(proxy=pushwire.auth.proxy.BackendProxy.from_config(config))"
+            )
         #: Where every timer of the core (and of the doors serving this hub) reads the time.
         self.clock = clock
         self.broker: Broker = broker or MemoryBroker(config.history_size)
@@ -94,8 +109,9 @@ class Hub:
             )
         rules = None
         if namespaces is not None:
-            rules = Namespaces(namespaces, AUTHENTICATED if tokens else OPEN)
-        self.access = Access(config, clock, tokens=tokens, namespaces=rules)
+            authenticating = tokens is not None or (proxy is not None and proxy.connects)
+            rules = Namespaces(namespaces, AUTHENTICATED if authenticating else OPEN)
+        self.access = Access(config, clock, tokens=tokens, namespaces=rules, proxy=proxy)
         self._presence = Presence(self.broker, config)
         self.channels = Channels(self.broker, config, self._presence, self.stats, tasks)
         self.direct_messages = DirectMessages(config, self.direct, tasks, self.close_session)

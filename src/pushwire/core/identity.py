@@ -4,26 +4,32 @@ Every way in (each transport, raw `/ws/<channel>` and `/sse/<channel>`, the TCP 
 HTTP API) asks `Access` the same questions:
 
 - **connect** (`connect`): who is this? A connection token (JWT, `pushwire.auth.tokens`)
-  says so once authentication is configured, and a claimed `user` is then ignored; in an open
+  or the app's backend (the connect proxy, `pushwire.auth.proxy`) says so once
+  authentication is configured, and a claimed `user` is then ignored; with both, a token is
+  checked as a JWT and the backend is asked only about a client without one. In an open
   server the claimed user is taken as it is. The app's `on_connect` handler has the last word.
 - **subscribe** (`check_subscribe`, then `subscribe_hooks`): may it read this channel? The
   channel's namespace rule (`pushwire.auth.namespaces`), a subscription token for a private
-  channel, then the app's `on_subscribe` handler.
+  channel, then the subscribe proxy, then the app's `on_subscribe` handler.
 - **publish** (`check_publish`, then `publish_hooks`): may it write this channel? The rule,
-  then the app's `on_publish` handler. The server itself (the HTTP API with its key, a handler
-  calling `hub.publish`) may publish to any channel of a configured namespace.
+  then the publish proxy, then the app's `on_publish` handler. The server itself (the HTTP
+  API with its key, a handler calling `hub.publish`) may publish to any channel of a
+  configured namespace.
 
-The checks without an app handler are synchronous and cost a dictionary lookup, so a door
-runs them inline; the hooks (`*_hooked`) are awaited only when an app registered one. Every
-refusal is logged once through `refusals`, rate-limited, without the credential.
+The checks without a hook are synchronous and cost a dictionary lookup, so a door runs them
+inline; the hooks (`*_hooked`: a proxy or an app handler) are awaited only when there is one.
+Every refusal is logged once through `refusals`, rate-limited, without the credential.
+
+The core does no I/O: the backend proxy is handed to `Access` as a `Proxy` (the HTTP client
+behind it lives in `pushwire.auth.proxy`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Final, Protocol
 
 import orjson
 
@@ -38,7 +44,15 @@ from ..auth.refusals import RefusalLog
 from ..auth.tokens import TokenVerifier
 from ..clock import Clock
 from ..config import Config
-from ..errors import BadRequest, Forbidden, LimitReached, PresenceInfoTooLarge, Unauthorized
+from ..errors import (
+    BackendUnavailable,
+    BadRequest,
+    Forbidden,
+    InvalidState,
+    LimitReached,
+    PresenceInfoTooLarge,
+    Unauthorized,
+)
 from ..message import Data
 from .sessions import Session
 from .tasks import maybe_await
@@ -48,6 +62,7 @@ __all__ = [
     "ConnectHandler",
     "ConnectRequest",
     "Identity",
+    "Proxy",
     "PublishHandler",
     "SubscribeHandler",
     "check_channel",
@@ -60,8 +75,9 @@ _CHANNEL_NAME: Final = re.compile(r"[A-Za-z0-9_\-.:@#$,]+")
 class ConnectRequest:
     """What the connect handler sees of a connecting client.
 
-    `user` is the user the connection token proved once authentication is configured (None
-    without a token), and the user the client claims in an open server. `token` is the
+    `user` is the user the connection token (or the connect proxy) proved once
+    authentication is configured (None without one), and the user the client claims in an
+    open server; `info` is the public info the token or the proxy gave. `token` is the
     credential as sent, for a handler that checks it itself.
     """
 
@@ -72,18 +88,66 @@ class ConnectRequest:
     user: str | None = None
     token: str | None = None
     remote: str | None = None
+    info: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class Identity:
     """Who a connecting client is: its user id and the public info others see (presence),
     the channels its token lets it read whatever their rule (`grants`), and when its
-    token expires (seconds since the epoch; None: never)."""
+    token expires (seconds since the epoch; None: never). `forwarded` are the request
+    headers the subscribe proxy passes on to the app's backend (kept with the session; not
+    shown, not compared)."""
 
     user: str | None
     info: Mapping[str, Any] = field(default_factory=dict)
     grants: frozenset[str] = frozenset()
     expires: float | None = None
+    forwarded: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+
+class Admitted(Protocol):
+    """What the connect proxy says of a client it lets in (`pushwire.auth.proxy.Admission`)."""
+
+    @property
+    def user(self) -> str | None: ...
+    @property
+    def info(self) -> Mapping[str, Any]: ...
+    @property
+    def channels(self) -> frozenset[str]: ...
+    @property
+    def expires(self) -> float | None: ...
+
+
+class Proxy(Protocol):
+    """What `Access` asks the app's backend: who connects (when `connects`), may a session
+    read a channel (`subscribes`), publish to it (`publishes`); `forwarded` picks the request
+    headers passed on. `pushwire.auth.proxy.BackendProxy` asks over HTTP. A question raises
+    `Forbidden` or `Unauthorized` when the backend refuses, `BackendUnavailable` when it
+    gives no usable answer."""
+
+    @property
+    def connects(self) -> bool: ...
+    @property
+    def subscribes(self) -> bool: ...
+    @property
+    def publishes(self) -> bool: ...
+    def forwarded(self, headers: Sequence[tuple[str, str]]) -> Mapping[str, str]: ...
+    async def connect(
+        self,
+        *,
+        transport: str,
+        path: str,
+        remote: str | None,
+        user: str | None,
+        token: str | None,
+        headers: Mapping[str, str],
+    ) -> Admitted: ...
+    async def subscribe(
+        self, *, user: str | None, channel: str, info: Mapping[str, Any], headers: Mapping[str, str]
+    ) -> None: ...
+    async def publish(self, *, user: str | None, channel: str, data: Data) -> None: ...
+    async def close(self) -> None: ...
 
 
 ConnectHandler = Callable[[ConnectRequest], Any]
@@ -117,6 +181,8 @@ class Access:
         tokens: checks connection and subscription tokens; None: no JWT configured.
         namespaces: the channels' rules; None: one rule for every channel (open to anyone,
             or `authenticated` once authentication is configured).
+        proxy: the app's backend, asked what its URLs are configured for (connect,
+            subscribe, publish); None: no backend proxy.
     """
 
     def __init__(
@@ -126,10 +192,17 @@ class Access:
         *,
         tokens: TokenVerifier | None = None,
         namespaces: Namespaces | None = None,
+        proxy: Proxy | None = None,
     ) -> None:
         self._config = config
         self.tokens = tokens
-        self.namespaces = namespaces or Namespaces(None, AUTHENTICATED if tokens else OPEN)
+        #: The backend proxy (closed by its owner at shutdown), and the decisions it takes.
+        self.proxy = proxy
+        self._connect_proxy = proxy if proxy is not None and proxy.connects else None
+        self._subscribe_proxy = proxy if proxy is not None and proxy.subscribes else None
+        self._publish_proxy = proxy if proxy is not None and proxy.publishes else None
+        authenticating = tokens is not None or self._connect_proxy is not None
+        self.namespaces = namespaces or Namespaces(None, AUTHENTICATED if authenticating else OPEN)
         self.refusals = RefusalLog(clock)
         #: Set by `Hub.on_connect`; None: a client is who its token (or, open, its claim) says.
         self.connect_handler: ConnectHandler | None = None
@@ -140,8 +213,9 @@ class Access:
 
     @property
     def authenticating(self) -> bool:
-        """Whether clients prove who they are (a claimed user is ignored)."""
-        return self.tokens is not None
+        """Whether clients prove who they are (a claimed user is ignored): tokens or the
+        connect proxy are configured."""
+        return self.tokens is not None or self._connect_proxy is not None
 
     @property
     def has_connect_handler(self) -> bool:
@@ -149,18 +223,18 @@ class Access:
 
     @property
     def connect_hooked(self) -> bool:
-        """Whether connecting must be awaited (an app handler)."""
-        return self.connect_handler is not None
+        """Whether connecting must be awaited (the connect proxy, an app handler)."""
+        return self.connect_handler is not None or self._connect_proxy is not None
 
     @property
     def subscribe_hooked(self) -> bool:
-        """Whether `subscribe_hooks` has anything to run."""
-        return self.subscribe_handler is not None
+        """Whether `subscribe_hooks` has anything to run (the subscribe proxy, a handler)."""
+        return self.subscribe_handler is not None or self._subscribe_proxy is not None
 
     @property
     def publish_hooked(self) -> bool:
-        """Whether `publish_hooks` has anything to run."""
-        return self.publish_handler is not None
+        """Whether `publish_hooks` has anything to run (the publish proxy, a handler)."""
+        return self.publish_handler is not None or self._publish_proxy is not None
 
     def check_channel(self, channel: object) -> str:
         """The channel name if valid. Raises `BadRequest` otherwise."""
@@ -172,15 +246,17 @@ class Access:
         """Who the client is, or the refusal (logged).
 
         Raises:
-            Unauthorized: no token where one is required, or an invalid one.
+            Unauthorized: no token where one is required, or an invalid one; or the connect
+                proxy said so.
             TokenExpired: the token's `exp` has passed.
-            Forbidden: the connect handler refused.
+            Forbidden: the connect proxy or the connect handler refused.
+            BackendUnavailable: the connect proxy gave no usable answer.
             PresenceInfoTooLarge: the info's JSON is over `max_presence_info` bytes.
             TypeError: the handler returned something else than documented (`Hub.on_connect`).
         """
         try:
             return await self._connect(request)
-        except (Unauthorized, Forbidden, PresenceInfoTooLarge) as exc:
+        except (Unauthorized, Forbidden, PresenceInfoTooLarge, BackendUnavailable) as exc:
             decision = f"connect ({request.transport} {request.path})"
             self.refusals.refused(decision, exc, request.remote)
             raise
@@ -190,7 +266,10 @@ class Access:
 
         Raises:
             Unauthorized, TokenExpired: as `connect`.
+            InvalidState: the connect proxy decides (a door must await `connect`).
         """
+        if self._connect_proxy is not None:
+            raise InvalidState("the connect proxy decides who connects: await connect()")
         try:
             return self._proved(request)
         except Unauthorized as exc:
@@ -210,9 +289,24 @@ class Access:
         raise Unauthorized("a connection token is required")
 
     async def _connect(self, request: ConnectRequest) -> Identity:
-        identity = self._proved(request)
-        if self.tokens is not None:
-            request = _with_user(request, identity.user)
+        proxy = self._connect_proxy
+        if proxy is not None and (self.tokens is None or request.token is None):
+            admitted = await proxy.connect(
+                transport=request.transport,
+                path=request.path,
+                remote=request.remote,
+                user=request.user,
+                token=request.token,
+                headers=proxy.forwarded(request.headers),
+            )
+            identity = Identity(admitted.user, admitted.info, admitted.channels, admitted.expires)
+        else:
+            identity = self._proved(request)
+        if self.authenticating:
+            request = _with_proof(request, identity)
+        if self._subscribe_proxy is not None:
+            # Subscriptions come later, when the request is gone: its passed-on headers stay.
+            identity = replace(identity, forwarded=self._subscribe_proxy.forwarded(request.headers))
         if self.connect_handler is not None:
             identity = _identity_of(await maybe_await(self.connect_handler(request)), identity)
         try:
@@ -275,23 +369,35 @@ class Access:
             if token is None or self.tokens is None:
                 raise Forbidden(f"subscribing to {name!r} needs a token that grants it")
             self.tokens.subscription(token, session.user, name)
-        if kind == "handler" and self.subscribe_handler is None:
+        if kind == "handler" and not self.subscribe_hooked:
             raise Forbidden(f"subscription to {name!r} refused: the app decides, and has no rule")
         return name, rule
 
     async def subscribe_hooks(self, session: Session, channel: str) -> None:
-        """The app's `on_subscribe` handler, after `check_subscribe`.
+        """The subscribe proxy, then the app's `on_subscribe` handler, after
+        `check_subscribe`.
 
         Raises:
-            Forbidden: it refused (returned False, or raised Forbidden).
+            Forbidden: the proxy or the handler refused (returned False, or raised
+                Forbidden).
+            Unauthorized: the proxy said so.
+            BackendUnavailable: the proxy gave no usable answer.
         """
-        handler = self.subscribe_handler
-        if handler is None:
-            return
-        if await maybe_await(handler(session, channel)) is False:
-            exc = Forbidden(f"subscription to {channel!r} refused")
+        try:
+            proxy = self._subscribe_proxy
+            if proxy is not None:
+                await proxy.subscribe(
+                    user=session.user,
+                    channel=channel,
+                    info=session.info,
+                    headers=session.forwarded,
+                )
+            handler = self.subscribe_handler
+            if handler is not None and await maybe_await(handler(session, channel)) is False:
+                raise Forbidden(f"subscription to {channel!r} refused")
+        except (Forbidden, Unauthorized, BackendUnavailable) as exc:
             self.refusals.refused(f"subscribe to {channel!r}", exc, None)
-            raise exc
+            raise
 
     async def authorize_subscribe(self, session: Session, channel: object) -> None:
         """`check_subscribe`, then `subscribe_hooks`."""
@@ -328,46 +434,45 @@ class Access:
         return rule
 
     async def publish_hooks(self, session: Session, channel: str, data: Data) -> None:
-        """The app's `on_publish` handler, after `check_publish`.
+        """The publish proxy, then the app's `on_publish` handler, after `check_publish`.
 
         Raises:
-            Forbidden: it refused (returned False, or raised Forbidden).
+            Forbidden: the proxy or the handler refused (returned False, or raised
+                Forbidden).
+            Unauthorized: the proxy said so.
+            BackendUnavailable: the proxy gave no usable answer.
         """
-        handler = self.publish_handler
-        if handler is None:
-            return
-        if await maybe_await(handler(session, channel, data)) is False:
-            exc = Forbidden(f"publish to {channel!r} refused")
+        try:
+            proxy = self._publish_proxy
+            if proxy is not None:
+                await proxy.publish(user=session.user, channel=channel, data=data)
+            handler = self.publish_handler
+            if handler is not None and await maybe_await(handler(session, channel, data)) is False:
+                raise Forbidden(f"publish to {channel!r} refused")
+        except (Forbidden, Unauthorized, BackendUnavailable) as exc:
             self.refusals.refused(f"publish to {channel!r}", exc, None)
-            raise exc
+            raise
 
 
-def _with_user(request: ConnectRequest, user: str | None) -> ConnectRequest:
-    return ConnectRequest(
-        path=request.path,
-        transport=request.transport,
-        headers=request.headers,
-        query=request.query,
-        user=user,
-        token=request.token,
-        remote=request.remote,
-    )
+def _with_proof(request: ConnectRequest, identity: Identity) -> ConnectRequest:
+    """`request` as the connect handler sees it once a token or the proxy proved who it is."""
+    return replace(request, user=identity.user, info=identity.info)
 
 
 def _identity_of(result: object, proved: Identity) -> Identity:
     """What a connect handler returned, as an `Identity` (the token's grants and expiry
     carry over unless it returned an `Identity` of its own)."""
     if result is None or isinstance(result, str):
-        return Identity(result, {}, proved.grants, proved.expires)
+        return Identity(result, {}, proved.grants, proved.expires, proved.forwarded)
     if isinstance(result, Identity):
-        return result
+        return replace(result, forwarded=proved.forwarded)
     if isinstance(result, Mapping):
         user, info = result.get("user"), result.get("info", {})
         if user is not None and not isinstance(user, str):
             raise TypeError(f"connect handler's user must be str or None, not {type(user)}")
         if not isinstance(info, Mapping):
             raise TypeError(f"connect handler's info must be a mapping, not {type(info)}")
-        return Identity(user, info, proved.grants, proved.expires)
+        return Identity(user, info, proved.grants, proved.expires, proved.forwarded)
     raise TypeError(
         f"connect handler must return str, None, a mapping or Identity, not {type(result)}"
     )

@@ -16,6 +16,7 @@ import secrets
 from abc import abstractmethod
 from collections import deque
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from ..clock import Timer
@@ -32,6 +33,9 @@ __all__ = [
     "new_secret",
     "new_session_id",
 ]
+
+
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
 def new_session_id() -> str:
@@ -70,6 +74,7 @@ class Session:
         "closed",
         "endpoint",
         "expiry",
+        "forwarded",
         "grants",
         "id",
         "info",
@@ -131,6 +136,9 @@ class Session:
         self.grants: frozenset[str] = frozenset()
         self.token_expires: float | None = None
         self.token_due: float | None = None
+        #: The request headers the subscribe proxy passes on to the app's backend (those of
+        #: the connection that opened the session; empty without a subscribe proxy).
+        self.forwarded: Mapping[str, str] = _NO_HEADERS
 
     def proves(self, secret: object) -> bool:
         """Whether `secret` is this session's resume secret (compared in constant time)."""

@@ -176,6 +176,7 @@ class Handler:
             resumable=resumable,
             endpoint=self.endpoint.key,
         )
+        session.forwarded = identity.forwarded
         self._renew(session, identity)
         return session
 

@@ -10,6 +10,7 @@ from ..core.transport import Transport
 from ..errors import (
     PushwireError,
     RemoteError,
+    Unavailable,
 )
 from ..message import Data, Message, Position
 from .base import ClientInfo, Endpoint, Handler, raw_connect_request, write_recovery
@@ -127,5 +128,6 @@ class RawHandler(Handler):
 
     def _failed(self, exc: Exception, request_id: object) -> None:
         code = exc.close_code if isinstance(exc, PushwireError) else 1011
-        reason = str(exc) if isinstance(exc, RemoteError) else "internal error"
+        # A refusal and "unavailable" (the broker, the app's backend) say what happened.
+        reason = str(exc) if isinstance(exc, RemoteError | Unavailable) else "internal error"
         self.transport.close(code, reason[:120])

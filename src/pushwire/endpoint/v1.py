@@ -154,7 +154,7 @@ class EnvelopeHandler(Handler):
             try:
                 _, rule = access.check_subscribe(session, channel)
                 await access.subscribe_hooks(session, channel)
-            except RemoteError as exc:
+            except (RemoteError, Unavailable) as exc:
                 self._error(None, exc)
                 self.transport.close(exc.close_code, str(exc)[:120])
                 return
@@ -266,7 +266,7 @@ class EnvelopeHandler(Handler):
     ) -> None:
         try:
             await self.hub.access.publish_hooks(session, channel, data)
-        except RemoteError as exc:
+        except (RemoteError, Unavailable) as exc:
             self._failed(exc, request_id)
             return
         self.hub.publish_nowait(channel, data, self._answer_publish(request_id))
@@ -296,7 +296,7 @@ class EnvelopeHandler(Handler):
             if presence and not rule.presence:
                 raise Forbidden(f"presence is off for {channel!r}")
             await access.subscribe_hooks(session, channel)
-        except RemoteError as exc:
+        except (RemoteError, Unavailable) as exc:
             self._failed(exc, request_id)
             return
         since = _position(fields.get("since"))

@@ -65,11 +65,13 @@ def iframe_stream(
     max_bytes: int,
 ) -> StreamResponse:
     """`GET E/iframe?hello=…&origin=O`: a pushwire.v1 session posted to a parent page on
-    origin O, which must be allowed (`Forbidden` otherwise)."""
+    origin O, which must be allowed as an Origin header would be (`Forbidden` otherwise)."""
     opening_hello(request, "iframe")  # checked first: a bad request says so before its origin
     target = request.query_param("origin") or ""
-    if not policy.allows(target, request.header("host"), any_origin=False):
+    allowed = policy.allowed_origin(target, request.header("host"))
+    if allowed is None:
         raise Forbidden(f"origin {target!r} is not allowed")
-    return envelope_stream(
-        hub, request, endpoint, cors, IFRAME, first=iframe_prelude(target), max_bytes=max_bytes
-    )
+    # The origin as parsed, not as given: postMessage delivers to what the browser makes of
+    # the string, and only the parsed form is what the policy allowed.
+    first = iframe_prelude(str(allowed))
+    return envelope_stream(hub, request, endpoint, cors, IFRAME, first=first, max_bytes=max_bytes)

@@ -152,6 +152,7 @@ def _check(hub: Hub, endpoint: Endpoint, identity: Identity) -> Session:
     assert channel is not None
     candidate = Session(None, identity.user, identity.info)
     candidate.grants = identity.grants
+    candidate.forwarded = identity.forwarded
     hub.access.check_subscribe(candidate, channel)
     return candidate
 

@@ -31,7 +31,6 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 from ..clock import Clock
 from ..config import Config
@@ -39,7 +38,7 @@ from ..core.transport import Framing, Receiver
 from ..envelope import TextFraming, encode_binary_frame_payload, encode_text
 from ..errors import BadRequest, IncompleteFrame, MessageTooLarge, RemoteError
 from ..message import Data, Message
-from ..origin import LOOPBACK_HOSTS
+from ..origin import OriginPolicy
 from .socket import SocketTransport
 
 __all__ = [
@@ -169,20 +168,12 @@ class TcpParser:
         return events
 
 
-def policy_file(allowed_origins: frozenset[str], port: int) -> bytes:
+def policy_file(policy: OriginPolicy, port: int) -> bytes:
     """The Flash cross-domain policy for this port, NUL-terminated.
 
     Domains: the loopback hosts, and the hosts of the allowed origins ("*" allows all).
     """
-    if "*" in allowed_origins:
-        domains = ["*"]
-    else:
-        hosts = {host for host in LOOPBACK_HOSTS if not host.startswith("::")}
-        for origin in allowed_origins:
-            hostname = urlsplit(origin).hostname
-            if hostname:
-                hosts.add(hostname)
-        domains = sorted(hosts)
+    domains = policy.flash_domains()
     lines = [
         '<?xml version="1.0"?>',
         '<!DOCTYPE cross-domain-policy SYSTEM "/xml/dtds/cross-domain-policy.dtd">',

@@ -210,3 +210,12 @@ def test_the_fast_path_takes_several_messages_from_one_read() -> None:
         WebSocketMessage("thr"),
     ]
     assert connection.events_received() == []
+
+
+def test_a_close_reason_too_long_for_a_frame_is_cut_on_a_character() -> None:
+    connection = WebSocketConnection(max_message=1024)
+    reason = "é" * 100  # 200 bytes of UTF-8: over the 123 a Close frame holds
+    connection.send_close(4101, reason)
+    [frame] = connection.data_to_send()
+    assert frame[:2] == b"\x88\x7c" and frame[2:4] == struct.pack("!H", 4101)
+    assert frame[4:].decode() == "é" * 61  # 122 bytes: the 62nd would split a character

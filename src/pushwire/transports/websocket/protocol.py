@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import codecs
 from dataclasses import dataclass
-from typing import cast
+from typing import Final, cast
 
 from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN, State
@@ -24,12 +24,14 @@ except ImportError:  # pragma: no cover - a websockets build without its C exten
 from .framing import frame as make_frame
 
 __all__ = [
+    "MAX_REASON",
     "WebSocketClosed",
     "WebSocketConnection",
     "WebSocketEvent",
     "WebSocketMessage",
     "WebSocketPing",
     "WebSocketPong",
+    "fit_reason",
 ]
 
 
@@ -69,6 +71,16 @@ class WebSocketClosed:
 WebSocketEvent = WebSocketMessage | WebSocketPing | WebSocketPong | WebSocketClosed
 
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
+
+#: RFC 6455 5.5: a control frame carries at most 125 bytes, the close code takes 2.
+MAX_REASON: Final = 123
+
+
+def fit_reason(reason: str) -> str:
+    """`reason` cut to `MAX_REASON` bytes of UTF-8, on a character's boundary."""
+    data = reason.encode()
+    return reason if len(data) <= MAX_REASON else data[:MAX_REASON].decode(errors="ignore")
 
 
 class _ServerProtocol(ServerProtocol):
@@ -194,14 +206,15 @@ class WebSocketConnection:
         self._protocol.send_ping(data)
 
     def send_close(self, code: int, reason: str = "") -> None:
-        """Start the closing handshake (RFC 6455 7.1.2), unless it already started."""
+        """Start the closing handshake (RFC 6455 7.1.2), unless it already started. A reason
+        too long for a Close frame is cut (`fit_reason`)."""
         if self._protocol.state is OPEN:
-            self._protocol.send_close(code, reason)
+            self._protocol.send_close(code, fit_reason(reason))
 
     def fail(self, code: int, reason: str = "") -> None:
         """Close at once after a Close frame (RFC 6455 7.1.7); the peer's answer is not awaited."""
         if self._protocol.state is OPEN:
-            self._protocol.fail(code, reason)
+            self._protocol.fail(code, fit_reason(reason))
 
     def events_received(self) -> list[WebSocketEvent]:
         events = self._fast
