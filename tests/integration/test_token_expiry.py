@@ -36,6 +36,7 @@ from websockets.sync.client import connect as ws_connect
 from pushwire.client import Client, ClientClosed, Message, connect
 from pushwire.core.expiry import SWEEP_INTERVAL
 from tests.helpers import PUSHWIRE_V1
+from tests.proxy_backend import running_backend
 from tests.servers import ServerProcess, start_server
 from tests.wire_clients import Poller, Streamer, TcpClient
 
@@ -452,3 +453,34 @@ def test_a_raw_event_stream_ends_when_its_token_expires_and_its_url_is_refused_a
     refused = again.read()
     conn.close()
     assert (again.status, refused) == (401, b"token expired\n")
+
+
+# -- the connect proxy: its answer's expires is a token's exp -----------------------------------
+
+
+def test_a_connect_proxys_expires_closes_the_connection_unless_refreshed() -> None:
+    with running_backend() as backend:
+        server = start_server(
+            "--connect-proxy", backend.url("/connect"), "--set", "jwt_leeway=0"
+        )  # fmt: skip
+        try:
+            expires = time.time() + LIFETIME
+            refreshed = Wire(server, "websocket", token=f"until:{expires}:frank")
+            stale = Wire(server, "longpoll", token=f"until:{expires}:frank")
+            assert refreshed.welcome["user"] == "frank"
+            assert refreshed.welcome["expires"] == pytest.approx(expires)
+            later = time.time() + 60
+            refreshed.send({"type": "refresh", "id": 1, "token": f"until:{later}:frank"})
+            assert refreshed.next("refreshed")["expires"] == pytest.approx(later)
+            refreshed.send({"type": "refresh", "id": 2, "token": f"until:{later}:grace"})
+            assert refreshed.next("error")["code"] == "unauthorized"  # another user
+            assert stale.next("error")["code"] == "token_expired"
+            at = time.time()
+            assert stale.next("close")["code"] == 4005
+            assert expires <= at <= expires + LATE
+            refreshed.send({"type": "ping"})
+            assert refreshed.next("pong") == {"type": "pong"}  # still open
+            refreshed.close()
+            stale.close()
+        finally:
+            server.stop()
