@@ -37,7 +37,8 @@ from pushwire.client import Client, ClientClosed, Message, connect
 from pushwire.core.expiry import SWEEP_INTERVAL
 from tests.helpers import PUSHWIRE_V1
 from tests.proxy_backend import running_backend
-from tests.servers import ServerProcess, start_server
+from tests.redis_helpers import RedisServer
+from tests.servers import ServerFactory, ServerProcess, start_server
 from tests.wire_clients import Poller, Streamer, TcpClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -484,3 +485,34 @@ def test_a_connect_proxys_expires_closes_the_connection_unless_refreshed() -> No
             stale.close()
         finally:
             server.stop()
+
+
+# -- several nodes: the expiry moves with the session ---------------------------------------------
+
+
+def test_a_session_taken_over_by_another_node_keeps_its_token_expiry(
+    server_factory: ServerFactory, redis_server: RedisServer
+) -> None:
+    first_node, second_node = (
+        server_factory(
+            "--broker", redis_server.url, "--jwt-secret", SECRET, "--set", "jwt_leeway=0"
+        )
+        for _ in range(2)
+    )
+    first, expires = token("heidi", 3.0)
+    opened = Wire(first_node, "websocket", token=first)
+    resume = {"session": opened.welcome["session"], "resume": opened.welcome["resume"]}
+    # Resumed on the other node without a token: it keeps its token's expiry...
+    moved = Wire(second_node, "stream", **resume)
+    try:
+        assert moved.welcome["resumed"] is True and moved.welcome["user"] == "heidi"
+        assert moved.welcome["expires"] == pytest.approx(expires)
+        assert opened.next("close")["code"] == 4004  # taken over
+        # ...and is closed with 4005 there when it passes.
+        assert moved.next("error")["code"] == "token_expired"
+        at = time.time()
+        assert moved.next("close")["code"] == 4005
+        assert expires <= at <= expires + LATE
+    finally:
+        opened.close()
+        moved.close()
