@@ -55,8 +55,6 @@ export class Requests {
 
   /** Requests on the wire when a connection ends get no answer from it. */
   _failRequests() {
-    clearTimeout(this._ackTimer);
-    this._ackTimer = null;
     for (const request of this._requests.values()) {
       if (request.kind === 'subscribe') {
         // Still wanted: sent again (with the others) after the next welcome.

@@ -1,7 +1,10 @@
 """The broker contract: the only code that knows about other processes.
 
 A broker gives every channel message its position (epoch, offset), delivers it to every
-process that subscribed to the channel, and keeps a bounded history for recovery. It also
+process that subscribed to the channel, and keeps a bounded history for recovery. Each user
+has such a stream too, its inbox (`DirectBroker`): direct messages get a position in it and
+are kept, bounded, for the user's sessions to recover what they missed, exactly like a
+channel's. It also
 keeps every channel's presence (pushwire.presence): the members every node sees, their join
 and leave events delivered to the processes subscribed to the channel, entries that expire
 when their node stops refreshing them.
@@ -25,6 +28,7 @@ __all__ = [
     "DirectBroker",
     "DirectCallback",
     "DirectDeliverCallback",
+    "DirectSent",
     "History",
     "NodeLink",
     "PresenceCallback",
@@ -40,15 +44,25 @@ PublishCallback = Callable[[Message | PushwireError], None]
 #: (in version order per channel).
 PresenceCallback = Callable[[PresenceEvent], None]
 #: Called by the broker, on the event loop, with each direct message to a listened user:
-#: `(user, message id, data)`. The id is unique among the user's direct messages, and every
-#: process sees a user's direct messages in the same order.
-DirectDeliverCallback = Callable[[str, str, Data], None]
-#: Called once a direct message was published (with how many processes received it) or
-#: failed (with the error).
-DirectCallback = Callable[[int | PushwireError], None]
+#: `(user, message)`, the message's `channel` being the user and its epoch and offset its
+#: place in the user's inbox. Every process sees a user's direct messages in offset order.
+DirectDeliverCallback = Callable[[str, Message], None]
 #: Called with the channels whose live messages may have been missed while the broker's
 #: connection was down, once it is restored: their history tells what (see `Broker`).
 ResubscribedCallback = Callable[[frozenset[str]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class DirectSent:
+    """A direct message stored in its user's inbox: `message` (its `channel` is the user) and
+    how many processes listening to the user received it live (`receivers`)."""
+
+    message: Message
+    receivers: int
+
+
+#: Called once a direct message was stored and published, or failed (with the error).
+DirectCallback = Callable[[DirectSent | PushwireError], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +91,8 @@ class Broker(Protocol):
         in-memory broker, never calls it)."""
 
     @property
-    def direct(self) -> DirectBroker | None:
-        """The part that carries direct messages to users across processes; None when the
-        broker serves one process (the hub then writes direct messages itself)."""
+    def direct(self) -> DirectBroker:
+        """The users' inboxes: where direct messages get their positions and are kept."""
 
     async def start(self) -> None:
         """Connect to whatever the broker needs."""
@@ -132,21 +145,27 @@ class Broker(Protocol):
 
 
 class DirectBroker(Protocol):
-    """A broker whose processes share users: direct messages to a user go through it.
+    """Each user's inbox: a stream of direct messages with (epoch, offset) positions, kept
+    within bounds (count, bytes, age) for recovery, and delivered to every process that
+    listens to the user.
 
-    The in-memory broker has no such part (one process holds every session, and the hub
-    delivers direct messages itself). A process listens to each user of whom it holds a
-    session; a direct message is published once and reaches every listening process.
+    A process listens to each user of whom it holds a session. The in-memory broker's inbox
+    serves one process (`spans_processes` False: delivery happens inside `send_direct`, and
+    there is nobody to listen for); Redis keeps one Stream per user.
     """
+
+    @property
+    def spans_processes(self) -> bool:
+        """Whether direct messages reach other processes (listening is then needed)."""
 
     def attach_direct(self, deliver: DirectDeliverCallback) -> None:
         """Set the callback that receives the direct messages of this process's users."""
 
     def send_direct(self, user: str, data: Data, done: DirectCallback | None = None) -> None:
-        """Publish a direct message to `user` for every process listening to it (this one
-        included). Direct messages from one process go out in the order of their calls,
-        channel publishes included. `done` gets how many processes received it, or the
-        error (`Unavailable`)."""
+        """Store a direct message as the next of `user`'s inbox and deliver it to every
+        process listening to the user (this one included). Direct messages from one process
+        are stored in the order of their calls, channel publishes included. `done` gets the
+        stored message and how many processes received it, or the error (`Unavailable`)."""
 
     async def listen_user(self, user: str) -> None:
         """This process wants `user`'s direct messages; returns once the broker confirmed
@@ -154,6 +173,20 @@ class DirectBroker(Protocol):
 
     async def unlisten_user(self, user: str) -> None:
         """This process no longer wants `user`'s direct messages."""
+
+    async def inbox_position(self, user: str) -> Position:
+        """The last position of `user`'s inbox (offset 0 before its first message).
+
+        Raises:
+            Unavailable: the broker cannot be reached.
+        """
+
+    async def inbox_history(self, user: str, since: Position) -> History:
+        """The messages of `user`'s inbox after `since`, as far as its bounds reach.
+
+        Raises:
+            Unavailable: the broker cannot be reached.
+        """
 
 
 class Delivery(enum.Enum):

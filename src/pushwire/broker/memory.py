@@ -2,6 +2,7 @@
 
 Presence lives in a `PresenceTable`; its events are delivered inside `presence_join` and
 `presence_leave`. One process has no node that could die alone: entries never expire here.
+The users' inboxes (direct messages) live in `MemoryInboxes` (inbox.py).
 """
 
 from __future__ import annotations
@@ -10,16 +11,17 @@ import secrets
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
+from ..clock import LOOP_CLOCK, Clock
 from ..message import Data, Message, Position
 from ..presence import PresenceSnapshot, PresenceTable
 from .base import (
     DeliverCallback,
-    DirectBroker,
     History,
     PresenceCallback,
     PublishCallback,
     ResubscribedCallback,
 )
+from .inbox import InboxLimits, MemoryInboxes
 
 __all__ = ["MemoryBroker"]
 
@@ -36,16 +38,25 @@ class MemoryBroker:
 
     Bounds: `history_size` messages per channel, and `max_channels` channels remembered
     (least recently used forgotten first; a forgotten channel comes back with a new epoch, so
-    a client that recovers across it is told its history is gone).
+    a client that recovers across it is told its history is gone). Each user's inbox is
+    bounded by `inbox` (count, bytes, age on `clock`; see inbox.py).
     """
 
-    def __init__(self, history_size: int = 1000, max_channels: int = 100_000) -> None:
+    def __init__(
+        self,
+        history_size: int = 1000,
+        max_channels: int = 100_000,
+        *,
+        inbox: InboxLimits | None = None,
+        clock: Clock = LOOP_CLOCK,
+    ) -> None:
         self.history_size = history_size
         self.max_channels = max_channels
         self._streams: OrderedDict[str, _Stream] = OrderedDict()
         self._deliver: DeliverCallback | None = None
         self._deliver_presence: PresenceCallback | None = None
         self.presence_table = PresenceTable()
+        self.inboxes = MemoryInboxes(inbox, clock)
 
     def attach(self, deliver: DeliverCallback) -> None:
         self._deliver = deliver
@@ -57,9 +68,9 @@ class MemoryBroker:
         """Nothing to do: this broker has no connection to lose."""
 
     @property
-    def direct(self) -> DirectBroker | None:
-        """None: one process holds every session; the hub writes direct messages itself."""
-        return None
+    def direct(self) -> MemoryInboxes:
+        """The users' inboxes, in this process."""
+        return self.inboxes
 
     async def start(self) -> None:
         return None
@@ -67,6 +78,7 @@ class MemoryBroker:
     async def close(self) -> None:
         self._deliver = None
         self._deliver_presence = None
+        self.inboxes.close()
 
     def _stream(self, channel: str) -> _Stream:
         stream = self._streams.get(channel)

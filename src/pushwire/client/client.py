@@ -1,12 +1,16 @@
 """The asyncio client: one `Client` per connection to a pushwire server, over any transport;
 `connect()` makes one. It puts together the parts beside it: the connection loop
 (connection.py), requests (requests.py), subscriptions and their positions
-(subscriptions.py), presence (presence.py) and the inbox (inbox.py).
+(subscriptions.py), its place in the user's direct messages (directs.py), presence
+(presence.py) and the queue of what arrived (inbox.py).
 
-Guarantees: messages of one channel arrive in offset order and direct messages in `seq` order,
-each at most once, across reconnections and transport changes (the client resumes its session,
-re-subscribes each channel from the last position it saw, and drops anything it has seen).
-What history could not keep arrives as a `Gap`. Cancelling `recv()` loses no message.
+Guarantees: messages of one channel arrive in offset order and direct messages in the order
+of the user's inbox, each at most once, across reconnections, transport changes, a session
+that expired and a server node that changed (the client resumes its session, names the last
+direct message it has in every hello, re-subscribes each channel from the last position it
+saw, and drops anything it has seen). What history or the inbox could not keep arrives as a
+`Gap` with its exact range (`Gap.channel` None: direct messages). Cancelling `recv()` loses
+no message.
 
 Presence: a channel subscribed with `presence=True` has its members in `client.presence`,
 kept up to date by the server's `join` and `leave`; `presence_events()` yields those as
@@ -36,6 +40,7 @@ from types import TracebackType
 from typing import Any, ParamSpec
 
 from .connection import Connection
+from .directs import DirectPosition
 from .errors import ClientClosed, Gap, Message, Presence, RequestFailed, Subscription
 from .inbox import Inbox
 from .presence import PresenceEvents, Roster, parse_presence
@@ -75,6 +80,9 @@ class Client:
             from the connection (backpressure, nothing dropped; see the module docstring).
         poll_interval: the `polling` transport's pause after an empty poll.
         ssl_context: for wss://, https:// and tcps:// URLs.
+        inbox_since: the last position (epoch, offset) of the user's direct messages this
+            client's user had (`inbox_position` of an earlier client, e.g. kept on disk): the
+            server sends what followed it, or a `Gap`. None: from now on.
     """
 
     def __init__(
@@ -94,8 +102,10 @@ class Client:
         max_queue: int = 10_000,
         poll_interval: float = 1.0,
         ssl_context: ssl.SSLContext | None = None,
+        inbox_since: tuple[str, int] | None = None,
     ) -> None:
         self.request_timeout = request_timeout
+        self._directs = DirectPosition(inbox_since)
         self._connection = Connection(
             url,
             user=user,
@@ -114,6 +124,7 @@ class Client:
             closed=self._finish,
             token_refresh=token_refresh,
         )
+        self._connection.inbox = self._directs.hello
         self._requests = Requests(self._connection, request_timeout)
         self._refresh = TokenRefresh(self._connection, self._requests)
         self._subscriptions = Subscriptions()
@@ -154,6 +165,13 @@ class Client:
         """When the session's token expires (seconds since the epoch), as the server last
         said (welcome, refreshed); None: never, or no token."""
         return self._connection.expires
+
+    @property
+    def inbox_position(self) -> tuple[str, int] | None:
+        """The last position (epoch, offset) of the user's direct messages this client has
+        (None before the server said where they stand): give it as `inbox_since` to a later
+        client to get what followed it."""
+        return self._directs.position
 
     @property
     def expired(self) -> list[str]:
@@ -286,7 +304,12 @@ class Client:
         if kind == "message":
             await self._message(envelope, data)
         elif kind == "gap":
-            await self._inbox.put(self._subscriptions.skip(envelope))
+            if "channel" in envelope:
+                await self._inbox.put(self._subscriptions.skip(envelope))
+            else:
+                await self._inbox.put(self._directs.skip(envelope))
+        elif kind == "inbox":
+            self._directs.started(envelope)
         elif kind == "presence" and "id" not in envelope:  # a snapshot, not an answer
             if envelope["channel"] in self._subscriptions:  # else unsubscribed meanwhile
                 self._roster.snapshot(parse_presence(envelope))
@@ -313,10 +336,15 @@ class Client:
             if self._subscriptions.fresh(channel, epoch, offset):
                 await self._inbox.put(Message(payload, channel, epoch, offset))
             return
-        seq = envelope.get("seq")
-        if isinstance(seq, int) and not self._connection.received(seq):
-            return  # re-sent after a resumption, seen already
-        await self._inbox.put(Message(payload, seq=seq))
+        epoch, offset = envelope.get("epoch"), envelope.get("offset")
+        if isinstance(epoch, str) and isinstance(offset, int):
+            fresh, gap = self._directs.arrived(epoch, offset)
+            if gap is not None:
+                await self._inbox.put(gap)
+            if fresh:
+                await self._inbox.put(Message(payload, None, epoch, offset))
+            return
+        await self._inbox.put(Message(payload))  # to this session only (an echo)
 
     def _connected(self) -> None:
         for envelope in self._subscriptions.envelopes():

@@ -21,7 +21,8 @@ from typing import Any, TypeVar
 
 from ..auth.namespaces import AUTHENTICATED, OPEN, Namespace, Namespaces
 from ..auth.tokens import TokenVerifier
-from ..broker.base import Broker, DirectBroker
+from ..broker.base import Broker, DirectBroker, DirectSent
+from ..broker.inbox import InboxLimits
 from ..broker.memory import MemoryBroker
 from ..clock import LOOP_CLOCK, Clock
 from ..config import Config
@@ -89,9 +90,15 @@ class Hub:
             )
         #: Where every timer of the core (and of the doors serving this hub) reads the time.
         self.clock = clock
-        self.broker: Broker = broker or MemoryBroker(config.history_size)
-        #: The broker's direct-message part when it spans processes (None: in-memory).
-        self.direct: DirectBroker | None = self.broker.direct
+        self.broker: Broker = broker or MemoryBroker(
+            config.history_size,
+            inbox=InboxLimits(
+                config.inbox_size, config.inbox_bytes, config.inbox_ttl, config.max_inboxes
+            ),
+            clock=clock,
+        )
+        #: The users' inboxes: where direct messages get their positions and are kept.
+        self.direct: DirectBroker = self.broker.direct
         #: Fetches sessions held by other processes on resumption (None: one process).
         self.migration: SessionMigration | None = None
         self.stats = HubStats()
@@ -114,7 +121,7 @@ class Hub:
         self.access = Access(config, clock, tokens=tokens, namespaces=rules, proxy=proxy)
         self._presence = Presence(self.broker, config)
         self.channels = Channels(self.broker, config, self._presence, self.stats, tasks)
-        self.direct_messages = DirectMessages(config, self.direct, tasks, self.close_session)
+        self.direct_messages = DirectMessages(config, self.direct, tasks)
         self.lifecycle = SessionLifecycle(
             store if store is not None else MemorySessionStore(),
             config,
@@ -132,8 +139,7 @@ class Hub:
 
         self.broker.attach(self.channels.deliver)
         self.broker.attach_presence(self._presence.event)
-        if self.direct is not None:
-            self.direct.attach_direct(self.direct_messages.deliver)
+        self.direct.attach_direct(self.direct_messages.deliver)
         # A broker that can lose its connection says which channels may have gaps.
         self.broker.attach_resubscribed(self._resubscribed)
 
@@ -236,16 +242,17 @@ class Hub:
     @property
     def spans_nodes(self) -> bool:
         """Whether the broker reaches other processes with direct messages (Redis)."""
-        return self.direct is not None
+        return self.direct.spans_processes
 
     def send(self, user: str, data: Data) -> int:
         """Send a direct message to every session of `user`; returns how many sessions of
         this process get it (see `DirectMessages.send`)."""
         return self.direct_messages.send(user, data)
 
-    async def send_everywhere(self, user: str, data: Data) -> int:
-        """Send a direct message to every session of `user` on every node; returns how many
-        processes received it (see `DirectMessages.send_everywhere`).
+    async def send_everywhere(self, user: str, data: Data) -> DirectSent:
+        """Store a direct message in `user`'s inbox and send it to every session of the user
+        on every node; returns it with its inbox position and how many processes received
+        it (see `DirectMessages.send_everywhere`).
 
         Raises:
             Unavailable: the broker cannot take it now.

@@ -24,8 +24,9 @@ class Framing(Protocol):
     def frame_message(self, message: Message) -> bytes:
         """A channel message."""
 
-    def frame_direct(self, seq: int, data: Data) -> bytes:
-        """A direct message to one session (`seq` counts per session)."""
+    def frame_direct(self, data: Data, epoch: str | None = None, offset: int = 0) -> bytes:
+        """A direct message: from its user's inbox, at `epoch:offset`; without an `epoch`,
+        a message to one session only (an echo)."""
 
     def frame_control(self, fields: dict[str, Any]) -> bytes:
         """A control envelope (welcome, replies, errors) without application data; b"" when

@@ -1,4 +1,4 @@
-"""pushwire.v1: `hello` first, then subscribe / unsubscribe / publish / send / presence / ack /
+"""pushwire.v1: `hello` first, then subscribe / unsubscribe / publish / send / presence /
 refresh."""
 
 from __future__ import annotations
@@ -89,11 +89,6 @@ class EnvelopeHandler(Handler):
             # The client ends its session on purpose (transports without a close handshake).
             self.hub.close_session(session, 1000, "closed by the client")
             self.transport.close(1000, "closed by the client")
-        elif kind == "ack":
-            seq = fields.get("seq")
-            if not isinstance(seq, int) or isinstance(seq, bool):
-                raise BadRequest('ack needs an integer "seq"')
-            session.ack(seq)
         elif kind == "hello":
             raise BadRequest("hello was already received")
         else:
@@ -107,9 +102,11 @@ class EnvelopeHandler(Handler):
             raise BadRequest('"user" must be a string')
         if token is not None and not isinstance(token, str):
             raise BadRequest('"token" must be a string')
-        session_id, ack = fields.get("session"), fields.get("ack", 0)
-        if not isinstance(ack, int) or isinstance(ack, bool):
-            raise BadRequest('"ack" must be an integer')
+        session_id = fields.get("session")
+        since = fields.get("inbox")
+        inbox = _position(since)
+        if since is not None and inbox is None:
+            raise BadRequest('"inbox" must be {"epoch": string, "offset": integer}')
         try:
             session, identity = await self._resumed(session_id, fields.get("resume"), user, token)
             if session is None and identity is None:
@@ -145,9 +142,8 @@ class EnvelopeHandler(Handler):
         if session_id is not None and not resumed:
             welcome["expired"] = session_id  # the app must learn its old session is gone
         self._reply(welcome)
-        if resumed:
-            session.ack(ack)
-            session.resend_unacked()
+        # What the client missed of its user's direct messages, then live ones.
+        await self.hub.direct_messages.recover(session, inbox)
         channel = self.endpoint.channel
         if self.endpoint.kind == "channel" and channel is not None:
             access = self.hub.access
@@ -274,7 +270,7 @@ class EnvelopeHandler(Handler):
     async def _send(self, session: Session, data: Data) -> None:
         kind = self.endpoint.kind
         if kind == "echo":
-            self.hub.direct_messages.send_to_session(session, data)
+            session.reply(data)
         elif kind == "channel":
             channel = self.endpoint.channel
             assert channel is not None
@@ -399,6 +395,6 @@ def _position(value: object) -> Position | None:
     if not isinstance(value, dict):
         return None
     epoch, offset = value.get("epoch"), value.get("offset")
-    if isinstance(epoch, str) and isinstance(offset, int):
+    if isinstance(epoch, str) and isinstance(offset, int) and not isinstance(offset, bool):
         return Position(epoch, offset)
     return None
