@@ -87,8 +87,9 @@ class Broker(Protocol):
 
     def attach_resubscribed(self, callback: ResubscribedCallback) -> None:
         """Set the callback told which channels may have missed live messages after the
-        broker lost its connection and restored it (a broker that cannot lose one, like the
-        in-memory broker, never calls it)."""
+        broker lost its connection and restored it, maybe none: the users' direct messages
+        may have been missed too (a broker that cannot lose one, like the in-memory broker,
+        never calls it)."""
 
     @property
     def direct(self) -> DirectBroker:

@@ -19,7 +19,7 @@ import asyncio
 import logging
 from typing import Any
 
-from ..broker.base import DirectBroker, DirectSent
+from ..broker.base import DirectBroker, DirectSent, History
 from ..config import Config
 from ..errors import PushwireError
 from ..message import Data, Message, Position
@@ -221,18 +221,60 @@ class DirectMessages:
             session.inbox_epoch, session.inbox_offset = position.epoch, position.offset
         else:
             assert since is not None
-            session.inbox_epoch, session.inbox_offset = since.epoch, since.offset
-            if not history.complete:
-                first = history.messages[0].offset if history.messages else position.offset + 1
-                gap = {
-                    "type": "gap",
-                    "from": {"epoch": since.epoch, "offset": since.offset},
-                    "to": {"epoch": position.epoch, "offset": first - 1},
-                }
-                transport.write(framing.frame_control(gap))
-                session.inbox_epoch, session.inbox_offset = position.epoch, first - 1
-            for message in history.messages:
-                session.write_direct(message)
+            self._replay(session, since, history)
         session.inbox_pending = None
         for message in pending or ():
             session.write_direct(message)
+
+    @staticmethod
+    def _replay(session: Session, since: Position, history: History) -> None:
+        """Write what `history` holds after `since` to `session`, a `gap` first for what it
+        no longer holds (messages the session has already are not written again)."""
+        transport = session.transport
+        assert transport is not None
+        position = history.position
+        if session.inbox_epoch != since.epoch or session.inbox_offset > since.offset:
+            session.inbox_epoch, session.inbox_offset = since.epoch, since.offset
+        if not history.complete:
+            first = history.messages[0].offset if history.messages else position.offset + 1
+            gap = {
+                "type": "gap",
+                "from": {"epoch": since.epoch, "offset": since.offset},
+                "to": {"epoch": position.epoch, "offset": first - 1},
+            }
+            transport.write(transport.framing.frame_control(gap))
+            session.inbox_epoch, session.inbox_offset = position.epoch, first - 1
+        for message in history.messages:
+            session.write_direct(message)
+
+    async def catch_up(self) -> None:
+        """After the broker lost its connection and restored it: the direct messages this
+        process's sessions may have missed meanwhile (they were not received live), from
+        each user's inbox after the last one each session got, or a `gap`. A session whose
+        inbox cannot be read is closed with 4000: its client comes back and recovers."""
+        for user, sessions in list(self._users.items()):
+            for session in list(sessions):
+                transport = session.transport
+                epoch = session.inbox_epoch
+                if transport is None or session.inbox_pending is not None or epoch is None:
+                    continue  # away, or being recovered already
+                since = Position(epoch, session.inbox_offset)
+                session.inbox_pending = []  # live ones wait for the replay
+                try:
+                    history: History | None = await self._direct.inbox_history(user, since)
+                except PushwireError as exc:
+                    log.warning("cannot recover direct messages of %r: %s", user, exc)
+                    history = None
+                if session.transport is not transport or session.closed:
+                    continue  # resumed on another connection meanwhile: that one recovers
+                pending, session.inbox_pending = session.inbox_pending, None
+                try:
+                    if history is None:
+                        self._fail(session, 4000, "inbox unavailable: reconnect")
+                        continue
+                    self._replay(session, since, history)
+                    for message in pending or ():
+                        session.write_direct(message)
+                except Exception:
+                    log.exception("recovering session %s failed", session.public_id)
+                    self._fail(session)

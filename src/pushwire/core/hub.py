@@ -287,3 +287,5 @@ class Hub:
     def _resubscribed(self, channels: frozenset[str]) -> None:
         self._tasks.run(self.channels.recover(channels))
         self._tasks.run(self._presence.resnapshot(channels))
+        # The users' direct messages published meanwhile did not come live either.
+        self._tasks.run(self.direct_messages.catch_up())

@@ -175,3 +175,24 @@ async def test_the_inbox_in_redis_keeps_its_count_and_byte_bounds_and_says_what_
     await sized.send_everywhere("bytes", "x")  # 11 bytes: the first goes
     trimmed = await sized.direct.inbox_history("bytes", Position(epoch, 0))
     assert not trimmed.complete and [m.offset for m in trimmed.messages] == [2, 3]
+
+
+async def test_a_session_gets_the_directs_its_node_missed_while_its_subscription_was_down(
+    hubs: Callable[..., Any], redis: Redis
+) -> None:
+    near, far = await hubs(), await hubs()
+    transport = Inbox(ENVELOPE_FRAMING)
+    await far.direct_messages.prepare_user("ann")
+    session = far.lifecycle.open(transport, "ann", resumable=True)
+    await far.direct_messages.recover(session, None)
+    assert (await near.send_everywhere("ann", "before")).receivers == 1
+    await transport.wait_for(2)
+    await redis.client_kill_filter(_type="pubsub")  # far's subscription to ann is lost
+    sent = [(await near.send_everywhere("ann", f"during {i}")).receivers for i in range(20)]
+    assert 0 in sent  # some were published while far was not listening
+    frames = await transport.wait_for(22)
+    got = [envelope(frame) for frame in frames[1:]]
+    assert [(e["offset"], e["data"]) for e in got] == [
+        (1, "before"),
+        *((i + 2, f"during {i}") for i in range(20)),
+    ]
