@@ -24,6 +24,16 @@ async def opened(hub: Hub, user: str, since: Position | None = None) -> Recordin
     return transport
 
 
+async def test_the_welcome_names_where_the_users_inbox_stands() -> None:
+    hub = Hub()
+    sent = await hub.send_everywhere("ivy", "earlier")
+    session = hub.lifecycle.open(RecordingTransport(ENVELOPE_FRAMING), "ivy", resumable=True)
+    hub.send("ivy", "while the welcome is prepared")  # waits for the welcome
+    recovery = await hub.direct_messages.read(session, None)
+    # Just before the one that waited: it follows the welcome.
+    assert hub.direct_messages.start(session, recovery) == Position(sent.message.epoch, 1)
+
+
 async def test_direct_messages_carry_their_place_in_the_users_inbox_on_every_session() -> None:
     hub = Hub()
     phone, laptop = await opened(hub, "alice"), await opened(hub, "alice")
@@ -33,7 +43,6 @@ async def test_direct_messages_carry_their_place_in_the_users_inbox_on_every_ses
     epoch = sent.message.epoch
     for transport in (phone, laptop):
         assert envelopes(transport) == [
-            {"type": "inbox", "epoch": epoch, "offset": 0},
             {"type": "message", "epoch": epoch, "offset": 1, "data": "one"},
             {"type": "message", "epoch": epoch, "offset": 2, "data": "two"},
         ]
@@ -46,7 +55,7 @@ async def test_a_user_who_was_away_gets_what_the_inbox_kept_after_its_position()
     assert first.receivers == 0
     since = Position(first.message.epoch, 0)
     transport = await opened(hub, "bob", since)
-    assert [e.get("data") for e in envelopes(transport)] == [None, "while away 1", "while away 2"]
+    assert [e.get("data") for e in envelopes(transport)] == ["while away 1", "while away 2"]
 
 
 async def test_nothing_is_kept_per_session_and_no_bound_closes_it() -> None:
@@ -55,7 +64,7 @@ async def test_nothing_is_kept_per_session_and_no_bound_closes_it() -> None:
     for i in range(5000):
         hub.send("carol", f"m{i}")
     assert transport.closed is None
-    assert len(transport.written) == 5001  # the inbox envelope, then every message
+    assert len(transport.written) == 5000
 
 
 async def test_the_inbox_keeps_its_count_bound_and_reports_the_rest_as_a_gap() -> None:
@@ -64,7 +73,6 @@ async def test_the_inbox_keeps_its_count_bound_and_reports_the_rest_as_a_gap() -
     epoch = sent[0].message.epoch
     transport = await opened(hub, "dan", Position(epoch, 0))
     assert envelopes(transport) == [
-        {"type": "inbox", "epoch": epoch, "offset": 5},
         {"type": "gap", "from": {"epoch": epoch, "offset": 0}, "to": {"epoch": epoch, "offset": 2}},
         {"type": "message", "epoch": epoch, "offset": 3, "data": "m3"},
         {"type": "message", "epoch": epoch, "offset": 4, "data": "m4"},
@@ -77,7 +85,7 @@ async def test_the_inbox_keeps_its_byte_bound_just_under_and_over_it() -> None:
     epoch = (await hub.send_everywhere("erin", "12345")).message.epoch
     await hub.send_everywhere("erin", "67890")  # 10 bytes: both kept
     kept = await opened(hub, "erin", Position(epoch, 0))
-    assert [e.get("offset") for e in envelopes(kept)[1:]] == [1, 2]
+    assert [e.get("offset") for e in envelopes(kept)] == [1, 2]
     await hub.send_everywhere("erin", "x")  # 11 bytes: the first goes
     trimmed = await opened(hub, "erin", Position(epoch, 0))
     gap = {
@@ -85,7 +93,7 @@ async def test_the_inbox_keeps_its_byte_bound_just_under_and_over_it() -> None:
         "from": {"epoch": epoch, "offset": 0},
         "to": {"epoch": epoch, "offset": 1},
     }
-    assert envelopes(trimmed)[1] == gap
+    assert envelopes(trimmed)[0] == gap
 
 
 async def test_the_inbox_keeps_messages_for_its_age_bound() -> None:
@@ -95,7 +103,7 @@ async def test_the_inbox_keeps_messages_for_its_age_bound() -> None:
     clock.advance(59.0)
     await hub.send_everywhere("finn", "new")
     transport = await opened(hub, "finn", Position(epoch, 0))
-    assert [e.get("data") for e in envelopes(transport)] == [None, "old", "new"]
+    assert [e.get("data") for e in envelopes(transport)] == ["old", "new"]
     clock.advance(1.0)  # "old" is 60 s old now
     transport = await opened(hub, "finn", Position(epoch, 0))
     gap = {
@@ -103,7 +111,7 @@ async def test_the_inbox_keeps_messages_for_its_age_bound() -> None:
         "from": {"epoch": epoch, "offset": 0},
         "to": {"epoch": epoch, "offset": 1},
     }
-    assert envelopes(transport)[1:] == [
+    assert envelopes(transport) == [
         gap,
         {"type": "message", "epoch": epoch, "offset": 2, "data": "new"},
     ]
@@ -118,7 +126,7 @@ async def test_a_recovery_and_live_messages_overlap_without_repeats() -> None:
     assert transport.written == []
     await hub.direct_messages.recover(session, Position(epoch, 0))
     got = [(e["type"], e["offset"]) for e in envelopes(transport)]
-    assert got == [("inbox", 2), ("message", 1), ("message", 2)]
+    assert got == [("message", 1), ("message", 2)]
 
 
 class _BrokenTransport(RecordingTransport):

@@ -719,6 +719,9 @@ class DropProxy:
         try:
             if reset:  # close with RST rather than FIN
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                # Wakes the pump blocked in recv() on it (sending nothing): until then the
+                # close below would wait for traffic, and an idle connection would stay up.
+                sock.shutdown(socket.SHUT_RD)
             else:
                 sock.shutdown(socket.SHUT_RDWR)
         except OSError:

@@ -73,15 +73,8 @@ async def envelope_socket(server: ServerProcess, path: str) -> AsyncIterator[Cli
 
 
 async def hello(ws: ClientConnection, **fields: Any) -> dict[str, Any]:
-    """The welcome (and, for a session with a user, the `inbox` after it, which it keeps
-    under "inbox")."""
     await ws.send(json.dumps({"type": "hello", **fields}))
-    welcome = await recv(ws)
-    if welcome.get("user") is not None:
-        inbox = await recv(ws)
-        assert inbox["type"] == "inbox", inbox
-        welcome["inbox"] = {"epoch": inbox["epoch"], "offset": inbox["offset"]}
-    return welcome
+    return await recv(ws)
 
 
 async def recv(ws: ClientConnection) -> dict[str, Any]:

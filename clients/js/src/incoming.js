@@ -28,9 +28,6 @@ export class Incoming {
       case 'presence': return this._presenceSnapshot(envelope);
       case 'join':
       case 'leave': return this._presenceChange(envelope);
-      case 'inbox': // where the user's direct messages stand (after each welcome)
-        if (this._inbox === null) this._inbox = { epoch: envelope.epoch, offset: envelope.offset };
-        return undefined;
       case 'gap': {
         if (typeof envelope.channel !== 'string') {
           // Direct messages the user's inbox no longer held.

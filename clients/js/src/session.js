@@ -36,6 +36,11 @@ export class Session {
     this._transportName = this._options.transports[this._attempt.index];
     this._startHeartbeat(Number(envelope.heartbeat) || 20);
     this._planRefresh(envelope.expires);
+    // Where the user's direct messages stand: a client without a position starts there.
+    const inbox = envelope.inbox;
+    if (this._inbox === null && inbox && typeof inbox.epoch === 'string') {
+      this._inbox = { epoch: inbox.epoch, offset: inbox.offset };
+    }
     const reconnected = this._everOpened;
     if (envelope.expired !== undefined || (previous !== null && !envelope.resumed)) {
       // A new session; the user's direct messages come from its inbox all the same.

@@ -308,8 +308,6 @@ class Client:
                 await self._inbox.put(self._subscriptions.skip(envelope))
             else:
                 await self._inbox.put(self._directs.skip(envelope))
-        elif kind == "inbox":
-            self._directs.started(envelope)
         elif kind == "presence" and "id" not in envelope:  # a snapshot, not an answer
             if envelope["channel"] in self._subscriptions:  # else unsubscribed meanwhile
                 self._roster.snapshot(parse_presence(envelope))
@@ -347,6 +345,9 @@ class Client:
         await self._inbox.put(Message(payload))  # to this session only (an echo)
 
     def _connected(self) -> None:
+        inbox = self._connection.welcome.get("inbox")
+        if isinstance(inbox, dict):
+            self._directs.started(inbox)
         for envelope in self._subscriptions.envelopes():
             self._requests.request_soon(envelope)
         self._refresh.plan()

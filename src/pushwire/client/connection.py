@@ -101,6 +101,8 @@ class Connection:
         self.ssl_context = ssl_context
         #: Session ids the server said were gone when this client came back.
         self.expired: list[str] = []
+        #: The latest welcome (its `inbox`: where the user's direct messages stand).
+        self.welcome: Envelope = {}
         self.session: str | None = None
         # The session's resume secret (from the welcome): resuming needs it.
         self._secret: str | None = None
@@ -242,6 +244,7 @@ class Connection:
             raise
         if welcome.get("expired") is not None:
             self.expired.append(welcome["expired"])
+        self.welcome = welcome
         self.session = welcome["session"]
         secret = welcome.get("resume")
         self._secret = secret if isinstance(secret, str) else None

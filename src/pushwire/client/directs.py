@@ -33,12 +33,12 @@ class DirectPosition:
             return None
         return {"epoch": self.epoch, "offset": self.offset}
 
-    def started(self, envelope: Envelope) -> None:
-        """The server's `inbox` (after each welcome): where the inbox stands. A client
-        without a position starts there; one with a position keeps it (the server replays
-        what follows it, or says what is lost)."""
+    def started(self, inbox: Envelope) -> None:
+        """The welcome's `inbox`: where the client stands in the inbox. A client without a
+        position starts there; one with a position keeps it (the server replays what
+        follows it, or says what is lost)."""
         if self.epoch is None:
-            self.epoch, self.offset = envelope["epoch"], envelope["offset"]
+            self.epoch, self.offset = inbox["epoch"], inbox["offset"]
 
     def arrived(self, epoch: str, offset: int) -> tuple[bool, Gap | None]:
         """Whether the direct message at (epoch, offset) is new (False: a replay, seen

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from dataclasses import dataclass
 
 from ..broker.base import DirectBroker, DirectSent, History
 from ..config import Config
@@ -26,9 +26,19 @@ from ..message import Data, Message, Position
 from .sessions import Session
 from .tasks import BackgroundTasks, log_failure, settling
 
-__all__ = ["DirectMessages"]
+__all__ = ["DirectMessages", "Recovery"]
 
 log = logging.getLogger("pushwire.hub")
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """What `DirectMessages.read` found for a session: the client's position (`since`),
+    where the inbox stands (`position`) and what it holds after `since` (`history`)."""
+
+    since: Position | None
+    position: Position
+    history: History | None
 
 
 class DirectMessages:
@@ -178,53 +188,83 @@ class DirectMessages:
 
     # -- recovery ---------------------------------------------------------------------------
 
-    async def recover(self, session: Session, since: Position | None) -> None:
-        """Right after the welcome: tell the client where the user's inbox stands (an
-        `inbox` envelope), replay what it holds after `since` (the last position the client
-        has; None: nothing to replay) or say what it no longer holds (`gap`), then let live
-        direct messages through. Sessions without a user have no inbox.
+    async def read(self, session: Session, since: Position | None) -> Recovery:
+        """Before the welcome of `session` (its direct messages wait meanwhile): where its
+        user's inbox stands, and what it holds after `since` (the last position the client
+        has; None: nothing to replay). Pair with `replay` right after the welcome, without
+        awaiting in between.
 
-        When the broker cannot answer, the client is told (`error` `unavailable`) and its
-        connection closed with 4000: it comes back and asks again from its position.
+        Raises:
+            Unavailable: the broker cannot answer (the hello is refused: the client comes
+                back and asks again).
         """
         user = session.user
-        transport = session.transport
-        if user is None or transport is None:
-            session.inbox_pending = None
-            return
-        framing = transport.framing
-        try:
-            if since is None:
-                history = None
-                position = await self._direct.inbox_position(user)
-            else:
-                history = await self._direct.inbox_history(user, since)
-                position = history.position
-        except PushwireError as exc:
-            session.inbox_pending = None
-            error = {"type": "error", "code": exc.error_code, "message": f"inbox: {exc}"}
-            transport.write(framing.frame_control(error))
-            transport.close(4000, "inbox unavailable: reconnect")
-            return
-        if session.transport is not transport or session.closed:
-            return  # gone, or resumed on another connection meanwhile (which recovers)
+        assert user is not None
+        if since is None:
+            return Recovery(None, await self._direct.inbox_position(user), None)
+        history = await self._direct.inbox_history(user, since)
+        return Recovery(since, history.position, history)
+
+    def start(self, session: Session, recovery: Recovery) -> Position:
+        """The position the welcome names as `inbox`: where the client stands once the
+        recovery is written. Without a position of its own, where the inbox stood, or just
+        before the first direct message that arrived while it was read."""
+        if recovery.since is not None:
+            return recovery.since
+        position = recovery.position
         pending = session.inbox_pending
-        if history is None and pending:
-            # Sent since the session opened, before the position was read: they follow it.
+        if pending:
             earliest = pending[0]
             if earliest.epoch == position.epoch and earliest.offset <= position.offset:
-                position = Position(position.epoch, earliest.offset - 1)
-        inbox: dict[str, Any] = {"type": "inbox", "epoch": position.epoch}
-        inbox["offset"] = position.offset
-        transport.write(framing.frame_control(inbox))
-        if history is None:
-            session.inbox_epoch, session.inbox_offset = position.epoch, position.offset
-        else:
-            assert since is not None
-            self._replay(session, since, history)
-        session.inbox_pending = None
+                return Position(position.epoch, earliest.offset - 1)
+        return position
+
+    def replay(self, session: Session, recovery: Recovery) -> None:
+        """Right after the welcome: what the inbox holds after the client's position, or a
+        `gap` first for what it no longer holds, then the live direct messages that waited
+        (each once: those it has are not written again)."""
+        start = self.start(session, recovery)
+        session.inbox_epoch, session.inbox_offset = start.epoch, start.offset
+        if recovery.history is not None and recovery.since is not None:
+            self._replay(session, recovery.since, recovery.history)
+        pending, session.inbox_pending = session.inbox_pending, None
         for message in pending or ():
             session.write_direct(message)
+
+    def recover_later(self, session: Session, since: Position | None) -> None:
+        """The inbox could not be read for the welcome: read it again, with backoff (0.1 s
+        doubling to 5 s), while the session stays on its connection; then `replay`. Live
+        direct messages wait meanwhile (bounded: `inbox_size`, then close 4000)."""
+        self._tasks.run(self._retry(session, session.transport, since))
+
+    async def _retry(self, session: Session, transport: object, since: Position | None) -> None:
+        delay = 0.1
+        while True:
+            await asyncio.sleep(delay)
+            if session.transport is not transport or session.closed:
+                return  # gone, or resumed elsewhere: that connection recovers
+            if session.inbox_pending is None:
+                return  # closed for too many waiting messages: its client comes back
+            try:
+                recovery = await self.read(session, since)
+            except PushwireError as exc:
+                log.debug("inbox of session %s still unavailable: %s", session.public_id, exc)
+                delay = min(delay * 2, 5.0)
+                continue
+            if session.transport is transport and not session.closed:
+                self.replay(session, recovery)
+            return
+
+    async def recover(self, session: Session, since: Position | None) -> Position | None:
+        """`read`, then `replay` at once (a session resuming without a welcome to write, or
+        a test); returns the position a welcome would name (None: no user, no inbox)."""
+        if session.user is None:
+            session.inbox_pending = None
+            return None
+        recovery = await self.read(session, since)
+        start = self.start(session, recovery)
+        self.replay(session, recovery)
+        return start
 
     @staticmethod
     def _replay(session: Session, since: Position, history: History) -> None:

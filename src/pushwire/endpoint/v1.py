@@ -118,12 +118,23 @@ class EnvelopeHandler(Handler):
         resumed = session is not None
         if session is None:
             assert identity is not None
-            # This process must receive the user's direct messages before the welcome: any
-            # sent after it reaches the session. No await from here to the welcome.
+            # This process must receive the user's direct messages before the session opens:
+            # any sent after that reaches it (held until its welcome and recovery are out).
             await self.hub.direct_messages.prepare_user(identity.user)
             session = self._open_session(identity, resumable=True)
         elif identity is not None:
             self._renew(session, identity)  # resumed with a new token
+        recovery = None
+        unavailable: PushwireError | None = None
+        if session.user is not None:
+            # Where the user's direct messages stand, and what the client missed; those
+            # that arrive meanwhile wait for the welcome.
+            try:
+                recovery = await self.hub.direct_messages.read(session, inbox)
+            except PushwireError as exc:
+                unavailable = exc  # welcomed all the same; recovered once the broker answers
+            if session.transport is not self.transport or session.closed:
+                return  # resumed on another connection meanwhile: this one was closed
         self.session = session
         self.client = None
         config = self.hub.config
@@ -141,9 +152,18 @@ class EnvelopeHandler(Handler):
             welcome["expires"] = _number(session.token_expires)
         if session_id is not None and not resumed:
             welcome["expired"] = session_id  # the app must learn its old session is gone
+        direct = self.hub.direct_messages
+        if recovery is not None:
+            start = direct.start(session, recovery)
+            welcome["inbox"] = {"epoch": start.epoch, "offset": start.offset}
         self._reply(welcome)
-        # What the client missed of its user's direct messages, then live ones.
-        await self.hub.direct_messages.recover(session, inbox)
+        if recovery is not None:
+            direct.replay(session, recovery)  # what the client missed, then live ones
+        elif unavailable is not None:
+            self._error(None, Unavailable(f"direct messages delayed: {unavailable}"))
+            direct.recover_later(session, inbox)
+        else:
+            session.inbox_pending = None
         channel = self.endpoint.channel
         if self.endpoint.kind == "channel" and channel is not None:
             access = self.hub.access

@@ -377,9 +377,6 @@
         case "join":
         case "leave":
           return this._presenceChange(envelope);
-        case "inbox":
-          if (this._inbox === null) this._inbox = { epoch: envelope.epoch, offset: envelope.offset };
-          return void 0;
         case "gap": {
           if (typeof envelope.channel !== "string") {
             if (envelope.to) this._inbox = { epoch: envelope.to.epoch, offset: envelope.to.offset };
@@ -682,6 +679,10 @@
       this._transportName = this._options.transports[this._attempt.index];
       this._startHeartbeat(Number(envelope.heartbeat) || 20);
       this._planRefresh(envelope.expires);
+      const inbox = envelope.inbox;
+      if (this._inbox === null && inbox && typeof inbox.epoch === "string") {
+        this._inbox = { epoch: inbox.epoch, offset: inbox.offset };
+      }
       const reconnected = this._everOpened;
       if (envelope.expired !== void 0 || previous !== null && !envelope.resumed) {
         this.dispatchEvent(Object.assign(new Event("expired"), { session: previous }));
