@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from pushwire import Config, Hub, Session
@@ -12,8 +13,8 @@ from tests.helpers import RecordingTransport
 
 
 def envelopes(transport: RecordingTransport) -> list[dict[str, object]]:
-    """What the hub wrote, as JSON (text frames under 126 bytes: a 2-byte header)."""
-    return [json.loads(frame[2:]) for frame in transport.written]
+    """What the hub wrote, as JSON (text frames under 64 KiB; RFC 6455 5.2)."""
+    return [json.loads(frame[4:] if frame[1] == 126 else frame[2:]) for frame in transport.written]
 
 
 async def opened(hub: Hub, user: str, since: Position | None = None) -> RecordingTransport:
@@ -130,10 +131,39 @@ async def test_a_recovery_and_live_messages_overlap_without_repeats() -> None:
 
 
 class _BrokenTransport(RecordingTransport):
-    """A connection whose write fails (the process edge, failing as a socket may)."""
+    """A connection whose writes fail once `failing` (the process edge, failing as a socket
+    may)."""
+
+    failing = True
 
     def write(self, data: bytes) -> None:
-        raise RuntimeError("handler is closed")
+        if self.failing:
+            raise RuntimeError("handler is closed")
+        super().write(data)
+
+
+async def test_one_connections_failure_keeps_nothing_from_the_others_in_any_callback() -> None:
+    """Channel fan-out, presence events and direct messages each write to many connections:
+    one whose write raises is closed (1011) and the others get everything."""
+    hub = Hub()
+    healthy, broken = RecordingTransport(ENVELOPE_FRAMING), _BrokenTransport(ENVELOPE_FRAMING)
+    broken.failing = False  # works until everything is in place
+    for transport in (broken, healthy):  # the broken one first: it fails before the other
+        session = hub.lifecycle.open(transport, "hana")
+        hub.channels.subscribe(session, "room", present=True)
+        await hub.watch_presence(session, "room")
+    broken.failing = True
+    newcomer = hub.lifecycle.open(RecordingTransport(ENVELOPE_FRAMING), "ivo")
+    hub.channels.subscribe(newcomer, "room", present=True)  # a join, to every watcher
+    await hub.publish("room", "for the room")
+    hub.channels.flush()
+    hub.send("hana", "for hana")
+    await asyncio.sleep(0)  # the presence events' turn
+    got = envelopes(healthy)
+    kinds = [(e["type"], e.get("data")) for e in got]
+    assert ("message", "for the room") in kinds and ("message", "for hana") in kinds
+    assert any(e["type"] == "join" for e in got)
+    assert broken.closed == (1011, "internal error")
 
 
 async def test_one_sessions_failure_does_not_keep_a_direct_message_from_the_others() -> None:

@@ -150,29 +150,37 @@ async def test_a_second_device_starts_from_the_position_the_first_one_had(
         assert isinstance(got, Message) and got.data == "sent while nobody was on"
 
 
-async def test_one_sessions_trouble_never_costs_another_session_a_direct_message(
+async def test_one_sessions_trouble_never_costs_another_session_a_message(
     server: ServerProcess,
 ) -> None:
     """Problem 2: a session of the user that never acknowledges (before the inbox: closed
-    4003 past `max_unacked`, 1,000) and one whose connection is cut while messages flow;
-    the user's other session gets every message, once, in order, and nobody is closed."""
+    4003 past `max_unacked`, 1,000) and one whose connection is cut while direct messages,
+    channel messages and presence changes flow to it; the user's other session gets every
+    message, once, in order, and nobody is closed."""
     protocols = [Subprotocol("pushwire.v1")]
     async with (
         ws_connect(server.ws_url("/pushwire"), subprotocols=protocols) as silent,
         connect(server.url("/pushwire"), user="dee", transports=["websocket"]) as live,
     ):
+        await live.subscribe("room", presence=True)
         await silent.send(json.dumps({"type": "hello", "user": "dee"}))
         assert json.loads(await asyncio.wait_for(silent.recv(), 10))["type"] == "welcome"
         cut = await ws_connect(server.ws_url("/pushwire"), subprotocols=protocols)
         await cut.send(json.dumps({"type": "hello", "user": "dee"}))
         assert json.loads(await asyncio.wait_for(cut.recv(), 10))["type"] == "welcome"
-        count = 1500
+        subscribe = {"type": "subscribe", "id": 1, "channel": "room", "presence": True}
+        await cut.send(json.dumps(subscribe))
+        assert json.loads(await asyncio.wait_for(cut.recv(), 10))["type"] == "subscribed"
+        count = 1200
         for i in range(count):
-            if i == 700:
-                cut.transport.abort()  # gone mid-flow, without a close
+            if i == 600:
+                cut.transport.abort()  # gone mid-flow, without a close: a leave follows
             await asyncio.to_thread(post, server, "/api/send/dee", f"d{i}".encode())
-        got = [await asyncio.wait_for(live.recv(), 10) for _ in range(count)]
-        assert [m.data for m in got if isinstance(m, Message)] == [f"d{i}" for i in range(count)]
+            await asyncio.to_thread(post, server, "/api/publish/room", f"c{i}".encode())
+        got = [await asyncio.wait_for(live.recv(), 10) for _ in range(2 * count)]
+        messages = [m for m in got if isinstance(m, Message)]
+        assert [m.data for m in messages if m.channel is None] == [f"d{i}" for i in range(count)]
+        assert [m.data for m in messages if m.channel == "room"] == [f"c{i}" for i in range(count)]
         frames = [json.loads(await asyncio.wait_for(silent.recv(), 10)) for _ in range(count)]
         assert [f["offset"] for f in frames] == list(range(1, count + 1))
         await silent.send(json.dumps({"type": "ping"}))  # still open: never acknowledged

@@ -66,11 +66,12 @@ class MemoryInboxes:
         message = Message(user, inbox.epoch, inbox.offset, data)
         limits = self.limits
         if limits.size > 0:
-            inbox.kept.append((message, self._clock.time()))
-            inbox.size += len(data)
             kept = inbox.kept
-            while kept and (len(kept) > limits.size or inbox.size > limits.max_bytes):
-                inbox.size -= len(kept.popleft()[0].data)
+            kept.append((message, self._clock.time()))
+            size = inbox.size = inbox.size + len(data)
+            if len(kept) > limits.size or size > limits.max_bytes:
+                while kept and (len(kept) > limits.size or inbox.size > limits.max_bytes):
+                    inbox.size -= len(kept.popleft()[0].data)
         if self._deliver is not None:
             self._deliver(user, message)
         if done is not None:

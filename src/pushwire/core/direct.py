@@ -25,6 +25,7 @@ from ..errors import PushwireError
 from ..message import Data, Message, Position
 from .sessions import Session
 from .tasks import BackgroundTasks, log_failure, settling
+from .transport import write_failed
 
 __all__ = ["DirectMessages", "Recovery"]
 
@@ -141,13 +142,18 @@ class DirectMessages:
             Unavailable: the broker cannot take it now (nobody got it, or in the rare case of
                 a connection lost after the broker took it, maybe some did).
         """
-        here = user in self._users
+        if not self._spans:
+            # One process: stored and delivered inside send_direct, nothing to wait for.
+            here = user in self._users
+            outcome: list[DirectSent | PushwireError] = []
+            self._direct.send_direct(user, data, outcome.append)
+            result = outcome[0]
+            if isinstance(result, PushwireError):
+                raise result
+            return DirectSent(result.message, 1 if here else 0)
         future: asyncio.Future[DirectSent] = asyncio.get_running_loop().create_future()
         self._direct.send_direct(user, data, settling(future))
-        sent = await future
-        if not self._spans:
-            return DirectSent(sent.message, 1 if here else 0)
-        return sent
+        return await future
 
     def deliver(self, user: str, message: Message) -> None:
         """The broker hands over a direct message to `user`: to each session of it here.
@@ -163,8 +169,9 @@ class DirectMessages:
             try:
                 session.write_direct(message)
             except Exception:
-                log.exception("direct message to session %s failed", session.public_id)
-                self._fail(session)
+                transport = session.transport
+                if transport is not None:
+                    write_failed(transport)
 
     def _hold(self, session: Session, pending: list[Message], message: Message) -> None:
         """Keep `message` for a session whose inbox is being recovered, within a bound."""

@@ -26,7 +26,7 @@ from redis.backoff import NoBackoff
 
 from ...clock import LOOP_CLOCK, Clock
 from ...errors import InvalidState, Unavailable
-from ...message import Data, Message, Position
+from ...message import Data, Position
 from ...presence import PresenceSnapshot
 from ..base import (
     DeliverCallback,
@@ -357,11 +357,15 @@ class RedisBroker:
         deliver = self._deliver_direct
         if deliver is None:
             return
-
-        def hand_over(message: Message) -> None:
+        try:
+            message = parse_message(user, payload)
+        except ValueError:
+            log.warning("malformed direct message to %r ignored: %r", user, payload[:100])
+            return
+        try:
             deliver(user, message)
-
-        _pass_on(parse_message, hand_over, user, payload, "direct message")
+        except Exception:
+            log.exception("direct message callback failed")
 
     def _resubscribed(self, channels: frozenset[str]) -> None:
         callback = self.on_resubscribed
