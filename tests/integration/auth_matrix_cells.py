@@ -1,0 +1,630 @@
+"""How each door does each action of the authorization matrix
+(tests/integration/test_auth_matrix.py): one function per kind of cell, run for one case,
+"allowed" or a named refusal of the decider's `Cases`.
+
+Every refusal is checked to the byte: the error envelope (code, message, the request's
+`id`), the close code and reason, the HTTP status and body. Every "gets nothing" is checked
+without sleeping: the refused client, or a listener, must get a later allowed message next
+(a `recv` reads the very next envelope, so nothing can slip in before it), or the connection
+must end right after its refusal. Direct messages are counted by the server: `/api/send`
+says how many sessions got one, and a refused client's user has none.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Final
+
+import pytest
+
+from tests.door_clients import (
+    WAIT,
+    Envelopes,
+    RawSse,
+    RawWebSocket,
+    SseEvent,
+    Target,
+    api_call,
+    open_envelopes,
+)
+from tests.integration.auth_matrix_deciders import API_KEY, Cases, Credential, Refusal
+
+__all__ = ["ALLOWED", "Cell", "Context", "NotApplicable"]
+
+ALLOWED: Final = "allowed"
+Envelope = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """One cell's run: the door, the server, and the decider's cases for this test."""
+
+    door: str
+    target: Target
+    cases: Cases
+    tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """How a door does an action (`run(context, case)`), and the cases it runs under a
+    decider (`cases(decider's Cases)`: "allowed" and the refusals)."""
+
+    run: Callable[[Context, str], None]
+    cases: Callable[[Cases], Sequence[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class NotApplicable:
+    """A cell that does not exist, and why."""
+
+    reason: str
+
+
+# -- the HTTP API, as the server's own backend uses it ----------------------------------------
+
+
+def publish(context: Context, channel: str, data: str) -> Envelope:
+    """Publish as the server (the API with its key); the message's position."""
+    status, answer = api_call(context.target, "POST", f"/api/publish/{channel}", data, API_KEY)
+    assert status == 200, answer
+    result: Envelope = answer
+    return result
+
+
+def direct(context: Context, user: str, data: str) -> Envelope:
+    """Send `user` a direct message (the API with its key); the server's count of it."""
+    status, answer = api_call(context.target, "POST", f"/api/send/{user}", data, API_KEY)
+    assert status == 200, answer
+    result: Envelope = answer
+    return result
+
+
+def delivered(user: str, sessions: int) -> Envelope:
+    """`/api/send`'s answer when `sessions` sessions (of this one process) got it."""
+    return {"user": user, "nodes": 1 if sessions else 0, "sessions": sessions}
+
+
+# -- pushwire.v1 --------------------------------------------------------------------------------
+
+
+def v1(context: Context, credential: Credential, channel: str | None = None) -> Envelopes:
+    """A pushwire.v1 connection at the context's door, `hello` sent with the credential;
+    `ws-v1` opens `/ws/<channel>` (the lobby by default)."""
+    hello = {
+        name: value
+        for name, value in (("user", credential.claim), ("token", credential.token))
+        if value is not None
+    }
+    return open_envelopes(
+        context.door, context.target, hello, channel=channel or context.cases.lobby
+    )
+
+
+@contextmanager
+def listening(context: Context, channel: str) -> Iterator[Envelopes]:
+    """A WebSocket client at `/pushwire` (the decider's alice) subscribed to `channel`."""
+    cases = context.cases
+    hello = {"user": cases.alice.claim, "token": cases.alice.token}
+    with open_envelopes("websocket", context.target, hello) as listener:
+        welcomed(listener, cases.user)
+        subscribed(listener, channel, 1)
+        yield listener
+
+
+def welcomed(conn: Envelopes, user: str | None) -> None:
+    welcome = conn.recv()
+    assert (welcome["type"], welcome["user"]) == ("welcome", user), welcome
+
+
+def joined(conn: Envelopes) -> None:
+    """`/ws/<channel>` joins its channel in the step that answers `hello`: a ping's pong
+    comes after that step."""
+    assert ask(conn, {"type": "ping"}) == {"type": "pong"}
+
+
+def ask(conn: Envelopes, request: Envelope) -> Envelope:
+    """Send `request`; the very next envelope."""
+    conn.send(request)
+    return conn.recv()
+
+
+def subscribed(conn: Envelopes, channel: str, request_id: int, **extra: Any) -> None:
+    answer = ask(conn, {"type": "subscribe", "id": request_id, "channel": channel, **extra})
+    assert (answer["type"], answer["id"], answer["channel"]) == (
+        "subscribed",
+        request_id,
+        channel,
+    ), answer
+
+
+def error(request_id: int | None, refusal: Refusal) -> Envelope:
+    """The error envelope of a refusal (a request without `id` gets one without)."""
+    found: Envelope = {"type": "error", "code": refusal.code, "message": refusal.message}
+    if request_id is not None:
+        found["id"] = request_id
+    return found
+
+
+def refused_and_closed(conn: Envelopes, refusal: Refusal) -> None:
+    """The refusal, the close with its code, and nothing after."""
+    assert conn.recv() == error(None, refusal)
+    assert conn.recv() == {"type": "close", "code": refusal.close_code, "reason": refusal.message}
+    with pytest.raises(EOFError):
+        conn.recv()
+
+
+def next_message(conn: Envelopes, channel: str, data: str) -> None:
+    got = conn.recv()
+    assert (got["type"], got.get("channel"), got.get("data")) == ("message", channel, data), got
+
+
+def members(presence: Envelope, channel: str, request_id: int | None = None) -> list[str]:
+    assert (presence["type"], presence["channel"], presence.get("id")) == (
+        "presence",
+        channel,
+        request_id,
+    ), presence
+    return [member["user"] for member in presence["members"]]
+
+
+def connect_v1(context: Context, case: str) -> None:
+    cases = context.cases
+    if case == ALLOWED:
+        with v1(context, cases.alice) as conn:
+            welcomed(conn, cases.user)  # the user proved, not claimed
+            if conn.door == "ws-v1":
+                joined(conn)
+        return
+    credential, refusal = cases.connect_refused[case]
+    with v1(context, credential) as conn:
+        refused_and_closed(conn, refusal)
+
+
+def subscribe_v1(context: Context, case: str) -> None:
+    cases = context.cases
+    if case == ALLOWED:
+        with v1(context, cases.reader) as conn:
+            welcomed(conn, cases.reader.claim)
+            subscribed(conn, cases.guarded, 1)
+            publish(context, cases.guarded, "for the readers")
+            next_message(conn, cases.guarded, "for the readers")
+        return
+    with v1(context, cases.outsider) as conn:
+        welcomed(conn, cases.outsider.claim)
+        request = {"type": "subscribe", "id": 1, "channel": cases.guarded}
+        assert ask(conn, request) == error(1, cases.guarded_refusal)
+        subscribed(conn, cases.lobby, 2)  # still connected
+        publish(context, cases.guarded, "not for outsiders")
+        publish(context, cases.lobby, "later")
+        next_message(conn, cases.lobby, "later")
+
+
+def subscribe_ws_v1(context: Context, case: str) -> None:
+    cases = context.cases
+    if case == ALLOWED:
+        with v1(context, cases.reader, cases.guarded) as conn:
+            welcomed(conn, cases.reader.claim)
+            joined(conn)
+            publish(context, cases.guarded, "for the readers")
+            next_message(conn, cases.guarded, "for the readers")
+        return
+    with v1(context, cases.outsider, cases.guarded) as conn:
+        welcomed(conn, cases.outsider.claim)
+        publish(context, cases.guarded, "not for outsiders")
+        refused_and_closed(conn, cases.guarded_refusal)
+
+
+def publish_v1(context: Context, case: str) -> None:
+    cases = context.cases
+    channel, data, refusal = (
+        (cases.talk, cases.talk_data, None) if case == ALLOWED else cases.refused_publish
+    )
+    with listening(context, channel) as listener, v1(context, cases.alice) as conn:
+        welcomed(conn, cases.user)
+        subscribed(conn, channel, 1)  # a member, where only members may publish
+        conn.send({"type": "publish", "id": 2, "channel": channel, "data": data})
+        if refusal is None:
+            # The answer and the publisher's own copy come in either order.
+            answers = sorted((conn.recv() for _ in range(2)), key=lambda got: str(got["type"]))
+            assert [(got["type"], got.get("data")) for got in answers] == [
+                ("message", data),
+                ("published", None),
+            ]
+            next_message(listener, channel, data)
+            return
+        assert conn.recv() == error(2, refusal)
+        publish(context, channel, "later")
+        next_message(listener, channel, "later")
+        next_message(conn, channel, "later")
+
+
+def publish_ws_v1(context: Context, case: str) -> None:
+    """`send` on `/ws/<channel>` publishes to the channel (refused: an error without id, the
+    connection stays)."""
+    cases = context.cases
+    channel, data, refusal = (
+        (cases.talk, cases.talk_data, None) if case == ALLOWED else cases.refused_publish
+    )
+    with listening(context, channel) as listener, v1(context, cases.alice, channel) as conn:
+        welcomed(conn, cases.user)
+        joined(conn)
+        conn.send({"type": "send", "data": data})
+        if refusal is None:
+            next_message(conn, channel, data)
+            next_message(listener, channel, data)
+            return
+        assert conn.recv() == error(None, refusal)
+        publish(context, channel, "later")
+        next_message(listener, channel, "later")
+        next_message(conn, channel, "later")
+
+
+def sender_case(cases: Cases, case: str) -> tuple[Credential, Refusal | None, str | None]:
+    """Who tries to get the user's direct messages: the credential, the refusal at connect
+    (None: let in), the user it is then."""
+    if case == ALLOWED:
+        return cases.alice, None, cases.user
+    found = cases.send_refused[case]
+    return found.credential, found.refusal, found.user
+
+
+def send_v1(context: Context, case: str) -> None:
+    cases = context.cases
+    credential, refusal, user = sender_case(cases, case)
+    with v1(context, credential) as conn:
+        if refusal is not None:
+            refused_and_closed(conn, refusal)
+            assert direct(context, cases.user, "for alice only") == delivered(cases.user, 0)
+            return
+        welcomed(conn, user)
+        if conn.door == "ws-v1":
+            joined(conn)
+        else:
+            subscribed(conn, cases.lobby, 1)
+        answer = direct(context, cases.user, "for alice only")
+        if case == ALLOWED:
+            assert answer == delivered(cases.user, 1)
+            assert conn.recv() == {"type": "message", "seq": 1, "data": "for alice only"}
+            return
+        assert answer == delivered(cases.user, 0)
+        publish(context, cases.lobby, "later")
+        next_message(conn, cases.lobby, "later")
+
+
+def since_before(position: Envelope) -> dict[str, Any]:
+    """The position just before a published message's."""
+    return {"epoch": position["epoch"], "offset": position["offset"] - 1}
+
+
+def replayed(position: Envelope, data: str) -> Envelope:
+    channel, epoch, offset = position["channel"], position["epoch"], position["offset"]
+    return {"type": "message", "channel": channel, "epoch": epoch, "offset": offset, "data": data}
+
+
+def history_v1(context: Context, case: str) -> None:
+    cases = context.cases
+    before = publish(context, cases.guarded, "before you came")
+    since = since_before(before)
+    if case == ALLOWED:
+        with v1(context, cases.reader) as conn:
+            welcomed(conn, cases.reader.claim)
+            subscribed(conn, cases.guarded, 1, since=since)
+            assert conn.recv() == replayed(before, "before you came")
+        return
+    with v1(context, cases.outsider) as conn:
+        welcomed(conn, cases.outsider.claim)
+        request = {"type": "subscribe", "id": 1, "channel": cases.guarded, "since": since}
+        assert ask(conn, request) == error(1, cases.guarded_refusal)
+        allowed = publish(context, cases.lobby, "history you may read")
+        subscribed(conn, cases.lobby, 2, since=since_before(allowed))
+        assert conn.recv() == replayed(allowed, "history you may read")
+
+
+def history_ws_v1(context: Context, case: str) -> None:
+    cases = context.cases
+    before = publish(context, cases.guarded, "before you came")
+    request = {"type": "subscribe", "id": 1, "channel": cases.guarded, "since": since_before(before)}
+    if case == ALLOWED:
+        with v1(context, cases.reader, cases.guarded) as conn:
+            welcomed(conn, cases.reader.claim)
+            joined(conn)
+            assert ask(conn, request)["type"] == "subscribed"  # its channel, from a position
+            assert conn.recv() == replayed(before, "before you came")
+        return
+    with v1(context, cases.outsider, cases.guarded) as conn:
+        conn.send(request)  # right behind the hello: it must not be answered either
+        welcomed(conn, cases.outsider.claim)
+        refused_and_closed(conn, cases.guarded_refusal)
+
+
+def presence_refusals(cases: Cases) -> tuple[Refusal, Refusal]:
+    """Presence where its namespace turns it off, and without a subscription."""
+    return (
+        Refusal("forbidden", f"presence is off for {cases.quiet!r}"),
+        Refusal("bad_request", f"not subscribed to {cases.lobby!r}: subscribe to see who is there"),
+    )
+
+
+def presence_v1(context: Context, case: str) -> None:
+    cases = context.cases
+    off, unsubscribed = presence_refusals(cases)
+    lobby = cases.lobby
+    if case == ALLOWED:
+        with v1(context, cases.alice) as conn:
+            welcomed(conn, cases.user)
+            subscribed(conn, lobby, 1, presence=True)
+            assert members(conn.recv(), lobby) == [cases.user]
+            assert members(ask(conn, {"type": "presence", "id": 2, "channel": lobby}), lobby, 2) == [
+                cases.user
+            ]
+        return
+    with v1(context, cases.quiet_reader if case == "off" else cases.alice) as conn:
+        welcomed(conn, cases.user)
+        if case == "off":
+            request = {"type": "subscribe", "id": 1, "channel": cases.quiet, "presence": True}
+            assert ask(conn, request) == error(1, off)
+            subscribed(conn, cases.quiet, 2)  # reading it is allowed, asking who is there not
+            assert ask(conn, {"type": "presence", "id": 3, "channel": cases.quiet}) == error(3, off)
+        else:
+            assert ask(conn, {"type": "presence", "id": 3, "channel": lobby}) == error(
+                3, unsubscribed
+            )
+        subscribed(conn, lobby, 4)
+        answer = ask(conn, {"type": "presence", "id": 5, "channel": lobby})
+        assert members(answer, lobby, 5) == [cases.user]
+
+
+def presence_ws_v1(context: Context, case: str) -> None:
+    cases = context.cases
+    off, unsubscribed = presence_refusals(cases)
+    lobby = cases.lobby
+    if case == ALLOWED:
+        with v1(context, cases.alice, lobby) as conn:
+            welcomed(conn, cases.user)
+            joined(conn)
+            answer = ask(conn, {"type": "presence", "id": 1, "channel": lobby})
+            assert members(answer, lobby, 1) == [cases.user]
+        return
+    if case == "off":
+        conn = v1(context, cases.quiet_reader, cases.quiet)
+        asked, refusal = cases.quiet, off
+    else:
+        conn = v1(context, cases.alice, cases.talk)
+        asked, refusal = lobby, unsubscribed
+    with conn:
+        welcomed(conn, cases.user)
+        joined(conn)
+        assert ask(conn, {"type": "presence", "id": 1, "channel": asked}) == error(1, refusal)
+        subscribed(conn, lobby, 2)
+        answer = ask(conn, {"type": "presence", "id": 3, "channel": lobby})
+        assert members(answer, lobby, 3) == [cases.user]
+
+
+# -- raw /ws/<channel> ----------------------------------------------------------------------------
+
+
+def raw_ws(context: Context, credential: Credential, channel: str) -> RawWebSocket:
+    """Raw `/ws/<channel>`: the claim in `?user=`, the token in `?token=` (a browser's
+    WebSocket can set no header)."""
+    query = {
+        name: value
+        for name, value in (("user", credential.claim), ("token", credential.token))
+        if value is not None
+    }
+    return RawWebSocket(context.target, channel, query)
+
+
+def closed_with(refusal: Refusal) -> tuple[int, str]:
+    return refusal.close_code, refusal.message
+
+
+def connect_raw_ws(context: Context, case: str) -> None:
+    cases = context.cases
+    if case == ALLOWED:
+        with raw_ws(context, cases.alice, cases.lobby) as ws:
+            assert ws.opened()
+            publish(context, cases.lobby, "hello raw")
+            assert ws.recv() == "hello raw"
+        return
+    credential, refusal = cases.connect_refused[case]
+    with raw_ws(context, credential, cases.lobby) as ws:
+        publish(context, cases.lobby, "not for the refused")
+        assert ws.recv() == closed_with(refusal)
+
+
+def subscribe_raw_ws(context: Context, case: str) -> None:
+    cases = context.cases
+    if case == ALLOWED:
+        with raw_ws(context, cases.reader, cases.guarded) as ws:
+            assert ws.opened()
+            publish(context, cases.guarded, "for the readers")
+            assert ws.recv() == "for the readers"
+        return
+    with raw_ws(context, cases.outsider, cases.guarded) as ws:
+        publish(context, cases.guarded, "not for outsiders")
+        assert ws.recv() == closed_with(cases.guarded_refusal)
+
+
+def publish_raw_ws(context: Context, case: str) -> None:
+    cases = context.cases
+    channel, data, refusal = (
+        (cases.talk, cases.talk_data, None) if case == ALLOWED else cases.refused_publish
+    )
+    with listening(context, channel) as listener, raw_ws(context, cases.alice, channel) as ws:
+        assert ws.opened()
+        ws.send(data)  # a frame is a publish to the channel
+        if refusal is None:
+            assert ws.recv() == data
+            next_message(listener, channel, data)
+            return
+        assert ws.recv() == closed_with(refusal)
+        publish(context, channel, "later")
+        next_message(listener, channel, "later")
+
+
+def send_raw_ws(context: Context, case: str) -> None:
+    cases = context.cases
+    credential, refusal, _ = sender_case(cases, case)
+    with raw_ws(context, credential, cases.lobby) as ws:
+        if refusal is not None:
+            assert ws.recv() == closed_with(refusal)
+            assert direct(context, cases.user, "for alice only") == delivered(cases.user, 0)
+            return
+        assert ws.opened()
+        answer = direct(context, cases.user, "for alice only")
+        if case == ALLOWED:
+            assert answer == delivered(cases.user, 1)
+            assert ws.recv() == "for alice only"
+            return
+        assert answer == delivered(cases.user, 0)
+        publish(context, cases.lobby, "later")
+        assert ws.recv() == "later"
+
+
+# -- raw /sse/<channel> ---------------------------------------------------------------------------
+
+
+def raw_sse(
+    context: Context, credential: Credential, channel: str, last_event_id: str | None = None
+) -> RawSse:
+    """Raw `/sse/<channel>`: the claim in `?user=`, the token as `Authorization: Bearer`."""
+    headers = {"Authorization": f"Bearer {credential.token}"} if credential.token else {}
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = last_event_id
+    query = {"user": credential.claim} if credential.claim else {}
+    return RawSse(context.target, channel, query, headers)
+
+
+def refused_with_status(stream: RawSse, refusal: Refusal) -> None:
+    """Refused before its stream: the status and the one-line reason, no event."""
+    assert (stream.status, stream.refusal) == (refusal.status, refusal.message + "\n")
+
+
+def first_event(context: Context, stream: RawSse, channel: str, data: str) -> None:
+    """Publish `data` until the stream gets it: the status line may come before the
+    stream's session joined its channel. Each wait is bounded; so is the whole."""
+    assert stream.status == 200, stream.refusal
+    deadline = time.monotonic() + WAIT
+    positions = set()
+    while True:
+        answer = publish(context, channel, data)
+        positions.add(f"{answer['epoch']}:{answer['offset']}")
+        try:
+            event = stream.next_event(0.2)
+        except TimeoutError:
+            assert time.monotonic() < deadline, "the stream got nothing"
+            continue
+        assert event.data == data and event.id in positions, event
+        return
+
+
+def next_event_besides(stream: RawSse, probe: str) -> SseEvent:
+    while (event := stream.next_event()).data == probe:
+        pass
+    return event
+
+
+def connect_raw_sse(context: Context, case: str) -> None:
+    cases = context.cases
+    if case == ALLOWED:
+        with raw_sse(context, cases.alice, cases.lobby) as stream:
+            first_event(context, stream, cases.lobby, "hello raw sse")
+        return
+    credential, refusal = cases.connect_refused[case]
+    with raw_sse(context, credential, cases.lobby) as stream:
+        refused_with_status(stream, refusal)
+
+
+def subscribe_raw_sse(context: Context, case: str) -> None:
+    cases = context.cases
+    if case == ALLOWED:
+        with raw_sse(context, cases.reader, cases.guarded) as stream:
+            first_event(context, stream, cases.guarded, "for the readers")
+        return
+    with raw_sse(context, cases.outsider, cases.guarded) as stream:
+        refused_with_status(stream, cases.guarded_refusal)
+
+
+def send_raw_sse(context: Context, case: str) -> None:
+    cases = context.cases
+    credential, refusal, _ = sender_case(cases, case)
+    with raw_sse(context, credential, cases.lobby) as stream:
+        if refusal is not None:
+            refused_with_status(stream, refusal)
+            assert direct(context, cases.user, "for alice only") == delivered(cases.user, 0)
+            return
+        first_event(context, stream, cases.lobby, "ready")
+        answer = direct(context, cases.user, "for alice only")
+        if case == ALLOWED:
+            assert answer == delivered(cases.user, 1)
+            assert next_event_besides(stream, "ready") == SseEvent("for alice only")
+            return
+        assert answer == delivered(cases.user, 0)
+        publish(context, cases.lobby, "later")
+        assert next_event_besides(stream, "ready").data == "later"
+
+
+def history_raw_sse(context: Context, case: str) -> None:
+    cases = context.cases
+    before = publish(context, cases.guarded, "before you came")
+    last = f"{before['epoch']}:{before['offset'] - 1}"  # as a browser's Last-Event-ID
+    if case == ALLOWED:
+        with raw_sse(context, cases.reader, cases.guarded, last) as stream:
+            assert stream.status == 200, stream.refusal
+            position = f"{before['epoch']}:{before['offset']}"
+            assert stream.next_event() == SseEvent("before you came", position)
+        return
+    with raw_sse(context, cases.outsider, cases.guarded, last) as stream:
+        refused_with_status(stream, cases.guarded_refusal)
+
+
+# -- the HTTP API -----------------------------------------------------------------------------------
+
+API_KEYS: Final = {ALLOWED: API_KEY, "no-key": None, "wrong-key": "not-the-key"}
+WRONG_KEY: Final = (401, "missing or wrong API key (Authorization: Bearer <key>)")
+
+
+def connect_api(context: Context, case: str) -> None:
+    """The API's one question is its key (`GET /api/stats` asks only that)."""
+    status, answer = api_call(context.target, "GET", "/api/stats", key=API_KEYS[case])
+    if case == ALLOWED:
+        assert status == 200 and "sessions" in answer, answer
+    else:
+        assert (status, answer) == WRONG_KEY
+
+
+def publish_api(context: Context, case: str) -> None:
+    cases = context.cases
+    if case == "unknown-namespace":
+        channel = f"nope{context.tag}:x"
+        refused = (403, f"no namespace 'nope{context.tag}' on this server (channel {channel!r})")
+        assert api_call(context.target, "POST", f"/api/publish/{channel}", "x", API_KEY) == refused
+        return
+    with listening(context, cases.talk) as listener:
+        path = f"/api/publish/{cases.talk}"
+        status, answer = api_call(context.target, "POST", path, "from the server", API_KEYS[case])
+        if case == ALLOWED:
+            assert (status, answer["channel"]) == (200, cases.talk), answer
+            next_message(listener, cases.talk, "from the server")
+            return
+        assert (status, answer) == WRONG_KEY
+        publish(context, cases.talk, "later")
+        next_message(listener, cases.talk, "later")
+
+
+def send_api(context: Context, case: str) -> None:
+    cases = context.cases
+    with listening(context, cases.lobby) as receiver:  # the user's own session
+        path = f"/api/send/{cases.user}"
+        status, answer = api_call(context.target, "POST", path, "for alice only", API_KEYS[case])
+        if case == ALLOWED:
+            assert (status, answer) == (200, delivered(cases.user, 1))
+            assert receiver.recv() == {"type": "message", "seq": 1, "data": "for alice only"}
+            return
+        assert (status, answer) == WRONG_KEY
+        publish(context, cases.lobby, "later")
+        next_message(receiver, cases.lobby, "later")
