@@ -13,6 +13,7 @@ import json
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,9 +133,12 @@ PUSHWIRE = [
 ]
 PUSHWIRE_TCP = [*PUSHWIRE, "--tcp-port", "{tcp_port}"]
 # Authentication on (docs/security.md): every connection shows a JWT, checked once per
-# connection; the benchmark's token names one user and never expires.
+# connection; the benchmark's token names one user and expires in a day, as a real token
+# expires: each connection then waits for its expiry (the cost of the expiry sweep counts).
 BENCH_JWT_SECRET = "pushwire benchmark secret, 32 bytes or more"
-BENCH_TOKEN = jwt.encode({"sub": "bench"}, BENCH_JWT_SECRET, algorithm="HS256")
+BENCH_TOKEN = jwt.encode(
+    {"sub": "bench", "exp": int(time.time()) + 86400}, BENCH_JWT_SECRET, algorithm="HS256"
+)
 PUSHWIRE_JWT = [*PUSHWIRE, "--jwt-secret", BENCH_JWT_SECRET]
 
 

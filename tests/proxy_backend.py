@@ -9,7 +9,9 @@ cookie among the forwarded headers.
   100 two-byte characters; `anon` -> allowed, no user;
   `slow:S` -> answers after S seconds (as user `slow`); `status:N` -> HTTP status N;
   `garbage` -> 200 with a body that is not JSON; `size:N` -> an allowed answer of exactly N
-  bytes; `user:NAME` (a token) or `NAME` (the cookie) -> user NAME, info `{"name": NAME}`.
+  bytes; `user:NAME` (a token) or `NAME` (the cookie) -> user NAME, info `{"name": NAME}`;
+  `until:T:NAME` (a token) -> user NAME, whose credential expires at T (seconds since the
+  epoch).
 - subscribe: channel `secret:*` -> only the user `admin`, others 4101; `slow:S` -> after S
   seconds; `status:N` -> HTTP status N; anything else allowed.
 - publish: data `forbidden words` -> 4101; data `slow:S`, `status:N` as the channels of
@@ -82,6 +84,9 @@ def _connect(body: dict[str, Any]) -> tuple[int, Any]:
         return 200, answer.replace(b'"pad": ""', b'"pad": "' + padding + b'"')
     if kind == "user" and value:
         return 200, {"result": {"user": value, "info": {"name": value.title()}, "expires": None}}
+    if kind == "until" and value:
+        expires, _, user = value.partition(":")
+        return 200, {"result": {"user": user, "expires": float(expires)}}
     return 200, _refuse(4102, "unknown credential")
 
 

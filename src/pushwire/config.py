@@ -46,6 +46,9 @@ class Config:
     #: The `aud` a token must name, and the `iss` it must have (unchecked when unset).
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
+    #: Seconds of clock skew allowed on a token's `exp`, `nbf` and `iat`; a session lives this
+    #: long past its token's `exp` too (then it is closed 4005 unless refreshed).
+    jwt_leeway: float = 5.0
     #: With authentication: let a connection without a token in, as no user (it may read the
     #: channels whose rule is `anyone`).
     anonymous: bool = False

@@ -20,7 +20,8 @@ can therefore serve any request of any session:
   those arriving from then on (`Hub.begin_adoption`), then asks it to **hand the session
   over**: it detaches the session (its connection closes with 4004) and sends what resuming
   needs (user, info, the direct-message count, the unacknowledged direct messages, the id of
-  the last direct message the session got, its endpoint and resume secret); this node adopts
+  the last direct message the session got, its endpoint and resume secret, its token's
+  grants and expiry); this node adopts
   it under a new id naming this node (the secret stays the client's), adding the kept direct
   messages after that id (every node sees a user's direct messages in one order: none lost,
   none doubled), and the client, welcomed with `resumed: true` and that id, resubscribes
@@ -222,6 +223,8 @@ class Router:
                 arrived,
                 endpoint=state["endpoint"],
                 secret=state["secret"],
+                grants=frozenset(state.get("grants", ())),
+                token_expires=state.get("token_expires"),
             )
             return None if session.closed else session
         except (PushwireError, ValueError, KeyError, TypeError) as exc:
@@ -377,6 +380,9 @@ class Router:
             "seq": session.seq,
             "acked": session.acked,
             "last_direct": session.last_direct,
+            # The token's grants and expiry (wall clock: the nodes' own clocks differ).
+            "grants": sorted(session.grants),
+            "token_expires": session.token_expires,
             "unacked": [
                 (seq, True, base64.b64encode(data).decode())
                 if isinstance(data, bytes)

@@ -75,7 +75,10 @@ def test_a_token_signed_with_another_secret_or_garbage_is_unauthorized() -> None
 
 
 def test_an_unsigned_token_is_refused() -> None:
-    unsigned = jwt.encode({"sub": "a"}, None, algorithm="none")
+    def part(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    unsigned = part(b'{"alg":"none","typ":"JWT"}') + "." + part(b'{"sub":"a"}') + "."
     with pytest.raises(Unauthorized, match="algorithm not allowed"):
         verifier().connection(unsigned)
 
@@ -101,9 +104,10 @@ def _hs256(claims: dict[str, Any], key: bytes) -> str:
 
 
 def _pem(public: Any) -> str:
-    return public.public_bytes(
+    pem: bytes = public.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    )
+    return pem.decode()
 
 
 def test_rs256_and_es256_with_a_public_key_and_no_hs256_with_it() -> None:

@@ -1,4 +1,4 @@
-import { CLOSED, OPEN } from './constants.js';
+import { CLOSED, CONNECTING, OPEN, TOKEN_EXPIRED } from './constants.js';
 
 /**
  * The close codes after which the client comes back (docs/protocol.md "Close codes"):
@@ -17,8 +17,17 @@ function meansReconnect(code) {
  * that worked last. Mixed into `Pushwire.prototype` (pushwire.js): `this` is the Pushwire.
  */
 export class Connecting {
-  /** Connect, starting with the transport that worked last. */
+  /** Connect, starting with the transport that worked last (with a new token first when
+   * the one in use expired). */
   _connect() {
+    if (this._staleToken && this._refreshes()) {
+      this._renewThen(() => this._connectNow());
+      return;
+    }
+    this._connectNow();
+  }
+
+  _connectNow() {
     const count = this._options.transports.length;
     this._tryTransport(count > 0 ? this._lastWorking % count : 0, 0);
   }
@@ -122,8 +131,14 @@ export class Connecting {
       this._finish(code, reason, wasClean, !wasClean);
       return;
     }
+    const expired = this._tokenExpired(code);
+    if (expired && !this._refreshes()) {
+      // No way to a new token: the app is told the token expired.
+      this._finish(TOKEN_EXPIRED, reason, wasClean, !wasClean);
+      return;
+    }
     if (wasLive) {
-      if (this._options.reconnect && meansReconnect(code)) {
+      if (this._options.reconnect && (meansReconnect(code) || expired)) {
         this._reconnectAttempt = 0;
         this.dispatchEvent(Object.assign(new Event('reconnecting'), { code, reason }));
         this._scheduleReconnect();
@@ -132,7 +147,13 @@ export class Connecting {
       }
       return;
     }
-    // The attempt failed before welcome. A server that refused us said so with its code.
+    // The attempt failed before welcome. Refused for its token: every transport would be,
+    // so a new token first (after the backoff).
+    if (expired) {
+      this._scheduleReconnect();
+      return;
+    }
+    // A server that refused us said so with its code.
     if (code !== 1006 && !meansReconnect(code)) {
       this._finish(code, reason, wasClean, !wasClean);
       return;
@@ -160,7 +181,8 @@ export class Connecting {
     clearTimeout(this._reconnectTimer);
     this._reconnectTimer = setTimeout(() => {
       this._reconnectTimer = null;
-      if (this._readyState === OPEN && !this._closeRequested) this._connect();
+      const state = this._readyState;
+      if ((state === OPEN || state === CONNECTING) && !this._closeRequested) this._connect();
     }, Math.random() * bound);
   }
 }

@@ -15,8 +15,16 @@ export class Incoming {
       case 'message': return this._message(envelope, bytes);
       case 'subscribed': return this._subscribed(envelope);
       case 'unsubscribed':
-      case 'published': return this._answered(envelope);
-      case 'error': return this._serverError(envelope);
+      case 'published':
+      case 'refreshed': return this._answered(envelope);
+      case 'error':
+        if (envelope.code === 'token_expired' && envelope.id === undefined) {
+          // The server closes this connection next (4005): the next hello needs a new
+          // token, and with getToken the app need not hear of it.
+          this._staleToken = true;
+          if (this._refreshes()) return undefined;
+        }
+        return this._serverError(envelope);
       case 'presence': return this._presenceSnapshot(envelope);
       case 'join':
       case 'leave': return this._presenceChange(envelope);

@@ -1,7 +1,12 @@
 /**
  * @typedef {Object} PushwireOptions
  * @property {string} [user] the user id claimed in `hello`
- * @property {string} [token] the credential handed to the server's connect handler
+ * @property {string} [token] the first connection token (a JWT, or a credential for the
+ *   server's connect handler)
+ * @property {() => Promise<string>} [getToken] gives a new token: called before the token
+ *   expires (about 80% into the time it had left, at least 1 s before) to refresh it without
+ *   reconnecting, and after it expired (close 4005) to come back with a new one. Without it,
+ *   an expired token ends the connection (`close` with code 4005)
  * @property {string[]} [transports] transport names, tried in this order
  * @property {boolean} [reconnect] come back after a drop (default true)
  * @property {number} [reconnectDelay] backoff base, ms (default 500)
@@ -13,6 +18,7 @@
 export const DEFAULTS = {
   user: null,
   token: null,
+  getToken: null,
   transports: ['websocket', 'sse', 'stream', 'iframe', 'longpoll', 'polling'],
   reconnect: true,
   reconnectDelay: 500,

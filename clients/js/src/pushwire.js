@@ -23,6 +23,7 @@ import { Outgoing } from './outgoing.js';
 import { Presence } from './presence.js';
 import { Requests } from './requests.js';
 import { Session } from './session.js';
+import { Tokens } from './tokens.js';
 import {
   IframeTransport,
   LongpollTransport,
@@ -46,6 +47,10 @@ const HANDLER_EVENTS = ['open', 'message', 'error', 'close'];
  * `servererror` (`code`, `message`: an `error` envelope that answers no request),
  * `transport` (`transport`, `previous`: the connection now runs on another transport).
  *
+ * Tokens: `options.token` is the first; with `options.getToken` the client refreshes it
+ * before it expires and comes back with a new one after it did (tokens.js); without, an
+ * expired token ends the connection with `close` code 4005.
+ *
  * Transports are tried in `options.transports` order, each for at most `connectTimeout`;
  * one that fails before `welcome` passes the turn to the next. After a drop the client
  * starts again from the transport that worked last and goes round the list from there.
@@ -67,6 +72,10 @@ export class Pushwire extends EventTarget {
     this._resume = null;
     /** @type {string|null} */
     this._user = this._options.user == null ? null : String(this._options.user);
+    /** @type {string|null} the token the next hello carries: options.token, then getToken's */
+    this._token = this._options.token == null ? null : String(this._options.token);
+    this._staleToken = false; // the token expired: a new one before the next hello
+    this._refreshTimer = null;
     /** @type {Transport|null} */
     this._transport = null;
     this._transportName = null; // the transport of the last welcome
@@ -184,6 +193,7 @@ export class Pushwire extends EventTarget {
     clearTimeout(this._reconnectTimer);
     clearTimeout(this._connectTimer);
     clearTimeout(this._ackTimer);
+    clearTimeout(this._refreshTimer);
     this._dropTransport();
     this._readyState = CLOSED;
     const closed = new DOMException('the connection is closed', 'InvalidStateError');
@@ -231,7 +241,7 @@ export class Pushwire extends EventTarget {
 // The parts' methods, on Pushwire.prototype as if written in the class body above: the same
 // attributes (writable, configurable, not enumerable) and one prototype chain. A name in two
 // parts would let one silently replace the other: that is a mistake in this package.
-for (const part of [Presence, Channels, Outgoing, Requests, Session, Connecting, Incoming]) {
+for (const part of [Presence, Channels, Outgoing, Requests, Session, Tokens, Connecting, Incoming]) {
   const methods = Object.getOwnPropertyDescriptors(part.prototype);
   delete methods.constructor;
   for (const name of Object.keys(methods)) {

@@ -28,6 +28,8 @@ export class Requests {
     if (envelope.type === 'published') {
       answer.epoch = envelope.epoch;
       answer.offset = envelope.offset;
+    } else if (envelope.type === 'refreshed') {
+      answer.expires = envelope.expires;
     }
     request.resolve(answer);
   }

@@ -11,7 +11,7 @@ export class Session {
     return {
       type: 'hello',
       user: this._options.user == null ? null : String(this._options.user),
-      token: this._options.token == null ? null : String(this._options.token),
+      token: this._token, // options.token, or the latest from getToken
       session: this._session,
       resume: this._resume, // the session's secret: the id alone resumes nothing
       ack: this._lastSeq,
@@ -34,6 +34,7 @@ export class Session {
     const previousTransport = this._transportName;
     this._transportName = this._options.transports[this._attempt.index];
     this._startHeartbeat(Number(envelope.heartbeat) || 20);
+    this._planRefresh(envelope.expires);
     const reconnected = this._everOpened;
     if (envelope.expired !== undefined || (previous !== null && !envelope.resumed)) {
       // A new session: its direct messages count from 1 again; the old ones are lost.

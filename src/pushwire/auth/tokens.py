@@ -118,6 +118,7 @@ class TokenVerifier:
         jwks_file: str | None = None,
         audience: str | None = None,
         issuer: str | None = None,
+        leeway: float = 5.0,
     ) -> TokenVerifier:
         """A verifier whose public key or JWKS is read from a file."""
         return cls(
@@ -126,7 +127,18 @@ class TokenVerifier:
             jwks=Path(jwks_file).read_text() if jwks_file else None,
             audience=audience,
             issuer=issuer,
+            leeway=leeway,
         )
+
+    @property
+    def leeway(self) -> float:
+        """Seconds of clock skew allowed on the time claims."""
+        return self._leeway
+
+    @property
+    def wall(self) -> Callable[[], float]:
+        """The wall clock the time claims are checked against (an `exp` is read on it)."""
+        return self._wall
 
     def connection(self, token: str) -> Claims:
         """The claims of a valid connection token.

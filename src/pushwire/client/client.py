@@ -13,6 +13,11 @@ kept up to date by the server's `join` and `leave`; `presence_events()` yields t
 `Join` / `Leave`. After a reconnection the server sends the members again; the client
 compares, and what changed while it was away is yielded as joins and leaves too.
 
+Tokens: with `token_refresh`, a token that the server says expires (the welcome's `expires`)
+is refreshed before it does, without reconnecting (refresh.py); a connection closed because
+the token expired (4005) comes back with a new one, resuming its session. Without it, an
+expired token closes the client for good: `ClientClosed(4005)`.
+
 Backpressure: messages wait in an inbox of `max_queue` entries until `recv()` takes them. When
 it is full the client stops reading from the connection (nothing is dropped): the socket's
 buffers fill and the server sees a slow consumer, whose own bounds then apply (close 4001,
@@ -26,7 +31,7 @@ from __future__ import annotations
 import base64
 import inspect
 import ssl
-from collections.abc import AsyncIterator, Callable, Generator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from types import TracebackType
 from typing import Any, ParamSpec
 
@@ -34,6 +39,7 @@ from .connection import Connection
 from .errors import ClientClosed, Gap, Message, Presence, RequestFailed, Subscription
 from .inbox import Inbox
 from .presence import PresenceEvents, Roster, parse_presence
+from .refresh import TokenRefresh
 from .requests import Requests, with_data
 from .subscriptions import Subscriptions
 from .transports.base import Envelope
@@ -49,7 +55,13 @@ class Client:
     Args:
         url: `ws://host:port/pushwire`, `http://…` (the same endpoint; any pushwire.v1
             endpoint, e.g. `/echo` or `/ws/<channel>`), or `tcp://host:port`.
-        user, token: sent in `hello` for the server's connect handler.
+        user, token: sent in `hello` for the server's connect handler (`token`: the first
+            connection token).
+        token_refresh: the app's source of new tokens, `async () -> str`: called shortly
+            before the token expires (about 80% into the time it had left, at least 1 s
+            before), to send the server a `refresh`; and when the server closed the
+            connection because the token expired (4005), to come back with a new one. None:
+            an expired token closes the client (`ClientClosed(4005)`).
         transports: names tried in order on every (re)connection, starting from the last one
             that worked; default websocket, sse, stream, longpoll, polling (tcp for tcp://).
         reconnect: come back after a drop (1006) or a "reconnect" close code (1001, 1011,
@@ -71,6 +83,7 @@ class Client:
         *,
         user: str | None = None,
         token: str | None = None,
+        token_refresh: Callable[[], Awaitable[str]] | None = None,
         transports: Sequence[str] | None = None,
         reconnect: bool = True,
         reconnect_delay: float = 0.5,
@@ -96,11 +109,13 @@ class Client:
             poll_interval=poll_interval,
             ssl_context=ssl_context,
             receive=self._receive,
-            connected=self._resubscribe,
+            connected=self._connected,
             dropped=self._dropped,
             closed=self._finish,
+            token_refresh=token_refresh,
         )
         self._requests = Requests(self._connection, request_timeout)
+        self._refresh = TokenRefresh(self._connection, self._requests)
         self._subscriptions = Subscriptions()
         self._roster = Roster(max_queue)
         self._inbox = Inbox(max_queue)
@@ -133,6 +148,12 @@ class Client:
     def session(self) -> str | None:
         """The session id the server gave (None before the first `welcome`)."""
         return self._connection.session
+
+    @property
+    def expires(self) -> float | None:
+        """When the session's token expires (seconds since the epoch), as the server last
+        said (welcome, refreshed); None: never, or no token."""
+        return self._connection.expires
 
     @property
     def expired(self) -> list[str]:
@@ -271,6 +292,8 @@ class Client:
                 self._roster.snapshot(parse_presence(envelope))
         elif kind in ("join", "leave"):
             self._roster.change(envelope)
+        elif kind == "error" and envelope.get("code") == "token_expired" and "id" not in envelope:
+            pass  # the connection is closed next (4005): the connection loop handles it
         else:
             if kind == "subscribed":
                 self._subscriptions.subscribed(envelope)
@@ -295,14 +318,16 @@ class Client:
             return  # re-sent after a resumption, seen already
         await self._inbox.put(Message(payload, seq=seq))
 
-    def _resubscribe(self) -> None:
+    def _connected(self) -> None:
         for envelope in self._subscriptions.envelopes():
             self._requests.request_soon(envelope)
+        self._refresh.plan()
 
     def _dropped(self, reason: str) -> None:
         self._requests.disconnected(reason)
 
     def _finish(self, closed: ClientClosed) -> None:
+        self._refresh.cancel()
         self._requests.disconnected(str(closed))
         self._roster.close(closed)
         self._inbox.close(closed)

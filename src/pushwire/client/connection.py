@@ -7,6 +7,10 @@ secret (from the welcome: the id alone resumes nothing) and the last direct mess
 received (`seq`), which it acknowledges as they arrive. It knows nothing of
 channels, requests or presence: the client is told when a connection is made (to subscribe
 again), dropped (to fail what waited for an answer) and closed for good.
+
+An expired token (close 4005, or an `error` `token_expired`) is not retried as it is: with
+`token_refresh` the loop asks the app for a new token and resumes the session with it;
+without, the connection is closed for good with 4005.
 """
 
 from __future__ import annotations
@@ -30,8 +34,15 @@ log = logging.getLogger("pushwire.client")
 DEFAULT_HTTP_TRANSPORTS = ("websocket", "sse", "stream", "longpoll", "polling")
 
 
+#: The close code of a connection whose token expired: come back with a new token.
+TOKEN_EXPIRED = 4005
+#: What an `error` envelope refusing the hello closes with (docs/security.md).
+_REFUSED = {"forbidden": 4101, "unauthorized": 4102, "token_expired": TOKEN_EXPIRED}
+
+
 def reconnectable(code: int) -> bool:
-    """docs/protocol.md: 4000-4099 (but 4004), 1001, 1006 and 1011 mean "come back"."""
+    """docs/protocol.md: 4000-4099 (but 4004), 1001, 1006 and 1011 mean "come back"
+    (4005, the token expired, with a new token)."""
     return code in (1001, 1006, 1011) or (4000 <= code < 4100 and code != 4004)
 
 
@@ -44,6 +55,8 @@ class Connection:
         connected: called once each connection has its `welcome`, the first one too.
         dropped: called with a reason when a connection drops and the loop comes back.
         closed: called once, when the connection is closed for good.
+        token_refresh: gives a new token when the one in use expired (None: an expired
+            token ends the connection with 4005).
     """
 
     def __init__(
@@ -64,11 +77,19 @@ class Connection:
         connected: Callable[[], None],
         dropped: Callable[[str], None],
         closed: Callable[[ClientClosed], None],
+        token_refresh: Callable[[], Awaitable[str]] | None = None,
     ) -> None:
         scheme = urlsplit(url).scheme
         self.url = url
         self.user = user
+        #: The token sent in every hello: the latest one the app gave.
         self.token = token
+        self.token_refresh = token_refresh
+        #: When the session's token expires (seconds since the epoch, from the latest
+        #: welcome or refresh; None: never, or unknown).
+        self.expires: float | None = None
+        # The token in use expired: get a new one before the next hello.
+        self._stale_token = False
         default = ("tcp",) if scheme in ("tcp", "tcps") else DEFAULT_HTTP_TRANSPORTS
         self.transports = tuple(transports or default)
         self.reconnect = reconnect
@@ -109,7 +130,13 @@ class Connection:
         """Connect and start reading. Raises `ClientClosed` when no transport works or the
         server refuses."""
         try:
-            await self._connect()
+            try:
+                await self._connect()
+            except ConnectionLost as lost:
+                if lost.code != TOKEN_EXPIRED or self.token_refresh is None:
+                    raise
+                await self._renew_token()  # the first token expired already: once more
+                await self._connect()
         except ConnectionLost as lost:
             raise ClientClosed(lost.code, lost.reason) from None
         self._reader = asyncio.ensure_future(self._read())
@@ -194,6 +221,11 @@ class Connection:
                 await self._connect_with(name)
             except ConnectionLost as lost:
                 failures.append(f"{name}: {lost}")
+                if lost.code == TOKEN_EXPIRED:
+                    # Every transport would be refused too: the token must change first.
+                    if self.token_refresh is None:
+                        raise ClientClosed(lost.code, lost.reason) from None
+                    raise
                 if not reconnectable(lost.code) and lost.code != 1006:
                     raise ClientClosed(lost.code, lost.reason) from None
                 continue
@@ -227,6 +259,8 @@ class Connection:
         secret = welcome.get("resume")
         self._secret = secret if isinstance(secret, str) else None
         self.user = welcome.get("user", self.user)
+        expires = welcome.get("expires")
+        self.expires = float(expires) if isinstance(expires, int | float) else None
         self._transport = transport
         transport.ack = self._seq
         self._ready.set()
@@ -239,13 +273,14 @@ class Connection:
             if kind == "welcome":
                 return envelope
             if kind == "error":
-                code = 4101 if envelope.get("code") == "forbidden" else 4100
+                code = _REFUSED.get(str(envelope.get("code")), 4100)
                 raise ConnectionLost(code, str(envelope.get("message", "")))
             if kind == "close":
                 raise ConnectionLost(int(envelope.get("code", 1006)), str(envelope.get("reason")))
 
-    async def _reconnect(self, lost: ConnectionLost) -> bool:
-        """Come back after a drop, with backoff. False when the client must stop."""
+    async def _reconnect(self, lost: ConnectionLost) -> ClientClosed | None:
+        """Come back after a drop, with backoff; a new token first when the one in use
+        expired. Why the client must stop instead, if it must."""
         self._ready.clear()
         self._dropped(f"the connection dropped ({lost.code})")
         if self._transport is not None:
@@ -255,20 +290,44 @@ class Connection:
         while not self._closing:
             attempt += 1
             if self.max_reconnect_attempts is not None and attempt > self.max_reconnect_attempts:
-                return False
+                return ClientClosed(lost.code, lost.reason)
             bound = min(self.reconnect_delay_max, self.reconnect_delay * 2 ** (attempt - 1))
             await asyncio.sleep(random.uniform(0, bound))  # full jitter
             try:
+                if self._stale_token:
+                    await self._renew_token()
                 await self._connect()
                 async with self._reconnected:
                     self.reconnections += 1
                     self._reconnected.notify_all()
-                return True
+                return None
             except ConnectionLost as again:
                 log.debug("reconnect attempt %d failed: %s", attempt, again)
-            except ClientClosed:
-                return False
-        return False
+                if again.code == TOKEN_EXPIRED:
+                    self._stale_token = True  # the new token expired too: another one
+            except ClientClosed as closed:
+                return closed
+        return ClientClosed(lost.code, lost.reason)
+
+    async def _renew_token(self) -> None:
+        """A new token from the app (`token_refresh`) for the next hello.
+
+        Raises:
+            ConnectionLost: 4005, when the app's callback failed or timed out (the loop
+                tries again after its backoff).
+        """
+        fetch = self.token_refresh
+        if fetch is None:
+            raise ClientClosed(TOKEN_EXPIRED, "token expired")
+        try:
+            token = await asyncio.wait_for(fetch(), self.connect_timeout)
+        except Exception as exc:  # the app's code: any failure means "no token yet"
+            log.warning("token_refresh failed: %r", exc)
+            raise ConnectionLost(TOKEN_EXPIRED, "no new token") from exc
+        if not isinstance(token, str):
+            raise ConnectionLost(TOKEN_EXPIRED, f"token_refresh gave {type(token).__name__}")
+        self.token = token
+        self._stale_token = False
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -282,18 +341,29 @@ class Connection:
             assert transport is not None
             try:
                 envelope, data = await transport.receive()
-                if envelope["type"] == "close":
+                kind = envelope["type"]
+                if kind == "close":
                     raise ConnectionLost(
                         int(envelope.get("code", 1006)), str(envelope.get("reason"))
                     )
+                # The server closes this connection next (4005); whatever ends it, the next
+                # hello needs a new token. (With an id: a refresh refused, nothing more.)
+                if kind == "error" and envelope.get("code") == "token_expired":
+                    self._stale_token = self._stale_token or "id" not in envelope
             except ConnectionLost as lost:
                 if self._stopping():
+                    return
+                if lost.code == TOKEN_EXPIRED:
+                    self._stale_token = True
+                if self._stale_token and self.token_refresh is None:
+                    self._end(ClientClosed(TOKEN_EXPIRED, lost.reason or "token expired"))
                     return
                 if not (self.reconnect and reconnectable(lost.code)):
                     self._end(ClientClosed(lost.code, lost.reason))
                     return
-                if not await self._reconnect(lost):
-                    self._end(ClientClosed(lost.code, lost.reason))
+                stopped = await self._reconnect(lost)
+                if stopped is not None:
+                    self._end(stopped)
                     return
                 continue
             await self._receive(envelope, data)

@@ -17,7 +17,7 @@ log = logging.getLogger("pushwire.client")
 
 #: The envelopes that answer a request (with its id); `presence` answers one only with an id
 #: (without, it is a snapshot after a subscription).
-ANSWERS = frozenset({"subscribed", "unsubscribed", "published", "pong", "presence"})
+ANSWERS = frozenset({"subscribed", "unsubscribed", "published", "pong", "presence", "refreshed"})
 
 
 def with_data(envelope: Envelope, data: str | bytes) -> Item:

@@ -8,12 +8,14 @@ what it works with:
   catch-ups and recovery after a broker outage;
 - presence (presence.py): members announced through the broker, watchers fed;
 - `direct_messages` (direct.py): the sessions of each user and their direct messages;
-- `lifecycle` (lifecycle.py): opening, detaching, resuming, handing over and closing sessions.
+- `lifecycle` (lifecycle.py): opening, detaching, resuming, handing over and closing sessions;
+- `expiry` (expiry.py): closing the connections whose token expired (close 4005).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -28,6 +30,7 @@ from ..message import Data, Message
 from ..presence import PresenceSnapshot
 from .channels import Channels, HubStats
 from .direct import DirectMessages
+from .expiry import TokenExpiry
 from .identity import Access, Proxy
 from .lifecycle import SessionLifecycle
 from .presence import Presence
@@ -102,6 +105,7 @@ class Hub:
                 jwks_file=config.jwks_file,
                 audience=config.jwt_audience,
                 issuer=config.jwt_issuer,
+                leeway=config.jwt_leeway,
             )
         rules = None
         if namespaces is not None:
@@ -118,6 +122,12 @@ class Hub:
             self.channels,
             self.direct_messages,
             tasks,
+            # A token's `exp` is read on the verifier's wall clock, with its leeway.
+            expiry=TokenExpiry(
+                clock,
+                wall=tokens.wall if tokens is not None else time.time,
+                leeway=tokens.leeway if tokens is not None else config.jwt_leeway,
+            ),
         )
 
         self.broker.attach(self.channels.deliver)
@@ -187,6 +197,11 @@ class Hub:
     @new_session_id.setter
     def new_session_id(self, make: Callable[[], str]) -> None:
         self.lifecycle.new_session_id = make
+
+    @property
+    def expiry(self) -> TokenExpiry:
+        """Closes the connections of sessions whose token expired (close 4005)."""
+        return self.lifecycle.expiry
 
     def close_session(self, session: Session, code: int, reason: str) -> None:
         """Forget a session for good; runs the disconnect handler once."""

@@ -18,6 +18,7 @@ from ..config import Config
 from ..message import Data
 from .channels import Channels
 from .direct import DirectMessages
+from .expiry import TokenExpiry
 from .sessions import Session, SessionStore, new_session_id
 from .tasks import BackgroundTasks
 from .transport import Transport
@@ -37,6 +38,8 @@ class SessionLifecycle:
         channels: sessions leave their channels when detached or closed.
         direct_messages: a session gets its user's direct messages while open.
         tasks: runs the disconnect handler.
+        expiry: closes sessions whose token expired (one on `clock`, the wall clock and
+            `jwt_leeway` when None); read as `Hub.expiry`.
     """
 
     def __init__(
@@ -47,8 +50,11 @@ class SessionLifecycle:
         channels: Channels,
         direct_messages: DirectMessages,
         tasks: BackgroundTasks,
+        *,
+        expiry: TokenExpiry | None = None,
     ) -> None:
         self.store = store
+        self.expiry = expiry or TokenExpiry(clock, leeway=config.jwt_leeway)
         self._config = config
         self._clock = clock
         self._channels = channels
@@ -173,10 +179,12 @@ class SessionLifecycle:
         *,
         endpoint: str = "",
         secret: str | None = None,
+        grants: frozenset[str] = frozenset(),
+        token_expires: float | None = None,
     ) -> Session:
         """A session handed over by another process, attached to `transport` here (under a
-        new id): its direct-message count, the messages not acknowledged yet, its endpoint
-        and its resume secret carry on.
+        new id): its direct-message count, the messages not acknowledged yet, its endpoint,
+        its resume secret, its token's grants and expiry carry on.
 
         `arrived` (from `DirectMessages.begin_adoption`): the direct messages to the user this
         process got during the hand-over; those after `last_direct`, the last one the old
@@ -185,6 +193,8 @@ class SessionLifecycle:
         overflows is closed.
         """
         session = self.open(transport, user, info, resumable=True, endpoint=endpoint, secret=secret)
+        session.grants = grants
+        self.expiry.watch(session, token_expires)
         session.seq, session.acked = seq, acked
         kept = session.unacked = deque(unacked)
         session.unacked_bytes = sum(len(data) for _, data in kept)
@@ -210,6 +220,7 @@ class SessionLifecycle:
 
     def _forget(self, session: Session) -> None:
         session.closed = True
+        self.expiry.forget(session)
         if session.expiry is not None:
             session.expiry.cancel()
             session.expiry = None

@@ -86,6 +86,7 @@ class Session:
         "resumable",
         "secret",
         "seq",
+        "token_due",
         "token_expires",
         "transport",
         "unacked",
@@ -129,9 +130,12 @@ class Session:
         #: (a hand-over starts from it on the new node).
         self.last_direct: str | None = None
         #: Channels the client's token lets it read whatever their rule (its `channels`
-        #: claim), and when the token expires (seconds since the epoch; None: never).
+        #: claim), and when the token expires (seconds since the epoch; None: never), set
+        #: through `TokenExpiry.watch`, which keeps `token_due`: the same time on the hub's
+        #: clock, leeway included.
         self.grants: frozenset[str] = frozenset()
         self.token_expires: float | None = None
+        self.token_due: float | None = None
         #: The request headers the subscribe proxy passes on to the app's backend (those of
         #: the connection that opened the session; empty without a subscribe proxy).
         self.forwarded: Mapping[str, str] = _NO_HEADERS

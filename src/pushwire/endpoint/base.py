@@ -54,6 +54,13 @@ class Endpoint:
         at the endpoint that opened it (an /echo session is no /pushwire session)."""
         return self.kind if self.channel is None else f"{self.kind}:{self.channel}"
 
+    @property
+    def path(self) -> str:
+        """The endpoint's path, as the built-in app routes it."""
+        if self.kind == "channel":
+            return f"/ws/{self.channel}"
+        return "/echo" if self.kind == "echo" else "/pushwire"
+
 
 @dataclass(frozen=True, slots=True)
 class ClientInfo:
@@ -169,10 +176,14 @@ class Handler:
             resumable=resumable,
             endpoint=self.endpoint.key,
         )
-        session.grants = identity.grants
-        session.token_expires = identity.expires
         session.forwarded = identity.forwarded
+        self._renew(session, identity)
         return session
+
+    def _renew(self, session: Session, identity: Identity) -> None:
+        """What a (new) token says for the session: its grants, and its expiry from now on."""
+        session.grants = identity.grants
+        self.hub.expiry.watch(session, identity.expires)
 
     async def _publish_checked(
         self, session: Session, channel: str, data: Data, done: PublishCallback

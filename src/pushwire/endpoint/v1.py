@@ -1,17 +1,20 @@
-"""pushwire.v1: `hello` first, then subscribe / unsubscribe / publish / send / presence / ack."""
+"""pushwire.v1: `hello` first, then subscribe / unsubscribe / publish / send / presence / ack /
+refresh."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable
 from typing import Any, Final
 
-from ..core import Identity, Session, snapshot_fields
+from ..core import ConnectRequest, Identity, Session, snapshot_fields
 from ..envelope import Envelope, decode
 from ..errors import (
     BadRequest,
     Forbidden,
     PushwireError,
     RemoteError,
+    TokenExpired,
+    Unauthorized,
     Unavailable,
     UnknownType,
 )
@@ -21,7 +24,7 @@ from .base import Handler, write_recovery
 __all__ = ["EnvelopeHandler"]
 
 #: What a pushwire.v1 session on /echo may not do: it echoes, and reaches nothing else.
-ECHO_REFUSED: Final = frozenset({"subscribe", "publish", "presence"})
+ECHO_REFUSED: Final = frozenset({"subscribe", "publish", "presence", "refresh"})
 ECHO_ONLY: Final = "/echo is an echo service"
 
 
@@ -76,6 +79,8 @@ class EnvelopeHandler(Handler):
             channel = self.hub.access.check_channel(fields.get("channel"))
             self.hub.channels.unsubscribe(session, channel)
             self._reply({"type": "unsubscribed", "id": request_id, "channel": channel})
+        elif kind == "refresh":
+            return self._refresh(session, fields, request_id)
         elif kind == "ping":
             self._reply({"type": "pong"})
         elif kind == "pong":
@@ -105,35 +110,23 @@ class EnvelopeHandler(Handler):
         session_id, ack = fields.get("session"), fields.get("ack", 0)
         if not isinstance(ack, int) or isinstance(ack, bool):
             raise BadRequest('"ack" must be an integer')
-        # Resuming needs the session's resume secret, at the endpoint that opened it: a hello
-        # without them is answered as one naming an unknown session (a new one, `expired`)
-        # and leaves the session it named alone.
-        secret, where = fields.get("resume"), self.endpoint.key
-        session = (
-            self.hub.lifecycle.resume(session_id, secret, where, self.transport)
-            if isinstance(session_id, str)
-            else None
-        )
-        migration = self.hub.migration
-        if session is None and isinstance(session_id, str) and migration is not None:
-            # Held by another node: it hands the session over (or it counts as expired).
-            session = await migration.take_over(session_id, secret, where, self.transport)
+        try:
+            session, identity = await self._resumed(session_id, fields.get("resume"), user, token)
+            if session is None and identity is None:
+                identity = await self._connected(user, token)
+        except (RemoteError, Unavailable) as exc:  # refused, or no answer to ask
+            self._error(None, exc)
+            self.transport.close(exc.close_code, str(exc)[:120])
+            return
         resumed = session is not None
         if session is None:
-            if self.endpoint.kind == "echo":
-                # An echo service: no user, no connect handler, so nothing to steal.
-                identity = Identity(None)
-            else:
-                try:
-                    identity = await self.hub.access.connect(self._connect_request(user, token))
-                except (RemoteError, Unavailable) as exc:  # refused, or no backend answer
-                    self._error(None, exc)
-                    self.transport.close(exc.close_code, str(exc)[:120])
-                    return
+            assert identity is not None
             # This process must receive the user's direct messages before the welcome: any
             # sent after it reaches the session. No await from here to the welcome.
             await self.hub.direct_messages.prepare_user(identity.user)
             session = self._open_session(identity, resumable=True)
+        elif identity is not None:
+            self._renew(session, identity)  # resumed with a new token
         self.session = session
         self.client = None
         config = self.hub.config
@@ -147,6 +140,8 @@ class EnvelopeHandler(Handler):
             "transport": self.transport.name,
             "max_message": config.max_message,
         }
+        if session.token_expires is not None:
+            welcome["expires"] = _number(session.token_expires)
         if session_id is not None and not resumed:
             welcome["expired"] = session_id  # the app must learn its old session is gone
         self._reply(welcome)
@@ -164,6 +159,107 @@ class EnvelopeHandler(Handler):
                 self.transport.close(exc.close_code, str(exc)[:120])
                 return
             self.hub.channels.subscribe(session, channel, present=rule.presence)
+
+    async def _resumed(
+        self, session_id: object, secret: object, user: str | None, token: str | None
+    ) -> tuple[Session | None, Identity | None]:
+        """The session a hello resumes, and who its token proves (None: it has none).
+
+        Resuming needs the session's resume secret, at the endpoint that opened it: a hello
+        without them is answered as one naming an unknown session (a new one, `expired`) and
+        leaves the session it named alone. A token is checked again before the session is
+        taken (`_recheck`).
+
+        Raises:
+            RemoteError: the resumption is refused (`_recheck`).
+        """
+        if not isinstance(session_id, str):
+            return None, None
+        lifecycle, where = self.hub.lifecycle, self.endpoint.key
+        claimed = lifecycle.claim(session_id, secret, where)
+        if claimed is not None:
+            identity = await self._recheck(claimed, user, token)
+            return lifecycle.resume(session_id, secret, where, self.transport), identity
+        migration = self.hub.migration
+        if migration is None:
+            return None, None
+        # Held by another node: it hands the session over (or it counts as expired).
+        session = await migration.take_over(session_id, secret, where, self.transport)
+        if session is None:
+            return None, None
+        try:
+            return session, await self._recheck(session, user, token)
+        except (RemoteError, Unavailable) as exc:
+            # Taken over already: refused here, it waits detached as after a drop.
+            lifecycle.detach(session, self.transport, exc.close_code, str(exc), final=False)
+            raise
+
+    async def _recheck(
+        self, session: Session, user: str | None, token: str | None
+    ) -> Identity | None:
+        """Who the token of a hello resuming `session` proves: the connect decision again,
+        for the session's user. Without a token the session keeps its token's expiry.
+
+        Raises:
+            TokenExpired: no token, and the session's has expired; or the token has.
+            Unauthorized: an invalid token, or one for another user than the session's.
+            Forbidden: the connect handler refused.
+        """
+        if self.endpoint.kind == "echo":
+            return None  # no user, no token: nothing to prove
+        if token is None:
+            if self.hub.expiry.passed(session):
+                exc = TokenExpired("token expired: resume with a new token")
+                self._refused("resume", exc)
+                raise exc
+            return None
+        identity = await self.hub.access.connect(self._connect_request(user, token))
+        self._same_user(session, identity, "resume")
+        return identity
+
+    async def _connected(self, user: str | None, token: str | None) -> Identity:
+        """Who a hello opening a new session is (the connect decision)."""
+        if self.endpoint.kind == "echo":
+            # An echo service: no user, no connect handler, so nothing to steal.
+            return Identity(None)
+        return await self.hub.access.connect(self._connect_request(user, token))
+
+    async def _refresh(self, session: Session, fields: dict[str, Any], request_id: object) -> None:
+        """A new token for the session: checked like at connect, for the same user; it moves
+        the session's expiry and grants. Refused, the session keeps its old ones."""
+        token = fields.get("token")
+        try:
+            if not isinstance(token, str):
+                raise BadRequest('refresh needs a "token" string')
+            request = ConnectRequest(
+                path=self.endpoint.path,
+                transport=self.transport.name,
+                headers=[],
+                query={},
+                user=session.user,
+                token=token,
+            )
+            identity = await self.hub.access.connect(request)
+            self._same_user(session, identity, "refresh")
+        except (RemoteError, Unavailable) as exc:
+            self._failed(exc, request_id)
+            return
+        self._renew(session, identity)
+        expires = session.token_expires
+        shown = None if expires is None else _number(expires)
+        self._reply({"type": "refreshed", "id": request_id, "expires": shown})
+
+    def _same_user(self, session: Session, identity: Identity, decision: str) -> None:
+        """Raises `Unauthorized` (logged) when a new token names another user."""
+        if identity.user != session.user:
+            exc = Unauthorized("the token is for another user than the session's")
+            self._refused(decision, exc)
+            raise exc
+
+    def _refused(self, decision: str, exc: PushwireError) -> None:
+        client = self.client
+        where = f"{decision} ({self.transport.name} {self.endpoint.path})"
+        self.hub.access.refusals.refused(where, exc, client.remote if client else None)
 
     async def _publish_hooked(
         self, session: Session, channel: str, data: Data, request_id: object

@@ -16,6 +16,7 @@ var CONNECTING = 0;
 var OPEN = 1;
 var CLOSING = 2;
 var CLOSED = 3;
+var TOKEN_EXPIRED = 4005;
 var NEWLINE = 10;
 var ACK_DELAY_MS = 50;
 var ACK_EVERY = 100;
@@ -85,6 +86,7 @@ function pageOrigin() {
 var DEFAULTS = {
   user: null,
   token: null,
+  getToken: null,
   transports: ["websocket", "sse", "stream", "iframe", "longpoll", "polling"],
   reconnect: true,
   reconnectDelay: 500,
@@ -193,8 +195,16 @@ function meansReconnect(code) {
   return code === 1006 || code === 1001 || code === 1011 || code >= 4e3 && code <= 4099;
 }
 var Connecting = class {
-  /** Connect, starting with the transport that worked last. */
+  /** Connect, starting with the transport that worked last (with a new token first when
+   * the one in use expired). */
   _connect() {
+    if (this._staleToken && this._refreshes()) {
+      this._renewThen(() => this._connectNow());
+      return;
+    }
+    this._connectNow();
+  }
+  _connectNow() {
     const count = this._options.transports.length;
     this._tryTransport(count > 0 ? this._lastWorking % count : 0, 0);
   }
@@ -290,14 +300,23 @@ var Connecting = class {
       this._finish(code, reason, wasClean, !wasClean);
       return;
     }
+    const expired = this._tokenExpired(code);
+    if (expired && !this._refreshes()) {
+      this._finish(TOKEN_EXPIRED, reason, wasClean, !wasClean);
+      return;
+    }
     if (wasLive) {
-      if (this._options.reconnect && meansReconnect(code)) {
+      if (this._options.reconnect && (meansReconnect(code) || expired)) {
         this._reconnectAttempt = 0;
         this.dispatchEvent(Object.assign(new Event("reconnecting"), { code, reason }));
         this._scheduleReconnect();
       } else {
         this._finish(code, reason, wasClean, !wasClean);
       }
+      return;
+    }
+    if (expired) {
+      this._scheduleReconnect();
       return;
     }
     if (code !== 1006 && !meansReconnect(code)) {
@@ -325,7 +344,8 @@ var Connecting = class {
     clearTimeout(this._reconnectTimer);
     this._reconnectTimer = setTimeout(() => {
       this._reconnectTimer = null;
-      if (this._readyState === OPEN && !this._closeRequested) this._connect();
+      const state = this._readyState;
+      if ((state === OPEN || state === CONNECTING) && !this._closeRequested) this._connect();
     }, Math.random() * bound);
   }
 };
@@ -344,8 +364,13 @@ var Incoming = class {
         return this._subscribed(envelope);
       case "unsubscribed":
       case "published":
+      case "refreshed":
         return this._answered(envelope);
       case "error":
+        if (envelope.code === "token_expired" && envelope.id === void 0) {
+          this._staleToken = true;
+          if (this._refreshes()) return void 0;
+        }
         return this._serverError(envelope);
       case "presence":
         return this._presenceSnapshot(envelope);
@@ -581,6 +606,8 @@ var Requests = class {
     if (envelope.type === "published") {
       answer.epoch = envelope.epoch;
       answer.offset = envelope.offset;
+    } else if (envelope.type === "refreshed") {
+      answer.expires = envelope.expires;
     }
     request.resolve(answer);
   }
@@ -632,7 +659,8 @@ var Session = class {
     return {
       type: "hello",
       user: this._options.user == null ? null : String(this._options.user),
-      token: this._options.token == null ? null : String(this._options.token),
+      token: this._token,
+      // options.token, or the latest from getToken
       session: this._session,
       resume: this._resume,
       // the session's secret: the id alone resumes nothing
@@ -655,6 +683,7 @@ var Session = class {
     const previousTransport = this._transportName;
     this._transportName = this._options.transports[this._attempt.index];
     this._startHeartbeat(Number(envelope.heartbeat) || 20);
+    this._planRefresh(envelope.expires);
     const reconnected = this._everOpened;
     if (envelope.expired !== void 0 || previous !== null && !envelope.resumed) {
       this._lastSeq = 0;
@@ -706,6 +735,79 @@ var Session = class {
   _stopHeartbeat() {
     clearInterval(this._heartbeatTimer);
     this._heartbeatTimer = null;
+  }
+};
+
+// src/tokens.js
+var REFRESH_SHARE = 0.8;
+var REFRESH_MARGIN_MS = 1e3;
+var Tokens = class {
+  /** Whether the app gives new tokens. */
+  _refreshes() {
+    return typeof this._options.getToken === "function";
+  }
+  /**
+   * Plan the next refresh of a token that expires at `expires` (seconds since the epoch),
+   * in place of any planned before.
+   * @param {number|undefined|null} expires
+   */
+  _planRefresh(expires) {
+    clearTimeout(this._refreshTimer);
+    this._refreshTimer = null;
+    if (typeof expires !== "number" || !this._refreshes()) return;
+    const remaining = expires * 1e3 - Date.now();
+    const delay = Math.max(0, Math.min(REFRESH_SHARE * remaining, remaining - REFRESH_MARGIN_MS));
+    this._refreshTimer = setTimeout(() => this._refreshToken(), delay);
+  }
+  /**
+   * Ask the app for a new token and send it. A refusal (the server's `error`, which the app
+   * sees as `servererror`) or a failed `getToken` leaves the old expiry: the server closes
+   * the connection then (4005) and the client comes back with a new token.
+   */
+  _refreshToken() {
+    this._refreshTimer = null;
+    this._newToken().then(() => {
+      if (!this._live || this._readyState >= CLOSING) return null;
+      return this._request({ type: "refresh", token: this._token }, { kind: "refresh" });
+    }).then((answer) => {
+      if (answer) this._planRefresh(answer.expires);
+    }, (error) => {
+      if (error && error.code && error.code !== "disconnected") {
+        this.dispatchEvent(Object.assign(new Event("servererror"), {
+          code: error.code,
+          message: error.message
+        }));
+      }
+    });
+  }
+  /** A new token from `getToken`, for the next hello and refresh. */
+  _newToken() {
+    return Promise.resolve().then(() => this._options.getToken()).then((token) => {
+      if (typeof token !== "string") throw new TypeError("getToken must give a string");
+      this._token = token;
+      this._staleToken = false;
+    });
+  }
+  /**
+   * The connection ended or was refused with `code`: whether the token is what must change
+   * (4005, or an `error` `token_expired` came first).
+   * @param {number} code
+   */
+  _tokenExpired(code) {
+    if (code === TOKEN_EXPIRED) this._staleToken = true;
+    return this._staleToken;
+  }
+  /**
+   * Connect once a new token is in hand (`_connect` when the token expired). A `getToken`
+   * that fails is asked again after the reconnection backoff.
+   * @param {() => void} connect
+   */
+  _renewThen(connect) {
+    this._newToken().then(() => {
+      if (this._readyState !== CLOSED && !this._closeRequested) connect();
+    }, () => {
+      if (this._readyState !== CLOSED && !this._closeRequested) this._scheduleReconnect();
+    });
   }
 };
 
@@ -1285,6 +1387,9 @@ var Pushwire = class extends EventTarget {
     this._session = null;
     this._resume = null;
     this._user = this._options.user == null ? null : String(this._options.user);
+    this._token = this._options.token == null ? null : String(this._options.token);
+    this._staleToken = false;
+    this._refreshTimer = null;
     this._transport = null;
     this._transportName = null;
     this._lastWorking = 0;
@@ -1405,6 +1510,7 @@ var Pushwire = class extends EventTarget {
     clearTimeout(this._reconnectTimer);
     clearTimeout(this._connectTimer);
     clearTimeout(this._ackTimer);
+    clearTimeout(this._refreshTimer);
     this._dropTransport();
     this._readyState = CLOSED;
     const closed = new DOMException("the connection is closed", "InvalidStateError");
@@ -1443,7 +1549,7 @@ var Pushwire = class extends EventTarget {
     if (this._transport) this._transport.close(code === void 0 ? 4e3 : code, reason || "dropped for a test");
   }
 };
-for (const part of [Presence, Channels, Outgoing, Requests, Session, Connecting, Incoming]) {
+for (const part of [Presence, Channels, Outgoing, Requests, Session, Tokens, Connecting, Incoming]) {
   const methods = Object.getOwnPropertyDescriptors(part.prototype);
   delete methods.constructor;
   for (const name of Object.keys(methods)) {

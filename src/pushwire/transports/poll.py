@@ -358,6 +358,10 @@ class Polls:
             BadRequest: a malformed cursor.
         """
         closed = self._closed.get(session_id)
+        if closed is not None and closed[1].transport is not None and not closed[1].closed:
+            # Resumed on a new connection since: the old one's close is no news to it.
+            del self._closed[session_id]
+            closed = None
         if closed is not None:
             ended, owner = closed
             self.sessions.check(owner, session_id, secret, endpoint)
