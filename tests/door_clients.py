@@ -494,10 +494,10 @@ class RawSse:
         """The next event (comments and `retry:` left out)."""
         deadline = time.monotonic() + timeout
         while b"\n\n" not in self._pending:
-            data = self.response.chunk(max(deadline - time.monotonic(), 0.001))
-            if not data and self.response.ended:
+            chunk = self.response.chunk(max(deadline - time.monotonic(), 0.001))
+            if not chunk and self.response.ended:
                 raise EOFError("the stream ended")
-            self._pending += data
+            self._pending += chunk
         block, _, self._pending = self._pending.partition(b"\n\n")
         fields: dict[str, list[str]] = {}
         for line in block.decode().split("\n"):

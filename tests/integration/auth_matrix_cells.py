@@ -64,7 +64,7 @@ class NotApplicable:
     reason: str
 
 
-# -- the HTTP API, as the server's own backend uses it ----------------------------------------
+# -- the HTTP API, as the server's own backend uses it -----------------------------------------
 
 
 def publish(context: Context, channel: str, data: str) -> Envelope:
@@ -88,7 +88,7 @@ def delivered(user: str, sessions: int) -> Envelope:
     return {"user": user, "nodes": 1 if sessions else 0, "sessions": sessions}
 
 
-# -- pushwire.v1 --------------------------------------------------------------------------------
+# -- pushwire.v1 -------------------------------------------------------------------------------
 
 
 def v1(context: Context, credential: Credential, channel: str | None = None) -> Envelopes:
@@ -327,7 +327,12 @@ def history_v1(context: Context, case: str) -> None:
 def history_ws_v1(context: Context, case: str) -> None:
     cases = context.cases
     before = publish(context, cases.guarded, "before you came")
-    request = {"type": "subscribe", "id": 1, "channel": cases.guarded, "since": since_before(before)}
+    request = {
+        "type": "subscribe",
+        "id": 1,
+        "channel": cases.guarded,
+        "since": since_before(before),
+    }
     if case == ALLOWED:
         with v1(context, cases.reader, cases.guarded) as conn:
             welcomed(conn, cases.reader.claim)
@@ -358,9 +363,9 @@ def presence_v1(context: Context, case: str) -> None:
             welcomed(conn, cases.user)
             subscribed(conn, lobby, 1, presence=True)
             assert members(conn.recv(), lobby) == [cases.user]
-            assert members(ask(conn, {"type": "presence", "id": 2, "channel": lobby}), lobby, 2) == [
-                cases.user
-            ]
+            assert members(
+                ask(conn, {"type": "presence", "id": 2, "channel": lobby}), lobby, 2
+            ) == [cases.user]
         return
     with v1(context, cases.quiet_reader if case == "off" else cases.alice) as conn:
         welcomed(conn, cases.user)
@@ -404,7 +409,7 @@ def presence_ws_v1(context: Context, case: str) -> None:
         assert members(answer, lobby, 3) == [cases.user]
 
 
-# -- raw /ws/<channel> ----------------------------------------------------------------------------
+# -- raw /ws/<channel> -------------------------------------------------------------------------
 
 
 def raw_ws(context: Context, credential: Credential, channel: str) -> RawWebSocket:
@@ -485,7 +490,7 @@ def send_raw_ws(context: Context, case: str) -> None:
         assert ws.recv() == "later"
 
 
-# -- raw /sse/<channel> ---------------------------------------------------------------------------
+# -- raw /sse/<channel> ------------------------------------------------------------------------
 
 
 def raw_sse(
@@ -582,7 +587,7 @@ def history_raw_sse(context: Context, case: str) -> None:
         refused_with_status(stream, cases.guarded_refusal)
 
 
-# -- the HTTP API -----------------------------------------------------------------------------------
+# -- the HTTP API ------------------------------------------------------------------------------
 
 API_KEYS: Final = {ALLOWED: API_KEY, "no-key": None, "wrong-key": "not-the-key"}
 WRONG_KEY: Final = (401, "missing or wrong API key (Authorization: Bearer <key>)")

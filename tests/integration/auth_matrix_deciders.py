@@ -176,7 +176,11 @@ def jwt_cases(tag: str) -> Cases:
         guarded_refusal=Refusal("forbidden", f"{guarded!r} is for the users its name lists"),
         talk=f"chat:talk{tag}",
         talk_data="hello",
-        refused_publish=(news, "hello", Refusal("forbidden", f"only the server publishes to {news!r}")),
+        refused_publish=(
+            news,
+            "hello",
+            Refusal("forbidden", f"only the server publishes to {news!r}"),
+        ),
         quiet=quiet,
         quiet_reader=Credential(alice, token(alice, channels=[quiet])),
         send_refused={

@@ -1,4 +1,4 @@
-"""Who may do what, the whole grid (issue 13, "Must show"): every door × every action × every
+"""Who may do what, the whole grid (issue 13, "Must show"): every door, every action, every
 way to decide. In each cell a refused identity is refused with the documented code
 (docs/security.md, "Codes of a refusal") and gets nothing, and an allowed one succeeds.
 
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Final
 
 import pytest
@@ -170,9 +169,7 @@ _tags = itertools.count(1)
 
 
 @pytest.mark.parametrize(("decider", "door", "cell", "case"), cells())
-def test_cell(
-    targets: dict[str, Target], decider: str, door: str, cell: Cell, case: str
-) -> None:
+def test_cell(targets: dict[str, Target], decider: str, door: str, cell: Cell, case: str) -> None:
     tag = f"{next(_tags)}"
     context = Context(door, targets[decider], DECIDERS[decider](tag), tag)
     cell.run(context, case)
