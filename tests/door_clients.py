@@ -127,7 +127,10 @@ class _WebSocketEnvelopes(Envelopes):
         self.ended = False
 
     def send(self, envelope: Envelope) -> None:
-        self.ws.send(json.dumps(envelope))
+        try:
+            self.ws.send(json.dumps(envelope))
+        except ConnectionClosed:
+            pass  # the server closed first: the envelope is lost, `recv` reads the close
 
     def recv(self, timeout: float = WAIT) -> Envelope:
         if self.ended:
