@@ -19,6 +19,7 @@ holds one envelope, which is all a browser's frame would post to its parent.
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import socket
@@ -127,10 +128,9 @@ class _WebSocketEnvelopes(Envelopes):
         self.ended = False
 
     def send(self, envelope: Envelope) -> None:
-        try:
+        # When the server closed first, the envelope is lost and `recv` reads the close.
+        with contextlib.suppress(ConnectionClosed):
             self.ws.send(json.dumps(envelope))
-        except ConnectionClosed:
-            pass  # the server closed first: the envelope is lost, `recv` reads the close
 
     def recv(self, timeout: float = WAIT) -> Envelope:
         if self.ended:
