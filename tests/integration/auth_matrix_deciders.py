@@ -3,12 +3,18 @@
 channels and refusals one test uses.
 
 - `jwt`: `pushwire serve --jwt-secret ... --config` with namespaces: connection tokens,
-  channel rules, a token's `channels` claim.
+  channel rules, a token's `channels` claim. The demo app's `on_connect` handler (it adds
+  the transport to the info) makes every door await its connect.
+- `jwt-hub`: the same tokens and namespaces in an in-process `Hub` without any handler,
+  where nothing is awaited: the raw doors then connect and check the channel inline
+  (`Access.connect_now`, `Access.check_subscribe`), a path `pushwire serve` never takes.
 - `handlers`: an in-process `App` whose `Hub` has `on_connect`, `on_subscribe` and
-  `on_publish` handlers, served by `pushwire.server.listener.Server` on a loopback port from a
-  thread of its own.
+  `on_publish` handlers.
 - `proxy`: `pushwire serve --connect-proxy ... --subscribe-proxy ... --publish-proxy ...`
   asking tests/proxy_backend.py, a real backend process.
+
+The in-process hubs are served by `pushwire.server.listener.Server` on loopback ports from a
+thread of their own.
 
 Each decider gives `Cases` for a test's `tag` (a suffix that makes its users and channels its
 own: no session or message of another test is in the way, and a count of sessions is exact).
@@ -19,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,7 +35,7 @@ from typing import Final
 import jwt
 
 from pushwire import App, Config, ConnectRequest, Forbidden, Hub, Session
-from pushwire.auth.namespaces import Namespace
+from pushwire.auth.namespaces import Namespace, parse_namespaces
 from pushwire.message import Data
 from pushwire.server.listener import Server
 from tests.proxy_backend import running_backend
@@ -43,9 +50,11 @@ __all__ = [
     "Credential",
     "Refusal",
     "SendCase",
+    "handlers_hub",
+    "jwt_hub",
     "jwt_server",
     "proxy_server",
-    "running_handlers_app",
+    "running_hub",
 ]
 
 API_KEY: Final = "the-api-key-of-the-matrix"
@@ -192,6 +201,13 @@ def jwt_cases(tag: str) -> Cases:
     )
 
 
+def jwt_hub() -> Hub:
+    """The tokens and namespaces of `jwt_server`, in a hub without any handler."""
+    config = Config(port=0, tcp_port=0, api_key=API_KEY, jwt_secret=SECRET)
+    namespaces = parse_namespaces(tomllib.loads(JWT_NAMESPACES)["namespaces"])
+    return Hub(config=config, namespaces=namespaces)
+
+
 @contextmanager
 def jwt_server(directory: Path) -> Iterator[ServerProcess]:
     config = directory / "jwt.toml"
@@ -287,15 +303,15 @@ class Address:
 
 
 @contextmanager
-def running_handlers_app() -> Iterator[Address]:
-    """`handlers_hub()` in an `App`, served on loopback ports by an event loop in a thread
-    of its own (the tests' clients block), shut down on exit."""
+def running_hub(make_hub: Callable[[], Hub]) -> Iterator[Address]:
+    """The hub `make_hub` makes (in the server's loop) in an `App`, served on loopback ports
+    by an event loop in a thread of its own (the tests' clients block), shut down on exit."""
     loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="handlers-app", daemon=True)
+    thread = threading.Thread(target=loop.run_forever, name="matrix-hub", daemon=True)
     thread.start()
 
     async def start() -> Server:
-        hub = handlers_hub()
+        hub = make_hub()
         await hub.broker.start()
         server = Server(App(hub), hub.config)
         await server.start()
@@ -387,6 +403,7 @@ def proxy_server(directory: Path) -> Iterator[ServerProcess]:
 #: Each decider's cases, by name.
 DECIDERS: Final[dict[str, Callable[[str], Cases]]] = {
     "jwt": jwt_cases,
+    "jwt-hub": jwt_cases,
     "handlers": handlers_cases,
     "proxy": proxy_cases,
 }

@@ -4,7 +4,8 @@ way to decide. In each cell a refused identity is refused with the documented co
 
 The grid below says how each cell is driven (tests/integration/auth_matrix_cells.py), or why
 it does not exist. Each cell runs under each decider (tests/integration/auth_matrix_deciders.py:
-JWT with namespaces, an app's handlers, the backend proxy with a real backend process), for
+JWT with namespaces, served by `pushwire serve` and by a hub without handlers; an app's
+handlers; the backend proxy with a real backend process), for
 "allowed" and for each refusal the decider has for it; a test is
 `test_cell[<decider>-<door>-<action>-<case>]`.
 
@@ -62,9 +63,11 @@ from tests.integration.auth_matrix_cells import (
 from tests.integration.auth_matrix_deciders import (
     DECIDERS,
     Cases,
+    handlers_hub,
+    jwt_hub,
     jwt_server,
     proxy_server,
-    running_handlers_app,
+    running_hub,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -159,10 +162,11 @@ def targets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Targ
     directory = tmp_path_factory.mktemp("auth-matrix")
     with (
         jwt_server(directory) as jwt,
-        running_handlers_app() as handlers,
+        running_hub(jwt_hub) as jwt_in_process,
+        running_hub(handlers_hub) as handlers,
         proxy_server(directory) as proxy,
     ):
-        yield {"jwt": jwt, "handlers": handlers, "proxy": proxy}
+        yield {"jwt": jwt, "jwt-hub": jwt_in_process, "handlers": handlers, "proxy": proxy}
 
 
 _tags = itertools.count(1)
