@@ -184,38 +184,45 @@ def connect_v1(context: Context, case: str) -> None:
         refused_and_closed(conn, refusal)
 
 
+def reading(cases: Cases, case: str) -> tuple[Credential, str, Refusal | None]:
+    """Who reads which channel in a subscribe or history cell, and its refusal (None: the
+    allowed reader)."""
+    if case == ALLOWED:
+        return cases.reader, cases.guarded, None
+    if case == "refused":
+        return cases.outsider, cases.guarded, cases.guarded_refusal
+    return cases.read_refused[case]
+
+
 def subscribe_v1(context: Context, case: str) -> None:
     cases = context.cases
-    if case == ALLOWED:
-        with v1(context, cases.reader) as conn:
-            welcomed(conn, cases.reader.claim)
-            subscribed(conn, cases.guarded, 1)
-            publish(context, cases.guarded, "for the readers")
-            next_message(conn, cases.guarded, "for the readers")
-        return
-    with v1(context, cases.outsider) as conn:
-        welcomed(conn, cases.outsider.claim)
-        request = {"type": "subscribe", "id": 1, "channel": cases.guarded}
-        assert ask(conn, request) == error(1, cases.guarded_refusal)
+    who, channel, refusal = reading(cases, case)
+    with v1(context, who) as conn:
+        welcomed(conn, who.claim)
+        if refusal is None:
+            subscribed(conn, channel, 1)
+            publish(context, channel, "for the readers")
+            next_message(conn, channel, "for the readers")
+            return
+        request = {"type": "subscribe", "id": 1, "channel": channel}
+        assert ask(conn, request) == error(1, refusal)
         subscribed(conn, cases.lobby, 2)  # still connected
-        publish(context, cases.guarded, "not for outsiders")
+        publish(context, channel, "not for outsiders")
         publish(context, cases.lobby, "later")
         next_message(conn, cases.lobby, "later")
 
 
 def subscribe_ws_v1(context: Context, case: str) -> None:
-    cases = context.cases
-    if case == ALLOWED:
-        with v1(context, cases.reader, cases.guarded) as conn:
-            welcomed(conn, cases.reader.claim)
+    who, channel, refusal = reading(context.cases, case)
+    with v1(context, who, channel) as conn:
+        welcomed(conn, who.claim)
+        if refusal is None:
             joined(conn)
-            publish(context, cases.guarded, "for the readers")
-            next_message(conn, cases.guarded, "for the readers")
-        return
-    with v1(context, cases.outsider, cases.guarded) as conn:
-        welcomed(conn, cases.outsider.claim)
-        publish(context, cases.guarded, "not for outsiders")
-        refused_and_closed(conn, cases.guarded_refusal)
+            publish(context, channel, "for the readers")
+            next_message(conn, channel, "for the readers")
+            return
+        publish(context, channel, "not for outsiders")
+        refused_and_closed(conn, refusal)
 
 
 def publish_v1(context: Context, case: str) -> None:
@@ -307,43 +314,36 @@ def replayed(position: Envelope, data: str) -> Envelope:
 
 def history_v1(context: Context, case: str) -> None:
     cases = context.cases
-    before = publish(context, cases.guarded, "before you came")
+    who, channel, refusal = reading(cases, case)
+    before = publish(context, channel, "before you came")
     since = since_before(before)
-    if case == ALLOWED:
-        with v1(context, cases.reader) as conn:
-            welcomed(conn, cases.reader.claim)
-            subscribed(conn, cases.guarded, 1, since=since)
+    with v1(context, who) as conn:
+        welcomed(conn, who.claim)
+        if refusal is None:
+            subscribed(conn, channel, 1, since=since)
             assert conn.recv() == replayed(before, "before you came")
-        return
-    with v1(context, cases.outsider) as conn:
-        welcomed(conn, cases.outsider.claim)
-        request = {"type": "subscribe", "id": 1, "channel": cases.guarded, "since": since}
-        assert ask(conn, request) == error(1, cases.guarded_refusal)
+            return
+        request = {"type": "subscribe", "id": 1, "channel": channel, "since": since}
+        assert ask(conn, request) == error(1, refusal)
         allowed = publish(context, cases.lobby, "history you may read")
         subscribed(conn, cases.lobby, 2, since=since_before(allowed))
         assert conn.recv() == replayed(allowed, "history you may read")
 
 
 def history_ws_v1(context: Context, case: str) -> None:
-    cases = context.cases
-    before = publish(context, cases.guarded, "before you came")
-    request = {
-        "type": "subscribe",
-        "id": 1,
-        "channel": cases.guarded,
-        "since": since_before(before),
-    }
-    if case == ALLOWED:
-        with v1(context, cases.reader, cases.guarded) as conn:
-            welcomed(conn, cases.reader.claim)
+    who, channel, refusal = reading(context.cases, case)
+    before = publish(context, channel, "before you came")
+    request = {"type": "subscribe", "id": 1, "channel": channel, "since": since_before(before)}
+    with v1(context, who, channel) as conn:
+        if refusal is None:
+            welcomed(conn, who.claim)
             joined(conn)
             assert ask(conn, request)["type"] == "subscribed"  # its channel, from a position
             assert conn.recv() == replayed(before, "before you came")
-        return
-    with v1(context, cases.outsider, cases.guarded) as conn:
+            return
         conn.send(request)  # right behind the hello: it must not be answered either
-        welcomed(conn, cases.outsider.claim)
-        refused_and_closed(conn, cases.guarded_refusal)
+        welcomed(conn, who.claim)
+        refused_and_closed(conn, refusal)
 
 
 def presence_refusals(cases: Cases) -> tuple[Refusal, Refusal]:
@@ -442,16 +442,15 @@ def connect_raw_ws(context: Context, case: str) -> None:
 
 
 def subscribe_raw_ws(context: Context, case: str) -> None:
-    cases = context.cases
-    if case == ALLOWED:
-        with raw_ws(context, cases.reader, cases.guarded) as ws:
+    who, channel, refusal = reading(context.cases, case)
+    with raw_ws(context, who, channel) as ws:
+        if refusal is None:
             assert ws.opened()
-            publish(context, cases.guarded, "for the readers")
+            publish(context, channel, "for the readers")
             assert ws.recv() == "for the readers"
-        return
-    with raw_ws(context, cases.outsider, cases.guarded) as ws:
-        publish(context, cases.guarded, "not for outsiders")
-        assert ws.recv() == closed_with(cases.guarded_refusal)
+            return
+        publish(context, channel, "not for outsiders")
+        assert ws.recv() == closed_with(refusal)
 
 
 def publish_raw_ws(context: Context, case: str) -> None:
@@ -545,13 +544,12 @@ def connect_raw_sse(context: Context, case: str) -> None:
 
 
 def subscribe_raw_sse(context: Context, case: str) -> None:
-    cases = context.cases
-    if case == ALLOWED:
-        with raw_sse(context, cases.reader, cases.guarded) as stream:
-            first_event(context, stream, cases.guarded, "for the readers")
-        return
-    with raw_sse(context, cases.outsider, cases.guarded) as stream:
-        refused_with_status(stream, cases.guarded_refusal)
+    who, channel, refusal = reading(context.cases, case)
+    with raw_sse(context, who, channel) as stream:
+        if refusal is None:
+            first_event(context, stream, channel, "for the readers")
+            return
+        refused_with_status(stream, refusal)
 
 
 def send_raw_sse(context: Context, case: str) -> None:
@@ -574,17 +572,16 @@ def send_raw_sse(context: Context, case: str) -> None:
 
 
 def history_raw_sse(context: Context, case: str) -> None:
-    cases = context.cases
-    before = publish(context, cases.guarded, "before you came")
+    who, channel, refusal = reading(context.cases, case)
+    before = publish(context, channel, "before you came")
     last = f"{before['epoch']}:{before['offset'] - 1}"  # as a browser's Last-Event-ID
-    if case == ALLOWED:
-        with raw_sse(context, cases.reader, cases.guarded, last) as stream:
+    with raw_sse(context, who, channel, last) as stream:
+        if refusal is None:
             assert stream.status == 200, stream.refusal
             position = f"{before['epoch']}:{before['offset']}"
             assert stream.next_event() == SseEvent("before you came", position)
-        return
-    with raw_sse(context, cases.outsider, cases.guarded, last) as stream:
-        refused_with_status(stream, cases.guarded_refusal)
+            return
+        refused_with_status(stream, refusal)
 
 
 # -- the HTTP API ------------------------------------------------------------------------------

@@ -113,9 +113,10 @@ class Cases:
     `user`, proved by `alice`, is the one every allowed action is done as. `lobby` is a
     channel every signed-in user may read and write (where "gets nothing" checks wait for a
     later message, and where presence is on). `guarded` is read by `reader` only: `outsider`
-    is refused with `guarded_refusal` (subscribe, history). Publishing `talk_data` to `talk`
-    is allowed; `refused_publish` is (channel, data, refusal). `quiet` is a channel
-    `quiet_reader` may read, in a namespace with presence off."""
+    is refused with `guarded_refusal` (subscribe, history); `read_refused` are the decider's
+    other refusals to read a channel, by name: (who, channel, refusal). Publishing
+    `talk_data` to `talk` is allowed; `refused_publish` is (channel, data, refusal). `quiet`
+    is a channel `quiet_reader` may read, in a namespace with presence off."""
 
     user: str
     alice: Credential
@@ -131,6 +132,7 @@ class Cases:
     quiet: str
     quiet_reader: Credential
     send_refused: Mapping[str, SendCase] = field(default_factory=dict)
+    read_refused: Mapping[str, tuple[Credential, str, Refusal]] = field(default_factory=dict)
 
 
 # -- JWT ------------------------------------------------------------------------------------
@@ -163,7 +165,7 @@ def token(user: str, secret: str = SECRET, **claims: object) -> str:
 def jwt_cases(tag: str) -> Cases:
     alice, bob, carol = f"alice{tag}", f"bob{tag}", f"carol{tag}"
     guarded, quiet = f"dm:{alice},{bob}", f"vip:lounge{tag}"
-    news = f"news:today{tag}"
+    news, private = f"news:today{tag}", f"$chat:ops{tag}"
     forged = token(alice, secret="another secret, just as long as the real one")
     return Cases(
         user=alice,
@@ -192,6 +194,22 @@ def jwt_cases(tag: str) -> Cases:
         ),
         quiet=quiet,
         quiet_reader=Credential(alice, token(alice, channels=[quiet])),
+        read_refused={
+            # A `token` namespace, and a token whose `channels` claim does not grant it.
+            "no-grant": (
+                Credential(alice, token(alice)),
+                quiet,
+                Refusal("forbidden", f"subscribing to {quiet!r} needs a token that grants it"),
+            ),
+            # A private channel, and no subscription token (a raw client can give none).
+            "private": (
+                Credential(alice, token(alice)),
+                private,
+                Refusal(
+                    "forbidden", f"{private!r} is private: subscribing needs a subscription token"
+                ),
+            ),
+        },
         send_refused={
             "proves-another": SendCase(Credential(alice, token(bob)), user=bob),
             "no-proof": SendCase(

@@ -79,32 +79,37 @@ def refused_once(cases: Cases) -> list[str]:
     return [ALLOWED, "refused"]
 
 
+def reads(cases: Cases) -> list[str]:
+    """Reading a channel: allowed, refused, and the decider's other refusals to read."""
+    return [ALLOWED, "refused", *cases.read_refused]
+
+
 def api_keys(cases: Cases) -> list[str]:
     return [ALLOWED, "no-key", "wrong-key"]
 
 
 # Each kind of cell, and the cases it runs under a decider.
 CONNECT: Final = Cell(connect_v1, lambda cases: [ALLOWED, *cases.connect_refused])
-SUBSCRIBE: Final = Cell(subscribe_v1, refused_once)
+SUBSCRIBE: Final = Cell(subscribe_v1, reads)
 PUBLISH: Final = Cell(publish_v1, refused_once)
 SEND: Final = Cell(send_v1, lambda cases: [ALLOWED, *cases.send_refused])
-HISTORY: Final = Cell(history_v1, refused_once)
+HISTORY: Final = Cell(history_v1, reads)
 PRESENCE: Final = Cell(presence_v1, lambda cases: [ALLOWED, "off", "unsubscribed"])
 
-WS_V1_SUBSCRIBE: Final = Cell(subscribe_ws_v1, refused_once)
+WS_V1_SUBSCRIBE: Final = Cell(subscribe_ws_v1, reads)
 WS_V1_PUBLISH: Final = Cell(publish_ws_v1, refused_once)
-WS_V1_HISTORY: Final = Cell(history_ws_v1, refused_once)
+WS_V1_HISTORY: Final = Cell(history_ws_v1, reads)
 WS_V1_PRESENCE: Final = Cell(presence_ws_v1, PRESENCE.cases)
 
 RAW_WS_CONNECT: Final = Cell(connect_raw_ws, CONNECT.cases)
-RAW_WS_SUBSCRIBE: Final = Cell(subscribe_raw_ws, refused_once)
+RAW_WS_SUBSCRIBE: Final = Cell(subscribe_raw_ws, reads)
 RAW_WS_PUBLISH: Final = Cell(publish_raw_ws, refused_once)
 RAW_WS_SEND: Final = Cell(send_raw_ws, SEND.cases)
 
 RAW_SSE_CONNECT: Final = Cell(connect_raw_sse, CONNECT.cases)
-RAW_SSE_SUBSCRIBE: Final = Cell(subscribe_raw_sse, refused_once)
+RAW_SSE_SUBSCRIBE: Final = Cell(subscribe_raw_sse, reads)
 RAW_SSE_SEND: Final = Cell(send_raw_sse, SEND.cases)
-RAW_SSE_HISTORY: Final = Cell(history_raw_sse, refused_once)
+RAW_SSE_HISTORY: Final = Cell(history_raw_sse, reads)
 
 API_CONNECT: Final = Cell(connect_api, api_keys)
 API_PUBLISH: Final = Cell(publish_api, lambda cases: [*api_keys(cases), "unknown-namespace"])
