@@ -2,11 +2,11 @@
 way to decide. In each cell a refused identity is refused with the documented code
 (docs/security.md, "Codes of a refusal") and gets nothing, and an allowed one succeeds.
 
-The grid below says how each cell is driven (tests/integration/auth_matrix_cells.py), or why
-it does not exist. Each cell runs under each decider (tests/integration/auth_matrix_deciders.py:
-JWT with namespaces, served by `pushwire serve` and by a hub without handlers; an app's
-handlers; the backend proxy with a real backend process), for
-"allowed" and for each refusal the decider has for it; a test is
+The grid below says how each cell is driven (tests/integration/auth_matrix_cells.py and
+auth_matrix_raw_cells.py), or why it does not exist. Each cell runs under each decider
+(tests/integration/auth_matrix_deciders.py: JWT with namespaces, served by `pushwire serve`
+and by a hub without handlers; an app's handlers; the backend proxy with a real backend
+process), for "allowed" and for each refusal the decider has for it; a test is
 `test_cell[<decider>-<door>-<action>-<case>]`.
 
 The doors: pushwire.v1 at `/pushwire` over each transport (`websocket`, `sse`, `stream`,
@@ -38,25 +38,14 @@ from tests.integration.auth_matrix_cells import (
     Cell,
     Context,
     NotApplicable,
-    connect_api,
-    connect_raw_sse,
-    connect_raw_ws,
     connect_v1,
-    history_raw_sse,
     history_v1,
     history_ws_v1,
     presence_v1,
     presence_ws_v1,
-    publish_api,
-    publish_raw_ws,
     publish_v1,
     publish_ws_v1,
-    send_api,
-    send_raw_sse,
-    send_raw_ws,
     send_v1,
-    subscribe_raw_sse,
-    subscribe_raw_ws,
     subscribe_v1,
     subscribe_ws_v1,
 )
@@ -68,6 +57,19 @@ from tests.integration.auth_matrix_deciders import (
     jwt_server,
     proxy_server,
     running_hub,
+)
+from tests.integration.auth_matrix_raw_cells import (
+    connect_api,
+    connect_raw_sse,
+    connect_raw_ws,
+    history_raw_sse,
+    publish_api,
+    publish_raw_ws,
+    send_api,
+    send_raw_sse,
+    send_raw_ws,
+    subscribe_raw_sse,
+    subscribe_raw_ws,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
