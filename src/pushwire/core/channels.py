@@ -63,6 +63,9 @@ class _Channel:
     # The last position fanned out here: anything at or before it is not sent twice.
     epoch: str | None = None
     offset: int = 0
+    # The last position fanned out here in the epoch before this one (the broker lost the
+    # channel and began a new epoch): where that epoch ended, as far as this process knows.
+    ended: Position | None = None
     # Catch-ups in progress (a subscriber reading history, recovery after an outage):
     # while above 0, this channel's messages wait, so they go out after the history.
     hold: int = 0
@@ -83,9 +86,17 @@ def _fresh(state: _Channel, messages: list[Message]) -> list[Message]:
     for message in messages:
         if message.epoch == state.epoch and message.offset <= state.offset:
             continue
-        state.epoch, state.offset = message.epoch, message.offset
+        _move(state, message.epoch, message.offset)
         fresh.append(message)
     return fresh
+
+
+def _move(state: _Channel, epoch: str, offset: int) -> None:
+    """The channel's position is now (epoch, offset); a new epoch remembers where the last
+    one ended."""
+    if state.epoch is not None and epoch != state.epoch:
+        state.ended = Position(state.epoch, state.offset)
+    state.epoch, state.offset = epoch, offset
 
 
 class Channels:
@@ -200,6 +211,18 @@ class Channels:
         """
         return await self._broker.position(check_channel(channel, self._config.max_channel_name))
 
+    def ended(self, channel: str, epoch: str) -> Position | None:
+        """The last position of `channel`'s `epoch` this process fanned out, when that epoch
+        is the channel's current or previous one here (None: not known here)."""
+        state = self._channels.get(channel)
+        if state is None:
+            return None
+        if state.epoch == epoch:
+            return Position(epoch, state.offset)
+        if state.ended is not None and state.ended.epoch == epoch:
+            return state.ended
+        return None
+
     @contextlib.contextmanager
     def holding(self, channel: str) -> Iterator[None]:
         """While inside, `channel`'s messages wait here (others keep flowing): a subscriber
@@ -293,14 +316,16 @@ class Channels:
                 except PushwireError as exc:
                     log.warning("cannot recover %s after a broker outage: %s", channel, exc)
                     continue
+                # `since` is where this process is: the old epoch ended there, as far as
+                # it knows, and an epoch change that lost nothing after it is no gap.
+                last_lost = history.lost(since, since)
+                if last_lost is not None:
+                    self._tell_gap(channel, since, last_lost)
                 if not history.complete:
-                    first = (
-                        history.messages[0].offset
-                        if history.messages
-                        else history.position.offset + 1
-                    )
-                    self._tell_gap(channel, since, Position(history.position.epoch, first - 1))
-                    state.epoch, state.offset = history.position.epoch, first - 1
+                    first = history.position.offset + 1
+                    if history.messages:
+                        first = history.messages[0].offset
+                    _move(state, history.position.epoch, first - 1)
                 for message in history.messages:
                     self.deliver(message)
 
