@@ -63,8 +63,11 @@ class _Channel:
     # The last position fanned out here: anything at or before it is not sent twice.
     epoch: str | None = None
     offset: int = 0
-    # The last position fanned out here in the epoch before this one (the broker lost the
-    # channel and began a new epoch): where that epoch ended, as far as this process knows.
+    # The newest position of the channel known here while this process received it (fanned
+    # out, or read for a subscriber), and, once the broker lost the channel and began a new
+    # epoch, the newest known of the epoch before: where it ended, as far as this process
+    # knows (nothing of that epoch can have been stored after it without reaching here).
+    latest: Position | None = None
     ended: Position | None = None
     # Catch-ups in progress (a subscriber reading history, recovery after an outage):
     # while above 0, this channel's messages wait, so they go out after the history.
@@ -92,11 +95,21 @@ def _fresh(state: _Channel, messages: list[Message]) -> list[Message]:
 
 
 def _move(state: _Channel, epoch: str, offset: int) -> None:
-    """The channel's position is now (epoch, offset); a new epoch remembers where the last
-    one ended."""
-    if state.epoch is not None and epoch != state.epoch:
-        state.ended = Position(state.epoch, state.offset)
+    """The channel's fan-out position is now (epoch, offset)."""
     state.epoch, state.offset = epoch, offset
+    _note(state, Position(epoch, offset))
+
+
+def _note(state: _Channel, position: Position) -> None:
+    """`position` of the channel exists: the newest known, unless one newer is; a new epoch
+    keeps where the last one ended."""
+    latest = state.latest
+    if latest is None or latest.epoch != position.epoch:
+        if latest is not None:
+            state.ended = latest
+        state.latest = position
+    elif position.offset > latest.offset:
+        state.latest = position
 
 
 class Channels:
@@ -211,16 +224,24 @@ class Channels:
         """
         return await self._broker.position(check_channel(channel, self._config.max_channel_name))
 
+    def note(self, channel: str, position: Position) -> None:
+        """`position` of `channel` was read from the broker while this process receives the
+        channel (`prepare` returned): see `ended`."""
+        state = self._channels.get(channel)
+        if state is not None:
+            _note(state, position)
+
     def ended(self, channel: str, epoch: str) -> Position | None:
-        """The last position of `channel`'s `epoch` this process fanned out, when that epoch
-        is the channel's current or previous one here (None: not known here)."""
+        """The newest position of `channel`'s `epoch` known here, when it is the channel's
+        current or previous epoch here and this process received the channel all along
+        since (None: not known). Nothing of that epoch after it can have reached the broker
+        without reaching this process; what it does not know of is counted as lost."""
         state = self._channels.get(channel)
         if state is None:
             return None
-        if state.epoch == epoch:
-            return Position(epoch, state.offset)
-        if state.ended is not None and state.ended.epoch == epoch:
-            return state.ended
+        for known in (state.latest, state.ended):
+            if known is not None and known.epoch == epoch:
+                return known
         return None
 
     @contextlib.contextmanager
@@ -316,9 +337,9 @@ class Channels:
                 except PushwireError as exc:
                     log.warning("cannot recover %s after a broker outage: %s", channel, exc)
                     continue
-                # `since` is where this process is: the old epoch ended there, as far as
-                # it knows, and an epoch change that lost nothing after it is no gap.
-                last_lost = history.lost(since, since)
+                # An epoch change that lost nothing after the newest position known here
+                # of the old epoch is no gap.
+                last_lost = history.lost(since, self.ended(channel, since.epoch))
                 if last_lost is not None:
                     self._tell_gap(channel, since, last_lost)
                 if not history.complete:

@@ -324,6 +324,7 @@ class EnvelopeHandler(Handler):
                 hub.channels.unsubscribe(session, channel)
                 self._failed(exc, request_id)
                 return
+            hub.channels.note(channel, position)
             self._reply(
                 {
                     "type": "subscribed",
