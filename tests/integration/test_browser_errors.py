@@ -84,9 +84,7 @@ def publish_until_accepted(node: ServerProcess, channel: str, text: str) -> None
         time.sleep(0.05)
 
 
-# Only websocket so far: on longpoll the publish made while Redis is down did not arrive
-# within the wait (not diagnosed yet; the re-subscription's give-up did fire there).
-@pytest.mark.parametrize("transport", ["websocket"])
+@pytest.mark.parametrize("transport", ["websocket", "longpoll"])
 def test_pushwire_js_retries_a_refused_resubscription_or_fires_error(
     browser: Browser,
     server_factory: ServerFactory,

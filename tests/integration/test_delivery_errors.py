@@ -87,8 +87,14 @@ async def test_a_resubscription_refused_while_redis_is_down_is_retried_until_mes
 ) -> None:
     """Redis stops, the client's connection drops and resumes at once: its re-subscription is
     answered `unavailable`. Retried, it succeeds once Redis is back, and what is published
-    then arrives (same epoch: no gap, nothing lost)."""
-    node = server_factory("--broker", persistent_redis.url)
+    then arrives (same epoch: no gap, nothing lost).
+
+    The node waits at least 1 s before it subscribes to Redis again, so the re-subscription
+    (whose history read needs no subscription) is answered before the node receives the
+    channel again: what is published meanwhile reaches the client only through the node's
+    recovery, from the position read for that re-subscription."""
+    slow_back = ("--set", "broker_reconnect_min=2", "--set", "broker_reconnect_max=4")
+    node = server_factory("--broker", persistent_redis.url, *slow_back)
     proxy = await proxy_to(node.host, node.port)
     proxies.append(proxy)
     failures: list[Failure] = []

@@ -225,10 +225,15 @@ class Channels:
         return await self._broker.position(check_channel(channel, self._config.max_channel_name))
 
     def note(self, channel: str, position: Position) -> None:
-        """`position` of `channel` was read from the broker while this process receives the
-        channel (`prepare` returned): see `ended`."""
+        """`position` of `channel` was read from the broker for a subscriber while this
+        process receives the channel (`prepare` returned): see `ended`. Before any message
+        was fanned out here it is also where fan-out (and recovery after a broker outage)
+        goes on from: every message after it reaches this process live, or through
+        `recover` if the broker's connection is lost before it does."""
         state = self._channels.get(channel)
         if state is not None:
+            if state.epoch is None:
+                state.epoch, state.offset = position.epoch, position.offset
             _note(state, position)
 
     def ended(self, channel: str, epoch: str) -> Position | None:
