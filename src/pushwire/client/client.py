@@ -243,16 +243,14 @@ class Client:
         self, channel: str, data: str | bytes, *, idempotency_key: str | None = None
     ) -> tuple[str, int]:
         """Publish `data` (str: text, bytes: binary) to `channel`, subscribed or not;
-        returns the message's (epoch, offset).
-
-        The publish carries `idempotency_key` (default: a new random one), the same on every
-        attempt: one that failed with `unavailable`, `timeout` or `disconnected` is retried
-        (`retry`), and the server publishes it once however many attempts reached it (a
-        repeat within its `idempotency_ttl` answers the first one's position).
+        returns the message's (epoch, offset). It carries `idempotency_key` (default: a
+        random one) on every attempt: retried after `unavailable`, `timeout` or
+        `disconnected` (`retry`), it is published once (within the server's
+        `idempotency_ttl`, a repeat answers the first one's position).
 
         Raises:
-            RequestFailed: refused (`too_large`, `forbidden`, `bad_request`: an invalid
-                idempotency key), or given up after the retries (`on_error` was told).
+            RequestFailed: refused (`too_large`, `forbidden`, `bad_request`), or given up
+                after the retries (`on_error` was told).
         """
         key = idempotency_key if idempotency_key is not None else secrets.token_urlsafe(16)
 
@@ -265,11 +263,9 @@ class Client:
 
     async def send(self, data: str | bytes) -> None:
         """A message to the endpoint (echoed on /echo, published on /ws/<channel>, given to
-        the app on /pushwire). No answer: a send the server refuses arrives as a `Failure`
-        (`server`) in the message stream and at `on_error`.
-
-        While there is no connection the send waits for one, with the retries (`retry`). It
-        is not sent twice: once written, a drop before the server read it raises.
+        the app on /pushwire). No answer: a refusal is a `Failure` (`server`) in the message
+        stream and at `on_error`. Without a connection it waits for one (`retry`); once
+        written it is not sent again.
 
         Raises:
             ClientClosed: the client is closed.
