@@ -40,7 +40,11 @@ const HANDLER_EVENTS = ['open', 'message', 'error', 'close'];
  *
  * Events: `open`, `message` (MessageEvent with `channel`, `epoch`, `offset`: a direct
  * message to the user has `channel` null and its place in the user's inbox),
- * `error`, `close` (CloseEvent), and, for channels subscribed with `{presence: true}`,
+ * `error` (as WebSocket's, before a `close` that was not clean; or, with `operation`,
+ * `channel`, `code`, `message` and `attempts` and the connection going on, something the
+ * client did for the app was given up: a re-subscription after a reconnection that was
+ * refused or stayed `unavailable` through `options.retry`, docs/protocol.md), `close`
+ * (CloseEvent), and, for channels subscribed with `{presence: true}`,
  * `presence` (`channel`, `count`, `members`, `truncated`: whenever who is there changed),
  * `join` and `leave` (`channel`, `count`, `member`: `{member, user, info}`), `reconnecting`,
  * `reconnected`, `expired` (`session`: the old session is gone; its direct messages are

@@ -3,6 +3,10 @@
 Presence lives in a `PresenceTable`; its events are delivered inside `presence_join` and
 `presence_leave`. One process has no node that could die alone: entries never expire here.
 The users' inboxes (direct messages) live in `MemoryInboxes` (inbox.py).
+
+Idempotency keys live in an insertion-ordered dict, (channel, key) -> (expiry, position):
+every key lives the same `idempotency_ttl`, so the oldest expires first and expired keys are
+swept from the front; beyond `max_idempotency_keys` the oldest is forgotten early.
 """
 
 from __future__ import annotations
@@ -38,8 +42,10 @@ class MemoryBroker:
 
     Bounds: `history_size` messages per channel, and `max_channels` channels remembered
     (least recently used forgotten first; a forgotten channel comes back with a new epoch, so
-    a client that recovers across it is told its history is gone). Each user's inbox is
-    bounded by `inbox` (count, bytes, age on `clock`; see inbox.py).
+    a client that recovers across it is told its history is gone); idempotency keys for
+    `idempotency_ttl` seconds, at most `max_idempotency_keys` of them (the oldest forgotten
+    first). `clock` tells when a key expires. Each user's inbox is bounded by `inbox`
+    (count, bytes, age on `clock`; see inbox.py).
     """
 
     def __init__(
@@ -48,10 +54,17 @@ class MemoryBroker:
         max_channels: int = 100_000,
         *,
         inbox: InboxLimits | None = None,
+        idempotency_ttl: float = 300.0,
+        max_idempotency_keys: int = 100_000,
         clock: Clock = LOOP_CLOCK,
     ) -> None:
         self.history_size = history_size
         self.max_channels = max_channels
+        self.idempotency_ttl = idempotency_ttl
+        self.max_idempotency_keys = max_idempotency_keys
+        self._clock = clock
+        # (channel, key) -> (when it expires, the first publish's position)
+        self._seen: OrderedDict[tuple[str, str], tuple[float, Position]] = OrderedDict()
         self._streams: OrderedDict[str, _Stream] = OrderedDict()
         self._deliver: DeliverCallback | None = None
         self._deliver_presence: PresenceCallback | None = None
@@ -91,16 +104,46 @@ class MemoryBroker:
             self._streams.move_to_end(channel)
         return stream
 
-    def publish(self, channel: str, data: Data, done: PublishCallback | None = None) -> None:
+    def publish(
+        self,
+        channel: str,
+        data: Data,
+        done: PublishCallback | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> None:
+        if idempotency_key is not None:
+            first = self._first(channel, idempotency_key)
+            if first is not None:
+                if done is not None:
+                    done(Message(channel, first.epoch, first.offset, data))
+                return
         stream = self._stream(channel)
         stream.offset += 1
         message = Message(channel, stream.epoch, stream.offset, data)
+        if idempotency_key is not None:
+            expires = self._clock.time() + self.idempotency_ttl
+            self._seen[channel, idempotency_key] = (expires, message.position)
+            if len(self._seen) > self.max_idempotency_keys:
+                self._seen.popitem(last=False)
         if self.history_size:
             stream.history.append(message)
         if self._deliver is not None:
             self._deliver(message)
         if done is not None:
             done(message)
+
+    def _first(self, channel: str, key: str) -> Position | None:
+        """The position of the publish to `channel` that used `key`, while remembered."""
+        now = self._clock.time()
+        seen = self._seen
+        while seen:
+            oldest = next(iter(seen.values()))
+            if oldest[0] > now:
+                break
+            seen.popitem(last=False)
+        entry = seen.get((channel, key))
+        return entry[1] if entry is not None else None
 
     async def subscribe(self, channel: str) -> None:
         return None

@@ -9,10 +9,23 @@ what it missed, or a `gap` saying exactly what the inbox no longer holds.
 
 from __future__ import annotations
 
-from .errors import Gap
+import base64
+
+from .errors import Gap, Message
 from .transports.base import Envelope
 
-__all__ = ["DirectPosition"]
+__all__ = ["DirectPosition", "message_data"]
+
+
+def message_data(envelope: Envelope, data: bytes | None) -> str | bytes:
+    """A `message` envelope's data: the raw bytes after a binary frame's header, `data64`
+    decoded, or `data` (text)."""
+    if data is not None:
+        return data
+    if "data64" in envelope:
+        return base64.b64decode(envelope["data64"])
+    text: str = envelope.get("data", "")
+    return text
 
 
 class DirectPosition:
@@ -33,11 +46,11 @@ class DirectPosition:
             return None
         return {"epoch": self.epoch, "offset": self.offset}
 
-    def started(self, inbox: Envelope) -> None:
-        """The welcome's `inbox`: where the client stands in the inbox. A client without a
-        position starts there; one with a position keeps it (the server replays what
-        follows it, or says what is lost)."""
-        if self.epoch is None:
+    def started(self, inbox: object) -> None:
+        """The welcome's `inbox` (None: no user, no inbox): where the client stands in the
+        inbox. A client without a position starts there; one with a position keeps it (the
+        server replays what follows it, or says what is lost)."""
+        if self.epoch is None and isinstance(inbox, dict):
             self.epoch, self.offset = inbox["epoch"], inbox["offset"]
 
     def arrived(self, epoch: str, offset: int) -> tuple[bool, Gap | None]:
@@ -52,6 +65,19 @@ class DirectPosition:
             gap = Gap(None, self.epoch, self.offset, epoch, offset - 1)
         self.epoch, self.offset = epoch, offset
         return True, gap
+
+    def received(self, data: str | bytes, envelope: Envelope) -> list[Message | Gap]:
+        """What a `message` without a channel gives the app: a direct message of the
+        user's inbox if new (after a `Gap` if it shows one), none if seen already; without
+        a position, a message to this session only (an echo)."""
+        epoch, offset = envelope.get("epoch"), envelope.get("offset")
+        if not isinstance(epoch, str) or not isinstance(offset, int):
+            return [Message(data)]
+        fresh, gap = self.arrived(epoch, offset)
+        items: list[Message | Gap] = [] if gap is None else [gap]
+        if fresh:
+            items.append(Message(data, None, epoch, offset))
+        return items
 
     def skip(self, envelope: Envelope) -> Gap:
         """The server's `gap` for direct messages: the inbox lost them; the position moves
