@@ -116,7 +116,7 @@ async def test_a_user_away_past_its_grace_gets_what_it_missed_and_a_gap_for_the_
     await away_past_grace(server, server, "ann", transport, 3)
 
 
-@pytest.mark.parametrize("transport", ["websocket", "sse"])
+@pytest.mark.parametrize("transport", ["websocket", "sse", "longpoll"])
 async def test_offline_past_the_grace_on_two_nodes_the_inbox_is_in_redis(
     server_factory: ServerFactory, redis_server: RedisServer, transport: str
 ) -> None:
@@ -129,6 +129,8 @@ async def test_offline_past_the_grace_on_two_nodes_the_inbox_is_in_redis(
         "session_grace=0.2",
         "--set",
         "poll_grace=0.3",
+        "--set",
+        "longpoll_timeout=0.3",
     )
     near = server_factory(*options, "--set", "inbox_size=4")
     far = server_factory(*options, "--set", "inbox_size=4")
