@@ -46,6 +46,8 @@ class Node:
         self.redis_url = redis_url
         self.extra = extra
         self.server: ServerProcess | None = None
+        #: The output of every process this node was (restarts included).
+        self.output: list[bytes] = []
         self.port = 0
         self.tcp_port = 0
 
@@ -62,6 +64,9 @@ class Node:
         )
         assert server.tcp_port is not None
         self.server, self.port, self.tcp_port = server, server.port, server.tcp_port
+        self.output = [*self.output, b"-- started\n"]
+        server.output[:0] = self.output  # one list: the drain thread appends to it
+        self.output = server.output
 
     def kill(self) -> None:
         if self.server is not None:

@@ -81,6 +81,10 @@ class Report:
     proxy: dict[str, int] = field(default_factory=dict)
     elapsed: float = 0.0
     published: int = 0
+    #: The transports each subscriber received messages over.
+    transports: dict[str, set[str]] = field(default_factory=dict)
+    #: The nodes' warnings and errors (what to look at when a run fails).
+    node_log: list[str] = field(default_factory=list)
 
     @property
     def replay(self) -> str:
@@ -99,6 +103,7 @@ class Report:
                     f"gap {c.lost_in_gap} silent {c.lost_silently} dup {c.duplicated} "
                     f"gaps {c.gaps} (empty {c.empty_gaps})"
                 )
+        lines += [f"  {line}" for line in self.node_log[:20]]
         if self.recovery:
             lines.append(
                 f"  recovery p50 {percentile(self.recovery, 50):.2f} s "
@@ -288,6 +293,7 @@ async def run(plan: Plan, directory: Path, browser: Browser | None = None) -> Re
         log.learn(records)
         for subscriber in subscribers:
             report.channel[subscriber.label] = check(subscriber.record, log)
+            report.transports[subscriber.label] = subscriber.transports
             report.recovery += recovery_times(subscriber.record, log, ends)
         if direct is not None:
             for subscriber in subscribers:
@@ -305,4 +311,9 @@ async def run(plan: Plan, directory: Path, browser: Browser | None = None) -> Re
             if isinstance(publisher, EnvelopePublisher):
                 await publisher.close()
         await cluster.close()
+        for index, node in enumerate(cluster.nodes):
+            for line in node.output:
+                text = line.decode(errors="replace").rstrip()
+                if any(word in text.lower() for word in ("warning", "error", "traceback")):
+                    report.node_log.append(f"node {index}: {text}")
     return report

@@ -28,6 +28,8 @@ class Subscriber:
         self.label = label
         self.record = Record(label)
         self.direct = DirectRecord(user or label)
+        #: The transports it received messages over (a transport switch shows here).
+        self.transports: set[str] = set()
 
     @property
     def last(self) -> tuple[str, int] | None:
@@ -72,6 +74,7 @@ class PythonSubscriber(Subscriber):
         items, direct = self.record.items, self.direct.received
         async for item in self.client:
             now = time.time()
+            self.transports.add(self.client.transport)
             if isinstance(item, Gap):
                 start = (item.from_epoch, item.from_offset)
                 items.append(Hole(now, start, (item.to_epoch, item.to_offset)))
@@ -109,6 +112,7 @@ window.startSubscriber = async ([url, transports, channel, user]) => {
     __items.push(['g', now(), e.from.epoch, e.from.offset, e.to.epoch, e.to.offset]);
   });
   pw.addEventListener('expired', (e) => __items.push(['x', now(), String(e.session)]));
+  pw.addEventListener('transport', (e) => __items.push(['t', now(), String(e.transport)]));
   const subscription = await pw.subscribe(channel);
   return [subscription.epoch, subscription.offset];
 };
@@ -131,7 +135,7 @@ class BrowserSubscriber(Subscriber):
         super().__init__(label, user)
         self.browser = browser
         self.origin = origin
-        self.transports = transports
+        self.wanted = transports
         self.user = user
         self.context: BrowserContext | None = None
         self.page: Page | None = None
@@ -145,7 +149,7 @@ class BrowserSubscriber(Subscriber):
         await page.add_script_tag(url=f"{self.origin}/pushwire.js")
         await page.add_script_tag(content=PAGE_SCRIPT)
         epoch, offset = await page.evaluate(
-            "startSubscriber", [f"{self.origin}/pushwire", self.transports, channel, self.user]
+            "startSubscriber", [f"{self.origin}/pushwire", self.wanted, channel, self.user]
         )
         self.record.start = (str(epoch), int(offset))
         self._draining = asyncio.create_task(self._drain_forever())
@@ -167,6 +171,8 @@ class BrowserSubscriber(Subscriber):
                 self.record.items.append(Hole(at, start, (str(entry[4]), int(entry[5]))))
             elif kind == "d":
                 self.direct.received.append((at, str(entry[2])))
+            elif kind == "t":
+                self.transports.add(str(entry[2]))
             else:
                 self.direct.expired.append(str(entry[2]))
 
@@ -174,12 +180,14 @@ class BrowserSubscriber(Subscriber):
         if self._draining is not None:
             self._draining.cancel()
             await asyncio.gather(self._draining, return_exceptions=True)
+        from playwright.async_api import Error as PlaywrightError
+
         if self.page is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(TimeoutError, PlaywrightError):
                 async with asyncio.timeout(STOP_TIMEOUT):
                     await self.drain()
                     await self.page.evaluate("window.__pushwire.close()")
         if self.context is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(TimeoutError, PlaywrightError):
                 async with asyncio.timeout(STOP_TIMEOUT):
                     await self.context.close()

@@ -1,0 +1,124 @@
+"""Chaos cells that fail today because of known problems of issue 14 (`issues show 14`),
+each marked `xfail(strict=True, raises=AssertionError)`: the fix of the problem makes the
+cell pass, which fails the run until the mark is removed. Only the ledger's assertion is
+the expected failure: a set-up that goes wrong raises something else and fails."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from pushwire.client import Client, Message
+from tests.chaos.cluster import http_post
+from tests.chaos.proxy import FaultProxy
+from tests.chaos.scenario import Plan, run
+from tests.chaos.schedule import seed_for
+from tests.redis_helpers import running_redis
+from tests.servers import start_server
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("needs_redis")]
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="issue 14 problem 1: a re-subscribe answered `unavailable` while Redis is down is "
+    "dropped by the client; the channel then stops for good, with no gap and no error",
+)
+async def test_channel_messages_after_resuming_during_a_redis_outage(tmp_path: Path) -> None:
+    plan = Plan(
+        "redis_reset",
+        ("redis_reset",),
+        seed=seed_for(1430),
+        length=2.5,
+        every=2.0,
+        rate=100.0,
+        python=(("websocket",), ("sse",), ("longpoll",), ("tcp",)),
+        settle=4.0,
+    )
+    report = await run(plan, tmp_path)
+    violations = report.violations()
+    assert not violations, "\n".join([report.summary(), *violations])
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="issue 14 problem 4: a session with over `max_unacked` unacknowledged direct "
+    "messages (behind a stall) is closed; its direct messages are lost, reported only as "
+    "client.expired",
+)
+async def test_direct_messages_behind_a_stall(tmp_path: Path) -> None:
+    # max_unacked=5 stands for the default 1,000 at 1,000 messages/s: a stall of half a
+    # second is enough at this run's 50 direct messages/s per user.
+    plan = Plan(
+        "stall",
+        ("stall",),
+        seed=seed_for(1431),
+        length=2.5,
+        every=2.0,
+        rate=200.0,
+        python=(("websocket",), ("sse",)),
+        direct=True,
+        extra=("--set", "max_unacked=5"),
+        settle=4.0,
+    )
+    report = await run(plan, tmp_path)
+    violations = report.violations(direct=True)
+    assert not violations, "\n".join([report.summary(), *violations])
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="issue 14 problem 5: a publish answered 503 was stored (Redis ran the script, its "
+    "answer was lost); the retry, even with an Idempotency-Key, publishes it again",
+)
+async def test_a_publish_retried_after_a_lost_answer_arrives_once(tmp_path: Path) -> None:
+    with running_redis(tmp_path) as redis:
+        to_redis = FaultProxy([("127.0.0.1", redis.port)])
+        await to_redis.start()
+        node = await asyncio.to_thread(
+            start_server, "--broker", f"redis://127.0.0.1:{to_redis.port}/0"
+        )
+        client = Client(node.url("/pushwire"), transports=["websocket"], request_timeout=5)
+        try:
+            await client.open()
+            await client.subscribe("chaos")
+            # Redis gets the publish script for "once", runs it, and its answer is lost.
+            to_redis.cut_answer_after = b"once"
+            statuses = []
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                status, _ = await http_post(
+                    node.port, "/api/publish/chaos", b"once", {"Idempotency-Key": "chaos-once"}
+                )
+                statuses.append(status)
+                if status == 200:
+                    break
+                await asyncio.sleep(0.1)  # the publisher's backoff
+            # The set-up raises RuntimeError (not an expected failure): only the last
+            # assertion is the problem's.
+            if statuses[0] != 503 or statuses[-1] != 200 or not to_redis.counts["cut answers"]:
+                raise RuntimeError(f"the answer was not lost as planned: {statuses}")
+            status, _ = await http_post(node.port, "/api/publish/chaos", b"end")
+            if status != 200:
+                raise RuntimeError(f"publish answered {status}")
+            received: list[str] = []
+            async with asyncio.timeout(10):
+                while "end" not in received:
+                    item = await client.recv()
+                    if not isinstance(item, Message):
+                        raise RuntimeError(f"unexpected {item}")
+                    received.append(str(item.data))
+            assert received == ["once", "end"]
+        finally:
+            await client.close()
+            await asyncio.to_thread(node.stop)
+            await to_redis.stop()
