@@ -83,6 +83,8 @@ class Report:
     published: int = 0
     #: The transports each subscriber received messages over.
     transports: dict[str, set[str]] = field(default_factory=dict)
+    #: The state of each subscriber that broke a rule, at the end.
+    states: list[str] = field(default_factory=list)
     #: The nodes' warnings and errors (what to look at when a run fails).
     node_log: list[str] = field(default_factory=list)
 
@@ -103,7 +105,7 @@ class Report:
                     f"gap {c.lost_in_gap} silent {c.lost_silently} dup {c.duplicated} "
                     f"gaps {c.gaps} (empty {c.empty_gaps})"
                 )
-        lines += [f"  {line}" for line in self.node_log[:20]]
+        lines += [f"  {line}" for line in self.states + self.node_log[:20]]
         if self.recovery:
             lines.append(
                 f"  recovery p50 {percentile(self.recovery, 50):.2f} s "
@@ -294,6 +296,8 @@ async def run(plan: Plan, directory: Path, browser: Browser | None = None) -> Re
         for subscriber in subscribers:
             report.channel[subscriber.label] = check(subscriber.record, log)
             report.transports[subscriber.label] = subscriber.transports
+            if not report.channel[subscriber.label].holds and subscriber.describe():
+                report.states.append(subscriber.describe())
             report.recovery += recovery_times(subscriber.record, log, ends)
         if direct is not None:
             for subscriber in subscribers:

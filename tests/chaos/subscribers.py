@@ -41,6 +41,10 @@ class Subscriber:
     async def start(self, channel: str) -> None:
         raise NotImplementedError
 
+    def describe(self) -> str:
+        """Its client's state, for a report (what to look at when it lost something)."""
+        return ""
+
     async def stop(self) -> None:
         raise NotImplementedError
 
@@ -69,6 +73,15 @@ class PythonSubscriber(Subscriber):
         subscription = await self.client.subscribe(channel)
         self.record.start = (subscription.epoch, subscription.offset)
         self._reading = asyncio.create_task(self._read())
+
+    def describe(self) -> str:
+        client = self.client
+        last = self.record.items[-1].at if self.record.items else None
+        quiet = f", last item {time.time() - last:.1f} s ago" if last is not None else ""
+        return (
+            f"{self.label}: on {client.transport}, session {client.session}, "
+            f"{client.reconnections} reconnections, expired {client.expired}{quiet}"
+        )
 
     async def _read(self) -> None:
         items, direct = self.record.items, self.direct.received
