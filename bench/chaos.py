@@ -58,6 +58,7 @@ def plans(args: Options) -> list[Plan]:
                 python=SWITCHING if fault == "switch" else Plan.python,
                 messages=share,
                 settle=60.0,
+                publishers=4,
             )
         )
     return out

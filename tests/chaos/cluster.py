@@ -165,6 +165,7 @@ class _Paced:
     prefix = "?"
 
     def __init__(self, log: PublishLog, channel: str, rate: float) -> None:
+        self.name = self.prefix
         self.log = log
         self.channel = channel
         self.rate = rate
@@ -176,7 +177,7 @@ class _Paced:
         loop = asyncio.get_running_loop()
         next_at = loop.time()
         while not self.stop.is_set() and (count is None or self.attempts < count):
-            message_id = f"{self.prefix}{self.attempts}"
+            message_id = f"{self.name}{self.attempts}"
             self.attempts += 1
             self.log.sent(message_id, time.time())
             position = await self.publish(message_id)

@@ -47,6 +47,7 @@ class Plan:
         direct: each subscriber is also a user sent direct messages (at `rate` / 2).
         messages: stop publishing after this many (the bench's long runs).
         extra: more `pushwire serve` arguments for the nodes.
+        publishers: how many publishers of each kind (HTTP, envelope), sharing `rate`.
         settle: how long subscribers may take to catch up after the last publish (what is
             missing then counts as lost).
     """
@@ -63,6 +64,7 @@ class Plan:
     messages: int | None = None
     extra: tuple[str, ...] = ()
     settle: float = 20.0
+    publishers: int = 1
 
     def schedule(self) -> list[FaultEvent]:
         return make_schedule(self.seed, self.faults, self.length, self.every)
@@ -191,13 +193,19 @@ async def _fault(cluster: Cluster, event: FaultEvent) -> None:
         raise ValueError(f"unknown fault {kind!r}")
 
 
-async def _drive(cluster: Cluster, schedule: list[FaultEvent], ends: list[float]) -> None:
+async def _drive(
+    cluster: Cluster, schedule: list[FaultEvent], ends: list[float], stop: asyncio.Event
+) -> None:
+    """Carry out the schedule's faults, each to its end (a fault is never left half
+    done), until the schedule or `stop` ends."""
     loop = asyncio.get_running_loop()
     began = loop.time()
     for event in schedule:
-        delay = began + event.at - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, began + event.at - loop.time())):
+                await stop.wait()
+        if stop.is_set():
+            return
         await _fault(cluster, event)
         ends.append(time.time())
 
@@ -262,28 +270,32 @@ async def run(plan: Plan, directory: Path, browser: Browser | None = None) -> Re
         subscribers = _subscribers(plan, cluster, browser)
         for subscriber in subscribers:
             await subscriber.start(CHANNEL)
-        envelope = EnvelopePublisher(log, CHANNEL, plan.rate / 2, cluster.clean)
-        await envelope.open()
-        http = HttpPublisher(log, CHANNEL, plan.rate / 2, cluster.clean)
-        publishers = [http, envelope]
+        each = plan.rate / 2 / plan.publishers
+        for index in range(plan.publishers):
+            envelope = EnvelopePublisher(log, CHANNEL, each, cluster.clean)
+            http = HttpPublisher(log, CHANNEL, each, cluster.clean)
+            if plan.publishers > 1:
+                envelope.name, http.name = f"e{index}.", f"h{index}."
+            publishers += [http, envelope]
+            await envelope.open()
         direct: DirectPublisher | None = None
         if plan.direct:
             users = [s.direct for s in subscribers]
             direct = DirectPublisher(PublishLog(), plan.rate / 2, cluster.clean, users)
             publishers.append(direct)
-        share = None if plan.messages is None else plan.messages // 2
+        share = None if plan.messages is None else plan.messages // (2 * plan.publishers)
         publishing = [asyncio.create_task(p.run(share)) for p in publishers]
         ends: list[float] = []
-        faults = asyncio.create_task(_drive(cluster, schedule, ends))
+        done = asyncio.Event()
+        faults = asyncio.create_task(_drive(cluster, schedule, ends, done))
         try:
             if plan.messages is None:
                 await asyncio.sleep(plan.length)
                 for publisher in publishers:
                     publisher.stop.set()
             await asyncio.gather(*publishing)
-            if plan.messages is not None:
-                faults.cancel()  # a long run ends when its messages are out
-            await asyncio.gather(faults, return_exceptions=plan.messages is not None)
+            done.set()  # a long run ends when its messages are out
+            await faults
         finally:
             for task in [*publishing, faults]:
                 task.cancel()
