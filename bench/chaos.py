@@ -131,6 +131,8 @@ def run_chaos(args: Options, command: str) -> int:
     )
     started = time.monotonic()
     reports: list[Report] = []
+    args.out.mkdir(parents=True, exist_ok=True)
+    text = ""
     for plan in plans(args):
         print(f"chaos {plan.label}: {plan.messages:,} messages at {plan.rate:g}/s", flush=True)
         with tempfile.TemporaryDirectory(prefix="pushwire-chaos-") as directory:
@@ -139,16 +141,16 @@ def run_chaos(args: Options, command: str) -> int:
         print(report.summary(), flush=True)
         for violation in report.violations()[:10]:
             print(f"  VIOLATION {violation}", flush=True)
-    elapsed = time.monotonic() - started
-    header = (
-        f"Command: `{command}`  \nTotal time: {elapsed / 60:.1f} min; seeds "
-        f"{args.chaos_seed}..{args.chaos_seed + len(CHAOS_FAULTS) - 1} (one per fault).\n\n"
-    )
-    text = header + table(reports)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "chaos.md").write_text(text)
-    results = {"command": command, "elapsed_s": elapsed, "runs": [_record(r) for r in reports]}
-    (args.out / "chaos.json").write_text(json.dumps(results, indent=1))
+        # Written after each fault: a long run stopped early keeps what it measured.
+        elapsed = time.monotonic() - started
+        header = (
+            f"Command: `{command}`  \nTotal time: {elapsed / 60:.1f} min; seeds "
+            f"{args.chaos_seed}..{args.chaos_seed + len(reports) - 1} (one per fault).\n\n"
+        )
+        text = header + table(reports)
+        (args.out / "chaos.md").write_text(text)
+        results = {"command": command, "elapsed_s": elapsed, "runs": [_record(r) for r in reports]}
+        (args.out / "chaos.json").write_text(json.dumps(results, indent=1))
     print(text)
     print(f"written: {args.out / 'chaos.md'}, {args.out / 'chaos.json'}")
     return 0 if all(not r.violations() for r in reports) else 1
