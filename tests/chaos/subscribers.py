@@ -126,6 +126,7 @@ window.startSubscriber = async ([url, transports, channel, user]) => {
   });
   pw.addEventListener('expired', (e) => __items.push(['x', now(), String(e.session)]));
   pw.addEventListener('transport', (e) => __items.push(['t', now(), String(e.transport)]));
+  pw.addEventListener('reconnected', () => __items.push(['r', now()]));
   const subscription = await pw.subscribe(channel);
   return [subscription.epoch, subscription.offset];
 };
@@ -150,6 +151,7 @@ class BrowserSubscriber(Subscriber):
         self.origin = origin
         self.wanted = transports
         self.user = user
+        self.reconnections = 0
         self.context: BrowserContext | None = None
         self.page: Page | None = None
         self._draining: asyncio.Task[None] | None = None
@@ -186,6 +188,8 @@ class BrowserSubscriber(Subscriber):
                 self.direct.received.append((at, str(entry[2])))
             elif kind == "t":
                 self.transports.add(str(entry[2]))
+            elif kind == "r":
+                self.reconnections += 1
             else:
                 self.direct.expired.append(str(entry[2]))
 

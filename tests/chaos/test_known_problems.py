@@ -9,16 +9,22 @@ import asyncio
 import contextlib
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from pushwire.client import Client, Message
 from tests.chaos.cluster import http_post
+from tests.chaos.ledger import Got, Hole
 from tests.chaos.proxy import FaultProxy
 from tests.chaos.scenario import Plan, run
 from tests.chaos.schedule import seed_for
+from tests.chaos.subscribers import BrowserSubscriber
 from tests.redis_helpers import running_redis
 from tests.servers import start_server
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("needs_redis")]
 
@@ -69,6 +75,55 @@ async def test_channel_messages_after_resuming_during_a_redis_outage(tmp_path: P
             await client.close()
             await proxy.stop()
             await asyncio.to_thread(node.stop)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="issue 14 problem 1, in pushwire.js too: the re-subscribe answered `unavailable` "
+    "while Redis is down is dropped; the channel stops for good, no gap, no error event",
+)
+async def test_pushwire_js_channel_messages_after_resuming_during_a_redis_outage(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """Problem 1's steps with pushwire.js on WebSocket (the issue asks to check it)."""
+    with running_redis(tmp_path) as redis:
+        node = await asyncio.to_thread(start_server, "--broker", redis.url)
+        proxy = FaultProxy([("127.0.0.1", node.port)])
+        await proxy.start()
+        page = BrowserSubscriber("js websocket", browser, proxy.url(""), ["websocket"])
+        try:
+            await page.start("chaos")
+            await asyncio.to_thread(redis.stop)
+            await until_status(node.port, 503)
+            proxy.reset_all()
+            async with asyncio.timeout(5):
+                while page.reconnections == 0:
+                    await asyncio.sleep(0.05)
+                    await page.drain()
+            await asyncio.sleep(0.5)  # the re-subscribe's answer (no event shows it)
+            await asyncio.to_thread(redis.start)
+            await until_status(node.port, 200)
+            for n in range(1, 20):
+                status, _ = await http_post(node.port, "/api/publish/chaos", f"m{n}".encode())
+                if status != 200:
+                    raise RuntimeError(f"publish answered {status}")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    while not any(isinstance(i, Got) and i.data == "m19" for i in items(page)):
+                        await asyncio.sleep(0.05)
+                        await page.drain()
+            received = [i.data if isinstance(i, Got) else "gap" for i in items(page)]
+            assert received[-1:] == ["m19"], f"received after the outage: {received}"
+        finally:
+            await page.stop()
+            await proxy.stop()
+            await asyncio.to_thread(node.stop)
+
+
+def items(subscriber: BrowserSubscriber) -> list[Got | Hole]:
+    return subscriber.record.items
 
 
 async def until_status(port: int, wanted: int) -> None:
