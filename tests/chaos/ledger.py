@@ -112,6 +112,8 @@ class PublishLog:
         self.publishes: dict[str, _Publish] = {}
         self._at: dict[Position, str] = {}
         self._epoch_seen: dict[str, float] = {}
+        self._top: dict[str, int] = {}  # the largest offset known per epoch
+        self._learnt: dict[int, int] = {}  # id(record) -> items of it learnt already
 
     def sent(self, message_id: str, at: float) -> None:
         self.publishes[message_id] = _Publish(at)
@@ -123,7 +125,10 @@ class PublishLog:
         if publish is not None and publish.position is None:
             publish.position = position
         self._at.setdefault(position, message_id)
-        self.epoch_seen(position[0], at)
+        epoch, offset = position
+        if offset > self._top.get(epoch, 0):
+            self._top[epoch] = offset
+        self.epoch_seen(epoch, at)
 
     def epoch_seen(self, epoch: str, at: float) -> None:
         seen = self._epoch_seen.get(epoch)
@@ -131,11 +136,14 @@ class PublishLog:
             self._epoch_seen[epoch] = at
 
     def learn(self, records: Iterable[Record]) -> None:
-        """What subscribers received places the publishes whose answer never came."""
+        """What subscribers received places the publishes whose answer never came (each
+        record's items are learnt once: call it again as records grow)."""
         for record in records:
             if record.start is not None:
                 self.epoch_seen(record.start[0], -1.0)
-            for item in record.items:
+            done = self._learnt.get(id(record), 0)
+            self._learnt[id(record)] = len(record.items)
+            for item in record.items[done:]:
                 if isinstance(item, Got):
                     self.placed(item.data, (item.epoch, item.offset), item.at)
                 else:
@@ -155,14 +163,18 @@ class PublishLog:
     def positions(self) -> dict[Position, str]:
         """Every position of the channel that holds a message, with its id ("?" for one
         whose id nobody knows: published, never answered, never received)."""
-        last: dict[str, int] = {}
-        for epoch, offset in self._at:
-            last[epoch] = max(last.get(epoch, 0), offset)
         return {
             (epoch, offset): self._at.get((epoch, offset), "?")
-            for epoch, top in last.items()
+            for epoch, top in self._top.items()
             for offset in range(1, top + 1)
         }
+
+    def final(self) -> Position | None:
+        """The channel's last position known (None: nothing published)."""
+        if not self._top:
+            return None
+        rank = self.ranker()
+        return max(((epoch, top) for epoch, top in self._top.items()), key=rank)
 
     def sent_at(self, message_id: str) -> float | None:
         publish = self.publishes.get(message_id)

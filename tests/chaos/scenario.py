@@ -225,12 +225,11 @@ async def _settled(
 
     def channel_done() -> bool:
         log.learn(records)
-        rank = log.ranker()
-        positions = log.positions()
-        if not positions:
+        final = log.final()
+        if final is None:
             return True
-        final = rank(max(positions, key=rank))
-        return all(s.last is not None and rank(s.last) >= final for s in subscribers)
+        rank = log.ranker()
+        return all(s.last is not None and rank(s.last) >= rank(final) for s in subscribers)
 
     def direct_done() -> bool:
         assert direct is not None
