@@ -68,8 +68,10 @@ def test_the_time_claims_allow_the_leeway_and_no_more() -> None:
 def test_a_token_signed_with_another_secret_or_garbage_is_unauthorized() -> None:
     with pytest.raises(Unauthorized, match="bad signature"):
         verifier().connection(token({"sub": "a"}, key="another secret, also long enough"))
-    with pytest.raises(Unauthorized, match="invalid token: DecodeError"):
+    with pytest.raises(Unauthorized, match="its header is not base64url"):
         verifier().connection("not.a.token")
+    with pytest.raises(Unauthorized, match="not three base64url parts"):
+        verifier().connection("only.two")
     with pytest.raises(Unauthorized, match=f"over {MAX_TOKEN} characters"):
         verifier().connection("x" * (MAX_TOKEN + 1))
 
@@ -83,6 +85,38 @@ def test_an_unsigned_token_is_refused() -> None:
         verifier().connection(unsigned)
 
 
+def _unpadded(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize(
+    ("forge", "message"),
+    [
+        # A second spelling of the same bytes: the last character's unused bits set.
+        (lambda good: good[:-1] + chr(ord(good[-1]) + 1), "signature is not base64url"),
+        (lambda good: good.replace(".", "=.", 1), "not three base64url parts"),
+        (lambda good: good.replace("e", "\u00e9", 1), "not three base64url parts"),
+        (lambda good: _unpadded(b"[1]") + good[good.index(".") :], "header is not an object"),
+        (lambda good: _unpadded(b"{x") + good[good.index(".") :], "header is not JSON"),
+        (
+            lambda good: _unpadded(b'{"alg":"HS256","crit":["exp"]}') + good[good.index(".") :],
+            "critical header parameters",
+        ),
+    ],
+)
+def test_a_token_not_in_the_one_compact_form_is_refused(forge: Any, message: str) -> None:
+    good = token({"sub": "a"})
+    assert verifier().connection(good).user == "a"
+    with pytest.raises(Unauthorized, match=message):
+        verifier().connection(forge(good))
+
+
+def test_claims_that_are_not_an_object_are_refused() -> None:
+    signed = _hs256_raw(b"[1]", SECRET.encode())
+    with pytest.raises(Unauthorized, match="claims is not an object"):
+        verifier().connection(signed)
+
+
 def test_audience_and_issuer_are_checked_when_configured() -> None:
     checked = verifier(audience="chat", issuer="https://login.example")
     good = {"sub": "a", "aud": "chat", "iss": "https://login.example"}
@@ -94,13 +128,13 @@ def test_audience_and_issuer_are_checked_when_configured() -> None:
 
 
 def _hs256(claims: dict[str, Any], key: bytes) -> str:
-    def part(data: bytes) -> bytes:
-        return base64.urlsafe_b64encode(data).rstrip(b"=")
+    return _hs256_raw(json.dumps(claims).encode(), key)
 
-    head = part(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    body = part(json.dumps(claims).encode())
-    signature = part(hmac.new(key, head + b"." + body, hashlib.sha256).digest())
-    return (head + b"." + body + b"." + signature).decode()
+
+def _hs256_raw(body: bytes, key: bytes) -> str:
+    signed = _unpadded(b'{"alg":"HS256","typ":"JWT"}') + "." + _unpadded(body)
+    signature = hmac.new(key, signed.encode(), hashlib.sha256).digest()
+    return signed + "." + _unpadded(signature)
 
 
 def _pem(public: Any) -> str:
@@ -122,6 +156,11 @@ def test_rs256_and_es256_with_a_public_key_and_no_hs256_with_it() -> None:
     forged = _hs256({"sub": "mallory"}, _pem(rsa_key.public_key()).encode())
     with pytest.raises(Unauthorized, match="algorithm not allowed"):
         rsa_verifier.connection(forged)
+    # A key checks its own algorithm only: an ES256 token is not tried against an RSA key.
+    with pytest.raises(Unauthorized, match="algorithm not allowed"):
+        rsa_verifier.connection(token({"sub": "e"}, ec_key, "ES256"))
+    with pytest.raises(ValueError, match="RSA key or an EC key on P-256"):
+        TokenVerifier(public_key=_pem(ec.generate_private_key(ec.SECP384R1()).public_key()))
 
 
 def test_a_jwks_picks_the_key_by_kid() -> None:

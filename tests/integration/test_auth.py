@@ -334,3 +334,46 @@ def test_an_open_server_on_another_address_refuses_to_start(
     output = str(failed.value)
     assert "0.0.0.0 is not a loopback address and no authentication is configured" in output
     assert "Traceback" not in output
+
+
+# -- the log ---------------------------------------------------------------------------------------
+
+
+async def test_refusals_are_logged_a_burst_at_most_and_no_token_or_secret_ever(
+    server_factory: ServerFactory,
+) -> None:
+    """A flood of refusals at debug level: a burst of lines, the rest counted; and none of the
+    credentials shown (tokens, an API key, a session's resume secret) appears in the log."""
+    server = server_factory("--jwt-secret", SECRET, "--api-key", API_KEY, "--log-level", "debug")
+    started = time.monotonic()
+    valid = token("alice")
+    ws = await v1(server, token=valid)
+    welcome = await envelope(ws, "welcome")
+    shown = [valid, API_KEY, welcome["resume"]]
+    floods = 60
+    for index in range(floods):
+        bad = jwt.encode({"sub": f"mallory{index}"}, "a wrong secret that is long enough, too")
+        shown.append(bad)
+        refused = await v1(server, token=bad)
+        assert (await closed_with(refused))[0] == 4102
+    # A stolen session id, a wrong secret: a new session, the old one untouched.
+    thief = await v1(server, token=token("mallory"), session=welcome["session"], resume="guess1")
+    assert (await envelope(thief, "welcome"))["expired"] == welcome["session"]
+    await thief.close()
+    forged_key = "a-forged-api-key-never-logged"
+    assert (await asyncio.to_thread(api, server, "/api/send/alice", key=forged_key))[0] == 401
+    sse_token = jwt.encode({"sub": "eve"}, "yet another wrong secret, long enough")
+    bearer = {"Authorization": f"Bearer {sse_token}"}
+    assert (await asyncio.to_thread(sse_status, server, "/sse/x?token=" + sse_token, bearer))[
+        0
+    ] == 401
+    shown += ["guess1", forged_key, sse_token]
+    await ws.close()
+    elapsed = time.monotonic() - started
+    assert server.stop() == 0
+    log = b"".join(server.output).decode()
+    refusals = [line for line in log.splitlines() if " refused " in line]
+    # 20 at once, then one a second (docs/security.md): far fewer than the 63 refusals.
+    assert 1 <= len(refusals) <= 20 + int(elapsed) + 1, refusals
+    for secret in shown:
+        assert secret not in log

@@ -486,3 +486,17 @@ def test_a_tcp_program_and_a_browser_on_the_chat_page_see_each_other(
         if message["nick"] == "mei":
             break
     assert message["text"] == "hello back from the browser"
+
+
+def test_an_insecure_server_says_so_on_the_chat_page_and_a_default_one_does_not(
+    open_chat: OpenChat, server: ServerProcess, server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    insecure = server_factory("--insecure")
+    page = open_chat("ana", target=insecure)
+    notice = page.get_by_test_id("open-demo")
+    expect(notice).to_be_visible()
+    expect(notice).to_contain_text("Open demo: this server checks nobody")
+    page.screenshot(path=str(tmp_path / "chat-open-demo.png"))
+    plain = open_chat("ben", target=server)
+    expect(plain.get_by_test_id("status")).to_have_attribute("data-state", "open")
+    assert plain.get_by_test_id("open-demo").count() == 0
