@@ -41,8 +41,12 @@ DIRECT_KNOWN: Final[dict[str, str]] = {
     "truncate": "issue 14 problems 3 and 4: a hand-over whose welcome was torn leaves an "
     "orphaned session; the client's session expires and its direct messages are lost, "
     "reported only as client.expired",
+}
+#: Direct-message cells that fail in most runs today, not all (not strict).
+DIRECT_FLAKY: Final[dict[str, str]] = {
     "kill": "issue 14 problem 4: the direct messages not yet acknowledged die with the "
-    "SIGKILLed node; the loss is reported only as client.expired, with no range",
+    "SIGKILLed node; the loss is reported only as client.expired, with no range (in about "
+    "half the runs: when a killed node held unacknowledged messages)",
 }
 
 
@@ -108,6 +112,8 @@ async def test_channel_messages_arrive_once_in_order_or_in_an_exact_gap(
     [
         pytest.param(f, marks=pytest.mark.xfail(strict=True, reason=DIRECT_KNOWN[f]))
         if f in DIRECT_KNOWN
+        else pytest.param(f, marks=pytest.mark.xfail(strict=False, reason=DIRECT_FLAKY[f]))
+        if f in DIRECT_FLAKY
         else f
         for f in SEEDS
     ],
