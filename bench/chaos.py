@@ -66,9 +66,9 @@ def plans(args: Options) -> list[Plan]:
 
 def table(reports: list[Report]) -> str:
     lines = [
-        "| fault | transport | sent | received | lost in a reported gap | lost silently "
-        "| duplicated | gaps (empty) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| fault | transport | sent | received | lost in a reported gap "
+        "| lost after a reported failure | lost silently | duplicated | gaps (empty) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     total = Counts()
     for report in reports:
@@ -76,12 +76,13 @@ def table(reports: list[Report]) -> str:
             total.add(c)
             lines.append(
                 f"| {report.plan.label} | {label} | {c.sent:,} | {c.received:,} "
-                f"| {c.lost_in_gap:,} | {c.lost_silently:,} | {c.duplicated:,} "
-                f"| {c.gaps} ({c.empty_gaps}) |"
+                f"| {c.lost_in_gap:,} | {c.lost_reported:,} | {c.lost_silently:,} "
+                f"| {c.duplicated:,} | {c.gaps} ({c.empty_gaps}) |"
             )
     lines.append(
         f"| **all** | | {total.sent:,} | {total.received:,} | {total.lost_in_gap:,} "
-        f"| {total.lost_silently:,} | {total.duplicated:,} | {total.gaps} ({total.empty_gaps}) |"
+        f"| {total.lost_reported:,} | {total.lost_silently:,} | {total.duplicated:,} "
+        f"| {total.gaps} ({total.empty_gaps}) |"
     )
     lines += ["", "| fault | faults | recovery p50 | recovery p99 | published | run time |"]
     lines.append("|---|---:|---:|---:|---:|---:|")
@@ -112,6 +113,7 @@ def _record(report: Report) -> dict[str, Any]:
                 "received": c.received,
                 "lost_in_gap": c.lost_in_gap,
                 "lost_silently": c.lost_silently,
+                "lost_reported": c.lost_reported,
                 "duplicated": c.duplicated,
                 "gaps": c.gaps,
                 "empty_gaps": c.empty_gaps,

@@ -12,6 +12,9 @@ For each subscriber, every message after the position its subscription began at 
 - inside a `Gap` the client reported, whose range starts at the last position the
   subscriber had (`from`) and covers no message the subscriber received.
 
+- published after the client told the app that the subscription failed for good (the
+  Python client's `Failure`, pushwire.js's `error` event, for the channel): lost, reported.
+
 Anything else is a violation: a message lost silently, a duplicate, a message out of order,
 a gap whose range does not match.
 
@@ -31,6 +34,7 @@ __all__ = [
     "Hole",
     "PublishLog",
     "Record",
+    "Stopped",
     "check",
     "check_direct",
     "recovery_times",
@@ -60,6 +64,17 @@ class Hole:
     end: Position
 
 
+@dataclass(frozen=True, slots=True)
+class Stopped:
+    """The client told the app that the channel's subscription failed for good (a
+    `Failure` item, an `error` event): after `after` (its last position) nothing more is
+    owed, and what was published after is lost, reported."""
+
+    at: float
+    after: Position
+    reason: str
+
+
 @dataclass
 class Record:
     """One subscriber of one channel: `start` is where its subscription began (the
@@ -68,6 +83,7 @@ class Record:
     name: str
     start: Position | None = None
     items: list[Got | Hole] = field(default_factory=list)
+    stopped: Stopped | None = None
 
 
 @dataclass
@@ -78,6 +94,7 @@ class Counts:
     received: int = 0
     lost_in_gap: int = 0
     lost_silently: int = 0
+    lost_reported: int = 0  # after the client reported that the subscription failed
     duplicated: int = 0
     gaps: int = 0
     empty_gaps: int = 0  # gaps that covered no message (an epoch change with nothing lost)
@@ -88,6 +105,7 @@ class Counts:
         self.received += other.received
         self.lost_in_gap += other.lost_in_gap
         self.lost_silently += other.lost_silently
+        self.lost_reported += other.lost_reported
         self.duplicated += other.duplicated
         self.gaps += other.gaps
         self.empty_gaps += other.empty_gaps
@@ -241,6 +259,8 @@ def check(record: Record, log: PublishLog) -> Counts:
                 )
         elif inside:
             counts.lost_in_gap += 1
+        elif record.stopped is not None and rank(position) > rank(record.stopped.after):
+            counts.lost_reported += 1
         else:
             counts.lost_silently += 1
             silent.append(position)

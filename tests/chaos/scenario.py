@@ -104,7 +104,8 @@ class Report:
             for label, c in cells.items():
                 lines.append(
                     f"  {kind} {label}: sent {c.sent} received {c.received} "
-                    f"gap {c.lost_in_gap} silent {c.lost_silently} dup {c.duplicated} "
+                    f"gap {c.lost_in_gap} reported {c.lost_reported} silent {c.lost_silently} "
+                    f"dup {c.duplicated} "
                     f"gaps {c.gaps} (empty {c.empty_gaps})"
                 )
         lines += [f"  {line}" for line in self.states + self.node_log[:20]]
@@ -229,7 +230,10 @@ async def _settled(
         if final is None:
             return True
         rank = log.ranker()
-        return all(s.last is not None and rank(s.last) >= rank(final) for s in subscribers)
+        return all(
+            s.record.stopped is not None or (s.last is not None and rank(s.last) >= rank(final))
+            for s in subscribers
+        )
 
     def direct_done() -> bool:
         assert direct is not None

@@ -9,9 +9,9 @@ import contextlib
 import time
 from typing import TYPE_CHECKING, Any, Final
 
-from pushwire.client import Client, ClientError, Gap
+from pushwire.client import Client, ClientError, Failure, Gap
 
-from .ledger import DirectRecord, Got, Hole, Record
+from .ledger import DirectRecord, Got, Hole, Record, Stopped
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, BrowserContext, Page
@@ -30,6 +30,8 @@ class Subscriber:
         self.direct = DirectRecord(user or label)
         #: The transports it received messages over (a transport switch shows here).
         self.transports: set[str] = set()
+        #: What its client reported as failed for good (`Failure`, `error` events).
+        self.failures: list[str] = []
 
     @property
     def last(self) -> tuple[str, int] | None:
@@ -80,7 +82,8 @@ class PythonSubscriber(Subscriber):
         quiet = f", last item {time.time() - last:.1f} s ago" if last is not None else ""
         return (
             f"{self.label}: on {client.transport}, session {client.session}, "
-            f"{client.reconnections} reconnections, expired {client.expired}{quiet}"
+            f"{client.reconnections} reconnections, expired {client.expired}, "
+            f"failures {self.failures}{quiet}"
         )
 
     async def _read(self) -> None:
@@ -88,7 +91,11 @@ class PythonSubscriber(Subscriber):
         async for item in self.client:
             now = time.time()
             self.transports.add(self.client.transport)
-            if isinstance(item, Gap):
+            if isinstance(item, Failure):
+                self.failures.append(f"{item.operation} {item.code}: {item.message}")
+                if item.operation == "subscribe" and self.last is not None:
+                    self.record.stopped = Stopped(now, self.last, self.failures[-1])
+            elif isinstance(item, Gap):
                 start = (item.from_epoch, item.from_offset)
                 items.append(Hole(now, start, (item.to_epoch, item.to_offset)))
             elif item.channel is not None:
@@ -127,6 +134,9 @@ window.startSubscriber = async ([url, transports, channel, user]) => {
   pw.addEventListener('expired', (e) => __items.push(['x', now(), String(e.session)]));
   pw.addEventListener('transport', (e) => __items.push(['t', now(), String(e.transport)]));
   pw.addEventListener('reconnected', () => __items.push(['r', now()]));
+  pw.addEventListener('error', (e) => {
+    if (e.operation) __items.push(['f', now(), e.operation, e.code, e.message, e.channel]);
+  });
   const subscription = await pw.subscribe(channel);
   return [subscription.epoch, subscription.offset];
 };
@@ -190,6 +200,10 @@ class BrowserSubscriber(Subscriber):
                 self.transports.add(str(entry[2]))
             elif kind == "r":
                 self.reconnections += 1
+            elif kind == "f":
+                self.failures.append(f"{entry[2]} {entry[3]}: {entry[4]}")
+                if entry[2] == "subscribe" and self.last is not None:
+                    self.record.stopped = Stopped(at, self.last, self.failures[-1])
             else:
                 self.direct.expired.append(str(entry[2]))
 

@@ -33,6 +33,6 @@ def test_the_table_has_a_row_per_transport_and_fault_and_the_recovery_times() ->
     report.recovery = [0.5, 1.5]
     report.elapsed = 3.0
     text = table([report])
-    assert "| kill | sse | 10 | 8 | 2 | 0 | 0 | 1 (0) |" in text
-    assert "| **all** | | 10 | 8 | 2 | 0 | 0 | 1 (0) |" in text
+    assert "| kill | sse | 10 | 8 | 2 | 0 | 0 | 0 | 1 (0) |" in text
+    assert "| **all** | | 10 | 8 | 2 | 0 | 0 | 0 | 1 (0) |" in text
     assert "| kill | 1 | 1.00 s | 1.49 s | 0 | 3 s |" in text

@@ -50,15 +50,6 @@ DIRECT_FLAKY: Final[dict[str, str]] = {
 }
 
 
-#: Channel cells that fail in some runs today (not strict: they pass in others).
-CHANNEL_FLAKY: Final[dict[str, str]] = {
-    "kill": "found by the chaos suite (seeds 1, 1406, 1410, 1411, about 1 run in 3): after a "
-    "node SIGKILL an sse or stream client resumes with a new session and its automatic "
-    "re-subscribe is never answered (still pending when the client closes); the channel "
-    "stays silent, no gap, no error (issue 14 item 2: the re-subscribe is not retried)",
-}
-
-
 def plan(fault: str) -> Plan:
     return Plan(
         fault,
@@ -84,15 +75,7 @@ async def report_for(fault: str, directory: Path) -> Report:
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize(
-    "fault",
-    [
-        pytest.param(f, marks=pytest.mark.xfail(strict=False, reason=CHANNEL_FLAKY[f]))
-        if f in CHANNEL_FLAKY
-        else f
-        for f in SEEDS
-    ],
-)
+@pytest.mark.parametrize("fault", list(SEEDS))
 async def test_channel_messages_arrive_once_in_order_or_in_an_exact_gap(
     fault: str, tmp_path: Path
 ) -> None:

@@ -1,7 +1,9 @@
-"""Chaos cells that fail today because of known problems of issue 14 (`issues show 14`),
-each marked `xfail(strict=True, raises=AssertionError)`: the fix of the problem makes the
-cell pass, which fails the run until the mark is removed. Only the ledger's assertion is
-the expected failure: a set-up that goes wrong raises something else and fails."""
+"""The problems of issue 14 (`issues show 14`), each as a chaos cell of its own, set up so
+that it happens every time. One still open is marked `xfail(strict=True,
+raises=AssertionError)`: its fix makes the cell pass, which fails the run until the mark
+is removed. Only the final assertion is the expected failure: a set-up that goes wrong
+raises something else and fails. Problems 1 and 5 are fixed (wt/retries): their cells
+pass."""
 
 from __future__ import annotations
 
@@ -30,12 +32,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("needs_redis")]
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 14 problem 1: a re-subscribe answered `unavailable` while Redis is down is "
-    "dropped by the client; the channel then stops for good, with no gap and no error",
-)
 async def test_channel_messages_after_resuming_during_a_redis_outage(tmp_path: Path) -> None:
     """Redis stops, the client's connection is reset, the client resumes (and re-subscribes)
     while Redis is still down, Redis comes back: what is published then must arrive."""
@@ -78,12 +74,6 @@ async def test_channel_messages_after_resuming_during_a_redis_outage(tmp_path: P
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 14 problem 1, in pushwire.js too: the re-subscribe answered `unavailable` "
-    "while Redis is down is dropped; the channel stops for good, no gap, no error event",
-)
 async def test_pushwire_js_channel_messages_after_resuming_during_a_redis_outage(
     browser: Browser, tmp_path: Path
 ) -> None:
@@ -168,12 +158,6 @@ async def test_direct_messages_behind_a_stall(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 14 problem 5: a publish answered 503 was stored (Redis ran the script, its "
-    "answer was lost); the retry, even with an Idempotency-Key, publishes it again",
-)
 async def test_a_publish_retried_after_a_lost_answer_arrives_once(tmp_path: Path) -> None:
     with running_redis(tmp_path) as redis:
         to_redis = FaultProxy([("127.0.0.1", redis.port)])

@@ -12,6 +12,7 @@ from tests.chaos.ledger import (
     Hole,
     PublishLog,
     Record,
+    Stopped,
     check,
     check_direct,
     recovery_times,
@@ -141,6 +142,14 @@ def test_a_publish_without_an_answer_is_placed_by_its_subscribers() -> None:
     counts = checked(log, record)
     assert counts.holds, counts.violations
     assert counts.sent == 2
+
+
+def test_what_follows_a_reported_failure_of_the_subscription_is_lost_reported() -> None:
+    record = rec(("a", 0), [got("m1", "a", 1)])
+    record.stopped = Stopped(0.0, ("a", 1), "subscribe unavailable")
+    counts = checked(published(*LOG), record)
+    assert counts.holds, counts.violations
+    assert (counts.received, counts.lost_reported, counts.lost_silently) == (1, 3, 0)
 
 
 def test_never_subscribed_is_a_violation() -> None:
