@@ -131,6 +131,35 @@ async def until_status(port: int, wanted: int) -> None:
 
 @pytest.mark.timeout(90)
 @pytest.mark.xfail(
+    strict=False,
+    raises=AssertionError,
+    reason="found by the chaos suite with wt/retries merged (3 runs of 3 with this seed; not "
+    "strict: other seeds pass): after Redis restarts without persistence with every client "
+    "connection reset during the outage, sse and longpoll subscribers miss the new epoch's "
+    "messages silently (no gap, no Failure, 25 s later), and a websocket subscriber gets a "
+    "gap from its old epoch after it had the new epoch's first message, then that message "
+    "again",
+)
+async def test_channel_messages_across_redis_restarts_with_connections_reset(
+    tmp_path: Path,
+) -> None:
+    plan = Plan(
+        "redis_reset",
+        ("redis_reset",),
+        seed=seed_for(1431),
+        length=4.5,
+        every=2.0,
+        rate=100.0,
+        python=(("websocket",), ("sse",), ("longpoll",), ("tcp",)),
+        settle=10.0,
+    )
+    report = await run(plan, tmp_path)
+    violations = report.violations()
+    assert not violations, "\n".join([report.summary(), *violations])
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.xfail(
     strict=True,
     raises=AssertionError,
     reason="issue 14 problem 4: a session with over `max_unacked` unacknowledged direct "
