@@ -116,7 +116,8 @@ class Config:
     max_poll_frames: int = 10_000
     #: Bytes of an iframe document before it is recycled (the client opens a new one).
     iframe_max_bytes: int = 256 * 1024
-    #: Seconds to wait for the peer's Close after sending ours.
+    #: Seconds to wait for the peer's Close after sending ours; a streaming or TCP client
+    #: that has not taken its close by then (a slow consumer) is dropped.
     close_timeout: float = 5.0
     #: Seconds in-flight work gets to finish at shutdown before connections are dropped.
     shutdown_timeout: float = 10.0

@@ -184,7 +184,15 @@ class HttpConnection(OneTimer, asyncio.Protocol):
         self.door.closed(self)
 
     def pause_writing(self) -> None:
-        pass  # an answer is bounded by its request; streams are bounded by their transport
+        # The socket's buffer passed max_write_buffer. An answer is bounded by its request;
+        # a stream's client does not read fast enough: a slow consumer, closed like a
+        # WebSocket's (4001), then aborted if it does not take the rest (`_stream_ended`).
+        stream = self.stream
+        if stream is not None and not stream.done:
+            limit = self.door.config.max_write_buffer
+            asyncio.get_running_loop().call_soon(
+                stream.close, 4001, f"slow consumer (> {limit} bytes queued)"
+            )
 
     def resume_writing(self) -> None:
         pass
@@ -317,6 +325,7 @@ class HttpConnection(OneTimer, asyncio.Protocol):
             framing=start.framing,
             heartbeat=start.heartbeat,
             max_bytes=start.max_bytes,
+            on_end=self._stream_ended,
         )
         if start.first:
             transport.write(chunk(start.first))
@@ -324,6 +333,11 @@ class HttpConnection(OneTimer, asyncio.Protocol):
         if opening is not None:
             self.door.track(asyncio.ensure_future(stream.run_opening(opening)))
         self._set_timer(self.door.config.heartbeat_interval, self._heartbeat)
+
+    def _stream_ended(self) -> None:
+        """The stream's end is written: a client that does not take it within
+        `close_timeout` (a slow consumer) is dropped, so its buffer is freed."""
+        self._set_timer(self.door.config.close_timeout, self.abort)
 
     def _heartbeat(self) -> None:
         stream = self.stream

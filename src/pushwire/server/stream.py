@@ -55,8 +55,9 @@ class HttpStream:
     """The hub's `Transport` for a client on a never-ending chunked response.
 
     Frames arrive already wrapped as chunks by the framing, so a write is one socket write.
-    Closing writes a `close` envelope and ends the body. After `max_bytes` (the iframe's
-    bound) the stream closes with 4000: the client opens a new one and resumes.
+    Closing writes a `close` envelope and ends the body, then calls `on_end` (the connection
+    aborts the socket if that does not flush in time). After `max_bytes` (the iframe's bound)
+    the stream closes with 4000: the client opens a new one and resumes.
     """
 
     __slots__ = (
@@ -65,6 +66,7 @@ class HttpStream:
         "heartbeat_frame",
         "max_bytes",
         "name",
+        "on_end",
         "receiver",
         "sent",
         "socket",
@@ -78,8 +80,10 @@ class HttpStream:
         framing: Framing,
         heartbeat: bytes,
         max_bytes: int | None,
+        on_end: Callable[[], object] | None = None,
     ) -> None:
         self.socket = socket
+        self.on_end = on_end
         self.name = kind
         self.framing: Framing = chunked(framing)
         self.heartbeat_frame = chunk(heartbeat)
@@ -107,6 +111,8 @@ class HttpStream:
         if not socket.is_closing():
             socket.write(CHUNKED_END)
             socket.close()
+            if self.on_end is not None:
+                self.on_end()
         self._closed(code, reason)
 
     def lost(self) -> None:

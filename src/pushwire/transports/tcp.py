@@ -263,9 +263,11 @@ class TcpConnection(SocketTransport):
     # -- internals ----------------------------------------------------------------------------
 
     def _end(self) -> None:
+        # close() waits for the buffer to flush: a peer that does not read it within
+        # `close_timeout` (a slow consumer) is dropped, so its buffer is freed.
         self.closed = True
-        self._cancel_timer()
         self.socket.close()
+        self._set_timer(self.config.close_timeout, self.abort)
 
     def _refuse(self, exc: RemoteError) -> None:
         error = {"type": "error", "code": exc.error_code, "message": str(exc)}
