@@ -82,7 +82,8 @@ class Config:
     #: Request body (413 when over). Twice max_message: an HTTP transport's POST carries the
     #: envelope around a message, and base64 makes binary a third larger.
     max_body_bytes: int = 2 * 1024 * 1024
-    #: Time to receive a complete request head once the first byte arrived (408 when over).
+    #: Time to receive a complete request head once the first byte arrived (408 when over);
+    #: also the time a TLS handshake may take (the connection is dropped when over).
     header_timeout: float = 10.0
     #: Time to receive the body once the head is complete (408 when over).
     body_timeout: float = 30.0
@@ -90,7 +91,8 @@ class Config:
     keepalive_timeout: float = 30.0
     #: Requests read ahead of the one being answered; reading pauses beyond it.
     max_pipelined: int = 16
-    #: Open TCP connections per process; one more gets 503 and is closed.
+    #: Open TCP connections per process, TLS handshakes in progress included; one more gets
+    #: 503 and is closed (over TLS: dropped before its handshake).
     max_connections: int = 10_000
 
     #: Largest application message (WebSocket close 1009, error `too_large` when over).

@@ -16,10 +16,12 @@ gone.
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import contextlib
 import functools
 import logging
-from collections.abc import Awaitable
+import ssl
+from collections.abc import Awaitable, Callable
 from typing import Protocol, cast
 
 from ..clock import Clock, OneTimer
@@ -41,12 +43,20 @@ log = logging.getLogger("pushwire.server")
 class Door:
     """What every connection of one server shares: the app, the settings and the clock; the
     open connections (each has `shutdown()` and `abort()`), counted against
-    `max_connections`; the background tasks of their answers; the WebSocket ping sweep."""
+    `max_connections` from their first byte (a TLS handshake too); the background tasks of
+    their answers; the WebSocket ping sweep; the TLS context, if any."""
 
-    def __init__(self, app: Application, config: Config, clock: Clock) -> None:
+    def __init__(
+        self,
+        app: Application,
+        config: Config,
+        clock: Clock,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.app = app
         self.config = config
         self.clock = clock
+        self.tls = tls
         self.pings = PingSweep(config, clock)
         self.connections: set[Served] = set()
         self.accepted = 0  # connections accepted since start
@@ -81,6 +91,37 @@ class Door:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def handshake(
+        self,
+        socket: asyncio.Transport,
+        protocol: asyncio.Protocol,
+        then: Callable[[asyncio.Transport], object],
+    ) -> None:
+        """TLS on a counted connection: `then(tls_transport)` once the handshake is done,
+        within `header_timeout`, and `protocol` gets the connection's events from then on; a
+        handshake that fails or stalls drops the connection (`protocol.connection_lost`).
+        asyncio's own TLS listener would run it outside `max_connections`, for up to 60 s.
+
+        The TLS protocol is installed now, not by `loop.start_tls` in a task: uvloop starts
+        reading when `connection_made` returns, and the ClientHello must not reach `protocol`.
+        """
+        assert self.tls is not None
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        secured = _Secured(protocol, then)
+        tls = _tls_protocol(loop)(
+            loop,
+            secured,
+            self.tls,
+            waiter,
+            server_side=True,
+            call_connection_made=True,
+            ssl_handshake_timeout=self.config.header_timeout,
+        )
+        waiter.add_done_callback(functools.partial(_handshake_done, secured))
+        socket.set_protocol(tls)
+        tls.connection_made(socket)
+
     async def drain(self, timeout: float) -> int:
         """Wait up to `timeout` for every connection to close; how many are left."""
         if self.connections:
@@ -88,6 +129,46 @@ class Door:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drained.wait(), timeout)
         return len(self.connections)
+
+
+def _tls_protocol(loop: asyncio.AbstractEventLoop) -> Callable[..., asyncio.BufferedProtocol]:
+    """The TLS protocol class of the running loop's kind (uvloop has its own, not in its
+    stubs); both take asyncio's `SSLProtocol` arguments."""
+    if type(loop).__module__.startswith("uvloop"):
+        import uvloop.loop
+
+        return cast(Callable[..., asyncio.BufferedProtocol], uvloop.loop.SSLProtocol)  # type: ignore[attr-defined]
+    return asyncio.sslproto.SSLProtocol
+
+
+def _handshake_done(secured: _Secured, waiter: asyncio.Future[None]) -> None:
+    """The handshake ended: if it did not hand the connection over (it failed, timed out,
+    or the socket was dropped meanwhile), the connection is gone."""
+    if secured.done:
+        return
+    exc = None if waiter.cancelled() else waiter.exception()
+    log.debug("TLS handshake failed: %r", exc)
+    secured.protocol.connection_lost(exc if isinstance(exc, Exception) else None)
+
+
+class _Secured(asyncio.Protocol):
+    """A TLS connection's first protocol: once the handshake is done, hands the TLS
+    transport over to the connection's own protocol."""
+
+    __slots__ = ("done", "protocol", "then")
+
+    def __init__(
+        self, protocol: asyncio.Protocol, then: Callable[[asyncio.Transport], object]
+    ) -> None:
+        self.protocol = protocol
+        self.then = then
+        self.done = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.done = True
+        tls = cast(asyncio.Transport, transport)
+        tls.set_protocol(self.protocol)
+        self.then(tls)
 
 
 class Served(Protocol):
@@ -139,10 +220,28 @@ class HttpConnection(OneTimer, asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else None
-        config = self.door.config
-        if not self.door.opened(self):
-            self._refuse(503, f"too many connections (> {config.max_connections})")
+        door = self.door
+        if not door.opened(self):
+            if door.tls is not None:
+                # No handshake for a connection over the bound: nothing could be answered.
+                self.closing = True
+                transport.abort()
+                return
+            self._refuse(503, f"too many connections (> {door.config.max_connections})")
             return
+        if door.tls is not None:
+            self._set_timer(door.config.header_timeout, self.abort)  # start_tls has its own
+            door.handshake(transport, self, self._secured)
+            return
+        self._serve(transport)
+
+    def _secured(self, transport: asyncio.Transport) -> None:
+        """The TLS handshake is done: HTTP on the TLS transport."""
+        self.transport = transport
+        self._serve(transport)
+
+    def _serve(self, transport: asyncio.Transport) -> None:
+        config = self.door.config
         transport.set_write_buffer_limits(high=config.max_write_buffer)
         self._set_timer(config.keepalive_timeout, self._idle_timeout)
 

@@ -47,9 +47,22 @@ class _TcpAccept(asyncio.Protocol):
         )
         socket_.set_protocol(connection)
         if not door.opened(connection):
+            if door.tls is not None:
+                # No handshake for a connection over the bound: nothing could be answered.
+                connection.closed = True
+                socket_.abort()
+                return
             connection.close(4000, f"too many connections (> {door.config.max_connections})")
             return
-        connection.start(door.app.tcp_receiver(connection, remote))
+        if door.tls is None:
+            connection.start(door.app.tcp_receiver(connection, remote))
+            return
+
+        def secured(tls: asyncio.Transport) -> None:
+            connection.socket = tls
+            connection.start(door.app.tcp_receiver(connection, remote))
+
+        door.handshake(socket_, connection, secured)
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Never called: the TcpConnection took the socket over in connection_made."""
@@ -61,7 +74,7 @@ class Server:
     def __init__(self, app: Application, config: Config, clock: Clock = LOOP_CLOCK) -> None:
         self.app = app
         self.config = config
-        self.door = Door(app, config, clock)
+        self.door = Door(app, config, clock, self._tls_context())
         self._servers: list[asyncio.base_events.Server] = []
         self.tcp_servers: list[asyncio.base_events.Server] = []
         app.attach_server(self)
@@ -89,21 +102,20 @@ class Server:
         `tcp_sock`, or `tcp_port` if set)."""
         loop = asyncio.get_running_loop()
         config, door = self.config, self.door
-        tls = self._tls_context()
+        # TLS is not the listener's: each connection runs its handshake once counted
+        # (`Door.handshake`), so handshakes count against max_connections and header_timeout.
         if sock is not None:
-            server = await loop.create_server(
-                lambda: HttpConnection(door), sock=sock, backlog=4096, ssl=tls
-            )
+            server = await loop.create_server(lambda: HttpConnection(door), sock=sock, backlog=4096)
         else:
             server = await loop.create_server(
-                lambda: HttpConnection(door), config.host, config.port, backlog=4096, ssl=tls
+                lambda: HttpConnection(door), config.host, config.port, backlog=4096
             )
         self._servers.append(server)
         if tcp_sock is not None or config.tcp_port is not None:
             ports: list[int] = []
             if tcp_sock is not None:
                 tcp = await loop.create_server(
-                    lambda: _TcpAccept(door, ports[0]), sock=tcp_sock, backlog=4096, ssl=tls
+                    lambda: _TcpAccept(door, ports[0]), sock=tcp_sock, backlog=4096
                 )
             else:
                 tcp = await loop.create_server(
@@ -111,7 +123,6 @@ class Server:
                     config.host,
                     config.tcp_port,
                     backlog=4096,
-                    ssl=tls,
                 )
             ports.append(tcp.sockets[0].getsockname()[1])
             self.tcp_servers.append(tcp)
