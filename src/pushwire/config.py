@@ -92,8 +92,13 @@ class Config:
     #: Requests read ahead of the one being answered; reading pauses beyond it.
     max_pipelined: int = 16
     #: Open TCP connections per process, TLS handshakes in progress included; one more gets
-    #: 503 and is closed (over TLS: dropped before its handshake).
-    max_connections: int = 10_000
+    #: 503 and is closed (over TLS: dropped before its handshake). 0 (the default): what the
+    #: process can hold, its open-file limit (raised to the hard limit at start) minus
+    #: `fd_reserve`.
+    max_connections: int = 0
+    #: File descriptors kept for other uses (listening sockets, Redis, the auth proxy, logs)
+    #: when `max_connections` is derived from the open-file limit.
+    fd_reserve: int = 256
 
     #: Largest application message (WebSocket close 1009, error `too_large` when over).
     max_message: int = 1024 * 1024

@@ -24,6 +24,7 @@ from typing import Final
 
 from .app import App
 from .config import Config
+from .server.fdlimit import raise_file_limit
 from .server.listener import Server
 
 __all__ = ["run", "run_workers", "serve"]
@@ -53,7 +54,14 @@ async def serve(app: App, *, announce: bool = True, reuse_port: bool = False) ->
     if config.gc_full_every > 0:
         young, middle, _ = gc.get_threshold()
         gc.set_threshold(young, middle, config.gc_full_every)
+    file_limit = raise_file_limit()
     server = Server(app, config, app.hub.clock)
+    log.info(
+        "max_connections %d (open-file limit %d, fd_reserve %d)",
+        server.door.max_connections,
+        file_limit,
+        config.fd_reserve,
+    )
     await app.hub.broker.start()
     if app.router is not None:
         await app.router.start()

@@ -32,6 +32,7 @@ from ..transports.websocket.connection import PingSweep, WebSocketTransport
 from ..transports.websocket.framing import ENVELOPE_FRAMING, RAW_FRAMING
 from ..transports.websocket.handshake import switching_protocols
 from ..web import Application, Request, Response, StreamResponse
+from .fdlimit import connection_bound
 from .parser import RequestParser
 from .stream import HttpStream
 
@@ -57,6 +58,8 @@ class Door:
         self.config = config
         self.clock = clock
         self.tls = tls
+        #: `max_connections`, or (0) what the open-file limit allows.
+        self.max_connections = connection_bound(config.max_connections, config.fd_reserve)
         self.pings = PingSweep(config, clock)
         self.connections: set[Served] = set()
         self.accepted = 0  # connections accepted since start
@@ -73,7 +76,7 @@ class Door:
         `max_connections`, or shutting down). It counts until `closed` either way."""
         self.connections.add(connection)
         self.accepted += 1
-        return len(self.connections) <= self.config.max_connections and not self.shutting_down
+        return len(self.connections) <= self.max_connections and not self.shutting_down
 
     def closed(self, connection: object) -> None:
         """A connection is gone."""
@@ -227,7 +230,7 @@ class HttpConnection(OneTimer, asyncio.Protocol):
                 self.closing = True
                 transport.abort()
                 return
-            self._refuse(503, f"too many connections (> {door.config.max_connections})")
+            self._refuse(503, f"too many connections (> {door.max_connections})")
             return
         if door.tls is not None:
             self._set_timer(door.config.header_timeout, self.abort)  # start_tls has its own

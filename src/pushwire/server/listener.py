@@ -52,7 +52,7 @@ class _TcpAccept(asyncio.Protocol):
                 connection.closed = True
                 socket_.abort()
                 return
-            connection.close(4000, f"too many connections (> {door.config.max_connections})")
+            connection.close(4000, f"too many connections (> {door.max_connections})")
             return
         if door.tls is None:
             connection.start(door.app.tcp_receiver(connection, remote))
