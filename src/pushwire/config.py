@@ -140,7 +140,7 @@ class Config:
     max_inboxes: int = 100_000
     #: Messages kept per channel for recovery (memory broker, and each Redis stream).
     history_size: int = 1000
-    #: Seconds a message stays in a channel's Redis history (older ones are trimmed).
+    #: Seconds a message stays in a channel's history (older ones are trimmed; memory and Redis).
     history_ttl: float = 3600.0
     #: Seconds a publish's idempotency key is remembered (in the broker, so on every node): a
     #: publish repeated with the same key and channel within it gets the first one's position
