@@ -148,7 +148,7 @@ class Config:
     max_inboxes: int = 100_000
     #: Messages kept per channel for recovery (memory broker, and each Redis stream).
     history_size: int = 1000
-    #: Seconds a message stays in a channel's Redis history (older ones are trimmed).
+    #: Seconds a message stays in a channel's history (older ones are trimmed; memory and Redis).
     history_ttl: float = 3600.0
     #: Seconds a publish's idempotency key is remembered (in the broker, so on every node): a
     #: publish repeated with the same key and channel within it gets the first one's position
@@ -185,6 +185,10 @@ class Config:
     forward_timeout: float = 5.0
     #: Forwarded requests in flight per node, sent and served each (503 when over).
     max_forwarded: int = 1000
+    #: (Redis) Sessions handed over to another node whose old id still leads there, each for
+    #: `session_grace` (a client whose welcome was lost comes back with the old id); beyond
+    #: it the oldest is forgotten first, and its client's resumption counts as expired.
+    max_moved_sessions: int = 100_000
     #: Seconds a resuming node waits for the session's home node to hand it over (then the
     #: session counts as expired, as when its home node is dead).
     handover_timeout: float = 5.0

@@ -30,6 +30,8 @@ __all__ = [
     "DirectDeliverCallback",
     "DirectSent",
     "History",
+    "HistoryBounds",
+    "HistoryPolicy",
     "NodeLink",
     "PresenceCallback",
     "PublishCallback",
@@ -50,6 +52,19 @@ DirectDeliverCallback = Callable[[str, Message], None]
 #: Called with the channels whose live messages may have been missed while the broker's
 #: connection was down, once it is restored: their history tells what (see `Broker`).
 ResubscribedCallback = Callable[[frozenset[str]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryBounds:
+    """How much of a channel's history is kept: `size` messages (0: none), each for `ttl`
+    seconds."""
+
+    size: int
+    ttl: float
+
+
+#: The history bounds of a channel, or None for the broker's own (`Broker.set_history_policy`).
+HistoryPolicy = Callable[[str], "HistoryBounds | None"]
 
 
 # Not frozen: one is made per direct message, and a frozen dataclass's __init__ costs 3-4x
@@ -145,6 +160,11 @@ class Broker(Protocol):
         one's position. A publisher that did not learn whether its publish was stored (an
         `Unavailable` after the broker ran it) retries with the same key and publishes once.
         """
+
+    def set_history_policy(self, policy: HistoryPolicy) -> None:
+        """Keep each channel's history within the bounds `policy` gives it (a namespace's
+        `history_size` and `history_ttl`), the broker's own where it gives None. Asked when a
+        channel's history is written or read, so set it before the first publish."""
 
     async def subscribe(self, channel: str) -> None:
         """This process wants the channel's messages (called once per channel, on first use)."""

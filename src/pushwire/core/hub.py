@@ -92,6 +92,7 @@ class Hub:
         self.clock = clock
         self.broker: Broker = broker or MemoryBroker(
             config.history_size,
+            history_ttl=config.history_ttl,
             idempotency_ttl=config.idempotency_ttl,
             max_idempotency_keys=config.max_idempotency_keys,
             inbox=InboxLimits(
@@ -119,7 +120,14 @@ class Hub:
         rules = None
         if namespaces is not None:
             authenticating = tokens is not None or (proxy is not None and proxy.connects)
-            rules = Namespaces(namespaces, AUTHENTICATED if authenticating else OPEN)
+            rules = Namespaces(
+                namespaces,
+                AUTHENTICATED if authenticating else OPEN,
+                history_size=config.history_size,
+                history_ttl=config.history_ttl,
+            )
+            # A namespace may keep more or less history than the server's default.
+            self.broker.set_history_policy(rules.history_bounds)
         self.access = Access(config, clock, tokens=tokens, namespaces=rules, proxy=proxy)
         self._presence = Presence(self.broker, config)
         self.channels = Channels(self.broker, config, self._presence, self.stats, tasks)

@@ -34,6 +34,8 @@ from ..base import (
     DirectCallback,
     DirectDeliverCallback,
     History,
+    HistoryBounds,
+    HistoryPolicy,
     PresenceCallback,
     PublishCallback,
     ResubscribedCallback,
@@ -169,7 +171,9 @@ class RedisBroker:
         )
         kwargs = self._client.connection_pool.connection_kwargs
         where = str(kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}")
-        retention = Retention.of(history_size, history_ttl, channel_ttl, idempotency_ttl)
+        retention = self._retention = Retention.of(
+            history_size, history_ttl, channel_ttl, idempotency_ttl
+        )
         inbox = Retention.of(inbox_size, inbox_ttl, inbox_ttl, max_bytes=inbox_bytes)
         self._health = Health(
             where, reconnect_min, reconnect_max, lambda: len(self._subscriber.channels)
@@ -292,6 +296,27 @@ class RedisBroker:
             raise InvalidState(f"redis broker is {self._state.value}")
 
     # -- publishing -------------------------------------------------------------------------
+
+    def set_history_policy(self, policy: HistoryPolicy) -> None:
+        """Per-channel history bounds (`Broker.set_history_policy`); a `ttl` beyond
+        `channel_ttl` is cut to it (a channel's position is forgotten then)."""
+        default = self._retention
+        made: dict[HistoryBounds, Retention] = {}
+
+        def retention_of(channel: str) -> Retention:
+            bounds = policy(channel)
+            if bounds is None:
+                return default
+            retention = made.get(bounds)
+            if retention is None:
+                ttl = min(bounds.ttl, self.channel_ttl)
+                retention = made[bounds] = Retention.of(
+                    bounds.size, ttl, self.channel_ttl, self.idempotency_ttl
+                )
+            return retention
+
+        self._publisher.retention_of = retention_of
+        self._history.retention_of = retention_of
 
     def publish(
         self,

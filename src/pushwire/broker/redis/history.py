@@ -81,7 +81,8 @@ class HistoryReader:
         where: str,
     ) -> None:
         self._names = names
-        self._retention = retention
+        #: What is kept of each stream (`RedisBroker.set_history_policy` changes it).
+        self.retention_of: Callable[[str], Retention] = lambda _name: retention
         self._where = where
         self._script = client.register_script(READ_SCRIPT)
 
@@ -101,7 +102,7 @@ class HistoryReader:
             Unavailable: Redis cannot be reached.
         """
         epoch, offset, entries = await self._query(
-            channel, since.epoch, since.offset, self._retention.history_size
+            channel, since.epoch, since.offset, self.retention_of(channel).history_size
         )
         messages: list[Message] = []
         for _id, fields in reversed(entries):
@@ -120,13 +121,14 @@ class HistoryReader:
         self, channel: str, since_epoch: str, since_offset: int, limit: int
     ) -> tuple[str, int, list[tuple[bytes, list[bytes]]]]:
         meta, history, _topic = self._names(channel)
+        retention = self.retention_of(channel)
         args: list[str | int] = [
             secrets.token_hex(4),
             since_epoch,
             since_offset,
             limit,
-            self._retention.channel_ttl_ms,
-            self._retention.history_ttl_ms,
+            retention.channel_ttl_ms,
+            retention.history_ttl_ms,
         ]
         try:
             epoch, offset, entries = await self._script(keys=[meta, history], args=args)

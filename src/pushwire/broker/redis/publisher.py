@@ -35,6 +35,7 @@ import contextlib
 import logging
 import secrets
 from collections import deque
+from collections.abc import Callable
 from typing import Final, TypeAlias
 
 from redis.asyncio import Redis
@@ -164,11 +165,9 @@ class Publisher:
         self.max_batch = max_batch
         self.max_batch_bytes = max_batch_bytes
         self._script = client.register_script(PUBLISH_SCRIPT)
-        self._history_size_arg = str(retention.history_size)
-        self._history_ttl_ms = retention.history_ttl_ms
-        self._channel_ttl_ms = retention.channel_ttl_ms
+        #: What is kept of each channel (`RedisBroker.set_history_policy` changes it).
+        self.retention_of: Callable[[str], Retention] = lambda _channel: retention
         self._inbox = inbox
-        self._idempotency_ttl_ms = retention.idempotency_ttl_ms
         self._queue: deque[_Publish] = deque()
         self._in_flight: list[_Publish] = []
         self._wakeup = asyncio.Event()
@@ -300,6 +299,7 @@ class Publisher:
             )
             return
         meta, history, topic = self._keys.channel(target)
+        retention = self.retention_of(target)
         keys = [meta, history]
         if idempotency_key is not None:
             keys.append(self._keys.idempotency(target, idempotency_key))
@@ -311,10 +311,10 @@ class Publisher:
             secrets.token_hex(4),
             kind,
             payload,
-            self._history_size_arg,
-            self._history_ttl_ms,
-            self._channel_ttl_ms,
-            self._idempotency_ttl_ms,
+            retention.history_size,
+            retention.history_ttl_ms,
+            retention.channel_ttl_ms,
+            retention.idempotency_ttl_ms,
             "0",
         )
 
