@@ -85,6 +85,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="refuse WebSocket upgrades (403), as a blocking proxy would: clients fall back",
     )
+    serve.add_argument(
+        "--per-ip-exempt-loopback",
+        action="store_true",
+        help="loopback addresses are not bound by max_connections_per_ip (a local proxy)",
+    )
     serve.add_argument("--log-level", default="info", help="debug, info, warning, error")
     auth = serve.add_argument_group(
         "who may do what (docs/security.md); without any, only a loopback address is served"
@@ -229,6 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             tcp_port=args.tcp_port,
             broker=args.broker,
             websocket=not args.no_websocket,
+            per_ip_exempt_loopback=args.per_ip_exempt_loopback,
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
         ),

@@ -99,6 +99,12 @@ class Config:
     #: File descriptors kept for other uses (listening sockets, Redis, the auth proxy, logs)
     #: when `max_connections` is derived from the open-file limit.
     fd_reserve: int = 256
+    #: Open connections from one IP address (0: no bound); one more gets 503 and is closed
+    #: (TCP port: close 4000; over TLS: dropped before its handshake).
+    max_connections_per_ip: int = 0
+    #: Whether loopback addresses (127.0.0.0/8, ::1) are exempt from `max_connections_per_ip`
+    #: (a local proxy or health checker in front of the server); `--per-ip-exempt-loopback`.
+    per_ip_exempt_loopback: bool = False
 
     #: Largest application message (WebSocket close 1009, error `too_large` when over).
     max_message: int = 1024 * 1024

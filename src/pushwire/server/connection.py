@@ -16,7 +16,6 @@ gone.
 from __future__ import annotations
 
 import asyncio
-import asyncio.sslproto
 import contextlib
 import functools
 import logging
@@ -35,6 +34,7 @@ from ..web import Application, Request, Response, StreamResponse
 from .fdlimit import connection_bound
 from .parser import RequestParser
 from .stream import HttpStream
+from .tls import is_loopback, secure
 
 __all__ = ["Door", "HttpConnection", "Served"]
 
@@ -60,6 +60,8 @@ class Door:
         self.tls = tls
         #: `max_connections`, or (0) what the open-file limit allows.
         self.max_connections = connection_bound(config.max_connections, config.fd_reserve)
+        self.per_ip: dict[str, int] = {}  # open connections per address, when limited
+        self.ip_of: dict[object, str] = {}
         self.pings = PingSweep(config, clock)
         self.connections: set[Served] = set()
         self.accepted = 0  # connections accepted since start
@@ -71,16 +73,36 @@ class Door:
     def open_connections(self) -> int:
         return len(self.connections)
 
-    def opened(self, connection: Served) -> bool:
-        """A connection was accepted; False when it must be refused (over
-        `max_connections`, or shutting down). It counts until `closed` either way."""
+    def opened(self, connection: Served, ip: str | None = None) -> str | None:
+        """A connection from `ip` was accepted; why it must be refused (over
+        `max_connections` or `max_connections_per_ip`, or shutting down), or None. It counts
+        until `closed` either way."""
         self.connections.add(connection)
         self.accepted += 1
-        return len(self.connections) <= self.max_connections and not self.shutting_down
+        config = self.config
+        refusal = None
+        if self.shutting_down:
+            refusal = "server shutting down"
+        elif len(self.connections) > self.max_connections:
+            refusal = f"too many connections (> {self.max_connections})"
+        limit = config.max_connections_per_ip
+        if limit > 0 and ip is not None and not (config.per_ip_exempt_loopback and is_loopback(ip)):
+            count = self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
+            self.ip_of[connection] = ip
+            if count > limit and refusal is None:
+                refusal = f"too many connections from one address (> {limit})"
+        return refusal
 
     def closed(self, connection: object) -> None:
         """A connection is gone."""
         self.connections.discard(connection)
+        ip = self.ip_of.pop(connection, None)
+        if ip is not None:
+            left = self.per_ip[ip] - 1
+            if left:
+                self.per_ip[ip] = left
+            else:
+                del self.per_ip[ip]
         if self._drained is not None and not self.connections:
             self._drained.set()
 
@@ -88,6 +110,9 @@ class Door:
         """`new` carries on the connection of `old` (a WebSocket after its upgrade)."""
         self.connections.discard(old)
         self.connections.add(new)
+        ip = self.ip_of.pop(old, None)
+        if ip is not None:
+            self.ip_of[new] = ip
 
     def track(self, task: asyncio.Future[None]) -> None:
         """Keep a background task alive until it ends."""
@@ -105,25 +130,9 @@ class Door:
         handshake that fails or stalls drops the connection (`protocol.connection_lost`).
         asyncio's own TLS listener would run it outside `max_connections`, for up to 60 s.
 
-        The TLS protocol is installed now, not by `loop.start_tls` in a task: uvloop starts
-        reading when `connection_made` returns, and the ClientHello must not reach `protocol`.
         """
         assert self.tls is not None
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-        secured = _Secured(protocol, then)
-        tls = _tls_protocol(loop)(
-            loop,
-            secured,
-            self.tls,
-            waiter,
-            server_side=True,
-            call_connection_made=True,
-            ssl_handshake_timeout=self.config.header_timeout,
-        )
-        waiter.add_done_callback(functools.partial(_handshake_done, secured))
-        socket.set_protocol(tls)
-        tls.connection_made(socket)
+        secure(socket, protocol, then, self.tls, self.config.header_timeout)
 
     async def drain(self, timeout: float) -> int:
         """Wait up to `timeout` for every connection to close; how many are left."""
@@ -132,46 +141,6 @@ class Door:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drained.wait(), timeout)
         return len(self.connections)
-
-
-def _tls_protocol(loop: asyncio.AbstractEventLoop) -> Callable[..., asyncio.BufferedProtocol]:
-    """The TLS protocol class of the running loop's kind (uvloop has its own, not in its
-    stubs); both take asyncio's `SSLProtocol` arguments."""
-    if type(loop).__module__.startswith("uvloop"):
-        import uvloop.loop
-
-        return cast(Callable[..., asyncio.BufferedProtocol], uvloop.loop.SSLProtocol)  # type: ignore[attr-defined]
-    return asyncio.sslproto.SSLProtocol
-
-
-def _handshake_done(secured: _Secured, waiter: asyncio.Future[None]) -> None:
-    """The handshake ended: if it did not hand the connection over (it failed, timed out,
-    or the socket was dropped meanwhile), the connection is gone."""
-    if secured.done:
-        return
-    exc = None if waiter.cancelled() else waiter.exception()
-    log.debug("TLS handshake failed: %r", exc)
-    secured.protocol.connection_lost(exc if isinstance(exc, Exception) else None)
-
-
-class _Secured(asyncio.Protocol):
-    """A TLS connection's first protocol: once the handshake is done, hands the TLS
-    transport over to the connection's own protocol."""
-
-    __slots__ = ("done", "protocol", "then")
-
-    def __init__(
-        self, protocol: asyncio.Protocol, then: Callable[[asyncio.Transport], object]
-    ) -> None:
-        self.protocol = protocol
-        self.then = then
-        self.done = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.done = True
-        tls = cast(asyncio.Transport, transport)
-        tls.set_protocol(self.protocol)
-        self.then(tls)
 
 
 class Served(Protocol):
@@ -224,13 +193,14 @@ class HttpConnection(OneTimer, asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else None
         door = self.door
-        if not door.opened(self):
+        refusal = door.opened(self, peer[0] if isinstance(peer, tuple) else None)
+        if refusal is not None:
             if door.tls is not None:
-                # No handshake for a connection over the bound: nothing could be answered.
+                # No handshake for a connection over a bound: nothing could be answered.
                 self.closing = True
                 transport.abort()
                 return
-            self._refuse(503, f"too many connections (> {door.max_connections})")
+            self._refuse(503, refusal)
             return
         if door.tls is not None:
             self._set_timer(door.config.header_timeout, self.abort)  # start_tls has its own

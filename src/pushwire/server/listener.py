@@ -46,13 +46,14 @@ class _TcpAccept(asyncio.Protocol):
             on_lost=door.closed,
         )
         socket_.set_protocol(connection)
-        if not door.opened(connection):
+        refusal = door.opened(connection, peer[0] if isinstance(peer, tuple) else None)
+        if refusal is not None:
             if door.tls is not None:
-                # No handshake for a connection over the bound: nothing could be answered.
+                # No handshake for a connection over a bound: nothing could be answered.
                 connection.closed = True
                 socket_.abort()
                 return
-            connection.close(4000, f"too many connections (> {door.max_connections})")
+            connection.close(4000, refusal)
             return
         if door.tls is None:
             connection.start(door.app.tcp_receiver(connection, remote))
