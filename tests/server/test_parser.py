@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pushwire.errors import BadRequest, BodyTooLarge, HeadersTooLarge
+from pushwire.errors import BadRequest, BodyTooLarge, HeadersTooLarge, VersionNotSupported
 from pushwire.server.parser import RequestParser
 from pushwire.web import Request
 
@@ -390,3 +390,40 @@ def test_a_request_before_an_upgrade_in_the_same_feed_comes_first() -> None:
         ("/healthz", False, b""),
         ("/echo", True, b"x"),
     ]
+
+
+# -- what HTTP/1.1 does not allow (RFC 9112) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("line", [b"GET /\r\n\r\n", b"GET / HTTP/0.9\r\n\r\n"])
+def test_a_request_line_without_a_version_is_refused_as_http_09(line: bytes) -> None:
+    with pytest.raises(BadRequest, match=r"without an HTTP version \(HTTP/0.9\)"):
+        parser().receive_data(line)
+
+
+def test_http_2_in_an_http_1_request_line_gets_505() -> None:
+    # llhttp refuses other versions itself (400, "Invalid HTTP version"), but takes 2.0.
+    with pytest.raises(VersionNotSupported) as error:
+        parser().receive_data(b"GET / HTTP/2.0\r\nHost: x\r\n\r\n")
+    assert error.value.http_status == 505
+
+
+def test_one_host_header_is_taken_and_a_second_is_refused() -> None:
+    [request] = feed(parser(), b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert request.header("host") == "a"
+    with pytest.raises(BadRequest, match="more than one Host header"):
+        parser().receive_data(b"GET / HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n")
+
+
+@pytest.mark.parametrize(
+    ("length", "taken"),
+    [(b"0" * 18 + b"5", True), (b"0" * 19 + b"5", False), (b"9223372036854775808", False)],
+)
+def test_a_content_length_is_read_with_at_most_19_digits(length: bytes, taken: bool) -> None:
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %b\r\n\r\nhello" % length
+    if taken:
+        [request] = feed(parser(), head)
+        assert request.body == b"hello"
+    else:
+        with pytest.raises(BadRequest, match="Content-Length"):
+            parser().receive_data(head)

@@ -19,6 +19,7 @@ from ..errors import (
     UnknownType,
 )
 from ..message import Data, Message, Position
+from ..parsing import quoted
 from .base import Handler, write_recovery
 
 __all__ = ["EnvelopeHandler"]
@@ -44,7 +45,7 @@ class EnvelopeHandler(Handler):
         try:
             if self.session is None:
                 if envelope.type != "hello":
-                    raise BadRequest(f"expected hello first, got {envelope.type!r}")
+                    raise BadRequest(f"expected hello first, got {quoted(envelope.type)}")
                 return self._hello(envelope)
             if self.endpoint.kind == "echo" and envelope.type in ECHO_REFUSED:
                 raise Forbidden(ECHO_ONLY)
@@ -97,7 +98,7 @@ class EnvelopeHandler(Handler):
         elif kind == "hello":
             raise BadRequest("hello was already received")
         else:
-            raise UnknownType(f"unknown envelope type {kind!r}")
+            raise UnknownType(f"unknown envelope type {quoted(kind)}")
         return None
 
     async def _hello(self, envelope: Envelope) -> None:
