@@ -9,7 +9,6 @@ transport. The transports only move bytes; every transport of pushwire shares th
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import deque
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from ..errors import (
     BadRequest,
     PushwireError,
 )
+from ..guard import FAILURES
 from ..message import Data, Position
 
 __all__ = [
@@ -33,7 +33,6 @@ __all__ = [
     "write_recovery",
 ]
 
-log = logging.getLogger("pushwire.endpoint")
 
 #: Messages a handler queues while one of its steps awaits (an app handler, the broker).
 MAX_PENDING: Final = 1024
@@ -153,7 +152,7 @@ class Handler:
         except PushwireError as exc:
             self._failed(exc, None)
         except Exception as exc:
-            log.exception("handler failed")
+            FAILURES.failed(f"{self.transport.name} handler", exc, None)
             self._failed(exc, None)
 
     def _step(self, data: Data) -> Awaitable[None] | None:

@@ -18,13 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import logging
 from collections.abc import Awaitable
 from typing import Protocol, cast
 
 from ..clock import Clock, OneTimer
 from ..config import Config
 from ..errors import PushwireError, RemoteError
+from ..guard import FAILURES
 from ..http11 import chunk, response_head, simple_response
 from ..transports.websocket.connection import PingSweep, WebSocketTransport
 from ..transports.websocket.framing import ENVELOPE_FRAMING, RAW_FRAMING
@@ -34,8 +34,6 @@ from .parser import RequestParser
 from .stream import HttpStream
 
 __all__ = ["Door", "HttpConnection", "Served"]
-
-log = logging.getLogger("pushwire.server")
 
 
 class Door:
@@ -147,32 +145,35 @@ class HttpConnection(OneTimer, asyncio.Protocol):
         self._set_timer(config.keepalive_timeout, self._idle_timeout)
 
     def data_received(self, data: bytes) -> None:
-        parser = self.parser
-        if parser is None or self.closing:
-            return
-        config = self.door.config
-        was_idle = not parser.in_request
-        was_in_head = parser.in_head
         try:
-            parser.receive_data(data)
-        except RemoteError as exc:
-            # Requests completed before the bad one are answered first, then the refusal.
-            self.refusal = (exc.http_status, str(exc))
-            self.queued.extend(parser.events_received())
-            self._run_queue()
-            return
-        if was_idle and parser.in_head:
-            self._set_timer(config.header_timeout, self._header_timeout)
-        elif (was_idle or was_in_head) and parser.in_request and not parser.in_head:
-            # The head is complete, the body is not: bound the body's arrival too.
-            self._set_timer(config.body_timeout, self._body_timeout)
-        requests = parser.events_received()
-        if requests:
-            self._disarm_timer()
-            self.queued.extend(requests)
-            self._run_queue()
-            if len(self.queued) >= config.max_pipelined and self.transport is not None:
-                self.transport.pause_reading()  # resumed once the queue is answered
+            parser = self.parser
+            if parser is None or self.closing:
+                return
+            config = self.door.config
+            was_idle = not parser.in_request
+            was_in_head = parser.in_head
+            try:
+                parser.receive_data(data)
+            except RemoteError as exc:
+                # Requests completed before the bad one are answered first, then the refusal.
+                self.refusal = (exc.http_status, str(exc))
+                self.queued.extend(parser.events_received())
+                self._run_queue()
+                return
+            if was_idle and parser.in_head:
+                self._set_timer(config.header_timeout, self._header_timeout)
+            elif (was_idle or was_in_head) and parser.in_request and not parser.in_head:
+                # The head is complete, the body is not: bound the body's arrival too.
+                self._set_timer(config.body_timeout, self._body_timeout)
+            requests = parser.events_received()
+            if requests:
+                self._disarm_timer()
+                self.queued.extend(requests)
+                self._run_queue()
+                if len(self.queued) >= config.max_pipelined and self.transport is not None:
+                    self.transport.pause_reading()  # resumed once the queue is answered
+        except Exception as exc:  # the last resort (pushwire.guard)
+            self._failed(exc)
 
     def eof_received(self) -> bool | None:
         return None  # let asyncio close the transport
@@ -203,6 +204,9 @@ class HttpConnection(OneTimer, asyncio.Protocol):
                 result = app.handle_http(request)
             except PushwireError as exc:
                 result = self._error_response(request, exc)
+            except Exception as exc:  # the last resort (pushwire.guard)
+                self._failed(exc)
+                return
             if isinstance(result, Response):
                 self._respond(request, result)
             elif isinstance(result, StreamResponse):
@@ -232,8 +236,8 @@ class HttpConnection(OneTimer, asyncio.Protocol):
             response = await result
         except PushwireError as exc:
             response = self._error_response(request, exc)
-        except Exception:
-            log.exception("request handler failed: %s %s", request.method, request.path)
+        except Exception as exc:
+            FAILURES.failed(f"http ({request.method} {request.path[:80]})", exc, self.remote)
             response = self._error_response(request, PushwireError("internal error"))
         if isinstance(response, StreamResponse):
             # A stream the app let open only after awaiting (a raw SSE client's checks).
@@ -248,8 +252,8 @@ class HttpConnection(OneTimer, asyncio.Protocol):
             response = held.result()
         except PushwireError as exc:
             response = self._error_response(request, exc)
-        except (Exception, asyncio.CancelledError):
-            log.exception("request handler failed: %s %s", request.method, request.path)
+        except (Exception, asyncio.CancelledError) as exc:
+            FAILURES.failed(f"http ({request.method} {request.path[:80]})", exc, self.remote)
             response = self._error_response(request, PushwireError("internal error"))
         self._respond_after_wait(request, response)
 
@@ -287,6 +291,18 @@ class HttpConnection(OneTimer, asyncio.Protocol):
         self._cancel_timer()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(simple_response(status, message + "\n", keep_alive=False))
+            self.transport.close()
+
+    def _failed(self, exc: Exception) -> None:
+        """Something raised that nobody expected: log it (rate-limited) and close this
+        connection, with a 500 unless an answer is under way (then it is cut short)."""
+        FAILURES.failed("http", exc, self.remote)
+        if self.stream is None and not self.busy:
+            self._refuse(500, "internal error")
+            return
+        self.closing = True
+        self._cancel_timer()
+        if self.transport is not None:
             self.transport.close()
 
     def _header_timeout(self) -> None:

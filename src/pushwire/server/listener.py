@@ -44,6 +44,7 @@ class _TcpAccept(asyncio.Protocol):
             clock=door.clock,
             policy_file=door.app.flash_policy(self.port),
             on_lost=door.closed,
+            remote=remote,
         )
         socket_.set_protocol(connection)
         if not door.opened(connection):

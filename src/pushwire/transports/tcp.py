@@ -37,6 +37,7 @@ from ..config import Config
 from ..core.transport import Framing, Receiver
 from ..envelope import TextFraming, encode_binary_frame_payload, encode_text
 from ..errors import BadRequest, IncompleteFrame, MessageTooLarge, RemoteError
+from ..guard import FAILURES
 from ..message import Data, Message
 from ..origin import OriginPolicy
 from .socket import SocketTransport
@@ -190,7 +191,7 @@ class TcpConnection(SocketTransport):
 
     name = "tcp"
     framing: Framing = TCP_FRAMING
-    __slots__ = ("awaiting_reply", "closed", "parser", "policy")
+    __slots__ = ("awaiting_reply", "closed", "parser", "policy", "remote")
 
     def __init__(
         self,
@@ -200,8 +201,10 @@ class TcpConnection(SocketTransport):
         clock: Clock,
         policy_file: bytes,
         on_lost: Callable[[SocketTransport], object],
+        remote: str | None = None,
     ) -> None:
         self._init_socket(socket, config, clock, on_lost)
+        self.remote = remote
         self.policy = policy_file
         self.parser = TcpParser(config.max_message + ENVELOPE_ALLOWANCE)
         self.awaiting_reply = False
@@ -224,17 +227,29 @@ class TcpConnection(SocketTransport):
         except RemoteError as exc:
             self._refuse(exc)
             return
-        for event in self.parser.events_received():
-            if isinstance(event, PolicyRequest):
-                self.socket.write(self.policy)
-                self._end()
-                return
-            if self.receiver is not None:
-                self.receiver.receive(event.data)
+        except Exception as exc:  # the last resort (pushwire.guard)
+            self._failed(exc)
+            return
+        try:
+            for event in self.parser.events_received():
+                if isinstance(event, PolicyRequest):
+                    self.socket.write(self.policy)
+                    self._end()
+                    return
+                if self.receiver is not None:
+                    self.receiver.receive(event.data)
+        except Exception as exc:  # the last resort (pushwire.guard)
+            self._failed(exc)
+            return
         if self.parser.incomplete:
             self._set_timer(self.config.header_timeout, self._frame_timeout)
         else:
             self._heartbeat_later()
+
+    def _failed(self, exc: Exception) -> None:
+        """Something raised that nobody expected: log it (rate-limited), close with 1011."""
+        FAILURES.failed("tcp", exc, self.remote)
+        self.close(1011, "internal error")
 
     def _gone(self) -> None:
         self.closed = True

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from ...clock import Clock, Timer
 from ...config import Config
 from ...core.transport import Framing, Receiver, Transport
+from ...guard import FAILURES
 from ..socket import SocketTransport, await_opening
 from .protocol import (
     WebSocketClosed,
@@ -111,13 +112,30 @@ class WebSocketTransport(SocketTransport):
     # -- asyncio.Protocol (after the door's set_protocol) -----------------------------------
 
     def data_received(self, data: bytes) -> None:
-        self.ws.receive_data(data)
-        self._events()
+        try:
+            self.ws.receive_data(data)
+            self._events()
+        except Exception as exc:  # the last resort (pushwire.guard)
+            self._failed(exc)
 
     def eof_received(self) -> bool | None:
-        self.ws.receive_eof()
-        self._events()
+        try:
+            self.ws.receive_eof()
+            self._events()
+        except Exception as exc:  # the last resort (pushwire.guard)
+            self._failed(exc)
         return None  # let asyncio close the transport
+
+    def _failed(self, exc: Exception) -> None:
+        """Something raised that nobody expected: log it (rate-limited), fail the WebSocket
+        with 1011 and tell the receiver."""
+        FAILURES.failed("websocket", exc, self.remote)
+        receiver, self.receiver = self.receiver, None
+        self.ws.fail(1011, "internal error")
+        self._flush()
+        self._set_timer(self.config.close_timeout, self.abort)
+        if receiver is not None:
+            receiver.closed(1011, "internal error", by_client=False)
 
     def _gone(self) -> None:
         self.write = _dropped
