@@ -158,7 +158,7 @@ def test_a_frame_just_under_the_bound_passes(server_factory: ServerFactory) -> N
 
 
 def test_a_half_sent_frame_times_out_with_a_defined_error(server_factory: ServerFactory) -> None:
-    server = server_factory("--tcp-port", "0", "--set", "header_timeout=0.3")
+    server = server_factory("--tcp-port", "0", "--set", "receive_window=0.3")
     client = TcpClient(server)
     client.hello()
     client.sock.sendall(struct.pack("!IB", 100, 1) + b'{"type":')

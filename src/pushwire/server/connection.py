@@ -102,11 +102,14 @@ class HttpConnection(OneTimer, asyncio.Protocol):
     """One client TCP connection: HTTP/1.x requests (see the module docstring)."""
 
     __slots__ = (
+        "body_deadline",
         "busy",
         "closing",
         "door",
         "parser",
+        "progress_mark",
         "queued",
+        "received",
         "refusal",
         "remote",
         "stream",
@@ -128,6 +131,10 @@ class HttpConnection(OneTimer, asyncio.Protocol):
         self.closing = False
         self.remote: str | None = None
         self.stream: HttpStream | None = None
+        #: Bytes received since the connection opened (the body's progress is counted in them).
+        self.received = 0
+        self.progress_mark = 0  # `received` when the body's current receive window began
+        self.body_deadline = 0.0  # when the body being received must be complete
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -152,6 +159,7 @@ class HttpConnection(OneTimer, asyncio.Protocol):
             config = self.door.config
             was_idle = not parser.in_request
             was_in_head = parser.in_head
+            self.received += len(data)
             try:
                 parser.receive_data(data)
             except RemoteError as exc:
@@ -163,13 +171,14 @@ class HttpConnection(OneTimer, asyncio.Protocol):
             if was_idle and parser.in_head:
                 self._set_timer(config.header_timeout, self._header_timeout)
             elif (was_idle or was_in_head) and parser.in_request and not parser.in_head:
-                # The head is complete, the body is not: bound the body's arrival too.
-                self._set_timer(config.body_timeout, self._body_timeout)
+                self._body_begun()  # the head is complete, the body is not: bound its arrival
             requests = parser.events_received()
             if requests:
                 self._disarm_timer()
                 self.queued.extend(requests)
                 self._run_queue()
+                if parser.in_request and not parser.in_head and not self.closing:
+                    self._body_begun()  # a pipelined request's body began after them
                 if len(self.queued) >= config.max_pipelined and self.transport is not None:
                     self.transport.pause_reading()  # resumed once the queue is answered
         except Exception as exc:  # the last resort (pushwire.guard)
@@ -309,9 +318,35 @@ class HttpConnection(OneTimer, asyncio.Protocol):
         timeout = self.door.config.header_timeout
         self._refuse(408, f"request head not received within {timeout} s")
 
-    def _body_timeout(self) -> None:
-        timeout = self.door.config.body_timeout
-        self._refuse(408, f"request body not received within {timeout} s")
+    def _body_begun(self) -> None:
+        """A body is on its way: it must end within `body_timeout` and bring at least
+        `min_receive_rate` bytes a second over each `receive_window` until then."""
+        config = self.door.config
+        now = self.clock.time()
+        self.body_deadline = now + config.body_timeout
+        self.progress_mark = self.received
+        self._set_timer(min(config.receive_window, config.body_timeout), self._body_progress)
+
+    def _body_progress(self) -> None:
+        parser = self.parser
+        if parser is None or not parser.in_request or parser.in_head:
+            return  # the body ended (its request is being answered)
+        config = self.door.config
+        now = self.clock.time()
+        left = self.body_deadline - now
+        if left < 0.001:  # (a timer may fire a hair early on float time)
+            self._refuse(408, f"request body not received within {config.body_timeout} s")
+            return
+        got = self.received - self.progress_mark
+        if got < config.min_receive_rate * config.receive_window:
+            self._refuse(
+                408,
+                f"request body arrived slower than {config.min_receive_rate} bytes/s "
+                f"({got} bytes in {config.receive_window} s)",
+            )
+            return
+        self.progress_mark = self.received
+        self._set_timer(min(config.receive_window, left), self._body_progress)
 
     def _idle_timeout(self) -> None:
         if self.transport is not None and not self.busy:
