@@ -170,6 +170,21 @@ def test_a_half_sent_frame_times_out_with_a_defined_error(server_factory: Server
     assert client.closed_by_server()
 
 
+def test_frames_before_a_bad_one_in_the_same_read_are_taken_first(
+    tcp_server: ServerProcess,
+) -> None:
+    # Found by the fuzzer (tests/fuzz/test_parsers.py): they were dropped with the bad one.
+    client = TcpClient(tcp_server)
+    client.hello()
+    ping = json.dumps({"type": "ping"}).encode()
+    client.sock.sendall(struct.pack("!IB", len(ping) + 1, 1) + ping + struct.pack("!I", 0))
+    assert client.recv()["type"] == "pong"
+    error = client.recv()
+    assert error["type"] == "error"
+    assert error["message"] == "frame length 0: a frame holds at least its kind byte"
+    assert client.closed_by_server()
+
+
 def test_a_silent_peer_is_pinged_then_dropped(server_factory: ServerFactory) -> None:
     server = server_factory(
         "--tcp-port", "0", "--set", "heartbeat_interval=0.2", "--set", "ping_timeout=0.2"

@@ -234,15 +234,12 @@ class TcpConnection(SocketTransport):
             return
         self.awaiting_reply = False
         self.received += len(data)
+        refusal: RemoteError | None = None
         try:
-            self.parser.receive_data(data)
-        except RemoteError as exc:
-            self._refuse(exc)
-            return
-        except Exception as exc:  # the last resort (pushwire.guard)
-            self._failed(exc)
-            return
-        try:
+            try:
+                self.parser.receive_data(data)
+            except RemoteError as exc:
+                refusal = exc  # the frames that ended before the bad one are taken first
             for event in self.parser.events_received():
                 if isinstance(event, PolicyRequest):
                     self.socket.write(self.policy)
@@ -252,6 +249,10 @@ class TcpConnection(SocketTransport):
                     self.receiver.receive(event.data)
         except Exception as exc:  # the last resort (pushwire.guard)
             self._failed(exc)
+            return
+        if refusal is not None:
+            if not self.closed:
+                self._refuse(refusal)
             return
         if not self.parser.incomplete:
             self.progress_mark = -1
