@@ -26,15 +26,17 @@ QUOTED: Final = 40
 
 
 def quoted(value: object) -> str:
-    """`value` as an error message shows it: a string's `repr`, cut to `QUOTED` characters
-    (the cut is marked with `…` and the full length); of anything else, its type."""
+    """`value` as an error message shows it: a string's `repr`, cut to its first `QUOTED`
+    characters and at most `2 * QUOTED` characters of `repr` (the cut is marked with `…` and
+    the full length); of anything else, its type."""
     if value is None or isinstance(value, bool | int | float):
         return repr(value)
     if not isinstance(value, str):
         return f"a {type(value).__name__}"
-    if len(value) <= QUOTED:
-        return repr(value)
-    return f"{value[:QUOTED]!r}… ({len(value)} characters)"
+    shown = repr(value[:QUOTED])
+    if len(value) <= QUOTED and len(shown) <= 2 * QUOTED:
+        return shown
+    return f"{shown[: 2 * QUOTED]}… ({len(value)} characters)"
 
 
 def decimal(text: str, what: str, maximum: int = MAX_POSITION) -> int:
