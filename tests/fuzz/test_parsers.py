@@ -253,6 +253,7 @@ def test_any_frame_is_an_envelope_or_bad_request(frame: str | bytes) -> None:
 
 @FUZZ
 @given(st.dictionaries(st.sampled_from(["type", "data", "data64", "id", "channel", "seq"]), JSON))
+@example({"type": "", "data": None, "data64": "\x80"})  # a ValueError escaped, before
 def test_any_json_object_is_an_envelope_or_bad_request(fields: dict[str, object]) -> None:
     text = json.dumps(fields)
     for frame in (text, text.encode() + b"\n" + b"raw"):

@@ -104,7 +104,7 @@ def raw_connect_request(client: ClientInfo, transport: str) -> ConnectRequest:
 class Handler:
     """Runs a client's messages one after another, even when a step has to await."""
 
-    __slots__ = ("_pending", "_task", "client", "endpoint", "hub", "session", "transport")
+    __slots__ = ("_pending", "_task", "client", "endpoint", "gone", "hub", "session", "transport")
 
     def __init__(self, hub: Hub, endpoint: Endpoint, transport: Transport, client: ClientInfo):
         self.hub = hub
@@ -116,6 +116,9 @@ class Handler:
         self.session: Session | None = None
         self._pending: deque[Data] | None = None
         self._task: asyncio.Future[None] | None = None
+        #: The connection ended (`closed` was called): a session opened after that, by a step
+        #: that was awaiting, is detached at once (else it stayed attached to nothing).
+        self.gone = False
 
     def open(self) -> Awaitable[None] | None:
         """The connection is open; an awaitable when opening must wait (connect handler)."""
@@ -164,6 +167,7 @@ class Handler:
     def closed(self, code: int, reason: str, *, by_client: bool) -> None:
         """The connection ended; `by_client`: the client closed it on purpose (a Close frame
         it sent first, a closing request), which ends its session."""
+        self.gone = True
         if self.session is not None:
             self.hub.lifecycle.detach(self.session, self.transport, code, reason, final=by_client)
 
@@ -177,7 +181,14 @@ class Handler:
         )
         session.forwarded = identity.forwarded
         self._renew(session, identity)
+        if self.gone:
+            self.detached(session)
         return session
+
+    def detached(self, session: Session) -> None:
+        """`session` was attached to this handler's connection after it ended: detach it as
+        the end of the connection would have (found by tests/fuzz: sessions left behind)."""
+        self.hub.lifecycle.detach(session, self.transport, 1006, "connection lost", final=False)
 
     def _renew(self, session: Session, identity: Identity) -> None:
         """What a (new) token says for the session: its grants, and its expiry from now on."""

@@ -129,6 +129,8 @@ class EnvelopeHandler(Handler):
         elif identity is not None:
             self._renew(session, identity)  # resumed with a new token
         self.session = session
+        if resumed and self.gone:
+            self.detached(session)
         self.client = None
         config = self.hub.config
         welcome: dict[str, Any] = {
