@@ -8,6 +8,11 @@
 
 A body is text (UTF-8), or binary when sent as `application/octet-stream`.
 
+A publish may carry `Idempotency-Key: <key>` (1 to 100 characters of `A-Z a-z 0-9 _ . : -`;
+else 400): the same key to the same channel within `idempotency_ttl` answers the first
+publish's position and publishes nothing, on any node. A publisher retrying after a 503 or a
+lost answer sends the same key, and its message is published once. The key is never logged.
+
 Once authentication is configured (or an API key is), every call needs the API key:
 `Authorization: Bearer <key>` (compared in constant time). A server with authentication
 and no key refuses every call: the API publishes as the server, to any channel.
@@ -29,7 +34,7 @@ from .errors import (
     NotFound,
     Unauthorized,
 )
-from .message import Data
+from .message import Data, check_idempotency_key
 from .origin import OriginPolicy
 from .web import Request, Response
 
@@ -130,8 +135,9 @@ class HttpApi:
         self.hub.access.check_channel(channel)
         self.hub.access.check_publish(None, channel)  # the server: any configured namespace
         cors = self._cors(request)
+        key = check_idempotency_key(request.header("idempotency-key"))
         data = self._body(request)
-        message = await self.hub.publish(channel, data)
+        message = await self.hub.publish(channel, data, idempotency_key=key)
         answer = {"channel": message.channel, "epoch": message.epoch, "offset": message.offset}
         return Response(200, orjson.dumps(answer), content_type="application/json", headers=cors)
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from .client import Gap, Join, Leave, Presence, connect
+from .client import Failure, Gap, Join, Leave, Presence, connect
 
 __all__ = ["Action", "ChatModel", "Line", "run_chat"]
 
@@ -316,6 +316,9 @@ async def _converse(
                     f"#{message.channel}: messages after {message.from_offset} could not be "
                     "recovered"
                 )
+            elif isinstance(message, Failure):
+                where = f"#{message.channel}: " if message.channel else ""
+                model.error(f"{where}{message.operation} failed: {message.message}")
             else:
                 model.received(message.data, message.channel)
             app.invalidate()

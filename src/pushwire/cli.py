@@ -8,7 +8,10 @@ import functools
 import ipaddress
 import logging
 import os
+import random
+import secrets
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -24,6 +27,12 @@ from .config import Config
 from .core import ConnectRequest, Hub
 from .errors import Unavailable
 from .routing import Router
+
+#: `pushwire publish`: attempts after the first when the server answers 503 or the connection
+#: is lost, and the backoff (seconds) between them: uniform(0, min(max, delay * 2**(n-1))).
+PUBLISH_RETRIES = 5
+PUBLISH_DELAY = 0.5
+PUBLISH_DELAY_MAX = 8.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -144,6 +153,19 @@ def _parser() -> argparse.ArgumentParser:
         "--api-key",
         default=os.environ.get("PUSHWIRE_API_KEY"),
         help="the server's API key (default: PUSHWIRE_API_KEY)",
+    )
+    publish.add_argument(
+        "--idempotency-key",
+        default=None,
+        metavar="KEY",
+        help="sent as Idempotency-Key, the same on every attempt (default: a random one)",
+    )
+    publish.add_argument(
+        "--retries",
+        type=int,
+        default=PUBLISH_RETRIES,
+        metavar="N",
+        help=f"attempts after a 503 or a lost connection (default {PUBLISH_RETRIES})",
     )
     return parser
 
@@ -272,6 +294,7 @@ def build_app(
         config.broker,
         history_size=config.history_size,
         history_ttl=config.history_ttl,
+        idempotency_ttl=config.idempotency_ttl,
         max_pending=config.broker_max_pending,
         timeout=config.broker_timeout,
         reconnect_min=config.broker_reconnect_min,
@@ -343,20 +366,37 @@ def _chat(args: argparse.Namespace) -> int:
 
 
 def _publish(args: argparse.Namespace) -> int:
+    """POST the message with an idempotency key; after a 503 or a lost connection, POST it
+    again with the same key (the server publishes it once), backing off, up to `--retries`
+    times."""
     text: str = sys.stdin.read() if args.message == "-" else args.message
     body = text.encode()
-    headers = {"Content-Type": "application/octet-stream" if args.binary else "text/plain"}
+    key = args.idempotency_key or secrets.token_urlsafe(16)
+    headers = {
+        "Content-Type": "application/octet-stream" if args.binary else "text/plain",
+        "Idempotency-Key": key,
+    }
     if args.api_key:
         headers["Authorization"] = f"Bearer {args.api_key}"
     url = args.url.rstrip("/") + "/api/publish/" + urllib.parse.quote(args.channel, safe="")
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            print(response.read().decode())
-    except urllib.error.HTTPError as exc:
-        print(f"pushwire publish: {exc.code} {exc.read().decode().strip()}", file=sys.stderr)
-        return 1
-    except urllib.error.URLError as exc:
-        print(f"pushwire publish: {exc.reason}", file=sys.stderr)
-        return 1
-    return 0
+    failed = 0
+    while True:
+        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                print(response.read().decode())
+            return 0
+        except urllib.error.HTTPError as exc:
+            problem = f"{exc.code} {exc.read().decode().strip()}"
+            if exc.code != 503:
+                print(f"pushwire publish: {problem}", file=sys.stderr)
+                return 1
+        except (urllib.error.URLError, OSError) as exc:  # maybe published: retry, same key
+            problem = str(getattr(exc, "reason", exc))
+        failed += 1
+        if failed > args.retries:
+            print(f"pushwire publish: {problem} (gave up after {failed} attempts)", file=sys.stderr)
+            return 1
+        delay = random.uniform(0, min(PUBLISH_DELAY_MAX, PUBLISH_DELAY * 2 ** (failed - 1)))
+        print(f"pushwire publish: {problem}; again in {delay:.1f} s", file=sys.stderr)
+        time.sleep(delay)

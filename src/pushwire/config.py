@@ -142,6 +142,12 @@ class Config:
     history_size: int = 1000
     #: Seconds a message stays in a channel's Redis history (older ones are trimmed).
     history_ttl: float = 3600.0
+    #: Seconds a publish's idempotency key is remembered (in the broker, so on every node): a
+    #: publish repeated with the same key and channel within it gets the first one's position
+    #: and publishes nothing. Clients retry within it.
+    idempotency_ttl: float = 300.0
+    #: Idempotency keys the memory broker remembers at most (the oldest forgotten first).
+    max_idempotency_keys: int = 100_000
     #: Publishes a process queues for Redis; one more is refused with 503 / `unavailable`.
     broker_max_pending: int = 10_000
     #: Seconds to connect to Redis, for a command's answer, and for a subscription's confirmation.

@@ -1,10 +1,19 @@
-"""The values that travel through the hub and the broker: messages and stream positions."""
+"""The values that travel through the hub and the broker: messages, stream positions, and
+the idempotency keys that make a publish safe to retry."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Final
 
-__all__ = ["Data", "Message", "Position"]
+from .errors import BadRequest
+
+__all__ = ["MAX_IDEMPOTENCY_KEY", "Data", "Message", "Position", "check_idempotency_key"]
+
+#: Characters of an idempotency key, at most: it becomes part of a broker key (Redis).
+MAX_IDEMPOTENCY_KEY: Final = 100
+_IDEMPOTENCY_KEY: Final = re.compile(r"[A-Za-z0-9_.:-]+")
 
 #: An application message: `str` is text, `bytes` is binary, and each stays what it is.
 Data = str | bytes
@@ -35,3 +44,24 @@ class Message:
     @property
     def position(self) -> Position:
         return Position(self.epoch, self.offset)
+
+
+def check_idempotency_key(key: object) -> str | None:
+    """A publish's idempotency key if valid: None (no key), or 1 to `MAX_IDEMPOTENCY_KEY`
+    characters of `[A-Za-z0-9_.:-]` (a UUID, a ULID, base64url text all fit).
+
+    Raises:
+        BadRequest: anything else. The key is not quoted back: a client that puts a secret
+            in it does not find it in a log.
+    """
+    if key is None:
+        return None
+    if not isinstance(key, str):
+        raise BadRequest(f"idempotency key must be a string, not {type(key).__name__}")
+    if not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
+        raise BadRequest(
+            f"idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY} characters, not {len(key)}"
+        )
+    if not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise BadRequest("idempotency key may hold only A-Z a-z 0-9 _ . : -")
+    return key

@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 
 from pushwire import Config, Hub
-from pushwire.broker.base import DeliverCallback
+from pushwire.broker.base import DeliverCallback, History
 from pushwire.broker.memory import MemoryBroker
 from pushwire.core import HubStats, Session
 from pushwire.core.channels import Channels
 from pushwire.core.presence import Presence
 from pushwire.core.tasks import BackgroundTasks
-from pushwire.message import Message
+from pushwire.message import Message, Position
 from pushwire.presence import PresenceSnapshot
 from pushwire.transports.stream import NDJSON_FRAMING
 from pushwire.transports.websocket.framing import ENVELOPE_FRAMING
@@ -35,6 +35,11 @@ class FlakyBroker(MemoryBroker):
     def _deliver_unless_down(self, message: Message) -> None:
         if not self.down and self._live is not None:
             self._live(message)
+
+    def lose(self, channel: str) -> None:
+        """The broker forgets the channel, as a Redis restarted without persistence does:
+        its next message starts a new epoch."""
+        del self._streams[channel]
 
 
 def channels_on(broker: MemoryBroker) -> Channels:
@@ -131,3 +136,59 @@ async def test_a_channel_stays_subscribed_while_a_snapshot_is_read_then_ends() -
     await asyncio.sleep(0)  # the unsubscription runs in the background
     assert broker.unsubscribed == ["room"]
     assert hub.channels.subscriber_count("room") == 0
+
+
+async def test_an_epoch_change_that_lost_nothing_here_is_no_gap() -> None:
+    broker = FlakyBroker(history_size=3)
+    channels = channels_on(broker)
+    transport = subscriber(channels)
+    broker.publish("room", "a")
+    broker.publish("room", "b")
+    channels.flush()
+    broker.down = True
+    broker.lose("room")
+    broker.publish("room", "c")  # the new epoch's first message, missed live
+    broker.down = False
+    transport.written.clear()
+
+    await channels.recover(["room"])
+    epoch = broker.last_position("room").epoch
+    assert transport.written == [ENVELOPE_FRAMING.frame_message(Message("room", epoch, 1, "c"))]
+
+
+async def test_an_epoch_change_whose_new_history_does_not_reach_offset_1_is_a_gap() -> None:
+    broker = FlakyBroker(history_size=2)
+    channels = channels_on(broker)
+    transport = subscriber(channels)
+    broker.publish("room", "a")
+    channels.flush()
+    old = broker.last_position("room")
+    broker.down = True
+    broker.lose("room")
+    for text in "bcd":  # the new epoch keeps c and d: b is lost
+        broker.publish("room", text)
+    broker.down = False
+    transport.written.clear()
+
+    await channels.recover(["room"])
+    new = broker.last_position("room").epoch
+    gap = {
+        "type": "gap",
+        "channel": "room",
+        "from": {"epoch": old.epoch, "offset": 1},
+        "to": {"epoch": new, "offset": 1},
+    }
+    assert transport.written[0] == ENVELOPE_FRAMING.frame_control(gap)
+
+
+def test_history_lost_counts_an_unknown_end_of_the_old_epoch_as_lost() -> None:
+    since = Position("old", 5)
+    fresh_epoch = History([Message("room", "new", 1, "x")], False, Position("new", 1))
+    assert fresh_epoch.lost(since, Position("old", 5)) is None  # it ended where we are
+    assert fresh_epoch.lost(since, Position("old", 6)) == Position("new", 0)  # one after us
+    assert fresh_epoch.lost(since, None) == Position("new", 0)  # nobody knows: a gap
+    empty = History([], False, Position("new", 0))
+    assert empty.lost(since, Position("old", 5)) is None
+    trimmed = History([Message("room", "old", 9, "x")], False, Position("old", 9))
+    assert trimmed.lost(since, Position("old", 9)) == Position("old", 8)
+    assert History([], True, Position("old", 5)).lost(since) is None

@@ -676,6 +676,7 @@ class DropProxy:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self.listener.getsockname()[1]
         self.refusing = False
+        self.resetting = False
         self.refused = 0
         self.changed = threading.Condition()
         self.sockets: list[socket.socket] = []
@@ -714,13 +715,17 @@ class DropProxy:
             pass
         finally:
             for sock in (source, target):
-                self._kill(sock)
+                self._kill(sock, self.resetting)
 
     @staticmethod
     def _kill(sock: socket.socket, reset: bool = False) -> None:
         try:
-            if reset:  # close with RST rather than FIN
+            if reset:
+                # Close with RST rather than FIN. A socket another thread is blocked reading
+                # is not released by close() until that read returns (and only then is the RST
+                # sent): shutting down its reading side wakes the read and sends nothing.
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.shutdown(socket.SHUT_RD)
             else:
                 sock.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -732,6 +737,7 @@ class DropProxy:
         until `restore()`. Either way no Close frame is sent: the browser sees 1006."""
         with self.changed:
             self.refusing = True
+            self.resetting = reset
             doomed, self.sockets = self.sockets, []
         for sock in doomed:
             self._kill(sock, reset)
@@ -749,6 +755,7 @@ class DropProxy:
     def restore(self) -> None:
         with self.changed:
             self.refusing = False
+            self.resetting = False
 
     def close(self) -> None:
         self.listener.close()

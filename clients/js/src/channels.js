@@ -5,6 +5,13 @@ import { CLOSING } from './constants.js';
  * again (from their last offset) after each welcome. Mixed into `Pushwire.prototype`
  * (pushwire.js): `this` is the Pushwire.
  */
+/** 16 random bytes as base64url: an idempotency key (crypto.randomUUID needs a secure
+ * context; getRandomValues does not). */
+function randomKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
 export class Channels {
   /**
    * Join a channel; its messages arrive as `message` events with `channel` set.
@@ -57,23 +64,32 @@ export class Channels {
 
   /**
    * Publish to a channel (subscribed or not). Queued in order with send() while not open.
+   * It carries an idempotency key (options.idempotencyKey, or a random one), the same on
+   * every attempt: after `unavailable` or a drop before the answer it is sent again
+   * (options.retry of the constructor), and the server publishes it once.
    * @param {string} channel
    * @param {string|ArrayBuffer|ArrayBufferView|Blob} data
+   * @param {{idempotencyKey?: string}} [options]
    * @returns {Promise<{channel: string, epoch: string, offset: number}>}
    */
-  publish(channel, data) {
+  publish(channel, data, options) {
     if (this._readyState >= CLOSING) {
       return Promise.reject(new DOMException('the connection is closed', 'InvalidStateError'));
     }
+    const key = options && options.idempotencyKey != null
+      ? String(options.idempotencyKey) : randomKey();
     return new Promise((resolve, reject) => {
       const id = this._nextId++;
-      const item = this._dataItem({ type: 'publish', id, channel: String(channel) }, data);
-      item.request = { id, kind: 'publish', resolve, reject };
+      const envelope = { type: 'publish', id, channel: String(channel), idempotency_key: key };
+      const item = this._dataItem(envelope, data);
+      item.request = { id, kind: 'publish', resolve, reject, item };
       this._enqueue(item);
     });
   }
 
   _sendSubscribe(channel, state) {
+    clearTimeout(state.retryTimer); // this one replaces a retry that was waiting
+    state.retryTimer = null;
     const id = this._nextId++;
     const envelope = { type: 'subscribe', id, channel };
     if (state.presence) envelope.presence = true;
@@ -89,6 +105,7 @@ export class Channels {
     if (!request || request.kind !== 'subscribe') return;
     this._requests.delete(envelope.id);
     const state = this._channels.get(request.channel);
+    if (state) state.failures = 0;
     if (state && state.offset === null) {
       // A new subscription: messages after this position are the channel's next ones.
       state.epoch = envelope.epoch;

@@ -13,6 +13,11 @@
  * @property {number} [reconnectDelayMax] backoff bound, ms (default 10000)
  * @property {number} [connectTimeout] an attempt without `welcome` after this is given up, ms
  * @property {number} [pollInterval] `polling`: the wait between two polls, ms (default 1000)
+ * @property {{attempts?: number, delay?: number, delayMax?: number}} [retry] how a
+ *   re-subscription or publish that failed with `unavailable` (or a drop, for a publish) is
+ *   retried: `attempts` in all (default 8), attempt n+1 after a random wait up to
+ *   min(delayMax, delay * 2^(n-1)) ms (defaults 500, 10000); then given up: the promise
+ *   rejects, and a re-subscription nobody awaits fires `error`
  */
 
 export const DEFAULTS = {
@@ -25,4 +30,5 @@ export const DEFAULTS = {
   reconnectDelayMax: 10000,
   connectTimeout: 10000,
   pollInterval: 1000,
+  retry: { attempts: 8, delay: 500, delayMax: 10000 },
 };

@@ -39,7 +39,11 @@ const HANDLER_EVENTS = ['open', 'message', 'error', 'close'];
  * A pushwire connection that behaves like `WebSocket`.
  *
  * Events: `open`, `message` (MessageEvent with `channel`, `epoch`, `offset`, `seq`),
- * `error`, `close` (CloseEvent), and, for channels subscribed with `{presence: true}`,
+ * `error` (as WebSocket's, before a `close` that was not clean; or, with `operation`,
+ * `channel`, `code`, `message` and `attempts` and the connection going on, something the
+ * client did for the app was given up: a re-subscription after a reconnection that was
+ * refused or stayed `unavailable` through `options.retry`, docs/protocol.md), `close`
+ * (CloseEvent), and, for channels subscribed with `{presence: true}`,
  * `presence` (`channel`, `count`, `members`, `truncated`: whenever who is there changed),
  * `join` and `leave` (`channel`, `count`, `member`: `{member, user, info}`), `reconnecting`,
  * `reconnected`, `expired` (`session`: the old session was lost with its direct

@@ -1,3 +1,5 @@
+import { CLOSING } from './constants.js';
+
 /**
  * Pushwire's requests: envelopes with an `id` that the server answers (`published`,
  * `unsubscribed`, `presence`, or an `error`), and what becomes of them when the
@@ -45,18 +47,63 @@ export class Requests {
     }
     this._requests.delete(envelope.id);
     if (request.kind === 'subscribe') {
-      const state = this._channels.get(request.channel);
-      if (state && state.waiters.length === 0) this._channels.delete(request.channel);
+      const channel = request.channel;
+      const state = this._channels.get(channel);
+      if (state && envelope.code === 'unavailable') {
+        // Still wanted: its waiters wait on (a drop meanwhile sends it again after welcome).
+        state.waiters.push(...request.waiters);
+        const again = () => {
+          if (this._live && this._channels.get(channel) === state) this._sendSubscribe(channel, state);
+        };
+        if (this._retryLater(state, again)) return;
+        request.waiters = state.waiters.splice(0); // given up: theirs to hear
+      }
+      if (state && state.waiters.length === 0) this._channels.delete(channel);
       for (const waiter of request.waiters) waiter.reject(error);
+      if (state && request.waiters.length === 0) {
+        // A re-subscription after a reconnection: nobody awaits it, and the channel is
+        // no longer subscribed. The app must hear of it.
+        this._giveUp('subscribe', error, channel, state && state.failures ? state.failures : 1);
+      }
+    } else if (request.kind === 'publish' && envelope.code === 'unavailable' && request.item &&
+        this._retryLater(request, () => this._enqueue(request.item))) {
+      // Sent again with the same idempotency key: the server publishes it once.
     } else {
       request.reject(error);
     }
+  }
+
+  /**
+   * After a retryable failure of `holder` (a channel's state, or a publish request): call
+   * `again` after the backoff of options.retry and say true, or say false once its attempts
+   * are spent (its `failures` count them).
+   */
+  _retryLater(holder, again) {
+    const retry = Object.assign({ attempts: 8, delay: 500, delayMax: 10000 }, this._options.retry);
+    holder.failures = (holder.failures || 0) + 1;
+    if (holder.failures >= retry.attempts) return false;
+    const bound = Math.min(retry.delayMax, retry.delay * Math.pow(2, holder.failures - 1));
+    clearTimeout(holder.retryTimer);
+    holder.retryTimer = setTimeout(() => {
+      holder.retryTimer = null;
+      if (this._readyState < CLOSING) again();
+    }, Math.random() * bound);
+    return true;
+  }
+
+  /** Something failed for good that no promise reports: an `error` event that says what
+   * (`operation`, `code`, `message`, `channel`, `attempts`); the connection goes on. */
+  _giveUp(operation, error, channel, attempts) {
+    this.dispatchEvent(Object.assign(new Event('error'), {
+      operation, code: error.code, message: error.message, channel, attempts,
+    }));
   }
 
   /** Requests on the wire when a connection ends get no answer from it. */
   _failRequests() {
     clearTimeout(this._ackTimer);
     this._ackTimer = null;
+    const resend = [];
     for (const request of this._requests.values()) {
       if (request.kind === 'subscribe') {
         // Still wanted: sent again (with the others) after the next welcome.
@@ -65,6 +112,12 @@ export class Requests {
         else for (const waiter of request.waiters) waiter.reject(this._requestError('unsubscribed', `unsubscribed from '${request.channel}'`));
       } else if (request.kind === 'unsubscribe') {
         request.resolve({ channel: request.channel }); // the server left it with the connection
+      } else if (request.kind === 'publish' && request.item && (request.failures || 0) + 1 <
+          Object.assign({ attempts: 8 }, this._options.retry).attempts) {
+        // Sent again after the next welcome, before what waits, with the same idempotency
+        // key: published once whether or not the server got it before the drop.
+        request.failures = (request.failures || 0) + 1;
+        resend.push(request.item);
       } else {
         request.reject(this._requestError(
           'disconnected',
@@ -73,5 +126,7 @@ export class Requests {
       }
     }
     this._requests.clear();
+    for (const item of resend) this._queuedBytes += item.size;
+    this._queue.unshift(...resend);
   }
 }

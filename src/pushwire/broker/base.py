@@ -64,6 +64,29 @@ class History:
     complete: bool
     position: Position
 
+    def lost(self, since: Position, ended: Position | None = None) -> Position | None:
+        """The last position lost after `since` (a gap's `to`), or None when nothing is.
+
+        Lost are the messages between `since` and the first one history holds. After an
+        epoch change that means the rest of `since`'s epoch and the new epoch's offsets
+        before the first one held. `ended` is where `since`'s epoch is known to have ended
+        (the last position of it this process received): when `since` is there and history
+        holds the new epoch from its first offset, nothing is lost. Without it the end of the
+        old epoch is unknown, and counted as lost.
+        """
+        if self.complete:
+            return None
+        first = self.messages[0].offset if self.messages else self.position.offset + 1
+        if (
+            since.epoch != self.position.epoch
+            and first == 1
+            and ended is not None
+            and ended.epoch == since.epoch
+            and ended.offset <= since.offset
+        ):
+            return None
+        return Position(self.position.epoch, first - 1)
+
 
 class Broker(Protocol):
     """Fan-out and history across processes. The in-memory broker serves a single process."""
@@ -87,11 +110,24 @@ class Broker(Protocol):
     async def close(self) -> None:
         """Release connections; no delivery after it returns."""
 
-    def publish(self, channel: str, data: Data, done: PublishCallback | None = None) -> None:
+    def publish(
+        self,
+        channel: str,
+        data: Data,
+        done: PublishCallback | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> None:
         """Store `data` as the channel's next message and deliver it everywhere.
 
         Publishes from one process are delivered in the order of their calls. `done` is
         called with the message (its position assigned) or with the error.
+
+        With an `idempotency_key` (checked by `check_idempotency_key`), a publish to the same
+        channel with the same key within the broker's idempotency window (every process of
+        the broker sees it) stores and delivers nothing: `done` gets a message at the first
+        one's position. A publisher that did not learn whether its publish was stored (an
+        `Unavailable` after the broker ran it) retries with the same key and publishes once.
         """
 
     async def subscribe(self, channel: str) -> None:

@@ -2,6 +2,10 @@
 
 Presence lives in a `PresenceTable`; its events are delivered inside `presence_join` and
 `presence_leave`. One process has no node that could die alone: entries never expire here.
+
+Idempotency keys live in an insertion-ordered dict, (channel, key) -> (expiry, position):
+every key lives the same `idempotency_ttl`, so the oldest expires first and expired keys are
+swept from the front; beyond `max_idempotency_keys` the oldest is forgotten early.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import secrets
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
+from ..clock import LOOP_CLOCK, Clock
 from ..message import Data, Message, Position
 from ..presence import PresenceSnapshot, PresenceTable
 from .base import (
@@ -36,12 +41,27 @@ class MemoryBroker:
 
     Bounds: `history_size` messages per channel, and `max_channels` channels remembered
     (least recently used forgotten first; a forgotten channel comes back with a new epoch, so
-    a client that recovers across it is told its history is gone).
+    a client that recovers across it is told its history is gone); idempotency keys for
+    `idempotency_ttl` seconds, at most `max_idempotency_keys` of them (the oldest forgotten
+    first). `clock` tells when a key expires.
     """
 
-    def __init__(self, history_size: int = 1000, max_channels: int = 100_000) -> None:
+    def __init__(
+        self,
+        history_size: int = 1000,
+        max_channels: int = 100_000,
+        *,
+        idempotency_ttl: float = 300.0,
+        max_idempotency_keys: int = 100_000,
+        clock: Clock = LOOP_CLOCK,
+    ) -> None:
         self.history_size = history_size
         self.max_channels = max_channels
+        self.idempotency_ttl = idempotency_ttl
+        self.max_idempotency_keys = max_idempotency_keys
+        self._clock = clock
+        # (channel, key) -> (when it expires, the first publish's position)
+        self._seen: OrderedDict[tuple[str, str], tuple[float, Position]] = OrderedDict()
         self._streams: OrderedDict[str, _Stream] = OrderedDict()
         self._deliver: DeliverCallback | None = None
         self._deliver_presence: PresenceCallback | None = None
@@ -79,16 +99,46 @@ class MemoryBroker:
             self._streams.move_to_end(channel)
         return stream
 
-    def publish(self, channel: str, data: Data, done: PublishCallback | None = None) -> None:
+    def publish(
+        self,
+        channel: str,
+        data: Data,
+        done: PublishCallback | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> None:
+        if idempotency_key is not None:
+            first = self._first(channel, idempotency_key)
+            if first is not None:
+                if done is not None:
+                    done(Message(channel, first.epoch, first.offset, data))
+                return
         stream = self._stream(channel)
         stream.offset += 1
         message = Message(channel, stream.epoch, stream.offset, data)
+        if idempotency_key is not None:
+            expires = self._clock.time() + self.idempotency_ttl
+            self._seen[channel, idempotency_key] = (expires, message.position)
+            if len(self._seen) > self.max_idempotency_keys:
+                self._seen.popitem(last=False)
         if self.history_size:
             stream.history.append(message)
         if self._deliver is not None:
             self._deliver(message)
         if done is not None:
             done(message)
+
+    def _first(self, channel: str, key: str) -> Position | None:
+        """The position of the publish to `channel` that used `key`, while remembered."""
+        now = self._clock.time()
+        seen = self._seen
+        while seen:
+            oldest = next(iter(seen.values()))
+            if oldest[0] > now:
+                break
+            seen.popitem(last=False)
+        entry = seen.get((channel, key))
+        return entry[1] if entry is not None else None
 
     async def subscribe(self, channel: str) -> None:
         return None

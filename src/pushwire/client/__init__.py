@@ -5,6 +5,7 @@ from .client import Client, connect
 from .errors import (
     ClientClosed,
     ClientError,
+    Failure,
     Gap,
     Join,
     Leave,
@@ -15,6 +16,7 @@ from .errors import (
     Subscription,
 )
 from .presence import PresenceEvents
+from .retry import RetryPolicy
 from .transports import TRANSPORTS
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "Client",
     "ClientClosed",
     "ClientError",
+    "Failure",
     "Gap",
     "Join",
     "Leave",
@@ -30,6 +33,7 @@ __all__ = [
     "Presence",
     "PresenceEvents",
     "RequestFailed",
+    "RetryPolicy",
     "Subscription",
     "connect",
 ]

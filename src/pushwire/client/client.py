@@ -8,6 +8,12 @@ each at most once, across reconnections and transport changes (the client resume
 re-subscribes each channel from the last position it saw, and drops anything it has seen).
 What history could not keep arrives as a `Gap`. Cancelling `recv()` loses no message.
 
+Errors reach the app: a re-subscription, publish or send that fails for a reason that passes
+(`unavailable`, no answer, no connection) is retried with backoff (`retry`); given up, or
+refused, the awaited call raises `RequestFailed`, `on_error` gets a `Failure`, and what no
+call raises (a re-subscription after a reconnection, a refused `send`) is a `Failure` in the
+message stream too. A publish keeps one idempotency key over its attempts: published once.
+
 Presence: a channel subscribed with `presence=True` has its members in `client.presence`,
 kept up to date by the server's `join` and `leave`; `presence_events()` yields those as
 `Join` / `Leave`. After a reconnection the server sends the members again; the client
@@ -28,25 +34,31 @@ the application reads (or fails with `timeout`): read from a task of its own.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import inspect
+import logging
+import secrets
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from types import TracebackType
 from typing import Any, ParamSpec
 
 from .connection import Connection
-from .errors import ClientClosed, Gap, Message, Presence, RequestFailed, Subscription
+from .errors import ClientClosed, Failure, Gap, Message, Presence, RequestFailed, Subscription
 from .inbox import Inbox
 from .presence import PresenceEvents, Roster, parse_presence
 from .refresh import TokenRefresh
 from .requests import Requests, with_data
+from .retry import RetryPolicy, retrying
 from .subscriptions import Subscriptions
 from .transports.base import Envelope
 
 __all__ = ["Client", "connect"]
 
 P = ParamSpec("P")
+
+log = logging.getLogger("pushwire.client")
 
 
 class Client:
@@ -75,6 +87,10 @@ class Client:
             from the connection (backpressure, nothing dropped; see the module docstring).
         poll_interval: the `polling` transport's pause after an empty poll.
         ssl_context: for wss://, https:// and tcps:// URLs.
+        retry: how re-subscriptions, publishes and sends that failed for a retryable reason
+            are retried before they are given up (`RetryPolicy`: attempts, backoff).
+        on_error: called with each `Failure`, once given up (see the module docstring); an
+            exception it raises is logged.
     """
 
     def __init__(
@@ -94,8 +110,14 @@ class Client:
         max_queue: int = 10_000,
         poll_interval: float = 1.0,
         ssl_context: ssl.SSLContext | None = None,
+        retry: RetryPolicy | None = None,
+        on_error: Callable[[Failure], None] | None = None,
     ) -> None:
         self.request_timeout = request_timeout
+        self.retry = retry or RetryPolicy()
+        self.on_error = on_error
+        self._generation = 0  # connections welcomed so far: a re-subscription is for one
+        self._tasks: set[asyncio.Task[None]] = set()
         self._connection = Connection(
             url,
             user=user,
@@ -177,18 +199,24 @@ class Client:
         channel is re-subscribed on every reconnection, from the last position seen.
 
         Raises:
-            RequestFailed: `bad_request` (invalid name), `forbidden`, `limit`, or `timeout` /
-                `disconnected` (then the client keeps the subscription and makes it on
-                reconnection).
+            RequestFailed: `bad_request` (invalid name), `forbidden`, `limit`, `unavailable`
+                (after the retries), or `timeout` / `disconnected` (then the client keeps the
+                subscription and makes it on reconnection).
         """
         await self._connection.wait_ready(self.request_timeout)
         # Known before the answer: the reader takes the position from `subscribed` and
         # tracks the messages right behind it, before this coroutine runs again.
         created = self._subscriptions.add(channel, presence)
-        envelope = self._subscriptions.envelope(channel)
         snapshots = self._roster.snapshots(channel)
         try:
-            answer = await self._requests.request(envelope)
+            answer = await retrying(
+                self.retry,
+                lambda: self._requests.request(self._subscriptions.envelope(channel)),
+                self._report,
+                "subscribe",
+                channel,
+                retryable=("unavailable",),
+            )
         except RequestFailed as failed:
             if created is not None and failed.code not in ("timeout", "disconnected"):
                 self._subscriptions.remove(channel, created)
@@ -211,17 +239,47 @@ class Client:
         answer = await self._requests.request({"type": "presence", "channel": channel})
         return parse_presence(answer)
 
-    async def publish(self, channel: str, data: str | bytes) -> tuple[str, int]:
+    async def publish(
+        self, channel: str, data: str | bytes, *, idempotency_key: str | None = None
+    ) -> tuple[str, int]:
         """Publish `data` (str: text, bytes: binary) to `channel`, subscribed or not;
-        returns the message's (epoch, offset). Raises `RequestFailed` (e.g. `too_large`)."""
-        answer = await self._requests.request({"type": "publish", "channel": channel}, data)
+        returns the message's (epoch, offset). It carries `idempotency_key` (default: a
+        random one) on every attempt: retried after `unavailable`, `timeout` or
+        `disconnected` (`retry`), it is published once (within the server's
+        `idempotency_ttl`, a repeat answers the first one's position).
+
+        Raises:
+            RequestFailed: refused (`too_large`, `forbidden`, `bad_request`), or given up
+                after the retries (`on_error` was told).
+        """
+        key = idempotency_key if idempotency_key is not None else secrets.token_urlsafe(16)
+
+        def attempt() -> Awaitable[Envelope]:
+            envelope = {"type": "publish", "channel": channel, "idempotency_key": key}
+            return self._requests.request(envelope, data)
+
+        answer = await retrying(self.retry, attempt, self._report, "publish", channel)
         return answer["epoch"], answer["offset"]
 
     async def send(self, data: str | bytes) -> None:
         """A message to the endpoint (echoed on /echo, published on /ws/<channel>, given to
-        the app on /pushwire). No answer. Raises `ClientClosed`, `RequestFailed`."""
-        await self._connection.wait_ready(self.request_timeout)
-        await self._connection.send([with_data({"type": "send"}, data)])
+        the app on /pushwire). No answer: a refusal is a `Failure` (`server`) in the message
+        stream and at `on_error`. Without a connection it waits for one (`retry`); once
+        written it is not sent again.
+
+        Raises:
+            ClientClosed: the client is closed.
+            RequestFailed: `disconnected`: no connection within the retries, or the
+                connection dropped while sending (it may or may not have arrived).
+        """
+        item = with_data({"type": "send"}, data)
+        await retrying(
+            self.retry,
+            lambda: self._connection.wait_ready(self.request_timeout),
+            self._report,
+            "send",
+        )
+        await self._connection.send([item])
 
     async def wait_reconnected(self, timeout: float | None = None) -> None:
         """Until the client has come back after the next drop (or `timeout` passes)."""
@@ -252,16 +310,17 @@ class Client:
         stays right regardless. `aclose()` the iterator to stop listening."""
         return self._roster.events()
 
-    async def recv(self) -> Message | Gap:
-        """The next message (or `Gap`). Raises `ClientClosed` once the client is closed and
-        everything received was read. Cancelling it loses no message (the message stays in
-        the inbox for the next call)."""
+    async def recv(self) -> Message | Gap | Failure:
+        """The next message (or `Gap`, or `Failure`: something given up, see the module
+        docstring). Raises `ClientClosed` once the client is closed and everything received
+        was read. Cancelling it loses no message (the message stays in the inbox for the
+        next call)."""
         return await self._inbox.get()
 
-    def __aiter__(self) -> AsyncIterator[Message | Gap]:
+    def __aiter__(self) -> AsyncIterator[Message | Gap | Failure]:
         return self
 
-    async def __anext__(self) -> Message | Gap:
+    async def __anext__(self) -> Message | Gap | Failure:
         try:
             return await self.recv()
         except ClientClosed:
@@ -292,8 +351,10 @@ class Client:
                 self._roster.snapshot(parse_presence(envelope))
         elif kind in ("join", "leave"):
             self._roster.change(envelope)
-        elif kind == "error" and envelope.get("code") == "token_expired" and "id" not in envelope:
-            pass  # the connection is closed next (4005): the connection loop handles it
+        elif kind == "error" and "id" not in envelope:
+            if envelope.get("code") != "token_expired":  # else closed next (4005): handled
+                code, message = str(envelope.get("code")), str(envelope.get("message"))
+                await self._fail(Failure("server", code, message))
         else:
             if kind == "subscribed":
                 self._subscriptions.subscribed(envelope)
@@ -319,14 +380,71 @@ class Client:
         await self._inbox.put(Message(payload, seq=seq))
 
     def _connected(self) -> None:
-        for envelope in self._subscriptions.envelopes():
-            self._requests.request_soon(envelope)
+        self._generation += 1
+        for channel in self._subscriptions.channels():
+            task = asyncio.ensure_future(self._resubscribe(channel, self._generation))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         self._refresh.plan()
+
+    async def _resubscribe(self, channel: str, generation: int) -> None:
+        """Subscribe `channel` again on the connection `generation`, from its last position,
+        retrying `unavailable` and `timeout`; given up or refused, the channel is no longer
+        subscribed and the app is told (`Failure` `subscribe`). A drop ends it: the next
+        connection subscribes again."""
+        state = self._subscriptions.get(channel)
+
+        def current() -> bool:
+            return generation == self._generation and self._subscriptions.get(channel) is state
+
+        async def attempt() -> Envelope:
+            if not current():
+                raise RequestFailed("disconnected", "superseded")
+            return await self._requests.request(self._subscriptions.envelope(channel))
+
+        given_up: list[Failure] = []
+        try:
+            await retrying(
+                self.retry,
+                attempt,
+                given_up.append,
+                "subscribe",
+                channel,
+                retryable=("unavailable", "timeout"),
+            )
+        except ClientClosed:
+            return
+        except RequestFailed as failed:
+            if failed.code == "disconnected" or not current():
+                return
+            assert state is not None
+            self._subscriptions.remove(channel, state)
+            self._roster.forget(channel)
+            failure = given_up[0] if given_up else None
+            await self._fail(failure or Failure("subscribe", failed.code, failed.message, channel))
 
     def _dropped(self, reason: str) -> None:
         self._requests.disconnected(reason)
 
+    def _report(self, failure: Failure) -> None:
+        """Tell the app's `on_error` (a failure of its own is logged, not raised here)."""
+        where = f" ({failure.channel})" if failure.channel else ""
+        log.warning("%s%s failed: %s", failure.operation, where, failure.code)
+        callback = self.on_error
+        if callback is not None:
+            try:
+                callback(failure)
+            except Exception:
+                log.exception("on_error callback failed")
+
+    async def _fail(self, failure: Failure) -> None:
+        """`_report`, and the failure in the message stream (no awaited call raises it)."""
+        self._report(failure)
+        await self._inbox.put(failure)
+
     def _finish(self, closed: ClientClosed) -> None:
+        for task in self._tasks:
+            task.cancel()
         self._refresh.cancel()
         self._requests.disconnected(str(closed))
         self._roster.close(closed)

@@ -14,6 +14,7 @@ __all__ = [
     "ClientClosed",
     "ClientError",
     "ConnectionLost",
+    "Failure",
     "Gap",
     "Join",
     "Leave",
@@ -40,6 +41,10 @@ class RequestFailed(ClientError):
     - `disconnected`: no connection within `request_timeout`, or the connection dropped
       before the answer; the request may or may not have been carried out (a subscription
       is made on reconnection anyway).
+
+    The client retries `unavailable`, `timeout` and `disconnected` by itself where that is
+    safe (`Client`'s `retry`): raised with one of those, the request was given up after its
+    last attempt (the message says how many), and `on_error` was told.
     """
 
     def __init__(self, code: str, message: str) -> None:
@@ -141,6 +146,32 @@ class Gap:
     from_offset: int
     to_epoch: str
     to_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Something the client did for the app failed for good: handed to `on_error`, and,
+    when no awaited call raises it (a re-subscription, a refusal), read from the message
+    stream (`recv()`, `async for`) where it happened.
+
+    `operation` says what failed:
+
+    - `subscribe`: re-subscribing `channel` after a reconnection (or subscribing it) was
+      refused, or failed `attempts` times for a retryable reason: the channel is no longer
+      subscribed and no message of it arrives until the app subscribes again;
+    - `publish`: a publish to `channel` failed `attempts` times (`publish()` raised too);
+    - `send`: no connection for a `send` within the retries (`send()` raised too);
+    - `server`: an `error` envelope that answers no request, most often a refused `send`
+      (which has no answer otherwise: `code` and `message` say why).
+
+    `code` and `message` are `RequestFailed`'s (docs/protocol.md, "Error codes").
+    """
+
+    operation: str
+    code: str
+    message: str
+    channel: str | None = None
+    attempts: int = 1
 
 
 @dataclass(frozen=True, slots=True)

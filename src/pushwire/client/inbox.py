@@ -7,23 +7,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from .errors import ClientClosed, Gap, Message
+from .errors import ClientClosed, Failure, Gap, Message
 
 __all__ = ["Inbox"]
 
 
 class Inbox:
-    """A bounded queue of `Message` and `Gap`, then the `ClientClosed` that ends it."""
+    """A bounded queue of `Message`, `Gap` and `Failure`, then the `ClientClosed` that ends
+    it."""
 
     def __init__(self, max_queue: int) -> None:
-        self._queue: asyncio.Queue[Message | Gap | ClientClosed] = asyncio.Queue(max_queue)
+        self._queue: asyncio.Queue[Message | Gap | Failure | ClientClosed]
+        self._queue = asyncio.Queue(max_queue)
         self._closed: ClientClosed | None = None
 
-    async def put(self, item: Message | Gap) -> None:
+    async def put(self, item: Message | Gap | Failure) -> None:
         """Add `item`; waits while the inbox is full."""
         await self._queue.put(item)
 
-    async def get(self) -> Message | Gap:
+    async def get(self) -> Message | Gap | Failure:
         """The next item. Raises `ClientClosed` once closed and empty. Cancelling it loses
         nothing (the item stays for the next call)."""
         if self._closed is not None and self._queue.empty():

@@ -60,13 +60,6 @@ class Requests:
         finally:
             self._pending.pop(envelope["id"], None)
 
-    def request_soon(self, envelope: Envelope) -> None:
-        """Send `envelope` from a task of its own, not waiting for the answer (what it says
-        is the reader's business, and a drop's outcome the reconnection's)."""
-        future = self._register(envelope)
-        future.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
-        self._connection.send_soon([(envelope, None)])
-
     def answer(self, envelope: Envelope) -> None:
         """Settle the request `envelope` answers, if it is an answer or an `error`. An error
         no request waits for is logged."""

@@ -32,6 +32,14 @@ class Subscriptions:
     def __contains__(self, channel: str) -> bool:
         return channel in self._channels
 
+    def get(self, channel: str) -> Channel | None:
+        """The subscription to `channel`, if there is one."""
+        return self._channels.get(channel)
+
+    def channels(self) -> list[str]:
+        """The channels subscribed to, in subscription order."""
+        return list(self._channels)
+
     def add(self, channel: str, presence: bool) -> Channel | None:
         """Subscribe to `channel` from here on, or change its `presence`; the new `Channel`
         when it was not subscribed yet, else None."""

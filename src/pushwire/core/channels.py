@@ -63,6 +63,12 @@ class _Channel:
     # The last position fanned out here: anything at or before it is not sent twice.
     epoch: str | None = None
     offset: int = 0
+    # The newest position of the channel known here while this process received it (fanned
+    # out, or read for a subscriber), and, once the broker lost the channel and began a new
+    # epoch, the newest known of the epoch before: where it ended, as far as this process
+    # knows (nothing of that epoch can have been stored after it without reaching here).
+    latest: Position | None = None
+    ended: Position | None = None
     # Catch-ups in progress (a subscriber reading history, recovery after an outage):
     # while above 0, this channel's messages wait, so they go out after the history.
     hold: int = 0
@@ -83,9 +89,27 @@ def _fresh(state: _Channel, messages: list[Message]) -> list[Message]:
     for message in messages:
         if message.epoch == state.epoch and message.offset <= state.offset:
             continue
-        state.epoch, state.offset = message.epoch, message.offset
+        _move(state, message.epoch, message.offset)
         fresh.append(message)
     return fresh
+
+
+def _move(state: _Channel, epoch: str, offset: int) -> None:
+    """The channel's fan-out position is now (epoch, offset)."""
+    state.epoch, state.offset = epoch, offset
+    _note(state, Position(epoch, offset))
+
+
+def _note(state: _Channel, position: Position) -> None:
+    """`position` of the channel exists: the newest known, unless one newer is; a new epoch
+    keeps where the last one ended."""
+    latest = state.latest
+    if latest is None or latest.epoch != position.epoch:
+        if latest is not None:
+            state.ended = latest
+        state.latest = position
+    elif position.offset > latest.offset:
+        state.latest = position
 
 
 class Channels:
@@ -200,6 +224,31 @@ class Channels:
         """
         return await self._broker.position(check_channel(channel, self._config.max_channel_name))
 
+    def note(self, channel: str, position: Position) -> None:
+        """`position` of `channel` was read from the broker for a subscriber while this
+        process receives the channel (`prepare` returned): see `ended`. Before any message
+        was fanned out here it is also where fan-out (and recovery after a broker outage)
+        goes on from: every message after it reaches this process live, or through
+        `recover` if the broker's connection is lost before it does."""
+        state = self._channels.get(channel)
+        if state is not None:
+            if state.epoch is None:
+                state.epoch, state.offset = position.epoch, position.offset
+            _note(state, position)
+
+    def ended(self, channel: str, epoch: str) -> Position | None:
+        """The newest position of `channel`'s `epoch` known here, when it is the channel's
+        current or previous epoch here and this process received the channel all along
+        since (None: not known). Nothing of that epoch after it can have reached the broker
+        without reaching this process; what it does not know of is counted as lost."""
+        state = self._channels.get(channel)
+        if state is None:
+            return None
+        for known in (state.latest, state.ended):
+            if known is not None and known.epoch == epoch:
+                return known
+        return None
+
     @contextlib.contextmanager
     def holding(self, channel: str) -> Iterator[None]:
         """While inside, `channel`'s messages wait here (others keep flowing): a subscriber
@@ -293,14 +342,16 @@ class Channels:
                 except PushwireError as exc:
                     log.warning("cannot recover %s after a broker outage: %s", channel, exc)
                     continue
+                # An epoch change that lost nothing after the newest position known here
+                # of the old epoch is no gap.
+                last_lost = history.lost(since, self.ended(channel, since.epoch))
+                if last_lost is not None:
+                    self._tell_gap(channel, since, last_lost)
                 if not history.complete:
-                    first = (
-                        history.messages[0].offset
-                        if history.messages
-                        else history.position.offset + 1
-                    )
-                    self._tell_gap(channel, since, Position(history.position.epoch, first - 1))
-                    state.epoch, state.offset = history.position.epoch, first - 1
+                    first = history.position.offset + 1
+                    if history.messages:
+                        first = history.messages[0].offset
+                    _move(state, history.position.epoch, first - 1)
                 for message in history.messages:
                     self.deliver(message)
 

@@ -26,7 +26,7 @@ from ..broker.memory import MemoryBroker
 from ..clock import LOOP_CLOCK, Clock
 from ..config import Config
 from ..errors import PushwireError
-from ..message import Data, Message
+from ..message import Data, Message, check_idempotency_key
 from ..presence import PresenceSnapshot
 from .channels import Channels, HubStats
 from .direct import DirectMessages
@@ -89,7 +89,12 @@ class Hub:
             )
         #: Where every timer of the core (and of the doors serving this hub) reads the time.
         self.clock = clock
-        self.broker: Broker = broker or MemoryBroker(config.history_size)
+        self.broker: Broker = broker or MemoryBroker(
+            config.history_size,
+            idempotency_ttl=config.idempotency_ttl,
+            max_idempotency_keys=config.max_idempotency_keys,
+            clock=clock,
+        )
         #: The broker's direct-message part when it spans processes (None: in-memory).
         self.direct: DirectBroker | None = self.broker.direct
         #: Fetches sessions held by other processes on resumption (None: one process).
@@ -214,21 +219,32 @@ class Hub:
         channel: str,
         data: Data,
         done: Callable[[Message | PushwireError], None] | None = None,
+        *,
+        idempotency_key: str | None = None,
     ) -> None:
-        """Publish without waiting; publishes are delivered in call order."""
+        """Publish without waiting; publishes are delivered in call order. With an
+        `idempotency_key` (valid: `check_idempotency_key`), a repeat within
+        `idempotency_ttl` publishes nothing and `done` gets the first one's position."""
         self.stats.published += 1
-        self.broker.publish(channel, data, done)
+        if idempotency_key is None:
+            self.broker.publish(channel, data, done)
+        else:
+            self.broker.publish(channel, data, done, idempotency_key=idempotency_key)
 
-    async def publish(self, channel: str, data: Data) -> Message:
-        """Publish `data` to `channel` on every node; returns it with its position.
+    async def publish(
+        self, channel: str, data: Data, *, idempotency_key: str | None = None
+    ) -> Message:
+        """Publish `data` to `channel` on every node; returns it with its position (with an
+        `idempotency_key` seen before: the first publish's, and nothing is published).
 
         Raises:
-            BadRequest: invalid channel name.
+            BadRequest: invalid channel name or idempotency key.
             Unavailable: the broker cannot take it now.
         """
         self.access.check_channel(channel)
+        check_idempotency_key(idempotency_key)
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-        self.publish_nowait(channel, data, settling(future))
+        self.publish_nowait(channel, data, settling(future), idempotency_key=idempotency_key)
         return await future
 
     # -- direct messages --------------------------------------------------------------------

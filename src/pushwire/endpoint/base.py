@@ -218,17 +218,24 @@ class Handler:
         )
 
 
-def write_recovery(transport: Transport, channel: str, since: Position, history: History) -> None:
-    """What a client missed since `since`: a `gap` first when history does not reach back,
-    then the messages history still holds, in order."""
+def write_recovery(
+    transport: Transport,
+    channel: str,
+    since: Position,
+    history: History,
+    ended: Position | None = None,
+) -> None:
+    """What a client missed since `since`: a `gap` first when messages are lost
+    (`History.lost`; `ended`: where this process saw `since`'s epoch end, if it did), then
+    the messages history still holds, in order."""
     framing = transport.framing
-    if not history.complete:
-        first = history.messages[0].offset if history.messages else history.position.offset + 1
+    last_lost = history.lost(since, ended)
+    if last_lost is not None:
         gap = {
             "type": "gap",
             "channel": channel,
             "from": {"epoch": since.epoch, "offset": since.offset},
-            "to": {"epoch": history.position.epoch, "offset": first - 1},
+            "to": {"epoch": last_lost.epoch, "offset": last_lost.offset},
         }
         transport.write(framing.frame_control(gap))
     for message in history.messages:

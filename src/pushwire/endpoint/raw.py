@@ -78,7 +78,8 @@ class RawHandler(Handler):
         # No await from here on: replayed messages go out before live ones.
         self._join(rule)
         if history is not None and channel is not None and since is not None:
-            write_recovery(self.transport, channel, since, history)
+            ended = self.hub.channels.ended(channel, since.epoch)
+            write_recovery(self.transport, channel, since, history, ended)
 
     def _begin(self, identity: Identity) -> Namespace | None:
         """Open the session; on a channel endpoint, the channel's rule once the session may

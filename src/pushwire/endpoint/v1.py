@@ -18,7 +18,7 @@ from ..errors import (
     Unavailable,
     UnknownType,
 )
-from ..message import Data, Message, Position
+from ..message import Data, Message, Position, check_idempotency_key
 from ..parsing import quoted
 from .base import Handler, write_recovery
 
@@ -64,10 +64,13 @@ class EnvelopeHandler(Handler):
             channel = access.check_channel(fields.get("channel"))
             if envelope.data is None:
                 raise BadRequest("publish without data")
+            key = check_idempotency_key(fields.get("idempotency_key"))
             access.check_publish(session, channel)
             if access.publish_hooked:
-                return self._publish_hooked(session, channel, envelope.data, request_id)
-            self.hub.publish_nowait(channel, envelope.data, self._answer_publish(request_id))
+                return self._publish_hooked(session, channel, envelope.data, request_id, key)
+            self.hub.publish_nowait(
+                channel, envelope.data, self._answer_publish(request_id), idempotency_key=key
+            )
         elif kind == "send":
             if envelope.data is None:
                 raise BadRequest("send without data")
@@ -265,14 +268,16 @@ class EnvelopeHandler(Handler):
         self.hub.access.refusals.refused(where, exc, client.remote if client else None)
 
     async def _publish_hooked(
-        self, session: Session, channel: str, data: Data, request_id: object
+        self, session: Session, channel: str, data: Data, request_id: object, key: str | None
     ) -> None:
         try:
             await self.hub.access.publish_hooks(session, channel, data)
         except (RemoteError, Unavailable) as exc:
             self._failed(exc, request_id)
             return
-        self.hub.publish_nowait(channel, data, self._answer_publish(request_id))
+        self.hub.publish_nowait(
+            channel, data, self._answer_publish(request_id), idempotency_key=key
+        )
 
     async def _send(self, session: Session, data: Data) -> None:
         kind = self.endpoint.kind
@@ -322,6 +327,7 @@ class EnvelopeHandler(Handler):
                 hub.channels.unsubscribe(session, channel)
                 self._failed(exc, request_id)
                 return
+            hub.channels.note(channel, position)
             self._reply(
                 {
                     "type": "subscribed",
@@ -332,7 +338,8 @@ class EnvelopeHandler(Handler):
                 }
             )
             if since is not None and history is not None:
-                write_recovery(self.transport, channel, since, history)
+                ended = hub.channels.ended(channel, since.epoch)
+                write_recovery(self.transport, channel, since, history, ended)
         if presence:
             try:
                 await hub.watch_presence(session, channel)

@@ -92,10 +92,15 @@ var DEFAULTS = {
   reconnectDelay: 500,
   reconnectDelayMax: 1e4,
   connectTimeout: 1e4,
-  pollInterval: 1e3
+  pollInterval: 1e3,
+  retry: { attempts: 8, delay: 500, delayMax: 1e4 }
 };
 
 // src/channels.js
+function randomKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
 var Channels = class {
   /**
    * Join a channel; its messages arrive as `message` events with `channel` set.
@@ -150,22 +155,30 @@ var Channels = class {
   }
   /**
    * Publish to a channel (subscribed or not). Queued in order with send() while not open.
+   * It carries an idempotency key (options.idempotencyKey, or a random one), the same on
+   * every attempt: after `unavailable` or a drop before the answer it is sent again
+   * (options.retry of the constructor), and the server publishes it once.
    * @param {string} channel
    * @param {string|ArrayBuffer|ArrayBufferView|Blob} data
+   * @param {{idempotencyKey?: string}} [options]
    * @returns {Promise<{channel: string, epoch: string, offset: number}>}
    */
-  publish(channel, data) {
+  publish(channel, data, options) {
     if (this._readyState >= CLOSING) {
       return Promise.reject(new DOMException("the connection is closed", "InvalidStateError"));
     }
+    const key = options && options.idempotencyKey != null ? String(options.idempotencyKey) : randomKey();
     return new Promise((resolve, reject) => {
       const id = this._nextId++;
-      const item = this._dataItem({ type: "publish", id, channel: String(channel) }, data);
-      item.request = { id, kind: "publish", resolve, reject };
+      const envelope = { type: "publish", id, channel: String(channel), idempotency_key: key };
+      const item = this._dataItem(envelope, data);
+      item.request = { id, kind: "publish", resolve, reject, item };
       this._enqueue(item);
     });
   }
   _sendSubscribe(channel, state) {
+    clearTimeout(state.retryTimer);
+    state.retryTimer = null;
     const id = this._nextId++;
     const envelope = { type: "subscribe", id, channel };
     if (state.presence) envelope.presence = true;
@@ -180,6 +193,7 @@ var Channels = class {
     if (!request || request.kind !== "subscribe") return;
     this._requests.delete(envelope.id);
     const state = this._channels.get(request.channel);
+    if (state) state.failures = 0;
     if (state && state.offset === null) {
       state.epoch = envelope.epoch;
       state.offset = envelope.offset;
@@ -623,17 +637,59 @@ var Requests = class {
     }
     this._requests.delete(envelope.id);
     if (request.kind === "subscribe") {
-      const state = this._channels.get(request.channel);
-      if (state && state.waiters.length === 0) this._channels.delete(request.channel);
+      const channel = request.channel;
+      const state = this._channels.get(channel);
+      if (state && envelope.code === "unavailable") {
+        state.waiters.push(...request.waiters);
+        const again = () => {
+          if (this._live && this._channels.get(channel) === state) this._sendSubscribe(channel, state);
+        };
+        if (this._retryLater(state, again)) return;
+        request.waiters = state.waiters.splice(0);
+      }
+      if (state && state.waiters.length === 0) this._channels.delete(channel);
       for (const waiter of request.waiters) waiter.reject(error);
+      if (state && request.waiters.length === 0) {
+        this._giveUp("subscribe", error, channel, state && state.failures ? state.failures : 1);
+      }
+    } else if (request.kind === "publish" && envelope.code === "unavailable" && request.item && this._retryLater(request, () => this._enqueue(request.item))) {
     } else {
       request.reject(error);
     }
+  }
+  /**
+   * After a retryable failure of `holder` (a channel's state, or a publish request): call
+   * `again` after the backoff of options.retry and say true, or say false once its attempts
+   * are spent (its `failures` count them).
+   */
+  _retryLater(holder, again) {
+    const retry = Object.assign({ attempts: 8, delay: 500, delayMax: 1e4 }, this._options.retry);
+    holder.failures = (holder.failures || 0) + 1;
+    if (holder.failures >= retry.attempts) return false;
+    const bound = Math.min(retry.delayMax, retry.delay * Math.pow(2, holder.failures - 1));
+    clearTimeout(holder.retryTimer);
+    holder.retryTimer = setTimeout(() => {
+      holder.retryTimer = null;
+      if (this._readyState < CLOSING) again();
+    }, Math.random() * bound);
+    return true;
+  }
+  /** Something failed for good that no promise reports: an `error` event that says what
+   * (`operation`, `code`, `message`, `channel`, `attempts`); the connection goes on. */
+  _giveUp(operation, error, channel, attempts) {
+    this.dispatchEvent(Object.assign(new Event("error"), {
+      operation,
+      code: error.code,
+      message: error.message,
+      channel,
+      attempts
+    }));
   }
   /** Requests on the wire when a connection ends get no answer from it. */
   _failRequests() {
     clearTimeout(this._ackTimer);
     this._ackTimer = null;
+    const resend = [];
     for (const request of this._requests.values()) {
       if (request.kind === "subscribe") {
         const state = this._channels.get(request.channel);
@@ -641,6 +697,9 @@ var Requests = class {
         else for (const waiter of request.waiters) waiter.reject(this._requestError("unsubscribed", `unsubscribed from '${request.channel}'`));
       } else if (request.kind === "unsubscribe") {
         request.resolve({ channel: request.channel });
+      } else if (request.kind === "publish" && request.item && (request.failures || 0) + 1 < Object.assign({ attempts: 8 }, this._options.retry).attempts) {
+        request.failures = (request.failures || 0) + 1;
+        resend.push(request.item);
       } else {
         request.reject(this._requestError(
           "disconnected",
@@ -649,6 +708,8 @@ var Requests = class {
       }
     }
     this._requests.clear();
+    for (const item of resend) this._queuedBytes += item.size;
+    this._queue.unshift(...resend);
   }
 };
 

@@ -92,3 +92,45 @@ async def test_large_messages_are_sent_in_several_batches_in_order(
     assert [r.data for r in results if isinstance(r, Message)] == payloads
     received = await a.received_count(len(payloads))
     assert received == results
+
+
+async def publish_with_key(
+    node: Node, channel: str, data: Data, key: str
+) -> Message | PushwireError:
+    future: asyncio.Future[Message | PushwireError] = asyncio.get_running_loop().create_future()
+    node.broker.publish(channel, data, future.set_result, idempotency_key=key)
+    async with asyncio.timeout(WAIT):
+        return await future
+
+
+async def test_a_publish_repeated_with_its_key_on_another_node_publishes_nothing(
+    nodes: Callable[..., Any], redis: Any
+) -> None:
+    a: Node = await nodes()
+    b: Node = await nodes()
+    await a.broker.subscribe("pay")
+    first = await publish_with_key(a, "pay", "once", "order-1")
+    again = await publish_with_key(b, "pay", "once", "order-1")
+    other = await publish_with_key(b, "pay", "twice", "order-2")
+    assert isinstance(first, Message) and isinstance(again, Message)
+    assert isinstance(other, Message)
+    assert (again.epoch, again.offset) == (first.epoch, first.offset)
+    assert other.offset == first.offset + 1
+    await a.received_count(2)
+    assert [m.data for m in a.received] == ["once", "twice"]
+    # Kept by the script itself, for idempotency_ttl (300 s by default).
+    ttl = await redis.pttl("pushwire:{pay}:idem:order-1")
+    assert 299_000 < ttl <= 300_000
+
+
+async def test_an_idempotency_key_past_its_ttl_publishes_again(
+    nodes: Callable[..., Any], redis: Any
+) -> None:
+    a: Node = await nodes(idempotency_ttl=0.05)
+    first = await publish_with_key(a, "pay", "x", "k")
+    async with asyncio.timeout(WAIT):
+        while await redis.exists("pushwire:{pay}:idem:k"):
+            await asyncio.sleep(0.02)
+    again = await publish_with_key(a, "pay", "x", "k")
+    assert isinstance(first, Message) and isinstance(again, Message)
+    assert again.offset == first.offset + 1

@@ -67,6 +67,8 @@ class RedisBroker:
         history_ttl: seconds a message stays in history.
         channel_ttl: seconds a channel's epoch and offset outlive its last publish; an idle
             channel then starts again with a new epoch. At least `history_ttl`.
+        idempotency_ttl: seconds a publish's idempotency key is remembered (see
+            `Broker.publish`).
         max_pending: publishes waiting to be sent; one more fails with `Unavailable`.
         max_batch: publishes sent per round trip to Redis.
         max_batch_bytes: data bytes per round trip; a batch closes once over it, so one
@@ -97,6 +99,7 @@ class RedisBroker:
         history_size: int = 1000,
         history_ttl: float = 3600.0,
         channel_ttl: float = 7 * 24 * 3600.0,
+        idempotency_ttl: float = 300.0,
         max_pending: int = 10_000,
         max_batch: int = 256,
         max_batch_bytes: int = 1024 * 1024,
@@ -114,6 +117,8 @@ class RedisBroker:
             raise ValueError(
                 f"need 0 < history_ttl <= channel_ttl, not {history_ttl} and {channel_ttl}"
             )
+        if idempotency_ttl <= 0:
+            raise ValueError(f"idempotency_ttl must be > 0, not {idempotency_ttl}")
         if max_pending < 1 or max_batch < 1:
             raise ValueError("max_pending and max_batch must be >= 1")
         if not 0 < reconnect_min <= reconnect_max:
@@ -125,6 +130,7 @@ class RedisBroker:
         self.history_size = history_size
         self.history_ttl = history_ttl
         self.channel_ttl = channel_ttl
+        self.idempotency_ttl = idempotency_ttl
         self.max_pending = max_pending
         self.max_batch = max_batch
         self.max_batch_bytes = max_batch_bytes
@@ -149,7 +155,7 @@ class RedisBroker:
         )
         kwargs = self._client.connection_pool.connection_kwargs
         where = str(kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}")
-        retention = Retention.of(history_size, history_ttl, channel_ttl)
+        retention = Retention.of(history_size, history_ttl, channel_ttl, idempotency_ttl)
         self._health = Health(
             where, reconnect_min, reconnect_max, lambda: len(self._subscriber.channels)
         )
@@ -265,12 +271,25 @@ class RedisBroker:
 
     # -- publishing -------------------------------------------------------------------------
 
-    def publish(self, channel: str, data: Data, done: PublishCallback | None = None) -> None:
-        """Queue `data` as the channel's next message; `done` learns its fate (publisher.py).
+    def publish(
+        self,
+        channel: str,
+        data: Data,
+        done: PublishCallback | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> None:
+        """Queue `data` as the channel's next message; `done` learns its fate (publisher.py;
+        `idempotency_key`: see `Broker.publish`).
 
         `done` gets `Unavailable` at once when Redis is down or `max_pending` publishes wait.
         """
-        self._enqueue(channel, data, done, direct=False)
+        if self._state is _State.RUNNING:
+            self._publisher.enqueue(
+                channel, data, done, direct=False, idempotency_key=idempotency_key
+            )
+        else:
+            self._enqueue(channel, data, done, direct=False)
 
     def send_direct(self, user: str, data: Data, done: DirectCallback | None = None) -> None:
         """Queue a direct message to `user` for every process listening to it; `done` gets

@@ -14,6 +14,9 @@ Channel `C` (its messages: publisher.py writes, history.py reads):
   last publish. `history` reads at most `history_size` entries and none older than
   `history_ttl` (so the age bound holds on a quiet channel too), so its answer does not
   depend on where the approximate trim fell.
+- `pushwire:{C}:idem:K`: a string, `<epoch> <offset>` of the publish to `C` that carried the
+  idempotency key `K` (at most 100 characters of `[A-Za-z0-9_.:-]`); set by the publish script
+  with `SET NX PX idempotency_ttl`, read by the same script before it publishes.
 - pub/sub channel `pushwire:{C}`: each message as `<epoch> <offset> <kind> <data>`, and the
   channel's presence changes as `!<version> <count> j|l <entry>`.
 
@@ -64,6 +67,10 @@ class Keys:
         base = self.topic(channel)
         return f"{base}:meta", f"{base}:history", base
 
+    def idempotency(self, channel: str, key: str) -> str:
+        """Where the publish to `channel` with the idempotency key `key` is remembered."""
+        return f"{self.topic(channel)}:idem:{key}"
+
     def presence(self, channel: str) -> tuple[str, str, str, str]:
         """The channel's presence hash, sorted set and version, and its pub/sub name."""
         base = self.topic(channel)
@@ -88,11 +95,24 @@ class Retention:
     history_ttl_ms: str
     #: Milliseconds a channel's epoch and offset outlive its last publish.
     channel_ttl_ms: str
+    #: Milliseconds a publish's idempotency key is remembered.
+    idempotency_ttl_ms: str = "300000"
 
     @classmethod
-    def of(cls, history_size: int, history_ttl: float, channel_ttl: float) -> Retention:
-        """From a size and two durations in seconds."""
-        return cls(history_size, str(round(history_ttl * 1000)), str(round(channel_ttl * 1000)))
+    def of(
+        cls,
+        history_size: int,
+        history_ttl: float,
+        channel_ttl: float,
+        idempotency_ttl: float = 300.0,
+    ) -> Retention:
+        """From a size and durations in seconds."""
+        return cls(
+            history_size,
+            str(round(history_ttl * 1000)),
+            str(round(channel_ttl * 1000)),
+            str(max(1, round(idempotency_ttl * 1000))),
+        )
 
 
 def encode_data(data: Data) -> tuple[bytes, bytes]:

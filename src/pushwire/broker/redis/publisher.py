@@ -13,12 +13,16 @@ Guaranteed:
   exactly once: with the message once Redis has stored it, or with `Unavailable`. A direct
   message's `done` gets PUBLISH's answer: the number of processes that received it.
 - While the publishing connection is down, a publish fails at once with `Unavailable`.
+- A publish with an idempotency key that the script saw for the channel within
+  `idempotency_ttl` publishes nothing and answers the first one's position, whichever
+  process ran the first (the key is checked and set inside the script, atomically).
 
 Not guaranteed:
 
 - `Unavailable` does not prove a message was not stored: when the connection drops after
   Redis ran the script and before its answer arrived, the message is stored and fanned out
-  but its publisher is told `Unavailable`.
+  but its publisher is told `Unavailable`. Publishing again with the same idempotency key
+  gives the stored message's position without publishing it twice.
 - Per-process order across a `SCRIPT FLUSH` that lands in the middle of a batch: the
   publishes that met NOSCRIPT are run again after the script is loaded, after the others.
 """
@@ -48,10 +52,18 @@ __all__ = ["PUBLISH_SCRIPT", "DoneCallback", "Publisher"]
 
 log = logging.getLogger("pushwire.broker.redis")
 
-# KEYS: meta, history. ARGV: topic, candidate epoch, kind, data, history_size,
-# history_ttl ms, channel_ttl ms. Returns {epoch, offset}.
+# KEYS: meta, history[, idempotency key]. ARGV: topic, candidate epoch, kind, data,
+# history_size, history_ttl ms, channel_ttl ms, idempotency_ttl ms. Returns {epoch, offset}:
+# the new message's, or (a key seen before) the first publish's, which publishes nothing.
 PUBLISH_SCRIPT: Final = """
-local meta, history = KEYS[1], KEYS[2]
+local meta, history, seen = KEYS[1], KEYS[2], KEYS[3]
+if seen then
+  local first = redis.call('GET', seen)
+  if first then
+    local space = string.find(first, ' ', 1, true)
+    return {string.sub(first, 1, space - 1), tonumber(string.sub(first, space + 1))}
+  end
+end
 if redis.call('HSETNX', meta, 'epoch', ARGV[2]) == 1 then
   redis.call('DEL', history)
 end
@@ -70,14 +82,18 @@ if tonumber(ARGV[5]) > 0 then
   redis.call('PEXPIRE', history, ARGV[6])
 end
 redis.call('PUBLISH', ARGV[1], epoch .. ' ' .. offset .. ' ' .. ARGV[3] .. ' ' .. ARGV[4])
+if seen then
+  redis.call('SET', seen, epoch .. ' ' .. offset, 'NX', 'PX', ARGV[8])
+end
 return {epoch, tonumber(offset)}
 """
 
 #: What a publish (`PublishCallback`) or a direct message (`DirectCallback`) is done with.
 DoneCallback: TypeAlias = PublishCallback | DirectCallback
 
-# channel (or user), data as given, kind, data as bytes, done, direct (to a user)
-_Publish: TypeAlias = tuple[str, Data, bytes, bytes, DoneCallback | None, bool]
+# channel (or user), data as given, kind, data as bytes, done, direct (to a user),
+# idempotency key (None: none)
+_Publish: TypeAlias = tuple[str, Data, bytes, bytes, DoneCallback | None, bool, str | None]
 
 
 class Publisher:
@@ -115,6 +131,7 @@ class Publisher:
         self._history_size_arg = str(retention.history_size)
         self._history_ttl_ms = retention.history_ttl_ms
         self._channel_ttl_ms = retention.channel_ttl_ms
+        self._idempotency_ttl_ms = retention.idempotency_ttl_ms
         self._direct_prefix = secrets.token_hex(6).encode()
         self._direct_count = itertools.count(1)
         self._queue: deque[_Publish] = deque()
@@ -131,8 +148,17 @@ class Publisher:
         """
         await self._client.script_load(PUBLISH_SCRIPT)
 
-    def enqueue(self, target: str, data: Data, done: DoneCallback | None, *, direct: bool) -> None:
-        """Queue `data` for the channel `target`, or for the user `target` when `direct`.
+    def enqueue(
+        self,
+        target: str,
+        data: Data,
+        done: DoneCallback | None,
+        *,
+        direct: bool,
+        idempotency_key: str | None = None,
+    ) -> None:
+        """Queue `data` for the channel `target`, or for the user `target` when `direct`
+        (`idempotency_key`: see `Broker.publish`).
 
         `done` gets `Unavailable` at once when Redis is down or `max_pending` publishes wait.
         """
@@ -145,7 +171,7 @@ class Publisher:
             self.refuse(target, done, error, direct=direct)
             return
         kind, payload = encode_data(data)
-        self._queue.append((target, data, kind, payload, done, direct))
+        self._queue.append((target, data, kind, payload, done, direct, idempotency_key))
         self._idle.clear()
         self._wakeup.set()
 
@@ -218,7 +244,7 @@ class Publisher:
             self._fail(forgotten, Unavailable("redis keeps forgetting the publish script"))
 
     def _add(self, pipe: Pipeline, item: _Publish) -> None:
-        target, _data, kind, payload, _done, direct = item
+        target, _data, kind, payload, _done, direct, idempotency_key = item
         if direct:
             message_id = b"%b-%d" % (self._direct_prefix, next(self._direct_count))
             pipe.execute_command(
@@ -226,11 +252,13 @@ class Publisher:
             )
             return
         meta, history, topic = self._keys.channel(target)
+        keys = [meta, history]
+        if idempotency_key is not None:
+            keys.append(self._keys.idempotency(target, idempotency_key))
         pipe.evalsha(
             self._script.sha,
-            2,
-            meta,
-            history,
+            len(keys),
+            *keys,
             topic,
             secrets.token_hex(4),
             kind,
@@ -238,11 +266,12 @@ class Publisher:
             self._history_size_arg,
             self._history_ttl_ms,
             self._channel_ttl_ms,
+            self._idempotency_ttl_ms,
         )
 
     @staticmethod
     def _finish(item: _Publish, result: object) -> None:
-        target, data, _kind, _payload, done, direct = item
+        target, data, _kind, _payload, done, direct, _key = item
         outcome: Message | int | PushwireError
         if direct and isinstance(result, int):
             outcome = result
@@ -264,7 +293,7 @@ class Publisher:
 
     @staticmethod
     def _fail(items: list[_Publish] | deque[_Publish], error: PushwireError) -> None:
-        for target, _data, _kind, _payload, done, _direct in items:
+        for target, _data, _kind, _payload, done, _direct, _key in items:
             if done is None:
                 log.debug("publish to %r failed: %s", target, error)
                 continue
