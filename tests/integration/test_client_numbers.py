@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
+from websockets.sync.client import connect as ws_connect
+from websockets.typing import Subprotocol
 
 from tests.servers import ServerProcess, start_server
 from tests.wire_clients import Poller, publish, session_header
@@ -141,4 +143,32 @@ def test_a_content_length_has_at_most_19_digits(
     )
     answer = raw_exchange(server, request.encode())
     assert answer.startswith(b"HTTP/1.1 " + status), answer
+    no_traceback(server)
+
+
+@pytest.mark.parametrize(
+    ("since", "taken"),
+    [
+        ({"epoch": "e" * 64, "offset": MAX}, True),
+        ({"epoch": "e" * 64, "offset": MAX + 1}, False),  # orjson reads up to 2^64 - 1
+        ({"epoch": "e1", "offset": 0}, True),
+        ({"epoch": "e1", "offset": -1}, False),
+        ({"epoch": "e" * 65, "offset": 1}, False),
+    ],
+    ids=["max", "over", "zero", "negative", "long-epoch"],
+)
+def test_a_since_position_is_taken_in_range_and_refused_out_of_it(
+    server: ServerProcess, since: dict[str, object], taken: bool
+) -> None:
+    with ws_connect(server.ws_url("/pushwire"), subprotocols=[Subprotocol("pushwire.v1")]) as ws:
+        ws.send(json.dumps({"type": "hello"}))
+        assert json.loads(ws.recv(TIMEOUT))["type"] == "welcome"
+        ws.send(json.dumps({"type": "subscribe", "id": 7, "channel": "log", "since": since}))
+        answer = json.loads(ws.recv(TIMEOUT))
+        if taken:
+            assert answer["type"] == "subscribed"
+        else:
+            assert (answer["type"], answer["code"], answer["id"]) == ("error", "bad_request", 7)
+            assert answer["message"].startswith("since {epoch: ")
+            assert len(answer["message"]) <= 300
     no_traceback(server)
