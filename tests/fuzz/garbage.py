@@ -31,9 +31,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from tests.servers import ServerProcess, start_server
-from tests.wire_clients import client_frame
+from tests.wire_clients import client_frame, stats
 
 #: What the server is started with: sessions and polls that end quickly, so that the check
 #: for sessions left behind need not wait 75 s.
@@ -163,6 +164,11 @@ class Figures:
     answered: int = 0  # inputs the server wrote something back to
     published: int = 0
     received: int = 0
+    #: The slowest publish's answer, ms: the server stayed responsive throughout.
+    slowest_publish_ms: float = 0.0
+    #: How the bystander's connection ended, if it did (it must not).
+    bystander_lost: str | None = None
+    bystander_port: int = 0
     by_port: dict[str, int] = field(default_factory=lambda: {"http": 0, "tcp": 0})
 
 
@@ -214,8 +220,11 @@ async def _publisher(server: ServerProcess, channel: str, until: float, figures:
     try:
         while time.monotonic() < until:
             body = str(figures.published).encode()
+            sent = time.monotonic()
             writer.write(_http(b"POST", f"/api/publish/{channel}".encode(), body))
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            took = (time.monotonic() - sent) * 1000
+            figures.slowest_publish_ms = max(figures.slowest_publish_ms, round(took, 1))
             assert head.startswith(b"HTTP/1.1 200 "), head
             length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
             await reader.readexactly(length)
@@ -235,19 +244,32 @@ async def run(
     received: list[str] = []
     started = time.monotonic()
     until = started + seconds
-    async with connect(f"ws://{server.host}:{server.port}/ws/{channel}") as bystander:
-        publishing = asyncio.ensure_future(_publisher(server, channel, until, figures))
+    url = f"ws://{server.host}:{server.port}/ws/{channel}"
+    async with connect(url) as bystander:
+        figures.bystander_port = bystander.local_address[1]
+
+        async def receive() -> None:
+            # Throughout the run: a client that stops reading is a slow consumer (and its
+            # library stops answering pings), which is not what the bystander is here for.
+            try:
+                while True:
+                    received.append(str(await bystander.recv()))
+            except ConnectionClosed as exc:
+                figures.bystander_lost = f"{exc!r} after {len(received)} messages"
+
+        receiving = asyncio.ensure_future(receive())
         await asyncio.gather(
             *(
                 _attacker(seed * 1000 + i, server, until, figures, time.monotonic)
                 for i in range(attackers)
             ),
-            publishing,
+            _publisher(server, channel, until, figures),
         )
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(10):
-                while len(received) < figures.published:
-                    received.append(str(await bystander.recv()))
+                while len(received) < figures.published and not receiving.done():
+                    await asyncio.sleep(0.05)
+        receiving.cancel()
     figures.seconds = time.monotonic() - started
     figures.received = sum(1 for i, text in enumerate(received) if text == str(i))
     return figures
@@ -267,20 +289,34 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--attackers", type=int, default=8)
+    parser.add_argument("--debug", action="store_true", help="the server logs at debug level")
     args = parser.parse_args()
-    server = start_server(*SERVER_ARGS)
+    server = start_server(*SERVER_ARGS, *(["--log-level", "debug"] if args.debug else []))
     try:
         before = rss_kib(server.process.pid)
         figures = asyncio.run(run(server, args.seconds, seed=args.seed, attackers=args.attackers))
         time.sleep(3)  # sessions of the fuzz expire (session_grace=1, poll_grace=1)
         after = rss_kib(server.process.pid)
+        left = stats(server)
     finally:
         server.stop()
     bad = [line for line in server.output if any(mark in line for mark in BAD_LOG)]
-    print(json.dumps({**figures.__dict__, "rss_before_kib": before, "rss_after_kib": after}))
+    counters = {
+        "connections_open_after": left["connections_open"],
+        "sessions_after": left["sessions"],
+    }
+    print(
+        json.dumps(
+            {**figures.__dict__, "rss_before_kib": before, "rss_after_kib": after, **counters}
+        )
+    )
+    if figures.bystander_lost:
+        port = f":{figures.bystander_port}".encode()
+        bad += [line for line in server.output if port in line or b"pong" in line]
     for line in bad[:20]:
         sys.stdout.write(line.decode(errors="replace"))
-    return 1 if bad or figures.received != figures.published else 0
+    leftovers = left["connections_open"] != 1 or left["sessions"] != 0
+    return 1 if bad or leftovers or figures.received != figures.published else 0
 
 
 if __name__ == "__main__":
