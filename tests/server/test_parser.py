@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from pushwire.errors import BadRequest, BodyTooLarge, HeadersTooLarge, VersionNotSupported
@@ -427,3 +429,14 @@ def test_a_content_length_is_read_with_at_most_19_digits(length: bytes, taken: b
     else:
         with pytest.raises(BadRequest, match="Content-Length"):
             parser().receive_data(head)
+
+
+def test_a_query_of_thousands_of_names_is_split_in_one_pass() -> None:
+    # 5,000 names fill a 16 KiB head; asking query_param for each name (as before) took
+    # seconds of one core per request. One pass takes milliseconds.
+    target = b"/x?" + b"&".join(b"k%d=v" % i for i in range(5000))
+    [request] = feed(parser(max_header_bytes=65536), b"GET %b HTTP/1.1\r\nHost: x\r\n\r\n" % target)
+    started = time.perf_counter()
+    params = request.query_params()
+    assert time.perf_counter() - started < 0.5
+    assert len(params) == 5000 and params["k4999"] == "v"
