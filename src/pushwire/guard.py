@@ -62,7 +62,8 @@ class FailureLog:
 
     def failed(self, where: str, exc: BaseException, remote: str | None) -> None:
         """`where` (`"http"`, `"websocket"`, `"tcp"`, a handler) failed with `exc` on the
-        connection of `remote`; the caller closes that connection."""
+        connection of `remote`; the caller closes that connection, or answers the request
+        with 500 (an awaited answer that failed)."""
         self.count += 1
         if not self.bucket.take():
             self.suppressed += 1
@@ -73,7 +74,7 @@ class FailureLog:
         text = str(exc)
         shown = text if len(text) <= SHOWN else text[:SHOWN] + "…"
         log.error(
-            "%s connection from %s failed, closed: %s: %s",
+            "%s connection from %s failed: %s: %s",
             where,
             remote or "?",
             type(exc).__name__,

@@ -133,7 +133,7 @@ async def test_a_request_handler_that_raises_gets_500_and_its_connection_closes(
     assert answer.endswith(b"\r\n\r\ninternal error\n")  # no detail goes to the client
     [line] = failure_lines(caplog)
     assert line.getMessage().startswith("http connection from 127.0.0.1:")
-    assert line.getMessage().endswith(" failed, closed: Boom: a request handler failed")
+    assert line.getMessage().endswith(" failed: Boom: a request handler failed")
     assert line.exc_info is None  # one line: the traceback is at debug level only
     healthz = await raw_http(
         served.port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
