@@ -142,7 +142,11 @@ class Handler:
             await self._guard(step)
             while self._pending:
                 data = self._pending.popleft()
-                next_step = self._step(data)
+                try:
+                    next_step = self._step(data)
+                except Exception as exc:  # as `_guard` does, or it ends the task unseen
+                    self._step_failed(exc)
+                    continue
                 if next_step is not None:
                     await self._guard(next_step)
         finally:
@@ -152,11 +156,14 @@ class Handler:
     async def _guard(self, step: Awaitable[None]) -> None:
         try:
             await step
-        except PushwireError as exc:
-            self._failed(exc, None)
         except Exception as exc:
+            self._step_failed(exc)
+
+    def _step_failed(self, exc: Exception) -> None:
+        """A step failed: the client is told (`_failed`); what was not planned is logged."""
+        if not isinstance(exc, PushwireError):
             FAILURES.failed(f"{self.transport.name} handler", exc, None)
-            self._failed(exc, None)
+        self._failed(exc, None)
 
     def _step(self, data: Data) -> Awaitable[None] | None:
         raise NotImplementedError
