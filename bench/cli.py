@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from .cases import Case
+from .chaos import run_chaos
 from .harness import BenchError, build_loadgen, cores, run_loadgen, running
 from .lab_json import write_lab
 from .options import Options, parse_args
@@ -35,6 +36,8 @@ def plan(args: Options) -> list[tuple[Case, Target | RedisTarget]]:
 
     out: list[tuple[Case, Target | RedisTarget]] = []
     for workload in args.workloads:
+        if workload == "chaos":  # bench/chaos.py: run apart, by main()
+            continue
         if workload == "redis":  # bench/redis_fanout.py
             for n in args.redis_subscribers:
                 for entry in redis_targets():
@@ -158,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m bench " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
     )
+    if args.workloads == ["chaos"]:  # no load generator, no peers: tests/chaos/ only
+        return run_chaos(args, command)
     # Only the fanout, echo and connect workloads run the Node peers.
     if not args.no_npm and {"fanout", "echo", "connect"} & set(args.workloads):
         failure = install_node_peers()
@@ -248,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         f"written: {args.out / 'results.md'}, {args.out / 'results.json'}"
         + (f"; no chart: {failure}" if failure else f", {args.out / 'benchmarks.png'}")
     )
+    if "chaos" in args.workloads:
+        return run_chaos(args, command)
     return 0
 
 

@@ -9,7 +9,9 @@ from pathlib import Path
 from .harness import BENCH_DIR
 from .servers import REPO
 
-WORKLOADS = ("fanout", "echo", "connect", "lab", "redis")
+WORKLOADS = ("fanout", "echo", "connect", "lab", "redis", "chaos")
+#: What `--workloads` runs when not given: all but chaos (a long run of its own).
+DEFAULT_WORKLOADS = ("fanout", "echo", "connect", "lab", "redis")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,14 +33,17 @@ class Options:
     out: Path
     pushwire_src: Path
     report_only: Path | None
+    chaos_messages: int  # the chaos workload: messages over all its runs
+    chaos_rate: float
+    chaos_seed: int
 
 
 def parse_args(argv: list[str] | None, description: str | None = None) -> Options:
     parser = argparse.ArgumentParser(prog="python -m bench", description=description)
     parser.add_argument(
         "--workloads",
-        default=",".join(WORKLOADS),
-        help="comma-separated, from: " + ", ".join(WORKLOADS),
+        default=",".join(DEFAULT_WORKLOADS),
+        help="comma-separated, from: " + ", ".join(WORKLOADS) + " (default: all but chaos)",
     )
     parser.add_argument("--subscribers", default="1000,10000", help="fan-out sizes N")
     parser.add_argument(
@@ -87,6 +92,19 @@ def parse_args(argv: list[str] | None, description: str | None = None) -> Option
         metavar="RESULTS_JSON",
         help="rewrite results.md and the chart from a results.json, run nothing",
     )
+    parser.add_argument(
+        "--chaos-messages",
+        type=int,
+        default=100_000,
+        help="chaos: messages published over all its runs (one run per fault); the long "
+        "run of docs/delivery.md is 1000000",
+    )
+    parser.add_argument(
+        "--chaos-rate", type=float, default=400.0, help="chaos: messages per second"
+    )
+    parser.add_argument(
+        "--chaos-seed", type=int, default=1, help="chaos: the first run's seed (replay)"
+    )
     # argparse's Namespace is untyped: each value gets its type here, once.
     args = parser.parse_args(argv)
     workloads: list[str] = [w for w in args.workloads.split(",") if w]
@@ -99,7 +117,9 @@ def parse_args(argv: list[str] | None, description: str | None = None) -> Option
     duration: float = args.duration
     echo_connections: int = args.echo_connections
     connections: int = args.connections
+    chaos_messages: int = args.chaos_messages
     if args.smoke:
+        chaos_messages = min(chaos_messages, 2000)
         runs, duration = 1, 0.5
         subscribers = [min(subscribers[0], 50)]
         redis_subscribers = [min(redis_subscribers[0], 50)]
@@ -124,4 +144,7 @@ def parse_args(argv: list[str] | None, description: str | None = None) -> Option
         out=args.out,
         pushwire_src=args.pushwire_src,
         report_only=args.report_only,
+        chaos_messages=chaos_messages,
+        chaos_rate=args.chaos_rate,
+        chaos_seed=args.chaos_seed,
     )

@@ -123,12 +123,17 @@ class HttpApi:
             raise BadRequest("missing user id")
         cors = self._cors(request)
         data = self._body(request)
-        answer: dict[str, object] = {"user": user}
-        if self.hub.spans_nodes:
-            answer["nodes"] = await self.hub.send_everywhere(user, data)
-        else:
-            sessions = self.hub.send(user, data)
-            answer.update(nodes=1 if sessions else 0, sessions=sessions)
+        sessions = self.hub.direct_messages.sessions_here(user)
+        sent = await self.hub.send_everywhere(user, data)
+        message = sent.message
+        answer: dict[str, object] = {
+            "user": user,
+            "epoch": message.epoch,
+            "offset": message.offset,
+            "nodes": sent.receivers,
+        }
+        if not self.hub.spans_nodes:
+            answer["sessions"] = sessions
         return Response(200, orjson.dumps(answer), content_type="application/json", headers=cors)
 
     async def _publish(self, request: Request, channel: str) -> Response:

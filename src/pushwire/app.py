@@ -320,12 +320,12 @@ class App:
         if hello is not None:
             return self.polls.open(request, endpoint, kind, hello, cors)
         session_id, secret = session_claim(request)
-        cursor, seq = request.query_param("cursor"), request.query_param("seq")
+        cursor = request.query_param("cursor")
         router = self.router
         if router is not None and (home := router.home_of(session_id)) is not None:
-            batch = router.poll(home, session_id, secret, endpoint.key, kind, cursor, seq)
+            batch = router.poll(home, session_id, secret, endpoint.key, kind, cursor)
             return self._forwarded_poll(batch, cors)
-        transport, timeout = self.polls.find(session_id, secret, endpoint.key, kind, cursor, seq)
+        transport, timeout = self.polls.find(session_id, secret, endpoint.key, kind, cursor)
         return self.polls.answer(transport, cors, timeout)
 
     @staticmethod

@@ -300,6 +300,9 @@ def build_app(
         reconnect_min=config.broker_reconnect_min,
         reconnect_max=config.broker_reconnect_max,
         presence_ttl=config.presence_ttl,
+        inbox_size=config.inbox_size,
+        inbox_bytes=config.inbox_bytes,
+        inbox_ttl=config.inbox_ttl,
     )
     app = App(_demo_hub(broker, config, namespaces), config, insecure=insecure)
     # Sessions without sticky load balancing: any node serves any session's requests.

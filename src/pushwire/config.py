@@ -134,13 +134,20 @@ class Config:
     gc_full_every: int = 100
     #: Seconds a pushwire.v1 session survives without a connection, for the client to resume it.
     session_grace: float = 60.0
-    #: Direct messages a session keeps until the client acknowledges them (overflow: close 4003).
-    max_unacked: int = 1000
-    #: Bytes of direct messages a session keeps until acknowledged (overflow: close 4003).
-    max_unacked_bytes: int = 1024 * 1024
+    #: Direct messages kept per user (its inbox), for its sessions to recover what they
+    #: missed; older ones are lost (a `gap` tells a client that asks for them).
+    inbox_size: int = 1000
+    #: Bytes of direct messages kept per user's inbox (the oldest go first).
+    inbox_bytes: int = 1024 * 1024
+    #: Seconds a direct message stays in its user's inbox; an inbox idle this long is
+    #: dropped (Redis: its keys expire).
+    inbox_ttl: float = 86400.0
+    #: Users whose inbox the memory broker remembers (least recently used forgotten first:
+    #: a forgotten inbox comes back with a new epoch, so its user is told what is lost).
+    max_inboxes: int = 100_000
     #: Messages kept per channel for recovery (memory broker, and each Redis stream).
     history_size: int = 1000
-    #: Seconds a message stays in a channel's Redis history (older ones are trimmed).
+    #: Seconds a message stays in a channel's history (older ones are trimmed; memory and Redis).
     history_ttl: float = 3600.0
     #: Seconds a publish's idempotency key is remembered (in the broker, so on every node): a
     #: publish repeated with the same key and channel within it gets the first one's position

@@ -12,6 +12,8 @@ api_key = "…"                # the HTTP API's key; better: PUSHWIRE_API_KEY
 subscribe = "authenticated"  # anyone | authenticated | token | handler
 publish = "members"          # nobody | members | authenticated | anyone
 presence = true
+history_size = 100           # messages kept per channel (default: the server's history_size)
+history_ttl = 3600           # seconds each is kept (default: the server's history_ttl)
 
 [namespaces.dm]
 users_in_name = true         # dm:alice,bob: alice and bob only

@@ -95,6 +95,14 @@ def channel_message_fields(channel: str, epoch: str, offset: int) -> dict[str, A
     return {"type": "message", "channel": channel, "epoch": epoch, "offset": offset}
 
 
+def direct_message_fields(epoch: str | None, offset: int) -> dict[str, Any]:
+    """A direct message's envelope without its data: with its place in the user's inbox,
+    or, without an `epoch`, a message to one session only (an echo)."""
+    if epoch is None:
+        return {"type": "message"}
+    return {"type": "message", "epoch": epoch, "offset": offset}
+
+
 class TextFraming:
     """pushwire.v1 envelopes as UTF-8 JSON (binary as data64), each wrapped for its wire.
 
@@ -111,8 +119,8 @@ class TextFraming:
         fields = channel_message_fields(message.channel, message.epoch, message.offset)
         return self.wrap(encode_text(fields, message.data))
 
-    def frame_direct(self, seq: int, data: Data) -> bytes:
-        return self.wrap(encode_text({"type": "message", "seq": seq}, data))
+    def frame_direct(self, data: Data, epoch: str | None = None, offset: int = 0) -> bytes:
+        return self.wrap(encode_text(direct_message_fields(epoch, offset), data))
 
     def frame_control(self, fields: dict[str, Any]) -> bytes:
         return self.wrap(encode_text(fields))

@@ -172,14 +172,6 @@ class NotConnected(RemoteError):
     error_code = "not_connected"
 
 
-class SessionOverflow(PushwireError):
-    """A session's unacknowledged direct messages went over a bound: the session ends (close
-    4003) and cannot be resumed; its client opens a new one and is told so."""
-
-    close_code = 4003
-    error_code = "overflow"
-
-
 class Unavailable(PushwireError):
     """The server cannot take this work now (shutting down, broker down)."""
 

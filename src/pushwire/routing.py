@@ -16,15 +16,13 @@ can therefore serve any request of any session:
 - A `hello` resuming a session homed on another node (any transport) first asks that node
   whose session it is (every request about a session shows its resume secret and the
   endpoint asked at: the home node checks both, and answers a wrong one as an unknown
-  session), listens to that user's direct messages (`Hub.prepare_user`) and keeps
-  those arriving from then on (`Hub.begin_adoption`), then asks it to **hand the session
-  over**: it detaches the session (its connection closes with 4004) and sends what resuming
-  needs (user, info, the direct-message count, the unacknowledged direct messages, the id of
-  the last direct message the session got, its endpoint and resume secret, its token's
-  grants and expiry); this node adopts
-  it under a new id naming this node (the secret stays the client's), adding the kept direct
-  messages after that id (every node sees a user's direct messages in one order: none lost,
-  none doubled), and the client, welcomed with `resumed: true` and that id, resubscribes
+  session), listens to that user's direct messages (`Hub.prepare_user`), then asks it to
+  **hand the session over**: it detaches the session (its connection closes with 4004) and
+  sends what resuming needs (user, info, its endpoint and resume secret, its token's grants
+  and expiry); this node adopts it under a new id naming this node (the secret stays the
+  client's). No direct message travels with it: they are in the user's inbox, and the
+  client's hello names the last position it has there, so this node replays the rest (none
+  lost, none doubled). The client, welcomed with `resumed: true` and that id, resubscribes
   from its positions as after any resumption.
   A dead or silent home node: the welcome says `expired`, exactly as without routing.
 
@@ -37,7 +35,6 @@ The memory broker has no router: one process, sessions as before.
 from __future__ import annotations
 
 import asyncio
-import base64
 import itertools
 import logging
 import re
@@ -58,7 +55,6 @@ from .errors import (
     RemoteError,
     Unavailable,
 )
-from .message import Data
 from .transports.http_session import HttpSessions
 from .transports.poll import PollBatch, Polls
 
@@ -149,7 +145,6 @@ class Router:
         endpoint: str,
         kind: str,
         cursor: str | None,
-        seq: str | None,
     ) -> PollBatch:
         """`Polls.poll_session` on the session's home node.
 
@@ -163,8 +158,6 @@ class Router:
         request["kind"] = kind
         if cursor is not None:
             request["cursor"] = cursor
-        if seq is not None:
-            request["seq"] = seq
         answer, body = await self._request(home, request, b"", wait)
         cursor_out = answer.get("cursor")
         if not isinstance(cursor_out, int):
@@ -189,38 +182,24 @@ class Router:
         if home is None or not isinstance(secret, str):
             return None
         user: str | None = None
-        arrived: list[tuple[str, Data]] = []
         try:
             # First whose it is: this node listens to the user's direct messages before the
-            # home node lets go of the session, so none sent meanwhile is lost.
+            # session opens here. Those sent meanwhile need nothing carried over: they are in
+            # the user's inbox, and the client's hello names where it stands in it.
             answer, _ = await self._hand_over_step(home, "user", session_id, secret, endpoint)
             owner = answer.get("user")
             user = owner if isinstance(owner, str) else None
             await self.hub.direct_messages.prepare_user(user)
-            # From here on the direct messages to the user are kept: those the home node
-            # no longer gives the session reach it here.
-            if user is not None:
-                arrived = self.hub.direct_messages.begin_adoption(user)
             _, body = await self._hand_over_step(home, "handover", session_id, secret, endpoint)
             state = orjson.loads(body)
-            unacked: list[tuple[int, Data]] = [
-                (seq, base64.b64decode(data) if binary else data)
-                for seq, binary, data in state["unacked"]
-            ]
             if state["user"] != user:
                 raise ValueError("the session's user changed during the hand-over")
             if state["endpoint"] != endpoint or state["secret"] != secret:
                 raise ValueError("the hand-over names another endpoint or secret")
-            last_direct = state.get("last_direct")
             session = self.hub.lifecycle.adopt(
                 transport,
                 state["user"],
                 state["info"],
-                state["seq"],
-                state["acked"],
-                unacked,
-                last_direct if isinstance(last_direct, str) else None,
-                arrived,
                 endpoint=state["endpoint"],
                 secret=state["secret"],
                 grants=frozenset(state.get("grants", ())),
@@ -233,9 +212,6 @@ class Router:
             if user is not None:
                 self.hub.direct_messages.release_user(user)
             return None
-        finally:
-            if user is not None:
-                self.hub.direct_messages.end_adoption(user, arrived)
 
     async def _hand_over_step(
         self, home: str, op: str, session_id: str, secret: str, endpoint: str
@@ -343,14 +319,12 @@ class Router:
             raise BadRequest("forwarded request without a valid secret or endpoint")
         if op == "poll":
             kind = request.get("kind")
-            cursor, seq = request.get("cursor"), request.get("seq")
+            cursor = request.get("cursor")
             if kind not in ("polling", "longpoll"):
                 raise BadRequest(f"invalid poll kind {kind!r}")
-            if not (cursor is None or isinstance(cursor, str)) or not (
-                seq is None or isinstance(seq, str)
-            ):
-                raise BadRequest("cursor and seq must be strings")
-            batch = await self.polls.poll_session(session_id, secret, endpoint, kind, cursor, seq)
+            if not (cursor is None or isinstance(cursor, str)):
+                raise BadRequest("cursor must be a string")
+            batch = await self.polls.poll_session(session_id, secret, endpoint, kind, cursor)
             answer.update(cursor=batch.cursor, closed=batch.closed)
             return batch.body
         if op == "send":
@@ -377,18 +351,9 @@ class Router:
             "secret": session.secret,
             "user": session.user,
             "info": dict(session.info),
-            "seq": session.seq,
-            "acked": session.acked,
-            "last_direct": session.last_direct,
             # The token's grants and expiry (wall clock: the nodes' own clocks differ).
             "grants": sorted(session.grants),
             "token_expires": session.token_expires,
-            "unacked": [
-                (seq, True, base64.b64encode(data).decode())
-                if isinstance(data, bytes)
-                else (seq, False, data)
-                for seq, data in (session.unacked or ())
-            ],
         }
         try:
             body = orjson.dumps(state)

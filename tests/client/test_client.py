@@ -80,8 +80,8 @@ async def test_echo_keeps_text_text_and_binary_binary(
         await client.send(b"\x00\n\xff")
         first = await asyncio.wait_for(client.recv(), 5)
         second = await asyncio.wait_for(client.recv(), 5)
-    assert isinstance(first, Message) and first.data == "你好" and first.seq == 1
-    assert isinstance(second, Message) and second.data == b"\x00\n\xff" and second.seq == 2
+    assert isinstance(first, Message) and first.data == "你好" and first.offset is None
+    assert isinstance(second, Message) and second.data == b"\x00\n\xff"
 
 
 async def test_a_refused_request_raises_with_the_servers_code(server: ServerProcess) -> None:
@@ -374,7 +374,7 @@ async def test_an_expired_session_is_reported(server_factory: ServerFactory) -> 
             await back
             await client.send("after")
             message = await asyncio.wait_for(client.recv(), 10)
-        assert isinstance(message, Message) and message.data == "after" and message.seq == 1
+        assert isinstance(message, Message) and message.data == "after"
         assert client.expired == [old]
         assert client.session != old
     finally:

@@ -198,9 +198,6 @@ def test_an_adopted_session_keeps_its_token_expiry_and_grants() -> None:
         transport,
         "alice",
         {},
-        0,
-        0,
-        [],
         grants=frozenset({"vip:lounge"}),
         token_expires=WALL - 3,  # 2 s of leeway left
     )

@@ -300,7 +300,9 @@ def main() -> int:
         left = stats(server)
     finally:
         server.stop()
-    bad = [line for line in server.output if any(mark in line for mark in BAD_LOG)]
+    output = server.output
+    marks = [i for i, line in enumerate(output) if any(mark in line for mark in BAD_LOG)]
+    bad = [line for i in marks[:3] for line in output[i : i + 40]]  # with what follows
     counters = {
         "connections_open_after": left["connections_open"],
         "sessions_after": left["sessions"],
@@ -313,10 +315,10 @@ def main() -> int:
     if figures.bystander_lost:
         port = f":{figures.bystander_port}".encode()
         bad += [line for line in server.output if port in line or b"pong" in line]
-    for line in bad[:20]:
+    for line in bad[:120]:
         sys.stdout.write(line.decode(errors="replace"))
     leftovers = left["connections_open"] != 1 or left["sessions"] != 0
-    return 1 if bad or leftovers or figures.received != figures.published else 0
+    return 1 if marks or leftovers or figures.received != figures.published else 0
 
 
 if __name__ == "__main__":

@@ -176,11 +176,15 @@ async def test_messages_reach_the_message_handler_which_publishes_and_sends(
 ) -> None:
     _, url = app
     alice = await envelope(url, "alice")
-    assert (await next_envelope(alice))["type"] == "welcome"
+    welcome = await next_envelope(alice)
+    assert welcome["type"] == "welcome"
+    start = welcome["inbox"]
+    assert isinstance(start, dict) and start["offset"] == 0
     async with connect(url + "/ws/relay") as listener:
         await alice.send(json.dumps({"type": "send", "data": "hi"}))
         assert await asyncio.wait_for(listener.recv(), 5) == "alice: 'hi'"
-        assert await next_envelope(alice) == {"type": "message", "seq": 1, "data": "got it"}
+        got = {"type": "message", "epoch": start["epoch"], "offset": 1, "data": "got it"}
+        assert await next_envelope(alice) == got
     await alice.close()
 
 

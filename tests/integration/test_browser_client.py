@@ -10,6 +10,7 @@ import json
 import socket
 import struct
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -432,7 +433,7 @@ window.connect = function (url, options) {
     const data = typeof e.data === 'string' ? e.data
       : e.data instanceof ArrayBuffer ? Array.from(new Uint8Array(e.data)) : 'Blob:' + e.data.size;
     window.messages.push({
-      data, channel: e.channel, epoch: e.epoch, offset: e.offset, seq: e.seq,
+      data, channel: e.channel, epoch: e.epoch, offset: e.offset,
       lastEventId: e.lastEventId, isMessageEvent: e instanceof MessageEvent,
       readyState: pw.readyState,
     });
@@ -625,7 +626,6 @@ def test_subscribe_and_publish_between_two_pages(browser: Browser, server: Serve
         "channel": "room",
         "epoch": epoch,
         "offset": offset + 1,
-        "seq": None,
         "lastEventId": f"{epoch}:{offset + 1}",
         "isMessageEvent": True,
         "readyState": 1,
@@ -639,11 +639,9 @@ def test_subscribe_and_publish_between_two_pages(browser: Browser, server: Serve
 def test_direct_messages_and_request_errors(browser: Browser, server: ServerProcess) -> None:
     with open_page(browser, server) as page:
         page.evaluate("() => connect('/pushwire', {user: 'erin'})")
-        assert post(server, "/api/send/erin", "für erin".encode()) == {
-            "user": "erin",
-            "nodes": 1,
-            "sessions": 1,
-        }
+        sent = post(server, "/api/send/erin", "für erin".encode())
+        epoch = sent.pop("epoch")
+        assert sent == {"user": "erin", "offset": 1, "nodes": 1, "sessions": 1}
         post(server, "/api/send/erin", b"\x00\x01", "application/octet-stream")
         page.wait_for_function("() => messages.length === 2")
         received = page.evaluate("() => messages")
@@ -655,9 +653,9 @@ def test_direct_messages_and_request_errors(browser: Browser, server: ServerProc
             "() => pw.publish('', 'x').then(() => 'resolved', (e) => [e.code, e.message])"
         )
         still_open = page.evaluate("() => pw.readyState")
-    assert [(m["data"], m["channel"], m["seq"], m["lastEventId"]) for m in received] == [
-        ("für erin", None, 1, ""),
-        ("Blob:2", None, 2, ""),
+    assert [(m["data"], m["channel"], m["offset"], m["lastEventId"]) for m in received] == [
+        ("für erin", None, 1, f"{epoch}:1"),
+        ("Blob:2", None, 2, f"{epoch}:2"),
     ]
     assert subscribe_error[0] == "bad_request"
     assert publish_error[0] == "bad_request"
@@ -842,7 +840,7 @@ def test_reconnect_after_a_drop_is_invisible_and_loses_or_repeats_nothing(
     offsets = [m["offset"] for m in channel]
     assert offsets == list(range(offsets[0], offsets[0] + 5))
     assert published["offset"] == offsets[4]
-    assert [(m["data"], m["seq"]) for m in direct] == [("d1", 1), ("d2", 2)]
+    assert [(m["data"], m["offset"]) for m in direct] == [("d1", 1), ("d2", 2)]
     assert replayed == ["m1", "m2", "m3", "m4", "m5", "m6"]
     assert final == ["m1", "m2", "m3", "m4", "m5", "m6"]
 
@@ -872,12 +870,59 @@ def test_reconnect_on_close_code_4000_tells_the_app_its_session_expired(
         session, events, messages = page.evaluate("() => [pw.session, events, messages]")
     assert session != first["session"]
     assert [e["type"] for e in events] == ["open", "reconnecting", "expired", "reconnected"]
-    assert [(m["data"], m["seq"]) for m in messages] == [
-        ("a1", None),
+    assert [(m["data"], m["channel"] is None and m["offset"]) for m in messages] == [
+        ("a1", False),
         ("d1", 1),
-        ("a2", None),
-        ("d2", 1),  # the new session counts from 1 again
+        ("a2", False),
+        ("d2", 2),  # the user's inbox carries on across sessions
     ]
+
+
+def stats_sessions(server: ServerProcess) -> int:
+    with urllib.request.urlopen(server.url("/api/stats"), timeout=10) as response:
+        count = json.loads(response.read())["sessions"]
+    assert isinstance(count, int)
+    return count
+
+
+@pytest.mark.parametrize("transport", ["websocket", "sse", "longpoll"])
+def test_direct_messages_sent_while_away_past_the_grace_arrive_after_the_reconnect(
+    browser: Browser, server_factory: ServerFactory, transport: str
+) -> None:
+    """Offline longer than `session_grace`: the session is gone, the user's inbox is not.
+    The page comes back as a new session (`expired`) and gets what was sent meanwhile."""
+    server = server_factory(
+        "--set", "session_grace=0.2", "--set", "poll_grace=0.3", "--set", "longpoll_timeout=0.3"
+    )
+    user = f"away-{transport}"
+    proxy = DropProxy((server.host, server.port))
+    try:
+        url = f"http://127.0.0.1:{proxy.port}/pushwire"
+        options = {"user": user, "transports": [transport], "reconnectDelay": 50}
+        with open_page(browser, server) as page:
+            page.evaluate("([url, options]) => connect(url, options)", [url, options])
+            post(server, f"/api/send/{user}", b"before")
+            page.wait_for_function("() => messages.length === 1")
+            proxy.outage()
+            page.wait_for_function("() => events.some((e) => e.type === 'reconnecting')")
+            deadline = time.monotonic() + 10
+            while stats_sessions(server) != 0:  # the server forgot the session
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            sent = post(server, f"/api/send/{user}", b"while away")
+            assert (sent["nodes"], sent["sessions"]) == (0, 0)
+            proxy.restore()
+            page.wait_for_function("() => messages.length === 2")
+            events, messages = page.evaluate("() => [events.map((e) => e.type), messages]")
+            position = page.evaluate("() => pw.inboxPosition")
+    finally:
+        proxy.close()
+    assert "expired" in events and "gap" not in events
+    assert [(m["data"], m["channel"], m["offset"]) for m in messages] == [
+        ("before", None, 1),
+        ("while away", None, 2),
+    ]
+    assert position == {"epoch": sent["epoch"], "offset": 2}
 
 
 def test_a_stop_close_code_from_the_server_ends_without_reconnecting(

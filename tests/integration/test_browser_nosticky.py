@@ -36,7 +36,7 @@ CONNECT = r"""
     pw.addEventListener(type, () => window.events.push(type));
   }
   pw.addEventListener('message', (e) => window.messages.push(
-    {data: e.data, channel: e.channel, offset: e.offset, seq: e.seq}));
+    {data: e.data, channel: e.channel, offset: e.offset}));
   pw.addEventListener('open', () => resolve(pw.session));
   pw.addEventListener('close', (e) => reject(new Error('closed ' + e.code)));
 })
@@ -116,7 +116,7 @@ def test_pushwire_js_long_polls_alternating_nodes_and_retries_503_with_its_curso
         context.close()
     channel = [m["data"] for m in messages if m["channel"] == "room"]
     assert channel == [*expected, "the end"]  # each once, in order
-    assert [(m["seq"], m["data"]) for m in messages if m["channel"] is None] == [(1, "direct")]
+    assert [(m["offset"], m["data"]) for m in messages if m["channel"] is None] == [(1, "direct")]
     assert events == ["open"]  # no reconnection: 503s were retried, not resumed
     polls = [
         (index, line) for index, line, _ in proxy.log if "GET /pushwire/longpoll?cursor=" in line

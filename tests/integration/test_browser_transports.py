@@ -126,7 +126,7 @@ window.connect = function (url, options) {
   pw.addEventListener('message', (e) => {
     const data = typeof e.data === 'string' ? e.data
       : e.data instanceof ArrayBuffer ? Array.from(new Uint8Array(e.data)) : 'Blob:' + e.data.size;
-    window.messages.push({data, channel: e.channel, offset: e.offset, seq: e.seq,
+    window.messages.push({data, channel: e.channel, offset: e.offset,
                           readyState: pw.readyState});
   });
   return opened(pw).then(() => ({
@@ -547,7 +547,7 @@ def assert_exactly_once_in_order(page: Page, publisher: Publisher) -> None:
     offsets = [m["offset"] for m in channel]
     assert offsets == list(range(offsets[0], offsets[0] + len(offsets)))
     assert [m["data"] for m in direct] == publisher.direct
-    assert [m["seq"] for m in direct] == list(range(1, len(direct) + 1))
+    assert [m["offset"] for m in direct] == list(range(1, len(direct) + 1))
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -717,7 +717,7 @@ def test_the_iframe_recycles_invisibly_losing_and_repeating_nothing(
     assert channel == publisher.channel
     assert direct == publisher.direct
     assert echoes == [f"echo {c}" for c in channel]
-    seqs = [m["seq"] for m in messages if m["channel"] is None]
+    seqs = [m["offset"] for m in messages if m["channel"] is None]
     assert seqs == list(range(1, len(seqs) + 1))
     events, frames, transport = state
     assert events == ["transport", "open"]  # no reconnecting, no reconnected

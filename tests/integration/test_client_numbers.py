@@ -53,8 +53,8 @@ def poll_status(poller: Poller, query: str) -> tuple[int, bytes]:
     return response.status, response.read()
 
 
-@pytest.mark.parametrize("name", ["cursor", "seq"])
-def test_a_poll_cursor_or_seq_up_to_the_largest_offset_is_taken(
+@pytest.mark.parametrize("name", ["cursor"])
+def test_a_poll_cursor_up_to_the_largest_offset_is_taken(
     server: ServerProcess, poller: Poller, name: str
 ) -> None:
     assert poll_status(poller, f"{name}={MAX}")[0] == 200
@@ -63,8 +63,8 @@ def test_a_poll_cursor_or_seq_up_to_the_largest_offset_is_taken(
 
 
 @pytest.mark.parametrize("value", BAD, ids=["over", "superscript", "4301-digits", *BAD[3:]])
-@pytest.mark.parametrize("name", ["cursor", "seq"])
-def test_a_bad_poll_cursor_or_seq_gets_400_and_the_session_carries_on(
+@pytest.mark.parametrize("name", ["cursor"])
+def test_a_bad_poll_cursor_gets_400_and_the_session_carries_on(
     server: ServerProcess, poller: Poller, name: str, value: str
 ) -> None:
     status, body = poll_status(poller, f"{name}={quote(value)}")

@@ -16,7 +16,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from pushwire.client import Client, Message, connect
+from pushwire.client import Client, Gap, Message, connect
 from tests.redis_helpers import RedisServer
 from tests.servers import ServerFactory, ServerProcess
 
@@ -47,6 +47,8 @@ async def send(node: ServerProcess, user: str, text: str) -> dict[str, object]:
     assert status == 200, body
     answer = json.loads(body)
     assert isinstance(answer, dict)
+    # Where the message went in the user's inbox: checked where it matters.
+    assert isinstance(answer.pop("epoch"), str) and isinstance(answer.pop("offset"), int)
     return answer
 
 
@@ -71,7 +73,7 @@ async def until(check: Callable[[], Awaitable[bool]], what: str, timeout: float 
 
 async def direct(client: Client) -> Message:
     item = await asyncio.wait_for(client.recv(), 10)
-    assert isinstance(item, Message) and item.seq is not None, item
+    assert isinstance(item, Message) and item.channel is None and item.offset is not None, item
     return item
 
 
@@ -94,7 +96,7 @@ async def test_a_send_on_one_node_reaches_every_session_of_the_user_once(
         assert await send(b, "ann", "hello ann") == {"user": "ann", "nodes": 2}
         for client in (ann_a, ann_c):
             got = await direct(client)
-            assert (got.data, got.seq) == ("hello ann", 1)
+            assert (got.data, got.offset) == ("hello ann", 1)
         assert await asyncio.wait_for(ann_raw.recv(), 10) == "hello ann"
 
         # Nobody anywhere: 0 nodes, and nothing arrives anywhere.
@@ -104,10 +106,10 @@ async def test_a_send_on_one_node_reaches_every_session_of_the_user_once(
         assert await send(c, "bob", "bob marker") == {"user": "bob", "nodes": 1}
         for client in (ann_a, ann_c):
             got = await direct(client)
-            assert (got.data, got.seq) == ("marker", 2)
+            assert (got.data, got.offset) == ("marker", 2)
         assert await asyncio.wait_for(ann_raw.recv(), 10) == "marker"
         got = await direct(bob_b)
-        assert (got.data, got.seq) == ("bob marker", 1)
+        assert (got.data, got.offset) == ("bob marker", 1)
 
 
 async def test_a_hundred_directs_arrive_once_and_in_order_on_every_node(
@@ -127,7 +129,7 @@ async def test_a_hundred_directs_arrive_once_and_in_order_on_every_node(
         for client in (ann_a, ann_c):
             got = [await direct(client) for _ in range(100)]
             assert [m.data for m in got] == texts
-            assert [m.seq for m in got] == list(range(1, 101))
+            assert [m.offset for m in got] == list(range(1, 101))
         assert await send(b, "ann", "marker") == {"user": "ann", "nodes": 2}
         for client in (ann_a, ann_c):
             assert (await direct(client)).data == "marker"  # nothing more came before it
@@ -175,21 +177,24 @@ async def test_a_session_handed_over_keeps_receiving_directs_from_a_third_node(
         await old.send(json.dumps({"type": "hello", "user": "ann"}))
         welcome = json.loads(await asyncio.wait_for(old.recv(), 10))
         session, secret = welcome["session"], welcome["resume"]
+        start = welcome["inbox"]
+        assert start["offset"] == 0
         assert await send(b, "ann", "on a") == {"user": "ann", "nodes": 1}
-        assert json.loads(await asyncio.wait_for(old.recv(), 10))["seq"] == 1
-        await old.send(json.dumps({"type": "ack", "seq": 1}))
+        assert json.loads(await asyncio.wait_for(old.recv(), 10))["offset"] == 1
 
         async with ws_connect(c.ws_url("/pushwire"), subprotocols=PROTOCOLS) as new:
-            hello = {"type": "hello", "session": session, "resume": secret, "ack": 1}
+            inbox = {"epoch": start["epoch"], "offset": 1}
+            hello = {"type": "hello", "session": session, "resume": secret, "inbox": inbox}
             await new.send(json.dumps(hello))
             welcome = json.loads(await asyncio.wait_for(new.recv(), 10))
             assert welcome["resumed"] is True and welcome["user"] == "ann"
             assert welcome["session"].split(".")[0] != session.split(".")[0]
+            assert welcome["inbox"] == inbox
             # Node C listened to ann before the welcome; A lets go once it handed over.
             answer = await send(b, "ann", "on c")
             assert answer["nodes"] in (1, 2)
             got = json.loads(await asyncio.wait_for(new.recv(), 10))
-            assert (got["type"], got["seq"], got["data"]) == ("message", 2, "on c")
+            assert (got["type"], got["offset"], got["data"]) == ("message", 2, "on c")
             with pytest.raises(ConnectionClosed) as closed:
                 while True:  # the old connection got nothing more, then 4004
                     frame = json.loads(await asyncio.wait_for(old.recv(), 10))
@@ -202,7 +207,7 @@ async def test_a_session_handed_over_keeps_receiving_directs_from_a_third_node(
             await until(only_c, "node A unsubscribed ann after the hand-over")
             assert await send(b, "ann", "still on c") == {"user": "ann", "nodes": 1}
             got = json.loads(await asyncio.wait_for(new.recv(), 10))
-            assert (got["seq"], got["data"]) == (3, "still on c")
+            assert (got["offset"], got["data"]) == (3, "still on c")
 
 
 async def recv_json(ws: ClientConnection) -> dict[str, object]:
@@ -234,8 +239,13 @@ async def test_redis_down_makes_a_send_503_and_the_clients_carry_on(
             return status == 200 and json.loads(body)["nodes"] == 1
 
         await until(delivered, "directs flow again", timeout=20)
+        # Redis restarted without its data: the inbox has a new epoch, and whatever the old
+        # one held after what ann had may be lost: a gap says so, then the new messages.
+        gap = await asyncio.wait_for(ann.recv(), 10)
+        assert isinstance(gap, Gap) and gap.channel is None, gap
+        assert (gap.from_offset, gap.to_offset) == (1, 0) and gap.from_epoch != gap.to_epoch
         got = await direct(ann)  # nothing sent while it was down arrives, nor twice
-        assert (got.data, got.seq) == ("after", 2)
+        assert (got.data, got.epoch, got.offset) == ("after", gap.to_epoch, 1)
 
 
 async def test_directs_sent_during_a_hand_over_arrive_once_in_order(
@@ -271,13 +281,16 @@ async def test_directs_sent_during_a_hand_over_arrive_once_in_order(
             await old.send(json.dumps({"type": "hello", "user": user}))
             opened = await recv_json(old)
             session, secret = opened["session"], opened["resume"]
+            start = opened["inbox"]
+            assert isinstance(start, dict)
             sending = asyncio.ensure_future(asyncio.to_thread(sender, user))
             got: list[str] = []
             while len(got) < 20:  # the session gets directs on node A
                 frame = await recv_json(old)
                 got.append(str(frame["data"]))
             async with ws_connect(c.ws_url("/pushwire"), subprotocols=PROTOCOLS) as new:
-                hello = {"type": "hello", "session": session, "resume": secret, "ack": len(got)}
+                inbox = {"epoch": start["epoch"], "offset": len(got)}
+                hello = {"type": "hello", "session": session, "resume": secret, "inbox": inbox}
                 await new.send(json.dumps(hello))
                 welcome = await recv_json(new)
                 assert welcome["resumed"] is True
@@ -287,7 +300,7 @@ async def test_directs_sent_during_a_hand_over_arrive_once_in_order(
                 while True:
                     frame = await recv_json(new)
                     assert frame["type"] == "message", frame
-                    assert frame["seq"] == len(got) + 1, (frame, len(got))  # no gap, no repeat
+                    assert frame["offset"] == len(got) + 1, (frame, len(got))  # no gap, no repeat
                     got.append(str(frame["data"]))
                     if frame["data"] == "end":
                         break

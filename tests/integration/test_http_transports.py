@@ -189,29 +189,35 @@ def test_a_poller_over_its_queue_bound_is_closed_with_4001_others_unaffected(
     assert resumed.welcome["resumed"] is True
 
 
-def test_a_session_resumes_on_another_transport_and_gets_unacknowledged_messages(
+def test_a_session_resumes_on_another_transport_and_gets_what_it_missed_from_the_inbox(
     server: ServerProcess,
 ) -> None:
     stream = Streamer(server, "sse", user="carol")
     session, secret = stream.welcome["session"], stream.welcome["resume"]
+    start = stream.welcome["inbox"]
     conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
     conn.request("POST", "/api/send/carol", body=b"one")
     conn.getresponse().read()
-    assert stream.next("message")["seq"] == 1
-    stream.close()  # dropped without acknowledging seq 1
-    # The session waits for its client; direct messages meanwhile are kept.
+    assert stream.next("message")["offset"] == 1
+    stream.close()  # dropped: say "one" never reached the client
+    # The session waits for its client; direct messages meanwhile are in carol's inbox.
     conn.request("POST", "/api/send/carol", body=b"two")
     assert json.loads(conn.getresponse().read())["sessions"] == 1
-    poller = Poller(server, "longpoll", session=session, resume=secret, ack=0)
+    since = {"epoch": start["epoch"], "offset": 0}
+    poller = Poller(server, "longpoll", session=session, resume=secret, inbox=since)
     assert poller.welcome["resumed"] is True
     assert poller.session == session and poller.secret == secret
-    assert [(e["seq"], e["data"]) for e in poller.receive(2)] == [(1, "one"), (2, "two")]
-    poller.send({"type": "ack", "seq": 2})
-    stream = Streamer(server, "stream", session=session, resume=secret, ack=2)
+    assert poller.welcome["inbox"] == since  # where the client stands: it gets the rest
+    got = poller.receive(2)
+    assert [(e["offset"], e["data"]) for e in got] == [(1, "one"), (2, "two")]
+    since = {"epoch": start["epoch"], "offset": 2}
+    stream = Streamer(server, "stream", session=session, resume=secret, inbox=since)
     assert stream.welcome["resumed"] is True
+    assert stream.welcome["inbox"] == since
     conn.request("POST", "/api/send/carol", body=b"three")
     conn.getresponse().read()
-    assert stream.next("message") == {"type": "message", "seq": 3, "data": "three"}
+    message = stream.next("message")
+    assert message == {"type": "message", "epoch": start["epoch"], "offset": 3, "data": "three"}
 
 
 def test_a_resubscription_with_since_replays_what_was_missed(server: ServerProcess) -> None:
@@ -276,10 +282,9 @@ def test_the_send_api_refuses_a_message_over_max_message(server_factory: ServerF
     conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
     conn.request("POST", "/api/send/erin", body=b"x" * 1000)
     first = conn.getresponse()
-    assert (first.status, json.loads(first.read())) == (
-        200,
-        {"user": "erin", "nodes": 0, "sessions": 0},
-    )
+    answer = json.loads(first.read())
+    assert isinstance(answer.pop("epoch"), str)
+    assert (first.status, answer) == (200, {"user": "erin", "offset": 1, "nodes": 0, "sessions": 0})
     conn.request("POST", "/api/send/erin", body=b"x" * 1001)
     response = conn.getresponse()
     assert response.status == 413

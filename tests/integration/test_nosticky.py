@@ -126,7 +126,7 @@ async def test_a_long_poll_client_on_alternating_nodes_gets_everything_once_in_o
                 proxy.refuse = ("GET /pushwire/longpoll?cursor=", 3)
         got = await receive(client, 32)
         assert [m.data for m in got if m.channel == "room"] == expected
-        assert [(m.seq, m.data) for m in got if m.channel is None] == [
+        assert [(m.offset, m.data) for m in got if m.channel is None] == [
             (1, "direct 9"),
             (2, "direct 19"),
         ]
@@ -145,7 +145,7 @@ async def test_a_long_poll_client_on_alternating_nodes_gets_everything_once_in_o
     assert len(reached) > 4 and all(" 200 " in status for status in reached[:-1]), reached
     refused = [n for n, (index, _, _) in enumerate(polls) if index == -1]
     assert len(refused) == 3
-    for n in refused:  # the retry asks with the cursor (and seq) of the refused poll
+    for n in refused:  # the retry asks with the cursor of the refused poll
         assert polls[n + 1][1] == polls[n][1]
 
 
@@ -274,12 +274,16 @@ async def test_a_websocket_resuming_on_another_node_takes_the_session_over(
         welcome = json.loads(await asyncio.wait_for(old.recv(), 10))
         session, secret = welcome["session"], welcome["resume"]
         assert welcome["resumed"] is False and "." in session
+        start = welcome["inbox"]
+        assert start["offset"] == 0
         assert await send_direct([first, second], "dave", "kept") == 1
         direct = json.loads(await asyncio.wait_for(old.recv(), 10))
-        assert (direct["seq"], direct["data"]) == (1, "kept")  # not acknowledged
+        assert (direct["offset"], direct["data"]) == (1, "kept")
 
         async with ws_connect(second.ws_url("/pushwire"), subprotocols=protocols) as new:
-            hello = {"type": "hello", "session": session, "resume": secret, "ack": 0}
+            # As if "kept" never reached the client: it names the position before it.
+            inbox = {"epoch": start["epoch"], "offset": 0}
+            hello = {"type": "hello", "session": session, "resume": secret, "inbox": inbox}
             await new.send(json.dumps(hello))
             welcome = json.loads(await asyncio.wait_for(new.recv(), 10))
             assert welcome["resumed"] is True and "expired" not in welcome
@@ -287,8 +291,9 @@ async def test_a_websocket_resuming_on_another_node_takes_the_session_over(
             assert welcome["resume"] == secret  # the secret moved with the session
             # A new id, naming the new home node.
             assert welcome["session"].split(".")[0] != session.split(".")[0]
+            assert welcome["inbox"] == inbox
             again = json.loads(await asyncio.wait_for(new.recv(), 10))
-            assert (again["type"], again["seq"], again["data"]) == ("message", 1, "kept")
+            assert (again["type"], again["offset"], again["data"]) == ("message", 1, "kept")
             # The old connection was superseded, the old node forgot the session.
             with pytest.raises(ConnectionClosed) as closed:
                 while True:
@@ -296,7 +301,7 @@ async def test_a_websocket_resuming_on_another_node_takes_the_session_over(
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 4004
             assert await send_direct([first, second], "dave", "next") in (1, 2)  # see send_direct
             after = json.loads(await asyncio.wait_for(new.recv(), 10))
-            assert (after["seq"], after["data"]) == (2, "next")  # the count carried on
+            assert (after["offset"], after["data"]) == (2, "next")  # the inbox carries on
 
         # A session nobody holds any more: expired, as without routing.
         async with ws_connect(first.ws_url("/pushwire"), subprotocols=protocols) as late:

@@ -145,9 +145,9 @@ async def test_a_stolen_session_id_resumes_nothing_over_websocket(
         await victim.send(json.dumps({"type": "subscribe", "id": 1, "channel": "private"}))
         assert (await recv(victim))["type"] == "subscribed"
         send_direct(server, "alice", "unacknowledged")
-        assert (await recv(victim))["seq"] == 1  # not acknowledged: kept for a resumption
+        assert (await recv(victim))["offset"] == 1
 
-        stolen = await hello(thief, session=welcome["session"], ack=0, **shown)
+        stolen = await hello(thief, session=welcome["session"], **shown)
         # Answered as for an unknown session: a new one, and told the old one is gone.
         assert stolen["resumed"] is False and stolen["expired"] == welcome["session"]
         assert stolen["session"] != welcome["session"] and stolen["user"] is None
@@ -156,7 +156,9 @@ async def test_a_stolen_session_id_resumes_nothing_over_websocket(
         publish(server, "private", b"for alice")
         send_direct(server, "alice", "also for alice")
         got = await until_pong(victim)
-        assert [(e.get("channel"), e.get("seq"), e["data"]) for e in got] == [
+        assert [
+            (e.get("channel"), e["offset"] if "channel" not in e else None, e["data"]) for e in got
+        ] == [
             ("private", None, "for alice"),
             (None, 2, "also for alice"),
         ]
@@ -200,7 +202,9 @@ def test_a_stolen_session_id_without_its_secret_polls_sends_and_resumes_nothing(
     publish(server, "private", b"for alice")
     send_direct(server, "alice", "direct for alice")
     got = next_envelopes(victim, 2)
-    assert [(e.get("channel"), e.get("seq"), e["data"]) for e in got] == [
+    assert [
+        (e.get("channel"), e["offset"] if "channel" not in e else None, e["data"]) for e in got
+    ] == [
         ("private", None, "for alice"),
         (None, 1, "direct for alice"),
     ]
@@ -234,16 +238,18 @@ async def test_a_session_resumes_with_its_secret_on_every_transport(
     async with envelope_socket(server, "/pushwire") as first:
         welcome = await hello(first, user="bea")
         send_direct(server, "bea", "kept")
-        assert (await recv(first))["seq"] == 1
-        # Not acknowledged: the resumption re-sends it (and supersedes this connection).
-        again, resent = await resume(session=welcome["session"], resume=welcome["resume"], ack=0)
+        assert (await recv(first))["offset"] == 1
+        # Say it never arrived: the resumption sends it again (and supersedes this connection).
+        again, resent = await resume(
+            session=welcome["session"], resume=welcome["resume"], inbox=welcome["inbox"]
+        )
     assert (again["resumed"], again["session"], again["resume"]) == (
         True,
         welcome["session"],
         welcome["resume"],
     )
     assert "expired" not in again and again["user"] == "bea"
-    assert (resent["seq"], resent["data"]) == (1, "kept")
+    assert (resent["offset"], resent["data"]) == (1, "kept")
 
 
 def test_a_poll_opened_with_get_hello_resumes_with_its_secret_too(server: ServerProcess) -> None:
@@ -309,13 +315,10 @@ async def test_echo_over_websocket_has_no_user_and_refuses_channels(server: Serv
         ):
             await ws.send(json.dumps({**fields, "id": n}))
             assert await recv(ws) == {**ECHO_ONLY, "id": n}
-        assert send_direct(server, "alice", "private") == {
-            "user": "alice",
-            "nodes": 0,
-            "sessions": 0,
-        }
+        answer = send_direct(server, "alice", "private")
+        assert (answer["user"], answer["nodes"], answer["sessions"]) == ("alice", 0, 0)
         await ws.send(json.dumps({"type": "send", "data": "echo me"}))
-        assert await recv(ws) == {"type": "message", "seq": 1, "data": "echo me"}
+        assert await recv(ws) == {"type": "message", "data": "echo me"}
         assert await until_pong(ws) == []  # still open, and nothing of alice's arrived
 
 
@@ -337,7 +340,7 @@ def test_echo_over_every_http_transport_has_no_user_and_refuses_channels(
         {**ECHO_ONLY, "id": 1},
         {**ECHO_ONLY, "id": 2},
         {**ECHO_ONLY, "id": 3},
-        {"type": "message", "seq": 1, "data": "echo me"},
+        {"type": "message", "data": "echo me"},
     ]
     if isinstance(client, Streamer):
         client.close()
@@ -431,15 +434,14 @@ async def test_another_node_hands_a_session_over_only_for_its_secret(
         async with envelope_socket(other, "/echo") as thief:
             stolen = await hello(thief, session=session, resume=welcome["resume"])
             assert stolen["resumed"] is False and stolen["expired"] == session
-        assert await asyncio.to_thread(send_direct, home, "dave", "still here") == {
-            "user": "dave",
-            "nodes": 1,
-        }
+        answer = await asyncio.to_thread(send_direct, home, "dave", "still here")
+        assert (answer["user"], answer["nodes"]) == ("dave", 1)
         got = await recv(victim)
-        assert (got["seq"], got["data"]) == (1, "still here")
+        assert (got["offset"], got["data"]) == (1, "still here")
 
         # With the secret the session moves, and keeps its secret.
         async with envelope_socket(other, "/pushwire") as moved:
-            again = await hello(moved, session=session, resume=welcome["resume"], ack=1)
+            since = {"epoch": got["epoch"], "offset": 1}
+            again = await hello(moved, session=session, resume=welcome["resume"], inbox=since)
             assert again["resumed"] is True and again["resume"] == welcome["resume"]
             assert again["session"].split(".")[0] != session.split(".")[0]

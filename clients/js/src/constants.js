@@ -14,8 +14,3 @@ export const TOKEN_EXPIRED = 4005;
 
 // A binary envelope is its JSON header, this byte, then the raw bytes.
 export const NEWLINE = 0x0a;
-
-// Acknowledge direct messages at most this often, or at once past ACK_EVERY unacknowledged:
-// the server keeps unacknowledged messages (bounded by max_unacked) until then.
-export const ACK_DELAY_MS = 50;
-export const ACK_EVERY = 100;

@@ -29,6 +29,11 @@ export class Incoming {
       case 'join':
       case 'leave': return this._presenceChange(envelope);
       case 'gap': {
+        if (typeof envelope.channel !== 'string') {
+          // Direct messages the user's inbox no longer held.
+          if (envelope.to) this._inbox = { epoch: envelope.to.epoch, offset: envelope.to.offset };
+          return this._gap(null, envelope.from, envelope.to);
+        }
         const state = this._channels.get(envelope.channel);
         if (state && envelope.to) {
           state.epoch = envelope.to.epoch;
@@ -55,7 +60,6 @@ export class Incoming {
     else if (typeof envelope.data64 === 'string') data = fromBase64(envelope.data64);
     else data = typeof envelope.data === 'string' ? envelope.data : '';
     const channel = typeof envelope.channel === 'string' ? envelope.channel : null;
-    let seq = null;
     let lastEventId = '';
     if (channel !== null) {
       let state = this._channels.get(channel);
@@ -67,11 +71,18 @@ export class Incoming {
         state.offset = envelope.offset;
       }
       lastEventId = `${envelope.epoch}:${envelope.offset}`;
-    } else if (typeof envelope.seq === 'number') {
-      seq = envelope.seq;
-      if (seq <= this._lastSeq) return; // re-sent after a reconnect, seen already
-      this._lastSeq = seq;
-      this._scheduleAck();
+    } else if (typeof envelope.epoch === 'string') {
+      // A direct message to the user, at its place in the user's inbox.
+      const last = this._inbox;
+      if (last && last.epoch === envelope.epoch && envelope.offset <= last.offset) {
+        return; // seen already (recovery overlaps what arrived live)
+      }
+      if (last && (last.epoch !== envelope.epoch || envelope.offset > last.offset + 1)) {
+        // The server reports every loss with a gap first; this catches a new epoch live.
+        this._gap(null, last, { epoch: envelope.epoch, offset: envelope.offset - 1 });
+      }
+      this._inbox = { epoch: envelope.epoch, offset: envelope.offset };
+      lastEventId = `${envelope.epoch}:${envelope.offset}`;
     }
     if (typeof data !== 'string') {
       data = this._binaryType === 'arraybuffer' ? data.buffer : new Blob([data]);
@@ -79,10 +90,13 @@ export class Incoming {
     const event = new MessageEvent('message', { data, origin: this._origin, lastEventId });
     Object.defineProperties(event, {
       channel: { value: channel, enumerable: true },
-      epoch: { value: channel !== null ? envelope.epoch : null, enumerable: true },
-      offset: { value: channel !== null ? envelope.offset : null, enumerable: true },
-      seq: { value: seq, enumerable: true },
+      epoch: { value: lastEventId ? envelope.epoch : null, enumerable: true },
+      offset: { value: lastEventId ? envelope.offset : null, enumerable: true },
     });
     this.dispatchEvent(event);
+  }
+
+  _gap(channel, from, to) {
+    return this.dispatchEvent(Object.assign(new Event('gap'), { channel, from, to }));
   }
 }

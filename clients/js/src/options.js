@@ -1,5 +1,7 @@
 /**
  * @typedef {Object} PushwireOptions
+ * @property {{epoch: string, offset: number}} [inboxSince] the last direct message the user had
+ *   (`inboxPosition` of an earlier client): the server sends what followed it, or a `gap`
  * @property {string} [user] the user id claimed in `hello`
  * @property {string} [token] the first connection token (a JWT, or a credential for the
  *   server's connect handler)

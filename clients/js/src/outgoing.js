@@ -1,10 +1,8 @@
-import { ACK_DELAY_MS, ACK_EVERY } from './constants.js';
 import { copyBytes, utf8Length } from './bytes.js';
 
 /**
  * Pushwire's outgoing queue: send() and publish() wait here, in order, while the
- * connection is not live or a Blob is being read; and the acknowledgement of direct
- * messages. Mixed into `Pushwire.prototype` (pushwire.js): `this` is the Pushwire.
+ * connection is not live or a Blob is being read. Mixed into `Pushwire.prototype` (pushwire.js): `this` is the Pushwire.
  */
 export class Outgoing {
   /** An outgoing envelope with its data; a Blob starts being read at once. */
@@ -47,21 +45,5 @@ export class Outgoing {
       if (item.request) this._requests.set(item.request.id, item.request);
       this._transport.send(item.envelope, item.bytes);
     }
-  }
-
-  _scheduleAck() {
-    if (this._lastSeq - this._ackedSeq >= ACK_EVERY) {
-      this._sendAck();
-    } else if (this._ackTimer === null) {
-      this._ackTimer = setTimeout(() => this._sendAck(), ACK_DELAY_MS);
-    }
-  }
-
-  _sendAck() {
-    clearTimeout(this._ackTimer);
-    this._ackTimer = null;
-    if (!this._live || this._lastSeq <= this._ackedSeq) return;
-    this._ackedSeq = this._lastSeq;
-    this._transport.send({ type: 'ack', seq: this._lastSeq }, null);
   }
 }

@@ -38,7 +38,8 @@ const HANDLER_EVENTS = ['open', 'message', 'error', 'close'];
 /**
  * A pushwire connection that behaves like `WebSocket`.
  *
- * Events: `open`, `message` (MessageEvent with `channel`, `epoch`, `offset`, `seq`),
+ * Events: `open`, `message` (MessageEvent with `channel`, `epoch`, `offset`: a direct
+ * message to the user has `channel` null and its place in the user's inbox),
  * `error` (as WebSocket's, before a `close` that was not clean; or, with `operation`,
  * `channel`, `code`, `message` and `attempts` and the connection going on, something the
  * client did for the app was given up: a re-subscription after a reconnection that was
@@ -46,8 +47,9 @@ const HANDLER_EVENTS = ['open', 'message', 'error', 'close'];
  * (CloseEvent), and, for channels subscribed with `{presence: true}`,
  * `presence` (`channel`, `count`, `members`, `truncated`: whenever who is there changed),
  * `join` and `leave` (`channel`, `count`, `member`: `{member, user, info}`), `reconnecting`,
- * `reconnected`, `expired` (`session`: the old session was lost with its direct
- * messages), `gap` (`channel`, `from`, `to`: channel messages that cannot be recovered),
+ * `reconnected`, `expired` (`session`: the old session is gone; its direct messages are
+ * recovered from the user's inbox), `gap` (`channel`, `from`, `to`: messages that cannot be
+ * recovered; `channel` null for direct messages),
  * `servererror` (`code`, `message`: an `error` envelope that answers no request),
  * `transport` (`transport`, `previous`: the connection now runs on another transport).
  *
@@ -102,9 +104,8 @@ export class Pushwire extends EventTarget {
     this._requests = new Map();
     /** @type {Map<string, Object>} channel -> {presence, epoch, offset, waiters, members} */
     this._channels = new Map();
-    this._lastSeq = 0;
-    this._ackedSeq = 0;
-    this._ackTimer = null;
+    /** @type {{epoch: string, offset: number}|null} the last direct message the client has */
+    this._inbox = this._options.inboxSince ? { ...this._options.inboxSince } : null;
     this._heartbeatTimer = null;
     this._lastReceived = 0;
     this._handlers = {};
@@ -118,6 +119,8 @@ export class Pushwire extends EventTarget {
   get transport() { return this._transportName; }
   get session() { return this._session; }
   get user() { return this._user; }
+  /** The last direct message's place in the user's inbox ({epoch, offset}), or null. */
+  get inboxPosition() { return this._inbox ? { ...this._inbox } : null; }
 
   get bufferedAmount() {
     const inSocket = this._transport && this._live ? this._transport.bufferedAmount : 0;
@@ -196,7 +199,6 @@ export class Pushwire extends EventTarget {
     if (this._readyState === CLOSED) return;
     clearTimeout(this._reconnectTimer);
     clearTimeout(this._connectTimer);
-    clearTimeout(this._ackTimer);
     clearTimeout(this._refreshTimer);
     this._dropTransport();
     this._readyState = CLOSED;

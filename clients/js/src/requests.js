@@ -101,8 +101,6 @@ export class Requests {
 
   /** Requests on the wire when a connection ends get no answer from it. */
   _failRequests() {
-    clearTimeout(this._ackTimer);
-    this._ackTimer = null;
     const resend = [];
     for (const request of this._requests.values()) {
       if (request.kind === 'subscribe') {

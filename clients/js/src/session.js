@@ -14,7 +14,8 @@ export class Session {
       token: this._token, // options.token, or the latest from getToken
       session: this._session,
       resume: this._resume, // the session's secret: the id alone resumes nothing
-      ack: this._lastSeq,
+      // The last direct message the client has: the server sends what followed it.
+      inbox: this._inbox,
     };
   }
 
@@ -35,14 +36,15 @@ export class Session {
     this._transportName = this._options.transports[this._attempt.index];
     this._startHeartbeat(Number(envelope.heartbeat) || 20);
     this._planRefresh(envelope.expires);
+    // Where the user's direct messages stand: a client without a position starts there.
+    const inbox = envelope.inbox;
+    if (this._inbox === null && inbox && typeof inbox.epoch === 'string') {
+      this._inbox = { epoch: inbox.epoch, offset: inbox.offset };
+    }
     const reconnected = this._everOpened;
     if (envelope.expired !== undefined || (previous !== null && !envelope.resumed)) {
-      // A new session: its direct messages count from 1 again; the old ones are lost.
-      this._lastSeq = 0;
-      this._ackedSeq = 0;
+      // A new session; the user's direct messages come from its inbox all the same.
       this.dispatchEvent(Object.assign(new Event('expired'), { session: previous }));
-    } else {
-      this._ackedSeq = this._lastSeq; // hello carried the ack
     }
     for (const [channel, state] of this._channels) this._sendSubscribe(channel, state);
     this._flush();

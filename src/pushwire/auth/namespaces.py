@@ -16,6 +16,9 @@ A namespace's rules:
 - `presence` (`true`, `false`): whether members see who else is there.
 - `users_in_name` (`true`, `false`): the name after `namespace:` lists the users who may read
   and write the channel, comma-separated (`dm:alice,bob`); nobody else may.
+- `history_size` (messages, 0 to 100,000) and `history_ttl` (seconds, up to a week): how much
+  of each channel is kept for recovery, instead of the server's `history_size` and
+  `history_ttl` (a client that comes back from further away is told of the gap).
 
 A channel whose namespace the configuration does not list is refused, so a typo is never an
 open channel. Without any namespace configured, every channel follows one default rule: open
@@ -29,6 +32,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, get_args
 
+from ..broker.base import HistoryBounds
 from ..errors import Forbidden
 
 __all__ = ["AUTHENTICATED", "OPEN", "Namespace", "Namespaces", "parse_namespaces"]
@@ -37,6 +41,10 @@ SubscribeRule = Literal["anyone", "authenticated", "token", "handler"]
 PublishRule = Literal["nobody", "members", "authenticated", "anyone"]
 #: The marker of a private channel's name.
 PRIVATE: Final = "$"
+#: The most history a namespace may keep per channel: messages, and seconds (a Redis broker
+#: keeps a channel's position for a week after its last publish: no message outlives it).
+MAX_HISTORY_SIZE: Final = 100_000
+MAX_HISTORY_TTL: Final = 7 * 24 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +56,10 @@ class Namespace:
     publish: PublishRule = "members"
     presence: bool = True
     users_in_name: bool = False
+    #: Messages of each channel kept for recovery; None: the server's `history_size`.
+    history_size: int | None = None
+    #: Seconds a message stays in history; None: the server's `history_ttl`.
+    history_ttl: float | None = None
 
 
 #: The rule of every channel in an open server (no authentication configured).
@@ -70,9 +82,20 @@ def is_private(channel: str) -> bool:
 class Namespaces:
     """The rules of every channel: listed namespaces, or one default for all."""
 
-    def __init__(self, rules: Iterable[Namespace] | None, default: Namespace) -> None:
+    def __init__(
+        self,
+        rules: Iterable[Namespace] | None,
+        default: Namespace,
+        *,
+        history_size: int = 1000,
+        history_ttl: float = 3600.0,
+    ) -> None:
         self._rules = {rule.name: rule for rule in rules} if rules is not None else None
         self._default = default
+        # The server's history bounds, for a namespace that sets only one of its own.
+        self._history_size = history_size
+        self._history_ttl = history_ttl
+        self._bounds: dict[str, HistoryBounds] = {}
 
     @property
     def configured(self) -> bool:
@@ -93,6 +116,20 @@ class Namespaces:
         if rule is None:
             raise Forbidden(f"no namespace {name!r} on this server (channel {channel!r})")
         return rule
+
+    def history_bounds(self, channel: str) -> HistoryBounds | None:
+        """The history `channel`'s namespace keeps, or None when it keeps the server's
+        (`Broker.set_history_policy`); an unknown namespace publishes nothing."""
+        rules = self._rules
+        rule = rules.get(namespace_of(channel)) if rules is not None else None
+        if rule is None or (rule.history_size is None and rule.history_ttl is None):
+            return None
+        bounds = self._bounds.get(rule.name)
+        if bounds is None:
+            size = rule.history_size if rule.history_size is not None else self._history_size
+            ttl = rule.history_ttl if rule.history_ttl is not None else self._history_ttl
+            bounds = self._bounds[rule.name] = HistoryBounds(size, ttl)
+        return bounds
 
     @staticmethod
     def users_named(channel: str) -> frozenset[str]:
@@ -127,6 +164,18 @@ def parse_namespaces(table: Mapping[str, Any]) -> tuple[Namespace, ...]:
             elif key in ("presence", "users_in_name"):
                 if not isinstance(value, bool):
                     raise ValueError(f"namespace {name!r}: {key} must be true or false")
+            elif key == "history_size":
+                if type(value) is not int or not 0 <= value <= MAX_HISTORY_SIZE:
+                    raise ValueError(
+                        f"namespace {name!r}: history_size must be a whole number of messages "
+                        f"from 0 to {MAX_HISTORY_SIZE}"
+                    )
+            elif key == "history_ttl":
+                if type(value) not in (int, float) or not 0 < value <= MAX_HISTORY_TTL:
+                    raise ValueError(
+                        f"namespace {name!r}: history_ttl must be seconds, over 0 and at most "
+                        f"{MAX_HISTORY_TTL:g} (a week)"
+                    )
             else:
                 raise ValueError(f"namespace {name!r}: unknown rule {key!r}")
             values[key] = value

@@ -1,7 +1,10 @@
 """The broker contract: the only code that knows about other processes.
 
 A broker gives every channel message its position (epoch, offset), delivers it to every
-process that subscribed to the channel, and keeps a bounded history for recovery. It also
+process that subscribed to the channel, and keeps a bounded history for recovery. Each user
+has such a stream too, its inbox (`DirectBroker`): direct messages get a position in it and
+are kept, bounded, for the user's sessions to recover what they missed, exactly like a
+channel's. It also
 keeps every channel's presence (pushwire.presence): the members every node sees, their join
 and leave events delivered to the processes subscribed to the channel, entries that expire
 when their node stops refreshing them.
@@ -25,7 +28,10 @@ __all__ = [
     "DirectBroker",
     "DirectCallback",
     "DirectDeliverCallback",
+    "DirectSent",
     "History",
+    "HistoryBounds",
+    "HistoryPolicy",
     "NodeLink",
     "PresenceCallback",
     "PublishCallback",
@@ -40,15 +46,40 @@ PublishCallback = Callable[[Message | PushwireError], None]
 #: (in version order per channel).
 PresenceCallback = Callable[[PresenceEvent], None]
 #: Called by the broker, on the event loop, with each direct message to a listened user:
-#: `(user, message id, data)`. The id is unique among the user's direct messages, and every
-#: process sees a user's direct messages in the same order.
-DirectDeliverCallback = Callable[[str, str, Data], None]
-#: Called once a direct message was published (with how many processes received it) or
-#: failed (with the error).
-DirectCallback = Callable[[int | PushwireError], None]
+#: `(user, message)`, the message's `channel` being the user and its epoch and offset its
+#: place in the user's inbox. Every process sees a user's direct messages in offset order.
+DirectDeliverCallback = Callable[[str, Message], None]
 #: Called with the channels whose live messages may have been missed while the broker's
 #: connection was down, once it is restored: their history tells what (see `Broker`).
 ResubscribedCallback = Callable[[frozenset[str]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryBounds:
+    """How much of a channel's history is kept: `size` messages (0: none), each for `ttl`
+    seconds."""
+
+    size: int
+    ttl: float
+
+
+#: The history bounds of a channel, or None for the broker's own (`Broker.set_history_policy`).
+HistoryPolicy = Callable[[str], "HistoryBounds | None"]
+
+
+# Not frozen: one is made per direct message, and a frozen dataclass's __init__ costs 3-4x
+# as much (see Message). Nothing mutates one.
+@dataclass(slots=True)
+class DirectSent:
+    """A direct message stored in its user's inbox: `message` (its `channel` is the user) and
+    how many processes listening to the user received it live (`receivers`)."""
+
+    message: Message
+    receivers: int
+
+
+#: Called once a direct message was stored and published, or failed (with the error).
+DirectCallback = Callable[[DirectSent | PushwireError], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,13 +127,13 @@ class Broker(Protocol):
 
     def attach_resubscribed(self, callback: ResubscribedCallback) -> None:
         """Set the callback told which channels may have missed live messages after the
-        broker lost its connection and restored it (a broker that cannot lose one, like the
-        in-memory broker, never calls it)."""
+        broker lost its connection and restored it, maybe none: the users' direct messages
+        may have been missed too (a broker that cannot lose one, like the in-memory broker,
+        never calls it)."""
 
     @property
-    def direct(self) -> DirectBroker | None:
-        """The part that carries direct messages to users across processes; None when the
-        broker serves one process (the hub then writes direct messages itself)."""
+    def direct(self) -> DirectBroker:
+        """The users' inboxes: where direct messages get their positions and are kept."""
 
     async def start(self) -> None:
         """Connect to whatever the broker needs."""
@@ -129,6 +160,11 @@ class Broker(Protocol):
         one's position. A publisher that did not learn whether its publish was stored (an
         `Unavailable` after the broker ran it) retries with the same key and publishes once.
         """
+
+    def set_history_policy(self, policy: HistoryPolicy) -> None:
+        """Keep each channel's history within the bounds `policy` gives it (a namespace's
+        `history_size` and `history_ttl`), the broker's own where it gives None. Asked when a
+        channel's history is written or read, so set it before the first publish."""
 
     async def subscribe(self, channel: str) -> None:
         """This process wants the channel's messages (called once per channel, on first use)."""
@@ -168,21 +204,27 @@ class Broker(Protocol):
 
 
 class DirectBroker(Protocol):
-    """A broker whose processes share users: direct messages to a user go through it.
+    """Each user's inbox: a stream of direct messages with (epoch, offset) positions, kept
+    within bounds (count, bytes, age) for recovery, and delivered to every process that
+    listens to the user.
 
-    The in-memory broker has no such part (one process holds every session, and the hub
-    delivers direct messages itself). A process listens to each user of whom it holds a
-    session; a direct message is published once and reaches every listening process.
+    A process listens to each user of whom it holds a session. The in-memory broker's inbox
+    serves one process (`spans_processes` False: delivery happens inside `send_direct`, and
+    there is nobody to listen for); Redis keeps one Stream per user.
     """
+
+    @property
+    def spans_processes(self) -> bool:
+        """Whether direct messages reach other processes (listening is then needed)."""
 
     def attach_direct(self, deliver: DirectDeliverCallback) -> None:
         """Set the callback that receives the direct messages of this process's users."""
 
     def send_direct(self, user: str, data: Data, done: DirectCallback | None = None) -> None:
-        """Publish a direct message to `user` for every process listening to it (this one
-        included). Direct messages from one process go out in the order of their calls,
-        channel publishes included. `done` gets how many processes received it, or the
-        error (`Unavailable`)."""
+        """Store a direct message as the next of `user`'s inbox and deliver it to every
+        process listening to the user (this one included). Direct messages from one process
+        are stored in the order of their calls, channel publishes included. `done` gets the
+        stored message and how many processes received it, or the error (`Unavailable`)."""
 
     async def listen_user(self, user: str) -> None:
         """This process wants `user`'s direct messages; returns once the broker confirmed
@@ -190,6 +232,20 @@ class DirectBroker(Protocol):
 
     async def unlisten_user(self, user: str) -> None:
         """This process no longer wants `user`'s direct messages."""
+
+    async def inbox_position(self, user: str) -> Position:
+        """The last position of `user`'s inbox (offset 0 before its first message).
+
+        Raises:
+            Unavailable: the broker cannot be reached.
+        """
+
+    async def inbox_history(self, user: str, since: Position) -> History:
+        """The messages of `user`'s inbox after `since`, as far as its bounds reach.
+
+        Raises:
+            Unavailable: the broker cannot be reached.
+        """
 
 
 class Delivery(enum.Enum):

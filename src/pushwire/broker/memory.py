@@ -2,6 +2,7 @@
 
 Presence lives in a `PresenceTable`; its events are delivered inside `presence_join` and
 `presence_leave`. One process has no node that could die alone: entries never expire here.
+The users' inboxes (direct messages) live in `MemoryInboxes` (inbox.py).
 
 Idempotency keys live in an insertion-ordered dict, (channel, key) -> (expiry, position):
 every key lives the same `idempotency_ttl`, so the oldest expires first and expired keys are
@@ -19,12 +20,14 @@ from ..message import Data, Message, Position
 from ..presence import PresenceSnapshot, PresenceTable
 from .base import (
     DeliverCallback,
-    DirectBroker,
     History,
+    HistoryBounds,
+    HistoryPolicy,
     PresenceCallback,
     PublishCallback,
     ResubscribedCallback,
 )
+from .inbox import InboxLimits, MemoryInboxes
 
 __all__ = ["MemoryBroker"]
 
@@ -32,18 +35,31 @@ __all__ = ["MemoryBroker"]
 @dataclass(slots=True)
 class _Stream:
     epoch: str
+    bounds: HistoryBounds
     offset: int = 0
     history: deque[Message] = field(default_factory=deque)
+    #: When each message of `history` was published (the clock's time), oldest first.
+    times: deque[float] = field(default_factory=deque)
+
+    def trim(self, now: float) -> None:
+        """Forget the messages older than the stream's `ttl`."""
+        oldest = now - self.bounds.ttl
+        times, history = self.times, self.history
+        while times and times[0] < oldest:
+            times.popleft()
+            history.popleft()
 
 
 class MemoryBroker:
     """In-memory fan-out and history for a single process.
 
-    Bounds: `history_size` messages per channel, and `max_channels` channels remembered
+    Bounds: `history_size` messages per channel, each kept `history_ttl` seconds (a channel's
+    namespace may say otherwise: `set_history_policy`), and `max_channels` channels remembered
     (least recently used forgotten first; a forgotten channel comes back with a new epoch, so
     a client that recovers across it is told its history is gone); idempotency keys for
     `idempotency_ttl` seconds, at most `max_idempotency_keys` of them (the oldest forgotten
-    first). `clock` tells when a key expires.
+    first). `clock` tells when a key expires. Each user's inbox is bounded by `inbox`
+    (count, bytes, age on `clock`; see inbox.py).
     """
 
     def __init__(
@@ -51,11 +67,18 @@ class MemoryBroker:
         history_size: int = 1000,
         max_channels: int = 100_000,
         *,
+        history_ttl: float = 3600.0,
+        inbox: InboxLimits | None = None,
         idempotency_ttl: float = 300.0,
         max_idempotency_keys: int = 100_000,
         clock: Clock = LOOP_CLOCK,
     ) -> None:
+        if history_size < 0 or history_ttl <= 0:
+            raise ValueError("need history_size >= 0 and history_ttl > 0")
         self.history_size = history_size
+        self.history_ttl = history_ttl
+        self._bounds = HistoryBounds(history_size, history_ttl)
+        self._policy: HistoryPolicy | None = None
         self.max_channels = max_channels
         self.idempotency_ttl = idempotency_ttl
         self.max_idempotency_keys = max_idempotency_keys
@@ -66,6 +89,7 @@ class MemoryBroker:
         self._deliver: DeliverCallback | None = None
         self._deliver_presence: PresenceCallback | None = None
         self.presence_table = PresenceTable()
+        self.inboxes = MemoryInboxes(inbox, clock)
 
     def attach(self, deliver: DeliverCallback) -> None:
         self._deliver = deliver
@@ -77,9 +101,9 @@ class MemoryBroker:
         """Nothing to do: this broker has no connection to lose."""
 
     @property
-    def direct(self) -> DirectBroker | None:
-        """None: one process holds every session; the hub writes direct messages itself."""
-        return None
+    def direct(self) -> MemoryInboxes:
+        """The users' inboxes, in this process."""
+        return self.inboxes
 
     async def start(self) -> None:
         return None
@@ -87,11 +111,22 @@ class MemoryBroker:
     async def close(self) -> None:
         self._deliver = None
         self._deliver_presence = None
+        self.inboxes.close()
+
+    def set_history_policy(self, policy: HistoryPolicy) -> None:
+        self._policy = policy
 
     def _stream(self, channel: str) -> _Stream:
         stream = self._streams.get(channel)
         if stream is None:
-            stream = _Stream(secrets.token_hex(4), history=deque(maxlen=self.history_size))
+            policy = self._policy
+            bounds = (policy(channel) if policy is not None else None) or self._bounds
+            stream = _Stream(
+                secrets.token_hex(4),
+                bounds,
+                history=deque(maxlen=bounds.size),
+                times=deque(maxlen=bounds.size),
+            )
             self._streams[channel] = stream
             if len(self._streams) > self.max_channels:
                 self._streams.popitem(last=False)
@@ -121,8 +156,11 @@ class MemoryBroker:
             self._seen[channel, idempotency_key] = (expires, message.position)
             if len(self._seen) > self.max_idempotency_keys:
                 self._seen.popitem(last=False)
-        if self.history_size:
+        if stream.bounds.size:
+            now = self._clock.time()
+            stream.trim(now)
             stream.history.append(message)
+            stream.times.append(now)
         if self._deliver is not None:
             self._deliver(message)
         if done is not None:
@@ -155,6 +193,7 @@ class MemoryBroker:
 
     async def history(self, channel: str, since: Position) -> History:
         stream = self._stream(channel)
+        stream.trim(self._clock.time())
         now = Position(stream.epoch, stream.offset)
         if since.epoch != stream.epoch:
             return History(list(stream.history), False, now)

@@ -1,12 +1,12 @@
 """The asyncio client: one `Client` per connection to a pushwire server, over any transport;
 `connect()` makes one. It puts together the parts beside it: the connection loop
 (connection.py), requests (requests.py), subscriptions and their positions
-(subscriptions.py), presence (presence.py) and the inbox (inbox.py).
+(subscriptions.py), direct messages (directs.py), presence (presence.py), the inbox (inbox.py).
 
-Guarantees: messages of one channel arrive in offset order and direct messages in `seq` order,
-each at most once, across reconnections and transport changes (the client resumes its session,
-re-subscribes each channel from the last position it saw, and drops anything it has seen).
-What history could not keep arrives as a `Gap`. Cancelling `recv()` loses no message.
+Guarantees: channel and direct messages arrive in offset order, each at most once, across
+reconnections, transport changes and expired sessions (hellos name the last direct message,
+channels are re-subscribed from their last position); what cannot be recovered is a `Gap`
+with its exact range (channel None: direct messages). Cancelling `recv()` loses no message.
 
 Errors reach the app: a re-subscription, publish or send that fails for a reason that passes
 (`unavailable`, no answer, no connection) is retried with backoff (`retry`); given up, or
@@ -35,7 +35,6 @@ the application reads (or fails with `timeout`): read from a task of its own.
 from __future__ import annotations
 
 import asyncio
-import base64
 import inspect
 import logging
 import secrets
@@ -45,6 +44,7 @@ from types import TracebackType
 from typing import Any, ParamSpec
 
 from .connection import Connection
+from .directs import DirectPosition, message_data
 from .errors import ClientClosed, Failure, Gap, Message, Presence, RequestFailed, Subscription
 from .inbox import Inbox
 from .presence import PresenceEvents, Roster, parse_presence
@@ -87,6 +87,8 @@ class Client:
             from the connection (backpressure, nothing dropped; see the module docstring).
         poll_interval: the `polling` transport's pause after an empty poll.
         ssl_context: for wss://, https:// and tcps:// URLs.
+        inbox_since: an earlier client's `inbox_position` (e.g. kept on disk): the user's
+            direct messages after it come first (or a `Gap`). None: from now on.
         retry: how re-subscriptions, publishes and sends that failed for a retryable reason
             are retried before they are given up (`RetryPolicy`: attempts, backoff).
         on_error: called with each `Failure`, once given up (see the module docstring); an
@@ -112,8 +114,10 @@ class Client:
         ssl_context: ssl.SSLContext | None = None,
         retry: RetryPolicy | None = None,
         on_error: Callable[[Failure], None] | None = None,
+        inbox_since: tuple[str, int] | None = None,
     ) -> None:
         self.request_timeout = request_timeout
+        self._directs = DirectPosition(inbox_since)
         self.retry = retry or RetryPolicy()
         self.on_error = on_error
         self._generation = 0  # connections welcomed so far: a re-subscription is for one
@@ -136,6 +140,7 @@ class Client:
             closed=self._finish,
             token_refresh=token_refresh,
         )
+        self._connection.inbox = self._directs.hello
         self._requests = Requests(self._connection, request_timeout)
         self._refresh = TokenRefresh(self._connection, self._requests)
         self._subscriptions = Subscriptions()
@@ -176,6 +181,11 @@ class Client:
         """When the session's token expires (seconds since the epoch), as the server last
         said (welcome, refreshed); None: never, or no token."""
         return self._connection.expires
+
+    @property
+    def inbox_position(self) -> tuple[str, int] | None:
+        """The (epoch, offset) of the last direct message this client has (`inbox_since`)."""
+        return self._directs.position
 
     @property
     def expired(self) -> list[str]:
@@ -345,7 +355,8 @@ class Client:
         if kind == "message":
             await self._message(envelope, data)
         elif kind == "gap":
-            await self._inbox.put(self._subscriptions.skip(envelope))
+            lost = self._subscriptions if "channel" in envelope else self._directs
+            await self._inbox.put(lost.skip(envelope))
         elif kind == "presence" and "id" not in envelope:  # a snapshot, not an answer
             if envelope["channel"] in self._subscriptions:  # else unsubscribed meanwhile
                 self._roster.snapshot(parse_presence(envelope))
@@ -361,25 +372,18 @@ class Client:
             self._requests.answer(envelope)
 
     async def _message(self, envelope: Envelope, data: bytes | None) -> None:
-        payload: str | bytes
-        if data is not None:
-            payload = data
-        elif "data64" in envelope:
-            payload = base64.b64decode(envelope["data64"])
-        else:
-            payload = envelope.get("data", "")
+        payload = message_data(envelope, data)
         channel = envelope.get("channel")
         if channel is not None:
             epoch, offset = envelope["epoch"], envelope["offset"]
             if self._subscriptions.fresh(channel, epoch, offset):
                 await self._inbox.put(Message(payload, channel, epoch, offset))
             return
-        seq = envelope.get("seq")
-        if isinstance(seq, int) and not self._connection.received(seq):
-            return  # re-sent after a resumption, seen already
-        await self._inbox.put(Message(payload, seq=seq))
+        for item in self._directs.received(payload, envelope):
+            await self._inbox.put(item)
 
     def _connected(self) -> None:
+        self._directs.started(self._connection.welcome.get("inbox"))
         self._generation += 1
         for channel in self._subscriptions.channels():
             task = asyncio.ensure_future(self._resubscribe(channel, self._generation))

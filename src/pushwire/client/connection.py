@@ -3,8 +3,8 @@
 It connects over the first transport that works (from the last one that did), says `hello`
 and waits for `welcome`, reads envelopes and hands them on, and after a drop comes back
 with exponential backoff, resuming the session: `hello` carries the session id, its resume
-secret (from the welcome: the id alone resumes nothing) and the last direct message
-received (`seq`), which it acknowledges as they arrive. It knows nothing of
+secret (from the welcome: the id alone resumes nothing) and the last position of the
+user's direct messages the client has (`inbox`). It knows nothing of
 channels, requests or presence: the client is told when a connection is made (to subscribe
 again), dropped (to fail what waited for an answer) and closed for good.
 
@@ -101,6 +101,8 @@ class Connection:
         self.ssl_context = ssl_context
         #: Session ids the server said were gone when this client came back.
         self.expired: list[str] = []
+        #: The latest welcome (its `inbox`: where the user's direct messages stand).
+        self.welcome: Envelope = {}
         self.session: str | None = None
         # The session's resume secret (from the welcome): resuming needs it.
         self._secret: str | None = None
@@ -113,8 +115,8 @@ class Connection:
         self._reconnected = asyncio.Condition()
         self._transport: ClientTransport | None = None
         self._preferred = 0
-        self._seq = 0  # the last direct message received
-        self._ack_pending = False
+        #: What each hello names as `inbox`: the last direct message the client has.
+        self.inbox: Callable[[], Envelope | None] = lambda: None
         self._ready = asyncio.Event()
         self._send_lock = asyncio.Lock()
         self._reader: asyncio.Task[None] | None = None
@@ -188,20 +190,6 @@ class Connection:
         """Send envelopes from a task of their own; a failure is the reader's to see."""
         self._spawn(self._send_quietly(items))
 
-    def received(self, seq: int) -> bool:
-        """Whether direct message `seq` is new (not re-sent after a resumption); if so it
-        is acknowledged."""
-        if seq <= self._seq:
-            return False
-        self._seq = seq
-        transport = self._transport
-        if transport is not None and transport.piggybacks_ack:
-            transport.ack = self._seq  # rides on the next poll
-        elif not self._ack_pending:
-            self._ack_pending = True
-            asyncio.get_running_loop().call_soon(self._send_ack)
-        return True
-
     async def wait_reconnected(self, timeout: float | None = None) -> None:
         """Until the connection has come back after the next drop (or `timeout` passes)."""
         async with self._reconnected:
@@ -243,8 +231,10 @@ class Connection:
             "token": self.token,
             "session": self.session,
             "resume": self._secret,
-            "ack": self._seq,
         }
+        inbox = self.inbox()
+        if inbox is not None:
+            hello["inbox"] = inbox
         try:
             await transport.open(hello, self.connect_timeout)
             welcome = await asyncio.wait_for(self._welcome(transport), self.connect_timeout)
@@ -254,7 +244,7 @@ class Connection:
             raise
         if welcome.get("expired") is not None:
             self.expired.append(welcome["expired"])
-            self._seq = 0  # a new session counts direct messages from 1 again
+        self.welcome = welcome
         self.session = welcome["session"]
         secret = welcome.get("resume")
         self._secret = secret if isinstance(secret, str) else None
@@ -262,7 +252,6 @@ class Connection:
         expires = welcome.get("expires")
         self.expires = float(expires) if isinstance(expires, int | float) else None
         self._transport = transport
-        transport.ack = self._seq
         self._ready.set()
         self._connected()
 
@@ -376,10 +365,6 @@ class Connection:
         self._on_closed(closed)
 
     # -- background sends ----------------------------------------------------------------------
-
-    def _send_ack(self) -> None:
-        self._ack_pending = False
-        self.send_soon([({"type": "ack", "seq": self._seq}, None)])
 
     async def _send_quietly(self, items: list[Item]) -> None:
         with contextlib.suppress(RequestFailed):

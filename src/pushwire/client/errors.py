@@ -77,13 +77,13 @@ class ConnectionLost(ClientError):
 @dataclass(frozen=True, slots=True)
 class Message:
     """A message: `str` data is text, `bytes` binary. Channel messages carry `channel`,
-    `epoch` and `offset`; direct messages carry `seq`."""
+    `epoch` and `offset`; direct messages to the user carry `epoch` and `offset`, their place
+    in the user's inbox (`channel` None); an echo carries neither."""
 
     data: str | bytes
     channel: str | None = None
     epoch: str | None = None
     offset: int | None = None
-    seq: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,10 +138,11 @@ class Leave:
 
 @dataclass(frozen=True, slots=True)
 class Gap:
-    """History could not reach back: channel messages after `from_epoch:from_offset` up to
-    and including `to_epoch:to_offset` are lost (docs/protocol.md, "gap")."""
+    """History could not reach back: the messages after `from_epoch:from_offset` up to and
+    including `to_epoch:to_offset` are lost (docs/protocol.md, "gap"): of `channel`, or, when
+    it is None, the user's direct messages (its inbox no longer held them)."""
 
-    channel: str
+    channel: str | None
     from_epoch: str
     from_offset: int
     to_epoch: str

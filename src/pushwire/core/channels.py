@@ -34,7 +34,7 @@ from .identity import check_channel
 from .presence import Presence
 from .sessions import Session
 from .tasks import BackgroundTasks, log_failure
-from .transport import Framing, Transport
+from .transport import Framing, Transport, write_failed
 
 __all__ = ["MAX_BATCH_BYTES", "Channels", "HubStats"]
 
@@ -324,7 +324,10 @@ class Channels:
                 stats.frames_encoded += len(messages)
                 stats.deliveries += len(members) * len(messages)
                 for transport in members.values():
-                    transport.write(frame)
+                    try:
+                        transport.write(frame)
+                    except Exception:
+                        write_failed(transport)
 
     # -- recovery ---------------------------------------------------------------------------
 
@@ -368,4 +371,7 @@ class Channels:
         for framing, members in state.members.items():
             frame = framing.frame_control(gap)
             for transport in members.values():
-                transport.write(frame)
+                try:
+                    transport.write(frame)
+                except Exception:
+                    write_failed(transport)

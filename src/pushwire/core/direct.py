@@ -1,73 +1,79 @@
-"""Direct messages: to every session of a user, or to one session, kept until acknowledged.
+"""Direct messages: each user's inbox, written to the user's sessions and recovered by position.
 
-With the in-memory broker the hub writes them to the user's sessions itself, at once. With a
-broker that spans processes (`DirectBroker`), a direct message is published once through the
-broker, and each process that holds a session of the user (this one too) receives it and
-writes it to its own sessions: this process listens to a user from the opening of the user's
-first session here until its last one ends.
+A direct message to a user is stored in the user's inbox by the broker (`DirectBroker`): it
+gets the next position (epoch, offset) there, and every process holding a session of the
+user receives it and writes it to those sessions (this process listens to a user from the
+opening of the user's first session here until its last one ends). Nothing is kept per
+session: a session that was away (dropped, expired, another device, a user offline) names
+the last position it has and gets the rest from the inbox (`recover`), or a `gap` with the
+exact range the inbox no longer holds, like a channel's subscriber.
 
-A session handed over from another process is adopted here while the user's direct messages
-keep flowing: those that arrive meanwhile are kept (`begin_adoption`) for the adopted session.
+Delivery is isolated: one session's failure is logged and closes that session's connection
+(1011, the client comes back and recovers from its position); the user's other sessions get
+the message all the same.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Callable
+from dataclasses import dataclass
 
-from ..broker.base import DirectBroker
+from ..broker.base import DirectBroker, DirectSent, History
 from ..config import Config
-from ..errors import SessionOverflow
-from ..message import Data
+from ..errors import PushwireError
+from ..message import Data, Message, Position
 from .sessions import Session
 from .tasks import BackgroundTasks, log_failure, settling
+from .transport import write_failed
 
-__all__ = ["DirectMessages"]
+__all__ = ["DirectMessages", "Recovery"]
 
 log = logging.getLogger("pushwire.hub")
 
 
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """What `DirectMessages.read` found for a session: the client's position (`since`),
+    where the inbox stands (`position`) and what it holds after `since` (`history`)."""
+
+    since: Position | None
+    position: Position
+    history: History | None
+
+
 class DirectMessages:
-    """The sessions of each user here, and the direct messages written to them.
+    """The sessions of each user here, the direct messages written to them, their recovery.
 
     Args:
-        config: `max_unacked` (also the bound of a hand-over's buffer).
-        direct: the broker's direct-message part when it spans processes (its delivery
-            callback is wired to `deliver`); None: one process, written here at once.
+        config: `inbox_size` (also the bound of what waits for a recovery to end).
+        direct: the broker's inboxes (its delivery callback is wired to `deliver`).
         tasks: runs the broker's unlistens.
-        close_session: ends a session for good (the session lifecycle's `close`), for a
-            session over its unacknowledged bounds.
     """
 
-    def __init__(
-        self,
-        config: Config,
-        direct: DirectBroker | None,
-        tasks: BackgroundTasks,
-        close_session: Callable[[Session, int, str], None],
-    ) -> None:
+    def __init__(self, config: Config, direct: DirectBroker, tasks: BackgroundTasks) -> None:
         self._config = config
         self._direct = direct
+        self._spans = direct.spans_processes
         self._tasks = tasks
-        self._close_session = close_session
         self._users: dict[str, dict[Session, None]] = {}
-        # Users whose direct messages this process listens to (DirectBroker only): done once
-        # the broker confirmed it.
+        # Users whose direct messages this process listens to (brokers spanning processes
+        # only): done once the broker confirmed it.
         self._listening: dict[str, asyncio.Future[None]] = {}
-        # Direct messages that arrived for users whose session is being handed over to here.
-        self._adopting: dict[str, list[list[tuple[str, Data]]]] = {}
 
     # -- the users' sessions ----------------------------------------------------------------
 
     def add(self, session: Session) -> None:
-        """A session opened here: it gets its user's direct messages from now on."""
+        """A session opened here: it gets its user's direct messages from now on. A
+        resumable session gets them once its inbox is recovered (`recover`: the welcome and
+        what the client missed come first); until then they wait."""
         user = session.user
         if user is None:
             return
+        if session.resumable:
+            session.inbox_pending = []
         self._users.setdefault(user, {})[session] = None
-        if self._direct is not None and user not in self._listening:
+        if self._spans and user not in self._listening:
             self._listen(user)
 
     def remove(self, session: Session) -> None:
@@ -88,7 +94,7 @@ class DirectMessages:
         before a session of `user` opens here and is told so: a direct message sent after that
         reaches it. Nothing to do with the in-memory broker. Pair with opening a session (or
         adopting one) without awaiting in between, or with `release_user` if none opens."""
-        if user is None or self._direct is None:
+        if user is None or not self._spans:
             return
         ready = self._listening.get(user)
         if ready is None:
@@ -97,100 +103,225 @@ class DirectMessages:
 
     def release_user(self, user: str) -> None:
         """Stop listening to `user` when no session of it is left here."""
-        if user in self._users or self._direct is None:
+        if user in self._users or not self._spans:
             return
         if self._listening.pop(user, None) is not None:
             self._tasks.run(self._direct.unlisten_user(user))
 
     def _listen(self, user: str) -> asyncio.Future[None]:
-        assert self._direct is not None
         ready = self._listening[user] = asyncio.ensure_future(self._direct.listen_user(user))
         ready.add_done_callback(log_failure)
         return ready
 
+    def sessions_here(self, user: str) -> int:
+        """How many sessions of `user` this process holds."""
+        sessions = self._users.get(user)
+        return len(sessions) if sessions else 0
+
     # -- sending ----------------------------------------------------------------------------
 
     def send(self, user: str, data: Data) -> int:
-        """Send a direct message to every session of `user`, in this process and, with a broker
-        that spans processes, on every node; returns how many sessions of this process get it.
+        """Store a direct message in `user`'s inbox and send it to every session of the user
+        on every node, without waiting; returns how many sessions of this process get it.
 
-        In-memory broker: written at once, and the count is every session of the user. A
-        broker spanning processes: published for every node without waiting (failures are
-        logged; `send_everywhere` reports them); this process's sessions get it when it comes
-        back from the broker.
+        In-memory broker: written at once. A broker spanning processes: stored and published
+        without waiting (failures are logged; `send_everywhere` reports them); this process's
+        sessions get it when it comes back from the broker.
         """
         sessions = self._users.get(user)
-        direct = self._direct
-        if direct is not None:
-            direct.send_direct(user, data)
-            return len(sessions) if sessions else 0
-        if not sessions:
-            return 0
-        for session in list(sessions):
-            self.send_to_session(session, data)
-        return len(sessions)
+        count = len(sessions) if sessions else 0
+        self._direct.send_direct(user, data)
+        return count
 
-    async def send_everywhere(self, user: str, data: Data) -> int:
-        """Send a direct message to every session of `user` on every node; returns how many
-        processes received it (in-memory broker: 1 when the user has a session here, else 0).
+    async def send_everywhere(self, user: str, data: Data) -> DirectSent:
+        """Store a direct message in `user`'s inbox and send it to every session of the user
+        on every node; returns it with its position and how many processes received it live
+        (in-memory broker: 1 when the user has a session here, else 0).
 
         Raises:
             Unavailable: the broker cannot take it now (nobody got it, or in the rare case of
                 a connection lost after the broker took it, maybe some did).
         """
-        direct = self._direct
-        if direct is None:
-            return 1 if self.send(user, data) else 0
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        direct.send_direct(user, data, settling(future))
+        if not self._spans:
+            # One process: stored and delivered inside send_direct, nothing to wait for.
+            here = user in self._users
+            outcome: list[DirectSent | PushwireError] = []
+            self._direct.send_direct(user, data, outcome.append)
+            result = outcome[0]
+            if isinstance(result, PushwireError):
+                raise result
+            return DirectSent(result.message, 1 if here else 0)
+        future: asyncio.Future[DirectSent] = asyncio.get_running_loop().create_future()
+        self._direct.send_direct(user, data, settling(future))
         return await future
 
-    def send_to_session(self, session: Session, data: Data) -> None:
-        """A direct message to one session; a session over its unacknowledged bounds is closed
-        with 4003 (its client reconnects as a new session and is told so)."""
-        try:
-            session.send(data)
-        except SessionOverflow as exc:
-            log.info("session %s overflowed: %s", session.public_id, exc)
-            reason = str(exc)
-            transport = session.transport
-            if transport is not None:
-                error = {"type": "error", "code": "overflow", "message": reason}
-                transport.write(transport.framing.frame_control(error))
-                transport.close(4003, "unacknowledged messages over the bound")
-            self._close_session(session, 4003, reason)
-
-    def deliver(self, user: str, message_id: str, data: Data) -> None:
-        """The broker hands over a direct message to `user`: to each session of it here (and
-        to the sessions being handed over to here)."""
-        for arrived in self._adopting.get(user, ()):
-            if len(arrived) < self._config.max_unacked:
-                arrived.append((message_id, data))
-            else:
-                log.warning("direct message to %r dropped: hand-over buffer full", user)
+    def deliver(self, user: str, message: Message) -> None:
+        """The broker hands over a direct message to `user`: to each session of it here.
+        One session's failure does not keep it from the others."""
         sessions = self._users.get(user)
         if not sessions:
             return  # its last session here ended while the message was on its way
         for session in list(sessions):
-            self.send_to_session(session, data)
-            session.last_direct = message_id
+            pending = session.inbox_pending
+            if pending is not None:
+                self._hold(session, pending, message)
+                continue
+            try:
+                session.write_direct(message)
+            except Exception:
+                transport = session.transport
+                if transport is not None:
+                    write_failed(transport)
 
-    # -- hand-overs -------------------------------------------------------------------------
-
-    def begin_adoption(self, user: str) -> list[tuple[str, Data]]:
-        """Keep the direct messages to `user` arriving from now on (the user is listened to:
-        `prepare_user`) in the list returned, for `SessionLifecycle.adopt`; `end_adoption`
-        stops it. At most `max_unacked` are kept."""
-        arrived: list[tuple[str, Data]] = []
-        self._adopting.setdefault(user, []).append(arrived)
-        return arrived
-
-    def end_adoption(self, user: str, arrived: list[tuple[str, Data]]) -> None:
-        """Stop keeping direct messages to `user` in `arrived` (from `begin_adoption`)."""
-        lists = self._adopting.get(user)
-        if lists is None:
+    def _hold(self, session: Session, pending: list[Message], message: Message) -> None:
+        """Keep `message` for a session whose inbox is being recovered, within a bound."""
+        if len(pending) < max(self._config.inbox_size, 1):
+            pending.append(message)
             return
-        with contextlib.suppress(ValueError):
-            lists.remove(arrived)
-        if not lists:
-            del self._adopting[user]
+        # Its client comes back and recovers from the last position it has: nothing lost.
+        log.info("session %s: too many direct messages during its recovery", session.public_id)
+        session.inbox_pending = None
+        self._fail(session, 4000, "too many direct messages during recovery: reconnect")
+
+    @staticmethod
+    def _fail(session: Session, code: int = 1011, reason: str = "internal error") -> None:
+        transport = session.transport
+        if transport is None:
+            return
+        try:
+            transport.close(code, reason)
+        except Exception:
+            log.exception("closing session %s failed", session.public_id)
+
+    # -- recovery ---------------------------------------------------------------------------
+
+    async def read(self, session: Session, since: Position | None) -> Recovery:
+        """Before the welcome of `session` (its direct messages wait meanwhile): where its
+        user's inbox stands, and what it holds after `since` (the last position the client
+        has; None: nothing to replay). Pair with `replay` right after the welcome, without
+        awaiting in between.
+
+        Raises:
+            Unavailable: the broker cannot answer (the hello is refused: the client comes
+                back and asks again).
+        """
+        user = session.user
+        assert user is not None
+        if since is None:
+            return Recovery(None, await self._direct.inbox_position(user), None)
+        history = await self._direct.inbox_history(user, since)
+        return Recovery(since, history.position, history)
+
+    def start(self, session: Session, recovery: Recovery) -> Position:
+        """The position the welcome names as `inbox`: where the client stands once the
+        recovery is written. Without a position of its own, where the inbox stood, or just
+        before the first direct message that arrived while it was read."""
+        if recovery.since is not None:
+            return recovery.since
+        position = recovery.position
+        pending = session.inbox_pending
+        if pending:
+            earliest = pending[0]
+            if earliest.epoch == position.epoch and earliest.offset <= position.offset:
+                return Position(position.epoch, earliest.offset - 1)
+        return position
+
+    def replay(self, session: Session, recovery: Recovery) -> None:
+        """Right after the welcome: what the inbox holds after the client's position, or a
+        `gap` first for what it no longer holds, then the live direct messages that waited
+        (each once: those it has are not written again)."""
+        start = self.start(session, recovery)
+        session.inbox_epoch, session.inbox_offset = start.epoch, start.offset
+        if recovery.history is not None and recovery.since is not None:
+            self._replay(session, recovery.since, recovery.history)
+        pending, session.inbox_pending = session.inbox_pending, None
+        for message in pending or ():
+            session.write_direct(message)
+
+    def recover_later(self, session: Session, since: Position | None) -> None:
+        """The inbox could not be read for the welcome: read it again, with backoff (0.1 s
+        doubling to 5 s), while the session stays on its connection; then `replay`. Live
+        direct messages wait meanwhile (bounded: `inbox_size`, then close 4000)."""
+        self._tasks.run(self._retry(session, session.transport, since))
+
+    async def _retry(self, session: Session, transport: object, since: Position | None) -> None:
+        delay = 0.1
+        while True:
+            await asyncio.sleep(delay)
+            if session.transport is not transport or session.closed:
+                return  # gone, or resumed elsewhere: that connection recovers
+            if session.inbox_pending is None:
+                return  # closed for too many waiting messages: its client comes back
+            try:
+                recovery = await self.read(session, since)
+            except PushwireError as exc:
+                log.debug("inbox of session %s still unavailable: %s", session.public_id, exc)
+                delay = min(delay * 2, 5.0)
+                continue
+            if session.transport is transport and not session.closed:
+                self.replay(session, recovery)
+            return
+
+    async def recover(self, session: Session, since: Position | None) -> Position | None:
+        """`read`, then `replay` at once (a session resuming without a welcome to write, or
+        a test); returns the position a welcome would name (None: no user, no inbox)."""
+        if session.user is None:
+            session.inbox_pending = None
+            return None
+        recovery = await self.read(session, since)
+        start = self.start(session, recovery)
+        self.replay(session, recovery)
+        return start
+
+    @staticmethod
+    def _replay(session: Session, since: Position, history: History) -> None:
+        """Write what `history` holds after `since` to `session`, a `gap` first for what it
+        no longer holds (messages the session has already are not written again)."""
+        transport = session.transport
+        assert transport is not None
+        position = history.position
+        if session.inbox_epoch != since.epoch or session.inbox_offset > since.offset:
+            session.inbox_epoch, session.inbox_offset = since.epoch, since.offset
+        if not history.complete:
+            first = history.messages[0].offset if history.messages else position.offset + 1
+            gap = {
+                "type": "gap",
+                "from": {"epoch": since.epoch, "offset": since.offset},
+                "to": {"epoch": position.epoch, "offset": first - 1},
+            }
+            transport.write(transport.framing.frame_control(gap))
+            session.inbox_epoch, session.inbox_offset = position.epoch, first - 1
+        for message in history.messages:
+            session.write_direct(message)
+
+    async def catch_up(self) -> None:
+        """After the broker lost its connection and restored it: the direct messages this
+        process's sessions may have missed meanwhile (they were not received live), from
+        each user's inbox after the last one each session got, or a `gap`. A session whose
+        inbox cannot be read is closed with 4000: its client comes back and recovers."""
+        for user, sessions in list(self._users.items()):
+            for session in list(sessions):
+                transport = session.transport
+                epoch = session.inbox_epoch
+                if transport is None or session.inbox_pending is not None or epoch is None:
+                    continue  # away, or being recovered already
+                since = Position(epoch, session.inbox_offset)
+                session.inbox_pending = []  # live ones wait for the replay
+                try:
+                    history: History | None = await self._direct.inbox_history(user, since)
+                except PushwireError as exc:
+                    log.warning("cannot recover direct messages of %r: %s", user, exc)
+                    history = None
+                if session.transport is not transport or session.closed:
+                    continue  # resumed on another connection meanwhile: that one recovers
+                pending, session.inbox_pending = session.inbox_pending, None
+                try:
+                    if history is None:
+                        self._fail(session, 4000, "inbox unavailable: reconnect")
+                        continue
+                    self._replay(session, since, history)
+                    for message in pending or ():
+                        session.write_direct(message)
+                except Exception:
+                    log.exception("recovering session %s failed", session.public_id)
+                    self._fail(session)

@@ -21,7 +21,8 @@ from typing import Any, TypeVar
 
 from ..auth.namespaces import AUTHENTICATED, OPEN, Namespace, Namespaces
 from ..auth.tokens import TokenVerifier
-from ..broker.base import Broker, DirectBroker
+from ..broker.base import Broker, DirectBroker, DirectSent
+from ..broker.inbox import InboxLimits
 from ..broker.memory import MemoryBroker
 from ..clock import LOOP_CLOCK, Clock
 from ..config import Config
@@ -91,12 +92,16 @@ class Hub:
         self.clock = clock
         self.broker: Broker = broker or MemoryBroker(
             config.history_size,
+            history_ttl=config.history_ttl,
             idempotency_ttl=config.idempotency_ttl,
             max_idempotency_keys=config.max_idempotency_keys,
+            inbox=InboxLimits(
+                config.inbox_size, config.inbox_bytes, config.inbox_ttl, config.max_inboxes
+            ),
             clock=clock,
         )
-        #: The broker's direct-message part when it spans processes (None: in-memory).
-        self.direct: DirectBroker | None = self.broker.direct
+        #: The users' inboxes: where direct messages get their positions and are kept.
+        self.direct: DirectBroker = self.broker.direct
         #: Fetches sessions held by other processes on resumption (None: one process).
         self.migration: SessionMigration | None = None
         self.stats = HubStats()
@@ -115,11 +120,18 @@ class Hub:
         rules = None
         if namespaces is not None:
             authenticating = tokens is not None or (proxy is not None and proxy.connects)
-            rules = Namespaces(namespaces, AUTHENTICATED if authenticating else OPEN)
+            rules = Namespaces(
+                namespaces,
+                AUTHENTICATED if authenticating else OPEN,
+                history_size=config.history_size,
+                history_ttl=config.history_ttl,
+            )
+            # A namespace may keep more or less history than the server's default.
+            self.broker.set_history_policy(rules.history_bounds)
         self.access = Access(config, clock, tokens=tokens, namespaces=rules, proxy=proxy)
         self._presence = Presence(self.broker, config)
         self.channels = Channels(self.broker, config, self._presence, self.stats, tasks)
-        self.direct_messages = DirectMessages(config, self.direct, tasks, self.close_session)
+        self.direct_messages = DirectMessages(config, self.direct, tasks)
         self.lifecycle = SessionLifecycle(
             store if store is not None else MemorySessionStore(),
             config,
@@ -137,8 +149,7 @@ class Hub:
 
         self.broker.attach(self.channels.deliver)
         self.broker.attach_presence(self._presence.event)
-        if self.direct is not None:
-            self.direct.attach_direct(self.direct_messages.deliver)
+        self.direct.attach_direct(self.direct_messages.deliver)
         # A broker that can lose its connection says which channels may have gaps.
         self.broker.attach_resubscribed(self._resubscribed)
 
@@ -252,16 +263,17 @@ class Hub:
     @property
     def spans_nodes(self) -> bool:
         """Whether the broker reaches other processes with direct messages (Redis)."""
-        return self.direct is not None
+        return self.direct.spans_processes
 
     def send(self, user: str, data: Data) -> int:
         """Send a direct message to every session of `user`; returns how many sessions of
         this process get it (see `DirectMessages.send`)."""
         return self.direct_messages.send(user, data)
 
-    async def send_everywhere(self, user: str, data: Data) -> int:
-        """Send a direct message to every session of `user` on every node; returns how many
-        processes received it (see `DirectMessages.send_everywhere`).
+    async def send_everywhere(self, user: str, data: Data) -> DirectSent:
+        """Store a direct message in `user`'s inbox and send it to every session of the user
+        on every node; returns it with its inbox position and how many processes received
+        it (see `DirectMessages.send_everywhere`).
 
         Raises:
             Unavailable: the broker cannot take it now.
@@ -296,3 +308,5 @@ class Hub:
     def _resubscribed(self, channels: frozenset[str]) -> None:
         self._tasks.run(self.channels.recover(channels))
         self._tasks.run(self._presence.resnapshot(channels))
+        # The users' direct messages published meanwhile did not come live either.
+        self._tasks.run(self.direct_messages.catch_up())

@@ -9,13 +9,11 @@ it ends for good.
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from ..clock import Clock
 from ..config import Config
-from ..message import Data
 from .channels import Channels
 from .direct import DirectMessages
 from .expiry import TokenExpiry
@@ -33,7 +31,7 @@ class SessionLifecycle:
 
     Args:
         store: where sessions are kept between connections (read as `Hub.sessions`).
-        config: `session_grace`, `max_unacked`, `max_unacked_bytes`.
+        config: `session_grace`.
         clock: times a detached session's grace.
         channels: sessions leave their channels when detached or closed.
         direct_messages: a session gets its user's direct messages while open.
@@ -75,18 +73,16 @@ class SessionLifecycle:
         endpoint: str = "",
         secret: str | None = None,
     ) -> Session:
-        """A new session attached to `transport`. `resumable` sessions (pushwire.v1) keep
-        unacknowledged direct messages and survive `session_grace` seconds detached.
+        """A new session attached to `transport`. `resumable` sessions (pushwire.v1) survive
+        `session_grace` seconds detached; their user's direct messages wait for
+        `DirectMessages.recover` (after the welcome).
         `endpoint`: the key of the endpoint opening it, the only one that may resume it.
         `secret`: its resume secret (a new random one when None)."""
-        config = self._config
         session = Session(
             transport,
             user,
             info,
             resumable=resumable,
-            max_unacked=config.max_unacked,
-            max_unacked_bytes=config.max_unacked_bytes,
             session_id=self.new_session_id(),
             endpoint=endpoint,
             secret=secret,
@@ -139,7 +135,8 @@ class SessionLifecycle:
         one naming an unknown session, and the session it named is not touched.
 
         A session still attached elsewhere is taken over: its old connection is closed 4004.
-        Unacknowledged direct messages are written again.
+        Direct messages wait for `DirectMessages.recover` (after the welcome), which replays
+        what the client missed from the user's inbox.
         """
         session = self.claim(session_id, secret, endpoint)
         if session is None:
@@ -153,6 +150,7 @@ class SessionLifecycle:
             session.transport = None
             old.close(4004, "session resumed on another connection")
         session.transport = transport
+        session.inbox_pending = [] if session.user is not None else None
         return session
 
     def hand_over(self, session: Session) -> None:
@@ -171,11 +169,6 @@ class SessionLifecycle:
         transport: Transport,
         user: str | None,
         info: Mapping[str, Any],
-        seq: int,
-        acked: int,
-        unacked: Iterable[tuple[int, Data]],
-        last_direct: str | None = None,
-        arrived: list[tuple[str, Data]] | None = None,
         *,
         endpoint: str = "",
         secret: str | None = None,
@@ -183,31 +176,12 @@ class SessionLifecycle:
         token_expires: float | None = None,
     ) -> Session:
         """A session handed over by another process, attached to `transport` here (under a
-        new id): its direct-message count, the messages not acknowledged yet, its endpoint,
-        its resume secret, its token's grants and expiry carry on.
-
-        `arrived` (from `DirectMessages.begin_adoption`): the direct messages to the user this
-        process got during the hand-over; those after `last_direct`, the last one the old
-        process gave the session (all of them when it is not among them), are added as
-        unacknowledged: `resend_unacked` writes them after the welcome. A session that
-        overflows is closed.
-        """
+        new id): its user, info, endpoint, resume secret, its token's grants and expiry carry
+        on. Its direct messages need nothing carried: the client names the last position it
+        has in its user's inbox, and `DirectMessages.recover` replays the rest here."""
         session = self.open(transport, user, info, resumable=True, endpoint=endpoint, secret=secret)
         session.grants = grants
         self.expiry.watch(session, token_expires)
-        session.seq, session.acked = seq, acked
-        kept = session.unacked = deque(unacked)
-        session.unacked_bytes = sum(len(data) for _, data in kept)
-        session.last_direct = last_direct
-        if arrived:
-            ids = [message_id for message_id, _ in arrived]
-            start = ids.index(last_direct) + 1 if last_direct in ids else 0
-            session.transport = None  # kept, not written: the welcome goes first
-            for message_id, data in arrived[start:]:
-                self._direct_messages.send_to_session(session, data)
-                session.last_direct = message_id
-            if not session.closed:
-                session.transport = transport
         return session
 
     def close(self, session: Session, code: int, reason: str) -> None:

@@ -24,7 +24,7 @@ from ..errors import PushwireError
 from ..presence import PresenceEvent, PresenceSnapshot, encode_entry
 from .identity import check_channel
 from .sessions import Session
-from .transport import Framing, Transport
+from .transport import Framing, Transport, write_failed
 
 __all__ = ["Presence", "event_fields", "snapshot_fields"]
 
@@ -180,13 +180,16 @@ class Presence:
                 ]
                 joined[framing] = b"".join(frame for _, frame in framed)
             seen = skip.get(session)
-            if seen is None:
-                transport.write(joined[framing])
-                continue
-            fresh = [frame for version, frame in framed if version > seen]
-            if fresh:
-                del skip[session]  # past its snapshot: every later event is news to it
-                transport.write(b"".join(fresh))
+            try:
+                if seen is None:
+                    transport.write(joined[framing])
+                    continue
+                fresh = [frame for version, frame in framed if version > seen]
+                if fresh:
+                    del skip[session]  # past its snapshot: every later event is news to it
+                    transport.write(b"".join(fresh))
+            except Exception:
+                write_failed(transport)
 
 
 def snapshot_fields(snapshot: PresenceSnapshot) -> dict[str, Any]:

@@ -1,10 +1,11 @@
 """One client as the hub knows it, whatever transport carries it, across reconnections.
 
 A session outlives its connections for `session_grace` seconds: a client that reconnects
-(on the same transport or another) with the session id resumes it. What it may have missed:
+(on the same transport or another) with the session id resumes it. What it may have missed
+is recovered by position, never kept per session:
 
-- direct messages carry a per-session `seq`; those the client has not acknowledged are kept
-  (bounded by `max_unacked` messages and `max_unacked_bytes`) and re-sent on resumption;
+- direct messages carry their place in the user's inbox (epoch, offset), kept by the broker;
+  the client says where it stopped and the hub replays the rest from the inbox;
 - channel messages carry the channel's offset; the client says where it stopped and the hub
   replays them from channel history, so fan-out never keeps per-session copies.
 """
@@ -14,14 +15,12 @@ from __future__ import annotations
 import hmac
 import secrets
 from abc import abstractmethod
-from collections import deque
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Protocol
 
 from ..clock import Timer
-from ..errors import SessionOverflow
-from ..message import Data
+from ..message import Data, Message
 from .transport import Transport
 
 __all__ = [
@@ -54,11 +53,11 @@ def new_public_id() -> str:
 
 
 class Session:
-    """A client: id, user, channels, and the direct messages it has not acknowledged.
+    """A client: id, user, channels, and where it stands in its user's inbox.
 
     `transport` is None while the client is between connections. `resumable` sessions
-    (pushwire.v1) keep unacknowledged direct messages; raw-mode sessions cannot acknowledge
-    and keep nothing. `info` is what the app's connect handler attached: public, it is shown
+    (pushwire.v1) survive a drop for `session_grace`; raw-mode sessions end with their
+    connection. `info` is what the app's connect handler attached: public, it is shown
     to the other members of the session's channels (presence). `public_id` names the session
     in presence; the session `id` is a credential (it resumes the session) and is never shown
     to anybody else. `present` are the channels where the session is a presence member.
@@ -69,7 +68,6 @@ class Session:
     """
 
     __slots__ = (
-        "acked",
         "channels",
         "closed",
         "endpoint",
@@ -77,20 +75,17 @@ class Session:
         "forwarded",
         "grants",
         "id",
+        "inbox_epoch",
+        "inbox_offset",
+        "inbox_pending",
         "info",
-        "last_direct",
-        "max_unacked",
-        "max_unacked_bytes",
         "present",
         "public_id",
         "resumable",
         "secret",
-        "seq",
         "token_due",
         "token_expires",
         "transport",
-        "unacked",
-        "unacked_bytes",
         "user",
     )
 
@@ -101,8 +96,6 @@ class Session:
         info: Mapping[str, Any] | None = None,
         *,
         resumable: bool = False,
-        max_unacked: int = 1000,
-        max_unacked_bytes: int = 1024 * 1024,
         session_id: str | None = None,
         endpoint: str = "",
         secret: str | None = None,
@@ -116,19 +109,17 @@ class Session:
         self.info: Mapping[str, Any] = info or {}
         self.transport = transport
         self.channels: set[str] = set()
-        self.seq = 0
-        self.acked = 0
         self.resumable = resumable
-        # Allocated on the first direct message: most sessions never get one.
-        self.unacked: deque[tuple[int, Data]] | None = None
-        self.unacked_bytes = 0
-        self.max_unacked = max_unacked
-        self.max_unacked_bytes = max_unacked_bytes
         self.closed = False
         self.expiry: Timer | None = None  # the grace timer while detached
-        #: The id of the last direct message that came through a broker spanning processes
-        #: (a hand-over starts from it on the new node).
-        self.last_direct: str | None = None
+        #: The position in the user's inbox of the last direct message written to the
+        #: session's connection (None: none yet): a message at or before it is not written
+        #: twice (a recovery and live delivery overlap).
+        self.inbox_epoch: str | None = None
+        self.inbox_offset = 0
+        #: Direct messages that arrived while the session's inbox is being recovered
+        #: (`DirectMessages.recover`), written after what the inbox replays; None otherwise.
+        self.inbox_pending: list[Message] | None = None
         #: Channels the client's token lets it read whatever their rule (its `channels`
         #: claim), and when the token expires (seconds since the epoch; None: never), set
         #: through `TokenExpiry.watch`, which keeps `token_due`: the same time on the hub's
@@ -146,49 +137,24 @@ class Session:
             secret.encode(), self.secret.encode()
         )
 
-    def send(self, data: Data) -> None:
-        """Send a direct message to this session alone (kept until acknowledged).
-
-        Raises:
-            SessionOverflow: the unacknowledged messages went over a bound.
-        """
-        if self.closed:
-            return
-        self.seq += 1
-        if self.resumable:
-            unacked = self.unacked
-            if unacked is None:
-                unacked = self.unacked = deque()
-            unacked.append((self.seq, data))
-            self.unacked_bytes += len(data)
-            if len(unacked) > self.max_unacked or self.unacked_bytes > self.max_unacked_bytes:
-                raise SessionOverflow(
-                    f"unacknowledged messages over the bound ({len(unacked)} messages, "
-                    f"{self.unacked_bytes} bytes; limits {self.max_unacked}, "
-                    f"{self.max_unacked_bytes})"
-                )
+    def reply(self, data: Data) -> None:
+        """A message to this session alone, on its connection now (an echo): not kept, like
+        the answer to a request."""
         transport = self.transport
-        if transport is not None:
-            transport.write(transport.framing.frame_direct(self.seq, data))
+        if transport is not None and not self.closed:
+            transport.write(transport.framing.frame_direct(data))
 
-    def ack(self, seq: int) -> None:
-        """The client has every direct message up to `seq` (cumulative)."""
-        if seq <= self.acked:
-            return
-        self.acked = min(seq, self.seq)
-        unacked = self.unacked
-        if unacked is None:
-            return
-        while unacked and unacked[0][0] <= self.acked:
-            self.unacked_bytes -= len(unacked.popleft()[1])
-
-    def resend_unacked(self) -> None:
-        """Write every unacknowledged direct message again (after a resumption)."""
+    def write_direct(self, message: Message) -> None:
+        """Write a direct message of the user's inbox unless the session has it already
+        (at or before the last one written, in the same epoch), or is between connections
+        (it recovers it from the inbox when it comes back)."""
         transport = self.transport
-        if transport is None or self.unacked is None:
+        if transport is None or self.closed:
             return
-        for seq, data in self.unacked:
-            transport.write(transport.framing.frame_direct(seq, data))
+        if self.inbox_epoch == message.epoch and message.offset <= self.inbox_offset:
+            return
+        self.inbox_epoch, self.inbox_offset = message.epoch, message.offset
+        transport.write(transport.framing.frame_direct(message.data, message.epoch, message.offset))
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the session's connection; the hub forgets it when the transport reports it."""

@@ -10,12 +10,15 @@ What a client sends goes the other way: the transport hands each application fra
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable
 from typing import Any, Protocol
 
 from ..message import Data, Message
 
-__all__ = ["Framing", "Receiver", "Transport"]
+__all__ = ["Framing", "Receiver", "Transport", "write_failed"]
+
+log = logging.getLogger("pushwire.hub")
 
 
 class Framing(Protocol):
@@ -24,8 +27,9 @@ class Framing(Protocol):
     def frame_message(self, message: Message) -> bytes:
         """A channel message."""
 
-    def frame_direct(self, seq: int, data: Data) -> bytes:
-        """A direct message to one session (`seq` counts per session)."""
+    def frame_direct(self, data: Data, epoch: str | None = None, offset: int = 0) -> bytes:
+        """A direct message: from its user's inbox, at `epoch:offset`; without an `epoch`,
+        a message to one session only (an echo)."""
 
     def frame_control(self, fields: dict[str, Any]) -> bytes:
         """A control envelope (welcome, replies, errors) without application data; b"" when
@@ -61,3 +65,14 @@ class Transport(Protocol):
 
     def close(self, code: int, reason: str) -> None:
         """Close the connection with a disconnect code (docs/protocol.md "Close codes")."""
+
+
+def write_failed(transport: Transport) -> None:
+    """A write to `transport` raised (call it in the `except` block): logged, and that
+    connection closed with 1011 (its client comes back and recovers by position). Fan-out
+    goes on with the others: one connection's failure never keeps a message from another."""
+    log.exception("writing to a %s connection failed", transport.name)
+    try:
+        transport.close(1011, "internal error")
+    except Exception:
+        log.exception("closing a %s connection failed", transport.name)

@@ -99,7 +99,7 @@ class RawHandler(Handler):
         kind = self.endpoint.kind
         if kind == "echo":
             transport = self.transport
-            transport.write(transport.framing.frame_direct(0, data))
+            transport.write(transport.framing.frame_direct(data))
             return None
         session = self.session
         if session is None:

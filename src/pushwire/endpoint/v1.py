@@ -1,4 +1,4 @@
-"""pushwire.v1: `hello` first, then subscribe / unsubscribe / publish / send / presence / ack /
+"""pushwire.v1: `hello` first, then subscribe / unsubscribe / publish / send / presence /
 refresh."""
 
 from __future__ import annotations
@@ -96,11 +96,6 @@ class EnvelopeHandler(Handler):
             # The client ends its session on purpose (transports without a close handshake).
             self.hub.close_session(session, 1000, "closed by the client")
             self.transport.close(1000, "closed by the client")
-        elif kind == "ack":
-            seq = fields.get("seq")
-            if not isinstance(seq, int) or isinstance(seq, bool):
-                raise BadRequest('ack needs an integer "seq"')
-            session.ack(seq)
         elif kind == "hello":
             raise BadRequest("hello was already received")
         else:
@@ -114,9 +109,11 @@ class EnvelopeHandler(Handler):
             raise BadRequest('"user" must be a string')
         if token is not None and not isinstance(token, str):
             raise BadRequest('"token" must be a string')
-        session_id, ack = fields.get("session"), fields.get("ack", 0)
-        if not isinstance(ack, int) or isinstance(ack, bool):
-            raise BadRequest('"ack" must be an integer')
+        session_id = fields.get("session")
+        since = fields.get("inbox")
+        inbox = _position(since)
+        if since is not None and inbox is None:
+            raise BadRequest('"inbox" must be {"epoch": string, "offset": integer}')
         try:
             session, identity = await self._resumed(session_id, fields.get("resume"), user, token)
             if session is None and identity is None:
@@ -128,15 +125,28 @@ class EnvelopeHandler(Handler):
         resumed = session is not None
         if session is None:
             assert identity is not None
-            # This process must receive the user's direct messages before the welcome: any
-            # sent after it reaches the session. No await from here to the welcome.
+            # This process must receive the user's direct messages before the session opens:
+            # any sent after that reaches it (held until its welcome and recovery are out).
             await self.hub.direct_messages.prepare_user(identity.user)
             session = self._open_session(identity, resumable=True)
         elif identity is not None:
             self._renew(session, identity)  # resumed with a new token
+        recovery = None
+        unavailable: PushwireError | None = None
+        if session.user is not None:
+            # Where the user's direct messages stand, and what the client missed; those
+            # that arrive meanwhile wait for the welcome.
+            try:
+                recovery = await self.hub.direct_messages.read(session, inbox)
+            except PushwireError as exc:
+                unavailable = exc  # welcomed all the same; recovered once the broker answers
+            if session.transport is not self.transport or session.closed:
+                return  # resumed on another connection meanwhile: this one was closed
         self.session = session
-        if resumed and self.gone:
+        if self.gone:
+            # The connection ended while this hello awaited: nothing else detaches the session.
             self.detached(session)
+            return
         self.client = None
         config = self.hub.config
         welcome: dict[str, Any] = {
@@ -153,10 +163,18 @@ class EnvelopeHandler(Handler):
             welcome["expires"] = _number(session.token_expires)
         if session_id is not None and not resumed:
             welcome["expired"] = session_id  # the app must learn its old session is gone
+        direct = self.hub.direct_messages
+        if recovery is not None:
+            start = direct.start(session, recovery)
+            welcome["inbox"] = {"epoch": start.epoch, "offset": start.offset}
         self._reply(welcome)
-        if resumed:
-            session.ack(ack)
-            session.resend_unacked()
+        if recovery is not None:
+            direct.replay(session, recovery)  # what the client missed, then live ones
+        elif unavailable is not None:
+            self._error(None, Unavailable(f"direct messages delayed: {unavailable}"))
+            direct.recover_later(session, inbox)
+        else:
+            session.inbox_pending = None
         channel = self.endpoint.channel
         if self.endpoint.kind == "channel" and channel is not None:
             access = self.hub.access
@@ -285,7 +303,7 @@ class EnvelopeHandler(Handler):
     async def _send(self, session: Session, data: Data) -> None:
         kind = self.endpoint.kind
         if kind == "echo":
-            self.hub.direct_messages.send_to_session(session, data)
+            session.reply(data)
         elif kind == "channel":
             channel = self.endpoint.channel
             assert channel is not None

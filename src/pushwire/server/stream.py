@@ -32,8 +32,8 @@ class ChunkedFraming:
     def frame_message(self, message: Message) -> bytes:
         return chunk(self.framing.frame_message(message))
 
-    def frame_direct(self, seq: int, data: Data) -> bytes:
-        return chunk(self.framing.frame_direct(seq, data))
+    def frame_direct(self, data: Data, epoch: str | None = None, offset: int = 0) -> bytes:
+        return chunk(self.framing.frame_direct(data, epoch, offset))
 
     def frame_control(self, fields: dict[str, Any]) -> bytes:
         frame = self.framing.frame_control(fields)

@@ -18,8 +18,6 @@ var CLOSING = 2;
 var CLOSED = 3;
 var TOKEN_EXPIRED = 4005;
 var NEWLINE = 10;
-var ACK_DELAY_MS = 50;
-var ACK_EVERY = 100;
 
 // src/bytes.js
 var encoder = new TextEncoder();
@@ -392,6 +390,10 @@ var Incoming = class {
       case "leave":
         return this._presenceChange(envelope);
       case "gap": {
+        if (typeof envelope.channel !== "string") {
+          if (envelope.to) this._inbox = { epoch: envelope.to.epoch, offset: envelope.to.offset };
+          return this._gap(null, envelope.from, envelope.to);
+        }
         const state = this._channels.get(envelope.channel);
         if (state && envelope.to) {
           state.epoch = envelope.to.epoch;
@@ -419,7 +421,6 @@ var Incoming = class {
     else if (typeof envelope.data64 === "string") data = fromBase64(envelope.data64);
     else data = typeof envelope.data === "string" ? envelope.data : "";
     const channel = typeof envelope.channel === "string" ? envelope.channel : null;
-    let seq = null;
     let lastEventId = "";
     if (channel !== null) {
       let state = this._channels.get(channel);
@@ -431,11 +432,16 @@ var Incoming = class {
         state.offset = envelope.offset;
       }
       lastEventId = `${envelope.epoch}:${envelope.offset}`;
-    } else if (typeof envelope.seq === "number") {
-      seq = envelope.seq;
-      if (seq <= this._lastSeq) return;
-      this._lastSeq = seq;
-      this._scheduleAck();
+    } else if (typeof envelope.epoch === "string") {
+      const last = this._inbox;
+      if (last && last.epoch === envelope.epoch && envelope.offset <= last.offset) {
+        return;
+      }
+      if (last && (last.epoch !== envelope.epoch || envelope.offset > last.offset + 1)) {
+        this._gap(null, last, { epoch: envelope.epoch, offset: envelope.offset - 1 });
+      }
+      this._inbox = { epoch: envelope.epoch, offset: envelope.offset };
+      lastEventId = `${envelope.epoch}:${envelope.offset}`;
     }
     if (typeof data !== "string") {
       data = this._binaryType === "arraybuffer" ? data.buffer : new Blob([data]);
@@ -443,11 +449,13 @@ var Incoming = class {
     const event = new MessageEvent("message", { data, origin: this._origin, lastEventId });
     Object.defineProperties(event, {
       channel: { value: channel, enumerable: true },
-      epoch: { value: channel !== null ? envelope.epoch : null, enumerable: true },
-      offset: { value: channel !== null ? envelope.offset : null, enumerable: true },
-      seq: { value: seq, enumerable: true }
+      epoch: { value: lastEventId ? envelope.epoch : null, enumerable: true },
+      offset: { value: lastEventId ? envelope.offset : null, enumerable: true }
     });
     this.dispatchEvent(event);
+  }
+  _gap(channel, from, to) {
+    return this.dispatchEvent(Object.assign(new Event("gap"), { channel, from, to }));
   }
 };
 
@@ -499,20 +507,6 @@ var Outgoing = class {
       if (item.request) this._requests.set(item.request.id, item.request);
       this._transport.send(item.envelope, item.bytes);
     }
-  }
-  _scheduleAck() {
-    if (this._lastSeq - this._ackedSeq >= ACK_EVERY) {
-      this._sendAck();
-    } else if (this._ackTimer === null) {
-      this._ackTimer = setTimeout(() => this._sendAck(), ACK_DELAY_MS);
-    }
-  }
-  _sendAck() {
-    clearTimeout(this._ackTimer);
-    this._ackTimer = null;
-    if (!this._live || this._lastSeq <= this._ackedSeq) return;
-    this._ackedSeq = this._lastSeq;
-    this._transport.send({ type: "ack", seq: this._lastSeq }, null);
   }
 };
 
@@ -687,8 +681,6 @@ var Requests = class {
   }
   /** Requests on the wire when a connection ends get no answer from it. */
   _failRequests() {
-    clearTimeout(this._ackTimer);
-    this._ackTimer = null;
     const resend = [];
     for (const request of this._requests.values()) {
       if (request.kind === "subscribe") {
@@ -725,7 +717,8 @@ var Session = class {
       session: this._session,
       resume: this._resume,
       // the session's secret: the id alone resumes nothing
-      ack: this._lastSeq
+      // The last direct message the client has: the server sends what followed it.
+      inbox: this._inbox
     };
   }
   _welcome(envelope) {
@@ -745,13 +738,13 @@ var Session = class {
     this._transportName = this._options.transports[this._attempt.index];
     this._startHeartbeat(Number(envelope.heartbeat) || 20);
     this._planRefresh(envelope.expires);
+    const inbox = envelope.inbox;
+    if (this._inbox === null && inbox && typeof inbox.epoch === "string") {
+      this._inbox = { epoch: inbox.epoch, offset: inbox.offset };
+    }
     const reconnected = this._everOpened;
     if (envelope.expired !== void 0 || previous !== null && !envelope.resumed) {
-      this._lastSeq = 0;
-      this._ackedSeq = 0;
       this.dispatchEvent(Object.assign(new Event("expired"), { session: previous }));
-    } else {
-      this._ackedSeq = this._lastSeq;
     }
     for (const [channel, state] of this._channels) this._sendSubscribe(channel, state);
     this._flush();
@@ -980,7 +973,6 @@ var HttpTransport = class {
     this._outgoingBytes = 0;
     this._inFlight = null;
     this._postScheduled = false;
-    this._lastSeq = 0;
     this._stalled = -1;
     this._stallTimer = null;
   }
@@ -1149,13 +1141,9 @@ var HttpTransport = class {
       this.session = envelope.session;
       this.secret = typeof envelope.resume === "string" ? envelope.resume : null;
       this._welcomed = true;
-      this._lastSeq = 0;
       this.callbacks.onenvelope(envelope, null);
       this._post();
       return;
-    }
-    if (envelope.type === "message" && typeof envelope.seq === "number" && typeof envelope.channel !== "string") {
-      this._lastSeq = Math.max(this._lastSeq, envelope.seq);
     }
     this.callbacks.onenvelope(envelope, null);
   }
@@ -1314,17 +1302,11 @@ var PollTransport = class extends HttpTransport {
     this._download = null;
     this._pollTimer = null;
     this._cursor = null;
-    this._polledSeq = 0;
     this._retries = 0;
-  }
-  send(envelope, bytes) {
-    if (envelope.type === "ack" && envelope.seq <= this._polledSeq) return;
-    super.send(envelope, bytes);
   }
   _openDownstream(hello) {
     this._stopDownstream();
     this._cursor = null;
-    this._polledSeq = 0;
     this._poll({}, JSON.stringify(hello));
   }
   /**
@@ -1397,10 +1379,6 @@ var PollTransport = class extends HttpTransport {
       if (controller !== this._download || this._ended) return;
       const params = {};
       if (this._cursor !== null) params.cursor = this._cursor;
-      if (this._lastSeq > this._polledSeq) {
-        this._polledSeq = this._lastSeq;
-        params.seq = String(this._lastSeq);
-      }
       this._poll(params);
     };
     if (this.name === "longpoll") {
@@ -1468,9 +1446,7 @@ var Pushwire = class extends EventTarget {
     this._nextId = 1;
     this._requests = /* @__PURE__ */ new Map();
     this._channels = /* @__PURE__ */ new Map();
-    this._lastSeq = 0;
-    this._ackedSeq = 0;
-    this._ackTimer = null;
+    this._inbox = this._options.inboxSince ? { ...this._options.inboxSince } : null;
     this._heartbeatTimer = null;
     this._lastReceived = 0;
     this._handlers = {};
@@ -1496,6 +1472,10 @@ var Pushwire = class extends EventTarget {
   }
   get user() {
     return this._user;
+  }
+  /** The last direct message's place in the user's inbox ({epoch, offset}), or null. */
+  get inboxPosition() {
+    return this._inbox ? { ...this._inbox } : null;
   }
   get bufferedAmount() {
     const inSocket = this._transport && this._live ? this._transport.bufferedAmount : 0;
@@ -1570,7 +1550,6 @@ var Pushwire = class extends EventTarget {
     if (this._readyState === CLOSED) return;
     clearTimeout(this._reconnectTimer);
     clearTimeout(this._connectTimer);
-    clearTimeout(this._ackTimer);
     clearTimeout(this._refreshTimer);
     this._dropTransport();
     this._readyState = CLOSED;

@@ -15,8 +15,8 @@ the held polls whose `longpoll_timeout` passed and closes the clients whose `pol
 passed, instead of two timers made and cancelled per poll.
 
 `Polls` serves the requests: `E/polling` and `E/longpoll`, opening a session with a hello
-(`POST` body, or `?hello=`), then `?cursor=C&seq=N` (the frames and direct messages the client
-has) with the session and its secret in the `Pushwire-Session` header.
+(`POST` body, or `?hello=`), then `?cursor=C` (the frames the client has) with the session
+and its secret in the `Pushwire-Session` header.
 """
 
 from __future__ import annotations
@@ -345,18 +345,17 @@ class Polls:
         endpoint: str,
         kind: str,
         cursor: str | None,
-        seq: str | None,
     ) -> tuple[PollTransport, float]:
         """A poll of a session of this node at `endpoint`, showing the session's resume
-        `secret`, from a client here or forwarded: acknowledge what `cursor` (frames) and
-        `seq` (direct messages) say arrived; the transport to take from, and how long to
+        `secret`, from a client here or forwarded: acknowledge what `cursor` says arrived
+        (frames); the transport to take from, and how long to
         wait for something (longpoll_timeout on `longpoll`).
 
         Raises:
             Gone: unknown or expired session, or one opened at another endpoint.
             Forbidden: the resume secret is missing or wrong (nothing is taken).
             NotConnected: the session is not polling on `kind`.
-            BadRequest: a malformed cursor or seq (`parsing.decimal`).
+            BadRequest: a malformed cursor (`parsing.decimal`).
         """
         closed = self._closed.get(session_id)
         if closed is not None and closed[1].transport is not None and not closed[1].closed:
@@ -368,13 +367,11 @@ class Polls:
             self.sessions.check(owner, session_id, secret, endpoint)
             del self._closed[session_id]
             return ended, 0.0
-        handler, transport = self.sessions.find(session_id, secret, endpoint)
+        _, transport = self.sessions.find(session_id, secret, endpoint)
         if not isinstance(transport, PollTransport) or transport.name != kind:
             raise NotConnected(f"session is not on the {kind} transport: send hello again")
         if cursor is not None:
             transport.acknowledge(decimal(cursor, "cursor"))
-        if seq is not None and handler.session is not None:
-            handler.session.ack(decimal(seq, "seq"))
         return transport, self.config.longpoll_timeout if kind == "longpoll" else 0.0
 
     def answer(
@@ -400,10 +397,9 @@ class Polls:
         endpoint: str,
         kind: str,
         cursor: str | None,
-        seq: str | None,
     ) -> PollBatch:
         """A poll forwarded by another node for a session of this one (see `find`)."""
-        transport, timeout = self.find(session_id, secret, endpoint, kind, cursor, seq)
+        transport, timeout = self.find(session_id, secret, endpoint, kind, cursor)
         return await self.take(transport, timeout)
 
     def _hold(

@@ -74,7 +74,7 @@ class RawSseFraming:
     def frame_message(self, message: Message) -> bytes:
         return _event(message.data, f"{message.epoch}:{message.offset}")
 
-    def frame_direct(self, seq: int, data: Data) -> bytes:
+    def frame_direct(self, data: Data, epoch: str | None = None, offset: int = 0) -> bytes:
         return _event(data, None)
 
     def frame_control(self, fields: dict[str, Any]) -> bytes:

@@ -36,7 +36,12 @@ from typing import Any, Final
 from ..clock import Clock
 from ..config import Config
 from ..core.transport import Framing, Receiver
-from ..envelope import TextFraming, encode_binary_frame_payload, encode_text
+from ..envelope import (
+    TextFraming,
+    direct_message_fields,
+    encode_binary_frame_payload,
+    encode_text,
+)
 from ..errors import BadRequest, IncompleteFrame, MessageTooLarge, RemoteError
 from ..guard import FAILURES
 from ..message import Data, Message
@@ -88,11 +93,11 @@ class TcpFraming(TextFraming):
             return frame_tcp(BINARY, encode_binary_frame_payload(fields, message.data))
         return super().frame_message(message)
 
-    def frame_direct(self, seq: int, data: Data) -> bytes:
+    def frame_direct(self, data: Data, epoch: str | None = None, offset: int = 0) -> bytes:
+        header = direct_message_fields(epoch, offset)
         if isinstance(data, bytes):
-            header = {"type": "message", "seq": seq}
             return frame_tcp(BINARY, encode_binary_frame_payload(header, data))
-        return self.wrap(encode_text({"type": "message", "seq": seq}, data))
+        return self.wrap(encode_text(header, data))
 
 
 TCP_FRAMING: Final = TcpFraming()

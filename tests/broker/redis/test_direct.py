@@ -17,6 +17,7 @@ from pushwire import Hub
 from pushwire.core.transport import Framing
 from pushwire.endpoint import ClientInfo, Endpoint, EnvelopeHandler
 from pushwire.errors import Unavailable
+from pushwire.message import Position
 from pushwire.transports.websocket.framing import ENVELOPE_FRAMING, RAW_FRAMING
 from tests.helpers import RecordingTransport
 from tests.redis_helpers import WAIT, Maker, RedisBrokers, RedisServer, numsub
@@ -71,11 +72,11 @@ async def test_send_reaches_sessions_of_the_user_on_both_hubs_once_through_redis
     # Not written here at once: it comes back from Redis, like to every other node.
     assert near.send("ann", "one") == 1
     assert mine.written == []
-    assert await near.send_everywhere("ann", b"\x00two") == 2
+    assert (await near.send_everywhere("ann", b"\x00two")).receivers == 2
     for inbox in (mine, theirs):
         assert await inbox.wait_for(2) == [b"\x81\x03one", b"\x82\x04\x00two"]
-    assert await far.send_everywhere("nobody", "void") == 0
-    assert await far.send_everywhere("ann", "three") == 2
+    assert (await far.send_everywhere("nobody", "void")).receivers == 0
+    assert (await far.send_everywhere("ann", "three")).receivers == 2
     for inbox in (mine, theirs):
         assert (await inbox.wait_for(3))[2:] == [b"\x81\x05three"]  # nothing else came first
 
@@ -91,12 +92,12 @@ async def test_one_subscription_per_user_per_hub_dropped_with_the_last_session(
     assert await numsub(redis, "pushwire:user:ann") == 1
     for session in sessions[:2]:
         hub.close_session(session, 1000, "bye")
-    assert await hub.send_everywhere("ann", "still") == 1
+    assert (await hub.send_everywhere("ann", "still")).receivers == 1
     hub.close_session(sessions[2], 1000, "bye")
     async with asyncio.timeout(WAIT):
         while await numsub(redis, "pushwire:user:ann"):
             await asyncio.sleep(0.01)  # the UNSUBSCRIBE is on its way
-    assert await hub.send_everywhere("ann", "gone") == 0
+    assert (await hub.send_everywhere("ann", "gone")).receivers == 0
     # A session opening without `prepare_user` (a raw session) subscribes in the background.
     hub.lifecycle.open(RecordingTransport(RAW_FRAMING), "ann")
     async with asyncio.timeout(WAIT):
@@ -128,9 +129,10 @@ async def test_the_user_is_listened_to_before_the_welcome_goes_out(
         welcome = envelope((await transport.wait_for(1))[0])
         assert welcome["type"] == "welcome"
         assert listened_at_welcome == [1]
-        assert await hub.send_everywhere("ann", "right after") == 1
+        assert welcome["inbox"]["offset"] == 0
+        assert (await hub.send_everywhere("ann", "right after")).receivers == 1
         direct = envelope((await transport.wait_for(2))[1])
-        assert (direct["type"], direct["seq"], direct["data"]) == ("message", 1, "right after")
+        assert (direct["type"], direct["offset"], direct["data"]) == ("message", 1, "right after")
     finally:
         blocking.close()
 
@@ -149,3 +151,74 @@ async def test_a_send_while_redis_is_down_is_unavailable(
         async with asyncio.timeout(1):
             await hub.send_everywhere("ann", "lost again")
     assert hub.send("ann", "dropped, logged") == 1  # fire and forget: no exception
+
+
+async def test_the_inbox_in_redis_keeps_its_count_and_byte_bounds_and_says_what_it_lost(
+    hubs: Callable[..., Any],
+) -> None:
+    counted = await hubs(inbox_size=3)
+    sent = [await counted.send_everywhere("offline", f"m{i}") for i in range(1, 6)]
+    epoch = sent[0].message.epoch
+    assert [s.message.offset for s in sent] == [1, 2, 3, 4, 5]
+    assert {s.receivers for s in sent} == {0}
+    history = await counted.direct.inbox_history("offline", Position(epoch, 0))
+    assert not history.complete and history.position == Position(epoch, 5)
+    assert [m.data for m in history.messages] == ["m3", "m4", "m5"]
+    assert (await counted.direct.inbox_history("offline", Position(epoch, 2))).complete
+
+    sized = await hubs(inbox_bytes=10)
+    epoch = (await sized.send_everywhere("bytes", "12345")).message.epoch
+    await sized.send_everywhere("bytes", "67890")  # 10 bytes: both kept
+    kept = await sized.direct.inbox_history("bytes", Position(epoch, 0))
+    assert kept.complete and [m.offset for m in kept.messages] == [1, 2]
+    await sized.send_everywhere("bytes", "x")  # 11 bytes: the first goes
+    trimmed = await sized.direct.inbox_history("bytes", Position(epoch, 0))
+    assert not trimmed.complete and [m.offset for m in trimmed.messages] == [2, 3]
+
+
+async def test_a_session_gets_the_directs_its_node_missed_while_its_subscription_was_down(
+    hubs: Callable[..., Any], redis: Redis
+) -> None:
+    near, far = await hubs(), await hubs()
+    transport = Inbox(ENVELOPE_FRAMING)
+    await far.direct_messages.prepare_user("ann")
+    session = far.lifecycle.open(transport, "ann", resumable=True)
+    await far.direct_messages.recover(session, None)
+    assert (await near.send_everywhere("ann", "before")).receivers == 1
+    await transport.wait_for(1)
+    await redis.client_kill_filter(_type="pubsub")  # far's subscription to ann is lost
+    sent = [(await near.send_everywhere("ann", f"during {i}")).receivers for i in range(20)]
+    assert 0 in sent  # some were published while far was not listening
+    frames = await transport.wait_for(21)
+    got = [envelope(frame) for frame in frames]
+    assert [(e["offset"], e["data"]) for e in got] == [
+        (1, "before"),
+        *((i + 2, f"during {i}") for i in range(20)),
+    ]
+
+
+async def test_a_hello_while_redis_is_down_is_welcomed_and_recovered_once_it_is_back(
+    hubs: Callable[..., Any], redis_server: RedisServer
+) -> None:
+    hub = await hubs()
+    redis_server.stop()
+    transport = Inbox(ENVELOPE_FRAMING)
+    handler = EnvelopeHandler(hub, Endpoint("general"), transport, ClientInfo("/", [], {}, None))
+    handler.receive(orjson.dumps({"type": "hello", "user": "ann"}).decode())
+    welcome, error = (envelope(frame) for frame in await transport.wait_for(2))
+    assert welcome["type"] == "welcome" and "inbox" not in welcome
+    assert (error["type"], error["code"]) == ("error", "unavailable")
+    assert error["message"].startswith("direct messages delayed: ")
+    redis_server.start()
+    async with asyncio.timeout(WAIT):
+        while True:  # until the node listens to ann again and the inbox was read
+            try:
+                sent = await hub.send_everywhere("ann", "back")
+            except Unavailable:
+                sent = None
+            if sent is not None and sent.receivers == 1:
+                break
+            await asyncio.sleep(0.05)
+    frames = await transport.wait_for(3)
+    last = envelope(frames[-1])
+    assert (last["type"], last["data"]) == ("message", "back")

@@ -42,7 +42,6 @@ export class HttpTransport {
     this._outgoingBytes = 0;
     this._inFlight = null; // {lines, size, generation, controller}
     this._postScheduled = false;
-    this._lastSeq = 0; // the highest direct-message seq delivered
     this._stalled = -1; // the generation whose POSTs the server refused (409/410)
     this._stallTimer = null;
   }
@@ -231,13 +230,9 @@ export class HttpTransport {
       this.session = envelope.session;
       this.secret = typeof envelope.resume === 'string' ? envelope.resume : null;
       this._welcomed = true;
-      this._lastSeq = 0;
       this.callbacks.onenvelope(envelope, null);
       this._post();
       return;
-    }
-    if (envelope.type === 'message' && typeof envelope.seq === 'number' && typeof envelope.channel !== 'string') {
-      this._lastSeq = Math.max(this._lastSeq, envelope.seq);
     }
     this.callbacks.onenvelope(envelope, null);
   }

@@ -8,7 +8,7 @@ const POLL_RETRIES = 6;
  * `longpoll` and `polling`: `POST E/<name>` with the hello as its body, then
  * `GET E/<name>?cursor=C` with the `Pushwire-Session` header, where C, from the last
  * `Pushwire-Cursor`, acknowledges what arrived (the server sends again what is not
- * acknowledged), and `seq=N` the direct messages. `longpoll` asks again at once
+ * acknowledged). `longpoll` asks again at once
  * (the server holds the request), `polling` after `options.pollInterval`. A poll refused
  * with 410 or 409 is a dropped connection: the core resumes or reopens the session. A
  * poll answered 503 (the node holding the session did not answer in time) is asked again
@@ -21,20 +21,12 @@ export class PollTransport extends HttpTransport {
     this._download = null;
     this._pollTimer = null;
     this._cursor = null;
-    this._polledSeq = 0; // direct messages acknowledged on a poll
     this._retries = 0; // 503 answers in a row
-  }
-
-  send(envelope, bytes) {
-    // Acknowledged by a poll already: no POST needed.
-    if (envelope.type === 'ack' && envelope.seq <= this._polledSeq) return;
-    super.send(envelope, bytes);
   }
 
   _openDownstream(hello) {
     this._stopDownstream();
     this._cursor = null;
-    this._polledSeq = 0;
     this._poll({}, JSON.stringify(hello));
   }
 
@@ -115,10 +107,6 @@ export class PollTransport extends HttpTransport {
       if (controller !== this._download || this._ended) return;
       const params = {};
       if (this._cursor !== null) params.cursor = this._cursor;
-      if (this._lastSeq > this._polledSeq) {
-        this._polledSeq = this._lastSeq;
-        params.seq = String(this._lastSeq);
-      }
       this._poll(params);
     };
     if (this.name === 'longpoll') {

@@ -4,11 +4,12 @@ It checks that the broker runs, starts and stops the parts, and turns what arriv
 into the hub's callbacks: channel messages and presence changes (on the channel's pub/sub
 name) and direct messages (on the user's).
 
-Direct messages to user `U` are published on its own pub/sub channel (layout.py), in the
-publish queue's order (publisher.py). A process listens to it (`listen_user`) while it holds
-a session of `U`, so one subscription per user per process; every subscriber gets a user's
-messages in Redis's one order. Like channel messages, what is published while a process's
-subscription is down does not reach it, and there is no history to replay.
+Direct messages to user `U` are stored in its inbox, a Stream like a channel's history with
+its own bounds (count, bytes, age; layout.py), and published on the user's pub/sub channel,
+in the publish queue's order (publisher.py). A process listens to it (`listen_user`) while
+it holds a session of `U`, so one subscription per user per process; every subscriber gets
+a user's messages in offset order. What a session missed (its process's subscription down,
+the session away) is read back from the inbox by position (`inbox_history`).
 """
 
 from __future__ import annotations
@@ -33,13 +34,15 @@ from ..base import (
     DirectCallback,
     DirectDeliverCallback,
     History,
+    HistoryBounds,
+    HistoryPolicy,
     PresenceCallback,
     PublishCallback,
     ResubscribedCallback,
 )
 from .health import CONNECTION_ERRORS, Health
 from .history import HistoryReader
-from .layout import BINARY, TEXT, Keys, Retention, decode_data, parse_message
+from .layout import Keys, Retention, parse_message
 from .presence import RedisPresence, parse_event
 from .publisher import DoneCallback, Publisher
 from .subscriber import ListenCallback, Subscriber
@@ -85,6 +88,11 @@ class RedisBroker:
             once Redis confirmed them; settable later as the attribute of the same name.
         presence_ttl: seconds a presence entry lives unrefreshed; this process refreshes its
             own every third of it (presence.py).
+        inbox_size: direct messages kept per user (about: trimmed with `MAXLEN ~`, read
+            exactly; 0: none).
+        inbox_bytes: bytes of direct messages kept per user (exactly; 0: no byte bound).
+        inbox_ttl: seconds a direct message is kept; a user's inbox keys expire this long
+            after its last direct message.
         clock: when this process's presence refreshes are due (Redis keeps its own time for
             history and expiry).
 
@@ -110,6 +118,9 @@ class RedisBroker:
         on_resubscribed: ResubscribedCallback | None = None,
         presence_ttl: float = 30.0,
         clock: Clock = LOOP_CLOCK,
+        inbox_size: int = 1000,
+        inbox_bytes: int = 1024 * 1024,
+        inbox_ttl: float = 86400.0,
     ) -> None:
         if history_size < 0:
             raise ValueError(f"history_size must be >= 0, not {history_size}")
@@ -117,6 +128,8 @@ class RedisBroker:
             raise ValueError(
                 f"need 0 < history_ttl <= channel_ttl, not {history_ttl} and {channel_ttl}"
             )
+        if inbox_size < 0 or inbox_bytes < 0 or inbox_ttl <= 0:
+            raise ValueError("need inbox_size >= 0, inbox_bytes >= 0 and inbox_ttl > 0")
         if idempotency_ttl <= 0:
             raise ValueError(f"idempotency_ttl must be > 0, not {idempotency_ttl}")
         if max_pending < 1 or max_batch < 1:
@@ -139,6 +152,9 @@ class RedisBroker:
         self.reconnect_min = reconnect_min
         self.reconnect_max = reconnect_max
         self.on_resubscribed = on_resubscribed
+        self.inbox_size = inbox_size
+        self.inbox_bytes = inbox_bytes
+        self.inbox_ttl = inbox_ttl
         #: The names in Redis (for other keys of this node: nodes.py).
         self.keys = Keys(prefix)
 
@@ -155,7 +171,10 @@ class RedisBroker:
         )
         kwargs = self._client.connection_pool.connection_kwargs
         where = str(kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}")
-        retention = Retention.of(history_size, history_ttl, channel_ttl, idempotency_ttl)
+        retention = self._retention = Retention.of(
+            history_size, history_ttl, channel_ttl, idempotency_ttl
+        )
+        inbox = Retention.of(inbox_size, inbox_ttl, inbox_ttl, max_bytes=inbox_bytes)
         self._health = Health(
             where, reconnect_min, reconnect_max, lambda: len(self._subscriber.channels)
         )
@@ -163,6 +182,7 @@ class RedisBroker:
             self._client,
             self.keys,
             retention,
+            inbox,
             self._health,
             max_pending=max_pending,
             max_batch=max_batch,
@@ -177,7 +197,8 @@ class RedisBroker:
             receive=self._receive,
             on_resubscribed=self._resubscribed,
         )
-        self._history = HistoryReader(self._client, self.keys, retention, where)
+        self._history = HistoryReader(self._client, self.keys.channel, retention, where)
+        self._inboxes = HistoryReader(self._client, self.keys.inbox, inbox, where)
         self._presence = RedisPresence(self._client, self.keys, presence_ttl, timeout, clock)
 
         self._state = _State.NEW
@@ -208,6 +229,11 @@ class RedisBroker:
     def direct(self) -> DirectBroker:
         """This broker: processes share users through Redis (`send_direct`, `listen_user`)."""
         return self
+
+    @property
+    def spans_processes(self) -> bool:
+        """True: direct messages reach every process listening to their user."""
+        return True
 
     async def start(self) -> None:
         """Connect, load the publish script and open the subscription connection.
@@ -271,6 +297,27 @@ class RedisBroker:
 
     # -- publishing -------------------------------------------------------------------------
 
+    def set_history_policy(self, policy: HistoryPolicy) -> None:
+        """Per-channel history bounds (`Broker.set_history_policy`); a `ttl` beyond
+        `channel_ttl` is cut to it (a channel's position is forgotten then)."""
+        default = self._retention
+        made: dict[HistoryBounds, Retention] = {}
+
+        def retention_of(channel: str) -> Retention:
+            bounds = policy(channel)
+            if bounds is None:
+                return default
+            retention = made.get(bounds)
+            if retention is None:
+                ttl = min(bounds.ttl, self.channel_ttl)
+                retention = made[bounds] = Retention.of(
+                    bounds.size, ttl, self.channel_ttl, self.idempotency_ttl
+                )
+            return retention
+
+        self._publisher.retention_of = retention_of
+        self._history.retention_of = retention_of
+
     def publish(
         self,
         channel: str,
@@ -292,8 +339,9 @@ class RedisBroker:
             self._enqueue(channel, data, done, direct=False)
 
     def send_direct(self, user: str, data: Data, done: DirectCallback | None = None) -> None:
-        """Queue a direct message to `user` for every process listening to it; `done` gets
-        how many processes received it (PUBLISH's answer), or `Unavailable` like `publish`."""
+        """Queue a direct message to `user`'s inbox, for every process listening to it; `done`
+        gets it with its position and how many processes received it (PUBLISH's answer), or
+        `Unavailable` like `publish`."""
         self._enqueue(user, data, done, direct=True)
 
     def _enqueue(self, target: str, data: Data, done: DoneCallback | None, *, direct: bool) -> None:
@@ -353,13 +401,13 @@ class RedisBroker:
         deliver = self._deliver_direct
         if deliver is None:
             return
-        parts = payload.split(b" ", 2)
-        if len(parts) != 3 or parts[0] not in (TEXT, BINARY):
+        try:
+            message = parse_message(user, payload)
+        except ValueError:
             log.warning("malformed direct message to %r ignored: %r", user, payload[:100])
             return
-        kind, message_id, data = parts
         try:
-            deliver(user, message_id.decode("ascii", "replace"), decode_data(kind, data))
+            deliver(user, message)
         except Exception:
             log.exception("direct message callback failed")
 
@@ -407,6 +455,24 @@ class RedisBroker:
         """
         self._check_running()
         return await self._history.history(channel, since)
+
+    async def inbox_position(self, user: str) -> Position:
+        """The last position of `user`'s inbox; an inbox Redis does not know gets a new epoch.
+
+        Raises:
+            Unavailable: Redis cannot be reached.
+        """
+        self._check_running()
+        return await self._inboxes.position(user)
+
+    async def inbox_history(self, user: str, since: Position) -> History:
+        """At most `inbox_size` direct messages after `since`, none older than `inbox_ttl`.
+
+        Raises:
+            Unavailable: Redis cannot be reached.
+        """
+        self._check_running()
+        return await self._inboxes.history(user, since)
 
 
 def _pass_on(

@@ -1,7 +1,8 @@
-"""Reading a channel's position and history from Redis, with one Lua script.
+"""Reading a stream's position and history from Redis, with one Lua script.
 
-The script reads the channel's meta hash and, when asked, the newest entries of its Stream
-after a position (layout.py describes both and how publishes trim them).
+The script reads the stream's meta hash and, when asked, the newest entries of its Stream
+after a position (layout.py describes both and how publishes trim them). A channel and a
+user's inbox are both such streams, under their own names and bounds: one reader each.
 
 Guaranteed:
 
@@ -15,6 +16,7 @@ Guaranteed:
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from typing import Final
 
 from redis.asyncio import Redis
@@ -23,7 +25,7 @@ from ...errors import Unavailable
 from ...message import Message, Position
 from ..base import History
 from .health import CONNECTION_ERRORS
-from .layout import Keys, Retention, decode_data
+from .layout import Retention, decode_data
 
 __all__ = ["READ_SCRIPT", "HistoryReader"]
 
@@ -60,18 +62,27 @@ return {epoch, offset, entries}
 
 
 class HistoryReader:
-    """Positions and history of channels, read through the client's connections.
+    """Positions and history of streams (channels, or users' inboxes), read through the
+    client's connections.
 
     Args:
         client: the broker's Redis client.
-        keys: the names in Redis.
+        names: a stream's meta hash, Stream and pub/sub names, from its name
+            (`Keys.channel` or `Keys.inbox`).
         retention: how much history is kept, and how long.
         where: the Redis server as errors name it.
     """
 
-    def __init__(self, client: Redis, keys: Keys, retention: Retention, where: str) -> None:
-        self._keys = keys
-        self._retention = retention
+    def __init__(
+        self,
+        client: Redis,
+        names: Callable[[str], tuple[str, str, str]],
+        retention: Retention,
+        where: str,
+    ) -> None:
+        self._names = names
+        #: What is kept of each stream (`RedisBroker.set_history_policy` changes it).
+        self.retention_of: Callable[[str], Retention] = lambda _name: retention
         self._where = where
         self._script = client.register_script(READ_SCRIPT)
 
@@ -91,7 +102,7 @@ class HistoryReader:
             Unavailable: Redis cannot be reached.
         """
         epoch, offset, entries = await self._query(
-            channel, since.epoch, since.offset, self._retention.history_size
+            channel, since.epoch, since.offset, self.retention_of(channel).history_size
         )
         messages: list[Message] = []
         for _id, fields in reversed(entries):
@@ -109,14 +120,15 @@ class HistoryReader:
     async def _query(
         self, channel: str, since_epoch: str, since_offset: int, limit: int
     ) -> tuple[str, int, list[tuple[bytes, list[bytes]]]]:
-        meta, history, _topic = self._keys.channel(channel)
+        meta, history, _topic = self._names(channel)
+        retention = self.retention_of(channel)
         args: list[str | int] = [
             secrets.token_hex(4),
             since_epoch,
             since_offset,
             limit,
-            self._retention.channel_ttl_ms,
-            self._retention.history_ttl_ms,
+            retention.channel_ttl_ms,
+            retention.history_ttl_ms,
         ]
         try:
             epoch, offset, entries = await self._script(keys=[meta, history], args=args)

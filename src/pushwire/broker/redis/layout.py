@@ -27,8 +27,17 @@ Channel `C`'s presence (presence.py, which describes how they change):
   count is a ZCARD and the expired members are one ZRANGEBYSCORE.
 - `pushwire:{C}:pv`: the channel's presence version, one more per join or leave.
 
-User `U`: pub/sub channel `pushwire:user:U`, no key. Each direct message is PUBLISHed to it
-as `<kind> <id> <data>`; the id is the publishing process's random prefix and a count, unique.
+User `U`'s inbox (its direct messages) is a stream like a channel's, written by the same
+publish script and read by the same read script, under its own names and bounds:
+
+- `pushwire:inbox:{U}:meta`: a hash, `epoch`, `offset` and `bytes` (the data bytes ever
+  appended in this epoch). It expires `inbox_ttl` seconds after the last direct message (an
+  idle user's inbox goes away; the next one starts a new epoch).
+- `pushwire:inbox:{U}:history`: a Stream, one entry per message: `s` the bytes appended before
+  it in this epoch, then `o`, `k`, `d` as a channel's. Every direct message trims it to about
+  `inbox_size` entries, to `inbox_ttl` seconds, and exactly to the newest entries whose data
+  add up to at most `inbox_bytes` (`s` says where to cut: `XTRIM MINID`).
+- pub/sub channel `pushwire:user:U`: each direct message as `<epoch> <offset> <kind> <data>`.
 
 Node `N` (nodes.py): `pushwire:node:N`, both the liveness key (any value, with a TTL) and the
 pub/sub channel of requests to the node (opaque payloads).
@@ -80,6 +89,11 @@ class Keys:
         """The pub/sub channel of `user`'s direct messages."""
         return f"{self.prefix}user:{user}"
 
+    def inbox(self, user: str) -> tuple[str, str, str]:
+        """The meta hash and Stream of `user`'s inbox, and its pub/sub name."""
+        base = f"{self.prefix}inbox:{{{user}}}"
+        return f"{base}:meta", f"{base}:history", self.user(user)
+
     def node(self, node: str) -> str:
         """The liveness key of `node`, which is also the name of its pub/sub channel."""
         return f"{self.prefix}node:{node}"
@@ -97,6 +111,8 @@ class Retention:
     channel_ttl_ms: str
     #: Milliseconds a publish's idempotency key is remembered.
     idempotency_ttl_ms: str = "300000"
+    #: Bytes of data kept per stream ("0": no such bound).
+    max_bytes: str = "0"
 
     @classmethod
     def of(
@@ -105,13 +121,15 @@ class Retention:
         history_ttl: float,
         channel_ttl: float,
         idempotency_ttl: float = 300.0,
+        max_bytes: int = 0,
     ) -> Retention:
-        """From a size and durations in seconds."""
+        """From a size, durations in seconds and a byte bound (0: none)."""
         return cls(
             history_size,
             str(round(history_ttl * 1000)),
             str(round(channel_ttl * 1000)),
             str(max(1, round(idempotency_ttl * 1000))),
+            str(max_bytes),
         )
 
 

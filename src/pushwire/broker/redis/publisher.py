@@ -2,16 +2,17 @@
 
 One Lua script, run with EVALSHA, stores each channel publish atomically: it counts the
 offset, appends the message to the channel's Stream, trims it, refreshes the keys' lifetimes
-and PUBLISHes it (layout.py has the keys). Direct messages to a user are PUBLISHed as they
-are (no script, no history) and share the queue (`max_pending`) and its order with channel
-publishes.
+and PUBLISHes it (layout.py has the keys). A direct message to a user is the same script on
+the user's inbox (its own keys and bounds, a byte bound too), and shares the queue
+(`max_pending`) and its order with channel publishes.
 
 Guaranteed:
 
 - Publishes from one process are stored in the order of their `publish` calls (one queue,
   one sender task, batches pipelined in order on one connection) and each `done` is called
   exactly once: with the message once Redis has stored it, or with `Unavailable`. A direct
-  message's `done` gets PUBLISH's answer: the number of processes that received it.
+  message's `done` gets the message (its inbox position) and PUBLISH's answer: the number
+  of processes that received it.
 - While the publishing connection is down, a publish fails at once with `Unavailable`.
 - A publish with an idempotency key that the script saw for the channel within
   `idempotency_ttl` publishes nothing and answers the first one's position, whichever
@@ -31,10 +32,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import secrets
 from collections import deque
+from collections.abc import Callable
 from typing import Final, TypeAlias
 
 from redis.asyncio import Redis
@@ -43,7 +44,7 @@ from redis.exceptions import ResponseError
 
 from ...errors import PushwireError, Unavailable
 from ...message import Data, Message
-from ..base import DirectCallback, PublishCallback
+from ..base import DirectCallback, DirectSent, PublishCallback
 from .health import CONNECTION_ERRORS, Health
 from .layout import Keys, Retention, encode_data
 from .scripts import run_batch
@@ -53,8 +54,12 @@ __all__ = ["PUBLISH_SCRIPT", "DoneCallback", "Publisher"]
 log = logging.getLogger("pushwire.broker.redis")
 
 # KEYS: meta, history[, idempotency key]. ARGV: topic, candidate epoch, kind, data,
-# history_size, history_ttl ms, channel_ttl ms, idempotency_ttl ms. Returns {epoch, offset}:
-# the new message's, or (a key seen before) the first publish's, which publishes nothing.
+# history_size, history_ttl ms, meta ttl ms, idempotency_ttl ms, max bytes (0: no byte
+# bound). Returns {epoch, offset, receivers}: the new message's, or (a key seen before) the
+# first publish's {epoch, offset}, which publishes nothing. With a byte bound each entry
+# starts with `s`, the bytes appended before it in this epoch: the oldest entries go until
+# the rest add up to at most max bytes (the first entry is read alone when nothing is to go;
+# a message over the bound is not kept at all). A user's inbox is such a stream too.
 PUBLISH_SCRIPT: Final = """
 local meta, history, seen = KEYS[1], KEYS[2], KEYS[3]
 if seen then
@@ -71,8 +76,37 @@ local epoch = redis.call('HGET', meta, 'epoch')
 local offset = string.format('%d', redis.call('HINCRBY', meta, 'offset', 1))
 redis.call('PEXPIRE', meta, ARGV[7])
 if tonumber(ARGV[5]) > 0 then
-  redis.call('XADD', history, 'MAXLEN', '~', ARGV[5], '*',
-             'o', offset, 'k', ARGV[3], 'd', ARGV[4])
+  local limit = tonumber(ARGV[9])
+  if limit > 0 then
+    local total = redis.call('HINCRBY', meta, 'bytes', #ARGV[4])
+    redis.call('XADD', history, 'MAXLEN', '~', ARGV[5], '*',
+               's', string.format('%d', total - #ARGV[4]),
+               'o', offset, 'k', ARGV[3], 'd', ARGV[4])
+    local floor = total - limit
+    local start, count = '-', 1
+    while floor > 0 do
+      local batch = redis.call('XRANGE', history, start, '+', 'COUNT', count)
+      if #batch == 0 then
+        redis.call('DEL', history)
+        break
+      end
+      local keep = nil
+      for _, entry in ipairs(batch) do
+        if tonumber(entry[2][2]) >= floor then
+          keep = entry[1]
+          break
+        end
+      end
+      if keep then
+        redis.call('XTRIM', history, 'MINID', keep)
+        break
+      end
+      start, count = '(' .. batch[#batch][1], 64
+    end
+  else
+    redis.call('XADD', history, 'MAXLEN', '~', ARGV[5], '*',
+               'o', offset, 'k', ARGV[3], 'd', ARGV[4])
+  end
   local now = redis.call('TIME')
   local cutoff = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
                  - tonumber(ARGV[6])
@@ -81,11 +115,12 @@ if tonumber(ARGV[5]) > 0 then
   end
   redis.call('PEXPIRE', history, ARGV[6])
 end
-redis.call('PUBLISH', ARGV[1], epoch .. ' ' .. offset .. ' ' .. ARGV[3] .. ' ' .. ARGV[4])
+local receivers = redis.call('PUBLISH', ARGV[1],
+                             epoch .. ' ' .. offset .. ' ' .. ARGV[3] .. ' ' .. ARGV[4])
 if seen then
   redis.call('SET', seen, epoch .. ' ' .. offset, 'NX', 'PX', ARGV[8])
 end
-return {epoch, tonumber(offset)}
+return {epoch, tonumber(offset), receivers}
 """
 
 #: What a publish (`PublishCallback`) or a direct message (`DirectCallback`) is done with.
@@ -102,7 +137,8 @@ class Publisher:
     Args:
         client: the broker's Redis client.
         keys: the names in Redis.
-        retention: what the publish script keeps.
+        retention: what the publish script keeps of a channel.
+        inbox: what it keeps of a user's inbox.
         health: where the publishing connection's state is kept and reported.
         max_pending: publishes waiting to be sent; one more fails with `Unavailable`.
         max_batch: publishes sent per round trip to Redis.
@@ -115,6 +151,7 @@ class Publisher:
         client: Redis,
         keys: Keys,
         retention: Retention,
+        inbox: Retention,
         health: Health,
         *,
         max_pending: int,
@@ -128,12 +165,9 @@ class Publisher:
         self.max_batch = max_batch
         self.max_batch_bytes = max_batch_bytes
         self._script = client.register_script(PUBLISH_SCRIPT)
-        self._history_size_arg = str(retention.history_size)
-        self._history_ttl_ms = retention.history_ttl_ms
-        self._channel_ttl_ms = retention.channel_ttl_ms
-        self._idempotency_ttl_ms = retention.idempotency_ttl_ms
-        self._direct_prefix = secrets.token_hex(6).encode()
-        self._direct_count = itertools.count(1)
+        #: What is kept of each channel (`RedisBroker.set_history_policy` changes it).
+        self.retention_of: Callable[[str], Retention] = lambda _channel: retention
+        self._inbox = inbox
         self._queue: deque[_Publish] = deque()
         self._in_flight: list[_Publish] = []
         self._wakeup = asyncio.Event()
@@ -237,7 +271,7 @@ class Publisher:
         await self._client.script_load(PUBLISH_SCRIPT)
 
     async def _send(self, batch: list[_Publish]) -> None:
-        """Run the publish script (or PUBLISH, for a direct message) for each of `batch`, in
+        """Run the publish script for each of `batch` (on a channel, or a user's inbox), in
         order, in one round trip."""
         forgotten = await run_batch(self._client, PUBLISH_SCRIPT, batch, self._add, self._finish)
         if forgotten:
@@ -246,12 +280,26 @@ class Publisher:
     def _add(self, pipe: Pipeline, item: _Publish) -> None:
         target, _data, kind, payload, _done, direct, idempotency_key = item
         if direct:
-            message_id = b"%b-%d" % (self._direct_prefix, next(self._direct_count))
-            pipe.execute_command(
-                "PUBLISH", self._keys.user(target), b" ".join((kind, message_id, payload))
+            meta, history, topic = self._keys.inbox(target)
+            inbox = self._inbox
+            pipe.evalsha(
+                self._script.sha,
+                2,
+                meta,
+                history,
+                topic,
+                secrets.token_hex(4),
+                kind,
+                payload,
+                inbox.history_size,
+                inbox.history_ttl_ms,
+                inbox.channel_ttl_ms,
+                inbox.idempotency_ttl_ms,
+                inbox.max_bytes,
             )
             return
         meta, history, topic = self._keys.channel(target)
+        retention = self.retention_of(target)
         keys = [meta, history]
         if idempotency_key is not None:
             keys.append(self._keys.idempotency(target, idempotency_key))
@@ -263,20 +311,20 @@ class Publisher:
             secrets.token_hex(4),
             kind,
             payload,
-            self._history_size_arg,
-            self._history_ttl_ms,
-            self._channel_ttl_ms,
-            self._idempotency_ttl_ms,
+            retention.history_size,
+            retention.history_ttl_ms,
+            retention.channel_ttl_ms,
+            retention.idempotency_ttl_ms,
+            "0",
         )
 
     @staticmethod
     def _finish(item: _Publish, result: object) -> None:
         target, data, _kind, _payload, done, direct, _key = item
-        outcome: Message | int | PushwireError
-        if direct and isinstance(result, int):
-            outcome = result
-        elif isinstance(result, list):
-            outcome = Message(target, result[0].decode("ascii"), result[1], data)
+        outcome: Message | DirectSent | PushwireError
+        if isinstance(result, list):
+            message = Message(target, result[0].decode("ascii"), result[1], data)
+            outcome = DirectSent(message, int(result[2])) if direct else message
         elif isinstance(result, ResponseError):
             outcome = Unavailable(f"redis refused the publish: {result}")
         else:
@@ -287,7 +335,8 @@ class Publisher:
                 log.warning("%s %r failed: %s", what, target, outcome)
             return
         try:
-            done(outcome)  # type: ignore[arg-type]  # a Message for a publish, an int for a direct
+            # A Message for a publish, DirectSent for a direct message.
+            done(outcome)  # type: ignore[arg-type]
         except Exception:
             log.exception("publish callback failed")
 

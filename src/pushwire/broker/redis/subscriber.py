@@ -56,7 +56,7 @@ class Subscriber:
         health_check_interval: seconds of silence after which the connection is PINGed.
         receive: called with `(channel, payload)` for each payload of a subscribed channel.
         on_resubscribed: called with the channels subscribed again after a lost connection,
-            once Redis confirmed them (never with none).
+            once Redis confirmed them and every listened pub/sub channel (maybe none).
     """
 
     def __init__(
@@ -258,8 +258,9 @@ class Subscriber:
         if channels is None or self._unconfirmed:
             return
         self._resubscribed = None
-        if channels:
-            self._on_resubscribed(channels)
+        # Called with no channel too: listened pub/sub channels (users' direct messages)
+        # may have missed payloads as well.
+        self._on_resubscribed(channels)
 
     def _release_waiters(self) -> None:
         waiters, self._waiters = self._waiters, {}

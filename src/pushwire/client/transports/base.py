@@ -33,14 +33,11 @@ class ClientTransport:
     """What the client needs of a transport."""
 
     name = "transport"
-    #: True when acknowledgements ride on the transport's own requests (polls).
-    piggybacks_ack = False
 
     def __init__(self) -> None:
         self.session: str | None = None
         #: The session's resume secret, from the welcome: it proves the session is ours.
         self.secret: str | None = None
-        self.ack = 0
 
     async def open(self, hello: Envelope, timeout: float) -> None:
         """Connect and send `hello`. Raises `ConnectionLost` when it cannot."""

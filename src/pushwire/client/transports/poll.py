@@ -1,6 +1,6 @@
 """The client's polling transports: `longpoll` (each poll held until something is queued)
 and `polling` (answered at once, asked again after `poll_interval`). A poll's cursor
-acknowledges what the last one brought, and its `seq` the direct messages received."""
+acknowledges what the last one brought."""
 
 from __future__ import annotations
 
@@ -23,8 +23,6 @@ POLL_RETRY_DELAY_MAX: Final = 2.0
 
 class PollTransport(HttpTransport):
     """`longpoll` (held until something is queued) or `polling` (answered at once)."""
-
-    piggybacks_ack = True
 
     def __init__(
         self,
@@ -70,8 +68,6 @@ class PollTransport(HttpTransport):
             if self.session is None:
                 raise ConnectionLost(1006, "no session")
             target = f"{self.base}/{self.name}?cursor={self.cursor}"
-            if self.ack:
-                target += f"&seq={self.ack}"
             await self._get("GET", target, b"", self._session_header(), retry=True)
             if not self.pending and self.name == "polling":
                 await asyncio.sleep(self.interval)  # ajax polling asks again after an interval

@@ -9,7 +9,12 @@ from __future__ import annotations
 import struct
 from typing import Any, Final
 
-from ...envelope import channel_message_fields, encode_binary_frame_payload, encode_text
+from ...envelope import (
+    channel_message_fields,
+    direct_message_fields,
+    encode_binary_frame_payload,
+    encode_text,
+)
 from ...message import Data, Message
 
 __all__ = [
@@ -65,7 +70,7 @@ class RawFraming:
     def frame_message(self, message: Message) -> bytes:
         return frame_data(message.data)
 
-    def frame_direct(self, seq: int, data: Data) -> bytes:
+    def frame_direct(self, data: Data, epoch: str | None = None, offset: int = 0) -> bytes:
         return frame_data(data)
 
     def frame_control(self, fields: dict[str, Any]) -> bytes:
@@ -81,8 +86,8 @@ class EnvelopeFraming:
         fields = channel_message_fields(message.channel, message.epoch, message.offset)
         return self._frame(fields, message.data)
 
-    def frame_direct(self, seq: int, data: Data) -> bytes:
-        return self._frame({"type": "message", "seq": seq}, data)
+    def frame_direct(self, data: Data, epoch: str | None = None, offset: int = 0) -> bytes:
+        return self._frame(direct_message_fields(epoch, offset), data)
 
     def frame_control(self, fields: dict[str, Any]) -> bytes:
         return frame_text(encode_text(fields))

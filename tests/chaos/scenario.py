@@ -1,0 +1,338 @@
+"""One chaos run: start the cluster, subscribe every client, publish at a steady rate while
+the schedule's faults happen, let every subscriber catch up, stop everything, and check
+each subscriber's record with the ledger.
+
+`await run(plan, directory)` gives a `Report`; the tests assert on it, the bench prints it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from .cluster import Cluster, DirectPublisher, EnvelopePublisher, HttpPublisher
+from .ledger import Counts, PublishLog, check, check_direct, recovery_times
+from .schedule import FaultEvent, make_schedule
+from .subscribers import BrowserSubscriber, PythonSubscriber, Subscriber
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser
+
+__all__ = ["BROWSER_TRANSPORTS", "PYTHON_TRANSPORTS", "Plan", "Report", "run"]
+
+CHANNEL: Final = "chaos"
+PYTHON_TRANSPORTS: Final = ("websocket", "sse", "stream", "longpoll", "polling", "tcp")
+BROWSER_TRANSPORTS: Final = ("websocket", "sse", "longpoll", "iframe")
+DIRECT_SETTLE: Final = 3.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one run does.
+
+    Args:
+        label: the fault column of the report.
+        faults: the kinds the schedule draws from (schedule.py).
+        length: seconds of publishing under faults (unless `messages` ends it first).
+        every: one fault per this many seconds.
+        rate: messages per second, both publishers together.
+        python: the Python client's subscribers, one per entry (its transports, in order).
+        browser: pushwire.js subscribers, one per entry, in Chromium.
+        direct: each subscriber is also a user sent direct messages (at `rate` / 2).
+        messages: stop publishing after this many (the bench's long runs).
+        extra: more `pushwire serve` arguments for the nodes.
+        publishers: how many publishers of each kind (HTTP, envelope), sharing `rate`.
+        settle: how long subscribers may take to catch up after the last publish (what is
+            missing then counts as lost).
+    """
+
+    label: str
+    faults: tuple[str, ...]
+    seed: int
+    length: float = 6.0
+    every: float = 2.0
+    rate: float = 100.0
+    python: tuple[tuple[str, ...], ...] = tuple((t,) for t in PYTHON_TRANSPORTS)
+    browser: tuple[tuple[str, ...], ...] = ()
+    direct: bool = False
+    messages: int | None = None
+    extra: tuple[str, ...] = ()
+    settle: float = 20.0
+    publishers: int = 1
+
+    def schedule(self) -> list[FaultEvent]:
+        return make_schedule(self.seed, self.faults, self.length, self.every)
+
+
+@dataclass
+class Report:
+    """What a run found: figures per subscriber label (channel and direct), recovery
+    times, and how to replay it."""
+
+    plan: Plan
+    schedule: list[FaultEvent]
+    channel: dict[str, Counts] = field(default_factory=dict)
+    direct: dict[str, Counts] = field(default_factory=dict)
+    recovery: list[float] = field(default_factory=list)
+    proxy: dict[str, int] = field(default_factory=dict)
+    elapsed: float = 0.0
+    published: int = 0
+    #: The transports each subscriber received messages over.
+    transports: dict[str, set[str]] = field(default_factory=dict)
+    #: The state of each subscriber that broke a rule, at the end.
+    states: list[str] = field(default_factory=list)
+    #: The nodes' warnings and errors (what to look at when a run fails).
+    node_log: list[str] = field(default_factory=list)
+
+    @property
+    def replay(self) -> str:
+        return f"CHAOS_SEED={self.plan.seed} ({', '.join(map(str, self.schedule)) or 'no fault'})"
+
+    def violations(self, *, direct: bool = False) -> list[str]:
+        source = self.direct if direct else self.channel
+        return [v for counts in source.values() for v in counts.violations]
+
+    def summary(self) -> str:
+        lines = [f"{self.plan.label}: {self.replay}, {self.elapsed:.1f} s, proxy {self.proxy}"]
+        for kind, cells in (("channel", self.channel), ("direct", self.direct)):
+            for label, c in cells.items():
+                lines.append(
+                    f"  {kind} {label}: sent {c.sent} received {c.received} "
+                    f"gap {c.lost_in_gap} reported {c.lost_reported} silent {c.lost_silently} "
+                    f"dup {c.duplicated} "
+                    f"gaps {c.gaps} (empty {c.empty_gaps})"
+                )
+        lines += [f"  {line}" for line in self.states + self.node_log[:20]]
+        if self.recovery:
+            lines.append(
+                f"  recovery p50 {percentile(self.recovery, 50):.2f} s "
+                f"p99 {percentile(self.recovery, 99):.2f} s"
+            )
+        return "\n".join(lines)
+
+
+def percentile(values: Sequence[float], p: int) -> float:
+    """The `p`th percentile (1-99) of `values` (not empty)."""
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
+
+
+def _subscribers(plan: Plan, cluster: Cluster, browser: Browser | None) -> list[Subscriber]:
+    subscribers: list[Subscriber] = []
+    for transports in plan.python:
+        label = "/".join(transports)
+        user = f"user-{label.replace('/', '-')}" if plan.direct else None
+        subscribers.append(
+            PythonSubscriber(label, cluster.url(transports[0]), list(transports), user)
+        )
+    for transports in plan.browser:
+        assert browser is not None, "browser subscribers need a browser"
+        label = "js " + "/".join(transports)
+        user = f"js-{'-'.join(transports)}" if plan.direct else None
+        http, _ = cluster.faulty
+        subscribers.append(BrowserSubscriber(label, browser, http.url(""), list(transports), user))
+    return subscribers
+
+
+async def _fault(cluster: Cluster, event: FaultEvent) -> None:
+    """Carry out one fault, from its start to its end."""
+    proxies = cluster.faulty
+    kind, duration = event.kind, event.duration
+    if kind == "reset":
+        for proxy in proxies:
+            proxy.reset_all()
+    elif kind == "truncate":
+        for proxy in proxies:
+            proxy.truncating = True
+        await asyncio.sleep(duration)
+        for proxy in proxies:
+            proxy.truncating = False
+    elif kind == "stall":
+        for proxy in proxies:
+            proxy.stall()
+        await asyncio.sleep(duration)
+        for proxy in proxies:
+            proxy.resume()
+    elif kind == "blackhole":
+        for proxy in proxies:
+            proxy.blackhole()
+        await asyncio.sleep(duration)
+        for proxy in proxies:
+            proxy.end_blackhole()
+    elif kind == "node_down":
+        for proxy in proxies:
+            proxy.take_down(event.node)
+        await asyncio.sleep(duration)
+        for proxy in proxies:
+            proxy.bring_up(event.node)
+    elif kind == "kill":
+        await cluster.kill(event.node, duration)
+    elif kind in ("redis_volatile", "redis_persistent"):
+        await cluster.restart_redis(duration)
+    elif kind == "redis_reset":
+        await asyncio.to_thread(cluster.redis.stop)
+        await asyncio.sleep(0.2)
+        for proxy in proxies:
+            proxy.reset_all()
+        await asyncio.sleep(duration)
+        await asyncio.to_thread(cluster.redis.start)
+    elif kind == "switch":
+        for proxy in proxies:
+            proxy.refuse_upgrade = True
+            proxy.reset_all()
+        await asyncio.sleep(duration)
+        for proxy in proxies:
+            proxy.refuse_upgrade = False
+    else:
+        raise ValueError(f"unknown fault {kind!r}")
+
+
+async def _drive(
+    cluster: Cluster, schedule: list[FaultEvent], ends: list[float], stop: asyncio.Event
+) -> None:
+    """Carry out the schedule's faults, each to its end (a fault is never left half
+    done), until the schedule or `stop` ends."""
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    for event in schedule:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, began + event.at - loop.time())):
+                await stop.wait()
+        if stop.is_set():
+            return
+        await _fault(cluster, event)
+        ends.append(time.time())
+
+
+async def _settled(
+    subscribers: list[Subscriber], log: PublishLog, direct: DirectPublisher | None, bound: float
+) -> None:
+    """Until every subscriber has (or skipped) the channel's last message, at most `bound`
+    seconds; then until each has the last direct message sent to it, at most DIRECT_SETTLE
+    seconds (direct messages have no gaps: what is missing then is lost)."""
+    records = [s.record for s in subscribers]
+
+    async def drained() -> None:
+        for subscriber in subscribers:
+            if isinstance(subscriber, BrowserSubscriber):
+                await subscriber.drain()
+
+    def channel_done() -> bool:
+        log.learn(records)
+        final = log.final()
+        if final is None:
+            return True
+        rank = log.ranker()
+        return all(
+            s.record.stopped is not None or (s.last is not None and rank(s.last) >= rank(final))
+            for s in subscribers
+        )
+
+    def direct_done() -> bool:
+        assert direct is not None
+        for subscriber in subscribers:
+            sent = direct.sent[subscriber.direct.name]
+            if sent and sent[-1] not in {m for _, m in subscriber.direct.received}:
+                return False
+        return True
+
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(bound):
+            while not channel_done():
+                await asyncio.sleep(0.1)
+                await drained()
+    if direct is not None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DIRECT_SETTLE):
+                while not direct_done():
+                    await asyncio.sleep(0.1)
+                    await drained()
+
+
+async def run(plan: Plan, directory: Path, browser: Browser | None = None) -> Report:
+    """One run of `plan` (processes and files under `directory`); everything it started is
+    stopped before it returns, whatever happened."""
+    schedule = plan.schedule()
+    report = Report(plan, schedule)
+    persistent = "redis_persistent" in plan.faults
+    cluster = Cluster(directory, persistent=persistent, seed=plan.seed, extra=plan.extra)
+    log = PublishLog()
+    subscribers: list[Subscriber] = []
+    publishers: list[HttpPublisher | EnvelopePublisher | DirectPublisher] = []
+    began = time.monotonic()
+    try:
+        await cluster.start()
+        assert cluster.clean is not None
+        subscribers = _subscribers(plan, cluster, browser)
+        for subscriber in subscribers:
+            await subscriber.start(CHANNEL)
+        each = plan.rate / 2 / plan.publishers
+        for index in range(plan.publishers):
+            envelope = EnvelopePublisher(log, CHANNEL, each, cluster.clean)
+            http = HttpPublisher(log, CHANNEL, each, cluster.clean)
+            if plan.publishers > 1:
+                envelope.name, http.name = f"e{index}.", f"h{index}."
+            publishers += [http, envelope]
+            await envelope.open()
+        direct: DirectPublisher | None = None
+        if plan.direct:
+            users = [s.direct for s in subscribers]
+            direct = DirectPublisher(PublishLog(), plan.rate / 2, cluster.clean, users)
+            publishers.append(direct)
+        share = None if plan.messages is None else plan.messages // (2 * plan.publishers)
+        publishing = [asyncio.create_task(p.run(share)) for p in publishers]
+        ends: list[float] = []
+        done = asyncio.Event()
+        faults = asyncio.create_task(_drive(cluster, schedule, ends, done))
+        try:
+            if plan.messages is None:
+                await asyncio.sleep(plan.length)
+                for publisher in publishers:
+                    publisher.stop.set()
+            await asyncio.gather(*publishing)
+            done.set()  # a long run ends when its messages are out
+            await faults
+        finally:
+            for task in [*publishing, faults]:
+                task.cancel()
+            await asyncio.gather(*publishing, faults, return_exceptions=True)
+        await _settled(subscribers, log, direct, plan.settle)
+        report.elapsed = time.monotonic() - began
+        report.published = sum(p.confirmed for p in publishers if p is not direct)
+        records = [s.record for s in subscribers]
+        log.learn(records)
+        for subscriber in subscribers:
+            report.channel[subscriber.label] = check(subscriber.record, log)
+            report.transports[subscriber.label] = subscriber.transports
+            if not report.channel[subscriber.label].holds and subscriber.describe():
+                report.states.append(subscriber.describe())
+            report.recovery += recovery_times(subscriber.record, log, ends)
+        if direct is not None:
+            for subscriber in subscribers:
+                if isinstance(subscriber, PythonSubscriber):
+                    subscriber.direct.expired = list(subscriber.client.expired)
+                name = subscriber.direct.name
+                report.direct[subscriber.label] = check_direct(subscriber.direct, direct.sent[name])
+        for proxy in cluster.faulty:
+            for name, count in proxy.counts.items():
+                report.proxy[name] = report.proxy.get(name, 0) + count
+    finally:
+        for subscriber in subscribers:
+            await subscriber.stop()
+        for publisher in publishers:
+            if isinstance(publisher, EnvelopePublisher):
+                await publisher.close()
+        await cluster.close()
+        for index, node in enumerate(cluster.nodes):
+            for line in node.output:
+                text = line.decode(errors="replace").rstrip()
+                if any(word in text.lower() for word in ("warning", "error", "traceback")):
+                    report.node_log.append(f"node {index}: {text}")
+    return report
