@@ -171,6 +171,13 @@ class WebSocketTransport(SocketTransport):
         self.write = _dropped
         self.pings.discard(self)
 
+    def abort(self) -> None:
+        """Drop the connection now; nothing more is written (uvloop raises on a write to a
+        socket it closed, before `connection_lost` comes: found by tests/fuzz, a handler's
+        reply after an await)."""
+        self.write = _dropped
+        self.socket.abort()
+
     # -- the protocol's events --------------------------------------------------------------
 
     def _events(self) -> None:
