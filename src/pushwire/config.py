@@ -184,6 +184,10 @@ class Config:
     forward_timeout: float = 5.0
     #: Forwarded requests in flight per node, sent and served each (503 when over).
     max_forwarded: int = 1000
+    #: (Redis) Sessions handed over to another node whose old id still leads there, each for
+    #: `session_grace` (a client whose welcome was lost comes back with the old id); beyond
+    #: it the oldest is forgotten first, and its client's resumption counts as expired.
+    max_moved_sessions: int = 100_000
     #: Seconds a resuming node waits for the session's home node to hand it over (then the
     #: session counts as expired, as when its home node is dead).
     handover_timeout: float = 5.0

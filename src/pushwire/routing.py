@@ -35,9 +35,12 @@ The memory broker has no router: one process, sessions as before.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import itertools
 import logging
 import re
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
@@ -63,6 +66,22 @@ __all__ = ["Router", "decode_payload", "encode_payload"]
 log = logging.getLogger("pushwire.routing")
 
 _NODE: Final = re.compile(r"[0-9a-f]{12}")
+#: A session id routing makes: its node, a dot, a random part (`new_session_id`).
+_SESSION_ID: Final = re.compile(r"[0-9a-f]{12}\.[A-Za-z0-9_-]{1,64}")
+#: Hand-overs followed for one resumption (a session that moved on and on is expired).
+MAX_MOVES: Final = 4
+
+
+@dataclass(frozen=True, slots=True)
+class _Moved:
+    """Where a session handed over from this node went, and what proves it is the client's."""
+
+    to: str
+    secret: str
+    endpoint: str
+    until: float
+
+
 #: Errors a home node may answer, by HTTP status (anything else reads as a 500).
 _ERRORS_BY_STATUS: Final[dict[int, type[PushwireError]]] = {
     400: BadRequest,
@@ -108,6 +127,9 @@ class Router:
         self._ids = itertools.count(1)
         self._serving = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        # Sessions handed over from here: old id -> where it went, for `session_grace`, so
+        # that a client whose welcome was lost comes back with the old id and finds it.
+        self._moved: OrderedDict[str, _Moved] = OrderedDict()
         hub.new_session_id = self._new_session_id
         hub.migration = self
 
@@ -177,20 +199,59 @@ class Router:
         """Ask the session's home node to hand it over; adopt it here, attached to
         `transport`. None when it is not another node's, or that node is dead, silent or
         does not have it, or `secret` is not its resume secret, or it was opened at another
-        endpoint: the session then counts as expired (and stays where it is)."""
-        home = self.home_of(session_id)
-        if home is None or not isinstance(secret, str):
+        endpoint: the session then counts as expired (and stays where it is).
+
+        A session that moved on after this id was given out (its welcome may never have
+        reached the client) is followed: its old home names the new id, for the client's
+        secret only, and the session is taken from there (or resumed here, if it is here)."""
+        if not isinstance(secret, str):
             return None
+        for hop in range(MAX_MOVES):
+            home = self.home_of(session_id)
+            if home is None:
+                if hop:  # followed here: the session is this node's now
+                    return self.hub.lifecycle.resume(session_id, secret, endpoint, transport)
+                moved = self._moved_to(session_id, secret, endpoint)
+                if moved is None:
+                    return None
+                session_id = moved
+                continue
+            taken = await self._take_from(home, session_id, secret, endpoint, transport)
+            if not isinstance(taken, str):
+                return taken
+            session_id = taken
+        log.info("session not handed over: moved more than %d times", MAX_MOVES)
+        return None
+
+    async def _take_from(
+        self, home: str, session_id: str, secret: str, endpoint: str, transport: Transport
+    ) -> Session | str | None:
+        """`take_over` from `home`: the session, or the id it moved on to, or None."""
         user: str | None = None
         try:
             # First whose it is: this node listens to the user's direct messages before the
             # session opens here. Those sent meanwhile need nothing carried over: they are in
             # the user's inbox, and the client's hello names where it stands in it.
             answer, _ = await self._hand_over_step(home, "user", session_id, secret, endpoint)
+            moved = answer.get("moved")
+            if moved is not None:
+                return self._moved_id(moved, home)
             owner = answer.get("user")
             user = owner if isinstance(owner, str) else None
             await self.hub.direct_messages.prepare_user(user)
-            _, body = await self._hand_over_step(home, "handover", session_id, secret, endpoint)
+            # The id the session will have here, named before the home node lets it go: the
+            # home node keeps it as a pointer, for a client whose welcome does not arrive.
+            new_id = self._new_session_id()
+            request = _session_request("handover", session_id, secret, endpoint)
+            request["to"] = new_id
+            answer, body = await self._request(
+                home, request, b"", 0.0, timeout=self.config.handover_timeout
+            )
+            moved = answer.get("moved")
+            if moved is not None:  # it moved on between the two questions
+                if user is not None:
+                    self.hub.direct_messages.release_user(user)
+                return self._moved_id(moved, home)
             state = orjson.loads(body)
             if state["user"] != user:
                 raise ValueError("the session's user changed during the hand-over")
@@ -204,6 +265,7 @@ class Router:
                 secret=state["secret"],
                 grants=frozenset(state.get("grants", ())),
                 token_expires=state.get("token_expires"),
+                session_id=new_id,
             )
             return None if session.closed else session
         except (PushwireError, ValueError, KeyError, TypeError) as exc:
@@ -212,6 +274,31 @@ class Router:
             if user is not None:
                 self.hub.direct_messages.release_user(user)
             return None
+
+    @staticmethod
+    def _moved_id(moved: object, home: str) -> str:
+        """A home node's answer that the session moved on: the new id (checked)."""
+        if not isinstance(moved, str) or not _SESSION_ID.fullmatch(moved):
+            raise ValueError(f"node {home} named no valid session id")
+        return moved
+
+    def _moved_to(self, session_id: str, secret: str, endpoint: str) -> str | None:
+        """Where a session handed over from here went, for its own secret and endpoint."""
+        now = self.hub.clock.time()
+        moved = self._moved
+        while moved:
+            oldest = next(iter(moved.values()))
+            if oldest.until > now:
+                break
+            moved.popitem(last=False)
+        entry = moved.get(session_id)
+        if (
+            entry is None
+            or entry.endpoint != endpoint
+            or not hmac.compare_digest(entry.secret.encode(), secret.encode())
+        ):
+            return None
+        return entry.to
 
     async def _hand_over_step(
         self, home: str, op: str, session_id: str, secret: str, endpoint: str
@@ -332,20 +419,31 @@ class Router:
             answer["status"] = 204
             return b""
         # A hand-over: only to a node that shows the session's secret, at its endpoint.
+        if op not in ("handover", "user"):
+            raise BadRequest(f"unknown node request {op!r}")
         session = self.hub.lifecycle.claim(session_id, secret, endpoint)
         if session is None:
-            if op not in ("handover", "user"):
-                raise BadRequest(f"unknown node request {op!r}")
-            raise Gone(f"unknown or expired session {session_id!r}")
-        if op == "handover":
-            return self._hand_over(session)
-        if op == "user":
-            answer["user"] = session.user
+            moved = self._moved_to(session_id, secret, endpoint) if secret is not None else None
+            if moved is None:
+                raise Gone(f"unknown or expired session {session_id!r}")
+            answer["moved"] = moved
             return b""
-        raise BadRequest(f"unknown node request {op!r}")
+        if op == "handover":
+            to = request.get("to")
+            if (
+                not isinstance(to, str)
+                or not _SESSION_ID.fullmatch(to)
+                or self.home_of(to) != (request.get("reply"))
+            ):
+                raise BadRequest("a hand-over names the id the session gets at its new node")
+            return self._hand_over(session, to)
+        answer["user"] = session.user
+        return b""
 
-    def _hand_over(self, session: Session) -> bytes:
-        """Detach a session of this node for another node to resume; what resuming needs."""
+    def _hand_over(self, session: Session, to: str) -> bytes:
+        """Detach a session of this node for another node to resume (as `to`); what resuming
+        needs. Its old id leads to `to` for `session_grace`, with its secret, at its endpoint;
+        beyond `max_moved_sessions` such pointers the oldest is forgotten first."""
         state = {
             "endpoint": session.endpoint,
             "secret": session.secret,
@@ -360,6 +458,10 @@ class Router:
         except TypeError as exc:
             raise Gone(f"session {session.id!r} cannot move: its info is not JSON") from exc
         self.hub.lifecycle.hand_over(session)
+        until = self.hub.clock.time() + self.config.session_grace
+        self._moved[session.id] = _Moved(to, session.secret, session.endpoint, until)
+        if len(self._moved) > self.config.max_moved_sessions:
+            self._moved.popitem(last=False)
         return body
 
 

@@ -72,10 +72,11 @@ class SessionLifecycle:
         resumable: bool = False,
         endpoint: str = "",
         secret: str | None = None,
+        session_id: str | None = None,
     ) -> Session:
-        """A new session attached to `transport`. `resumable` sessions (pushwire.v1) survive
-        `session_grace` seconds detached; their user's direct messages wait for
-        `DirectMessages.recover` (after the welcome).
+        """A new session attached to `transport` (under `session_id`, or a new id).
+        `resumable` sessions (pushwire.v1) survive `session_grace` seconds detached; their
+        user's direct messages wait for `DirectMessages.recover` (after the welcome).
         `endpoint`: the key of the endpoint opening it, the only one that may resume it.
         `secret`: its resume secret (a new random one when None)."""
         session = Session(
@@ -83,7 +84,7 @@ class SessionLifecycle:
             user,
             info,
             resumable=resumable,
-            session_id=self.new_session_id(),
+            session_id=session_id or self.new_session_id(),
             endpoint=endpoint,
             secret=secret,
         )
@@ -174,12 +175,22 @@ class SessionLifecycle:
         secret: str | None = None,
         grants: frozenset[str] = frozenset(),
         token_expires: float | None = None,
+        session_id: str | None = None,
     ) -> Session:
-        """A session handed over by another process, attached to `transport` here (under a
-        new id): its user, info, endpoint, resume secret, its token's grants and expiry carry
-        on. Its direct messages need nothing carried: the client names the last position it
-        has in its user's inbox, and `DirectMessages.recover` replays the rest here."""
-        session = self.open(transport, user, info, resumable=True, endpoint=endpoint, secret=secret)
+        """A session handed over by another process, attached to `transport` here (under
+        `session_id`, or a new id): its user, info, endpoint, resume secret, its token's
+        grants and expiry carry on. Its direct messages need nothing carried: the client
+        names the last position it has in its user's inbox, and `DirectMessages.recover`
+        replays the rest here."""
+        session = self.open(
+            transport,
+            user,
+            info,
+            resumable=True,
+            endpoint=endpoint,
+            secret=secret,
+            session_id=session_id,
+        )
         session.grants = grants
         self.expiry.watch(session, token_expires)
         return session
