@@ -25,6 +25,9 @@ def test_text_data_binary_frames_and_data64_decode_to_the_same_kinds() -> None:
         ('{"data": "x"}', 'envelope has no string "type"'),
         ('{"type": "send", "data": 5}', '"data" must be a string'),
         ('{"type": "send", "data64": "%%%"}', '"data64" is not valid base64'),
+        # Found by tests/fuzz: a character that is not ASCII raised ValueError, uncaught.
+        ('{"type": "send", "data64": "\u0080"}', '"data64" is not valid base64'),
+        ('{"type": "send", "data64": "AP8é"}', '"data64" is not valid base64'),
         (b'{"type": "send"}', "binary envelope without the newline"),
     ],
 )

@@ -87,6 +87,13 @@ class Config:
     header_timeout: float = 10.0
     #: Time to receive the body once the head is complete (408 when over).
     body_timeout: float = 30.0
+    #: Progress of what is unfinished: a request body, a WebSocket message or a TCP frame
+    #: begun must bring at least `min_receive_rate` bytes a second, counted over each
+    #: `receive_window` seconds, or end within the window. One that trickles slower (or
+    #: stalls) is cut and its buffer freed: HTTP 408, WebSocket close 1008, TCP `error`
+    #: `bad_request` and `close` 4100.
+    min_receive_rate: int = 16 * 1024
+    receive_window: float = 5.0
     #: Idle time of a keep-alive connection between requests before it is closed.
     keepalive_timeout: float = 30.0
     #: Requests read ahead of the one being answered; reading pauses beyond it.

@@ -8,7 +8,6 @@ raw bytes (docs/protocol.md "Data").
 from __future__ import annotations
 
 import base64
-import binascii
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -71,7 +70,7 @@ def decode(frame: Data) -> Envelope:
                 raise BadRequest('"data64" must be a base64 string')
             try:
                 data = base64.b64decode(encoded, validate=True)
-            except binascii.Error:
+            except ValueError:  # binascii.Error, or a character that is not ASCII
                 raise BadRequest('"data64" is not valid base64') from None
         elif text is not None:
             raise BadRequest('"data" must be a string (binary goes in "data64")')

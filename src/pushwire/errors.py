@@ -6,15 +6,24 @@ envelope) and the server carries on. `LocalError`: our own API was misused.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Final
+
+#: Characters of an error's message at most (`str(exc)`): a message that quotes what a client
+#: sent must not grow with it (the quote itself is cut shorter, `parsing.quoted`).
+MAX_MESSAGE: Final = 300
 
 
 class PushwireError(Exception):
-    """Base class of everything pushwire raises."""
+    """Base class of everything pushwire raises. Its message (`str`) is at most
+    `MAX_MESSAGE` characters, whatever it was made with."""
 
     http_status: ClassVar[int] = 500
     close_code: ClassVar[int] = 1011
     error_code: ClassVar[str] = "internal"
+
+    def __str__(self) -> str:
+        message = super().__str__()
+        return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…"
 
 
 class RemoteError(PushwireError):
@@ -64,7 +73,17 @@ class PresenceInfoTooLarge(RemoteError):
 
 
 class RequestTimeout(RemoteError):
+    """A request head, body or frame that did not arrive in time (`header_timeout`,
+    `body_timeout`), or arrived slower than `min_receive_rate`."""
+
     http_status = 408
+    close_code = 1008
+
+
+class VersionNotSupported(RemoteError):
+    """A request line with an HTTP version other than 1.0 and 1.1 (RFC 9110 15.6.6)."""
+
+    http_status = 505
 
 
 class NotFound(RemoteError):

@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 from .config import Config
 from .errors import ConfigError, Forbidden, MisdirectedRequest
+from .parsing import quoted
 
 __all__ = [
     "DEFAULT_PORTS",
@@ -281,7 +282,7 @@ class OriginPolicy:
             MisdirectedRequest: the Host names a site this server does not serve.
         """
         if not self.allows_host(host):
-            raise MisdirectedRequest(f"host {host!r} is not served here")
+            raise MisdirectedRequest(f"host {quoted(host)} is not served here")
 
     def allowed_origin(self, origin: str, host: str | None) -> Origin | None:
         """`origin` parsed, if allowed for a request with this Host header; else None."""
@@ -318,7 +319,7 @@ class OriginPolicy:
         if origin is None:
             return []
         if not self.allows(origin, host, any_origin=any_origin):
-            raise Forbidden(f"origin {origin!r} is not allowed")
+            raise Forbidden(f"origin {quoted(origin)} is not allowed")
         return [
             ("Access-Control-Allow-Origin", origin),
             ("Access-Control-Allow-Credentials", "true"),

@@ -438,7 +438,12 @@ def test_a_channel_name_at_max_channel_name_is_published(server: ServerProcess) 
 
 @pytest.mark.parametrize(
     ("channel", "shown"),
-    [("bad%20name", "bad name"), ("c" * 201, "c" * 201), ("room%2Fsub", "room/sub")],
+    [
+        ("bad%20name", "'bad name'"),
+        # What the client sent is quoted up to 40 characters: an error never grows with it.
+        ("c" * 201, f"{'c' * 40!r}… (201 characters)"),
+        ("room%2Fsub", "'room/sub'"),
+    ],
 )
 def test_publishing_to_an_invalid_channel_name_gets_400(
     server: ServerProcess, channel: str, shown: str
@@ -447,7 +452,7 @@ def test_publishing_to_an_invalid_channel_name_gets_400(
         server,
         publish(channel, b"hi"),
         b"HTTP/1.1 400 Bad Request",
-        f"invalid channel name {shown!r}\n".encode(),
+        f"invalid channel name {shown}\n".encode(),
         closes=False,
     )
 

@@ -240,3 +240,34 @@ def test_routes_answer_with_the_right_status(
     with connect(server) as sock:
         sock.sendall(request_bytes)
         assert read_response(sock, to_head=request_bytes.startswith(b"HEAD"))[0] == status
+
+
+# -- request lines and heads HTTP/1.1 does not allow ----------------------------------------------
+
+
+def test_an_http_09_request_line_gets_400_and_is_closed(server: ServerProcess) -> None:
+    with connect(server) as sock:
+        sock.sendall(b"GET /\r\n\r\n")
+        status, _, body = read_response(sock)
+        assert status == b"HTTP/1.1 400 Bad Request"
+        assert body == b"a request line without an HTTP version (HTTP/0.9)\n"
+        assert closed(sock)
+
+
+def test_http_2_in_a_request_line_gets_505_and_is_closed(server: ServerProcess) -> None:
+    with connect(server) as sock:
+        sock.sendall(b"GET /healthz HTTP/2.0\r\nHost: 127.0.0.1\r\n\r\n")
+        status, _, _ = read_response(sock)
+        assert status == b"HTTP/1.1 505 HTTP Version Not Supported"
+        assert closed(sock)
+
+
+@pytest.mark.parametrize(
+    ("hosts", "status"), [(1, b"HTTP/1.1 200 OK"), (2, b"HTTP/1.1 400 Bad Request")]
+)
+def test_one_host_header_is_served_and_two_get_400(
+    server: ServerProcess, hosts: int, status: bytes
+) -> None:
+    with connect(server) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n" + b"Host: 127.0.0.1\r\n" * hosts + b"\r\n")
+        assert read_response(sock)[0] == status

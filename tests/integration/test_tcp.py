@@ -158,7 +158,7 @@ def test_a_frame_just_under_the_bound_passes(server_factory: ServerFactory) -> N
 
 
 def test_a_half_sent_frame_times_out_with_a_defined_error(server_factory: ServerFactory) -> None:
-    server = server_factory("--tcp-port", "0", "--set", "header_timeout=0.3")
+    server = server_factory("--tcp-port", "0", "--set", "receive_window=0.3")
     client = TcpClient(server)
     client.hello()
     client.sock.sendall(struct.pack("!IB", 100, 1) + b'{"type":')
@@ -167,6 +167,21 @@ def test_a_half_sent_frame_times_out_with_a_defined_error(server_factory: Server
         "code": "bad_request",
         "message": "incomplete frame: 13 bytes, then nothing for 0.3 s",
     }
+    assert client.closed_by_server()
+
+
+def test_frames_before_a_bad_one_in_the_same_read_are_taken_first(
+    tcp_server: ServerProcess,
+) -> None:
+    # Found by the fuzzer (tests/fuzz/test_parsers.py): they were dropped with the bad one.
+    client = TcpClient(tcp_server)
+    client.hello()
+    ping = json.dumps({"type": "ping"}).encode()
+    client.sock.sendall(struct.pack("!IB", len(ping) + 1, 1) + ping + struct.pack("!I", 0))
+    assert client.recv()["type"] == "pong"
+    error = client.recv()
+    assert error["type"] == "error"
+    assert error["message"] == "frame length 0: a frame holds at least its kind byte"
     assert client.closed_by_server()
 
 

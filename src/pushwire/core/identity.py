@@ -54,6 +54,7 @@ from ..errors import (
     Unauthorized,
 )
 from ..message import Data
+from ..parsing import quoted
 from .sessions import Session
 from .tasks import maybe_await
 
@@ -166,7 +167,7 @@ def check_channel(channel: object, max_length: int) -> str:
         or not 0 < len(channel) <= max_length
         or not _CHANNEL_NAME.fullmatch(channel)
     ):
-        raise BadRequest(f"invalid channel name {channel!r}")
+        raise BadRequest(f"invalid channel name {quoted(channel)}")
     return channel
 
 

@@ -9,7 +9,6 @@ transport. The transports only move bytes; every transport of pushwire shares th
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import deque
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from ..errors import (
     BadRequest,
     PushwireError,
 )
+from ..guard import FAILURES
 from ..message import Data, Position
 
 __all__ = [
@@ -33,7 +33,6 @@ __all__ = [
     "write_recovery",
 ]
 
-log = logging.getLogger("pushwire.endpoint")
 
 #: Messages a handler queues while one of its steps awaits (an app handler, the broker).
 MAX_PENDING: Final = 1024
@@ -105,7 +104,7 @@ def raw_connect_request(client: ClientInfo, transport: str) -> ConnectRequest:
 class Handler:
     """Runs a client's messages one after another, even when a step has to await."""
 
-    __slots__ = ("_pending", "_task", "client", "endpoint", "hub", "session", "transport")
+    __slots__ = ("_pending", "_task", "client", "endpoint", "gone", "hub", "session", "transport")
 
     def __init__(self, hub: Hub, endpoint: Endpoint, transport: Transport, client: ClientInfo):
         self.hub = hub
@@ -117,6 +116,9 @@ class Handler:
         self.session: Session | None = None
         self._pending: deque[Data] | None = None
         self._task: asyncio.Future[None] | None = None
+        #: The connection ended (`closed` was called): a session opened after that, by a step
+        #: that was awaiting, is detached at once (else it stayed attached to nothing).
+        self.gone = False
 
     def open(self) -> Awaitable[None] | None:
         """The connection is open; an awaitable when opening must wait (connect handler)."""
@@ -140,7 +142,11 @@ class Handler:
             await self._guard(step)
             while self._pending:
                 data = self._pending.popleft()
-                next_step = self._step(data)
+                try:
+                    next_step = self._step(data)
+                except Exception as exc:  # as `_guard` does, or it ends the task unseen
+                    self._step_failed(exc)
+                    continue
                 if next_step is not None:
                     await self._guard(next_step)
         finally:
@@ -150,11 +156,14 @@ class Handler:
     async def _guard(self, step: Awaitable[None]) -> None:
         try:
             await step
-        except PushwireError as exc:
-            self._failed(exc, None)
         except Exception as exc:
-            log.exception("handler failed")
-            self._failed(exc, None)
+            self._step_failed(exc)
+
+    def _step_failed(self, exc: Exception) -> None:
+        """A step failed: the client is told (`_failed`); what was not planned is logged."""
+        if not isinstance(exc, PushwireError):
+            FAILURES.failed(f"{self.transport.name} handler", exc, None)
+        self._failed(exc, None)
 
     def _step(self, data: Data) -> Awaitable[None] | None:
         raise NotImplementedError
@@ -165,6 +174,7 @@ class Handler:
     def closed(self, code: int, reason: str, *, by_client: bool) -> None:
         """The connection ended; `by_client`: the client closed it on purpose (a Close frame
         it sent first, a closing request), which ends its session."""
+        self.gone = True
         if self.session is not None:
             self.hub.lifecycle.detach(self.session, self.transport, code, reason, final=by_client)
 
@@ -178,7 +188,14 @@ class Handler:
         )
         session.forwarded = identity.forwarded
         self._renew(session, identity)
+        if self.gone:
+            self.detached(session)
         return session
+
+    def detached(self, session: Session) -> None:
+        """`session` was attached to this handler's connection after it ended: detach it as
+        the end of the connection would have (found by tests/fuzz: sessions left behind)."""
+        self.hub.lifecycle.detach(session, self.transport, 1006, "connection lost", final=False)
 
     def _renew(self, session: Session, identity: Identity) -> None:
         """What a (new) token says for the session: its grants, and its expiry from now on."""

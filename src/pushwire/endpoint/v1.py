@@ -19,9 +19,13 @@ from ..errors import (
     UnknownType,
 )
 from ..message import Data, Message, Position, check_idempotency_key
+from ..parsing import MAX_POSITION, quoted
 from .base import Handler, write_recovery
 
 __all__ = ["EnvelopeHandler"]
+
+#: Characters of a `since` epoch, at most (the server's are 8 hexadecimal digits).
+MAX_EPOCH: Final = 64
 
 #: What a pushwire.v1 session on /echo may not do: it echoes, and reaches nothing else.
 ECHO_REFUSED: Final = frozenset({"subscribe", "publish", "presence", "refresh"})
@@ -44,7 +48,7 @@ class EnvelopeHandler(Handler):
         try:
             if self.session is None:
                 if envelope.type != "hello":
-                    raise BadRequest(f"expected hello first, got {envelope.type!r}")
+                    raise BadRequest(f"expected hello first, got {quoted(envelope.type)}")
                 return self._hello(envelope)
             if self.endpoint.kind == "echo" and envelope.type in ECHO_REFUSED:
                 raise Forbidden(ECHO_ONLY)
@@ -95,7 +99,7 @@ class EnvelopeHandler(Handler):
         elif kind == "hello":
             raise BadRequest("hello was already received")
         else:
-            raise UnknownType(f"unknown envelope type {kind!r}")
+            raise UnknownType(f"unknown envelope type {quoted(kind)}")
         return None
 
     async def _hello(self, envelope: Envelope) -> None:
@@ -139,6 +143,10 @@ class EnvelopeHandler(Handler):
             if session.transport is not self.transport or session.closed:
                 return  # resumed on another connection meanwhile: this one was closed
         self.session = session
+        if self.gone:
+            # The connection ended while this hello awaited: nothing else detaches the session.
+            self.detached(session)
+            return
         self.client = None
         config = self.hub.config
         welcome: dict[str, Any] = {
@@ -311,6 +319,7 @@ class EnvelopeHandler(Handler):
         access = self.hub.access
         presence = fields.get("presence") is True
         try:
+            since = _position(fields.get("since"))
             channel, rule = access.check_subscribe(
                 session, fields.get("channel"), fields.get("token")
             )
@@ -320,7 +329,6 @@ class EnvelopeHandler(Handler):
         except (RemoteError, Unavailable) as exc:
             self._failed(exc, request_id)
             return
-        since = _position(fields.get("since"))
         hub = self.hub
         # This process must receive the channel before its position is read: then every
         # message after that position reaches this subscriber, live or from history.
@@ -419,9 +427,19 @@ def _number(value: float) -> float | int:
 
 
 def _position(value: object) -> Position | None:
+    """A subscription's `since`: None when absent or not an `{epoch, offset}` object.
+
+    Raises:
+        BadRequest: an offset out of 0 to 2^63 - 1, or an epoch over `MAX_EPOCH` characters.
+    """
     if not isinstance(value, dict):
         return None
     epoch, offset = value.get("epoch"), value.get("offset")
     if isinstance(epoch, str) and isinstance(offset, int) and not isinstance(offset, bool):
+        if not 0 <= offset <= MAX_POSITION or len(epoch) > MAX_EPOCH:
+            raise BadRequest(
+                f"since {{epoch: {quoted(epoch)}, offset: {offset}}} is out of range: an epoch "
+                f"of at most {MAX_EPOCH} characters, an offset from 0 to {MAX_POSITION}"
+            )
         return Position(epoch, offset)
     return None

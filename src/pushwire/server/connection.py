@@ -16,152 +16,37 @@ gone.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
-import logging
-import ssl
-from collections.abc import Awaitable, Callable
-from typing import Protocol, cast
+from collections.abc import Awaitable
+from typing import cast
 
-from ..clock import Clock, OneTimer
-from ..config import Config
+from ..clock import OneTimer
 from ..errors import PushwireError, RemoteError
+from ..guard import FAILURES
 from ..http11 import chunk, response_head, simple_response
-from ..transports.websocket.connection import PingSweep, WebSocketTransport
+from ..transports.websocket.connection import WebSocketTransport
 from ..transports.websocket.framing import ENVELOPE_FRAMING, RAW_FRAMING
 from ..transports.websocket.handshake import switching_protocols
-from ..web import Application, Request, Response, StreamResponse
-from .fdlimit import connection_bound
+from ..web import Request, Response, StreamResponse
+from .door import Door
 from .parser import RequestParser
 from .stream import HttpStream
-from .tls import is_loopback, secure
 
-__all__ = ["Door", "HttpConnection", "Served"]
-
-log = logging.getLogger("pushwire.server")
-
-
-class Door:
-    """What every connection of one server shares: the app, the settings and the clock; the
-    open connections (each has `shutdown()` and `abort()`), counted against
-    `max_connections` from their first byte (a TLS handshake too); the background tasks of
-    their answers; the WebSocket ping sweep; the TLS context, if any."""
-
-    def __init__(
-        self,
-        app: Application,
-        config: Config,
-        clock: Clock,
-        tls: ssl.SSLContext | None = None,
-    ) -> None:
-        self.app = app
-        self.config = config
-        self.clock = clock
-        self.tls = tls
-        #: `max_connections`, or (0) what the open-file limit allows.
-        self.max_connections = connection_bound(config.max_connections, config.fd_reserve)
-        self.per_ip: dict[str, int] = {}  # open connections per address, when limited
-        self.ip_of: dict[object, str] = {}
-        self.pings = PingSweep(config, clock)
-        self.connections: set[Served] = set()
-        self.accepted = 0  # connections accepted since start
-        self.shutting_down = False
-        self._tasks: set[asyncio.Future[None]] = set()
-        self._drained: asyncio.Event | None = None
-
-    @property
-    def open_connections(self) -> int:
-        return len(self.connections)
-
-    def opened(self, connection: Served, ip: str | None = None) -> str | None:
-        """A connection from `ip` was accepted; why it must be refused (over
-        `max_connections` or `max_connections_per_ip`, or shutting down), or None. It counts
-        until `closed` either way."""
-        self.connections.add(connection)
-        self.accepted += 1
-        config = self.config
-        refusal = None
-        if self.shutting_down:
-            refusal = "server shutting down"
-        elif len(self.connections) > self.max_connections:
-            refusal = f"too many connections (> {self.max_connections})"
-        limit = config.max_connections_per_ip
-        if limit > 0 and ip is not None and not (config.per_ip_exempt_loopback and is_loopback(ip)):
-            count = self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
-            self.ip_of[connection] = ip
-            if count > limit and refusal is None:
-                refusal = f"too many connections from one address (> {limit})"
-        return refusal
-
-    def closed(self, connection: object) -> None:
-        """A connection is gone."""
-        self.connections.discard(connection)
-        ip = self.ip_of.pop(connection, None)
-        if ip is not None:
-            left = self.per_ip[ip] - 1
-            if left:
-                self.per_ip[ip] = left
-            else:
-                del self.per_ip[ip]
-        if self._drained is not None and not self.connections:
-            self._drained.set()
-
-    def handed_over(self, old: Served, new: Served) -> None:
-        """`new` carries on the connection of `old` (a WebSocket after its upgrade)."""
-        self.connections.discard(old)
-        self.connections.add(new)
-        ip = self.ip_of.pop(old, None)
-        if ip is not None:
-            self.ip_of[new] = ip
-
-    def track(self, task: asyncio.Future[None]) -> None:
-        """Keep a background task alive until it ends."""
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def handshake(
-        self,
-        socket: asyncio.Transport,
-        protocol: asyncio.Protocol,
-        then: Callable[[asyncio.Transport], object],
-    ) -> None:
-        """TLS on a counted connection: `then(tls_transport)` once the handshake is done,
-        within `header_timeout`, and `protocol` gets the connection's events from then on; a
-        handshake that fails or stalls drops the connection (`protocol.connection_lost`).
-        asyncio's own TLS listener would run it outside `max_connections`, for up to 60 s.
-
-        """
-        assert self.tls is not None
-        secure(socket, protocol, then, self.tls, self.config.header_timeout)
-
-    async def drain(self, timeout: float) -> int:
-        """Wait up to `timeout` for every connection to close; how many are left."""
-        if self.connections:
-            self._drained = asyncio.Event()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._drained.wait(), timeout)
-        return len(self.connections)
-
-
-class Served(Protocol):
-    """A connection a server keeps track of (HTTP, WebSocket, TCP)."""
-
-    def shutdown(self) -> None:
-        """Close politely: what is in flight finishes, clients are told to come back."""
-
-    def abort(self) -> None:
-        """Drop the connection now."""
+__all__ = ["HttpConnection"]
 
 
 class HttpConnection(OneTimer, asyncio.Protocol):
     """One client TCP connection: HTTP/1.x requests (see the module docstring)."""
 
     __slots__ = (
+        "body_deadline",
         "busy",
         "closing",
         "door",
         "parser",
+        "progress_mark",
         "queued",
+        "received",
         "refusal",
         "remote",
         "stream",
@@ -183,6 +68,10 @@ class HttpConnection(OneTimer, asyncio.Protocol):
         self.closing = False
         self.remote: str | None = None
         self.stream: HttpStream | None = None
+        #: Bytes received since the connection opened (the body's progress is counted in them).
+        self.received = 0
+        self.progress_mark = 0  # `received` when the body's current receive window began
+        self.body_deadline = 0.0  # when the body being received must be complete
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -219,32 +108,37 @@ class HttpConnection(OneTimer, asyncio.Protocol):
         self._set_timer(config.keepalive_timeout, self._idle_timeout)
 
     def data_received(self, data: bytes) -> None:
-        parser = self.parser
-        if parser is None or self.closing:
-            return
-        config = self.door.config
-        was_idle = not parser.in_request
-        was_in_head = parser.in_head
         try:
-            parser.receive_data(data)
-        except RemoteError as exc:
-            # Requests completed before the bad one are answered first, then the refusal.
-            self.refusal = (exc.http_status, str(exc))
-            self.queued.extend(parser.events_received())
-            self._run_queue()
-            return
-        if was_idle and parser.in_head:
-            self._set_timer(config.header_timeout, self._header_timeout)
-        elif (was_idle or was_in_head) and parser.in_request and not parser.in_head:
-            # The head is complete, the body is not: bound the body's arrival too.
-            self._set_timer(config.body_timeout, self._body_timeout)
-        requests = parser.events_received()
-        if requests:
-            self._disarm_timer()
-            self.queued.extend(requests)
-            self._run_queue()
-            if len(self.queued) >= config.max_pipelined and self.transport is not None:
-                self.transport.pause_reading()  # resumed once the queue is answered
+            parser = self.parser
+            if parser is None or self.closing:
+                return
+            config = self.door.config
+            was_idle = not parser.in_request
+            was_in_head = parser.in_head
+            self.received += len(data)
+            try:
+                parser.receive_data(data)
+            except RemoteError as exc:
+                # Requests completed before the bad one are answered first, then the refusal.
+                self.refusal = (exc.http_status, str(exc))
+                self.queued.extend(parser.events_received())
+                self._run_queue()
+                return
+            if was_idle and parser.in_head:
+                self._set_timer(config.header_timeout, self._header_timeout)
+            elif (was_idle or was_in_head) and parser.in_request and not parser.in_head:
+                self._body_begun()  # the head is complete, the body is not: bound its arrival
+            requests = parser.events_received()
+            if requests:
+                self._disarm_timer()
+                self.queued.extend(requests)
+                self._run_queue()
+                if parser.in_request and not parser.in_head and not self.closing:
+                    self._body_begun()  # a pipelined request's body began after them
+                if len(self.queued) >= config.max_pipelined and self.transport is not None:
+                    self.transport.pause_reading()  # resumed once the queue is answered
+        except Exception as exc:  # the last resort (pushwire.guard)
+            self._failed(exc)
 
     def eof_received(self) -> bool | None:
         return None  # let asyncio close the transport
@@ -283,6 +177,9 @@ class HttpConnection(OneTimer, asyncio.Protocol):
                 result = app.handle_http(request)
             except PushwireError as exc:
                 result = self._error_response(request, exc)
+            except Exception as exc:  # the last resort (pushwire.guard)
+                self._failed(exc)
+                return
             if isinstance(result, Response):
                 self._respond(request, result)
             elif isinstance(result, StreamResponse):
@@ -312,8 +209,8 @@ class HttpConnection(OneTimer, asyncio.Protocol):
             response = await result
         except PushwireError as exc:
             response = self._error_response(request, exc)
-        except Exception:
-            log.exception("request handler failed: %s %s", request.method, request.path)
+        except Exception as exc:
+            FAILURES.failed(f"http ({request.method} {request.path[:80]})", exc, self.remote)
             response = self._error_response(request, PushwireError("internal error"))
         if isinstance(response, StreamResponse):
             # A stream the app let open only after awaiting (a raw SSE client's checks).
@@ -328,8 +225,8 @@ class HttpConnection(OneTimer, asyncio.Protocol):
             response = held.result()
         except PushwireError as exc:
             response = self._error_response(request, exc)
-        except (Exception, asyncio.CancelledError):
-            log.exception("request handler failed: %s %s", request.method, request.path)
+        except (Exception, asyncio.CancelledError) as exc:
+            FAILURES.failed(f"http ({request.method} {request.path[:80]})", exc, self.remote)
             response = self._error_response(request, PushwireError("internal error"))
         self._respond_after_wait(request, response)
 
@@ -369,13 +266,51 @@ class HttpConnection(OneTimer, asyncio.Protocol):
             self.transport.write(simple_response(status, message + "\n", keep_alive=False))
             self.transport.close()
 
+    def _failed(self, exc: Exception) -> None:
+        """Something raised that nobody expected: log it (rate-limited) and close this
+        connection, with a 500 unless an answer is under way (then it is cut short)."""
+        FAILURES.failed("http", exc, self.remote)
+        if self.stream is None and not self.busy:
+            self._refuse(500, "internal error")
+            return
+        self.closing = True
+        self._cancel_timer()
+        if self.transport is not None:
+            self.transport.close()
+
     def _header_timeout(self) -> None:
         timeout = self.door.config.header_timeout
         self._refuse(408, f"request head not received within {timeout} s")
 
-    def _body_timeout(self) -> None:
-        timeout = self.door.config.body_timeout
-        self._refuse(408, f"request body not received within {timeout} s")
+    def _body_begun(self) -> None:
+        """A body is on its way: it must end within `body_timeout` and bring at least
+        `min_receive_rate` bytes a second over each `receive_window` until then."""
+        config = self.door.config
+        now = self.clock.time()
+        self.body_deadline = now + config.body_timeout
+        self.progress_mark = self.received
+        self._set_timer(min(config.receive_window, config.body_timeout), self._body_progress)
+
+    def _body_progress(self) -> None:
+        parser = self.parser
+        if parser is None or not parser.in_request or parser.in_head:
+            return  # the body ended (its request is being answered)
+        config = self.door.config
+        now = self.clock.time()
+        left = self.body_deadline - now
+        if left < 0.001:  # (a timer may fire a hair early on float time)
+            self._refuse(408, f"request body not received within {config.body_timeout} s")
+            return
+        got = self.received - self.progress_mark
+        if got < config.min_receive_rate * config.receive_window:
+            self._refuse(
+                408,
+                f"request body arrived slower than {config.min_receive_rate} bytes/s "
+                f"({got} bytes in {config.receive_window} s)",
+            )
+            return
+        self.progress_mark = self.received
+        self._set_timer(min(config.receive_window, left), self._body_progress)
 
     def _idle_timeout(self) -> None:
         if self.transport is not None and not self.busy:

@@ -17,7 +17,8 @@ from ..clock import LOOP_CLOCK, Clock
 from ..config import Config
 from ..transports.tcp import TcpConnection
 from ..web import Application
-from .connection import Door, HttpConnection
+from .connection import HttpConnection
+from .door import Door
 
 __all__ = ["Server"]
 
@@ -44,6 +45,7 @@ class _TcpAccept(asyncio.Protocol):
             clock=door.clock,
             policy_file=door.app.flash_policy(self.port),
             on_lost=door.closed,
+            remote=remote,
         )
         socket_.set_protocol(connection)
         refusal = door.opened(connection, peer[0] if isinstance(peer, tuple) else None)

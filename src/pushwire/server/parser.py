@@ -14,7 +14,8 @@ from urllib.parse import unquote
 
 import httptools
 
-from ..errors import BadRequest, BodyTooLarge, HeadersTooLarge
+from ..errors import BadRequest, BodyTooLarge, HeadersTooLarge, RemoteError, VersionNotSupported
+from ..parsing import decimal
 from ..web import Request
 
 __all__ = ["RequestParser"]
@@ -46,7 +47,9 @@ class RequestParser:
     Raises (from `receive_data`):
         HeadersTooLarge: request head over `max_header_bytes`.
         BodyTooLarge: declared or received body over `max_body_bytes`.
-        BadRequest: anything llhttp rejects.
+        BadRequest: anything llhttp rejects; a request line without a version (HTTP/0.9),
+            more than one Host header (RFC 9112 3.2), a Content-Length that is not a number.
+        VersionNotSupported: an HTTP version other than 1.0 and 1.1.
     """
 
     def __init__(self, max_header_bytes: int, max_body_bytes: int) -> None:
@@ -146,7 +149,7 @@ class RequestParser:
             self._finish_upgrade(piece[offset:])
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
-            if isinstance(cause, BadRequest | HeadersTooLarge | BodyTooLarge):
+            if isinstance(cause, RemoteError):
                 raise cause from None
             raise BadRequest(f"malformed request: {exc}") from exc
         except httptools.HttpParserError as exc:
@@ -182,12 +185,15 @@ class RequestParser:
         assert head is not None
         head.complete = True
         self._body_left = 0
+        self._check_version()
+        hosts = 0
         for key, value in head.headers:
-            if key == "content-length":
-                try:
-                    length = int(value)
-                except ValueError:
-                    raise BadRequest(f"invalid content-length {value!r}") from None
+            if key == "host":
+                hosts += 1
+                if hosts > 1:
+                    raise BadRequest("more than one Host header")
+            elif key == "content-length":
+                length = decimal(value, "Content-Length")
                 if length > self.max_body_bytes:
                     raise BodyTooLarge(
                         f"body over size limit ({length} > {self.max_body_bytes} bytes)"
@@ -196,6 +202,16 @@ class RequestParser:
             elif key == "transfer-encoding":
                 self._body_left = None  # llhttp refuses any coding but a final chunked
                 self._chunked_bytes = 0
+
+    def _check_version(self) -> None:
+        version = self._parser.get_http_version()
+        if version in ("1.1", "1.0"):
+            return
+        if version == "0.9":
+            # llhttp's name for a request line without a version: an HTTP/0.9 request, whose
+            # client would take our status line and headers for the body.
+            raise BadRequest("a request line without an HTTP version (HTTP/0.9)")
+        raise VersionNotSupported(f"HTTP/{version} is not supported: HTTP/1.1 or HTTP/1.0")
 
     def on_body(self, body: bytes) -> None:
         assert self._head is not None

@@ -37,6 +37,7 @@ from ..core import Hub, Session
 from ..core.transport import Framing, Transport
 from ..endpoint import ClientInfo, Endpoint, EnvelopeHandler
 from ..errors import BadRequest, Forbidden, Gone, NotConnected, RemoteError, Unavailable
+from ..parsing import quoted
 from ..web import Request, StreamResponse
 
 __all__ = [
@@ -194,7 +195,7 @@ class HttpSessions:
             Forbidden: the secret is missing or wrong (nothing about the session changes).
         """
         if session is None or session.endpoint != endpoint:
-            raise Gone(f"unknown or expired session {session_id!r}")
+            raise Gone(f"unknown or expired session {quoted(session_id)}")
         if not session.proves(secret):
             raise Forbidden(WRONG_SECRET)
 
@@ -216,7 +217,9 @@ class HttpSessions:
         transport = session.transport
         receiver = transport.receiver if transport is not None else None
         if transport is None or not isinstance(receiver, EnvelopeHandler):
-            raise NotConnected(f"session {session_id!r} has no connection: reconnect it first")
+            raise NotConnected(
+                f"session {quoted(session_id)} has no connection: reconnect it first"
+            )
         return receiver, transport
 
     def send(self, session_id: str, secret: str | None, endpoint: str, body: bytes) -> None:

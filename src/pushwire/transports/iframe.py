@@ -20,6 +20,7 @@ from ..endpoint import Endpoint
 from ..envelope import TextFraming
 from ..errors import Forbidden
 from ..origin import OriginPolicy
+from ..parsing import quoted
 from ..web import Request, StreamResponse
 from .http_session import StreamWire, envelope_stream, opening_hello
 
@@ -70,7 +71,7 @@ def iframe_stream(
     target = request.query_param("origin") or ""
     allowed = policy.allowed_origin(target, request.header("host"))
     if allowed is None:
-        raise Forbidden(f"origin {target!r} is not allowed")
+        raise Forbidden(f"origin {quoted(target)} is not allowed")
     # The origin as parsed, not as given: postMessage delivers to what the browser makes of
     # the string, and only the parsed form is what the policy allowed.
     first = iframe_prelude(str(allowed))

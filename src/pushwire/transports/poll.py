@@ -34,7 +34,8 @@ from ..core import Hub, Session
 from ..core.transport import Framing, Receiver
 from ..endpoint import Endpoint, EnvelopeHandler
 from ..envelope import encode_text
-from ..errors import BadRequest, NotConnected
+from ..errors import NotConnected
+from ..parsing import decimal
 from ..web import Request, Response
 from .http_session import NO_BUFFERING, HttpSessions, client_info, split_transport
 from .stream import CONTENT_TYPE, NDJSON_FRAMING
@@ -354,7 +355,7 @@ class Polls:
             Gone: unknown or expired session, or one opened at another endpoint.
             Forbidden: the resume secret is missing or wrong (nothing is taken).
             NotConnected: the session is not polling on `kind`.
-            BadRequest: a malformed cursor.
+            BadRequest: a malformed cursor (`parsing.decimal`).
         """
         closed = self._closed.get(session_id)
         if closed is not None and closed[1].transport is not None and not closed[1].closed:
@@ -370,9 +371,7 @@ class Polls:
         if not isinstance(transport, PollTransport) or transport.name != kind:
             raise NotConnected(f"session is not on the {kind} transport: send hello again")
         if cursor is not None:
-            if not cursor.isdigit():
-                raise BadRequest(f"invalid cursor {cursor!r}")
-            transport.acknowledge(int(cursor))
+            transport.acknowledge(decimal(cursor, "cursor"))
         return transport, self.config.longpoll_timeout if kind == "longpoll" else 0.0
 
     def answer(

@@ -9,17 +9,15 @@ once when the connection is gone (`on_lost`).
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 
 from ..clock import Clock, OneTimer
 from ..config import Config
 from ..core.transport import Receiver
 from ..errors import PushwireError
+from ..guard import FAILURES
 
 __all__ = ["SocketTransport", "await_opening"]
-
-log = logging.getLogger("pushwire.transports")
 
 
 class SocketTransport(OneTimer, asyncio.Protocol):
@@ -84,6 +82,6 @@ async def await_opening(opening: Awaitable[None], close: Callable[[int, str], ob
         await opening
     except PushwireError as exc:
         close(exc.close_code, str(exc)[:120])
-    except Exception:
-        log.exception("opening a connection failed")
+    except Exception as exc:
+        FAILURES.failed("opening", exc, None)
         close(1011, "internal error")

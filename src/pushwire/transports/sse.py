@@ -27,6 +27,7 @@ from ..endpoint import ClientInfo, Endpoint, RawHandler, raw_connect_request
 from ..envelope import TextFraming
 from ..errors import BadRequest, MethodNotAllowed
 from ..message import Data, Message, Position
+from ..parsing import decimal, quoted
 from ..web import Request, StreamResponse
 from .http_session import NO_BUFFERING, StreamWire, client_info
 
@@ -84,13 +85,18 @@ class RawSseFraming:
 
 
 def parse_last_event_id(value: str | None) -> tuple[str, int] | None:
-    """`epoch:offset` from a `Last-Event-ID` header, or None when absent or malformed."""
+    """`epoch:offset` from a `Last-Event-ID` header (or `?lastEventId=`), None when absent.
+
+    Raises:
+        BadRequest: no `epoch:` before the offset, or an offset that is not a number
+            (`parsing.decimal`).
+    """
     if not value:
         return None
     epoch, _, offset = value.strip().rpartition(":")
-    if not epoch or not offset.isdigit():
-        return None
-    return epoch, int(offset)
+    if not epoch:
+        raise BadRequest(f"invalid Last-Event-ID {quoted(value)}: epoch:offset")
+    return epoch, decimal(offset, "Last-Event-ID offset")
 
 
 SSE_FRAMING: Final = SseFraming()

@@ -19,8 +19,9 @@ would be over 1 GiB, far over any bound.
 
 `TcpConnection` is a client on the port: the door hands it the socket once accepted; it
 feeds `TcpParser`, hands envelopes to the client's `Receiver`, sends heartbeats (`{"type":
-"ping"}`), drops a peer that stays silent for `ping_timeout` after one, and bounds a frame's
-arrival by `header_timeout`. It is the hub's `Transport` for that client.
+"ping"}`), drops a peer that stays silent for `ping_timeout` after one, and bounds an
+unfinished frame's progress (`min_receive_rate` over each `receive_window`). It is the hub's
+`Transport` for that client.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from ..envelope import (
     encode_text,
 )
 from ..errors import BadRequest, IncompleteFrame, MessageTooLarge, RemoteError
+from ..guard import FAILURES
 from ..message import Data, Message
 from ..origin import OriginPolicy
 from .socket import SocketTransport
@@ -195,7 +197,15 @@ class TcpConnection(SocketTransport):
 
     name = "tcp"
     framing: Framing = TCP_FRAMING
-    __slots__ = ("awaiting_reply", "closed", "parser", "policy")
+    __slots__ = (
+        "awaiting_reply",
+        "closed",
+        "parser",
+        "policy",
+        "progress_mark",
+        "received",
+        "remote",
+    )
 
     def __init__(
         self,
@@ -205,12 +215,16 @@ class TcpConnection(SocketTransport):
         clock: Clock,
         policy_file: bytes,
         on_lost: Callable[[SocketTransport], object],
+        remote: str | None = None,
     ) -> None:
         self._init_socket(socket, config, clock, on_lost)
+        self.remote = remote
         self.policy = policy_file
         self.parser = TcpParser(config.max_message + ENVELOPE_ALLOWANCE)
         self.awaiting_reply = False
         self.closed = False
+        self.received = 0  # bytes received (an unfinished frame's progress is counted here)
+        self.progress_mark = -1  # `received` when the current receive window began; -1: none
 
     def start(self, receiver: Receiver) -> None:
         """The door accepted the connection: `receiver` takes the client's envelopes."""
@@ -224,22 +238,39 @@ class TcpConnection(SocketTransport):
         if self.closed:
             return
         self.awaiting_reply = False
+        self.received += len(data)
+        refusal: RemoteError | None = None
         try:
-            self.parser.receive_data(data)
-        except RemoteError as exc:
-            self._refuse(exc)
+            try:
+                self.parser.receive_data(data)
+            except RemoteError as exc:
+                refusal = exc  # the frames that ended before the bad one are taken first
+            for event in self.parser.events_received():
+                if isinstance(event, PolicyRequest):
+                    self.socket.write(self.policy)
+                    self._end()
+                    return
+                if self.receiver is not None:
+                    self.receiver.receive(event.data)
+        except Exception as exc:  # the last resort (pushwire.guard)
+            self._failed(exc)
             return
-        for event in self.parser.events_received():
-            if isinstance(event, PolicyRequest):
-                self.socket.write(self.policy)
-                self._end()
-                return
-            if self.receiver is not None:
-                self.receiver.receive(event.data)
-        if self.parser.incomplete:
-            self._set_timer(self.config.header_timeout, self._frame_timeout)
-        else:
+        if refusal is not None:
+            if not self.closed:
+                self._refuse(refusal)
+            return
+        if not self.parser.incomplete:
+            self.progress_mark = -1
             self._heartbeat_later()
+        elif self.progress_mark < 0:
+            # A frame began and did not end: bound its progress (`min_receive_rate`).
+            self.progress_mark = self.received
+            self._set_timer(self.config.receive_window, self._frame_progress)
+
+    def _failed(self, exc: Exception) -> None:
+        """Something raised that nobody expected: log it (rate-limited), close with 1011."""
+        FAILURES.failed("tcp", exc, self.remote)
+        self.close(1011, "internal error")
 
     def _gone(self) -> None:
         self.closed = True
@@ -274,11 +305,27 @@ class TcpConnection(SocketTransport):
         self.socket.write(TCP_FRAMING.wrap(encode_text(error)))
         self.close(exc.close_code, str(exc)[:120])
 
-    def _frame_timeout(self) -> None:
-        timeout = self.config.header_timeout
-        got = self.parser.incomplete
-        message = f"incomplete frame: {got} bytes, then nothing for {timeout} s"
-        self._refuse(IncompleteFrame(message))
+    def _frame_progress(self) -> None:
+        """A receive window passed while a frame was unfinished."""
+        if self.closed:
+            return
+        config, held = self.config, self.parser.incomplete
+        if not held:
+            self.progress_mark = -1
+            self._heartbeat_later()
+            return
+        got = self.received - self.progress_mark
+        if got < config.min_receive_rate * config.receive_window:
+            window = config.receive_window
+            then = (
+                f"nothing for {window} s"
+                if not got
+                else f"{got} bytes in {window} s (under {config.min_receive_rate} bytes/s)"
+            )
+            self._refuse(IncompleteFrame(f"incomplete frame: {held} bytes, then {then}"))
+            return
+        self.progress_mark = self.received
+        self._set_timer(config.receive_window, self._frame_progress)
 
     def _heartbeat_later(self) -> None:
         self._set_timer(self.config.heartbeat_interval, self._heartbeat)

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from ...clock import Clock, Timer
 from ...config import Config
 from ...core.transport import Framing, Receiver, Transport
+from ...guard import FAILURES
 from ..socket import SocketTransport, await_opening
 from .protocol import (
     WebSocketClosed,
@@ -54,6 +55,8 @@ class WebSocketTransport(SocketTransport):
         "opening",
         "ping_sent_at",
         "pings",
+        "progress_mark",
+        "received",
         "remote",
         "write",
         "ws",
@@ -83,6 +86,8 @@ class WebSocketTransport(SocketTransport):
         self.ping_sent_at = 0.0  # when the unanswered ping went out; 0.0: none is pending
         self.next_ping_at = 0.0
         self.close_written = False  # our Close frame is on the wire: no data after it
+        self.received = 0  # bytes received (an unfinished message's progress is counted here)
+        self.progress_mark = -1  # `received` when the current receive window began; -1: none
         # Data may follow a Close the peer sent, until ours is written: a message that
         # arrived before the peer's Close is answered before our Close goes out.
         self.write = socket.write
@@ -111,17 +116,67 @@ class WebSocketTransport(SocketTransport):
     # -- asyncio.Protocol (after the door's set_protocol) -----------------------------------
 
     def data_received(self, data: bytes) -> None:
-        self.ws.receive_data(data)
-        self._events()
+        self.received += len(data)
+        try:
+            ws = self.ws
+            ws.receive_data(data)
+            self._events()
+            if self.progress_mark < 0 and ws.incomplete and ws.is_open:
+                # A message began and did not end: bound its progress.
+                self.progress_mark = self.received
+                self._set_timer(self.config.receive_window, self._progress)
+        except Exception as exc:  # the last resort (pushwire.guard)
+            self._failed(exc)
+
+    def _progress(self) -> None:
+        """A receive window passed while a message was unfinished (`min_receive_rate`)."""
+        ws, config = self.ws, self.config
+        if not ws.is_open:
+            return
+        if not ws.incomplete:
+            self.progress_mark = -1
+            return
+        got = self.received - self.progress_mark
+        if got < config.min_receive_rate * config.receive_window:
+            self._cut(1008, f"message arrived slower than {config.min_receive_rate} bytes/s")
+            return
+        self.progress_mark = self.received
+        self._set_timer(config.receive_window, self._progress)
 
     def eof_received(self) -> bool | None:
-        self.ws.receive_eof()
-        self._events()
+        try:
+            self.ws.receive_eof()
+            self._events()
+        except Exception as exc:  # the last resort (pushwire.guard)
+            self._failed(exc)
         return None  # let asyncio close the transport
+
+    def _failed(self, exc: Exception) -> None:
+        """Something raised that nobody expected: log it (rate-limited), fail the WebSocket
+        with 1011 and tell the receiver."""
+        FAILURES.failed("websocket", exc, self.remote)
+        self._cut(1011, "internal error")
+
+    def _cut(self, code: int, reason: str) -> None:
+        """Fail the WebSocket (RFC 6455 7.1.7: our Close, then the end of the stream; what the
+        peer sends is discarded) and tell the receiver."""
+        receiver, self.receiver = self.receiver, None
+        self.ws.fail(code, reason)
+        self._flush()
+        self._set_timer(self.config.close_timeout, self.abort)
+        if receiver is not None:
+            receiver.closed(code, reason, by_client=False)
 
     def _gone(self) -> None:
         self.write = _dropped
         self.pings.discard(self)
+
+    def abort(self) -> None:
+        """Drop the connection now; nothing more is written (uvloop raises on a write to a
+        socket it closed, before `connection_lost` comes: found by tests/fuzz, a handler's
+        reply after an await)."""
+        self.write = _dropped
+        self.socket.abort()
 
     # -- the protocol's events --------------------------------------------------------------
 

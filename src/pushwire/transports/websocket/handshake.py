@@ -15,6 +15,7 @@ from websockets.utils import accept_key
 
 from ...errors import BadRequest, Forbidden, MethodNotAllowed, UpgradeRequired
 from ...origin import OriginPolicy
+from ...parsing import quoted
 from ...web import Request
 
 __all__ = ["check_handshake", "switching_protocols"]
@@ -67,7 +68,7 @@ def check_handshake(
         raise BadRequest(f"invalid Sec-WebSocket-Key {keys[0]!r}: must be 16 base64 bytes")
     origin = request.header("origin")
     if not policy.allows(origin, request.header("host"), any_origin=any_origin):
-        raise Forbidden(f"origin {origin!r} is not allowed")
+        raise Forbidden(f"origin {quoted(origin)} is not allowed")
     offered = [t for t in _tokens(request.header_values("sec-websocket-protocol")) if t]
     return next((name for name in subprotocols if name.lower() in offered), None)
 

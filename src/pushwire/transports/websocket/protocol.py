@@ -135,6 +135,16 @@ class WebSocketConnection:
     def is_open(self) -> bool:
         return self._protocol.state is OPEN
 
+    @property
+    def incomplete(self) -> bool:
+        """A frame or a fragmented message began and has not ended: its bytes are held."""
+        protocol = self._protocol
+        return (
+            self._parts is not None
+            or protocol.current_size is not None
+            or bool(protocol.reader.buffer)
+        )
+
     def receive_data(self, data: bytes) -> None:
         protocol = self._protocol
         if (

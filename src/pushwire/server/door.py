@@ -1,0 +1,132 @@
+"""What every connection of one server shares (`Door`): the app, the settings, the clock, the
+open connections and their bounds (`max_connections`, `max_connections_per_ip`), the
+background tasks of their answers, the WebSocket ping sweep and TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Callable
+from typing import Protocol
+
+from ..clock import Clock
+from ..config import Config
+from ..transports.websocket.connection import PingSweep
+from ..web import Application
+from .fdlimit import connection_bound
+from .tls import is_loopback, secure
+
+__all__ = ["Door", "Served"]
+
+
+class Door:
+    """What every connection of one server shares: the app, the settings and the clock; the
+    open connections (each has `shutdown()` and `abort()`), counted against
+    `max_connections` from their first byte (a TLS handshake too); the background tasks of
+    their answers; the WebSocket ping sweep; the TLS context, if any."""
+
+    def __init__(
+        self,
+        app: Application,
+        config: Config,
+        clock: Clock,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self.app = app
+        self.config = config
+        self.clock = clock
+        self.tls = tls
+        #: `max_connections`, or (0) what the open-file limit allows.
+        self.max_connections = connection_bound(config.max_connections, config.fd_reserve)
+        self.per_ip: dict[str, int] = {}  # open connections per address, when limited
+        self.ip_of: dict[object, str] = {}
+        self.pings = PingSweep(config, clock)
+        self.connections: set[Served] = set()
+        self.accepted = 0  # connections accepted since start
+        self.shutting_down = False
+        self._tasks: set[asyncio.Future[None]] = set()
+        self._drained: asyncio.Event | None = None
+
+    @property
+    def open_connections(self) -> int:
+        return len(self.connections)
+
+    def opened(self, connection: Served, ip: str | None = None) -> str | None:
+        """A connection from `ip` was accepted; why it must be refused (over
+        `max_connections` or `max_connections_per_ip`, or shutting down), or None. It counts
+        until `closed` either way."""
+        self.connections.add(connection)
+        self.accepted += 1
+        config = self.config
+        refusal = None
+        if self.shutting_down:
+            refusal = "server shutting down"
+        elif len(self.connections) > self.max_connections:
+            refusal = f"too many connections (> {self.max_connections})"
+        limit = config.max_connections_per_ip
+        if limit > 0 and ip is not None and not (config.per_ip_exempt_loopback and is_loopback(ip)):
+            count = self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
+            self.ip_of[connection] = ip
+            if count > limit and refusal is None:
+                refusal = f"too many connections from one address (> {limit})"
+        return refusal
+
+    def closed(self, connection: object) -> None:
+        """A connection is gone."""
+        self.connections.discard(connection)
+        ip = self.ip_of.pop(connection, None)
+        if ip is not None:
+            left = self.per_ip[ip] - 1
+            if left:
+                self.per_ip[ip] = left
+            else:
+                del self.per_ip[ip]
+        if self._drained is not None and not self.connections:
+            self._drained.set()
+
+    def handed_over(self, old: Served, new: Served) -> None:
+        """`new` carries on the connection of `old` (a WebSocket after its upgrade)."""
+        self.connections.discard(old)
+        self.connections.add(new)
+        ip = self.ip_of.pop(old, None)
+        if ip is not None:
+            self.ip_of[new] = ip
+
+    def track(self, task: asyncio.Future[None]) -> None:
+        """Keep a background task alive until it ends."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def handshake(
+        self,
+        socket: asyncio.Transport,
+        protocol: asyncio.Protocol,
+        then: Callable[[asyncio.Transport], object],
+    ) -> None:
+        """TLS on a counted connection: `then(tls_transport)` once the handshake is done,
+        within `header_timeout`, and `protocol` gets the connection's events from then on; a
+        handshake that fails or stalls drops the connection (`protocol.connection_lost`).
+        asyncio's own TLS listener would run it outside `max_connections`, for up to 60 s.
+
+        """
+        assert self.tls is not None
+        secure(socket, protocol, then, self.tls, self.config.header_timeout)
+
+    async def drain(self, timeout: float) -> int:
+        """Wait up to `timeout` for every connection to close; how many are left."""
+        if self.connections:
+            self._drained = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), timeout)
+        return len(self.connections)
+
+
+class Served(Protocol):
+    """A connection a server keeps track of (HTTP, WebSocket, TCP)."""
+
+    def shutdown(self) -> None:
+        """Close politely: what is in flight finishes, clients are told to come back."""
+
+    def abort(self) -> None:
+        """Drop the connection now."""
