@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from .cluster import Cluster, DirectPublisher, EnvelopePublisher, HttpPublisher
-from .ledger import Counts, PublishLog, check, check_direct, recovery_times
+from .ledger import Counts, PublishLog, Record, check, last_position, recovery_times
 from .schedule import FaultEvent, make_schedule
 from .subscribers import BrowserSubscriber, PythonSubscriber, Subscriber
 
@@ -29,7 +29,6 @@ __all__ = ["BROWSER_TRANSPORTS", "PYTHON_TRANSPORTS", "Plan", "Report", "run"]
 CHANNEL: Final = "chaos"
 PYTHON_TRANSPORTS: Final = ("websocket", "sse", "stream", "longpoll", "polling", "tcp")
 BROWSER_TRANSPORTS: Final = ("websocket", "sse", "longpoll", "iframe")
-DIRECT_SETTLE: Final = 3.0
 
 
 @dataclass(frozen=True)
@@ -212,48 +211,38 @@ async def _drive(
 
 
 async def _settled(
-    subscribers: list[Subscriber], log: PublishLog, direct: DirectPublisher | None, bound: float
+    subscribers: list[Subscriber], log: PublishLog, logs: dict[str, PublishLog], bound: float
 ) -> None:
-    """Until every subscriber has (or skipped) the channel's last message, at most `bound`
-    seconds; then until each has the last direct message sent to it, at most DIRECT_SETTLE
-    seconds (direct messages have no gaps: what is missing then is lost)."""
-    records = [s.record for s in subscribers]
+    """Until every subscriber has (or skipped by a gap) the channel's last message and its
+    user's last direct message, at most `bound` seconds (what is missing then is lost)."""
 
     async def drained() -> None:
         for subscriber in subscribers:
             if isinstance(subscriber, BrowserSubscriber):
                 await subscriber.drain()
 
-    def channel_done() -> bool:
+    def caught_up(records: list[Record], log: PublishLog) -> bool:
         log.learn(records)
         final = log.final()
         if final is None:
             return True
         rank = log.ranker()
-        return all(
-            s.record.stopped is not None or (s.last is not None and rank(s.last) >= rank(final))
-            for s in subscribers
-        )
-
-    def direct_done() -> bool:
-        assert direct is not None
-        for subscriber in subscribers:
-            sent = direct.sent[subscriber.direct.name]
-            if sent and sent[-1] not in {m for _, m in subscriber.direct.received}:
+        for record in records:
+            last = last_position(record)
+            if record.stopped is None and (last is None or rank(last) < rank(final)):
                 return False
         return True
 
+    def done() -> bool:
+        if not caught_up([s.record for s in subscribers], log):
+            return False
+        return all(caught_up([s.direct], logs[s.user]) for s in subscribers if s.user in logs)
+
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(bound):
-            while not channel_done():
+            while not done():
                 await asyncio.sleep(0.1)
                 await drained()
-    if direct is not None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(DIRECT_SETTLE):
-                while not direct_done():
-                    await asyncio.sleep(0.1)
-                    await drained()
 
 
 async def run(plan: Plan, directory: Path, browser: Browser | None = None) -> Report:
@@ -282,9 +271,9 @@ async def run(plan: Plan, directory: Path, browser: Browser | None = None) -> Re
             publishers += [http, envelope]
             await envelope.open()
         direct: DirectPublisher | None = None
-        if plan.direct:
-            users = [s.direct for s in subscribers]
-            direct = DirectPublisher(PublishLog(), plan.rate / 2, cluster.clean, users)
+        logs = {s.user: PublishLog() for s in subscribers if s.user is not None}
+        if logs:
+            direct = DirectPublisher(logs, plan.rate / 2, cluster.clean)
             publishers.append(direct)
         share = None if plan.messages is None else plan.messages // (2 * plan.publishers)
         publishing = [asyncio.create_task(p.run(share)) for p in publishers]
@@ -303,7 +292,7 @@ async def run(plan: Plan, directory: Path, browser: Browser | None = None) -> Re
             for task in [*publishing, faults]:
                 task.cancel()
             await asyncio.gather(*publishing, faults, return_exceptions=True)
-        await _settled(subscribers, log, direct, plan.settle)
+        await _settled(subscribers, log, logs, plan.settle)
         report.elapsed = time.monotonic() - began
         report.published = sum(p.confirmed for p in publishers if p is not direct)
         records = [s.record for s in subscribers]
@@ -314,12 +303,12 @@ async def run(plan: Plan, directory: Path, browser: Browser | None = None) -> Re
             if not report.channel[subscriber.label].holds and subscriber.describe():
                 report.states.append(subscriber.describe())
             report.recovery += recovery_times(subscriber.record, log, ends)
-        if direct is not None:
-            for subscriber in subscribers:
-                if isinstance(subscriber, PythonSubscriber):
-                    subscriber.direct.expired = list(subscriber.client.expired)
-                name = subscriber.direct.name
-                report.direct[subscriber.label] = check_direct(subscriber.direct, direct.sent[name])
+        for subscriber in subscribers:
+            if subscriber.user is not None:
+                report.direct[subscriber.label] = check(subscriber.direct, logs[subscriber.user])
+                state = subscriber.describe()
+                if not report.direct[subscriber.label].holds and state not in report.states:
+                    report.states.append(state)
         for proxy in cluster.faulty:
             for name, count in proxy.counts.items():
                 report.proxy[name] = report.proxy.get(name, 0) + count
