@@ -277,6 +277,3 @@ class DirectPublisher(_Paced):
             log.placed(message_id, (str(answer["epoch"]), int(answer["offset"])), time.time())
             self.confirmed += 1
         return None
-        if status == 200 and json.loads(body).get("nodes", 0) > 0:
-            self.sent[user].append(message_id)
-        return None

@@ -46,7 +46,8 @@ class Plan:
         direct: each subscriber is also a user sent direct messages (at `rate` / 2).
         messages: stop publishing after this many (the bench's long runs).
         extra: more `pushwire serve` arguments for the nodes.
-        publishers: how many publishers of each kind (HTTP, envelope), sharing `rate`.
+        publishers: how many publishers of each kind (HTTP, envelope; direct), sharing
+            `rate`.
         settle: how long subscribers may take to catch up after the last publish (what is
             missing then counts as lost).
     """
@@ -86,6 +87,10 @@ class Report:
     transports: dict[str, set[str]] = field(default_factory=dict)
     #: The state of each subscriber that broke a rule, at the end.
     states: list[str] = field(default_factory=list)
+    #: When each fault began and ended (time.time()).
+    windows: list[tuple[float, float]] = field(default_factory=list)
+    #: Each user's direct messages: when sent, where its inbox put them.
+    direct_logs: dict[str, PublishLog] = field(default_factory=dict)
     #: The nodes' warnings and errors (what to look at when a run fails).
     node_log: list[str] = field(default_factory=list)
 
@@ -153,7 +158,7 @@ async def _fault(cluster: Cluster, event: FaultEvent) -> None:
         await asyncio.sleep(duration)
         for proxy in proxies:
             proxy.truncating = False
-    elif kind == "stall":
+    elif kind in ("stall", "long_stall"):
         for proxy in proxies:
             proxy.stall()
         await asyncio.sleep(duration)
@@ -194,10 +199,14 @@ async def _fault(cluster: Cluster, event: FaultEvent) -> None:
 
 
 async def _drive(
-    cluster: Cluster, schedule: list[FaultEvent], ends: list[float], stop: asyncio.Event
+    cluster: Cluster,
+    schedule: list[FaultEvent],
+    windows: list[tuple[float, float]],
+    stop: asyncio.Event,
 ) -> None:
     """Carry out the schedule's faults, each to its end (a fault is never left half
-    done), until the schedule or `stop` ends."""
+    done), until the schedule or `stop` ends; `windows` gets when each began and ended
+    (time.time())."""
     loop = asyncio.get_running_loop()
     began = loop.time()
     for event in schedule:
@@ -206,8 +215,9 @@ async def _drive(
                 await stop.wait()
         if stop.is_set():
             return
+        began_at = time.time()
         await _fault(cluster, event)
-        ends.append(time.time())
+        windows.append((began_at, time.time()))
 
 
 async def _settled(
@@ -270,16 +280,18 @@ async def run(plan: Plan, directory: Path, browser: Browser | None = None) -> Re
                 envelope.name, http.name = f"e{index}.", f"h{index}."
             publishers += [http, envelope]
             await envelope.open()
-        direct: DirectPublisher | None = None
         logs = {s.user: PublishLog() for s in subscribers if s.user is not None}
-        if logs:
-            direct = DirectPublisher(logs, plan.rate / 2, cluster.clean)
-            publishers.append(direct)
+        directs: list[DirectPublisher] = []
+        for index in range(plan.publishers if logs else 0):
+            direct = DirectPublisher(logs, plan.rate / 2 / plan.publishers, cluster.clean)
+            if plan.publishers > 1:
+                direct.name = f"d{index}."
+            directs.append(direct)
+        publishers += directs
         share = None if plan.messages is None else plan.messages // (2 * plan.publishers)
         publishing = [asyncio.create_task(p.run(share)) for p in publishers]
-        ends: list[float] = []
         done = asyncio.Event()
-        faults = asyncio.create_task(_drive(cluster, schedule, ends, done))
+        faults = asyncio.create_task(_drive(cluster, schedule, report.windows, done))
         try:
             if plan.messages is None:
                 await asyncio.sleep(plan.length)
@@ -294,9 +306,11 @@ async def run(plan: Plan, directory: Path, browser: Browser | None = None) -> Re
             await asyncio.gather(*publishing, faults, return_exceptions=True)
         await _settled(subscribers, log, logs, plan.settle)
         report.elapsed = time.monotonic() - began
-        report.published = sum(p.confirmed for p in publishers if p is not direct)
+        report.published = sum(p.confirmed for p in publishers if p not in directs)
         records = [s.record for s in subscribers]
         log.learn(records)
+        ends = [end for _, end in report.windows]
+        report.direct_logs = logs
         for subscriber in subscribers:
             report.channel[subscriber.label] = check(subscriber.record, log)
             report.transports[subscriber.label] = subscriber.transports
