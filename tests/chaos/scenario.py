@@ -43,7 +43,8 @@ class Plan:
         rate: messages per second, both publishers together.
         python: the Python client's subscribers, one per entry (its transports, in order).
         browser: pushwire.js subscribers, one per entry, in Chromium.
-        direct: each subscriber is also a user sent direct messages (at `rate` / 2).
+        direct: each subscriber is also a user sent direct messages (at `direct_rate`, by
+            default `rate` / 2, all users together).
         messages: stop publishing after this many (the bench's long runs).
         extra: more `pushwire serve` arguments for the nodes.
         publishers: how many publishers of each kind (HTTP, envelope; direct), sharing
@@ -61,6 +62,7 @@ class Plan:
     python: tuple[tuple[str, ...], ...] = tuple((t,) for t in PYTHON_TRANSPORTS)
     browser: tuple[tuple[str, ...], ...] = ()
     direct: bool = False
+    direct_rate: float | None = None
     messages: int | None = None
     extra: tuple[str, ...] = ()
     settle: float = 20.0
@@ -272,6 +274,7 @@ async def run(plan: Plan, directory: Path, browser: Browser | None = None) -> Re
         subscribers = _subscribers(plan, cluster, browser)
         for subscriber in subscribers:
             await subscriber.start(CHANNEL)
+        logs = {s.user: PublishLog() for s in subscribers if s.user is not None}
         each = plan.rate / 2 / plan.publishers
         for index in range(plan.publishers):
             envelope = EnvelopePublisher(log, CHANNEL, each, cluster.clean)
@@ -280,10 +283,10 @@ async def run(plan: Plan, directory: Path, browser: Browser | None = None) -> Re
                 envelope.name, http.name = f"e{index}.", f"h{index}."
             publishers += [http, envelope]
             await envelope.open()
-        logs = {s.user: PublishLog() for s in subscribers if s.user is not None}
         directs: list[DirectPublisher] = []
+        direct_rate = plan.rate / 2 if plan.direct_rate is None else plan.direct_rate
         for index in range(plan.publishers if logs else 0):
-            direct = DirectPublisher(logs, plan.rate / 2 / plan.publishers, cluster.clean)
+            direct = DirectPublisher(logs, direct_rate / plan.publishers, cluster.clean)
             if plan.publishers > 1:
                 direct.name = f"d{index}."
             directs.append(direct)
