@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 __all__ = ["BROWSER_TRANSPORTS", "PYTHON_TRANSPORTS", "Plan", "Report", "run"]
 
 CHANNEL: Final = "chaos"
+#: A `long_stall` lasts until more direct messages than this were sent during it (the
+#: `max_unacked` that closed a session before the inbox).
+LONG_STALL_DIRECTS: Final = 1000
 PYTHON_TRANSPORTS: Final = ("websocket", "sse", "stream", "longpoll", "polling", "tcp")
 BROWSER_TRANSPORTS: Final = ("websocket", "sse", "longpoll", "iframe")
 
@@ -147,8 +150,12 @@ def _subscribers(plan: Plan, cluster: Cluster, browser: Browser | None) -> list[
     return subscribers
 
 
-async def _fault(cluster: Cluster, event: FaultEvent) -> None:
-    """Carry out one fault, from its start to its end."""
+async def _fault(
+    cluster: Cluster, event: FaultEvent, directs: Sequence[DirectPublisher] = ()
+) -> None:
+    """Carry out one fault, from its start to its end (a `long_stall` lasts until over
+    LONG_STALL_DIRECTS direct messages were sent during it, at most 3 times its duration,
+    whatever the machine's speed)."""
     proxies = cluster.faulty
     kind, duration = event.kind, event.duration
     if kind == "reset":
@@ -163,7 +170,13 @@ async def _fault(cluster: Cluster, event: FaultEvent) -> None:
     elif kind in ("stall", "long_stall"):
         for proxy in proxies:
             proxy.stall()
+        sent_before = sum(d.attempts for d in directs)
         await asyncio.sleep(duration)
+        if kind == "long_stall" and directs:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2 * duration):
+                    while sum(d.attempts for d in directs) - sent_before <= LONG_STALL_DIRECTS:
+                        await asyncio.sleep(0.05)
         for proxy in proxies:
             proxy.resume()
     elif kind == "blackhole":
@@ -205,6 +218,7 @@ async def _drive(
     schedule: list[FaultEvent],
     windows: list[tuple[float, float]],
     stop: asyncio.Event,
+    directs: Sequence[DirectPublisher] = (),
 ) -> None:
     """Carry out the schedule's faults, each to its end (a fault is never left half
     done), until the schedule or `stop` ends; `windows` gets when each began and ended
@@ -218,7 +232,7 @@ async def _drive(
         if stop.is_set():
             return
         began_at = time.time()
-        await _fault(cluster, event)
+        await _fault(cluster, event, directs)
         windows.append((began_at, time.time()))
 
 
@@ -294,7 +308,7 @@ async def run(plan: Plan, directory: Path, browser: Browser | None = None) -> Re
         share = None if plan.messages is None else plan.messages // (2 * plan.publishers)
         publishing = [asyncio.create_task(p.run(share)) for p in publishers]
         done = asyncio.Event()
-        faults = asyncio.create_task(_drive(cluster, schedule, report.windows, done))
+        faults = asyncio.create_task(_drive(cluster, schedule, report.windows, done, directs))
         try:
             if plan.messages is None:
                 await asyncio.sleep(plan.length)
