@@ -1,9 +1,8 @@
 """The problems of issue 14 (`issues show 14`), each as a chaos cell of its own, set up so
-that it happens every time. One still open is marked `xfail(strict=True,
-raises=AssertionError)`: its fix makes the cell pass, which fails the run until the mark
-is removed. Only the final assertion is the expected failure: a set-up that goes wrong
-raises something else and fails. Problems 1 and 5 are fixed (wt/retries): their cells
-pass."""
+that it happens every time: problems 1 and 5 (fixed by wt/retries) and 4 (fixed by the
+user's inbox, wt/inbox) pass. One cell found later and still open is marked
+`xfail(strict=False, raises=AssertionError)`: only its final assertion is the expected
+failure; a set-up that goes wrong raises something else and fails."""
 
 from __future__ import annotations
 
