@@ -19,7 +19,7 @@ from pushwire.client import Client, ClientError
 from tests.redis_helpers import RedisServer
 from tests.servers import ServerProcess, start_server
 
-from .ledger import DirectRecord, PublishLog
+from .ledger import PublishLog
 from .proxy import FaultProxy
 
 __all__ = ["NODE_SETTINGS", "Cluster", "DirectPublisher", "EnvelopePublisher", "HttpPublisher"]
@@ -252,26 +252,28 @@ class EnvelopePublisher(_Paced):
 
 
 class DirectPublisher(_Paced):
-    """`POST /api/send/<user>` to each user in turn; a message counts as sent when the
-    server answered 200 and some node had a session of the user."""
+    """`POST /api/send/<user>` to each user in turn, each user's sends and their places in
+    its inbox (the answer's `epoch` and `offset`) kept in that user's log."""
 
     prefix = "d"
 
-    def __init__(
-        self, log: PublishLog, rate: float, proxy: FaultProxy, users: list[DirectRecord]
-    ) -> None:
-        super().__init__(log, "", rate)
+    def __init__(self, logs: dict[str, PublishLog], rate: float, proxy: FaultProxy) -> None:
+        super().__init__(PublishLog(), "", rate)
         self.proxy = proxy
-        self.users = users
-        self.sent: dict[str, list[str]] = {user.name: [] for user in users}
+        self.logs = logs
+        self.users = list(logs)
 
     async def publish(self, message_id: str) -> tuple[str, int] | None:
-        user = self.users[self.attempts % len(self.users)].name
+        user = self.users[self.attempts % len(self.users)]
+        log = self.logs[user]
+        log.sent(message_id, time.time())
         try:
             path = f"/api/send/{user}"
             status, body = await http_post(self.proxy.port, path, message_id.encode())
         except (OSError, TimeoutError):
             return None
-        if status == 200 and json.loads(body).get("nodes", 0) > 0:
-            self.sent[user].append(message_id)
+        if status == 200:
+            answer = json.loads(body)
+            log.placed(message_id, (str(answer["epoch"]), int(answer["offset"])), time.time())
+            self.confirmed += 1
         return None

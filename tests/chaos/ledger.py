@@ -18,8 +18,11 @@ For each subscriber, every message after the position its subscription began at 
 Anything else is a violation: a message lost silently, a duplicate, a message out of order,
 a gap whose range does not match.
 
-Direct messages (no positions): every message sent to a user after its subscriber was
-welcomed must arrive exactly once, in the order sent.
+Direct messages follow the same rules: each user's inbox is a stream with `(epoch, offset)`
+positions (docs/protocol.md, "Direct messages: the user's inbox"), so a user's direct
+messages after the inbox position its client was welcomed at are checked with `check` and a
+`PublishLog` of that user, exactly like a channel's (a direct-message gap is the client's
+`Gap` with `channel` None).
 """
 
 from __future__ import annotations
@@ -29,14 +32,13 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "Counts",
-    "DirectRecord",
     "Got",
     "Hole",
     "PublishLog",
     "Record",
     "Stopped",
     "check",
-    "check_direct",
+    "last_position",
     "recovery_times",
 ]
 
@@ -46,7 +48,8 @@ Rank = Callable[[Position], tuple[int, int]]
 
 @dataclass(frozen=True, slots=True)
 class Got:
-    """A channel message a subscriber received, at `at` (time.time())."""
+    """A message a subscriber received (of a channel, or of its user's inbox), at `at`
+    (time.time())."""
 
     at: float
     epoch: str
@@ -77,8 +80,9 @@ class Stopped:
 
 @dataclass
 class Record:
-    """One subscriber of one channel: `start` is where its subscription began (the
-    `subscribed` answer), `items` what its client yielded, in order."""
+    """One subscriber of one channel (or of its user's inbox): `start` is where its
+    subscription began (the `subscribed` answer; the welcome's `inbox`), `items` what its
+    client yielded, in order."""
 
     name: str
     start: Position | None = None
@@ -284,42 +288,11 @@ def _show(position: Position) -> str:
     return f"{position[0]}:{position[1]}"
 
 
-@dataclass
-class DirectRecord:
-    """One user's subscriber of direct messages: what it received (ids, in order) and the
-    sessions its client said were expired."""
-
-    name: str
-    received: list[tuple[float, str]] = field(default_factory=list)
-    expired: list[str] = field(default_factory=list)
-
-
-def check_direct(record: DirectRecord, sent: Sequence[str]) -> Counts:
-    """Every direct message in `sent` (in the order sent) once, in order."""
-    counts = Counts(sent=len(sent))
-    order = {message_id: i for i, message_id in enumerate(sent)}
-    seen: set[str] = set()
-    last = -1
-    for _at, message_id in record.received:
-        if message_id in seen:
-            counts.duplicated += 1
-            counts.violations.append(f"{record.name}: direct {message_id} again")
-            continue
-        seen.add(message_id)
-        index = order.get(message_id)
-        if index is None:
-            continue  # sent but not confirmed: not counted either way
-        counts.received += 1
-        if index < last:
-            counts.violations.append(f"{record.name}: direct {message_id} out of order")
-        last = max(last, index)
-    missing = [m for m in sent if m not in seen]
-    counts.lost_silently = len(missing)
-    if missing:
-        shown = _some(missing)
-        told = f" (client.expired: {len(record.expired)})" if record.expired else ""
-        counts.violations.append(f"{record.name}: direct messages lost {shown}{told}")
-    return counts
+def last_position(record: Record) -> Position | None:
+    """The last position `record` has (received, or skipped by a gap)."""
+    for item in reversed(record.items):
+        return (item.epoch, item.offset) if isinstance(item, Got) else item.end
+    return record.start
 
 
 def recovery_times(record: Record, log: PublishLog, fault_ends: Sequence[float]) -> list[float]:

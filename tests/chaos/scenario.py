@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from .cluster import Cluster, DirectPublisher, EnvelopePublisher, HttpPublisher
-from .ledger import Counts, PublishLog, check, check_direct, recovery_times
+from .ledger import Counts, PublishLog, Record, check, last_position, recovery_times
 from .schedule import FaultEvent, make_schedule
 from .subscribers import BrowserSubscriber, PythonSubscriber, Subscriber
 
@@ -27,9 +27,11 @@ if TYPE_CHECKING:
 __all__ = ["BROWSER_TRANSPORTS", "PYTHON_TRANSPORTS", "Plan", "Report", "run"]
 
 CHANNEL: Final = "chaos"
+#: A `long_stall` lasts until more direct messages than this were sent during it (the
+#: `max_unacked` that closed a session before the inbox).
+LONG_STALL_DIRECTS: Final = 1000
 PYTHON_TRANSPORTS: Final = ("websocket", "sse", "stream", "longpoll", "polling", "tcp")
 BROWSER_TRANSPORTS: Final = ("websocket", "sse", "longpoll", "iframe")
-DIRECT_SETTLE: Final = 3.0
 
 
 @dataclass(frozen=True)
@@ -44,10 +46,12 @@ class Plan:
         rate: messages per second, both publishers together.
         python: the Python client's subscribers, one per entry (its transports, in order).
         browser: pushwire.js subscribers, one per entry, in Chromium.
-        direct: each subscriber is also a user sent direct messages (at `rate` / 2).
+        direct: each subscriber is also a user sent direct messages (at `direct_rate`, by
+            default `rate` / 2, all users together).
         messages: stop publishing after this many (the bench's long runs).
         extra: more `pushwire serve` arguments for the nodes.
-        publishers: how many publishers of each kind (HTTP, envelope), sharing `rate`.
+        publishers: how many publishers of each kind (HTTP, envelope; direct), sharing
+            `rate`.
         settle: how long subscribers may take to catch up after the last publish (what is
             missing then counts as lost).
     """
@@ -61,6 +65,7 @@ class Plan:
     python: tuple[tuple[str, ...], ...] = tuple((t,) for t in PYTHON_TRANSPORTS)
     browser: tuple[tuple[str, ...], ...] = ()
     direct: bool = False
+    direct_rate: float | None = None
     messages: int | None = None
     extra: tuple[str, ...] = ()
     settle: float = 20.0
@@ -87,6 +92,10 @@ class Report:
     transports: dict[str, set[str]] = field(default_factory=dict)
     #: The state of each subscriber that broke a rule, at the end.
     states: list[str] = field(default_factory=list)
+    #: When each fault began and ended (time.time()).
+    windows: list[tuple[float, float]] = field(default_factory=list)
+    #: Each user's direct messages: when sent, where its inbox put them.
+    direct_logs: dict[str, PublishLog] = field(default_factory=dict)
     #: The nodes' warnings and errors (what to look at when a run fails).
     node_log: list[str] = field(default_factory=list)
 
@@ -141,8 +150,12 @@ def _subscribers(plan: Plan, cluster: Cluster, browser: Browser | None) -> list[
     return subscribers
 
 
-async def _fault(cluster: Cluster, event: FaultEvent) -> None:
-    """Carry out one fault, from its start to its end."""
+async def _fault(
+    cluster: Cluster, event: FaultEvent, directs: Sequence[DirectPublisher] = ()
+) -> None:
+    """Carry out one fault, from its start to its end (a `long_stall` lasts until over
+    LONG_STALL_DIRECTS direct messages were sent during it, at most 3 times its duration,
+    whatever the machine's speed)."""
     proxies = cluster.faulty
     kind, duration = event.kind, event.duration
     if kind == "reset":
@@ -154,10 +167,16 @@ async def _fault(cluster: Cluster, event: FaultEvent) -> None:
         await asyncio.sleep(duration)
         for proxy in proxies:
             proxy.truncating = False
-    elif kind == "stall":
+    elif kind in ("stall", "long_stall"):
         for proxy in proxies:
             proxy.stall()
+        sent_before = sum(d.attempts for d in directs)
         await asyncio.sleep(duration)
+        if kind == "long_stall" and directs:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2 * duration):
+                    while sum(d.attempts for d in directs) - sent_before <= LONG_STALL_DIRECTS:
+                        await asyncio.sleep(0.05)
         for proxy in proxies:
             proxy.resume()
     elif kind == "blackhole":
@@ -195,10 +214,15 @@ async def _fault(cluster: Cluster, event: FaultEvent) -> None:
 
 
 async def _drive(
-    cluster: Cluster, schedule: list[FaultEvent], ends: list[float], stop: asyncio.Event
+    cluster: Cluster,
+    schedule: list[FaultEvent],
+    windows: list[tuple[float, float]],
+    stop: asyncio.Event,
+    directs: Sequence[DirectPublisher] = (),
 ) -> None:
     """Carry out the schedule's faults, each to its end (a fault is never left half
-    done), until the schedule or `stop` ends."""
+    done), until the schedule or `stop` ends; `windows` gets when each began and ended
+    (time.time())."""
     loop = asyncio.get_running_loop()
     began = loop.time()
     for event in schedule:
@@ -207,53 +231,44 @@ async def _drive(
                 await stop.wait()
         if stop.is_set():
             return
-        await _fault(cluster, event)
-        ends.append(time.time())
+        began_at = time.time()
+        await _fault(cluster, event, directs)
+        windows.append((began_at, time.time()))
 
 
 async def _settled(
-    subscribers: list[Subscriber], log: PublishLog, direct: DirectPublisher | None, bound: float
+    subscribers: list[Subscriber], log: PublishLog, logs: dict[str, PublishLog], bound: float
 ) -> None:
-    """Until every subscriber has (or skipped) the channel's last message, at most `bound`
-    seconds; then until each has the last direct message sent to it, at most DIRECT_SETTLE
-    seconds (direct messages have no gaps: what is missing then is lost)."""
-    records = [s.record for s in subscribers]
+    """Until every subscriber has (or skipped by a gap) the channel's last message and its
+    user's last direct message, at most `bound` seconds (what is missing then is lost)."""
 
     async def drained() -> None:
         for subscriber in subscribers:
             if isinstance(subscriber, BrowserSubscriber):
                 await subscriber.drain()
 
-    def channel_done() -> bool:
+    def caught_up(records: list[Record], log: PublishLog) -> bool:
         log.learn(records)
         final = log.final()
         if final is None:
             return True
         rank = log.ranker()
-        return all(
-            s.record.stopped is not None or (s.last is not None and rank(s.last) >= rank(final))
-            for s in subscribers
-        )
-
-    def direct_done() -> bool:
-        assert direct is not None
-        for subscriber in subscribers:
-            sent = direct.sent[subscriber.direct.name]
-            if sent and sent[-1] not in {m for _, m in subscriber.direct.received}:
+        for record in records:
+            last = last_position(record)
+            if record.stopped is None and (last is None or rank(last) < rank(final)):
                 return False
         return True
 
+    def done() -> bool:
+        if not caught_up([s.record for s in subscribers], log):
+            return False
+        return all(caught_up([s.direct], logs[s.user]) for s in subscribers if s.user in logs)
+
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(bound):
-            while not channel_done():
+            while not done():
                 await asyncio.sleep(0.1)
                 await drained()
-    if direct is not None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(DIRECT_SETTLE):
-                while not direct_done():
-                    await asyncio.sleep(0.1)
-                    await drained()
 
 
 async def run(plan: Plan, directory: Path, browser: Browser | None = None) -> Report:
@@ -273,6 +288,7 @@ async def run(plan: Plan, directory: Path, browser: Browser | None = None) -> Re
         subscribers = _subscribers(plan, cluster, browser)
         for subscriber in subscribers:
             await subscriber.start(CHANNEL)
+        logs = {s.user: PublishLog() for s in subscribers if s.user is not None}
         each = plan.rate / 2 / plan.publishers
         for index in range(plan.publishers):
             envelope = EnvelopePublisher(log, CHANNEL, each, cluster.clean)
@@ -281,16 +297,18 @@ async def run(plan: Plan, directory: Path, browser: Browser | None = None) -> Re
                 envelope.name, http.name = f"e{index}.", f"h{index}."
             publishers += [http, envelope]
             await envelope.open()
-        direct: DirectPublisher | None = None
-        if plan.direct:
-            users = [s.direct for s in subscribers]
-            direct = DirectPublisher(PublishLog(), plan.rate / 2, cluster.clean, users)
-            publishers.append(direct)
+        directs: list[DirectPublisher] = []
+        direct_rate = plan.rate / 2 if plan.direct_rate is None else plan.direct_rate
+        for index in range(plan.publishers if logs else 0):
+            direct = DirectPublisher(logs, direct_rate / plan.publishers, cluster.clean)
+            if plan.publishers > 1:
+                direct.name = f"d{index}."
+            directs.append(direct)
+        publishers += directs
         share = None if plan.messages is None else plan.messages // (2 * plan.publishers)
         publishing = [asyncio.create_task(p.run(share)) for p in publishers]
-        ends: list[float] = []
         done = asyncio.Event()
-        faults = asyncio.create_task(_drive(cluster, schedule, ends, done))
+        faults = asyncio.create_task(_drive(cluster, schedule, report.windows, done, directs))
         try:
             if plan.messages is None:
                 await asyncio.sleep(plan.length)
@@ -303,23 +321,25 @@ async def run(plan: Plan, directory: Path, browser: Browser | None = None) -> Re
             for task in [*publishing, faults]:
                 task.cancel()
             await asyncio.gather(*publishing, faults, return_exceptions=True)
-        await _settled(subscribers, log, direct, plan.settle)
+        await _settled(subscribers, log, logs, plan.settle)
         report.elapsed = time.monotonic() - began
-        report.published = sum(p.confirmed for p in publishers if p is not direct)
+        report.published = sum(p.confirmed for p in publishers if p not in directs)
         records = [s.record for s in subscribers]
         log.learn(records)
+        ends = [end for _, end in report.windows]
+        report.direct_logs = logs
         for subscriber in subscribers:
             report.channel[subscriber.label] = check(subscriber.record, log)
             report.transports[subscriber.label] = subscriber.transports
             if not report.channel[subscriber.label].holds and subscriber.describe():
                 report.states.append(subscriber.describe())
             report.recovery += recovery_times(subscriber.record, log, ends)
-        if direct is not None:
-            for subscriber in subscribers:
-                if isinstance(subscriber, PythonSubscriber):
-                    subscriber.direct.expired = list(subscriber.client.expired)
-                name = subscriber.direct.name
-                report.direct[subscriber.label] = check_direct(subscriber.direct, direct.sent[name])
+        for subscriber in subscribers:
+            if subscriber.user is not None:
+                report.direct[subscriber.label] = check(subscriber.direct, logs[subscriber.user])
+                state = subscriber.describe()
+                if not report.direct[subscriber.label].holds and state not in report.states:
+                    report.states.append(state)
         for proxy in cluster.faulty:
             for name, count in proxy.counts.items():
                 report.proxy[name] = report.proxy.get(name, 0) + count

@@ -17,6 +17,8 @@ DURATIONS: Final[dict[str, tuple[float, float]]] = {
     "reset": (0.0, 0.0),  # every connection through the proxy reset
     "truncate": (0.1, 0.4),  # answers torn
     "stall": (0.5, 1.5),  # nothing moves, then everything does
+    # the same, and on until over 1,000 direct messages were sent (scenario.py)
+    "long_stall": (5.0, 5.5),
     "blackhole": (0.5, 1.5),  # bytes vanish, then the connections are reset
     "node_down": (1.0, 2.0),  # the proxy sends nothing to one node
     "kill": (0.3, 1.0),  # one node SIGKILLed, restarted on the same ports

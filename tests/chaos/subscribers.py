@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from pushwire.client import Client, ClientError, Failure, Gap
 
-from .ledger import DirectRecord, Got, Hole, Record, Stopped
+from .ledger import Got, Hole, Record, Stopped, last_position
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, BrowserContext, Page
@@ -22,12 +22,17 @@ STOP_TIMEOUT: Final = 5.0
 
 
 class Subscriber:
-    """One client subscribed to one channel (and, with a user, its direct messages)."""
+    """One client subscribed to one channel (and, with a user, its direct messages: the
+    user's inbox, from the position its client was welcomed at)."""
 
     def __init__(self, label: str, user: str | None) -> None:
         self.label = label
+        self.user = user
         self.record = Record(label)
-        self.direct = DirectRecord(user or label)
+        self.direct = Record(f"{label} direct")
+        #: The sessions its client said were replaced by a new one (not a loss: direct
+        #: messages come from the inbox all the same).
+        self.expired: list[str] = []
         #: The transports it received messages over (a transport switch shows here).
         self.transports: set[str] = set()
         #: What its client reported as failed for good (`Failure`, `error` events).
@@ -35,10 +40,8 @@ class Subscriber:
 
     @property
     def last(self) -> tuple[str, int] | None:
-        """The last position it has (received, or skipped by a gap)."""
-        for item in reversed(self.record.items):
-            return (item.epoch, item.offset) if isinstance(item, Got) else item.end
-        return self.record.start
+        """The last position of the channel it has (received, or skipped by a gap)."""
+        return last_position(self.record)
 
     async def start(self, channel: str) -> None:
         raise NotImplementedError
@@ -72,6 +75,7 @@ class PythonSubscriber(Subscriber):
 
     async def start(self, channel: str) -> None:
         await self.client.open()
+        self.direct.start = self.client.inbox_position if self.user is not None else None
         subscription = await self.client.subscribe(channel)
         self.record.start = (subscription.epoch, subscription.offset)
         self._reading = asyncio.create_task(self._read())
@@ -87,7 +91,7 @@ class PythonSubscriber(Subscriber):
         )
 
     async def _read(self) -> None:
-        items, direct = self.record.items, self.direct.received
+        items, direct = self.record.items, self.direct.items
         async for item in self.client:
             now = time.time()
             self.transports.add(self.client.transport)
@@ -97,12 +101,11 @@ class PythonSubscriber(Subscriber):
                     self.record.stopped = Stopped(now, self.last, self.failures[-1])
             elif isinstance(item, Gap):
                 start = (item.from_epoch, item.from_offset)
-                items.append(Hole(now, start, (item.to_epoch, item.to_offset)))
-            elif item.channel is not None:
-                assert item.epoch is not None and item.offset is not None
-                items.append(Got(now, item.epoch, item.offset, str(item.data)))
-            else:
-                direct.append((now, str(item.data)))
+                hole = Hole(now, start, (item.to_epoch, item.to_offset))
+                (items if item.channel is not None else direct).append(hole)
+            elif item.epoch is not None and item.offset is not None:
+                got = Got(now, item.epoch, item.offset, str(item.data))
+                (items if item.channel is not None else direct).append(got)
 
     async def stop(self) -> None:
         with contextlib.suppress(TimeoutError, ClientError):
@@ -111,7 +114,7 @@ class PythonSubscriber(Subscriber):
         if self._reading is not None:
             self._reading.cancel()
             await asyncio.gather(self._reading, return_exceptions=True)
-        self.direct.expired = list(self.client.expired)
+        self.expired = list(self.client.expired)
 
 
 # What a page runs: one Pushwire, every event it fires kept until Python drains them.
@@ -125,11 +128,13 @@ window.startSubscriber = async ([url, transports, channel, user]) => {
   });
   window.__pushwire = pw;
   pw.addEventListener('message', (e) => {
-    if (e.channel !== null) __items.push(['m', now(), e.epoch, e.offset, String(e.data)]);
-    else __items.push(['d', now(), String(e.data)]);
+    if (e.epoch === null) return;  // an echo
+    const kind = e.channel !== null ? 'm' : 'd';
+    __items.push([kind, now(), e.epoch, e.offset, String(e.data)]);
   });
   pw.addEventListener('gap', (e) => {
-    __items.push(['g', now(), e.from.epoch, e.from.offset, e.to.epoch, e.to.offset]);
+    const kind = e.channel !== null ? 'g' : 'h';
+    __items.push([kind, now(), e.from.epoch, e.from.offset, e.to.epoch, e.to.offset]);
   });
   pw.addEventListener('expired', (e) => __items.push(['x', now(), String(e.session)]));
   pw.addEventListener('transport', (e) => __items.push(['t', now(), String(e.transport)]));
@@ -138,7 +143,8 @@ window.startSubscriber = async ([url, transports, channel, user]) => {
     if (e.operation) __items.push(['f', now(), e.operation, e.code, e.message, e.channel]);
   });
   const subscription = await pw.subscribe(channel);
-  return [subscription.epoch, subscription.offset];
+  const inbox = pw.inboxPosition;
+  return [subscription.epoch, subscription.offset, inbox && [inbox.epoch, inbox.offset]];
 };
 window.drainItems = () => window.__items.splice(0);
 """
@@ -173,10 +179,12 @@ class BrowserSubscriber(Subscriber):
         await page.goto(f"{self.origin}/healthz")
         await page.add_script_tag(url=f"{self.origin}/pushwire.js")
         await page.add_script_tag(content=PAGE_SCRIPT)
-        epoch, offset = await page.evaluate(
+        epoch, offset, inbox = await page.evaluate(
             "startSubscriber", [f"{self.origin}/pushwire", self.wanted, channel, self.user]
         )
         self.record.start = (str(epoch), int(offset))
+        if self.user is not None and inbox is not None:
+            self.direct.start = (str(inbox[0]), int(inbox[1]))
         self._draining = asyncio.create_task(self._drain_forever())
 
     async def _drain_forever(self) -> None:
@@ -189,13 +197,13 @@ class BrowserSubscriber(Subscriber):
         raw: list[list[Any]] = await self.page.evaluate("drainItems()")
         for entry in raw:
             kind, at = entry[0], float(entry[1])
-            if kind == "m":
-                self.record.items.append(Got(at, str(entry[2]), int(entry[3]), str(entry[4])))
-            elif kind == "g":
+            if kind in ("m", "d"):
+                record = self.record if kind == "m" else self.direct
+                record.items.append(Got(at, str(entry[2]), int(entry[3]), str(entry[4])))
+            elif kind in ("g", "h"):
+                record = self.record if kind == "g" else self.direct
                 start = (str(entry[2]), int(entry[3]))
-                self.record.items.append(Hole(at, start, (str(entry[4]), int(entry[5]))))
-            elif kind == "d":
-                self.direct.received.append((at, str(entry[2])))
+                record.items.append(Hole(at, start, (str(entry[4]), int(entry[5]))))
             elif kind == "t":
                 self.transports.add(str(entry[2]))
             elif kind == "r":
@@ -205,7 +213,7 @@ class BrowserSubscriber(Subscriber):
                 if entry[2] == "subscribe" and self.last is not None:
                     self.record.stopped = Stopped(at, self.last, self.failures[-1])
             else:
-                self.direct.expired.append(str(entry[2]))
+                self.expired.append(str(entry[2]))
 
     async def stop(self) -> None:
         if self._draining is not None:

@@ -1,6 +1,7 @@
 """Chaos runs, one per fault, over two nodes and Redis, with a subscriber on each of the
-Python client's transports (each also a user sent direct messages): every channel message
-arrives once and in order, or inside a reported gap with the exact range.
+Python client's transports (each also a user sent direct messages): every channel message,
+and every direct message of the user's inbox, arrives once and in order, or inside a
+reported gap with the exact range.
 
 A failing run prints its seed: `CHAOS_SEED=<seed> pytest tests/chaos -k <fault>` replays
 the same faults. Figures of longer runs: docs/delivery.md (`python -m bench --workloads
@@ -35,19 +36,6 @@ SEEDS: Final = {
 SWITCHING: Final = tuple(
     ("websocket", t) for t in PYTHON_TRANSPORTS if t not in ("websocket", "tcp")
 )
-
-#: Direct-message cells that fail today, with the problem of issue 14 that explains them.
-DIRECT_KNOWN: Final[dict[str, str]] = {
-    "truncate": "issue 14 problems 3 and 4: a hand-over whose welcome was torn leaves an "
-    "orphaned session; the client's session expires and its direct messages are lost, "
-    "reported only as client.expired",
-}
-#: Direct-message cells that fail in most runs today, not all (not strict).
-DIRECT_FLAKY: Final[dict[str, str]] = {
-    "kill": "issue 14 problem 4: the direct messages not yet acknowledged die with the "
-    "SIGKILLed node; the loss is reported only as client.expired, with no range (in about "
-    "half the runs: when a killed node held unacknowledged messages)",
-}
 
 
 def plan(fault: str) -> Plan:
@@ -90,18 +78,10 @@ async def test_channel_messages_arrive_once_in_order_or_in_an_exact_gap(
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize(
-    "fault",
-    [
-        pytest.param(f, marks=pytest.mark.xfail(strict=True, reason=DIRECT_KNOWN[f]))
-        if f in DIRECT_KNOWN
-        else pytest.param(f, marks=pytest.mark.xfail(strict=False, reason=DIRECT_FLAKY[f]))
-        if f in DIRECT_FLAKY
-        else f
-        for f in SEEDS
-    ],
-)
-async def test_direct_messages_arrive_once_in_order(fault: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("fault", list(SEEDS))
+async def test_direct_messages_arrive_once_in_order_or_in_an_exact_gap(
+    fault: str, tmp_path: Path
+) -> None:
     report = await report_for(fault, tmp_path)
     violations = report.violations(direct=True)
     assert not violations, "\n".join([report.summary(), *violations])

@@ -7,14 +7,12 @@ from collections.abc import Sequence
 
 from tests.chaos.ledger import (
     Counts,
-    DirectRecord,
     Got,
     Hole,
     PublishLog,
     Record,
     Stopped,
     check,
-    check_direct,
     recovery_times,
 )
 
@@ -156,17 +154,17 @@ def test_never_subscribed_is_a_violation() -> None:
     assert not checked(published(*LOG), Record("s")).holds
 
 
-def test_direct_messages_once_in_order() -> None:
-    record = DirectRecord("u", [(0.0, "d1"), (0.0, "d2"), (0.0, "d3")])
-    assert check_direct(record, ["d1", "d2", "d3"]).holds
-
-
-def test_direct_messages_lost_duplicated_or_reordered() -> None:
-    record = DirectRecord("u", [(0.0, "d2"), (0.0, "d1"), (0.0, "d2")], expired=["old"])
-    counts = check_direct(record, ["d1", "d2", "d3"])
-    assert (counts.received, counts.duplicated, counts.lost_silently) == (2, 1, 1)
-    assert "u: direct d1 out of order" in counts.violations
-    assert "u: direct messages lost d3 (client.expired: 1)" in counts.violations
+def test_direct_messages_are_checked_like_a_channel() -> None:
+    # A user's inbox has positions: the same rules, the same checks (a gap of channel None
+    # is a Hole in the subscriber's direct record).
+    log = published(("d1", "i", 1), ("d2", "i", 2), ("d3", "i", 3), ("d4", "i", 4))
+    record = rec(("i", 0), [got("d1", "i", 1), Hole(0.0, ("i", 1), ("i", 3)), got("d4", "i", 4)])
+    counts = checked(log, record)
+    assert counts.holds, counts.violations
+    assert (counts.received, counts.lost_in_gap, counts.gaps) == (2, 2, 1)
+    record = rec(("i", 0), [got("d2", "i", 2), got("d1", "i", 1), got("d2", "i", 2)])
+    counts = checked(log, record)
+    assert (counts.received, counts.duplicated, counts.lost_silently) == (2, 1, 2)
 
 
 def test_recovery_time_is_until_the_first_message_published_after_the_fault() -> None:
