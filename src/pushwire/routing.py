@@ -242,10 +242,8 @@ class Router:
             # The id the session will have here, named before the home node lets it go: the
             # home node keeps it as a pointer, for a client whose welcome does not arrive.
             new_id = self._new_session_id()
-            request = _session_request("handover", session_id, secret, endpoint)
-            request["to"] = new_id
-            answer, body = await self._request(
-                home, request, b"", 0.0, timeout=self.config.handover_timeout
+            answer, body = await self._hand_over_step(
+                home, "handover", session_id, secret, endpoint, to=new_id
             )
             moved = answer.get("moved")
             if moved is not None:  # it moved on between the two questions
@@ -301,10 +299,11 @@ class Router:
         return entry.to
 
     async def _hand_over_step(
-        self, home: str, op: str, session_id: str, secret: str, endpoint: str
+        self, home: str, op: str, session_id: str, secret: str, endpoint: str, **fields: str
     ) -> tuple[dict[str, Any], bytes]:
-        """One request of a hand-over to the session's home node (`handover_timeout`)."""
-        request = _session_request(op, session_id, secret, endpoint)
+        """One request of a hand-over to the session's home node (`handover_timeout`), with
+        the request's own `fields` (the hand-over's `to`)."""
+        request = {**_session_request(op, session_id, secret, endpoint), **fields}
         return await self._request(home, request, b"", 0.0, timeout=self.config.handover_timeout)
 
     async def _request(
