@@ -25,14 +25,14 @@ MAX_LINES = 500
 LAYERS: list[tuple[str, set[str]]] = [
     ("foundation", {"errors", "config", "clock", "message", "http11", "parsing", "guard"}),
     ("codecs and policies", {"envelope", "presence", "origin"}),
-    ("the Python client", {"client"}),
+    ("the Python clients", {"client", "api"}),
     ("broker", {"broker"}),
     ("authentication and rules", {"auth"}),
     ("core", {"core"}),
     ("endpoints", {"endpoint"}),
     ("app interface", {"web"}),
     ("transports", {"transports"}),
-    ("cluster and API", {"routing", "api"}),
+    ("cluster and API", {"routing", "httpapi"}),
     ("front doors and the app", {"server", "app"}),
     ("process", {"serve", "cli", "configfile", "__init__", "__main__", "chat"}),
 ]

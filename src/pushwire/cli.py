@@ -8,13 +8,7 @@ import functools
 import ipaddress
 import logging
 import os
-import random
-import secrets
 import sys
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
@@ -375,37 +369,33 @@ def _chat(args: argparse.Namespace) -> int:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    """POST the message with an idempotency key; after a 503 or a lost connection, POST it
-    again with the same key (the server publishes it once), backing off, up to `--retries`
-    times."""
+    """POST the message with an idempotency key through `pushwire.api`: after a 503 or a lost
+    connection it goes again with the same key (the server publishes it once), backing off,
+    up to `--retries` times."""
+    import orjson
+
+    from .api import Client
+    from .errors import ApiError
+
     text: str = sys.stdin.read() if args.message == "-" else args.message
-    body = text.encode()
-    key = args.idempotency_key or secrets.token_urlsafe(16)
-    headers = {
-        "Content-Type": "application/octet-stream" if args.binary else "text/plain",
-        "Idempotency-Key": key,
-    }
-    if args.api_key:
-        headers["Authorization"] = f"Bearer {args.api_key}"
-    url = args.url.rstrip("/") + "/api/publish/" + urllib.parse.quote(args.channel, safe="")
-    failed = 0
-    while True:
-        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                print(response.read().decode())
-            return 0
-        except urllib.error.HTTPError as exc:
-            problem = f"{exc.code} {exc.read().decode().strip()}"
-            if exc.code != 503:
-                print(f"pushwire publish: {problem}", file=sys.stderr)
-                return 1
-        except (urllib.error.URLError, OSError) as exc:  # maybe published: retry, same key
-            problem = str(getattr(exc, "reason", exc))
-        failed += 1
-        if failed > args.retries:
-            print(f"pushwire publish: {problem} (gave up after {failed} attempts)", file=sys.stderr)
-            return 1
-        delay = random.uniform(0, min(PUBLISH_DELAY_MAX, PUBLISH_DELAY * 2 ** (failed - 1)))
+    data: str | bytes = text.encode() if args.binary else text
+
+    def tell(problem: str, delay: float) -> None:
         print(f"pushwire publish: {problem}; again in {delay:.1f} s", file=sys.stderr)
-        time.sleep(delay)
+
+    try:
+        with Client(
+            args.url,
+            api_key=args.api_key,
+            retries=args.retries,
+            backoff=PUBLISH_DELAY,
+            backoff_max=PUBLISH_DELAY_MAX,
+            on_retry=tell,
+        ) as client:
+            published = client.publish(args.channel, data, idempotency_key=args.idempotency_key)
+    except (ApiError, ValueError) as exc:
+        print(f"pushwire publish: {exc}", file=sys.stderr)
+        return 1
+    answer = {"channel": published.channel, "epoch": published.epoch, "offset": published.offset}
+    print(orjson.dumps(answer).decode())
+    return 0
