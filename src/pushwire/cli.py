@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import importlib
 import ipaddress
 import logging
 import os
@@ -21,6 +22,7 @@ from .config import Config
 from .core import ConnectRequest, Hub
 from .errors import Unavailable
 from .routing import Router
+from .version import __version__
 
 #: `pushwire publish`: attempts after the first when the server answers 503 or the connection
 #: is lost, and the backoff (seconds) between them: uniform(0, min(max, delay * 2**(n-1))).
@@ -31,6 +33,7 @@ PUBLISH_DELAY_MAX = 8.0
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pushwire", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"pushwire {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="start the server with the demo app")
@@ -186,6 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"pushwire serve: --broker is memory or redis://…, not {args.broker!r}", file=sys.stderr
         )
         return 2
+    missing = args.broker != "memory" and _missing("redis", "redis", "--broker redis://…")
+    if missing:
+        print(f"pushwire serve: {missing}", file=sys.stderr)
+        return 2
     if args.workers < 1:
         print("pushwire serve: --workers needs a number from 1", file=sys.stderr)
         return 2
@@ -253,6 +260,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pushwire serve: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _missing(module: str, extra: str, what: str) -> str | None:
+    """None when `module` imports; else one line saying which extra of pushwire brings it."""
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.partition(".")[0] != module:
+            raise  # the module is there but something it needs is not: a real error
+        return f"{what} needs {module}: install pushwire[{extra}] (pip install 'pushwire[{extra}]')"
+    return None
 
 
 def refuse_to_start(config: Config, *, insecure: bool) -> str | None:
@@ -358,6 +376,10 @@ def _chat(args: argparse.Namespace) -> int:
 
     from .chat import run_chat
 
+    missing = _missing("prompt_toolkit", "chat", "pushwire chat")
+    if missing:
+        print(missing, file=sys.stderr)
+        return 2
     nick = args.nick or getpass.getuser()
     transports = args.transport or (
         ["tcp"] if args.url.startswith("tcp") else ["websocket", "sse", "stream", "longpoll"]
