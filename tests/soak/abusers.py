@@ -120,6 +120,7 @@ async def slow_reader(
             writer.transport.abort()
             continue
         transport = writer.transport
+        assert isinstance(transport, asyncio.Transport)
         transport.pause_reading()  # never read: the server's buffer for us grows
         await _pause(stop, life)
         transport.resume_reading()
