@@ -48,7 +48,9 @@ class SoakPlan:
         transports, clients: the Python client's subscribers.
         slow_readers, half_open, storm_rate, oversize: the abusive slice (see abusers.py);
             a slow reader starts again after `slow_reader_life` seconds.
-        warmup: the share of `seconds` after which RSS should be flat.
+        warmup: the share of `seconds` after which RSS should be flat: every channel's
+            history full (1,000 messages at the default rates take about 500 s), the
+            slow readers through a few cycles.
         sample_every: seconds between two samples of the server's RSS, fds and CPU.
         extra: more `pushwire serve` arguments.
     """
@@ -57,18 +59,18 @@ class SoakPlan:
     seconds: float = 1800.0
     channels: int = 10
     rate: float = 20.0
-    big_rate: float = 2.0
+    big_rate: float = 4.0
     big_size: int = 64 * 1024
     big_subscribers: int = 10
     sse_share: float = 0.3
     transports: tuple[str, ...] = ("websocket", "sse", "stream", "longpoll", "polling")
     clients: int = 10
     slow_readers: int = 20
-    slow_reader_life: float = 45.0
+    slow_reader_life: float = 90.0
     half_open: int = 50
     storm_rate: float = 20.0
     oversize: int = 2
-    warmup: float = 0.1
+    warmup: float = 0.3
     sample_every: float = 5.0
     abuser_source: str = "127.0.0.2"
     extra: tuple[str, ...] = ()
