@@ -268,8 +268,9 @@ async def test_the_compose_nodes_share_one_redis(redis_server: RedisServer) -> N
 async def test_a_fresh_venv_installs_the_core_then_the_redis_extra(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
-    """README: `pip install .` serves, says what to install for Redis; `pip install
-    '.[redis]' && pushwire serve --broker redis://…` works, with hiredis."""
+    """The README's commands: `pip install . && pushwire serve` serves, and says what to
+    install for Redis; `pip install '.[redis]' && pushwire serve --broker redis://…` works,
+    with hiredis."""
     source = tmp_path / "pushwire"
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
@@ -295,6 +296,13 @@ async def test_a_fresh_venv_installs_the_core_then_the_redis_extra(
     pip, pushwire_script = venv / "bin" / "pip", venv / "bin" / "pushwire"
     await asyncio.to_thread(run, pip, "install", "-q", source)
     assert run(pushwire_script, "--version").stdout == f"pushwire {pushwire.__version__}\n"
+    # The README's first command: `pip install . && pushwire serve`.
+    core = [str(pushwire_script), "serve", "--port", "0"]
+    with (
+        running(core, env) as (port, _),
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=WAIT) as health,
+    ):
+        assert health.status == 200
     refused = run(pushwire_script, "serve", "--broker", redis_server.url, check=False)
     assert (refused.returncode, refused.stderr) == (2, REDIS_HINT)
 
