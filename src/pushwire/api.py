@@ -16,11 +16,12 @@ Retries (`retries` times after the first attempt, backing off
 `uniform(0, min(backoff_max, backoff * 2**(n-1)))` seconds):
 
 - `publish` sends an `Idempotency-Key` (the one given, or a random one per call), the same on
-  every attempt, so it is retried after a 503, a lost connection or a timeout: the server
-  publishes it once (docs/delivery.md).
+  every attempt, so it is retried after a 503 (or a proxy's 502 or 504), a lost connection or
+  a timeout: the server publishes it once (docs/delivery.md).
 - `presence`, `history` and `disconnect` change nothing twice, and are retried the same way.
 - `send` has no idempotency key: it is retried only when the request was not sent (the
-  connection could not be made), never after it may have arrived.
+  connection could not be made), never after it may have arrived (then `ApiUnavailable`
+  says so).
 
 Errors (`pushwire.errors`): `ApiKeyRefused` (401/403: no key, a wrong one, or the API is
 off), `ApiRefused` (any other error answer, with the server's reason), `ApiUnavailable` (no
@@ -61,6 +62,11 @@ BACKOFF: Final = 0.5
 BACKOFF_MAX: Final = 8.0
 #: Seconds for each attempt's connect, write and read, by default.
 TIMEOUT: Final = 10.0
+
+#: Answers after which a call goes again: pushwire's 503 (broker down, shutting down) and a
+#: proxy's 502 and 504 in front of it.
+RETRIED_STATUSES: Final = frozenset({502, 503, 504})
+_MAYBE_ARRIVED: Final = "it may or may not have arrived (not retried: no idempotency key)"
 
 #: Told `(problem, delay)` before each retry: what went wrong, and how long until the next
 #: attempt (the command line prints it).
@@ -243,15 +249,20 @@ class _Attempts:
         """
         status = response.status_code
         if status == 200:
-            answer = orjson.loads(response.content)
+            try:
+                answer = orjson.loads(response.content)
+            except orjson.JSONDecodeError:
+                answer = None
             if not isinstance(answer, dict):
                 raise ApiError(f"unexpected answer from the server: {response.text[:100]!r}")
             return answer
         reason = f"{status} {response.text.strip()}"
         if status in (401, 403):
             raise ApiKeyRefused(reason, status)
-        if status != 503 or self.call.retry != "always":
+        if status not in RETRIED_STATUSES:
             raise ApiRefused(reason, status)
+        if self.call.retry != "always":
+            raise ApiUnavailable(f"{reason}: {_MAYBE_ARRIVED}", status)
         self._failed(reason, status)
         return None
 
@@ -264,9 +275,7 @@ class _Attempts:
         unsent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
         problem = str(exc) or type(exc).__name__
         if self.call.retry == "unsent" and not unsent:
-            raise ApiUnavailable(
-                f"{problem}: it may or may not have arrived (not retried: no idempotency key)"
-            ) from exc
+            raise ApiUnavailable(f"{problem}: {_MAYBE_ARRIVED}") from exc
         try:
             self._failed(problem, None)
         except ApiUnavailable as given_up:
