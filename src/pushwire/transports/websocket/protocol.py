@@ -145,6 +145,13 @@ class WebSocketConnection:
             or bool(protocol.reader.buffer)
         )
 
+    @property
+    def incomplete_bytes(self) -> int:
+        """Bytes held of an unfinished frame or fragmented message."""
+        parts = self._parts
+        held = len(self._protocol.reader.buffer)
+        return held + sum(map(len, parts)) if parts else held
+
     def receive_data(self, data: bytes) -> None:
         protocol = self._protocol
         if (
