@@ -164,7 +164,7 @@ class Config:
     #: Seconds a message stays in a channel's history (older ones are trimmed; memory and Redis).
     history_ttl: float = 3600.0
     #: Bytes of data kept per channel's history, the oldest messages going first (memory and
-    #: Redis; a message larger than it is delivered but not kept).
+    #: Redis; a message larger than it is delivered but not kept). 0: no byte bound.
     history_bytes: int = 1024 * 1024
     #: Bytes of history the memory broker keeps across all channels, data plus 176 bytes per
     #: message; the oldest messages of any channel go first. 0: half of `memory_budget`.

@@ -144,3 +144,9 @@ async def test_the_publish_order_stays_small_under_a_busy_channel() -> None:
     assert len(broker._order) <= 2 * 5 + 1024 + 1
     assert (await kept(broker, "busy"))[0] == list(range(99_996, 100_001))
     assert broker.history_held == 5 * (1 + MESSAGE_OVERHEAD)
+
+
+async def test_a_byte_bound_of_zero_is_none() -> None:
+    broker, _ = broker_with(history_bytes=0)
+    fill(broker, "room", 3, size=10_000)
+    assert (await kept(broker, "room")) == ([1, 2, 3], None)

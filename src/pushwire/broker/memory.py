@@ -42,6 +42,7 @@ __all__ = ["MESSAGE_OVERHEAD", "MemoryBroker"]
 #: Bytes a kept message costs besides its data (the Message, its offset and time, the
 #: deques' slots, the data object's header): counted by `history_total_bytes`.
 MESSAGE_OVERHEAD: Final = 176
+_NO_BOUND: Final = 1 << 62  # a byte bound of 0: none
 
 
 @dataclass(slots=True)
@@ -63,15 +64,16 @@ class _Stream:
 class MemoryBroker:
     """In-memory fan-out and history for a single process.
 
-    Bounds: `history_size` messages and `history_bytes` bytes of data per channel, each kept
-    `history_ttl` seconds (a channel's namespace may say otherwise: `set_history_policy`);
-    `history_total_bytes` across channels (0: none), data plus `MESSAGE_OVERHEAD` per
-    message, the oldest messages of any channel trimmed first; `max_channels` channels remembered
-    (least recently used forgotten first; a forgotten channel comes back with a new epoch, so
-    a client that recovers across it is told its history is gone); idempotency keys for
-    `idempotency_ttl` seconds, at most `max_idempotency_keys` of them (the oldest forgotten
-    first). `clock` tells when a key expires. Each user's inbox is bounded by `inbox`
-    (count, bytes, age on `clock`; see inbox.py).
+    Bounds: `history_size` messages and `history_bytes` bytes of data (0: no such bound) per
+    channel, each kept `history_ttl` seconds (a channel's namespace may say otherwise:
+    `set_history_policy`); `history_total_bytes` across channels (0: none), data plus
+    `MESSAGE_OVERHEAD` per message, the oldest messages of any channel trimmed first (also
+    `trim_history`, for the memory budget); `max_channels` channels remembered (least recently
+    used forgotten first; a forgotten channel comes back with a new epoch, so a client that
+    recovers across it is told its history is gone); idempotency keys for `idempotency_ttl`
+    seconds, at most `max_idempotency_keys` of them (the oldest forgotten first). `clock`
+    tells when a key expires. Each user's inbox is bounded by `inbox` (count, bytes, age on
+    `clock`; see inbox.py).
     """
 
     def __init__(
@@ -149,7 +151,7 @@ class MemoryBroker:
             policy = self._policy
             bounds = (policy(channel) if policy is not None else None) or self._bounds
             max_bytes = bounds.max_bytes if bounds.max_bytes is not None else self.history_bytes
-            stream = _Stream(secrets.token_hex(4), bounds, max_bytes)
+            stream = _Stream(secrets.token_hex(4), bounds, max_bytes or _NO_BOUND)
             self._streams[channel] = stream
             if len(self._streams) > self.max_channels:
                 self._forget(self._streams.popitem(last=False)[1])
