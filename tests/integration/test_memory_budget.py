@@ -25,7 +25,7 @@ from websockets.sync.client import connect
 
 from tests.helpers import PUSHWIRE_V1
 from tests.servers import ServerFactory, ServerProcess
-from tests.wire_clients import RawClient, publish, stats
+from tests.wire_clients import Poller, RawClient, publish, stats, subscribe
 
 pytestmark = pytest.mark.integration
 
@@ -168,19 +168,24 @@ class NonReader(RawClient):
         head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 101"), head
 
-    def messages_then_close(self) -> tuple[int, tuple[int, str] | None]:
-        """Read what was sent: how many messages, then the Close (None: none came, the
-        connection is still open once everything was read)."""
+    def messages_then_close(self) -> tuple[int, tuple[int, str]]:
+        """Read until the server's Close: how many messages came first, and its code and
+        reason."""
         count = 0
-        self.sock.settimeout(2.0)
-        try:
-            while True:
-                opcode, payload = self.recv_frame()
-                if opcode == 0x8:
-                    return count, (struct.unpack("!H", payload[:2])[0], payload[2:].decode())
-                count += 1
-        except TimeoutError:
-            return count, None
+        while True:
+            opcode, payload = self.recv_frame()
+            if opcode == 0x8:
+                return count, (struct.unpack("!H", payload[:2])[0], payload[2:].decode())
+            count += 1
+
+    def messages(self, count: int) -> list[bytes]:
+        """The next `count` frames' payloads, each a text message."""
+        got = []
+        for _ in range(count):
+            opcode, payload = self.recv_frame()
+            assert opcode == 0x1, (opcode, payload[:100])
+            got.append(payload)
+        return got
 
 
 PAYLOAD = 64 * 1024
@@ -224,12 +229,12 @@ def test_slow_consumers_over_the_budget_are_shed_greediest_first(
             got = bystander.recv(timeout=WAIT)
             assert isinstance(got, str) and got.startswith(f"{later:06d}")
     count, close = greedy.messages_then_close()
-    assert close is not None and close[0] == 4001 and "memory budget" in close[1], close
+    assert close[0] == 4001 and "memory budget" in close[1], close
     assert count < published
-    count, close = small.messages_then_close()
-    assert (count, close) == (sent, None)
+    # The small one got everything, and is still open.
+    assert [m[:6] for m in small.messages(sent)] == [f"{i:06d}".encode() for i in range(sent)]
     publish(server, "small", b"still here")
-    assert small.recv_frame() == (0x1, b"still here")
+    assert small.messages(1) == [b"still here"]
     small.close()
     greedy.close()
 
@@ -253,3 +258,34 @@ def test_stats_show_the_budget_and_its_parts_moving(server_factory: ServerFactor
     counted(server, lambda s: s["memory_connections"] > 0)
     slow.close()
     counted(server, lambda s: s["memory_connections"] == 0)
+
+
+def test_a_poll_queue_counts_and_is_shed_when_it_holds_the_most(
+    server_factory: ServerFactory,
+) -> None:
+    # A polling client that stops polling: its queue (bounded by 64 MiB here) grows until
+    # the budget (2 MiB) closes it with 4001, which its next poll finds. No history: the
+    # queue is all there is.
+    server = server_factory(
+        "--set", f"memory_budget={2 * MIB}",
+        "--set", "memory_budget_interval=0.05",
+        "--set", f"max_write_buffer={64 * MIB}",
+        "--set", "poll_grace=60",
+        "--set", "history_size=0",
+    )  # fmt: skip
+    poller = Poller(server, "polling")
+    subscribe(poller, "room")
+    sent = 0
+    while not stats(server)["memory_shed"]:
+        assert sent < 200
+        publish(server, "room", b"z" * PAYLOAD)
+        sent += 1
+    assert sent * PAYLOAD >= 2 * MIB  # not before the budget was passed
+    # The queue was what the budget counted (it stays until its client fetched it).
+    assert stats(server)["memory_poll_queues"] > 2 * MIB
+    envelopes = poller.poll()
+    close = envelopes[-1]
+    assert close["type"] == "close" and close["code"] == 4001, close
+    assert "memory budget" in close["reason"]
+    assert [e["type"] for e in envelopes].count("message") <= sent
+    assert stats(server)["memory_shed"] == 1
