@@ -258,6 +258,14 @@ def test_stats_show_the_budget_and_its_parts_moving(server_factory: ServerFactor
     counted(server, lambda s: s["memory_connections"] > 0)
     slow.close()
     counted(server, lambda s: s["memory_connections"] == 0)
+    # An unfinished request body counts too, until the connection goes.
+    with socket.create_connection((server.host, server.port), timeout=WAIT) as half:
+        half.sendall(
+            b"POST /api/publish/room HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: text/plain\r\nContent-Length: 1000000\r\n\r\n" + b"h" * 600_000
+        )
+        counted(server, lambda s: s["memory_connections"] >= 600_000)
+    counted(server, lambda s: s["memory_connections"] == 0)
 
 
 def test_a_poll_queue_counts_and_is_shed_when_it_holds_the_most(

@@ -169,8 +169,8 @@ class WebSocketConnection:
     @property
     def incomplete_bytes(self) -> int:
         """Bytes held of an unfinished frame or fragmented message."""
-        parts = self._parts
-        held = len(self._protocol.reader.buffer)
+        parts, protocol = self._parts, self._protocol
+        held = len(protocol.reader.buffer) if protocol is not None else 0
         return held + sum(map(len, parts)) if parts else held
 
     def receive_data(self, data: bytes) -> None:
