@@ -312,6 +312,7 @@ def build_app(
         config.broker,
         history_size=config.history_size,
         history_ttl=config.history_ttl,
+        history_bytes=config.history_bytes,
         idempotency_ttl=config.idempotency_ttl,
         max_pending=config.broker_max_pending,
         timeout=config.broker_timeout,

@@ -29,6 +29,7 @@ from ..config import Config
 from ..errors import Forbidden, PushwireError
 from ..message import Data, Message, check_idempotency_key
 from ..presence import PresenceSnapshot
+from .budget import machine_budget
 from .channels import Channels, HubStats
 from .direct import DirectMessages
 from .expiry import TokenExpiry
@@ -93,6 +94,9 @@ class Hub:
         self.broker: Broker = broker or MemoryBroker(
             config.history_size,
             history_ttl=config.history_ttl,
+            history_bytes=config.history_bytes,
+            history_total_bytes=config.history_total_bytes
+            or machine_budget(config.memory_budget) // 2,
             idempotency_ttl=config.idempotency_ttl,
             max_idempotency_keys=config.max_idempotency_keys,
             inbox=InboxLimits(
