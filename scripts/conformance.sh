@@ -12,10 +12,12 @@
 #   EXCLUDE  comma-separated case patterns to leave out (default: none)
 #   OUTDIR   where the report goes (default: a temporary directory, removed at the end)
 #   PYTHON   the Python 3 that runs pushwire (default python3)
+#   COMPRESSION  1: the server negotiates permessage-deflate (`websocket_compression`), so
+#            the cases 12.* and 13.* run; default 0 (they come out UNIMPLEMENTED)
 #
 # Prints one line per behaviour field with its counts, and exits 1 when any case is FAILED
-# or WRONG CODE (UNIMPLEMENTED is accepted: pushwire negotiates no extension, so the
-# permessage-deflate cases 12.* and 13.* come out that way).
+# or WRONG CODE (UNIMPLEMENTED is accepted: without COMPRESSION=1 pushwire negotiates no
+# extension, so the permessage-deflate cases 12.* and 13.* come out that way).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -28,6 +30,10 @@ fi
 python=${PYTHON:-python3}
 cases=${CASES:-*}
 exclude=${EXCLUDE:-}
+compression=()
+if [ "${COMPRESSION:-0}" = 1 ]; then
+  compression=(--websocket-compression)
+fi
 
 work=$(mktemp -d)
 outdir=${OUTDIR:-$work/report}
@@ -50,6 +56,7 @@ PYTHONPATH="$repo/src${PYTHONPATH:+:$PYTHONPATH}" "$python" -m pushwire serve \
   --host 127.0.0.1 --port 0 --log-level warning \
   --set max_message=$((17 * 1024 * 1024)) \
   --set max_write_buffer=$((64 * 1024 * 1024)) \
+  ${compression[@]+"${compression[@]}"} \
   >"$work/server.log" 2>&1 &
 server_pid=$!
 
@@ -92,7 +99,8 @@ with open(path, "w") as f:
 EOF
 
 echo "conformance: $("$wstest" --autobahnversion 2>&1 | tr '\n' ' ')"
-echo "conformance: testee ws://127.0.0.1:$port/echo, cases ${cases} excluding [${exclude}]"
+echo "conformance: testee ws://127.0.0.1:$port/echo, cases ${cases} excluding [${exclude}]," \
+  "compression ${COMPRESSION:-0}"
 (cd "$work" && "$wstest" -m fuzzingclient -s "$work/spec.json") >"$work/wstest.log" 2>&1 || {
   tail -n 30 "$work/wstest.log" >&2
   echo "conformance: wstest failed" >&2

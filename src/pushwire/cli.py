@@ -83,6 +83,12 @@ def _parser() -> argparse.ArgumentParser:
         help="refuse WebSocket upgrades (403), as a blocking proxy would: clients fall back",
     )
     serve.add_argument(
+        "--websocket-compression",
+        action="store_true",
+        help="negotiate permessage-deflate with WebSocket clients that offer it "
+        "(websocket_compression; threshold: --set websocket_compression_threshold=N)",
+    )
+    serve.add_argument(
         "--per-ip-exempt-loopback",
         action="store_true",
         help="loopback addresses are not bound by max_connections_per_ip (a local proxy)",
@@ -235,6 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             tcp_port=args.tcp_port,
             broker=args.broker,
             websocket=not args.no_websocket,
+            websocket_compression=args.websocket_compression,
             per_ip_exempt_loopback=args.per_ip_exempt_loopback,
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,

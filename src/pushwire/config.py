@@ -34,6 +34,12 @@ class Config:
     websocket: bool = True
     #: Application subprotocols offered besides pushwire.v1, in the server's order of preference.
     subprotocols: tuple[str, ...] = ()
+    #: Negotiate permessage-deflate (RFC 7692) with WebSocket clients that offer it, always
+    #: with `server_no_context_takeover`: a channel message is compressed once per framing
+    #: and the same compressed frame goes to every subscriber that negotiated it.
+    websocket_compression: bool = False
+    #: Messages shorter than this (bytes, before compression) go out uncompressed.
+    websocket_compression_threshold: int = 128
 
     # Authentication (docs/security.md). None of these set: an open server, where a client is
     # the user it claims (the demo on a loopback address).

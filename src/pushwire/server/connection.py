@@ -21,10 +21,12 @@ from collections.abc import Awaitable
 from typing import cast
 
 from ..clock import OneTimer
+from ..core.transport import Framing
 from ..errors import PushwireError, RemoteError
 from ..guard import FAILURES
 from ..http11 import chunk, response_head, simple_response
 from ..transports.websocket.connection import WebSocketTransport
+from ..transports.websocket.deflate import deflate_framing, negotiate_deflate
 from ..transports.websocket.framing import ENVELOPE_FRAMING, RAW_FRAMING
 from ..transports.websocket.handshake import switching_protocols
 from ..web import Request, Response, StreamResponse
@@ -386,16 +388,29 @@ class HttpConnection(OneTimer, asyncio.Protocol):
         self.parser = None
         self.closing = True
         self._cancel_timer()
+        config = door.config
+        framing: Framing = ENVELOPE_FRAMING if accept.envelope else RAW_FRAMING
+        deflate = None
+        if config.websocket_compression:
+            deflate = negotiate_deflate(request.header_values("sec-websocket-extensions"))
+            if deflate is not None:
+                framing = deflate_framing(
+                    accept.envelope,
+                    deflate.server_max_window_bits,
+                    config.websocket_compression_threshold,
+                )
         websocket = WebSocketTransport(
             transport,
-            framing=ENVELOPE_FRAMING if accept.envelope else RAW_FRAMING,
-            config=door.config,
+            framing=framing,
+            config=config,
             clock=door.clock,
             pings=door.pings,
             on_lost=door.closed,
             remote=self.remote,
+            deflate=deflate,
         )
-        transport.write(switching_protocols(request, accept.subprotocol))
+        extensions = deflate.response if deflate is not None else None
+        transport.write(switching_protocols(request, accept.subprotocol, extensions))
         transport.set_protocol(websocket)
         door.handed_over(self, websocket)
         websocket.start(accept.make_receiver, request.upgrade_data)

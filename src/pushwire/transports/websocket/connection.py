@@ -22,6 +22,7 @@ from ...config import Config
 from ...core.transport import Framing, Receiver, Transport
 from ...guard import FAILURES
 from ..socket import SocketTransport, await_opening
+from .deflate import DeflateParams
 from .protocol import (
     WebSocketClosed,
     WebSocketConnection,
@@ -76,12 +77,13 @@ class WebSocketTransport(SocketTransport):
         pings: PingSweep,
         on_lost: Callable[[SocketTransport], object],
         remote: str | None = None,
+        deflate: DeflateParams | None = None,
     ) -> None:
         self._init_socket(socket, config, clock, on_lost)
         self.framing = framing
         self.pings = pings
         self.remote = remote
-        self.ws = WebSocketConnection(config.max_message)
+        self.ws = WebSocketConnection(config.max_message, deflate)
         self.opening: asyncio.Future[None] | None = None
         self.ping_sent_at = 0.0  # when the unanswered ping went out; 0.0: none is pending
         self.next_ping_at = 0.0

@@ -73,8 +73,11 @@ def check_handshake(
     return next((name for name in subprotocols if name.lower() in offered), None)
 
 
-def switching_protocols(request: Request, subprotocol: str | None) -> bytes:
-    """The 101 answer to a request that `check_handshake` accepted."""
+def switching_protocols(
+    request: Request, subprotocol: str | None, extensions: str | None = None
+) -> bytes:
+    """The 101 answer to a request that `check_handshake` accepted; `extensions`: the
+    `Sec-WebSocket-Extensions` value agreed (permessage-deflate), if any."""
     key = request.header("sec-websocket-key") or ""
     lines = [
         "HTTP/1.1 101 Switching Protocols",
@@ -84,5 +87,7 @@ def switching_protocols(request: Request, subprotocol: str | None) -> bytes:
     ]
     if subprotocol is not None:
         lines.append(f"Sec-WebSocket-Protocol: {subprotocol}")
+    if extensions is not None:
+        lines.append(f"Sec-WebSocket-Extensions: {extensions}")
     lines.append("\r\n")
     return "\r\n".join(lines).encode("latin-1")

@@ -21,6 +21,7 @@ try:  # websockets' C helper; its pure-Python twin is the fallback it ships with
 except ImportError:  # pragma: no cover - a websockets build without its C extension
     from websockets.utils import apply_mask
 
+from .deflate import DeflateParams
 from .framing import frame as make_frame
 
 __all__ = [
@@ -120,10 +121,15 @@ class WebSocketConnection:
     a frame split across reads, anything invalid) or the connection closes: an idle
     subscriber, whose traffic is whole messages, Pings and Pongs, never has one (about
     1.5 KiB saved per connection).
+
+    `deflate`: permessage-deflate was agreed; compressed frames (RSV1) go to `ServerProtocol`
+    with its decompressor, which keeps its state between messages only when the client may
+    use context takeover, and stops at `max_message` decompressed bytes (1009).
     """
 
     __slots__ = (
         "_decoder",
+        "_deflate",
         "_fast",
         "_max_message",
         "_parts",
@@ -132,8 +138,9 @@ class WebSocketConnection:
         "_writes",
     )
 
-    def __init__(self, max_message: int) -> None:
+    def __init__(self, max_message: int, deflate: DeflateParams | None = None) -> None:
         self._protocol: _ServerProtocol | None = None
+        self._deflate = deflate
         self._max_message = max_message
         self._parts: list[bytes] | None = None
         self._decoder: codecs.IncrementalDecoder | None = None
@@ -145,6 +152,8 @@ class WebSocketConnection:
         protocol = self._protocol
         if protocol is None:
             protocol = self._protocol = _ServerProtocol(state=OPEN, max_size=self._max_message)
+            if self._deflate is not None:
+                protocol.extensions = [self._deflate.extension()]
         return protocol
 
     @property
