@@ -126,10 +126,14 @@ async def run(
         drained = asyncio.ensure_future(_drain(publisher, messages))
         cpu_before, wall_before = cpu_seconds(pid), time.perf_counter()
         total = subscribers * messages
+        deadline = time.monotonic() + 60
         for sent, payload in enumerate(payloads, 1):
             await publisher.send(payload.decode())
             while sum(m.frames for m in members) < (sent - window) * subscribers:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"message {sent - window} not delivered within 60 s")
                 await asyncio.sleep(0.001)
+            deadline = time.monotonic() + 60
         deadline = time.monotonic() + 60
         while sum(m.frames for m in members) < total and time.monotonic() < deadline:
             await asyncio.sleep(0.005)
