@@ -63,6 +63,10 @@ class Subscriber(asyncio.Protocol):
         self.payloads: list[tuple[int, bytes]] = []
         self.head = asyncio.get_running_loop().create_future()
         self.upgraded = False
+        self.transport: Any = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
 
     def data_received(self, data: bytes) -> None:
         if not self.upgraded:
@@ -86,9 +90,15 @@ class Subscriber(asyncio.Protocol):
                 start += 2
             if start + length > end:
                 break
-            if self.keep:
-                self.payloads.append((buffer[offset], buffer[start : start + length]))
-            self.frames += 1
+            first = buffer[offset]
+            opcode = first & 0x0F
+            if opcode == 0x9:  # the server's Ping: answer it (a zero mask leaves the payload)
+                pong = buffer[start : start + length]
+                self.transport.write(bytes((0x8A, 0x80 | length)) + b"\0\0\0\0" + pong)
+            elif opcode in (0x1, 0x2):
+                if self.keep:
+                    self.payloads.append((first, buffer[start : start + length]))
+                self.frames += 1
             offset = start + length
         self.buffer = buffer[offset:]
 
