@@ -14,26 +14,20 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.integration.chat_page import WAIT_MS, expect, join, messages, people, say, sign_in
 from tests.servers import ServerFactory, ServerProcess
 from tests.wire_clients import TcpClient
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Locator, Page
+    from playwright.sync_api import Browser, Page
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
-WAIT_MS = 10_000
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 OpenChat = Callable[..., "Page"]
 OWN = re.compile(r"\bown\b")
 HTTP_TRANSPORTS = ("sse", "stream", "iframe", "longpoll", "polling")
-
-
-# Without Playwright the whole module is skipped (the browser fixture would skip each test).
-expect = pytest.importorskip("playwright.sync_api").expect
-expect.set_options(timeout=WAIT_MS)
-UNKNOWN = "\u2013"  # what the online count shows before presence says (an en dash)
 
 
 def png(width: int, height: int, pixel: Callable[[int, int], tuple[int, int, int]]) -> bytes:
@@ -87,47 +81,10 @@ def open_chat(browser: Browser, server: ServerProcess) -> Iterator[OpenChat]:
         context.close()
 
 
-def sign_in(page: Page, nick: str) -> None:
-    """Answer the first-visit nickname form and wait until the page is connected."""
-    expect(page.get_by_test_id("nick-overlay")).to_be_visible()
-    page.get_by_test_id("nick-input").fill(nick)
-    page.get_by_test_id("nick-input").press("Enter")
-    expect(page.get_by_test_id("status")).to_have_attribute("data-state", "open")
-    # The room's presence snapshot lists us once the subscription is made: from then on no
-    # message to the room can pass us by (a send before it would, and the test would race).
-    expect(page.get_by_test_id("people").locator(f'li[data-user="{nick}"]')).to_be_visible()
-
-
 def skip_unless_client_has(page: Page, *transports: str) -> None:
     """Skip when this pushwire.js has none of `transports` (they land one by one)."""
     if not page.evaluate("names => names.some(n => n in Pushwire.transports)", transports):
         pytest.skip(f"pushwire.js has no {' or '.join(transports)} transport yet")
-
-
-def say(page: Page, text: str) -> None:
-    """Type `text` in the composer and press Enter."""
-    page.get_by_test_id("message-input").fill(text)
-    page.get_by_test_id("message-input").press("Enter")
-
-
-def join(page: Page, room: str) -> None:
-    """Join `room` with the sidebar form and wait until presence counts this page in it."""
-    if page.get_by_test_id("menu-button").is_visible():  # narrow: the sidebar is a drawer
-        page.get_by_test_id("menu-button").click()
-        expect(page.get_by_test_id("sidebar")).to_be_in_viewport(ratio=1)
-    page.get_by_test_id("room-input").fill(room)
-    page.get_by_test_id("room-join").click()
-    expect(page.get_by_test_id("room-name")).to_have_text(room)
-    expect(page.get_by_test_id("online-count")).not_to_have_text(UNKNOWN)
-
-
-def messages(page: Page) -> Locator:
-    return page.get_by_test_id("message")
-
-
-def people(page: Page) -> Locator:
-    """The names in the "people in the room" list (one's own marked "you")."""
-    return page.get_by_test_id("people").get_by_test_id("person-name")
 
 
 def test_two_people_in_one_room_see_each_others_messages_and_count_two_online(

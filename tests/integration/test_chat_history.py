@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.integration.test_chat_demo import join, messages, say, sign_in
+from tests.integration.chat_page import expect, join, messages, say, sign_in
 from tests.servers import ServerFactory, ServerProcess
 
 if TYPE_CHECKING:
@@ -22,8 +22,6 @@ WAIT_MS = 10_000
 #: What the page shows of a room's past (clients/js/demo/chat/constants.js HISTORY_ON_JOIN).
 SHOWN = 50
 
-expect = pytest.importorskip("playwright.sync_api").expect
-expect.set_options(timeout=WAIT_MS)
 
 OpenPage = Callable[[ServerProcess], "Page"]
 
