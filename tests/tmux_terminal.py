@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable
 
 
 class Terminal:
@@ -26,13 +27,17 @@ class Terminal:
         return self._tmux("capture-pane", "-p", "-t", self.name)
 
     def wait_for(self, text: str, timeout: float = 15.0) -> str:
+        return self.wait_until(lambda screen: text in screen, repr(text), timeout)
+
+    def wait_until(self, check: Callable[[str], bool], what: str, timeout: float = 15.0) -> str:
+        """The screen, once `check(screen)` holds (else AssertionError naming `what`)."""
         deadline = time.monotonic() + timeout
         while True:
             screen = self.screen()
-            if text in screen:
+            if check(screen):
                 return screen
             if time.monotonic() > deadline:
-                raise AssertionError(f"{text!r} not on {self.name}'s screen:\n{screen}")
+                raise AssertionError(f"{what} not on {self.name}'s screen:\n{screen}")
             time.sleep(0.1)  # polling the screen is the only way to read a terminal
 
 
