@@ -1,8 +1,10 @@
 """pushwire: real-time server push and instant messaging for Python."""
 
 from .app import App
+from .asgiapp import AsgiApp
 from .config import Config
 from .core import ConnectRequest, Hub, Identity, Session
+from .embed import Server, asgi
 from .errors import (
     BadRequest,
     Forbidden,
@@ -16,6 +18,7 @@ from .serve import run, serve
 
 __all__ = [
     "App",
+    "AsgiApp",
     "BadRequest",
     "Config",
     "ConnectRequest",
@@ -28,7 +31,9 @@ __all__ = [
     "Position",
     "PushwireError",
     "RemoteError",
+    "Server",
     "Session",
+    "asgi",
     "run",
     "serve",
 ]

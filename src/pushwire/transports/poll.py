@@ -322,6 +322,13 @@ class Polls:
         # `close` envelope at least), and their session, by session id, kept for one
         # poll_grace.
         self._closed: dict[str, tuple[PollTransport, Session]] = {}
+        self._open: set[PollTransport] = set()  # the poll transports not closed yet
+
+    def close_all(self, code: int, reason: str) -> None:
+        """Close every poll transport (a server shutting down: 1001): a held poll is
+        answered at once with its `close` envelope, and so is the next poll of the others."""
+        for transport in list(self._open):
+            transport.close(code, reason)
 
     def open(
         self,
@@ -417,6 +424,7 @@ class Polls:
         client = client_info(request, split_transport(request.path)[0])
 
         def on_close(code: int, reason: str) -> None:
+            self._open.discard(transport)
             handler = transport.receiver
             if handler is None:
                 return
@@ -437,6 +445,7 @@ class Polls:
             timers=self.timers,
         )
         transport.receiver = EnvelopeHandler(self.hub, endpoint, transport, client)
+        self._open.add(transport)
         return transport
 
 
