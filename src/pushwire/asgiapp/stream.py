@@ -138,15 +138,9 @@ async def serve_stream(
     clock: Clock,
     connections: set[AsgiStream],
 ) -> None:
-    """Answer with `start`: its head and first bytes, then the client's receiver opened and
+    """Answer with `start`: the client's receiver opened, the head and first bytes, then
     every frame written, until the stream ends or the client goes away. The stream is in
     `connections` meanwhile (the door closes them at shutdown)."""
-    headers = [
-        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in start.headers
-    ]
-    await send({"type": "http.response.start", "status": start.status, "headers": headers})
-    if start.first:
-        await send({"type": "http.response.body", "body": start.first, "more_body": True})
     stream = AsgiStream(
         kind=start.kind,
         framing=start.framing,
@@ -159,12 +153,18 @@ async def serve_stream(
     watcher = asyncio.ensure_future(_watch(receive, stream))
     opening_task: asyncio.Future[None] | None = None
     try:
+        # The receiver opens first (a channel is subscribed) and what it writes waits in the
+        # outbox: a client that sees the head can count on it, as on the native server.
         receiver = stream.receiver = start.make_receiver(stream)
         opening = receiver.open()
         if start.hello is not None:
             receiver.receive(start.hello)
         if opening is not None:
             opening_task = asyncio.ensure_future(await_opening(opening, stream.close))
+        head = [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in start.headers]
+        await send({"type": "http.response.start", "status": start.status, "headers": head})
+        if start.first:
+            await send({"type": "http.response.body", "body": start.first, "more_body": True})
         await stream.send_all(send)
     finally:
         connections.discard(stream)
