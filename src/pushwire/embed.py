@@ -14,6 +14,7 @@ async with pushwire.Server(hub, port=8001) as server:   # the native server, in 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import socket
 from types import TracebackType
@@ -140,6 +141,9 @@ class Server:
             self._state = "closed"
             return
         self._state = "closed"
+        # What was published in this loop turn is fanned out on the next one (the channels'
+        # per-turn batch): let it go out before the connections close.
+        await asyncio.sleep(0)
         self.app.stopping()
         await self.listener.shutdown()
         await self.lifecycle.close()

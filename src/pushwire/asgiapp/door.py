@@ -85,6 +85,9 @@ class AsgiApp:
         if self._stopped:
             return
         self._stopped = True
+        # What was published in this loop turn is fanned out on the next one (the channels'
+        # per-turn batch): let it go out before the connections close.
+        await asyncio.sleep(0)
         self.app.stopping()
         for websocket in list(self._websockets):
             websocket.shutdown()

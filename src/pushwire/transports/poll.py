@@ -145,6 +145,11 @@ class PollTransport:
     def pending(self) -> bool:
         return bool(self._frames)
 
+    @property
+    def held(self) -> bool:
+        """A poll is held, waiting for a frame (or its timeout)."""
+        return self._release is not None
+
     def arm(self, grace: float) -> None:
         """After answering a poll: the client counts as gone if no poll comes within `grace`."""
         if self.close_code is None:
