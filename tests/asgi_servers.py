@@ -3,6 +3,7 @@ loopback socket the test made and passed down (no port is guessed)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -11,11 +12,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
+
+import uvicorn
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 #: The ASGI servers tested, each as the command line that serves `app` from file descriptor
@@ -97,3 +100,22 @@ def _wait_ready(running: AsgiProcess, timeout: float) -> None:
         except (urllib.error.URLError, OSError):
             time.sleep(0.1)
     raise RuntimeError(f"{running.server} did not answer within {timeout} s")
+
+
+@asynccontextmanager
+async def serving(app: Callable[..., Awaitable[None]], **options: Any) -> AsyncIterator[str]:
+    """uvicorn serving `app` in this event loop on a free loopback port: its base URL."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", **options)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("uvicorn stopped before it started")
+        await asyncio.sleep(0.01)  # uvicorn sets a flag, no event: look again soon
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task

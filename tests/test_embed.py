@@ -17,8 +17,8 @@ from websockets.exceptions import ConnectionClosedOK
 
 import pushwire
 from pushwire.errors import ConfigError
-from pushwire.transports.poll import PollTransport
 from tests.asgi_servers import ROOT
+from tests.helpers import held_poll
 
 WAIT = 15.0
 
@@ -46,25 +46,6 @@ async def test_an_embedded_server_leaves_sigint_to_its_program() -> None:
     finally:
         process.kill()
         process.wait()
-
-
-async def held_poll(
-    hub: pushwire.Hub, http: httpx.AsyncClient, url: str
-) -> asyncio.Task[httpx.Response]:
-    """Open a long-poll session at `url` (…/pushwire/longpoll) and hold a poll of it: the
-    task of the held request, once the server holds it."""
-    opened = await http.post(url, content=json.dumps({"type": "hello", "user": "lea"}))
-    assert opened.status_code == 200
-    welcome = json.loads(opened.content.splitlines()[0])
-    headers = {"Pushwire-Session": f"{welcome['session']} {welcome['resume']}"}
-    cursor = opened.headers["Pushwire-Cursor"]
-    poll = asyncio.create_task(http.get(f"{url}?cursor={cursor}", headers=headers))
-    session = hub.sessions.get(welcome["session"])
-    assert session is not None
-    while not (isinstance(session.transport, PollTransport) and session.transport.held):
-        assert not poll.done(), poll.result()
-        await asyncio.sleep(0.01)  # the request is on its way: nothing to await but its arrival
-    return poll
 
 
 @pytest.mark.integration

@@ -161,7 +161,9 @@ async def test_refusals_are_the_native_servers(site: AsgiProcess) -> None:
         assert refused.value.response.status_code == expected
 
 
-async def test_a_message_at_max_message_passes_and_one_over_closes_with_1009(site: AsgiProcess) -> None:
+async def test_a_message_at_max_message_passes_and_one_over_closes_with_1009(
+    site: AsgiProcess,
+) -> None:
     async with ws_connect(site.ws_url("/rt/echo"), max_size=None) as ws:
         await ws.send("x" * MAX_MESSAGE)
         assert len(await asyncio.wait_for(ws.recv(), WAIT)) == MAX_MESSAGE
