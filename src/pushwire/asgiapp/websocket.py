@@ -30,6 +30,26 @@ from .scope import Receive, Scope, Send, scope_request
 __all__ = ["AsgiWebSocket", "serve_websocket"]
 
 
+#: The last frames taken apart, and their messages: fan-out writes the same bytes object to
+#: every subscriber in turn, so it is taken apart (and its text decoded) once, not each time.
+_last: tuple[bytes, list[tuple[str, str | bytes]]] = (b"", [])
+
+
+def _messages(frame: bytes) -> list[tuple[str, str | bytes]]:
+    """The ASGI messages in `frame` (WebSocket frames as the hub wrote them): ("text", str)
+    or ("bytes", bytes) each."""
+    global _last
+    last_frame, messages = _last
+    if frame is last_frame:
+        return messages
+    messages = [
+        ("text", payload.decode()) if is_text else ("bytes", payload)
+        for is_text, payload in unframe(frame)
+    ]
+    _last = (frame, messages)
+    return messages
+
+
 class AsgiWebSocket:
     """The hub's `Transport` for a client on an accepted ASGI WebSocket."""
 
@@ -94,11 +114,8 @@ class AsgiWebSocket:
     @staticmethod
     async def _send_frames(send: Send, frames: list[bytes]) -> None:
         for frame in frames:
-            for is_text, payload in unframe(frame):
-                if is_text:
-                    await send({"type": "websocket.send", "text": payload.decode()})
-                else:
-                    await send({"type": "websocket.send", "bytes": payload})
+            for key, data in _messages(frame):
+                await send({"type": "websocket.send", key: data})
 
     async def read_all(self, receive: Receive) -> None:
         """Hand each message to the receiver until the client closes or goes away."""
