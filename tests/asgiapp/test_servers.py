@@ -176,3 +176,20 @@ async def test_a_message_at_max_message_passes_and_one_over_closes_with_1009(
         return
     assert ws.close_code == 1009
     assert ws.close_reason == "message over size limit (65537 > 65536 bytes)"
+
+
+async def test_streams_and_polls_work_over_http2_under_hypercorn() -> None:
+    room = channel()
+    hello = json.dumps({"type": "hello", "user": "hana"})
+    with running_asgi("hypercorn") as site:
+        async with httpx.AsyncClient(http1=False, http2=True, timeout=WAIT) as http:
+            async with http.stream("GET", site.url(f"/rt/sse/{room}")) as sse:
+                assert (sse.http_version, sse.status_code) == ("HTTP/2", 200)
+                events = _events(sse)
+                assert await anext(events) == "retry: 2000"
+                await http.post(site.url(f"/shout/{room}"), content="over HTTP/2")
+                event = await asyncio.wait_for(anext(events), WAIT)
+                assert event.split("\n")[1:] == ["data: over HTTP/2"]
+            poll = await http.post(site.url("/rt/pushwire/longpoll"), content=hello)
+    assert (poll.http_version, poll.status_code) == ("HTTP/2", 200)
+    assert json.loads(poll.content.splitlines()[0])["type"] == "welcome"
