@@ -15,6 +15,7 @@ from .errors import (
 )
 from .message import Message, Position
 from .serve import run, serve
+from .version import __version__
 
 __all__ = [
     "App",
@@ -33,9 +34,8 @@ __all__ = [
     "RemoteError",
     "Server",
     "Session",
+    "__version__",
     "asgi",
     "run",
     "serve",
 ]
-
-__version__ = "0.1.0"

@@ -104,16 +104,25 @@ class Server:
             config = dataclasses.replace(target.config, **changes)  # type: ignore[arg-type]
             self.app = App(target, config)
         self.config = dataclasses.replace(self.app.config, **changes)  # type: ignore[arg-type]
-        self.listener = Listener(self.app, self.config, self.app.hub.clock)
         self.lifecycle = AppLifecycle(self.app)
+        self._listener: Listener | None = None
         self._state = "new"
+
+    @property
+    def listener(self) -> Listener:
+        """The native server's listening sockets and connections (made in the event loop:
+        the app starts its timers when a door attaches)."""
+        if self._listener is None:
+            self._listener = Listener(self.app, self.config, self.app.hub.clock)
+        return self._listener
 
     @property
     def port(self) -> int:
         """The HTTP/WebSocket port listened on (the one picked, for port 0)."""
-        if not self.listener.sockets:
+        sockets = self._listener.sockets if self._listener is not None else []
+        if not sockets:
             raise InvalidState("the server is not listening")
-        port: int = self.listener.sockets[0].getsockname()[1]
+        port: int = sockets[0].getsockname()[1]
         return port
 
     @property

@@ -22,12 +22,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
 from typing import Protocol
 
 from ..clock import Clock
 from ..config import Config
+from ..core.budget import BudgetConsumer
 from ..errors import BodyTooLarge, PushwireError
 from ..guard import FAILURES
 from ..web import Application, Request, Response, StreamResponse
@@ -68,13 +69,19 @@ class AsgiApp:
         self._ready = False  # started, and not failing
         self._stopped = False
         self._idle: asyncio.Event | None = None
-        app.attach_server(self)
+
+    def consumers(self) -> Iterator[BudgetConsumer]:
+        """The open WebSockets and streams, for the memory budget (what each holds)."""
+        yield from self._websockets
+        yield from self._streams
 
     # -- start and stop ---------------------------------------------------------------------
 
     async def start(self) -> None:
         """Start the broker (once; later calls wait for the first)."""
         if self._started is None:
+            # In the loop: the app starts its memory budget's timer when a door attaches.
+            self.app.attach_server(self)
             self._started = asyncio.ensure_future(self.lifecycle.start())
         await asyncio.shield(self._started)
         self._ready = True

@@ -94,6 +94,15 @@ class AsgiStream:
     def shutdown(self) -> None:
         self.close(1001, "server shutting down")
 
+    def buffered(self) -> int:
+        """Bytes written and not sent yet (the memory budget, pushwire.core.budget)."""
+        return self.outbox.size
+
+    def shed(self, reason: str) -> None:
+        """Closed for the memory budget: a slow consumer (4001), its backlog dropped."""
+        self.outbox.clear()
+        self.close(4001, reason)
+
     def _end(self, code: int, reason: str, *, lost: bool) -> None:
         self.done = True
         self.outbox.end(lost=lost)

@@ -92,6 +92,15 @@ class AsgiWebSocket:
     def shutdown(self) -> None:
         self.close(1001, "server shutting down")
 
+    def buffered(self) -> int:
+        """Bytes written and not sent yet (the memory budget, pushwire.core.budget)."""
+        return self.outbox.size
+
+    def shed(self, reason: str) -> None:
+        """Closed for the memory budget: a slow consumer (4001), its backlog dropped."""
+        self.outbox.clear()
+        self.close(4001, reason)
+
     def _closed(self, code: int, reason: str, *, by_client: bool) -> None:
         receiver, self.receiver = self.receiver, None
         if receiver is not None:

@@ -25,7 +25,7 @@ import asyncio
 import functools
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Final
 
 from ..clock import Clock, Timer
@@ -109,6 +109,14 @@ class PollTransport:
             # Answer on the next loop turn: frames published in this turn share a response.
             self._release_due = True
             self._timers.release_soon(self)
+
+    def buffered(self) -> int:
+        """Bytes queued for the client (the memory budget, pushwire.core.budget)."""
+        return self._bytes
+
+    def shed(self, reason: str) -> None:
+        """Closed for the memory budget: a slow consumer (4001)."""
+        self.close(4001, reason)
 
     def _overflowed(self) -> None:
         self.close_code = None
@@ -327,7 +335,8 @@ class Polls:
         # `close` envelope at least), and their session, by session id, kept for one
         # poll_grace.
         self._closed: dict[str, tuple[PollTransport, Session]] = {}
-        self._open: set[PollTransport] = set()  # the poll transports not closed yet
+        # The poll transports open now (the memory budget counts their queues).
+        self._open: set[PollTransport] = set()
 
     def close_all(self, code: int, reason: str) -> None:
         """Close every poll transport (a server shutting down: 1001): a held poll is
@@ -452,6 +461,13 @@ class Polls:
         transport.receiver = EnvelopeHandler(self.hub, endpoint, transport, client)
         self._open.add(transport)
         return transport
+
+    def consumers(self) -> Iterator[PollTransport]:
+        """Every poll queue held: the open transports', and the closed ones' that their
+        clients have not fetched yet (the memory budget)."""
+        yield from self._open
+        for transport, _session in self._closed.values():
+            yield transport
 
 
 def _answered(
