@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pushwire
 from pushwire.asgiapp.stream import AsgiStream
 from pushwire.asgiapp.websocket import AsgiWebSocket
 from pushwire.clock import ManualClock
@@ -117,3 +118,27 @@ async def test_a_client_that_closes_is_the_one_that_ended_it() -> None:
     sent = Sent()
     await transport.send_all(sent)
     assert sent.messages == []
+
+
+async def test_the_memory_budget_sees_what_a_websocket_holds_and_can_shed_it() -> None:
+    transport = AsgiWebSocket(ENVELOPE_FRAMING, Config())
+    receiver = transport.receiver = RecordingReceiver()
+    transport.write(frame_text(b"held"))
+    assert transport.buffered() == len(frame_text(b"held"))
+    transport.shed("memory budget exceeded")
+    assert transport.buffered() == 0
+    assert receiver.closes == [(4001, "memory budget exceeded", False)]
+    sent = Sent()
+    await transport.send_all(sent)
+    assert sent.messages == [
+        {"type": "websocket.close", "code": 4001, "reason": "memory budget exceeded"}
+    ]
+
+
+def test_the_doors_are_made_outside_an_event_loop_and_start_in_one() -> None:
+    # A module-level `realtime = pushwire.asgi(hub)` runs before any loop does.
+    hub = pushwire.Hub()
+    realtime = pushwire.asgi(hub)
+    server = pushwire.Server(hub, port=0)
+    assert realtime.open_connections == 0
+    assert server.config.port == 0
