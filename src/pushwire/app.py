@@ -132,6 +132,9 @@ class App:
 
     def stopping(self) -> None:
         self.shutting_down = True
+        # A held long-poll is answered now, with its `close` envelope: waiting for it would
+        # hold the shutdown up to longpoll_timeout (then the door's shutdown_timeout).
+        self.polls.close_all(1001, "server shutting down")
         self.budget.stop()
 
     def _budget(self) -> MemoryBudget:
