@@ -23,7 +23,7 @@ MAX_LINES = 500
 #: Layers from the bottom up: a module may import from its own layer and those below.
 #: The names are module paths under `pushwire`; a package name covers its modules.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("foundation", {"errors", "config", "clock", "message", "http11", "parsing", "guard"}),
+    ("foundation", {"errors", "config", "clock", "message", "http11", "parsing", "guard", "logs"}),
     ("codecs and policies", {"envelope", "presence", "origin"}),
     ("the Python client", {"client"}),
     ("broker", {"broker"}),
@@ -32,9 +32,9 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("endpoints", {"endpoint"}),
     ("app interface", {"web"}),
     ("transports", {"transports"}),
-    ("cluster and API", {"routing", "api"}),
+    ("cluster and API", {"routing", "api", "metrics"}),
     ("front doors and the app", {"server", "app"}),
-    ("process", {"serve", "cli", "configfile", "__init__", "__main__", "chat"}),
+    ("process", {"serve", "cli", "configfile", "options", "__init__", "__main__", "chat"}),
 ]
 #: Groups that share a layer but must not import each other.
 APART: list[tuple[str, str]] = [("server", "app")]

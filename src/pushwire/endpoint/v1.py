@@ -143,6 +143,7 @@ class EnvelopeHandler(Handler):
             if session.transport is not self.transport or session.closed:
                 return  # resumed on another connection meanwhile: this one was closed
         self.session = session
+        self._log_open(session, resumed=resumed)
         if self.gone:
             # The connection ended while this hello awaited: nothing else detaches the session.
             self.detached(session)

@@ -235,6 +235,10 @@ class RedisBroker:
         """True: direct messages reach every process listening to their user."""
         return True
 
+    def health_stats(self) -> dict[str, float]:
+        """`BrokerHealth` (`Health.stats`)."""
+        return self._health.stats(self._state is _State.RUNNING, self._publisher.pending)
+
     async def start(self) -> None:
         """Connect, load the publish script and open the subscription connection.
 

@@ -64,7 +64,23 @@ class Health:
         self.subscribed = False
         #: An outage is going on: its beginning was logged, its end not yet.
         self.outage = False
+        #: Outages ended (both connections restored) since start.
+        self.reconnects = 0
+        #: Publish round trips to Redis (one per batch of publishes) and their total seconds.
+        self.round_trips = 0
+        self.round_trip_seconds = 0.0
         self._outage_began = 0.0
+
+    def stats(self, running: bool, pending: int) -> dict[str, float]:
+        """`up` (1.0 while `running` and both connections work), outages ended
+        (`reconnects`), publish round trips and their seconds, publishes queued."""
+        return {
+            "up": float(running and self.publishing and self.subscribed),
+            "reconnects": self.reconnects,
+            "round_trips": self.round_trips,
+            "round_trip_seconds": self.round_trip_seconds,
+            "pending": pending,
+        }
 
     def changed(self, error: BaseException | None) -> None:
         """Log once when an outage begins (with `error`) and once when both connections are
@@ -83,6 +99,7 @@ class Health:
             )
         elif healthy and self.outage:
             self.outage = False
+            self.reconnects += 1
             log.warning(
                 "redis at %s: connection restored after %.1f s, %d channels subscribed again",
                 self.where,

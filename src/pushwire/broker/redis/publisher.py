@@ -174,6 +174,11 @@ class Publisher:
         self._idle = asyncio.Event()
         self._idle.set()
 
+    @property
+    def pending(self) -> int:
+        """Publishes queued, not yet sent."""
+        return len(self._queue)
+
     async def load_script(self) -> None:
         """Load the publish script into Redis (`run` loads it again when Redis forgot it).
 
@@ -251,8 +256,13 @@ class Publisher:
                 batch.append(queue.popleft())
                 size += len(batch[-1][3])
             self._in_flight = batch
+            loop = asyncio.get_running_loop()
+            began = loop.time()
             try:
                 await self._send(batch)
+                health = self._health
+                health.round_trips += 1
+                health.round_trip_seconds += loop.time() - began
             except CONNECTION_ERRORS as exc:
                 self._health.publishing = False
                 self._health.changed(exc)
