@@ -215,14 +215,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         values = {**loaded.fields, **parse_settings(args.settings), **_flag_values(args)}
         sources = {**loaded.sources, **dict.fromkeys(_given(args), Source.FLAG)}
         config = Config(**values)
-        setup_logging(config.log_level, config.log_format)
         _check(config)
+        if args.print_config:
+            print(describe(config, sources))
+            return 0
+        setup_logging(config.log_level, config.log_format)
     except (TypeError, ValueError) as exc:
         print(f"pushwire serve: {exc}", file=sys.stderr)
         return 2
-    if args.print_config:
-        print(describe(config, sources))
-        return 0
     if args.workers < 1:
         print("pushwire serve: --workers needs a number from 1", file=sys.stderr)
         return 2
@@ -402,6 +402,10 @@ def _check(config: Config) -> None:
         raise ValueError("--tls-cert and --tls-key go together")
     if config.broker != "memory" and not config.broker.startswith(("redis://", "rediss://")):
         raise ValueError(f"--broker is memory or redis://…, not {config.broker!r}")
+    if config.log_level.lower() not in LEVELS:
+        raise ValueError(f"--log-level is one of {', '.join(LEVELS)}, not {config.log_level!r}")
+    if config.log_format not in FORMATS:
+        raise ValueError(f"--log-format is one of {', '.join(FORMATS)}, not {config.log_format!r}")
 
 
 def _chat(args: argparse.Namespace) -> int:

@@ -3,7 +3,7 @@ lifecycle lines and the HTTP access log.
 
 - `setup` configures the root logger of a process: the main one and each worker (`--workers`
   spawns processes, which start with logging unconfigured).
-- `json` format: one JSON object per line, `{"time", "level", "logger", "message", ...}` plus
+- `json` format: one JSON object per line, `{"time", "level", "logger", "pid", "message"}` plus
   the record's structured fields (`FIELDS`), e.g. a connection's `event`, `transport`, `code`.
 - Connection lifecycle (logger `pushwire.connection`, info): `open` when a client's session
   opens on a connection, `close` when that connection ends, with the transport, the peer's
@@ -56,6 +56,7 @@ class JsonFormatter(logging.Formatter):
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
+            "pid": record.process,
             "message": record.getMessage(),
         }
         fields = getattr(record, FIELDS, None)
@@ -88,7 +89,8 @@ def setup(level: str = "info", log_format: str = "text") -> None:
     root.addHandler(handler)
     numeric = getattr(logging, level.upper())
     root.setLevel(numeric)
-    logging.getLogger("websockets").setLevel(max(numeric, logging.WARNING))
+    quiet = numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING)
+    logging.getLogger("websockets").setLevel(quiet)
 
 
 def connection_event(
