@@ -17,9 +17,11 @@ value comes with where it came from (`Source`), which `pushwire serve --print-co
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import enum
 import functools
+import inspect
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
+from . import config as config_module
 from .config import Config
 
 __all__ = [
@@ -35,9 +38,9 @@ __all__ = [
     "SECRETS",
     "Setting",
     "Source",
-    "Sourced",
     "add_flags",
     "describe",
+    "field_docs",
     "flag_values",
     "from_environment",
     "from_table",
@@ -80,14 +83,6 @@ class Setting:
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
-
-
-@dataclass(frozen=True, slots=True)
-class Sourced:
-    """A value and where it came from."""
-
-    value: object
-    source: Source
 
 
 def schema() -> dict[str, Setting]:
@@ -219,18 +214,21 @@ def add_flags(parser: argparse.ArgumentParser, covered: Iterable[str]) -> None:
         "PUSHWIRE_<NAME> in the environment and [server] in --config"
     )
     skip = set(covered)
+    docs = field_docs()
     for setting in schema().values():
         if setting.name in skip:
             continue
         dest = FLAG_DEST + setting.name
         default = "none" if setting.default is None else shown(setting.name, setting.default)
+        about = docs.get(setting.name, "").replace("%", "%%")
+        summary = f"{about} (default {default})" if about else f"(default {default})"
         if setting.kind is bool:
             group.add_argument(
                 setting.flag,
                 dest=dest,
                 action=argparse.BooleanOptionalAction,
                 default=None,
-                help=f"(default {default})",
+                help=summary,
             )
             continue
         group.add_argument(
@@ -239,12 +237,38 @@ def add_flags(parser: argparse.ArgumentParser, covered: Iterable[str]) -> None:
             default=None,
             metavar=setting.kind.__name__.upper() if setting.kind is not tuple else "A,B",
             type=functools.partial(_flag_type, setting),
-            help=f"(default {default})",
+            help=summary,
         )
 
 
 #: The prefix of the `argparse` destinations of the flags `add_flags` adds.
 FLAG_DEST: Final = "setting_"
+
+
+def field_docs() -> dict[str, str]:
+    """Each `Config` field's `#:` comment, its first sentence (for `--help`); a field right
+    under another without a comment of its own shares that one's."""
+    source = inspect.getsource(config_module)
+    lines = source.splitlines()
+    docs: dict[str, str] = {}
+    previous: tuple[str, int] | None = None
+    for node in ast.walk(ast.parse(source)):
+        if not (isinstance(node, ast.ClassDef) and node.name == "Config"):
+            continue
+        for item in node.body:
+            if not (isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)):
+                continue
+            comment: list[str] = []
+            index = item.lineno - 2
+            while index >= 0 and lines[index].strip().startswith("#:"):
+                comment.insert(0, lines[index].strip()[2:].strip())
+                index -= 1
+            text = " ".join(comment)
+            if not text and previous is not None and previous[1] == item.lineno - 1:
+                text = docs[previous[0]]
+            docs[item.target.id] = text.split(". ")[0].rstrip(".")
+            previous = (item.target.id, item.end_lineno or item.lineno)
+    return docs
 
 
 def _flag_type(setting: Setting, text: str) -> object:
