@@ -143,11 +143,11 @@ class EnvelopeHandler(Handler):
             if session.transport is not self.transport or session.closed:
                 return  # resumed on another connection meanwhile: this one was closed
         self.session = session
-        self._log_open(session, resumed=resumed)
         if self.gone:
             # The connection ended while this hello awaited: nothing else detaches the session.
             self.detached(session)
             return
+        self._log_open(session, resumed=resumed)
         self.client = None
         config = self.hub.config
         welcome: dict[str, Any] = {
