@@ -23,16 +23,19 @@ MAX_LINES = 500
 #: Layers from the bottom up: a module may import from its own layer and those below.
 #: The names are module paths under `pushwire`; a package name covers its modules.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("foundation", {"errors", "config", "clock", "message", "http11", "parsing", "guard", "logs"}),
+    (
+        "foundation",
+        {"errors", "config", "clock", "message", "http11", "parsing", "guard", "version", "logs"},
+    ),
     ("codecs and policies", {"envelope", "presence", "origin"}),
-    ("the Python client", {"client"}),
+    ("the Python clients", {"client", "api"}),
     ("broker", {"broker"}),
     ("authentication and rules", {"auth"}),
     ("core", {"core"}),
     ("endpoints", {"endpoint"}),
     ("app interface", {"web"}),
     ("transports", {"transports"}),
-    ("cluster and API", {"routing", "api", "metrics"}),
+    ("cluster and API", {"routing", "httpapi", "metrics"}),
     ("front doors and the app", {"server", "app"}),
     ("process", {"serve", "cli", "configfile", "options", "__init__", "__main__", "chat"}),
 ]

@@ -24,7 +24,7 @@ from typing import Final, TypeVar
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["CONNECTION_ERRORS", "Health"]
+__all__ = ["CONNECTION_ERRORS", "Health", "HealthReport"]
 
 log = logging.getLogger("pushwire.broker.redis")
 
@@ -69,17 +69,19 @@ class Health:
         #: Publish round trips to Redis (one per batch of publishes) and their total seconds.
         self.round_trips = 0
         self.round_trip_seconds = 0.0
+        #: Publishes queued (the publisher sets it).
+        self.pending: Callable[[], int] = lambda: 0
         self._outage_began = 0.0
 
-    def stats(self, running: bool, pending: int) -> dict[str, float]:
-        """`up` (1.0 while `running` and both connections work), outages ended
-        (`reconnects`), publish round trips and their seconds, publishes queued."""
+    def stats(self) -> dict[str, float]:
+        """`up` (1.0 while both connections work), outages ended (`reconnects`), publish
+        round trips and their seconds, publishes queued (`pending`)."""
         return {
-            "up": float(running and self.publishing and self.subscribed),
+            "up": float(self.publishing and self.subscribed),
             "reconnects": self.reconnects,
             "round_trips": self.round_trips,
             "round_trip_seconds": self.round_trip_seconds,
-            "pending": pending,
+            "pending": self.pending(),
         }
 
     def changed(self, error: BaseException | None) -> None:
@@ -122,3 +124,14 @@ class Health:
     def _backoff(self, failures: int) -> float:
         delay = min(self.reconnect_max, self.reconnect_min * 2.0 ** min(failures, 30))
         return delay * (1 - random.random() / 2)
+
+
+class HealthReport:
+    """`BrokerHealth` for the Redis broker (a base class: its `_health` is read by `/readyz`
+    and `/metrics`)."""
+
+    _health: Health
+
+    def health_stats(self) -> dict[str, float]:
+        """`Health.stats`."""
+        return self._health.stats()
