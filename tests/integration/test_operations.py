@@ -50,6 +50,7 @@ async def test_metrics_move_when_clients_connect_subscribe_and_publish(
     assert before["pushwire_messages_published_total"] == 0
     assert before["pushwire_broker_up"] == 1
     assert "process_resident_memory_bytes" in before
+    assert before["pushwire_stats_memory_budget"] > 0  # /api/stats' other counters, as gauges
     async with (
         connect(server.url("/pushwire"), transports=["websocket"]) as first,
         connect(server.url("/pushwire"), transports=["longpoll"]) as second,
