@@ -248,7 +248,10 @@ FLAG_DEST: Final = "setting_"
 def field_docs() -> dict[str, str]:
     """Each `Config` field's `#:` comment, its first sentence (for `--help`); a field right
     under another without a comment of its own shares that one's."""
-    source = inspect.getsource(config_module)
+    try:
+        source = inspect.getsource(config_module)
+    except (OSError, TypeError):  # installed without its sources (.pyc only): no help text
+        return {}
     lines = source.splitlines()
     docs: dict[str, str] = {}
     previous: tuple[str, int] | None = None
