@@ -27,13 +27,13 @@ from .config import Config
 from .core import Hub
 from .embed import Server
 from .errors import ConfigError
+from .logs import setup as setup_logging
 from .server.fdlimit import raise_file_limit
 
 __all__ = ["run", "run_workers", "serve"]
 
 #: Worker restarts allowed within a minute before the parent gives up.
 MAX_RESTARTS: Final = 10
-LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 log = logging.getLogger("pushwire")
 
@@ -129,9 +129,7 @@ def run(app: App | Hub | None = None, config: Config | None = None) -> None:
 
 def _worker(make_app: Callable[[Config], App], config: Config) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent passes shutdown on as SIGTERM
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(config.log_level, config.log_format)  # a spawned process starts unconfigured
     _runner()(serve(make_app(config), announce=False, reuse_port=True))
 
 
