@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.js_package import checked, install_example, pack, tool
+from tests.js_package import checked, install_example, pack, run, tool
 from tests.servers import ServerProcess
 
 if TYPE_CHECKING:
@@ -31,6 +31,17 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 WAIT_MS = 20_000
 STATIC = Path(__file__).resolve().parents[2] / "src" / "pushwire" / "static"
+CJS_USAGE = """import Pushwire = require('pushwire');
+const connection = new Pushwire('ws://127.0.0.1:8000/pushwire', { user: 'alice' });
+connection.addEventListener('gap', (event) => console.log(event.channel, event.to));
+const subprotocol: string = Pushwire.SUBPROTOCOL;
+console.log(subprotocol, connection.readyState === Pushwire.OPEN);
+"""
+SCRIPT_USAGE = """/// <reference types="pushwire/global" />
+const connection = new Pushwire('/pushwire');
+connection.addEventListener('transport', (event) => console.log(event.transport.toUpperCase()));
+export {};
+"""
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +122,32 @@ def test_the_installed_package_imports_and_requires_in_node(app: Path) -> None:
         "open": 1,
         "subprotocol": "pushwire.v1",
     }
+
+
+@pytest.mark.parametrize(
+    ("name", "usage", "module"),
+    [("use.cts", CJS_USAGE, "node16"), ("page.ts", SCRIPT_USAGE, "esnext")],
+    ids=["require", "script-global"],
+)
+def test_the_installed_types_serve_require_and_the_script_global_too(
+    app: Path, name: str, usage: str, module: str
+) -> None:
+    """`require('pushwire')` (module node16) and the global of `<script src=pushwire.js>`
+    (`pushwire/global`) get the class with its typed events; a wrong use is caught."""
+    folder = app / f"check-{module}"
+    folder.mkdir()
+    resolution = "node16" if module == "node16" else "bundler"
+    options = {"module": module, "moduleResolution": resolution, "lib": ["es2020", "dom"]}
+    config = {"compilerOptions": {"strict": True, "noEmit": True, "types": [], **options}}
+    (folder / "tsconfig.json").write_text(json.dumps({**config, "files": [name]}), "utf-8")
+    (folder / name).write_text(usage, encoding="utf-8")
+    checked([tool("tsc"), "-p", "tsconfig.json"], folder)
+
+    bad_line = usage.count("\n") + 1
+    (folder / name).write_text(usage + "connection.binaryType = 'text';\n", "utf-8")
+    wrong = run([tool("tsc"), "-p", "tsconfig.json", "--pretty", "false"], folder)
+    assert wrong.returncode != 0
+    assert f"{name}({bad_line},1): error TS2322" in wrong.stdout, wrong.stdout
 
 
 def test_the_example_bundles_the_installed_package(app: Path) -> None:
