@@ -1,6 +1,6 @@
 """pushwire.js as an npm package (clients/js): its version is the Python package's, its
 hand-written declarations (clients/js/types) match what the client has and dispatches, `tsc`
-passes over typed usage files and over the standalone sources (checkJs), and fails on a file of
+passes over typed usage files and over the sources (checkJs), and fails on a file of
 typing mistakes with exactly the errors it names. The packed tarball installed in a scratch
 project: tests/integration/test_js_package_example.py.
 """
@@ -59,7 +59,7 @@ def test_tsc_passes_over_the_declarations_and_the_typed_usage_files() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_tsc_passes_over_the_standalone_sources_with_checkjs() -> None:
+def test_tsc_passes_over_the_sources_with_checkjs() -> None:
     result = run([tool("tsc"), "-p", "tsconfig.sources.json"], CLIENT)
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -1,5 +1,7 @@
 import { CLOSING } from './constants.js';
 
+/** @typedef {import('./pushwire.js').Pushwire} Pushwire */
+
 /**
  * Pushwire's channels: subscribe, unsubscribe and publish, and the subscriptions sent
  * again (from their last offset) after each welcome. Mixed into `Pushwire.prototype`
@@ -19,6 +21,7 @@ export class Channels {
    * @param {{presence?: boolean}} [options] presence: also keep the channel's members
    *   (`presence(channel)`) and fire `presence`, `join` and `leave` events
    * @returns {Promise<{channel: string, epoch: string, offset: number}>}
+   * @this {Pushwire}
    */
   subscribe(channel, options) {
     channel = String(channel);
@@ -46,6 +49,7 @@ export class Channels {
    * Leave a channel.
    * @param {string} channel
    * @returns {Promise<{channel: string}>}
+   * @this {Pushwire}
    */
   unsubscribe(channel) {
     channel = String(channel);
@@ -71,6 +75,7 @@ export class Channels {
    * @param {string|ArrayBuffer|ArrayBufferView|Blob} data
    * @param {{idempotencyKey?: string}} [options]
    * @returns {Promise<{channel: string, epoch: string, offset: number}>}
+   * @this {Pushwire}
    */
   publish(channel, data, options) {
     if (this._readyState >= CLOSING) {
@@ -87,6 +92,7 @@ export class Channels {
     });
   }
 
+  /** @this {Pushwire} */
   _sendSubscribe(channel, state) {
     clearTimeout(state.retryTimer); // this one replaces a retry that was waiting
     state.retryTimer = null;
@@ -100,6 +106,7 @@ export class Channels {
     this._transport.send(envelope, null);
   }
 
+  /** @this {Pushwire} */
   _subscribed(envelope) {
     const request = this._requests.get(envelope.id);
     if (!request || request.kind !== 'subscribe') return;
