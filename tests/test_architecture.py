@@ -23,16 +23,19 @@ MAX_LINES = 500
 #: Layers from the bottom up: a module may import from its own layer and those below.
 #: The names are module paths under `pushwire`; a package name covers its modules.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("foundation", {"errors", "config", "clock", "message", "http11", "parsing", "guard"}),
+    (
+        "foundation",
+        {"errors", "config", "clock", "message", "http11", "parsing", "guard", "version"},
+    ),
     ("codecs and policies", {"envelope", "presence", "origin"}),
-    ("the Python client", {"client"}),
+    ("the Python clients", {"client", "api"}),
     ("broker", {"broker"}),
     ("authentication and rules", {"auth"}),
     ("core", {"core"}),
     ("endpoints", {"endpoint"}),
     ("app interface", {"web"}),
     ("transports", {"transports"}),
-    ("cluster and API", {"routing", "api"}),
+    ("cluster and API", {"routing", "httpapi"}),
     ("front doors and the app", {"server", "app"}),
     ("process", {"serve", "cli", "configfile", "__init__", "__main__", "chat"}),
 ]

@@ -12,7 +12,7 @@ server (`pushwire.server`) and any other door hand it requests, upgrades and TCP
 | `/pushwire` | the general pushwire.v1 endpoint |
 | `E/stream`, `E/sse`, `E/iframe`, `E/longpoll`, `E/polling`, `E/send` | E over HTTP |
 | `/sse/<channel>` | a plain EventSource joins a channel |
-| `POST /api/publish/<channel>`, `POST /api/send/<user>` | the HTTP API (`pushwire.api`) |
+| `/api/publish/<channel>`, `/api/send/<user>`, ... | the HTTP API (`pushwire.httpapi`) |
 | `GET /api/stats` | counters: connections, sessions, messages |
 | `/healthz` | 200 while serving, 503 while shutting down |
 """
@@ -25,7 +25,6 @@ import mimetypes
 from collections.abc import Awaitable
 from typing import Final
 
-from .api import HttpApi
 from .config import Config
 from .core import Hub
 from .core.transport import Receiver, Transport
@@ -41,6 +40,7 @@ from .errors import (
     RemoteError,
     Unavailable,
 )
+from .httpapi import HttpApi
 from .origin import OriginPolicy
 from .routing import Router
 from .transports.http_session import (
