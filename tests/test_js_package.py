@@ -13,6 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from pushwire.version import __version__
 from tests.js_package import CLIENT, REPO, run, tool
 
 STATIC = REPO / "src" / "pushwire" / "static"
@@ -31,7 +32,7 @@ def _package() -> dict[str, Any]:
 def test_the_npm_package_has_the_python_packages_name_and_version() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     manifest = _package()
-    assert (manifest["name"], manifest["version"]) == (project["name"], project["version"])
+    assert (manifest["name"], manifest["version"]) == (project["name"], __version__)
     assert "private" not in manifest  # npm pack / publish make the package people install
 
 
