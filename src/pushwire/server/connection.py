@@ -25,6 +25,7 @@ from ..core.transport import Framing
 from ..errors import PushwireError, RemoteError
 from ..guard import FAILURES
 from ..http11 import chunk, response_head, simple_response
+from ..logs import access
 from ..transports.websocket.connection import WebSocketTransport
 from ..transports.websocket.deflate import deflate_framing, negotiate_deflate
 from ..transports.websocket.framing import ENVELOPE_FRAMING, RAW_FRAMING
@@ -265,6 +266,15 @@ class HttpConnection(OneTimer, asyncio.Protocol):
                 head_only=request.method == "HEAD",
             )
         )
+        if self.door.access_log:
+            access(
+                request.method,
+                request.path,
+                request.query,
+                response.status,
+                len(response.body),
+                self.remote,
+            )
         if not keep_alive:
             self.closing = True
             transport.close()
@@ -344,6 +354,8 @@ class HttpConnection(OneTimer, asyncio.Protocol):
         self.parser = None
         self._cancel_timer()
         transport.write(response_head(start.status, start.headers, length=None))
+        if self.door.access_log:
+            access(request.method, request.path, request.query, start.status, None, self.remote)
         stream = self.stream = HttpStream(
             transport,
             kind=start.kind,
@@ -411,6 +423,8 @@ class HttpConnection(OneTimer, asyncio.Protocol):
         )
         extensions = deflate.response if deflate is not None else None
         transport.write(switching_protocols(request, accept.subprotocol, extensions))
+        if door.access_log:
+            access(request.method, request.path, request.query, 101, None, self.remote)
         transport.set_protocol(websocket)
         door.handed_over(self, websocket)
         websocket.start(accept.make_receiver, request.upgrade_data)
