@@ -1,7 +1,8 @@
 """How hub events look on a WebSocket: frames made once, written to every subscriber.
 
 `frame_text()` / `frame_binary()` frame a payload once; fan-out writes those same bytes to
-every subscriber. No extension is ever negotiated, so a frame is valid on any connection.
+every subscriber. These frames have no RSV bit set, so they are valid on any connection,
+permessage-deflate agreed or not; the compressed framings are in `deflate`.
 """
 
 from __future__ import annotations
