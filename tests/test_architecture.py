@@ -23,7 +23,10 @@ MAX_LINES = 500
 #: Layers from the bottom up: a module may import from its own layer and those below.
 #: The names are module paths under `pushwire`; a package name covers its modules.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("foundation", {"errors", "config", "clock", "message", "http11", "parsing", "guard"}),
+    (
+        "foundation",
+        {"errors", "config", "clock", "message", "http11", "parsing", "guard", "ratelimit"},
+    ),
     ("codecs and policies", {"envelope", "presence", "origin"}),
     ("the Python client", {"client"}),
     ("broker", {"broker"}),
