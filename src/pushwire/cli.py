@@ -26,6 +26,7 @@ from .broker.base import Broker
 from .config import Config
 from .core import ConnectRequest, Hub
 from .errors import Unavailable
+from .ratelimit import Networks
 from .routing import Router
 
 #: `pushwire publish`: attempts after the first when the server answers 503 or the connection
@@ -88,7 +89,23 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--per-ip-exempt-loopback",
         action="store_true",
-        help="loopback addresses are not bound by max_connections_per_ip (a local proxy)",
+        help="loopback addresses are not bound by the per-address limits (a local proxy)",
+    )
+    serve.add_argument(
+        "--trust-proxy",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="a proxy (address or CIDR block) whose X-Forwarded-For names the client, for the "
+        "per-address limits and the logs; repeatable",
+    )
+    serve.add_argument(
+        "--limit-exempt",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="an address or CIDR block exempt from the per-address limits and session rates; "
+        "repeatable",
     )
     serve.add_argument("--log-level", default="info", help="debug, info, warning, error")
     auth = serve.add_argument_group(
@@ -235,12 +252,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             broker=args.broker,
             websocket=not args.no_websocket,
             per_ip_exempt_loopback=args.per_ip_exempt_loopback,
+            trust_proxy=tuple(args.trust_proxy),
+            limit_exempt=tuple(args.limit_exempt),
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
         ),
         **auth,
         **settings,
     )
+    try:
+        Networks(config.trust_proxy), Networks(config.limit_exempt)
+    except ValueError as exc:
+        print(f"pushwire serve: --trust-proxy / --limit-exempt: {exc}", file=sys.stderr)
+        return 2
     refusal = refuse_to_start(config, insecure=args.insecure)
     if refusal is not None:
         print(f"pushwire serve: {refusal}", file=sys.stderr)

@@ -20,9 +20,11 @@ from ..core.transport import Transport
 from ..errors import (
     BadRequest,
     PushwireError,
+    RateLimited,
 )
 from ..guard import FAILURES
 from ..message import Data, Position
+from ..ratelimit import MessageRate
 
 __all__ = [
     "ClientInfo",
@@ -69,6 +71,12 @@ class ClientInfo:
     headers: list[tuple[str, str]]
     query: Mapping[str, str]
     remote: str | None
+    #: The client's IP address (behind a trusted proxy, the one it forwarded), for the
+    #: per-address limits.
+    address: str | None = None
+    #: The door counted the handshake already (`Admission.handshake`): the HTTP doors do;
+    #: the TCP port, which has none, leaves it to the hello.
+    handshaken: bool = False
 
 
 def token_of(client: ClientInfo) -> str | None:
@@ -104,12 +112,31 @@ def raw_connect_request(client: ClientInfo, transport: str) -> ConnectRequest:
 class Handler:
     """Runs a client's messages one after another, even when a step has to await."""
 
-    __slots__ = ("_pending", "_task", "client", "endpoint", "gone", "hub", "session", "transport")
+    __slots__ = (
+        "_pending",
+        "_rate",
+        "_task",
+        "address",
+        "client",
+        "endpoint",
+        "gone",
+        "hub",
+        "session",
+        "transport",
+    )
 
     def __init__(self, hub: Hub, endpoint: Endpoint, transport: Transport, client: ClientInfo):
         self.hub = hub
         self.endpoint = endpoint
         self.transport = transport
+        self.address = client.address
+        config = hub.config
+        #: The session's message and byte rates (None: unbounded, or an exempt address).
+        self._rate: MessageRate | None = None
+        if (config.messages_per_second > 0 or config.bytes_per_second > 0) and not (
+            hub.admission.exempt(client.address)
+        ):
+            self._rate = MessageRate(config)
         # Dropped once the session is open: the request's headers are not kept for a
         # connection's whole life.
         self.client: ClientInfo | None = client
@@ -126,6 +153,10 @@ class Handler:
 
     def receive(self, data: Data) -> None:
         """An application frame arrived from the client."""
+        rate = self._rate
+        if rate is not None and not rate.allow(self.hub.clock.time(), len(data)):
+            self._over_rate(rate)
+            return
         if self._pending is not None:
             if len(self._pending) >= MAX_PENDING:
                 self.transport.close(4100, f"too many messages in flight (> {MAX_PENDING})")
@@ -136,6 +167,15 @@ class Handler:
         if step is not None:
             self._pending = deque()
             self._task = asyncio.ensure_future(self._run_steps(step))
+
+    def _over_rate(self, rate: MessageRate) -> None:
+        """A message over the session's rates was dropped: the client is told (`_failed`:
+        an `error`, or a close where there is no envelope); closed 4029 when it keeps on."""
+        exc = RateLimited(rate.refusal(), retry_after=rate.wait())
+        if rate.strikes > self.hub.config.rate_limit_strikes:
+            self.transport.close(exc.close_code, str(exc)[:120])
+            return
+        self._failed(exc, None)
 
     async def _run_steps(self, step: Awaitable[None]) -> None:
         try:
@@ -185,6 +225,7 @@ class Handler:
             identity.info,
             resumable=resumable,
             endpoint=self.endpoint.key,
+            address=self.address,
         )
         session.forwarded = identity.forwarded
         self._renew(session, identity)

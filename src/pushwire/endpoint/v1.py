@@ -45,6 +45,17 @@ class EnvelopeHandler(Handler):
             self.transport.close(4100, str(exc)[:120])
             return None
         request_id = envelope.fields.get("id")
+        if request_id is not None and not _echoable(request_id, self.hub.config.max_request_id):
+            # Not echoed (an answer would carry it back): refused without it.
+            limit = self.hub.config.max_request_id
+            self._error(
+                None,
+                BadRequest(
+                    f'"id" must be a string of at most {limit} characters '
+                    "or a number of at most 2^53"
+                ),
+            )
+            return None
         try:
             if self.session is None:
                 if envelope.type != "hello":
@@ -114,10 +125,17 @@ class EnvelopeHandler(Handler):
         inbox = _position(since)
         if since is not None and inbox is None:
             raise BadRequest('"inbox" must be {"epoch": string, "offset": integer}')
+        admission, address = self.hub.admission, self.address
         try:
+            if self.client is not None and not self.client.handshaken:
+                admission.handshake(address)  # the TCP port: no door counted it
             session, identity = await self._resumed(session_id, fields.get("resume"), user, token)
-            if session is None and identity is None:
-                identity = await self._connected(user, token)
+            if session is None:
+                admission.admit(address)  # before asking who it is: refused cheaply
+                if identity is None:
+                    identity = await self._connected(user, token)
+                admission.admit(address)  # again: sessions may have opened meanwhile
+                admission.admit_user(identity.user, address)
         except (RemoteError, Unavailable) as exc:  # refused, or no answer to ask
             self._error(None, exc)
             self.transport.close(exc.close_code, str(exc)[:120])
@@ -419,6 +437,21 @@ class EnvelopeHandler(Handler):
 
     def _failed(self, exc: Exception, request_id: object) -> None:
         self._error(request_id, exc)
+
+
+#: The largest request `id` number echoed (JSON numbers are exact up to it in JavaScript).
+MAX_ID_NUMBER: Final = 2**53
+
+
+def _echoable(request_id: object, limit: int) -> bool:
+    """Whether a request `id` is small enough to echo: a string of at most `limit`
+    characters, or a number of at most `MAX_ID_NUMBER` in size (not a bool, an object or a
+    list, whose size nothing bounds but the frame's)."""
+    if isinstance(request_id, str):
+        return len(request_id) <= limit
+    if isinstance(request_id, int | float) and not isinstance(request_id, bool):
+        return -MAX_ID_NUMBER <= request_id <= MAX_ID_NUMBER
+    return False
 
 
 def _number(value: float) -> float | int:
