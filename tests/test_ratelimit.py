@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from pushwire.clock import ManualClock
 from pushwire.config import Config
 from pushwire.ratelimit import AddressBuckets, MessageRate, Networks, TokenBucket, client_address
 
@@ -53,22 +54,26 @@ def test_message_rate_counts_messages_and_bytes() -> None:
         byte_burst=100,
         max_message=100,
     )
-    rate = MessageRate(config)
-    assert rate.allow(50.0, 10) and rate.allow(50.0, 10)  # two messages: the burst
-    assert not rate.allow(50.0, 10)
+    clock = ManualClock(50.0)
+    rate = MessageRate(config, clock.time)
+    assert rate.allow(10) and rate.allow(10)  # two messages: the burst
+    assert not rate.allow(10)
     assert rate.strikes == 1
     assert "messages/s" in rate.refusal()
-    assert rate.allow(51.0, 80)  # a message back; 100 - 20 + 10 - 80: 10 bytes left
+    assert rate.wait() == pytest.approx(1.0)
+    clock.advance(1.0)
+    assert rate.allow(80)  # a message back; 100 - 20 + 10 - 80: 10 bytes left
     assert rate.strikes == 0
-    assert not rate.allow(53.0, 31)  # two messages back, 10 + 20 bytes only
+    clock.advance(2.0)
+    assert not rate.allow(31)  # two messages back, 10 + 20 bytes only
     assert "bytes/s" in rate.refusal()
-    assert rate.wait() > 0
-    assert rate.allow(53.0, 30)  # the refused message's token was given back
+    assert rate.wait() == pytest.approx(0.1)
+    assert rate.allow(30)  # the refused message's token was not spent
 
 
 def test_byte_burst_is_at_least_one_message() -> None:
-    rate = MessageRate(Config(bytes_per_second=1.0, byte_burst=10, max_message=1000))
-    assert rate.allow(0.0, 1000)
+    rate = MessageRate(Config(bytes_per_second=1.0, byte_burst=10, max_message=1000), lambda: 0.0)
+    assert rate.allow(1000)
 
 
 def test_networks_take_addresses_and_blocks() -> None:

@@ -10,7 +10,7 @@ the `X-Forwarded-For` of trusted proxies is read.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final
 
 from .config import Config
@@ -63,54 +63,74 @@ class MessageRate:
     """A session's rates: `messages_per_second` (bursts of `message_burst`) and
     `bytes_per_second` (bursts of `byte_burst`, at least `max_message`: any message can
     pass); either may be off (0). `strikes`: messages refused since the last one let through.
+
+    Two token buckets sharing one time stamp, inlined: `allow` runs once per message a client
+    sends. A rate that is off is a bucket that is always full (infinite tokens).
     """
 
-    __slots__ = ("_config", "_needed", "_short", "bytes", "messages", "strikes")
+    __slots__ = (
+        "_config",
+        "_short",
+        "byte_burst",
+        "byte_rate",
+        "bytes",
+        "message_burst",
+        "message_rate",
+        "messages",
+        "stamp",
+        "strikes",
+        "time",
+    )
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, time: Callable[[], float]) -> None:
         self._config = config
-        # Made full at time 0: the first `take` fills them (a clock's time is at least 0).
-        self.messages = (
-            TokenBucket(config.messages_per_second, max(1, config.message_burst), 0.0)
-            if config.messages_per_second > 0
-            else None
-        )
-        self.bytes = (
-            TokenBucket(config.bytes_per_second, max(config.byte_burst, config.max_message), 0.0)
-            if config.bytes_per_second > 0
-            else None
-        )
+        self.time = time  # the clock's time (`clock.time_reader`)
+        infinite = float("inf")
+        on = config.messages_per_second > 0
+        self.message_rate = config.messages_per_second if on else 0.0
+        self.message_burst = float(max(1, config.message_burst)) if on else infinite
+        on = config.bytes_per_second > 0
+        self.byte_rate = config.bytes_per_second if on else 0.0
+        self.byte_burst = float(max(config.byte_burst, config.max_message)) if on else infinite
+        # Full at time 0: the first `allow` fills them (a clock's time is at least 0).
+        self.messages = self.message_burst
+        self.bytes = self.byte_burst
+        self.stamp = 0.0
         self.strikes = 0
-        self._short: TokenBucket | None = None  # the bucket that refused last
-        self._needed = 1.0  # what it was asked for
+        self._short = 0.0  # what the last refused message lacked: 0 a message token, else bytes
 
-    def allow(self, now: float, size: int) -> bool:
+    def allow(self, size: int) -> bool:
         """Whether a message of `size` bytes may pass now (its tokens are spent if so)."""
-        messages = self.messages
-        if messages is not None and not messages.take(now):
+        now = self.time()
+        elapsed = now - self.stamp
+        self.stamp = now
+        messages = self.messages + elapsed * self.message_rate
+        if messages > self.message_burst:
+            messages = self.message_burst
+        sizes = self.bytes + elapsed * self.byte_rate
+        if sizes > self.byte_burst:
+            sizes = self.byte_burst
+        if messages < 1.0 or sizes < size:
+            self.messages, self.bytes = messages, sizes
             self.strikes += 1
-            self._short, self._needed = messages, 1.0
+            self._short = 0.0 if messages < 1.0 else size - sizes
             return False
-        sizes = self.bytes
-        if sizes is not None and not sizes.take(now, size):
-            if messages is not None:
-                messages.tokens += 1  # not let through: its message token is given back
-            self.strikes += 1
-            self._short, self._needed = sizes, size
-            return False
+        self.messages, self.bytes = messages - 1.0, sizes - size
         if self.strikes:
             self.strikes = 0
         return True
 
     def refusal(self) -> str:
         """Why the last message was refused."""
-        if self._short is self.messages:
+        if self._short == 0.0:
             return f"rate limited (over {self._config.messages_per_second:g} messages/s)"
         return f"rate limited (over {self._config.bytes_per_second:g} bytes/s)"
 
     def wait(self) -> float:
-        """Seconds until the last refused message would pass (one message's worth)."""
-        return self._short.wait(self._needed) if self._short is not None else 0.0
+        """Seconds until the last refused message would pass."""
+        if self._short == 0.0:
+            return (1.0 - self.messages) / self.message_rate if self.message_rate else 0.0
+        return self._short / self.byte_rate if self.byte_rate else 0.0
 
 
 class AddressBuckets:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from ..broker.base import History, PublishCallback
+from ..clock import time_reader
 from ..core import ConnectRequest, Hub, Identity, Session
 from ..core.transport import Transport
 from ..errors import (
@@ -136,7 +137,7 @@ class Handler:
         if (config.messages_per_second > 0 or config.bytes_per_second > 0) and not (
             hub.admission.exempt(client.address)
         ):
-            self._rate = MessageRate(config)
+            self._rate = MessageRate(config, time_reader(hub.clock))
         # Dropped once the session is open: the request's headers are not kept for a
         # connection's whole life.
         self.client: ClientInfo | None = client
@@ -154,7 +155,7 @@ class Handler:
     def receive(self, data: Data) -> None:
         """An application frame arrived from the client."""
         rate = self._rate
-        if rate is not None and not rate.allow(self.hub.clock.time(), len(data)):
+        if rate is not None and not rate.allow(len(data)):
             self._over_rate(rate)
             return
         if self._pending is not None:
