@@ -181,7 +181,7 @@ class App:
         path, method = request.path, request.method
         if path.startswith("/sse/"):
             raw = Endpoint("channel", channel=self.hub.access.check_channel(path[len("/sse/") :]))
-            self.admit(request)
+            self.admit(request, "")  # a raw session: always a new one
             return raw_sse_stream(self.hub, request, raw, self.cors(request, raw))
         base, kind = split_transport(path)
         if kind is not None:
@@ -251,7 +251,7 @@ class App:
             subprotocols=self.subprotocols,
             any_origin=endpoint.any_origin,
         )
-        self.admit(request)
+        self.admit(request, None)  # its hello comes later: sessions are counted then
         client = ClientInfo(
             request.path,
             request.headers,
@@ -270,9 +270,11 @@ class App:
 
         return WebSocketAccept(subprotocol, envelope, make_receiver)
 
-    def admit(self, request: Request) -> None:
+    def admit(self, request: Request, hello: str | None) -> None:
         """A request that opens a session (a WebSocket upgrade, a stream, a polling hello):
-        one handshake of its address, and room for one more session.
+        one handshake of its address; and, when its `hello` opens a new session (it names
+        none), room for one more. A resumption is not counted here: its session counts
+        already (and the endpoint checks what the hello really says).
 
         Raises:
             RateLimited: over `handshakes_per_ip` (429 with Retry-After).
@@ -280,7 +282,8 @@ class App:
         """
         admission = self.hub.admission
         admission.handshake(request.address)
-        admission.admit(request.address)
+        if hello is not None and '"session"' not in hello:
+            admission.admit(request.address)
 
     # -- CORS ---------------------------------------------------------------------------------
 
@@ -333,7 +336,11 @@ class App:
                 raise MethodNotAllowed(message, "GET, HEAD, POST, OPTIONS")
             raise MethodNotAllowed(f"{request.path} takes GET, not {request.method}")
         if kind in OPENING:
-            self.admit(request)
+            try:
+                hello = request_hello(request)
+            except BadRequest:
+                hello = None  # the transport says what is wrong, after the handshake's count
+            self.admit(request, hello)
         if kind == "stream":
             return envelope_stream(hub, request, endpoint, cors, NDJSON_STREAM)
         if kind == "sse":
@@ -350,7 +357,7 @@ class App:
     ) -> Answer:
         hello = request_hello(request)
         if hello is not None:
-            self.admit(request)
+            self.admit(request, hello)
             return self.polls.open(request, endpoint, kind, hello, cors)
         session_id, secret = session_claim(request)
         cursor = request.query_param("cursor")

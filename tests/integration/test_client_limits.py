@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -144,14 +145,36 @@ def test_sessions_per_address_free_up_when_sessions_end(
     first, second = _ws(server, ATTACKER), _ws(server, ATTACKER)
     sockets += [first, second]
     assert _hello(first)["type"] == _hello(second)["type"] == "welcome"  # at the bound
-    status, head, body = _request(server, ATTACKER, "GET", "/pushwire/stream")  # one over
+    stream = "/pushwire/stream?hello=" + urllib.parse.quote('{"type":"hello"}')
+    status, head, body = _request(server, ATTACKER, "GET", stream)  # one over
     assert status == 503 and head["Retry-After"] == "5"
     assert json.loads(body)["code"] == "limit"
+    third = _ws(server, ATTACKER)  # a WebSocket's hello comes after its upgrade
+    sockets.append(third)
+    error = _hello(third)
+    assert (error["type"], error["code"]) == ("error", "limit")
+    assert _close_code(third) == 4029
     first.send(json.dumps({"type": "close"}))  # the client ends its session
     assert _close_code(first) == 1000
-    third = _ws(server, ATTACKER)
-    sockets.append(third)
-    assert _hello(third)["type"] == "welcome"
+    fourth = _ws(server, ATTACKER)
+    sockets.append(fourth)
+    assert _hello(fourth)["type"] == "welcome"
+
+
+def test_a_client_at_its_bound_resumes_its_session(
+    server_factory: ServerFactory, sockets: list[ClientConnection]
+) -> None:
+    """A session counts until it ends: coming back to it is not one more."""
+    server = server_factory("--set", "max_sessions_per_ip=1")
+    ws = _ws(server, LEGIT)
+    welcome = _hello(ws)
+    ws.socket.shutdown(socket.SHUT_RDWR)  # dropped, no Close: the session waits for it
+    ws.socket.close()
+    again = _ws(server, LEGIT)
+    sockets.append(again)
+    resumed = _hello(again, session=welcome["session"], resume=welcome["resume"])
+    assert (resumed["type"], resumed["resumed"]) == ("welcome", True)
+    assert _poll_hello(server, LEGIT)[0] == 503  # a new one is over the bound
 
 
 def test_sessions_in_total(server_factory: ServerFactory) -> None:
@@ -278,6 +301,21 @@ def test_request_id_length(server_factory: ServerFactory, sockets: list[ClientCo
         assert "id" not in error and len(json.dumps(error)) < 200
     ws.send(json.dumps({"type": "subscribe", "id": 2**53, "channel": "c"}))
     assert _recv(ws)["id"] == 2**53  # the connection carries on
+
+
+def test_a_hello_echoes_no_long_session_id(
+    server: ServerProcess, sockets: list[ClientConnection]
+) -> None:
+    """An unknown session id comes back in the welcome (`expired`): bounded too."""
+    ws = _ws(server, LEGIT)
+    sockets.append(ws)
+    welcome = _hello(ws, session="s" * 128, resume="x")  # at the bound: echoed
+    assert (welcome["type"], welcome["expired"]) == ("welcome", "s" * 128)
+    over = _ws(server, LEGIT)
+    sockets.append(over)
+    error = _hello(over, session="s" * 129, resume="x")  # one over: refused, not echoed
+    assert (error["type"], error["code"]) == ("error", "bad_request")
+    assert len(json.dumps(error)) < 200
 
 
 def test_api_calls_per_address(server_factory: ServerFactory) -> None:

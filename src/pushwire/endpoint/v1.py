@@ -27,6 +27,10 @@ __all__ = ["EnvelopeHandler"]
 #: Characters of a `since` epoch, at most (the server's are 8 hexadecimal digits).
 MAX_EPOCH: Final = 64
 
+#: Characters of a session id in a `hello`, at most (the server's are 22, or 22 after a
+#: node's id and a dot with a Redis broker): an unknown one is echoed in the welcome.
+MAX_SESSION_ID: Final = 128
+
 #: What a pushwire.v1 session on /echo may not do: it echoes, and reaches nothing else.
 ECHO_REFUSED: Final = frozenset({"subscribe", "publish", "presence", "refresh"})
 ECHO_ONLY: Final = "/echo is an echo service"
@@ -121,6 +125,9 @@ class EnvelopeHandler(Handler):
         if token is not None and not isinstance(token, str):
             raise BadRequest('"token" must be a string')
         session_id = fields.get("session")
+        if isinstance(session_id, str) and len(session_id) > MAX_SESSION_ID:
+            # The welcome would echo it (`expired`): no id of ours is that long.
+            raise BadRequest(f'"session" is over {MAX_SESSION_ID} characters')
         since = fields.get("inbox")
         inbox = _position(since)
         if since is not None and inbox is None:

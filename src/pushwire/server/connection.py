@@ -173,7 +173,10 @@ class HttpConnection(OneTimer, asyncio.Protocol):
         app = door.app
         while self.queued and not self.busy and not self.closing:
             request = self.queued.pop(0)
-            door.from_client(request, self.peer, self.remote)
+            if door.trusting:
+                door.from_client(request, self.peer, self.remote)
+            else:
+                request.remote, request.address = self.remote, self.peer
             if request.upgrade and (request.header("upgrade") or "").lower() == "websocket":
                 self._upgrade(request)
                 return

@@ -44,6 +44,7 @@ class Door:
         #: Proxies whose X-Forwarded-For is read (`trust_proxy`), and addresses exempt from
         #: the per-address bounds (`limit_exempt`).
         self.trusted = Networks(config.trust_proxy)
+        self.trusting = bool(self.trusted)
         self.exempt = Networks(config.limit_exempt)
         self.ip_of: dict[object, str] = {}
         self.pings = PingSweep(config, clock)
@@ -89,7 +90,7 @@ class Door:
     def from_client(self, request: Request, peer: str | None, remote: str | None) -> None:
         """Say where `request` comes from (`remote`, `address`): the peer (`peer`, its IP;
         `remote`, ip:port), or behind a trusted proxy the client its X-Forwarded-For names."""
-        if peer is None or not self.trusted or peer not in self.trusted:
+        if peer is None or peer not in self.trusted:
             request.remote, request.address = remote, peer
             return
         address = client_address(peer, request.header_values("x-forwarded-for"), self.trusted)
