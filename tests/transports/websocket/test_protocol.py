@@ -117,7 +117,7 @@ class _GeneralParserOnly(WebSocketConnection):
     """The reference: every byte goes through `ServerProtocol`, as before the fast path."""
 
     def receive_data(self, data: bytes) -> None:
-        self._protocol.receive_data(data)
+        self._made().receive_data(data)
 
 
 def _client_frame(rng: random.Random, first: int, payload: bytes, masked_: bool = True) -> bytes:
