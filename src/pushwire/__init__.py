@@ -13,6 +13,7 @@ from .errors import (
 )
 from .message import Message, Position
 from .serve import run, serve
+from .version import __version__
 
 __all__ = [
     "App",
@@ -29,8 +30,7 @@ __all__ = [
     "PushwireError",
     "RemoteError",
     "Session",
+    "__version__",
     "run",
     "serve",
 ]
-
-__version__ = "0.1.0"

@@ -12,7 +12,7 @@ server (`pushwire.server`) and any other door hand it requests, upgrades and TCP
 | `/pushwire` | the general pushwire.v1 endpoint |
 | `E/stream`, `E/sse`, `E/iframe`, `E/longpoll`, `E/polling`, `E/send` | E over HTTP |
 | `/sse/<channel>` | a plain EventSource joins a channel |
-| `POST /api/publish/<channel>`, `POST /api/send/<user>` | the HTTP API (`pushwire.api`) |
+| `/api/publish/<channel>`, `/api/send/<user>`, ... | the HTTP API (`pushwire.httpapi`) |
 | `GET /api/stats` | counters: connections, sessions, messages |
 | `/healthz` | 200 while serving, 503 while shutting down |
 """
@@ -26,9 +26,10 @@ import mimetypes
 from collections.abc import Awaitable
 from typing import Final
 
-from .api import HttpApi
+from .broker.memory import MemoryBroker
 from .config import Config
 from .core import Hub
+from .core.budget import MemoryBudget, machine_budget
 from .core.transport import Receiver, Transport
 from .endpoint import ClientInfo, Endpoint, EnvelopeHandler, RawHandler
 from .envelope import SUBPROTOCOL
@@ -44,6 +45,7 @@ from .errors import (
     TooManySessions,
     Unavailable,
 )
+from .httpapi import HttpApi
 from .origin import OriginPolicy
 from .routing import Router
 from .transports.http_session import (
@@ -121,6 +123,7 @@ class App:
         self.sessions = HttpSessions(self.hub)
         self.polls = Polls(self.hub, self.config, self.sessions, self.hub.clock)
         self.api = HttpApi(self.hub, self.config, self.policy)
+        self.budget = self._budget()
         #: The door serving this app (its counters), once one does.
         self.server: ServerState | None = None
         #: Session routing between nodes (a Redis broker); started and closed with the broker.
@@ -130,9 +133,26 @@ class App:
 
     def attach_server(self, state: ServerState) -> None:
         self.server = state
+        self.budget.add_consumers("connections", state.consumers)
+        self.budget.start()
 
     def stopping(self) -> None:
         self.shutting_down = True
+        self.budget.stop()
+
+    def _budget(self) -> MemoryBudget:
+        """The memory budget over what this app buffers (the door's connections are added
+        once a door serves it)."""
+        config, hub = self.config, self.hub
+        budget = MemoryBudget(
+            machine_budget(config.memory_budget), config.memory_budget_interval, hub.clock
+        )
+        budget.add_consumers("poll_queues", self.polls.consumers)
+        broker = hub.broker
+        if isinstance(broker, MemoryBroker):
+            budget.add_part("history", lambda: broker.history_held, broker.trim_history)
+            budget.add_part("inboxes", lambda: broker.inboxes.held)
+        return budget
 
     def flash_policy(self, port: int) -> bytes:
         return policy_file(self.policy, port)
@@ -143,9 +163,10 @@ class App:
         return EnvelopeHandler(self.hub, Endpoint("general"), transport, client)
 
     def stats(self) -> dict[str, int]:
-        """Counters for operators (and tests): connections, sessions, messages."""
+        """Counters for operators (and tests): connections, sessions, messages, and the
+        memory budget (its bound, what was held at its last count, in total and per part)."""
         server, hub = self.server, self.hub
-        return {
+        counters = {
             "connections_accepted": server.accepted if server is not None else 0,
             "connections_open": server.open_connections if server is not None else 0,
             "sessions": len(hub.sessions),
@@ -153,6 +174,11 @@ class App:
             "frames_encoded": hub.stats.frames_encoded,
             "deliveries": hub.stats.deliveries,
         }
+        counters.update(self.budget.stats())
+        broker = hub.broker
+        if isinstance(broker, MemoryBroker):
+            counters["history_trimmed"] = broker.history_trimmed
+        return counters
 
     def error_response(self, request: Request, exc: PushwireError) -> Response:
         """The answer to a failed request: status, a one-line reason, CORS when allowed."""

@@ -5,16 +5,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import importlib
 import ipaddress
 import logging
 import os
-import random
-import secrets
 import sys
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +23,7 @@ from .core import ConnectRequest, Hub
 from .errors import Unavailable
 from .ratelimit import Networks
 from .routing import Router
+from .version import __version__
 
 #: `pushwire publish`: attempts after the first when the server answers 503 or the connection
 #: is lost, and the backoff (seconds) between them: uniform(0, min(max, delay * 2**(n-1))).
@@ -38,6 +34,7 @@ PUBLISH_DELAY_MAX = 8.0
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pushwire", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"pushwire {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="start the server with the demo app")
@@ -209,6 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"pushwire serve: --broker is memory or redis://…, not {args.broker!r}", file=sys.stderr
         )
         return 2
+    missing = args.broker != "memory" and _missing("redis", "redis", "--broker redis://…")
+    if missing:
+        print(f"pushwire serve: {missing}", file=sys.stderr)
+        return 2
     if args.workers < 1:
         print("pushwire serve: --workers needs a number from 1", file=sys.stderr)
         return 2
@@ -285,6 +286,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _missing(module: str, extra: str, what: str) -> str | None:
+    """None when `module` imports; else one line saying which extra of pushwire brings it."""
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.partition(".")[0] != module:
+            raise  # the module is there but something it needs is not: a real error
+        return f"{what} needs {module}: install pushwire[{extra}] (pip install 'pushwire[{extra}]')"
+    return None
+
+
 def refuse_to_start(config: Config, *, insecure: bool) -> str | None:
     """Why an open server must not start here (None: it may): secure by default, an address
     other than a loopback one needs authentication, or `--insecure` to say it is meant."""
@@ -324,6 +336,7 @@ def build_app(
         config.broker,
         history_size=config.history_size,
         history_ttl=config.history_ttl,
+        history_bytes=config.history_bytes,
         idempotency_ttl=config.idempotency_ttl,
         max_pending=config.broker_max_pending,
         timeout=config.broker_timeout,
@@ -388,6 +401,10 @@ def _chat(args: argparse.Namespace) -> int:
 
     from .chat import run_chat
 
+    missing = _missing("prompt_toolkit", "chat", "pushwire chat")
+    if missing:
+        print(missing, file=sys.stderr)
+        return 2
     nick = args.nick or getpass.getuser()
     transports = args.transport or (
         ["tcp"] if args.url.startswith("tcp") else ["websocket", "sse", "stream", "longpoll"]
@@ -399,37 +416,33 @@ def _chat(args: argparse.Namespace) -> int:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    """POST the message with an idempotency key; after a 503 or a lost connection, POST it
-    again with the same key (the server publishes it once), backing off, up to `--retries`
-    times."""
+    """POST the message with an idempotency key through `pushwire.api`: after a 503 or a lost
+    connection it goes again with the same key (the server publishes it once), backing off,
+    up to `--retries` times."""
+    import orjson
+
+    from .api import Client
+    from .errors import ApiError
+
     text: str = sys.stdin.read() if args.message == "-" else args.message
-    body = text.encode()
-    key = args.idempotency_key or secrets.token_urlsafe(16)
-    headers = {
-        "Content-Type": "application/octet-stream" if args.binary else "text/plain",
-        "Idempotency-Key": key,
-    }
-    if args.api_key:
-        headers["Authorization"] = f"Bearer {args.api_key}"
-    url = args.url.rstrip("/") + "/api/publish/" + urllib.parse.quote(args.channel, safe="")
-    failed = 0
-    while True:
-        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                print(response.read().decode())
-            return 0
-        except urllib.error.HTTPError as exc:
-            problem = f"{exc.code} {exc.read().decode().strip()}"
-            if exc.code != 503:
-                print(f"pushwire publish: {problem}", file=sys.stderr)
-                return 1
-        except (urllib.error.URLError, OSError) as exc:  # maybe published: retry, same key
-            problem = str(getattr(exc, "reason", exc))
-        failed += 1
-        if failed > args.retries:
-            print(f"pushwire publish: {problem} (gave up after {failed} attempts)", file=sys.stderr)
-            return 1
-        delay = random.uniform(0, min(PUBLISH_DELAY_MAX, PUBLISH_DELAY * 2 ** (failed - 1)))
+    data: str | bytes = text.encode() if args.binary else text
+
+    def tell(problem: str, delay: float) -> None:
         print(f"pushwire publish: {problem}; again in {delay:.1f} s", file=sys.stderr)
-        time.sleep(delay)
+
+    try:
+        with Client(
+            args.url,
+            api_key=args.api_key,
+            retries=args.retries,
+            backoff=PUBLISH_DELAY,
+            backoff_max=PUBLISH_DELAY_MAX,
+            on_retry=tell,
+        ) as client:
+            published = client.publish(args.channel, data, idempotency_key=args.idempotency_key)
+    except (ApiError, ValueError) as exc:
+        print(f"pushwire publish: {exc}", file=sys.stderr)
+        return 1
+    answer = {"channel": published.channel, "epoch": published.epoch, "offset": published.offset}
+    print(orjson.dumps(answer).decode())
+    return 0

@@ -109,21 +109,28 @@ def test_an_attacker_address_cannot_starve_another(
         "--set",
         "handshake_burst=6",
     )
-    for _ in range(3):  # its sessions, at the bound
+    for _ in range(3):  # its sessions, at the bound (3 connections, 3 handshakes)
         ws = _ws(server, ATTACKER)
         sockets.append(ws)
         assert _hello(ws)["type"] == "welcome"
-    status, head = _poll_hello(server, ATTACKER)  # a 4th session: 503
-    assert status == 503 and head["Retry-After"] == "5"
-    idle = _socket(server, ATTACKER)  # its 4th connection, at the bound
-    over = _socket(server, ATTACKER)  # one over: 503 and closed
+    # Its 4th connection, at the bound: a keep-alive one for its polling hellos.
+    polls = http.client.HTTPConnection(server.host, server.port, timeout=WAIT)
+    polls.sock = _socket(server, ATTACKER)
+
+    def poll_hello() -> tuple[int, str | None]:
+        polls.request("POST", "/pushwire/polling", b'{"type":"hello"}')
+        response = polls.getresponse()
+        response.read()
+        return response.status, response.getheader("Retry-After")
+
+    assert poll_hello() == (503, "5")  # a 4th session (handshake 4)
+    assert poll_hello() == (503, "5")  # handshake 5
+    assert poll_hello() == (503, "5")  # handshake 6: the burst
+    status, retry_after = poll_hello()  # handshake 7: over
+    assert status == 429 and retry_after is not None and int(retry_after) > 1
+    over = _socket(server, ATTACKER)  # a 5th connection: 503 and closed
     assert over.recv(65536).startswith(b"HTTP/1.1 503 ")
     over.close()
-    idle.close()
-    for _ in range(2):  # its handshakes: 5 spent, 6 is the burst
-        assert _poll_hello(server, ATTACKER)[0] in (429, 503)
-    status, head = _poll_hello(server, ATTACKER)
-    assert status == 429 and int(head["Retry-After"]) > 1
 
     status, _, body = _request(server, LEGIT, "GET", "/healthz")
     assert (status, body) == (200, b"ok\n")
@@ -136,6 +143,7 @@ def test_an_attacker_address_cannot_starve_another(
     assert status == 200
     message = _recv(legit)
     assert (message["type"], message["data"]) == ("message", "still here")
+    polls.close()
 
 
 def test_sessions_per_address_free_up_when_sessions_end(

@@ -57,10 +57,11 @@ ResubscribedCallback = Callable[[frozenset[str]], None]
 @dataclass(frozen=True, slots=True)
 class HistoryBounds:
     """How much of a channel's history is kept: `size` messages (0: none), each for `ttl`
-    seconds."""
+    seconds, and at most `max_bytes` bytes of data (None: the broker's own byte bound)."""
 
     size: int
     ttl: float
+    max_bytes: int | None = None
 
 
 #: The history bounds of a channel, or None for the broker's own (`Broker.set_history_policy`).
@@ -163,7 +164,8 @@ class Broker(Protocol):
 
     def set_history_policy(self, policy: HistoryPolicy) -> None:
         """Keep each channel's history within the bounds `policy` gives it (a namespace's
-        `history_size` and `history_ttl`), the broker's own where it gives None. Asked when a
+        `history_size` and `history_ttl`), the broker's own where it gives None (or, for
+        the byte bound, where its `max_bytes` is None). Asked when a
         channel's history is written or read, so set it before the first publish."""
 
     async def subscribe(self, channel: str) -> None:

@@ -19,7 +19,7 @@ from ..errors import (
     UnknownType,
 )
 from ..message import Data, Message, Position, check_idempotency_key
-from ..parsing import MAX_POSITION, quoted
+from ..parsing import MAX_POSITION, echoable_id, quoted
 from .base import Handler, write_recovery
 
 __all__ = ["EnvelopeHandler"]
@@ -49,7 +49,7 @@ class EnvelopeHandler(Handler):
             self.transport.close(4100, str(exc)[:120])
             return None
         request_id = envelope.fields.get("id")
-        if request_id is not None and not _echoable(request_id, self.hub.config.max_request_id):
+        if request_id is not None and not echoable_id(request_id, self.hub.config.max_request_id):
             # Not echoed (an answer would carry it back): refused without it.
             limit = self.hub.config.max_request_id
             self._error(
@@ -345,6 +345,7 @@ class EnvelopeHandler(Handler):
         presence = fields.get("presence") is True
         try:
             since = _position(fields.get("since"))
+            rewind = _rewind(fields.get("rewind")) if since is None else 0
             channel, rule = access.check_subscribe(
                 session, fields.get("channel"), fields.get("token")
             )
@@ -363,6 +364,10 @@ class EnvelopeHandler(Handler):
             # them, so the client sees no gap and no reordering.
             hub.channels.subscribe(session, channel, present=rule.presence)
             try:
+                if rewind:
+                    # The last `rewind` messages: recovery from that many before the end.
+                    end = await hub.channels.position(channel)
+                    since = Position(end.epoch, max(0, end.offset - rewind))
                 history = await hub.broker.history(channel, since) if since is not None else None
                 position = (
                     history.position
@@ -446,24 +451,22 @@ class EnvelopeHandler(Handler):
         self._error(request_id, exc)
 
 
-#: The largest request `id` number echoed (JSON numbers are exact up to it in JavaScript).
-MAX_ID_NUMBER: Final = 2**53
-
-
-def _echoable(request_id: object, limit: int) -> bool:
-    """Whether a request `id` is small enough to echo: a string of at most `limit`
-    characters, or a number of at most `MAX_ID_NUMBER` in size (not a bool, an object or a
-    list, whose size nothing bounds but the frame's)."""
-    if isinstance(request_id, str):
-        return len(request_id) <= limit
-    if isinstance(request_id, int | float) and not isinstance(request_id, bool):
-        return -MAX_ID_NUMBER <= request_id <= MAX_ID_NUMBER
-    return False
-
-
 def _number(value: float) -> float | int:
     """20.0 as 20 on the wire: whole seconds read as whole numbers."""
     return int(value) if value.is_integer() else value
+
+
+def _rewind(value: object) -> int:
+    """A subscription's `rewind`: how many of the channel's last messages to send first.
+
+    Raises:
+        BadRequest: not a whole number from 0 to 2^63 - 1.
+    """
+    if value is None:
+        return 0
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_POSITION:
+        return value
+    raise BadRequest(f"rewind must be a whole number from 0 to {MAX_POSITION}, not {value!r:.40}")
 
 
 def _position(value: object) -> Position | None:

@@ -166,6 +166,22 @@ class HttpConnection(OneTimer, asyncio.Protocol):
     def resume_writing(self) -> None:
         pass
 
+    def buffered(self) -> int:
+        """Bytes held for this client: the socket's write buffer and an unfinished request
+        body (the memory budget, pushwire.core.budget)."""
+        transport, parser = self.transport, self.parser
+        held = transport.get_write_buffer_size() if transport is not None else 0
+        return held + parser.held if parser is not None else held
+
+    def shed(self, reason: str) -> None:
+        """Closed for the memory budget: a stream with 4001 (a slow consumer), anything else
+        with 503; dropped if it does not take that within `close_timeout`."""
+        if self.stream is not None:
+            self.stream.close(4001, reason)  # aborted by `_stream_ended` if not taken
+            return
+        self._refuse(503, reason)
+        self._set_timer(self.door.config.close_timeout, self.abort)
+
     # -- requests -------------------------------------------------------------------------------
 
     def _run_queue(self) -> None:

@@ -155,3 +155,9 @@ class Served(Protocol):
 
     def abort(self) -> None:
         """Drop the connection now."""
+
+    def buffered(self) -> int:
+        """Bytes held for or from the client now (pushwire.core.budget)."""
+
+    def shed(self, reason: str) -> None:
+        """Close for the memory budget (4001, or 503 outside a stream)."""

@@ -25,7 +25,7 @@ import asyncio
 import functools
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Final
 
 from ..clock import Clock, Timer
@@ -109,6 +109,14 @@ class PollTransport:
             # Answer on the next loop turn: frames published in this turn share a response.
             self._release_due = True
             self._timers.release_soon(self)
+
+    def buffered(self) -> int:
+        """Bytes queued for the client (the memory budget, pushwire.core.budget)."""
+        return self._bytes
+
+    def shed(self, reason: str) -> None:
+        """Closed for the memory budget: a slow consumer (4001)."""
+        self.close(4001, reason)
 
     def _overflowed(self) -> None:
         self.close_code = None
@@ -322,6 +330,8 @@ class Polls:
         # `close` envelope at least), and their session, by session id, kept for one
         # poll_grace.
         self._closed: dict[str, tuple[PollTransport, Session]] = {}
+        # The poll transports open now (the memory budget counts their queues).
+        self._open: set[PollTransport] = set()
 
     def open(
         self,
@@ -417,6 +427,7 @@ class Polls:
         client = client_info(request, split_transport(request.path)[0])
 
         def on_close(code: int, reason: str) -> None:
+            self._open.discard(transport)
             handler = transport.receiver
             if handler is None:
                 return
@@ -437,7 +448,15 @@ class Polls:
             timers=self.timers,
         )
         transport.receiver = EnvelopeHandler(self.hub, endpoint, transport, client)
+        self._open.add(transport)
         return transport
+
+    def consumers(self) -> Iterator[PollTransport]:
+        """Every poll queue held: the open transports', and the closed ones' that their
+        clients have not fetched yet (the memory budget)."""
+        yield from self._open
+        for transport, _session in self._closed.values():
+            yield transport
 
 
 def _answered(

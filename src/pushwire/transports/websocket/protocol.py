@@ -166,6 +166,13 @@ class WebSocketConnection:
             and (protocol.current_size is not None or bool(protocol.reader.buffer))
         )
 
+    @property
+    def incomplete_bytes(self) -> int:
+        """Bytes held of an unfinished frame or fragmented message."""
+        parts, protocol = self._parts, self._protocol
+        held = len(protocol.reader.buffer) if protocol is not None else 0
+        return held + sum(map(len, parts)) if parts else held
+
     def receive_data(self, data: bytes) -> None:
         protocol = self._protocol
         if self._parts is None and (
