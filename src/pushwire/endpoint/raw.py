@@ -94,6 +94,8 @@ class RawHandler(Handler):
         read it (`check_subscribe` raises otherwise)."""
         self.hub.admission.admit_user(identity.user, self.address)
         session = self.session = self._open_session(identity, resumable=False)
+        if not self.gone:  # (else `_open_session` detached it at once)
+            self._log_open(session)
         channel = self.endpoint.channel
         if self.endpoint.kind != "channel" or channel is None:
             return None
