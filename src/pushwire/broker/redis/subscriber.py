@@ -85,7 +85,26 @@ class Subscriber:
         self._write_lock = asyncio.Lock()
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
         self._unconfirmed: set[bytes] = set()
+        # UNSUBSCRIBEs sent and not answered yet, per topic: a `subscribe` reply coming
+        # before their answer is for a SUBSCRIBE sent before them, and confirms nothing
+        # sent after them.
+        self._leaving: dict[bytes, int] = {}
+        # Topics whose confirmation timed out: when it comes, what was published meanwhile
+        # is recovered as after a lost connection.
+        self._late: set[bytes] = set()
         self._resubscribed: frozenset[str] | None = None
+        # Counts the lost connections; `_receiving`: connected and every subscription
+        # confirmed (see `continuity`).
+        self._losses = 0
+        self._receiving = False
+
+    @property
+    def continuity(self) -> int | None:
+        """The number of connections lost so far while this one receives everything
+        subscribed (its subscriptions confirmed); None while it may not (down, or
+        resubscribing). Every message published while it stays the same number reached
+        this process."""
+        return self._losses if self._receiving else None
 
     async def subscribe(self, channel: str) -> None:
         """Subscribe `channel`; returns once Redis confirmed it, or once the connection was
@@ -133,12 +152,14 @@ class Subscriber:
             # the snapshot and subscribed meanwhile is subscribed twice, which Redis ignores.
             self._connection = connection
             topics = [*self.channels.values(), *self._listeners]
+            self._receiving = not topics
             if topics:
                 self._unconfirmed = set(topics)
                 async with self._write_lock:
                     await connection.send_command("SUBSCRIBE", *topics)
         except BaseException:
             self._connection = None
+            self._receiving = False
             self._unconfirmed = set()
             await connection.disconnect(nowait=True)
             raise
@@ -166,6 +187,8 @@ class Subscriber:
                 await self._read(connection)
             except CONNECTION_ERRORS as exc:
                 self._connection = None
+                self._losses += 1
+                self._receiving = False
                 self._health.subscribed = False
                 self._health.changed(exc)
                 self._release_waiters()
@@ -185,6 +208,9 @@ class Subscriber:
                     await connection.send_command("SUBSCRIBE", topic)
                 await waiter
         except TimeoutError:
+            # Going on unconfirmed: once the confirmation comes, the channel is recovered
+            # from history (`on_resubscribed`), as nothing says what came live meanwhile.
+            self._late.add(topic)
             log.warning(
                 "redis did not confirm the subscription to %s in %s s", channel, self.timeout
             )
@@ -206,6 +232,7 @@ class Subscriber:
         try:
             async with self._write_lock:
                 await connection.send_command("UNSUBSCRIBE", topic)
+                self._leaving[topic] = self._leaving.get(topic, 0) + 1
         except CONNECTION_ERRORS as exc:
             # The reader sees the same loss; the next connection leaves this channel out.
             log.debug("unsubscription from %s interrupted: %s", channel, exc)
@@ -231,6 +258,8 @@ class Subscriber:
                 self._dispatch(response[1], response[2])
             elif kind == b"subscribe":
                 self._confirmed(response[1])
+            elif kind == b"unsubscribe":
+                self._left(response[1])
 
     def _dispatch(self, topic: bytes, payload: bytes) -> None:
         listener = self._listeners.get(topic)
@@ -244,13 +273,28 @@ class Subscriber:
         if channel is not None:  # else unsubscribed while the message was on its way
             self._receive(channel, payload)
 
+    def _left(self, topic: bytes) -> None:
+        leaving = self._leaving.get(topic, 0) - 1
+        if leaving > 0:
+            self._leaving[topic] = leaving
+        else:
+            self._leaving.pop(topic, None)
+
     def _confirmed(self, topic: bytes) -> None:
-        for waiter in self._waiters.pop(topic, ()):
-            if not waiter.done():
-                waiter.set_result(None)
+        # A reply coming before an UNSUBSCRIBE's answer is for a SUBSCRIBE sent before it:
+        # whoever waits now waits for the SUBSCRIBE sent after it (answered after it).
+        if topic not in self._leaving:
+            for waiter in self._waiters.pop(topic, ()):
+                if not waiter.done():
+                    waiter.set_result(None)
+            if topic in self._late:
+                self._late.discard(topic)
+                channel = self._topics.get(topic)
+                self._on_resubscribed(frozenset({channel} if channel is not None else ()))
         if self._unconfirmed:
             self._unconfirmed.discard(topic)
             if not self._unconfirmed:
+                self._receiving = True
                 self._notify_resubscribed()
 
     def _notify_resubscribed(self) -> None:
@@ -263,6 +307,8 @@ class Subscriber:
         self._on_resubscribed(channels)
 
     def _release_waiters(self) -> None:
+        self._leaving.clear()
+        self._late.clear()  # the reconnection recovers every channel
         waiters, self._waiters = self._waiters, {}
         for futures in waiters.values():
             for waiter in futures:
