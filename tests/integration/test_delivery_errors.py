@@ -23,6 +23,7 @@ import pytest
 from pushwire.client import Client, Gap, Message, connect
 from pushwire.client.errors import Failure
 from pushwire.client.retry import RetryPolicy
+from tests.chaos.proxy import FaultProxy
 from tests.integration.cut_proxy import CutProxy
 from tests.integration.scaleout_helpers import publish_http
 from tests.redis_helpers import RedisServer, running_redis
@@ -256,6 +257,37 @@ def test_an_invalid_idempotency_key_is_refused_with_400(
 def test_an_idempotency_key_of_100_characters_is_taken(server: ServerProcess) -> None:
     status, _ = post(server, "pay", b"x", "k" * 100)
     assert status == 200
+
+
+async def test_a_subscription_whose_upload_is_refused_while_its_stream_lives_is_retried(
+    server_factory: ServerFactory, redis_server: RedisServer
+) -> None:
+    """Two nodes, no stickiness: an sse client's stream is on one node and its `POST E/send`
+    lands on the other, which forwards it over Redis. With Redis down that POST is answered
+    503 while the stream stays up. The subscription must be retried until Redis is back, not
+    taken for a dropped connection (no reconnection would come to make it: before, a
+    re-subscription sent this way was given up silently and its channel stayed quiet)."""
+    nodes = [server_factory("--broker", redis_server.url) for _ in range(2)]
+    proxy = FaultProxy([("127.0.0.1", node.port) for node in nodes])
+    await proxy.start()
+    try:
+        url = proxy.url("/pushwire")
+        async with connect(url, transports=["sse"], retry=QUICK) as client:
+            await client.subscribe("first")  # the stream on node 0, the upload on node 1
+            redis_server.stop()
+            subscribing = asyncio.ensure_future(client.subscribe("later"))
+            await asyncio.sleep(1.0)  # a few refused attempts (503) meanwhile
+            assert not subscribing.done(), subscribing
+            redis_server.start()
+            await asyncio.wait_for(subscribing, WAIT)
+            await publish_until_accepted(nodes[0], "later", "arrives")
+            item = await next_item(client)
+            while isinstance(item, Gap) and item.channel == "first":
+                item = await next_item(client)  # Redis restarted: "first" changed epoch
+            assert isinstance(item, Message) and item.data == "arrives", item
+            assert client.reconnections == 0  # the stream stayed up all along
+    finally:
+        await proxy.stop()
 
 
 # -- item 6: an epoch change, and what a node cannot know across a Redis restart ----------------
