@@ -85,10 +85,6 @@ class Subscriber:
         self._write_lock = asyncio.Lock()
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
         self._unconfirmed: set[bytes] = set()
-        # UNSUBSCRIBEs sent and not answered yet, per topic: a `subscribe` reply coming
-        # before their answer is for a SUBSCRIBE sent before them, and confirms nothing
-        # sent after them.
-        self._leaving: dict[bytes, int] = {}
         # Topics whose confirmation timed out: when it comes, what was published meanwhile
         # is recovered as after a lost connection.
         self._late: set[bytes] = set()
@@ -232,7 +228,6 @@ class Subscriber:
         try:
             async with self._write_lock:
                 await connection.send_command("UNSUBSCRIBE", topic)
-                self._leaving[topic] = self._leaving.get(topic, 0) + 1
         except CONNECTION_ERRORS as exc:
             # The reader sees the same loss; the next connection leaves this channel out.
             log.debug("unsubscription from %s interrupted: %s", channel, exc)
@@ -258,8 +253,6 @@ class Subscriber:
                 self._dispatch(response[1], response[2])
             elif kind == b"subscribe":
                 self._confirmed(response[1])
-            elif kind == b"unsubscribe":
-                self._left(response[1])
 
     def _dispatch(self, topic: bytes, payload: bytes) -> None:
         listener = self._listeners.get(topic)
@@ -273,24 +266,14 @@ class Subscriber:
         if channel is not None:  # else unsubscribed while the message was on its way
             self._receive(channel, payload)
 
-    def _left(self, topic: bytes) -> None:
-        leaving = self._leaving.get(topic, 0) - 1
-        if leaving > 0:
-            self._leaving[topic] = leaving
-        else:
-            self._leaving.pop(topic, None)
-
     def _confirmed(self, topic: bytes) -> None:
-        # A reply coming before an UNSUBSCRIBE's answer is for a SUBSCRIBE sent before it:
-        # whoever waits now waits for the SUBSCRIBE sent after it (answered after it).
-        if topic not in self._leaving:
-            for waiter in self._waiters.pop(topic, ()):
-                if not waiter.done():
-                    waiter.set_result(None)
-            if topic in self._late:
-                self._late.discard(topic)
-                channel = self._topics.get(topic)
-                self._on_resubscribed(frozenset({channel} if channel is not None else ()))
+        for waiter in self._waiters.pop(topic, ()):
+            if not waiter.done():
+                waiter.set_result(None)
+        if topic in self._late:
+            self._late.discard(topic)
+            channel = self._topics.get(topic)
+            self._on_resubscribed(frozenset({channel} if channel is not None else ()))
         if self._unconfirmed:
             self._unconfirmed.discard(topic)
             if not self._unconfirmed:
@@ -307,7 +290,6 @@ class Subscriber:
         self._on_resubscribed(channels)
 
     def _release_waiters(self) -> None:
-        self._leaving.clear()
         self._late.clear()  # the reconnection recovers every channel
         waiters, self._waiters = self._waiters, {}
         for futures in waiters.values():
