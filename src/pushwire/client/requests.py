@@ -70,6 +70,8 @@ class Requests:
             raise RequestFailed("timeout", f"no answer within {self.timeout} s") from None
         finally:
             self._pending.pop(envelope["id"], None)
+            if future.done() and not future.cancelled():
+                future.exception()  # failed by a drop after its send failed: seen here
 
     def answer(self, envelope: Envelope) -> None:
         """Settle the request `envelope` answers, if it is an answer or an `error`. An error
