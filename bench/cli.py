@@ -19,6 +19,7 @@ from .records import About, Machine, Results, Run
 from .redis_fanout import RedisTarget, RedisWorkload, redis_targets
 from .report import chart, markdown
 from .servers import REPO, Target, install_node_peers, lab_targets, targets, versions
+from .soak import run_soak
 
 
 def plan(args: Options) -> list[tuple[Case, Target | RedisTarget]]:
@@ -36,7 +37,7 @@ def plan(args: Options) -> list[tuple[Case, Target | RedisTarget]]:
 
     out: list[tuple[Case, Target | RedisTarget]] = []
     for workload in args.workloads:
-        if workload == "chaos":  # bench/chaos.py: run apart, by main()
+        if workload in ("chaos", "soak"):  # bench/chaos.py, bench/soak.py: run apart
             continue
         if workload == "redis":  # bench/redis_fanout.py
             for n in args.redis_subscribers:
@@ -163,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.workloads == ["chaos"]:  # no load generator, no peers: tests/chaos/ only
         return run_chaos(args, command)
+    if args.workloads == ["soak"]:  # pushwire alone, tests/soak/
+        return run_soak(args, command)
     # Only the fanout, echo and connect workloads run the Node peers.
     if not args.no_npm and {"fanout", "echo", "connect"} & set(args.workloads):
         failure = install_node_peers()
@@ -253,9 +256,10 @@ def main(argv: list[str] | None = None) -> int:
         f"written: {args.out / 'results.md'}, {args.out / 'results.json'}"
         + (f"; no chart: {failure}" if failure else f", {args.out / 'benchmarks.png'}")
     )
-    if "chaos" in args.workloads:
-        return run_chaos(args, command)
-    return 0
+    status = run_chaos(args, command) if "chaos" in args.workloads else 0
+    if "soak" in args.workloads:
+        status = run_soak(args, command) or status
+    return status
 
 
 def _cpu_model() -> str:

@@ -9,8 +9,8 @@ from pathlib import Path
 from .harness import BENCH_DIR
 from .servers import REPO
 
-WORKLOADS = ("fanout", "echo", "connect", "lab", "redis", "chaos")
-#: What `--workloads` runs when not given: all but chaos (a long run of its own).
+WORKLOADS = ("fanout", "echo", "connect", "lab", "redis", "chaos", "soak")
+#: What `--workloads` runs when not given: all but chaos and soak (long runs of their own).
 DEFAULT_WORKLOADS = ("fanout", "echo", "connect", "lab", "redis")
 
 
@@ -36,6 +36,8 @@ class Options:
     chaos_messages: int  # the chaos workload: messages over all its runs
     chaos_rate: float
     chaos_seed: int
+    soak_connections: int  # the soak workload: well-behaved subscribers
+    soak_minutes: float
 
 
 def parse_args(argv: list[str] | None, description: str | None = None) -> Options:
@@ -43,7 +45,7 @@ def parse_args(argv: list[str] | None, description: str | None = None) -> Option
     parser.add_argument(
         "--workloads",
         default=",".join(DEFAULT_WORKLOADS),
-        help="comma-separated, from: " + ", ".join(WORKLOADS) + " (default: all but chaos)",
+        help="comma-separated, from: " + ", ".join(WORKLOADS) + " (default: all but chaos, soak)",
     )
     parser.add_argument("--subscribers", default="1000,10000", help="fan-out sizes N")
     parser.add_argument(
@@ -105,6 +107,13 @@ def parse_args(argv: list[str] | None, description: str | None = None) -> Option
     parser.add_argument(
         "--chaos-seed", type=int, default=1, help="chaos: the first run's seed (replay)"
     )
+    parser.add_argument(
+        "--soak-connections",
+        type=int,
+        default=10_000,
+        help="soak: well-behaved subscribers on mixed transports (besides the abusive slice)",
+    )
+    parser.add_argument("--soak-minutes", type=float, default=30.0, help="soak: its length")
     # argparse's Namespace is untyped: each value gets its type here, once.
     args = parser.parse_args(argv)
     workloads: list[str] = [w for w in args.workloads.split(",") if w]
@@ -147,4 +156,6 @@ def parse_args(argv: list[str] | None, description: str | None = None) -> Option
         chaos_messages=chaos_messages,
         chaos_rate=args.chaos_rate,
         chaos_seed=args.chaos_seed,
+        soak_connections=args.soak_connections,
+        soak_minutes=args.soak_minutes,
     )

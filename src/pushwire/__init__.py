@@ -1,8 +1,10 @@
 """pushwire: real-time server push and instant messaging for Python."""
 
 from .app import App
+from .asgiapp import AsgiApp
 from .config import Config
 from .core import ConnectRequest, Hub, Identity, Session
+from .embed import Server, asgi
 from .errors import (
     BadRequest,
     Forbidden,
@@ -13,9 +15,11 @@ from .errors import (
 )
 from .message import Message, Position
 from .serve import run, serve
+from .version import __version__
 
 __all__ = [
     "App",
+    "AsgiApp",
     "BadRequest",
     "Config",
     "ConnectRequest",
@@ -28,9 +32,10 @@ __all__ = [
     "Position",
     "PushwireError",
     "RemoteError",
+    "Server",
     "Session",
+    "__version__",
+    "asgi",
     "run",
     "serve",
 ]
-
-__version__ = "0.1.0"

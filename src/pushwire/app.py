@@ -12,9 +12,11 @@ server (`pushwire.server`) and any other door hand it requests, upgrades and TCP
 | `/pushwire` | the general pushwire.v1 endpoint |
 | `E/stream`, `E/sse`, `E/iframe`, `E/longpoll`, `E/polling`, `E/send` | E over HTTP |
 | `/sse/<channel>` | a plain EventSource joins a channel |
-| `POST /api/publish/<channel>`, `POST /api/send/<user>` | the HTTP API (`pushwire.api`) |
+| `/api/publish/<channel>`, `/api/send/<user>`, ... | the HTTP API (`pushwire.httpapi`) |
 | `GET /api/stats` | counters: connections, sessions, messages |
-| `/healthz` | 200 while serving, 503 while shutting down |
+| `GET /metrics` | Prometheus metrics (`pushwire.metrics`), behind the API key like `/api/*` |
+| `/healthz` | liveness: 200 while serving, 503 while shutting down |
+| `/readyz` | readiness: 200 while serving and the broker works, else 503 |
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ import mimetypes
 from collections.abc import Awaitable
 from typing import Final
 
-from .api import HttpApi
+from .broker.base import BrokerHealth
+from .broker.memory import MemoryBroker
 from .config import Config
 from .core import Hub
+from .core.budget import MemoryBudget, machine_budget
 from .core.transport import Receiver, Transport
 from .endpoint import ClientInfo, Endpoint, EnvelopeHandler, RawHandler
 from .envelope import SUBPROTOCOL
@@ -41,6 +45,8 @@ from .errors import (
     RemoteError,
     Unavailable,
 )
+from .httpapi import HttpApi
+from .metrics import CONTENT_TYPE, Metrics
 from .origin import OriginPolicy
 from .routing import Router
 from .transports.http_session import (
@@ -115,18 +121,40 @@ class App:
         self.sessions = HttpSessions(self.hub)
         self.polls = Polls(self.hub, self.config, self.sessions, self.hub.clock)
         self.api = HttpApi(self.hub, self.config, self.policy)
+        self.budget = self._budget()
         #: The door serving this app (its counters), once one does.
         self.server: ServerState | None = None
         #: Session routing between nodes (a Redis broker); started and closed with the broker.
         self.router: Router | None = None
+        self._metrics: Metrics | None = None
 
     # -- the app interface ------------------------------------------------------------------
 
     def attach_server(self, state: ServerState) -> None:
         self.server = state
+        self.budget.add_consumers("connections", state.consumers)
+        self.budget.start()
 
     def stopping(self) -> None:
         self.shutting_down = True
+        # A held long-poll is answered now, with its `close` envelope: waiting for it would
+        # hold the shutdown up to longpoll_timeout (then the door's shutdown_timeout).
+        self.polls.close_all(1001, "server shutting down")
+        self.budget.stop()
+
+    def _budget(self) -> MemoryBudget:
+        """The memory budget over what this app buffers (the door's connections are added
+        once a door serves it)."""
+        config, hub = self.config, self.hub
+        budget = MemoryBudget(
+            machine_budget(config.memory_budget), config.memory_budget_interval, hub.clock
+        )
+        budget.add_consumers("poll_queues", self.polls.consumers)
+        broker = hub.broker
+        if isinstance(broker, MemoryBroker):
+            budget.add_part("history", lambda: broker.history_held, broker.trim_history)
+            budget.add_part("inboxes", lambda: broker.inboxes.held)
+        return budget
 
     def flash_policy(self, port: int) -> bytes:
         return policy_file(self.policy, port)
@@ -136,9 +164,10 @@ class App:
         return EnvelopeHandler(self.hub, Endpoint("general"), transport, client)
 
     def stats(self) -> dict[str, int]:
-        """Counters for operators (and tests): connections, sessions, messages."""
+        """Counters for operators (and tests): connections, sessions, messages, and the
+        memory budget (its bound, what was held at its last count, in total and per part)."""
         server, hub = self.server, self.hub
-        return {
+        counters = {
             "connections_accepted": server.accepted if server is not None else 0,
             "connections_open": server.open_connections if server is not None else 0,
             "sessions": len(hub.sessions),
@@ -146,6 +175,29 @@ class App:
             "frames_encoded": hub.stats.frames_encoded,
             "deliveries": hub.stats.deliveries,
         }
+        counters.update(self.budget.stats())
+        broker = hub.broker
+        if isinstance(broker, MemoryBroker):
+            counters["history_trimmed"] = broker.history_trimmed
+        return counters
+
+    def readiness(self) -> Response:
+        """`/readyz`: 200 while this process can serve clients fully, 503 (with the reason)
+        while it shuts down or its broker is unreachable (publishing would answer 503)."""
+        if self.shutting_down:
+            raise Unavailable("shutting down")
+        broker = self.hub.broker
+        if isinstance(broker, BrokerHealth) and not broker.health_stats()["up"]:
+            raise Unavailable("broker unavailable")
+        return Response(200, "ready\n")
+
+    def metrics(self, request: Request) -> Response:
+        """`GET /metrics`: Prometheus' text format; the API key when one is needed (as
+        `/api/stats`: they tell about the server's clients)."""
+        self.api.authorize(request)
+        if self._metrics is None:
+            self._metrics = Metrics(self.hub, self.stats)
+        return Response(200, self._metrics.exposition(), content_type=CONTENT_TYPE)
 
     def error_response(self, request: Request, exc: PushwireError) -> Response:
         """The answer to a failed request: status, a one-line reason, CORS when allowed."""
@@ -198,6 +250,10 @@ class App:
             if self.shutting_down:
                 raise Unavailable("shutting down")
             return Response(200, "ok\n")
+        if path == "/readyz":
+            return self.readiness()
+        if path == "/metrics":
+            return self.metrics(request)
         name = _PAGES.get(path)
         if name is None and path.startswith("/static/"):
             name = path[len("/static/") :]

@@ -163,6 +163,21 @@ class Config:
     history_size: int = 1000
     #: Seconds a message stays in a channel's history (older ones are trimmed; memory and Redis).
     history_ttl: float = 3600.0
+    #: Bytes of data kept per channel's history, the oldest messages going first (memory and
+    #: Redis; a message larger than it is delivered but not kept). 0: no byte bound.
+    history_bytes: int = 1024 * 1024
+    #: Bytes of history the memory broker keeps across all channels, data plus 176 bytes per
+    #: message; the oldest messages of any channel go first. 0: half of `memory_budget`.
+    history_total_bytes: int = 0
+    #: The server-wide budget of buffered bytes: write buffers of every connection,
+    #: unfinished requests and frames, poll queues, history and inboxes of the memory broker
+    #: (docs/protocol.md "Memory budget"). Over it, history is trimmed oldest-first and the
+    #: greediest connections are closed (4001) until the total is back under 90% of it.
+    #: 0: a quarter of the machine's memory (or of the cgroup's limit), at least 64 MiB.
+    memory_budget: int = 0
+    #: Seconds between two counts of the memory budget (each walks every connection; with
+    #: very many, counts are spaced further so that they take at most 2% of the CPU).
+    memory_budget_interval: float = 1.0
     #: Seconds a publish's idempotency key is remembered (in the broker, so on every node): a
     #: publish repeated with the same key and channel within it gets the first one's position
     #: and publishes nothing. Clients retry within it.
@@ -205,3 +220,12 @@ class Config:
     #: Seconds a resuming node waits for the session's home node to hand it over (then the
     #: session counts as expired, as when its home node is dead).
     handover_timeout: float = 5.0
+
+    # Operations (docs/operations.md).
+    #: Log level of every process (workers included): debug, info, warning or error.
+    log_level: str = "info"
+    #: "text" (one human line per record) or "json" (one JSON object per line).
+    log_format: str = "text"
+    #: One log line per HTTP request answered (logger `pushwire.access`; never a query string,
+    #: token or session secret). Off by default: a long-poll client makes one a request.
+    access_log: bool = False

@@ -172,6 +172,14 @@ class NotConnected(RemoteError):
     error_code = "not_connected"
 
 
+class NotSupported(RemoteError):
+    """A call this server cannot carry out as it runs (`/api/disconnect` with a broker that
+    spans processes): 501, whoever asks."""
+
+    http_status = 501
+    error_code = "not_supported"
+
+
 class Unavailable(PushwireError):
     """The server cannot take this work now (shutting down, broker down)."""
 
@@ -200,3 +208,31 @@ class ConfigError(LocalError, ValueError):
 
 class InvalidState(LocalError):
     """An operation that the object's state does not allow: `InvalidState("session is closed")`."""
+
+
+# -- what the HTTP API's client (`pushwire.api`) raises ---------------------------------------
+
+
+class ApiError(PushwireError):
+    """A call of the HTTP API failed. `status` is the HTTP status the server answered with
+    (None: no answer came)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ApiRefused(ApiError):
+    """The server answered the call with an error, its one-line reason in the message
+    (`400 invalid channel name ...`): the same call would get the same answer."""
+
+
+class ApiKeyRefused(ApiRefused):
+    """401 or 403 from the API: no API key, a wrong one, or the API is off (a server with
+    authentication and no API key)."""
+
+
+class ApiUnavailable(ApiError):
+    """No answer after every attempt (503, a lost connection, a timeout). A publish may have
+    been published: calling it again with the same idempotency key publishes it at most
+    once."""

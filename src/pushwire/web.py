@@ -17,11 +17,12 @@ a door that speaks HTTP/1.1 wraps them in chunks itself (`pushwire.http11.chunk`
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import unquote
 
+from .core.budget import BudgetConsumer
 from .core.transport import Framing, Receiver, Transport
 from .errors import PushwireError
 from .http11 import response_head
@@ -191,6 +192,9 @@ class ServerState(Protocol):
     def open_connections(self) -> int:
         """Connections open now."""
 
+    def consumers(self) -> Iterable[BudgetConsumer]:
+        """The open connections, for the memory budget (what each holds buffered)."""
+
 
 class Application(Protocol):
     """What the front doors ask of the app. Every method is called on the event loop; each
@@ -212,7 +216,7 @@ class Application(Protocol):
         """The Flash cross-domain policy file for the TCP port `port`."""
 
     def attach_server(self, state: ServerState) -> None:
-        """The door that serves this app (for its counters)."""
+        """The door that serves this app (for its counters and the memory budget)."""
 
     def stopping(self) -> None:
         """The door is shutting down: refuse new work, answer health checks with 503."""

@@ -218,3 +218,32 @@ async def test_a_handed_over_session_is_forgotten_without_a_disconnect_and_adopt
     await new_hub.direct_messages.recover(adopted, None)
     epoch = (await new_hub.direct.inbox_position("erin")).epoch
     assert new.written[-1] == ENVELOPE_FRAMING.frame_direct("four", epoch, 1)
+
+
+async def test_disconnect_closes_the_users_connected_and_detached_sessions_for_good() -> None:
+    hub = Hub()
+    connected, detached, other = (RecordingTransport(ENVELOPE_FRAMING) for _ in range(3))
+    first = hub.lifecycle.open(connected, "carol", resumable=True)
+    second = hub.lifecycle.open(detached, "carol", resumable=True)
+    hub.lifecycle.detach(second, detached, 1006, "", final=False)  # waiting out its grace
+    kept = hub.lifecycle.open(other, "dave", resumable=True)
+    ended: list[tuple[str, int, str]] = []
+    both_ended = asyncio.Event()
+
+    def disconnected(session: Session, code: int, reason: str) -> None:
+        ended.append((session.id, code, reason))
+        if len(ended) == 2:
+            both_ended.set()
+
+    hub.on_disconnect(disconnected)
+
+    assert hub.disconnect("carol") == 2
+    assert connected.closed == (4101, "disconnected by the server")
+    assert first.closed and second.closed
+    assert set(hub.sessions) == {kept.id}  # neither can be resumed
+    await asyncio.wait_for(both_ended.wait(), 5)  # the disconnect handler runs as a task
+    assert sorted(ended) == sorted(
+        (session.id, 4101, "disconnected by the server") for session in (first, second)
+    )
+    assert other.closed is None
+    assert hub.disconnect("carol") == 0

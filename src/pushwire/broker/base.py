@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ..errors import PushwireError
 from ..message import Data, Message, Position
@@ -23,6 +23,7 @@ from ..presence import PresenceEvent, PresenceSnapshot
 
 __all__ = [
     "Broker",
+    "BrokerHealth",
     "DeliverCallback",
     "Delivery",
     "DirectBroker",
@@ -57,10 +58,11 @@ ResubscribedCallback = Callable[[frozenset[str]], None]
 @dataclass(frozen=True, slots=True)
 class HistoryBounds:
     """How much of a channel's history is kept: `size` messages (0: none), each for `ttl`
-    seconds."""
+    seconds, and at most `max_bytes` bytes of data (None: the broker's own byte bound)."""
 
     size: int
     ttl: float
+    max_bytes: int | None = None
 
 
 #: The history bounds of a channel, or None for the broker's own (`Broker.set_history_policy`).
@@ -171,7 +173,8 @@ class Broker(Protocol):
 
     def set_history_policy(self, policy: HistoryPolicy) -> None:
         """Keep each channel's history within the bounds `policy` gives it (a namespace's
-        `history_size` and `history_ttl`), the broker's own where it gives None. Asked when a
+        `history_size` and `history_ttl`), the broker's own where it gives None (or, for
+        the byte bound, where its `max_bytes` is None). Asked when a
         channel's history is written or read, so set it before the first publish."""
 
     async def subscribe(self, channel: str) -> None:
@@ -283,3 +286,13 @@ class NodeLink(Protocol):
         Raises:
             Unavailable: the link is down.
         """
+
+
+@runtime_checkable
+class BrokerHealth(Protocol):
+    """A broker that reaches another server (Redis) and can say how that goes: read by
+    `/readyz` and `/metrics`. A broker without it (memory) is always ready."""
+
+    def health_stats(self) -> dict[str, float]:
+        """`up` (1.0 while every connection works, else 0.0), `reconnects` (outages ended),
+        `round_trips` and `round_trip_seconds` (to the server), `pending` (queued)."""

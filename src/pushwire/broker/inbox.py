@@ -48,6 +48,8 @@ class MemoryInboxes:
         self._clock = clock
         self._inboxes: OrderedDict[str, _Inbox] = OrderedDict()
         self._deliver: DirectDeliverCallback | None = None
+        #: Bytes of data every inbox keeps now.
+        self.held = 0
 
     @property
     def spans_processes(self) -> bool:
@@ -69,9 +71,12 @@ class MemoryInboxes:
             kept = inbox.kept
             kept.append((message, self._clock.time()))
             size = inbox.size = inbox.size + len(data)
+            self.held += len(data)
             if len(kept) > limits.size or size > limits.max_bytes:
                 while kept and (len(kept) > limits.size or inbox.size > limits.max_bytes):
-                    inbox.size -= len(kept.popleft()[0].data)
+                    dropped = len(kept.popleft()[0].data)
+                    inbox.size -= dropped
+                    self.held -= dropped
         if self._deliver is not None:
             self._deliver(user, message)
         if done is not None:
@@ -106,7 +111,7 @@ class MemoryInboxes:
         if inbox is None:
             inbox = self._inboxes[user] = _Inbox(secrets.token_hex(4))
             if len(self._inboxes) > self.limits.max_inboxes:
-                self._inboxes.popitem(last=False)
+                self.held -= self._inboxes.popitem(last=False)[1].size
         else:
             self._inboxes.move_to_end(user)
         return inbox
@@ -116,4 +121,6 @@ class MemoryInboxes:
         kept = inbox.kept
         oldest = self._clock.time() - self.limits.ttl
         while kept and kept[0][1] <= oldest:
-            inbox.size -= len(kept.popleft()[0].data)
+            dropped = len(kept.popleft()[0].data)
+            inbox.size -= dropped
+            self.held -= dropped

@@ -26,9 +26,10 @@ from ..broker.inbox import InboxLimits
 from ..broker.memory import MemoryBroker
 from ..clock import LOOP_CLOCK, Clock
 from ..config import Config
-from ..errors import PushwireError
+from ..errors import Forbidden, PushwireError
 from ..message import Data, Message, check_idempotency_key
 from ..presence import PresenceSnapshot
+from .budget import machine_budget
 from .channels import Channels, HubStats
 from .direct import DirectMessages
 from .expiry import TokenExpiry
@@ -93,6 +94,9 @@ class Hub:
         self.broker: Broker = broker or MemoryBroker(
             config.history_size,
             history_ttl=config.history_ttl,
+            history_bytes=config.history_bytes,
+            history_total_bytes=config.history_total_bytes
+            or machine_budget(config.memory_budget) // 2,
             idempotency_ttl=config.idempotency_ttl,
             max_idempotency_keys=config.max_idempotency_keys,
             inbox=InboxLimits(
@@ -223,6 +227,17 @@ class Hub:
         """Forget a session for good; runs the disconnect handler once."""
         self.lifecycle.close(session, code, reason)
 
+    def disconnect(self, user: str, reason: str = "disconnected by the server") -> int:
+        """Close every session of `user` that this process holds, for good: connected ones
+        get close 4101 (a client stops and does not reconnect by itself), detached ones are
+        forgotten; none can be resumed. Returns how many sessions were closed. Sessions on
+        other nodes are not reached."""
+        closing = [session for session in self.sessions.values() if session.user == user]
+        for session in closing:
+            session.close(Forbidden.close_code, reason)
+            self.close_session(session, Forbidden.close_code, reason)
+        return len(closing)
+
     # -- publishing -------------------------------------------------------------------------
 
     def publish_nowait(
@@ -236,7 +251,9 @@ class Hub:
         """Publish without waiting; publishes are delivered in call order. With an
         `idempotency_key` (valid: `check_idempotency_key`), a repeat within
         `idempotency_ttl` publishes nothing and `done` gets the first one's position."""
-        self.stats.published += 1
+        stats = self.stats
+        stats.published += 1
+        stats.published_bytes += len(data)
         if idempotency_key is None:
             self.broker.publish(channel, data, done)
         else:

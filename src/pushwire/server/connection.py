@@ -24,6 +24,7 @@ from ..clock import OneTimer
 from ..errors import PushwireError, RemoteError
 from ..guard import FAILURES
 from ..http11 import chunk, response_head, simple_response
+from ..logs import access
 from ..transports.websocket.connection import WebSocketTransport
 from ..transports.websocket.framing import ENVELOPE_FRAMING, RAW_FRAMING
 from ..transports.websocket.handshake import switching_protocols
@@ -163,6 +164,22 @@ class HttpConnection(OneTimer, asyncio.Protocol):
     def resume_writing(self) -> None:
         pass
 
+    def buffered(self) -> int:
+        """Bytes held for this client: the socket's write buffer and an unfinished request
+        body (the memory budget, pushwire.core.budget)."""
+        transport, parser = self.transport, self.parser
+        held = transport.get_write_buffer_size() if transport is not None else 0
+        return held + parser.held if parser is not None else held
+
+    def shed(self, reason: str) -> None:
+        """Closed for the memory budget: a stream with 4001 (a slow consumer), anything else
+        with 503; dropped if it does not take that within `close_timeout`."""
+        if self.stream is not None:
+            self.stream.close(4001, reason)  # aborted by `_stream_ended` if not taken
+            return
+        self._refuse(503, reason)
+        self._set_timer(self.door.config.close_timeout, self.abort)
+
     # -- requests -------------------------------------------------------------------------------
 
     def _run_queue(self) -> None:
@@ -247,6 +264,15 @@ class HttpConnection(OneTimer, asyncio.Protocol):
                 head_only=request.method == "HEAD",
             )
         )
+        if self.door.access_log:
+            access(
+                request.method,
+                request.path,
+                request.query,
+                response.status,
+                len(response.body),
+                self.remote,
+            )
         if not keep_alive:
             self.closing = True
             transport.close()
@@ -326,6 +352,8 @@ class HttpConnection(OneTimer, asyncio.Protocol):
         self.parser = None
         self._cancel_timer()
         transport.write(response_head(start.status, start.headers, length=None))
+        if self.door.access_log:
+            access(request.method, request.path, request.query, start.status, None, self.remote)
         stream = self.stream = HttpStream(
             transport,
             kind=start.kind,
@@ -380,6 +408,8 @@ class HttpConnection(OneTimer, asyncio.Protocol):
             remote=self.remote,
         )
         transport.write(switching_protocols(request, accept.subprotocol))
+        if door.access_log:
+            access(request.method, request.path, request.query, 101, None, self.remote)
         transport.set_protocol(websocket)
         door.handed_over(self, websocket)
         websocket.start(accept.make_receiver, request.upgrade_data)

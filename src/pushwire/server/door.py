@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import ssl
 from collections.abc import Callable
 from typing import Protocol
@@ -44,6 +45,10 @@ class Door:
         self.pings = PingSweep(config, clock)
         self.connections: set[Served] = set()
         self.accepted = 0  # connections accepted since start
+        #: One `pushwire.access` line per HTTP answer (`Config.access_log`, at info level).
+        self.access_log = config.access_log and logging.getLogger("pushwire.access").isEnabledFor(
+            logging.INFO
+        )
         self.shutting_down = False
         self._tasks: set[asyncio.Future[None]] = set()
         self._drained: asyncio.Event | None = None
@@ -130,3 +135,9 @@ class Served(Protocol):
 
     def abort(self) -> None:
         """Drop the connection now."""
+
+    def buffered(self) -> int:
+        """Bytes held for or from the client now (pushwire.core.budget)."""
+
+    def shed(self, reason: str) -> None:
+        """Close for the memory budget (4001, or 503 outside a stream)."""

@@ -18,7 +18,7 @@ from ..config import Config
 from ..transports.tcp import TcpConnection
 from ..web import Application
 from .connection import HttpConnection
-from .door import Door
+from .door import Door, Served
 
 __all__ = ["Server"]
 
@@ -91,6 +91,10 @@ class Server:
     def open_connections(self) -> int:
         """Connections open now."""
         return len(self.door.connections)
+
+    def consumers(self) -> set[Served]:
+        """The open connections, for the memory budget."""
+        return self.door.connections
 
     @property
     def sockets(self) -> list[socket.socket]:

@@ -81,6 +81,12 @@ class RequestParser:
         """True while a request head is incomplete (the header timeout applies)."""
         return self._head is not None and not self._head.complete
 
+    @property
+    def held(self) -> int:
+        """Bytes held of the body being received."""
+        head = self._head
+        return len(head.body) if head is not None else 0
+
     def receive_data(self, data: bytes) -> None:
         """Feed bytes from the socket."""
         parsed = 0 if self.upgraded else self._parse(data)

@@ -25,7 +25,7 @@ import asyncio
 import functools
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Final
 
 from ..clock import Clock, Timer
@@ -110,6 +110,14 @@ class PollTransport:
             self._release_due = True
             self._timers.release_soon(self)
 
+    def buffered(self) -> int:
+        """Bytes queued for the client (the memory budget, pushwire.core.budget)."""
+        return self._bytes
+
+    def shed(self, reason: str) -> None:
+        """Closed for the memory budget: a slow consumer (4001)."""
+        self.close(4001, reason)
+
     def _overflowed(self) -> None:
         self.close_code = None
         self.close(
@@ -144,6 +152,11 @@ class PollTransport:
     @property
     def pending(self) -> bool:
         return bool(self._frames)
+
+    @property
+    def held(self) -> bool:
+        """A poll is held, waiting for a frame (or its timeout)."""
+        return self._release is not None
 
     def arm(self, grace: float) -> None:
         """After answering a poll: the client counts as gone if no poll comes within `grace`."""
@@ -322,6 +335,14 @@ class Polls:
         # `close` envelope at least), and their session, by session id, kept for one
         # poll_grace.
         self._closed: dict[str, tuple[PollTransport, Session]] = {}
+        # The poll transports open now (the memory budget counts their queues).
+        self._open: set[PollTransport] = set()
+
+    def close_all(self, code: int, reason: str) -> None:
+        """Close every poll transport (a server shutting down: 1001): a held poll is
+        answered at once with its `close` envelope, and so is the next poll of the others."""
+        for transport in list(self._open):
+            transport.close(code, reason)
 
     def open(
         self,
@@ -417,6 +438,7 @@ class Polls:
         client = client_info(request, split_transport(request.path)[0])
 
         def on_close(code: int, reason: str) -> None:
+            self._open.discard(transport)
             handler = transport.receiver
             if handler is None:
                 return
@@ -437,7 +459,15 @@ class Polls:
             timers=self.timers,
         )
         transport.receiver = EnvelopeHandler(self.hub, endpoint, transport, client)
+        self._open.add(transport)
         return transport
+
+    def consumers(self) -> Iterator[PollTransport]:
+        """Every poll queue held: the open transports', and the closed ones' that their
+        clients have not fetched yet (the memory budget)."""
+        yield from self._open
+        for transport, _session in self._closed.values():
+            yield transport
 
 
 def _answered(

@@ -60,6 +60,19 @@ class SocketTransport(OneTimer, asyncio.Protocol):
     def resume_writing(self) -> None:
         pass
 
+    def buffered(self) -> int:
+        """Bytes held for this client: the socket's write buffer and an unfinished frame
+        (the memory budget, pushwire.core.budget)."""
+        return self.socket.get_write_buffer_size() + self._incomplete()
+
+    def _incomplete(self) -> int:
+        """Bytes of an unfinished incoming frame or message held."""
+        return 0
+
+    def shed(self, reason: str) -> None:
+        """Closed for the memory budget: a slow consumer (4001)."""
+        self.close(4001, reason)
+
     def eof_received(self) -> bool | None:
         return None  # let asyncio close the socket
 

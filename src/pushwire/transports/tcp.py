@@ -272,6 +272,9 @@ class TcpConnection(SocketTransport):
         FAILURES.failed("tcp", exc, self.remote)
         self.close(1011, "internal error")
 
+    def _incomplete(self) -> int:
+        return self.parser.incomplete
+
     def _gone(self) -> None:
         self.closed = True
 

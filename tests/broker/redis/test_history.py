@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from pushwire.broker.base import HistoryBounds
 from pushwire.message import Data, Position
 from tests.redis_helpers import Node, publish_ok
 
@@ -118,3 +119,39 @@ async def test_lost_redis_data_gives_the_channel_a_new_epoch(
     assert not history.complete
     new = await publish_ok(a.broker, "flushed", "after")
     assert new.position == Position(position.epoch, 1)
+
+
+async def test_channel_history_keeps_its_byte_bound_and_says_what_it_lost(
+    nodes: Callable[..., Any],
+) -> None:
+    a: Node = await nodes(history_bytes=10)
+    start = await a.broker.position("sized")
+    await publish_ok(a.broker, "sized", "12345")
+    await publish_ok(a.broker, "sized", "67890")  # 10 bytes: at the bound, both kept
+    kept = await a.broker.history("sized", start)
+    assert kept.complete and [m.data for m in kept.messages] == ["12345", "67890"]
+    await publish_ok(a.broker, "sized", "x")  # 11 bytes: one over, the oldest goes
+    trimmed = await a.broker.history("sized", start)
+    assert [m.data for m in trimmed.messages] == ["67890", "x"]
+    lost = trimmed.lost(start)
+    assert not trimmed.complete and lost is not None and lost.offset == 1
+    # Many small publishes then one over the bound: each cut where it should be.
+    for index in range(50):
+        await publish_ok(a.broker, "sized", f"{index % 10}")
+    assert [m.data for m in (await a.broker.history("sized", start)).messages] == list("0123456789")
+    await publish_ok(a.broker, "sized", "y" * 11)  # over the bound alone: delivered, not kept
+    last = await a.broker.history("sized", start)
+    assert last.messages == [] and last.position.offset == 54
+
+
+async def test_a_namespace_byte_bound_wins_over_the_broker_s_in_redis(
+    nodes: Callable[..., Any],
+) -> None:
+    a: Node = await nodes(history_bytes=1000)
+    a.broker.set_history_policy(
+        lambda channel: HistoryBounds(100, 60.0, 2) if channel == "tight" else None
+    )
+    start = await a.broker.position("tight")
+    for data in ("a", "b", "c"):
+        await publish_ok(a.broker, "tight", data)
+    assert [m.data for m in (await a.broker.history("tight", start)).messages] == ["b", "c"]

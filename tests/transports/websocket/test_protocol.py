@@ -117,7 +117,7 @@ class _GeneralParserOnly(WebSocketConnection):
     """The reference: every byte goes through `ServerProtocol`, as before the fast path."""
 
     def receive_data(self, data: bytes) -> None:
-        self._protocol.receive_data(data)
+        self._made().receive_data(data)
 
 
 def _client_frame(rng: random.Random, first: int, payload: bytes, masked_: bool = True) -> bytes:
@@ -219,3 +219,17 @@ def test_a_close_reason_too_long_for_a_frame_is_cut_on_a_character() -> None:
     [frame] = connection.data_to_send()
     assert frame[:2] == b"\x88\x7c" and frame[2:4] == struct.pack("!H", 4101)
     assert frame[4:].decode() == "é" * 61  # 122 bytes: the 62nd would split a character
+
+
+def test_what_an_unfinished_message_holds_is_counted_for_the_memory_budget() -> None:
+    connection = WebSocketConnection(max_message=1024)
+    assert connection.incomplete_bytes == 0
+    connection.receive_data(masked(0x02, b"x" * 100))  # a first fragment: kept
+    connection.events_received()
+    assert connection.incomplete_bytes >= 100
+    frame = masked(0x80, b"y" * 50)
+    connection.receive_data(frame[:20])  # and half a frame
+    assert connection.incomplete_bytes > 100  # (less its header, parsed already)
+    connection.receive_data(frame[20:])
+    assert connection.events_received() == [WebSocketMessage(b"x" * 100 + b"y" * 50)]
+    assert connection.incomplete_bytes == 0

@@ -40,7 +40,7 @@ from ..base import (
     PublishCallback,
     ResubscribedCallback,
 )
-from .health import CONNECTION_ERRORS, Health
+from .health import CONNECTION_ERRORS, Health, HealthReport
 from .history import HistoryReader
 from .layout import Keys, Retention, parse_message
 from .presence import RedisPresence, parse_event
@@ -60,7 +60,7 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
-class RedisBroker:
+class RedisBroker(HealthReport):
     """Fan-out and history across processes through one Redis server.
 
     Args:
@@ -68,6 +68,8 @@ class RedisBroker:
         prefix: put before every key and pub/sub channel name.
         history_size: messages kept per channel for recovery (0: none).
         history_ttl: seconds a message stays in history.
+        history_bytes: bytes of message data kept per channel (0: no such bound); the
+            oldest entries go first, and a message larger than it is not kept.
         channel_ttl: seconds a channel's epoch and offset outlive its last publish; an idle
             channel then starts again with a new epoch. At least `history_ttl`.
         idempotency_ttl: seconds a publish's idempotency key is remembered (see
@@ -106,6 +108,7 @@ class RedisBroker:
         prefix: str = "pushwire:",
         history_size: int = 1000,
         history_ttl: float = 3600.0,
+        history_bytes: int = 1024 * 1024,
         channel_ttl: float = 7 * 24 * 3600.0,
         idempotency_ttl: float = 300.0,
         max_pending: int = 10_000,
@@ -122,8 +125,8 @@ class RedisBroker:
         inbox_bytes: int = 1024 * 1024,
         inbox_ttl: float = 86400.0,
     ) -> None:
-        if history_size < 0:
-            raise ValueError(f"history_size must be >= 0, not {history_size}")
+        if history_size < 0 or history_bytes < 0:
+            raise ValueError("history_size and history_bytes must be >= 0")
         if not 0 < history_ttl <= channel_ttl:
             raise ValueError(
                 f"need 0 < history_ttl <= channel_ttl, not {history_ttl} and {channel_ttl}"
@@ -142,6 +145,7 @@ class RedisBroker:
         self.prefix = prefix
         self.history_size = history_size
         self.history_ttl = history_ttl
+        self.history_bytes = history_bytes
         self.channel_ttl = channel_ttl
         self.idempotency_ttl = idempotency_ttl
         self.max_pending = max_pending
@@ -172,7 +176,7 @@ class RedisBroker:
         kwargs = self._client.connection_pool.connection_kwargs
         where = str(kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}")
         retention = self._retention = Retention.of(
-            history_size, history_ttl, channel_ttl, idempotency_ttl
+            history_size, history_ttl, channel_ttl, idempotency_ttl, history_bytes
         )
         inbox = Retention.of(inbox_size, inbox_ttl, inbox_ttl, max_bytes=inbox_bytes)
         self._health = Health(
@@ -315,8 +319,9 @@ class RedisBroker:
             retention = made.get(bounds)
             if retention is None:
                 ttl = min(bounds.ttl, self.channel_ttl)
+                max_bytes = self.history_bytes if bounds.max_bytes is None else bounds.max_bytes
                 retention = made[bounds] = Retention.of(
-                    bounds.size, ttl, self.channel_ttl, self.idempotency_ttl
+                    bounds.size, ttl, self.channel_ttl, self.idempotency_ttl, max_bytes
                 )
             return retention
 

@@ -5,15 +5,19 @@ A channel's names share its hash tag `{C}`, so one channel would live on one sha
 
 Channel `C` (its messages: publisher.py writes, history.py reads):
 
-- `pushwire:{C}:meta`: a hash, `epoch` (random hex, created when missing, never changed) and
-  `offset` (the last offset). It expires `channel_ttl` seconds after the last publish.
-- `pushwire:{C}:history`: a Stream, one entry per message: `o` offset, `k` kind (`t` text,
-  `b` binary), `d` data. Every publish trims it to about `history_size` entries (`XADD MAXLEN
-  ~`: whole nodes, cheap) and exactly to the last `history_ttl` seconds of Redis's clock
-  (`XTRIM MINID`, Stream IDs being Redis times). It expires `history_ttl` seconds after the
-  last publish. `history` reads at most `history_size` entries and none older than
-  `history_ttl` (so the age bound holds on a quiet channel too), so its answer does not
-  depend on where the approximate trim fell.
+- `pushwire:{C}:meta`: a hash, `epoch` (random hex, created when missing, never changed),
+  `offset` (the last offset), `bytes` (the data bytes ever appended in this epoch) and
+  `first` (the `bytes` before the oldest entry, when last looked). It expires `channel_ttl`
+  seconds after the last publish.
+- `pushwire:{C}:history`: a Stream, one entry per message: `s` the bytes appended before it
+  in this epoch, `o` offset, `k` kind (`t` text, `b` binary), `d` data (`s` is absent when
+  `history_bytes` is 0). Every publish trims it to about `history_size` entries (`XADD MAXLEN
+  ~`: whole nodes, cheap), exactly to the newest entries whose data add up to at most
+  `history_bytes` (`s` says where to cut: `XTRIM MINID`), and exactly to the last
+  `history_ttl` seconds of Redis's clock (`XTRIM MINID`, Stream IDs being Redis times). It
+  expires `history_ttl` seconds after the last publish. `history` reads at most
+  `history_size` entries and none older than `history_ttl` (so the age bound holds on a
+  quiet channel too), so its answer does not depend on where the approximate trim fell.
 - `pushwire:{C}:idem:K`: a string, `<epoch> <offset>` of the publish to `C` that carried the
   idempotency key `K` (at most 100 characters of `[A-Za-z0-9_.:-]`); set by the publish script
   with `SET NX PX idempotency_ttl`, read by the same script before it publishes.
@@ -30,9 +34,9 @@ Channel `C`'s presence (presence.py, which describes how they change):
 User `U`'s inbox (its direct messages) is a stream like a channel's, written by the same
 publish script and read by the same read script, under its own names and bounds:
 
-- `pushwire:inbox:{U}:meta`: a hash, `epoch`, `offset` and `bytes` (the data bytes ever
-  appended in this epoch). It expires `inbox_ttl` seconds after the last direct message (an
-  idle user's inbox goes away; the next one starts a new epoch).
+- `pushwire:inbox:{U}:meta`: a hash, `epoch`, `offset`, `bytes` (the data bytes ever
+  appended in this epoch) and `first`. It expires `inbox_ttl` seconds after the last direct
+  message (an idle user's inbox goes away; the next one starts a new epoch).
 - `pushwire:inbox:{U}:history`: a Stream, one entry per message: `s` the bytes appended before
   it in this epoch, then `o`, `k`, `d` as a channel's. Every direct message trims it to about
   `inbox_size` entries, to `inbox_ttl` seconds, and exactly to the newest entries whose data

@@ -58,8 +58,10 @@ log = logging.getLogger("pushwire.broker.redis")
 # bound). Returns {epoch, offset, receivers}: the new message's, or (a key seen before) the
 # first publish's {epoch, offset}, which publishes nothing. With a byte bound each entry
 # starts with `s`, the bytes appended before it in this epoch: the oldest entries go until
-# the rest add up to at most max bytes (the first entry is read alone when nothing is to go;
-# a message over the bound is not kept at all). A user's inbox is such a stream too.
+# the rest add up to at most max bytes (a message over the bound is not kept at all). The
+# meta's `first` is the `s` of the oldest entry when last looked: no entry starts before it,
+# so while it is at or past the cut nothing is read (one HGET a publish, the entries read
+# once per max bytes published). A user's inbox is such a stream too.
 PUBLISH_SCRIPT: Final = """
 local meta, history, seen = KEYS[1], KEYS[2], KEYS[3]
 if seen then
@@ -84,21 +86,26 @@ if tonumber(ARGV[5]) > 0 then
                'o', offset, 'k', ARGV[3], 'd', ARGV[4])
     local floor = total - limit
     local start, count = '-', 1
+    if floor > 0 and tonumber(redis.call('HGET', meta, 'first') or '0') >= floor then
+      floor = 0
+    end
     while floor > 0 do
       local batch = redis.call('XRANGE', history, start, '+', 'COUNT', count)
       if #batch == 0 then
         redis.call('DEL', history)
+        redis.call('HSET', meta, 'first', total)
         break
       end
       local keep = nil
       for _, entry in ipairs(batch) do
         if tonumber(entry[2][2]) >= floor then
-          keep = entry[1]
+          keep = entry
           break
         end
       end
       if keep then
-        redis.call('XTRIM', history, 'MINID', keep)
+        redis.call('XTRIM', history, 'MINID', keep[1])
+        redis.call('HSET', meta, 'first', keep[2][2])
         break
       end
       start, count = '(' .. batch[#batch][1], 64
@@ -173,6 +180,7 @@ class Publisher:
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        health.pending = self._queue.__len__
 
     async def load_script(self) -> None:
         """Load the publish script into Redis (`run` loads it again when Redis forgot it).
@@ -251,8 +259,13 @@ class Publisher:
                 batch.append(queue.popleft())
                 size += len(batch[-1][3])
             self._in_flight = batch
+            loop = asyncio.get_running_loop()
+            began = loop.time()
             try:
                 await self._send(batch)
+                health = self._health
+                health.round_trips += 1
+                health.round_trip_seconds += loop.time() - began
             except CONNECTION_ERRORS as exc:
                 self._health.publishing = False
                 self._health.changed(exc)
@@ -315,7 +328,7 @@ class Publisher:
             retention.history_ttl_ms,
             retention.channel_ttl_ms,
             retention.idempotency_ttl_ms,
-            "0",
+            retention.max_bytes,
         )
 
     @staticmethod

@@ -167,6 +167,9 @@ class WebSocketTransport(SocketTransport):
         if receiver is not None:
             receiver.closed(code, reason, by_client=False)
 
+    def _incomplete(self) -> int:
+        return self.ws.incomplete_bytes
+
     def _gone(self) -> None:
         self.write = _dropped
         self.pings.discard(self)
