@@ -230,11 +230,6 @@ class RedisBroker(HealthReport):
         self.on_resubscribed = callback
 
     @property
-    def continuity(self) -> int | None:
-        """Changes with each lost subscription connection (subscriber.py)."""
-        return self._subscriber.continuity
-
-    @property
     def direct(self) -> DirectBroker:
         """This broker: processes share users through Redis (`send_direct`, `listen_user`)."""
         return self

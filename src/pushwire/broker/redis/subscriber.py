@@ -89,18 +89,6 @@ class Subscriber:
         # is recovered as after a lost connection.
         self._late: set[bytes] = set()
         self._resubscribed: frozenset[str] | None = None
-        # Counts the lost connections; `_receiving`: connected and every subscription
-        # confirmed (see `continuity`).
-        self._losses = 0
-        self._receiving = False
-
-    @property
-    def continuity(self) -> int | None:
-        """The number of connections lost so far while this one receives everything
-        subscribed (its subscriptions confirmed); None while it may not (down, or
-        resubscribing). Every message published while it stays the same number reached
-        this process."""
-        return self._losses if self._receiving else None
 
     async def subscribe(self, channel: str) -> None:
         """Subscribe `channel`; returns once Redis confirmed it, or once the connection was
@@ -148,14 +136,14 @@ class Subscriber:
             # the snapshot and subscribed meanwhile is subscribed twice, which Redis ignores.
             self._connection = connection
             topics = [*self.channels.values(), *self._listeners]
-            self._receiving = not topics
+            self._health.receiving = not topics
             if topics:
                 self._unconfirmed = set(topics)
                 async with self._write_lock:
                     await connection.send_command("SUBSCRIBE", *topics)
         except BaseException:
             self._connection = None
-            self._receiving = False
+            self._health.receiving = False
             self._unconfirmed = set()
             await connection.disconnect(nowait=True)
             raise
@@ -183,8 +171,8 @@ class Subscriber:
                 await self._read(connection)
             except CONNECTION_ERRORS as exc:
                 self._connection = None
-                self._losses += 1
-                self._receiving = False
+                self._health.losses += 1
+                self._health.receiving = False
                 self._health.subscribed = False
                 self._health.changed(exc)
                 self._release_waiters()
@@ -277,7 +265,7 @@ class Subscriber:
         if self._unconfirmed:
             self._unconfirmed.discard(topic)
             if not self._unconfirmed:
-                self._receiving = True
+                self._health.receiving = True
                 self._notify_resubscribed()
 
     def _notify_resubscribed(self) -> None:
