@@ -81,12 +81,13 @@ class RawHandler(Handler):
         if rule is not None and channel is not None and self.session is not None:
             await access.subscribe_hooks(self.session, channel)
         history = None
+        stamp = self.hub.channels.continuity()
         if channel is not None and since is not None:
             history = await self.hub.broker.history(channel, since)
         # No await from here on: replayed messages go out before live ones.
         self._join(rule)
         if history is not None and channel is not None and since is not None:
-            ended = self.hub.channels.ended(channel, since.epoch)
+            ended = self.hub.channels.ended(channel, since.epoch, history.position.epoch, stamp)
             write_recovery(self.transport, channel, since, history, ended)
 
     def _begin(self, identity: Identity) -> Namespace | None:

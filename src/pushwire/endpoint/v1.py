@@ -364,6 +364,7 @@ class EnvelopeHandler(Handler):
             # Held: live messages wait while the position and history are read, and follow
             # them, so the client sees no gap and no reordering.
             hub.channels.subscribe(session, channel, present=rule.presence)
+            stamp = hub.channels.continuity()
             try:
                 if rewind:
                     # The last `rewind` messages: recovery from that many before the end.
@@ -379,7 +380,7 @@ class EnvelopeHandler(Handler):
                 hub.channels.unsubscribe(session, channel)
                 self._failed(exc, request_id)
                 return
-            hub.channels.note(channel, position)
+            hub.channels.note(channel, position, stamp)
             self._reply(
                 {
                     "type": "subscribed",
@@ -390,7 +391,7 @@ class EnvelopeHandler(Handler):
                 }
             )
             if since is not None and history is not None:
-                ended = hub.channels.ended(channel, since.epoch)
+                ended = hub.channels.ended(channel, since.epoch, position.epoch, stamp)
                 write_recovery(self.transport, channel, since, history, ended)
         if presence:
             try:
