@@ -37,7 +37,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("transports", {"transports"}),
     ("cluster and API", {"routing", "httpapi"}),
     ("front doors and the app", {"server", "app"}),
-    ("process", {"serve", "cli", "configfile", "__init__", "__main__", "chat"}),
+    ("process", {"serve", "cli", "doctor", "configfile", "__init__", "__main__", "chat"}),
 ]
 #: Groups that share a layer but must not import each other.
 APART: list[tuple[str, str]] = [("server", "app")]

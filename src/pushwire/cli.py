@@ -169,7 +169,36 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"attempts after a 503 or a lost connection (default {PUBLISH_RETRIES})",
     )
+    _add_doctor(commands)
     return parser
+
+
+def _add_doctor(commands: Any) -> None:
+    doctor = commands.add_parser(
+        "doctor", help="check a deployment from outside: WebSocket, buffering, timeouts, TLS"
+    )
+    doctor.add_argument("url", help="where clients reach pushwire, e.g. https://rt.example.com")
+    doctor.add_argument(
+        "--endpoint", default="/echo", help="the endpoint to try (default /echo: echoes back)"
+    )
+    doctor.add_argument(
+        "--timeout", type=float, default=5.0, metavar="SECONDS", help="wait per step (default 5)"
+    )
+    doctor.add_argument(
+        "--slow",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="a streamed event later than this is a warning (default 1)",
+    )
+    doctor.add_argument(
+        "--idle-check",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how long an idle connection must survive (default 5; 0: skip)",
+    )
+    doctor.add_argument("--cafile", default=None, help="PEM of the CA(s) to trust (https)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -178,6 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _publish(args)
     if args.command == "chat":
         return _chat(args)
+    if args.command == "doctor":
+        return _doctor(args)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -369,6 +400,17 @@ def parse_settings(items: Sequence[str]) -> dict[str, Any]:
             wanted = "an integer" if kind is int else "a number"
             raise ValueError(f"setting {name} needs {wanted}, not {value!r}") from None
     return settings
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from .doctor import Options, run
+
+    options = Options(args.endpoint, args.timeout, args.slow, args.idle_check, args.cafile)
+    try:
+        return run(args.url, options)
+    except ValueError as exc:
+        print(f"pushwire doctor: {exc}", file=sys.stderr)
+        return 2
 
 
 def _chat(args: argparse.Namespace) -> int:
