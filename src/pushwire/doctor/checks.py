@@ -241,7 +241,11 @@ async def check_stream(target: Target, options: Options, kind: str) -> Check:
             session = f"Pushwire-Session: {welcome['session']} {welcome.get('resume', '')}"
             nonce = secrets.token_hex(8)
             sent = time.monotonic()
-            await _send(target, options, endpoint, session, nonce)
+            try:
+                await _send(target, options, endpoint, session, nonce)
+            except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as exc:
+                detail += f", but sending the echo failed: {exc!r}"
+                return fail(kind, detail, "http")
             try:
                 async with asyncio.timeout(options.timeout):
                     while (await events.next()).get("data") != nonce:
@@ -316,7 +320,10 @@ async def check_idle(target: Target, options: Options, websocket: bool) -> Check
         what = f"an idle WebSocket lived {seconds:g} s and still answers"
         heartbeat = welcome.get("heartbeat")
     else:
-        reader, writer = await asyncio.wait_for(wire.open_connection(target), options.timeout)
+        try:
+            reader, writer = await asyncio.wait_for(wire.open_connection(target), options.timeout)
+        except (OSError, TimeoutError) as exc:
+            return fail("idle", f"cannot connect: {exc!r}", "http")
         try:
             writer.write(
                 wire.request(target, "POST", f"{options.endpoint}/stream", _hello().encode())
