@@ -146,6 +146,7 @@ async def test_a_path_that_drops_idle_connections_fails_idle_with_the_timeout_to
         status, lines, output = await doctor(url, "--idle-check", "4")
     assert status == 1, output
     assert lines["idle"].startswith("FAIL an idle WebSocket was closed after"), output
+    assert lines["idle"].endswith("s (cut without a close frame)")
     assert "fix: nginx: proxy_read_timeout 3600s;" in output
     assert "fix: HAProxy: timeout tunnel 1h;" in output
 

@@ -13,7 +13,7 @@ from typing import Final
 
 import orjson
 from websockets.asyncio.client import connect as websocket_connect
-from websockets.exceptions import InvalidStatus, WebSocketException
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 from websockets.typing import Subprotocol
 
 from . import wire
@@ -312,9 +312,12 @@ async def check_idle(target: Target, options: Options, websocket: bool) -> Check
                     await ws.send(orjson.dumps({"type": "ping"}).decode())
                     while orjson.loads(await ws.recv()).get("type") != "pong":
                         pass
-        except (OSError, WebSocketException) as exc:
+        except ConnectionClosed as exc:
             lived = time.monotonic() - start
-            return fail("idle", f"an idle WebSocket was closed after {lived:.1f} s ({exc!r})")
+            how = f"close {exc.rcvd.code}" if exc.rcvd else "cut without a close frame"
+            return fail("idle", f"an idle WebSocket was closed after {lived:.1f} s ({how})")
+        except (OSError, WebSocketException) as exc:
+            return fail("idle", f"an idle WebSocket failed: {exc!r}")
         except TimeoutError:
             return fail("idle", f"an idle WebSocket stopped answering after {seconds:g} s")
         what = f"an idle WebSocket lived {seconds:g} s and still answers"
