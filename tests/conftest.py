@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 
 from tests.redis_helpers import RedisServer, running_redis
 from tests.servers import ServerProcess, start_server
+from tests.tmux_terminal import tmux_session_name
 
 
 @pytest.fixture
@@ -38,3 +41,13 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A running `redis-server`, stopped at the end of the test (skips if not installed)."""
     with running_redis(tmp_path) as server:
         yield server
+
+
+@pytest.fixture
+def tmux_socket() -> Iterator[str]:
+    """A private tmux server for the test's terminals (tests/tmux_terminal.py), killed after."""
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed (scripts/test.sh installs it)")
+    name = tmux_session_name()
+    yield name
+    subprocess.run(["tmux", "-L", name, "kill-server"], capture_output=True, check=False)

@@ -243,3 +243,16 @@ async def test_the_readme_backend_example_publishes_through_the_api(
             }
             assert await examples["who_is_in"]("orders") == ["alice"]
             await printed.wait_for("1 messages kept")
+
+
+async def test_the_readme_sync_example_publishes_and_prints_the_rooms_past_then_its_own(
+    server_factory: ServerFactory,
+) -> None:
+    server = await asyncio.to_thread(server_factory)
+    examples = load(example("sync.connect("), server.url(""))
+    async with connect(server.url("/pushwire")) as client:
+        await client.publish("room", "earlier")
+    with Printed() as printed:
+        # A blocking call, from a thread of its own as a script would make it.
+        await asyncio.to_thread(examples["notify"], "from a script")
+    assert printed.getvalue().splitlines() == ["room: earlier", "room: from a script"]

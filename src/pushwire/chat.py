@@ -8,6 +8,11 @@ joins and leaves keep arriving while you type. Chat messages are the JSON text t
 uses, `{"nick": …, "text": …, "ts": …}`, so terminals and browsers share rooms.
 
 Commands: `/join ROOM`, `/nick NAME`, `/transport NAME`, `/who`, `/help`, `/quit`.
+
+As on the page: joining a room shows its last `HISTORY_ON_JOIN` messages from the server's
+history (and says so when history no longer reaches back), and a new nickname is a new
+connection under that name, so that everyone's people list shows it. Long lines wrap between
+words, indented under the first line's text.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import textwrap
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -27,7 +33,15 @@ __all__ = ["Action", "ChatModel", "Line", "run_chat"]
 
 #: Lines kept on screen; older ones scroll away.
 MAX_LINES: Final = 1000
+#: Messages of a room's past shown on joining it (from the server's history), as the page.
+HISTORY_ON_JOIN: Final = 50
+#: Positions of messages shown, remembered so that a room's past joined again is shown once.
+MAX_SEEN: Final = 5000
+#: A continuation line is indented under the text, by at most this share of the width.
+MAX_INDENT_SHARE: Final = 3
 HTTP_TRANSPORTS: Final = ("websocket", "sse", "stream", "longpoll", "polling")
+#: Columns of the people pane beside the messages.
+PEOPLE_WIDTH: Final = 22
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +58,7 @@ class Line:
 class Action:
     """What the view must do for an input line."""
 
-    kind: Literal["publish", "join", "transport", "quit", "none"]
+    kind: Literal["publish", "join", "transport", "nick", "quit", "none"]
     argument: str = ""
 
 
@@ -67,6 +81,8 @@ class ChatModel:
         self.online: int | None = None
         self.client: Any = None  # the connected client, for its live presence
         self.lines: deque[Line] = deque(maxlen=MAX_LINES)
+        # (channel, epoch, offset) of the messages shown, oldest first.
+        self._seen: dict[tuple[str, str, int], None] = {}
 
     # -- input --------------------------------------------------------------------------------
 
@@ -83,9 +99,10 @@ class ChatModel:
             return Action("quit")
         if command == "help":
             self.system(self.help())
-        elif command == "nick" and argument:
+        elif command == "nick" and argument and argument != self.nick:
             self.system(f"you are now {argument} (was {self.nick})")
             self.nick = argument
+            return Action("nick", argument)
         elif command == "join" and argument:
             return Action("join", argument.lstrip("#"))
         elif command == "transport" and argument in self.transports:
@@ -108,10 +125,20 @@ class ChatModel:
 
     # -- what arrives ---------------------------------------------------------------------------
 
-    def received(self, data: str | bytes, channel: str | None) -> None:
-        """A message arrived (`channel` None: a direct message)."""
+    def received(
+        self, data: str | bytes, channel: str | None, position: tuple[str, int] | None = None
+    ) -> None:
+        """A message arrived (`channel` None: a direct message) at `position` (epoch, offset)
+        of its channel: one shown already (the room's past, joined again) is not shown twice."""
         if channel is not None and channel != self.room:
             return
+        if channel is not None and position is not None:
+            key = (channel, *position)
+            if key in self._seen:
+                return
+            self._seen[key] = None
+            if len(self._seen) > MAX_SEEN:
+                del self._seen[next(iter(self._seen))]
         if isinstance(data, bytes):
             self.lines.append(Line(_clock(), "message", f"[binary, {len(data)} bytes]", "?"))
             return
@@ -127,6 +154,16 @@ class ChatModel:
             self.lines.append(Line(when, kind, message["text"], nick))
         else:
             self.lines.append(Line(_clock(), "message", data, "?"))
+
+    def lost(self, gap: Gap) -> None:
+        """History could not reach back: how many messages are not shown, when known."""
+        if gap.channel != self.room:
+            return
+        count = gap.to_offset - gap.from_offset if gap.from_epoch == gap.to_epoch else 0
+        what = {0: "earlier messages", 1: "1 earlier message"}.get(
+            count, f"{count} earlier messages"
+        )
+        self.error(f"#{gap.channel}: {what} could not be shown: the server no longer keeps them")
 
     def presence_changed(self, event: Join | Leave) -> None:
         """Someone joined or left a room: a line when it is this room."""
@@ -171,6 +208,25 @@ class ChatModel:
         )
 
 
+def wrap(prefix: int, text: str, width: int) -> list[str]:
+    """`text` in lines of at most `width` columns, broken between words; the first line
+    follows a prefix of `prefix` columns, the others are indented by as much (a hanging
+    indent, at most a third of the width). A word longer than a line is cut."""
+    prefix = min(prefix, max(0, width - 1))
+    indent = " " * min(prefix, width // MAX_INDENT_SHARE)
+    wrapper = textwrap.TextWrapper(
+        max(1, width), initial_indent="\0" * prefix, subsequent_indent=indent,
+        break_on_hyphens=False,
+    )  # fmt: skip
+    lines: list[str] = []
+    for paragraph in text.split("\n"):
+        wrapped = wrapper.wrap(paragraph) or [""]
+        # The text's first line follows the prefix; a later paragraph's starts on its own.
+        lines.append(("" if not lines else indent) + wrapped[0].lstrip("\0"))
+        lines.extend(wrapped[1:])
+    return lines
+
+
 # -- the terminal view ------------------------------------------------------------------------
 
 
@@ -178,6 +234,7 @@ async def run_chat(url: str, nick: str, room: str, transports: Sequence[str]) ->
     """Run the full-screen chat until /quit or Ctrl-C/Ctrl-D. Returns the exit status."""
     from prompt_toolkit.application import Application
     from prompt_toolkit.buffer import Buffer
+    from prompt_toolkit.data_structures import Point
     from prompt_toolkit.formatted_text import FormattedText
     from prompt_toolkit.key_binding import KeyBindings
     from prompt_toolkit.layout import HSplit, Layout, VSplit, Window
@@ -188,15 +245,24 @@ async def run_chat(url: str, nick: str, room: str, transports: Sequence[str]) ->
     model = ChatModel(nick, room, transports[0] if transports else choices[0], choices)
     model.system(f"connecting to {url} … type a message and press Enter · /help")
 
+    rows = [0]  # lines the messages take on screen, for the cursor that keeps the last shown
+
     def render_lines() -> FormattedText:
+        # The messages' column: the terminal less the people pane and its border.
+        width = max(20, app.output.get_size().columns - PEOPLE_WIDTH - 1)
         fragments: list[tuple[str, str]] = []
+        count = 0
         for line in model.lines:
             fragments.append(("class:time", f"{line.time} "))
             if line.kind in ("system", "error"):
-                fragments.append((f"class:{line.kind}", f"* {line.text}\n"))
+                head, style = ("class:time", "* "), f"class:{line.kind}"
             else:
-                fragments.append((f"class:{line.kind}-nick", f"{line.nick}: "))
-                fragments.append((f"class:{line.kind}", f"{line.text}\n"))
+                head, style = (f"class:{line.kind}-nick", f"{line.nick}: "), f"class:{line.kind}"
+            fragments.append(head)
+            text = wrap(len(line.time) + 1 + len(head[1]), line.text, width)
+            fragments.append((style, "\n".join(text) + "\n"))
+            count += len(text)
+        rows[0] = count
         return FormattedText(fragments)
 
     def render_people() -> FormattedText:
@@ -207,8 +273,17 @@ async def run_chat(url: str, nick: str, room: str, transports: Sequence[str]) ->
             fragments.append((f"class:{kind}", f" {name}\n"))
         return FormattedText(fragments)
 
-    messages = Window(FormattedTextControl(render_lines), wrap_lines=True, always_hide_cursor=True)
-    people = Window(FormattedTextControl(render_people), width=22, always_hide_cursor=True)
+    # The cursor (hidden) on the last line: the window scrolls to keep the newest in view.
+    messages = Window(
+        FormattedTextControl(
+            render_lines, get_cursor_position=lambda: Point(0, max(0, rows[0] - 1))
+        ),
+        wrap_lines=True,
+        always_hide_cursor=True,
+    )
+    people = Window(
+        FormattedTextControl(render_people), width=PEOPLE_WIDTH, always_hide_cursor=True
+    )
     status = Window(
         FormattedTextControl(lambda: FormattedText([("class:status", model.status())])),
         height=1,
@@ -269,7 +344,7 @@ async def run_chat(url: str, nick: str, room: str, transports: Sequence[str]) ->
                     model.transport = client.transport
                     model.state = "connected"
                     events = client.presence_events()  # before the joins it must not miss
-                    await client.subscribe(model.room, presence=True)
+                    await client.subscribe(model.room, presence=True, rewind=HISTORY_ON_JOIN)
                     model.system(f"joined #{model.room} over {client.transport}")
                     app.invalidate()
                     switch = await _converse(client, events, model, actions, quit_event, app)
@@ -282,9 +357,12 @@ async def run_chat(url: str, nick: str, room: str, transports: Sequence[str]) ->
                 continue
             if switch is None:
                 return
-            transport_list = [switch]
+            if switch.kind == "transport":
+                transport_list = [switch.argument]
+                model.system(f"switching to {switch.argument}")
+            else:  # a new nickname: a new connection under it, as the page does
+                transport_list = [model.transport, *(t for t in transports if t != model.transport)]
             model.state = "switching"
-            model.system(f"switching to {switch}")
             app.invalidate()
 
     task = asyncio.ensure_future(session())
@@ -306,21 +384,20 @@ async def _converse(
     actions: asyncio.Queue[Action],
     quit_event: asyncio.Event,
     app: Any,
-) -> str | None:
-    """Relay until quit (None) or a transport switch (its name)."""
+) -> Action | None:
+    """Relay until quit (None), a transport switch or a new nickname (the action)."""
 
     async def incoming() -> None:
         async for message in client:
             if isinstance(message, Gap):
-                model.error(
-                    f"#{message.channel}: messages after {message.from_offset} could not be "
-                    "recovered"
-                )
+                model.lost(message)
             elif isinstance(message, Failure):
                 where = f"#{message.channel}: " if message.channel else ""
                 model.error(f"{where}{message.operation} failed: {message.message}")
             else:
-                model.received(message.data, message.channel)
+                epoch, offset = message.epoch, message.offset
+                position = None if epoch is None or offset is None else (epoch, offset)
+                model.received(message.data, message.channel, position)
             app.invalidate()
 
     async def presence() -> None:
@@ -354,10 +431,10 @@ async def _converse(
             elif action.kind == "join":
                 await client.unsubscribe(model.room)
                 model.room, model.online = action.argument, None
-                await client.subscribe(model.room, presence=True)
+                await client.subscribe(model.room, presence=True, rewind=HISTORY_ON_JOIN)
                 model.system(f"joined #{model.room}")
-            elif action.kind == "transport":
-                return action.argument
+            elif action.kind in ("transport", "nick"):
+                return action
             app.invalidate()
     finally:
         reader.cancel()

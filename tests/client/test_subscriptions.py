@@ -96,3 +96,36 @@ def test_removing_a_stale_subscription_leaves_the_new_one() -> None:
     subscriptions.add("news", presence=False)
     subscriptions.remove("news", first)
     assert "news" in subscriptions
+
+
+def test_a_first_subscribe_with_rewind_asks_for_it_and_takes_what_comes_before_the_answer() -> None:
+    subscriptions = Subscriptions()
+    subscriptions.add("news", presence=False, rewind=3)
+    assert subscriptions.envelope("news") == {
+        "type": "subscribe",
+        "channel": "news",
+        "presence": False,
+        "rewind": 3,
+    }
+    subscriptions.subscribed(subscribed("news", "e1", 10))
+    # The last three messages (8, 9, 10) come from history: new, not replays.
+    assert [subscriptions.fresh("news", "e1", offset) for offset in (8, 9, 10, 11)] == [
+        True,
+        True,
+        True,
+        True,
+    ]
+    # A re-subscription resumes from the position: no rewind again.
+    assert subscriptions.envelope("news") == {
+        "type": "subscribe",
+        "channel": "news",
+        "presence": False,
+        "since": {"epoch": "e1", "offset": 11},
+    }
+
+
+def test_rewind_further_back_than_the_channel_starts_from_its_beginning() -> None:
+    subscriptions = Subscriptions()
+    subscriptions.add("news", presence=False, rewind=50)
+    subscriptions.subscribed(subscribed("news", "e1", 2))
+    assert subscriptions.fresh("news", "e1", 1)

@@ -14,26 +14,20 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.integration.chat_page import WAIT_MS, expect, join, messages, people, say, sign_in
 from tests.servers import ServerFactory, ServerProcess
 from tests.wire_clients import TcpClient
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Locator, Page
+    from playwright.sync_api import Browser, Page
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
-WAIT_MS = 10_000
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 OpenChat = Callable[..., "Page"]
 OWN = re.compile(r"\bown\b")
 HTTP_TRANSPORTS = ("sse", "stream", "iframe", "longpoll", "polling")
-
-
-# Without Playwright the whole module is skipped (the browser fixture would skip each test).
-expect = pytest.importorskip("playwright.sync_api").expect
-expect.set_options(timeout=WAIT_MS)
-UNKNOWN = "\u2013"  # what the online count shows before presence says (an en dash)
 
 
 def png(width: int, height: int, pixel: Callable[[int, int], tuple[int, int, int]]) -> bytes:
@@ -87,47 +81,10 @@ def open_chat(browser: Browser, server: ServerProcess) -> Iterator[OpenChat]:
         context.close()
 
 
-def sign_in(page: Page, nick: str) -> None:
-    """Answer the first-visit nickname form and wait until the page is connected."""
-    expect(page.get_by_test_id("nick-overlay")).to_be_visible()
-    page.get_by_test_id("nick-input").fill(nick)
-    page.get_by_test_id("nick-input").press("Enter")
-    expect(page.get_by_test_id("status")).to_have_attribute("data-state", "open")
-    # The room's presence snapshot lists us once the subscription is made: from then on no
-    # message to the room can pass us by (a send before it would, and the test would race).
-    expect(page.get_by_test_id("people").locator(f'li[data-user="{nick}"]')).to_be_visible()
-
-
 def skip_unless_client_has(page: Page, *transports: str) -> None:
     """Skip when this pushwire.js has none of `transports` (they land one by one)."""
     if not page.evaluate("names => names.some(n => n in Pushwire.transports)", transports):
         pytest.skip(f"pushwire.js has no {' or '.join(transports)} transport yet")
-
-
-def say(page: Page, text: str) -> None:
-    """Type `text` in the composer and press Enter."""
-    page.get_by_test_id("message-input").fill(text)
-    page.get_by_test_id("message-input").press("Enter")
-
-
-def join(page: Page, room: str) -> None:
-    """Join `room` with the sidebar form and wait until presence counts this page in it."""
-    if page.get_by_test_id("menu-button").is_visible():  # narrow: the sidebar is a drawer
-        page.get_by_test_id("menu-button").click()
-        expect(page.get_by_test_id("sidebar")).to_be_in_viewport(ratio=1)
-    page.get_by_test_id("room-input").fill(room)
-    page.get_by_test_id("room-join").click()
-    expect(page.get_by_test_id("room-name")).to_have_text(room)
-    expect(page.get_by_test_id("online-count")).not_to_have_text(UNKNOWN)
-
-
-def messages(page: Page) -> Locator:
-    return page.get_by_test_id("message")
-
-
-def people(page: Page) -> Locator:
-    """The names in the "people in the room" list (one's own marked "you")."""
-    return page.get_by_test_id("people").get_by_test_id("person-name")
 
 
 def test_two_people_in_one_room_see_each_others_messages_and_count_two_online(
@@ -259,15 +216,18 @@ def test_switching_rooms_isolates_their_messages(open_chat: OpenChat) -> None:
     # came back to her, so nothing of the kitchen is still on its way to the lobby.
     expect(messages(alice)).to_have_count(1)
 
-    # Back in the lobby, bob no longer gets the kitchen; the lobby is live again.
+    # Back in the lobby, bob no longer gets the kitchen; the lobby is live again, and shows
+    # what was said there meanwhile (its past, from the server's history).
     bob.get_by_test_id("room").filter(has_text="lobby").click()
     expect(bob.get_by_test_id("room-name")).to_have_text("lobby")
     expect(carol.get_by_test_id("online-count")).to_have_text("2")
     expect(alice.get_by_test_id("online-count")).to_have_text("1")
     say(alice, "anyone in the kitchen?")
     say(carol, "welcome back bob")
-    expect(messages(bob)).to_have_count(1)
-    expect(messages(bob).first.get_by_test_id("message-text")).to_have_text("welcome back bob")
+    expect(messages(bob)).to_have_count(2)
+    expect(messages(bob).get_by_test_id("message-text")).to_have_text(
+        ["lobby only", "welcome back bob"]
+    )
     expect(messages(alice)).to_have_count(2)
     expect(messages(carol)).to_have_count(2)
     expect(messages(carol).nth(1).get_by_test_id("message-text")).to_have_text("welcome back bob")
@@ -414,7 +374,7 @@ def test_where_websocket_is_refused_the_page_falls_back_and_says_to_what(
 
 
 def test_screenshots_of_a_conversation(open_chat: OpenChat, tmp_path: Path) -> None:
-    """docs/chat-demo.png at 1280x800 (and a narrow 390x844 one next to the test output)."""
+    """docs/chat-demo.png at 1280x800 and docs/chat-demo-phone.png at 390x844."""
     alice = open_chat("alice")
     bob = open_chat("bob", viewport=(390, 844))
     join(alice, "design")
@@ -446,9 +406,16 @@ def test_screenshots_of_a_conversation(open_chat: OpenChat, tmp_path: Path) -> N
     # run leaves the working tree as it found it.
     target = DOCS if os.environ.get("PUSHWIRE_UPDATE_DOCS") == "1" else tmp_path
     alice.screenshot(path=str(target / "chat-demo.png"))
-    bob.screenshot(path=str(tmp_path / "chat-demo-narrow.png"))
+    # The closed drawer casts no shadow: its blur would show as a grey band down the left edge.
+    assert bob.get_by_test_id("sidebar").evaluate("node => getComputedStyle(node).boxShadow") == (
+        "none"
+    )
+    bob.screenshot(path=str(target / "chat-demo-phone.png"))
     bob.get_by_test_id("menu-button").click()
     expect(bob.get_by_test_id("sidebar")).to_be_in_viewport(ratio=1)
+    assert bob.get_by_test_id("sidebar").evaluate("node => getComputedStyle(node).boxShadow") != (
+        "none"
+    )
     bob.screenshot(path=str(tmp_path / "chat-demo-narrow-drawer.png"))
     assert (target / "chat-demo.png").stat().st_size > 10_000
 

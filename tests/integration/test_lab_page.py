@@ -4,6 +4,7 @@ per transport in every chart, and the chat page links to it."""
 from __future__ import annotations
 
 import json
+import os
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
 WAIT_MS = 10_000
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 LAB_JSON = Path(__file__).resolve().parents[2] / "src" / "pushwire" / "static" / "lab.json"
 METRICS = [
     "messages_per_s",
@@ -117,3 +119,37 @@ def test_the_chat_page_links_to_the_lab(page: Page, server: ServerProcess) -> No
     page.goto(server.url("/"))
     link = page.get_by_test_id("lab-link")
     expect(link).to_have_attribute("href", "/lab")
+
+
+def test_on_a_phone_the_figures_are_cards_that_fit_and_the_versions_read_once(
+    browser: Browser, server: ServerProcess, lab: dict[str, Any], tmp_path: Path
+) -> None:
+    """At 390x844 no figure hides off to the side: each transport is a card of labelled values
+    as wide as the screen. docs/lab-phone.png is refreshed with PUSHWIRE_UPDATE_DOCS=1."""
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        page.goto(server.url("/lab"))
+        expect(page.get_by_test_id("charts")).to_have_attribute("data-state", "ready")
+        rows = page.get_by_test_id("figures-row")
+        expect(rows).to_have_count(len(lab["transports"]))
+        table = page.get_by_test_id("figures-table")
+        assert table.evaluate(
+            "node => node.parentElement.scrollWidth <= node.parentElement.clientWidth"
+        )
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        first = rows.first.locator("td").nth(1)
+        assert first.evaluate("node => getComputedStyle(node, '::before').content") == (
+            '"messages/s"'
+        )
+        provenance = page.get_by_test_id("provenance")
+        expect(provenance).to_contain_text(lab["versions"]["python"])
+        expect(provenance).not_to_contain_text("python Python")
+        expect(provenance).to_contain_text(f"websockets {lab['versions']['websockets']}")
+        target = DOCS if os.environ.get("PUSHWIRE_UPDATE_DOCS") == "1" else tmp_path
+        # The screen a reader scrolls to: the heading and the first cards.
+        page.locator(".figures h2").evaluate("node => node.scrollIntoView()")
+        page.screenshot(path=str(target / "lab-phone.png"))
+    finally:
+        context.close()

@@ -1,6 +1,8 @@
 """The asyncio Python client: `connect(url)` over WebSocket, SSE, streaming, long-poll,
-polling or TCP, with the same operations on each (docs/protocol.md is the wire)."""
+polling or TCP, with the same operations on each (docs/protocol.md is the wire); and
+`sync.connect(url)`, the same client behind blocking calls, for scripts and notebooks."""
 
+from . import sync
 from .client import Client, connect
 from .errors import (
     ClientClosed,
@@ -36,4 +38,5 @@ __all__ = [
     "RetryPolicy",
     "Subscription",
     "connect",
+    "sync",
 ]

@@ -35,14 +35,13 @@ the application reads (or fails with `timeout`): read from a task of its own.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import secrets
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Any, ParamSpec
 
+from .connecting import connecting
 from .connection import Connection
 from .directs import DirectPosition, message_data
 from .errors import ClientClosed, Failure, Gap, Message, Presence, RequestFailed, Subscription
@@ -55,8 +54,6 @@ from .subscriptions import Subscriptions
 from .transports.base import Envelope
 
 __all__ = ["Client", "connect"]
-
-P = ParamSpec("P")
 
 log = logging.getLogger("pushwire.client")
 
@@ -204,8 +201,11 @@ class Client:
         or the server refuses."""
         await self._connection.open()
 
-    async def subscribe(self, channel: str, presence: bool = False) -> Subscription:
-        """Join `channel` (again: a no-op that may change `presence`). From here on the
+    async def subscribe(
+        self, channel: str, presence: bool = False, rewind: int = 0
+    ) -> Subscription:
+        """Join `channel` (again: a no-op that may change `presence`); its last `rewind`
+        messages from history first (a `Gap` for those it no longer holds). From here on the
         channel is re-subscribed on every reconnection, from the last position seen.
 
         Raises:
@@ -216,7 +216,7 @@ class Client:
         await self._connection.wait_ready(self.request_timeout)
         # Known before the answer: the reader takes the position from `subscribed` and
         # tracks the messages right behind it, before this coroutine runs again.
-        created = self._subscriptions.add(channel, presence)
+        created = self._subscriptions.add(channel, presence, rewind)
         snapshots = self._roster.snapshots(channel)
         try:
             answer = await retrying(
@@ -455,46 +455,4 @@ class Client:
         self._inbox.close(closed)
 
 
-class _Connecting:
-    """What `connect()` returns: await it, or use it with `async with`."""
-
-    def __init__(self, client: Client) -> None:
-        self.client = client
-
-    def __await__(self) -> Generator[Any, None, Client]:
-        return self._open().__await__()
-
-    async def _open(self) -> Client:
-        await self.client.open()
-        return self.client
-
-    async def __aenter__(self) -> Client:
-        return await self._open()
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.client.close()
-
-
-def _connecting(make: Callable[P, Client]) -> Callable[P, _Connecting]:
-    """`connect` takes what `Client` takes: one signature to keep, not two."""
-
-    def connect(*args: P.args, **kwargs: P.kwargs) -> _Connecting:
-        """Connect to a pushwire server: `client = await connect(url, ...)`, or
-        `async with connect(url, ...) as client:` (which closes it at the end). The
-        arguments are `Client`'s, documented there.
-
-        Raises (when awaited):
-            ClientClosed: no transport could connect, or the server refused the connection.
-            ValueError: an unknown transport name, or one the URL's scheme cannot carry.
-        """
-        return _Connecting(make(*args, **kwargs))
-
-    # For help() and inspect.signature(): Client's parameters, connect's result.
-    signature = inspect.signature(make).replace(return_annotation="_Connecting")
-    connect.__signature__ = signature  # type: ignore[attr-defined]
-    return connect
-
-
-connect = _connecting(Client)
+connect = connecting(Client)

@@ -21,6 +21,8 @@ class Channel:
     presence: bool
     epoch: str | None = None
     offset: int = 0
+    #: The channel's last messages to get from history on the first subscription.
+    rewind: int = 0
 
 
 class Subscriptions:
@@ -40,14 +42,14 @@ class Subscriptions:
         """The channels subscribed to, in subscription order."""
         return list(self._channels)
 
-    def add(self, channel: str, presence: bool) -> Channel | None:
-        """Subscribe to `channel` from here on, or change its `presence`; the new `Channel`
-        when it was not subscribed yet, else None."""
+    def add(self, channel: str, presence: bool, rewind: int = 0) -> Channel | None:
+        """Subscribe to `channel` from here on (its last `rewind` messages first), or change
+        its `presence`; the new `Channel` when it was not subscribed yet, else None."""
         state = self._channels.get(channel)
         if state is not None:
             state.presence = presence
             return None
-        state = self._channels[channel] = Channel(presence)
+        state = self._channels[channel] = Channel(presence, rewind=rewind)
         return state
 
     def remove(self, channel: str, state: Channel | None = None) -> None:
@@ -61,6 +63,8 @@ class Subscriptions:
         envelope: Envelope = {"type": "subscribe", "channel": channel, "presence": state.presence}
         if state.epoch is not None:
             envelope["since"] = {"epoch": state.epoch, "offset": state.offset}
+        elif state.rewind:
+            envelope["rewind"] = state.rewind
         return envelope
 
     def envelopes(self) -> Iterator[Envelope]:
@@ -69,11 +73,12 @@ class Subscriptions:
             yield self.envelope(channel)
 
     def subscribed(self, envelope: Envelope) -> None:
-        """The server's `subscribed`: where a first subscription begins. A resumed one keeps
-        its own position (the messages after it are on their way)."""
+        """The server's `subscribed`: where a first subscription begins (with `rewind`, that
+        many messages before it). A resumed one keeps its own position (the messages after it
+        are on their way)."""
         state = self._channels.get(envelope.get("channel", ""))
         if state is not None and state.epoch is None:
-            state.epoch, state.offset = envelope["epoch"], envelope["offset"]
+            state.epoch, state.offset = envelope["epoch"], max(0, envelope["offset"] - state.rewind)
 
     def fresh(self, channel: str, epoch: str, offset: int) -> bool:
         """Whether a message at (epoch, offset) of `channel` is new; if so it is the last

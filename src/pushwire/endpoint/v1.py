@@ -320,6 +320,7 @@ class EnvelopeHandler(Handler):
         presence = fields.get("presence") is True
         try:
             since = _position(fields.get("since"))
+            rewind = _rewind(fields.get("rewind")) if since is None else 0
             channel, rule = access.check_subscribe(
                 session, fields.get("channel"), fields.get("token")
             )
@@ -338,6 +339,10 @@ class EnvelopeHandler(Handler):
             # them, so the client sees no gap and no reordering.
             hub.channels.subscribe(session, channel, present=rule.presence)
             try:
+                if rewind:
+                    # The last `rewind` messages: recovery from that many before the end.
+                    end = await hub.channels.position(channel)
+                    since = Position(end.epoch, max(0, end.offset - rewind))
                 history = await hub.broker.history(channel, since) if since is not None else None
                 position = (
                     history.position
@@ -424,6 +429,19 @@ class EnvelopeHandler(Handler):
 def _number(value: float) -> float | int:
     """20.0 as 20 on the wire: whole seconds read as whole numbers."""
     return int(value) if value.is_integer() else value
+
+
+def _rewind(value: object) -> int:
+    """A subscription's `rewind`: how many of the channel's last messages to send first.
+
+    Raises:
+        BadRequest: not a whole number from 0 to 2^63 - 1.
+    """
+    if value is None:
+        return 0
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_POSITION:
+        return value
+    raise BadRequest(f"rewind must be a whole number from 0 to {MAX_POSITION}, not {value!r:.40}")
 
 
 def _position(value: object) -> Position | None:

@@ -18,6 +18,7 @@
   var MAX_ROOMS = 12;
   var GROUP_WINDOW_MS = 3 * 60 * 1e3;
   var MAX_HISTORY = 500;
+  var HISTORY_ON_JOIN = 50;
   var TRANSPORTS = ["auto", "websocket", "sse", "stream", "iframe", "longpoll", "polling"];
   var KEYS = {
     nick: "pushwire.chat.nick",
@@ -269,8 +270,10 @@
     } else {
       record = binaryRecord(room, new Uint8Array(event.data));
     }
+    const history = roomHistory(room);
+    if (history.some((item) => item.key === key)) return;
     record.key = key;
-    record.own = state.own.has(`${room}|${key}`);
+    record.own = state.own.has(`${room}|${key}`) || record.nick !== null && record.nick === state.nick;
     addRecord(room, record);
   }
   function textRecord(room, data) {
@@ -326,6 +329,11 @@
       ui.empty.hidden = true;
       if (stick) scrollToBottom();
     }
+  }
+  function clearRoom(room) {
+    for (const record of roomHistory(room).splice(0)) if (record.url) URL.revokeObjectURL(record.url);
+    state.pendingFiles.delete(room);
+    if (room === state.room) renderRoom();
   }
   function addNotice(room, text) {
     addRecord(room, { kind: "notice", text, ts: Date.now() });
@@ -512,7 +520,9 @@
       renderPeople();
     }));
     pw.addEventListener("gap", current((event) => {
-      addNotice(event.channel, "Some messages were missed while disconnected and could not be recovered.");
+      const lost = event.from.epoch === event.to.epoch ? event.to.offset - event.from.offset : 0;
+      const what = lost === 1 ? "1 earlier message" : lost > 1 ? `${lost} earlier messages` : "Earlier messages";
+      addNotice(event.channel, `${what} could not be shown: the server no longer keeps them.`);
     }));
     pw.addEventListener("expired", current(() => {
       addNotice(state.room, "Your previous session expired; a new one was started.");
@@ -525,7 +535,8 @@
   function subscribe(room) {
     const pw = state.pw;
     if (!pw) return;
-    pw.subscribe(room, { presence: true }).catch((error) => {
+    clearRoom(room);
+    pw.subscribe(room, { presence: true, rewind: HISTORY_ON_JOIN }).catch((error) => {
       if (pw !== state.pw || pw.readyState >= Pushwire.CLOSING) return;
       if (error.code === "unsubscribed") return;
       addNotice(room, `Could not join #${room}: ${error.message || error}`);

@@ -136,7 +136,11 @@
         format(e.round_trips_per_s, ""), format(e.bytes_per_msg, ""), note(row)];
       const tr = body.insertRow();
       tr.dataset.testid = "figures-row";
-      for (const text of cells) tr.insertCell().textContent = text;
+      cells.forEach((text, i) => {
+        const cell = tr.insertCell();
+        cell.textContent = text;
+        cell.dataset.label = head[i]; // a phone shows each row as a card of labelled values
+      });
     }
   }
 
@@ -179,7 +183,9 @@
   function provenance(data) {
     const versions = Object.entries(data.versions || {})
       .filter(([, version]) => version !== "not installed")
-      .map(([name, version]) => `${name} ${version}`).join(", ");
+      // "Python 3.11.7" names itself; "websockets": "17.4" does not.
+      .map(([name, version]) => (String(version).toLowerCase().startsWith(name.toLowerCase())
+        ? String(version) : `${name} ${version}`)).join(", ");
     const machine = data.machine || {};
     const node = document.getElementById("provenance");
     const command = document.createElement("code");

@@ -105,13 +105,16 @@
     /**
      * Join a channel; its messages arrive as `message` events with `channel` set.
      * @param {string} channel
-     * @param {{presence?: boolean}} [options] presence: also keep the channel's members
-     *   (`presence(channel)`) and fire `presence`, `join` and `leave` events
+     * @param {{presence?: boolean, rewind?: number}} [options] presence: also keep the channel's
+     *   members (`presence(channel)`) and fire `presence`, `join` and `leave` events; rewind: first
+     *   deliver the channel's last `rewind` messages from its history (a `gap` event for those it
+     *   no longer holds), on the first subscription only (docs/protocol.md, "rewind")
      * @returns {Promise<{channel: string, epoch: string, offset: number}>}
      */
     subscribe(channel, options) {
       channel = String(channel);
       const presence = !!(options && options.presence);
+      const rewind = options && Number.isInteger(options.rewind) && options.rewind > 0 ? options.rewind : 0;
       return new Promise((resolve, reject) => {
         if (this._readyState >= CLOSING) {
           reject(new DOMException("the connection is closed", "InvalidStateError"));
@@ -121,6 +124,7 @@
         if (!state) {
           state = {
             presence,
+            rewind,
             epoch: null,
             offset: null,
             waiters: [],
@@ -184,6 +188,7 @@
       if (state.presence) envelope.presence = true;
       const recovering = state.offset !== null;
       if (recovering) envelope.since = { epoch: state.epoch, offset: state.offset };
+      else if (state.rewind) envelope.rewind = state.rewind;
       const waiters = state.waiters.splice(0);
       this._requests.set(id, { id, kind: "subscribe", channel, recovering, waiters });
       this._transport.send(envelope, null);
@@ -196,7 +201,7 @@
       if (state) state.failures = 0;
       if (state && state.offset === null) {
         state.epoch = envelope.epoch;
-        state.offset = envelope.offset;
+        state.offset = Math.max(0, envelope.offset - (state.rewind || 0));
       }
       const answer = { channel: envelope.channel, epoch: envelope.epoch, offset: envelope.offset };
       for (const waiter of request.waiters) waiter.resolve(answer);

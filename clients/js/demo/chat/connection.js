@@ -1,7 +1,7 @@
 /** The page's one Pushwire connection: opened with the nickname and transport chosen, and its events. */
-import { ENDPOINT } from './constants.js';
+import { ENDPOINT, HISTORY_ON_JOIN } from './constants.js';
 import { toast } from './dom.js';
-import { addNotice, receive } from './records.js';
+import { addNotice, clearRoom, receive } from './records.js';
 import { state } from './state.js';
 import { hideBanner, renderPeople, setOnline, setStatus, showBanner, showTransport } from './status.js';
 
@@ -79,7 +79,9 @@ export function connect() {
     renderPeople();
   }));
   pw.addEventListener('gap', current((event) => {
-    addNotice(event.channel, 'Some messages were missed while disconnected and could not be recovered.');
+    const lost = event.from.epoch === event.to.epoch ? event.to.offset - event.from.offset : 0;
+    const what = lost === 1 ? '1 earlier message' : lost > 1 ? `${lost} earlier messages` : 'Earlier messages';
+    addNotice(event.channel, `${what} could not be shown: the server no longer keeps them.`);
   }));
   pw.addEventListener('expired', current(() => {
     addNotice(state.room, 'Your previous session expired; a new one was started.');
@@ -90,10 +92,13 @@ export function connect() {
   subscribe(state.room);
 }
 
+/** Join `room` afresh: its last messages come from the server's history, then live ones. What
+ * the page showed of it is replaced (it missed what was said while it was not subscribed). */
 export function subscribe(room) {
   const pw = state.pw;
   if (!pw) return;
-  pw.subscribe(room, { presence: true }).catch((error) => {
+  clearRoom(room);
+  pw.subscribe(room, { presence: true, rewind: HISTORY_ON_JOIN }).catch((error) => {
     if (pw !== state.pw || pw.readyState >= Pushwire.CLOSING) return;
     if (error.code === 'unsubscribed') return; // switched away before the answer
     addNotice(room, `Could not join #${room}: ${error.message || error}`);

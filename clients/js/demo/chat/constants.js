@@ -10,6 +10,8 @@ export const MAX_FILE = 256 * 1024;
 export const MAX_ROOMS = 12;
 export const GROUP_WINDOW_MS = 3 * 60 * 1000;
 export const MAX_HISTORY = 500; // records kept per room; older ones leave the page
+// Messages of the room's past shown on joining it and on reload (from the server's history).
+export const HISTORY_ON_JOIN = 50;
 export const TRANSPORTS = ['auto', 'websocket', 'sse', 'stream', 'iframe', 'longpoll', 'polling'];
 export const KEYS = {
   nick: 'pushwire.chat.nick',

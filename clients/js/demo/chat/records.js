@@ -2,7 +2,7 @@
 import { MAX_HISTORY, MAX_NICK, MAX_TEXT } from './constants.js';
 import { ui } from './dom.js';
 import { sniffImage } from './format.js';
-import { nearBottom, renderRecord, scrollToBottom } from './messages.js';
+import { nearBottom, renderRecord, renderRoom, scrollToBottom } from './messages.js';
 import { roomHistory, state } from './state.js';
 
 export function receive(event) {
@@ -20,8 +20,11 @@ export function receive(event) {
   } else {
     record = binaryRecord(room, new Uint8Array(event.data));
   }
+  const history = roomHistory(room);
+  if (history.some((item) => item.key === key)) return; // shown already
   record.key = key;
-  record.own = state.own.has(`${room}|${key}`);
+  // Sent from this page, or (the room's past, after a reload) under this page's nickname.
+  record.own = state.own.has(`${room}|${key}`) || (record.nick !== null && record.nick === state.nick);
   addRecord(room, record);
 }
 
@@ -79,6 +82,13 @@ export function addRecord(room, record) {
     ui.empty.hidden = true;
     if (stick) scrollToBottom();
   }
+}
+
+/** Forget what the page shows of `room` (it is joined afresh and its history comes again). */
+export function clearRoom(room) {
+  for (const record of roomHistory(room).splice(0)) if (record.url) URL.revokeObjectURL(record.url);
+  state.pendingFiles.delete(room);
+  if (room === state.room) renderRoom();
 }
 
 export function addNotice(room, text) {

@@ -8,8 +8,9 @@ import asyncio
 import ssl
 
 from ..errors import ConnectionLost
-from .base import Envelope, Item, encode_json
+from .base import MAX_FRAME, Envelope, Item, encode_json
 from .http import HttpTransport, read_chunk
+from .sse_parser import SseParser
 
 __all__ = ["SseTransport", "StreamTransport"]
 
@@ -64,16 +65,19 @@ class StreamTransport(_StreamingTransport):
 
 
 class SseTransport(_StreamingTransport):
-    """`text/event-stream`: one envelope per event, in its `data:` line."""
+    """`text/event-stream`: one envelope per event, in its data (read as the HTML standard
+    reads an event stream: multi-line data, `id`, `retry`, CR / LF / CRLF line ends)."""
 
     name = "sse"
 
+    def __init__(self, base: str, host: str, port: int, ssl_context: ssl.SSLContext | None):
+        super().__init__(base, host, port, ssl_context)
+        self.parser = SseParser(MAX_FRAME)
+
+    async def open(self, hello: Envelope, timeout: float) -> None:
+        self.parser = SseParser(MAX_FRAME)  # a new stream
+        await super().open(hello, timeout)
+
     def _split(self, data: bytes) -> list[bytes]:
-        self.buffer += data
-        *events, self.buffer = self.buffer.split(b"\n\n")
-        found = []
-        for event in events:
-            for line in event.split(b"\n"):
-                if line.startswith(b"data:"):
-                    found.append(line[5:].strip())
-        return found
+        self.parser.receive_data(data)
+        return [event.data.encode() for event in self.parser.events_received()]
