@@ -199,6 +199,7 @@ def _add_doctor(commands: Any) -> None:
         help="how long an idle connection must survive (default 5; 0: skip)",
     )
     doctor.add_argument("--cafile", default=None, help="PEM of the CA(s) to trust (https)")
+    doctor.add_argument("--token", default=None, help="connection token, if the endpoint needs one")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -405,7 +406,9 @@ def parse_settings(items: Sequence[str]) -> dict[str, Any]:
 def _doctor(args: argparse.Namespace) -> int:
     from .doctor import Options, run
 
-    options = Options(args.endpoint, args.timeout, args.slow, args.idle_check, args.cafile)
+    options = Options(
+        args.endpoint, args.timeout, args.slow, args.idle_check, args.cafile, args.token
+    )
     try:
         return run(args.url, options)
     except ValueError as exc:

@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import jwt
 import pytest
 
 from tests.doctor_proxy import Faults, FaultyProxy
@@ -174,3 +176,33 @@ async def test_a_certificate_the_client_cannot_verify_fails_tls_and_stops_there(
     assert status == 1, output
     assert lines["tls"].startswith("FAIL certificate not valid for localhost:"), output
     assert {lines[name].split()[0] for name in lines if name != "tls"} == {"SKIP"}
+
+
+SECRET = "a test secret for pushwire doctor, 32+ bytes long"
+
+
+async def test_an_endpoint_that_needs_a_token_is_checked_with_one_and_refused_without(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory("--jwt-secret", SECRET)
+    token = jwt.encode({"sub": "doctor", "exp": time.time() + 300}, SECRET, "HS256")
+    status, lines, output = await doctor(
+        server.url(""), "--endpoint", "/pushwire", "--token", token
+    )
+    assert statuses(lines) == ALL_PASS, output
+    assert status == 0
+    # Not /echo: nothing comes back, so only the welcome is timed.
+    assert lines["websocket"].startswith("PASS upgrade to /pushwire passed, welcome in")
+    assert "echo" not in lines["websocket"] + lines["sse"]
+
+    status, lines, output = await doctor(server.url(""), "--endpoint", "/pushwire")
+    assert status == 1, output
+    assert statuses(lines) == {
+        **ALL_PASS,
+        "websocket": "FAIL",
+        "sse": "FAIL",
+        "stream": "FAIL",
+        "idle": "SKIP",
+    }, output
+    assert lines["websocket"].startswith("FAIL /pushwire did not welcome the hello (unauthorized:")
+    assert "fix: give --token with a valid connection token" in output

@@ -22,6 +22,7 @@ import asyncio
 from collections.abc import Sequence
 
 from .checks import (
+    FIXES,
     Check,
     Options,
     Status,
@@ -48,6 +49,9 @@ async def diagnose(url: str, options: Options) -> list[Check]:
     if http.status is Status.FAIL:
         return [http, keep_alive, tls, *(skipped(name, "http") for name in names[2:])]
     websocket = await check_websocket(target, options)
+    if websocket.fixes is FIXES["hello"]:
+        refused = [await check_stream(target, options, kind) for kind in ("sse", "stream")]
+        return [http, keep_alive, tls, websocket, *refused, skipped("idle", "the hello")]
     sse, stream, idle = await asyncio.gather(
         check_stream(target, options, "sse"),
         check_stream(target, options, "stream"),

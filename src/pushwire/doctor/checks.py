@@ -51,6 +51,10 @@ FIXES: Final[dict[str, tuple[str, ...]]] = {
         "HAProxy: no compression of text/event-stream or application/x-ndjson",
         "Caddy: reverse_proxy { flush_interval -1 }",
     ),
+    "hello": (
+        "give --token with a valid connection token for this endpoint, or check /echo "
+        "(the default endpoint: no token needed)",
+    ),
     "idle": (
         "nginx: proxy_read_timeout 3600s; proxy_send_timeout 3600s; (default 60s)",
         "HAProxy: timeout tunnel 1h; timeout client 1h; timeout server 1h",
@@ -84,6 +88,8 @@ class Options:
     slow: float = 1.0
     idle_check: float = 5.0
     cafile: str | None = None
+    #: The connection token of the hello, for an endpoint that needs one.
+    token: str | None = None
 
 
 def fail(name: str, detail: str, fixes: str | None = None) -> Check:
@@ -157,8 +163,11 @@ async def check_tls(target: Target, options: Options) -> Check:
     return Check("tls", Status.PASS, detail)
 
 
-def _hello() -> str:
-    return orjson.dumps({"type": "hello"}).decode()
+def _hello(options: Options) -> str:
+    hello = (
+        {"type": "hello"} if options.token is None else {"type": "hello", "token": options.token}
+    )
+    return orjson.dumps(hello).decode()
 
 
 def _websocket(target: Target, options: Options) -> websocket_connect:
@@ -178,10 +187,10 @@ async def check_websocket(target: Target, options: Options) -> Check:
         async with asyncio.timeout(options.timeout):
             async with _websocket(target, options) as ws:
                 start = time.monotonic()
-                await ws.send(_hello())
+                await ws.send(_hello(options))
                 welcome = orjson.loads(await ws.recv())
                 if welcome.get("type") != "welcome":
-                    return fail("websocket", f"no welcome on {options.endpoint}: {welcome}")
+                    return _refused("websocket", options, welcome)
                 took = _ms(time.monotonic() - start)
                 detail = f"upgrade to {options.endpoint} passed, welcome in {took}"
                 if options.endpoint.rstrip("/").endswith("/echo"):
@@ -206,12 +215,12 @@ async def check_stream(target: Target, options: Options, kind: str) -> Check:
     /echo the time from sending a message to its echo arriving on the open stream."""
     endpoint = options.endpoint.rstrip("/")
     if kind == "sse":
-        query = urllib.parse.quote(_hello())
+        query = urllib.parse.quote(_hello(options))
         request = wire.request(
             target, "GET", f"{endpoint}/sse?hello={query}", b"", "Accept: text/event-stream"
         )
     else:
-        request = wire.request(target, "POST", f"{endpoint}/stream", _hello().encode())
+        request = wire.request(target, "POST", f"{endpoint}/stream", _hello(options).encode())
     try:
         reader, writer = await asyncio.wait_for(wire.open_connection(target), options.timeout)
     except (OSError, TimeoutError) as exc:
@@ -235,6 +244,8 @@ async def check_stream(target: Target, options: Options, kind: str) -> Check:
             )
             return fail(kind, detail, "buffering")
         first = time.monotonic() - start
+        if welcome.get("type") != "welcome":
+            return _refused(kind, options, welcome)
         detail = f"first event after {_ms(first)}"
         worst = first
         if endpoint.endswith("/echo") and isinstance(welcome.get("session"), str):
@@ -300,7 +311,7 @@ async def check_idle(target: Target, options: Options, websocket: bool) -> Check
         try:
             async with asyncio.timeout(options.timeout + seconds):
                 async with _websocket(target, options) as ws:
-                    await ws.send(_hello())
+                    await ws.send(_hello(options))
                     welcome = orjson.loads(await ws.recv())
                     start = time.monotonic()
                     try:
@@ -329,7 +340,7 @@ async def check_idle(target: Target, options: Options, websocket: bool) -> Check
             return fail("idle", f"cannot connect: {exc!r}", "http")
         try:
             writer.write(
-                wire.request(target, "POST", f"{options.endpoint}/stream", _hello().encode())
+                wire.request(target, "POST", f"{options.endpoint}/stream", _hello(options).encode())
             )
             try:
                 async with asyncio.timeout(seconds):
@@ -349,6 +360,12 @@ async def check_idle(target: Target, options: Options, websocket: bool) -> Check
             "proves the path lets a connection wait for it"
         )
     return Check("idle", Status.PASS, what)
+
+
+def _refused(name: str, options: Options, answer: dict[str, object]) -> Check:
+    """The endpoint answered the hello with something other than a welcome."""
+    what = f"{answer.get('code')}: {answer.get('message')}" if "code" in answer else answer
+    return fail(name, f"{options.endpoint} did not welcome the hello ({what})", "hello")
 
 
 def skipped(name: str, because: str) -> Check:
