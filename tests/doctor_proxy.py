@@ -1,6 +1,6 @@
 """A loopback reverse proxy with the faults `pushwire doctor` must find, each one switched on
-by itself: it buffers streamed responses, drops the WebSocket upgrade headers, closes every
-connection after one request, or drops connections that stay idle."""
+by itself: it buffers or delays streamed responses, drops the WebSocket upgrade headers, closes
+every connection after one request, or drops connections that stay idle."""
 
 from __future__ import annotations
 
@@ -25,6 +25,9 @@ class Faults:
     close_connections: bool = False
     #: A connection with no byte either way for this many seconds is closed.
     idle_timeout: float | None = None
+    #: Each piece of a streamed response is passed on this many seconds late (a proxy that
+    #: flushes on a timer): events arrive, slowly.
+    delay: float = 0.0
 
 
 class FaultyProxy:
@@ -95,7 +98,8 @@ class FaultyProxy:
         """Copy `source` to `sink` until the end; when `buffer_bytes`, hold a streamed
         response's bytes (its head too) until that many are in or it ends."""
         held = bytearray()
-        streamed: bool | None = None if buffer_bytes else False
+        delay = self.faults.delay if buffer_bytes is not None else 0.0
+        streamed: bool | None = None if buffer_bytes or delay else False
         while True:
             data = await self._read(source, last)
             if not data:
@@ -108,7 +112,9 @@ class FaultyProxy:
                 head = bytes(held).split(b"\r\n\r\n")[0].lower()
                 streamed = b"chunked" in head or b"text/event-stream" in head
                 data, held = bytes(held), bytearray()
-            if streamed:
+            if streamed and delay:
+                await asyncio.sleep(delay)  # the fault itself: late, not lost
+            elif streamed:
                 held += data
                 if len(held) < (buffer_bytes or 0):
                     continue

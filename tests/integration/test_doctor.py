@@ -115,6 +115,19 @@ async def test_a_proxy_that_buffers_streams_fails_sse_and_stream_with_the_fix(
     assert output.rstrip().endswith("2 check(s) failed")
 
 
+async def test_a_proxy_that_passes_streamed_events_late_is_a_warning_that_fails_nothing(
+    server: ServerProcess,
+) -> None:
+    # Every piece of a streamed response is 3 s late; over --slow 2 s is a warning.
+    async with proxy(server, Faults(delay=3.0)) as url:
+        status, lines, output = await doctor(url, "--slow", "2", "--timeout", "20")
+    assert lines["sse"].startswith("WARN first event after "), output
+    assert lines["sse"].endswith(": over 2 s, something may buffer")
+    assert lines["stream"].startswith("WARN first event after "), output
+    assert "fix: nginx: proxy_buffering off;" in output
+    assert status == 0
+
+
 async def test_a_proxy_that_drops_the_upgrade_headers_fails_websocket_with_the_fix(
     server: ServerProcess,
 ) -> None:
