@@ -19,6 +19,9 @@ class Faults:
     #: Streamed responses (chunked or text/event-stream) are held until this many bytes are
     #: in, or the response ends, as a buffering proxy does; 0: passed on as they come.
     buffer_bytes: int = 0
+    #: With `buffer_bytes`: the response head is held too (else it goes on at once and only
+    #: the body waits).
+    hold_head: bool = True
     #: Upgrade and Connection request headers are not passed on (an HTTP/1.0-style proxy).
     drop_upgrade: bool = False
     #: Each request goes up with `Connection: close`: one request per connection.
@@ -96,7 +99,7 @@ class FaultyProxy:
         buffer_bytes: int | None,
     ) -> None:
         """Copy `source` to `sink` until the end; when `buffer_bytes`, hold a streamed
-        response's bytes (its head too) until that many are in or it ends."""
+        response's bytes (its head too, with `hold_head`) until that many are in or it ends."""
         held = bytearray()
         delay = self.faults.delay if buffer_bytes is not None else 0.0
         streamed: bool | None = None if buffer_bytes or delay else False
@@ -112,6 +115,10 @@ class FaultyProxy:
                 head = bytes(held).split(b"\r\n\r\n")[0].lower()
                 streamed = b"chunked" in head or b"text/event-stream" in head
                 data, held = bytes(held), bytearray()
+                if streamed and not delay and not self.faults.hold_head:
+                    end = data.index(b"\r\n\r\n") + 4
+                    sink.write(data[:end])
+                    data = data[end:]
             if streamed and delay:
                 await asyncio.sleep(delay)  # the fault itself: late, not lost
             elif streamed:

@@ -101,15 +101,23 @@ async def test_every_check_passes_behind_a_proxy_that_passes_everything_through(
     assert status == 0
 
 
+@pytest.mark.parametrize(
+    ("hold_head", "seen"),
+    [
+        (True, "no response head from /echo/{kind} within 8 s though /healthz answers"),
+        (False, "no byte of the body within 8 s after the response head"),
+    ],
+)
 async def test_a_proxy_that_buffers_streams_fails_sse_and_stream_with_the_fix(
-    server: ServerProcess,
+    server: ServerProcess, hold_head: bool, seen: str
 ) -> None:
-    async with proxy(server, Faults(buffer_bytes=65536)) as url:
+    async with proxy(server, Faults(buffer_bytes=65536, hold_head=hold_head)) as url:
         status, lines, output = await doctor(url)
     assert status == 1, output
     assert statuses(lines) == {**ALL_PASS, "sse": "FAIL", "stream": "FAIL"}, output
-    assert "held back (buffered)" in lines["sse"]
-    assert "held back (buffered)" in lines["stream"]
+    for kind in ("sse", "stream"):
+        assert lines[kind].startswith(f"FAIL {seen.format(kind=kind)}"), output
+        assert "held back (buffered)" in lines[kind]
     assert "fix: nginx: proxy_buffering off;" in output
     assert "fix: Caddy: reverse_proxy { flush_interval -1 }" in output
     assert output.rstrip().endswith("2 check(s) failed")
