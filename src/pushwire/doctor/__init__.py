@@ -13,6 +13,10 @@ in the proxy in front (nginx, HAProxy, Caddy). The checks, in order:
   are printed; over `--slow` seconds is a warning, over `--timeout` a failure);
 - `idle`: a connection left idle for `--idle-check` seconds is still open and answers.
 
+A failed `tls` skips every other check, a failed `http` the ones after it, and an endpoint
+that does not welcome the hello (a token needed: `--token`) skips `idle`. The doctor speaks
+HTTP/1.1 (as a WebSocket handshake does), through whatever is between it and pushwire.
+
 Exit status: 1 when a check failed, 0 otherwise (warnings included), 2 for a bad command line.
 """
 
