@@ -219,6 +219,9 @@ COMPARISONS = {
         ["aiohttp SSE (StreamResponse)", "sse-starlette (uvicorn)"],
     ),
     "longpoll": ("pushwire longpoll", ["python-socketio polling", "Node socket.io polling"]),
+    # The native server against pushwire's own ASGI door on uvicorn (> 1: native ahead).
+    "asgi": ("pushwire", ["pushwire ASGI (uvicorn)"]),
+    "asgi-sse": ("pushwire SSE (/sse/<channel>)", ["pushwire ASGI SSE (uvicorn)"]),
 }
 
 

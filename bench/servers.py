@@ -222,6 +222,18 @@ def targets() -> list[Target]:
             transport="websocket (pushwire.v1)",
         ),
         Target(
+            "pushwire ASGI (uvicorn)",
+            "pushwire",
+            python_peer("pushwire_asgi_server.py"),
+            {
+                "fanout": _fanout(*_ws("/ws/bench"), *pw_raw_pub),
+                "echo": _echo(*_ws("/echo")),
+                "connect": _connect(*_ws("/echo")),
+            },
+            _needs_modules("uvicorn", "uvloop"),
+            transport="websocket (ASGI door)",
+        ),
+        Target(
             "pushwire subscriber",
             "pushwire",
             PUSHWIRE,
@@ -327,6 +339,14 @@ def targets() -> list[Target]:
             PUSHWIRE,
             {"fanout": _fanout("--proto", "stream", "--path", "/sse/bench", *pw_raw_pub)},
             transport="sse",
+        ),
+        Target(
+            "pushwire ASGI SSE (uvicorn)",
+            "pushwire",
+            python_peer("pushwire_asgi_server.py"),
+            {"fanout": _fanout("--proto", "stream", "--path", "/sse/bench", *pw_raw_pub)},
+            _needs_modules("uvicorn", "uvloop"),
+            transport="sse (ASGI door)",
         ),
         Target(
             "pushwire stream",

@@ -22,14 +22,18 @@ fi
 export PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 python3 -m pip install -q -e ".[test]" || exit 1
 
-# tests/test_js_build.py rebuilds the browser bundles with clients/js's esbuild: install it when
-# it is missing or older than the lock file (npm writes node_modules/.package-lock.json last).
-# If npm ci fails, that test fails and says why; the rest of the suite still runs.
+# clients/js's devDependencies, pinned in its lock file, into clients/js/node_modules: esbuild
+# (tests/test_js_build.py rebuilds the browser bundles; the example app is bundled with it) and
+# typescript (tsc over the package's declarations and sources, tests/test_js_package.py and
+# tests/integration/test_js_package_example.py, which also `npm pack` the package). Installed
+# when missing or older than the lock file (npm writes node_modules/.package-lock.json last),
+# from npm's cache when it has them, bounded in time. If npm ci fails, those tests fail and say
+# why; the rest of the suite still runs.
 js_lock=clients/js/package-lock.json
 js_installed=clients/js/node_modules/.package-lock.json
 if [ ! -f "$js_installed" ] || [ "$js_lock" -nt "$js_installed" ]; then
-  (cd clients/js && npm ci --no-audit --no-fund --loglevel=error) ||
-    echo "npm ci failed in clients/js: tests/test_js_build.py will fail" >&2
+  (cd clients/js && timeout 600 npm ci --prefer-offline --no-audit --no-fund --loglevel=error) ||
+    echo "npm ci failed in clients/js: the tests of pushwire.js and its npm package will fail" >&2
 fi
 
 python3 -m pytest "$@"

@@ -25,7 +25,7 @@ MAX_LINES = 500
 LAYERS: list[tuple[str, set[str]]] = [
     (
         "foundation",
-        {"errors", "config", "clock", "message", "http11", "parsing", "guard", "version"},
+        {"errors", "config", "clock", "message", "http11", "parsing", "guard", "version", "logs"},
     ),
     ("codecs and policies", {"envelope", "presence", "origin"}),
     ("the Python clients", {"client", "api"}),
@@ -35,12 +35,25 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("endpoints", {"endpoint"}),
     ("app interface", {"web"}),
     ("transports", {"transports"}),
-    ("cluster and API", {"routing", "httpapi"}),
-    ("front doors and the app", {"server", "app"}),
-    ("process", {"serve", "cli", "doctor", "configfile", "__init__", "__main__", "chat"}),
+    ("cluster and API", {"routing", "httpapi", "metrics"}),
+    ("front doors and the app", {"server", "asgiapp", "app"}),
+    (
+        "process",
+        {
+            "serve",
+            "embed",
+            "cli",
+            "doctor",
+            "configfile",
+            "options",
+            "__init__",
+            "__main__",
+            "chat",
+        },
+    ),
 ]
 #: Groups that share a layer but must not import each other.
-APART: list[tuple[str, str]] = [("server", "app")]
+APART: list[tuple[str, str]] = [("server", "app"), ("asgiapp", "app"), ("asgiapp", "server")]
 #: The Python client is the other side of the wire: it shares only the codecs, and only the
 #: process layer (the terminal chat, the command line) uses it.
 CLIENT_MAY_IMPORT = {"client", "envelope", "errors", "message"}

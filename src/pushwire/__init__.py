@@ -1,8 +1,10 @@
 """pushwire: real-time server push and instant messaging for Python."""
 
 from .app import App
+from .asgiapp import AsgiApp
 from .config import Config
 from .core import ConnectRequest, Hub, Identity, Session
+from .embed import Server, asgi
 from .errors import (
     BadRequest,
     Forbidden,
@@ -17,6 +19,7 @@ from .version import __version__
 
 __all__ = [
     "App",
+    "AsgiApp",
     "BadRequest",
     "Config",
     "ConnectRequest",
@@ -29,8 +32,10 @@ __all__ = [
     "Position",
     "PushwireError",
     "RemoteError",
+    "Server",
     "Session",
     "__version__",
+    "asgi",
     "run",
     "serve",
 ]

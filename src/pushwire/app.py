@@ -14,7 +14,9 @@ server (`pushwire.server`) and any other door hand it requests, upgrades and TCP
 | `/sse/<channel>` | a plain EventSource joins a channel |
 | `/api/publish/<channel>`, `/api/send/<user>`, ... | the HTTP API (`pushwire.httpapi`) |
 | `GET /api/stats` | counters: connections, sessions, messages |
-| `/healthz` | 200 while serving, 503 while shutting down |
+| `GET /metrics` | Prometheus metrics (`pushwire.metrics`), behind the API key like `/api/*` |
+| `/healthz` | liveness: 200 while serving, 503 while shutting down |
+| `/readyz` | readiness: 200 while serving and the broker works, else 503 |
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import mimetypes
 from collections.abc import Awaitable
 from typing import Final
 
+from .broker.base import BrokerHealth
 from .broker.memory import MemoryBroker
 from .config import Config
 from .core import Hub
@@ -43,6 +46,7 @@ from .errors import (
     Unavailable,
 )
 from .httpapi import HttpApi
+from .metrics import CONTENT_TYPE, Metrics
 from .origin import OriginPolicy
 from .routing import Router
 from .transports.http_session import (
@@ -122,6 +126,7 @@ class App:
         self.server: ServerState | None = None
         #: Session routing between nodes (a Redis broker); started and closed with the broker.
         self.router: Router | None = None
+        self._metrics: Metrics | None = None
 
     # -- the app interface ------------------------------------------------------------------
 
@@ -132,6 +137,9 @@ class App:
 
     def stopping(self) -> None:
         self.shutting_down = True
+        # A held long-poll is answered now, with its `close` envelope: waiting for it would
+        # hold the shutdown up to longpoll_timeout (then the door's shutdown_timeout).
+        self.polls.close_all(1001, "server shutting down")
         self.budget.stop()
 
     def _budget(self) -> MemoryBudget:
@@ -172,6 +180,24 @@ class App:
         if isinstance(broker, MemoryBroker):
             counters["history_trimmed"] = broker.history_trimmed
         return counters
+
+    def readiness(self) -> Response:
+        """`/readyz`: 200 while this process can serve clients fully, 503 (with the reason)
+        while it shuts down or its broker is unreachable (publishing would answer 503)."""
+        if self.shutting_down:
+            raise Unavailable("shutting down")
+        broker = self.hub.broker
+        if isinstance(broker, BrokerHealth) and not broker.health_stats()["up"]:
+            raise Unavailable("broker unavailable")
+        return Response(200, "ready\n")
+
+    def metrics(self, request: Request) -> Response:
+        """`GET /metrics`: Prometheus' text format; the API key when one is needed (as
+        `/api/stats`: they tell about the server's clients)."""
+        self.api.authorize(request)
+        if self._metrics is None:
+            self._metrics = Metrics(self.hub, self.stats)
+        return Response(200, self._metrics.exposition(), content_type=CONTENT_TYPE)
 
     def error_response(self, request: Request, exc: PushwireError) -> Response:
         """The answer to a failed request: status, a one-line reason, CORS when allowed."""
@@ -224,6 +250,10 @@ class App:
             if self.shutting_down:
                 raise Unavailable("shutting down")
             return Response(200, "ok\n")
+        if path == "/readyz":
+            return self.readiness()
+        if path == "/metrics":
+            return self.metrics(request)
         name = _PAGES.get(path)
         if name is None and path.startswith("/static/"):
             name = path[len("/static/") :]

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import importlib
 import ipaddress
-import logging
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
 
-from . import configfile
+from . import configfile, doctor, options
 from .app import App
 from .auth.namespaces import Namespace
 from .auth.proxy import BackendProxy
@@ -21,6 +19,9 @@ from .broker.base import Broker
 from .config import Config
 from .core import ConnectRequest, Hub
 from .errors import Unavailable
+from .logs import FORMATS, LEVELS
+from .logs import setup as setup_logging
+from .options import Source, describe
 from .routing import Router
 from .version import __version__
 
@@ -37,19 +38,21 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="start the server with the demo app")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=int, default=8000, help="HTTP/WebSocket port (0: any)")
+    serve.add_argument("--host", default=None, help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="HTTP/WebSocket port (0: any)")
     serve.add_argument(
         "--tcp-port", type=int, default=None, help="raw TCP transport port (0: any; off if unset)"
     )
     serve.add_argument("--tls-cert", default=None, help="PEM certificate: TLS on every port")
     serve.add_argument("--tls-key", default=None, help="PEM private key for --tls-cert")
-    serve.add_argument("--broker", default="memory", help="memory or redis://host:port/db")
+    serve.add_argument(
+        "--broker", default=None, help="memory (the default) or redis://host:port/db"
+    )
     serve.add_argument("--workers", type=int, default=1, help="processes sharing the port")
     serve.add_argument(
         "--allow-origin",
         action="append",
-        default=[],
+        default=None,
         metavar="ORIGIN",
         help="browser origin scheme://host[:port] allowed besides the server's own and "
         "loopback ('*': any)",
@@ -57,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--allow-host",
         action="append",
-        default=[],
+        default=None,
         metavar="HOST",
         help="Host name served besides the bound host and loopback names, e.g. the public name "
         "behind a proxy ('*': any); other Hosts get 421 (DNS rebinding)",
@@ -65,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--subprotocol",
         action="append",
-        default=[],
+        default=None,
         metavar="NAME",
         help="extra WebSocket subprotocol (raw mode), in order of preference",
     )
@@ -75,23 +78,42 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME=VALUE",
         dest="settings",
-        help="set any limit of pushwire.config.Config, e.g. --set max_message=65536",
+        help="set any setting of pushwire.config.Config, e.g. --set max_message=65536",
     )
     serve.add_argument(
         "--no-websocket",
-        action="store_true",
+        action="store_const",
+        const=True,
         help="refuse WebSocket upgrades (403), as a blocking proxy would: clients fall back",
     )
     serve.add_argument(
         "--per-ip-exempt-loopback",
-        action="store_true",
+        action="store_const",
+        const=True,
         help="loopback addresses are not bound by max_connections_per_ip (a local proxy)",
     )
-    serve.add_argument("--log-level", default="info", help="debug, info, warning, error")
+    serve.add_argument(
+        "--log-level",
+        default=None,
+        type=str.lower,
+        choices=LEVELS,
+        help="of every process (default info)",
+    )
+    serve.add_argument(
+        "--log-format", default=None, choices=FORMATS, help="text (default) or json, one per line"
+    )
+    serve.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print every setting, its value and where it came from (flag, env, file, "
+        "default), secrets masked, and exit",
+    )
     auth = serve.add_argument_group(
         "who may do what (docs/security.md); without any, only a loopback address is served"
     )
-    auth.add_argument("--config", default=None, metavar="FILE", help="TOML: [auth], [namespaces]")
+    auth.add_argument(
+        "--config", default=None, metavar="FILE", help="TOML: [server], [auth], [namespaces]"
+    )
     auth.add_argument(
         "--jwt-secret",
         default=None,
@@ -102,7 +124,10 @@ def _parser() -> argparse.ArgumentParser:
     auth.add_argument("--jwt-audience", default=None, help="the aud a token must name")
     auth.add_argument("--jwt-issuer", default=None, help="the iss a token must have")
     auth.add_argument(
-        "--anonymous", action="store_true", help="let connections without a token in, as no user"
+        "--anonymous",
+        action="store_const",
+        const=True,
+        help="let connections without a token in, as no user",
     )
     auth.add_argument(
         "--api-key", default=None, help="the key of the HTTP API (better: PUSHWIRE_API_KEY)"
@@ -127,12 +152,14 @@ def _parser() -> argparse.ArgumentParser:
     proxy.add_argument(
         "--proxy-header",
         action="append",
-        default=[],
+        default=None,
         metavar="NAME",
         dest="proxy_headers",
         help="a client request header passed on to the backend; repeat for more "
         "(default: Cookie and Authorization; no other is ever passed on)",
     )
+
+    _setting_flags(serve)
 
     chat = commands.add_parser("chat", help="a terminal chat room on any transport")
     chat.add_argument("url", help="the server, e.g. http://127.0.0.1:8000 or tcp://127.0.0.1:7000")
@@ -169,37 +196,8 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"attempts after a 503 or a lost connection (default {PUBLISH_RETRIES})",
     )
-    _add_doctor(commands)
+    doctor.add_arguments(commands.add_parser("doctor", help=doctor.HELP))
     return parser
-
-
-def _add_doctor(commands: Any) -> None:
-    doctor = commands.add_parser(
-        "doctor", help="check a deployment from outside: WebSocket, buffering, timeouts, TLS"
-    )
-    doctor.add_argument("url", help="where clients reach pushwire, e.g. https://rt.example.com")
-    doctor.add_argument(
-        "--endpoint", default="/echo", help="the endpoint to try (default /echo: echoes back)"
-    )
-    doctor.add_argument(
-        "--timeout", type=float, default=5.0, metavar="SECONDS", help="wait per step (default 5)"
-    )
-    doctor.add_argument(
-        "--slow",
-        type=float,
-        default=1.0,
-        metavar="SECONDS",
-        help="a streamed event later than this is a warning (default 1)",
-    )
-    doctor.add_argument(
-        "--idle-check",
-        type=float,
-        default=5.0,
-        metavar="SECONDS",
-        help="how long an idle connection must survive (default 5; 0: skip)",
-    )
-    doctor.add_argument("--cafile", default=None, help="PEM of the CA(s) to trust (https)")
-    doctor.add_argument("--token", default=None, help="connection token, if the endpoint needs one")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -209,71 +207,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "chat":
         return _chat(args)
     if args.command == "doctor":
-        return _doctor(args)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    if (args.tls_cert is None) != (args.tls_key is None):
-        print("pushwire serve: --tls-cert and --tls-key go together", file=sys.stderr)
+        return doctor.command(args)
+    from .serve import run, run_workers
+
+    try:
+        loaded = configfile.load(args.config)
+        values = {**loaded.fields, **parse_settings(args.settings), **_flag_values(args)}
+        sources = {**loaded.sources, **dict.fromkeys(_given(args), Source.FLAG)}
+        config = Config(**values)
+        _check(config)
+        if args.print_config:
+            print(describe(config, sources))
+            return 0
+        setup_logging(config.log_level, config.log_format)
+    except (TypeError, ValueError) as exc:
+        print(f"pushwire serve: {exc}", file=sys.stderr)
         return 2
-    if args.broker != "memory" and not args.broker.startswith(("redis://", "rediss://")):
-        print(
-            f"pushwire serve: --broker is memory or redis://…, not {args.broker!r}", file=sys.stderr
-        )
-        return 2
-    missing = args.broker != "memory" and _missing("redis", "redis", "--broker redis://…")
+    missing = config.broker != "memory" and _missing("redis", "redis", "--broker redis://…")
     if missing:
         print(f"pushwire serve: {missing}", file=sys.stderr)
         return 2
     if args.workers < 1:
         print("pushwire serve: --workers needs a number from 1", file=sys.stderr)
         return 2
-    if args.workers > 1 and args.broker == "memory":
+    if args.workers > 1 and config.broker == "memory":
         print(
             "pushwire serve: --workers needs --broker redis://…: worker processes share no "
             "memory, so with the memory broker a message would reach only one worker's clients",
             file=sys.stderr,
         )
         return 2
-    from .serve import run, run_workers
-
-    try:
-        settings = parse_settings(args.settings)
-        loaded = configfile.load(args.config)
-    except ValueError as exc:
-        print(f"pushwire serve: {exc}", file=sys.stderr)
-        return 2
-    flags = {
-        "jwt_secret": args.jwt_secret,
-        "jwt_public_key_file": args.jwt_public_key,
-        "jwks_file": args.jwks,
-        "jwt_audience": args.jwt_audience,
-        "jwt_issuer": args.jwt_issuer,
-        "anonymous": args.anonymous or None,
-        "api_key": args.api_key,
-        "connect_proxy": args.connect_proxy,
-        "subscribe_proxy": args.subscribe_proxy,
-        "publish_proxy": args.publish_proxy,
-        "proxy_headers": tuple(args.proxy_headers) or None,
-    }
-    auth = {**loaded.fields, **{name: value for name, value in flags.items() if value is not None}}
-    config = dataclasses.replace(
-        Config(
-            host=args.host,
-            port=args.port,
-            allow_origins=tuple(args.allow_origin),
-            allow_hosts=tuple(args.allow_host),
-            subprotocols=tuple(args.subprotocol),
-            tcp_port=args.tcp_port,
-            broker=args.broker,
-            websocket=not args.no_websocket,
-            per_ip_exempt_loopback=args.per_ip_exempt_loopback,
-            tls_cert=args.tls_cert,
-            tls_key=args.tls_key,
-        ),
-        **auth,
-        **settings,
-    )
     refusal = refuse_to_start(config, insecure=args.insecure)
     if refusal is not None:
         print(f"pushwire serve: {refusal}", file=sys.stderr)
@@ -378,42 +341,87 @@ def _demo_hub(
 
 
 def parse_settings(items: Sequence[str]) -> dict[str, Any]:
-    """`NAME=VALUE` pairs for the numeric fields of `Config`, converted to the field's type.
+    """`NAME=VALUE` pairs (`--set`) for any field of `Config`, converted to the field's type
+    (`pushwire.options.parse_value`).
 
     Raises:
-        ValueError: unknown name, or a value that is not a number of the right kind.
+        ValueError: unknown name, or a value that is not of the field's type.
     """
-    numeric: dict[str, type[int] | type[float]] = {}
-    for setting in dataclasses.fields(Config):
-        if isinstance(setting.default, bool) or setting.name in ("port", "tcp_port"):
-            continue
-        if isinstance(setting.default, int | float):
-            numeric[setting.name] = type(setting.default)
+    known = options.schema()
     settings: dict[str, Any] = {}
     for item in items:
         name, _, value = item.partition("=")
-        kind = numeric.get(name)
-        if kind is None:
-            raise ValueError(f"unknown setting {name!r}; known: {', '.join(sorted(numeric))}")
-        try:
-            settings[name] = kind(value)
-        except ValueError:
-            wanted = "an integer" if kind is int else "a number"
-            raise ValueError(f"setting {name} needs {wanted}, not {value!r}") from None
+        setting = known.get(name)
+        if setting is None:
+            raise ValueError(f"unknown setting {name!r}; known: {', '.join(sorted(known))}")
+        settings[name] = options.parse_value(setting, value)
     return settings
 
 
-def _doctor(args: argparse.Namespace) -> int:
-    from .doctor import Options, run
+#: The `serve` flags that keep their own spelling: argparse destination -> `Config` field.
+#: (`--no-websocket` sets `websocket` to false; every other field gets `--name-with-dashes`.)
+NAMED_FLAGS: Final[Mapping[str, str]] = {
+    "host": "host",
+    "port": "port",
+    "tcp_port": "tcp_port",
+    "tls_cert": "tls_cert",
+    "tls_key": "tls_key",
+    "broker": "broker",
+    "allow_origin": "allow_origins",
+    "allow_host": "allow_hosts",
+    "subprotocol": "subprotocols",
+    "per_ip_exempt_loopback": "per_ip_exempt_loopback",
+    "log_level": "log_level",
+    "log_format": "log_format",
+    "jwt_secret": "jwt_secret",
+    "jwt_public_key": "jwt_public_key_file",
+    "jwks": "jwks_file",
+    "jwt_audience": "jwt_audience",
+    "jwt_issuer": "jwt_issuer",
+    "anonymous": "anonymous",
+    "api_key": "api_key",
+    "connect_proxy": "connect_proxy",
+    "subscribe_proxy": "subscribe_proxy",
+    "publish_proxy": "publish_proxy",
+    "proxy_headers": "proxy_headers",
+}
 
-    options = Options(
-        args.endpoint, args.timeout, args.slow, args.idle_check, args.cafile, args.token
-    )
-    try:
-        return run(args.url, options)
-    except ValueError as exc:
-        print(f"pushwire doctor: {exc}", file=sys.stderr)
-        return 2
+
+def _setting_flags(serve: argparse.ArgumentParser) -> None:
+    options.add_flags(serve, [*NAMED_FLAGS.values(), "websocket"])
+
+
+def _flag_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given as flags (`--set` aside), by `Config` field."""
+    values = options.flag_values(args)
+    for dest, name in NAMED_FLAGS.items():
+        value = getattr(args, dest)
+        if value is not None:
+            values[name] = tuple(value) if isinstance(value, list) else value
+    if args.no_websocket:
+        values["websocket"] = False
+    return values
+
+
+def _given(args: argparse.Namespace) -> list[str]:
+    """The settings this command line sets, `--set` included."""
+    return [*_flag_values(args), *parse_settings(args.settings)]
+
+
+def _check(config: Config) -> None:
+    """What `Config` itself does not check of what flags, environment and file gave.
+
+    Raises:
+        ValueError: a one-line reason.
+    """
+    if (config.tls_cert is None) != (config.tls_key is None):
+        raise ValueError("--tls-cert and --tls-key go together")
+    if config.broker != "memory" and not config.broker.startswith(("redis://", "rediss://")):
+        raise ValueError(f"--broker is memory or redis://…, not {config.broker!r}")
+    if config.log_level.lower() not in LEVELS:
+        raise ValueError(f"--log-level is one of {', '.join(LEVELS)}, not {config.log_level!r}")
+    if config.log_format not in FORMATS:
+        raise ValueError(f"--log-format is one of {', '.join(FORMATS)}, not {config.log_format!r}")
 
 
 def _chat(args: argparse.Namespace) -> int:

@@ -220,3 +220,12 @@ class Config:
     #: Seconds a resuming node waits for the session's home node to hand it over (then the
     #: session counts as expired, as when its home node is dead).
     handover_timeout: float = 5.0
+
+    # Operations (docs/operations.md).
+    #: Log level of every process (workers included): debug, info, warning or error.
+    log_level: str = "info"
+    #: "text" (one human line per record) or "json" (one JSON object per line).
+    log_format: str = "text"
+    #: One log line per HTTP request answered (logger `pushwire.access`; never a query string,
+    #: token or session secret). Off by default: a long-poll client makes one a request.
+    access_log: bool = False

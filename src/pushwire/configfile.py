@@ -1,6 +1,13 @@
-"""The configuration file (`pushwire serve --config pushwire.toml`): who may do what.
+"""The configuration file (`pushwire serve --config pushwire.toml`): every setting, and who
+may do what.
 
 ```toml
+[server]                     # any field of pushwire.config.Config (docs/operations.md)
+port = 8000
+broker = "redis://127.0.0.1:6379/0"
+max_message = 65536
+allow_origins = ["https://app.example"]
+
 [auth]
 jwt_secret = "…"             # or jwt_public_key_file / jwks_file; better: PUSHWIRE_JWT_SECRET
 jwt_audience = "chat"        # optional: the aud a token must name
@@ -21,11 +28,13 @@ users_in_name = true         # dm:alice,bob: alice and bob only
 
 Secrets are better given in the environment (`PUSHWIRE_JWT_SECRET`, `PUSHWIRE_API_KEY`) than
 in a file or on the command line, where other users of the machine may read them. A flag
-wins over the environment, which wins over the file.
+wins over the environment, which wins over the file (`pushwire.options`: one schema for the
+three, derived from `Config`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from collections.abc import Mapping
@@ -34,6 +43,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from .auth.namespaces import Namespace, parse_namespaces
+from .options import Source, from_environment, from_table
 
 __all__ = ["AUTH_SETTINGS", "ENVIRONMENT", "Settings", "load"]
 
@@ -47,7 +57,8 @@ AUTH_SETTINGS: Final[Mapping[str, type]] = {
     "anonymous": bool,
     "api_key": str,
 }
-#: Settings read from the environment, by variable.
+#: Settings read from the environment, by variable (each `Config` field is one:
+#: `pushwire.options`; these two are the ones the docs have long named).
 ENVIRONMENT: Final[Mapping[str, str]] = {
     "PUSHWIRE_JWT_SECRET": "jwt_secret",
     "PUSHWIRE_API_KEY": "api_key",
@@ -60,6 +71,8 @@ class Settings:
 
     fields: Mapping[str, Any]
     namespaces: tuple[Namespace, ...] | None
+    #: Where each of `fields` came from (the environment wins over the file).
+    sources: Mapping[str, Source] = dataclasses.field(default_factory=dict)
 
 
 def load(path: str | None, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -67,9 +80,10 @@ def load(path: str | None, environ: Mapping[str, str] = os.environ) -> Settings:
 
     Raises:
         ValueError: the file cannot be read, is not TOML, or has an unknown section, key or
-            value (one line that says which).
+            value, or a variable has a value of the wrong type (one line that says which).
     """
     fields: dict[str, Any] = {}
+    sources: dict[str, Source] = {}
     namespaces = None
     if path is not None:
         try:
@@ -78,20 +92,25 @@ def load(path: str | None, environ: Mapping[str, str] = os.environ) -> Settings:
             raise ValueError(f"cannot read {path}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"{path} is not valid TOML: {exc}") from None
-        unknown = set(document) - {"auth", "namespaces"}
+        unknown = set(document) - {"server", "auth", "namespaces"}
         if unknown:
             raise ValueError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}")
-        fields.update(_auth(document.get("auth", {}), path))
+        fields.update(from_table(document.get("server", {}), f"{path}: [server]"))
+        auth = _auth(document.get("auth", {}), path)
+        twice = set(auth) & set(fields)
+        if twice:
+            raise ValueError(f"{path}: {', '.join(sorted(twice))} in both [server] and [auth]")
+        fields.update(auth)
+        sources.update(dict.fromkeys(fields, Source.FILE))
         if "namespaces" in document:
             try:
                 namespaces = parse_namespaces(document["namespaces"])
             except ValueError as exc:
                 raise ValueError(f"{path}: {exc}") from None
-    for variable, name in ENVIRONMENT.items():
-        value = environ.get(variable)
-        if value:
-            fields[name] = value
-    return Settings(fields, namespaces)
+    environment = from_environment(environ)
+    fields.update(environment)
+    sources.update(dict.fromkeys(environment, Source.ENV))
+    return Settings(fields, namespaces, sources)
 
 
 def _auth(table: object, path: str) -> dict[str, Any]:

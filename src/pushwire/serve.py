@@ -24,14 +24,16 @@ from typing import Final
 
 from .app import App
 from .config import Config
+from .core import Hub
+from .embed import Server
+from .errors import ConfigError
+from .logs import setup as setup_logging
 from .server.fdlimit import raise_file_limit
-from .server.listener import Server
 
 __all__ = ["run", "run_workers", "serve"]
 
 #: Worker restarts allowed within a minute before the parent gives up.
 MAX_RESTARTS: Final = 10
-LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 log = logging.getLogger("pushwire")
 
@@ -55,16 +57,13 @@ async def serve(app: App, *, announce: bool = True, reuse_port: bool = False) ->
         young, middle, _ = gc.get_threshold()
         gc.set_threshold(young, middle, config.gc_full_every)
     file_limit = raise_file_limit()
-    server = Server(app, config, app.hub.clock)
+    server = Server(app)
     log.info(
         "max_connections %d (open-file limit %d, fd_reserve %d)",
-        server.door.max_connections,
+        server.listener.door.max_connections,
         file_limit,
         config.fd_reserve,
     )
-    await app.hub.broker.start()
-    if app.router is not None:
-        await app.router.start()
     if reuse_port:
         tcp_sock = None
         if config.tcp_port is not None:
@@ -72,13 +71,14 @@ async def serve(app: App, *, announce: bool = True, reuse_port: bool = False) ->
         await server.start(reuse_port_socket(config.host, config.port), tcp_sock=tcp_sock)
     else:
         await server.start()
+    listener = server.listener
     if announce:
         scheme = "https" if config.tls_cert else "http"
-        for sock in server.sockets:
+        for sock in listener.sockets:
             host, port = sock.getsockname()[:2]
             shown = f"[{host}]" if ":" in host else host
             print(f"pushwire listening on {scheme}://{shown}:{port}", flush=True)
-        for tcp in server.tcp_servers:
+        for tcp in listener.tcp_servers:
             for sock in tcp.sockets:
                 host, port = sock.getsockname()[:2]
                 shown = f"[{host}]" if ":" in host else host
@@ -91,13 +91,7 @@ async def serve(app: App, *, announce: bool = True, reuse_port: bool = False) ->
         await stop.wait()
     finally:
         log.info("shutting down")
-        app.stopping()
-        await server.shutdown()
-        if app.router is not None:
-            await app.router.close()
-        await app.hub.broker.close()
-        if app.hub.access.proxy is not None:
-            await app.hub.access.proxy.close()
+        await server.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
 
@@ -110,9 +104,24 @@ def _runner() -> Callable[..., object]:
     return uvloop.run
 
 
-def run(app: App | None = None, config: Config | None = None) -> None:
-    """Blocking entry point: uvloop when installed, asyncio otherwise."""
-    app = app or App(config=config)
+def run(app: App | Hub | None = None, config: Config | None = None) -> None:
+    """Serve until SIGINT or SIGTERM (blocking; uvloop when installed, asyncio otherwise):
+    `app` (a `Hub` is served by the built-in routes), or the demo app of `config`.
+
+    Raises:
+        ConfigError: both an app and a config that is not the app's: an app is built with
+            its config (`App(hub, config)`, `Hub(config=...)`), so a second one would be
+            ignored.
+    """
+    if isinstance(app, Hub):
+        app = App(app, config)
+    elif app is None:
+        app = App(config=config)
+    elif config is not None and config != app.config:
+        raise ConfigError(
+            "pushwire.run(app, config): the app has its own config (app.config); give this "
+            "one to the App or the Hub that builds it (App(hub, config), Hub(config=config))"
+        )
     with contextlib.suppress(KeyboardInterrupt):
         _runner()(serve(app))
     sys.stdout.flush()
@@ -120,9 +129,7 @@ def run(app: App | None = None, config: Config | None = None) -> None:
 
 def _worker(make_app: Callable[[Config], App], config: Config) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent passes shutdown on as SIGTERM
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(config.log_level, config.log_format)  # a spawned process starts unconfigured
     _runner()(serve(make_app(config), announce=False, reuse_port=True))
 
 

@@ -10,6 +10,9 @@ channels and refusals one test uses.
   (`Access.connect_now`, `Access.check_subscribe`), a path `pushwire serve` never takes.
 - `handlers`: an in-process `App` whose `Hub` has `on_connect`, `on_subscribe` and
   `on_publish` handlers.
+- `jwt-hub-asgi`, `handlers-asgi`: those two hubs served by the ASGI door
+  (`pushwire.asgi`) on uvicorn: every refusal the native server gives, the ASGI door gives
+  (no TCP port: an ASGI server has none).
 - `proxy`: `pushwire serve --connect-proxy ... --subscribe-proxy ... --publish-proxy ...`
   asking tests/proxy_backend.py, a real backend process.
 
@@ -33,8 +36,9 @@ from pathlib import Path
 from typing import Final
 
 import jwt
+import uvicorn
 
-from pushwire import App, Config, ConnectRequest, Forbidden, Hub, Session
+from pushwire import App, Config, ConnectRequest, Forbidden, Hub, Session, asgi
 from pushwire.auth.namespaces import Namespace, parse_namespaces
 from pushwire.message import Data
 from pushwire.server.listener import Server
@@ -54,6 +58,7 @@ __all__ = [
     "jwt_hub",
     "jwt_server",
     "proxy_server",
+    "running_asgi_hub",
     "running_hub",
 ]
 
@@ -347,6 +352,40 @@ def running_hub(make_hub: Callable[[], Hub]) -> Iterator[Address]:
         loop.close()
 
 
+@contextmanager
+def running_asgi_hub(make_hub: Callable[[], Hub]) -> Iterator[Address]:
+    """`running_hub`, served by the ASGI door (`pushwire.asgi`) on uvicorn instead: the
+    same cells, the same answers (no TCP port: an ASGI server has none)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="matrix-asgi", daemon=True)
+    thread.start()
+
+    async def start() -> uvicorn.Server:
+        hub = make_hub()
+        app = asgi(hub)
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
+        server = uvicorn.Server(config)
+        serving = asyncio.ensure_future(server.serve())
+        while not server.started:
+            if serving.done():
+                serving.result()
+            await asyncio.sleep(0.01)  # uvicorn sets a flag, no event: look again soon
+        tasks.append(serving)
+        return server
+
+    tasks: list[asyncio.Future[None]] = []
+    server = asyncio.run_coroutine_threadsafe(start(), loop).result(30)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield Address("127.0.0.1", port, None)
+    finally:
+        server.should_exit = True
+        asyncio.run_coroutine_threadsafe(asyncio.wait(tasks), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
 # -- the backend proxy -----------------------------------------------------------------------
 
 PROXY_NAMESPACES: Final = """
@@ -423,5 +462,8 @@ DECIDERS: Final[dict[str, Callable[[str], Cases]]] = {
     "jwt": jwt_cases,
     "jwt-hub": jwt_cases,
     "handlers": handlers_cases,
+    # The ASGI door (on uvicorn) over the two in-process hubs.
+    "jwt-hub-asgi": jwt_cases,
+    "handlers-asgi": handlers_cases,
     "proxy": proxy_cases,
 }

@@ -6,7 +6,8 @@ The grid below says how each cell is driven (tests/integration/auth_matrix_cells
 auth_matrix_raw_cells.py), or why it does not exist. Each cell runs under each decider
 (tests/integration/auth_matrix_deciders.py: JWT with namespaces, served by `pushwire serve`
 and by a hub without handlers; an app's handlers; the backend proxy with a real backend
-process), for "allowed" and for each refusal the decider has for it; a test is
+process; and the two in-process hubs behind the ASGI door on uvicorn, `-asgi`), for
+"allowed" and for each refusal the decider has for it; a test is
 `test_cell[<decider>-<door>-<action>-<case>]`.
 
 The doors: pushwire.v1 at `/pushwire` over each transport (`websocket`, `sse`, `stream`,
@@ -56,6 +57,7 @@ from tests.integration.auth_matrix_deciders import (
     jwt_hub,
     jwt_server,
     proxy_server,
+    running_asgi_hub,
     running_hub,
 )
 from tests.integration.auth_matrix_raw_cells import (
@@ -154,6 +156,8 @@ def cells() -> Iterator[object]:
     for decider, make_cases in DECIDERS.items():
         cases = make_cases("")
         for door, row in GRID.items():
+            if door == "tcp" and decider.endswith("-asgi"):
+                continue  # an ASGI server has no raw TCP port
             for action, cell in zip(ACTIONS, row, strict=True):
                 if isinstance(cell, Cell):
                     for case in cell.cases(cases):
@@ -171,9 +175,18 @@ def targets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Targ
         jwt_server(directory) as jwt,
         running_hub(jwt_hub) as jwt_in_process,
         running_hub(handlers_hub) as handlers,
+        running_asgi_hub(jwt_hub) as jwt_asgi,
+        running_asgi_hub(handlers_hub) as handlers_asgi,
         proxy_server(directory) as proxy,
     ):
-        yield {"jwt": jwt, "jwt-hub": jwt_in_process, "handlers": handlers, "proxy": proxy}
+        yield {
+            "jwt": jwt,
+            "jwt-hub": jwt_in_process,
+            "handlers": handlers,
+            "jwt-hub-asgi": jwt_asgi,
+            "handlers-asgi": handlers_asgi,
+            "proxy": proxy,
+        }
 
 
 _tags = itertools.count(1)

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from websockets.asyncio.client import connect
 
+from tests.metrics_helpers import eventually, scrape
 from tests.servers import ServerFactory
 from tests.wire_clients import RawClient, client_frame
 
@@ -42,3 +43,8 @@ async def test_a_subscriber_that_stops_reading_is_closed_with_4001(
     slow.send(client_frame(0x8, (4001).to_bytes(2, "big")))
     assert await asyncio.to_thread(slow.read_to_end) == b""
     slow.close()
+
+    async def counted() -> bool:  # once its connection's end reached the session
+        return (await scrape(server))["pushwire_slow_consumer_closes_total"] == 1
+
+    await eventually(counted, "the slow consumer counted in /metrics")

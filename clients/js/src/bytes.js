@@ -21,6 +21,7 @@ export function toBase64(bytes) {
   let binary = '';
   const step = 0x8000; // String.fromCharCode takes its arguments on the stack
   for (let i = 0; i < bytes.length; i += step) {
+    // @ts-expect-error: fromCharCode takes the bytes as its numbers
     binary += String.fromCharCode.apply(null, bytes.subarray(i, i + step));
   }
   return btoa(binary);

@@ -1,5 +1,7 @@
 import { CLOSING } from './constants.js';
 
+/** @typedef {import('./pushwire.js').Pushwire} Pushwire */
+
 /**
  * Pushwire's channels: subscribe, unsubscribe and publish, and the subscriptions sent
  * again (from their last offset) after each welcome. Mixed into `Pushwire.prototype`
@@ -21,6 +23,7 @@ export class Channels {
    *   deliver the channel's last `rewind` messages from its history (a `gap` event for those it
    *   no longer holds), on the first subscription only (docs/protocol.md, "rewind")
    * @returns {Promise<{channel: string, epoch: string, offset: number}>}
+   * @this {Pushwire}
    */
   subscribe(channel, options) {
     channel = String(channel);
@@ -49,6 +52,7 @@ export class Channels {
    * Leave a channel.
    * @param {string} channel
    * @returns {Promise<{channel: string}>}
+   * @this {Pushwire}
    */
   unsubscribe(channel) {
     channel = String(channel);
@@ -74,6 +78,7 @@ export class Channels {
    * @param {string|ArrayBuffer|ArrayBufferView|Blob} data
    * @param {{idempotencyKey?: string}} [options]
    * @returns {Promise<{channel: string, epoch: string, offset: number}>}
+   * @this {Pushwire}
    */
   publish(channel, data, options) {
     if (this._readyState >= CLOSING) {
@@ -90,6 +95,7 @@ export class Channels {
     });
   }
 
+  /** @this {Pushwire} */
   _sendSubscribe(channel, state) {
     clearTimeout(state.retryTimer); // this one replaces a retry that was waiting
     state.retryTimer = null;
@@ -104,6 +110,7 @@ export class Channels {
     this._transport.send(envelope, null);
   }
 
+  /** @this {Pushwire} */
   _subscribed(envelope) {
     const request = this._requests.get(envelope.id);
     if (!request || request.kind !== 'subscribe') return;

@@ -1,5 +1,7 @@
 import { CLOSED, CONNECTING, OPEN, TOKEN_EXPIRED } from './constants.js';
 
+/** @typedef {import('./pushwire.js').Pushwire} Pushwire */
+
 /**
  * The close codes after which the client comes back (docs/protocol.md "Close codes"):
  * 1006 (dropped), 1001, 1011 and 4000-4099, except 4004 (the session was taken over by
@@ -18,7 +20,9 @@ function meansReconnect(code) {
  */
 export class Connecting {
   /** Connect, starting with the transport that worked last (with a new token first when
-   * the one in use expired). */
+   * the one in use expired).
+   * @this {Pushwire}
+   */
   _connect() {
     if (this._staleToken && this._refreshes()) {
       this._renewThen(() => this._connectNow());
@@ -27,6 +31,7 @@ export class Connecting {
     this._connectNow();
   }
 
+  /** @this {Pushwire} */
   _connectNow() {
     const count = this._options.transports.length;
     this._tryTransport(count > 0 ? this._lastWorking % count : 0, 0);
@@ -35,6 +40,7 @@ export class Connecting {
   /**
    * Try `options.transports[index]`, the `tried`-th of this round; a failure before
    * welcome passes the turn to the next one, round the list, each once.
+   * @this {Pushwire}
    */
   _tryTransport(index, tried) {
     const names = this._options.transports;
@@ -44,6 +50,7 @@ export class Connecting {
     }
     const name = names[index];
     // `Pushwire.transports`, looked up at each attempt: a page may add its own.
+    // @ts-expect-error: the constructor is Pushwire (or a page's subclass of it)
     const transports = this.constructor.transports;
     const Implementation = Object.prototype.hasOwnProperty.call(transports, name)
       ? transports[name] : null;
@@ -93,7 +100,10 @@ export class Connecting {
     }
   }
 
-  /** An attempt without welcome within connectTimeout is given up. */
+  /**
+   * An attempt without welcome within connectTimeout is given up.
+   * @this {Pushwire}
+   */
   _armConnectTimer(transport) {
     clearTimeout(this._connectTimer);
     this._connectTimer = setTimeout(() => {
@@ -103,11 +113,15 @@ export class Connecting {
     }, this._options.connectTimeout);
   }
 
-  /** The URL a transport is given; HTTP transports map it to their own paths. */
+  /**
+   * The URL a transport is given; HTTP transports map it to their own paths.
+   * @this {Pushwire}
+   */
   _endpointUrl(name) {
     return this._url;
   }
 
+  /** @this {Pushwire} */
   _dropTransport() {
     this._stopHeartbeat();
     clearTimeout(this._connectTimer);
@@ -118,6 +132,7 @@ export class Connecting {
     if (transport) transport.abort();
   }
 
+  /** @this {Pushwire} */
   _transportClosed(code, reason, wasClean) {
     this._stopHeartbeat();
     clearTimeout(this._connectTimer);
@@ -163,6 +178,7 @@ export class Connecting {
     this._tryTransport((index + 1) % names.length, tried + 1);
   }
 
+  /** @this {Pushwire} */
   _attemptFailed(code, reason, wasClean) {
     if (!this._everOpened) {
       this._finish(1006, '', false, true); // as WebSocket: error, then close 1006
@@ -171,7 +187,10 @@ export class Connecting {
     this._scheduleReconnect();
   }
 
-  /** Exponential backoff with full jitter: a random wait up to min(max, base * 2^n). */
+  /**
+   * Exponential backoff with full jitter: a random wait up to min(max, base * 2^n).
+   * @this {Pushwire}
+   */
   _scheduleReconnect() {
     const bound = Math.min(
       this._options.reconnectDelayMax,

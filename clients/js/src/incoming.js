@@ -1,12 +1,15 @@
 import { CLOSED } from './constants.js';
 import { fromBase64 } from './bytes.js';
 
+/** @typedef {import('./pushwire.js').Pushwire} Pushwire */
+
 /**
  * Pushwire's incoming envelopes: each goes to the part that handles it, and messages
  * (channel or direct) become `message` events, each delivered once.
  * Mixed into `Pushwire.prototype` (pushwire.js): `this` is the Pushwire.
  */
 export class Incoming {
+  /** @this {Pushwire} */
   _receive(envelope, bytes) {
     if (this._readyState === CLOSED) return;
     this._lastReceived = Date.now();
@@ -54,6 +57,7 @@ export class Incoming {
     }
   }
 
+  /** @this {Pushwire} */
   _message(envelope, bytes) {
     let data;
     if (bytes !== null) data = bytes;
@@ -81,6 +85,7 @@ export class Incoming {
         // The server reports every loss with a gap first; this catches a new epoch live.
         this._gap(null, last, { epoch: envelope.epoch, offset: envelope.offset - 1 });
       }
+      /** @type {{epoch: string, offset: number}|null} */
       this._inbox = { epoch: envelope.epoch, offset: envelope.offset };
       lastEventId = `${envelope.epoch}:${envelope.offset}`;
     }
@@ -96,6 +101,7 @@ export class Incoming {
     this.dispatchEvent(event);
   }
 
+  /** @this {Pushwire} */
   _gap(channel, from, to) {
     return this.dispatchEvent(Object.assign(new Event('gap'), { channel, from, to }));
   }

@@ -2,8 +2,8 @@
  * @typedef {Object} PushwireOptions
  * @property {{epoch: string, offset: number}} [inboxSince] the last direct message the user had
  *   (`inboxPosition` of an earlier client): the server sends what followed it, or a `gap`
- * @property {string} [user] the user id claimed in `hello`
- * @property {string} [token] the first connection token (a JWT, or a credential for the
+ * @property {string|null} [user] the user id claimed in `hello`
+ * @property {string|null} [token] the first connection token (a JWT, or a credential for the
  *   server's connect handler)
  * @property {() => Promise<string>} [getToken] gives a new token: called before the token
  *   expires (about 80% into the time it had left, at least 1 s before) to refresh it without
@@ -22,6 +22,23 @@
  *   rejects, and a re-subscription nobody awaits fires `error`
  */
 
+/**
+ * The options in force: DEFAULTS, then what the application gave.
+ * @typedef {Object} ResolvedOptions
+ * @property {{epoch: string, offset: number}|null} [inboxSince]
+ * @property {string|null} user
+ * @property {string|null} token
+ * @property {(() => Promise<string>)|null} getToken
+ * @property {string[]} transports
+ * @property {boolean} reconnect
+ * @property {number} reconnectDelay
+ * @property {number} reconnectDelayMax
+ * @property {number} connectTimeout
+ * @property {number} pollInterval
+ * @property {{attempts?: number, delay?: number, delayMax?: number}} retry
+ */
+
+/** @type {ResolvedOptions} */
 export const DEFAULTS = {
   user: null,
   token: null,

@@ -1,12 +1,30 @@
 import { copyBytes, utf8Length } from './bytes.js';
 
+/** @typedef {import('./pushwire.js').Pushwire} Pushwire */
+/**
+ * One envelope waiting in the queue, with its data: `bytes` once read (a Blob is read first),
+ * `close` for the close that ends the queue, `request` for a publish awaiting its answer.
+ * @typedef {Object} OutgoingItem
+ * @property {Object} envelope
+ * @property {Uint8Array|null} bytes
+ * @property {Blob|null} blob
+ * @property {number} size bytes on the wire, counted in bufferedAmount
+ * @property {Promise<void>|null} reading
+ * @property {boolean} [close]
+ * @property {any} [request]
+ */
+
 /**
  * Pushwire's outgoing queue: send() and publish() wait here, in order, while the
  * connection is not live or a Blob is being read. Mixed into `Pushwire.prototype` (pushwire.js): `this` is the Pushwire.
  */
 export class Outgoing {
-  /** An outgoing envelope with its data; a Blob starts being read at once. */
+  /**
+   * An outgoing envelope with its data; a Blob starts being read at once.
+   * @this {Pushwire}
+   */
   _dataItem(envelope, data) {
+    /** @type {OutgoingItem} */
     const item = { envelope, bytes: null, blob: null, size: 0, reading: null };
     if (typeof Blob !== 'undefined' && data instanceof Blob) {
       item.blob = data;
@@ -25,13 +43,17 @@ export class Outgoing {
     return item;
   }
 
+  /** @this {Pushwire} */
   _enqueue(item) {
     this._queue.push(item);
     this._queuedBytes += item.size;
     this._flush();
   }
 
-  /** Hand queued envelopes to the transport, in order, while live. */
+  /**
+   * Hand queued envelopes to the transport, in order, while live.
+   * @this {Pushwire}
+   */
   _flush() {
     while (this._live && this._queue.length > 0) {
       const item = this._queue[0];

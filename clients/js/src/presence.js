@@ -1,3 +1,5 @@
+/** @typedef {import('./pushwire.js').Pushwire} Pushwire */
+
 /**
  * Pushwire's presence: who is in the channels subscribed with `{presence: true}`, kept
  * from the server's snapshots and join/leave envelopes, and the events that tell the app.
@@ -10,6 +12,7 @@ export class Presence {
    * the server said. `member` is a session's public id: one user with two tabs is listed
    * twice. `truncated`: more are in the channel (`count`) than the server lists.
    * @param {string} channel
+   * @this {Pushwire}
    */
   presence(channel) {
     const state = this._channels.get(String(channel));
@@ -25,6 +28,7 @@ export class Presence {
    * without presence).
    * @param {string} channel
    * @returns {Promise<{channel: string, count: number, members: Array, truncated: boolean}>}
+   * @this {Pushwire}
    */
   fetchPresence(channel) {
     if (!this._live) {
@@ -33,6 +37,7 @@ export class Presence {
     return this._request({ type: 'presence', channel: String(channel) }, { kind: 'presence' });
   }
 
+  /** @this {Pushwire} */
   _presenceSnapshot(envelope) {
     const snapshot = {
       channel: envelope.channel, count: envelope.count,
@@ -64,6 +69,7 @@ export class Presence {
     this._presenceChanged(envelope.channel, state);
   }
 
+  /** @this {Pushwire} */
   _presenceChange(envelope) {
     const state = this._channels.get(envelope.channel);
     if (!state || !state.members || !envelope.member) return;
@@ -75,10 +81,12 @@ export class Presence {
     this._presenceChanged(envelope.channel, state);
   }
 
+  /** @this {Pushwire} */
   _presenceEvent(type, state, channel, member) {
     this.dispatchEvent(Object.assign(new Event(type), { channel, count: state.count, member }));
   }
 
+  /** @this {Pushwire} */
   _presenceChanged(channel, state) {
     this.dispatchEvent(Object.assign(new Event('presence'), this.presence(channel)));
   }

@@ -33,6 +33,10 @@ import {
   WebSocketTransport,
 } from './transports/index.js';
 
+/** @typedef {import('./options.js').PushwireOptions} PushwireOptions */
+/** @typedef {import('./options.js').ResolvedOptions} ResolvedOptions */
+/** @typedef {import('./transports/index.js').Transport} Transport */
+
 const HANDLER_EVENTS = ['open', 'message', 'error', 'close'];
 
 /**
@@ -67,7 +71,7 @@ export class Pushwire extends EventTarget {
     super();
     this._url = resolveUrl(url);
     this._origin = new URL(this._url).origin;
-    /** @type {PushwireOptions} */
+    /** @type {ResolvedOptions} */
     this._options = Object.assign({}, DEFAULTS, options || {});
     this._readyState = CONNECTING;
     this._binaryType = 'blob';
@@ -90,7 +94,8 @@ export class Pushwire extends EventTarget {
     this._recycling = false; // the transport is reopening its downstream (iframe recycle)
     this._attempt = { index: 0, tried: 0 }; // the transport being tried, and how many before it
     this._everOpened = false;
-    this._closeRequested = null; // {code, reason} once close() was called
+    /** @type {any} {code, reason} once close() was called */
+    this._closeRequested = null;
     this._connectTimer = null;
     this._reconnectTimer = null;
     this._reconnectAttempt = 0;
@@ -238,6 +243,7 @@ export class Pushwire extends EventTarget {
    * Close the current connection from this side with `code`, without telling the app;
    * the server answers the Close and the client reacts to the code it echoes.
    * @param {number} [code] 3000-4999, default 4000
+   * @param {string} [reason]
    */
   _debugDropConnection(code, reason) {
     if (this._transport) this._transport.close(code === undefined ? 4000 : code, reason || 'dropped for a test');
@@ -249,6 +255,7 @@ export class Pushwire extends EventTarget {
 // parts would let one silently replace the other: that is a mistake in this package.
 for (const part of [Presence, Channels, Outgoing, Requests, Session, Tokens, Connecting, Incoming]) {
   const methods = Object.getOwnPropertyDescriptors(part.prototype);
+  // @ts-expect-error: every class has a constructor; the parts' are not Pushwire's
   delete methods.constructor;
   for (const name of Object.keys(methods)) {
     if (Object.prototype.hasOwnProperty.call(Pushwire.prototype, name)) {

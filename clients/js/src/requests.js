@@ -1,12 +1,17 @@
 import { CLOSING } from './constants.js';
 
+/** @typedef {import('./pushwire.js').Pushwire} Pushwire */
+
 /**
  * Pushwire's requests: envelopes with an `id` that the server answers (`published`,
  * `unsubscribed`, `presence`, or an `error`), and what becomes of them when the
  * connection drops. Mixed into `Pushwire.prototype` (pushwire.js): `this` is the Pushwire.
  */
 export class Requests {
-  /** Send a request at once when live (subscribe/unsubscribe do not wait behind data). */
+  /**
+   * Send a request at once when live (subscribe/unsubscribe do not wait behind data).
+   * @this {Pushwire}
+   */
   _request(envelope, request) {
     return new Promise((resolve, reject) => {
       const id = this._nextId++;
@@ -16,12 +21,15 @@ export class Requests {
     });
   }
 
+  /** @this {Pushwire} */
   _requestError(code, message) {
+    /** @type {Error & {code?: string}} */
     const error = new Error(message);
     error.code = code;
     return error;
   }
 
+  /** @this {Pushwire} */
   _answered(envelope) {
     const request = this._requests.get(envelope.id);
     if (!request) return;
@@ -36,6 +44,7 @@ export class Requests {
     request.resolve(answer);
   }
 
+  /** @this {Pushwire} */
   _serverError(envelope) {
     const error = this._requestError(envelope.code, envelope.message || envelope.code);
     const request = envelope.id === undefined ? undefined : this._requests.get(envelope.id);
@@ -77,6 +86,7 @@ export class Requests {
    * After a retryable failure of `holder` (a channel's state, or a publish request): call
    * `again` after the backoff of options.retry and say true, or say false once its attempts
    * are spent (its `failures` count them).
+   * @this {Pushwire}
    */
   _retryLater(holder, again) {
     const retry = Object.assign({ attempts: 8, delay: 500, delayMax: 10000 }, this._options.retry);
@@ -92,14 +102,19 @@ export class Requests {
   }
 
   /** Something failed for good that no promise reports: an `error` event that says what
-   * (`operation`, `code`, `message`, `channel`, `attempts`); the connection goes on. */
+   * (`operation`, `code`, `message`, `channel`, `attempts`); the connection goes on.
+   * @this {Pushwire}
+   */
   _giveUp(operation, error, channel, attempts) {
     this.dispatchEvent(Object.assign(new Event('error'), {
       operation, code: error.code, message: error.message, channel, attempts,
     }));
   }
 
-  /** Requests on the wire when a connection ends get no answer from it. */
+  /**
+   * Requests on the wire when a connection ends get no answer from it.
+   * @this {Pushwire}
+   */
   _failRequests() {
     const resend = [];
     for (const request of this._requests.values()) {

@@ -1,12 +1,17 @@
 import { CONNECTING, OPEN, SUBPROTOCOL } from './constants.js';
 
+/** @typedef {import('./pushwire.js').Pushwire} Pushwire */
+
 /**
  * Pushwire's session: the hello that opens or resumes it, the welcome that says which,
  * and the heartbeat that finds a connection dead when the server falls silent.
  * Mixed into `Pushwire.prototype` (pushwire.js): `this` is the Pushwire.
  */
 export class Session {
-  /** The hello that opens (or resumes) the session. */
+  /**
+   * The hello that opens (or resumes) the session.
+   * @this {Pushwire}
+   */
   _hello() {
     return {
       type: 'hello',
@@ -19,6 +24,7 @@ export class Session {
     };
   }
 
+  /** @this {Pushwire} */
   _welcome(envelope) {
     clearTimeout(this._connectTimer);
     this._connectTimer = null;
@@ -39,6 +45,7 @@ export class Session {
     // Where the user's direct messages stand: a client without a position starts there.
     const inbox = envelope.inbox;
     if (this._inbox === null && inbox && typeof inbox.epoch === 'string') {
+      /** @type {{epoch: string, offset: number}|null} */
       this._inbox = { epoch: inbox.epoch, offset: inbox.offset };
     }
     const reconnected = this._everOpened;
@@ -68,6 +75,7 @@ export class Session {
    * So: after `heartbeat` seconds without an envelope, send `ping`; after two such periods
    * of silence, take the connection for dead (1006) and reconnect.
    * @param {number} seconds the server's heartbeat, from welcome
+   * @this {Pushwire}
    */
   _startHeartbeat(seconds) {
     this._stopHeartbeat();
@@ -87,6 +95,7 @@ export class Session {
     }, period / 2);
   }
 
+  /** @this {Pushwire} */
   _stopHeartbeat() {
     clearInterval(this._heartbeatTimer);
     this._heartbeatTimer = null;

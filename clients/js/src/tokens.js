@@ -1,5 +1,7 @@
 import { CLOSED, CLOSING, TOKEN_EXPIRED } from './constants.js';
 
+/** @typedef {import('./pushwire.js').Pushwire} Pushwire */
+
 // A token is refreshed after this share of the time it has left...
 const REFRESH_SHARE = 0.8;
 // ...and at least this long before it expires, ms.
@@ -18,7 +20,10 @@ const REFRESH_MARGIN_MS = 1000;
  * Mixed into `Pushwire.prototype` (pushwire.js): `this` is the Pushwire.
  */
 export class Tokens {
-  /** Whether the app gives new tokens. */
+  /**
+   * Whether the app gives new tokens.
+   * @this {Pushwire}
+   */
   _refreshes() {
     return typeof this._options.getToken === 'function';
   }
@@ -27,6 +32,7 @@ export class Tokens {
    * Plan the next refresh of a token that expires at `expires` (seconds since the epoch),
    * in place of any planned before.
    * @param {number|undefined|null} expires
+   * @this {Pushwire}
    */
   _planRefresh(expires) {
     clearTimeout(this._refreshTimer);
@@ -41,6 +47,7 @@ export class Tokens {
    * Ask the app for a new token and send it. A refusal (the server's `error`, which the app
    * sees as `servererror`) or a failed `getToken` leaves the old expiry: the server closes
    * the connection then (4005) and the client comes back with a new token.
+   * @this {Pushwire}
    */
   _refreshToken() {
     this._refreshTimer = null;
@@ -58,10 +65,15 @@ export class Tokens {
     });
   }
 
-  /** A new token from `getToken`, for the next hello and refresh. */
+  /**
+   * A new token from `getToken`, for the next hello and refresh.
+   * @this {Pushwire}
+   */
   _newToken() {
+    // @ts-expect-error: called only where _refreshes() found getToken a function
     return Promise.resolve().then(() => this._options.getToken()).then((token) => {
       if (typeof token !== 'string') throw new TypeError('getToken must give a string');
+      /** @type {string|null} */
       this._token = token;
       this._staleToken = false;
     });
@@ -71,6 +83,7 @@ export class Tokens {
    * The connection ended or was refused with `code`: whether the token is what must change
    * (4005, or an `error` `token_expired` came first).
    * @param {number} code
+   * @this {Pushwire}
    */
   _tokenExpired(code) {
     if (code === TOKEN_EXPIRED) this._staleToken = true;
@@ -81,6 +94,7 @@ export class Tokens {
    * Connect once a new token is in hand (`_connect` when the token expired). A `getToken`
    * that fails is asked again after the reconnection backoff.
    * @param {() => void} connect
+   * @this {Pushwire}
    */
   _renewThen(connect) {
     this._newToken().then(() => {

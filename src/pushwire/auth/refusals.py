@@ -33,12 +33,16 @@ class RefusalLog:
         self._tokens = float(burst)
         self._last = 0.0
         self.suppressed = 0
-        #: Refusals reported since start (logged or not).
+        #: Refusals reported since start (logged or not), and by the error's class name
+        #: (Unauthorized, Forbidden, ...: the reason's kind, for metrics).
         self.count = 0
+        self.by_reason: dict[str, int] = {}
 
     def refused(self, decision: str, exc: PushwireError, remote: str | None) -> None:
         """`decision` (connect, subscribe, publish, ...) refused a client with `exc`."""
         self.count += 1
+        reason = type(exc).__name__
+        self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
         now = self.clock.time()
         self._tokens = min(self.burst, self._tokens + (now - self._last) * self.per_second)
         self._last = now

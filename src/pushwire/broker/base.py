@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ..errors import PushwireError
 from ..message import Data, Message, Position
@@ -23,6 +23,7 @@ from ..presence import PresenceEvent, PresenceSnapshot
 
 __all__ = [
     "Broker",
+    "BrokerHealth",
     "DeliverCallback",
     "Delivery",
     "DirectBroker",
@@ -277,3 +278,13 @@ class NodeLink(Protocol):
         Raises:
             Unavailable: the link is down.
         """
+
+
+@runtime_checkable
+class BrokerHealth(Protocol):
+    """A broker that reaches another server (Redis) and can say how that goes: read by
+    `/readyz` and `/metrics`. A broker without it (memory) is always ready."""
+
+    def health_stats(self) -> dict[str, float]:
+        """`up` (1.0 while every connection works, else 0.0), `reconnects` (outages ended),
+        `round_trips` and `round_trip_seconds` (to the server), `pending` (queued)."""

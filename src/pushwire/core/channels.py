@@ -46,11 +46,20 @@ log = logging.getLogger("pushwire.hub")
 
 @dataclass(slots=True)
 class HubStats:
-    """Counters the hub keeps; `frames_encoded` counts Framing calls for channel messages."""
+    """Counters the hub keeps; `frames_encoded` counts Framing calls for channel messages.
+
+    Read at scrape time by `pushwire.metrics`: each is one integer add where it happens (a
+    fan-out adds once per channel batch and framing, not per subscriber).
+    """
 
     published: int = 0
     frames_encoded: int = 0
     deliveries: int = 0
+    #: Bytes of the messages published (their data), and of the frames written by fan-out.
+    published_bytes: int = 0
+    delivered_bytes: int = 0
+    #: Connections of sessions that ended, by close code (4001: a slow consumer).
+    closes: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -190,6 +199,11 @@ class Channels:
             for channel in list(session.present):
                 self._presence.leave(session, channel)
 
+    def counts(self) -> tuple[int, int]:
+        """Channels with a subscriber (or a catch-up) here, and subscriptions (sessions times
+        channels) here: one pass over the channels, for metrics."""
+        return len(self._channels), sum(state.count for state in self._channels.values())
+
     def subscriber_count(self, channel: str) -> int:
         """Sessions of this process in `channel`."""
         state = self._channels.get(channel)
@@ -323,6 +337,7 @@ class Channels:
                     frame = b"".join([framing.frame_message(m) for m in messages])
                 stats.frames_encoded += len(messages)
                 stats.deliveries += len(members) * len(messages)
+                stats.delivered_bytes += len(members) * len(frame)
                 for transport in members.values():
                     try:
                         transport.write(frame)

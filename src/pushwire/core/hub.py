@@ -251,7 +251,9 @@ class Hub:
         """Publish without waiting; publishes are delivered in call order. With an
         `idempotency_key` (valid: `check_idempotency_key`), a repeat within
         `idempotency_ttl` publishes nothing and `done` gets the first one's position."""
-        self.stats.published += 1
+        stats = self.stats
+        stats.published += 1
+        stats.published_bytes += len(data)
         if idempotency_key is None:
             self.broker.publish(channel, data, done)
         else:

@@ -22,8 +22,11 @@ Exit status: 1 when a check failed, 0 otherwise (warnings included), 2 for a bad
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import sys
 from collections.abc import Sequence
+from typing import Final
 
 from .checks import (
     FIXES,
@@ -39,7 +42,18 @@ from .checks import (
 )
 from .wire import Target
 
-__all__ = ["Check", "Options", "Status", "diagnose", "exit_status", "report", "run"]
+__all__ = [
+    "HELP",
+    "Check",
+    "Options",
+    "Status",
+    "add_arguments",
+    "command",
+    "diagnose",
+    "exit_status",
+    "report",
+    "run",
+]
 
 
 async def diagnose(url: str, options: Options) -> list[Check]:
@@ -86,3 +100,46 @@ def run(url: str, options: Options) -> int:
     for line in report(checks):
         print(line)
     return exit_status(checks)
+
+
+#: The one-line help of `pushwire doctor` in `pushwire --help`.
+HELP: Final = "check a deployment from outside: WebSocket, buffering, timeouts, TLS"
+
+
+def add_arguments(doctor: argparse.ArgumentParser) -> None:
+    """The arguments of `pushwire doctor`, on its (sub)parser."""
+    doctor.add_argument("url", help="where clients reach pushwire, e.g. https://rt.example.com")
+    doctor.add_argument(
+        "--endpoint", default="/echo", help="the endpoint to try (default /echo: echoes back)"
+    )
+    doctor.add_argument(
+        "--timeout", type=float, default=5.0, metavar="SECONDS", help="wait per step (default 5)"
+    )
+    doctor.add_argument(
+        "--slow",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="a streamed event later than this is a warning (default 1)",
+    )
+    doctor.add_argument(
+        "--idle-check",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how long an idle connection must survive (default 5; 0: skip)",
+    )
+    doctor.add_argument("--cafile", default=None, help="PEM of the CA(s) to trust (https)")
+    doctor.add_argument("--token", default=None, help="connection token, if the endpoint needs one")
+
+
+def command(args: argparse.Namespace) -> int:
+    """Run `pushwire doctor` as parsed by `add_arguments`: the process's exit status."""
+    checks = Options(
+        args.endpoint, args.timeout, args.slow, args.idle_check, args.cafile, args.token
+    )
+    try:
+        return run(args.url, checks)
+    except ValueError as exc:
+        print(f"pushwire doctor: {exc}", file=sys.stderr)
+        return 2

@@ -9,6 +9,7 @@ transport. The transports only move bytes; every transport of pushwire shares th
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from ..errors import (
     PushwireError,
 )
 from ..guard import FAILURES
+from ..logs import connection_event, connection_log
 from ..message import Data, Position
 
 __all__ = [
@@ -104,7 +106,18 @@ def raw_connect_request(client: ClientInfo, transport: str) -> ConnectRequest:
 class Handler:
     """Runs a client's messages one after another, even when a step has to await."""
 
-    __slots__ = ("_pending", "_task", "client", "endpoint", "gone", "hub", "session", "transport")
+    __slots__ = (
+        "_pending",
+        "_task",
+        "client",
+        "endpoint",
+        "gone",
+        "hub",
+        "opened_at",
+        "remote",
+        "session",
+        "transport",
+    )
 
     def __init__(self, hub: Hub, endpoint: Endpoint, transport: Transport, client: ClientInfo):
         self.hub = hub
@@ -113,7 +126,10 @@ class Handler:
         # Dropped once the session is open: the request's headers are not kept for a
         # connection's whole life.
         self.client: ClientInfo | None = client
+        self.remote = client.remote
         self.session: Session | None = None
+        #: When the session began on this connection (hub clock), for the lifecycle log.
+        self.opened_at: float | None = None
         self._pending: deque[Data] | None = None
         self._task: asyncio.Future[None] | None = None
         #: The connection ended (`closed` was called): a session opened after that, by a step
@@ -175,8 +191,34 @@ class Handler:
         """The connection ended; `by_client`: the client closed it on purpose (a Close frame
         it sent first, a closing request), which ends its session."""
         self.gone = True
-        if self.session is not None:
-            self.hub.lifecycle.detach(self.session, self.transport, code, reason, final=by_client)
+        session = self.session
+        if session is not None:
+            closes = self.hub.stats.closes
+            closes[code] = closes.get(code, 0) + 1
+            if self.opened_at is not None and connection_log.isEnabledFor(logging.INFO):
+                connection_event(
+                    "close",
+                    transport=self.transport.name,
+                    peer=self.remote,
+                    user=session.user,
+                    session=session.public_id,
+                    code=code,
+                    reason=reason,
+                    duration=self.hub.clock.time() - self.opened_at,
+                )
+            self.hub.lifecycle.detach(session, self.transport, code, reason, final=by_client)
+
+    def _log_open(self, session: Session, *, resumed: bool = False) -> None:
+        """The connection carries `session` now: one lifecycle line (pushwire.logs)."""
+        self.opened_at = self.hub.clock.time()
+        if connection_log.isEnabledFor(logging.INFO):
+            connection_event(
+                "resume" if resumed else "open",
+                transport=self.transport.name,
+                peer=self.remote,
+                user=session.user,
+                session=session.public_id,
+            )
 
     def _open_session(self, identity: Identity, *, resumable: bool) -> Session:
         session = self.hub.lifecycle.open(

@@ -85,6 +85,8 @@ class RawHandler(Handler):
         """Open the session; on a channel endpoint, the channel's rule once the session may
         read it (`check_subscribe` raises otherwise)."""
         session = self.session = self._open_session(identity, resumable=False)
+        if not self.gone:  # (else `_open_session` detached it at once)
+            self._log_open(session)
         channel = self.endpoint.channel
         if self.endpoint.kind != "channel" or channel is None:
             return None

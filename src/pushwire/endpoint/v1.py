@@ -147,6 +147,7 @@ class EnvelopeHandler(Handler):
             # The connection ended while this hello awaited: nothing else detaches the session.
             self.detached(session)
             return
+        self._log_open(session, resumed=resumed)
         self.client = None
         config = self.hub.config
         welcome: dict[str, Any] = {

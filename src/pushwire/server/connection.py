@@ -24,6 +24,7 @@ from ..clock import OneTimer
 from ..errors import PushwireError, RemoteError
 from ..guard import FAILURES
 from ..http11 import chunk, response_head, simple_response
+from ..logs import access
 from ..transports.websocket.connection import WebSocketTransport
 from ..transports.websocket.framing import ENVELOPE_FRAMING, RAW_FRAMING
 from ..transports.websocket.handshake import switching_protocols
@@ -263,6 +264,15 @@ class HttpConnection(OneTimer, asyncio.Protocol):
                 head_only=request.method == "HEAD",
             )
         )
+        if self.door.access_log:
+            access(
+                request.method,
+                request.path,
+                request.query,
+                response.status,
+                len(response.body),
+                self.remote,
+            )
         if not keep_alive:
             self.closing = True
             transport.close()
@@ -342,6 +352,8 @@ class HttpConnection(OneTimer, asyncio.Protocol):
         self.parser = None
         self._cancel_timer()
         transport.write(response_head(start.status, start.headers, length=None))
+        if self.door.access_log:
+            access(request.method, request.path, request.query, start.status, None, self.remote)
         stream = self.stream = HttpStream(
             transport,
             kind=start.kind,
@@ -396,6 +408,8 @@ class HttpConnection(OneTimer, asyncio.Protocol):
             remote=self.remote,
         )
         transport.write(switching_protocols(request, accept.subprotocol))
+        if door.access_log:
+            access(request.method, request.path, request.query, 101, None, self.remote)
         transport.set_protocol(websocket)
         door.handed_over(self, websocket)
         websocket.start(accept.make_receiver, request.upgrade_data)

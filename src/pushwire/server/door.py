@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import ssl
 from collections.abc import Callable
 from typing import Protocol
@@ -44,6 +45,10 @@ class Door:
         self.pings = PingSweep(config, clock)
         self.connections: set[Served] = set()
         self.accepted = 0  # connections accepted since start
+        #: One `pushwire.access` line per HTTP answer (`Config.access_log`, at info level).
+        self.access_log = config.access_log and logging.getLogger("pushwire.access").isEnabledFor(
+            logging.INFO
+        )
         self.shutting_down = False
         self._tasks: set[asyncio.Future[None]] = set()
         self._drained: asyncio.Event | None = None

@@ -110,6 +110,7 @@
      *   deliver the channel's last `rewind` messages from its history (a `gap` event for those it
      *   no longer holds), on the first subscription only (docs/protocol.md, "rewind")
      * @returns {Promise<{channel: string, epoch: string, offset: number}>}
+     * @this {Pushwire}
      */
     subscribe(channel, options) {
       channel = String(channel);
@@ -143,6 +144,7 @@
      * Leave a channel.
      * @param {string} channel
      * @returns {Promise<{channel: string}>}
+     * @this {Pushwire}
      */
     unsubscribe(channel) {
       channel = String(channel);
@@ -166,6 +168,7 @@
      * @param {string|ArrayBuffer|ArrayBufferView|Blob} data
      * @param {{idempotencyKey?: string}} [options]
      * @returns {Promise<{channel: string, epoch: string, offset: number}>}
+     * @this {Pushwire}
      */
     publish(channel, data, options) {
       if (this._readyState >= CLOSING) {
@@ -180,6 +183,7 @@
         this._enqueue(item);
       });
     }
+    /** @this {Pushwire} */
     _sendSubscribe(channel, state) {
       clearTimeout(state.retryTimer);
       state.retryTimer = null;
@@ -193,6 +197,7 @@
       this._requests.set(id, { id, kind: "subscribe", channel, recovering, waiters });
       this._transport.send(envelope, null);
     }
+    /** @this {Pushwire} */
     _subscribed(envelope) {
       const request = this._requests.get(envelope.id);
       if (!request || request.kind !== "subscribe") return;
@@ -215,7 +220,9 @@
   }
   var Connecting = class {
     /** Connect, starting with the transport that worked last (with a new token first when
-     * the one in use expired). */
+     * the one in use expired).
+     * @this {Pushwire}
+     */
     _connect() {
       if (this._staleToken && this._refreshes()) {
         this._renewThen(() => this._connectNow());
@@ -223,6 +230,7 @@
       }
       this._connectNow();
     }
+    /** @this {Pushwire} */
     _connectNow() {
       const count = this._options.transports.length;
       this._tryTransport(count > 0 ? this._lastWorking % count : 0, 0);
@@ -230,6 +238,7 @@
     /**
      * Try `options.transports[index]`, the `tried`-th of this round; a failure before
      * welcome passes the turn to the next one, round the list, each once.
+     * @this {Pushwire}
      */
     _tryTransport(index, tried) {
       const names = this._options.transports;
@@ -285,7 +294,10 @@
         setTimeout(() => this._transportClosed(1006, String(error), false), 0);
       }
     }
-    /** An attempt without welcome within connectTimeout is given up. */
+    /**
+     * An attempt without welcome within connectTimeout is given up.
+     * @this {Pushwire}
+     */
     _armConnectTimer(transport) {
       clearTimeout(this._connectTimer);
       this._connectTimer = setTimeout(() => {
@@ -294,10 +306,14 @@
         this._transportClosed(1006, "connect timeout", false);
       }, this._options.connectTimeout);
     }
-    /** The URL a transport is given; HTTP transports map it to their own paths. */
+    /**
+     * The URL a transport is given; HTTP transports map it to their own paths.
+     * @this {Pushwire}
+     */
     _endpointUrl(name) {
       return this._url;
     }
+    /** @this {Pushwire} */
     _dropTransport() {
       this._stopHeartbeat();
       clearTimeout(this._connectTimer);
@@ -307,6 +323,7 @@
       this._live = false;
       if (transport) transport.abort();
     }
+    /** @this {Pushwire} */
     _transportClosed(code, reason, wasClean) {
       this._stopHeartbeat();
       clearTimeout(this._connectTimer);
@@ -346,6 +363,7 @@
       const { index, tried } = this._attempt;
       this._tryTransport((index + 1) % names.length, tried + 1);
     }
+    /** @this {Pushwire} */
     _attemptFailed(code, reason, wasClean) {
       if (!this._everOpened) {
         this._finish(1006, "", false, true);
@@ -353,7 +371,10 @@
       }
       this._scheduleReconnect();
     }
-    /** Exponential backoff with full jitter: a random wait up to min(max, base * 2^n). */
+    /**
+     * Exponential backoff with full jitter: a random wait up to min(max, base * 2^n).
+     * @this {Pushwire}
+     */
     _scheduleReconnect() {
       const bound = Math.min(
         this._options.reconnectDelayMax,
@@ -371,6 +392,7 @@
 
   // src/incoming.js
   var Incoming = class {
+    /** @this {Pushwire} */
     _receive(envelope, bytes) {
       if (this._readyState === CLOSED) return;
       this._lastReceived = Date.now();
@@ -422,6 +444,7 @@
           return void 0;
       }
     }
+    /** @this {Pushwire} */
     _message(envelope, bytes) {
       let data;
       if (bytes !== null) data = bytes;
@@ -461,6 +484,7 @@
       });
       this.dispatchEvent(event);
     }
+    /** @this {Pushwire} */
     _gap(channel, from, to) {
       return this.dispatchEvent(Object.assign(new Event("gap"), { channel, from, to }));
     }
@@ -468,7 +492,10 @@
 
   // src/outgoing.js
   var Outgoing = class {
-    /** An outgoing envelope with its data; a Blob starts being read at once. */
+    /**
+     * An outgoing envelope with its data; a Blob starts being read at once.
+     * @this {Pushwire}
+     */
     _dataItem(envelope, data) {
       const item = { envelope, bytes: null, blob: null, size: 0, reading: null };
       if (typeof Blob !== "undefined" && data instanceof Blob) {
@@ -495,12 +522,16 @@
       }
       return item;
     }
+    /** @this {Pushwire} */
     _enqueue(item) {
       this._queue.push(item);
       this._queuedBytes += item.size;
       this._flush();
     }
-    /** Hand queued envelopes to the transport, in order, while live. */
+    /**
+     * Hand queued envelopes to the transport, in order, while live.
+     * @this {Pushwire}
+     */
     _flush() {
       while (this._live && this._queue.length > 0) {
         const item = this._queue[0];
@@ -525,6 +556,7 @@
      * the server said. `member` is a session's public id: one user with two tabs is listed
      * twice. `truncated`: more are in the channel (`count`) than the server lists.
      * @param {string} channel
+     * @this {Pushwire}
      */
     presence(channel) {
       const state = this._channels.get(String(channel));
@@ -541,6 +573,7 @@
      * without presence).
      * @param {string} channel
      * @returns {Promise<{channel: string, count: number, members: Array, truncated: boolean}>}
+     * @this {Pushwire}
      */
     fetchPresence(channel) {
       if (!this._live) {
@@ -548,6 +581,7 @@
       }
       return this._request({ type: "presence", channel: String(channel) }, { kind: "presence" });
     }
+    /** @this {Pushwire} */
     _presenceSnapshot(envelope) {
       const snapshot = {
         channel: envelope.channel,
@@ -579,6 +613,7 @@
       }
       this._presenceChanged(envelope.channel, state);
     }
+    /** @this {Pushwire} */
     _presenceChange(envelope) {
       const state = this._channels.get(envelope.channel);
       if (!state || !state.members || !envelope.member) return;
@@ -589,9 +624,11 @@
       this._presenceEvent(envelope.type, state, envelope.channel, envelope.member);
       this._presenceChanged(envelope.channel, state);
     }
+    /** @this {Pushwire} */
     _presenceEvent(type, state, channel, member) {
       this.dispatchEvent(Object.assign(new Event(type), { channel, count: state.count, member }));
     }
+    /** @this {Pushwire} */
     _presenceChanged(channel, state) {
       this.dispatchEvent(Object.assign(new Event("presence"), this.presence(channel)));
     }
@@ -599,7 +636,10 @@
 
   // src/requests.js
   var Requests = class {
-    /** Send a request at once when live (subscribe/unsubscribe do not wait behind data). */
+    /**
+     * Send a request at once when live (subscribe/unsubscribe do not wait behind data).
+     * @this {Pushwire}
+     */
     _request(envelope, request) {
       return new Promise((resolve, reject) => {
         const id = this._nextId++;
@@ -608,11 +648,13 @@
         this._transport.send(envelope, null);
       });
     }
+    /** @this {Pushwire} */
     _requestError(code, message) {
       const error = new Error(message);
       error.code = code;
       return error;
     }
+    /** @this {Pushwire} */
     _answered(envelope) {
       const request = this._requests.get(envelope.id);
       if (!request) return;
@@ -626,6 +668,7 @@
       }
       request.resolve(answer);
     }
+    /** @this {Pushwire} */
     _serverError(envelope) {
       const error = this._requestError(envelope.code, envelope.message || envelope.code);
       const request = envelope.id === void 0 ? void 0 : this._requests.get(envelope.id);
@@ -662,6 +705,7 @@
      * After a retryable failure of `holder` (a channel's state, or a publish request): call
      * `again` after the backoff of options.retry and say true, or say false once its attempts
      * are spent (its `failures` count them).
+     * @this {Pushwire}
      */
     _retryLater(holder, again) {
       const retry = Object.assign({ attempts: 8, delay: 500, delayMax: 1e4 }, this._options.retry);
@@ -676,7 +720,9 @@
       return true;
     }
     /** Something failed for good that no promise reports: an `error` event that says what
-     * (`operation`, `code`, `message`, `channel`, `attempts`); the connection goes on. */
+     * (`operation`, `code`, `message`, `channel`, `attempts`); the connection goes on.
+     * @this {Pushwire}
+     */
     _giveUp(operation, error, channel, attempts) {
       this.dispatchEvent(Object.assign(new Event("error"), {
         operation,
@@ -686,7 +732,10 @@
         attempts
       }));
     }
-    /** Requests on the wire when a connection ends get no answer from it. */
+    /**
+     * Requests on the wire when a connection ends get no answer from it.
+     * @this {Pushwire}
+     */
     _failRequests() {
       const resend = [];
       for (const request of this._requests.values()) {
@@ -714,7 +763,10 @@
 
   // src/session.js
   var Session = class {
-    /** The hello that opens (or resumes) the session. */
+    /**
+     * The hello that opens (or resumes) the session.
+     * @this {Pushwire}
+     */
     _hello() {
       return {
         type: "hello",
@@ -728,6 +780,7 @@
         inbox: this._inbox
       };
     }
+    /** @this {Pushwire} */
     _welcome(envelope) {
       clearTimeout(this._connectTimer);
       this._connectTimer = null;
@@ -775,6 +828,7 @@
      * So: after `heartbeat` seconds without an envelope, send `ping`; after two such periods
      * of silence, take the connection for dead (1006) and reconnect.
      * @param {number} seconds the server's heartbeat, from welcome
+     * @this {Pushwire}
      */
     _startHeartbeat(seconds) {
       this._stopHeartbeat();
@@ -793,6 +847,7 @@
         }
       }, period / 2);
     }
+    /** @this {Pushwire} */
     _stopHeartbeat() {
       clearInterval(this._heartbeatTimer);
       this._heartbeatTimer = null;
@@ -803,7 +858,10 @@
   var REFRESH_SHARE = 0.8;
   var REFRESH_MARGIN_MS = 1e3;
   var Tokens = class {
-    /** Whether the app gives new tokens. */
+    /**
+     * Whether the app gives new tokens.
+     * @this {Pushwire}
+     */
     _refreshes() {
       return typeof this._options.getToken === "function";
     }
@@ -811,6 +869,7 @@
      * Plan the next refresh of a token that expires at `expires` (seconds since the epoch),
      * in place of any planned before.
      * @param {number|undefined|null} expires
+     * @this {Pushwire}
      */
     _planRefresh(expires) {
       clearTimeout(this._refreshTimer);
@@ -824,6 +883,7 @@
      * Ask the app for a new token and send it. A refusal (the server's `error`, which the app
      * sees as `servererror`) or a failed `getToken` leaves the old expiry: the server closes
      * the connection then (4005) and the client comes back with a new token.
+     * @this {Pushwire}
      */
     _refreshToken() {
       this._refreshTimer = null;
@@ -841,7 +901,10 @@
         }
       });
     }
-    /** A new token from `getToken`, for the next hello and refresh. */
+    /**
+     * A new token from `getToken`, for the next hello and refresh.
+     * @this {Pushwire}
+     */
     _newToken() {
       return Promise.resolve().then(() => this._options.getToken()).then((token) => {
         if (typeof token !== "string") throw new TypeError("getToken must give a string");
@@ -853,6 +916,7 @@
      * The connection ended or was refused with `code`: whether the token is what must change
      * (4005, or an `error` `token_expired` came first).
      * @param {number} code
+     * @this {Pushwire}
      */
     _tokenExpired(code) {
       if (code === TOKEN_EXPIRED) this._staleToken = true;
@@ -862,6 +926,7 @@
      * Connect once a new token is in hand (`_connect` when the token expired). A `getToken`
      * that fails is asked again after the reconnection backoff.
      * @param {() => void} connect
+     * @this {Pushwire}
      */
     _renewThen(connect) {
       this._newToken().then(() => {
@@ -1591,6 +1656,7 @@
      * Close the current connection from this side with `code`, without telling the app;
      * the server answers the Close and the client reacts to the code it echoes.
      * @param {number} [code] 3000-4999, default 4000
+     * @param {string} [reason]
      */
     _debugDropConnection(code, reason) {
       if (this._transport) this._transport.close(code === void 0 ? 4e3 : code, reason || "dropped for a test");

@@ -153,6 +153,11 @@ class PollTransport:
     def pending(self) -> bool:
         return bool(self._frames)
 
+    @property
+    def held(self) -> bool:
+        """A poll is held, waiting for a frame (or its timeout)."""
+        return self._release is not None
+
     def arm(self, grace: float) -> None:
         """After answering a poll: the client counts as gone if no poll comes within `grace`."""
         if self.close_code is None:
@@ -332,6 +337,12 @@ class Polls:
         self._closed: dict[str, tuple[PollTransport, Session]] = {}
         # The poll transports open now (the memory budget counts their queues).
         self._open: set[PollTransport] = set()
+
+    def close_all(self, code: int, reason: str) -> None:
+        """Close every poll transport (a server shutting down: 1001): a held poll is
+        answered at once with its `close` envelope, and so is the next poll of the others."""
+        for transport in list(self._open):
+            transport.close(code, reason)
 
     def open(
         self,

@@ -1,6 +1,9 @@
 import { toBase64, utf8Length } from '../bytes.js';
 import { httpUrl, pageOrigin } from '../urls.js';
 
+/** @typedef {import('./index.js').Transport} Transport */
+/** @typedef {import('./index.js').TransportCallbacks} TransportCallbacks */
+
 // A POST body stays under this (the server's max_body_bytes is 1 MiB) unless one envelope
 // alone is larger.
 const MAX_POST_BYTES = 256 * 1024;
@@ -37,12 +40,14 @@ export class HttpTransport {
     this._welcomed = false; // the current downstream delivered its welcome: POSTs may go
     this._generation = 0; // counts downstreams; a POST remembers the one it was sent under
     this._ended = false;
-    this._closing = null; // {code, reason} once close() was called
+    /** @type {any} {code, reason} once close() was called */
+    this._closing = null;
     this._outgoing = []; // {line, size}
     this._outgoingBytes = 0;
     this._inFlight = null; // {lines, size, generation, controller}
     this._postScheduled = false;
     this._stalled = -1; // the generation whose POSTs the server refused (409/410)
+    /** @type {any} a timer: `clearTimeout(null)` is allowed */
     this._stallTimer = null;
   }
 

@@ -54,6 +54,7 @@ export class IframeTransport extends HttpTransport {
         if (frame === this._frame) this._fail(1006, 'the iframe stream ended');
       }, IFRAME_END_GRACE_MS);
     });
+    // @ts-expect-error: pageOrigin() is not null here, open() made sure
     frame.src = httpUrl(this.url, 'iframe', { hello: JSON.stringify(hello), origin: pageOrigin() });
     (document.body || document.documentElement).appendChild(frame);
   }

@@ -7,6 +7,8 @@
  *   arrived; `bytes` is its binary data when it came as raw bytes
  * @property {(code: number, reason: string, wasClean: boolean) => void} onclose the
  *   connection ended (1006 when it dropped or could not be opened)
+ * @property {() => void} [onrecycle] the server ended the downstream to have it reopened at
+ *   once (iframe): the client sends `hello` again on the same transport
  */
 
 /**

@@ -19,6 +19,7 @@ export class PollTransport extends HttpTransport {
     super(name, url, callbacks, options);
     /** @type {AbortController|null} */
     this._download = null;
+    /** @type {any} a timer: `clearTimeout(null)` is allowed */
     this._pollTimer = null;
     this._cursor = null;
     this._retries = 0; // 503 answers in a row
@@ -38,6 +39,7 @@ export class PollTransport extends HttpTransport {
     const controller = new AbortController();
     this._download = controller;
     const current = () => controller === this._download && !this._ended;
+    /** @type {RequestInit} */
     const request = { credentials: 'include', cache: 'no-store', signal: controller.signal };
     if (hello !== null) {
       // text/plain: a "simple" request, so a cross-origin opening needs no preflight.
@@ -105,6 +107,7 @@ export class PollTransport extends HttpTransport {
     }
     const next = () => {
       if (controller !== this._download || this._ended) return;
+      /** @type {Object<string, string>} */
       const params = {};
       if (this._cursor !== null) params.cursor = this._cursor;
       this._poll(params);

@@ -35,6 +35,7 @@ export class StreamTransport extends HttpTransport {
         if (!current()) return;
         if (done) throw new Error('the stream ended');
         const lines = (partial + text.decode(value, { stream: true })).split('\n');
+        // @ts-expect-error: split gives one string at least, so pop gives one
         partial = lines.pop();
         for (const line of lines) {
           if (line.trim() === '') continue; // a heartbeat

@@ -1,6 +1,9 @@
 import { NEWLINE, SUBPROTOCOL } from '../constants.js';
 import { decoder, encoder } from '../bytes.js';
 
+/** @typedef {import('./index.js').Transport} Transport */
+/** @typedef {import('./index.js').TransportCallbacks} TransportCallbacks */
+
 /**
  * pushwire.v1 over a WebSocket: text envelopes in text frames, binary data in binary
  * frames (JSON header, 0x0A, raw bytes).

@@ -40,7 +40,7 @@ from ..base import (
     PublishCallback,
     ResubscribedCallback,
 )
-from .health import CONNECTION_ERRORS, Health
+from .health import CONNECTION_ERRORS, Health, HealthReport
 from .history import HistoryReader
 from .layout import Keys, Retention, parse_message
 from .presence import RedisPresence, parse_event
@@ -60,7 +60,7 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
-class RedisBroker:
+class RedisBroker(HealthReport):
     """Fan-out and history across processes through one Redis server.
 
     Args:

@@ -24,7 +24,7 @@ from typing import Final, TypeVar
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["CONNECTION_ERRORS", "Health"]
+__all__ = ["CONNECTION_ERRORS", "Health", "HealthReport"]
 
 log = logging.getLogger("pushwire.broker.redis")
 
@@ -64,7 +64,25 @@ class Health:
         self.subscribed = False
         #: An outage is going on: its beginning was logged, its end not yet.
         self.outage = False
+        #: Outages ended (both connections restored) since start.
+        self.reconnects = 0
+        #: Publish round trips to Redis (one per batch of publishes) and their total seconds.
+        self.round_trips = 0
+        self.round_trip_seconds = 0.0
+        #: Publishes queued (the publisher sets it).
+        self.pending: Callable[[], int] = lambda: 0
         self._outage_began = 0.0
+
+    def stats(self) -> dict[str, float]:
+        """`up` (1.0 while both connections work), outages ended (`reconnects`), publish
+        round trips and their seconds, publishes queued (`pending`)."""
+        return {
+            "up": float(self.publishing and self.subscribed),
+            "reconnects": self.reconnects,
+            "round_trips": self.round_trips,
+            "round_trip_seconds": self.round_trip_seconds,
+            "pending": self.pending(),
+        }
 
     def changed(self, error: BaseException | None) -> None:
         """Log once when an outage begins (with `error`) and once when both connections are
@@ -83,6 +101,7 @@ class Health:
             )
         elif healthy and self.outage:
             self.outage = False
+            self.reconnects += 1
             log.warning(
                 "redis at %s: connection restored after %.1f s, %d channels subscribed again",
                 self.where,
@@ -105,3 +124,14 @@ class Health:
     def _backoff(self, failures: int) -> float:
         delay = min(self.reconnect_max, self.reconnect_min * 2.0 ** min(failures, 30))
         return delay * (1 - random.random() / 2)
+
+
+class HealthReport:
+    """`BrokerHealth` for the Redis broker (a base class: its `_health` is read by `/readyz`
+    and `/metrics`)."""
+
+    _health: Health
+
+    def health_stats(self) -> dict[str, float]:
+        """`Health.stats`."""
+        return self._health.stats()

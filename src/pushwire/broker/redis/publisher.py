@@ -180,6 +180,7 @@ class Publisher:
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        health.pending = self._queue.__len__
 
     async def load_script(self) -> None:
         """Load the publish script into Redis (`run` loads it again when Redis forgot it).
@@ -258,8 +259,13 @@ class Publisher:
                 batch.append(queue.popleft())
                 size += len(batch[-1][3])
             self._in_flight = batch
+            loop = asyncio.get_running_loop()
+            began = loop.time()
             try:
                 await self._send(batch)
+                health = self._health
+                health.round_trips += 1
+                health.round_trip_seconds += loop.time() - began
             except CONNECTION_ERRORS as exc:
                 self._health.publishing = False
                 self._health.changed(exc)

@@ -26,6 +26,7 @@ __all__ = [
     "frame_binary",
     "frame_data",
     "frame_text",
+    "unframe",
 ]
 
 
@@ -60,6 +61,27 @@ def frame_binary(payload: bytes) -> bytes:
 def frame_data(data: Data) -> bytes:
     """Raw mode: `str` as a text frame, `bytes` as a binary frame."""
     return frame_binary(data) if isinstance(data, bytes) else frame_text(data.encode())
+
+
+def unframe(data: bytes) -> list[tuple[bool, bytes]]:
+    """The messages in `data`, a run of whole unmasked unfragmented frames as the framings
+    here make them: (is_text, payload) each. For a door whose server frames WebSocket
+    messages itself (ASGI): the hub frames a channel message once for every WebSocket
+    subscriber, and such a door takes the payloads back out instead of framing again."""
+    messages = []
+    position, end = 0, len(data)
+    while position < end:
+        first, length = data[position], data[position + 1] & 0x7F
+        position += 2
+        if length == 126:
+            (length,) = struct.unpack_from("!H", data, position)
+            position += 2
+        elif length == 127:
+            (length,) = struct.unpack_from("!Q", data, position)
+            position += 8
+        messages.append((first & 0x0F == 1, data[position : position + length]))
+        position += length
+    return messages
 
 
 class RawFraming:
