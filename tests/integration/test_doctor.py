@@ -15,6 +15,7 @@ from pathlib import Path
 import jwt
 import pytest
 
+from tests.asgi_servers import SERVERS, running_asgi
 from tests.doctor_proxy import Faults, FaultyProxy
 from tests.servers import ServerFactory, ServerProcess
 
@@ -227,3 +228,15 @@ async def test_an_endpoint_that_needs_a_token_is_checked_with_one_and_refused_wi
     }, output
     assert lines["websocket"].startswith("FAIL /pushwire did not welcome the hello (unauthorized:")
     assert "fix: give --token with a valid connection token" in output
+
+
+@pytest.mark.parametrize("asgi_server", SERVERS)
+async def test_pushwire_mounted_in_an_asgi_app_passes_under_each_asgi_server(
+    asgi_server: str,
+) -> None:
+    # The URL's path is where pushwire is mounted (docs/asgi.md): /rt/healthz, /rt/echo.
+    with running_asgi(asgi_server) as site:
+        status, lines, output = await doctor(site.url("/rt"))
+    assert statuses(lines) == ALL_PASS, output
+    assert status == 0
+    assert lines["websocket"].startswith("PASS upgrade to /echo passed")
