@@ -4,9 +4,6 @@ Each run asserts the exit status and the verdict line of the checks the fault co
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,45 +14,10 @@ import pytest
 
 from tests.asgi_servers import SERVERS, running_asgi
 from tests.doctor_proxy import Faults, FaultyProxy
+from tests.doctor_run import ALL_PASS, doctor, statuses
 from tests.servers import ServerFactory, ServerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-
-#: Generous waits: a loaded machine must not turn a pass into a failure. A slow event is only
-#: a warning (--slow), never tested here.
-TIMEOUT = "8"
-SLOW = "60"
-
-
-async def doctor(url: str, *args: str) -> tuple[int, dict[str, str], str]:
-    """Run `pushwire doctor URL ARGS`: its exit status, its verdict line by check, its output."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "pushwire",
-        "doctor",
-        url,
-        "--timeout",
-        TIMEOUT,
-        "--slow",
-        SLOW,
-        "--idle-check",
-        "1",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env=dict(os.environ, PYTHONUNBUFFERED="1"),
-    )
-    stdout, _ = await asyncio.wait_for(process.communicate(), 90)
-    output = stdout.decode()
-    lines: dict[str, str] = {}
-    for line in output.splitlines():
-        status, _, rest = line.partition("  ")
-        if status in ("PASS", "WARN", "FAIL", "SKIP"):
-            name = rest.split()[0]
-            lines[name] = f"{status} {rest[len(name) :].strip()}"
-    assert process.returncode is not None
-    return process.returncode, lines, output
 
 
 @asynccontextmanager
@@ -67,21 +29,6 @@ async def proxy(server: ServerProcess, faults: Faults) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{front.port}"
     finally:
         await front.stop()
-
-
-def statuses(lines: dict[str, str]) -> dict[str, str]:
-    return {name: line.split()[0] for name, line in lines.items()}
-
-
-ALL_PASS = {
-    "http": "PASS",
-    "keep-alive": "PASS",
-    "tls": "SKIP",
-    "websocket": "PASS",
-    "sse": "PASS",
-    "stream": "PASS",
-    "idle": "PASS",
-}
 
 
 async def test_every_check_passes_against_pushwire_directly(server: ServerProcess) -> None:

@@ -92,6 +92,10 @@ class Options:
     token: str | None = None
 
 
+#: Streams are asked for as browsers ask: a proxy that compresses them must flush each event.
+GZIP: Final = "Accept-Encoding: gzip"
+
+
 def fail(name: str, detail: str, fixes: str | None = None) -> Check:
     return Check(name, Status.FAIL, detail, FIXES[fixes or name])
 
@@ -217,10 +221,11 @@ async def check_stream(target: Target, options: Options, kind: str) -> Check:
     if kind == "sse":
         query = urllib.parse.quote(_hello(options))
         request = wire.request(
-            target, "GET", f"{endpoint}/sse?hello={query}", b"", "Accept: text/event-stream"
+            target, "GET", f"{endpoint}/sse?hello={query}", b"", "Accept: text/event-stream", GZIP
         )
     else:
-        request = wire.request(target, "POST", f"{endpoint}/stream", _hello(options).encode())
+        hello = _hello(options).encode()
+        request = wire.request(target, "POST", f"{endpoint}/stream", hello, GZIP)
     try:
         reader, writer = await asyncio.wait_for(wire.open_connection(target), options.timeout)
     except (OSError, TimeoutError) as exc:
@@ -232,7 +237,7 @@ async def check_stream(target: Target, options: Options, kind: str) -> Check:
             response = await wire.read_head(reader)
         if response.status != 200:
             return fail(kind, f"{endpoint}/{kind} answered {response.status}", "http")
-        events = wire.Events(kind, wire.body(reader, response))
+        events = wire.Events(kind, wire.decoded(response, wire.body(reader, response)))
         try:
             async with asyncio.timeout(options.timeout):
                 welcome = await events.next()

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import ssl
 import urllib.parse
+import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Final
@@ -106,6 +107,19 @@ async def body(reader: asyncio.StreamReader, response: Response) -> AsyncIterato
             return
         left -= len(data) if left > 0 else 0
         yield data
+
+
+async def decoded(response: Response, pieces: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """`pieces` of a body decompressed as they come, when the response is gzip or deflate
+    encoded (the doctor asks for gzip, as browsers do: a compressing proxy must flush)."""
+    encoding = response.headers.get("content-encoding", "identity").lower()
+    if encoding not in ("gzip", "deflate"):
+        async for piece in pieces:
+            yield piece
+        return
+    inflate = zlib.decompressobj(zlib.MAX_WBITS | (16 if encoding == "gzip" else 0))
+    async for piece in pieces:
+        yield inflate.decompress(piece)
 
 
 async def body_bytes(reader: asyncio.StreamReader, response: Response) -> bytes:
