@@ -1,10 +1,11 @@
-"""docs/deployment.md's nginx and HAProxy configurations, taken from the Markdown as they
+"""docs/deployment.md's nginx, HAProxy and Caddy configurations, taken from the Markdown as they
 stand (addresses and TLS swapped for loopback ones), run in front of a real pushwire, and
 checked by `pushwire doctor`; and nginx as it is without them. Skipped where nginx or
-haproxy is not installed (`apt-get install nginx-light haproxy`)."""
+haproxy or caddy is not installed (`apt-get install nginx-light haproxy caddy`)."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import socket
@@ -66,9 +67,14 @@ def _docs_nginx(folder: Path, front: int, server: ServerProcess) -> str:
 
 
 @contextmanager
-def _running(command: list[str], port: int) -> Iterator[None]:
+def _running(command: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[None]:
     """`command` in the foreground until the end of the block; ready once `port` accepts."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -163,6 +169,26 @@ async def test_the_docs_haproxy_configuration_passes_every_check(
     conf = tmp_path / "haproxy.cfg"
     conf.write_text(block)
     with _running([haproxy, "-db", "-f", str(conf)], front):
+        status, lines, output = await doctor(f"http://127.0.0.1:{front}")
+    assert statuses(lines) == ALL_PASS, output
+    assert status == 0
+
+
+async def test_the_docs_caddy_configuration_passes_every_check(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    caddy = shutil.which("caddy")
+    if caddy is None:
+        pytest.skip("caddy is not installed")
+    front = _free_port()
+    # Plain HTTP on a loopback port instead of the public name (whose certificate Caddy
+    # would fetch), no admin endpoint; the site block as the docs give it.
+    block = _block("caddy").replace("rt.example.com {", f"http://127.0.0.1:{front} {{")
+    block = block.replace("127.0.0.1:8000", f"127.0.0.1:{server.port}")
+    conf = tmp_path / "Caddyfile"
+    conf.write_text("{\n\tadmin off\n\tauto_https off\n}\n" + block)
+    command = [caddy, "run", "--config", str(conf), "--adapter", "caddyfile"]
+    with _running(command, front, {"HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path)}):
         status, lines, output = await doctor(f"http://127.0.0.1:{front}")
     assert statuses(lines) == ALL_PASS, output
     assert status == 0
