@@ -25,7 +25,18 @@ MAX_LINES = 500
 LAYERS: list[tuple[str, set[str]]] = [
     (
         "foundation",
-        {"errors", "config", "clock", "message", "http11", "parsing", "guard", "version", "logs"},
+        {
+            "errors",
+            "config",
+            "clock",
+            "message",
+            "http11",
+            "parsing",
+            "guard",
+            "version",
+            "logs",
+            "ratelimit",
+        },
     ),
     ("codecs and policies", {"envelope", "presence", "origin"}),
     ("the Python clients", {"client", "api"}),

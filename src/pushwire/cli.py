@@ -22,6 +22,7 @@ from .errors import Unavailable
 from .logs import FORMATS, LEVELS
 from .logs import setup as setup_logging
 from .options import Source, describe
+from .ratelimit import Networks
 from .routing import Router
 from .version import __version__
 
@@ -90,7 +91,23 @@ def _parser() -> argparse.ArgumentParser:
         "--per-ip-exempt-loopback",
         action="store_const",
         const=True,
-        help="loopback addresses are not bound by max_connections_per_ip (a local proxy)",
+        help="loopback addresses are not bound by the per-address limits (a local proxy)",
+    )
+    serve.add_argument(
+        "--trust-proxy",
+        action="append",
+        default=None,
+        metavar="ADDR",
+        help="a proxy (address or CIDR block) whose X-Forwarded-For names the client, for the "
+        "per-address limits and the logs; repeatable",
+    )
+    serve.add_argument(
+        "--limit-exempt",
+        action="append",
+        default=None,
+        metavar="ADDR",
+        help="an address or CIDR block exempt from the per-address limits and session rates; "
+        "repeatable",
     )
     serve.add_argument(
         "--log-level",
@@ -237,6 +254,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    try:
+        Networks(config.trust_proxy), Networks(config.limit_exempt)
+    except ValueError as exc:
+        print(f"pushwire serve: trust_proxy / limit_exempt: {exc}", file=sys.stderr)
+        return 2
     refusal = refuse_to_start(config, insecure=args.insecure)
     if refusal is not None:
         print(f"pushwire serve: {refusal}", file=sys.stderr)
@@ -371,6 +393,8 @@ NAMED_FLAGS: Final[Mapping[str, str]] = {
     "allow_host": "allow_hosts",
     "subprotocol": "subprotocols",
     "per_ip_exempt_loopback": "per_ip_exempt_loopback",
+    "trust_proxy": "trust_proxy",
+    "limit_exempt": "limit_exempt",
     "log_level": "log_level",
     "log_format": "log_format",
     "jwt_secret": "jwt_secret",

@@ -79,6 +79,9 @@ export interface ChannelPosition extends Position {
 export interface SubscribeOptions {
   /** Also keep the channel's members and fire `presence`, `join` and `leave` events. */
   presence?: boolean;
+  /** First deliver the channel's last `rewind` messages from its history (a `gap` event for
+   * those it no longer holds), on the first subscription only. */
+  rewind?: number;
 }
 
 export interface PublishOptions {

@@ -52,6 +52,14 @@ class RawHandler(Handler):
         self.client = None
         if self.endpoint.kind == "echo":
             return None
+        admission = self.hub.admission
+        try:
+            if not client.handshaken:
+                admission.handshake(self.address)
+            admission.admit(self.address)
+        except PushwireError as exc:
+            self._failed(exc, None)
+            return None
         request = raw_connect_request(client, self.transport.name)
         access = self.hub.access
         if (
@@ -84,6 +92,7 @@ class RawHandler(Handler):
     def _begin(self, identity: Identity) -> Namespace | None:
         """Open the session; on a channel endpoint, the channel's rule once the session may
         read it (`check_subscribe` raises otherwise)."""
+        self.hub.admission.admit_user(identity.user, self.address)
         session = self.session = self._open_session(identity, resumable=False)
         if not self.gone:  # (else `_open_session` detached it at once)
             self._log_open(session)

@@ -113,7 +113,8 @@ var Channels = class {
   subscribe(channel, options) {
     channel = String(channel);
     const presence = !!(options && options.presence);
-    const rewind = options && Number.isInteger(options.rewind) && options.rewind > 0 ? options.rewind : 0;
+    const wanted = options && options.rewind;
+    const rewind = typeof wanted === "number" && Number.isInteger(wanted) && wanted > 0 ? wanted : 0;
     return new Promise((resolve, reject) => {
       if (this._readyState >= CLOSING) {
         reject(new DOMException("the connection is closed", "InvalidStateError"));
