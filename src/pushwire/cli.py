@@ -219,12 +219,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "publish":
-        return _publish(args)
-    if args.command == "chat":
-        return _chat(args)
-    if args.command == "doctor":
-        return doctor.command(args)
+    command = {"publish": _publish, "chat": _chat, "doctor": doctor.command}.get(args.command)
+    if command is not None:
+        return command(args)
     from .serve import run, run_workers
 
     try:
