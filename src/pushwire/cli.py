@@ -11,7 +11,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from . import configfile, options
+from . import configfile, doctor, options
 from .app import App
 from .auth.namespaces import Namespace
 from .auth.proxy import BackendProxy
@@ -213,15 +213,15 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"attempts after a 503 or a lost connection (default {PUBLISH_RETRIES})",
     )
+    doctor.add_arguments(commands.add_parser("doctor", help=doctor.HELP))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "publish":
-        return _publish(args)
-    if args.command == "chat":
-        return _chat(args)
+    command = {"publish": _publish, "chat": _chat, "doctor": doctor.command}.get(args.command)
+    if command is not None:
+        return command(args)
     from .serve import run, run_workers
 
     try:
