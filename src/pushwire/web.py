@@ -44,7 +44,9 @@ class Request:
 
     `headers` keeps the order and repetitions of the wire, names in lower case.
     `upgrade_data` holds the bytes that followed an Upgrade request (already the new protocol).
-    `remote` is the peer's address as the door saw it (`host:port`), when it knows it.
+    `remote` is the peer's address as the door saw it (`host:port`), when it knows it;
+    behind a trusted proxy (`trust_proxy`), the client's address its `X-Forwarded-For` names.
+    `address` is the client's IP address alone (the per-address limits count by it).
     """
 
     method: str
@@ -58,6 +60,7 @@ class Request:
     upgrade_data: bytes = b""
     raw_target: str = ""
     remote: str | None = None
+    address: str | None = None
 
     def header(self, name: str, default: str | None = None) -> str | None:
         """The first value of header `name` (lower case), or `default`."""

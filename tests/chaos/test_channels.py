@@ -62,25 +62,8 @@ async def report_for(fault: str, directory: Path) -> Report:
     return _reports[fault]
 
 
-#: Channel cells that a known, open bug fails now and then (issue 14 is not resolved over them).
-CHANNEL_FLAKY: Final = {
-    "kill": "open bug (issue 14): after node kills a subscriber may go silent for good, no gap "
-    "and no Failure (clean-clone CI, CHAOS_SEED=1406: the stream subscriber's channel "
-    "stopped at 80e76bd2:322 after two kills, 125 of 447 lost silently); fails in a minority "
-    "of runs, hence not strict",
-}
-
-
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize(
-    "fault",
-    [
-        pytest.param(f, marks=pytest.mark.xfail(strict=False, reason=CHANNEL_FLAKY[f]))
-        if f in CHANNEL_FLAKY
-        else f
-        for f in SEEDS
-    ],
-)
+@pytest.mark.parametrize("fault", list(SEEDS))
 async def test_channel_messages_arrive_once_in_order_or_in_an_exact_gap(
     fault: str, tmp_path: Path
 ) -> None:

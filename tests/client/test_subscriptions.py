@@ -80,6 +80,40 @@ def test_a_gap_moves_the_position_past_what_was_lost() -> None:
     assert subscriptions.fresh("news", "e1", 21)
 
 
+def gap(channel: str, start: tuple[str, int], end: tuple[str, int]) -> dict[str, object]:
+    return {
+        "type": "gap",
+        "channel": channel,
+        "from": {"epoch": start[0], "offset": start[1]},
+        "to": {"epoch": end[0], "offset": end[1]},
+    }
+
+
+def test_a_gap_the_client_has_passed_already_is_no_gap() -> None:
+    # A node recovering a channel after a broker outage tells every subscriber there the
+    # gap from where the channel stood on that node; this client had re-subscribed
+    # meanwhile and got the new epoch's messages already.
+    subscriptions = Subscriptions()
+    subscriptions.add("news", presence=False)
+    subscriptions.subscribed(subscribed("news", "e1", 28))
+    assert subscriptions.skip(gap("news", ("e1", 28), ("e2", 0))) == Gap("news", "e1", 28, "e2", 0)
+    assert subscriptions.fresh("news", "e2", 1) and subscriptions.fresh("news", "e2", 3)
+    assert subscriptions.skip(gap("news", ("e1", 28), ("e2", 0))) is None
+    assert subscriptions.skip(gap("news", ("e1", 28), ("e2", 3))) is None
+    assert not subscriptions.fresh("news", "e2", 3)  # the position did not move back
+
+
+def test_a_gap_is_told_from_the_last_position_the_client_has() -> None:
+    subscriptions = Subscriptions()
+    subscriptions.add("news", presence=False)
+    subscriptions.subscribed(subscribed("news", "e1", 4))
+    assert subscriptions.fresh("news", "e1", 9)
+    assert subscriptions.skip(gap("news", ("e1", 4), ("e2", 0))) == Gap("news", "e1", 9, "e2", 0)
+    assert subscriptions.fresh("news", "e2", 2)
+    assert subscriptions.skip(gap("news", ("e1", 9), ("e2", 5))) == Gap("news", "e2", 2, "e2", 5)
+    assert subscriptions.fresh("news", "e2", 6)
+
+
 def test_subscribing_again_changes_presence_and_keeps_the_position() -> None:
     subscriptions = Subscriptions()
     subscriptions.add("news", presence=False)

@@ -59,14 +59,14 @@ class SoakPlan:
     seconds: float = 1800.0
     channels: int = 10
     rate: float = 20.0
-    big_rate: float = 4.0
-    big_size: int = 64 * 1024
+    big_rate: float = 2.0
+    big_size: int = 256 * 1024
     big_subscribers: int = 10
     sse_share: float = 0.3
     transports: tuple[str, ...] = ("websocket", "sse", "stream", "longpoll", "polling")
     clients: int = 10
     slow_readers: int = 20
-    slow_reader_life: float = 90.0
+    slow_reader_life: float = 60.0
     half_open: int = 50
     storm_rate: float = 20.0
     oversize: int = 2

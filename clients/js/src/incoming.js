@@ -37,13 +37,22 @@ export class Incoming {
           if (envelope.to) this._inbox = { epoch: envelope.to.epoch, offset: envelope.to.offset };
           return this._gap(null, envelope.from, envelope.to);
         }
+        // Told from the last position this client has: a node recovering a channel for all
+        // its subscribers after a broker outage starts where the channel stood there, and a
+        // client that subscribed again meanwhile may have passed `to` already (no gap then).
         const state = this._channels.get(envelope.channel);
-        if (state && envelope.to) {
+        let from = envelope.from;
+        if (state && envelope.to && from) {
+          const { epoch, offset } = state;
+          if (epoch === envelope.to.epoch && offset >= envelope.to.offset) return undefined;
+          if (epoch === envelope.to.epoch || (epoch === from.epoch && offset > from.offset)) {
+            from = { epoch, offset };
+          }
           state.epoch = envelope.to.epoch;
           state.offset = envelope.to.offset;
         }
         return this.dispatchEvent(Object.assign(new Event('gap'), {
-          channel: envelope.channel, from: envelope.from, to: envelope.to,
+          channel: envelope.channel, from, to: envelope.to,
         }));
       }
       case 'close': {

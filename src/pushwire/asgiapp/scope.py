@@ -57,6 +57,9 @@ def scope_request(scope: Scope, body: bytes = b"") -> Request:
         body=body,
         upgrade=websocket,
         remote=f"{client[0]}:{client[1]}" if client else None,
+        # The ASGI server's client: behind a proxy, its own proxy-headers option (uvicorn's
+        # --proxy-headers) reads X-Forwarded-For; pushwire's trust_proxy is the native door's.
+        address=client[0] if client else None,
     )
 
 

@@ -134,6 +134,14 @@ class Broker(Protocol):
         never calls it)."""
 
     @property
+    def continuity(self) -> int | None:
+        """Which unbroken stretch of live delivery this process is in: the same number at two
+        moments means every message published in between, to any channel or user this
+        process receives, reached it live; None while it may be missing some now (the
+        connection is down, or its subscriptions not confirmed yet). A broker that cannot
+        lose one, like the in-memory broker, is always 0."""
+
+    @property
     def direct(self) -> DirectBroker:
         """The users' inboxes: where direct messages get their positions and are kept."""
 

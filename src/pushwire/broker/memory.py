@@ -130,6 +130,11 @@ class MemoryBroker:
         """Nothing to do: this broker has no connection to lose."""
 
     @property
+    def continuity(self) -> int:
+        """Always 0: live delivery here is never broken."""
+        return 0
+
+    @property
     def direct(self) -> MemoryInboxes:
         """The users' inboxes, in this process."""
         return self.inboxes

@@ -133,7 +133,7 @@ class Client:
             ssl_context=ssl_context,
             receive=self._receive,
             connected=self._connected,
-            dropped=self._dropped,
+            dropped=lambda reason: self._requests.disconnected(reason),
             closed=self._finish,
             token_refresh=token_refresh,
         )
@@ -356,7 +356,8 @@ class Client:
             await self._message(envelope, data)
         elif kind == "gap":
             lost = self._subscriptions if "channel" in envelope else self._directs
-            await self._inbox.put(lost.skip(envelope))
+            if (gap := lost.skip(envelope)) is not None:  # None: passed already
+                await self._inbox.put(gap)
         elif kind == "presence" and "id" not in envelope:  # a snapshot, not an answer
             if envelope["channel"] in self._subscriptions:  # else unsubscribed meanwhile
                 self._roster.snapshot(parse_presence(envelope))
@@ -426,9 +427,6 @@ class Client:
             self._roster.forget(channel)
             failure = given_up[0] if given_up else None
             await self._fail(failure or Failure("subscribe", failed.code, failed.message, channel))
-
-    def _dropped(self, reason: str) -> None:
-        self._requests.disconnected(reason)
 
     def _report(self, failure: Failure) -> None:
         """Tell the app's `on_error` (a failure of its own is logged, not raised here)."""

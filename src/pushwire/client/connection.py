@@ -124,6 +124,11 @@ class Connection:
         self._tasks: set[asyncio.Future[Any]] = set()
 
     @property
+    def ready(self) -> bool:
+        """Whether a connection is up (its welcome received, no drop seen since)."""
+        return self._ready.is_set()
+
+    @property
     def transport(self) -> str:
         """The name of the transport in use."""
         return self._transport.name if self._transport is not None else self.transports[0]

@@ -1,6 +1,8 @@
 """Requests and their answers: each request gets an id, the answer (or `error`) with that id
 settles it, and no answer within `request_timeout` fails it. A dropped or closed connection
-fails every request still waiting (`disconnected`)."""
+fails every request still waiting (`disconnected`); a send that fails while the connection
+stays up (an HTTP transport's upstream request refused or cut) fails it `unavailable`:
+nothing else would send it again, so it is the caller's to retry."""
 
 from __future__ import annotations
 
@@ -46,19 +48,30 @@ class Requests:
         """Send `envelope` (with `data`, if any) once connected; its answer.
 
         Raises:
-            RequestFailed: the server's `error`, or `timeout` / `disconnected`.
+            RequestFailed: the server's `error`, or `timeout` / `disconnected`, or
+                `unavailable` when the send failed while the connection stayed up.
             ClientClosed: the client is closed.
         """
         await self._connection.wait_ready(self.timeout)
         future = self._register(envelope)
         try:
             item = with_data(envelope, data) if data is not None else (envelope, None)
-            await self._connection.send([item])
+            try:
+                await self._connection.send([item])
+            except RequestFailed as failed:
+                if not self._connection.ready:
+                    raise
+                # The connection is up, only this send failed (an HTTP transport's
+                # `POST E/send` answered 503 or cut while its downstream lives): no
+                # reconnection will send it again, so it must be retried as "not now".
+                raise RequestFailed("unavailable", failed.message) from None
             return await asyncio.wait_for(asyncio.shield(future), self.timeout)
         except TimeoutError:
             raise RequestFailed("timeout", f"no answer within {self.timeout} s") from None
         finally:
             self._pending.pop(envelope["id"], None)
+            if future.done() and not future.cancelled():
+                future.exception()  # failed by a drop after its send failed: seen here
 
     def answer(self, envelope: Envelope) -> None:
         """Settle the request `envelope` answers, if it is an answer or an `error`. An error

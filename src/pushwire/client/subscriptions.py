@@ -92,10 +92,19 @@ class Subscriptions:
         state.epoch, state.offset = epoch, offset
         return True
 
-    def skip(self, envelope: Envelope) -> Gap:
-        """The server's `gap`: history lost messages; the position moves past them."""
+    def skip(self, envelope: Envelope) -> Gap | None:
+        """The server's `gap`: history lost messages; the position moves past them. Told
+        from the last position seen: a node recovering a channel for all its subscribers
+        after a broker outage starts the gap where the channel stood there, and a client
+        that re-subscribed meanwhile may be further already (None: it has passed `to`)."""
         channel, start, end = envelope["channel"], envelope["from"], envelope["to"]
         state = self._channels.get(channel)
         if state is not None:
+            if state.epoch == end["epoch"] and state.offset >= end["offset"]:
+                return None
+            if state.epoch == end["epoch"] or (
+                state.epoch == start["epoch"] and state.offset > start["offset"]
+            ):
+                start = {"epoch": state.epoch, "offset": state.offset}
             state.epoch, state.offset = end["epoch"], end["offset"]
         return Gap(channel, start["epoch"], start["offset"], end["epoch"], end["offset"])

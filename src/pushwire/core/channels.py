@@ -72,12 +72,15 @@ class _Channel:
     # The last position fanned out here: anything at or before it is not sent twice.
     epoch: str | None = None
     offset: int = 0
-    # The newest position of the channel known here while this process received it (fanned
-    # out, or read for a subscriber), and, once the broker lost the channel and began a new
-    # epoch, the newest known of the epoch before: where it ended, as far as this process
-    # knows (nothing of that epoch can have been stored after it without reaching here).
+    # The newest position of the channel known here (fanned out, or read for a subscriber),
+    # with the broker's `continuity` from when it was known (None: not receiving then), and,
+    # once the broker lost the channel and began a new epoch while this process received it
+    # all along, the newest known of the epoch before: where it ended (nothing of that
+    # epoch can have been stored after it without reaching here).
     latest: Position | None = None
+    latest_at: int | None = None
     ended: Position | None = None
+    ended_at: int | None = None
     # Catch-ups in progress (a subscriber reading history, recovery after an outage):
     # while above 0, this channel's messages wait, so they go out after the history.
     hold: int = 0
@@ -85,11 +88,12 @@ class _Channel:
     keep: int = 0
 
 
-def _fresh(state: _Channel, messages: list[Message]) -> list[Message]:
+def _fresh(state: _Channel, messages: list[Message], stamp: int | None) -> list[Message]:
     """The messages not fanned out yet, in offset order; moves the channel's position.
 
     Live delivery and history may overlap or interleave (a subscriber's catch-up, recovery
     after a broker outage): sort, and drop what is at or before the last position sent.
+    `stamp`: the broker's `continuity` now.
     """
     if any(a.offset > b.offset for a, b in itertools.pairwise(messages)):
         newest = messages[-1].epoch  # an older epoch (before a broker lost its data) goes first
@@ -98,27 +102,32 @@ def _fresh(state: _Channel, messages: list[Message]) -> list[Message]:
     for message in messages:
         if message.epoch == state.epoch and message.offset <= state.offset:
             continue
-        _move(state, message.epoch, message.offset)
+        _move(state, message.epoch, message.offset, stamp)
         fresh.append(message)
     return fresh
 
 
-def _move(state: _Channel, epoch: str, offset: int) -> None:
+def _move(state: _Channel, epoch: str, offset: int, stamp: int | None) -> None:
     """The channel's fan-out position is now (epoch, offset)."""
     state.epoch, state.offset = epoch, offset
-    _note(state, Position(epoch, offset))
+    _note(state, Position(epoch, offset), stamp)
 
 
-def _note(state: _Channel, position: Position) -> None:
-    """`position` of the channel exists: the newest known, unless one newer is; a new epoch
-    keeps where the last one ended."""
+def _note(state: _Channel, position: Position, stamp: int | None) -> None:
+    """`position` of the channel exists, known while the broker's `continuity` was `stamp`
+    (and still is): the newest known, unless one newer is. A new epoch keeps where the last
+    one ended only when this process received the channel all along since it knew that end:
+    across a lost broker connection more epochs may have come and gone unseen (Redis
+    restarted twice), so nothing says which messages were lost."""
     latest = state.latest
     if latest is None or latest.epoch != position.epoch:
-        if latest is not None:
-            state.ended = latest
-        state.latest = position
-    elif position.offset > latest.offset:
-        state.latest = position
+        if latest is not None and stamp is not None and state.latest_at == stamp:
+            state.ended, state.ended_at = latest, stamp
+        else:
+            state.ended = state.ended_at = None
+        state.latest, state.latest_at = position, stamp
+    elif position.offset >= latest.offset:
+        state.latest, state.latest_at = position, stamp
 
 
 class Channels:
@@ -238,9 +247,15 @@ class Channels:
         """
         return await self._broker.position(check_channel(channel, self._config.max_channel_name))
 
-    def note(self, channel: str, position: Position) -> None:
+    def continuity(self) -> int | None:
+        """The broker's `continuity` now: take it before reading a channel's position or
+        history, for `note` and `ended`."""
+        return self._broker.continuity
+
+    def note(self, channel: str, position: Position, stamp: int | None) -> None:
         """`position` of `channel` was read from the broker for a subscriber while this
-        process receives the channel (`prepare` returned): see `ended`. Before any message
+        process receives the channel (`prepare` returned), the read begun while the broker's
+        `continuity` was `stamp`: see `ended`. Before any message
         was fanned out here it is also where fan-out (and recovery after a broker outage)
         goes on from: every message after it reaches this process live, or through
         `recover` if the broker's connection is lost before it does."""
@@ -248,19 +263,34 @@ class Channels:
         if state is not None:
             if state.epoch is None:
                 state.epoch, state.offset = position.epoch, position.offset
-            _note(state, position)
+            if stamp != self._broker.continuity:
+                stamp = None  # the broker's connection was lost during the read
+            _note(state, position, stamp)
 
-    def ended(self, channel: str, epoch: str) -> Position | None:
-        """The newest position of `channel`'s `epoch` known here, when it is the channel's
-        current or previous epoch here and this process received the channel all along
-        since (None: not known). Nothing of that epoch after it can have reached the broker
-        without reaching this process; what it does not know of is counted as lost."""
+    def ended(self, channel: str, epoch: str, then: str, stamp: int | None) -> Position | None:
+        """Where `channel`'s `epoch` ended, as far as this process knows, when `then` is the
+        epoch that followed it (the one history is in, read while the broker's `continuity`
+        was `stamp`), None when not known.
+
+        Known only if this process received the channel all along (the broker's
+        `continuity` unchanged) since it knew that position until `then` began and until
+        now: then nothing of `epoch` after it can have reached the broker without reaching
+        here, and no other epoch came between. After a lost broker connection (a Redis
+        restart) it is not known: what this process did not see is counted as lost."""
         state = self._channels.get(channel)
-        if state is None:
+        if state is None or stamp is None or stamp != self._broker.continuity:
             return None
-        for known in (state.latest, state.ended):
-            if known is not None and known.epoch == epoch:
-                return known
+        latest, ended = state.latest, state.ended
+        if latest is not None and latest.epoch == epoch and state.latest_at == stamp:
+            return latest  # `then` began after it, unseen here yet
+        if (
+            ended is not None
+            and ended.epoch == epoch
+            and state.ended_at == stamp
+            and latest is not None
+            and latest.epoch == then
+        ):
+            return ended
         return None
 
     @contextlib.contextmanager
@@ -320,6 +350,7 @@ class Channels:
         pending, self._pending = self._pending, {}
         self._pending_bytes = 0
         stats = self._stats
+        stamp = self._broker.continuity
         for channel, messages in pending.items():
             state = self._channels.get(channel)
             if state is None:
@@ -327,7 +358,7 @@ class Channels:
             if state.hold:
                 self._pending[channel] = messages  # a catch-up is in progress: wait
                 continue
-            messages = _fresh(state, messages)
+            messages = _fresh(state, messages, stamp)
             if not messages:
                 continue
             for framing, members in state.members.items():
@@ -355,6 +386,7 @@ class Channels:
                 continue
             since = Position(state.epoch, state.offset)
             with self.holding(channel):
+                stamp = self._broker.continuity
                 try:
                     history = await self._broker.history(channel, since)
                 except PushwireError as exc:
@@ -362,14 +394,18 @@ class Channels:
                     continue
                 # An epoch change that lost nothing after the newest position known here
                 # of the old epoch is no gap.
-                last_lost = history.lost(since, self.ended(channel, since.epoch))
+                if stamp != self._broker.continuity:
+                    stamp = None  # lost again during the read: the next recovery tells
+                ended = self.ended(channel, since.epoch, history.position.epoch, stamp)
+                last_lost = history.lost(since, ended)
+                _note(state, history.position, stamp)
                 if last_lost is not None:
                     self._tell_gap(channel, since, last_lost)
                 if not history.complete:
                     first = history.position.offset + 1
                     if history.messages:
                         first = history.messages[0].offset
-                    _move(state, history.position.epoch, first - 1)
+                    _move(state, history.position.epoch, first - 1, stamp)
                 for message in history.messages:
                     self.deliver(message)
 

@@ -29,6 +29,7 @@ from ..config import Config
 from ..errors import Forbidden, PushwireError
 from ..message import Data, Message, check_idempotency_key
 from ..presence import PresenceSnapshot
+from .admission import Admission
 from .budget import machine_budget
 from .channels import Channels, HubStats
 from .direct import DirectMessages
@@ -217,6 +218,11 @@ class Hub:
     @new_session_id.setter
     def new_session_id(self, make: Callable[[], str]) -> None:
         self.lifecycle.new_session_id = make
+
+    @property
+    def admission(self) -> Admission:
+        """The bounds of new sessions (handshakes, sessions per address, user, in all)."""
+        return self.lifecycle.admission
 
     @property
     def expiry(self) -> TokenExpiry:

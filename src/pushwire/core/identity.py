@@ -52,6 +52,7 @@ from ..errors import (
     LimitReached,
     PresenceInfoTooLarge,
     Unauthorized,
+    UserIdTooLong,
 )
 from ..message import Data
 from ..parsing import quoted
@@ -281,10 +282,11 @@ class Access:
     def _proved(self, request: ConnectRequest) -> Identity:
         """Who the request's token proves the client is (in an open server: who it claims)."""
         if self.tokens is None:
-            return Identity(request.user)
+            return Identity(self._bounded_user(request.user))
         if request.token is not None:
             claims = self.tokens.connection(request.token)
-            return Identity(claims.user, claims.info, claims.channels, claims.expires)
+            user = self._bounded_user(claims.user)
+            return Identity(user, claims.info, claims.channels, claims.expires)
         if self._config.anonymous:
             return Identity(None)
         raise Unauthorized("a connection token is required")
@@ -317,7 +319,20 @@ class Access:
         limit = self._config.max_presence_info
         if size > limit:
             raise PresenceInfoTooLarge(f"presence info over size limit ({size} > {limit} bytes)")
+        self._bounded_user(identity.user)  # a connect handler or the proxy may have named it
         return identity
+
+    def _bounded_user(self, user: str | None) -> str | None:
+        """`user`, when at most `max_user_id` characters: presence lists it to every member
+        (ten 1 MB ids made a 49-byte `presence` request answer 10 MB).
+
+        Raises:
+            UserIdTooLong: it is longer.
+        """
+        limit = self._config.max_user_id
+        if user is not None and len(user) > limit:
+            raise UserIdTooLong(f"user id over size limit ({len(user)} > {limit} characters)")
+        return user
 
     async def identify(self, request: ConnectRequest) -> Identity:
         """`connect` under its former name."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..clock import Clock
 from ..config import Config
+from .admission import Admission
 from .channels import Channels
 from .direct import DirectMessages
 from .expiry import TokenExpiry
@@ -50,8 +51,11 @@ class SessionLifecycle:
         tasks: BackgroundTasks,
         *,
         expiry: TokenExpiry | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.store = store
+        #: The session bounds; counts every session this process holds.
+        self.admission = admission or Admission(config, clock)
         self.expiry = expiry or TokenExpiry(clock, leeway=config.jwt_leeway)
         self._config = config
         self._clock = clock
@@ -73,8 +77,10 @@ class SessionLifecycle:
         endpoint: str = "",
         secret: str | None = None,
         session_id: str | None = None,
+        address: str | None = None,
     ) -> Session:
-        """A new session attached to `transport` (under `session_id`, or a new id).
+        """A new session attached to `transport` (under `session_id`, or a new id), from
+        `address` (the client's IP, counted for `max_sessions_per_ip`).
         `resumable` sessions (pushwire.v1) survive `session_grace` seconds detached; their
         user's direct messages wait for `DirectMessages.recover` (after the welcome).
         `endpoint`: the key of the endpoint opening it, the only one that may resume it.
@@ -87,8 +93,10 @@ class SessionLifecycle:
             session_id=session_id or self.new_session_id(),
             endpoint=endpoint,
             secret=secret,
+            address=address,
         )
         self.store.add(session)
+        self.admission.opened(session)
         self._direct_messages.add(session)
         return session
 
@@ -205,6 +213,7 @@ class SessionLifecycle:
 
     def _forget(self, session: Session) -> None:
         session.closed = True
+        self.admission.closed(session)
         self.expiry.forget(session)
         if session.expiry is not None:
             session.expiry.cancel()

@@ -68,6 +68,7 @@ class Session:
     """
 
     __slots__ = (
+        "address",
         "channels",
         "closed",
         "endpoint",
@@ -99,8 +100,12 @@ class Session:
         session_id: str | None = None,
         endpoint: str = "",
         secret: str | None = None,
+        address: str | None = None,
     ) -> None:
         self.id = session_id or new_session_id()
+        #: The client's IP address (behind a trusted proxy, the one it forwarded), for the
+        #: per-address bounds; None when unknown (a session handed over from another node).
+        self.address = address
         self.secret = secret or new_secret()
         self.endpoint = endpoint
         self.public_id = new_public_id()

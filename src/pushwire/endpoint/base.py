@@ -16,15 +16,18 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from ..broker.base import History, PublishCallback
+from ..clock import time_reader
 from ..core import ConnectRequest, Hub, Identity, Session
 from ..core.transport import Transport
 from ..errors import (
     BadRequest,
     PushwireError,
+    RateLimited,
 )
 from ..guard import FAILURES
 from ..logs import connection_event, connection_log
 from ..message import Data, Position
+from ..ratelimit import MessageRate
 
 __all__ = [
     "ClientInfo",
@@ -71,6 +74,12 @@ class ClientInfo:
     headers: list[tuple[str, str]]
     query: Mapping[str, str]
     remote: str | None
+    #: The client's IP address (behind a trusted proxy, the one it forwarded), for the
+    #: per-address limits.
+    address: str | None = None
+    #: The door counted the handshake already (`Admission.handshake`): the HTTP doors do;
+    #: the TCP port, which has none, leaves it to the hello.
+    handshaken: bool = False
 
 
 def token_of(client: ClientInfo) -> str | None:
@@ -108,7 +117,9 @@ class Handler:
 
     __slots__ = (
         "_pending",
+        "_rate",
         "_task",
+        "address",
         "client",
         "endpoint",
         "gone",
@@ -123,6 +134,14 @@ class Handler:
         self.hub = hub
         self.endpoint = endpoint
         self.transport = transport
+        self.address = client.address
+        config = hub.config
+        #: The session's message and byte rates (None: unbounded, or an exempt address).
+        self._rate: MessageRate | None = None
+        if (config.messages_per_second > 0 or config.bytes_per_second > 0) and not (
+            hub.admission.exempt(client.address)
+        ):
+            self._rate = MessageRate(config, time_reader(hub.clock))
         # Dropped once the session is open: the request's headers are not kept for a
         # connection's whole life.
         self.client: ClientInfo | None = client
@@ -142,6 +161,10 @@ class Handler:
 
     def receive(self, data: Data) -> None:
         """An application frame arrived from the client."""
+        rate = self._rate
+        if rate is not None and not rate.allow(len(data)):
+            self._over_rate(rate)
+            return
         if self._pending is not None:
             if len(self._pending) >= MAX_PENDING:
                 self.transport.close(4100, f"too many messages in flight (> {MAX_PENDING})")
@@ -152,6 +175,15 @@ class Handler:
         if step is not None:
             self._pending = deque()
             self._task = asyncio.ensure_future(self._run_steps(step))
+
+    def _over_rate(self, rate: MessageRate) -> None:
+        """A message over the session's rates was dropped: the client is told (`_failed`:
+        an `error`, or a close where there is no envelope); closed 4029 when it keeps on."""
+        exc = RateLimited(rate.refusal(), retry_after=rate.wait())
+        if rate.strikes > self.hub.config.rate_limit_strikes:
+            self.transport.close(exc.close_code, str(exc)[:120])
+            return
+        self._failed(exc, None)
 
     async def _run_steps(self, step: Awaitable[None]) -> None:
         try:
@@ -227,6 +259,7 @@ class Handler:
             identity.info,
             resumable=resumable,
             endpoint=self.endpoint.key,
+            address=self.address,
         )
         session.forwarded = identity.forwarded
         self._renew(session, identity)

@@ -52,6 +52,14 @@ class RawHandler(Handler):
         self.client = None
         if self.endpoint.kind == "echo":
             return None
+        admission = self.hub.admission
+        try:
+            if not client.handshaken:
+                admission.handshake(self.address)
+            admission.admit(self.address)
+        except PushwireError as exc:
+            self._failed(exc, None)
+            return None
         request = raw_connect_request(client, self.transport.name)
         access = self.hub.access
         if (
@@ -73,17 +81,19 @@ class RawHandler(Handler):
         if rule is not None and channel is not None and self.session is not None:
             await access.subscribe_hooks(self.session, channel)
         history = None
+        stamp = self.hub.channels.continuity()
         if channel is not None and since is not None:
             history = await self.hub.broker.history(channel, since)
         # No await from here on: replayed messages go out before live ones.
         self._join(rule)
         if history is not None and channel is not None and since is not None:
-            ended = self.hub.channels.ended(channel, since.epoch)
+            ended = self.hub.channels.ended(channel, since.epoch, history.position.epoch, stamp)
             write_recovery(self.transport, channel, since, history, ended)
 
     def _begin(self, identity: Identity) -> Namespace | None:
         """Open the session; on a channel endpoint, the channel's rule once the session may
         read it (`check_subscribe` raises otherwise)."""
+        self.hub.admission.admit_user(identity.user, self.address)
         session = self.session = self._open_session(identity, resumable=False)
         if not self.gone:  # (else `_open_session` detached it at once)
             self._log_open(session)

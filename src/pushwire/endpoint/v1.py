@@ -19,13 +19,17 @@ from ..errors import (
     UnknownType,
 )
 from ..message import Data, Message, Position, check_idempotency_key
-from ..parsing import MAX_POSITION, quoted
+from ..parsing import MAX_POSITION, echoable_id, quoted
 from .base import Handler, write_recovery
 
 __all__ = ["EnvelopeHandler"]
 
 #: Characters of a `since` epoch, at most (the server's are 8 hexadecimal digits).
 MAX_EPOCH: Final = 64
+
+#: Characters of a session id in a `hello`, at most (the server's are 22, or 22 after a
+#: node's id and a dot with a Redis broker): an unknown one is echoed in the welcome.
+MAX_SESSION_ID: Final = 128
 
 #: What a pushwire.v1 session on /echo may not do: it echoes, and reaches nothing else.
 ECHO_REFUSED: Final = frozenset({"subscribe", "publish", "presence", "refresh"})
@@ -45,6 +49,17 @@ class EnvelopeHandler(Handler):
             self.transport.close(4100, str(exc)[:120])
             return None
         request_id = envelope.fields.get("id")
+        if request_id is not None and not echoable_id(request_id, self.hub.config.max_request_id):
+            # Not echoed (an answer would carry it back): refused without it.
+            limit = self.hub.config.max_request_id
+            self._error(
+                None,
+                BadRequest(
+                    f'"id" must be a string of at most {limit} characters '
+                    "or a number of at most 2^53"
+                ),
+            )
+            return None
         try:
             if self.session is None:
                 if envelope.type != "hello":
@@ -110,14 +125,24 @@ class EnvelopeHandler(Handler):
         if token is not None and not isinstance(token, str):
             raise BadRequest('"token" must be a string')
         session_id = fields.get("session")
+        if isinstance(session_id, str) and len(session_id) > MAX_SESSION_ID:
+            # The welcome would echo it (`expired`): no id of ours is that long.
+            raise BadRequest(f'"session" is over {MAX_SESSION_ID} characters')
         since = fields.get("inbox")
         inbox = _position(since)
         if since is not None and inbox is None:
             raise BadRequest('"inbox" must be {"epoch": string, "offset": integer}')
+        admission, address = self.hub.admission, self.address
         try:
+            if self.client is not None and not self.client.handshaken:
+                admission.handshake(address)  # the TCP port: no door counted it
             session, identity = await self._resumed(session_id, fields.get("resume"), user, token)
-            if session is None and identity is None:
-                identity = await self._connected(user, token)
+            if session is None:
+                admission.admit(address)  # before asking who it is: refused cheaply
+                if identity is None:
+                    identity = await self._connected(user, token)
+                admission.admit(address)  # again: sessions may have opened meanwhile
+                admission.admit_user(identity.user, address)
         except (RemoteError, Unavailable) as exc:  # refused, or no answer to ask
             self._error(None, exc)
             self.transport.close(exc.close_code, str(exc)[:120])
@@ -339,6 +364,7 @@ class EnvelopeHandler(Handler):
             # Held: live messages wait while the position and history are read, and follow
             # them, so the client sees no gap and no reordering.
             hub.channels.subscribe(session, channel, present=rule.presence)
+            stamp = hub.channels.continuity()
             try:
                 if rewind:
                     # The last `rewind` messages: recovery from that many before the end.
@@ -354,7 +380,7 @@ class EnvelopeHandler(Handler):
                 hub.channels.unsubscribe(session, channel)
                 self._failed(exc, request_id)
                 return
-            hub.channels.note(channel, position)
+            hub.channels.note(channel, position, stamp)
             self._reply(
                 {
                     "type": "subscribed",
@@ -365,7 +391,7 @@ class EnvelopeHandler(Handler):
                 }
             )
             if since is not None and history is not None:
-                ended = hub.channels.ended(channel, since.epoch)
+                ended = hub.channels.ended(channel, since.epoch, position.epoch, stamp)
                 write_recovery(self.transport, channel, since, history, ended)
         if presence:
             try:

@@ -47,6 +47,7 @@ class HttpConnection(OneTimer, asyncio.Protocol):
         "closing",
         "door",
         "parser",
+        "peer",
         "progress_mark",
         "queued",
         "received",
@@ -70,6 +71,7 @@ class HttpConnection(OneTimer, asyncio.Protocol):
         self.refusal: tuple[int, str] | None = None
         self.closing = False
         self.remote: str | None = None
+        self.peer: str | None = None  # the peer's IP address
         self.stream: HttpStream | None = None
         #: Bytes received since the connection opened (the body's progress is counted in them).
         self.received = 0
@@ -84,8 +86,9 @@ class HttpConnection(OneTimer, asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else None
+        self.peer = peer[0] if isinstance(peer, tuple) else None
         door = self.door
-        refusal = door.opened(self, peer[0] if isinstance(peer, tuple) else None)
+        refusal = door.opened(self, self.peer)
         if refusal is not None:
             if door.tls is not None:
                 # No handshake for a connection over a bound: nothing could be answered.
@@ -185,10 +188,14 @@ class HttpConnection(OneTimer, asyncio.Protocol):
     # -- requests -------------------------------------------------------------------------------
 
     def _run_queue(self) -> None:
-        app = self.door.app
+        door = self.door
+        app = door.app
         while self.queued and not self.busy and not self.closing:
             request = self.queued.pop(0)
-            request.remote = self.remote
+            if door.trusting:
+                door.from_client(request, self.peer, self.remote)
+            else:
+                request.remote, request.address = self.remote, self.peer
             if request.upgrade and (request.header("upgrade") or "").lower() == "websocket":
                 self._upgrade(request)
                 return

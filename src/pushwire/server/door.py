@@ -13,8 +13,9 @@ from typing import Protocol
 
 from ..clock import Clock
 from ..config import Config
+from ..ratelimit import Networks, client_address
 from ..transports.websocket.connection import PingSweep
-from ..web import Application
+from ..web import Application, Request
 from .fdlimit import connection_bound
 from .tls import is_loopback, secure
 
@@ -41,6 +42,11 @@ class Door:
         #: `max_connections`, or (0) what the open-file limit allows.
         self.max_connections = connection_bound(config.max_connections, config.fd_reserve)
         self.per_ip: dict[str, int] = {}  # open connections per address, when limited
+        #: Proxies whose X-Forwarded-For is read (`trust_proxy`), and addresses exempt from
+        #: the per-address bounds (`limit_exempt`).
+        self.trusted = Networks(config.trust_proxy)
+        self.trusting = bool(self.trusted)
+        self.exempt = Networks(config.limit_exempt)
         self.ip_of: dict[object, str] = {}
         self.pings = PingSweep(config, clock)
         self.connections: set[Served] = set()
@@ -70,12 +76,31 @@ class Door:
         elif len(self.connections) > self.max_connections:
             refusal = f"too many connections (> {self.max_connections})"
         limit = config.max_connections_per_ip
-        if limit > 0 and ip is not None and not (config.per_ip_exempt_loopback and is_loopback(ip)):
+        if limit > 0 and ip is not None and not self._unbounded(ip):
             count = self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
             self.ip_of[connection] = ip
             if count > limit and refusal is None:
                 refusal = f"too many connections from one address (> {limit})"
         return refusal
+
+    def _unbounded(self, ip: str) -> bool:
+        """Whether connections from `ip` are not bound per address: a trusted proxy (its
+        connections carry many clients), an exempt address, or loopback when exempt."""
+        return (
+            ip in self.trusted
+            or ip in self.exempt
+            or (self.config.per_ip_exempt_loopback and is_loopback(ip))
+        )
+
+    def from_client(self, request: Request, peer: str | None, remote: str | None) -> None:
+        """Say where `request` comes from (`remote`, `address`): the peer (`peer`, its IP;
+        `remote`, ip:port), or behind a trusted proxy the client its X-Forwarded-For names."""
+        if peer is None or peer not in self.trusted:
+            request.remote, request.address = remote, peer
+            return
+        address = client_address(peer, request.header_values("x-forwarded-for"), self.trusted)
+        request.address = address
+        request.remote = remote if address == peer else address
 
     def closed(self, connection: object) -> None:
         """A connection is gone."""

@@ -425,13 +425,19 @@
             return this._gap(null, envelope.from, envelope.to);
           }
           const state = this._channels.get(envelope.channel);
-          if (state && envelope.to) {
+          let from = envelope.from;
+          if (state && envelope.to && from) {
+            const { epoch, offset } = state;
+            if (epoch === envelope.to.epoch && offset >= envelope.to.offset) return void 0;
+            if (epoch === envelope.to.epoch || epoch === from.epoch && offset > from.offset) {
+              from = { epoch, offset };
+            }
             state.epoch = envelope.to.epoch;
             state.offset = envelope.to.offset;
           }
           return this.dispatchEvent(Object.assign(new Event("gap"), {
             channel: envelope.channel,
-            from: envelope.from,
+            from,
             to: envelope.to
           }));
         }

@@ -85,8 +85,16 @@ def error_body(exc: RemoteError | Unavailable) -> bytes:
 
 
 def client_info(request: Request, endpoint_path: str) -> ClientInfo:
-    """What the connect handler will see of the client that sent `request`."""
-    return ClientInfo(endpoint_path, request.headers, request.query_params(), request.remote)
+    """What the connect handler will see of the client that sent `request` (the app
+    counted its handshake: `App.admit`)."""
+    return ClientInfo(
+        endpoint_path,
+        request.headers,
+        request.query_params(),
+        request.remote,
+        address=request.address,
+        handshaken=True,
+    )
 
 
 def request_hello(request: Request) -> str | None:

@@ -64,6 +64,11 @@ class Health:
         self.subscribed = False
         #: An outage is going on: its beginning was logged, its end not yet.
         self.outage = False
+        #: Subscription connections lost since start, and whether the current one receives
+        #: everything subscribed (connected, every subscription confirmed): the subscriber
+        #: sets both (`continuity`).
+        self.losses = 0
+        self.receiving = False
         #: Outages ended (both connections restored) since start.
         self.reconnects = 0
         #: Publish round trips to Redis (one per batch of publishes) and their total seconds.
@@ -135,3 +140,11 @@ class HealthReport:
     def health_stats(self) -> dict[str, float]:
         """`Health.stats`."""
         return self._health.stats()
+
+    @property
+    def continuity(self) -> int | None:
+        """`Broker.continuity`: the subscription connections lost so far while the current
+        one receives everything subscribed; None while it may not (down, resubscribing).
+        Every message published while it stays the same number reached this process."""
+        health = self._health
+        return health.losses if health.receiving else None

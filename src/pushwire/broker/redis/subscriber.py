@@ -85,6 +85,9 @@ class Subscriber:
         self._write_lock = asyncio.Lock()
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
         self._unconfirmed: set[bytes] = set()
+        # Topics whose confirmation timed out: when it comes, what was published meanwhile
+        # is recovered as after a lost connection.
+        self._late: set[bytes] = set()
         self._resubscribed: frozenset[str] | None = None
 
     async def subscribe(self, channel: str) -> None:
@@ -133,12 +136,14 @@ class Subscriber:
             # the snapshot and subscribed meanwhile is subscribed twice, which Redis ignores.
             self._connection = connection
             topics = [*self.channels.values(), *self._listeners]
+            self._health.receiving = not topics
             if topics:
                 self._unconfirmed = set(topics)
                 async with self._write_lock:
                     await connection.send_command("SUBSCRIBE", *topics)
         except BaseException:
             self._connection = None
+            self._health.receiving = False
             self._unconfirmed = set()
             await connection.disconnect(nowait=True)
             raise
@@ -166,6 +171,8 @@ class Subscriber:
                 await self._read(connection)
             except CONNECTION_ERRORS as exc:
                 self._connection = None
+                self._health.losses += 1
+                self._health.receiving = False
                 self._health.subscribed = False
                 self._health.changed(exc)
                 self._release_waiters()
@@ -185,6 +192,9 @@ class Subscriber:
                     await connection.send_command("SUBSCRIBE", topic)
                 await waiter
         except TimeoutError:
+            # Going on unconfirmed: once the confirmation comes, the channel is recovered
+            # from history (`on_resubscribed`), as nothing says what came live meanwhile.
+            self._late.add(topic)
             log.warning(
                 "redis did not confirm the subscription to %s in %s s", channel, self.timeout
             )
@@ -248,9 +258,14 @@ class Subscriber:
         for waiter in self._waiters.pop(topic, ()):
             if not waiter.done():
                 waiter.set_result(None)
+        if topic in self._late:
+            self._late.discard(topic)
+            channel = self._topics.get(topic)
+            self._on_resubscribed(frozenset({channel} if channel is not None else ()))
         if self._unconfirmed:
             self._unconfirmed.discard(topic)
             if not self._unconfirmed:
+                self._health.receiving = True
                 self._notify_resubscribed()
 
     def _notify_resubscribed(self) -> None:
@@ -263,6 +278,7 @@ class Subscriber:
         self._on_resubscribed(channels)
 
     def _release_waiters(self) -> None:
+        self._late.clear()  # the reconnection recovers every channel
         waiters, self._waiters = self._waiters, {}
         for futures in waiters.values():
             for waiter in futures:

@@ -1,0 +1,211 @@
+"""Rates and addresses: token buckets, and which address a request comes from.
+
+Pure: no clock read (each call passes `now`), no socket. A bucket holds up to `burst`
+tokens and gains `rate` a second; taking one is a few arithmetic operations, so a bucket can
+sit on a per-message path. `Networks` is a list of addresses and CIDR blocks (trusted
+proxies, the exempt allow-list); `client_address` is the address a request comes from once
+the `X-Forwarded-For` of trusted proxies is read.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable
+from typing import Final
+
+from .config import Config
+
+__all__ = ["AddressBuckets", "MessageRate", "Networks", "TokenBucket", "client_address"]
+
+#: Buckets an `AddressBuckets` keeps before it forgets the full ones (a full bucket is the
+#: same as a new one, so forgetting it changes nothing).
+MAX_ADDRESSES: Final = 100_000
+
+#: Addresses of one `X-Forwarded-For` read at most, from the right (a longer chain is cut:
+#: only its rightmost entries can have been written by a trusted proxy).
+MAX_FORWARDED: Final = 32
+
+
+class TokenBucket:
+    """Up to `burst` tokens, `rate` more each second; `take` spends them."""
+
+    __slots__ = ("burst", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.stamp = now
+
+    def take(self, now: float, amount: float = 1.0) -> bool:
+        """Spend `amount` tokens if there are that many now; whether there were."""
+        tokens = self.tokens + (now - self.stamp) * self.rate
+        if tokens > self.burst:
+            tokens = self.burst
+        self.stamp = now
+        if tokens < amount:
+            self.tokens = tokens
+            return False
+        self.tokens = tokens - amount
+        return True
+
+    def wait(self, amount: float = 1.0) -> float:
+        """Seconds until `amount` tokens are there (as of the last `take`); at least 0."""
+        missing = min(amount, self.burst) - self.tokens
+        return max(0.0, missing / self.rate) if self.rate > 0 else float("inf")
+
+    def full(self, now: float) -> bool:
+        """Whether the bucket would be full now (a new one would be the same)."""
+        return self.tokens + (now - self.stamp) * self.rate >= self.burst
+
+
+class MessageRate:
+    """A session's rates: `messages_per_second` (bursts of `message_burst`) and
+    `bytes_per_second` (bursts of `byte_burst`, at least `max_message`: any message can
+    pass); either may be off (0). `strikes`: messages refused since the last one let through.
+
+    Two token buckets sharing one time stamp, inlined: `allow` runs once per message a client
+    sends. A rate that is off is a bucket that is always full (infinite tokens).
+    """
+
+    __slots__ = (
+        "_config",
+        "_short",
+        "byte_burst",
+        "byte_rate",
+        "bytes",
+        "message_burst",
+        "message_rate",
+        "messages",
+        "stamp",
+        "strikes",
+        "time",
+    )
+
+    def __init__(self, config: Config, time: Callable[[], float]) -> None:
+        self._config = config
+        self.time = time  # the clock's time (`clock.time_reader`)
+        infinite = float("inf")
+        on = config.messages_per_second > 0
+        self.message_rate = config.messages_per_second if on else 0.0
+        self.message_burst = float(max(1, config.message_burst)) if on else infinite
+        on = config.bytes_per_second > 0
+        self.byte_rate = config.bytes_per_second if on else 0.0
+        self.byte_burst = float(max(config.byte_burst, config.max_message)) if on else infinite
+        # Full at time 0: the first `allow` fills them (a clock's time is at least 0).
+        self.messages = self.message_burst
+        self.bytes = self.byte_burst
+        self.stamp = 0.0
+        self.strikes = 0
+        self._short = 0.0  # what the last refused message lacked: 0 a message token, else bytes
+
+    def allow(self, size: int) -> bool:
+        """Whether a message of `size` bytes may pass now (its tokens are spent if so)."""
+        now = self.time()
+        elapsed = now - self.stamp
+        self.stamp = now
+        messages = self.messages + elapsed * self.message_rate
+        if messages > self.message_burst:
+            messages = self.message_burst
+        sizes = self.bytes + elapsed * self.byte_rate
+        if sizes > self.byte_burst:
+            sizes = self.byte_burst
+        if messages < 1.0 or sizes < size:
+            self.messages, self.bytes = messages, sizes
+            self.strikes += 1
+            self._short = 0.0 if messages < 1.0 else size - sizes
+            return False
+        self.messages, self.bytes = messages - 1.0, sizes - size
+        if self.strikes:
+            self.strikes = 0
+        return True
+
+    def refusal(self) -> str:
+        """Why the last message was refused."""
+        if self._short == 0.0:
+            return f"rate limited (over {self._config.messages_per_second:g} messages/s)"
+        return f"rate limited (over {self._config.bytes_per_second:g} bytes/s)"
+
+    def wait(self) -> float:
+        """Seconds until the last refused message would pass."""
+        if self._short == 0.0:
+            return (1.0 - self.messages) / self.message_rate if self.message_rate else 0.0
+        return self._short / self.byte_rate if self.byte_rate else 0.0
+
+
+class AddressBuckets:
+    """A `TokenBucket` per address, made when first asked for; bounded: over
+    `MAX_ADDRESSES` the full buckets are forgotten (a new one is full too)."""
+
+    __slots__ = ("_buckets", "burst", "rate")
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def take(self, address: str, now: float) -> float:
+        """Spend one token of `address`; 0 when there was one, else the seconds to wait."""
+        bucket = self._buckets.get(address)
+        if bucket is None:
+            if len(self._buckets) >= MAX_ADDRESSES:
+                self._forget_full(now)
+            bucket = self._buckets[address] = TokenBucket(self.rate, self.burst, now)
+        if bucket.take(now):
+            return 0.0
+        return bucket.wait()
+
+    def _forget_full(self, now: float) -> None:
+        for address in [a for a, bucket in self._buckets.items() if bucket.full(now)]:
+            del self._buckets[address]
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
+class Networks:
+    """Addresses and CIDR blocks (`10.0.0.0/8`, `::1`); `in` tells an address in one of them.
+    Not an address (say, a Unix socket's peer) is in none.
+
+    Raises:
+        ValueError: an entry that is neither an address nor a network.
+    """
+
+    __slots__ = ("_networks",)
+
+    def __init__(self, entries: Iterable[str] = ()) -> None:
+        self._networks = tuple(
+            ipaddress.ip_network(entry.strip(), strict=False) for entry in entries
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self._networks)
+
+    def __contains__(self, address: object) -> bool:
+        if not self._networks or not isinstance(address, str):
+            return False
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self._networks)
+
+
+def client_address(peer: str, forwarded: Iterable[str], trusted: Networks) -> str:
+    """The address a request comes from: `peer` (the socket's), unless `peer` is a trusted
+    proxy; then the rightmost address of `X-Forwarded-For` (`forwarded`: its values in wire
+    order) that is not a trusted proxy, as nginx's `real_ip_recursive` reads it. Entries that
+    are not addresses stop the walk (what is left of them was written by the client)."""
+    if peer not in trusted:
+        return peer
+    entries = [entry.strip() for value in forwarded for entry in value.split(",")]
+    client = peer
+    for entry in reversed(entries[-MAX_FORWARDED:]):
+        try:
+            address = str(ipaddress.ip_address(entry))
+        except ValueError:
+            break
+        client = address
+        if address not in trusted:
+            break
+    return client
