@@ -46,6 +46,7 @@ def table(report: SoakReport) -> str:
         ("RSS slope after warm-up", f"{s['rss_slope_mb_per_hour']} MB/hour"),
         ("open descriptors: start / end", f"{report.fds_start:,} / {report.fds_end:,}"),
         ("server CPU", f"{s['cpu_seconds']} s ({s['cpu_share']:.0%} of one core)"),
+        ("slow consumers closed (4001), the server's count", str(s["server_slow_consumer_closes"])),
         ("connecting the fleet", f"{s['connect_seconds']} s"),
     ]
     rows += [(f"abuse: {k}", f"{v:,}") for k, v in sorted(report.abuse.answers.items())]

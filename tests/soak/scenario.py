@@ -15,6 +15,7 @@ import os
 import resource
 import statistics
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -104,6 +105,9 @@ class SoakReport:
     rss_warm: int = 0  # at the end of the warm-up
     rss_end: int = 0  # after the abusers left and the server settled
     cpu_seconds: float = 0.0
+    #: The server's own count of connections it closed as slow consumers (4001), from
+    #: `/metrics`: what the slow readers met, as the server saw it.
+    server_slow_consumer_closes: int = -1
     connect_seconds: float = 0.0
     server_alive: bool = True
 
@@ -139,6 +143,7 @@ class SoakReport:
             "rss_slope_mb_per_hour": round(self.rss_slope_mb_per_hour(), 1),
             "rss_peak_mb": round(max((s.rss for s in self.samples), default=0) / 1e6, 1),
             "cpu_seconds": round(self.cpu_seconds, 1),
+            "server_slow_consumer_closes": self.server_slow_consumer_closes,
             "cpu_share": round(self.cpu_seconds / self.plan.seconds, 3),
             "connect_seconds": round(self.connect_seconds, 1),
             "server_alive": self.server_alive,
@@ -153,6 +158,19 @@ def _measure(pid: int) -> tuple[int, int, float]:
         fields = f.read().rsplit(")", 1)[1].split()
     cpu = (int(fields[11]) + int(fields[12])) / TICKS
     return rss, fds, cpu
+
+
+def _slow_consumer_closes(server: ServerProcess) -> int:
+    """`pushwire_slow_consumer_closes_total` from the server's `/metrics` (-1: unreadable)."""
+    try:
+        with urllib.request.urlopen(server.url("/metrics"), timeout=30) as answer:
+            text = answer.read().decode()
+    except OSError:
+        return -1
+    for line in text.splitlines():
+        if line.startswith("pushwire_slow_consumer_closes_total "):
+            return int(float(line.split()[1]))
+    return -1
 
 
 def _raise_file_limit() -> None:
@@ -318,6 +336,7 @@ async def soak(plan: SoakPlan) -> SoakReport:
             if tally.closed is not None:
                 report.closed_by_server.append(f"{tally.label}: {tally.closed}")
         report.server_alive = server.process.poll() is None
+        report.server_slow_consumer_closes = await asyncio.to_thread(_slow_consumer_closes, server)
         return report
     finally:
         stop_clients.set()

@@ -44,6 +44,9 @@ def test_a_short_soak_loses_nothing_and_gives_back_what_the_abusers_took() -> No
     slow = {k: v for k, v in answers.items() if k.startswith("slow_reader")}
     ended = {"slow_reader close 4001", "slow_reader reset", "slow_reader eof"}
     assert slow and set(slow) <= ended, answers
+    # The server's own count agrees: it closed a slow consumer at least once per cut life.
+    cut = sum(v for k, v in slow.items() if k != "slow_reader open")
+    assert report.server_slow_consumer_closes >= cut > 0, summary
     assert answers["half_open HTTP/1.1 408 Request Timeout"] > 0, answers
     assert answers["oversize close 1009"] > 0, answers
     assert "oversize open" not in answers, answers

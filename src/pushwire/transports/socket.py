@@ -23,7 +23,7 @@ __all__ = ["SocketTransport", "await_opening"]
 class SocketTransport(OneTimer, asyncio.Protocol):
     """The part every handed-over connection shares (see the module docstring)."""
 
-    __slots__ = ("config", "on_lost", "receiver", "socket")
+    __slots__ = ("closing", "config", "on_lost", "receiver", "socket")
     receiver: Receiver | None
 
     def _init_socket(
@@ -39,13 +39,17 @@ class SocketTransport(OneTimer, asyncio.Protocol):
         self.config = config
         self.on_lost = on_lost
         self.receiver = None
+        #: The code and reason of the close the server began (None: none yet): what ended the
+        #: session when the peer never answers it (a slow consumer's 4001), rather than 1006.
+        self.closing: tuple[int, str] | None = None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
         self._gone()
         receiver, self.receiver = self.receiver, None
         if receiver is not None:
-            receiver.closed(1006, "connection lost", by_client=False)
+            code, reason = self.closing or (1006, "connection lost")
+            receiver.closed(code, reason, by_client=False)
         self.on_lost(self)
 
     def _gone(self) -> None:

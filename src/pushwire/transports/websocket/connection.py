@@ -247,6 +247,7 @@ class WebSocketTransport(SocketTransport):
         ws = self.ws
         if not ws.is_open:
             return
+        self.closing = (code, reason)
         ws.send_close(code, reason)
         self._flush()
         self._set_timer(self.config.close_timeout, self.abort)
