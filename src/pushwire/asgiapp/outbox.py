@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-__all__ = ["Outbox"]
+__all__ = ["Outbox", "Outgoing"]
 
 
 class Outbox:
@@ -68,3 +68,27 @@ class Outbox:
         frames = list(self.frames)
         self.clear()
         return frames
+
+
+class Outgoing:
+    """What an ASGI stream and an ASGI WebSocket do alike with their outbox: the door's
+    shutdown (1001) and the memory budget's questions (pushwire.core.budget)."""
+
+    __slots__ = ()
+
+    outbox: Outbox
+
+    def close(self, code: int, reason: str) -> None:
+        raise NotImplementedError
+
+    def shutdown(self) -> None:
+        self.close(1001, "server shutting down")
+
+    def buffered(self) -> int:
+        """Bytes written and not sent yet."""
+        return self.outbox.size
+
+    def shed(self, reason: str) -> None:
+        """Closed for the memory budget: a slow consumer (4001), its backlog dropped."""
+        self.outbox.clear()
+        self.close(4001, reason)

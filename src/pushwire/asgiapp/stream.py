@@ -18,13 +18,13 @@ from ..config import Config
 from ..core.transport import Framing, Receiver
 from ..transports.socket import await_opening
 from ..web import StreamResponse
-from .outbox import Outbox
+from .outbox import Outbox, Outgoing
 from .scope import Receive, Send
 
 __all__ = ["AsgiStream", "serve_stream"]
 
 
-class AsgiStream:
+class AsgiStream(Outgoing):
     """The hub's `Transport` for a client on a never-ending ASGI answer."""
 
     __slots__ = (
@@ -90,18 +90,6 @@ class AsgiStream:
         """The client went away."""
         if not self.done:
             self._end(1006, "connection lost", lost=True)
-
-    def shutdown(self) -> None:
-        self.close(1001, "server shutting down")
-
-    def buffered(self) -> int:
-        """Bytes written and not sent yet (the memory budget, pushwire.core.budget)."""
-        return self.outbox.size
-
-    def shed(self, reason: str) -> None:
-        """Closed for the memory budget: a slow consumer (4001), its backlog dropped."""
-        self.outbox.clear()
-        self.close(4001, reason)
 
     def _end(self, code: int, reason: str, *, lost: bool) -> None:
         self.done = True

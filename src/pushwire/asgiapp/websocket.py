@@ -24,7 +24,7 @@ from ..guard import FAILURES
 from ..transports.socket import await_opening
 from ..transports.websocket.framing import ENVELOPE_FRAMING, RAW_FRAMING, unframe
 from ..web import Application, Request, Response
-from .outbox import Outbox
+from .outbox import Outbox, Outgoing
 from .scope import Receive, Scope, Send, scope_request
 
 __all__ = ["AsgiWebSocket", "serve_websocket"]
@@ -50,7 +50,7 @@ def _messages(frame: bytes) -> list[tuple[str, str | bytes]]:
     return messages
 
 
-class AsgiWebSocket:
+class AsgiWebSocket(Outgoing):
     """The hub's `Transport` for a client on an accepted ASGI WebSocket."""
 
     name = "websocket"
@@ -88,18 +88,6 @@ class AsgiWebSocket:
             return  # ours went first: the receiver heard it
         self.outbox.end(lost=True)
         self._closed(code, reason, by_client=code != 1006)
-
-    def shutdown(self) -> None:
-        self.close(1001, "server shutting down")
-
-    def buffered(self) -> int:
-        """Bytes written and not sent yet (the memory budget, pushwire.core.budget)."""
-        return self.outbox.size
-
-    def shed(self, reason: str) -> None:
-        """Closed for the memory budget: a slow consumer (4001), its backlog dropped."""
-        self.outbox.clear()
-        self.close(4001, reason)
 
     def _closed(self, code: int, reason: str, *, by_client: bool) -> None:
         receiver, self.receiver = self.receiver, None
