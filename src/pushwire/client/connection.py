@@ -98,6 +98,10 @@ class Connection:
         self.max_reconnect_attempts = max_reconnect_attempts
         self.connect_timeout = connect_timeout
         self.poll_interval = poll_interval
+        if ssl_context is None and scheme in ("wss", "https", "tcps"):
+            # A secure URL is never spoken in plain text: the system's verified default,
+            # made once for every (re)connection of this client.
+            ssl_context = ssl.create_default_context()
         self.ssl_context = ssl_context
         #: Session ids the server said were gone when this client came back.
         self.expired: list[str] = []

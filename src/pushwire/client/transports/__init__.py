@@ -28,16 +28,11 @@ def make_transport(
 ) -> ClientTransport:
     """A transport for `url` (ws://, wss://, http://, https:// or tcp://).
 
-    A secure URL (wss://, https://, tcps://) without `ssl_context` gets the system's default
-    context (certificates verified against the system's trust store): never plain text.
-
     Raises:
         ValueError: an unknown transport, or one that the URL's scheme cannot carry.
     """
     parts = urlsplit(url)
     secure = parts.scheme in ("wss", "https", "tcps")
-    if secure and ssl_context is None:
-        ssl_context = ssl.create_default_context()
     host = parts.hostname or "127.0.0.1"
     path = parts.path.rstrip("/") or "/pushwire"
     if name == "tcp":
