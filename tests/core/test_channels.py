@@ -192,3 +192,58 @@ def test_history_lost_counts_an_unknown_end_of_the_old_epoch_as_lost() -> None:
     trimmed = History([Message("room", "old", 9, "x")], False, Position("old", 9))
     assert trimmed.lost(since, Position("old", 9)) == Position("old", 8)
     assert History([], True, Position("old", 5)).lost(since) is None
+
+
+class SlowPositions(MemoryBroker):
+    """Each position read takes the position at once and answers when the test says so:
+    reads answered out of order, as two over a pool of Redis connections can be."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answers: list[asyncio.Event] = []
+
+    async def position(self, channel: str) -> Position:
+        position = self.last_position(channel)
+        answer = asyncio.Event()
+        self.answers.append(answer)
+        await answer.wait()
+        return position
+
+
+async def subscribe_from_now(channels: Channels, transport: RecordingTransport) -> None:
+    """What a `subscribe` envelope without `since` does (endpoint/v1.py): join while held,
+    read the channel's position, note it."""
+    await channels.prepare("room")
+    with channels.holding("room"):
+        channels.subscribe(Session(transport), "room")
+        stamp = channels.continuity()
+        position = await channels.position("room")
+        channels.note("room", position, stamp)
+
+
+async def test_a_position_read_early_but_answered_late_still_gets_what_followed_it() -> None:
+    # Chaos seed 6 (node kill): a node just restarted, two clients subscribing at once;
+    # the later read (offset 2) answered first set where fan-out starts, so message 2,
+    # after the earlier read's position, was dropped as sent already: lost silently.
+    broker = SlowPositions()
+    channels = channels_on(broker)
+    broker.publish("room", "a")
+    early, late = (RecordingTransport(ENVELOPE_FRAMING) for _ in range(2))
+    first = asyncio.ensure_future(subscribe_from_now(channels, early))
+    while len(broker.answers) < 1:
+        await asyncio.sleep(0)
+    broker.publish("room", "b")  # live, held while the subscribers read
+    second = asyncio.ensure_future(subscribe_from_now(channels, late))
+    while len(broker.answers) < 2:
+        await asyncio.sleep(0)
+    broker.answers[1].set()  # the later read answers first
+    await second
+    broker.answers[0].set()
+    await first
+    channels.flush()
+    epoch = broker.last_position("room").epoch
+    b = ENVELOPE_FRAMING.frame_message(Message("room", epoch, 2, "b"))
+    assert early.written == [b]
+    # `late` subscribed at offset 2: it gets b too, which its client drops as a duplicate
+    # of its position (both clients compare offsets).
+    assert late.written == [b]

@@ -72,6 +72,9 @@ class _Channel:
     # The last position fanned out here: anything at or before it is not sent twice.
     epoch: str | None = None
     offset: int = 0
+    # The position above was only noted for subscribers (`Channels.note`), nothing fanned
+    # out since: a subscriber whose read was answered later may lower it.
+    noted: bool = False
     # The newest position of the channel known here (fanned out, or read for a subscriber),
     # with the broker's `continuity` from when it was known (None: not receiving then), and,
     # once the broker lost the channel and began a new epoch while this process received it
@@ -110,6 +113,7 @@ def _fresh(state: _Channel, messages: list[Message], stamp: int | None) -> list[
 def _move(state: _Channel, epoch: str, offset: int, stamp: int | None) -> None:
     """The channel's fan-out position is now (epoch, offset)."""
     state.epoch, state.offset = epoch, offset
+    state.noted = False
     _note(state, Position(epoch, offset), stamp)
 
 
@@ -263,6 +267,15 @@ class Channels:
         if state is not None:
             if state.epoch is None:
                 state.epoch, state.offset = position.epoch, position.offset
+                state.noted = True
+            elif state.noted:
+                # Reads of several subscribers are answered in any order: fan-out starts
+                # from the earliest (the others drop what they have by offset). Another
+                # epoch: nothing says which was read first, so fan-out skips nothing.
+                if position.epoch != state.epoch:
+                    state.offset = 0
+                elif position.offset < state.offset:
+                    state.offset = position.offset
             if stamp != self._broker.continuity:
                 stamp = None  # the broker's connection was lost during the read
             _note(state, position, stamp)
