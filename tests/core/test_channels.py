@@ -247,3 +247,57 @@ async def test_a_position_read_early_but_answered_late_still_gets_what_followed_
     # `late` subscribed at offset 2: it gets b too, which its client drops as a duplicate
     # of its position (both clients compare offsets).
     assert late.written == [b]
+
+
+class SlowHistory(FlakyBroker):
+    """A flaky broker whose history reads of `slow` wait until the test lets them finish."""
+
+    def __init__(self) -> None:
+        super().__init__(history_size=100)
+        self.slow: str | None = None
+        self.reading = asyncio.Event()
+        self.answer = asyncio.Event()
+
+    async def history(self, channel: str, since: Position) -> History:
+        if channel == self.slow:
+            self.reading.set()
+            await self.answer.wait()
+        return await super().history(channel, since)
+
+
+async def test_after_an_outage_no_channel_moves_on_live_before_its_recovery() -> None:
+    # The broker's subscriptions came back (Redis restarted with persistence): every channel
+    # is recovered from where it was. Live messages of a channel whose turn had not come yet
+    # moved its position past what it missed, and its recovery then read from there: the
+    # missed message was lost silently.
+    broker = SlowHistory()
+    channels = channels_on(broker)
+    first, second = subscriber(channels, "one"), subscriber(channels, "two")
+    broker.publish("one", "a")
+    broker.publish("two", "x")
+    channels.flush()
+    broker.down = True
+    broker.publish("two", "y")  # missed live: in history only
+    broker.down = False
+    broker.slow = "one"
+    recovering = asyncio.ensure_future(channels.recover(["one", "two"]))
+    await broker.reading.wait()  # the first channel's history is being read
+    broker.publish("two", "z")  # live, before the second channel's turn
+    channels.flush()
+    broker.answer.set()
+    await recovering
+    channels.flush()
+    epoch = broker.last_position("two").epoch
+    got = b"".join(second.written)
+    frames = [
+        ENVELOPE_FRAMING.frame_message(Message("two", epoch, offset, text))
+        for offset, text in ((1, "x"), (2, "y"), (3, "z"))
+    ]
+    assert got == b"".join(frames)
+    assert first.written == [
+        ENVELOPE_FRAMING.frame_message(Message("one", epoch_of(broker, "one"), 1, "a"))
+    ]
+
+
+def epoch_of(broker: MemoryBroker, channel: str) -> str:
+    return broker.last_position(channel).epoch

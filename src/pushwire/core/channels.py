@@ -22,9 +22,9 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from ..broker.base import Broker
 from ..config import Config
@@ -390,37 +390,64 @@ class Channels:
 
     # -- recovery ---------------------------------------------------------------------------
 
-    async def recover(self, channels: Iterable[str]) -> None:
+    def recover(self, channels: Iterable[str]) -> Coroutine[Any, Any, None]:
         """After the broker lost its connection: fan out what history holds beyond the last
-        position each channel reached here, or tell its subscribers what is lost (`gap`)."""
+        position each channel reached here, or tell its subscribers what is lost (`gap`).
+
+        Every channel is held at once, before this returns (call it from the broker's
+        `resubscribed` callback, before the next live message is read): the recoveries run
+        one after the other, and a channel whose turn has not come yet must not move past
+        what it missed with live messages (its history would then be read from there, and
+        what it missed lost silently). Await the result to run them."""
+        held = []
         for channel in channels:
             state = self._channels.get(channel)
             if state is None or state.epoch is None:
                 continue
-            since = Position(state.epoch, state.offset)
-            with self.holding(channel):
-                stamp = self._broker.continuity
-                try:
-                    history = await self._broker.history(channel, since)
-                except PushwireError as exc:
-                    log.warning("cannot recover %s after a broker outage: %s", channel, exc)
-                    continue
-                # An epoch change that lost nothing after the newest position known here
-                # of the old epoch is no gap.
-                if stamp != self._broker.continuity:
-                    stamp = None  # lost again during the read: the next recovery tells
-                ended = self.ended(channel, since.epoch, history.position.epoch, stamp)
-                last_lost = history.lost(since, ended)
-                _note(state, history.position, stamp)
-                if last_lost is not None:
-                    self._tell_gap(channel, since, last_lost)
-                if not history.complete:
-                    first = history.position.offset + 1
-                    if history.messages:
-                        first = history.messages[0].offset
-                    _move(state, history.position.epoch, first - 1, stamp)
-                for message in history.messages:
-                    self.deliver(message)
+            state.hold += 1
+            held.append((channel, state, Position(state.epoch, state.offset)))
+        return self._recover(held)
+
+    async def _recover(self, held: list[tuple[str, _Channel, Position]]) -> None:
+        for index, (channel, state, since) in enumerate(held):
+            try:
+                await self._recover_one(channel, state, since)
+            except BaseException:
+                for later, later_state, _ in held[index + 1 :]:
+                    self._release(later, later_state)
+                raise
+            finally:
+                self._release(channel, state)
+
+    async def _recover_one(self, channel: str, state: _Channel, since: Position) -> None:
+        stamp = self._broker.continuity
+        try:
+            history = await self._broker.history(channel, since)
+        except PushwireError as exc:
+            log.warning("cannot recover %s after a broker outage: %s", channel, exc)
+            return
+        # An epoch change that lost nothing after the newest position known here of the
+        # old epoch is no gap.
+        if stamp != self._broker.continuity:
+            stamp = None  # lost again during the read: the next recovery tells
+        ended = self.ended(channel, since.epoch, history.position.epoch, stamp)
+        last_lost = history.lost(since, ended)
+        _note(state, history.position, stamp)
+        if last_lost is not None:
+            self._tell_gap(channel, since, last_lost)
+        if not history.complete:
+            first = history.position.offset + 1
+            if history.messages:
+                first = history.messages[0].offset
+            _move(state, history.position.epoch, first - 1, stamp)
+        for message in history.messages:
+            self.deliver(message)
+
+    def _release(self, channel: str, state: _Channel) -> None:
+        """A hold taken by `recover` ends: what waited goes out."""
+        state.hold -= 1
+        if not state.hold and channel in self._pending:
+            self.flush()
 
     def _tell_gap(self, channel: str, since: Position, last_lost: Position) -> None:
         state = self._channels.get(channel)
