@@ -333,11 +333,13 @@ class DirectMessages:
                 raise
             if session.transport is not transport or session.closed:
                 continue  # resumed on another connection meanwhile: that one recovers
+            if history is None:
+                # Live ones keep waiting (nothing past the hole reaches this connection): its
+                # client comes back and recovers from the last position it has.
+                self._fail(session, 4000, "inbox unavailable: reconnect")
+                continue
             pending, session.inbox_pending = session.inbox_pending, None
             try:
-                if history is None:
-                    self._fail(session, 4000, "inbox unavailable: reconnect")
-                    continue
                 self._replay(session, since, history)
                 for message in pending or ():
                     session.write_direct(message)
