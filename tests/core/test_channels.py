@@ -201,11 +201,13 @@ class SlowPositions(MemoryBroker):
     def __init__(self) -> None:
         super().__init__()
         self.answers: list[asyncio.Event] = []
+        self.asked = asyncio.Semaphore(0)
 
     async def position(self, channel: str) -> Position:
         position = self.last_position(channel)
         answer = asyncio.Event()
         self.answers.append(answer)
+        self.asked.release()
         await answer.wait()
         return position
 
@@ -230,12 +232,10 @@ async def test_a_position_read_early_but_answered_late_still_gets_what_followed_
     broker.publish("room", "a")
     early, late = (RecordingTransport(ENVELOPE_FRAMING) for _ in range(2))
     first = asyncio.ensure_future(subscribe_from_now(channels, early))
-    while len(broker.answers) < 1:
-        await asyncio.sleep(0)
+    await asyncio.wait_for(broker.asked.acquire(), 10)
     broker.publish("room", "b")  # live, held while the subscribers read
     second = asyncio.ensure_future(subscribe_from_now(channels, late))
-    while len(broker.answers) < 2:
-        await asyncio.sleep(0)
+    await asyncio.wait_for(broker.asked.acquire(), 10)
     broker.answers[1].set()  # the later read answers first
     await second
     broker.answers[0].set()
@@ -281,7 +281,7 @@ async def test_after_an_outage_no_channel_moves_on_live_before_its_recovery() ->
     broker.down = False
     broker.slow = "one"
     recovering = asyncio.ensure_future(channels.recover(["one", "two"]))
-    await broker.reading.wait()  # the first channel's history is being read
+    await asyncio.wait_for(broker.reading.wait(), 10)  # the first channel's history is read
     broker.publish("two", "z")  # live, before the second channel's turn
     channels.flush()
     broker.answer.set()

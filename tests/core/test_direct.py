@@ -230,7 +230,7 @@ async def test_after_an_outage_no_session_gets_live_messages_before_its_catch_up
     inboxes.down = False
     inboxes.slow = "ann"
     catching_up = asyncio.ensure_future(hub.direct_messages.catch_up())
-    await inboxes.reading.wait()  # ann's inbox is being read
+    await asyncio.wait_for(inboxes.reading.wait(), 10)  # ann's inbox is being read
     hub.send("ben", "b3")  # live, before ben's turn
     inboxes.answer.set()
     await catching_up
