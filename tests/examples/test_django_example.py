@@ -110,6 +110,7 @@ def test_a_notice_posted_through_django_reaches_every_open_page(
 ) -> None:
     from playwright.sync_api import expect
 
+    expect.set_options(timeout=WAIT_MS)
     context = browser.new_context(viewport={"width": 860, "height": 440})
     try:
         page = context.new_page()
