@@ -59,6 +59,12 @@ def signed_in(site: AsgiProcess, user: str) -> Iterator[httpx.Client]:
         yield client
 
 
+def people(screen: str) -> list[str]:
+    """The names in the terminal chat's people pane (right of its border), sessions aside."""
+    rows = [line.split("│", 1)[1].strip() for line in screen.splitlines() if "│" in line]
+    return [row.split(" (")[0] for row in rows if row and not row.startswith("people")]
+
+
 def sign_in(page: Page, site: AsgiProcess, user: str) -> None:
     page.goto(site.url("/"))
     page.wait_for_url(site.url("/login"))  # redirected: nobody is signed in yet
@@ -80,7 +86,7 @@ def test_what_the_fastapi_handler_publishes_appears_on_the_signed_in_page(
         expect(page.get_by_test_id("user")).to_have_text("alice")
         # Subscribed with alice's token: the status turns live once the subscribe is answered.
         expect(page.get_by_test_id("status")).to_have_text("live", timeout=WAIT_MS)
-        expect(page.get_by_test_id("online")).to_have_text("Online now: alice.")
+        expect(page.get_by_test_id("online")).to_have_text("Online now: alice.", timeout=WAIT_MS)
 
         # The browser's session cookie, on a POST from here: the handler publishes as alice.
         cookie = {entry["name"]: entry["value"] for entry in context.cookies()}["session"]
@@ -104,7 +110,8 @@ def test_what_the_fastapi_handler_publishes_appears_on_the_signed_in_page(
         expect(page.get_by_test_id("message-text")).to_have_text(
             ["Lunch is on the team today.", said, text], timeout=WAIT_MS
         )
-        expect(page.get_by_label("Announcement")).to_have_value("")  # the form was reset
+        # The form is reset once /announce answered.
+        expect(page.get_by_label("Announcement")).to_have_value("", timeout=WAIT_MS)
 
         # The picture in examples/fastapi/README.md, refreshed on request only.
         target = DOCS if os.environ.get("PUSHWIRE_UPDATE_DOCS") == "1" else tmp_path
@@ -129,7 +136,8 @@ def test_hub_publish_in_a_fastapi_handler_reaches_a_pushwire_chat_terminal(
             [*chat, "--room", CHANNEL, "--nick", "alice", "--token", token.text],
         )
         terminal.wait_for(f"joined #{CHANNEL} over websocket", WAIT)
-        terminal.wait_for("people (1)", WAIT)  # alice, as her token says
+        # The server knows the terminal as the user of its token.
+        terminal.wait_until(lambda screen: "alice" in people(screen), "alice among people", WAIT)
         text = "Fire drill at 3 pm, everyone out by the east stairs."
         assert bob.post("/announce", data={"text": text}).status_code == 200
         terminal.wait_for(f"bob: {text}", WAIT)
