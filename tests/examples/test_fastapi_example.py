@@ -206,6 +206,10 @@ def test_without_a_sign_in_there_is_no_page_no_token_and_no_connection(
             client.subscribe(CHANNEL)
             assert bob.post("/announce", data={"text": "welcome"}).status_code == 200
             received = client.recv(timeout=WAIT)
+        # Signed out, the cookie gets no more tokens.
+        signed_out = bob.post("/logout")
+        assert (signed_out.status_code, signed_out.headers["location"]) == (303, "/login")
+        assert bob.get("/token").status_code == 401
     assert isinstance(received, Message)
     assert '"text": "welcome"' in str(received.data)
     terminal.type("/quit")
