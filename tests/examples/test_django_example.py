@@ -29,7 +29,6 @@ from pushwire.api import Client
 from pushwire.errors import ApiKeyRefused
 from tests.asgi_servers import ROOT, AsgiProcess, running_asgi
 from tests.helpers import PUSHWIRE_V1
-from tests.integration import conftest as integration
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -53,8 +52,6 @@ SETTINGS: Final = {
 }
 WAIT: Final = 15.0
 WAIT_MS: Final = 15_000
-
-browser = integration.browser  # Debian's Chromium, for this module
 
 
 def manage(env: dict[str, str], *args: str) -> None:
