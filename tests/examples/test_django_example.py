@@ -1,6 +1,7 @@
 """examples/django, run as its README says (migrate, createsuperuser, uvicorn) in a temporary
 folder: Chromium signs in through Django's login form and sees a notice it posts arrive over
-pushwire on every open page; each door refuses whoever Django did not sign in.
+pushwire on every open page, until signing out closes them; each door refuses whoever Django
+did not sign in.
 
 Sync only: the module's Chromium (Playwright's sync API) owns an event loop on this thread
 while it runs, so the WebSocket and HTTP clients here are the blocking ones."""
@@ -152,6 +153,12 @@ def test_a_notice_posted_through_django_reaches_every_open_page(
         late.set_default_timeout(WAIT_MS)
         late.goto(site.url("/"))
         expect(late.locator("#notices li .text")).to_have_text([markup, *later])
+        late.locator("#state", has_text="connected").wait_for()
+
+        # Signing out closes the user's connections: the page in the other tab stops.
+        page.get_by_role("button", name="sign out").click()
+        page.wait_for_url(re.compile(r"/accounts/login/$"))
+        expect(late.locator("#state")).to_have_text("closed (4101: disconnected by the server)")
     finally:
         context.close()
 

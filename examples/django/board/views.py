@@ -1,14 +1,18 @@
 """The notice board: a page that shows notices as they are posted, the form that posts them,
-and the connection tokens that let a signed-in user's page listen."""
+the connection tokens that let a signed-in user's page listen, and signing out, which closes
+the user's pushwire connections."""
 
 import functools
 import json
+import logging
 import time
 
 import jwt
 from django import forms
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.signals import user_logged_out
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -16,8 +20,11 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 from pushwire.api import Client
+from pushwire.errors import ApiError
 
 from mysite.realtime import CHANNEL
+
+logger = logging.getLogger(__name__)
 
 
 def connection_token(user) -> str:
@@ -31,11 +38,18 @@ def connection_token(user) -> str:
     return jwt.encode(claims, settings.PUSHWIRE_JWT_SECRET, algorithm="HS256")
 
 
+def pushwire_api(request: HttpRequest) -> Client:
+    """The client of pushwire's HTTP API: at PUSHWIRE_API_URL, or else this site's prefix as
+    the request names it."""
+    url = settings.PUSHWIRE_API_URL or request.build_absolute_uri(settings.PUSHWIRE_PREFIX)
+    return _client(url)
+
+
 @functools.cache
-def pushwire_api(url: str) -> Client:
-    """One client of pushwire's HTTP API per URL, shared by every request (it is
-    thread-safe, and keeps its connections open). A view should not hang for long: two
-    retries (a publish is retried with one idempotency key, so published once)."""
+def _client(url: str) -> Client:
+    # One per URL, shared by every request (it is thread-safe, and keeps its connections
+    # open). A view should not hang for long: two retries (a publish is retried with one
+    # idempotency key, so it is published once).
     return Client(url, api_key=settings.PUSHWIRE_API_KEY, timeout=5.0, retries=2)
 
 
@@ -43,6 +57,7 @@ class NoticeForm(forms.Form):
     text = forms.CharField(max_length=500, strip=True)
 
 
+@never_cache  # the page holds a token
 @require_GET
 @login_required
 def board(request: HttpRequest) -> HttpResponse:
@@ -82,8 +97,21 @@ def post_notice(request: HttpRequest) -> HttpResponse:
         "text": form.cleaned_data["text"],
         "at": timezone.now().isoformat(timespec="seconds"),
     }
-    url = settings.PUSHWIRE_API_URL or request.build_absolute_uri(settings.PUSHWIRE_PREFIX)
-    published = pushwire_api(url).publish(CHANNEL, json.dumps(notice))
+    published = pushwire_api(request).publish(CHANNEL, json.dumps(notice))
     if wants_json:
         return JsonResponse({"offset": published.offset})
     return redirect("board")
+
+
+# Connected when the URLconf imports this module, before a sign-out can be served.
+@receiver(user_logged_out)
+def disconnect_from_pushwire(sender, request: HttpRequest, user, **kwargs) -> None:
+    """Signing out closes the user's pushwire connections at once (close 4101: their pages
+    stop), rather than when their tokens expire. One process only: with a Redis broker the
+    API answers 501 (docs/protocol.md), and the tokens' expiry ends them instead."""
+    if user is None:
+        return
+    try:
+        pushwire_api(request).disconnect(str(user.pk))
+    except ApiError as exc:  # signed out all the same; the connections end with their tokens
+        logger.warning("could not close user %s's pushwire connections: %s", user.pk, exc)
