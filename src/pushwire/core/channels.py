@@ -420,6 +420,8 @@ class Channels:
                 self._release(channel, state)
 
     async def _recover_one(self, channel: str, state: _Channel, since: Position) -> None:
+        if state.epoch == since.epoch and state.offset < since.offset:
+            since = Position(state.epoch, state.offset)  # lowered by a note meanwhile
         stamp = self._broker.continuity
         try:
             history = await self._broker.history(channel, since)
