@@ -41,6 +41,10 @@ __all__ = ["MAX_BATCH_BYTES", "Channels", "HubStats"]
 #: Bytes of pending channel messages after which fan-out happens at once, not at turn's end.
 MAX_BATCH_BYTES: Final = 256 * 1024
 
+#: Seconds before a recovery the broker refused is tried again, doubling up to the max.
+RECOVERY_RETRY_FIRST: Final = 0.1
+RECOVERY_RETRY_MAX: Final = 5.0
+
 log = logging.getLogger("pushwire.hub")
 
 
@@ -420,14 +424,31 @@ class Channels:
                 self._release(channel, state)
 
     async def _recover_one(self, channel: str, state: _Channel, since: Position) -> None:
-        if state.epoch == since.epoch and state.offset < since.offset:
-            since = Position(state.epoch, state.offset)  # lowered by a note meanwhile
-        stamp = self._broker.continuity
-        try:
-            history = await self._broker.history(channel, since)
-        except PushwireError as exc:
-            log.warning("cannot recover %s after a broker outage: %s", channel, exc)
-            return
+        delay = RECOVERY_RETRY_FIRST
+        while True:
+            if state.epoch == since.epoch and state.offset < since.offset:
+                since = Position(state.epoch, state.offset)  # lowered by a note meanwhile
+            stamp = self._broker.continuity
+            try:
+                history = await self._broker.history(channel, since)
+                break
+            except PushwireError as exc:
+                if stamp is None or stamp != self._broker.continuity:
+                    # Lost again: the broker's next `resubscribed` recovers the channel,
+                    # from the same position (it did not move while held).
+                    log.warning("cannot recover %s after a broker outage: %s", channel, exc)
+                    return
+                # Given up, the channel's next live message would move it past what it
+                # missed (Redis restarted with persistence answers LOADING for a while):
+                # held, it tries again.
+                log.warning(
+                    "cannot recover %s after a broker outage, again in %g s: %s",
+                    channel,
+                    delay,
+                    exc,
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECOVERY_RETRY_MAX)
         # An epoch change that lost nothing after the newest position known here of the
         # old epoch is no gap.
         if stamp != self._broker.continuity:
