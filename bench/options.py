@@ -38,6 +38,10 @@ class Options:
     chaos_seed: int
     soak_connections: int  # the soak workload: well-behaved subscribers
     soak_minutes: float
+    #: The redis workload: worker counts of pushwire on Redis (1: the one-process target).
+    redis_workers: tuple[int, ...] = (2,)
+    #: The redis workload: run pushwire's Redis targets from this source tree as well.
+    baseline_src: Path | None = None
 
 
 def parse_args(argv: list[str] | None, description: str | None = None) -> Options:
@@ -50,6 +54,16 @@ def parse_args(argv: list[str] | None, description: str | None = None) -> Option
     parser.add_argument("--subscribers", default="1000,10000", help="fan-out sizes N")
     parser.add_argument(
         "--redis-subscribers", default="1000", help="redis workload: fan-out sizes N"
+    )
+    parser.add_argument(
+        "--redis-workers",
+        default="2",
+        help="redis workload: worker counts of pushwire on Redis, e.g. 1,2,4",
+    )
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="redis workload: also run pushwire's Redis targets from this source tree",
     )
     parser.add_argument("--runs", type=int, default=3, help="runs per figure (fresh server each)")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per run")
@@ -158,4 +172,6 @@ def parse_args(argv: list[str] | None, description: str | None = None) -> Option
         chaos_seed=args.chaos_seed,
         soak_connections=args.soak_connections,
         soak_minutes=args.soak_minutes,
+        redis_workers=tuple(int(n) for n in args.redis_workers.split(",") if n),
+        baseline_src=args.baseline_src,
     )
