@@ -145,7 +145,7 @@ async def test_a_run_of_publishes_to_one_channel_is_one_script_call_with_each_it
     await a.broker.subscribe("a")
     await a.broker.subscribe("b")
     before = await evalsha_calls(redis)
-    plan = [("a", f"a{i}", None) for i in range(20)]
+    plan: list[tuple[str, Data, str | None]] = [("a", f"a{i}", None) for i in range(20)]
     plan += [("b", f"b{i}", None) for i in range(5)]
     plan += [("a", "keyed", "k1"), ("a", "again", "k1"), ("a", b"\x00binary", None)]
     results: list[asyncio.Future[Message | PushwireError]] = []
