@@ -8,21 +8,26 @@ from __future__ import annotations
 import http.client
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 import jwt
 import pytest
 
+from pushwire import Hub
+from pushwire.config import Config
 from tests.door_clients import (
     ENVELOPE_DOORS,
     WAIT,
     Envelopes,
     RawSse,
     RawWebSocket,
+    Target,
     api_call,
     open_envelopes,
 )
+from tests.integration.auth_matrix_deciders import running_asgi_hub
+from tests.redis_helpers import RedisServer
 from tests.servers import ServerProcess, start_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -89,7 +94,7 @@ def off_server() -> Iterator[ServerProcess]:
 
 
 def _connect(
-    door: str, server: ServerProcess, credential: str | None, channel: str = "elsewhere"
+    door: str, server: Target, credential: str | None, channel: str = "elsewhere"
 ) -> Envelopes:
     """A pushwire.v1 connection at `door`, welcomed (`ws-v1`: the WebSocket at
     `/ws/<channel>`)."""
@@ -227,3 +232,54 @@ def test_the_api_neither_reads_nor_writes_the_stats_channel(
     status, answer = api_call(server, method, path, "forged" if method == "POST" else None, API_KEY)
     assert status == 403, answer
     assert STATS in answer
+
+
+# -- several processes ------------------------------------------------------------------------
+
+
+def test_an_admin_session_hears_every_node_of_a_redis_broker(
+    server_factory: Callable[..., ServerProcess], redis_server: RedisServer
+) -> None:
+    args = (
+        "--broker",
+        redis_server.url,
+        "--admin",
+        "--admin-interval",
+        "0.2",
+        "--api-key",
+        API_KEY,
+    )
+    first, second = server_factory(*args), server_factory(*args)
+    # An admin token from one node opens an admin session on another: they share the key.
+    _, answer = admin_session(first, API_KEY)
+    with (
+        RawWebSocket(second, "news", {"user": "ann"}),
+        _connect("websocket", second, answer["token"]) as client,
+    ):
+        assert _subscribe(client)["type"] == "subscribed"
+        nodes: dict[str, dict[str, Any]] = {}
+        deadline = time.monotonic() + 30
+        while len(nodes) < 2 or not any(f["channels"] for f in nodes.values()):
+            assert time.monotonic() < deadline, nodes
+            figures = _figures(client)
+            nodes[figures["node"]] = figures
+        listed = [row for f in nodes.values() for row in f["channels"]]
+        assert listed == [{"channel": "news", "subscribers": 1, "users": ["ann"], "more_users": 0}]
+
+
+def test_the_asgi_door_serves_the_page_and_its_figures() -> None:
+    config = Config(admin=True, admin_interval=0.2, api_key=API_KEY)
+    with running_asgi_hub(lambda: Hub(config=config)) as address:
+        conn = http.client.HTTPConnection(address.host, address.port, timeout=WAIT)
+        try:
+            conn.request("GET", "/admin")
+            response = conn.getresponse()
+            assert response.status == 200 and b"/admin/admin.js" in response.read()
+            conn.request("POST", "/admin/session", headers={"Authorization": f"Bearer {API_KEY}"})
+            response = conn.getresponse()
+            answer = json.loads(response.read())
+        finally:
+            conn.close()
+        with _connect("websocket", address, answer["token"]) as client:
+            assert _subscribe(client)["type"] == "subscribed"
+            assert _figures(client)["sessions"] == {"websocket": 1}
