@@ -141,3 +141,20 @@ def test_a_reload_keeps_the_tab_signed_in_and_log_out_forgets_the_key(
     assert page.evaluate("sessionStorage.length") == 0
     page.reload()
     expect(page.get_by_test_id("login")).to_be_visible()
+
+
+def test_the_page_renews_its_admin_token_on_the_same_connection(
+    page: Page, server_factory: Callable[..., ServerProcess]
+) -> None:
+    server = server_factory(
+        "--admin", "--admin-interval", "0.3", "--admin-token-ttl", "4", "--api-key", API_KEY
+    )
+    _sign_in(page, server, API_KEY)
+    expect(page.get_by_test_id("status")).to_have_text("live")
+    # 30 sets of figures at 0.3 s: more than twice the token's 4 s (and jwt_leeway's 5 s).
+    page.wait_for_function(
+        "() => Number(document.querySelector('[data-testid=chart-messages]').dataset.points) >= 40"
+    )
+    status = page.get_by_test_id("status")
+    expect(status).to_have_text("live")
+    assert status.get_attribute("data-drops") is None  # never dropped: refreshed in time

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hmac
 import importlib.resources
+import logging
 from typing import Final
 
 import orjson
@@ -35,6 +36,8 @@ from ..errors import Forbidden, MethodNotAllowed, NotFound, Unauthorized
 from ..web import Request, Response
 
 __all__ = ["AdminPage"]
+
+logger = logging.getLogger("pushwire.admin")
 
 _FILES: Final = {
     "/admin": ("admin.html", "text/html; charset=utf-8"),
@@ -66,6 +69,8 @@ class AdminPage:
         self.hub = hub
         self.config = config
         self._files = _load() if config.admin else {}
+        if config.admin and config.api_key is None and hub.access.tokens is None:
+            logger.warning("the admin page is on but nobody can log in to it: give --api-key")
 
     def handle(self, request: Request) -> Response:
         """Answer a request for `/admin` or a path under it.

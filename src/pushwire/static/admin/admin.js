@@ -242,6 +242,8 @@
 
   function status(state, text) {
     const node = $("status");
+    // Connections lost since signing in (the tests read it: a token renewed in time loses none).
+    if (node.dataset.state === "live" && state === "down") node.dataset.drops = String(Number(node.dataset.drops || 0) + 1);
     node.dataset.state = state;
     node.textContent = text;
   }
