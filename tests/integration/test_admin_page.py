@@ -151,9 +151,11 @@ def test_the_page_renews_its_admin_token_on_the_same_connection(
     )
     _sign_in(page, server, API_KEY)
     expect(page.get_by_test_id("status")).to_have_text("live")
-    # 30 sets of figures at 0.3 s: more than twice the token's 4 s (and jwt_leeway's 5 s).
+    # 40 sets of figures at 0.3 s: longer than the token's 4 s plus jwt_leeway's 5 s, when an
+    # expired token would have closed the connection (4005).
     page.wait_for_function(
-        "() => Number(document.querySelector('[data-testid=chart-messages]').dataset.points) >= 40"
+        "() => Number(document.querySelector('[data-testid=chart-messages]').dataset.points) >= 40",
+        timeout=60_000,
     )
     status = page.get_by_test_id("status")
     expect(status).to_have_text("live")
