@@ -90,3 +90,13 @@ async def test_the_figures_count_clients_channels_and_rates() -> None:
     rates = publisher.snapshot()["rates"]
     assert isinstance(rates, dict) and rates["published"] == 1.0
     json.dumps(publisher.snapshot())  # what goes out is JSON
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [{"admin_interval": 0.0}, {"admin_token_ttl": -1.0}, {"admin_max_channels": -1}],
+)
+def test_settings_out_of_range_are_refused(setting: dict[str, float]) -> None:
+    config = Config(admin=True, api_key=KEY, **setting)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="must be"):
+        StatsPublisher(Hub(config=config), config, dict)

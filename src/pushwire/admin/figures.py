@@ -111,6 +111,9 @@ class StatsPublisher:
         config: `admin_interval`, `admin_max_channels`, `admin_max_members`.
         counters: the `/api/stats` counters (the door's connections), read at each tick.
         node: the name of this process in the figures (default: host name and process id).
+
+    Raises:
+        ValueError: a setting out of its range (an interval or time-to-live not over 0).
     """
 
     def __init__(
@@ -122,6 +125,10 @@ class StatsPublisher:
         node: str | None = None,
         wall: Callable[[], float] = time.time,
     ) -> None:
+        if config.admin_interval <= 0 or config.admin_token_ttl <= 0:
+            raise ValueError("admin_interval and admin_token_ttl must be over 0 seconds")
+        if config.admin_max_channels < 0 or config.admin_max_members < 0:
+            raise ValueError("admin_max_channels and admin_max_members must be 0 or more")
         self.hub = hub
         self.config = config
         self.counters = counters
