@@ -21,7 +21,10 @@ Guaranteed:
 On a Redis Cluster (`Keys.sharded`) the same holds per shard, with sharded pub/sub: one
 SSUBSCRIBE per pub/sub channel (each hashes to its own slot), and a sharded subscription
 Redis drops (its slot moved to another shard), or a subscription refused (CLUSTERDOWN while
-a restarted master rejoins, MOVED), counts as a lost connection.
+a restarted master rejoins, MOVED), counts as a lost connection. A master is subscribed again
+only once it serves its slots (`cluster_state:ok`: a restarted master refuses commands for
+about 2 s, and SSUBSCRIBE alone would succeed), so that the history read that follows
+`on_resubscribed` is answered.
 
 Not guaranteed: live delivery across an outage. Pub/sub does not replay: messages published
 while this process's subscription was down are only in history (see `on_resubscribed`), and
@@ -145,6 +148,8 @@ class Subscriber:
         connection: AbstractConnection = make_connection()  # type: ignore[no-untyped-call]
         try:
             await connection.connect()  # type: ignore[no-untyped-call]
+            if self._keys.sharded:
+                await _serving(connection)
             # From here on `subscribe` sends on this connection itself; a channel both in
             # the snapshot and subscribed meanwhile is subscribed twice, which Redis ignores.
             self._connection = connection
@@ -311,3 +316,19 @@ class Subscriber:
                 if not waiter.done():
                     waiter.set_result(None)
         self._unconfirmed = set()
+
+
+async def _serving(connection: AbstractConnection) -> None:
+    """Check that a cluster node serves its slots (`cluster_state:ok`).
+
+    Raises:
+        redis.exceptions.ConnectionError: it does not yet.
+    """
+    await connection.send_command("CLUSTER", "INFO")
+    try:
+        info = await connection.read_response()
+    except ResponseError as exc:
+        raise RedisConnectionError(f"redis cluster node refused CLUSTER INFO: {exc}") from exc
+    text = info.decode() if isinstance(info, bytes) else str(info)
+    if "cluster_state:ok" not in text:
+        raise RedisConnectionError("redis cluster node not serving yet (cluster_state is not ok)")
