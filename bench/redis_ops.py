@@ -1,15 +1,18 @@
 """What a published message costs Redis: one Redis against a Redis Cluster of three masters.
 
-One process runs two brokers of the same kind: a publisher and a subscriber subscribed to
-`--channels` channels; the publisher publishes `--messages` 64-byte messages round robin over
-the channels (all queued at once: batches of up to `max_batch` per round trip, per master),
-and the run ends when the subscriber has every one. Measured per run: messages per second
-(publish to delivery), redis-server CPU per message (summed over every master, read from
-/proc), and this process's CPU per message (both brokers). The redis-servers are the
-benchmark's own (free loopback ports, no persistence, emptied before each run, stopped by
-PID at the end); runs alternate between the two.
+One process runs brokers of the same kind: a publisher and `--nodes` subscribers (standing for
+as many pushwire nodes), each subscribed to `--channels` channels; the publisher publishes
+`--messages` 64-byte messages round robin over the channels (all queued at once: batches of up
+to `max_batch` per round trip, per master), and the run ends when every subscriber has every
+one. Measured per run: messages per second (publish to delivery), redis-server CPU per message
+(summed over every master, read from /proc), and this process's CPU per message (every
+broker). Comparing `--nodes 1` and `--nodes 4` gives what each further subscribed node costs
+Redis per message (one push). The redis-servers are the benchmark's own (free loopback ports,
+no persistence, emptied before each run, stopped by PID at the end); runs alternate between
+the two.
 
     PYTHONPATH=$PWD/src:$PWD python -m bench.redis_ops --messages 20000 --channels 100 --runs 3
+    PYTHONPATH=$PWD/src:$PWD python -m bench.redis_ops --nodes 4 …
 """
 
 from __future__ import annotations
@@ -46,24 +49,29 @@ def _broker(url: str) -> RedisBroker | RedisClusterBroker:
     return RedisBroker(url, max_pending=1_000_000)
 
 
-async def _run(url: str, pids: list[int], messages: int, channels: int) -> dict[str, float]:
-    publisher, subscriber = _broker(url), _broker(url)
+async def _run(
+    url: str, pids: list[int], messages: int, channels: int, nodes: int
+) -> dict[str, float]:
+    publisher = _broker(url)
+    subscribers = [_broker(url) for _ in range(nodes)]
     received = 0
     done = asyncio.Event()
 
     def deliver(_message: Message) -> None:
         nonlocal received
         received += 1
-        if received == messages:
+        if received == messages * nodes:
             done.set()
 
-    subscriber.attach(deliver)
     await publisher.start()
-    await subscriber.start()
+    for subscriber in subscribers:
+        subscriber.attach(deliver)
+        await subscriber.start()
     try:
         names = [f"room{i}" for i in range(channels)]
-        for name in names:
-            await subscriber.subscribe(name)
+        for subscriber in subscribers:
+            for name in names:
+                await subscriber.subscribe(name)
         data = "x" * 64
         redis_before, own_before = _redis_cpu(pids), time.process_time()
         began = time.perf_counter()
@@ -74,7 +82,8 @@ async def _run(url: str, pids: list[int], messages: int, channels: int) -> dict[
         redis_cpu, own_cpu = _redis_cpu(pids) - redis_before, time.process_time() - own_before
     finally:
         await publisher.close()
-        await subscriber.close()
+        for subscriber in subscribers:
+            await subscriber.close()
     return {
         "rate": messages / elapsed,
         "redis_us": redis_cpu / messages * 1e6,
@@ -87,6 +96,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--channels", type=int, default=100)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--nodes", type=int, default=1, help="subscribing brokers")
     args = parser.parse_args()
     logs = Path(tempfile.mkdtemp(prefix="bench-redis-ops-"))
     one = RedisServer(logs / "redis-server.log")
@@ -101,7 +111,7 @@ def main() -> None:
         for index in range(args.runs):
             for name, url, pids, flush in backends:
                 flush()
-                result = asyncio.run(_run(url, pids, args.messages, args.channels))
+                result = asyncio.run(_run(url, pids, args.messages, args.channels, args.nodes))
                 results[name].append(result)
                 print(
                     f"run {index + 1} {name}: {result['rate']:,.0f} messages/s, redis "
@@ -112,12 +122,13 @@ def main() -> None:
         print()
         print(
             f"{args.messages:,} messages of 64 bytes over {args.channels} channels, "
+            f"{args.nodes} subscribing node(s), "
             f"medians of {args.runs} (min-max):"
         )
         print()
         print(
             "| broker | messages/s | redis-server CPU µs per message (all masters) "
-            "| pushwire CPU µs per message (publisher + subscriber) |"
+            "| pushwire CPU µs per message (every broker of the process) |"
         )
         print("|---|---|---|---|")
         for name, runs in results.items():
