@@ -72,6 +72,18 @@ def test_a_malformed_cluster_url_is_refused_with_the_reason(url: str, message: s
     assert str(refused.value) == message
 
 
+def test_a_cluster_broker_not_started_is_down_and_not_continuous() -> None:
+    broker = RedisClusterBroker("redis+cluster://127.0.0.1:1")
+    assert broker.health_stats() == {
+        "up": 0.0,
+        "reconnects": 0.0,
+        "round_trips": 0.0,
+        "round_trip_seconds": 0.0,
+        "pending": 0.0,
+    }
+    assert broker.continuity is None
+
+
 def test_a_prefix_with_braces_is_refused() -> None:
     with pytest.raises(ConfigError) as refused:
         RedisClusterBroker("redis+cluster://h:1", prefix="app{1}:")
@@ -116,6 +128,11 @@ async def test_every_channel_on_every_master_reaches_every_broker_in_offset_orde
             assert len({m.epoch for m in got}) == 1
     for channel in channels:  # the same positions everywhere
         assert first.of(channel) == second.of(channel)
+    # Health is every master's: up while all are, the counters summed.
+    stats = first.broker.health_stats()
+    assert stats["up"] == 1.0 and stats["pending"] == 0
+    assert stats["round_trips"] == sum(s.health_stats()["round_trips"] for s in first.broker.shards)
+    assert stats["round_trips"] >= 3  # one batch at least per master
 
 
 async def test_history_and_positions_are_the_same_from_every_broker(

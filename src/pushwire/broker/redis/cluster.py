@@ -236,7 +236,8 @@ class RedisClusterBroker:
         """`BrokerHealth`: `up` while every master's connections work, the rest summed."""
         stats = [shard.health_stats() for shard in self._shards]
         if not stats:
-            return {"up": 0.0, "reconnects": 0, "round_trips": 0, "round_trip_seconds": 0.0}
+            names = ("reconnects", "round_trips", "round_trip_seconds", "pending")
+            return {"up": 0.0, **dict.fromkeys(names, 0.0)}
         total = {name: sum(each[name] for each in stats) for name in stats[0]}
         total["up"] = min(each["up"] for each in stats)
         return total
