@@ -9,9 +9,11 @@ hash tag `{C}` (layout.py). A user's inbox and pub/sub live on the master of `{U
 liveness keys and request channels share one tag, `{nodes}`: node-to-node requests (session
 hand-overs, rare) go through one shard.
 
-Why not redis-py's `RedisCluster`: its asyncio client has no pub/sub, and a shard here keeps
-everything `RedisBroker` guarantees per connection (one ordered publish queue, a confirmed
-subscription connection, outages reported and recovered from history), per master.
+Why not redis-py's `RedisCluster`: its pub/sub (`ClusterPubSub`) holds one node's connection,
+and its retries and reconnections are its own (a publish must never run twice, an outage must
+be reported once and recovered from history); a shard here keeps everything `RedisBroker`
+guarantees (one ordered publish queue, a confirmed subscription connection, outages reported
+and recovered), per master.
 
 Guaranteed, per channel and per user, exactly as with one Redis (docs/delivery.md): the
 same (epoch, offset) on every node, offsets dense within an epoch, delivery in offset order;
