@@ -15,7 +15,8 @@ class Config:
 
     host: str = "127.0.0.1"
     port: int = 8000
-    #: "memory" (one process) or a Redis URL, redis://host:port/db (many processes and machines).
+    #: "memory" (one process) or a Redis URL, redis://host:port/db (many processes and machines),
+    #: or a Redis Cluster's, redis+cluster://host:port[,host:port…] (docs/scaling.md).
     broker: str = "memory"
     #: The raw TCP transport's port (None: off; 0: any free port).
     tcp_port: int | None = None
