@@ -11,8 +11,7 @@ from redis.asyncio import Redis
 
 from pushwire.errors import PushwireError, Unavailable
 from pushwire.message import Data, Message, Position
-from tests.broker.redis.test_presence import evalsha_calls
-from tests.redis_helpers import WAIT, Node
+from tests.redis_helpers import WAIT, Node, evalsha_calls
 
 pytestmark = pytest.mark.integration
 

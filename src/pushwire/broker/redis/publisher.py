@@ -201,7 +201,9 @@ class Publisher:
         self.max_pending = max_pending
         self.max_batch = max_batch
         self.max_batch_bytes = max_batch_bytes
-        self._script = client.register_script(PUBLISH_SCRIPT)
+        # SPUBLISH in place of PUBLISH on a Redis Cluster (layout.py).
+        self._source = keys.script(PUBLISH_SCRIPT)
+        self._script = client.register_script(self._source)
         #: What is kept of each channel (`RedisBroker.set_history_policy` changes it).
         self.retention_of: Callable[[str], Retention] = lambda _channel: retention
         self._inbox = inbox
@@ -218,7 +220,7 @@ class Publisher:
         Raises:
             redis.exceptions.ConnectionError: and the other `CONNECTION_ERRORS`.
         """
-        await self._client.script_load(PUBLISH_SCRIPT)
+        await self._client.script_load(self._source)
 
     def enqueue(
         self,
@@ -311,7 +313,7 @@ class Publisher:
 
     async def _restore(self) -> None:
         await self._client.ping()
-        await self._client.script_load(PUBLISH_SCRIPT)
+        await self._client.script_load(self._source)
 
     async def _send(self, batch: list[_Publish]) -> None:
         """Run the publish script for `batch` in one round trip: once per run of
@@ -322,7 +324,7 @@ class Publisher:
                 groups[-1].append(item)
             else:
                 groups.append([item])
-        forgotten = await run_batch(self._client, PUBLISH_SCRIPT, groups, self._add, self._finish)
+        forgotten = await run_batch(self._client, self._source, groups, self._add, self._finish)
         for group in forgotten:
             self._fail(group, Unavailable("redis keeps forgetting the publish script"))
 
