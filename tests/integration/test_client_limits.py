@@ -347,6 +347,29 @@ def test_forwarded_for_is_read_from_trusted_proxies_only(server_factory: ServerF
     assert _poll_hello(server, LEGIT, **{"X-Forwarded-For": "203.0.113.4"})[0] == 503
 
 
+def test_ipv6_clients_are_counted_by_their_64(server_factory: ServerFactory) -> None:
+    """One holder of a /64 is one client: its addresses share `max_sessions_per_ip`
+    (IPv6 through a trusted proxy on loopback; `per_ip_ipv6_prefix`)."""
+    server = server_factory("--trust-proxy", "127.0.0.2/32", "--set", "max_sessions_per_ip=2")
+
+    def hello(client: str) -> int:
+        return _poll_hello(server, ATTACKER, **{"X-Forwarded-For": client})[0]
+
+    assert hello("2001:db8:1:2::1") == 200
+    assert hello("2001:db8:1:2:ffff::2") == 200  # the same /64: at the bound
+    assert hello("2001:db8:1:2::3") == 503  # one over, from another address of it
+    assert hello("2001:db8:1:3::1") == 200  # the next /64 is another client
+    assert hello("::ffff:203.0.113.5") == 200  # IPv4-mapped: counted as 203.0.113.5
+    assert hello("203.0.113.5") == 200
+    assert hello("::ffff:203.0.113.5") == 503
+    single = server_factory(
+        "--trust-proxy", "127.0.0.2/32", "--set", "max_sessions_per_ip=1",
+        "--set", "per_ip_ipv6_prefix=128",
+    )  # fmt: skip
+    for client in ("2001:db8:1:2::1", "2001:db8:1:2::2"):  # each address alone
+        assert _poll_hello(single, ATTACKER, **{"X-Forwarded-For": client})[0] == 200
+
+
 def test_exempt_addresses(server_factory: ServerFactory) -> None:
     server = server_factory("--limit-exempt", "127.0.0.2", "--set", "max_sessions_per_ip=1")
     for _ in range(3):
