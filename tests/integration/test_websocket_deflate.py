@@ -16,8 +16,8 @@ import pytest
 from websockets.asyncio.client import connect
 
 from pushwire.transports.websocket.deflate import INFLATER_BYTES
-from tests.integration.test_memory_budget import counted
 from tests.servers import ServerFactory, ServerProcess
+from tests.wire_clients import counted
 
 pytestmark = pytest.mark.integration
 
