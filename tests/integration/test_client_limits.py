@@ -295,6 +295,52 @@ def test_user_id_length(server_factory: ServerFactory, sockets: list[ClientConne
     assert (status, body) == (400, b"user id over size limit (17 > 16 characters)\n")
 
 
+def test_the_presence_amplification_finding_is_bounded_by_the_user_id(
+    server_factory: ServerFactory, sockets: list[ClientConnection]
+) -> None:
+    """Issue 15: ten 1 MB user ids made one 49-byte `presence` request return 10 MB. Now ten
+    members with user ids at `max_user_id` (256, the default) answer in a few KiB, and a
+    user id one over is refused at its hello."""
+    server = server_factory()
+    for _ in range(10):  # at the bound
+        member = _ws(server, LEGIT)
+        sockets.append(member)
+        assert _hello(member, user="u" * 256)["type"] == "welcome"
+        member.send(json.dumps({"type": "subscribe", "id": 1, "channel": "room"}))
+        assert _recv(member)["type"] == "subscribed"
+    asker = sockets[0]
+    request = json.dumps({"type": "presence", "id": 2, "channel": "room"})
+    asker.send(request)
+    answer: str | bytes = asker.recv(WAIT)
+    assert json.loads(answer)["count"] == 10
+    assert len(answer) < 10 * (256 + 200) and len(request) < 60
+    over = _ws(server, LEGIT)
+    sockets.append(over)
+    error = _hello(over, user="u" * 1_000_000)  # one over (by far, as in the finding)
+    assert (error["type"], error["code"]) == ("error", "too_large")
+    assert len(json.dumps(error)) < 200
+    assert _close_code(over) == 4100
+
+
+def test_an_error_never_echoes_a_long_input(
+    server: ServerProcess, sockets: list[ClientConnection]
+) -> None:
+    """Issue 15: a 999,900-character channel name came back in a 1 MB error. A channel name
+    at `max_channel_name` (200) is taken; one over, and one of 999,900 characters, get an
+    error of a few dozen characters that quotes 40 of them."""
+    ws = _ws(server, LEGIT)
+    sockets.append(ws)
+    assert _hello(ws)["type"] == "welcome"
+    ws.send(json.dumps({"type": "subscribe", "id": 1, "channel": "c" * 200}))  # at the bound
+    assert _recv(ws)["type"] == "subscribed"
+    for length in (201, 999_900):  # one over, and the finding's
+        ws.send(json.dumps({"type": "subscribe", "id": 2, "channel": "c" * length}))
+        error = _recv(ws)
+        assert (error["type"], error["code"]) == ("error", "bad_request")
+        assert f"({length} characters)" in error["message"]
+        assert len(json.dumps(error)) < 200
+
+
 def test_request_id_length(server_factory: ServerFactory, sockets: list[ClientConnection]) -> None:
     server = server_factory("--set", "max_request_id=8")
     ws = _ws(server, LEGIT)
