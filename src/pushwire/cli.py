@@ -189,6 +189,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="websocket, sse, stream, longpoll, polling or tcp; repeat for a fallback order",
     )
+    chat.add_argument("--token", help="connection token (JWT); default: $PUSHWIRE_TOKEN")
 
     publish = commands.add_parser("publish", help="publish a message to a channel")
     publish.add_argument("url", help="server base URL, e.g. http://127.0.0.1:8000")
@@ -451,8 +452,7 @@ def _chat(args: argparse.Namespace) -> int:
 
     from .chat import run_chat
 
-    missing = _missing("prompt_toolkit", "chat", "pushwire chat")
-    if missing:
+    if missing := _missing("prompt_toolkit", "chat", "pushwire chat"):
         print(missing, file=sys.stderr)
         return 2
     nick = args.nick or getpass.getuser()
@@ -460,7 +460,8 @@ def _chat(args: argparse.Namespace) -> int:
         ["tcp"] if args.url.startswith("tcp") else ["websocket", "sse", "stream", "longpoll"]
     )
     try:
-        return asyncio.run(run_chat(args.url, nick, args.room, transports))
+        token = args.token or os.environ.get("PUSHWIRE_TOKEN")
+        return asyncio.run(run_chat(args.url, nick, args.room, transports, token))
     except KeyboardInterrupt:
         return 0
 
