@@ -17,6 +17,7 @@ from bench.servers import REPO
 
 pytestmark = [
     pytest.mark.integration,
+    pytest.mark.timeout(300),  # a few hundred handshakes and the smoke's stages, on a busy machine
     pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is needed to build loadgen.c"),
 ]
 
