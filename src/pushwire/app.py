@@ -7,6 +7,7 @@ server (`pushwire.server`) and any other door hand it requests, upgrades and TCP
 |---|---|
 | `/`, `/pushwire.js`, `/pushwire.mjs`, `/static/<file>` | the chat page and the browser client |
 | `/lab` | the transport lab: measured figures per transport (`/static/lab.json`) |
+| `/admin`, `/admin/...` | the admin page (`pushwire.admin`; off unless `Config.admin`) |
 | `/echo` | echo service, any Origin (WebSocket, and every HTTP transport under it) |
 | `/ws/<channel>` | publish what is sent, receive what is published |
 | `/pushwire` | the general pushwire.v1 endpoint |
@@ -28,6 +29,7 @@ import mimetypes
 from collections.abc import Awaitable
 from typing import Final
 
+from .admin import AdminPage, StatsPublisher
 from .broker.base import BrokerHealth
 from .broker.memory import MemoryBroker
 from .config import Config
@@ -133,6 +135,9 @@ class App:
         #: Session routing between nodes (a Redis broker); started and closed with the broker.
         self.router: Router | None = None
         self._metrics: Metrics | None = None
+        self.admin = AdminPage(self.hub, self.config)
+        #: The admin page's figures (published while a door serves this app, when it is on).
+        self.admin_stats = StatsPublisher(self.hub, self.config, self.stats)
 
     # -- the app interface ------------------------------------------------------------------
 
@@ -140,6 +145,8 @@ class App:
         self.server = state
         self.budget.add_consumers("connections", state.consumers)
         self.budget.start()
+        if self.config.admin:
+            self.admin_stats.start()
 
     def stopping(self) -> None:
         self.shutting_down = True
@@ -147,6 +154,7 @@ class App:
         # hold the shutdown up to longpoll_timeout (then the door's shutdown_timeout).
         self.polls.close_all(1001, "server shutting down")
         self.budget.stop()
+        self.admin_stats.stop()
 
     def _budget(self) -> MemoryBudget:
         """The memory budget over what this app buffers (the door's connections are added
@@ -252,6 +260,8 @@ class App:
                 return self.preflight(request, None)
             if path != "/api/stats":
                 return self.api.handle(request)
+        if path == "/admin" or path.startswith("/admin/"):
+            return self.admin.handle(request)
         if method not in ("GET", "HEAD"):
             raise MethodNotAllowed(f"{path} takes GET, not {method}")
         if path == "/api/stats" and self.server is not None:
