@@ -224,7 +224,7 @@ def _drive(
     argv += ["--messages", str(args.hold_messages), "--duration", "300"]
     argv += ["--timeout", str(60 + n / 100), "--drain", "30"]  # filling: slow on a busy machine
     servers = process_tree(pid)  # with --workers: the parent (supervising) and its workers
-    redis_pid = redis.pid if redis else None
+    redis_pid = redis.pids[0] if redis else None
     marks: dict[str, dict[str, Any]] = {"before": snapshot(servers, redis_pid)}
     spread: list[int] = []
 
