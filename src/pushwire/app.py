@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.resources
-import math
 import mimetypes
 from collections.abc import Awaitable
 from typing import Final
@@ -45,10 +44,9 @@ from .errors import (
     MisdirectedRequest,
     NotFound,
     PushwireError,
-    RateLimited,
     RemoteError,
-    TooManySessions,
     Unavailable,
+    backoff_seconds,
 )
 from .httpapi import HttpApi
 from .metrics import CONTENT_TYPE, Metrics
@@ -222,8 +220,8 @@ class App:
             headers.append(("Sec-WebSocket-Version", "13"))
         elif isinstance(exc, MethodNotAllowed):
             headers.append(("Allow", exc.allow))
-        elif isinstance(exc, RateLimited | TooManySessions):
-            headers.append(("Retry-After", str(max(1, math.ceil(exc.retry_after)))))
+        elif (wait := backoff_seconds(exc)) is not None:
+            headers.append(("Retry-After", str(wait)))
         if not isinstance(exc, MisdirectedRequest):  # a Host not served: no word on origins
             with contextlib.suppress(Forbidden):  # a refused origin gets no CORS headers
                 headers += self.cors(request, self._endpoint(split_transport(request.path)[0]))

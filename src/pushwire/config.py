@@ -123,6 +123,11 @@ class Config:
     #: Addresses and CIDR blocks exempt from every per-address limit and from the
     #: per-session rates (a backend publishing over a socket, a monitor); `--limit-exempt`.
     limit_exempt: tuple[str, ...] = ()
+    #: Bits of an IPv6 address that name one client for every per-address limit (one
+    #: holder of a /64 has 2^64 addresses): IPv6 addresses are counted by their /64 by
+    #: default, 128 counts each address alone. IPv4 addresses (and IPv4-mapped IPv6 ones,
+    #: `::ffff:a.b.c.d`) are counted by the address.
+    per_ip_ipv6_prefix: int = 64
     #: Proxies (addresses, CIDR blocks) whose `X-Forwarded-For` names the client; the
     #: rightmost address in it that is not a listed proxy is the client's, for every
     #: per-address limit, the logs and the connect proxy. From any other peer the header is

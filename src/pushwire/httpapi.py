@@ -55,7 +55,7 @@ from .errors import (
 )
 from .message import Data, Position, check_idempotency_key
 from .origin import OriginPolicy
-from .ratelimit import AddressBuckets
+from .ratelimit import AddressBuckets, address_key
 from .web import Request, Response
 
 __all__ = ["HttpApi"]
@@ -135,7 +135,9 @@ class HttpApi:
         calls, address = self._calls, request.address
         if calls is None or address is None or self.hub.admission.exempt(address):
             return
-        wait = calls.take(address, self.hub.clock.time())
+        wait = calls.take(
+            address_key(address, self.config.per_ip_ipv6_prefix), self.hub.clock.time()
+        )
         if wait > 0:
             rate = self.config.api_requests_per_ip
             raise RateLimited(f"too many API calls from one address (> {rate:g}/s)", wait)
