@@ -55,7 +55,8 @@ from .harness import (
 from .options import Options
 from .records import Figure, Run
 from .redis_cluster import BenchCluster
-from .scaling import connections_by_process, per_worker_ms, process_tree
+from .scaling import connections_by_process, per_worker_ms
+from .scaling import process_tree as process_tree  # bench/hold.py takes it from here
 from .servers import (
     PEERS,
     PUSHWIRE,
@@ -289,6 +290,11 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+
+
+def connections_per_process(pids: list[int], port: int) -> list[int]:
+    """Established TCP connections on 127.0.0.1:`port` held by each process with any."""
+    return [held for held in connections_by_process(pids, port).values() if held]
 
 
 def _sample(pids: list[int]) -> tuple[float, int]:
