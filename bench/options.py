@@ -44,6 +44,10 @@ class Options:
     hold_seconds: float
     hold_messages: int
     hold_stages: list[str]
+    #: The redis workload: worker counts of pushwire on Redis (1: the one-process target).
+    redis_workers: tuple[int, ...] = (2,)
+    #: The redis workload: run pushwire's Redis targets from this source tree as well.
+    baseline_src: Path | None = None
 
 
 def parse_args(argv: list[str] | None, description: str | None = None) -> Options:
@@ -56,6 +60,16 @@ def parse_args(argv: list[str] | None, description: str | None = None) -> Option
     parser.add_argument("--subscribers", default="1000,10000", help="fan-out sizes N")
     parser.add_argument(
         "--redis-subscribers", default="1000", help="redis workload: fan-out sizes N"
+    )
+    parser.add_argument(
+        "--redis-workers",
+        default="2",
+        help="redis workload: worker counts of pushwire on Redis, e.g. 1,2,4",
+    )
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="redis workload: also run pushwire's Redis targets from this source tree",
     )
     parser.add_argument("--runs", type=int, default=3, help="runs per figure (fresh server each)")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per run")
@@ -212,4 +226,6 @@ def parse_args(argv: list[str] | None, description: str | None = None) -> Option
         hold_seconds=hold_seconds,
         hold_messages=hold_messages,
         hold_stages=hold_stages,
+        redis_workers=tuple(int(n) for n in args.redis_workers.split(",") if n),
+        baseline_src=args.baseline_src,
     )
