@@ -9,6 +9,9 @@ starts a fresh server and drives it with the fan-out load of the `fanout` worklo
   cross Redis on their way to a subscriber on the other worker;
 - pushwire in one process with the memory broker, and in one process with the Redis broker:
   what Redis costs, without and with the second process;
+- the same two pushwire forms with `--broker redis+cluster://…` on a Redis Cluster of three
+  masters of the benchmark's own (bench/redis_cluster.py): what the sharded broker costs
+  against one Redis (the workload's one channel lives on one master);
 - python-socketio with `AsyncRedisManager` in 2 uvicorn worker processes (one shared
   listening socket), `emit` to a room, in order (`async_handlers=False`), and once more in
   python-socketio's default form (`async_handlers=True`), which reorders a publisher's
@@ -30,7 +33,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +54,9 @@ from .harness import (
 )
 from .options import Options
 from .records import Figure, Run
+from .redis_cluster import BenchCluster
+from .scaling import connections_by_process, per_worker_ms
+from .scaling import process_tree as process_tree  # bench/hold.py takes it from here
 from .servers import (
     PEERS,
     PUSHWIRE,
@@ -70,14 +76,20 @@ WORKLOAD = "redis"
 WORKERS = 2
 #: The stand-in for the Redis URL in a target's command, filled in once redis-server runs.
 REDIS_URL = "{redis}"
+#: The same for the Redis Cluster's URL (bench/redis_cluster.py).
+CLUSTER_URL = "{redis-cluster}"
 #: How long a server may take until all its workers are ready.
 READY_TIMEOUT_S = 30.0
 
 PW_WORKERS = f"pushwire, {WORKERS} workers, Redis broker"
 PW_MEMORY = "pushwire, 1 process, memory broker"
 PW_REDIS = "pushwire, 1 process, Redis broker"
+PW_CLUSTER_WORKERS = f"pushwire, {WORKERS} workers, Redis Cluster broker (3 masters)"
+PW_CLUSTER = "pushwire, 1 process, Redis Cluster broker (3 masters)"
 SIO_REDIS = f"python-socketio, {WORKERS} uvicorn workers, AsyncRedisManager"
 SIO_REDIS_DEFAULT = f"{SIO_REDIS} (default async_handlers)"
+#: What the targets run from `--baseline-src` are called after their names.
+BASELINE = "baseline"
 
 
 @dataclass
@@ -87,6 +99,8 @@ class RedisTarget:
     target: Target
     uses_redis: bool
     ready: Callable[[ServerProcess], bool]
+    #: On the Redis Cluster rather than the one redis-server.
+    cluster: bool = False
 
 
 def _needs_redis_server() -> str | None:
@@ -120,8 +134,12 @@ def _log_lines(text: str, count: int) -> Callable[[ServerProcess], bool]:
     return lambda server: server.log.read_text(errors="replace").count(text) >= count
 
 
-def redis_targets() -> list[RedisTarget]:
-    """Every target of the redis workload, in table order."""
+def redis_targets(
+    workers: Sequence[int] = (WORKERS,), baseline: Path | None = None
+) -> list[RedisTarget]:
+    """Every target of the redis workload, in table order: pushwire on Redis with each of
+    `workers` worker counts (1: the one-process target), and its Redis targets once more
+    from the source tree `baseline` when given."""
     pw_drive = {"fanout": _fanout(*_ws("/ws/bench"), *_publisher("/ws/bench"))}
     sio_drive = {
         "fanout": _fanout(
@@ -140,24 +158,51 @@ def redis_targets() -> list[RedisTarget]:
     ]
     sio_needs = _all(_needs_redis_server, _needs_modules("socketio", "uvicorn", "uvloop", "redis"))
     pw_needs = _all(_needs_redis_server, _needs_modules("redis"))
+    cluster_needs = _all(pw_needs, lambda: None if shutil.which("redis-cli") else "no redis-cli")
     sio_ready = _log_lines("Application startup complete.", WORKERS)
-    return [
-        RedisTarget(
+
+    def pw_workers(count: int) -> RedisTarget:
+        return RedisTarget(
             Target(
-                PW_WORKERS,
+                f"pushwire, {count} workers, Redis broker",
                 "pushwire",
-                [*PUSHWIRE, "--workers", str(WORKERS), "--broker", REDIS_URL],
+                [*PUSHWIRE, "--workers", str(count), "--broker", REDIS_URL],
                 pw_drive,
                 pw_needs,
             ),
             True,
-            lambda server: listening_sockets(server.port) >= WORKERS,
-        ),
+            lambda server: listening_sockets(server.port) >= count,
+        )
+
+    pw_redis = RedisTarget(
+        Target(PW_REDIS, "pushwire", [*PUSHWIRE, "--broker", REDIS_URL], pw_drive, pw_needs),
+        True,
+        _listening_already,
+    )
+    ours = [pw_workers(count) for count in sorted(set(workers)) if count > 1]
+    targets = [
+        *ours,
         RedisTarget(Target(PW_MEMORY, "pushwire", PUSHWIRE, pw_drive), False, _listening_already),
+        pw_redis,
         RedisTarget(
-            Target(PW_REDIS, "pushwire", [*PUSHWIRE, "--broker", REDIS_URL], pw_drive, pw_needs),
+            Target(
+                PW_CLUSTER_WORKERS,
+                "pushwire",
+                [*PUSHWIRE, "--workers", str(WORKERS), "--broker", CLUSTER_URL],
+                pw_drive,
+                cluster_needs,
+            ),
+            True,
+            lambda server: listening_sockets(server.port) >= WORKERS,
+            cluster=True,
+        ),
+        RedisTarget(
+            Target(
+                PW_CLUSTER, "pushwire", [*PUSHWIRE, "--broker", CLUSTER_URL], pw_drive, pw_needs
+            ),
             True,
             _listening_already,
+            cluster=True,
         ),
         RedisTarget(
             Target(SIO_REDIS, "python-socketio", sio_command, sio_drive, sio_needs), True, sio_ready
@@ -174,6 +219,15 @@ def redis_targets() -> list[RedisTarget]:
             sio_ready,
         ),
     ]
+    if baseline is not None:
+        for entry in [pw_redis, *ours]:
+            target = dataclasses.replace(
+                entry.target,
+                name=f"{entry.target.name} ({BASELINE})",
+                env={"PYTHONPATH": str(baseline.resolve())},
+            )
+            targets.append(dataclasses.replace(entry, target=target))
+    return targets
 
 
 def _redis_command(port: int, command: bytes) -> bytes:
@@ -219,8 +273,8 @@ class RedisServer:
         raise BenchError("redis-server did not answer PING within 10 s")
 
     @property
-    def pid(self) -> int:
-        return self.process.pid
+    def pids(self) -> list[int]:
+        return [self.process.pid]
 
     def flush(self) -> None:
         """Empty every database: each run starts from an empty Redis."""
@@ -238,46 +292,9 @@ class RedisServer:
                 self.process.wait(5)
 
 
-def process_tree(pid: int) -> list[int]:
-    """`pid` and every process descended from it (a server's workers), from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue  # gone meanwhile
-        children.setdefault(parent, []).append(int(entry.name))
-    tree, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        tree.append(current)
-        todo.extend(children.get(current, []))
-    return tree
-
-
 def connections_per_process(pids: list[int], port: int) -> list[int]:
     """Established TCP connections on 127.0.0.1:`port` held by each process with any."""
-    wanted = f"0100007F:{port:04X}"
-    inodes: set[str] = set()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[1] == wanted and fields[3] == "01":  # 01: ESTABLISHED
-                inodes.add(fields[9])
-    counts = []
-    for pid in pids:
-        held = 0
-        with contextlib.suppress(OSError):
-            for fd in Path(f"/proc/{pid}/fd").iterdir():
-                with contextlib.suppress(OSError):
-                    link = os.readlink(fd)
-                    if link.startswith("socket:[") and link[8:-1] in inodes:
-                        held += 1
-        if held:
-            counts.append(held)
-    return counts
+    return [held for held in connections_by_process(pids, port).values() if held]
 
 
 def _sample(pids: list[int]) -> tuple[float, int]:
@@ -293,7 +310,7 @@ def run_group(
     binary: Path,
     drive: Drive,
     server: ServerProcess,
-    redis: RedisServer | None,
+    redis: RedisServer | BenchCluster | None,
     timeout: float,
 ) -> Run:
     """One run of the load generator, the server's processes and redis-server sampled together.
@@ -302,18 +319,20 @@ def run_group(
     redis-server, nothing is pinned, and each worker's share of the connections is recorded.
     """
     argv = [str(binary), "--mode", drive.mode, "--port", str(server.port), "--sync", *drive.args]
-    pids = process_tree(server.pid)
-    everything = pids + ([redis.pid] if redis else [])
+    pids = sorted(process_tree(server.pid))
+    everything = pids + (redis.pids if redis else [])
     _, rss_before = _sample(everything)
     marks: dict[str, tuple[float, int, float]] = {}
-    spread: list[int] = []
+    held: dict[int, int] = {}
+    each: dict[str, list[float]] = {}
 
     def mark(name: str) -> None:
-        nonlocal spread
+        nonlocal held
         cpu, rss = _sample(everything)
-        marks[name] = (cpu, rss, _sample([redis.pid])[0] if redis else 0.0)
+        marks[name] = (cpu, rss, _sample(redis.pids)[0] if redis else 0.0)
+        each[name] = [_sample([pid])[0] for pid in pids]
         if name == "start":
-            spread = connections_per_process(pids, server.port)
+            held = connections_by_process(pids, server.port)
 
     result = drive_loadgen(argv, mark, timeout)
     if "start" in marks and "end" in marks:
@@ -331,7 +350,15 @@ def run_group(
         **run.as_dict(),
         "redis_cpu_s": redis_cpu,
         "processes": len(everything),
-        "connections_per_process": spread,
+        "connections_per_process": [count for count in held.values() if count],
+        "worker_cpu": (
+            [
+                (end - start, held.get(pid, 0))
+                for pid, start, end in zip(pids, each["start"], each["end"], strict=True)
+            ]
+            if "start" in each and "end" in each
+            else []
+        ),
     }
 
 
@@ -341,6 +368,7 @@ class RedisWorkload:
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
         self.redis: RedisServer | None = None
+        self.cluster: BenchCluster | None = None
 
     def run_cases(
         self, planned: list[tuple[Case, RedisTarget]], args: Options, binary: Path
@@ -359,8 +387,14 @@ class RedisWorkload:
                 continue
             if self.redis is None:
                 self.redis = RedisServer(self.log_dir / "redis-server.log")
+            if entry.cluster and self.cluster is None:
+                self.cluster = BenchCluster(self.log_dir)
             url = self.redis.url
-            command = [part.replace(REDIS_URL, url) for part in entry.target.command]
+            cluster = self.cluster.url if self.cluster is not None else CLUSTER_URL
+            command = [
+                part.replace(CLUSTER_URL, cluster).replace(REDIS_URL, url)
+                for part in entry.target.command
+            ]
             ready.append((case, entry, dataclasses.replace(entry.target, command=command)))
         for index in range(args.runs):
             for case, entry, target in ready:
@@ -387,11 +421,15 @@ class RedisWorkload:
         name = f"redis-{case.n}-{case.target}-{index}.log".replace(" ", "_").replace("/", "_")
         log = self.log_dir / name
         server = None
+        backend: RedisServer | BenchCluster = self.redis
+        if entry.cluster:
+            assert self.cluster is not None
+            backend = self.cluster
         try:
-            self.redis.flush()
+            backend.flush()
             server = start_server(target.command, REPO, log, False, None, target.env)
             _wait_ready(server, entry.ready)
-            redis = self.redis if entry.uses_redis else None
+            redis = backend if entry.uses_redis else None
             case.runs.append(run_group(binary, drive, server, redis, 120 + case.n / 100))
             return _progress(case.runs[-1])
         except BenchError as exc:
@@ -405,6 +443,9 @@ class RedisWorkload:
         if self.redis is not None:
             self.redis.stop()
             self.redis = None
+        if self.cluster is not None:
+            self.cluster.stop()
+            self.cluster = None
 
 
 def _wait_ready(server: ServerProcess, ready: Callable[[ServerProcess], bool]) -> None:
@@ -445,7 +486,8 @@ def _progress(run: Run) -> str:
         f"{rate:,.0f}/s p50 {lg['latency_us']['p50'] / 1000:.2f} ms lost {lg['lost']} "
         f"dup {lg['duplicates']} CPU {run['server_cpu_s']:.2f} s (redis "
         f"{run.get('redis_cpu_s', 0.0):.2f} s) connections {spread} loadgen "
-        f"{run['loadgen_cpu_share']:.0%}{flag}"
+        f"{run['loadgen_cpu_share']:.0%}, CPU ms/1000 per worker "
+        f"{'/'.join(f'{ms:.3f}' for ms in per_worker_ms(run))}{flag}"
     )
 
 

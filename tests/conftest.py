@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.helpers import CHROMIUM, CHROMIUM_ARGS
+from tests.redis_cluster_helpers import RedisCluster, running_cluster
 from tests.redis_helpers import RedisServer, running_redis
 from tests.servers import ServerProcess, start_server
 from tests.tmux_terminal import tmux_session_name
@@ -48,6 +49,14 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A running `redis-server`, stopped at the end of the test (skips if not installed)."""
     with running_redis(tmp_path) as server:
         yield server
+
+
+@pytest.fixture
+def redis_cluster(tmp_path: Path) -> Iterator[RedisCluster]:
+    """A running Redis Cluster of three masters on loopback ports, stopped at the end of the
+    test (skips if redis-server or redis-cli is not installed)."""
+    with running_cluster(tmp_path) as cluster:
+        yield cluster
 
 
 @pytest.fixture
