@@ -36,6 +36,7 @@ class Options:
     chaos_messages: int  # the chaos workload: messages over all its runs
     chaos_rate: float
     chaos_seed: int
+    chaos_faults: list[str]  # the chaos workload's faults to run, in this order (empty: all)
     soak_connections: int  # the soak workload: well-behaved subscribers
     soak_minutes: float
     hold_connections: int  # the hold workload (bench/hold.py): one process's subscribers
@@ -128,6 +129,12 @@ def parse_args(argv: list[str] | None, description: str | None = None) -> Option
         "--chaos-seed", type=int, default=1, help="chaos: the first run's seed (replay)"
     )
     parser.add_argument(
+        "--chaos-faults",
+        default="",
+        help="chaos: comma-separated faults to run, in this order (default: all); each keeps "
+        "its seed and its share of --chaos-messages, so one fault of a long run replays alone",
+    )
+    parser.add_argument(
         "--soak-connections",
         type=int,
         default=10_000,
@@ -218,6 +225,7 @@ def parse_args(argv: list[str] | None, description: str | None = None) -> Option
         chaos_messages=chaos_messages,
         chaos_rate=args.chaos_rate,
         chaos_seed=args.chaos_seed,
+        chaos_faults=[f for f in args.chaos_faults.split(",") if f],
         soak_connections=args.soak_connections,
         soak_minutes=args.soak_minutes,
         hold_connections=hold_connections,

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from ..broker.base import DirectBroker, DirectSent, History
 from ..config import Config
@@ -25,7 +27,7 @@ from ..errors import PushwireError
 from ..message import Data, Message, Position
 from .sessions import Session
 from .tasks import BackgroundTasks, log_failure, settling
-from .transport import write_failed
+from .transport import Transport, write_failed
 
 __all__ = ["DirectMessages", "Recovery"]
 
@@ -294,34 +296,53 @@ class DirectMessages:
         for message in history.messages:
             session.write_direct(message)
 
-    async def catch_up(self) -> None:
+    def catch_up(self) -> Coroutine[Any, Any, None]:
         """After the broker lost its connection and restored it: the direct messages this
         process's sessions may have missed meanwhile (they were not received live), from
         each user's inbox after the last one each session got, or a `gap`. A session whose
-        inbox cannot be read is closed with 4000: its client comes back and recovers."""
-        for user, sessions in list(self._users.items()):
-            for session in list(sessions):
+        inbox cannot be read is closed with 4000: its client comes back and recovers.
+
+        Every session's live direct messages wait from the moment this is called (call it
+        from the broker's `resubscribed` callback, before the next live message is read):
+        the inboxes are read one after the other, and a session whose turn has not come yet
+        must not get a live message past what it missed (its client would see the offsets
+        jump and report a gap for messages the inbox still holds). Await the result to run
+        the reads."""
+        waiting = []
+        for user, sessions in self._users.items():
+            for session in sessions:
                 transport = session.transport
                 epoch = session.inbox_epoch
                 if transport is None or session.inbox_pending is not None or epoch is None:
                     continue  # away, or being recovered already
-                since = Position(epoch, session.inbox_offset)
                 session.inbox_pending = []  # live ones wait for the replay
-                try:
-                    history: History | None = await self._direct.inbox_history(user, since)
-                except PushwireError as exc:
-                    log.warning("cannot recover direct messages of %r: %s", user, exc)
-                    history = None
-                if session.transport is not transport or session.closed:
-                    continue  # resumed on another connection meanwhile: that one recovers
-                pending, session.inbox_pending = session.inbox_pending, None
-                try:
-                    if history is None:
-                        self._fail(session, 4000, "inbox unavailable: reconnect")
-                        continue
-                    self._replay(session, since, history)
-                    for message in pending or ():
-                        session.write_direct(message)
-                except Exception:
-                    log.exception("recovering session %s failed", session.public_id)
-                    self._fail(session)
+                waiting.append((user, session, transport, Position(epoch, session.inbox_offset)))
+        return self._catch_up(waiting)
+
+    async def _catch_up(self, waiting: list[tuple[str, Session, Transport, Position]]) -> None:
+        for user, session, transport, since in waiting:
+            try:
+                history: History | None = await self._direct.inbox_history(user, since)
+            except PushwireError as exc:
+                log.warning("cannot recover direct messages of %r: %s", user, exc)
+                history = None
+            except BaseException:
+                for _user, later, _transport, _since in waiting:
+                    if later.transport is _transport and later.inbox_pending is not None:
+                        self._fail(later, 1001, "going away")
+                raise
+            if session.transport is not transport or session.closed:
+                continue  # resumed on another connection meanwhile: that one recovers
+            if history is None:
+                # Live ones keep waiting (nothing past the hole reaches this connection): its
+                # client comes back and recovers from the last position it has.
+                self._fail(session, 4000, "inbox unavailable: reconnect")
+                continue
+            pending, session.inbox_pending = session.inbox_pending, None
+            try:
+                self._replay(session, since, history)
+                for message in pending or ():
+                    session.write_direct(message)
+            except Exception:
+                log.exception("recovering session %s failed", session.public_id)
+                self._fail(session)
