@@ -13,6 +13,8 @@ switched on and off by the scenario's schedule:
 - `blackhole()`: bytes vanish, new connections are accepted and never answered; when the
   black hole ends, every connection it touched is reset (as a client or a node would drop it
   after its timeout);
+- `freeze()`: the connections open now go silent for good, neither moving nor closed (a link
+  torn where neither end sees it, a NAT that forgot the mapping); new ones flow;
 - `take_down(i)` / `bring_up(i)`: backend i is out of the rotation, its connections reset;
 - `refuse_upgrade`: a request that asks for a WebSocket upgrade is reset (a proxy that blocks
   WebSocket: clients switch transport);
@@ -166,6 +168,13 @@ class FaultProxy:
             link.reset()
         self.counts["resets"] += len(doomed)
         self._flowing.set()
+
+    def freeze(self) -> int:
+        frozen = [link for link in self._links if not link.closed()]
+        for link in frozen:
+            link.doomed = True  # its bytes vanish; only stop() resets it
+        self.counts["frozen"] += len(frozen)
+        return len(frozen)
 
     def take_down(self, index: int) -> None:
         self.down.add(index)

@@ -38,6 +38,8 @@ class ClientTransport:
         self.session: str | None = None
         #: The session's resume secret, from the welcome: it proves the session is ours.
         self.secret: str | None = None
+        #: Seconds between the server's heartbeats on this connection, from the welcome.
+        self.heartbeat: float | None = None
 
     async def open(self, hello: Envelope, timeout: float) -> None:
         """Connect and send `hello`. Raises `ConnectionLost` when it cannot."""
@@ -60,6 +62,9 @@ class ClientTransport:
             self.session = envelope["session"]
             secret = envelope.get("resume")
             self.secret = secret if isinstance(secret, str) else None
+            heartbeat = envelope.get("heartbeat")
+            if isinstance(heartbeat, int | float) and heartbeat > 0:
+                self.heartbeat = float(heartbeat)
 
 
 def encode_json(envelope: Envelope) -> bytes:

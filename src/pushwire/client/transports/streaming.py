@@ -1,18 +1,28 @@
 """The client's streaming transports, `stream` and `sse`: one never-ending chunked response,
 opened by `POST E/<name>` with the hello as its body, carries the envelopes down, as NDJSON
-lines or as `text/event-stream` events."""
+lines or as `text/event-stream` events.
+
+Liveness: the server writes a heartbeat on the stream every `heartbeat` seconds (the
+welcome says how often). A stream that brings no chunk for SILENT_HEARTBEATS heartbeats is
+taken for dead (a torn link nobody closed, a middlebox that dropped it) and dropped as a
+lost connection: the client resumes from its position, as after any drop."""
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+from typing import Final
 
 from ..errors import ConnectionLost
 from .base import MAX_FRAME, Envelope, Item, encode_json
 from .http import HttpTransport, read_chunk, refusal
 from .sse_parser import SseParser
 
-__all__ = ["SseTransport", "StreamTransport"]
+__all__ = ["SILENT_HEARTBEATS", "SseTransport", "StreamTransport"]
+
+#: Heartbeat intervals (the welcome's `heartbeat`) without a chunk after which a stream is
+#: dropped as dead, as pushwire.js does.
+SILENT_HEARTBEATS: Final = 2
 
 
 class _StreamingTransport(HttpTransport):
@@ -43,8 +53,15 @@ class _StreamingTransport(HttpTransport):
             reader = self.reader
             if reader is None:
                 raise ConnectionLost(1006, "not connected")
+            # Before the welcome, the client's connect_timeout bounds the wait.
+            silence = None if self.heartbeat is None else SILENT_HEARTBEATS * self.heartbeat
             try:
-                data = await read_chunk(reader)
+                data = await asyncio.wait_for(read_chunk(reader), silence)
+            except TimeoutError as exc:
+                self.downstream.close()
+                raise ConnectionLost(
+                    1006, f"{self.name}: nothing for {silence:g} s (heartbeats stopped)"
+                ) from exc
             except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
                 raise ConnectionLost(1006, "stream ended") from exc
             if not data:
