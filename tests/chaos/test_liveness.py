@@ -43,3 +43,43 @@ async def test_a_stream_silent_mid_way_is_dropped_and_resumed_losing_nothing(
         assert proxy.counts["connections"] > opened  # it came back on a new connection
     finally:
         await proxy.stop()
+
+
+async def held(proxy: FaultProxy, answers: int) -> None:
+    """Until `answers` answers were held after their head (the proxy has no event for it)."""
+    while proxy.counts["held"] < answers:
+        await asyncio.sleep(0.05)
+
+
+async def test_a_welcome_that_never_comes_on_a_reconnection_is_retried(
+    server_factory: ServerFactory,
+) -> None:
+    """A reconnection whose answer stops after its head times out waiting for the welcome
+    (connect_timeout); the client tries again, it does not stop reading."""
+    server = server_factory()
+    proxy = FaultProxy([(server.host, server.port)], seed=4)
+    await proxy.start()
+    try:
+        async with (
+            connect(
+                proxy.url("/pushwire"),
+                transports=["stream"],
+                connect_timeout=0.5,
+                reconnect_delay=0.05,
+                reconnect_delay_max=0.2,
+            ) as reader,
+            connect(server.url("/pushwire"), transports=["websocket"]) as publisher,
+        ):
+            await reader.subscribe("feed")
+            await publisher.publish("feed", "before")
+            received = [await asyncio.wait_for(reader.recv(), WAIT)]
+            proxy.hold_after_head = True
+            proxy.reset_all()
+            await asyncio.wait_for(held(proxy, 2), WAIT)  # two attempts got only a head
+            proxy.hold_after_head = False
+            await asyncio.wait_for(reader.wait_reconnected(), WAIT)
+            await publisher.publish("feed", "after")
+            received.append(await asyncio.wait_for(reader.recv(), WAIT))
+        assert [m.data for m in received if isinstance(m, Message)] == ["before", "after"]
+    finally:
+        await proxy.stop()

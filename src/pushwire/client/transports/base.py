@@ -80,8 +80,12 @@ def encode_text(envelope: Envelope, data: bytes | None) -> bytes:
 
 
 def decode_text(line: bytes) -> Item:
-    """An envelope from its JSON text. Raises `ConnectionLost` (4100) without a type."""
-    envelope = json.loads(line)
+    """An envelope from its JSON text. Raises `ConnectionLost` (4100) for text that is not
+    JSON, or without a type."""
+    try:
+        envelope = json.loads(line)
+    except ValueError as exc:  # JSON or UTF-8: what the reading loop must see as a drop
+        raise ConnectionLost(4100, f"the server sent text that is not JSON: {exc}") from exc
     if not isinstance(envelope, dict) or not isinstance(envelope.get("type"), str):
         raise ConnectionLost(4100, "the server sent an envelope without a type")
     return envelope, None
