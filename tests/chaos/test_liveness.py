@@ -1,5 +1,7 @@
-"""A stream that goes silent without ending (its link torn where neither end sees it) is
-dropped by the Python client after two heartbeats without a byte, and resumed: nothing lost."""
+"""The Python client's streams stay live: one silent without ending (its link torn where
+neither end sees it) is dropped after two heartbeats without a chunk, a ping sent after the
+first, and resumed, nothing lost; one merely idle is kept (the ping's pong answers); a
+reconnection whose welcome never comes is tried again."""
 
 from __future__ import annotations
 
@@ -13,14 +15,14 @@ from tests.servers import ServerFactory
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-WAIT = 30.0  # generous: a busy machine; the check itself fires after 2 heartbeats of 0.5 s
+WAIT = 30.0  # generous: a busy machine; the check fires after 2 heartbeats (ping_interval) of 0.5 s
 
 
 @pytest.mark.parametrize("transport", ["stream", "sse"])
 async def test_a_stream_silent_mid_way_is_dropped_and_resumed_losing_nothing(
     server_factory: ServerFactory, transport: str
 ) -> None:
-    server = server_factory("--set", "heartbeat_interval=0.5")
+    server = server_factory("--set", "ping_interval=0.5")
     proxy = FaultProxy([(server.host, server.port)], seed=3)
     await proxy.start()
     try:
@@ -83,3 +85,16 @@ async def test_a_welcome_that_never_comes_on_a_reconnection_is_retried(
         assert [m.data for m in received if isinstance(m, Message)] == ["before", "after"]
     finally:
         await proxy.stop()
+
+
+@pytest.mark.parametrize("transport", ["stream", "sse"])
+async def test_an_idle_stream_is_kept_alive_by_its_pings(
+    server_factory: ServerFactory, transport: str
+) -> None:
+    """The welcome's heartbeat (ping_interval) is 1 s, the server's own stream heartbeats
+    come every 20 s: the client's pings, answered on the stream, keep it from dropping."""
+    server = server_factory("--set", "ping_interval=1")
+    async with connect(server.url("/pushwire"), transports=[transport]) as reader:
+        await reader.subscribe("feed")
+        await asyncio.sleep(6)  # idle: six heartbeats with nothing but pongs
+        assert reader.reconnections == 0

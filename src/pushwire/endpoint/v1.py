@@ -182,13 +182,7 @@ class EnvelopeHandler(Handler):
             "resume": session.secret,
             "user": session.user,
             "resumed": resumed,
-            # What this connection's liveness can count on: pings on WebSocket, heartbeats
-            # (empty lines, comments, pings) on streams and TCP.
-            "heartbeat": _number(
-                config.ping_interval
-                if self.transport.name == "websocket"
-                else config.heartbeat_interval
-            ),
+            "heartbeat": _number(config.ping_interval),
             "transport": self.transport.name,
             "max_message": config.max_message,
         }
