@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
@@ -172,6 +173,8 @@ class Channels:
             return
         if self._pending:
             self.flush()
+        # One string per channel name, not one per subscriber (in its session, its presence).
+        channel = sys.intern(channel)
         state = self._state(channel)
         if channel not in session.channels:
             session.channels.add(channel)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sys
 from collections.abc import Awaitable
 from typing import cast
 
@@ -86,7 +87,8 @@ class HttpConnection(OneTimer, asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else None
-        self.peer = peer[0] if isinstance(peer, tuple) else None
+        # Interned: the connections from one address (a proxy, a NAT) share its string.
+        self.peer = sys.intern(peer[0]) if isinstance(peer, tuple) else None
         door = self.door
         refusal = door.opened(self, self.peer)
         if refusal is not None:
@@ -424,7 +426,7 @@ class HttpConnection(OneTimer, asyncio.Protocol):
             config=config,
             clock=door.clock,
             pings=door.pings,
-            on_lost=door.closed,
+            on_lost=door.on_closed,
             remote=self.remote,
             deflate=deflate,
         )

@@ -44,7 +44,7 @@ class _TcpAccept(asyncio.Protocol):
             config=door.config,
             clock=door.clock,
             policy_file=door.app.flash_policy(self.port),
-            on_lost=door.closed,
+            on_lost=door.on_closed,
             remote=remote,
         )
         socket_.set_protocol(connection)
