@@ -108,7 +108,8 @@ async def _measure(kind: str, n: int, trace: bool) -> None:
     await asyncio.sleep(2)
     gc.collect()
     rss_after = _rss()
-    print(f"kind={kind} subscribers={n} RSS per idle subscriber {(rss_after - rss_before) / n:.0f} B")
+    per = (rss_after - rss_before) / n
+    print(f"kind={kind} subscribers={n} RSS per idle subscriber {per:.0f} B")
     if before is not None:
         after = tracemalloc.take_snapshot()
         traced = sum(stat.size_diff for stat in after.compare_to(before, "filename"))

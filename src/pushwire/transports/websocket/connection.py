@@ -281,9 +281,7 @@ class PingSweep:
         for connection in list(self._connections):
             if isinstance(connection, WebSocketTransport):
                 connection.heartbeat(now)
-        self._timer = (
-            self.clock.call_later(self.period, self._sweep) if self._connections else None
-        )
+        self._timer = self.clock.call_later(self.period, self._sweep) if self._connections else None
 
     def stop(self) -> None:
         """No more pings (shutdown)."""
