@@ -208,7 +208,7 @@ class Channels:
         for channel in list(session.channels):
             self.unsubscribe(session, channel, leave=leave)
         if leave:
-            for channel in list(session.present):
+            for channel in session.present:  # (a tuple: `leave` replaces it, this one stays)
                 self._presence.leave(session, channel)
 
     def counts(self) -> tuple[int, int]:

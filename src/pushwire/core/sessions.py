@@ -113,7 +113,9 @@ class Session:
         self._secret = secret
         self.endpoint = endpoint
         self.public_id = new_public_id()
-        self.present: dict[str, None] = {}
+        # A tuple, in join order: a session is present in a few channels (one, mostly), and a
+        # dict of one was 184 bytes a subscriber against 48.
+        self.present: tuple[str, ...] = ()
         self.user = user
         self.info: Mapping[str, Any] = info or _NO_INFO
         self.transport = transport
