@@ -4,9 +4,9 @@ taken over by a WebSocket, or carries a never-ending answer.
 `HttpConnection` (an `asyncio.Protocol`) feeds the bytes to the sans-I/O `RequestParser`,
 hands each request to the app, and writes the answer: at once, when an awaitable resolves
 (a long-poll, a publish), or as a stream (`HttpStream`). It keeps the connection's one timer:
-header timeout, body timeout, keep-alive idle timeout, a stream's heartbeat. Pipelined
-requests are answered in order; a request that cannot be parsed is answered (after those
-before it) and the connection closed.
+header timeout, body timeout, keep-alive idle timeout (a stream's heartbeats are the door's
+`HeartbeatSweep`, one timer for all). Pipelined requests are answered in order; a request
+that cannot be parsed is answered (after those before it) and the connection closed.
 
 An accepted WebSocket upgrade hands the socket over: after the 101 the connection's asyncio
 protocol is the WebSocket transport (`transports.websocket.connection`), and this object is
@@ -378,19 +378,12 @@ class HttpConnection(OneTimer, asyncio.Protocol):
         opening = stream.start(start.make_receiver, start.hello)
         if opening is not None:
             self.door.track(asyncio.ensure_future(stream.run_opening(opening)))
-        self._set_timer(self.door.config.heartbeat_interval, self._heartbeat)
+        self.door.heartbeats.add(stream)  # one sweep per server, no timer per stream
 
     def _stream_ended(self) -> None:
         """The stream's end is written: a client that does not take it within
         `close_timeout` (a slow consumer) is dropped, so its buffer is freed."""
         self._set_timer(self.door.config.close_timeout, self.abort)
-
-    def _heartbeat(self) -> None:
-        stream = self.stream
-        if stream is None or stream.done:
-            return
-        stream.heartbeat()
-        self._set_timer(self.door.config.heartbeat_interval, self._heartbeat)
 
     # -- WebSocket ------------------------------------------------------------------------------
 

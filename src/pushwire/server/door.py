@@ -17,6 +17,7 @@ from ..ratelimit import Networks, client_address
 from ..transports.websocket.connection import PingSweep
 from ..web import Application, Request
 from .fdlimit import connection_bound
+from .stream import HeartbeatSweep
 from .tls import is_loopback, secure
 
 __all__ = ["Door", "Served"]
@@ -50,6 +51,7 @@ class Door:
         self.ip_of: dict[object, str] = {}
         self.connections: set[Served] = set()
         self.pings = PingSweep(config, clock, self.connections)
+        self.heartbeats = HeartbeatSweep(config.heartbeat_interval, clock, self.connections)
         self.accepted = 0  # connections accepted since start
         #: One `pushwire.access` line per HTTP answer (`Config.access_log`, at info level).
         self.access_log = config.access_log and logging.getLogger("pushwire.access").isEnabledFor(

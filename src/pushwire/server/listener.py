@@ -147,6 +147,7 @@ class Server:
         door = self.door
         door.shutting_down = True
         door.pings.stop()
+        door.heartbeats.stop()
         for server in self._servers:
             server.close()
         for connection in list(door.connections):
