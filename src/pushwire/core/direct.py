@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from ..broker.base import DirectBroker, DirectSent, History
@@ -56,7 +57,9 @@ class DirectMessages:
         self._direct = direct
         self._spans = direct.spans_processes
         self._tasks = tasks
-        self._users: dict[str, dict[Session, None]] = {}
+        # user -> its session here, or a dict of its sessions once it has several (a dict
+        # per user was 184 bytes an idle subscriber where each has a user of its own).
+        self._users: dict[str, Session | dict[Session, None]] = {}
         # Users whose direct messages this process listens to (brokers spanning processes
         # only): done once the broker confirmed it.
         self._listening: dict[str, asyncio.Future[None]] = {}
@@ -72,7 +75,14 @@ class DirectMessages:
             return
         if session.resumable:
             session.inbox_pending = []
-        self._users.setdefault(user, {})[session] = None
+        held = self._users.get(user)
+        if held is None:
+            self._users[user] = session
+        elif isinstance(held, Session):
+            if held is not session:
+                self._users[user] = {held: None, session: None}
+        else:
+            held[session] = None
         if self._spans and user not in self._listening:
             self._listen(user)
 
@@ -81,13 +91,25 @@ class DirectMessages:
         user = session.user
         if user is None:
             return
-        sessions = self._users.get(user)
-        if sessions is None:
+        held = self._users.get(user)
+        if held is None or held is session:
+            if held is not None:
+                del self._users[user]
+                self.release_user(user)
             return
-        sessions.pop(session, None)
-        if not sessions:
+        if isinstance(held, Session):
+            return
+        held.pop(session, None)
+        if not held:
             del self._users[user]
             self.release_user(user)
+
+    def _sessions(self, user: str) -> Collection[Session]:
+        """The sessions of `user` here."""
+        held = self._users.get(user)
+        if held is None:
+            return ()
+        return (held,) if isinstance(held, Session) else held
 
     async def prepare_user(self, user: str | None) -> None:
         """Make sure this process receives `user`'s direct messages (the broker confirmed it)
@@ -115,8 +137,7 @@ class DirectMessages:
 
     def sessions_here(self, user: str) -> int:
         """How many sessions of `user` this process holds."""
-        sessions = self._users.get(user)
-        return len(sessions) if sessions else 0
+        return len(self._sessions(user))
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -128,8 +149,7 @@ class DirectMessages:
         without waiting (failures are logged; `send_everywhere` reports them); this process's
         sessions get it when it comes back from the broker.
         """
-        sessions = self._users.get(user)
-        count = len(sessions) if sessions else 0
+        count = len(self._sessions(user))
         self._direct.send_direct(user, data)
         return count
 
@@ -158,7 +178,7 @@ class DirectMessages:
     def deliver(self, user: str, message: Message) -> None:
         """The broker hands over a direct message to `user`: to each session of it here.
         One session's failure does not keep it from the others."""
-        sessions = self._users.get(user)
+        sessions = self._sessions(user)
         if not sessions:
             return  # its last session here ended while the message was on its way
         for session in list(sessions):
@@ -299,8 +319,8 @@ class DirectMessages:
         process's sessions may have missed meanwhile (they were not received live), from
         each user's inbox after the last one each session got, or a `gap`. A session whose
         inbox cannot be read is closed with 4000: its client comes back and recovers."""
-        for user, sessions in list(self._users.items()):
-            for session in list(sessions):
+        for user in list(self._users):
+            for session in list(self._sessions(user)):
                 transport = session.transport
                 epoch = session.inbox_epoch
                 if transport is None or session.inbox_pending is not None or epoch is None:
