@@ -13,6 +13,7 @@ from pathlib import Path
 from .cases import Case
 from .chaos import run_chaos
 from .harness import BenchError, build_loadgen, cores, run_loadgen, running
+from .hold import run_hold
 from .lab_json import write_lab
 from .options import Options, parse_args
 from .records import About, Machine, Results, Run
@@ -37,7 +38,7 @@ def plan(args: Options) -> list[tuple[Case, Target | RedisTarget]]:
 
     out: list[tuple[Case, Target | RedisTarget]] = []
     for workload in args.workloads:
-        if workload in ("chaos", "soak"):  # bench/chaos.py, bench/soak.py: run apart
+        if workload in ("chaos", "soak", "hold"):  # bench/chaos.py, soak.py, hold.py: apart
             continue
         if workload == "redis":  # bench/redis_fanout.py
             for n in args.redis_subscribers:
@@ -166,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_chaos(args, command)
     if args.workloads == ["soak"]:  # pushwire alone, tests/soak/
         return run_soak(args, command)
+    if args.workloads == ["hold"]:  # pushwire alone, bench/hold.py
+        return run_hold(args, command)
     # Only the fanout, echo and connect workloads run the Node peers.
     if not args.no_npm and {"fanout", "echo", "connect"} & set(args.workloads):
         failure = install_node_peers()
@@ -259,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     status = run_chaos(args, command) if "chaos" in args.workloads else 0
     if "soak" in args.workloads:
         status = run_soak(args, command) or status
+    if "hold" in args.workloads:
+        status = run_hold(args, command) or status
     return status
 
 

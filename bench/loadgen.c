@@ -16,6 +16,17 @@
  *   echo     N connections, each sends a message and waits for it to come back (closed loop).
  *   connect  N handshakes, --inflight at a time; connections stay open until told to close.
  *
+ * Fan-out with --hold S marks "ready" once every subscriber is open, "open" once each has
+ * had a first message, then holds them idle for S seconds before publishing; --messages M stops after M messages. With --window 1
+ * each message is one broadcast: "broadcast_ms" reports, per message, the time from its
+ * publication until the last subscriber had it.
+ *
+ * WebSocket pings from the server are answered with pongs, so connections may stay open past
+ * the server's keepalive (ping_interval + ping_timeout). --sources K binds connection i to the
+ * loopback address 127.0.1.(1 + i % K) before connecting: each source address has its own
+ * ephemeral port range, so one machine can open more connections to one port than the range
+ * holds (28,232 by default). The soft open-file limit is raised to the hard one at start.
+ *
  * With --sync the generator prints "MARK start" / "MARK end" (and "MARK open" in connect mode)
  * and waits for a line on stdin, so the caller can sample the server's CPU and RSS there.
  * The result is one JSON object on stdout.
@@ -32,6 +43,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -75,6 +87,12 @@ typedef struct {
     char session[64];     /* pushwire session id / Engine.IO sid */
     char secret[64];      /* pushwire session's resume secret (polls show it in a header) */
     char cursor[24];
+    /* the server's WebSocket frames, walked to answer pings: bytes of pend already walked,
+       the current frame's header (while in_payload is 0) or payload bytes still to come */
+    int walked, fhead_len, in_payload, fopcode, ping_len;
+    uint64_t fleft;
+    unsigned char fhead[14];
+    unsigned char ping[125];
     uint64_t due_ns;      /* polling: when to poll again */
     uint64_t sent_ns;     /* echo: when the message in flight was sent */
 } conn_t;
@@ -83,7 +101,9 @@ typedef struct {
 static const char *host = "127.0.0.1";
 static int port, pub_port, mode_fanout, mode_echo, mode_connect;
 static int nconns = 100, inflight = 100, size = 64, window = 16, sync_marks = 0, procs = 1;
-static double duration = 5.0, drain_s = 15.0, timeout_s = 60.0;
+static double duration = 5.0, drain_s = 15.0, timeout_s = 60.0, hold_s = 0.0;
+static int sources = 0;        /* --sources K: bind to 127.0.1.(1 + i % K) */
+static unsigned max_messages;  /* --messages M: stop publishing after M (0: by --duration) */
 static int poll_interval_ms = 50, ack_every = 0, engineio_pong = 0;
 static enum proto sub_proto = P_WS;
 static const char *sub_path = "/", *sub_subprotocol, *sub_ready, *ack_tmpl;
@@ -104,6 +124,8 @@ typedef struct {
     int ready, primed, closed_early; /* over all processes */
     int phase;                       /* 0 setting up, 1 measuring, 2 finished */
     unsigned published;              /* the last message published, once publishing stopped */
+    uint64_t pub_ns[RING];           /* fanout: when each message in flight was published */
+    uint64_t done_ns[RING];          /* fanout: when its last subscriber had it */
 } shared_t;
 
 /* One process's figures, written to shared memory when it finishes. */
@@ -127,6 +149,10 @@ static unsigned published, fully; /* fanout: last published / last delivered to 
 static shared_t *sh;
 static stats_t *all_stats, *st; /* every process's slot; this process's */
 static char rbuf[1 << 20];
+static int first; /* the global index of this process's first subscriber */
+/* fanout, the publisher's process: each message's time until every subscriber had it */
+static uint64_t *full_ns;
+static size_t n_full, cap_full;
 static uint64_t read_ns; /* when the bytes being scanned arrived */
 
 static uint64_t now_ns(void) {
@@ -254,6 +280,56 @@ static int build_message(char *buf, unsigned seq) {
     return n;
 }
 
+/* ---- the server's WebSocket frames ---- */
+
+static void frame_done(conn_t *c) {
+    if (c->fopcode != 9) return;
+    /* a ping: the pong carries its payload (masked, key 0) */
+    char head[6] = {(char)0x8A, (char)(0x80 | c->ping_len), 0, 0, 0, 0};
+    queue_out(c, head, 6);
+    queue_out(c, (const char *)c->ping, c->ping_len);
+    c->ping_len = 0;
+    flush_out(c);
+}
+
+/* Walks the frames in data[0..len), bytes never walked before: only pings need an answer. */
+static void walk_frames(conn_t *c, const unsigned char *data, int len) {
+    int i = 0;
+    while (i < len) {
+        if (c->in_payload) {
+            uint64_t take = c->fleft < (uint64_t)(len - i) ? c->fleft : (uint64_t)(len - i);
+            if (c->fopcode == 9) {
+                int room = (int)sizeof c->ping - c->ping_len;
+                int n = take < (uint64_t)room ? (int)take : room;
+                memcpy(c->ping + c->ping_len, data + i, (size_t)n);
+                c->ping_len += n;
+            }
+            c->fleft -= take;
+            i += (int)take;
+            if (!c->fleft) {
+                c->in_payload = 0;
+                frame_done(c);
+            }
+            continue;
+        }
+        c->fhead[c->fhead_len++] = data[i++];
+        if (c->fhead_len < 2) continue;
+        int len7 = c->fhead[1] & 0x7f;
+        int need = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + (c->fhead[1] & 0x80 ? 4 : 0);
+        if (c->fhead_len < need) continue;
+        uint64_t n = (uint64_t)len7;
+        if (len7 == 126) n = (uint64_t)c->fhead[2] << 8 | c->fhead[3];
+        else if (len7 == 127)
+            for (int k = 0; k < 8; k++) n = n << 8 | c->fhead[2 + k];
+        c->fopcode = c->fhead[0] & 0x0f;
+        c->fhead_len = 0;
+        c->fleft = n;
+        c->ping_len = 0;
+        if (n) c->in_payload = 1;
+        else frame_done(c);
+    }
+}
+
 /* ---- connections ---- */
 
 static void send_request(conn_t *c, const char *fmt, ...) {
@@ -364,6 +440,14 @@ static void open_conn(conn_t *c, int role) {
     /* Closing with a reset leaves no TIME_WAIT: runs after runs do not exhaust the ports. */
     struct linger lin = {1, 0};
     setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lin, sizeof lin);
+    if (sources > 0) {
+        int i = role ? 0 : first + (int)(c - conns);
+        struct sockaddr_in src = {.sin_family = AF_INET};
+        src.sin_addr.s_addr = htonl((127u << 24) | (1u << 8) | (unsigned)(1 + i % sources));
+        /* the port is picked at connect(), unique per (source, destination) pair */
+        setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        if (bind(c->fd, (struct sockaddr *)&src, sizeof src) < 0) fail("bind: %s", strerror(errno));
+    }
     int to_port = role && pub_port ? pub_port : port;
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)to_port)};
     inet_pton(AF_INET, host, &addr.sin_addr);
@@ -383,10 +467,18 @@ static void close_conn(conn_t *c) {
     c->st = S_CLOSED;
 }
 
+static int poll_loop(int timeout_ms);
+
 static void mark(const char *name) {
     if (!sync_marks) return;
     printf("MARK %s\n", name);
     fflush(stdout);
+    /* held connections keep answering pings while the caller samples (--hold) */
+    while (hold_s > 0) {
+        struct pollfd in = {.fd = STDIN_FILENO, .events = POLLIN};
+        if (poll(&in, 1, 0) > 0) break;
+        poll_loop(5);
+    }
     char line[16];
     if (!fgets(line, sizeof line, stdin)) exit(3);
 }
@@ -416,13 +508,39 @@ static void became_ready(conn_t *c) {
 }
 
 /* fanout bookkeeping: message `seq` reached one more subscriber (once per subscriber) */
-static void delivered(unsigned seq) { __atomic_add_fetch(&sh->counts[seq % RING], 1, __ATOMIC_RELAXED); }
+static void delivered(unsigned seq) {
+    if (__atomic_add_fetch(&sh->counts[seq % RING], 1, __ATOMIC_RELAXED) == (unsigned)nconns)
+        __atomic_store_n(&sh->done_ns[seq % RING], read_ns, __ATOMIC_RELAXED);
+}
+
+static void record_full(unsigned seq) {
+    if (n_full == cap_full) {
+        cap_full = cap_full ? cap_full * 2 : 1024;
+        full_ns = realloc(full_ns, cap_full * sizeof *full_ns);
+        if (!full_ns) fail("out of memory");
+    }
+    uint64_t done = __atomic_load_n(&sh->done_ns[seq % RING], __ATOMIC_RELAXED);
+    full_ns[n_full++] = done - sh->pub_ns[seq % RING];
+}
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double full_ms(double p) {
+    if (!n_full) return 0;
+    size_t k = (size_t)(p * (double)n_full);
+    if (k >= n_full) k = n_full - 1;
+    return (double)full_ns[k] / 1e6;
+}
 
 /* the publisher's process: move `fully` past every message that reached all subscribers */
 static void advance_fully(void) {
     while (fully < published &&
            __atomic_load_n(&sh->counts[(fully + 1) % RING], __ATOMIC_RELAXED) == (unsigned)nconns) {
         fully++;
+        if (measuring) record_full(fully);
         __atomic_store_n(&sh->counts[fully % RING], 0, __ATOMIC_RELAXED);
     }
 }
@@ -568,6 +686,7 @@ static void process(conn_t *c, char *buf, int len) {
             if ((p == P_WS && status != 101) || (p != P_WS && status != 200)) {
                 note_error("HTTP status %d on %s", status, c->role ? pub_path : sub_path);
                 close_conn(c);
+                closed_early();
                 return;
             }
             if (p == P_PWPOLL) {
@@ -619,6 +738,7 @@ static void process(conn_t *c, char *buf, int len) {
             continue;
         }
         if (c->st == S_OPEN) {
+            if (p == P_WS && c->walked < len) walk_frames(c, (unsigned char *)buf + c->walked, len - c->walked);
             /* Engine.IO pings ("2" in a 1-byte text frame) need a pong ("3"), or the server
                drops the connection after pingInterval + pingTimeout. */
             if (engineio_pong && p == P_WS && memmem(buf, (size_t)len, "\x81\x01" "2", 3)) {
@@ -629,6 +749,7 @@ static void process(conn_t *c, char *buf, int len) {
             int used = scan(c, buf, len);
             buf += used;
             len -= used;
+            c->walked = len; /* what is kept was walked */
         }
         break;
     }
@@ -703,6 +824,7 @@ static double elapsed(void) { return (double)(now_ns() - t0) / 1e9; }
 
 static void publish(unsigned seq) {
     char buf[512];
+    sh->pub_ns[seq % RING] = now_ns();
     int n = build_message(buf, seq);
     queue_ws_text(pub, buf, n);
 }
@@ -735,7 +857,8 @@ static void usage(void) {
          "siopoll|tcp] [--path P] [--path-file F] [--subprotocol S] [--init MSG]... [--ready STR] [--pub-path P] "
          "[--pub-subprotocol S] [--pub-init MSG]... [--pub-ready STR] [--prefix S] [--suffix S] "
          "[--pub-port P] [--size N] [--duration S] [--window W] [--inflight K] [--poll-interval-ms MS] "
-         "[--ack-every N --ack-template FMT] [--timeout S] [--procs K] [--sync]");
+         "[--ack-every N --ack-template FMT] [--timeout S] [--procs K] [--sources K] [--hold S] "
+         "[--messages M] [--sync]");
 }
 
 int main(int argc, char **argv) {
@@ -760,6 +883,9 @@ int main(int argc, char **argv) {
         else if (OPT("--duration")) duration = atof(v);
         else if (OPT("--drain")) drain_s = atof(v);
         else if (OPT("--timeout")) timeout_s = atof(v);
+        else if (OPT("--hold")) hold_s = atof(v);
+        else if (OPT("--messages")) max_messages = (unsigned)atoi(v);
+        else if (OPT("--sources")) sources = atoi(v);
         else if (OPT("--poll-interval-ms")) poll_interval_ms = atoi(v);
         else if (OPT("--ack-every")) ack_every = atoi(v);
         else if (OPT("--ack-template")) ack_tmpl = v;
@@ -784,17 +910,23 @@ int main(int argc, char **argv) {
     if (window >= RING / 2) fail("window too large");
     if (procs < 1 || procs > MAX_PROCS || procs > nconns) fail("--procs must be 1..%d and at most --conns", MAX_PROCS);
     if (procs > 1 && !mode_fanout) fail("--procs splits fan-out subscribers only");
+    if (sources < 0 || sources > 254) fail("--sources must be 0..254");
+    struct rlimit files;
+    if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+        files.rlim_cur = files.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &files);
+    }
     sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     all_stats = mmap(NULL, sizeof *all_stats * (size_t)procs, PROT_READ | PROT_WRITE,
                      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (sh == MAP_FAILED || all_stats == MAP_FAILED) fail("mmap: %s", strerror(errno));
     t0 = now_ns();
     double cpu0 = cpu_seconds();
-    double setup_s = 0, measured_s = 0;
+    double setup_s = 0, measured_s = 0, open_s = 0;
     int ok = 1;
 
     /* Process `index` drives subscribers [first, first + nlocal); process 0 also publishes. */
-    int index = 0, first = 0;
+    int index = 0;
     pid_t children[MAX_PROCS];
     for (int k = 1; k < procs; k++) {
         pid_t pid = fork();
@@ -826,7 +958,7 @@ int main(int argc, char **argv) {
                 unsigned got = conns[i].expect ? conns[i].expect - 1 : 0;
                 if (got < last) st->lost_gaps += last - got;
             }
-        } else if (!st->first_error[0]) {
+        } else if (!st->first_error[0] && !any_closed_early()) { /* else: that one's error */
             note_error("subscribers %d.. not ready within %.0f s", first, timeout_s);
         }
         /* stay until told, so the connections outlive the publisher's measurement */
@@ -876,10 +1008,17 @@ int main(int argc, char **argv) {
             poll_loop(5);
             if (any_closed_early() || elapsed() > timeout_s) ok = 0;
         }
-        /* prime: publish 0 until every subscriber has seen one, so registration races end */
+        open_s = elapsed();
+        if (ok && hold_s > 0) mark("ready");
+        /* prime: publish 0 until every subscriber has seen one, so registration races end
+           (again after 100 ms without progress: a broadcast to many takes longer) */
         uint64_t last = 0;
+        int primed_before = -1;
         while (ok && __atomic_load_n(&sh->primed, __ATOMIC_RELAXED) < nconns) {
-            if (now_ns() - last > 100000000ull) {
+            int primed = __atomic_load_n(&sh->primed, __ATOMIC_RELAXED);
+            if (primed != primed_before) last = now_ns();
+            primed_before = primed;
+            if (now_ns() - last > 100000000ull || !last) {
                 publish(0);
                 flush_out(pub);
                 last = now_ns();
@@ -890,6 +1029,17 @@ int main(int argc, char **argv) {
         setup_s = elapsed();
         if (ok) {
             for (int i = 0; i < 50; i++) poll_loop(2); /* let late priming copies arrive */
+            if (hold_s > 0) {
+                mark("open");
+                uint64_t h0 = now_ns();
+                while ((double)(now_ns() - h0) / 1e9 < hold_s && !any_closed_early()) poll_loop(5);
+                if (any_closed_early()) {
+                    ok = 0;
+                    if (!st->first_error[0]) note_error("a connection closed while held");
+                }
+            }
+        }
+        if (ok) {
             mark("start");
             uint64_t s0 = now_ns();
             double c0 = cpu_seconds();
@@ -897,9 +1047,10 @@ int main(int argc, char **argv) {
             __atomic_store_n(&sh->phase, 1, __ATOMIC_RELEASE);
             uint64_t last_progress = now_ns();
             unsigned last_fully = 0;
-            while ((double)(now_ns() - s0) / 1e9 < duration && !any_closed_early()) {
+            while ((double)(now_ns() - s0) / 1e9 < duration && !any_closed_early() &&
+                   !(max_messages && fully >= max_messages)) {
                 int queued = 0;
-                while (published - fully < (unsigned)window) {
+                while (published - fully < (unsigned)window && !(max_messages && published >= max_messages)) {
                     publish(++published);
                     queued = 1;
                 }
@@ -954,6 +1105,7 @@ int main(int argc, char **argv) {
         cpu_sum += o->cpu_measured;
         if (o->cpu_measured > cpu_max) cpu_max = o->cpu_measured;
     }
+    if (n_full) qsort(full_ns, n_full, sizeof *full_ns, cmp_u64);
     int ready = __atomic_load_n(&sh->ready, __ATOMIC_RELAXED);
     if (mode_connect) ready = n_ready;
     double cpu_total = cpu_seconds() - cpu0;
@@ -962,14 +1114,16 @@ int main(int argc, char **argv) {
            "\"duplicates\":%llu,\"out_of_order\":%llu,\"setup_s\":%.4f,\"measured_s\":%.4f,"
            "\"latency_us\":{\"p50\":%.0f,\"p99\":%.0f,\"p999\":%.0f},\"http_requests\":%llu,"
            "\"bytes_in\":%llu,\"bytes_out\":%llu,\"loadgen_cpu_s\":%.4f,\"loadgen_cpu_measured_s\":%.4f,"
-           "\"loadgen_procs\":%d,\"loadgen_cpu_measured_total_s\":%.4f}\n",
+           "\"loadgen_procs\":%d,\"loadgen_cpu_measured_total_s\":%.4f,\"open_s\":%.4f,"
+           "\"broadcast_ms\":{\"n\":%zu,\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f}}\n",
            ok ? "true" : "false", mode_fanout ? "fanout" : mode_echo ? "echo" : "connect", nconns,
            ready, total->errors, any_closed_early(), total->first_error, published,
            (unsigned long long)total->deliveries, (unsigned long long)total->lost_gaps,
            (unsigned long long)total->dups, (unsigned long long)total->reorders, setup_s, measured_s,
            percentile(total, 0.50), percentile(total, 0.99), percentile(total, 0.999),
            (unsigned long long)total->requests, (unsigned long long)total->bytes_in,
-           (unsigned long long)total->bytes_out, cpu_total, cpu_max, procs, cpu_sum);
+           (unsigned long long)total->bytes_out, cpu_total, cpu_max, procs, cpu_sum, open_s, n_full,
+           full_ms(0.50), full_ms(0.99), full_ms(1.0));
     fflush(stdout);
     if (mode_connect && sync_marks) mark("close");
     for (int i = 0; i < nlocal; i++) close_conn(&conns[i]);

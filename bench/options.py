@@ -9,8 +9,8 @@ from pathlib import Path
 from .harness import BENCH_DIR
 from .servers import REPO
 
-WORKLOADS = ("fanout", "echo", "connect", "lab", "redis", "chaos", "soak")
-#: What `--workloads` runs when not given: all but chaos and soak (long runs of their own).
+WORKLOADS = ("fanout", "echo", "connect", "lab", "redis", "chaos", "soak", "hold")
+#: What `--workloads` runs when not given: all but chaos, soak and hold (long runs of their own).
 DEFAULT_WORKLOADS = ("fanout", "echo", "connect", "lab", "redis")
 
 
@@ -38,6 +38,12 @@ class Options:
     chaos_seed: int
     soak_connections: int  # the soak workload: well-behaved subscribers
     soak_minutes: float
+    hold_connections: int  # the hold workload (bench/hold.py): one process's subscribers
+    hold_total: int  # its workers stage: the machine's subscribers
+    hold_workers: int  # 0: from the open-file limit
+    hold_seconds: float
+    hold_messages: int
+    hold_stages: list[str]
 
 
 def parse_args(argv: list[str] | None, description: str | None = None) -> Options:
@@ -114,6 +120,37 @@ def parse_args(argv: list[str] | None, description: str | None = None) -> Option
         help="soak: well-behaved subscribers on mixed transports (besides the abusive slice)",
     )
     parser.add_argument("--soak-minutes", type=float, default=30.0, help="soak: its length")
+    parser.add_argument(
+        "--hold-connections",
+        type=int,
+        default=0,
+        help="hold: subscribers of one process (0: its default max_connections less 500, "
+        "rounded down to thousands)",
+    )
+    parser.add_argument(
+        "--hold-total", type=int, default=100_000, help="hold: subscribers over the workers"
+    )
+    parser.add_argument(
+        "--hold-workers",
+        type=int,
+        default=0,
+        help="hold: worker processes for --hold-total (0: enough for 80%% of each one's bound)",
+    )
+    parser.add_argument(
+        "--hold-seconds",
+        type=float,
+        default=45.0,
+        help="hold: seconds the subscribers stay idle (past the 40 s of the default keepalive)",
+    )
+    parser.add_argument(
+        "--hold-messages", type=int, default=20, help="hold: broadcasts, one at a time"
+    )
+    parser.add_argument(
+        "--hold-stages",
+        default="one,pushwire,workers",
+        help="hold: comma-separated, from: one (one process, /ws/<ch>), pushwire (one "
+        "process, /pushwire), workers (--workers over Redis)",
+    )
     # argparse's Namespace is untyped: each value gets its type here, once.
     args = parser.parse_args(argv)
     workloads: list[str] = [w for w in args.workloads.split(",") if w]
@@ -133,6 +170,17 @@ def parse_args(argv: list[str] | None, description: str | None = None) -> Option
         subscribers = [min(subscribers[0], 50)]
         redis_subscribers = [min(redis_subscribers[0], 50)]
         echo_connections, connections = 20, 200
+    hold_connections: int = args.hold_connections
+    hold_total: int = args.hold_total
+    hold_workers: int = args.hold_workers
+    hold_seconds: float = args.hold_seconds
+    hold_messages: int = args.hold_messages
+    hold_stages = [s for s in args.hold_stages.split(",") if s]
+    if set(hold_stages) - {"one", "pushwire", "workers"}:
+        parser.error("--hold-stages takes one, pushwire, workers")
+    if args.smoke:
+        hold_connections, hold_total = 200, min(hold_total, 600)
+        hold_workers, hold_seconds, hold_messages = hold_workers or 2, 2.0, 3
     if runs < 1:
         parser.error("--runs must be at least 1")
     if args.loadgen_procs < 1:
@@ -158,4 +206,10 @@ def parse_args(argv: list[str] | None, description: str | None = None) -> Option
         chaos_seed=args.chaos_seed,
         soak_connections=args.soak_connections,
         soak_minutes=args.soak_minutes,
+        hold_connections=hold_connections,
+        hold_total=hold_total,
+        hold_workers=hold_workers,
+        hold_seconds=hold_seconds,
+        hold_messages=hold_messages,
+        hold_stages=hold_stages,
     )

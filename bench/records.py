@@ -18,6 +18,15 @@ class Latency(TypedDict):
     p999: float
 
 
+class Broadcast(TypedDict):
+    """Per message, publication to its last delivery, in milliseconds (`n` messages)."""
+
+    n: int
+    p50: float
+    p99: float
+    max: float
+
+
 class LoadgenResult(TypedDict):
     """The one JSON line that loadgen.c prints at its end (every key, always)."""
 
@@ -45,6 +54,10 @@ class LoadgenResult(TypedDict):
     loadgen_procs: int
     #: Every load generator process's CPU while measuring, added up.
     loadgen_cpu_measured_total_s: float
+    #: Fan-out: seconds until every subscriber was open (absent in older results).
+    open_s: NotRequired[float]
+    #: Fan-out: each message's time until its last subscriber had it (absent in older results).
+    broadcast_ms: NotRequired[Broadcast]
 
 
 class Run(TypedDict):

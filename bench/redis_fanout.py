@@ -9,6 +9,9 @@ starts a fresh server and drives it with the fan-out load of the `fanout` worklo
   cross Redis on their way to a subscriber on the other worker;
 - pushwire in one process with the memory broker, and in one process with the Redis broker:
   what Redis costs, without and with the second process;
+- the same two pushwire forms with `--broker redis+cluster://…` on a Redis Cluster of three
+  masters of the benchmark's own (bench/redis_cluster.py): what the sharded broker costs
+  against one Redis (the workload's one channel lives on one master);
 - python-socketio with `AsyncRedisManager` in 2 uvicorn worker processes (one shared
   listening socket), `emit` to a room, in order (`async_handlers=False`), and once more in
   python-socketio's default form (`async_handlers=True`), which reorders a publisher's
@@ -51,6 +54,7 @@ from .harness import (
 )
 from .options import Options
 from .records import Figure, Run
+from .redis_cluster import BenchCluster
 from .servers import (
     PEERS,
     PUSHWIRE,
@@ -70,12 +74,16 @@ WORKLOAD = "redis"
 WORKERS = 2
 #: The stand-in for the Redis URL in a target's command, filled in once redis-server runs.
 REDIS_URL = "{redis}"
+#: The same for the Redis Cluster's URL (bench/redis_cluster.py).
+CLUSTER_URL = "{redis-cluster}"
 #: How long a server may take until all its workers are ready.
 READY_TIMEOUT_S = 30.0
 
 PW_WORKERS = f"pushwire, {WORKERS} workers, Redis broker"
 PW_MEMORY = "pushwire, 1 process, memory broker"
 PW_REDIS = "pushwire, 1 process, Redis broker"
+PW_CLUSTER_WORKERS = f"pushwire, {WORKERS} workers, Redis Cluster broker (3 masters)"
+PW_CLUSTER = "pushwire, 1 process, Redis Cluster broker (3 masters)"
 SIO_REDIS = f"python-socketio, {WORKERS} uvicorn workers, AsyncRedisManager"
 SIO_REDIS_DEFAULT = f"{SIO_REDIS} (default async_handlers)"
 
@@ -87,6 +95,8 @@ class RedisTarget:
     target: Target
     uses_redis: bool
     ready: Callable[[ServerProcess], bool]
+    #: On the Redis Cluster rather than the one redis-server.
+    cluster: bool = False
 
 
 def _needs_redis_server() -> str | None:
@@ -140,6 +150,7 @@ def redis_targets() -> list[RedisTarget]:
     ]
     sio_needs = _all(_needs_redis_server, _needs_modules("socketio", "uvicorn", "uvloop", "redis"))
     pw_needs = _all(_needs_redis_server, _needs_modules("redis"))
+    cluster_needs = _all(pw_needs, lambda: None if shutil.which("redis-cli") else "no redis-cli")
     sio_ready = _log_lines("Application startup complete.", WORKERS)
     return [
         RedisTarget(
@@ -158,6 +169,26 @@ def redis_targets() -> list[RedisTarget]:
             Target(PW_REDIS, "pushwire", [*PUSHWIRE, "--broker", REDIS_URL], pw_drive, pw_needs),
             True,
             _listening_already,
+        ),
+        RedisTarget(
+            Target(
+                PW_CLUSTER_WORKERS,
+                "pushwire",
+                [*PUSHWIRE, "--workers", str(WORKERS), "--broker", CLUSTER_URL],
+                pw_drive,
+                cluster_needs,
+            ),
+            True,
+            lambda server: listening_sockets(server.port) >= WORKERS,
+            cluster=True,
+        ),
+        RedisTarget(
+            Target(
+                PW_CLUSTER, "pushwire", [*PUSHWIRE, "--broker", CLUSTER_URL], pw_drive, pw_needs
+            ),
+            True,
+            _listening_already,
+            cluster=True,
         ),
         RedisTarget(
             Target(SIO_REDIS, "python-socketio", sio_command, sio_drive, sio_needs), True, sio_ready
@@ -219,8 +250,8 @@ class RedisServer:
         raise BenchError("redis-server did not answer PING within 10 s")
 
     @property
-    def pid(self) -> int:
-        return self.process.pid
+    def pids(self) -> list[int]:
+        return [self.process.pid]
 
     def flush(self) -> None:
         """Empty every database: each run starts from an empty Redis."""
@@ -293,7 +324,7 @@ def run_group(
     binary: Path,
     drive: Drive,
     server: ServerProcess,
-    redis: RedisServer | None,
+    redis: RedisServer | BenchCluster | None,
     timeout: float,
 ) -> Run:
     """One run of the load generator, the server's processes and redis-server sampled together.
@@ -303,7 +334,7 @@ def run_group(
     """
     argv = [str(binary), "--mode", drive.mode, "--port", str(server.port), "--sync", *drive.args]
     pids = process_tree(server.pid)
-    everything = pids + ([redis.pid] if redis else [])
+    everything = pids + (redis.pids if redis else [])
     _, rss_before = _sample(everything)
     marks: dict[str, tuple[float, int, float]] = {}
     spread: list[int] = []
@@ -311,7 +342,7 @@ def run_group(
     def mark(name: str) -> None:
         nonlocal spread
         cpu, rss = _sample(everything)
-        marks[name] = (cpu, rss, _sample([redis.pid])[0] if redis else 0.0)
+        marks[name] = (cpu, rss, _sample(redis.pids)[0] if redis else 0.0)
         if name == "start":
             spread = connections_per_process(pids, server.port)
 
@@ -341,6 +372,7 @@ class RedisWorkload:
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
         self.redis: RedisServer | None = None
+        self.cluster: BenchCluster | None = None
 
     def run_cases(
         self, planned: list[tuple[Case, RedisTarget]], args: Options, binary: Path
@@ -359,8 +391,14 @@ class RedisWorkload:
                 continue
             if self.redis is None:
                 self.redis = RedisServer(self.log_dir / "redis-server.log")
+            if entry.cluster and self.cluster is None:
+                self.cluster = BenchCluster(self.log_dir)
             url = self.redis.url
-            command = [part.replace(REDIS_URL, url) for part in entry.target.command]
+            cluster = self.cluster.url if self.cluster is not None else CLUSTER_URL
+            command = [
+                part.replace(CLUSTER_URL, cluster).replace(REDIS_URL, url)
+                for part in entry.target.command
+            ]
             ready.append((case, entry, dataclasses.replace(entry.target, command=command)))
         for index in range(args.runs):
             for case, entry, target in ready:
@@ -387,11 +425,15 @@ class RedisWorkload:
         name = f"redis-{case.n}-{case.target}-{index}.log".replace(" ", "_").replace("/", "_")
         log = self.log_dir / name
         server = None
+        backend: RedisServer | BenchCluster = self.redis
+        if entry.cluster:
+            assert self.cluster is not None
+            backend = self.cluster
         try:
-            self.redis.flush()
+            backend.flush()
             server = start_server(target.command, REPO, log, False, None, target.env)
             _wait_ready(server, entry.ready)
-            redis = self.redis if entry.uses_redis else None
+            redis = backend if entry.uses_redis else None
             case.runs.append(run_group(binary, drive, server, redis, 120 + case.n / 100))
             return _progress(case.runs[-1])
         except BenchError as exc:
@@ -405,6 +447,9 @@ class RedisWorkload:
         if self.redis is not None:
             self.redis.stop()
             self.redis = None
+        if self.cluster is not None:
+            self.cluster.stop()
+            self.cluster = None
 
 
 def _wait_ready(server: ServerProcess, ready: Callable[[ServerProcess], bool]) -> None:

@@ -12,7 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,21 +64,29 @@ class AsgiProcess:
 
 @contextmanager
 def running_asgi(
-    server: str, app: str = "tests.asgi_site:app", prefix: str = "/rt", timeout: float = 30.0
+    server: str,
+    app: str = "tests.asgi_site:app",
+    prefix: str = "/rt",
+    timeout: float = 30.0,
+    *,
+    cwd: Path = ROOT,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[AsgiProcess]:
     """`server` serving `app` until the end of the block; ready once `prefix`/healthz
-    answers 200."""
+    answers 200. `cwd`: where the server runs (its modules are found there too); `env`:
+    variables added to this process's environment."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(128)
     port = listener.getsockname()[1]
-    paths = [str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH", "")]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in paths if p))
+    given = dict(os.environ, **(env or {}))
+    paths = [str(ROOT / "src"), str(ROOT), given.get("PYTHONPATH", "")]
+    given["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     process = subprocess.Popen(
         [sys.executable, *_command(server, app, listener.fileno())],
         pass_fds=[listener.fileno()],
-        cwd=ROOT,
-        env=env,
+        cwd=cwd,
+        env=given,
     )
     listener.close()
     running = AsgiProcess(server, process, "127.0.0.1", port, prefix)

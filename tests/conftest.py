@@ -1,18 +1,26 @@
-"""Shared fixtures: a real pushwire server process on a free loopback port, and a real
-`redis-server` for the tests of several processes (tests/broker, tests/integration)."""
+"""Shared fixtures: a real pushwire server process on a free loopback port, a real
+`redis-server` for the tests of several processes (tests/broker, tests/integration), and
+Debian's Chromium for the pages' tests (tests/integration, tests/examples)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS
+from tests.redis_cluster_helpers import RedisCluster, running_cluster
 from tests.redis_helpers import RedisServer, running_redis
 from tests.servers import ServerProcess, start_server
 from tests.tmux_terminal import tmux_session_name
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 
 @pytest.fixture
@@ -44,6 +52,14 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture
+def redis_cluster(tmp_path: Path) -> Iterator[RedisCluster]:
+    """A running Redis Cluster of three masters on loopback ports, stopped at the end of the
+    test (skips if redis-server or redis-cli is not installed)."""
+    with running_cluster(tmp_path) as cluster:
+        yield cluster
+
+
+@pytest.fixture
 def tmux_socket() -> Iterator[str]:
     """A private tmux server for the test's terminals (tests/tmux_terminal.py), killed after."""
     if shutil.which("tmux") is None:
@@ -51,3 +67,23 @@ def tmux_socket() -> Iterator[str]:
     name = tmux_session_name()
     yield name
     subprocess.run(["tmux", "-L", name, "kill-server"], capture_output=True, check=False)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's real Chromium driven by Playwright (sync API), shared by a test module.
+
+    Module, not session, scope: while the sync API is active it owns an event loop of its
+    own on this thread, and pytest-asyncio tests that run meanwhile fail.
+
+    Skips when Playwright or the Chromium binary is missing; never downloads a browser.
+    """
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    with sync_api.sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield instance
+        finally:
+            instance.close()

@@ -58,6 +58,8 @@ class RedisServer:
         self.directory = directory
         self.persistent = persistent
         self.process: subprocess.Popen[bytes] | None = None
+        #: More `redis-server` arguments (a cluster node's: tests/redis_cluster_helpers.py).
+        self.arguments: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -71,7 +73,7 @@ class RedisServer:
             arguments += ["--appendonly", "yes", "--appendfsync", "always"]
         else:
             arguments += ["--appendonly", "no"]
-        arguments += ["--dir", str(self.directory)]
+        arguments += ["--dir", str(self.directory), *self.arguments]
         self.process = subprocess.Popen(
             [REDIS_SERVER, *arguments], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )

@@ -46,7 +46,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("endpoints", {"endpoint"}),
     ("app interface", {"web"}),
     ("transports", {"transports"}),
-    ("cluster and API", {"routing", "httpapi", "metrics"}),
+    ("cluster and API", {"routing", "httpapi", "metrics", "admin"}),
     ("front doors and the app", {"server", "asgiapp", "app"}),
     (
         "process",

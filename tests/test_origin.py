@@ -233,7 +233,7 @@ def test_cors_headers_name_an_allowed_origin_and_refuse_others() -> None:
     assert policy().cors_headers("http://localhost:3000", "127.0.0.1") == [
         ("Access-Control-Allow-Origin", "http://localhost:3000"),
         ("Access-Control-Allow-Credentials", "true"),
-        ("Access-Control-Expose-Headers", "Pushwire-Cursor"),
+        ("Access-Control-Expose-Headers", "Pushwire-Cursor, Retry-After"),
         ("Vary", "Origin"),
     ]
     assert policy().cors_headers(None, "127.0.0.1") == []

@@ -7,7 +7,14 @@ import pytest
 
 from pushwire.clock import ManualClock
 from pushwire.config import Config
-from pushwire.ratelimit import AddressBuckets, MessageRate, Networks, TokenBucket, client_address
+from pushwire.ratelimit import (
+    AddressBuckets,
+    MessageRate,
+    Networks,
+    TokenBucket,
+    address_key,
+    client_address,
+)
 
 
 def test_bucket_lets_a_burst_through_then_refills_at_its_rate() -> None:
@@ -111,3 +118,27 @@ TRUSTED = Networks(["127.0.0.2", "10.0.0.0/8"])
 )
 def test_client_address(peer: str, forwarded: list[str], client: str) -> None:
     assert client_address(peer, forwarded, TRUSTED) == client
+
+
+@pytest.mark.parametrize(
+    ("address", "prefix", "key"),
+    [
+        ("192.0.2.7", 64, "192.0.2.7"),  # IPv4: the address
+        ("::1", 64, "::/64"),
+        ("::1", 128, "::1"),
+        ("2001:db8:1:2:3:4:5:6", 64, "2001:db8:1:2::/64"),
+        ("2001:db8:1:2::9", 64, "2001:db8:1:2::/64"),  # the same /64: the same client
+        ("2001:db8:1:3::9", 64, "2001:db8:1:3::/64"),  # the next /64: another
+        ("2001:db8:1:2::9", 48, "2001:db8:1::/48"),
+        ("::ffff:192.0.2.7", 64, "192.0.2.7"),  # IPv4-mapped: as the IPv4 address
+        ("unix:/run/pw.sock", 64, "unix:/run/pw.sock"),  # not an address: as it is
+    ],
+)
+def test_address_key_counts_ipv6_by_its_prefix(address: str, prefix: int, key: str) -> None:
+    assert address_key(address, prefix) == key
+
+
+@pytest.mark.parametrize("prefix", [0, 129])
+def test_address_key_refuses_a_prefix_out_of_range(prefix: int) -> None:
+    with pytest.raises(ValueError, match="per_ip_ipv6_prefix"):
+        address_key("::1", prefix)

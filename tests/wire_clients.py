@@ -13,7 +13,7 @@ import ssl
 import struct
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from tests.servers import ServerProcess
@@ -279,6 +279,19 @@ def stats(server: ServerProcess) -> dict[str, int]:
     result: dict[str, int] = json.loads(conn.getresponse().read())
     conn.close()
     return result
+
+
+def counted(
+    server: ServerProcess, until: Callable[[dict[str, int]], bool], wait: float = 20.0
+) -> dict[str, int]:
+    """The stats, once they say `until` (the memory budget's figures move at each count)."""
+    deadline = time.monotonic() + wait
+    while True:
+        found = stats(server)
+        if until(found):
+            return found
+        assert time.monotonic() < deadline, found
+        time.sleep(0.05)
 
 
 def session_header(welcome: dict[str, Any]) -> dict[str, str]:

@@ -7,6 +7,7 @@ server (`pushwire.server`) and any other door hand it requests, upgrades and TCP
 |---|---|
 | `/`, `/pushwire.js`, `/pushwire.mjs`, `/static/<file>` | the chat page and the browser client |
 | `/lab` | the transport lab: measured figures per transport (`/static/lab.json`) |
+| `/admin`, `/admin/...` | the admin page (`pushwire.admin`; off unless `Config.admin`) |
 | `/echo` | echo service, any Origin (WebSocket, and every HTTP transport under it) |
 | `/ws/<channel>` | publish what is sent, receive what is published |
 | `/pushwire` | the general pushwire.v1 endpoint |
@@ -23,12 +24,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib.resources
-import math
 import mimetypes
 import sys
 from collections.abc import Awaitable
 from typing import Final
 
+from .admin import AdminPage, StatsPublisher
 from .broker.base import BrokerHealth
 from .broker.memory import MemoryBroker
 from .config import Config
@@ -44,10 +45,9 @@ from .errors import (
     MisdirectedRequest,
     NotFound,
     PushwireError,
-    RateLimited,
     RemoteError,
-    TooManySessions,
     Unavailable,
+    backoff_seconds,
 )
 from .httpapi import HttpApi
 from .metrics import CONTENT_TYPE, Metrics
@@ -134,6 +134,9 @@ class App:
         #: Session routing between nodes (a Redis broker); started and closed with the broker.
         self.router: Router | None = None
         self._metrics: Metrics | None = None
+        self.admin = AdminPage(self.hub, self.config)
+        #: The admin page's figures (published while a door serves this app, when it is on).
+        self.admin_stats = StatsPublisher(self.hub, self.config, self.stats)
 
     # -- the app interface ------------------------------------------------------------------
 
@@ -141,6 +144,8 @@ class App:
         self.server = state
         self.budget.add_consumers("connections", state.consumers)
         self.budget.start()
+        if self.config.admin:
+            self.admin_stats.start()
 
     def stopping(self) -> None:
         self.shutting_down = True
@@ -148,6 +153,7 @@ class App:
         # hold the shutdown up to longpoll_timeout (then the door's shutdown_timeout).
         self.polls.close_all(1001, "server shutting down")
         self.budget.stop()
+        self.admin_stats.stop()
 
     def _budget(self) -> MemoryBudget:
         """The memory budget over what this app buffers (the door's connections are added
@@ -215,8 +221,8 @@ class App:
             headers.append(("Sec-WebSocket-Version", "13"))
         elif isinstance(exc, MethodNotAllowed):
             headers.append(("Allow", exc.allow))
-        elif isinstance(exc, RateLimited | TooManySessions):
-            headers.append(("Retry-After", str(max(1, math.ceil(exc.retry_after)))))
+        elif (wait := backoff_seconds(exc)) is not None:
+            headers.append(("Retry-After", str(wait)))
         if not isinstance(exc, MisdirectedRequest):  # a Host not served: no word on origins
             with contextlib.suppress(Forbidden):  # a refused origin gets no CORS headers
                 headers += self.cors(request, self._endpoint(split_transport(request.path)[0]))
@@ -253,6 +259,8 @@ class App:
                 return self.preflight(request, None)
             if path != "/api/stats":
                 return self.api.handle(request)
+        if path == "/admin" or path.startswith("/admin/"):
+            return self.admin.handle(request)
         if method not in ("GET", "HEAD"):
             raise MethodNotAllowed(f"{path} takes GET, not {method}")
         if path == "/api/stats" and self.server is not None:

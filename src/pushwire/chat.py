@@ -230,8 +230,16 @@ def wrap(prefix: int, text: str, width: int) -> list[str]:
 # -- the terminal view ------------------------------------------------------------------------
 
 
-async def run_chat(url: str, nick: str, room: str, transports: Sequence[str]) -> int:
-    """Run the full-screen chat until /quit or Ctrl-C/Ctrl-D. Returns the exit status."""
+async def run_chat(
+    url: str, nick: str, room: str, transports: Sequence[str], token: str | None = None
+) -> int:
+    """Run the full-screen chat until /quit or Ctrl-C/Ctrl-D. Returns the exit status.
+
+    `token`: the connection token (JWT) of a server that authenticates, sent on every
+    connection; the server then knows the user by the token, not by `nick`. It is not
+    refreshed: once it expires the server closes the connection (4005) and the chat keeps
+    retrying with it, so give it a token that lives as long as the chat should.
+    """
     from prompt_toolkit.application import Application
     from prompt_toolkit.buffer import Buffer
     from prompt_toolkit.data_structures import Point
@@ -339,7 +347,9 @@ async def run_chat(url: str, nick: str, room: str, transports: Sequence[str]) ->
         transport_list = list(transports)
         while not quit_event.is_set():
             try:
-                async with connect(url, user=model.nick, transports=transport_list) as client:
+                async with connect(
+                    url, user=model.nick, token=token, transports=transport_list
+                ) as client:
                     model.client = client
                     model.transport = client.transport
                     model.state = "connected"

@@ -18,7 +18,7 @@ from .auth.proxy import BackendProxy
 from .broker.base import Broker
 from .config import Config
 from .core import ConnectRequest, Hub
-from .errors import Unavailable
+from .errors import ConfigError, Unavailable
 from .logs import FORMATS, LEVELS
 from .logs import setup as setup_logging
 from .options import Source, describe
@@ -47,7 +47,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-cert", default=None, help="PEM certificate: TLS on every port")
     serve.add_argument("--tls-key", default=None, help="PEM private key for --tls-cert")
     serve.add_argument(
-        "--broker", default=None, help="memory (the default) or redis://host:port/db"
+        "--broker",
+        default=None,
+        help="memory (the default), redis://host:port/db, or a Redis Cluster: "
+        "redis+cluster://host:port[,host:port…]",
     )
     serve.add_argument("--workers", type=int, default=1, help="processes sharing the port")
     serve.add_argument(
@@ -189,6 +192,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="websocket, sse, stream, longpoll, polling or tcp; repeat for a fallback order",
     )
+    chat.add_argument("--token", help="connection token (JWT); default: $PUSHWIRE_TOKEN")
 
     publish = commands.add_parser("publish", help="publish a message to a channel")
     publish.add_argument("url", help="server base URL, e.g. http://127.0.0.1:8000")
@@ -270,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_workers(make_app, config, args.workers)
     try:
         run(make_app(config))
-    except Unavailable as exc:
+    except (Unavailable, ConfigError) as exc:  # ConfigError: not a Redis Cluster
         print(f"pushwire serve: {exc}", file=sys.stderr)
         return 1
     return 0
@@ -320,23 +324,10 @@ def build_app(
     if config.broker == "memory":
         return App(_demo_hub(None, config, namespaces), config, insecure=insecure)
     # Only a Redis deployment needs redis-py (the pushwire[redis] extra).
-    from .broker.redis import RedisBroker, RedisNodes
+    from .broker.redis import RedisNodes
+    from .broker.redis.configured import redis_broker
 
-    broker = RedisBroker(
-        config.broker,
-        history_size=config.history_size,
-        history_ttl=config.history_ttl,
-        history_bytes=config.history_bytes,
-        idempotency_ttl=config.idempotency_ttl,
-        max_pending=config.broker_max_pending,
-        timeout=config.broker_timeout,
-        reconnect_min=config.broker_reconnect_min,
-        reconnect_max=config.broker_reconnect_max,
-        presence_ttl=config.presence_ttl,
-        inbox_size=config.inbox_size,
-        inbox_bytes=config.inbox_bytes,
-        inbox_ttl=config.inbox_ttl,
-    )
+    broker = redis_broker(config)  # one Redis, or a Redis Cluster
     app = App(_demo_hub(broker, config, namespaces), config, insecure=insecure)
     # Sessions without sticky load balancing: any node serves any session's requests.
     link = RedisNodes(broker, config.node_ttl)
@@ -439,8 +430,11 @@ def _check(config: Config) -> None:
     """
     if (config.tls_cert is None) != (config.tls_key is None):
         raise ValueError("--tls-cert and --tls-key go together")
-    if config.broker != "memory" and not config.broker.startswith(("redis://", "rediss://")):
-        raise ValueError(f"--broker is memory or redis://…, not {config.broker!r}")
+    schemes = ("redis://", "rediss://", "redis+cluster://", "rediss+cluster://")
+    if config.broker != "memory" and not config.broker.startswith(schemes):
+        raise ValueError(
+            f"--broker is memory, redis://… or redis+cluster://…, not {config.broker!r}"
+        )
     if config.log_level.lower() not in LEVELS:
         raise ValueError(f"--log-level is one of {', '.join(LEVELS)}, not {config.log_level!r}")
     if config.log_format not in FORMATS:
@@ -453,8 +447,7 @@ def _chat(args: argparse.Namespace) -> int:
 
     from .chat import run_chat
 
-    missing = _missing("prompt_toolkit", "chat", "pushwire chat")
-    if missing:
+    if missing := _missing("prompt_toolkit", "chat", "pushwire chat"):
         print(missing, file=sys.stderr)
         return 2
     nick = args.nick or getpass.getuser()
@@ -462,7 +455,8 @@ def _chat(args: argparse.Namespace) -> int:
         ["tcp"] if args.url.startswith("tcp") else ["websocket", "sse", "stream", "longpoll"]
     )
     try:
-        return asyncio.run(run_chat(args.url, nick, args.room, transports))
+        token = args.token or os.environ.get("PUSHWIRE_TOKEN")
+        return asyncio.run(run_chat(args.url, nick, args.room, transports, token))
     except KeyboardInterrupt:
         return 0
 

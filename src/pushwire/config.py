@@ -15,7 +15,8 @@ class Config:
 
     host: str = "127.0.0.1"
     port: int = 8000
-    #: "memory" (one process) or a Redis URL, redis://host:port/db (many processes and machines).
+    #: "memory" (one process) or a Redis URL, redis://host:port/db (many processes and machines),
+    #: or a Redis Cluster's, redis+cluster://host:port[,host:port…] (docs/scaling.md).
     broker: str = "memory"
     #: The raw TCP transport's port (None: off; 0: any free port).
     tcp_port: int | None = None
@@ -122,6 +123,11 @@ class Config:
     #: Addresses and CIDR blocks exempt from every per-address limit and from the
     #: per-session rates (a backend publishing over a socket, a monitor); `--limit-exempt`.
     limit_exempt: tuple[str, ...] = ()
+    #: Bits of an IPv6 address that name one client for every per-address limit (one
+    #: holder of a /64 has 2^64 addresses): IPv6 addresses are counted by their /64 by
+    #: default, 128 counts each address alone. IPv4 addresses (and IPv4-mapped IPv6 ones,
+    #: `::ffff:a.b.c.d`) are counted by the address.
+    per_ip_ipv6_prefix: int = 64
     #: Proxies (addresses, CIDR blocks) whose `X-Forwarded-For` names the client; the
     #: rightmost address in it that is not a listed proxy is the client's, for every
     #: per-address limit, the logs and the connect proxy. From any other peer the header is
@@ -281,3 +287,18 @@ class Config:
     #: One log line per HTTP request answered (logger `pushwire.access`; never a query string,
     #: token or session secret). Off by default: a long-poll client makes one a request.
     access_log: bool = False
+
+    # The admin page (docs/operations.md "Admin page").
+    #: Serve the admin page at `/admin`: live connections, channels, presence and message
+    #: rates, and a publish box. Off: `/admin` is 404. Logging in needs the API key (or an
+    #: admin JWT: a connection token with `"admin": true`).
+    admin: bool = False
+    #: Seconds between two of the figures the server publishes to the admin page.
+    admin_interval: float = 1.0
+    #: Seconds an admin token (handed to a page that showed the API key) is valid; the page
+    #: fetches a new one before then, while it still holds the key.
+    admin_token_ttl: float = 3600.0
+    #: Channels listed in one set of figures (the busiest first); the others are counted.
+    admin_max_channels: int = 50
+    #: Users listed per channel in one set of figures (presence); the others are counted.
+    admin_max_members: int = 20

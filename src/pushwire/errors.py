@@ -6,6 +6,7 @@ envelope) and the server carries on. `LocalError`: our own API was misused.
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar, Final
 
 #: Characters of an error's message at most (`str(exc)`): a message that quotes what a client
@@ -173,6 +174,15 @@ class TooManySessions(LimitReached):
 
     close_code = 4029
     retry_after = 5.0
+
+
+def backoff_seconds(exc: BaseException) -> int | None:
+    """Whole seconds (at least 1) a client refused with `exc` should wait before it tries
+    again: the `Retry-After` of an HTTP answer, the `retry_after` of an `error` envelope;
+    None for a refusal that says no time."""
+    if isinstance(exc, RateLimited | TooManySessions):
+        return max(1, math.ceil(exc.retry_after))
+    return None
 
 
 class UserIdTooLong(BadRequest):

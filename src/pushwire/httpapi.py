@@ -23,6 +23,9 @@ lost answer sends the same key, and its message is published once. The key is ne
 answers how many. With a broker that spans processes (Redis) it would reach only the node
 that answers, so it answers 501 there rather than do part of the job.
 
+The admin page's stats channel (`pushwire.auth.admin`) is refused (403) to every call:
+publish, presence and history.
+
 Once authentication is configured (or an API key is), every call needs the API key:
 `Authorization: Bearer <key>` (compared in constant time). A server with authentication
 and no key refuses every call: the API publishes as the server, to any channel. In an open
@@ -37,6 +40,7 @@ import hmac
 
 import orjson
 
+from .auth.admin import STATS_CHANNEL
 from .config import Config
 from .core import Hub
 from .errors import (
@@ -51,7 +55,7 @@ from .errors import (
 )
 from .message import Data, Position, check_idempotency_key
 from .origin import OriginPolicy
-from .ratelimit import AddressBuckets
+from .ratelimit import AddressBuckets, address_key
 from .web import Request, Response
 
 __all__ = ["HttpApi"]
@@ -131,7 +135,9 @@ class HttpApi:
         calls, address = self._calls, request.address
         if calls is None or address is None or self.hub.admission.exempt(address):
             return
-        wait = calls.take(address, self.hub.clock.time())
+        wait = calls.take(
+            address_key(address, self.config.per_ip_ipv6_prefix), self.hub.clock.time()
+        )
         if wait > 0:
             rate = self.config.api_requests_per_ip
             raise RateLimited(f"too many API calls from one address (> {rate:g}/s)", wait)
@@ -189,7 +195,7 @@ class HttpApi:
         return Response(200, orjson.dumps(answer), content_type="application/json", headers=cors)
 
     async def _presence(self, request: Request, channel: str) -> Response:
-        self.hub.access.check_channel(channel)
+        self._readable(request, channel)
         snapshot = await self.hub.presence(channel)
         answer = {
             "channel": snapshot.channel,
@@ -202,7 +208,7 @@ class HttpApi:
     async def _history(self, request: Request, channel: str) -> Response:
         """The messages history keeps (bounded by `history_size` and `history_ttl`), after
         `since` when given; `complete` says whether history reaches back to it."""
-        self.hub.access.check_channel(channel)
+        self._readable(request, channel)
         since = _position(request.query_param("since"))
         if since is None:
             last = await self.hub.broker.position(channel)
@@ -230,6 +236,20 @@ class HttpApi:
             )
         closed = self.hub.disconnect(user, "disconnected by the server")
         return self._json(request, {"user": user, "sessions": closed})
+
+    def _readable(self, request: Request, channel: str) -> None:
+        """Check that the API may read `channel`: any valid name but the admin page's stats
+        channel (admin sessions alone read it, through a subscription).
+
+        Raises:
+            BadRequest: an invalid channel name.
+            Forbidden: the stats channel.
+        """
+        self.hub.access.check_channel(channel)
+        if channel == STATS_CHANNEL:
+            exc = Forbidden(f"{channel!r} is the admin page's: only admin sessions read it")
+            self.hub.access.refusals.refused(f"the API ({request.path})", exc, request.remote)
+            raise exc
 
     def _json(self, request: Request, answer: dict[str, object]) -> Response:
         return Response(

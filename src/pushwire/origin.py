@@ -323,7 +323,7 @@ class OriginPolicy:
         return [
             ("Access-Control-Allow-Origin", origin),
             ("Access-Control-Allow-Credentials", "true"),
-            ("Access-Control-Expose-Headers", "Pushwire-Cursor"),
+            ("Access-Control-Expose-Headers", "Pushwire-Cursor, Retry-After"),
             ("Vary", "Origin"),
         ]
 

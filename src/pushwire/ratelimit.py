@@ -9,13 +9,21 @@ the `X-Forwarded-For` of trusted proxies is read.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable, Iterable
 from typing import Final
 
 from .config import Config
 
-__all__ = ["AddressBuckets", "MessageRate", "Networks", "TokenBucket", "client_address"]
+__all__ = [
+    "AddressBuckets",
+    "MessageRate",
+    "Networks",
+    "TokenBucket",
+    "address_key",
+    "client_address",
+]
 
 #: Buckets an `AddressBuckets` keeps before it forgets the full ones (a full bucket is the
 #: same as a new one, so forgetting it changes nothing).
@@ -24,6 +32,36 @@ MAX_ADDRESSES: Final = 100_000
 #: Addresses of one `X-Forwarded-For` read at most, from the right (a longer chain is cut:
 #: only its rightmost entries can have been written by a trusted proxy).
 MAX_FORWARDED: Final = 32
+
+
+def address_key(address: str, ipv6_prefix: int = 64) -> str:
+    """The key one client's per-address counters are kept under: an IPv4 address as it is;
+    an IPv6 address by its network of `ipv6_prefix` bits (`2001:db8:1:2::/64`: whoever holds
+    a /64 holds all of it), an IPv4-mapped one (`::ffff:192.0.2.1`) as its IPv4 address.
+    Not an address (a Unix socket's peer): as it is.
+
+    Raises:
+        ValueError: `ipv6_prefix` not from 1 to 128 (`Config.per_ip_ipv6_prefix`).
+    """
+    if ":" not in address:  # IPv4, the common case: no parsing
+        return address
+    return _ipv6_key(address, ipv6_prefix)
+
+
+@functools.lru_cache(maxsize=4096)
+def _ipv6_key(address: str, prefix: int) -> str:
+    if not 1 <= prefix <= 128:
+        raise ValueError(f"per_ip_ipv6_prefix must be from 1 to 128, not {prefix}")
+    try:
+        ip = ipaddress.IPv6Address(address)
+    except ValueError:
+        return address
+    mapped = ip.ipv4_mapped
+    if mapped is not None:
+        return str(mapped)
+    if prefix == 128:
+        return str(ip)  # the zone id (`%eth0`), if any, kept: another link's address
+    return str(ipaddress.IPv6Network((int(ip), prefix), strict=False))
 
 
 class TokenBucket:

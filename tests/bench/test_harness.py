@@ -19,7 +19,15 @@ from bench import cli
 from bench.cases import Case
 from bench.harness import Drive, build_loadgen, run_loadgen, running
 from bench.records import Run
-from bench.redis_fanout import PW_MEMORY, PW_REDIS, PW_WORKERS, SIO_REDIS, redis_targets
+from bench.redis_fanout import (
+    PW_CLUSTER,
+    PW_CLUSTER_WORKERS,
+    PW_MEMORY,
+    PW_REDIS,
+    PW_WORKERS,
+    SIO_REDIS,
+    redis_targets,
+)
 from bench.report import markdown
 from bench.servers import REPO, lab_targets, targets
 from tests.bench.synthetic import loadgen_result
@@ -263,6 +271,7 @@ def test_a_smoke_run_of_the_redis_workload(tmp_path: Path) -> None:
     cases = {c["target"]: c for c in json.loads((tmp_path / "results.json").read_text())["cases"]}
     assert set(cases) == set(reasons)
     ran = [PW_WORKERS, PW_MEMORY, PW_REDIS] + ([] if reasons[SIO_REDIS] else [SIO_REDIS])
+    ran += [] if reasons[PW_CLUSTER] else [PW_CLUSTER_WORKERS, PW_CLUSTER]
     for name in ran:
         case = cases[name]
         assert case["errors"] == [] and case["runs"], case
@@ -275,6 +284,8 @@ def test_a_smoke_run_of_the_redis_workload(tmp_path: Path) -> None:
     assert sum(workers["connections_per_process"]) == 21  # 20 subscribers and the publisher
     assert workers["redis_cpu_s"] > 0 and workers["server_cpu_s"] > workers["redis_cpu_s"]
     assert cases[PW_MEMORY]["runs"][0]["redis_cpu_s"] == 0
+    if not reasons[PW_CLUSTER]:  # the three masters' CPU is counted too
+        assert cases[PW_CLUSTER]["runs"][0]["redis_cpu_s"] > 0
     if reasons[SIO_REDIS]:
         assert cases[SIO_REDIS]["skipped"] == reasons[SIO_REDIS]
     table = (tmp_path / "results.md").read_text()

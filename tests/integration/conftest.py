@@ -2,38 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
-
-from tests.helpers import CHROMIUM, CHROMIUM_ARGS
-
-if TYPE_CHECKING:
-    from playwright.sync_api import Browser
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Debian's real Chromium driven by Playwright (sync API), shared by a test module.
-
-    Module, not session, scope: while the sync API is active it owns an event loop of its
-    own on this thread, and pytest-asyncio tests that run meanwhile fail.
-
-    Skips when Playwright or the Chromium binary is missing; never downloads a browser.
-    """
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    with sync_api.sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield instance
-        finally:
-            instance.close()
 
 
 @pytest.fixture(scope="module")

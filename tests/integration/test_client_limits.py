@@ -295,6 +295,52 @@ def test_user_id_length(server_factory: ServerFactory, sockets: list[ClientConne
     assert (status, body) == (400, b"user id over size limit (17 > 16 characters)\n")
 
 
+def test_the_presence_amplification_finding_is_bounded_by_the_user_id(
+    server_factory: ServerFactory, sockets: list[ClientConnection]
+) -> None:
+    """Issue 15: ten 1 MB user ids made one 49-byte `presence` request return 10 MB. Now ten
+    members with user ids at `max_user_id` (256, the default) answer in a few KiB, and a
+    user id one over is refused at its hello."""
+    server = server_factory()
+    for _ in range(10):  # at the bound
+        member = _ws(server, LEGIT)
+        sockets.append(member)
+        assert _hello(member, user="u" * 256)["type"] == "welcome"
+        member.send(json.dumps({"type": "subscribe", "id": 1, "channel": "room"}))
+        assert _recv(member)["type"] == "subscribed"
+    asker = sockets[0]
+    request = json.dumps({"type": "presence", "id": 2, "channel": "room"})
+    asker.send(request)
+    answer: str | bytes = asker.recv(WAIT)
+    assert json.loads(answer)["count"] == 10
+    assert len(answer) < 10 * (256 + 200) and len(request) < 60
+    over = _ws(server, LEGIT)
+    sockets.append(over)
+    error = _hello(over, user="u" * 1_000_000)  # one over (by far, as in the finding)
+    assert (error["type"], error["code"]) == ("error", "too_large")
+    assert len(json.dumps(error)) < 200
+    assert _close_code(over) == 4100
+
+
+def test_an_error_never_echoes_a_long_input(
+    server: ServerProcess, sockets: list[ClientConnection]
+) -> None:
+    """Issue 15: a 999,900-character channel name came back in a 1 MB error. A channel name
+    at `max_channel_name` (200) is taken; one over, and one of 999,900 characters, get an
+    error of a few dozen characters that quotes 40 of them."""
+    ws = _ws(server, LEGIT)
+    sockets.append(ws)
+    assert _hello(ws)["type"] == "welcome"
+    ws.send(json.dumps({"type": "subscribe", "id": 1, "channel": "c" * 200}))  # at the bound
+    assert _recv(ws)["type"] == "subscribed"
+    for length in (201, 999_900):  # one over, and the finding's
+        ws.send(json.dumps({"type": "subscribe", "id": 2, "channel": "c" * length}))
+        error = _recv(ws)
+        assert (error["type"], error["code"]) == ("error", "bad_request")
+        assert f"({length} characters)" in error["message"]
+        assert len(json.dumps(error)) < 200
+
+
 def test_request_id_length(server_factory: ServerFactory, sockets: list[ClientConnection]) -> None:
     server = server_factory("--set", "max_request_id=8")
     ws = _ws(server, LEGIT)
@@ -345,6 +391,29 @@ def test_forwarded_for_is_read_from_trusted_proxies_only(server_factory: ServerF
     # From anyone else the header is ignored: the peer is the client.
     assert _poll_hello(server, LEGIT, **{"X-Forwarded-For": "203.0.113.3"})[0] == 200
     assert _poll_hello(server, LEGIT, **{"X-Forwarded-For": "203.0.113.4"})[0] == 503
+
+
+def test_ipv6_clients_are_counted_by_their_64(server_factory: ServerFactory) -> None:
+    """One holder of a /64 is one client: its addresses share `max_sessions_per_ip`
+    (IPv6 through a trusted proxy on loopback; `per_ip_ipv6_prefix`)."""
+    server = server_factory("--trust-proxy", "127.0.0.2/32", "--set", "max_sessions_per_ip=2")
+
+    def hello(client: str) -> int:
+        return _poll_hello(server, ATTACKER, **{"X-Forwarded-For": client})[0]
+
+    assert hello("2001:db8:1:2::1") == 200
+    assert hello("2001:db8:1:2:ffff::2") == 200  # the same /64: at the bound
+    assert hello("2001:db8:1:2::3") == 503  # one over, from another address of it
+    assert hello("2001:db8:1:3::1") == 200  # the next /64 is another client
+    assert hello("::ffff:203.0.113.5") == 200  # IPv4-mapped: counted as 203.0.113.5
+    assert hello("203.0.113.5") == 200
+    assert hello("::ffff:203.0.113.5") == 503
+    single = server_factory(
+        "--trust-proxy", "127.0.0.2/32", "--set", "max_sessions_per_ip=1",
+        "--set", "per_ip_ipv6_prefix=128",
+    )  # fmt: skip
+    for client in ("2001:db8:1:2::1", "2001:db8:1:2::2"):  # each address alone
+        assert _poll_hello(single, ATTACKER, **{"X-Forwarded-For": client})[0] == 200
 
 
 def test_exempt_addresses(server_factory: ServerFactory) -> None:

@@ -16,8 +16,6 @@ from __future__ import annotations
 import json
 import socket
 import struct
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -25,7 +23,7 @@ from websockets.sync.client import connect
 
 from tests.helpers import PUSHWIRE_V1
 from tests.servers import ServerFactory, ServerProcess
-from tests.wire_clients import Poller, RawClient, publish, stats, subscribe
+from tests.wire_clients import Poller, RawClient, counted, publish, stats, subscribe
 
 pytestmark = pytest.mark.integration
 
@@ -68,17 +66,6 @@ def _next(ws: Any, kind: str) -> dict[str, Any]:
         envelope: dict[str, Any] = json.loads(ws.recv(timeout=WAIT))
         if envelope["type"] == kind:
             return envelope
-
-
-def counted(server: ServerProcess, until: Callable[[dict[str, int]], bool]) -> dict[str, int]:
-    """The stats, once the budget's count says `until` (it counts every 50 ms here)."""
-    deadline = time.monotonic() + WAIT
-    while True:
-        found = stats(server)
-        if until(found):
-            return found
-        assert time.monotonic() < deadline, found
-        time.sleep(0.05)
 
 
 def rss_mib(server: ServerProcess) -> int:

@@ -15,7 +15,9 @@ import zlib
 import pytest
 from websockets.asyncio.client import connect
 
+from pushwire.transports.websocket.deflate import INFLATER_BYTES
 from tests.servers import ServerFactory, ServerProcess
+from tests.wire_clients import counted
 
 pytestmark = pytest.mark.integration
 
@@ -138,3 +140,52 @@ async def test_a_zip_bomb_gets_1009(compressing: ServerProcess) -> None:
         assert struct.unpack("!H", frame[2:4]) == (1009,)
     finally:
         writer.close()
+
+
+def compressed_frame(data: bytes, *, fin: bool, first: bool = True) -> bytes:
+    """A masked client frame of `data` deflated on its own, sync-flushed (RFC 7692 7.2.1:
+    the last frame of a message drops the flush's 00 00 ff ff)."""
+    deflater = zlib.compressobj(wbits=-15)
+    payload = deflater.compress(data) + deflater.flush(zlib.Z_SYNC_FLUSH)
+    payload = payload[:-4] if fin else payload
+    opcode = (0x40 | 0x01) if first else 0x00  # RSV1 + text on the first frame only
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return struct.pack("!BB", (0x80 if fin else 0) | opcode, 0x80 | len(payload)) + mask + masked
+
+
+async def test_decompressors_and_inflated_partial_messages_count_in_the_budget(
+    server_factory: ServerFactory,
+) -> None:
+    """Each compressed connection's decompressor and the decompressed part of its unfinished
+    message count in `/api/stats` (`memory_connections`), not the few compressed bytes."""
+    server = server_factory(
+        "--websocket-compression", "--set", "memory_budget_interval=0.05",
+        "--set", f"memory_budget={1024 * 1024 * 1024}",
+    )  # fmt: skip
+    count, inflated = 20, 30_000
+    part = compressed_frame(b"a" * inflated, fin=False)  # about 60 bytes on the wire
+    assert len(part) < 100
+    clients = [await raw_upgrade(server, "/echo", "permessage-deflate") for _ in range(count)]
+    try:
+        for _, writer, _ in clients:
+            writer.write(part)
+            await writer.drain()
+        held = count * (inflated + INFLATER_BYTES)
+        found = await asyncio.to_thread(counted, server, lambda s: s["memory_connections"] >= held)
+        assert found["memory_in_use"] >= held
+        # The messages end: their parts are freed, the decompressors stay (and count).
+        for reader, writer, _ in clients:
+            writer.write(compressed_frame(b"b", fin=True, first=False))
+            await writer.drain()
+            echo = await read_frame(reader)
+            assert echo[0] == 0xC1  # the echo, compressed
+            inflater = zlib.decompressobj(wbits=-15)
+            assert inflater.decompress(echo[2:] + b"\x00\x00\xff\xff") == b"a" * inflated + b"b"
+        await asyncio.to_thread(
+            counted, server, lambda s: s["memory_connections"] == count * INFLATER_BYTES
+        )
+    finally:
+        for _, writer, _ in clients:
+            writer.close()
+    await asyncio.to_thread(counted, server, lambda s: s["memory_connections"] == 0)

@@ -1,3 +1,4 @@
+import { LIMITED, LIMITED_BACKOFF, MAX_SERVER_BACKOFF } from './backoff.js';
 import { CLOSED, CONNECTING, OPEN, TOKEN_EXPIRED } from './constants.js';
 
 /** @typedef {import('./pushwire.js').Pushwire} Pushwire */
@@ -17,6 +18,13 @@ function meansReconnect(code) {
  * Pushwire's transport choice and fallback: each transport of `options.transports` is
  * tried in turn until one is welcomed; a drop reconnects with backoff, from the transport
  * that worked last. Mixed into `Pushwire.prototype` (pushwire.js): `this` is the Pushwire.
+ *
+ * A server that says to back off (close 4029, after an `error` `limit` or `rate_limited`
+ * with its `retry_after`; an HTTP 429, or 503 with Retry-After, where the transport can read
+ * it: not a WebSocket's refused upgrade, an EventSource or the iframe) is not asked again,
+ * by any transport, before the time it said (at most 60 s; 1 s when it said none): a
+ * `backoff` event tells the app (`code`, `reason`, `retryAfter` in seconds). A first
+ * connection refused so ends with `close` 4029, after that event.
  */
 export class Connecting {
   /** Connect, starting with the transport that worked last (with a new token first when
@@ -66,10 +74,10 @@ export class Connecting {
       onenvelope: (envelope, bytes) => {
         if (transport === this._transport) this._receive(envelope, bytes);
       },
-      onclose: (code, reason, wasClean) => {
+      onclose: (code, reason, wasClean, retryAfter) => {
         if (transport !== this._transport) return;
         this._transport = null;
-        this._transportClosed(code, reason, wasClean);
+        this._transportClosed(code, reason, wasClean, retryAfter);
       },
       // The server ended this connection to have it reopened at once (the iframe
       // document's size bound): the session goes on, and the app is not told.
@@ -132,8 +140,12 @@ export class Connecting {
     if (transport) transport.abort();
   }
 
-  /** @this {Pushwire} */
-  _transportClosed(code, reason, wasClean) {
+  /**
+   * @this {Pushwire}
+   * @param {number} code @param {string} reason @param {boolean} wasClean
+   * @param {number} [retryAfter] seconds the server said to back off (an HTTP answer)
+   */
+  _transportClosed(code, reason, wasClean, retryAfter) {
     this._stopHeartbeat();
     clearTimeout(this._connectTimer);
     this._connectTimer = null;
@@ -152,11 +164,12 @@ export class Connecting {
       this._finish(TOKEN_EXPIRED, reason, wasClean, !wasClean);
       return;
     }
+    const wait = this._serverWait(code, reason, retryAfter);
     if (wasLive) {
       if (this._options.reconnect && (meansReconnect(code) || expired)) {
         this._reconnectAttempt = 0;
         this.dispatchEvent(Object.assign(new Event('reconnecting'), { code, reason }));
-        this._scheduleReconnect();
+        this._scheduleReconnect(wait);
       } else {
         this._finish(code, reason, wasClean, !wasClean);
       }
@@ -171,6 +184,12 @@ export class Connecting {
     // A server that refused us said so with its code.
     if (code !== 1006 && !meansReconnect(code)) {
       this._finish(code, reason, wasClean, !wasClean);
+      return;
+    }
+    if (wait > 0) {
+      // Told to back off: the bound is this client's, so no other transport before then.
+      if (!this._everOpened) this._finish(code, reason, wasClean, !wasClean);
+      else this._scheduleReconnect(wait);
       return;
     }
     const names = this._options.transports;
@@ -188,10 +207,33 @@ export class Connecting {
   }
 
   /**
-   * Exponential backoff with full jitter: a random wait up to min(max, base * 2^n).
+   * The least wait the server asked for with this close, seconds (0: none), told to the
+   * app with a `backoff` event: `retryAfter` from an HTTP answer, or for a close 4029 what
+   * the `error` before it said (1 s when nothing).
    * @this {Pushwire}
+   * @param {number} code @param {string} reason @param {number} [retryAfter]
    */
-  _scheduleReconnect() {
+  _serverWait(code, reason, retryAfter) {
+    /** @type {number|null} */
+    let wait = typeof retryAfter === 'number' ? retryAfter : null;
+    if (wait === null && code === LIMITED) {
+      const said = this._saidWait;
+      wait = typeof said === 'number' ? said : LIMITED_BACKOFF;
+    }
+    this._saidWait = null;
+    if (wait === null) return 0;
+    wait = Math.min(wait, MAX_SERVER_BACKOFF);
+    this.dispatchEvent(Object.assign(new Event('backoff'), { code, reason, retryAfter: wait }));
+    return wait;
+  }
+
+  /**
+   * Exponential backoff with full jitter: a random wait up to min(max, base * 2^n); at
+   * least `floor` seconds (what the server asked for).
+   * @this {Pushwire}
+   * @param {number} [floor]
+   */
+  _scheduleReconnect(floor = 0) {
     const bound = Math.min(
       this._options.reconnectDelayMax,
       this._options.reconnectDelay * Math.pow(2, this._reconnectAttempt)
@@ -202,6 +244,6 @@ export class Connecting {
       this._reconnectTimer = null;
       const state = this._readyState;
       if ((state === OPEN || state === CONNECTING) && !this._closeRequested) this._connect();
-    }, Math.random() * bound);
+    }, Math.max(Math.random() * bound, floor * 1000));
   }
 }

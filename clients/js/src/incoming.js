@@ -1,3 +1,4 @@
+import { parseRetryAfter } from './backoff.js';
 import { CLOSED } from './constants.js';
 import { fromBase64 } from './bytes.js';
 
@@ -26,6 +27,10 @@ export class Incoming {
           // token, and with getToken the app need not hear of it.
           this._staleToken = true;
           if (this._refreshes()) return undefined;
+        }
+        if (envelope.code === 'limit' || envelope.code === 'rate_limited') {
+          // A close 4029 may follow: it waits what this says.
+          this._saidWait = parseRetryAfter(envelope.retry_after);
         }
         return this._serverError(envelope);
       case 'presence': return this._presenceSnapshot(envelope);

@@ -55,7 +55,9 @@ const HANDLER_EVENTS = ['open', 'message', 'error', 'close'];
  * recovered from the user's inbox), `gap` (`channel`, `from`, `to`: messages that cannot be
  * recovered; `channel` null for direct messages),
  * `servererror` (`code`, `message`: an `error` envelope that answers no request),
- * `transport` (`transport`, `previous`: the connection now runs on another transport).
+ * `transport` (`transport`, `previous`: the connection now runs on another transport),
+ * `backoff` (`code`, `reason`, `retryAfter`: the server said to back off; the client waits
+ * that many seconds at least before it tries again, connecting.js).
  *
  * Tokens: `options.token` is the first; with `options.getToken` the client refreshes it
  * before it expires and comes back with a new one after it did (tokens.js); without, an
@@ -99,6 +101,8 @@ export class Pushwire extends EventTarget {
     this._connectTimer = null;
     this._reconnectTimer = null;
     this._reconnectAttempt = 0;
+    /** @type {number|null} seconds an `error` said to back off, for the close 4029 after it */
+    this._saidWait = null;
     // Outgoing envelopes in order: sends and publishes wait here while not live, and a Blob
     // waits here until read, so that order is kept.
     this._queue = [];

@@ -50,6 +50,7 @@ pw.addEventListener('transport', (event) => {
   console.log(now, event.previous);
 });
 pw.addEventListener('reconnecting', (event) => console.log(event.code, event.reason));
+pw.addEventListener('backoff', (event) => console.log(event.code, event.retryAfter));
 pw.addEventListener('reconnected', (event) => console.log(event.type));
 pw.addEventListener('servererror', (event) => console.log(event.code, event.message));
 pw.addEventListener('error', (event) => console.log(event.channel));

@@ -150,6 +150,16 @@ export interface ReconnectingEvent extends Event {
   readonly reason: string;
 }
 
+/**
+ * `backoff`: the server said to back off (close 4029, HTTP 429, 503 with Retry-After); the
+ * client waits `retryAfter` seconds at least (at most 60) before it tries again.
+ */
+export interface BackoffEvent extends Event {
+  readonly code: number;
+  readonly reason: string;
+  readonly retryAfter: number;
+}
+
 /** `servererror`: an `error` envelope from the server that answers no request. */
 export interface ServerErrorEvent extends Event {
   readonly code: string;
@@ -170,6 +180,7 @@ export interface PushwireEventMap {
   transport: TransportEvent;
   reconnecting: ReconnectingEvent;
   reconnected: Event;
+  backoff: BackoffEvent;
   servererror: ServerErrorEvent;
 }
 
@@ -177,7 +188,7 @@ export interface PushwireEventMap {
 export interface TransportCallbacks {
   onopen(): void;
   onenvelope(envelope: Record<string, unknown>, bytes: Uint8Array | null): void;
-  onclose(code: number, reason: string, wasClean: boolean): void;
+  onclose(code: number, reason: string, wasClean: boolean, retryAfter?: number): void;
   onrecycle?(): void;
 }
 

@@ -3,6 +3,7 @@
 A **connection token** is a JWT whose `sub` is the user id. Optional claims: `info` (public
 info the other members of the user's channels see, as an `on_connect` handler returns it),
 `channels` (channels the token lets the user subscribe to, whatever their namespace's rule),
+`admin` (`true`: an admin JWT, which may watch the admin page's figures: `auth.admin`),
 `exp`, `nbf`, `iat` (checked, with `leeway` seconds of clock skew), and `aud`/`iss` (checked
 when the server is configured with an audience or issuer).
 
@@ -55,6 +56,8 @@ class Claims:
     info: Mapping[str, Any]
     channels: frozenset[str]
     expires: float | None  # the `exp` claim (seconds since the epoch), None when there is none
+    #: The `admin` claim is `true`: an admin JWT (the admin page's figures, auth/admin.py).
+    admin: bool = False
 
 
 class TokenVerifier:
@@ -164,7 +167,8 @@ class TokenVerifier:
         if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
             raise Unauthorized('invalid token: "channels" must be a list of channel names')
         expires = claims.get("exp")
-        return Claims(user, info, frozenset(channels), float(expires) if expires else None)
+        admin = claims.get("admin") is True
+        return Claims(user, info, frozenset(channels), float(expires) if expires else None, admin)
 
     def subscription(self, token: str, user: str | None, channel: str) -> float | None:
         """Check that a subscription token lets `user` read `channel`; its expiry (or None).

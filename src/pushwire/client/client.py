@@ -136,6 +136,7 @@ class Client:
             dropped=lambda reason: self._requests.disconnected(reason),
             closed=self._finish,
             token_refresh=token_refresh,
+            backoff=self._report,
         )
         self._connection.inbox = self._directs.hello
         self._requests = Requests(self._connection, request_timeout)

@@ -8,6 +8,12 @@ user's direct messages the client has (`inbox`). It knows nothing of
 channels, requests or presence: the client is told when a connection is made (to subscribe
 again), dropped (to fail what waited for an answer) and closed for good.
 
+A server that says "back off" (HTTP 429, 503 with `Retry-After`, an `error` `limit` or
+`rate_limited` at the hello, close 4029) is not asked again before the time it said (at
+most `MAX_SERVER_BACKOFF`; a close 4029 that says none: `LIMITED_BACKOFF`), by any transport:
+the bound is the client's address or session, not one transport's; the app is told
+(`backoff`: a `Failure` `connect`).
+
 An expired token (close 4005, or an `error` `token_expired`) is not retried as it is: with
 `token_refresh` the loop asks the app for a new token and resumes the session with it;
 without, the connection is closed for good with 4005.
@@ -24,7 +30,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from .errors import ClientClosed, ConnectionLost, RequestFailed
+from .errors import ClientClosed, ConnectionLost, Failure, RequestFailed
+from .retry import LIMITED_BACKOFF, MAX_SERVER_BACKOFF, parse_retry_after
 from .transports import ClientTransport, Envelope, Item, make_transport
 
 __all__ = ["DEFAULT_HTTP_TRANSPORTS", "Connection", "reconnectable"]
@@ -36,8 +43,16 @@ DEFAULT_HTTP_TRANSPORTS = ("websocket", "sse", "stream", "longpoll", "polling")
 
 #: The close code of a connection whose token expired: come back with a new token.
 TOKEN_EXPIRED = 4005
+#: The close code of a client over a rate or a bound: come back after a backoff.
+LIMITED = 4029
 #: What an `error` envelope refusing the hello closes with (docs/security.md).
-_REFUSED = {"forbidden": 4101, "unauthorized": 4102, "token_expired": TOKEN_EXPIRED}
+_REFUSED = {
+    "forbidden": 4101,
+    "unauthorized": 4102,
+    "token_expired": TOKEN_EXPIRED,
+    "limit": LIMITED,
+    "rate_limited": LIMITED,
+}
 
 
 def reconnectable(code: int) -> bool:
@@ -57,6 +72,8 @@ class Connection:
         closed: called once, when the connection is closed for good.
         token_refresh: gives a new token when the one in use expired (None: an expired
             token ends the connection with 4005).
+        backoff: called with a `Failure` (`connect`) each time the server says to back off
+            while the loop comes back; its `retry_after` is the least the loop waits.
     """
 
     def __init__(
@@ -78,6 +95,7 @@ class Connection:
         dropped: Callable[[str], None],
         closed: Callable[[ClientClosed], None],
         token_refresh: Callable[[], Awaitable[str]] | None = None,
+        backoff: Callable[[Failure], None] | None = None,
     ) -> None:
         scheme = urlsplit(url).scheme
         self.url = url
@@ -116,6 +134,9 @@ class Connection:
         self.closed: ClientClosed | None = None
         self._receive, self._connected = receive, connected
         self._dropped, self._on_closed = dropped, closed
+        self._backoff = backoff
+        # The wait the last `error` said (`retry_after`), for the close 4029 that follows it.
+        self._said_wait: float | None = None
         self._reconnected = asyncio.Condition()
         self._transport: ClientTransport | None = None
         self._preferred = 0
@@ -149,7 +170,7 @@ class Connection:
                 await self._renew_token()  # the first token expired already: once more
                 await self._connect()
         except ConnectionLost as lost:
-            raise ClientClosed(lost.code, lost.reason) from None
+            raise ClientClosed(lost.code, lost.reason, lost.retry_after) from None
         self._reader = asyncio.ensure_future(self._read())
 
     async def close(self) -> None:
@@ -218,6 +239,8 @@ class Connection:
                 await self._connect_with(name)
             except ConnectionLost as lost:
                 failures.append(f"{name}: {lost}")
+                if lost.retry_after is not None:
+                    raise  # back off: every transport comes from the same client
                 if lost.code == TOKEN_EXPIRED:
                     # Every transport would be refused too: the token must change first.
                     if self.token_refresh is None:
@@ -271,8 +294,15 @@ class Connection:
             if kind == "welcome":
                 return envelope
             if kind == "error":
-                code = _REFUSED.get(str(envelope.get("code")), 4100)
-                raise ConnectionLost(code, str(envelope.get("message", "")))
+                error = str(envelope.get("code"))
+                code = _REFUSED.get(error, 4100)
+                message = str(envelope.get("message", ""))
+                if code != LIMITED:
+                    raise ConnectionLost(code, message)
+                wait = parse_retry_after(envelope.get("retry_after"))
+                raise ConnectionLost(
+                    code, message, LIMITED_BACKOFF if wait is None else wait, error
+                )
             if kind == "close":
                 raise ConnectionLost(int(envelope.get("code", 1006)), str(envelope.get("reason")))
 
@@ -285,12 +315,14 @@ class Connection:
             with contextlib.suppress(Exception):
                 await self._transport.close()
         attempt = 0
+        floor = self._server_wait(lost, attempt)  # a close 4029: not before it says
         while not self._closing:
             attempt += 1
             if self.max_reconnect_attempts is not None and attempt > self.max_reconnect_attempts:
                 return ClientClosed(lost.code, lost.reason)
             bound = min(self.reconnect_delay_max, self.reconnect_delay * 2 ** (attempt - 1))
-            await asyncio.sleep(random.uniform(0, bound))  # full jitter
+            await asyncio.sleep(max(floor, random.uniform(0, bound)))  # full jitter
+            floor = 0.0
             try:
                 if self._stale_token:
                     await self._renew_token()
@@ -301,11 +333,29 @@ class Connection:
                 return None
             except ConnectionLost as again:
                 log.debug("reconnect attempt %d failed: %s", attempt, again)
+                floor = self._server_wait(again, attempt)
                 if again.code == TOKEN_EXPIRED:
                     self._stale_token = True  # the new token expired too: another one
             except ClientClosed as closed:
                 return closed
         return ClientClosed(lost.code, lost.reason)
+
+    def _server_wait(self, lost: ConnectionLost, attempts: int) -> float:
+        """The least wait before the next attempt that the server asked for with `lost` (0:
+        none), at most `MAX_SERVER_BACKOFF`; the app is told of one (`backoff`)."""
+        wait = lost.retry_after
+        if wait is None and lost.code == LIMITED:  # a close 4029: what its error said
+            wait = self._said_wait if self._said_wait is not None else LIMITED_BACKOFF
+            lost.retry_after, lost.error = wait, lost.error or "rate_limited"
+        self._said_wait = None
+        if wait is None:
+            return 0.0
+        wait = min(wait, MAX_SERVER_BACKOFF)
+        log.info("the server asked to back off %g s: %s", wait, lost.reason)
+        if self._backoff is not None:
+            error = lost.error or "rate_limited"
+            self._backoff(Failure("connect", error, lost.reason, None, max(1, attempts), wait))
+        return wait
 
     async def _renew_token(self) -> None:
         """A new token from the app (`token_refresh`) for the next hello.
@@ -348,6 +398,9 @@ class Connection:
                 # hello needs a new token. (With an id: a refresh refused, nothing more.)
                 if kind == "error" and envelope.get("code") == "token_expired":
                     self._stale_token = self._stale_token or "id" not in envelope
+                # A close 4029 may follow: it waits what the error said.
+                if kind == "error" and envelope.get("code") in ("limit", "rate_limited"):
+                    self._said_wait = parse_retry_after(envelope.get("retry_after"))
             except ConnectionLost as lost:
                 if self._stopping():
                     return

@@ -57,21 +57,41 @@ class ClientClosed(ClientError):
     """The client is closed for good: raised by `recv()` once every message received before
     was read, and by every request after. `code` is a close code of docs/protocol.md: 1000
     after `close()`, the server's code when it closed with a "do not reconnect" code, or the
-    code of the last drop when reconnecting was off or gave up (`max_reconnect_attempts`)."""
+    code of the last drop when reconnecting was off or gave up (`max_reconnect_attempts`).
 
-    def __init__(self, code: int, reason: str) -> None:
+    `retry_after`: the server asked the client to back off (4029: over a rate or a bound,
+    HTTP 429, or 503 with `Retry-After`) for that many seconds before it tries again (at most
+    60); None otherwise. A first connection that is refused so is not retried by itself:
+    the app may wait that long and connect again.
+    """
+
+    def __init__(self, code: int, reason: str, retry_after: float | None = None) -> None:
         super().__init__(f"closed: {code} {reason}".rstrip())
         self.code = code
         self.reason = reason
+        self.retry_after = retry_after
 
 
 class ConnectionLost(ClientError):
-    """A transport's connection ended (internal: the client reconnects or closes)."""
+    """A transport's connection ended (internal: the client reconnects or closes).
 
-    def __init__(self, code: int, reason: str) -> None:
+    `retry_after`, `error`: the server asked the client to back off that many seconds (a
+    refusal: HTTP 429, 503 with `Retry-After`, an `error` `limit` or `rate_limited` at the
+    hello), with that error code; None when it did not say.
+    """
+
+    def __init__(
+        self,
+        code: int,
+        reason: str,
+        retry_after: float | None = None,
+        error: str | None = None,
+    ) -> None:
         super().__init__(f"connection lost: {code} {reason}".rstrip())
         self.code = code
         self.reason = reason
+        self.retry_after = retry_after
+        self.error = error
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +183,12 @@ class Failure:
     - `publish`: a publish to `channel` failed `attempts` times (`publish()` raised too);
     - `send`: no connection for a `send` within the retries (`send()` raised too);
     - `server`: an `error` envelope that answers no request, most often a refused `send`
-      (which has no answer otherwise: `code` and `message` say why).
+      (which has no answer otherwise: `code` and `message` say why);
+    - `connect`: the server told the client to back off (`rate_limited`: HTTP 429 or close
+      4029 after a rate; `limit`: a bound of sessions or connections, HTTP 503 with
+      `Retry-After` or close 4029): the client waits `retry_after` seconds (at most 60) at
+      least before its next attempt, and goes on reconnecting. Handed to `on_error` only
+      (not to the message stream: nothing was given up).
 
     `code` and `message` are `RequestFailed`'s (docs/protocol.md, "Error codes").
     """
@@ -173,6 +198,7 @@ class Failure:
     message: str
     channel: str | None = None
     attempts: int = 1
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

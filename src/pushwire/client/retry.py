@@ -18,12 +18,46 @@ from typing import Final, TypeVar
 
 from .errors import Failure, RequestFailed
 
-__all__ = ["RETRYABLE", "RetryPolicy", "retrying"]
+__all__ = [
+    "LIMITED_BACKOFF",
+    "MAX_SERVER_BACKOFF",
+    "RETRYABLE",
+    "RetryPolicy",
+    "parse_retry_after",
+    "retrying",
+]
 
 T = TypeVar("T")
 
 #: The codes of a `RequestFailed` that a retry may cure.
 RETRYABLE: Final = frozenset({"unavailable", "timeout", "disconnected"})
+#: The longest the server's word (`Retry-After`, close 4029) makes the client wait, seconds:
+#: a server that asks for more (or a hostile one) does not park its clients for hours.
+MAX_SERVER_BACKOFF: Final = 60.0
+#: What a close 4029 that says no time makes the client wait at least (docs/protocol.md:
+#: "reconnect after a backoff (at least a second)").
+LIMITED_BACKOFF: Final = 1.0
+#: Digits of a `Retry-After` read at most (more is not a wait anyone means).
+_MAX_DIGITS: Final = 10
+
+
+def parse_retry_after(value: object) -> float | None:
+    """The seconds an HTTP `Retry-After` (or an `error`'s `retry_after`) asks for, at most
+    `MAX_SERVER_BACKOFF`; None when absent or not a delay: the header's delta-seconds form
+    only (RFC 9110 10.2.3: ASCII digits; an HTTP-date, a sign, a fraction, a Unicode digit
+    or anything else is ignored), or a non-negative finite JSON number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        if not 0 <= value < float("inf"):
+            return None
+        return min(float(value), MAX_SERVER_BACKOFF)
+    if not isinstance(value, str):
+        return None
+    text = value.strip(" \t")
+    if not 0 < len(text) <= _MAX_DIGITS or not (text.isascii() and text.isdigit()):
+        return None
+    return min(float(int(text)), MAX_SERVER_BACKOFF)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ import ipaddress
 from ..clock import Clock
 from ..config import Config
 from ..errors import RateLimited, TooManySessions
-from ..ratelimit import AddressBuckets, Networks
+from ..ratelimit import AddressBuckets, Networks, address_key
 from .sessions import Session
 
 __all__ = ["Admission"]
@@ -30,6 +30,7 @@ class Admission:
         "_exempt",
         "_handshakes",
         "_loopback_exempt",
+        "_prefix",
         "per_address",
         "per_user",
         "total",
@@ -40,6 +41,8 @@ class Admission:
         self._clock = clock
         self._exempt = Networks(config.limit_exempt)
         self._loopback_exempt = config.per_ip_exempt_loopback
+        # Counters are kept per client: an IPv6 address by its /64 (`address_key`).
+        self._prefix = config.per_ip_ipv6_prefix
         rate = config.handshakes_per_ip
         self._handshakes = (
             AddressBuckets(rate, max(1, config.handshake_burst)) if rate > 0 else None
@@ -73,7 +76,7 @@ class Admission:
         buckets = self._handshakes
         if buckets is None or address is None or self.exempt(address):
             return
-        wait = buckets.take(address, self._clock.time())
+        wait = buckets.take(address_key(address, self._prefix), self._clock.time())
         if wait > 0:
             rate = self._config.handshakes_per_ip
             raise RateLimited(
@@ -93,7 +96,7 @@ class Admission:
         if (
             limit > 0
             and address is not None
-            and self.per_address.get(address, 0) >= limit
+            and self.per_address.get(address_key(address, self._prefix), 0) >= limit
             and not self.exempt(address)
         ):
             raise TooManySessions(f"too many sessions from one address (>= {limit})")
@@ -118,7 +121,8 @@ class Admission:
         self.total += 1
         address, user = session.address, session.user
         if address is not None and self._config.max_sessions_per_ip > 0:
-            self.per_address[address] = self.per_address.get(address, 0) + 1
+            key = address_key(address, self._prefix)
+            self.per_address[key] = self.per_address.get(key, 0) + 1
         if user is not None and self._config.max_sessions_per_user > 0:
             self.per_user[user] = self.per_user.get(user, 0) + 1
 
@@ -127,7 +131,7 @@ class Admission:
         self.total -= 1
         address, user = session.address, session.user
         if address is not None and self._config.max_sessions_per_ip > 0:
-            _decrement(self.per_address, address)
+            _decrement(self.per_address, address_key(address, self._prefix))
         if user is not None and self._config.max_sessions_per_user > 0:
             _decrement(self.per_user, user)
 

@@ -34,13 +34,8 @@ from typing import Any, Final
 
 import orjson
 
-from ..auth.namespaces import (
-    AUTHENTICATED,
-    OPEN,
-    Namespace,
-    Namespaces,
-    is_private,
-)
+from ..auth.admin import STATS_CHANNEL, STATS_RULE, AdminTokens, admin_grants
+from ..auth.namespaces import AUTHENTICATED, OPEN, Namespace, Namespaces, is_private
 from ..auth.refusals import RefusalLog
 from ..auth.tokens import TokenVerifier
 from ..clock import Clock
@@ -167,6 +162,8 @@ class Access:
         authenticating = tokens is not None or self._connect_proxy is not None
         self.namespaces = namespaces or Namespaces(None, AUTHENTICATED if authenticating else OPEN)
         self.refusals = RefusalLog(clock)
+        #: Admin tokens (the admin page, `auth.admin`): with the page on and an API key.
+        self.admin = AdminTokens.from_config(config)
         #: Set by `Hub.on_connect`; None: a client is who its token (or, open, its claim) says.
         self.connect_handler: ConnectHandler | None = None
         #: Set by `Hub.on_subscribe`; None: the namespace rules decide alone.
@@ -224,10 +221,9 @@ class Access:
             raise
 
     def connect_started(self, request: ConnectRequest) -> Identity | Awaitable[Identity]:
-        """`connect`, done inline when nothing must be awaited (no connect proxy to ask, no
-        connect handler or one that answers at once): the identity, else an awaitable of it.
-        Raises as `connect` (inline, or when the awaitable is awaited)."""
-        if self._connect_proxy is not None:
+        """`connect`, inline where nothing must be awaited (no connect proxy or admin token; a
+        connect handler, if any, that answers at once), else an awaitable. Raises as `connect`."""
+        if self._connect_proxy is not None or self.admin is not None:
             return self.connect(request)
         try:
             request, identity = self._prepared(request, self._proved(request))
@@ -271,18 +267,23 @@ class Access:
 
     def _proved(self, request: ConnectRequest) -> Identity:
         """Who the request's token proves the client is (in an open server: who it claims)."""
+        if self.admin is not None and (expires := self.admin.expires(request.token)) is not None:
+            return Identity(None, grants=admin_grants(frozenset(), True), expires=expires)
         if self.tokens is None:
             return Identity(self._bounded_user(request.user))
         if request.token is not None:
             claims = self.tokens.connection(request.token)
             user = self._bounded_user(claims.user)
-            return Identity(user, claims.info, claims.channels, claims.expires)
+            grants = admin_grants(claims.channels, claims.admin and self._config.admin)
+            return Identity(user, claims.info, grants, claims.expires)
         if self._config.anonymous:
             return Identity(None)
         raise Unauthorized("a connection token is required")
 
     async def _connect(self, request: ConnectRequest) -> Identity:
         proxy = self._connect_proxy
+        if self.admin is not None and self.admin.expires(request.token) is not None:
+            return self._proved(request)  # an admin token: the admin page, no app code asked
         if proxy is not None and (self.tokens is None or request.token is None):
             admitted = await proxy.connect(
                 transport=request.transport,
@@ -292,7 +293,8 @@ class Access:
                 token=request.token,
                 headers=proxy.forwarded(request.headers),
             )
-            identity = Identity(admitted.user, admitted.info, admitted.channels, admitted.expires)
+            grants = admin_grants(admitted.channels, False)
+            identity = Identity(admitted.user, admitted.info, grants, admitted.expires)
         else:
             identity = self._proved(request)
         request, identity = self._prepared(request, identity)
@@ -304,8 +306,8 @@ class Access:
         self, request: ConnectRequest, identity: Identity
     ) -> tuple[ConnectRequest, Identity]:
         """The request as the connect handler sees it, and the identity proved so far."""
-        if self.authenticating:
-            request = _with_proof(request, identity)
+        if self.authenticating:  # the connect handler sees who the token or the proxy proved
+            request = replace(request, user=identity.user, info=identity.info)
         if self._subscribe_proxy is not None:
             # Subscriptions come later, when the request is gone: its passed-on headers stay.
             identity = replace(identity, forwarded=self._subscribe_proxy.forwarded(request.headers))
@@ -371,6 +373,10 @@ class Access:
         limit = self._config.max_subscriptions
         if name not in session.channels and len(session.channels) >= limit:
             raise LimitReached(f"subscription limit reached ({limit} channels)")
+        if name == STATS_CHANNEL and name not in session.grants:  # admin sessions only
+            raise Forbidden(f"{name!r} is the admin page's: an admin token is needed")
+        if name == STATS_CHANNEL:
+            return name, STATS_RULE
         rule = self.namespaces.rule(name)
         if rule.users_in_name and session.user not in Namespaces.users_named(name):
             raise Forbidden(f"{name!r} is for the users its name lists")
@@ -436,6 +442,8 @@ class Access:
             raise
 
     def _check_publish(self, session: Session | None, channel: str) -> Namespace:
+        if channel == STATS_CHANNEL:
+            raise Forbidden(f"only the server publishes to {channel!r}")
         rule = self.namespaces.rule(channel)
         if session is None:
             return rule
@@ -469,11 +477,6 @@ class Access:
         except (Forbidden, Unauthorized, BackendUnavailable) as exc:
             self.refusals.refused(f"publish to {channel!r}", exc, None)
             raise
-
-
-def _with_proof(request: ConnectRequest, identity: Identity) -> ConnectRequest:
-    """`request` as the connect handler sees it once a token or the proxy proved who it is."""
-    return replace(request, user=identity.user, info=identity.info)
 
 
 def _identity_of(result: object, proved: Identity) -> Identity:

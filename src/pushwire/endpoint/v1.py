@@ -17,6 +17,7 @@ from ..errors import (
     Unauthorized,
     Unavailable,
     UnknownType,
+    backoff_seconds,
 )
 from ..message import Data, Message, Position, check_idempotency_key
 from ..parsing import MAX_POSITION, echoable_id, quoted
@@ -445,6 +446,9 @@ class EnvelopeHandler(Handler):
         else:
             code, message = "internal", "internal error"
         fields: dict[str, Any] = {"type": "error", "code": code, "message": message}
+        wait = backoff_seconds(exc)
+        if wait is not None:
+            fields["retry_after"] = wait
         if request_id is not None:
             fields["id"] = request_id
         self.transport.write(self.transport.framing.frame_control(fields))

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from ..clock import Clock
 from ..config import Config
-from ..ratelimit import Networks, client_address
+from ..ratelimit import Networks, address_key, client_address
 from ..transports.websocket.connection import PingSweep
 from ..web import Application, Request
 from .fdlimit import connection_bound
@@ -42,7 +42,10 @@ class Door:
         self.tls = tls
         #: `max_connections`, or (0) what the open-file limit allows.
         self.max_connections = connection_bound(config.max_connections, config.fd_reserve)
-        self.per_ip: dict[str, int] = {}  # open connections per address, when limited
+        #: Open connections per address (an IPv6 one by its /64: `address_key`), when limited.
+        self.per_ip: dict[str, int] = {}
+        self.ipv6_prefix = config.per_ip_ipv6_prefix
+        address_key("::", self.ipv6_prefix)  # a prefix out of range fails at start
         #: Proxies whose X-Forwarded-For is read (`trust_proxy`), and addresses exempt from
         #: the per-address bounds (`limit_exempt`).
         self.trusted = Networks(config.trust_proxy)
@@ -82,8 +85,9 @@ class Door:
             refusal = f"too many connections (> {self.max_connections})"
         limit = config.max_connections_per_ip
         if limit > 0 and ip is not None and not self._unbounded(ip):
-            count = self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
-            self.ip_of[connection] = ip
+            key = address_key(ip, self.ipv6_prefix)
+            count = self.per_ip[key] = self.per_ip.get(key, 0) + 1
+            self.ip_of[connection] = key
             if count > limit and refusal is None:
                 refusal = f"too many connections from one address (> {limit})"
         return refusal

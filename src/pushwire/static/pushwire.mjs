@@ -212,6 +212,26 @@ var Channels = class {
   }
 };
 
+// src/backoff.js
+var LIMITED = 4029;
+var MAX_SERVER_BACKOFF = 60;
+var LIMITED_BACKOFF = 1;
+function parseRetryAfter(value) {
+  if (typeof value === "number") {
+    return Number.isFinite(value) && value >= 0 ? Math.min(value, MAX_SERVER_BACKOFF) : null;
+  }
+  if (typeof value !== "string") return null;
+  const text = value.replace(/^[ \t]+|[ \t]+$/g, "");
+  if (!/^[0-9]{1,10}$/.test(text)) return null;
+  return Math.min(Number(text), MAX_SERVER_BACKOFF);
+}
+function refusalWait(status, retryAfter) {
+  const wait = parseRetryAfter(retryAfter);
+  if (status === 429) return wait === null ? LIMITED_BACKOFF : wait;
+  if (status === 503 && wait !== null) return wait;
+  return null;
+}
+
 // src/connecting.js
 function meansReconnect(code) {
   if (code === 4004) return false;
@@ -260,10 +280,10 @@ var Connecting = class {
       onenvelope: (envelope, bytes) => {
         if (transport === this._transport) this._receive(envelope, bytes);
       },
-      onclose: (code, reason, wasClean) => {
+      onclose: (code, reason, wasClean, retryAfter) => {
         if (transport !== this._transport) return;
         this._transport = null;
-        this._transportClosed(code, reason, wasClean);
+        this._transportClosed(code, reason, wasClean, retryAfter);
       },
       // The server ended this connection to have it reopened at once (the iframe
       // document's size bound): the session goes on, and the app is not told.
@@ -322,8 +342,12 @@ var Connecting = class {
     this._live = false;
     if (transport) transport.abort();
   }
-  /** @this {Pushwire} */
-  _transportClosed(code, reason, wasClean) {
+  /**
+   * @this {Pushwire}
+   * @param {number} code @param {string} reason @param {boolean} wasClean
+   * @param {number} [retryAfter] seconds the server said to back off (an HTTP answer)
+   */
+  _transportClosed(code, reason, wasClean, retryAfter) {
     this._stopHeartbeat();
     clearTimeout(this._connectTimer);
     this._connectTimer = null;
@@ -340,11 +364,12 @@ var Connecting = class {
       this._finish(TOKEN_EXPIRED, reason, wasClean, !wasClean);
       return;
     }
+    const wait = this._serverWait(code, reason, retryAfter);
     if (wasLive) {
       if (this._options.reconnect && (meansReconnect(code) || expired)) {
         this._reconnectAttempt = 0;
         this.dispatchEvent(Object.assign(new Event("reconnecting"), { code, reason }));
-        this._scheduleReconnect();
+        this._scheduleReconnect(wait);
       } else {
         this._finish(code, reason, wasClean, !wasClean);
       }
@@ -356,6 +381,11 @@ var Connecting = class {
     }
     if (code !== 1006 && !meansReconnect(code)) {
       this._finish(code, reason, wasClean, !wasClean);
+      return;
+    }
+    if (wait > 0) {
+      if (!this._everOpened) this._finish(code, reason, wasClean, !wasClean);
+      else this._scheduleReconnect(wait);
       return;
     }
     const names = this._options.transports;
@@ -371,10 +401,31 @@ var Connecting = class {
     this._scheduleReconnect();
   }
   /**
-   * Exponential backoff with full jitter: a random wait up to min(max, base * 2^n).
+   * The least wait the server asked for with this close, seconds (0: none), told to the
+   * app with a `backoff` event: `retryAfter` from an HTTP answer, or for a close 4029 what
+   * the `error` before it said (1 s when nothing).
    * @this {Pushwire}
+   * @param {number} code @param {string} reason @param {number} [retryAfter]
    */
-  _scheduleReconnect() {
+  _serverWait(code, reason, retryAfter) {
+    let wait = typeof retryAfter === "number" ? retryAfter : null;
+    if (wait === null && code === LIMITED) {
+      const said = this._saidWait;
+      wait = typeof said === "number" ? said : LIMITED_BACKOFF;
+    }
+    this._saidWait = null;
+    if (wait === null) return 0;
+    wait = Math.min(wait, MAX_SERVER_BACKOFF);
+    this.dispatchEvent(Object.assign(new Event("backoff"), { code, reason, retryAfter: wait }));
+    return wait;
+  }
+  /**
+   * Exponential backoff with full jitter: a random wait up to min(max, base * 2^n); at
+   * least `floor` seconds (what the server asked for).
+   * @this {Pushwire}
+   * @param {number} [floor]
+   */
+  _scheduleReconnect(floor = 0) {
     const bound = Math.min(
       this._options.reconnectDelayMax,
       this._options.reconnectDelay * Math.pow(2, this._reconnectAttempt)
@@ -385,7 +436,7 @@ var Connecting = class {
       this._reconnectTimer = null;
       const state = this._readyState;
       if ((state === OPEN || state === CONNECTING) && !this._closeRequested) this._connect();
-    }, Math.random() * bound);
+    }, Math.max(Math.random() * bound, floor * 1e3));
   }
 };
 
@@ -410,6 +461,9 @@ var Incoming = class {
         if (envelope.code === "token_expired" && envelope.id === void 0) {
           this._staleToken = true;
           if (this._refreshes()) return void 0;
+        }
+        if (envelope.code === "limit" || envelope.code === "rate_limited") {
+          this._saidWait = parseRetryAfter(envelope.retry_after);
         }
         return this._serverError(envelope);
       case "presence":
@@ -1119,6 +1173,7 @@ var HttpTransport = class {
         else this._post();
         return;
       }
+      if (this._backOff(response, "send")) return;
       if (response.status === 413) this._fail(1009, "message too big for the server");
       else if (response.status === 400) this._fail(4100, "the server refused an envelope");
       else this._fail(1006, `send failed: HTTP ${response.status}`);
@@ -1179,11 +1234,25 @@ var HttpTransport = class {
     this._outgoing = [];
     this._outgoingBytes = 0;
   }
-  /** The connection failed: no clean close. */
-  _fail(code, reason) {
+  /**
+   * The connection failed: no clean close (`retryAfter`: the server said to back off).
+   * @param {number} code @param {string} reason @param {number} [retryAfter]
+   */
+  _fail(code, reason, retryAfter) {
     if (this._ended) return;
     this._end();
-    this.callbacks.onclose(code, reason, false);
+    this.callbacks.onclose(code, reason, false, retryAfter);
+  }
+  /**
+   * Whether `response` says to back off (429; 503 with Retry-After, readable across origins
+   * as the server exposes it): then the connection failed with 4029 and the wait.
+   * @param {Response} response @param {string} what
+   */
+  _backOff(response, what) {
+    const wait = refusalWait(response.status, response.headers.get("Retry-After"));
+    if (wait === null) return false;
+    this._fail(LIMITED, `${what}: HTTP ${response.status}`, wait);
+    return true;
   }
   /** One envelope as JSON text from the downstream. */
   _receiveText(text) {
@@ -1286,6 +1355,7 @@ var StreamTransport = class extends HttpTransport {
       cache: "no-store",
       signal: controller.signal
     }).then(async (response) => {
+      if (!response.ok && current() && this._backOff(response, "stream")) return;
       if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
       const reader = response.body.getReader();
       const text = new TextDecoder();
@@ -1410,6 +1480,7 @@ var PollTransport = class extends HttpTransport {
         this._fail(1006, `poll refused: HTTP ${response.status}`);
         return;
       }
+      if (this._backOff(response, this.name)) return;
       if (response.status === 503 && hello === null && this._retries < POLL_RETRIES) {
         const delay = Math.min(100 * 2 ** this._retries, 2e3);
         this._retries += 1;
@@ -1517,6 +1588,7 @@ var Pushwire = class extends EventTarget {
     this._connectTimer = null;
     this._reconnectTimer = null;
     this._reconnectAttempt = 0;
+    this._saidWait = null;
     this._queue = [];
     this._queuedBytes = 0;
     this._discardedBytes = 0;

@@ -36,7 +36,15 @@ import orjson
 from ..core import Hub, Session
 from ..core.transport import Framing, Transport
 from ..endpoint import ClientInfo, Endpoint, EnvelopeHandler
-from ..errors import BadRequest, Forbidden, Gone, NotConnected, RemoteError, Unavailable
+from ..errors import (
+    BadRequest,
+    Forbidden,
+    Gone,
+    NotConnected,
+    RemoteError,
+    Unavailable,
+    backoff_seconds,
+)
 from ..parsing import quoted
 from ..web import Request, StreamResponse
 
@@ -81,7 +89,11 @@ def split_transport(path: str) -> tuple[str, str | None]:
 
 def error_body(exc: RemoteError | Unavailable) -> bytes:
     """A JSON error body for the HTTP transports: `{"type":"error","code":…,"message":…}`."""
-    return orjson.dumps({"type": "error", "code": exc.error_code, "message": str(exc)})
+    error: dict[str, object] = {"type": "error", "code": exc.error_code, "message": str(exc)}
+    wait = backoff_seconds(exc)
+    if wait is not None:
+        error["retry_after"] = wait
+    return orjson.dumps(error)
 
 
 def client_info(request: Request, endpoint_path: str) -> ClientInfo:

@@ -42,7 +42,7 @@ from ..envelope import (
     encode_binary_frame_payload,
     encode_text,
 )
-from ..errors import BadRequest, IncompleteFrame, MessageTooLarge, RemoteError
+from ..errors import BadRequest, IncompleteFrame, MessageTooLarge, RemoteError, backoff_seconds
 from ..guard import FAILURES
 from ..message import Data, Message
 from ..origin import OriginPolicy
@@ -304,7 +304,10 @@ class TcpConnection(SocketTransport):
         self._set_timer(self.config.close_timeout, self.abort)
 
     def _refuse(self, exc: RemoteError) -> None:
-        error = {"type": "error", "code": exc.error_code, "message": str(exc)}
+        error: dict[str, object] = {"type": "error", "code": exc.error_code, "message": str(exc)}
+        wait = backoff_seconds(exc)
+        if wait is not None:
+            error["retry_after"] = wait
         self.socket.write(TCP_FRAMING.wrap(encode_text(error)))
         self.close(exc.close_code, str(exc)[:120])
 

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
+from tests.redis_cluster_helpers import ClusterBrokers, RedisCluster
 from tests.redis_helpers import Maker, Node, RedisBrokers, RedisServer
 
 
@@ -31,3 +32,11 @@ async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
     client = Redis.from_url(redis_server.url)
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+async def cluster_brokers(redis_cluster: RedisCluster) -> AsyncIterator[ClusterBrokers]:
+    """Makes started `RedisClusterBroker`s on `redis_cluster`; all closed at the end."""
+    brokers = ClusterBrokers(redis_cluster.url)
+    yield brokers
+    await brokers.close_all()

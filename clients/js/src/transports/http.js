@@ -1,3 +1,4 @@
+import { LIMITED, refusalWait } from '../backoff.js';
 import { toBase64, utf8Length } from '../bytes.js';
 import { httpUrl, pageOrigin } from '../urls.js';
 
@@ -126,6 +127,7 @@ export class HttpTransport {
         else this._post();
         return;
       }
+      if (this._backOff(response, 'send')) return;
       if (response.status === 413) this._fail(1009, 'message too big for the server');
       else if (response.status === 400) this._fail(4100, 'the server refused an envelope');
       else this._fail(1006, `send failed: HTTP ${response.status}`);
@@ -194,11 +196,26 @@ export class HttpTransport {
     this._outgoingBytes = 0;
   }
 
-  /** The connection failed: no clean close. */
-  _fail(code, reason) {
+  /**
+   * The connection failed: no clean close (`retryAfter`: the server said to back off).
+   * @param {number} code @param {string} reason @param {number} [retryAfter]
+   */
+  _fail(code, reason, retryAfter) {
     if (this._ended) return;
     this._end();
-    this.callbacks.onclose(code, reason, false);
+    this.callbacks.onclose(code, reason, false, retryAfter);
+  }
+
+  /**
+   * Whether `response` says to back off (429; 503 with Retry-After, readable across origins
+   * as the server exposes it): then the connection failed with 4029 and the wait.
+   * @param {Response} response @param {string} what
+   */
+  _backOff(response, what) {
+    const wait = refusalWait(response.status, response.headers.get('Retry-After'));
+    if (wait === null) return false;
+    this._fail(LIMITED, `${what}: HTTP ${response.status}`, wait);
+    return true;
   }
 
   /** One envelope as JSON text from the downstream. */

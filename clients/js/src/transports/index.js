@@ -5,8 +5,9 @@
  * @property {() => void} onopen the connection is up; the client sends `hello` next
  * @property {(envelope: Object, bytes: Uint8Array|null) => void} onenvelope an envelope
  *   arrived; `bytes` is its binary data when it came as raw bytes
- * @property {(code: number, reason: string, wasClean: boolean) => void} onclose the
- *   connection ended (1006 when it dropped or could not be opened)
+ * @property {(code: number, reason: string, wasClean: boolean, retryAfter?: number) => void}
+ *   onclose the connection ended (1006 when it dropped or could not be opened; 4029 with
+ *   `retryAfter`, seconds, when an HTTP answer said to back off: 429, 503 + Retry-After)
  * @property {() => void} [onrecycle] the server ended the downstream to have it reopened at
  *   once (iframe): the client sends `hello` again on the same transport
  */

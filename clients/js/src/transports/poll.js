@@ -56,6 +56,8 @@ export class PollTransport extends HttpTransport {
         this._fail(1006, `poll refused: HTTP ${response.status}`);
         return;
       }
+      // 429, 503 with Retry-After: back off (the core comes back after the wait).
+      if (this._backOff(response, this.name)) return;
       if (response.status === 503 && hello === null && this._retries < POLL_RETRIES) {
         // Retryable: the server keeps what this cursor has not acknowledged.
         const delay = Math.min(100 * 2 ** this._retries, 2000);

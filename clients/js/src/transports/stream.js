@@ -26,6 +26,7 @@ export class StreamTransport extends HttpTransport {
       cache: 'no-store',
       signal: controller.signal,
     }).then(async (response) => {
+      if (!response.ok && current() && this._backOff(response, 'stream')) return;
       if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
       const reader = response.body.getReader();
       const text = new TextDecoder();

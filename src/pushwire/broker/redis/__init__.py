@@ -14,6 +14,9 @@ Fan-out uses Redis pub/sub; offsets and history live in Redis, so every node see
 - nodes.py: `RedisNodes`, which nodes are alive and node-to-node sends (for
   `pushwire.routing`).
 - health.py: what counts as a lost connection, the outage log, reconnection backoff.
+- cluster.py: `RedisClusterBroker`, the same over the masters of a Redis Cluster, one
+  `RedisBroker` per master (sharded pub/sub), channels and users routed by hash slot;
+  topology.py finds the masters.
 - layout.py: every key and pub/sub name in Redis, and the form of what is stored and
   published there.
 - scripts.py: running a Lua script for a batch in one round trip, through a SCRIPT FLUSH.
@@ -25,12 +28,13 @@ at a time).
 Not guaranteed:
 
 - An order between processes publishing to one channel: Redis picks one, the same for all.
-- Redis Cluster and Sentinel are not supported (a channel's keys share a hash tag, so one
-  channel would live on one shard, but pub/sub and discovery are not written for it).
+- Sentinel is not supported; on a Redis Cluster, slots moving while pushwire runs are not
+  followed (cluster.py).
 """
 
 from .broker import RedisBroker
+from .cluster import RedisClusterBroker
 from .nodes import RedisNodes
 from .subscriber import ListenCallback
 
-__all__ = ["ListenCallback", "RedisBroker", "RedisNodes"]
+__all__ = ["ListenCallback", "RedisBroker", "RedisClusterBroker", "RedisNodes"]

@@ -1,15 +1,12 @@
 """`RedisBroker`: the broker the hub sees, wired from the parts of this package.
 
 It checks that the broker runs, starts and stops the parts, and turns what arrives on pub/sub
-into the hub's callbacks: channel messages and presence changes (on the channel's pub/sub
-name) and direct messages (on the user's).
+into the hub's callbacks: channel messages, presence changes and direct messages.
 
-Direct messages to user `U` are stored in its inbox, a Stream like a channel's history with
-its own bounds (count, bytes, age; layout.py), and published on the user's pub/sub channel,
-in the publish queue's order (publisher.py). A process listens to it (`listen_user`) while
-it holds a session of `U`, so one subscription per user per process; every subscriber gets
-a user's messages in offset order. What a session missed (its process's subscription down,
-the session away) is read back from the inbox by position (`inbox_history`).
+Direct messages to user `U` go to its inbox, a Stream like a channel's history with its own
+bounds (layout.py), published on the user's pub/sub channel in the publish queue's order
+(publisher.py); every subscriber gets them in offset order. A process listens to the user
+(`listen_user`) while it holds a session of `U`; what a session missed is read back by position.
 """
 
 from __future__ import annotations
@@ -97,6 +94,8 @@ class RedisBroker(HealthReport):
             after its last direct message.
         clock: when this process's presence refreshes are due (Redis keeps its own time for
             history and expiry).
+        sharded: `url` is a master of a Redis Cluster (cluster.py): sharded pub/sub, names
+            hash-tagged (layout.py).
 
     The options are read once, here: the attributes of the same names say what was given.
     """
@@ -124,6 +123,7 @@ class RedisBroker(HealthReport):
         inbox_size: int = 1000,
         inbox_bytes: int = 1024 * 1024,
         inbox_ttl: float = 86400.0,
+        sharded: bool = False,
     ) -> None:
         if history_size < 0 or history_bytes < 0:
             raise ValueError("history_size and history_bytes must be >= 0")
@@ -160,7 +160,7 @@ class RedisBroker(HealthReport):
         self.inbox_bytes = inbox_bytes
         self.inbox_ttl = inbox_ttl
         #: The names in Redis (for other keys of this node: nodes.py).
-        self.keys = Keys(prefix)
+        self.keys = Keys(prefix, sharded)
 
         # No retries inside redis-py: a failure must surface here, once, so that it is
         # reported, and a publish must never be run twice. RESP2: pub/sub messages are plain

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Final
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from ...errors import Unavailable
 from ...message import Message, Position
@@ -134,4 +135,6 @@ class HistoryReader:
             epoch, offset, entries = await self._script(keys=[meta, history], args=args)
         except CONNECTION_ERRORS as exc:
             raise Unavailable(f"redis at {self._where} unavailable: {exc}") from exc
+        except ResponseError as exc:  # a Redis Cluster's CLUSTERDOWN or MOVED
+            raise Unavailable(f"redis at {self._where} refused the read: {exc}") from exc
         return epoch.decode("ascii"), int(offset), entries

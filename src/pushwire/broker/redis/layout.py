@@ -46,6 +46,11 @@ publish script and read by the same read script, under its own names and bounds:
 Node `N` (nodes.py): `pushwire:node:N`, both the liveness key (any value, with a TTL) and the
 pub/sub channel of requests to the node (opaque payloads).
 
+On a Redis Cluster (`Keys(sharded=True)`, cluster.py) every name of a channel or user hashes
+to one slot, pub/sub included, and travels by sharded pub/sub (SPUBLISH, SSUBSCRIBE): a
+user's pub/sub channel is `pushwire:user:{U}` (its inbox's hash tag), and the nodes' names are
+`pushwire:{nodes}:node:N`, all in one slot (one shard carries node-to-node requests).
+
 Text stays text, binary stays binary: the kind travels with the data, in history and on
 pub/sub alike.
 """
@@ -70,6 +75,17 @@ class Keys:
     """The names of keys and pub/sub channels, all under `prefix` (see the module)."""
 
     prefix: str = "pushwire:"
+    #: A Redis Cluster: names hash-tagged per channel, user and the nodes, sharded pub/sub.
+    sharded: bool = False
+
+    @property
+    def publish_command(self) -> str:
+        """PUBLISH, or SPUBLISH (sharded pub/sub: delivered by the channel's shard only)."""
+        return "SPUBLISH" if self.sharded else "PUBLISH"
+
+    def script(self, source: str) -> str:
+        """A Lua script's source with its PUBLISH calls made `publish_command`."""
+        return source.replace("'PUBLISH'", "'SPUBLISH'") if self.sharded else source
 
     def topic(self, channel: str) -> str:
         """The channel's pub/sub name: its messages and presence changes travel on it."""
@@ -91,6 +107,8 @@ class Keys:
 
     def user(self, user: str) -> str:
         """The pub/sub channel of `user`'s direct messages."""
+        if self.sharded:
+            return f"{self.prefix}user:{{{user}}}"  # the inbox's slot
         return f"{self.prefix}user:{user}"
 
     def inbox(self, user: str) -> tuple[str, str, str]:
@@ -100,6 +118,8 @@ class Keys:
 
     def node(self, node: str) -> str:
         """The liveness key of `node`, which is also the name of its pub/sub channel."""
+        if self.sharded:
+            return f"{self.prefix}{{nodes}}:node:{node}"  # every node's in one slot
         return f"{self.prefix}node:{node}"
 
 

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from ...errors import Unavailable
 from ..base import Delivery
 from .broker import RedisBroker
+from .cluster import RedisClusterBroker
 from .health import CONNECTION_ERRORS
 
 __all__ = ["RedisNodes", "new_node_id"]
@@ -47,12 +48,15 @@ class RedisNodes:
     """This node's liveness key and request channel, and sending to other nodes.
 
     Args:
-        broker: the node's Redis broker (its connections are reused).
+        broker: the node's Redis broker (its connections are reused); on a Redis Cluster,
+            every node's key and channel are on the master of the slot of `{nodes}`.
         node_ttl: seconds the liveness key lives unless refreshed (every `node_ttl / 3`).
         node: this node's id (a new random one by default).
     """
 
-    def __init__(self, broker: RedisBroker, node_ttl: float, node: str | None = None) -> None:
+    def __init__(
+        self, broker: RedisBroker | RedisClusterBroker, node_ttl: float, node: str | None = None
+    ) -> None:
         if node_ttl <= 0:
             raise ValueError(f"node_ttl must be > 0, not {node_ttl}")
         self.broker = broker
@@ -127,7 +131,7 @@ class RedisNodes:
             async with self.broker.redis.pipeline(transaction=False) as pipe:
                 pipe.exists(key)
                 pipe.exists(self.key(self.node))
-                pipe.publish(key, payload)
+                pipe.execute_command(self.broker.keys.publish_command, key, payload)
                 alive, ours, receivers = await pipe.execute()
         except CONNECTION_ERRORS as exc:
             self._reliable_since = None

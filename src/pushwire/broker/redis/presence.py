@@ -143,7 +143,8 @@ class RedisPresence:
         self.timeout = timeout
         self.clock = clock
         self._ttl_ms = str(max(1, round(ttl * 1000)))
-        self._script = client.register_script(PRESENCE_SCRIPT)
+        self._source = keys.script(PRESENCE_SCRIPT)  # SPUBLISH on a Redis Cluster
+        self._script = client.register_script(self._source)
         self.deliver: PresenceCallback | None = None
         #: This process's members: channel -> member -> entry.
         self.members: dict[str, dict[str, bytes]] = {}
@@ -249,7 +250,7 @@ class RedisPresence:
     async def _send(self, ops: list[_Op]) -> None:
         """Run the script for each op, in order, in one round trip."""
         try:
-            if await run_batch(self._client, PRESENCE_SCRIPT, ops, self._add, self._finish):
+            if await run_batch(self._client, self._source, ops, self._add, self._finish):
                 raise Unavailable("redis keeps forgetting the presence script")
         except (*CONNECTION_ERRORS, Unavailable) as exc:
             log.debug("presence update failed: %s", exc)

@@ -171,7 +171,9 @@ class Publisher:
         self.max_pending = max_pending
         self.max_batch = max_batch
         self.max_batch_bytes = max_batch_bytes
-        self._script = client.register_script(PUBLISH_SCRIPT)
+        # SPUBLISH in place of PUBLISH on a Redis Cluster (layout.py).
+        self._source = keys.script(PUBLISH_SCRIPT)
+        self._script = client.register_script(self._source)
         #: What is kept of each channel (`RedisBroker.set_history_policy` changes it).
         self.retention_of: Callable[[str], Retention] = lambda _channel: retention
         self._inbox = inbox
@@ -188,7 +190,7 @@ class Publisher:
         Raises:
             redis.exceptions.ConnectionError: and the other `CONNECTION_ERRORS`.
         """
-        await self._client.script_load(PUBLISH_SCRIPT)
+        await self._client.script_load(self._source)
 
     def enqueue(
         self,
@@ -281,12 +283,12 @@ class Publisher:
 
     async def _restore(self) -> None:
         await self._client.ping()
-        await self._client.script_load(PUBLISH_SCRIPT)
+        await self._client.script_load(self._source)
 
     async def _send(self, batch: list[_Publish]) -> None:
         """Run the publish script for each of `batch` (on a channel, or a user's inbox), in
         order, in one round trip."""
-        forgotten = await run_batch(self._client, PUBLISH_SCRIPT, batch, self._add, self._finish)
+        forgotten = await run_batch(self._client, self._source, batch, self._add, self._finish)
         if forgotten:
             self._fail(forgotten, Unavailable("redis keeps forgetting the publish script"))
 

@@ -18,6 +18,14 @@ Guaranteed:
   read their `history` then (anything published later arrives live; compare offsets, as the
   two may overlap).
 
+On a Redis Cluster (`Keys.sharded`) the same holds per shard, with sharded pub/sub: one
+SSUBSCRIBE per pub/sub channel (each hashes to its own slot), and a sharded subscription
+Redis drops (its slot moved to another shard), or a subscription refused (CLUSTERDOWN while
+a restarted master rejoins, MOVED), counts as a lost connection. A master is subscribed again
+only once it serves its slots (`cluster_state:ok`: a restarted master refuses commands for
+about 2 s, and SSUBSCRIBE alone would succeed), so that the history read that follows
+`on_resubscribed` is answered.
+
 Not guaranteed: live delivery across an outage. Pub/sub does not replay: messages published
 while this process's subscription was down are only in history (see `on_resubscribed`), and
 a user's direct messages or a node's requests published meanwhile are lost.
@@ -31,6 +39,8 @@ from collections.abc import Callable
 
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..base import ResubscribedCallback
@@ -43,6 +53,10 @@ log = logging.getLogger("pushwire.broker.redis")
 
 #: Called with each payload published to a pub/sub channel subscribed with `listen`.
 ListenCallback = Callable[[bytes], None]
+
+# What pub/sub and sharded pub/sub call their messages and subscription confirmations.
+_MESSAGES = (b"message", b"smessage")
+_CONFIRMATIONS = (b"subscribe", b"ssubscribe")
 
 
 class Subscriber:
@@ -89,6 +103,8 @@ class Subscriber:
         # is recovered as after a lost connection.
         self._late: set[bytes] = set()
         self._resubscribed: frozenset[str] | None = None
+        self._subscribe = "SSUBSCRIBE" if keys.sharded else "SUBSCRIBE"
+        self._unsubscribe = "SUNSUBSCRIBE" if keys.sharded else "UNSUBSCRIBE"
 
     async def subscribe(self, channel: str) -> None:
         """Subscribe `channel`; returns once Redis confirmed it, or once the connection was
@@ -132,6 +148,8 @@ class Subscriber:
         connection: AbstractConnection = make_connection()  # type: ignore[no-untyped-call]
         try:
             await connection.connect()  # type: ignore[no-untyped-call]
+            if self._keys.sharded:
+                await _serving(connection)
             # From here on `subscribe` sends on this connection itself; a channel both in
             # the snapshot and subscribed meanwhile is subscribed twice, which Redis ignores.
             self._connection = connection
@@ -139,8 +157,14 @@ class Subscriber:
             self._health.receiving = not topics
             if topics:
                 self._unconfirmed = set(topics)
+                # Sharded: one command per pub/sub channel, their slots differ.
+                commands: list[tuple[str | bytes, ...]] = (
+                    [(self._subscribe, topic) for topic in topics]
+                    if self._keys.sharded
+                    else [(self._subscribe, *topics)]
+                )
                 async with self._write_lock:
-                    await connection.send_command("SUBSCRIBE", *topics)
+                    await connection.send_packed_command(connection.pack_commands(commands))
         except BaseException:
             self._connection = None
             self._health.receiving = False
@@ -169,7 +193,8 @@ class Subscriber:
                 self._notify_resubscribed()
             try:
                 await self._read(connection)
-            except CONNECTION_ERRORS as exc:
+            except (*CONNECTION_ERRORS, ResponseError) as exc:
+                # ResponseError: a subscription refused (CLUSTERDOWN, MOVED): try again later.
                 self._connection = None
                 self._health.losses += 1
                 self._health.receiving = False
@@ -189,7 +214,7 @@ class Subscriber:
         try:
             async with asyncio.timeout(self.timeout):
                 async with self._write_lock:
-                    await connection.send_command("SUBSCRIBE", topic)
+                    await connection.send_command(self._subscribe, topic)
                 await waiter
         except TimeoutError:
             # Going on unconfirmed: once the confirmation comes, the channel is recovered
@@ -215,7 +240,7 @@ class Subscriber:
             return  # not subscribed on the next connection
         try:
             async with self._write_lock:
-                await connection.send_command("UNSUBSCRIBE", topic)
+                await connection.send_command(self._unsubscribe, topic)
         except CONNECTION_ERRORS as exc:
             # The reader sees the same loss; the next connection leaves this channel out.
             log.debug("unsubscription from %s interrupted: %s", channel, exc)
@@ -237,10 +262,16 @@ class Subscriber:
             if not isinstance(response, list):
                 continue  # PONG while no channel is subscribed
             kind = response[0]
-            if kind == b"message":
+            if kind in _MESSAGES:
                 self._dispatch(response[1], response[2])
-            elif kind == b"subscribe":
+            elif kind in _CONFIRMATIONS:
                 self._confirmed(response[1])
+            elif kind == b"sunsubscribe" and self._wanted(response[1]):
+                # Redis Cluster dropped it (its slot moved): subscribe everything again.
+                raise RedisConnectionError(f"redis dropped the subscription to {response[1]!r}")
+
+    def _wanted(self, topic: bytes) -> bool:
+        return topic in self._topics or topic in self._listeners
 
     def _dispatch(self, topic: bytes, payload: bytes) -> None:
         listener = self._listeners.get(topic)
@@ -285,3 +316,19 @@ class Subscriber:
                 if not waiter.done():
                     waiter.set_result(None)
         self._unconfirmed = set()
+
+
+async def _serving(connection: AbstractConnection) -> None:
+    """Check that a cluster node serves its slots (`cluster_state:ok`).
+
+    Raises:
+        redis.exceptions.ConnectionError: it does not yet.
+    """
+    await connection.send_command("CLUSTER", "INFO")
+    try:
+        info = await connection.read_response()
+    except ResponseError as exc:
+        raise RedisConnectionError(f"redis cluster node refused CLUSTER INFO: {exc}") from exc
+    text = info.decode() if isinstance(info, bytes) else str(info)
+    if "cluster_state:ok" not in text:
+        raise RedisConnectionError("redis cluster node not serving yet (cluster_state is not ok)")

@@ -15,6 +15,7 @@ from collections import deque
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from ..errors import ConnectionLost
+from ..retry import LIMITED_BACKOFF, parse_retry_after
 from .base import (
     MAX_FRAME,
     MAX_HEAD,
@@ -24,7 +25,7 @@ from .base import (
     encode_text,
 )
 
-__all__ = ["HttpConnection", "HttpTransport", "proxy_for", "read_chunk"]
+__all__ = ["HttpConnection", "HttpTransport", "proxy_for", "read_chunk", "refusal"]
 
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
@@ -131,6 +132,21 @@ def proxy_for(host: str, port: int, secure: bool) -> SplitResult | None:
     if parts.scheme != "http" or not parts.hostname:
         raise ConnectionLost(1006, f"proxy {proxy!r}: only http:// proxies are supported")
     return parts
+
+
+def refusal(
+    what: str, status: int, retry_after: str | None, content: bytes = b""
+) -> ConnectionLost:
+    """What an HTTP answer other than the one hoped for means for the connection: 429, and
+    503 with a `Retry-After`, say "back off" (4029 with its wait: `rate_limited`, `limit`);
+    anything else is a lost connection (1006)."""
+    said = f"{what}: HTTP {status}" + (f" {content[:120]!r}" if content else "")
+    wait = parse_retry_after(retry_after)
+    if status == 429:
+        return ConnectionLost(4029, said, LIMITED_BACKOFF if wait is None else wait, "rate_limited")
+    if status == 503 and wait is not None:
+        return ConnectionLost(4029, said, wait, "limit")
+    return ConnectionLost(1006, said)
 
 
 async def read_chunk(reader: asyncio.StreamReader) -> bytes:

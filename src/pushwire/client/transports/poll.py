@@ -10,7 +10,7 @@ from typing import Final
 
 from ..errors import ConnectionLost
 from .base import Envelope, Item, encode_json
-from .http import HttpTransport
+from .http import HttpTransport, refusal
 
 __all__ = ["POLL_RETRIES", "POLL_RETRY_DELAY", "POLL_RETRY_DELAY_MAX", "PollTransport"]
 
@@ -47,12 +47,13 @@ class PollTransport(HttpTransport):
         the server keeps frames until a cursor acknowledges them, so nothing is lost."""
         for attempt in range(POLL_RETRIES + 1):
             status, headers, answer = await self.downstream.request(method, target, body, header)
-            if status != 503 or not retry or attempt == POLL_RETRIES:
+            if status != 503 or "retry-after" in headers or not retry or attempt == POLL_RETRIES:
                 break
             await asyncio.sleep(min(POLL_RETRY_DELAY * 2**attempt, POLL_RETRY_DELAY_MAX))
         if status != 200:
-            # 410 unknown session, 409 not connected: the client resumes or starts anew.
-            raise ConnectionLost(1006, f"{self.name}: HTTP {status} {answer[:120]!r}")
+            # 410 unknown session, 409 not connected: the client resumes or starts anew;
+            # 429, 503 with Retry-After: it backs off first (`refusal`).
+            raise refusal(self.name, status, headers.get("retry-after"), answer)
         self.cursor = int(headers.get("pushwire-cursor", self.cursor))
         self.pending.extend(line for line in answer.split(b"\n") if line.strip())
 

@@ -9,7 +9,7 @@ import ssl
 
 from ..errors import ConnectionLost
 from .base import MAX_FRAME, Envelope, Item, encode_json
-from .http import HttpTransport, read_chunk
+from .http import HttpTransport, read_chunk, refusal
 from .sse_parser import SseParser
 
 __all__ = ["SseTransport", "StreamTransport"]
@@ -25,14 +25,14 @@ class _StreamingTransport(HttpTransport):
 
     async def open(self, hello: Envelope, timeout: float) -> None:
         try:
-            status, _, reader = await asyncio.wait_for(
+            status, fields, reader = await asyncio.wait_for(
                 self.downstream.begin("POST", f"{self.base}/{self.name}", encode_json(hello)),
                 timeout,
             )
         except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
             raise ConnectionLost(1006, f"{self.name}: {exc}") from exc
         if status != 200:
-            raise ConnectionLost(1006, f"{self.name}: HTTP {status}")
+            raise refusal(self.name, status, fields.get("retry-after"))
         self.reader = reader
 
     def _split(self, data: bytes) -> list[bytes]:

@@ -13,6 +13,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from ...envelope import SUBPROTOCOL
 from ..errors import ConnectionLost
 from .base import MAX_FRAME, ClientTransport, Envelope, Item, decode_text, encode_json
+from .http import refusal
 
 __all__ = ["WebSocketTransport"]
 
@@ -37,7 +38,12 @@ class WebSocketTransport(ClientTransport):
                 open_timeout=timeout,
                 ssl=self.ssl_context,
             )
-        except (TimeoutError, OSError, InvalidHandshake, InvalidStatus) as exc:
+        except InvalidStatus as exc:  # refused: a 429 or 503 may say how long to back off
+            response = exc.response
+            raise refusal(
+                "websocket", response.status_code, response.headers.get("Retry-After")
+            ) from exc
+        except (TimeoutError, OSError, InvalidHandshake) as exc:
             raise ConnectionLost(1006, f"websocket: {exc}") from exc
         if self.ws.subprotocol != SUBPROTOCOL:
             await self.ws.close()

@@ -170,7 +170,7 @@ class WebSocketTransport(SocketTransport):
             receiver.closed(code, reason, by_client=False)
 
     def _incomplete(self) -> int:
-        return self.ws.incomplete_bytes
+        return self.ws.held_bytes
 
     def _gone(self) -> None:
         self.write = _dropped

@@ -7,7 +7,8 @@ no compression). The server always answers `server_no_context_takeover`, so each
 sends is compressed on its own: `DeflateFraming` compresses a channel message once and the
 same compressed frame goes to every subscriber with the same negotiated window, as plain
 frames do. Client frames are decompressed by `websockets`' `PerMessageDeflate`
-(`DeflateParams.extension()`), bounded by `max_message`.
+(`DeflateParams.extension()`), bounded by `max_message`; what its decompressor holds
+(`inflater_bytes`) counts in the memory budget with the connection's other buffers.
 """
 
 from __future__ import annotations
@@ -30,12 +31,23 @@ from ...envelope import (
 from ...message import Data, Message
 from .framing import frame, frame_binary, frame_text
 
-__all__ = ["DeflateFraming", "DeflateParams", "deflate_framing", "negotiate_deflate"]
+__all__ = [
+    "INFLATER_BYTES",
+    "DeflateFraming",
+    "DeflateParams",
+    "deflate_framing",
+    "inflater_bytes",
+    "negotiate_deflate",
+]
 
 NAME: Final = "permessage-deflate"
 #: RFC 7692 7.1.2: a window size is 8 to 15 bits, a decimal integer without leading zeros.
 _WINDOW_BITS: Final = {str(bits): bits for bits in range(8, 16)}
 _FLAGS: Final = frozenset({"server_no_context_takeover", "client_no_context_takeover"})
+#: What one connection's decompressor holds once it has inflated a message: zlib's inflate
+#: state (about 7 KiB) and its window, 2^15 bytes (the decompressor reads any client window,
+#: so it is made with the largest). zlib does not say; this is its allocation, rounded up.
+INFLATER_BYTES: Final = 40 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +74,18 @@ class DeflateParams:
             remote_max_window_bits=15,
             local_max_window_bits=max(9, self.server_max_window_bits),
         )
+
+
+def inflater_bytes(extensions: Sequence[object]) -> int:
+    """Bytes the decompressor among a connection's `extensions` holds (0: none made yet).
+
+    `PerMessageDeflate` makes its decompressor at once when the client keeps its context,
+    else at the first compressed message, and keeps it; `WebSocketConnection` makes the
+    extension only when a frame needs its general parser (a compressed frame always does)."""
+    for extension in extensions:
+        if isinstance(extension, PerMessageDeflate) and getattr(extension, "decoder", None):
+            return INFLATER_BYTES
+    return 0
 
 
 def _accept(params: list[tuple[str, str | None]]) -> DeflateParams | None:

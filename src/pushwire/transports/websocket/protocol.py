@@ -21,7 +21,7 @@ try:  # websockets' C helper; its pure-Python twin is the fallback it ships with
 except ImportError:  # pragma: no cover - a websockets build without its C extension
     from websockets.utils import apply_mask
 
-from .deflate import DeflateParams
+from .deflate import DeflateParams, inflater_bytes
 from .framing import frame as make_frame
 
 __all__ = [
@@ -182,6 +182,16 @@ class WebSocketConnection:
         parts, protocol = self._parts, self._protocol
         held = len(protocol.reader.buffer) if protocol is not None else 0
         return held + sum(map(len, parts)) if parts else held
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes held for reading (the memory budget): an unfinished frame or fragmented
+        message (decompressed, with permessage-deflate), and the decompressor's state."""
+        protocol = self._protocol
+        if protocol is None:
+            return 0
+        held = self.incomplete_bytes
+        return held + inflater_bytes(protocol.extensions) if self._deflate is not None else held
 
     def receive_data(self, data: bytes) -> None:
         protocol = self._protocol

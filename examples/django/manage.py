@@ -1,0 +1,12 @@
+#!/usr/bin/env python3
+"""Django's command line for this project: migrate, createsuperuser, runserver (no WebSocket:
+serve it with uvicorn, README.md)."""
+
+import os
+import sys
+
+if __name__ == "__main__":
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(sys.argv)

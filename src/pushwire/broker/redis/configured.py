@@ -1,0 +1,44 @@
+"""The Redis broker a `Config` names: one Redis (`redis://…`) or a Redis Cluster
+(`redis+cluster://…`, one `RedisBroker` per master), with the config's bounds and timeouts."""
+
+from __future__ import annotations
+
+import functools
+
+from ...config import Config
+from .broker import RedisBroker
+from .cluster import RedisClusterBroker
+from .topology import is_cluster_url
+
+__all__ = ["redis_broker"]
+
+
+def redis_broker(config: Config) -> RedisBroker | RedisClusterBroker:
+    """The broker of `config.broker`, not started.
+
+    Raises:
+        ConfigError: a malformed `redis+cluster://` URL.
+    """
+    if is_cluster_url(config.broker):
+        shard = functools.partial(_broker, config, sharded=True)
+        return RedisClusterBroker(config.broker, make_shard=shard, timeout=config.broker_timeout)
+    return _broker(config, config.broker)
+
+
+def _broker(config: Config, url: str, *, sharded: bool = False) -> RedisBroker:
+    return RedisBroker(
+        url,
+        sharded=sharded,
+        history_size=config.history_size,
+        history_ttl=config.history_ttl,
+        history_bytes=config.history_bytes,
+        idempotency_ttl=config.idempotency_ttl,
+        max_pending=config.broker_max_pending,
+        timeout=config.broker_timeout,
+        reconnect_min=config.broker_reconnect_min,
+        reconnect_max=config.broker_reconnect_max,
+        presence_ttl=config.presence_ttl,
+        inbox_size=config.inbox_size,
+        inbox_bytes=config.inbox_bytes,
+        inbox_ttl=config.inbox_ttl,
+    )
