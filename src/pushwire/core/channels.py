@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import sys
 from collections.abc import Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -180,6 +181,8 @@ class Channels:
             return
         if self._pending:
             self.flush()
+        # One string per channel name, not one per subscriber (in its session, its presence).
+        channel = sys.intern(channel)
         state = self._state(channel)
         if channel not in session.channels:
             session.channels.add(channel)
@@ -213,7 +216,7 @@ class Channels:
         for channel in list(session.channels):
             self.unsubscribe(session, channel, leave=leave)
         if leave:
-            for channel in list(session.present):
+            for channel in session.present:  # (a tuple: `leave` replaces it, this one stays)
                 self._presence.leave(session, channel)
 
     def counts(self) -> tuple[int, int]:
