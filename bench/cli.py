@@ -42,7 +42,7 @@ def plan(args: Options) -> list[tuple[Case, Target | RedisTarget]]:
             continue
         if workload == "redis":  # bench/redis_fanout.py
             for n in args.redis_subscribers:
-                for entry in redis_targets():
+                for entry in redis_targets(args.redis_workers, args.baseline_src):
                     if chosen(entry.target):
                         t = entry.target
                         out.append((Case(workload, t.name, t.server, t.transport, n), entry))
@@ -202,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
             cases.append(case)
             plain = target.target if isinstance(target, RedisTarget) else target
             if plain.server == "pushwire":
-                plain.env["PYTHONPATH"] = str(args.pushwire_src.resolve())
+                # A baseline target brings its own source tree.
+                plain.env.setdefault("PYTHONPATH", str(args.pushwire_src.resolve()))
             if isinstance(target, RedisTarget):
                 redis_cases.append((case, target))
             else:

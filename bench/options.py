@@ -36,6 +36,7 @@ class Options:
     chaos_messages: int  # the chaos workload: messages over all its runs
     chaos_rate: float
     chaos_seed: int
+    chaos_faults: list[str]  # the chaos workload's faults to run, in this order (empty: all)
     soak_connections: int  # the soak workload: well-behaved subscribers
     soak_minutes: float
     hold_connections: int  # the hold workload (bench/hold.py): one process's subscribers
@@ -44,6 +45,10 @@ class Options:
     hold_seconds: float
     hold_messages: int
     hold_stages: list[str]
+    #: The redis workload: worker counts of pushwire on Redis (1: the one-process target).
+    redis_workers: tuple[int, ...] = (2,)
+    #: The redis workload: run pushwire's Redis targets from this source tree as well.
+    baseline_src: Path | None = None
 
 
 def parse_args(argv: list[str] | None, description: str | None = None) -> Options:
@@ -56,6 +61,16 @@ def parse_args(argv: list[str] | None, description: str | None = None) -> Option
     parser.add_argument("--subscribers", default="1000,10000", help="fan-out sizes N")
     parser.add_argument(
         "--redis-subscribers", default="1000", help="redis workload: fan-out sizes N"
+    )
+    parser.add_argument(
+        "--redis-workers",
+        default="2",
+        help="redis workload: worker counts of pushwire on Redis, e.g. 1,2,4",
+    )
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="redis workload: also run pushwire's Redis targets from this source tree",
     )
     parser.add_argument("--runs", type=int, default=3, help="runs per figure (fresh server each)")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per run")
@@ -112,6 +127,12 @@ def parse_args(argv: list[str] | None, description: str | None = None) -> Option
     )
     parser.add_argument(
         "--chaos-seed", type=int, default=1, help="chaos: the first run's seed (replay)"
+    )
+    parser.add_argument(
+        "--chaos-faults",
+        default="",
+        help="chaos: comma-separated faults to run, in this order (default: all); each keeps "
+        "its seed and its share of --chaos-messages, so one fault of a long run replays alone",
     )
     parser.add_argument(
         "--soak-connections",
@@ -204,6 +225,7 @@ def parse_args(argv: list[str] | None, description: str | None = None) -> Option
         chaos_messages=chaos_messages,
         chaos_rate=args.chaos_rate,
         chaos_seed=args.chaos_seed,
+        chaos_faults=[f for f in args.chaos_faults.split(",") if f],
         soak_connections=args.soak_connections,
         soak_minutes=args.soak_minutes,
         hold_connections=hold_connections,
@@ -212,4 +234,6 @@ def parse_args(argv: list[str] | None, description: str | None = None) -> Option
         hold_seconds=hold_seconds,
         hold_messages=hold_messages,
         hold_stages=hold_stages,
+        redis_workers=tuple(int(n) for n in args.redis_workers.split(",") if n),
+        baseline_src=args.baseline_src,
     )

@@ -79,6 +79,9 @@ class Run(TypedDict):
     processes: NotRequired[int]
     #: Established connections held by each server process that held any.
     connections_per_process: NotRequired[list[int]]
+    #: Each server process (by PID), its CPU-seconds over the measured phase and the
+    #: established connections it held when the phase began (bench/scaling.py).
+    worker_cpu: NotRequired[list[tuple[float, int]]]
 
 
 class Figure(TypedDict):

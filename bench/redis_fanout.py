@@ -33,7 +33,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +55,8 @@ from .harness import (
 from .options import Options
 from .records import Figure, Run
 from .redis_cluster import BenchCluster
+from .scaling import connections_by_process, per_worker_ms
+from .scaling import process_tree as process_tree  # bench/hold.py takes it from here
 from .servers import (
     PEERS,
     PUSHWIRE,
@@ -86,6 +88,8 @@ PW_CLUSTER_WORKERS = f"pushwire, {WORKERS} workers, Redis Cluster broker (3 mast
 PW_CLUSTER = "pushwire, 1 process, Redis Cluster broker (3 masters)"
 SIO_REDIS = f"python-socketio, {WORKERS} uvicorn workers, AsyncRedisManager"
 SIO_REDIS_DEFAULT = f"{SIO_REDIS} (default async_handlers)"
+#: What the targets run from `--baseline-src` are called after their names.
+BASELINE = "baseline"
 
 
 @dataclass
@@ -130,8 +134,12 @@ def _log_lines(text: str, count: int) -> Callable[[ServerProcess], bool]:
     return lambda server: server.log.read_text(errors="replace").count(text) >= count
 
 
-def redis_targets() -> list[RedisTarget]:
-    """Every target of the redis workload, in table order."""
+def redis_targets(
+    workers: Sequence[int] = (WORKERS,), baseline: Path | None = None
+) -> list[RedisTarget]:
+    """Every target of the redis workload, in table order: pushwire on Redis with each of
+    `workers` worker counts (1: the one-process target), and its Redis targets once more
+    from the source tree `baseline` when given."""
     pw_drive = {"fanout": _fanout(*_ws("/ws/bench"), *_publisher("/ws/bench"))}
     sio_drive = {
         "fanout": _fanout(
@@ -152,24 +160,30 @@ def redis_targets() -> list[RedisTarget]:
     pw_needs = _all(_needs_redis_server, _needs_modules("redis"))
     cluster_needs = _all(pw_needs, lambda: None if shutil.which("redis-cli") else "no redis-cli")
     sio_ready = _log_lines("Application startup complete.", WORKERS)
-    return [
-        RedisTarget(
+
+    def pw_workers(count: int) -> RedisTarget:
+        return RedisTarget(
             Target(
-                PW_WORKERS,
+                f"pushwire, {count} workers, Redis broker",
                 "pushwire",
-                [*PUSHWIRE, "--workers", str(WORKERS), "--broker", REDIS_URL],
+                [*PUSHWIRE, "--workers", str(count), "--broker", REDIS_URL],
                 pw_drive,
                 pw_needs,
             ),
             True,
-            lambda server: listening_sockets(server.port) >= WORKERS,
-        ),
+            lambda server: listening_sockets(server.port) >= count,
+        )
+
+    pw_redis = RedisTarget(
+        Target(PW_REDIS, "pushwire", [*PUSHWIRE, "--broker", REDIS_URL], pw_drive, pw_needs),
+        True,
+        _listening_already,
+    )
+    ours = [pw_workers(count) for count in sorted(set(workers)) if count > 1]
+    targets = [
+        *ours,
         RedisTarget(Target(PW_MEMORY, "pushwire", PUSHWIRE, pw_drive), False, _listening_already),
-        RedisTarget(
-            Target(PW_REDIS, "pushwire", [*PUSHWIRE, "--broker", REDIS_URL], pw_drive, pw_needs),
-            True,
-            _listening_already,
-        ),
+        pw_redis,
         RedisTarget(
             Target(
                 PW_CLUSTER_WORKERS,
@@ -205,6 +219,15 @@ def redis_targets() -> list[RedisTarget]:
             sio_ready,
         ),
     ]
+    if baseline is not None:
+        for entry in [pw_redis, *ours]:
+            target = dataclasses.replace(
+                entry.target,
+                name=f"{entry.target.name} ({BASELINE})",
+                env={"PYTHONPATH": str(baseline.resolve())},
+            )
+            targets.append(dataclasses.replace(entry, target=target))
+    return targets
 
 
 def _redis_command(port: int, command: bytes) -> bytes:
@@ -269,46 +292,9 @@ class RedisServer:
                 self.process.wait(5)
 
 
-def process_tree(pid: int) -> list[int]:
-    """`pid` and every process descended from it (a server's workers), from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue  # gone meanwhile
-        children.setdefault(parent, []).append(int(entry.name))
-    tree, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        tree.append(current)
-        todo.extend(children.get(current, []))
-    return tree
-
-
 def connections_per_process(pids: list[int], port: int) -> list[int]:
     """Established TCP connections on 127.0.0.1:`port` held by each process with any."""
-    wanted = f"0100007F:{port:04X}"
-    inodes: set[str] = set()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[1] == wanted and fields[3] == "01":  # 01: ESTABLISHED
-                inodes.add(fields[9])
-    counts = []
-    for pid in pids:
-        held = 0
-        with contextlib.suppress(OSError):
-            for fd in Path(f"/proc/{pid}/fd").iterdir():
-                with contextlib.suppress(OSError):
-                    link = os.readlink(fd)
-                    if link.startswith("socket:[") and link[8:-1] in inodes:
-                        held += 1
-        if held:
-            counts.append(held)
-    return counts
+    return [held for held in connections_by_process(pids, port).values() if held]
 
 
 def _sample(pids: list[int]) -> tuple[float, int]:
@@ -333,18 +319,20 @@ def run_group(
     redis-server, nothing is pinned, and each worker's share of the connections is recorded.
     """
     argv = [str(binary), "--mode", drive.mode, "--port", str(server.port), "--sync", *drive.args]
-    pids = process_tree(server.pid)
+    pids = sorted(process_tree(server.pid))
     everything = pids + (redis.pids if redis else [])
     _, rss_before = _sample(everything)
     marks: dict[str, tuple[float, int, float]] = {}
-    spread: list[int] = []
+    held: dict[int, int] = {}
+    each: dict[str, list[float]] = {}
 
     def mark(name: str) -> None:
-        nonlocal spread
+        nonlocal held
         cpu, rss = _sample(everything)
         marks[name] = (cpu, rss, _sample(redis.pids)[0] if redis else 0.0)
+        each[name] = [_sample([pid])[0] for pid in pids]
         if name == "start":
-            spread = connections_per_process(pids, server.port)
+            held = connections_by_process(pids, server.port)
 
     result = drive_loadgen(argv, mark, timeout)
     if "start" in marks and "end" in marks:
@@ -362,7 +350,15 @@ def run_group(
         **run.as_dict(),
         "redis_cpu_s": redis_cpu,
         "processes": len(everything),
-        "connections_per_process": spread,
+        "connections_per_process": [count for count in held.values() if count],
+        "worker_cpu": (
+            [
+                (end - start, held.get(pid, 0))
+                for pid, start, end in zip(pids, each["start"], each["end"], strict=True)
+            ]
+            if "start" in each and "end" in each
+            else []
+        ),
     }
 
 
@@ -490,7 +486,8 @@ def _progress(run: Run) -> str:
         f"{rate:,.0f}/s p50 {lg['latency_us']['p50'] / 1000:.2f} ms lost {lg['lost']} "
         f"dup {lg['duplicates']} CPU {run['server_cpu_s']:.2f} s (redis "
         f"{run.get('redis_cpu_s', 0.0):.2f} s) connections {spread} loadgen "
-        f"{run['loadgen_cpu_share']:.0%}{flag}"
+        f"{run['loadgen_cpu_share']:.0%}, CPU ms/1000 per worker "
+        f"{'/'.join(f'{ms:.3f}' for ms in per_worker_ms(run))}{flag}"
     )
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .cases import Case, figures, server_share
 from .redis_fanout import ratio_lines as redis_ratio_lines
+from .scaling import scaling_lines
 
 
 def _fmt(value: float) -> str:
@@ -183,6 +184,7 @@ def markdown(cases: list[Case], header: str) -> str:
         ]
         lines += ratio_lines
     lines += redis_ratio_lines(cases)
+    lines += scaling_lines(cases)
     return "\n".join(lines) + "\n"
 
 

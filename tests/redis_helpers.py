@@ -225,3 +225,9 @@ async def publish_ok(broker: RedisBroker, channel: str, data: Data) -> Message:
     result = await publish(broker, channel, data)
     assert isinstance(result, Message), result
     return result
+
+
+async def evalsha_calls(redis: Redis) -> int:
+    """How many EVALSHA calls the Redis server has run (INFO commandstats)."""
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))

@@ -183,7 +183,8 @@ class Config:
     #: Seconds to wait for a pong before the peer is taken for dead (checked every quarter of
     #: the smaller of the two, by one sweep over all WebSockets).
     ping_timeout: float = 20.0
-    #: Seconds between heartbeats on streaming responses (below common proxy idle timeouts).
+    #: Seconds between heartbeats on streaming responses (below common proxy idle timeouts),
+    #: at most a quarter of it late (one sweep over all streams, as for the pings).
     heartbeat_interval: float = 20.0
     #: Seconds a long-poll request is held when there is nothing to send.
     longpoll_timeout: float = 25.0

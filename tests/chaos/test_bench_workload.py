@@ -27,6 +27,16 @@ def test_one_plan_per_fault_sharing_the_messages() -> None:
     assert all(len(transports) == 2 for transports in switch.python)
 
 
+def test_chosen_faults_run_in_the_order_asked_with_their_own_seed_and_share() -> None:
+    options = parse_args(
+        ["--workloads", "chaos", "--chaos-messages", "9000", "--chaos-faults", "kill,reset"]
+    )
+    made = plans(options)
+    assert [p.label for p in made] == ["kill", "reset"]
+    assert [p.seed for p in made] == [1 + list(CHAOS_FAULTS).index("kill"), 1]
+    assert {p.messages for p in made} == {1000}
+
+
 def test_the_table_has_a_row_per_transport_and_fault_and_the_recovery_times() -> None:
     report = Report(Plan("kill", ("kill",), seed=1), [FaultEvent(1.0, "kill", 0.5, 0)])
     report.channel["sse"] = Counts(sent=10, received=8, lost_in_gap=2, gaps=1)

@@ -187,3 +187,61 @@ async def test_one_sessions_trouble_never_costs_another_session_a_message(
         assert [f["offset"] for f in frames] == list(range(1, count + 1))
         await silent.send(json.dumps({"type": "ping"}))  # still open: never acknowledged
         assert json.loads(await asyncio.wait_for(silent.recv(), 10)) == {"type": "pong"}
+
+
+#: Longer than the default `session_grace` (60 s): the server forgets the session.
+OFFLINE_SECONDS = 61.0
+
+
+async def offline_for_a_minute(
+    near: ServerProcess, far: ServerProcess, user: str, transport: str
+) -> None:
+    """A client of `user` on `near`, with the default settings, is offline for a minute
+    (its session expires, or nearly); direct messages are sent on `far` meanwhile; it
+    comes back on `far` and gets every one, once, in order."""
+    tcp = transport == "tcp"
+    assert near.tcp_port is not None and far.tcp_port is not None
+    proxy = Proxy((near.host, near.tcp_port if tcp else near.port))
+    await proxy.start()
+    url = f"tcp://127.0.0.1:{proxy.port}" if tcp else f"http://127.0.0.1:{proxy.port}/pushwire"
+    try:
+        async with connect(
+            url, user=user, transports=[transport], reconnect_delay=0.2, reconnect_delay_max=1
+        ) as client:
+            post(far, f"/api/send/{user}", b"before")
+            first = await asyncio.wait_for(client.recv(), 30)
+            assert isinstance(first, Message) and first.data == "before"
+            back = asyncio.ensure_future(client.wait_reconnected(OFFLINE_SECONDS + 60))
+            proxy.refusing = True
+            proxy.cut()
+            texts = [f"while offline {i}" for i in range(20)]
+            for text in texts:
+                await asyncio.to_thread(post, far, f"/api/send/{user}", text.encode())
+            await asyncio.sleep(OFFLINE_SECONDS)  # the user's time away, not a wait for an event
+            proxy.upstream = (far.host, far.tcp_port if tcp else far.port)  # back on `far`
+            proxy.refusing = False
+            await back  # a new session, or the old one handed over if its grace had not
+            # run out yet (an HTTP transport's starts once its poll or stream is missed)
+            items = [await asyncio.wait_for(client.recv(), 30) for _ in texts]
+            assert [(i.data, i.offset) for i in items if isinstance(i, Message)] == [
+                (text, 2 + n) for n, text in enumerate(texts)
+            ], items
+    finally:
+        await proxy.stop()
+
+
+async def test_directs_to_a_user_offline_for_a_minute_arrive_on_any_node_and_transport(
+    server_factory: ServerFactory, redis_server: RedisServer
+) -> None:
+    """Issue 14, "Must show": a user offline for a minute (past the default session grace)
+    gets the direct messages sent meanwhile on another node, on every transport of the
+    Python client, back on that other node (pushwire.js, one node, past a short grace:
+    test_browser_client.py). Before the inbox they were sent to nobody."""
+    options = ("--broker", redis_server.url, "--tcp-port", "0")
+    near, far = server_factory(*options), server_factory(*options)
+    await asyncio.gather(
+        *(
+            offline_for_a_minute(near, far, f"away-{transport}", transport)
+            for transport in [*TRANSPORTS, "tcp"]
+        )
+    )

@@ -22,9 +22,10 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Iterable, Iterator
+import sys
+from collections.abc import Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from ..broker.base import Broker
 from ..config import Config
@@ -40,6 +41,10 @@ __all__ = ["MAX_BATCH_BYTES", "Channels", "HubStats"]
 
 #: Bytes of pending channel messages after which fan-out happens at once, not at turn's end.
 MAX_BATCH_BYTES: Final = 256 * 1024
+
+#: Seconds before a recovery the broker refused is tried again, doubling up to the max.
+RECOVERY_RETRY_FIRST: Final = 0.1
+RECOVERY_RETRY_MAX: Final = 5.0
 
 log = logging.getLogger("pushwire.hub")
 
@@ -72,6 +77,9 @@ class _Channel:
     # The last position fanned out here: anything at or before it is not sent twice.
     epoch: str | None = None
     offset: int = 0
+    # The position above was only noted for subscribers (`Channels.note`), nothing fanned
+    # out since: a subscriber whose read was answered later may lower it.
+    noted: bool = False
     # The newest position of the channel known here (fanned out, or read for a subscriber),
     # with the broker's `continuity` from when it was known (None: not receiving then), and,
     # once the broker lost the channel and began a new epoch while this process received it
@@ -110,6 +118,7 @@ def _fresh(state: _Channel, messages: list[Message], stamp: int | None) -> list[
 def _move(state: _Channel, epoch: str, offset: int, stamp: int | None) -> None:
     """The channel's fan-out position is now (epoch, offset)."""
     state.epoch, state.offset = epoch, offset
+    state.noted = False
     _note(state, Position(epoch, offset), stamp)
 
 
@@ -172,6 +181,8 @@ class Channels:
             return
         if self._pending:
             self.flush()
+        # One string per channel name, not one per subscriber (in its session, its presence).
+        channel = sys.intern(channel)
         state = self._state(channel)
         if channel not in session.channels:
             session.channels.add(channel)
@@ -205,7 +216,7 @@ class Channels:
         for channel in list(session.channels):
             self.unsubscribe(session, channel, leave=leave)
         if leave:
-            for channel in list(session.present):
+            for channel in session.present:  # (a tuple: `leave` replaces it, this one stays)
                 self._presence.leave(session, channel)
 
     def counts(self) -> tuple[int, int]:
@@ -263,6 +274,15 @@ class Channels:
         if state is not None:
             if state.epoch is None:
                 state.epoch, state.offset = position.epoch, position.offset
+                state.noted = True
+            elif state.noted:
+                # Reads of several subscribers are answered in any order: fan-out starts
+                # from the earliest (the others drop what they have by offset). Another
+                # epoch: nothing says which was read first, so fan-out skips nothing.
+                if position.epoch != state.epoch:
+                    state.offset = 0
+                elif position.offset < state.offset:
+                    state.offset = position.offset
             if stamp != self._broker.continuity:
                 stamp = None  # the broker's connection was lost during the read
             _note(state, position, stamp)
@@ -377,37 +397,83 @@ class Channels:
 
     # -- recovery ---------------------------------------------------------------------------
 
-    async def recover(self, channels: Iterable[str]) -> None:
+    def recover(self, channels: Iterable[str]) -> Coroutine[Any, Any, None]:
         """After the broker lost its connection: fan out what history holds beyond the last
-        position each channel reached here, or tell its subscribers what is lost (`gap`)."""
+        position each channel reached here, or tell its subscribers what is lost (`gap`).
+
+        Every channel is held at once, before this returns (call it from the broker's
+        `resubscribed` callback, before the next live message is read): the recoveries run
+        one after the other, and a channel whose turn has not come yet must not move past
+        what it missed with live messages (its history would then be read from there, and
+        what it missed lost silently). Await the result to run them."""
+        held = []
         for channel in channels:
             state = self._channels.get(channel)
             if state is None or state.epoch is None:
                 continue
-            since = Position(state.epoch, state.offset)
-            with self.holding(channel):
-                stamp = self._broker.continuity
-                try:
-                    history = await self._broker.history(channel, since)
-                except PushwireError as exc:
+            state.hold += 1
+            held.append((channel, state, Position(state.epoch, state.offset)))
+        return self._recover(held)
+
+    async def _recover(self, held: list[tuple[str, _Channel, Position]]) -> None:
+        for index, (channel, state, since) in enumerate(held):
+            try:
+                await self._recover_one(channel, state, since)
+            except BaseException:
+                for later, later_state, _ in held[index + 1 :]:
+                    self._release(later, later_state)
+                raise
+            finally:
+                self._release(channel, state)
+
+    async def _recover_one(self, channel: str, state: _Channel, since: Position) -> None:
+        delay = RECOVERY_RETRY_FIRST
+        while True:
+            if state.epoch == since.epoch and state.offset < since.offset:
+                since = Position(state.epoch, state.offset)  # lowered by a note meanwhile
+            stamp = self._broker.continuity
+            try:
+                history = await self._broker.history(channel, since)
+                break
+            except PushwireError as exc:
+                if stamp is None or stamp != self._broker.continuity:
+                    # Lost again: the broker's next `resubscribed` recovers the channel,
+                    # from the same position (it did not move while held).
                     log.warning("cannot recover %s after a broker outage: %s", channel, exc)
-                    continue
-                # An epoch change that lost nothing after the newest position known here
-                # of the old epoch is no gap.
-                if stamp != self._broker.continuity:
-                    stamp = None  # lost again during the read: the next recovery tells
-                ended = self.ended(channel, since.epoch, history.position.epoch, stamp)
-                last_lost = history.lost(since, ended)
-                _note(state, history.position, stamp)
-                if last_lost is not None:
-                    self._tell_gap(channel, since, last_lost)
-                if not history.complete:
-                    first = history.position.offset + 1
-                    if history.messages:
-                        first = history.messages[0].offset
-                    _move(state, history.position.epoch, first - 1, stamp)
-                for message in history.messages:
-                    self.deliver(message)
+                    return
+                # Given up, the channel's next live message would move it past what it
+                # missed (Redis restarted with persistence answers LOADING for a while):
+                # held, it tries again.
+                log.warning(
+                    "cannot recover %s after a broker outage, again in %g s: %s",
+                    channel,
+                    delay,
+                    exc,
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECOVERY_RETRY_MAX)
+        # An epoch change that lost nothing after the newest position known here of the
+        # old epoch is no gap.
+        if stamp != self._broker.continuity:
+            stamp = None  # lost again during the read: the next recovery tells
+        ended = self.ended(channel, since.epoch, history.position.epoch, stamp)
+        last_lost = history.lost(since, ended)
+        _note(state, history.position, stamp)
+        if last_lost is not None:
+            self._tell_gap(channel, since, last_lost)
+        if not history.complete:
+            first = history.position.offset + 1
+            if history.messages:
+                first = history.messages[0].offset
+            _move(state, history.position.epoch, first - 1, stamp)
+        for message in history.messages:
+            self.deliver(message)
+
+    def _release(self, channel: str, state: _Channel) -> None:
+        """A hold taken by `recover` ends: what waited goes out."""
+        state.hold -= 1
+        if not state.hold and channel in self._pending:
+            self.flush()
 
     def _tell_gap(self, channel: str, since: Position, last_lost: Position) -> None:
         state = self._channels.get(channel)

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Collection, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from ..broker.base import DirectBroker, DirectSent, History
 from ..config import Config
@@ -25,7 +27,7 @@ from ..errors import PushwireError
 from ..message import Data, Message, Position
 from .sessions import Session
 from .tasks import BackgroundTasks, log_failure, settling
-from .transport import write_failed
+from .transport import Transport, write_failed
 
 __all__ = ["DirectMessages", "Recovery"]
 
@@ -56,7 +58,9 @@ class DirectMessages:
         self._direct = direct
         self._spans = direct.spans_processes
         self._tasks = tasks
-        self._users: dict[str, dict[Session, None]] = {}
+        # user -> its session here, or a dict of its sessions once it has several (a dict
+        # per user was 184 bytes an idle subscriber where each has a user of its own).
+        self._users: dict[str, Session | dict[Session, None]] = {}
         # Users whose direct messages this process listens to (brokers spanning processes
         # only): done once the broker confirmed it.
         self._listening: dict[str, asyncio.Future[None]] = {}
@@ -72,7 +76,14 @@ class DirectMessages:
             return
         if session.resumable:
             session.inbox_pending = []
-        self._users.setdefault(user, {})[session] = None
+        held = self._users.get(user)
+        if held is None:
+            self._users[user] = session
+        elif isinstance(held, Session):
+            if held is not session:
+                self._users[user] = {held: None, session: None}
+        else:
+            held[session] = None
         if self._spans and user not in self._listening:
             self._listen(user)
 
@@ -81,13 +92,25 @@ class DirectMessages:
         user = session.user
         if user is None:
             return
-        sessions = self._users.get(user)
-        if sessions is None:
+        held = self._users.get(user)
+        if held is None or held is session:
+            if held is not None:
+                del self._users[user]
+                self.release_user(user)
             return
-        sessions.pop(session, None)
-        if not sessions:
+        if isinstance(held, Session):
+            return
+        held.pop(session, None)
+        if not held:
             del self._users[user]
             self.release_user(user)
+
+    def _sessions(self, user: str) -> Collection[Session]:
+        """The sessions of `user` here."""
+        held = self._users.get(user)
+        if held is None:
+            return ()
+        return (held,) if isinstance(held, Session) else held
 
     async def prepare_user(self, user: str | None) -> None:
         """Make sure this process receives `user`'s direct messages (the broker confirmed it)
@@ -115,8 +138,7 @@ class DirectMessages:
 
     def sessions_here(self, user: str) -> int:
         """How many sessions of `user` this process holds."""
-        sessions = self._users.get(user)
-        return len(sessions) if sessions else 0
+        return len(self._sessions(user))
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -128,8 +150,7 @@ class DirectMessages:
         without waiting (failures are logged; `send_everywhere` reports them); this process's
         sessions get it when it comes back from the broker.
         """
-        sessions = self._users.get(user)
-        count = len(sessions) if sessions else 0
+        count = len(self._sessions(user))
         self._direct.send_direct(user, data)
         return count
 
@@ -158,7 +179,7 @@ class DirectMessages:
     def deliver(self, user: str, message: Message) -> None:
         """The broker hands over a direct message to `user`: to each session of it here.
         One session's failure does not keep it from the others."""
-        sessions = self._users.get(user)
+        sessions = self._sessions(user)
         if not sessions:
             return  # its last session here ended while the message was on its way
         for session in list(sessions):
@@ -294,34 +315,53 @@ class DirectMessages:
         for message in history.messages:
             session.write_direct(message)
 
-    async def catch_up(self) -> None:
+    def catch_up(self) -> Coroutine[Any, Any, None]:
         """After the broker lost its connection and restored it: the direct messages this
         process's sessions may have missed meanwhile (they were not received live), from
         each user's inbox after the last one each session got, or a `gap`. A session whose
-        inbox cannot be read is closed with 4000: its client comes back and recovers."""
-        for user, sessions in list(self._users.items()):
-            for session in list(sessions):
+        inbox cannot be read is closed with 4000: its client comes back and recovers.
+
+        Every session's live direct messages wait from the moment this is called (call it
+        from the broker's `resubscribed` callback, before the next live message is read):
+        the inboxes are read one after the other, and a session whose turn has not come yet
+        must not get a live message past what it missed (its client would see the offsets
+        jump and report a gap for messages the inbox still holds). Await the result to run
+        the reads."""
+        waiting = []
+        for user in self._users:
+            for session in self._sessions(user):
                 transport = session.transport
                 epoch = session.inbox_epoch
                 if transport is None or session.inbox_pending is not None or epoch is None:
                     continue  # away, or being recovered already
-                since = Position(epoch, session.inbox_offset)
                 session.inbox_pending = []  # live ones wait for the replay
-                try:
-                    history: History | None = await self._direct.inbox_history(user, since)
-                except PushwireError as exc:
-                    log.warning("cannot recover direct messages of %r: %s", user, exc)
-                    history = None
-                if session.transport is not transport or session.closed:
-                    continue  # resumed on another connection meanwhile: that one recovers
-                pending, session.inbox_pending = session.inbox_pending, None
-                try:
-                    if history is None:
-                        self._fail(session, 4000, "inbox unavailable: reconnect")
-                        continue
-                    self._replay(session, since, history)
-                    for message in pending or ():
-                        session.write_direct(message)
-                except Exception:
-                    log.exception("recovering session %s failed", session.public_id)
-                    self._fail(session)
+                waiting.append((user, session, transport, Position(epoch, session.inbox_offset)))
+        return self._catch_up(waiting)
+
+    async def _catch_up(self, waiting: list[tuple[str, Session, Transport, Position]]) -> None:
+        for user, session, transport, since in waiting:
+            try:
+                history: History | None = await self._direct.inbox_history(user, since)
+            except PushwireError as exc:
+                log.warning("cannot recover direct messages of %r: %s", user, exc)
+                history = None
+            except BaseException:
+                for _user, later, _transport, _since in waiting:
+                    if later.transport is _transport and later.inbox_pending is not None:
+                        self._fail(later, 1001, "going away")
+                raise
+            if session.transport is not transport or session.closed:
+                continue  # resumed on another connection meanwhile: that one recovers
+            if history is None:
+                # Live ones keep waiting (nothing past the hole reaches this connection): its
+                # client comes back and recovers from the last position it has.
+                self._fail(session, 4000, "inbox unavailable: reconnect")
+                continue
+            pending, session.inbox_pending = session.inbox_pending, None
+            try:
+                self._replay(session, since, history)
+                for message in pending or ():
+                    session.write_direct(message)
+            except Exception:
+                log.exception("recovering session %s failed", session.public_id)
+                self._fail(session)

@@ -18,7 +18,14 @@ from pushwire.broker.redis import RedisBroker, RedisNodes
 from pushwire.clock import ManualClock
 from pushwire.errors import Unavailable
 from pushwire.presence import PresenceEvent, encode_entry
-from tests.redis_helpers import WAIT, Maker, RedisBrokers, RedisServer, Watched
+from tests.redis_helpers import (
+    WAIT,
+    Maker,
+    RedisBrokers,
+    RedisServer,
+    Watched,
+    evalsha_calls,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -141,11 +148,6 @@ async def test_close_says_goodbye_for_every_member_of_the_node(
         ("leave", 2),
         ("leave", 1),
     ]
-
-
-async def evalsha_calls(redis: Redis) -> int:
-    stats = await redis.info("commandstats")
-    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
 
 
 # -- at scale: batches of `presence_batch` ----------------------------------------------

@@ -7,10 +7,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
 from pushwire.errors import PushwireError, Unavailable
-from pushwire.message import Data, Message
-from tests.redis_helpers import WAIT, Node
+from pushwire.message import Data, Message, Position
+from tests.redis_helpers import WAIT, Node, evalsha_calls
 
 pytestmark = pytest.mark.integration
 
@@ -134,3 +135,42 @@ async def test_an_idempotency_key_past_its_ttl_publishes_again(
     again = await publish_with_key(a, "pay", "x", "k")
     assert isinstance(first, Message) and isinstance(again, Message)
     assert again.offset == first.offset + 1
+
+
+async def test_a_run_of_publishes_to_one_channel_is_one_script_call_with_each_its_own_answer(
+    nodes: Callable[..., Any], redis: Redis
+) -> None:
+    a: Node = await nodes()
+    await a.broker.subscribe("a")
+    await a.broker.subscribe("b")
+    before = await evalsha_calls(redis)
+    plan: list[tuple[str, Data, str | None]] = [("a", f"a{i}", None) for i in range(20)]
+    plan += [("b", f"b{i}", None) for i in range(5)]
+    plan += [("a", "keyed", "k1"), ("a", "again", "k1"), ("a", b"\x00binary", None)]
+    results: list[asyncio.Future[Message | PushwireError]] = []
+    for channel, data, key in plan:  # no await in between: one batch of three runs
+        future: asyncio.Future[Message | PushwireError] = asyncio.get_running_loop().create_future()
+        a.broker.publish(channel, data, future.set_result, idempotency_key=key)
+        results.append(future)
+    async with asyncio.timeout(WAIT):
+        answers = [await future for future in results]
+    assert await evalsha_calls(redis) - before == 3  # a, b, a: one call per run
+
+    assert all(isinstance(answer, Message) for answer in answers)
+    messages = [answer for answer in answers if isinstance(answer, Message)]
+    assert [(m.channel, m.offset) for m in messages] == [
+        *(("a", offset) for offset in range(1, 21)),
+        *(("b", offset) for offset in range(1, 6)),
+        ("a", 21),
+        ("a", 21),  # the key seen before: the first publish's position, nothing published
+        ("a", 22),
+    ]
+    assert messages[-2].epoch == messages[0].epoch
+    received = await a.received_count(27)
+    assert [(m.channel, m.offset, m.data) for m in received] == [
+        (m.channel, m.offset, m.data) for i, m in enumerate(messages) if i != 26
+    ]
+    history = await a.broker.history("a", Position(messages[0].epoch, 0))
+    assert [(m.offset, m.data) for m in history.messages] == [
+        (m.offset, m.data) for i, m in enumerate(messages) if m.channel == "a" and i != 26
+    ]

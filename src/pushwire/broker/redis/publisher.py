@@ -6,6 +6,12 @@ and PUBLISHes it (layout.py has the keys). A direct message to a user is the sam
 the user's inbox (its own keys and bounds, a byte bound too), and shares the queue
 (`max_pending`) and its order with channel publishes.
 
+A batch (up to `max_batch` publishes, one round trip) runs the script once per run of
+consecutive publishes to one channel or inbox, for all of them in order: a busy channel's
+publishes cost Redis one script call and its lifetime and age trim updates once per batch,
+not per message, and each publish still gets its own answer (position, or the first
+publish's under an idempotency key seen before). Each message is still PUBLISHed on its own.
+
 Guaranteed:
 
 - Publishes from one process are stored in the order of their `publish` calls (one queue,
@@ -53,81 +59,105 @@ __all__ = ["PUBLISH_SCRIPT", "DoneCallback", "Publisher"]
 
 log = logging.getLogger("pushwire.broker.redis")
 
-# KEYS: meta, history[, idempotency key]. ARGV: topic, candidate epoch, kind, data,
-# history_size, history_ttl ms, meta ttl ms, idempotency_ttl ms, max bytes (0: no byte
-# bound). Returns {epoch, offset, receivers}: the new message's, or (a key seen before) the
-# first publish's {epoch, offset}, which publishes nothing. With a byte bound each entry
-# starts with `s`, the bytes appended before it in this epoch: the oldest entries go until
-# the rest add up to at most max bytes (a message over the bound is not kept at all). The
-# meta's `first` is the `s` of the oldest entry when last looked: no entry starts before it,
-# so while it is at or past the cut nothing is read (one HGET a publish, the entries read
-# once per max bytes published). A user's inbox is such a stream too.
+# One run stores a group of messages to one channel (or inbox), in order, each as one
+# publish on its own would. KEYS: meta, history, then the group's idempotency keys. ARGV:
+# topic, candidate epoch, history_size, history_ttl ms, meta ttl ms, idempotency_ttl ms, max
+# bytes (0: no byte bound), then per message: kind, data, the KEYS index of its idempotency
+# key (0: none). Returns per message {epoch, offset, receivers}: the new message's, or (a
+# key seen before) the first publish's epoch and offset with receivers -1, which publishes
+# nothing. With a byte bound each entry starts with `s`, the bytes appended before it in
+# this epoch: the oldest entries go until the rest add up to at most max bytes (a message
+# over the bound is not kept at all). The meta's `first` is the `s` of the oldest entry when
+# last looked: no entry starts before it, so while it is at or past the cut nothing is read
+# (one HGET a publish, the entries read once per max bytes published). A user's inbox is
+# such a stream too. The lifetimes and the age trim are the same for every message of a run
+# (Redis's clock does not move within it), so they are done once, after the last.
 PUBLISH_SCRIPT: Final = """
-local meta, history, seen = KEYS[1], KEYS[2], KEYS[3]
-if seen then
-  local first = redis.call('GET', seen)
+local meta, history = KEYS[1], KEYS[2]
+local size, limit = tonumber(ARGV[3]), tonumber(ARGV[7])
+local epoch = nil
+local out = {}
+for i = 8, #ARGV, 3 do
+  local data, key = ARGV[i + 1], tonumber(ARGV[i + 2])
+  local seen = nil
+  local first = nil
+  if key > 0 then
+    seen = KEYS[key]
+    first = redis.call('GET', seen)
+  end
   if first then
     local space = string.find(first, ' ', 1, true)
-    return {string.sub(first, 1, space - 1), tonumber(string.sub(first, space + 1))}
-  end
-end
-if redis.call('HSETNX', meta, 'epoch', ARGV[2]) == 1 then
-  redis.call('DEL', history)
-end
-local epoch = redis.call('HGET', meta, 'epoch')
-local offset = string.format('%d', redis.call('HINCRBY', meta, 'offset', 1))
-redis.call('PEXPIRE', meta, ARGV[7])
-if tonumber(ARGV[5]) > 0 then
-  local limit = tonumber(ARGV[9])
-  if limit > 0 then
-    local total = redis.call('HINCRBY', meta, 'bytes', #ARGV[4])
-    redis.call('XADD', history, 'MAXLEN', '~', ARGV[5], '*',
-               's', string.format('%d', total - #ARGV[4]),
-               'o', offset, 'k', ARGV[3], 'd', ARGV[4])
-    local floor = total - limit
-    local start, count = '-', 1
-    if floor > 0 and tonumber(redis.call('HGET', meta, 'first') or '0') >= floor then
-      floor = 0
-    end
-    while floor > 0 do
-      local batch = redis.call('XRANGE', history, start, '+', 'COUNT', count)
-      if #batch == 0 then
-        redis.call('DEL', history)
-        redis.call('HSET', meta, 'first', total)
-        break
-      end
-      local keep = nil
-      for _, entry in ipairs(batch) do
-        if tonumber(entry[2][2]) >= floor then
-          keep = entry
-          break
-        end
-      end
-      if keep then
-        redis.call('XTRIM', history, 'MINID', keep[1])
-        redis.call('HSET', meta, 'first', keep[2][2])
-        break
-      end
-      start, count = '(' .. batch[#batch][1], 64
-    end
+    table.insert(out, string.sub(first, 1, space - 1))
+    table.insert(out, tonumber(string.sub(first, space + 1)))
+    table.insert(out, -1)
   else
-    redis.call('XADD', history, 'MAXLEN', '~', ARGV[5], '*',
-               'o', offset, 'k', ARGV[3], 'd', ARGV[4])
+    if not epoch then
+      if redis.call('HSETNX', meta, 'epoch', ARGV[2]) == 1 then
+        redis.call('DEL', history)
+      end
+      epoch = redis.call('HGET', meta, 'epoch')
+    end
+    local offset = string.format('%d', redis.call('HINCRBY', meta, 'offset', 1))
+    if size > 0 then
+      if limit > 0 then
+        local total = redis.call('HINCRBY', meta, 'bytes', #data)
+        redis.call('XADD', history, 'MAXLEN', '~', size, '*',
+                   's', string.format('%d', total - #data),
+                   'o', offset, 'k', ARGV[i], 'd', data)
+        local floor = total - limit
+        local start, count = '-', 1
+        if floor > 0 and tonumber(redis.call('HGET', meta, 'first') or '0') >= floor then
+          floor = 0
+        end
+        while floor > 0 do
+          local batch = redis.call('XRANGE', history, start, '+', 'COUNT', count)
+          if #batch == 0 then
+            redis.call('DEL', history)
+            redis.call('HSET', meta, 'first', total)
+            break
+          end
+          local keep = nil
+          for _, entry in ipairs(batch) do
+            if tonumber(entry[2][2]) >= floor then
+              keep = entry
+              break
+            end
+          end
+          if keep then
+            redis.call('XTRIM', history, 'MINID', keep[1])
+            redis.call('HSET', meta, 'first', keep[2][2])
+            break
+          end
+          start, count = '(' .. batch[#batch][1], 64
+        end
+      else
+        redis.call('XADD', history, 'MAXLEN', '~', size, '*',
+                   'o', offset, 'k', ARGV[i], 'd', data)
+      end
+    end
+    local receivers = redis.call('PUBLISH', ARGV[1],
+                                 epoch .. ' ' .. offset .. ' ' .. ARGV[i] .. ' ' .. data)
+    if seen then
+      redis.call('SET', seen, epoch .. ' ' .. offset, 'NX', 'PX', ARGV[6])
+    end
+    table.insert(out, epoch)
+    table.insert(out, tonumber(offset))
+    table.insert(out, receivers)
   end
-  local now = redis.call('TIME')
-  local cutoff = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-                 - tonumber(ARGV[6])
-  if cutoff > 0 then
-    redis.call('XTRIM', history, 'MINID', string.format('%d', cutoff))
+end
+if epoch then
+  redis.call('PEXPIRE', meta, ARGV[5])
+  if size > 0 then
+    local now = redis.call('TIME')
+    local cutoff = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+                   - tonumber(ARGV[4])
+    if cutoff > 0 then
+      redis.call('XTRIM', history, 'MINID', string.format('%d', cutoff))
+    end
+    redis.call('PEXPIRE', history, ARGV[4])
   end
-  redis.call('PEXPIRE', history, ARGV[6])
 end
-local receivers = redis.call('PUBLISH', ARGV[1],
-                             epoch .. ' ' .. offset .. ' ' .. ARGV[3] .. ' ' .. ARGV[4])
-if seen then
-  redis.call('SET', seen, epoch .. ' ' .. offset, 'NX', 'PX', ARGV[8])
-end
-return {epoch, tonumber(offset), receivers}
+return out
 """
 
 #: What a publish (`PublishCallback`) or a direct message (`DirectCallback`) is done with.
@@ -286,64 +316,74 @@ class Publisher:
         await self._client.script_load(self._source)
 
     async def _send(self, batch: list[_Publish]) -> None:
-        """Run the publish script for each of `batch` (on a channel, or a user's inbox), in
-        order, in one round trip."""
-        forgotten = await run_batch(self._client, self._source, batch, self._add, self._finish)
-        if forgotten:
-            self._fail(forgotten, Unavailable("redis keeps forgetting the publish script"))
+        """Run the publish script for `batch` in one round trip: once per run of
+        consecutive publishes to one channel (or one user's inbox), in order."""
+        groups: list[list[_Publish]] = []
+        for item in batch:
+            if groups and groups[-1][0][0] == item[0] and groups[-1][0][5] == item[5]:
+                groups[-1].append(item)
+            else:
+                groups.append([item])
+        forgotten = await run_batch(self._client, self._source, groups, self._add, self._finish)
+        for group in forgotten:
+            self._fail(group, Unavailable("redis keeps forgetting the publish script"))
 
-    def _add(self, pipe: Pipeline, item: _Publish) -> None:
-        target, _data, kind, payload, _done, direct, idempotency_key = item
+    def _add(self, pipe: Pipeline, group: list[_Publish]) -> None:
+        target, direct = group[0][0], group[0][5]
         if direct:
             meta, history, topic = self._keys.inbox(target)
-            inbox = self._inbox
-            pipe.evalsha(
-                self._script.sha,
-                2,
-                meta,
-                history,
-                topic,
-                secrets.token_hex(4),
-                kind,
-                payload,
-                inbox.history_size,
-                inbox.history_ttl_ms,
-                inbox.channel_ttl_ms,
-                inbox.idempotency_ttl_ms,
-                inbox.max_bytes,
-            )
-            return
-        meta, history, topic = self._keys.channel(target)
-        retention = self.retention_of(target)
+            retention = self._inbox
+        else:
+            meta, history, topic = self._keys.channel(target)
+            retention = self.retention_of(target)
         keys = [meta, history]
-        if idempotency_key is not None:
-            keys.append(self._keys.idempotency(target, idempotency_key))
+        messages: list[bytes | str | int] = []
+        for _target, _data, kind, payload, _done, _direct, idempotency_key in group:
+            index = 0
+            if idempotency_key is not None and not direct:
+                keys.append(self._keys.idempotency(target, idempotency_key))
+                index = len(keys)  # Lua counts from 1
+            messages += (kind, payload, index)
         pipe.evalsha(
             self._script.sha,
             len(keys),
             *keys,
             topic,
             secrets.token_hex(4),
-            kind,
-            payload,
             retention.history_size,
             retention.history_ttl_ms,
             retention.channel_ttl_ms,
             retention.idempotency_ttl_ms,
             retention.max_bytes,
+            *messages,
         )
 
+    @classmethod
+    def _finish(cls, group: list[_Publish], result: object) -> None:
+        error: PushwireError | None = None
+        if isinstance(result, ResponseError):
+            error = Unavailable(f"redis refused the publish: {result}")
+        elif not isinstance(result, list) or len(result) != 3 * len(group):
+            error = Unavailable(f"unexpected answer from redis: {result!r}")
+        for index, item in enumerate(group):
+            target, data, _kind, _payload, done, direct, _key = item
+            outcome: Message | DirectSent | PushwireError
+            if error is not None:
+                outcome = error
+            else:
+                assert isinstance(result, list)
+                epoch, offset, receivers = result[3 * index : 3 * index + 3]
+                message = Message(target, epoch.decode("ascii"), offset, data)
+                outcome = DirectSent(message, int(receivers)) if direct else message
+            cls._tell(target, done, direct, outcome)
+
     @staticmethod
-    def _finish(item: _Publish, result: object) -> None:
-        target, data, _kind, _payload, done, direct, _key = item
-        outcome: Message | DirectSent | PushwireError
-        if isinstance(result, list):
-            message = Message(target, result[0].decode("ascii"), result[1], data)
-            outcome = DirectSent(message, int(result[2])) if direct else message
-        elif isinstance(result, ResponseError):
-            outcome = Unavailable(f"redis refused the publish: {result}")
-        else:
-            outcome = Unavailable(f"unexpected answer from redis: {result!r}")
+    def _tell(
+        target: str,
+        done: DoneCallback | None,
+        direct: bool,
+        outcome: Message | DirectSent | PushwireError,
+    ) -> None:
         if done is None:
             if isinstance(outcome, PushwireError):
                 what = "direct message to user" if direct else "publish to"
