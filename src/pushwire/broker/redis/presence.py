@@ -15,7 +15,7 @@ session or per member; a receiving node hands each line on as its own event).
 
 Bounded: no script call touches more than `batch` members (`presence_batch`, 500). A
 process's joins, leaves and refreshes of a channel go in change calls of up to that many
-(100,000 joins over 6 nodes are 200 pub/sub messages to each node, not 100,000); a sweep
+(all it queued while its last pipeline was in flight: the busier, the fuller); a sweep
 removes as many expired members as the call has room for and says whether more are left,
 and the process then sweeps again, a batch per call, until none is. A node's goodbye, or
 the expiry of a dead node's members, is so many short scripts, never one that holds Redis
