@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import importlib.resources
 import mimetypes
+import sys
 from collections.abc import Awaitable
 from typing import Final
 
@@ -381,7 +382,8 @@ class App:
         if path == "/pushwire":
             return Endpoint("general")
         if path.startswith("/ws/"):
-            return Endpoint("channel", channel=path[len("/ws/") :])
+            # Interned: each subscriber's handler keeps it (pushwire.core.channels interns too).
+            return Endpoint("channel", channel=sys.intern(path[len("/ws/") :]))
         return None
 
     def _transport_request(self, request: Request, endpoint: Endpoint, kind: str) -> Answer:

@@ -339,13 +339,15 @@ def _demo_hub(
     broker: Broker | None, config: Config, namespaces: tuple[Namespace, ...] | None
 ) -> Hub:
     hub = Hub(broker, config, namespaces=namespaces, proxy=BackendProxy.from_config(config))
+    vias: dict[str, dict[str, Any]] = {}  # one info per transport, shared, where none was given
 
     @hub.on_connect
     def identify(request: ConnectRequest) -> dict[str, Any]:
-        # The user is the one the token or the app's backend proved (or, in an open server,
-        # the one the client claims); the others see (presence) the info they gave, and
-        # which transport each person joined over.
-        return {"user": request.user, "info": {**request.info, "via": request.transport}}
+        # The user the token or the app's backend proved (open: the one claimed); the others
+        # see (presence) the info given and the transport each joined over.
+        via = request.transport
+        info = {**request.info, "via": via} if request.info else vias.setdefault(via, {"via": via})
+        return {"user": request.user, "info": info}
 
     return hub
 

@@ -183,7 +183,8 @@ class Config:
     #: Seconds to wait for a pong before the peer is taken for dead (checked every quarter of
     #: the smaller of the two, by one sweep over all WebSockets).
     ping_timeout: float = 20.0
-    #: Seconds between heartbeats on streaming responses (below common proxy idle timeouts).
+    #: Seconds between heartbeats on streaming responses (below common proxy idle timeouts),
+    #: at most a quarter of it late (one sweep over all streams, as for the pings).
     heartbeat_interval: float = 20.0
     #: Seconds a long-poll request is held when there is nothing to send.
     longpoll_timeout: float = 25.0
@@ -253,6 +254,10 @@ class Config:
     #: third of this, so a node that dies without saying goodbye has its members' `leave`
     #: announced within 4/3 of it (the entry expires, the next sweep removes it).
     presence_ttl: float = 30.0
+    #: Presence members one Redis script call touches at most (joins, leaves and refreshes
+    #: are sent this many per call, expired members swept this many at a time), and changes
+    #: one presence message between nodes carries: no script holds Redis for long.
+    presence_batch: int = 500
     #: Members listed in one presence snapshot; over it the snapshot says `truncated` and
     #: lists this many (the count is always the whole channel's).
     presence_max_members: int = 200

@@ -346,3 +346,32 @@ async def test_a_recovery_refused_by_the_broker_is_retried_and_live_messages_wai
         for offset, text in ((1, "a"), (2, "b"), (3, "c"))
     ]
     assert b"".join(transport.written) == b"".join(frames)
+
+
+async def test_live_messages_are_not_kept_while_a_refused_recovery_waits_to_read_again() -> None:
+    # A broker that keeps refusing the recovery's read (LOADING for minutes) must not make
+    # the channel keep every live message meanwhile: the next read brings them from history.
+    broker = LoadingBroker()
+    channels = channels_on(broker)
+    transport = subscriber(channels)
+    broker.publish("room", "a")
+    channels.flush()
+    broker.down = True
+    broker.publish("room", "b")  # missed live: in history only
+    broker.down = False
+    broker.failures = 3
+    recovering = asyncio.ensure_future(channels.recover(["room"]))
+    await asyncio.wait_for(broker.failed.wait(), 10)
+    for text in "cdefgh":
+        broker.publish("room", text)  # live, while the recovery waits to try again
+        channels.flush()
+        assert "room" not in channels._pending  # not kept: history holds them
+    await asyncio.wait_for(recovering, 30)
+    channels.flush()
+    epoch = broker.last_position("room").epoch
+    frames = [
+        ENVELOPE_FRAMING.frame_message(Message("room", epoch, offset, text))
+        for offset, text in enumerate("abcdefgh", start=1)
+    ]
+    assert b"".join(transport.written) == b"".join(frames)
+    assert channels._channels["room"].rereads == 0

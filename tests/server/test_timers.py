@@ -117,3 +117,30 @@ async def test_a_websocket_peer_that_does_not_answer_a_ping_is_dropped(served: S
     served.clock.advance(20.0)  # ping_timeout, not yet over it
     served.clock.advance(5.0)  # the next sweep: no Pong came
     assert await closed(reader) == b""
+
+
+SSE_REQUEST = b"GET /sse/room HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
+
+
+async def test_streams_get_their_heartbeats_from_one_sweep_not_a_timer_each(
+    served: Served,
+) -> None:
+    clients = []
+    for _ in range(2):
+        reader, writer = await served.connect()
+        writer.write(SSE_REQUEST)
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)  # the stream began
+        clients.append((reader, writer))
+    streaming = [
+        connection
+        for connection in served.server.door.connections
+        if isinstance(connection, HttpConnection) and connection.stream is not None
+    ]
+    assert len(streaming) == 2
+    assert all(connection.timer is None for connection in streaming)
+    for _ in range(2):
+        served.clock.advance(25.0)  # heartbeat_interval (20 s) and the sweep's quarter of it
+        for reader, _ in clients:
+            await asyncio.wait_for(reader.readuntil(b": hb\n\n"), WAIT)
+    for _, writer in clients:
+        writer.close()

@@ -5,11 +5,9 @@ Fan-out is encode-once: a channel message is framed once per framing in use on t
 that framing. The per-subscriber work is one `write` call.
 
 Fan-out is also batched: what is published to a channel within one turn of the event loop
-(say, all the messages one read from a publisher brought) goes to each subscriber in one
-write. A write is a system call, and it is what fan-out costs; batching divides that cost by
-the batch size. A channel's messages still arrive in offset order, and membership changes
-flush what is pending first, so nobody gets a message from before it joined or misses one
-from before it left.
+goes to each subscriber in one write (a system call: what fan-out costs). A channel's
+messages still arrive in offset order, and membership changes flush what is pending first,
+so nobody gets a message from before it joined or misses one from before it left.
 
 Nothing is lost silently: each channel remembers the last position it fanned out; a
 subscriber catching up from history, or recovery after a broker outage, holds the channel's
@@ -22,6 +20,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import sys
 from collections.abc import Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -51,10 +50,8 @@ log = logging.getLogger("pushwire.hub")
 @dataclass(slots=True)
 class HubStats:
     """Counters the hub keeps; `frames_encoded` counts Framing calls for channel messages.
-
     Read at scrape time by `pushwire.metrics`: each is one integer add where it happens (a
-    fan-out adds once per channel batch and framing, not per subscriber).
-    """
+    fan-out adds once per channel batch and framing, not per subscriber)."""
 
     published: int = 0
     frames_encoded: int = 0
@@ -91,6 +88,9 @@ class _Channel:
     # Catch-ups in progress (a subscriber reading history, recovery after an outage):
     # while above 0, this channel's messages wait, so they go out after the history.
     hold: int = 0
+    # Recoveries whose history read is still to be sent: it brings all stored so far, so
+    # live messages meanwhile are dropped (bounded, however long the broker refuses it).
+    rereads: int = 0
     # Presence snapshots being read: while above 0, the channel stays even with no member.
     keep: int = 0
 
@@ -180,6 +180,8 @@ class Channels:
             return
         if self._pending:
             self.flush()
+        # One string per channel name, not one per subscriber (in its session, its presence).
+        channel = sys.intern(channel)
         state = self._state(channel)
         if channel not in session.channels:
             session.channels.add(channel)
@@ -213,7 +215,7 @@ class Channels:
         for channel in list(session.channels):
             self.unsubscribe(session, channel, leave=leave)
         if leave:
-            for channel in list(session.present):
+            for channel in session.present:  # (a tuple: `leave` replaces it, this one stays)
                 self._presence.leave(session, channel)
 
     def counts(self) -> tuple[int, int]:
@@ -373,7 +375,8 @@ class Channels:
             if state is None:
                 continue
             if state.hold:
-                self._pending[channel] = messages  # a catch-up is in progress: wait
+                if not state.rereads:
+                    self._pending[channel] = messages  # a catch-up is in progress: wait
                 continue
             messages = _fresh(state, messages, stamp)
             if not messages:
@@ -409,6 +412,7 @@ class Channels:
             if state is None or state.epoch is None:
                 continue
             state.hold += 1
+            state.rereads += 1
             held.append((channel, state, Position(state.epoch, state.offset)))
         return self._recover(held)
 
@@ -418,6 +422,7 @@ class Channels:
                 await self._recover_one(channel, state, since)
             except BaseException:
                 for later, later_state, _ in held[index + 1 :]:
+                    later_state.rereads -= 1  # its read will not be sent
                     self._release(later, later_state)
                 raise
             finally:
@@ -425,30 +430,34 @@ class Channels:
 
     async def _recover_one(self, channel: str, state: _Channel, since: Position) -> None:
         delay = RECOVERY_RETRY_FIRST
-        while True:
-            if state.epoch == since.epoch and state.offset < since.offset:
-                since = Position(state.epoch, state.offset)  # lowered by a note meanwhile
-            stamp = self._broker.continuity
-            try:
-                history = await self._broker.history(channel, since)
-                break
-            except PushwireError as exc:
-                if stamp is None or stamp != self._broker.continuity:
-                    # Lost again: the broker's next `resubscribed` recovers the channel,
-                    # from the same position (it did not move while held).
-                    log.warning("cannot recover %s after a broker outage: %s", channel, exc)
-                    return
-                # Given up, the channel's next live message would move it past what it
-                # missed (Redis restarted with persistence answers LOADING for a while):
-                # held, it tries again.
-                log.warning(
-                    "cannot recover %s after a broker outage, again in %g s: %s",
-                    channel,
-                    delay,
-                    exc,
-                )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RECOVERY_RETRY_MAX)
+        owed = True  # this recovery's read is still to be sent (counted in state.rereads)
+        try:
+            while True:
+                if state.epoch == since.epoch and state.offset < since.offset:
+                    since = Position(state.epoch, state.offset)  # lowered by a note meanwhile
+                stamp = self._broker.continuity
+                self._pending.pop(channel, None)  # the read brings them from history
+                state.rereads -= 1
+                owed = False
+                try:
+                    history = await self._broker.history(channel, since)
+                    break
+                except PushwireError as exc:
+                    if stamp is None or stamp != self._broker.continuity:
+                        # Lost again: the broker's next `resubscribed` recovers the channel,
+                        # from the same position (it did not move while held).
+                        log.warning("cannot recover %s after a broker outage: %s", channel, exc)
+                        return
+                    # Given up, the next live message would move the channel past what it
+                    # missed (a Redis restarted with persistence answers LOADING a while).
+                    log.warning("cannot recover %s, again in %g s: %s", channel, delay, exc)
+                state.rereads += 1
+                owed = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECOVERY_RETRY_MAX)
+        finally:
+            if owed:
+                state.rereads -= 1
         # An epoch change that lost nothing after the newest position known here of the
         # old epoch is no gap.
         if stamp != self._broker.continuity:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Collection, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,7 +58,9 @@ class DirectMessages:
         self._direct = direct
         self._spans = direct.spans_processes
         self._tasks = tasks
-        self._users: dict[str, dict[Session, None]] = {}
+        # user -> its session here, or a dict of its sessions once it has several (a dict
+        # per user was 184 bytes an idle subscriber where each has a user of its own).
+        self._users: dict[str, Session | dict[Session, None]] = {}
         # Users whose direct messages this process listens to (brokers spanning processes
         # only): done once the broker confirmed it.
         self._listening: dict[str, asyncio.Future[None]] = {}
@@ -74,7 +76,14 @@ class DirectMessages:
             return
         if session.resumable:
             session.inbox_pending = []
-        self._users.setdefault(user, {})[session] = None
+        held = self._users.get(user)
+        if held is None:
+            self._users[user] = session
+        elif isinstance(held, Session):
+            if held is not session:
+                self._users[user] = {held: None, session: None}
+        else:
+            held[session] = None
         if self._spans and user not in self._listening:
             self._listen(user)
 
@@ -83,13 +92,25 @@ class DirectMessages:
         user = session.user
         if user is None:
             return
-        sessions = self._users.get(user)
-        if sessions is None:
+        held = self._users.get(user)
+        if held is None or held is session:
+            if held is not None:
+                del self._users[user]
+                self.release_user(user)
             return
-        sessions.pop(session, None)
-        if not sessions:
+        if isinstance(held, Session):
+            return
+        held.pop(session, None)
+        if not held:
             del self._users[user]
             self.release_user(user)
+
+    def _sessions(self, user: str) -> Collection[Session]:
+        """The sessions of `user` here."""
+        held = self._users.get(user)
+        if held is None:
+            return ()
+        return (held,) if isinstance(held, Session) else held
 
     async def prepare_user(self, user: str | None) -> None:
         """Make sure this process receives `user`'s direct messages (the broker confirmed it)
@@ -117,8 +138,7 @@ class DirectMessages:
 
     def sessions_here(self, user: str) -> int:
         """How many sessions of `user` this process holds."""
-        sessions = self._users.get(user)
-        return len(sessions) if sessions else 0
+        return len(self._sessions(user))
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -130,8 +150,7 @@ class DirectMessages:
         without waiting (failures are logged; `send_everywhere` reports them); this process's
         sessions get it when it comes back from the broker.
         """
-        sessions = self._users.get(user)
-        count = len(sessions) if sessions else 0
+        count = len(self._sessions(user))
         self._direct.send_direct(user, data)
         return count
 
@@ -160,7 +179,7 @@ class DirectMessages:
     def deliver(self, user: str, message: Message) -> None:
         """The broker hands over a direct message to `user`: to each session of it here.
         One session's failure does not keep it from the others."""
-        sessions = self._users.get(user)
+        sessions = self._sessions(user)
         if not sessions:
             return  # its last session here ended while the message was on its way
         for session in list(sessions):
@@ -309,8 +328,8 @@ class DirectMessages:
         jump and report a gap for messages the inbox still holds). Await the result to run
         the reads."""
         waiting = []
-        for user, sessions in self._users.items():
-            for session in sessions:
+        for user in self._users:
+            for session in self._sessions(user):
                 transport = session.transport
                 epoch = session.inbox_epoch
                 if transport is None or session.inbox_pending is not None or epoch is None:

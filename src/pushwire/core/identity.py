@@ -26,10 +26,11 @@ behind it lives in `pushwire.auth.proxy`).
 
 from __future__ import annotations
 
+import inspect
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import orjson
 
@@ -46,11 +47,13 @@ from ..errors import (
     InvalidState,
     LimitReached,
     PresenceInfoTooLarge,
+    PushwireError,
     Unauthorized,
     UserIdTooLong,
 )
 from ..message import Data
 from ..parsing import quoted
+from .backend import Proxy
 from .sessions import Session
 from .tasks import maybe_await
 
@@ -66,6 +69,8 @@ __all__ = [
 ]
 
 _CHANNEL_NAME: Final = re.compile(r"[A-Za-z0-9_\-.:@#$,]+")
+#: A connect's refusals (logged once through `refusals`).
+_REFUSALS: Final = (Unauthorized, Forbidden, PresenceInfoTooLarge, BackendUnavailable)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,50 +106,6 @@ class Identity:
     grants: frozenset[str] = frozenset()
     expires: float | None = None
     forwarded: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
-
-
-class Admitted(Protocol):
-    """What the connect proxy says of a client it lets in (`pushwire.auth.proxy.Admission`)."""
-
-    @property
-    def user(self) -> str | None: ...
-    @property
-    def info(self) -> Mapping[str, Any]: ...
-    @property
-    def channels(self) -> frozenset[str]: ...
-    @property
-    def expires(self) -> float | None: ...
-
-
-class Proxy(Protocol):
-    """What `Access` asks the app's backend: who connects (when `connects`), may a session
-    read a channel (`subscribes`), publish to it (`publishes`); `forwarded` picks the request
-    headers passed on. `pushwire.auth.proxy.BackendProxy` asks over HTTP. A question raises
-    `Forbidden` or `Unauthorized` when the backend refuses, `BackendUnavailable` when it
-    gives no usable answer."""
-
-    @property
-    def connects(self) -> bool: ...
-    @property
-    def subscribes(self) -> bool: ...
-    @property
-    def publishes(self) -> bool: ...
-    def forwarded(self, headers: Sequence[tuple[str, str]]) -> Mapping[str, str]: ...
-    async def connect(
-        self,
-        *,
-        transport: str,
-        path: str,
-        remote: str | None,
-        user: str | None,
-        token: str | None,
-        headers: Mapping[str, str],
-    ) -> Admitted: ...
-    async def subscribe(
-        self, *, user: str | None, channel: str, info: Mapping[str, Any], headers: Mapping[str, str]
-    ) -> None: ...
-    async def publish(self, *, user: str | None, channel: str, data: Data) -> None: ...
-    async def close(self) -> None: ...
 
 
 ConnectHandler = Callable[[ConnectRequest], Any]
@@ -255,10 +216,39 @@ class Access:
         """
         try:
             return await self._connect(request)
-        except (Unauthorized, Forbidden, PresenceInfoTooLarge, BackendUnavailable) as exc:
-            decision = f"connect ({request.transport} {request.path})"
-            self.refusals.refused(decision, exc, request.remote)
+        except _REFUSALS as exc:
+            self._refused(request, exc)
             raise
+
+    def connect_started(self, request: ConnectRequest) -> Identity | Awaitable[Identity]:
+        """`connect`, inline where nothing must be awaited (no connect proxy or admin token; a
+        connect handler, if any, that answers at once), else an awaitable. Raises as `connect`."""
+        if self._connect_proxy is not None or self.admin is not None:
+            return self.connect(request)
+        try:
+            request, identity = self._prepared(request, self._proved(request))
+            handler = self.connect_handler
+            if handler is None:
+                return self._checked(identity)
+            result = handler(request)
+            if inspect.isawaitable(result):
+                return self._connect_after(request, identity, result)
+            return self._checked(_identity_of(result, identity))
+        except _REFUSALS as exc:
+            self._refused(request, exc)
+            raise
+
+    async def _connect_after(
+        self, request: ConnectRequest, identity: Identity, answer: Awaitable[object]
+    ) -> Identity:
+        try:
+            return self._checked(_identity_of(await answer, identity))
+        except _REFUSALS as exc:
+            self._refused(request, exc)
+            raise
+
+    def _refused(self, request: ConnectRequest, exc: PushwireError) -> None:
+        self.refusals.refused(f"connect ({request.transport} {request.path})", exc, request.remote)
 
     def connect_now(self, request: ConnectRequest) -> Identity:
         """`connect` where nothing must be awaited (not `connect_hooked`): the token alone.
@@ -272,8 +262,7 @@ class Access:
         try:
             return self._proved(request)
         except Unauthorized as exc:
-            decision = f"connect ({request.transport} {request.path})"
-            self.refusals.refused(decision, exc, request.remote)
+            self._refused(request, exc)
             raise
 
     def _proved(self, request: ConnectRequest) -> Identity:
@@ -308,13 +297,24 @@ class Access:
             identity = Identity(admitted.user, admitted.info, grants, admitted.expires)
         else:
             identity = self._proved(request)
+        request, identity = self._prepared(request, identity)
+        if self.connect_handler is not None:
+            identity = _identity_of(await maybe_await(self.connect_handler(request)), identity)
+        return self._checked(identity)
+
+    def _prepared(
+        self, request: ConnectRequest, identity: Identity
+    ) -> tuple[ConnectRequest, Identity]:
+        """The request as the connect handler sees it, and the identity proved so far."""
         if self.authenticating:  # the connect handler sees who the token or the proxy proved
             request = replace(request, user=identity.user, info=identity.info)
         if self._subscribe_proxy is not None:
             # Subscriptions come later, when the request is gone: its passed-on headers stay.
             identity = replace(identity, forwarded=self._subscribe_proxy.forwarded(request.headers))
-        if self.connect_handler is not None:
-            identity = _identity_of(await maybe_await(self.connect_handler(request)), identity)
+        return request, identity
+
+    def _checked(self, identity: Identity) -> Identity:
+        """`identity` once its info and user are within their bounds."""
         try:
             size = len(orjson.dumps(identity.info))
         except TypeError as exc:

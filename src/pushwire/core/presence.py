@@ -64,7 +64,7 @@ class Presence:
         """`session` is a member of `channel`, unless it is one already."""
         if channel in session.present:
             return
-        session.present[channel] = None
+        session.present += (channel,)
         entry = encode_entry(session.public_id, session.user, session.info)
         self._broker.presence_join(channel, session.public_id, entry)
 
@@ -72,7 +72,7 @@ class Presence:
         """`session` is no longer a member of `channel` (nothing happens if it was none)."""
         if channel not in session.present:
             return
-        del session.present[channel]
+        session.present = tuple(name for name in session.present if name != channel)
         self._broker.presence_leave(channel, session.public_id)
 
     async def snapshot(self, channel: str) -> PresenceSnapshot:

@@ -35,6 +35,9 @@ __all__ = [
 
 
 _NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+#: The info of a session whose connect handler attached none: one shared empty mapping (a
+#: dict, which JSON encoders take; typed read-only, so nobody writes to it).
+_NO_INFO: Mapping[str, Any] = {}
 
 
 def new_session_id() -> str:
@@ -68,6 +71,7 @@ class Session:
     """
 
     __slots__ = (
+        "_secret",
         "address",
         "channels",
         "closed",
@@ -83,7 +87,6 @@ class Session:
         "present",
         "public_id",
         "resumable",
-        "secret",
         "token_due",
         "token_expires",
         "transport",
@@ -106,12 +109,15 @@ class Session:
         #: The client's IP address (behind a trusted proxy, the one it forwarded), for the
         #: per-address bounds; None when unknown (a session handed over from another node).
         self.address = address
-        self.secret = secret or new_secret()
+        # Made when first asked for (a raw session, never resumed, never needs one).
+        self._secret = secret
         self.endpoint = endpoint
         self.public_id = new_public_id()
-        self.present: dict[str, None] = {}
+        # A tuple, in join order: a session is present in a few channels (one, mostly), and a
+        # dict of one was 184 bytes a subscriber against 48.
+        self.present: tuple[str, ...] = ()
         self.user = user
-        self.info: Mapping[str, Any] = info or {}
+        self.info: Mapping[str, Any] = info or _NO_INFO
         self.transport = transport
         self.channels: set[str] = set()
         self.resumable = resumable
@@ -135,6 +141,14 @@ class Session:
         #: The request headers the subscribe proxy passes on to the app's backend (those of
         #: the connection that opened the session; empty without a subscribe proxy).
         self.forwarded: Mapping[str, str] = _NO_HEADERS
+
+    @property
+    def secret(self) -> str:
+        """The resume secret (`new_secret`, unless the session was opened with one)."""
+        secret = self._secret
+        if secret is None:
+            secret = self._secret = new_secret()
+        return secret
 
     def proves(self, secret: object) -> bool:
         """Whether `secret` is this session's resume secret (compared in constant time)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections import deque
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
@@ -55,8 +56,9 @@ class Endpoint:
     @property
     def key(self) -> str:
         """Names the endpoint in its sessions: a session is resumed, polled and sent to only
-        at the endpoint that opened it (an /echo session is no /pushwire session)."""
-        return self.kind if self.channel is None else f"{self.kind}:{self.channel}"
+        at the endpoint that opened it (an /echo session is no /pushwire session). Interned:
+        the sessions of one endpoint share one string."""
+        return self.kind if self.channel is None else sys.intern(f"{self.kind}:{self.channel}")
 
     @property
     def path(self) -> str:
@@ -118,6 +120,7 @@ class Handler:
     __slots__ = (
         "_pending",
         "_rate",
+        "_rated",
         "_task",
         "address",
         "client",
@@ -136,12 +139,13 @@ class Handler:
         self.transport = transport
         self.address = client.address
         config = hub.config
-        #: The session's message and byte rates (None: unbounded, or an exempt address).
+        #: The session's message and byte rates, made at the first message (an idle
+        #: subscriber never sends one; the buckets start full either way). `_rated`: they
+        #: apply (False: unbounded, or an exempt address).
         self._rate: MessageRate | None = None
-        if (config.messages_per_second > 0 or config.bytes_per_second > 0) and not (
+        self._rated = (config.messages_per_second > 0 or config.bytes_per_second > 0) and not (
             hub.admission.exempt(client.address)
-        ):
-            self._rate = MessageRate(config, time_reader(hub.clock))
+        )
         # Dropped once the session is open: the request's headers are not kept for a
         # connection's whole life.
         self.client: ClientInfo | None = client
@@ -162,6 +166,8 @@ class Handler:
     def receive(self, data: Data) -> None:
         """An application frame arrived from the client."""
         rate = self._rate
+        if rate is None and self._rated:
+            rate = self._rate = MessageRate(self.hub.config, time_reader(self.hub.clock))
         if rate is not None and not rate.allow(len(data)):
             self._over_rate(rate)
             return
@@ -261,7 +267,8 @@ class Handler:
             endpoint=self.endpoint.key,
             address=self.address,
         )
-        session.forwarded = identity.forwarded
+        if identity.forwarded:  # (else the session's shared empty mapping)
+            session.forwarded = identity.forwarded
         self._renew(session, identity)
         if self.gone:
             self.detached(session)

@@ -4,9 +4,9 @@ taken over by a WebSocket, or carries a never-ending answer.
 `HttpConnection` (an `asyncio.Protocol`) feeds the bytes to the sans-I/O `RequestParser`,
 hands each request to the app, and writes the answer: at once, when an awaitable resolves
 (a long-poll, a publish), or as a stream (`HttpStream`). It keeps the connection's one timer:
-header timeout, body timeout, keep-alive idle timeout, a stream's heartbeat. Pipelined
-requests are answered in order; a request that cannot be parsed is answered (after those
-before it) and the connection closed.
+header timeout, body timeout, keep-alive idle timeout (a stream's heartbeats are the door's
+`HeartbeatSweep`, one timer for all). Pipelined requests are answered in order; a request
+that cannot be parsed is answered (after those before it) and the connection closed.
 
 An accepted WebSocket upgrade hands the socket over: after the 101 the connection's asyncio
 protocol is the WebSocket transport (`transports.websocket.connection`), and this object is
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sys
 from collections.abc import Awaitable
 from typing import cast
 
@@ -86,7 +87,8 @@ class HttpConnection(OneTimer, asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else None
-        self.peer = peer[0] if isinstance(peer, tuple) else None
+        # Interned: the connections from one address (a proxy, a NAT) share its string.
+        self.peer = sys.intern(peer[0]) if isinstance(peer, tuple) else None
         door = self.door
         refusal = door.opened(self, self.peer)
         if refusal is not None:
@@ -376,19 +378,12 @@ class HttpConnection(OneTimer, asyncio.Protocol):
         opening = stream.start(start.make_receiver, start.hello)
         if opening is not None:
             self.door.track(asyncio.ensure_future(stream.run_opening(opening)))
-        self._set_timer(self.door.config.heartbeat_interval, self._heartbeat)
+        self.door.heartbeats.add(stream)  # one sweep per server, no timer per stream
 
     def _stream_ended(self) -> None:
         """The stream's end is written: a client that does not take it within
         `close_timeout` (a slow consumer) is dropped, so its buffer is freed."""
         self._set_timer(self.door.config.close_timeout, self.abort)
-
-    def _heartbeat(self) -> None:
-        stream = self.stream
-        if stream is None or stream.done:
-            return
-        stream.heartbeat()
-        self._set_timer(self.door.config.heartbeat_interval, self._heartbeat)
 
     # -- WebSocket ------------------------------------------------------------------------------
 
@@ -424,7 +419,7 @@ class HttpConnection(OneTimer, asyncio.Protocol):
             config=config,
             clock=door.clock,
             pings=door.pings,
-            on_lost=door.closed,
+            on_lost=door.on_closed,
             remote=self.remote,
             deflate=deflate,
         )

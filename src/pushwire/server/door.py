@@ -17,6 +17,7 @@ from ..ratelimit import Networks, address_key, client_address
 from ..transports.websocket.connection import PingSweep
 from ..web import Application, Request
 from .fdlimit import connection_bound
+from .stream import HeartbeatSweep
 from .tls import is_loopback, secure
 
 __all__ = ["Door", "Served"]
@@ -51,8 +52,9 @@ class Door:
         self.trusting = bool(self.trusted)
         self.exempt = Networks(config.limit_exempt)
         self.ip_of: dict[object, str] = {}
-        self.pings = PingSweep(config, clock)
         self.connections: set[Served] = set()
+        self.pings = PingSweep(config, clock, self.connections)
+        self.heartbeats = HeartbeatSweep(config.heartbeat_interval, clock, self.connections)
         self.accepted = 0  # connections accepted since start
         #: One `pushwire.access` line per HTTP answer (`Config.access_log`, at info level).
         self.access_log = config.access_log and logging.getLogger("pushwire.access").isEnabledFor(
@@ -61,6 +63,9 @@ class Door:
         self.shutting_down = False
         self._tasks: set[asyncio.Future[None]] = set()
         self._drained: asyncio.Event | None = None
+        #: `closed`, bound once: each open WebSocket keeps it (bound anew, it is 64 bytes a
+        #: connection).
+        self.on_closed: Callable[[object], None] = self.closed
 
     @property
     def open_connections(self) -> int:

@@ -44,7 +44,7 @@ class _TcpAccept(asyncio.Protocol):
             config=door.config,
             clock=door.clock,
             policy_file=door.app.flash_policy(self.port),
-            on_lost=door.closed,
+            on_lost=door.on_closed,
             remote=remote,
         )
         socket_.set_protocol(connection)
@@ -147,6 +147,7 @@ class Server:
         door = self.door
         door.shutting_down = True
         door.pings.stop()
+        door.heartbeats.stop()
         for server in self._servers:
             server.close()
         for connection in list(door.connections):

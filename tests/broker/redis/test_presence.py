@@ -1,17 +1,20 @@
 """Presence in Redis with two brokers playing two nodes: shared members, batched refreshes,
-and members that come back after Redis lost them."""
+and members that come back after Redis lost them; at scale, joins coalesced into one pub/sub
+message per batch, and the sweep of expired members and a node's goodbye done in bounded
+script calls, so that no script's work grows with the number of members (`presence_batch`)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import logging
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
 import pytest
 from redis.asyncio import Redis
 
-from pushwire.broker.redis import RedisBroker
+from pushwire.broker.redis import RedisBroker, RedisNodes
 from pushwire.clock import ManualClock
 from pushwire.errors import Unavailable
 from pushwire.presence import PresenceEvent, encode_entry
@@ -145,3 +148,148 @@ async def test_close_says_goodbye_for_every_member_of_the_node(
         ("leave", 2),
         ("leave", 1),
     ]
+
+
+# -- at scale: batches of `presence_batch` ----------------------------------------------
+
+BATCH = 500
+MANY = 20_000
+
+
+class Topic:
+    """The presence messages on a channel's pub/sub name, as Redis carried them: how many
+    changes each one held."""
+
+    def __init__(self, redis: Redis, name: str) -> None:
+        self.pubsub = redis.pubsub()
+        self.name = name
+        self.sizes: list[int] = []
+        self.changed = asyncio.Event()
+
+    async def read(self) -> None:
+        await self.pubsub.subscribe(self.name)
+        async for message in self.pubsub.listen():
+            if message["type"] == "message" and message["data"][:1] == b"!":
+                self.sizes.append(message["data"].count(b"\n") + 1)
+                self.changed.set()
+
+    async def carried(self, changes: int) -> None:
+        """Until the messages read so far carried `changes` changes."""
+        async with asyncio.timeout(4 * WAIT):
+            while sum(self.sizes) < changes:
+                self.changed.clear()
+                await self.changed.wait()
+
+
+@pytest.fixture
+async def topic(redis: Redis, presence_nodes: Callable[..., Any]) -> AsyncIterator[Topic]:
+    """Listening to the pub/sub name of the channel "room"."""
+    node: PresenceNode = await presence_nodes()
+    listener = Topic(redis, node.broker.keys.topic("room"))
+    task = asyncio.create_task(listener.read())
+    async with asyncio.timeout(WAIT):
+        while not (await redis.pubsub_numsub(listener.name))[0][1]:
+            await asyncio.sleep(0.01)  # polling Redis for the subscription, bounded
+    yield listener
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await listener.pubsub.aclose()
+
+
+async def test_joins_of_one_turn_travel_in_one_message_per_batch_each_reported_in_order(
+    presence_nodes: Callable[..., Any], topic: Topic
+) -> None:
+    a: PresenceNode = await presence_nodes(presence_batch=BATCH)
+    b: PresenceNode = await presence_nodes()
+    await b.broker.subscribe("room")
+    for i in range(1000):
+        a.broker.presence_join("room", f"m{i}", entry(f"m{i}", f"u{i}"))
+    a.broker.presence_leave("room", "m0")
+    await b.until(lambda: len(b.events) == 1001)
+    await topic.carried(1001)
+    assert topic.sizes == [BATCH, BATCH, 1]  # not one message per join
+    assert [e.version for e in b.events] == list(range(1, 1002))
+    assert b.seen()[:2] == [("join", "u0", 1), ("join", "u1", 2)]
+    assert b.seen()[-2:] == [("join", "u999", 1000), ("leave", "u0", 999)]
+
+
+async def test_a_goodbye_of_many_members_runs_in_batches_and_reports_every_leave(
+    presence_nodes: Callable[..., Any], topic: Topic, redis: Redis
+) -> None:
+    a: PresenceNode = await presence_nodes(presence_batch=BATCH, timeout=WAIT)
+    b: PresenceNode = await presence_nodes()
+    await b.broker.subscribe("room")
+    for i in range(MANY):
+        a.broker.presence_join("room", f"m{i}", entry(f"m{i}", f"u{i}"))
+    await b.until(lambda: len(b.events) == MANY, timeout=4 * WAIT)
+    calls = await evalsha_calls(redis)
+    await a.broker.close()
+    await b.until(lambda: len(b.events) == 2 * MANY, timeout=4 * WAIT)
+    await topic.carried(2 * MANY)
+    assert {e.kind for e in b.events[MANY:]} == {"leave"}
+    assert [e.count for e in b.events[MANY:]] == list(range(MANY - 1, -1, -1))
+    assert max(topic.sizes) == BATCH
+    assert await evalsha_calls(redis) - calls >= MANY // BATCH
+    entries, expiries, _version, _topic = a.broker.keys.presence("room")
+    assert (await redis.zcard(expiries), await redis.hlen(entries)) == (0, 0)
+
+
+async def test_many_expired_members_are_swept_in_batches_each_leave_reported(
+    presence_nodes: Callable[..., Any], topic: Topic, redis: Redis
+) -> None:
+    # `a` never refreshes (its clock stands still) and never says goodbye: a dead node.
+    a: PresenceNode = await presence_nodes(presence_ttl=1.0, clock=ManualClock())
+    b: PresenceNode = await presence_nodes(presence_batch=BATCH)
+    await b.broker.subscribe("room")
+    for i in range(MANY):
+        a.broker.presence_join("room", f"m{i}", entry(f"m{i}", f"u{i}"))
+    await b.until(lambda: len(b.events) >= MANY, timeout=4 * WAIT)
+    calls = await evalsha_calls(redis)
+    async with asyncio.timeout(4 * WAIT):
+        while (await b.broker.presence("room", 1)).count:  # a read sweeps, then more sweeps
+            await asyncio.sleep(0.1)  # polling for Redis's clock to pass the expiry, bounded
+    await b.until(lambda: len(b.events) == 2 * MANY, timeout=4 * WAIT)
+    await topic.carried(2 * MANY)
+    leaves = [e for e in b.events if e.kind == "leave"]
+    assert len(leaves) == MANY
+    assert sorted(e.version for e in b.events) == list(range(1, 2 * MANY + 1))
+    # Each script call swept at most a batch, and announced them in one message.
+    assert max(topic.sizes[-(MANY // BATCH) :]) <= BATCH
+    assert await evalsha_calls(redis) - calls >= MANY // BATCH
+    entries, expiries, _version, _topic = a.broker.keys.presence("room")
+    assert (await redis.zcard(expiries), await redis.hlen(entries)) == (0, 0)
+
+
+async def test_a_shutdown_redis_refuses_as_busy_is_one_line_in_the_log_per_failure(
+    presence_nodes: Callable[..., Any],
+    redis_server: RedisServer,
+    redis: Redis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    a: PresenceNode = await presence_nodes(timeout=2.0)
+    nodes = RedisNodes(a.broker, 0.3)  # its keep-alive refreshes every 0.1 s
+    await nodes.start(lambda payload: None)
+    for i in range(10):
+        a.broker.presence_join("room", f"m{i}", entry(f"m{i}", f"u{i}"))
+    assert (await a.broker.presence("room", 1)).count == 10
+    await redis.config_set("lua-time-limit", 100)  # BUSY to all after 0.1 s of a script
+    busy = Redis.from_url(redis_server.url)
+    spin = asyncio.ensure_future(busy.eval("while true do end", 0))
+    killer = Redis.from_url(redis_server.url)
+    try:
+        async with asyncio.timeout(WAIT):
+            # The keep-alive meets BUSY, and keeps going.
+            while "liveness key not refreshed" not in caplog.text:
+                await asyncio.sleep(0.05)  # polling the log, bounded by the timeout
+        await nodes.close()
+        await a.broker.close()  # its goodbye meets BUSY
+    finally:
+        await killer.script_kill()
+        await asyncio.gather(spin, return_exceptions=True)
+        await busy.aclose()
+        await killer.aclose()
+        await redis.config_set("lua-time-limit", 5000)
+    assert "could not delete the liveness key" in caplog.text
+    assert "presence" in caplog.text
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == []

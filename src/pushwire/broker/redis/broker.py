@@ -40,7 +40,7 @@ from ..base import (
 from .health import CONNECTION_ERRORS, Health, HealthReport
 from .history import HistoryReader
 from .layout import Keys, Retention, parse_message
-from .presence import RedisPresence, parse_event
+from .presence import RedisPresence
 from .publisher import DoneCallback, Publisher
 from .subscriber import ListenCallback, Subscriber
 
@@ -87,6 +87,7 @@ class RedisBroker(HealthReport):
             once Redis confirmed them; settable later as the attribute of the same name.
         presence_ttl: seconds a presence entry lives unrefreshed; this process refreshes its
             own every third of it (presence.py).
+        presence_batch: presence members one Redis script call touches at most.
         inbox_size: direct messages kept per user (about: trimmed with `MAXLEN ~`, read
             exactly; 0: none).
         inbox_bytes: bytes of direct messages kept per user (exactly; 0: no byte bound).
@@ -119,6 +120,7 @@ class RedisBroker(HealthReport):
         reconnect_max: float = 5.0,
         on_resubscribed: ResubscribedCallback | None = None,
         presence_ttl: float = 30.0,
+        presence_batch: int = 500,
         clock: Clock = LOOP_CLOCK,
         inbox_size: int = 1000,
         inbox_bytes: int = 1024 * 1024,
@@ -203,8 +205,9 @@ class RedisBroker(HealthReport):
         )
         self._history = HistoryReader(self._client, self.keys.channel, retention, where)
         self._inboxes = HistoryReader(self._client, self.keys.inbox, inbox, where)
-        self._presence = RedisPresence(self._client, self.keys, presence_ttl, timeout, clock)
-
+        self._presence = RedisPresence(
+            self._client, self.keys, presence_ttl, timeout, presence_batch, clock
+        )
         self._state = _State.NEW
         self._deliver: DeliverCallback | None = None
         self._deliver_direct: DirectDeliverCallback | None = None
@@ -396,10 +399,7 @@ class RedisBroker(HealthReport):
         if deliver is None:
             return  # closed, or not attached yet
         if payload[:1] == b"!":
-            deliver_event = self._presence.deliver
-            if deliver_event is not None:
-                _pass_on(parse_event, deliver_event, channel, payload, "presence event")
-            return
+            return self._presence.receive(channel, payload)
         _pass_on(parse_message, deliver, channel, payload, "message")
 
     def _receive_direct(self, user: str, payload: bytes) -> None:

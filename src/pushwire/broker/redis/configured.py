@@ -38,6 +38,7 @@ def _broker(config: Config, url: str, *, sharded: bool = False) -> RedisBroker:
         reconnect_min=config.broker_reconnect_min,
         reconnect_max=config.broker_reconnect_max,
         presence_ttl=config.presence_ttl,
+        presence_batch=config.presence_batch,
         inbox_size=config.inbox_size,
         inbox_bytes=config.inbox_bytes,
         inbox_ttl=config.inbox_ttl,

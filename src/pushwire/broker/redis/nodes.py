@@ -28,6 +28,8 @@ import logging
 import secrets
 from collections.abc import Callable
 
+from redis.exceptions import RedisError
+
 from ...errors import Unavailable
 from ..base import Delivery
 from .broker import RedisBroker
@@ -97,8 +99,10 @@ class RedisNodes:
             await task
         try:
             await self.broker.redis.delete(self.key(self.node))
-        except CONNECTION_ERRORS as exc:
-            log.debug("could not delete the liveness key: %s", exc)
+        except (RedisError, *CONNECTION_ERRORS) as exc:
+            # One line, no traceback: down, or busy (a script over Redis's time limit); the
+            # key expires within node_ttl.
+            log.warning("could not delete the liveness key: %s", exc)
 
     async def _refresh(self) -> None:
         existed = await self.broker.redis.set(self.key(self.node), b"1", px=self._ttl_ms, get=True)
@@ -119,6 +123,10 @@ class RedisNodes:
                 # The broker reports the outage; a node cut off for node_ttl counts as dead.
                 log.debug("liveness key not refreshed: %s", exc)
                 self._reliable_since = None
+            except RedisError as exc:
+                # Refused (BUSY: a script over Redis's time limit): try again next time, and
+                # keep running (a dead keep-alive would have this node taken for dead).
+                log.warning("liveness key not refreshed: %s", exc)
 
     async def send(self, node: str, payload: bytes) -> Delivery:
         """Publish `payload` on `node`'s channel if the node is alive.

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 
 from ...clock import Clock, Timer
 from ...config import Config
@@ -255,30 +255,33 @@ class WebSocketTransport(SocketTransport):
 
 class PingSweep:
     """Pings every open WebSocket of a server with one timer: every quarter of the smaller
-    of `ping_interval` and `ping_timeout`, each connection is checked (`heartbeat`)."""
+    of `ping_interval` and `ping_timeout`, each connection is checked (`heartbeat`).
 
-    def __init__(self, config: Config, clock: Clock) -> None:
+    `connections` is the server's set of open connections (the door's), WebSockets among
+    others: the sweep keeps no set of its own (an entry of one costs about 50 bytes a
+    connection). `discard`ed WebSockets are skipped until they leave that set.
+    """
+
+    def __init__(self, config: Config, clock: Clock, connections: Collection[object]) -> None:
         self.clock = clock
         self.period = max(0.05, min(config.ping_interval, config.ping_timeout) / 4)
-        self._open: set[WebSocketTransport] = set()
+        self._connections = connections
         self._timer: Timer | None = None
 
-    def __len__(self) -> int:
-        return len(self._open)
-
     def add(self, connection: WebSocketTransport) -> None:
-        self._open.add(connection)
+        """`connection` (one of `connections`) is open: it is pinged from now on."""
         if self._timer is None:
             self._timer = self.clock.call_later(self.period, self._sweep)
 
     def discard(self, connection: WebSocketTransport) -> None:
-        self._open.discard(connection)
+        """`connection` is gone (its heartbeat does nothing once it is not open)."""
 
     def _sweep(self) -> None:
         now = self.clock.time()
-        for connection in list(self._open):
-            connection.heartbeat(now)
-        self._timer = self.clock.call_later(self.period, self._sweep) if self._open else None
+        for connection in list(self._connections):
+            if isinstance(connection, WebSocketTransport):
+                connection.heartbeat(now)
+        self._timer = self.clock.call_later(self.period, self._sweep) if self._connections else None
 
     def stop(self) -> None:
         """No more pings (shutdown)."""

@@ -145,8 +145,9 @@ class WebSocketConnection:
         self._parts: list[bytes] | None = None
         self._decoder: codecs.IncrementalDecoder | None = None
         self._reported_close = False
-        self._fast: list[WebSocketEvent] = []  # messages the fast path parsed, not yet taken
-        self._writes: list[bytes] = []  # Pings sent before the protocol was made
+        # Made when needed, not kept empty: an idle connection holds neither list.
+        self._fast: list[WebSocketEvent] | None = None  # what the fast path parsed, not taken
+        self._writes: list[bytes] | None = None  # Pings sent before the protocol was made
 
     def _made(self) -> _ServerProtocol:
         protocol = self._protocol
@@ -223,6 +224,8 @@ class WebSocketConnection:
         end = len(data)
         offset = 0
         fast = self._fast
+        if fast is None:
+            fast = self._fast = []
         while end - offset >= 6:
             first = data[offset]
             second = data[offset + 1]
@@ -269,12 +272,11 @@ class WebSocketConnection:
 
     def data_to_send(self) -> list[bytes]:
         writes, protocol = self._writes, self._protocol
+        if writes is not None:
+            self._writes = None
         if protocol is None:
-            if writes:
-                self._writes = []
-            return writes
+            return writes if writes is not None else []
         if writes:
-            self._writes = []
             return writes + protocol.data_to_send()
         return protocol.data_to_send()
 
@@ -287,6 +289,8 @@ class WebSocketConnection:
     def send_ping(self, data: bytes) -> None:
         protocol = self._protocol
         if protocol is None:
+            if self._writes is None:
+                self._writes = []
             self._writes.append(make_frame(0x89, data))
         else:
             protocol.send_ping(data)
@@ -306,7 +310,10 @@ class WebSocketConnection:
 
     def events_received(self) -> list[WebSocketEvent]:
         events = self._fast
-        self._fast = []
+        if events is None:
+            events = []
+        else:
+            self._fast = None
         protocol = self._protocol
         if protocol is None:
             return events
