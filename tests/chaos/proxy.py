@@ -13,6 +13,10 @@ switched on and off by the scenario's schedule:
 - `blackhole()`: bytes vanish, new connections are accepted and never answered; when the
   black hole ends, every connection it touched is reset (as a client or a node would drop it
   after its timeout);
+- `freeze()`: the connections open now go silent for good, neither moving nor closed (a link
+  torn where neither end sees it, a NAT that forgot the mapping); new ones flow;
+- `hold_after_head`: a new connection's answer stops for good right after its response head
+  (a node that accepted the request and never got further), neither moving nor closed;
 - `take_down(i)` / `bring_up(i)`: backend i is out of the rotation, its connections reset;
 - `refuse_upgrade`: a request that asks for a WebSocket upgrade is reset (a proxy that blocks
   WebSocket: clients switch transport);
@@ -66,6 +70,7 @@ class _Link:
         self._closed = False
         self.doomed = False  # touched by a black hole: reset when it ends
         self.drop_answer = False
+        self.held = False  # its answer stops after the response head (`hold_after_head`)
 
     def closed(self) -> bool:
         """Reset or closed (a call, not an attribute: it changes while a coroutine
@@ -107,6 +112,7 @@ class FaultProxy:
         self.truncating = False
         self.refuse_upgrade = False
         self.cut_answer_after: bytes | None = None
+        self.hold_after_head = False
         #: What the proxy did: connections, resets, truncated, refused, cut answers.
         self.counts: Counter[str] = Counter()
         self.port = 0
@@ -167,6 +173,13 @@ class FaultProxy:
         self.counts["resets"] += len(doomed)
         self._flowing.set()
 
+    def freeze(self) -> int:
+        frozen = [link for link in self._links if not link.closed()]
+        for link in frozen:
+            link.doomed = True  # its bytes vanish; only stop() resets it
+        self.counts["frozen"] += len(frozen)
+        return len(frozen)
+
     def take_down(self, index: int) -> None:
         self.down.add(index)
         for link in list(self._links):
@@ -221,6 +234,7 @@ class FaultProxy:
             link.reset()
             return
         link.backend = index
+        link.held = self.hold_after_head
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.backends[index])
         except OSError:
@@ -256,6 +270,12 @@ class FaultProxy:
             if link.closed() or link.doomed:
                 return
             if backwards:
+                if link.held:
+                    head, found, _ = data.partition(b"\r\n\r\n")
+                    writer.write(head + found)
+                    self.counts["held"] += 1
+                    link.doomed = True  # the rest vanishes; only stop() resets it
+                    continue
                 if link.drop_answer:
                     self.counts["cut answers"] += 1
                     link.reset()

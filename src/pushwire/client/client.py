@@ -78,7 +78,10 @@ class Client:
         reconnect_delay, reconnect_delay_max: attempt n waits uniform(0, min(max,
             delay * 2**(n-1))) seconds (exponential backoff, full jitter).
         max_reconnect_attempts: attempts after one drop before giving up (None: no bound).
-        connect_timeout: bound of one transport's connect + `welcome`.
+        connect_timeout: bound of one transport's connect + `welcome` (a welcome later
+            than that is a lost connection: the client tries again). A stream (stream,
+            sse) silent for one of the welcome's `heartbeat` intervals is pinged, after
+            two it is dropped and resumed the same way.
         request_timeout: bound of one request's answer (then `RequestFailed("timeout")`).
         max_queue: messages received and not yet read; when full the client stops reading
             from the connection (backpressure, nothing dropped; see the module docstring).

@@ -270,10 +270,16 @@ class Connection:
         try:
             await transport.open(hello, self.connect_timeout)
             welcome = await asyncio.wait_for(self._welcome(transport), self.connect_timeout)
-        except (TimeoutError, ConnectionLost):
+        except (TimeoutError, ConnectionLost) as exc:
             with contextlib.suppress(Exception):
                 await transport.close()
-            raise
+            if isinstance(exc, ConnectionLost):
+                raise
+            # A lost connection like any other: the reconnect loop tries again (a bare
+            # TimeoutError here ended the reading task, and the client sat silent for good).
+            raise ConnectionLost(
+                1006, f"{name}: no welcome within {self.connect_timeout:g} s"
+            ) from exc
         if welcome.get("expired") is not None:
             self.expired.append(welcome["expired"])
         self.welcome = welcome
@@ -384,6 +390,15 @@ class Connection:
         return self._closing
 
     async def _read(self) -> None:
+        """Read until the end, reconnecting after drops; whatever else goes wrong ends the
+        client visibly (1011: recv() raises, the app's callback hears it), never silently."""
+        try:
+            await self._read_loop()
+        except Exception as exc:
+            log.exception("the client's reading stopped")
+            self._end(ClientClosed(1011, f"the client's reading failed: {exc!r}"))
+
+    async def _read_loop(self) -> None:
         while not self._stopping():
             transport = self._transport
             assert transport is not None

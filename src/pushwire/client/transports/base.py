@@ -38,6 +38,8 @@ class ClientTransport:
         self.session: str | None = None
         #: The session's resume secret, from the welcome: it proves the session is ours.
         self.secret: str | None = None
+        #: Seconds between the server's heartbeats on this connection, from the welcome.
+        self.heartbeat: float | None = None
 
     async def open(self, hello: Envelope, timeout: float) -> None:
         """Connect and send `hello`. Raises `ConnectionLost` when it cannot."""
@@ -60,6 +62,9 @@ class ClientTransport:
             self.session = envelope["session"]
             secret = envelope.get("resume")
             self.secret = secret if isinstance(secret, str) else None
+            heartbeat = envelope.get("heartbeat")
+            if isinstance(heartbeat, int | float) and heartbeat > 0:
+                self.heartbeat = float(heartbeat)
 
 
 def encode_json(envelope: Envelope) -> bytes:
@@ -75,8 +80,12 @@ def encode_text(envelope: Envelope, data: bytes | None) -> bytes:
 
 
 def decode_text(line: bytes) -> Item:
-    """An envelope from its JSON text. Raises `ConnectionLost` (4100) without a type."""
-    envelope = json.loads(line)
+    """An envelope from its JSON text. Raises `ConnectionLost` (4100) for text that is not
+    JSON, or without a type."""
+    try:
+        envelope = json.loads(line)
+    except ValueError as exc:  # JSON or UTF-8: what the reading loop must see as a drop
+        raise ConnectionLost(4100, f"the server sent text that is not JSON: {exc}") from exc
     if not isinstance(envelope, dict) or not isinstance(envelope.get("type"), str):
         raise ConnectionLost(4100, "the server sent an envelope without a type")
     return envelope, None

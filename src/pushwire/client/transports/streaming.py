@@ -1,18 +1,30 @@
 """The client's streaming transports, `stream` and `sse`: one never-ending chunked response,
 opened by `POST E/<name>` with the hello as its body, carries the envelopes down, as NDJSON
-lines or as `text/event-stream` events."""
+lines or as `text/event-stream` events.
+
+Liveness, as pushwire.js keeps it: a stream that brings nothing for one `heartbeat` (the
+welcome says how long) gets a `ping` (on a connection of its own, so it never waits behind
+a send); one that still brings nothing after SILENT_HEARTBEATS of them is taken for dead (a
+link torn where neither end saw it) and dropped as a lost connection: the client resumes
+from its position, as after any drop."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
+from typing import Final
 
 from ..errors import ConnectionLost
 from .base import MAX_FRAME, Envelope, Item, encode_json
-from .http import HttpTransport, read_chunk, refusal
+from .http import HttpConnection, HttpTransport, read_chunk, refusal
 from .sse_parser import SseParser
 
-__all__ = ["SseTransport", "StreamTransport"]
+__all__ = ["SILENT_HEARTBEATS", "SseTransport", "StreamTransport"]
+
+#: Heartbeats (the welcome's `heartbeat`) without a chunk after which a stream is dropped as
+#: dead; a `ping` goes out after the first.
+SILENT_HEARTBEATS: Final = 2
 
 
 class _StreamingTransport(HttpTransport):
@@ -22,6 +34,9 @@ class _StreamingTransport(HttpTransport):
         super().__init__(base, host, port, ssl_context)
         self.reader: asyncio.StreamReader | None = None
         self.buffer = b""  # the end of the last chunk: a line or event not whole yet
+        self.chunk: asyncio.Future[bytes] | None = None  # the chunk being read
+        self.pinger = HttpConnection(host, port, ssl_context)  # pings: never behind a send
+        self.pinging: asyncio.Future[None] | None = None
 
     async def open(self, hello: Envelope, timeout: float) -> None:
         try:
@@ -40,17 +55,61 @@ class _StreamingTransport(HttpTransport):
 
     async def receive(self) -> Item:
         while not self.pending:
-            reader = self.reader
-            if reader is None:
-                raise ConnectionLost(1006, "not connected")
-            try:
-                data = await read_chunk(reader)
-            except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
-                raise ConnectionLost(1006, "stream ended") from exc
+            data = await self._next_chunk()
             if not data:
                 raise ConnectionLost(1006, "stream ended")
             self.pending.extend(self._split(data))
         return self._next_pending()
+
+    async def _next_chunk(self) -> bytes:
+        """The next chunk. Its read outlives a cancelled `receive()` (the next call takes it
+        over: a chunk half read is never lost); no chunk for SILENT_HEARTBEATS heartbeats
+        (after the welcome) is a lost connection."""
+        reader = self.reader
+        if reader is None:
+            raise ConnectionLost(1006, "not connected")
+        if self.chunk is None:
+            self.chunk = asyncio.ensure_future(read_chunk(reader))
+        chunk = self.chunk
+        silent = 0
+        while not chunk.done():
+            await asyncio.wait({chunk}, timeout=self.heartbeat)
+            if chunk.done():
+                break
+            silent += 1
+            if silent >= SILENT_HEARTBEATS:
+                self.downstream.close()  # its read ends with the connection
+                raise ConnectionLost(
+                    1006, f"{self.name}: nothing for {silent} heartbeats of {self.heartbeat:g} s"
+                )
+            self._ping()
+        self.chunk = None
+        try:
+            return chunk.result()
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            raise ConnectionLost(1006, "stream ended") from exc
+
+    def _ping(self) -> None:
+        if self.pinging is None or self.pinging.done():
+            self.pinging = asyncio.ensure_future(self._send_ping())
+
+    async def _send_ping(self) -> None:
+        """A `ping`: the server answers `pong` on the stream, if the stream still lives."""
+        body = encode_json({"type": "ping"})
+        with contextlib.suppress(ConnectionLost, OSError, ValueError):
+            await self.pinger.request("POST", f"{self.base}/send", body, self._session_header())
+
+    async def close(self, code: int = 1000) -> None:
+        await super().close(code)
+        self.pinger.close()
+        tasks = {task for task in (self.chunk, self.pinging) if task is not None}
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+        for task in tasks:
+            if not task.cancelled():
+                task.exception()  # retrieved: its end is this connection's end
 
 
 class StreamTransport(_StreamingTransport):
