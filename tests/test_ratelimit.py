@@ -7,10 +7,12 @@ import pytest
 
 from pushwire.clock import ManualClock
 from pushwire.config import Config
+from pushwire.core.admission import Admission
 from pushwire.ratelimit import (
     AddressBuckets,
     MessageRate,
     Networks,
+    RatePolicy,
     TokenBucket,
     address_key,
     client_address,
@@ -62,7 +64,7 @@ def test_message_rate_counts_messages_and_bytes() -> None:
         max_message=100,
     )
     clock = ManualClock(50.0)
-    rate = MessageRate(config, clock.time)
+    rate = MessageRate(RatePolicy(config, clock.time))
     assert rate.allow(10) and rate.allow(10)  # two messages: the burst
     assert not rate.allow(10)
     assert rate.strikes == 1
@@ -79,7 +81,8 @@ def test_message_rate_counts_messages_and_bytes() -> None:
 
 
 def test_byte_burst_is_at_least_one_message() -> None:
-    rate = MessageRate(Config(bytes_per_second=1.0, byte_burst=10, max_message=1000), lambda: 0.0)
+    config = Config(bytes_per_second=1.0, byte_burst=10, max_message=1000)
+    rate = MessageRate(RatePolicy(config, lambda: 0.0))
     assert rate.allow(1000)
 
 
@@ -142,3 +145,13 @@ def test_address_key_counts_ipv6_by_its_prefix(address: str, prefix: int, key: s
 def test_address_key_refuses_a_prefix_out_of_range(prefix: int) -> None:
     with pytest.raises(ValueError, match="per_ip_ipv6_prefix"):
         address_key("::1", prefix)
+
+
+def test_sessions_share_their_server_s_rates() -> None:
+    config = Config(messages_per_second=1.0, message_burst=1)
+    admission = Admission(config, ManualClock(5.0))
+    policy = admission.rates()
+    assert admission.rates() is policy  # one policy for every session of the server
+    first, second = MessageRate(policy), MessageRate(policy)
+    assert first.allow(1) and not first.allow(1)
+    assert second.allow(1)  # each session has its own tokens

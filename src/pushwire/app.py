@@ -23,6 +23,7 @@ server (`pushwire.server`) and any other door hand it requests, upgrades and TCP
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.resources
 import mimetypes
 import sys
@@ -111,6 +112,19 @@ def _load_static(*, open_demo: bool) -> dict[str, tuple[bytes, str]]:
         body, kind = files["index.html"]
         files["index.html"] = (body.replace(_OPEN_DEMO_MARK, _OPEN_DEMO_NOTICE), kind)
     return files
+
+
+#: The endpoints each connection's handler keeps, shared: frozen, one per path.
+_ECHO: Final = Endpoint("echo", any_origin=True)
+_GENERAL: Final = Endpoint("general")
+
+
+@functools.lru_cache(maxsize=4096)
+def _channel_endpoint(channel: str) -> Endpoint:
+    """The endpoint of `/ws/<channel>`, shared by the channel's subscribers while it is among
+    the 4,096 last asked for. Interned: each subscriber's session keeps the name
+    (pushwire.core.channels interns too)."""
+    return Endpoint("channel", channel=sys.intern(channel))
 
 
 class App:
@@ -378,12 +392,11 @@ class App:
 
     def _endpoint(self, path: str) -> Endpoint | None:
         if path == "/echo":
-            return Endpoint("echo", any_origin=True)
+            return _ECHO
         if path == "/pushwire":
-            return Endpoint("general")
+            return _GENERAL
         if path.startswith("/ws/"):
-            # Interned: each subscriber's handler keeps it (pushwire.core.channels interns too).
-            return Endpoint("channel", channel=sys.intern(path[len("/ws/") :]))
+            return _channel_endpoint(path[len("/ws/") :])
         return None
 
     def _transport_request(self, request: Request, endpoint: Endpoint, kind: str) -> Answer:

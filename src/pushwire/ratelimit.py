@@ -20,6 +20,7 @@ __all__ = [
     "AddressBuckets",
     "MessageRate",
     "Networks",
+    "RatePolicy",
     "TokenBucket",
     "address_key",
     "client_address",
@@ -97,32 +98,18 @@ class TokenBucket:
         return self.tokens + (now - self.stamp) * self.rate >= self.burst
 
 
-class MessageRate:
-    """A session's rates: `messages_per_second` (bursts of `message_burst`) and
-    `bytes_per_second` (bursts of `byte_burst`, at least `max_message`: any message can
-    pass); either may be off (0). `strikes`: messages refused since the last one let through.
+class RatePolicy:
+    """The sessions' rates, shared by every session's `MessageRate` (a session keeps only its
+    tokens): `messages_per_second` (bursts of `message_burst`) and `bytes_per_second`
+    (bursts of `byte_burst`, at least `max_message`: any message can pass); either may be
+    off (0), a bucket that is always full (infinite tokens). `time`: the clock's time
+    (`clock.time_reader`)."""
 
-    Two token buckets sharing one time stamp, inlined: `allow` runs once per message a client
-    sends. A rate that is off is a bucket that is always full (infinite tokens).
-    """
-
-    __slots__ = (
-        "_config",
-        "_short",
-        "byte_burst",
-        "byte_rate",
-        "bytes",
-        "message_burst",
-        "message_rate",
-        "messages",
-        "stamp",
-        "strikes",
-        "time",
-    )
+    __slots__ = ("byte_burst", "byte_rate", "config", "message_burst", "message_rate", "time")
 
     def __init__(self, config: Config, time: Callable[[], float]) -> None:
-        self._config = config
-        self.time = time  # the clock's time (`clock.time_reader`)
+        self.config = config
+        self.time = time
         infinite = float("inf")
         on = config.messages_per_second > 0
         self.message_rate = config.messages_per_second if on else 0.0
@@ -130,24 +117,41 @@ class MessageRate:
         on = config.bytes_per_second > 0
         self.byte_rate = config.bytes_per_second if on else 0.0
         self.byte_burst = float(max(config.byte_burst, config.max_message)) if on else infinite
+
+
+class MessageRate:
+    """A session's tokens under its server's `RatePolicy`. `strikes`: messages refused since
+    the last one let through.
+
+    Two token buckets sharing one time stamp, inlined: `allow` runs once per message a client
+    sends. The rates live on the shared policy: a session holds its two token counts and a
+    time stamp (an object of 6 slots where one with the rates was 11, every pushwire.v1
+    client having one from its hello on).
+    """
+
+    __slots__ = ("_short", "bytes", "messages", "policy", "stamp", "strikes")
+
+    def __init__(self, policy: RatePolicy) -> None:
+        self.policy = policy
         # Full at time 0: the first `allow` fills them (a clock's time is at least 0).
-        self.messages = self.message_burst
-        self.bytes = self.byte_burst
+        self.messages = policy.message_burst
+        self.bytes = policy.byte_burst
         self.stamp = 0.0
         self.strikes = 0
         self._short = 0.0  # what the last refused message lacked: 0 a message token, else bytes
 
     def allow(self, size: int) -> bool:
         """Whether a message of `size` bytes may pass now (its tokens are spent if so)."""
-        now = self.time()
+        policy = self.policy
+        now = policy.time()
         elapsed = now - self.stamp
         self.stamp = now
-        messages = self.messages + elapsed * self.message_rate
-        if messages > self.message_burst:
-            messages = self.message_burst
-        sizes = self.bytes + elapsed * self.byte_rate
-        if sizes > self.byte_burst:
-            sizes = self.byte_burst
+        messages = self.messages + elapsed * policy.message_rate
+        if messages > policy.message_burst:
+            messages = policy.message_burst
+        sizes = self.bytes + elapsed * policy.byte_rate
+        if sizes > policy.byte_burst:
+            sizes = policy.byte_burst
         if messages < 1.0 or sizes < size:
             self.messages, self.bytes = messages, sizes
             self.strikes += 1
@@ -160,15 +164,18 @@ class MessageRate:
 
     def refusal(self) -> str:
         """Why the last message was refused."""
+        config = self.policy.config
         if self._short == 0.0:
-            return f"rate limited (over {self._config.messages_per_second:g} messages/s)"
-        return f"rate limited (over {self._config.bytes_per_second:g} bytes/s)"
+            return f"rate limited (over {config.messages_per_second:g} messages/s)"
+        return f"rate limited (over {config.bytes_per_second:g} bytes/s)"
 
     def wait(self) -> float:
         """Seconds until the last refused message would pass."""
+        policy = self.policy
         if self._short == 0.0:
-            return (1.0 - self.messages) / self.message_rate if self.message_rate else 0.0
-        return self._short / self.byte_rate if self.byte_rate else 0.0
+            rate = policy.message_rate
+            return (1.0 - self.messages) / rate if rate else 0.0
+        return self._short / policy.byte_rate if policy.byte_rate else 0.0
 
 
 class AddressBuckets:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import ipaddress
 
-from ..clock import Clock
+from ..clock import Clock, time_reader
 from ..config import Config
 from ..errors import RateLimited, TooManySessions
-from ..ratelimit import AddressBuckets, Networks, address_key
+from ..ratelimit import AddressBuckets, Networks, RatePolicy, address_key
 from .sessions import Session
 
 __all__ = ["Admission"]
@@ -31,6 +31,7 @@ class Admission:
         "_handshakes",
         "_loopback_exempt",
         "_prefix",
+        "_rates",
         "per_address",
         "per_user",
         "total",
@@ -47,6 +48,7 @@ class Admission:
         self._handshakes = (
             AddressBuckets(rate, max(1, config.handshake_burst)) if rate > 0 else None
         )
+        self._rates: RatePolicy | None = None
         #: Sessions open now: in all, per address (when bounded), per user (when bounded).
         self.total = 0
         self.per_address: dict[str, int] = {}
@@ -66,6 +68,15 @@ class Admission:
             except ValueError:
                 return False
         return False
+
+    def rates(self) -> RatePolicy:
+        """The sessions' message and byte rates: one policy every session's `MessageRate`
+        shares, reading the running loop's time (a new one in another loop)."""
+        time = time_reader(self._clock)
+        policy = self._rates
+        if policy is None or policy.time != time:
+            policy = self._rates = RatePolicy(self._config, time)
+        return policy
 
     def handshake(self, address: str | None) -> None:
         """One handshake from `address`.

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from abc import abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping, MutableSet
 from types import MappingProxyType
 from typing import Any, Protocol
 
@@ -24,6 +24,7 @@ from ..message import Data, Message
 from .transport import Transport
 
 __all__ = [
+    "ChannelSet",
     "MemorySessionStore",
     "Session",
     "SessionMigration",
@@ -53,6 +54,50 @@ def new_secret() -> str:
 def new_public_id() -> str:
     """72 random bits, URL-safe base64 (12 characters): names a session to others."""
     return secrets.token_urlsafe(9)
+
+
+#: Channels a `ChannelSet` keeps in a tuple; past them, in a set (a tuple's `in` and
+#: `discard` walk it).
+SMALL_CHANNELS = 8
+
+
+class ChannelSet(MutableSet[str]):
+    """A session's channels, a set to whoever reads them, kept in a tuple while they are
+    few (one, mostly): a set of one channel was 216 bytes a subscriber, this and its tuple
+    are 88; past `SMALL_CHANNELS`, in a set."""
+
+    __slots__ = ("_names",)
+
+    def __init__(self, names: Iterable[str] = ()) -> None:
+        self._names: tuple[str, ...] | set[str] = ()
+        for name in names:
+            self.add(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def add(self, name: str) -> None:
+        names = self._names
+        if isinstance(names, set):
+            names.add(name)
+        elif name not in names:
+            self._names = (*names, name) if len(names) < SMALL_CHANNELS else {*names, name}
+
+    def discard(self, name: str) -> None:
+        names = self._names
+        if isinstance(names, set):
+            names.discard(name)
+        elif name in names:
+            self._names = tuple(other for other in names if other != name)
+
+    def __repr__(self) -> str:
+        return f"ChannelSet({sorted(self._names)!r})"
 
 
 class Session:
@@ -119,7 +164,7 @@ class Session:
         self.user = user
         self.info: Mapping[str, Any] = info or _NO_INFO
         self.transport = transport
-        self.channels: set[str] = set()
+        self.channels = ChannelSet()
         self.resumable = resumable
         self.closed = False
         self.expiry: Timer | None = None  # the grace timer while detached

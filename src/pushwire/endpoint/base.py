@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from ..broker.base import History, PublishCallback
-from ..clock import time_reader
 from ..core import ConnectRequest, Hub, Identity, Session
 from ..core.transport import Transport
 from ..errors import (
@@ -167,7 +166,7 @@ class Handler:
         """An application frame arrived from the client."""
         rate = self._rate
         if rate is None and self._rated:
-            rate = self._rate = MessageRate(self.hub.config, time_reader(self.hub.clock))
+            rate = self._rate = MessageRate(self.hub.admission.rates())
         if rate is not None and not rate.allow(len(data)):
             self._over_rate(rate)
             return
