@@ -120,3 +120,20 @@ async def test_an_app_message_whose_upload_was_cut_after_the_server_took_it_is_n
         assert proxy.counts["cut answers"] == 1
     finally:
         await proxy.stop()
+
+
+async def test_an_upload_after_the_server_closed_its_idle_connection_goes_on_a_fresh_one(
+    server_factory: ServerFactory,
+) -> None:
+    """A send is not tried again once written, so a connection the server closed while idle
+    (`keepalive_timeout`) must be replaced before it is written to."""
+    server = server_factory("--set", "keepalive_timeout=0.2")
+    async with connect(server.url("/echo"), transports=["longpoll"]) as client:
+        await client.send("before")
+        received = await data_until(client, "before")
+        # The server closes the idle upload connection meanwhile (no event to await here:
+        # a missed close only makes the test pass without testing).
+        await asyncio.sleep(3)
+        await asyncio.wait_for(client.send("after"), WAIT)
+        received += await data_until(client, "after")
+    assert received == ["before", "after"]
