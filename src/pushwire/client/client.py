@@ -296,7 +296,8 @@ class Client:
         Raises:
             ClientClosed: the client is closed.
             RequestFailed: `disconnected`: no connection within the retries, or the
-                connection dropped while sending (it may or may not have arrived).
+                connection dropped while sending, or (HTTP transports) its upload was not
+                answered within `send_timeout` (it may or may not have arrived).
         """
         item = with_data({"type": "send"}, data)
         await retrying(
