@@ -21,7 +21,7 @@ import sys
 from collections.abc import Awaitable
 from typing import cast
 
-from ..clock import OneTimer
+from ..clock import Clock, OneTimer
 from ..core.transport import Framing
 from ..errors import PushwireError, RemoteError
 from ..guard import FAILURES
@@ -59,7 +59,7 @@ class HttpConnection(OneTimer, asyncio.Protocol):
     )
 
     def __init__(self, door: Door) -> None:
-        self._init_timer(door.clock)
+        self._init_timer()
         self.door = door
         config = door.config
         self.transport: asyncio.Transport | None = None
@@ -78,6 +78,10 @@ class HttpConnection(OneTimer, asyncio.Protocol):
         self.received = 0
         self.progress_mark = 0  # `received` when the body's current receive window began
         self.body_deadline = 0.0  # when the body being received must be complete
+
+    @property
+    def clock(self) -> Clock:
+        return self.door.clock
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -153,6 +157,7 @@ class HttpConnection(OneTimer, asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
+        self._drop_parser()
         if self.stream is not None:
             self.stream.lost()
         self.door.closed(self)
@@ -349,6 +354,12 @@ class HttpConnection(OneTimer, asyncio.Protocol):
         self.progress_mark = self.received
         self._set_timer(min(config.receive_window, left), self._body_progress)
 
+    def _drop_parser(self) -> None:
+        """No more requests on this connection: its parser is freed now (`close`)."""
+        parser, self.parser = self.parser, None
+        if parser is not None:
+            parser.close()
+
     def _idle_timeout(self) -> None:
         if self.transport is not None and not self.busy:
             self.closing = True
@@ -360,7 +371,7 @@ class HttpConnection(OneTimer, asyncio.Protocol):
         """The answer never ends: from now on this connection carries one client's stream."""
         transport = self.transport
         assert transport is not None
-        self.parser = None
+        self._drop_parser()
         self._cancel_timer()
         transport.write(response_head(start.status, start.headers, length=None))
         if self.door.access_log:
@@ -399,7 +410,7 @@ class HttpConnection(OneTimer, asyncio.Protocol):
             self.closing = True
             transport.close()
             return
-        self.parser = None
+        self._drop_parser()
         self.closing = True
         self._cancel_timer()
         config = door.config
@@ -416,10 +427,7 @@ class HttpConnection(OneTimer, asyncio.Protocol):
         websocket = WebSocketTransport(
             transport,
             framing=framing,
-            config=config,
-            clock=door.clock,
             pings=door.pings,
-            on_lost=door.on_closed,
             remote=self.remote,
             deflate=deflate,
         )

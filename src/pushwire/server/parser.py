@@ -161,6 +161,14 @@ class RequestParser:
         except httptools.HttpParserError as exc:
             raise BadRequest(f"malformed request: {exc}") from exc
 
+    def close(self) -> None:
+        """Done with: llhttp is let go. It refers back to this parser (its callbacks are this
+        parser's bound methods), so without this both, with the last request and its headers,
+        waited for the cycle collector: in a burst of connections, memory that fragments the
+        heap (~0.5 KiB of RSS a connection after their handshakes, issue 18). Not to be fed
+        after."""
+        del self._parser
+
     def events_received(self) -> list[Request]:
         """Requests completed since the last call, in order."""
         events, self._events = self._events, []
