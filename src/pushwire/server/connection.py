@@ -160,7 +160,8 @@ class HttpConnection(OneTimer, asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
-        self._drop_parser()
+        if self.parser is not None:
+            self.parser.release()
         if self.stream is not None:
             self.stream.lost()
         self.door.closed(self)
@@ -363,12 +364,6 @@ class HttpConnection(OneTimer, asyncio.Protocol):
         self.progress_mark = self.received
         self._set_timer(min(config.receive_window, left), self._body_progress)
 
-    def _drop_parser(self) -> None:
-        """No more requests on this connection: its parser is freed now (`close`)."""
-        parser, self.parser = self.parser, None
-        if parser is not None:
-            parser.close()
-
     def _idle_timeout(self) -> None:
         if self.transport is not None and not self.busy:
             self.closing = True
@@ -380,7 +375,9 @@ class HttpConnection(OneTimer, asyncio.Protocol):
         """The answer never ends: from now on this connection carries one client's stream."""
         transport = self.transport
         assert transport is not None
-        self._drop_parser()
+        if self.parser is not None:
+            self.parser.release()
+        self.parser = None
         self._cancel_timer()
         transport.write(response_head(start.status, start.headers, length=None))
         if self.door.access_log:
@@ -419,7 +416,7 @@ class HttpConnection(OneTimer, asyncio.Protocol):
             self.closing = True
             transport.close()
             return
-        self._drop_parser()
+        self.parser = None  # (it let go of llhttp when it took the upgrade)
         self.closing = True
         self._cancel_timer()
         config = door.config
