@@ -4,7 +4,8 @@ Fan-out uses Redis pub/sub; offsets and history live in Redis, so every node see
 (epoch, offset) for a message. Each module owns one part, and says what it guarantees:
 
 - broker.py: `RedisBroker`, the `Broker` (and `DirectBroker`) the hub uses; it starts and
-  stops the parts below and turns what arrives into the hub's callbacks.
+  stops the parts below.
+- inbound.py: what arrives on pub/sub, parsed and handed to the hub's callbacks.
 - publisher.py: the publish queue and its sender task: channel publishes (the publish
   script) and direct messages, in one order; each `done` called exactly once.
 - subscriber.py: the subscription connection: SUBSCRIBE confirmed before `subscribe`
