@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -89,6 +90,7 @@ class RedisCluster:
 
     def __init__(self, directory: Path, masters: int = 3) -> None:
         self.nodes = []
+        self.replicas: list[ClusterNode] = []
         for index in range(masters):
             folder = directory / f"node{index}"
             folder.mkdir()
@@ -136,9 +138,88 @@ class RedisCluster:
                     return next(n for n in self.nodes if n.port == int(master[1]))
         raise LookupError(name)
 
+    def migrate(self, name: str, target: ClusterNode) -> None:
+        """Reshard: move the slot of the key or shard channel `name`, keys included, to
+        `target`, as `redis-cli --cluster reshard` does (IMPORTING on the target, MIGRATING
+        on the source, MIGRATE of its keys, then SETSLOT NODE on every master)."""
+        source = self.master_of(name)
+        assert source is not target
+        with _client(source) as old, _client(target) as new:
+            slot = int(old.execute_command("CLUSTER", "KEYSLOT", name))  # type: ignore[no-untyped-call]
+            source_id = _text(old.execute_command("CLUSTER", "MYID"))  # type: ignore[no-untyped-call]
+            target_id = _text(new.execute_command("CLUSTER", "MYID"))  # type: ignore[no-untyped-call]
+            new.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)  # type: ignore[no-untyped-call]
+            old.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)  # type: ignore[no-untyped-call]
+            while keys := old.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):  # type: ignore[no-untyped-call]
+                old.execute_command(  # type: ignore[no-untyped-call]
+                    "MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys
+                )
+        for node in (target, source, *self.nodes):
+            with _client(node) as client:
+                client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)  # type: ignore[no-untyped-call]
+
+    def add_replica(
+        self, master: ClusterNode, directory: Path, timeout: float = 30.0
+    ) -> ClusterNode:
+        """Start a replica of `master` in `directory`, joined to the cluster; returns once it
+        is in sync (stopped with the cluster)."""
+        replica = ClusterNode(directory)
+        self.replicas.append(replica)
+        replica.start()
+        deadline = time.monotonic() + timeout
+        with _client(master) as primary, _client(replica) as client:
+            master_id = _text(primary.execute_command("CLUSTER", "MYID"))  # type: ignore[no-untyped-call]
+            client.execute_command("CLUSTER", "MEET", "127.0.0.1", master.port)  # type: ignore[no-untyped-call]
+            while True:
+                try:  # refused until the replica knows the master (gossip)
+                    client.execute_command("CLUSTER", "REPLICATE", master_id)  # type: ignore[no-untyped-call]
+                    break
+                except redis.ResponseError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+            while client.info("replication").get("master_link_status") != "up":
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"replica of {master.port} not in sync within {timeout} s")
+                time.sleep(0.05)
+        return replica
+
+    def fail_over(self, replica: ClusterNode, timeout: float = 30.0) -> None:
+        """`CLUSTER FAILOVER` on `replica` (its master agrees, after the replica caught up):
+        returns once it is the master, known as such by every master."""
+        with _client(replica) as client:
+            client.execute_command("CLUSTER", "FAILOVER")  # type: ignore[no-untyped-call]
+        deadline = time.monotonic() + timeout
+        while any(replica.port not in {int(r[2][1]) for r in _slots(node)} for node in self.nodes):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"failover to {replica.port} not done within {timeout} s")
+            time.sleep(0.05)
+
     def stop(self) -> None:
-        for node in self.nodes:
+        for node in (*self.nodes, *self.replicas):
             node.stop()
+
+
+@contextlib.contextmanager
+def _client(node: ClusterNode) -> Iterator[redis.Redis]:
+    client = redis.Redis(port=node.port, socket_timeout=10)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _slots(node: ClusterNode) -> list[list[Any]]:
+    with _client(node) as client:
+        try:
+            ranges: list[list[Any]] = client.execute_command("CLUSTER", "SLOTS")  # type: ignore[no-untyped-call]
+        except redis.RedisError:
+            return []
+    return ranges
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @contextlib.contextmanager
@@ -202,7 +283,7 @@ class ClusterBrokers:
                 reconnect_max=RECONNECT_MAX,
             )
 
-        broker = RedisClusterBroker(self.url, make_shard=shard)
+        broker = RedisClusterBroker(self.url, make_shard=shard, refresh_interval=0.2)
         self.made.append(broker)
         recorder = Recorder(broker)
         await broker.start()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+from collections.abc import Callable
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -229,6 +230,11 @@ class RedisBroker(HealthReport):
     def attach_resubscribed(self, callback: ResubscribedCallback) -> None:
         self._inbound.on_resubscribed = callback
 
+    def watch_topology(self, callback: Callable[[], None]) -> None:
+        """Call `callback` when an outage begins or Redis answers MOVED or ASK (a Redis
+        Cluster's slot map may have changed: cluster.py)."""
+        self._health.on_topology = callback
+
     @property
     def on_resubscribed(self) -> ResubscribedCallback | None:
         """Called with the channels subscribed again after a lost connection."""
@@ -366,33 +372,36 @@ class RedisBroker(HealthReport):
 
     # -- subscribing ------------------------------------------------------------------------
 
-    async def subscribe(self, channel: str) -> None:
+    async def subscribe(self, channel: str, *, recover: bool = False) -> None:
         """Subscribe this process to `channel`; returns once Redis confirmed it, or once the
-        connection was lost (the channel is then subscribed on reconnection)."""
+        connection was lost (the channel is then subscribed on reconnection). `recover`: the
+        channel comes from another shard (cluster.py): once confirmed, `on_resubscribed`
+        names it, before any of its messages is passed on."""
         self._check_running()
-        await self._subscriber.subscribe(channel)
+        await self._subscriber.subscribe(channel, recover=recover)
 
     async def unsubscribe(self, channel: str) -> None:
         """This process stops receiving `channel` (nothing of it is delivered from now on)."""
         await self._subscriber.unsubscribe(channel)
 
-    async def listen(self, topic: str, callback: ListenCallback) -> None:
+    async def listen(self, topic: str, callback: ListenCallback, *, recover: bool = False) -> None:
         """Pass every payload PUBLISHed to the pub/sub channel `topic` (taken as is, no
-        prefix) to `callback`, on the event loop; returns like `subscribe`."""
+        prefix) to `callback`, on the event loop; returns like `subscribe` (`recover`: then
+        `on_resubscribed` is called with no channel)."""
         self._check_running()
-        await self._subscriber.listen(topic, callback)
+        await self._subscriber.listen(topic, callback, recover=recover)
 
     async def unlisten(self, topic: str) -> None:
         """Stop passing `topic`'s payloads on (nothing more reaches the callback)."""
         await self._subscriber.unlisten(topic)
 
-    async def listen_user(self, user: str) -> None:
-        """Receive the direct messages to `user`; returns like `subscribe`."""
+    async def listen_user(self, user: str, *, recover: bool = False) -> None:
+        """Receive the direct messages to `user`; returns like `listen`."""
 
         def receive(payload: bytes) -> None:
             self._inbound.receive_direct(user, payload)
 
-        await self.listen(self.keys.user(user), receive)
+        await self.listen(self.keys.user(user), receive, recover=recover)
 
     async def unlisten_user(self, user: str) -> None:
         """No more direct messages to `user` here."""
@@ -405,6 +414,11 @@ class RedisBroker(HealthReport):
 
     def presence_leave(self, channel: str, member: str) -> None:
         self._presence.leave(channel, member)
+
+    def take_presence(self, channel: str) -> dict[str, bytes]:
+        """This process's members of `channel` (member -> entry), no longer refreshed here
+        and not told to leave: the channel moved to another shard, which joins them."""
+        return self._presence.members.pop(channel, {})
 
     async def presence(self, channel: str, limit: int) -> PresenceSnapshot:
         """The channel's members and count (see `Broker.presence`).

@@ -21,7 +21,12 @@ def redis_broker(config: Config) -> RedisBroker | RedisClusterBroker:
     """
     if is_cluster_url(config.broker):
         shard = functools.partial(_broker, config, sharded=True)
-        return RedisClusterBroker(config.broker, make_shard=shard, timeout=config.broker_timeout)
+        return RedisClusterBroker(
+            config.broker,
+            make_shard=shard,
+            timeout=config.broker_timeout,
+            refresh_interval=config.broker_cluster_refresh,
+        )
     return _broker(config, config.broker)
 
 
