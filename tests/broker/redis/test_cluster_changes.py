@@ -8,13 +8,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from pushwire.broker.redis import RedisClusterBroker
 from pushwire.errors import PushwireError, Unavailable
 from pushwire.message import Message, Position
-from tests.redis_cluster_helpers import ClusterBrokers, Recorder, RedisCluster, spread
+from tests.redis_cluster_helpers import ClusterBrokers, ClusterNode, Recorder, RedisCluster, spread
 from tests.redis_helpers import WAIT
 
 pytestmark = pytest.mark.integration
@@ -104,3 +105,63 @@ async def test_a_resharded_slot_is_followed_and_its_channel_loses_nothing(
     for node in (publisher, subscriber):
         assert node.broker.shard(topic).url.endswith(f":{target.port}/0")
     assert publisher.broker.changes >= 1
+
+
+@pytest.fixture
+def replica(redis_cluster: RedisCluster, tmp_path: Path) -> ClusterNode:
+    """A replica of the cluster's first master, in sync (stopped with the cluster)."""
+    folder = tmp_path / "replica"
+    folder.mkdir()
+    return redis_cluster.add_replica(redis_cluster.nodes[0], folder)
+
+
+async def test_a_failover_is_followed_and_the_promoted_replica_loses_nothing(
+    cluster_brokers: ClusterBrokers, redis_cluster: RedisCluster, replica: ClusterNode
+) -> None:
+    publisher, subscriber = await cluster_brokers(), await cluster_brokers()
+    master = redis_cluster.nodes[0]
+    channels = spread(publisher.broker, 3)
+    [failing] = [
+        c for c in channels if redis_cluster.master_of(publisher.broker.keys.topic(c)) is master
+    ]
+    user = next(
+        u
+        for u in (f"user{i}" for i in range(1000))
+        if redis_cluster.master_of(publisher.broker.keys.user(u)) is master
+    )
+    for channel in channels:
+        await subscriber.broker.subscribe(channel)
+    await subscriber.broker.listen_user(user)
+    async with publishing(publisher.broker, channels) as stored:
+        await subscriber.until(lambda: len(subscriber.received) >= 10)
+        await asyncio.to_thread(redis_cluster.fail_over, replica)
+        count = len(stored)
+        await subscriber.until(
+            lambda: (
+                sum(m.channel == failing for m in subscriber.received if m in stored[count:]) >= 5
+            ),
+            FOLLOW,
+        )
+    assert any(failing in changed for changed in subscriber.resubscribed)
+    ours = [m for m in stored if m.channel == failing]
+    first = ours[0].position
+    history = await subscriber.broker.history(failing, Position(first.epoch, 0))
+    known = {
+        **{m.offset: m for m in history.messages},
+        **{m.offset: m for m in subscriber.of(failing)},
+    }
+    assert [known.get(m.offset) for m in ours] == ours  # the same epoch, nothing lost
+    assert {m.epoch for m in ours} == {first.epoch}
+    # The old master is a replica now: its shard is gone, the promoted replica serves.
+    for node in (publisher, subscriber):
+        ports = sorted(
+            int(shard.url.rsplit(":", 1)[1].split("/")[0]) for shard in node.broker.shards
+        )
+        assert ports == sorted(n.port for n in (replica, *redis_cluster.nodes[1:]))
+    # The user moved along: a direct message reaches the subscriber through the new master.
+    sent = await publisher.broker.direct.inbox_position(user)
+    future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+    publisher.broker.send_direct(user, "after", future.set_result)
+    await asyncio.wait_for(future, WAIT)
+    await subscriber.until(lambda: any(m.data == "after" for _, m in subscriber.direct))
+    assert sent.offset == 0
