@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 import redis
 
-from pushwire.broker.redis import RedisBroker, RedisClusterBroker
+from pushwire.broker.redis import RedisBroker, RedisClusterBroker, RedisShardsBroker
+from pushwire.broker.redis.sharded import ShardedBroker
 from pushwire.message import Message
 from tests.redis_helpers import (
     RECONNECT_MAX,
@@ -237,9 +238,10 @@ def running_cluster(directory: Path) -> Iterator[RedisCluster]:
 
 
 class Recorder(Watched):
-    """One process's cluster broker and what it delivered (attached before it starts)."""
+    """One process's cluster (or shards) broker and what it delivered (attached before it
+    starts)."""
 
-    def __init__(self, broker: RedisClusterBroker) -> None:
+    def __init__(self, broker: ShardedBroker) -> None:
         super().__init__()
         self.broker = broker
         self.received: list[Message] = []
@@ -295,7 +297,33 @@ class ClusterBrokers:
                 await broker.close()
 
 
-def spread(broker: RedisClusterBroker, count: int, prefix: str = "room") -> list[str]:
+class ShardsBrokers:
+    """Makes started `RedisShardsBroker`s on a list of Redis servers, each in a `Recorder`,
+    and closes every one at the end; their shards reconnect quickly."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.made: list[RedisShardsBroker] = []
+
+    async def __call__(self) -> Recorder:
+        def shard(url: str) -> RedisBroker:
+            return RedisBroker(
+                url, timeout=2.0, reconnect_min=RECONNECT_MIN, reconnect_max=RECONNECT_MAX
+            )
+
+        broker = RedisShardsBroker(self.url, make_shard=shard)
+        self.made.append(broker)
+        recorder = Recorder(broker)
+        await broker.start()
+        return recorder
+
+    async def close_all(self) -> None:
+        for broker in self.made:
+            async with asyncio.timeout(WAIT):
+                await broker.close()
+
+
+def spread(broker: ShardedBroker, count: int, prefix: str = "room") -> list[str]:
     """`count` channel names on as many different masters as there are (round robin)."""
     masters = broker.shards
     by_master: dict[int, list[str]] = {id(shard): [] for shard in masters}
@@ -308,13 +336,13 @@ def spread(broker: RedisClusterBroker, count: int, prefix: str = "room") -> list
     return [columns[i % len(columns)][i // len(columns)] for i in range(count)]
 
 
-def spread_users(broker: RedisClusterBroker, count: int) -> list[str]:
+def spread_users(broker: ShardedBroker, count: int) -> list[str]:
     """`count` user names on different masters, like `spread`."""
     masters = broker.shards
     seen: dict[int, str] = {}
     index = 0
     while len(seen) < min(count, len(masters)):
         name = f"user{index}"
-        seen.setdefault(id(broker.shard(broker.keys.user(name))), name)
+        seen.setdefault(id(broker.shard(broker.keys.inbox(name)[0])), name)
         index += 1
     return list(seen.values())[:count]

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from pushwire.broker.redis import RedisClusterBroker
+from pushwire.broker.redis.sharded import ShardedBroker
 from pushwire.errors import PushwireError, Unavailable
 from pushwire.message import Message, Position
 from tests.redis_cluster_helpers import ClusterBrokers, ClusterNode, Recorder, RedisCluster, spread
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.integration
 FOLLOW = 30.0
 
 
-async def publish_until_stored(broker: RedisClusterBroker, channel: str, data: str) -> Message:
+async def publish_until_stored(broker: ShardedBroker, channel: str, data: str) -> Message:
     """Publish with an idempotency key, again while the slot moves (`Unavailable`): stored
     once, whatever the retries."""
     deadline = asyncio.get_running_loop().time() + FOLLOW
@@ -41,9 +42,7 @@ async def publish_until_stored(broker: RedisClusterBroker, channel: str, data: s
 
 
 @contextlib.asynccontextmanager
-async def publishing(
-    broker: RedisClusterBroker, channels: list[str]
-) -> AsyncIterator[list[Message]]:
+async def publishing(broker: ShardedBroker, channels: list[str]) -> AsyncIterator[list[Message]]:
     """Publish to `channels` in turn, without pause, until the block ends; the messages
     stored, in order."""
     stored: list[Message] = []
@@ -104,6 +103,7 @@ async def test_a_resharded_slot_is_followed_and_its_channel_loses_nothing(
     # The channel and the user now live on the target master, for both brokers.
     for node in (publisher, subscriber):
         assert node.broker.shard(topic).url.endswith(f":{target.port}/0")
+    assert isinstance(publisher.broker, RedisClusterBroker)
     assert publisher.broker.changes >= 1
 
 
