@@ -139,10 +139,11 @@ class RedisCluster:
                     return next(n for n in self.nodes if n.port == int(master[1]))
         raise LookupError(name)
 
-    def migrate(self, name: str, target: ClusterNode) -> None:
+    def migrate(self, name: str, target: ClusterNode, *, keys: bool = True) -> None:
         """Reshard: move the slot of the key or shard channel `name`, keys included, to
         `target`, as `redis-cli --cluster reshard` does (IMPORTING on the target, MIGRATING
-        on the source, MIGRATE of its keys, then SETSLOT NODE on every master)."""
+        on the source, MIGRATE of its keys, then SETSLOT NODE on every master). Without
+        `keys` its keys are deleted instead: the slot moves empty."""
         source = self.master_of(name)
         assert source is not target
         with _client(source) as old, _client(target) as new:
@@ -151,9 +152,12 @@ class RedisCluster:
             target_id = _text(new.execute_command("CLUSTER", "MYID"))  # type: ignore[no-untyped-call]
             new.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)  # type: ignore[no-untyped-call]
             old.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)  # type: ignore[no-untyped-call]
-            while keys := old.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):  # type: ignore[no-untyped-call]
+            while found := old.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):  # type: ignore[no-untyped-call]
+                if not keys:
+                    old.delete(*found)
+                    continue
                 old.execute_command(  # type: ignore[no-untyped-call]
-                    "MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys
+                    "MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *found
                 )
         for node in (target, source, *self.nodes):
             with _client(node) as client:
