@@ -8,8 +8,8 @@ Guaranteed: `discover` returns only a cluster that can serve pushwire: cluster m
 `cluster_state:ok`, Redis 7 or later (sharded pub/sub), every one of the 16384 slots held by a
 master. Anything else is refused with one line that says what is wrong.
 
-Not guaranteed: the map stays true. It is read once, at start: a slot moved to another master
-later (resharding, a replica promoted) is not followed (see cluster.py).
+Not guaranteed: the map stays true. The cluster broker reads it again when a master says a
+slot moved or is lost (cluster.py).
 """
 
 from __future__ import annotations
