@@ -165,3 +165,31 @@ async def test_a_failover_is_followed_and_the_promoted_replica_loses_nothing(
     await asyncio.wait_for(future, WAIT)
     await subscriber.until(lambda: any(m.data == "after" for _, m in subscriber.direct))
     assert sent.offset == 0
+
+
+def test_a_refresh_interval_of_zero_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"^refresh_interval must be > 0, not 0$"):
+        RedisClusterBroker("redis+cluster://h:1", refresh_interval=0)
+
+
+async def test_a_lost_master_has_the_map_read_again_at_most_once_per_interval(
+    redis_cluster: RedisCluster,
+) -> None:
+    interval = 0.3
+    broker = RedisClusterBroker(redis_cluster.url, refresh_interval=interval)
+    await broker.start()
+    try:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        redis_cluster.nodes[0].stop()
+        # Read again at once when the connection is lost, then every interval while down.
+        async with asyncio.timeout(FOLLOW):
+            while broker.reads < 3:
+                await asyncio.sleep(0.05)
+        elapsed = loop.time() - began
+        assert broker.reads <= elapsed / interval + 1
+        assert broker.changes == 0  # no replica: the same map, the master awaited in place
+        redis_cluster.nodes[0].start()
+    finally:
+        async with asyncio.timeout(WAIT):
+            await broker.close()

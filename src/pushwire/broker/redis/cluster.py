@@ -100,7 +100,8 @@ class RedisClusterBroker(ShardedBroker):
         self.refresh_interval = refresh_interval
         self._make_shard = make_shard or _default_shard(prefix)
         self._masters: tuple[Address, ...] = ()
-        #: Reads of the slot map since start that found it changed.
+        #: Reads of the slot map since start, and those that found it changed.
+        self.reads = 0
         self.changes = 0
         self._wanted = asyncio.Event()
         self._last_read = -math.inf
@@ -179,6 +180,7 @@ class RedisClusterBroker(ShardedBroker):
 
     async def _refresh(self) -> bool:
         addresses = tuple(dict.fromkeys((*self._masters, *self.seed.addresses)))
+        self.reads += 1
         topology = await discover(dataclasses.replace(self.seed, addresses=addresses), self.timeout)
         if self._state is not State.RUNNING or (
             topology.masters == self._masters and topology.slots == self._slots
