@@ -41,6 +41,10 @@ passed on, named to `on_resubscribed`, exactly as after a lost connection. The h
 their history from the new master: when the keys moved with the slot (resharding with
 MIGRATE, a promoted replica) nothing is lost, offsets go on in the same epoch; when they did
 not, the gap is told with its exact range. A master that serves no slot any more is closed.
+
+Not guaranteed either: a master lost before its replica had its last writes (replication is
+asynchronous). The promoted replica gives their offsets again, in the same epoch, to the next
+messages, and a node that received the lost ones skips the new ones at those offsets.
 """
 
 from __future__ import annotations
