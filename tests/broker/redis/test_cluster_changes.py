@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis
 
 from pushwire.broker.redis import RedisClusterBroker
 from pushwire.broker.redis.sharded import ShardedBroker
@@ -193,3 +194,35 @@ async def test_a_lost_master_has_the_map_read_again_at_most_once_per_interval(
     finally:
         async with asyncio.timeout(WAIT):
             await broker.close()
+
+
+async def test_a_killed_master_is_followed_to_its_promoted_replica(
+    cluster_brokers: ClusterBrokers, redis_cluster: RedisCluster, replica: ClusterNode
+) -> None:
+    publisher, subscriber = await cluster_brokers(), await cluster_brokers()
+    master = redis_cluster.nodes[0]
+    channel = next(
+        c
+        for c in spread(publisher.broker, 3)
+        if redis_cluster.master_of(publisher.broker.keys.topic(c)) is master
+    )
+    await subscriber.broker.subscribe(channel)
+    before = [
+        await publish_until_stored(publisher.broker, channel, f"before {i}") for i in range(5)
+    ]
+    await subscriber.until(lambda: received_all(subscriber, before))
+    # The replica has every write before the kill (WAIT): the promotion loses nothing.
+    client = Redis(port=master.port)
+    try:
+        assert await client.execute_command("WAIT", 1, 10_000) == 1  # type: ignore[no-untyped-call]
+    finally:
+        await client.aclose()
+    master.stop()
+    # The cluster promotes the replica after its node timeout; the brokers read the map
+    # every interval meanwhile, and follow.
+    after = await publish_until_stored(publisher.broker, channel, "after")
+    assert (after.epoch, after.offset) == (before[0].epoch, 6)
+    await subscriber.until(lambda: after in subscriber.received, FOLLOW)
+    for node in (publisher, subscriber):
+        ports = {int(shard.url.rsplit(":", 1)[1].split("/")[0]) for shard in node.broker.shards}
+        assert replica.port in ports and master.port not in ports
