@@ -19,7 +19,8 @@
  *   the hold the welcome announced (`longpoll_timeout`; 0 for `polling`) is abandoned and the
  *   connection resumed, ms (default 10000)
  * @property {number} [sendTimeout] HTTP transports: an upload (`POST E/send`) not answered
- *   within this is abandoned and the connection resumed, ms (default 10000)
+ *   within this, plus the time its body takes at 16 KiB/s (the server's default
+ *   min_receive_rate), is abandoned and the connection resumed, ms (default 10000)
  * @property {{attempts?: number, delay?: number, delayMax?: number}} [retry] how a
  *   re-subscription or publish that failed with `unavailable` (or a drop, for a publish) is
  *   retried: `attempts` in all (default 8), attempt n+1 after a random wait up to

@@ -1159,7 +1159,7 @@
       const post = { lines, size, generation: this._generation, controller };
       this._inFlight = post;
       const closes = lines.some((item) => item.close);
-      const timeout = milliseconds(this.options.sendTimeout, 1e4);
+      const timeout = milliseconds(this.options.sendTimeout, 1e4) + Math.ceil(size / 16.384);
       const deadline = setTimeout(() => {
         if (post === this._inFlight) this._fail(1006, `send not answered within ${timeout} ms`);
       }, timeout);

@@ -116,7 +116,9 @@ export class HttpTransport {
     // abandoned as a cut one is, a lost connection. The core resumes the session and sends
     // its unanswered publishes again with their idempotency keys (published once); data
     // from send() is not sent again, it may have arrived (as over a WebSocket that dropped).
-    const timeout = milliseconds(this.options.sendTimeout, 10000);
+    // A large upload on a slow uplink gets the time its size takes at 16 KiB/s besides (the
+    // server's default min_receive_rate: the slowest upload it still takes).
+    const timeout = milliseconds(this.options.sendTimeout, 10000) + Math.ceil(size / 16.384);
     const deadline = setTimeout(() => {
       if (post === this._inFlight) this._fail(1006, `send not answered within ${timeout} ms`);
     }, timeout);
