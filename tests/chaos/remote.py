@@ -29,6 +29,9 @@ from .subscribers import PythonSubscriber, Subscriber
 __all__ = ["RemoteSubscriber"]
 
 FLUSH_EVERY: Final = 0.1
+#: A subscriber that received nothing for this long has its tasks' stacks and its client's
+#: state written to stderr (once per silence): what to look at when it stopped for good.
+SILENCE_DUMP: Final = 20.0
 START_TIMEOUT: Final = 30.0
 STOP_TIMEOUT: Final = 15.0
 ROOT: Final = Path(__file__).resolve().parents[2]
@@ -167,11 +170,44 @@ class _Child:
         reader = asyncio.StreamReader()
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
         told = asyncio.create_task(reader.readline())
+        seen, quiet_since, dumped = -1, loop.time(), False
         while not told.done():
             await asyncio.wait([told], timeout=FLUSH_EVERY)
             self.flush()
+            count = len(self.subscriber.record.items) + len(self.subscriber.direct.items)
+            if count != seen:
+                seen, quiet_since, dumped = count, loop.time(), False
+            elif not dumped and loop.time() - quiet_since > SILENCE_DUMP:
+                dumped = True
+                self.dump()
         await self.subscriber.stop()
         self.flush(final=True)
+
+    def dump(self) -> None:
+        """Every task's stack and the client's state, on stderr."""
+        client = self.subscriber.client
+        connection = client._connection
+        lines = [
+            f"=== {self.spec['label']}: silent for {SILENCE_DUMP:g} s: {self.subscriber.describe()}"
+        ]
+        lines.append(f"connection: {_fields(connection)}")
+        transport = getattr(connection, "_transport", None)
+        lines.append(f"transport {type(transport).__name__}: {_fields(transport)}")
+        lines.append(f"subscriptions: {_fields(client._subscriptions)}")
+        for task in asyncio.all_tasks():
+            lines.append(f"--- {task!r}")
+            for frame in task.get_stack(limit=30):
+                code = frame.f_code
+                lines.append(f"    {code.co_filename}:{frame.f_lineno} {code.co_name}")
+        sys.stderr.write("\n".join(lines) + "\n")
+        sys.stderr.flush()
+
+
+def _fields(thing: object) -> str:
+    try:
+        return ", ".join(f"{k}={v!r}"[:300] for k, v in vars(thing).items())
+    except TypeError:
+        return repr(thing)[:300]
 
 
 def _items(record: Record, done: int, got: str, gap: str) -> list[list[Any]]:
