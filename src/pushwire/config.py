@@ -178,7 +178,8 @@ class Config:
     max_subscriptions: int = 256
     #: Longest channel name, characters.
     max_channel_name: int = 200
-    #: Seconds between WebSocket pings.
+    #: Seconds between WebSocket pings; a TCP client silent this long is pinged. The welcome
+    #: announces it as `heartbeat`.
     ping_interval: float = 20.0
     #: Seconds to wait for a pong before the peer is taken for dead (checked every quarter of
     #: the smaller of the two, by one sweep over all WebSockets).
@@ -250,6 +251,10 @@ class Config:
     broker_reconnect_min: float = 0.1
     #: Longest wait between reconnection attempts to Redis, seconds.
     broker_reconnect_max: float = 5.0
+    #: (Redis Cluster) Seconds between two reads of a Redis Cluster's slot map at
+    #: least: it is read again when a master answers MOVED or ASK or a connection to one is
+    #: lost, and this often while a master stays unreachable (a replica may replace it).
+    broker_cluster_refresh: float = 1.0
     #: Seconds a presence entry lives without being refreshed: its node refreshes it every
     #: third of this, so a node that dies without saying goodbye has its members' `leave`
     #: announced within 4/3 of it (the entry expires, the next sweep removes it).
