@@ -61,6 +61,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from ...message import Data, Message
+from .lineage import lineage_key
 
 __all__ = ["BINARY", "TEXT", "Keys", "Retention", "decode_data", "encode_data", "parse_message"]
 
@@ -95,6 +96,10 @@ class Keys:
         """The channel's meta hash, history Stream and pub/sub names (one hash tag)."""
         base = self.topic(channel)
         return f"{base}:meta", f"{base}:history", base
+
+    def lineage(self, name: str) -> str:
+        """The lineage key of the slot of the key `name` (lineage.py)."""
+        return lineage_key(self.prefix, name, sharded=self.sharded)
 
     def idempotency(self, channel: str, key: str) -> str:
         """Where the publish to `channel` with the idempotency key `key` is remembered."""
