@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from pushwire.broker.base import DirectSent
 from pushwire.broker.redis import RedisClusterBroker
 from pushwire.broker.redis.sharded import ShardedBroker
 from pushwire.errors import PushwireError, Unavailable
@@ -40,6 +41,23 @@ async def publish_until_stored(broker: ShardedBroker, channel: str, data: str) -
             return result
         assert isinstance(result, Unavailable), result
         assert asyncio.get_running_loop().time() < deadline, f"never stored: {result}"
+        await asyncio.sleep(0.05)
+
+
+async def send_until_sent(broker: ShardedBroker, user: str, data: str) -> Message:
+    """Send a direct message, again while its slot moves (`Unavailable`); its position."""
+    deadline = asyncio.get_running_loop().time() + FOLLOW
+    while True:
+        future: asyncio.Future[DirectSent | PushwireError] = (
+            asyncio.get_running_loop().create_future()
+        )
+        broker.send_direct(user, data, future.set_result)
+        async with asyncio.timeout(WAIT):
+            result = await future
+        if isinstance(result, DirectSent):
+            return result.message
+        assert isinstance(result, Unavailable), result
+        assert asyncio.get_running_loop().time() < deadline, f"never sent: {result}"
         await asyncio.sleep(0.05)
 
 
@@ -250,11 +268,17 @@ async def test_a_master_killed_before_its_replica_had_its_last_writes_is_a_new_e
         for c in spread(publisher.broker, 3)
         if redis_cluster.master_of(publisher.broker.keys.topic(c)) is master
     )
+    user = next(
+        u
+        for u in (f"user{i}" for i in range(1000))
+        if redis_cluster.master_of(publisher.broker.keys.user(u)) is master
+    )
     await subscriber.broker.subscribe(channel)
     before = [
         await publish_until_stored(publisher.broker, channel, f"before {i}") for i in range(5)
     ]
     await subscriber.until(lambda: received_all(subscriber, before))
+    old = before[0].epoch
     assert master.process is not None and replica.process is not None
     client = Redis(port=master.port)
     try:
@@ -268,6 +292,7 @@ async def test_a_master_killed_before_its_replica_had_its_last_writes_is_a_new_e
                 await publish_until_stored(publisher.broker, channel, f"lost {i}") for i in range(3)
             ]
             await subscriber.until(lambda: received_all(subscriber, lost))
+            lost_direct = await send_until_sent(publisher.broker, user, "lost")
             master.process.kill()  # kill -9: the replica never gets them
             master.stop()
         finally:
@@ -276,8 +301,11 @@ async def test_a_master_killed_before_its_replica_had_its_last_writes_is_a_new_e
         await client.aclose()
     after = [await publish_until_stored(publisher.broker, channel, f"after {i}") for i in range(3)]
     await subscriber.until(lambda: after[-1] in subscriber.received, FOLLOW)
+    # The user's inbox, on the same master, starts anew too.
+    after_direct = await send_until_sent(publisher.broker, user, "after")
+    assert lost_direct.offset == 1 and after_direct.epoch != lost_direct.epoch
+    assert after_direct.offset == 1
     # No position names two messages: the promoted replica started a new epoch.
-    old = before[0].epoch
     assert [m.offset for m in before + lost] == list(range(1, 9))
     assert {m.epoch for m in before + lost} == {old}
     assert {m.position for m in after}.isdisjoint(m.position for m in before + lost)
