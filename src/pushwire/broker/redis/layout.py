@@ -85,8 +85,12 @@ class Keys:
         return "SPUBLISH" if self.sharded else "PUBLISH"
 
     def script(self, source: str) -> str:
-        """A Lua script's source with its PUBLISH calls made `publish_command`."""
-        return source.replace("'PUBLISH'", "'SPUBLISH'") if self.sharded else source
+        """A Lua script's source with its PUBLISH calls made `publish_command` (and, on one
+        Redis, no read of the slot's lineage)."""
+        if self.sharded:
+            return source.replace("'PUBLISH'", "'SPUBLISH'")
+        # One Redis: no slot is ever fenced (lineage.py), so no lineage to read.
+        return source.replace("redis.call('GET', KEYS[3]) or ''", "''")
 
     def topic(self, channel: str) -> str:
         """The channel's pub/sub name: its messages and presence changes travel on it."""

@@ -94,7 +94,7 @@ for i = 8, #ARGV, 3 do
   else
     if not epoch then
       local lineage = redis.call('GET', KEYS[3]) or ''
-      if (redis.call('HGET', meta, 'lineage') or '') ~= lineage then
+      if lineage ~= '' and redis.call('HGET', meta, 'lineage') ~= lineage then
         redis.call('DEL', meta)  -- written before a lost master's replica was promoted
       end
       if redis.call('HSETNX', meta, 'epoch', ARGV[2]) == 1 then
