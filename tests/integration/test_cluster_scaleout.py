@@ -7,14 +7,17 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import signal
+from pathlib import Path
 
 import pytest
+import redis
 from websockets.asyncio.client import connect as ws_connect
 
 from pushwire.client import Client, Gap, Message, connect
 from tests.helpers import PUSHWIRE_V1
 from tests.integration.scaleout_helpers import publish_http
-from tests.redis_cluster_helpers import RedisCluster
+from tests.redis_cluster_helpers import ClusterNode, RedisCluster
 from tests.redis_helpers import RedisServer
 from tests.servers import ServerFactory, ServerProcess
 
@@ -263,3 +266,112 @@ async def test_a_channel_resharded_without_its_keys_is_told_as_a_gap_with_its_ra
     assert (gap.channel, gap.from_epoch, gap.from_offset) == (channel, seen[-1].epoch, 3)
     assert (gap.to_epoch, gap.to_offset) == (item.epoch, 0), gap
     assert item.epoch != seen[-1].epoch
+
+
+@pytest.fixture
+def replica(redis_cluster: RedisCluster, tmp_path: Path) -> ClusterNode:
+    """A replica of the cluster's first master, in sync (stopped with the cluster)."""
+    folder = tmp_path / "replica"
+    folder.mkdir()
+    return redis_cluster.add_replica(redis_cluster.nodes[0], folder)
+
+
+async def publish_until_stored(node: ServerProcess, channel: str, body: str) -> dict[str, object]:
+    """Publish with an idempotency key until stored (503 while the cluster fails over)."""
+    deadline = asyncio.get_running_loop().time() + 60
+    while True:
+        status, answer = await asyncio.to_thread(_publish_keyed, node, channel, body)
+        if status == 200:
+            result = json.loads(answer)
+            assert isinstance(result, dict)
+            return result
+        assert status == 503, answer
+        assert asyncio.get_running_loop().time() < deadline, "publishing never came back"
+        await asyncio.sleep(0.1)
+
+
+async def test_a_master_killed_before_its_replica_had_its_last_writes_is_a_gap_not_a_loss(
+    server_factory: ServerFactory, redis_cluster: RedisCluster, replica: ClusterNode
+) -> None:
+    """The replica misses the last writes (stopped, its link closed by the master), the
+    master is killed and the replica promoted. Subscribers on both nodes, which had the lost
+    messages, get each message once and in order, then the new epoch's, with at most a gap
+    from their last message to just before the new epoch's first; one that comes back from
+    before the lost messages gets them inside a gap. Before the fix the next messages took
+    the lost ones' offsets again, and both subscribers skipped them silently."""
+    quick = ("--set", "broker_cluster_refresh=0.2", "--set", "broker_reconnect_max=0.5")
+    first, second = (server_factory("--broker", redis_cluster.url, *quick) for _ in range(2))
+    master = redis_cluster.nodes[0]
+    channel = next(
+        c
+        for c in channels_on_masters(redis_cluster)
+        if redis_cluster.master_of(f"pushwire:{{{c}}}") is master
+    )
+    bodies = [f"before {i}" for i in range(3)] + [f"lost {i}" for i in range(3)]
+    stored: list[tuple[object, object]] = []
+    async with (
+        connect(first.url("/pushwire"), transports=["websocket"]) as one,
+        connect(second.url("/pushwire"), transports=["websocket"]) as two,
+    ):
+        for client in (one, two):
+            await client.subscribe(channel)
+        for body in bodies[:3]:
+            answer = await publish_until_stored(first, channel, body)
+            stored.append((answer["epoch"], answer["offset"]))
+        assert master.process is not None and replica.process is not None
+        with redis.Redis(port=master.port, socket_timeout=10) as direct:
+            assert direct.execute_command("WAIT", 1, 10_000) == 1
+            replica.process.send_signal(signal.SIGSTOP)  # it cannot connect again meanwhile
+            try:
+                direct.execute_command("CLIENT", "KILL", "TYPE", "replica")
+                assert direct.info("replication")["connected_slaves"] == 0
+                for body in bodies[3:]:
+                    answer = await publish_until_stored(first, channel, body)
+                    stored.append((answer["epoch"], answer["offset"]))
+                for client in (one, two):
+                    got = await messages(client, 6)
+                    assert [(m.data, m.epoch, m.offset) for m in got] == [
+                        (body, *position) for body, position in zip(bodies, stored, strict=True)
+                    ]
+                master.process.kill()  # kill -9: the replica never gets the lost ones
+                master.stop()
+            finally:
+                replica.process.send_signal(signal.SIGCONT)
+        old = stored[0][0]
+        assert stored == [(old, i) for i in range(1, 7)]
+        after = []
+        for i in range(3):
+            answer = await publish_until_stored(second, channel, f"after {i}")
+            after.append((f"after {i}", answer["epoch"], answer["offset"]))
+        new = after[0][1]
+        for client in (one, two):
+            items: list[Message | Gap] = []
+            while sum(isinstance(item, Message) for item in items) < 3:
+                item = await asyncio.wait_for(client.recv(), 30)
+                assert isinstance(item, Message | Gap), item
+                items.append(item)
+            received = [(m.data, m.epoch, m.offset) for m in items if isinstance(m, Message)]
+            assert received == after, items  # each once, in order
+            gaps = [item for item in items if isinstance(item, Gap)]
+            assert items[: len(gaps)] == gaps and len(gaps) <= 1, items
+            for gap in gaps:  # from the last message to just before the new epoch's first
+                assert (gap.from_epoch, gap.from_offset, gap.to_epoch, gap.to_offset) == (
+                    old,
+                    6,
+                    new,
+                    0,
+                ), gap
+    # No offset handed out twice: the promoted replica started a new epoch.
+    assert new != old and after == [(f"after {i}", new, i + 1) for i in range(3)]
+    # Who comes back from before the lost messages gets them inside a gap.
+    since = {"epoch": old, "offset": 3}
+    async with ws_connect(second.ws_url("/pushwire"), subprotocols=PUSHWIRE_V1) as again:
+        await again.send(json.dumps({"type": "hello"}))
+        await again.send(
+            json.dumps({"type": "subscribe", "id": 1, "channel": channel, "since": since})
+        )
+        envelopes = [json.loads(await asyncio.wait_for(again.recv(), 10)) for _ in range(6)]
+    assert [e["type"] for e in envelopes[:3]] == ["welcome", "subscribed", "gap"], envelopes
+    assert [(e["data"], e["epoch"], e["offset"]) for e in envelopes[3:]] == after
+    gap = envelopes[2]
+    assert (gap["channel"], gap["from"], gap["to"]) == (channel, since, {"epoch": new, "offset": 0})

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
+from pushwire.broker.base import DirectSent
 from pushwire.broker.redis import RedisClusterBroker
 from pushwire.broker.redis.sharded import ShardedBroker
 from pushwire.errors import PushwireError, Unavailable
@@ -39,6 +41,23 @@ async def publish_until_stored(broker: ShardedBroker, channel: str, data: str) -
             return result
         assert isinstance(result, Unavailable), result
         assert asyncio.get_running_loop().time() < deadline, f"never stored: {result}"
+        await asyncio.sleep(0.05)
+
+
+async def send_until_sent(broker: ShardedBroker, user: str, data: str) -> Message:
+    """Send a direct message, again while its slot moves (`Unavailable`); its position."""
+    deadline = asyncio.get_running_loop().time() + FOLLOW
+    while True:
+        future: asyncio.Future[DirectSent | PushwireError] = (
+            asyncio.get_running_loop().create_future()
+        )
+        broker.send_direct(user, data, future.set_result)
+        async with asyncio.timeout(WAIT):
+            result = await future
+        if isinstance(result, DirectSent):
+            return result.message
+        assert isinstance(result, Unavailable), result
+        assert asyncio.get_running_loop().time() < deadline, f"never sent: {result}"
         await asyncio.sleep(0.05)
 
 
@@ -211,7 +230,8 @@ async def test_a_killed_master_is_followed_to_its_promoted_replica(
         await publish_until_stored(publisher.broker, channel, f"before {i}") for i in range(5)
     ]
     await subscriber.until(lambda: received_all(subscriber, before))
-    # The replica has every write before the kill (WAIT): the promotion loses nothing.
+    # The replica has every write before the kill (WAIT), but no node can know that: the
+    # promoted replica starts the channel anew (a new epoch), as any lost master's.
     client = Redis(port=master.port)
     try:
         assert await client.execute_command("WAIT", 1, 10_000) == 1  # type: ignore[no-untyped-call]
@@ -221,8 +241,88 @@ async def test_a_killed_master_is_followed_to_its_promoted_replica(
     # The cluster promotes the replica after its node timeout; the brokers read the map
     # every interval meanwhile, and follow.
     after = await publish_until_stored(publisher.broker, channel, "after")
-    assert (after.epoch, after.offset) == (before[0].epoch, 6)
-    await subscriber.until(lambda: after in subscriber.received, FOLLOW)
+    assert after.epoch != before[0].epoch and after.offset == 1
+    # Live once the subscriber's subscription moved there; before that, from history.
+    await subscriber.until(lambda: any(channel in c for c in subscriber.resubscribed), FOLLOW)
+    again = await publish_until_stored(publisher.broker, channel, "again")
+    await subscriber.until(lambda: again in subscriber.received)
+    history = await subscriber.broker.history(channel, before[-1].position)
+    assert history.messages == [after, again]
     for node in (publisher, subscriber):
         ports = {int(shard.url.rsplit(":", 1)[1].split("/")[0]) for shard in node.broker.shards}
         assert replica.port in ports and master.port not in ports
+
+
+async def test_a_master_killed_before_its_replica_had_its_last_writes_is_a_new_epoch(
+    cluster_brokers: ClusterBrokers, redis_cluster: RedisCluster, replica: ClusterNode
+) -> None:
+    """Replication is asynchronous: the replica is cut off (stopped, its link closed by the
+    master) while messages are published, then the master is killed and the replica
+    promoted without them. Their offsets are not handed out again: the next messages start
+    a new epoch, and the lost ones are inside the gap a subscriber gets, whatever its
+    position."""
+    publisher, subscriber = await cluster_brokers(), await cluster_brokers()
+    master = redis_cluster.nodes[0]
+    channel = next(
+        c
+        for c in spread(publisher.broker, 3)
+        if redis_cluster.master_of(publisher.broker.keys.topic(c)) is master
+    )
+    user = next(
+        u
+        for u in (f"user{i}" for i in range(1000))
+        if redis_cluster.master_of(publisher.broker.keys.user(u)) is master
+    )
+    await subscriber.broker.subscribe(channel)
+    before = [
+        await publish_until_stored(publisher.broker, channel, f"before {i}") for i in range(5)
+    ]
+    await subscriber.until(lambda: received_all(subscriber, before))
+    old = before[0].epoch
+    assert master.process is not None and replica.process is not None
+    client = Redis(port=master.port)
+    try:
+        assert await client.execute_command("WAIT", 1, 10_000) == 1  # type: ignore[no-untyped-call]
+        replica.process.send_signal(signal.SIGSTOP)  # it cannot connect again meanwhile
+        try:
+            await client.execute_command("CLIENT", "KILL", "TYPE", "replica")  # type: ignore[no-untyped-call]
+            info = await client.info("replication")
+            assert info["connected_slaves"] == 0
+            lost = [
+                await publish_until_stored(publisher.broker, channel, f"lost {i}") for i in range(3)
+            ]
+            await subscriber.until(lambda: received_all(subscriber, lost))
+            lost_direct = await send_until_sent(publisher.broker, user, "lost")
+            master.process.kill()  # kill -9: the replica never gets them
+            master.stop()
+        finally:
+            replica.process.send_signal(signal.SIGCONT)
+    finally:
+        await client.aclose()
+    after = [await publish_until_stored(publisher.broker, channel, f"after {i}") for i in range(3)]
+    await subscriber.until(lambda: after[-1] in subscriber.received, FOLLOW)
+    # The user's inbox, on the same master, starts anew too.
+    after_direct = await send_until_sent(publisher.broker, user, "after")
+    assert lost_direct.offset == 1 and after_direct.epoch != lost_direct.epoch
+    assert after_direct.offset == 1
+    # No position names two messages: the promoted replica started a new epoch.
+    assert [m.offset for m in before + lost] == list(range(1, 9))
+    assert {m.epoch for m in before + lost} == {old}
+    assert {m.position for m in after}.isdisjoint(m.position for m in before + lost)
+    assert [(m.epoch, m.offset) for m in after] == [(after[0].epoch, i) for i in (1, 2, 3)]
+    assert after[0].epoch != old
+    # The subscriber got each message once, in order; what was published on the new master
+    # before its subscription there was confirmed is recovered from history (below: the
+    # channel was named for recovery once there).
+    live = subscriber.of(channel)
+    assert live == before + lost + [m for m in after if m in live]
+    assert any(channel in channels for channels in subscriber.resubscribed)
+    # Recovery from any position of the old epoch is a gap with its exact range: the rest
+    # of the old epoch (the lost messages, for who missed them) up to the new epoch's first
+    # message; then the new epoch, whole.
+    for since in (before[-1].position, lost[-1].position):
+        history = await subscriber.broker.history(channel, since)
+        assert history.messages == after
+        assert history.lost(since) == Position(after[0].epoch, 0)
+    replica_ports = {int(s.url.rsplit(":", 1)[1].split("/")[0]) for s in publisher.broker.shards}
+    assert replica.port in replica_ports and master.port not in replica_ports

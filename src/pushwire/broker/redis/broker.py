@@ -192,8 +192,9 @@ class RedisBroker(HealthReport):
             max_batch=max_batch,
             max_batch_bytes=max_batch_bytes,
         )
-        self._history = HistoryReader(self._client, self.keys.channel, retention, where)
-        self._inboxes = HistoryReader(self._client, self.keys.inbox, inbox, where)
+        lineage = self.keys.lineage
+        self._history = HistoryReader(self._client, self.keys.channel, retention, where, lineage)
+        self._inboxes = HistoryReader(self._client, self.keys.inbox, inbox, where, lineage)
         self._presence = RedisPresence(
             self._client, self.keys, presence_ttl, timeout, presence_batch, clock
         )

@@ -42,9 +42,14 @@ their history from the new master: when the keys moved with the slot (resharding
 MIGRATE, a promoted replica) nothing is lost, offsets go on in the same epoch; when they did
 not, the gap is told with its exact range. A master that serves no slot any more is closed.
 
-Not guaranteed either: a master lost before its replica had its last writes (replication is
-asynchronous). The promoted replica gives their offsets again, in the same epoch, to the next
-messages, and a node that received the lost ones skips the new ones at those offsets.
+A master lost before its replica had its last writes (replication is asynchronous): before
+anything is published through the promoted replica, the slots it took over from a master
+this process lost are fenced (lineage.py): their channels and inboxes start a new epoch
+there, so the lost messages' offsets are never handed out again, and subscribers get a gap
+with its exact range, as after a restart without persistence. A master counts as lost when it
+does not answer, or answers with another run id than when this process began using it (it
+was restarted): a `CLUSTER FAILOVER` or a resharding keeps the old master running, and
+nothing is fenced.
 """
 
 from __future__ import annotations
@@ -55,11 +60,13 @@ import dataclasses
 import logging
 import math
 
-from ...errors import ConfigError, InvalidState, PushwireError
+from ...errors import ConfigError, InvalidState, PushwireError, Unavailable
 from .broker import RedisBroker
+from .health import CONNECTION_ERRORS
 from .layout import Keys
+from .lineage import fence, run_id
 from .sharded import ShardedBroker, ShardMaker, State, slot_of
-from .topology import discover, parse_url
+from .topology import Topology, discover, parse_url
 
 __all__ = ["RedisClusterBroker"]
 
@@ -110,6 +117,8 @@ class RedisClusterBroker(ShardedBroker):
         self._wanted = asyncio.Event()
         self._last_read = -math.inf
         self._task: asyncio.Task[None] | None = None
+        #: Each master's run id when this process began using it (a restart changes it).
+        self._runs: dict[Address, str | None] = {}
 
     async def start(self) -> None:
         """Read the slot map from a seed node, then start one broker per master.
@@ -128,6 +137,8 @@ class RedisClusterBroker(ShardedBroker):
         shards = [self._new_shard(address) for address in topology.masters]
         await self._start_all(shards)
         self._shards, self._slots, self._masters = shards, topology.slots, topology.masters
+        for address, shard in zip(self._masters, shards, strict=True):
+            self._runs[address] = await run_id(shard.redis)
         self._state = State.RUNNING
         self._last_read = asyncio.get_running_loop().time()
         self._task = asyncio.create_task(self._follow(), name="pushwire redis cluster map")
@@ -196,6 +207,11 @@ class RedisClusterBroker(ShardedBroker):
         if self._closed():  # closed meanwhile
             await asyncio.gather(*(shard.close() for shard in added.values()))
             return False
+        try:
+            await self._fence(kept, added, topology)
+        except CONNECTION_ERRORS as exc:  # not followed: read again after an interval
+            await asyncio.gather(*(shard.close() for shard in added.values()))
+            raise Unavailable(f"redis cluster new master unreachable: {exc}") from exc
         retired = [shard for address, shard in kept.items() if address not in topology.masters]
         before = self._shards, self._slots
         self._shards = [kept.get(address) or added[address] for address in topology.masters]
@@ -215,6 +231,47 @@ class RedisClusterBroker(ShardedBroker):
             moved,
         )
         return True
+
+    async def _fence(
+        self,
+        kept: dict[Address, RedisBroker],
+        added: dict[Address, RedisBroker],
+        topology: Topology,
+    ) -> None:
+        """Before anything is published through the new map: on each new master of slots
+        whose old master was lost (it does not answer, or answers with another run id than
+        when this process began using it: restarted, empty), write its lineage for them
+        (lineage.py), so their channels start a new epoch there rather than hand out the
+        lost messages' offsets again."""
+        for address, shard in added.items():
+            self._runs[address] = await run_id(shard.redis)
+        moved = {
+            self._masters[was]
+            for was, now in zip(self._slots, topology.slots, strict=True)
+            if self._masters[was] != topology.masters[now]
+        }
+        lost = set()
+        for address in moved:
+            run = await run_id(kept[address].redis)
+            if run is None or run != self._runs.get(address):
+                lost.add(address)
+        if not lost:
+            return
+        fenced: dict[Address, list[int]] = {}
+        for slot, (was, now) in enumerate(zip(self._slots, topology.slots, strict=True)):
+            old, new = self._masters[was], topology.masters[now]
+            if old != new and old in lost:
+                fenced.setdefault(new, []).append(slot)
+        for address, slots in fenced.items():
+            shard = kept.get(address) or added[address]
+            lineage = await fence(shard.redis, self.keys.prefix, slots)
+            log.warning(
+                "redis cluster: %d slots of a lost master now on %s (lineage %s): "
+                "their channels start a new epoch",
+                len(slots),
+                _listed((address,)),
+                lineage,
+            )
 
     async def _move(self, shards: list[RedisBroker], slots: tuple[int, ...]) -> int:
         """Move what this process receives from its shard under the map (`shards`, `slots`)

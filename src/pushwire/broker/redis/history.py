@@ -30,13 +30,22 @@ from .layout import Retention, decode_data
 
 __all__ = ["READ_SCRIPT", "HistoryReader"]
 
-# KEYS: meta, history. ARGV: candidate epoch, since epoch, since offset, limit,
-# channel_ttl ms, history_ttl ms. Returns {epoch, offset, entries newest first}.
+# KEYS: meta, history, the slot's lineage (lineage.py: when the meta's differs, the
+# channel starts over in a new epoch, as the publish script does). ARGV: candidate epoch,
+# since epoch, since offset, limit, channel_ttl ms, history_ttl ms. Returns {epoch, offset,
+# entries newest first}.
 READ_SCRIPT: Final = """
 local meta, history = KEYS[1], KEYS[2]
+local lineage = redis.call('GET', KEYS[3]) or ''
+if (redis.call('HGET', meta, 'lineage') or '') ~= lineage then
+  redis.call('DEL', meta)
+end
 if redis.call('HSETNX', meta, 'epoch', ARGV[1]) == 1 then
   redis.call('DEL', history)
   redis.call('HSET', meta, 'offset', 0)
+  if lineage ~= '' then
+    redis.call('HSET', meta, 'lineage', lineage)
+  end
   redis.call('PEXPIRE', meta, ARGV[5])
 end
 local epoch = redis.call('HGET', meta, 'epoch')
@@ -72,6 +81,7 @@ class HistoryReader:
             (`Keys.channel` or `Keys.inbox`).
         retention: how much history is kept, and how long.
         where: the Redis server as errors name it.
+        lineage: the lineage key of a meta hash's slot (`Keys.lineage`).
     """
 
     def __init__(
@@ -80,8 +90,10 @@ class HistoryReader:
         names: Callable[[str], tuple[str, str, str]],
         retention: Retention,
         where: str,
+        lineage: Callable[[str], str],
     ) -> None:
         self._names = names
+        self._lineage = lineage
         #: What is kept of each stream (`RedisBroker.set_history_policy` changes it).
         self.retention_of: Callable[[str], Retention] = lambda _name: retention
         self._where = where
@@ -132,7 +144,8 @@ class HistoryReader:
             retention.history_ttl_ms,
         ]
         try:
-            epoch, offset, entries = await self._script(keys=[meta, history], args=args)
+            keys = [meta, history, self._lineage(meta)]
+            epoch, offset, entries = await self._script(keys=keys, args=args)
         except CONNECTION_ERRORS as exc:
             raise Unavailable(f"redis at {self._where} unavailable: {exc}") from exc
         except ResponseError as exc:  # a Redis Cluster's CLUSTERDOWN or MOVED

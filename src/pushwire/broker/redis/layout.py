@@ -61,6 +61,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from ...message import Data, Message
+from .lineage import lineage_key
 
 __all__ = ["BINARY", "TEXT", "Keys", "Retention", "decode_data", "encode_data", "parse_message"]
 
@@ -84,8 +85,12 @@ class Keys:
         return "SPUBLISH" if self.sharded else "PUBLISH"
 
     def script(self, source: str) -> str:
-        """A Lua script's source with its PUBLISH calls made `publish_command`."""
-        return source.replace("'PUBLISH'", "'SPUBLISH'") if self.sharded else source
+        """A Lua script's source with its PUBLISH calls made `publish_command` (and, on one
+        Redis, no read of the slot's lineage)."""
+        if self.sharded:
+            return source.replace("'PUBLISH'", "'SPUBLISH'")
+        # One Redis: no slot is ever fenced (lineage.py), so no lineage to read.
+        return source.replace("redis.call('GET', KEYS[3]) or ''", "''")
 
     def topic(self, channel: str) -> str:
         """The channel's pub/sub name: its messages and presence changes travel on it."""
@@ -95,6 +100,10 @@ class Keys:
         """The channel's meta hash, history Stream and pub/sub names (one hash tag)."""
         base = self.topic(channel)
         return f"{base}:meta", f"{base}:history", base
+
+    def lineage(self, name: str) -> str:
+        """The lineage key of the slot of the key `name` (lineage.py)."""
+        return lineage_key(self.prefix, name, sharded=self.sharded)
 
     def idempotency(self, channel: str, key: str) -> str:
         """Where the publish to `channel` with the idempotency key `key` is remembered."""

@@ -60,7 +60,8 @@ __all__ = ["PUBLISH_SCRIPT", "DoneCallback", "Publisher"]
 log = logging.getLogger("pushwire.broker.redis")
 
 # One run stores a group of messages to one channel (or inbox), in order, each as one
-# publish on its own would. KEYS: meta, history, then the group's idempotency keys. ARGV:
+# publish on its own would. KEYS: meta, history, the slot's lineage (lineage.py: when the
+# meta's differs, the channel starts over in a new epoch), then the group's idempotency keys. ARGV:
 # topic, candidate epoch, history_size, history_ttl ms, meta ttl ms, idempotency_ttl ms, max
 # bytes (0: no byte bound), then per message: kind, data, the KEYS index of its idempotency
 # key (0: none). Returns per message {epoch, offset, receivers}: the new message's, or (a
@@ -92,8 +93,15 @@ for i = 8, #ARGV, 3 do
     table.insert(out, -1)
   else
     if not epoch then
+      local lineage = redis.call('GET', KEYS[3]) or ''
+      if lineage ~= '' and redis.call('HGET', meta, 'lineage') ~= lineage then
+        redis.call('DEL', meta)  -- written before a lost master's replica was promoted
+      end
       if redis.call('HSETNX', meta, 'epoch', ARGV[2]) == 1 then
         redis.call('DEL', history)
+        if lineage ~= '' then
+          redis.call('HSET', meta, 'lineage', lineage)
+        end
       end
       epoch = redis.call('HGET', meta, 'epoch')
     end
@@ -336,7 +344,7 @@ class Publisher:
         else:
             meta, history, topic = self._keys.channel(target)
             retention = self.retention_of(target)
-        keys = [meta, history]
+        keys = [meta, history, self._keys.lineage(meta)]
         messages: list[bytes | str | int] = []
         for _target, _data, kind, payload, _done, _direct, idempotency_key in group:
             index = 0
