@@ -12,12 +12,13 @@ is recovered by position, never kept per session:
 
 from __future__ import annotations
 
+import binascii
 import hmac
-import secrets
+import os
 from abc import abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, MutableSet
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from ..clock import Timer
 from ..message import Data, Message
@@ -41,19 +42,30 @@ _NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 _NO_INFO: Mapping[str, Any] = {}
 
 
+#: Standard base64 to its URL-safe alphabet (RFC 4648 5).
+_URL_SAFE: Final = bytes.maketrans(b"+/", b"-_")
+
+
+def _random_text(size: int) -> str:
+    """`size` random bytes (the OS's CSPRNG) as unpadded URL-safe base64, as
+    `secrets.token_urlsafe` makes it in a third of the time (ids are made per connection)."""
+    text = binascii.b2a_base64(os.urandom(size), newline=False).translate(_URL_SAFE)
+    return text.rstrip(b"=").decode("ascii")
+
+
 def new_session_id() -> str:
     """128 random bits, URL-safe base64 (22 characters): unguessable."""
-    return secrets.token_urlsafe(16)
+    return _random_text(16)
 
 
 def new_secret() -> str:
     """128 random bits, URL-safe base64 (22 characters): a session's resume secret."""
-    return secrets.token_urlsafe(16)
+    return _random_text(16)
 
 
 def new_public_id() -> str:
     """72 random bits, URL-safe base64 (12 characters): names a session to others."""
-    return secrets.token_urlsafe(9)
+    return _random_text(9)
 
 
 #: Channels a `ChannelSet` keeps in a tuple; past them, in a set (a tuple's `in` and

@@ -9,9 +9,9 @@ import contextlib
 import logging
 import ssl
 from collections.abc import Callable
-from typing import Protocol
+from typing import Final, Protocol
 
-from ..clock import Clock
+from ..clock import Clock, OneTimer, Timer
 from ..config import Config
 from ..ratelimit import Networks, address_key, client_address
 from ..transports.websocket.connection import PingSweep
@@ -20,7 +20,11 @@ from .fdlimit import connection_bound
 from .stream import HeartbeatSweep
 from .tls import is_loopback, secure
 
-__all__ = ["Door", "Served"]
+__all__ = ["DEFER_TIMEOUTS", "Door", "Served"]
+
+#: Seconds at most a new connection's first timeout waits to be armed (`Door.defer_timer`);
+#: less when a quarter of `keepalive_timeout` is less.
+DEFER_TIMEOUTS: Final = 0.1
 
 
 class Door:
@@ -66,6 +70,11 @@ class Door:
         #: `closed`, bound once: each open WebSocket keeps it (bound anew, it is 64 bytes a
         #: connection).
         self.on_closed: Callable[[object], None] = self.closed
+        #: New connections whose first timeout is not armed yet (`defer_timer`), and the
+        #: one timer that arms them.
+        self._deferred: list[OneTimer] = []
+        self._deferred_timer: Timer | None = None
+        self._defer_for = min(DEFER_TIMEOUTS, config.keepalive_timeout / 4)
 
     @property
     def open_connections(self) -> int:
@@ -131,6 +140,20 @@ class Door:
         ip = self.ip_of.pop(old, None)
         if ip is not None:
             self.ip_of[new] = ip
+
+    def defer_timer(self, connection: OneTimer) -> None:
+        """Arm the timeout `connection` set with `_defer_timer` within `DEFER_TIMEOUTS`
+        seconds, if it still needs one then: a connection whose request came meanwhile (a
+        WebSocket handshake, mostly) had no timer to make and cancel. One timer for all."""
+        self._deferred.append(connection)
+        if self._deferred_timer is None:
+            self._deferred_timer = self.clock.call_later(self._defer_for, self._arm_deferred)
+
+    def _arm_deferred(self) -> None:
+        deferred, self._deferred = self._deferred, []
+        self._deferred_timer = None
+        for connection in deferred:
+            connection.arm_deferred()
 
     def track(self, task: asyncio.Future[None]) -> None:
         """Keep a background task alive until it ends."""
