@@ -15,6 +15,7 @@ from __future__ import annotations
 import binascii
 import hmac
 import os
+import threading
 from abc import abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, MutableSet
 from types import MappingProxyType
@@ -44,12 +45,44 @@ _NO_INFO: Mapping[str, Any] = {}
 
 #: Standard base64 to its URL-safe alphabet (RFC 4648 5).
 _URL_SAFE: Final = bytes.maketrans(b"+/", b"-_")
+#: Random bytes drawn from the OS at once for the ids of this many sessions or so: two
+#: `getrandom` calls a session were a few percent of a WebSocket handshake (py-spy).
+_POOL_SIZE: Final = 4096
+
+
+class _RandomPool:
+    """Bytes of the OS's CSPRNG (`os.urandom`), drawn `_POOL_SIZE` at a time and each handed
+    out once (under a lock: hubs in several threads never share bytes). A forked child
+    starts with an empty pool (it must not repeat its parent's)."""
+
+    __slots__ = ("_bytes", "_lock", "_used")
+
+    def __init__(self) -> None:
+        self._bytes = b""
+        self._used = 0
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> bytes:
+        with self._lock:
+            used = self._used
+            if used + size > len(self._bytes):
+                self._bytes, used = os.urandom(max(_POOL_SIZE, size)), 0
+            self._used = used + size
+            return self._bytes[used : used + size]
+
+    def forget(self) -> None:
+        self._bytes, self._used = b"", 0
+        self._lock = threading.Lock()  # (a fork may have copied it held)
+
+
+_POOL = _RandomPool()
+os.register_at_fork(after_in_child=_POOL.forget)
 
 
 def _random_text(size: int) -> str:
     """`size` random bytes (the OS's CSPRNG) as unpadded URL-safe base64, as
-    `secrets.token_urlsafe` makes it in a third of the time (ids are made per connection)."""
-    text = binascii.b2a_base64(os.urandom(size), newline=False).translate(_URL_SAFE)
+    `secrets.token_urlsafe` makes it, with fewer calls and system calls."""
+    text = binascii.b2a_base64(_POOL.take(size), newline=False).translate(_URL_SAFE)
     return text.rstrip(b"=").decode("ascii")
 
 

@@ -156,6 +156,8 @@ class HttpConnection(OneTimer, asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
+        if self.parser is not None:
+            self.parser.release()
         if self.stream is not None:
             self.stream.lost()
         self.door.closed(self)
@@ -363,6 +365,8 @@ class HttpConnection(OneTimer, asyncio.Protocol):
         """The answer never ends: from now on this connection carries one client's stream."""
         transport = self.transport
         assert transport is not None
+        if self.parser is not None:
+            self.parser.release()
         self.parser = None
         self._cancel_timer()
         transport.write(response_head(start.status, start.headers, length=None))

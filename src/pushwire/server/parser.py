@@ -27,6 +27,8 @@ _HEAD: Final = 1
 _BODY: Final = 2
 
 _END_OF_HEAD: Final = b"\r\n\r\n"
+#: What a parser holds once it parses no more (`RequestParser.release`).
+_RELEASED: Final = httptools.HttpRequestParser(object())
 #: The common methods' names, made once.
 _METHODS: Final = {m.encode(): m for m in ("GET", "POST", "HEAD", "OPTIONS", "PUT", "DELETE")}
 
@@ -241,6 +243,12 @@ class RequestParser:
         request.upgrade_data = rest
         self._upgrade_request = request
         self._events.append(request)
+        self.release()  # nothing more is parsed
+
+    def release(self) -> None:
+        """Nothing more will be parsed: let go of llhttp's parser, which refers back to this
+        one (a cycle only the garbage collector would free, once per connection)."""
+        self._parser = _RELEASED
 
     def _build(self, upgrade: bool) -> Request:
         self._state = _IDLE
