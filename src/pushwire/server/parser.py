@@ -60,6 +60,10 @@ class RequestParser:
         # The request being received (kept on the parser: an object per request was a
         # tenth of parsing a WebSocket handshake).
         self._state = _IDLE
+        #: True between a request's first byte and its last.
+        self.in_request = False
+        #: True while a request head is incomplete (the header timeout applies).
+        self.in_head = False
         self._target = b""
         self._headers: list[tuple[str, str]] = []
         self._body: bytearray | None = None
@@ -76,16 +80,6 @@ class RequestParser:
         self.upgraded = False
         #: A request without keep-alive ended the stream: later bytes are ignored.
         self.finished = False
-
-    @property
-    def in_request(self) -> bool:
-        """True between a request's first byte and its last."""
-        return self._state != _IDLE
-
-    @property
-    def in_head(self) -> bool:
-        """True while a request head is incomplete (the header timeout applies)."""
-        return self._state == _HEAD
 
     @property
     def held(self) -> int:
@@ -175,6 +169,7 @@ class RequestParser:
 
     def on_message_begin(self) -> None:
         self._state = _HEAD
+        self.in_request = self.in_head = True
         self._target = b""
         self._headers = []
         self._body = None
@@ -193,6 +188,7 @@ class RequestParser:
 
     def on_headers_complete(self) -> None:
         self._state = _BODY
+        self.in_head = False
         self._body_left = 0
         self._check_version()
         hosts = 0
@@ -252,6 +248,7 @@ class RequestParser:
 
     def _build(self, upgrade: bool) -> Request:
         self._state = _IDLE
+        self.in_request = False
         self._head_bytes = 0
         self._tail = b""
         target = self._target.decode("latin-1")
