@@ -165,16 +165,16 @@ class OneTimer:
         self.timer_armed = due
         self.timer = clock.call_at(due, self._timer_fired)
 
-    def _defer_timer(self, delay: float, callback: Callable[[], object]) -> None:
-        """`_set_timer` without the timer: `arm_deferred` makes it later, if the timeout is
-        still wanted then. A new connection's first timeout is set so: its first request
-        mostly comes before its door arms the timeouts of the connections it accepted
-        meanwhile (`Door.defer_timer`), and then it needs no timer."""
-        self.timer_due = self.clock.time() + delay
+    def defer_timer(self, due: float, callback: Callable[[], object]) -> None:
+        """`_set_timer` for `due` without the timer: `arm_deferred` makes it later, if the
+        timeout is still wanted then. A new connection's first timeout is set so: its first
+        request mostly comes before its door arms the timeouts of the connections it accepted
+        meanwhile (`Door.defer_timeout`), and then it needs no timer."""
+        self.timer_due = due
         self.timer_callback = callback
 
     def arm_deferred(self) -> None:
-        """Make the timer of a timeout `_defer_timer` set, unless it was lifted or replaced."""
+        """Make the timer of a timeout `defer_timer` set, unless it was lifted or replaced."""
         if self.timer is None and self.timer_callback is not None:
             self.timer_armed = self.timer_due
             self.timer = self.clock.call_at(self.timer_due, self._timer_fired)

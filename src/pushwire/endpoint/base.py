@@ -152,7 +152,8 @@ class Handler:
         self.client: ClientInfo | None = client
         self.remote = client.remote
         self.session: Session | None = None
-        #: When the session began on this connection (hub clock), for the lifecycle log.
+        #: When the session began on this connection (hub clock), for the lifecycle log (None:
+        #: not logged).
         self.opened_at: float | None = None
         self._pending: deque[Data] | None = None
         self._task: asyncio.Future[None] | None = None
@@ -248,9 +249,10 @@ class Handler:
             self.hub.lifecycle.detach(session, self.transport, code, reason, final=by_client)
 
     def _log_open(self, session: Session, *, resumed: bool = False) -> None:
-        """The connection carries `session` now: one lifecycle line (pushwire.logs)."""
-        self.opened_at = self.hub.clock.time()
+        """The connection carries `session` now: one lifecycle line (pushwire.logs), and its
+        close line then (the clock is read only for them)."""
         if connection_log.isEnabledFor(logging.INFO):
+            self.opened_at = self.hub.clock.time()
             connection_event(
                 "resume" if resumed else "open",
                 transport=self.transport.name,

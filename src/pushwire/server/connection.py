@@ -114,9 +114,8 @@ class HttpConnection(OneTimer, asyncio.Protocol):
         door = self.door
         config = door.config
         transport.set_write_buffer_limits(high=config.max_write_buffer)
-        # Armed by the door a little later, if no request came by then (`Door.defer_timer`).
-        self._defer_timer(config.keepalive_timeout, self._idle_timeout)
-        door.defer_timer(self)
+        # Armed by the door a little later, if no request came by then.
+        door.defer_timeout(self, config.keepalive_timeout, self._idle_timeout)
 
     def data_received(self, data: bytes) -> None:
         try:

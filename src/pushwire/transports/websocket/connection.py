@@ -98,8 +98,7 @@ class WebSocketTransport(SocketTransport):
         """The 101 answer is written: open the client's receiver, then take `first` (bytes
         that followed the upgrade request) as the first data received."""
         receiver = self.receiver = make_receiver(self)
-        self.next_ping_at = self.clock.time() + self.config.ping_interval
-        self.pings.add(self)
+        self.next_ping_at = self.pings.add(self)
         opening = receiver.open()
         if opening is not None:
             self.socket.pause_reading()
@@ -265,19 +264,25 @@ class PingSweep:
     def __init__(self, config: Config, clock: Clock, connections: Collection[object]) -> None:
         self.clock = clock
         self.period = max(0.05, min(config.ping_interval, config.ping_timeout) / 4)
+        self.interval = config.ping_interval
+        self._seen = 0.0  # the clock when the sweep last read it
         self._connections = connections
         self._timer: Timer | None = None
 
-    def add(self, connection: WebSocketTransport) -> None:
-        """`connection` (one of `connections`) is open: it is pinged from now on."""
+    def add(self, connection: WebSocketTransport) -> float:
+        """`connection` (one of `connections`) is open: it is pinged from now on; when first:
+        `ping_interval` after the sweep last read the clock (at most a period ago: no reading
+        of the clock per connection)."""
         if self._timer is None:
+            self._seen = self.clock.time()
             self._timer = self.clock.call_later(self.period, self._sweep)
+        return self._seen + self.interval
 
     def discard(self, connection: WebSocketTransport) -> None:
         """`connection` is gone (its heartbeat does nothing once it is not open)."""
 
     def _sweep(self) -> None:
-        now = self.clock.time()
+        now = self._seen = self.clock.time()
         for connection in list(self._connections):
             if isinstance(connection, WebSocketTransport):
                 connection.heartbeat(now)
