@@ -101,7 +101,8 @@ class Config:
     #: `bad_request` and `close` 4100.
     min_receive_rate: int = 16 * 1024
     receive_window: float = 5.0
-    #: Idle time of a keep-alive connection between requests before it is closed.
+    #: Idle time of a keep-alive connection between requests before it is closed (a new
+    #: connection's is counted from its batch of accepts: up to 0.1 s less).
     keepalive_timeout: float = 30.0
     #: Requests read ahead of the one being answered; reading pauses beyond it.
     max_pipelined: int = 16
@@ -178,7 +179,7 @@ class Config:
     max_subscriptions: int = 256
     #: Longest channel name, characters.
     max_channel_name: int = 200
-    #: Seconds between WebSocket pings.
+    #: Seconds between WebSocket pings (the first up to a quarter of it sooner).
     ping_interval: float = 20.0
     #: Seconds to wait for a pong before the peer is taken for dead (checked every quarter of
     #: the smaller of the two, by one sweep over all WebSockets).
