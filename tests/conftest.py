@@ -4,6 +4,7 @@ Debian's Chromium for the pages' tests (tests/integration, tests/examples)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -57,6 +58,19 @@ def redis_cluster(tmp_path: Path) -> Iterator[RedisCluster]:
     test (skips if redis-server or redis-cli is not installed)."""
     with running_cluster(tmp_path) as cluster:
         yield cluster
+
+
+@pytest.fixture
+def redis_shards(tmp_path: Path) -> Iterator[list[RedisServer]]:
+    """Three independent running `redis-server`s (the shards of `redis+shards://`), stopped
+    at the end of the test (skips if not installed)."""
+    with contextlib.ExitStack() as stack:
+        servers = []
+        for index in range(3):
+            folder = tmp_path / f"shard{index}"
+            folder.mkdir()
+            servers.append(stack.enter_context(running_redis(folder)))
+        yield servers
 
 
 @pytest.fixture

@@ -14,11 +14,13 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
-from pushwire.broker.redis import RedisBroker, RedisClusterBroker
+from pushwire.broker.redis import RedisBroker, RedisClusterBroker, RedisShardsBroker
+from pushwire.broker.redis.sharded import ShardedBroker
 from pushwire.message import Message
 from tests.redis_helpers import (
     RECONNECT_MAX,
@@ -89,6 +91,7 @@ class RedisCluster:
 
     def __init__(self, directory: Path, masters: int = 3) -> None:
         self.nodes = []
+        self.replicas: list[ClusterNode] = []
         for index in range(masters):
             folder = directory / f"node{index}"
             folder.mkdir()
@@ -136,9 +139,92 @@ class RedisCluster:
                     return next(n for n in self.nodes if n.port == int(master[1]))
         raise LookupError(name)
 
+    def migrate(self, name: str, target: ClusterNode, *, keys: bool = True) -> None:
+        """Reshard: move the slot of the key or shard channel `name`, keys included, to
+        `target`, as `redis-cli --cluster reshard` does (IMPORTING on the target, MIGRATING
+        on the source, MIGRATE of its keys, then SETSLOT NODE on every master). Without
+        `keys` its keys are deleted instead: the slot moves empty."""
+        source = self.master_of(name)
+        assert source is not target
+        with _client(source) as old, _client(target) as new:
+            slot = int(old.execute_command("CLUSTER", "KEYSLOT", name))  # type: ignore[no-untyped-call]
+            source_id = _text(old.execute_command("CLUSTER", "MYID"))  # type: ignore[no-untyped-call]
+            target_id = _text(new.execute_command("CLUSTER", "MYID"))  # type: ignore[no-untyped-call]
+            new.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)  # type: ignore[no-untyped-call]
+            old.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)  # type: ignore[no-untyped-call]
+            while found := old.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):  # type: ignore[no-untyped-call]
+                if not keys:
+                    old.delete(*found)
+                    continue
+                old.execute_command(  # type: ignore[no-untyped-call]
+                    "MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *found
+                )
+        for node in (target, source, *self.nodes):
+            with _client(node) as client:
+                client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)  # type: ignore[no-untyped-call]
+
+    def add_replica(
+        self, master: ClusterNode, directory: Path, timeout: float = 30.0
+    ) -> ClusterNode:
+        """Start a replica of `master` in `directory`, joined to the cluster; returns once it
+        is in sync (stopped with the cluster)."""
+        replica = ClusterNode(directory)
+        self.replicas.append(replica)
+        replica.start()
+        deadline = time.monotonic() + timeout
+        with _client(master) as primary, _client(replica) as client:
+            master_id = _text(primary.execute_command("CLUSTER", "MYID"))  # type: ignore[no-untyped-call]
+            client.execute_command("CLUSTER", "MEET", "127.0.0.1", master.port)  # type: ignore[no-untyped-call]
+            while True:
+                try:  # refused until the replica knows the master (gossip)
+                    client.execute_command("CLUSTER", "REPLICATE", master_id)  # type: ignore[no-untyped-call]
+                    break
+                except redis.ResponseError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+            while client.info("replication").get("master_link_status") != "up":
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"replica of {master.port} not in sync within {timeout} s")
+                time.sleep(0.05)
+        return replica
+
+    def fail_over(self, replica: ClusterNode, timeout: float = 30.0) -> None:
+        """`CLUSTER FAILOVER` on `replica` (its master agrees, after the replica caught up):
+        returns once it is the master, known as such by every master."""
+        with _client(replica) as client:
+            client.execute_command("CLUSTER", "FAILOVER")  # type: ignore[no-untyped-call]
+        deadline = time.monotonic() + timeout
+        while any(replica.port not in {int(r[2][1]) for r in _slots(node)} for node in self.nodes):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"failover to {replica.port} not done within {timeout} s")
+            time.sleep(0.05)
+
     def stop(self) -> None:
-        for node in self.nodes:
+        for node in (*self.nodes, *self.replicas):
             node.stop()
+
+
+@contextlib.contextmanager
+def _client(node: ClusterNode) -> Iterator[redis.Redis]:
+    client = redis.Redis(port=node.port, socket_timeout=10)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _slots(node: ClusterNode) -> list[list[Any]]:
+    with _client(node) as client:
+        try:
+            ranges: list[list[Any]] = client.execute_command("CLUSTER", "SLOTS")  # type: ignore[no-untyped-call]
+        except redis.RedisError:
+            return []
+    return ranges
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @contextlib.contextmanager
@@ -156,9 +242,10 @@ def running_cluster(directory: Path) -> Iterator[RedisCluster]:
 
 
 class Recorder(Watched):
-    """One process's cluster broker and what it delivered (attached before it starts)."""
+    """One process's cluster (or shards) broker and what it delivered (attached before it
+    starts)."""
 
-    def __init__(self, broker: RedisClusterBroker) -> None:
+    def __init__(self, broker: ShardedBroker) -> None:
         super().__init__()
         self.broker = broker
         self.received: list[Message] = []
@@ -202,7 +289,7 @@ class ClusterBrokers:
                 reconnect_max=RECONNECT_MAX,
             )
 
-        broker = RedisClusterBroker(self.url, make_shard=shard)
+        broker = RedisClusterBroker(self.url, make_shard=shard, refresh_interval=0.2)
         self.made.append(broker)
         recorder = Recorder(broker)
         await broker.start()
@@ -214,7 +301,33 @@ class ClusterBrokers:
                 await broker.close()
 
 
-def spread(broker: RedisClusterBroker, count: int, prefix: str = "room") -> list[str]:
+class ShardsBrokers:
+    """Makes started `RedisShardsBroker`s on a list of Redis servers, each in a `Recorder`,
+    and closes every one at the end; their shards reconnect quickly."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.made: list[RedisShardsBroker] = []
+
+    async def __call__(self) -> Recorder:
+        def shard(url: str) -> RedisBroker:
+            return RedisBroker(
+                url, timeout=2.0, reconnect_min=RECONNECT_MIN, reconnect_max=RECONNECT_MAX
+            )
+
+        broker = RedisShardsBroker(self.url, make_shard=shard)
+        self.made.append(broker)
+        recorder = Recorder(broker)
+        await broker.start()
+        return recorder
+
+    async def close_all(self) -> None:
+        for broker in self.made:
+            async with asyncio.timeout(WAIT):
+                await broker.close()
+
+
+def spread(broker: ShardedBroker, count: int, prefix: str = "room") -> list[str]:
     """`count` channel names on as many different masters as there are (round robin)."""
     masters = broker.shards
     by_master: dict[int, list[str]] = {id(shard): [] for shard in masters}
@@ -227,13 +340,13 @@ def spread(broker: RedisClusterBroker, count: int, prefix: str = "room") -> list
     return [columns[i % len(columns)][i // len(columns)] for i in range(count)]
 
 
-def spread_users(broker: RedisClusterBroker, count: int) -> list[str]:
+def spread_users(broker: ShardedBroker, count: int) -> list[str]:
     """`count` user names on different masters, like `spread`."""
     masters = broker.shards
     seen: dict[int, str] = {}
     index = 0
     while len(seen) < min(count, len(masters)):
         name = f"user{index}"
-        seen.setdefault(id(broker.shard(broker.keys.user(name))), name)
+        seen.setdefault(id(broker.shard(broker.keys.inbox(name)[0])), name)
         index += 1
     return list(seen.values())[:count]

@@ -49,8 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--broker",
         default=None,
-        help="memory (the default), redis://host:port/db, or a Redis Cluster: "
-        "redis+cluster://host:port[,host:port…]",
+        help="memory (the default), redis://host:port/db, a Redis Cluster: "
+        "redis+cluster://host:port[,host:port…], or independent Redis servers: "
+        "redis+shards://host:port,host:port[,…]",
     )
     serve.add_argument("--workers", type=int, default=1, help="processes sharing the port")
     serve.add_argument(
@@ -327,7 +328,7 @@ def build_app(
     from .broker.redis import RedisNodes
     from .broker.redis.configured import redis_broker
 
-    broker = redis_broker(config)  # one Redis, or a Redis Cluster
+    broker = redis_broker(config)  # one Redis, a Redis Cluster, or Redis shards
     app = App(_demo_hub(broker, config, namespaces), config, insecure=insecure)
     # Sessions without sticky load balancing: any node serves any session's requests.
     link = RedisNodes(broker, config.node_ttl)
@@ -430,10 +431,12 @@ def _check(config: Config) -> None:
     """
     if (config.tls_cert is None) != (config.tls_key is None):
         raise ValueError("--tls-cert and --tls-key go together")
-    schemes = ("redis://", "rediss://", "redis+cluster://", "rediss+cluster://")
+    # One Redis, a Redis Cluster, Redis shards: each plain or over TLS.
+    schemes = tuple(f"redis{s}{k}://" for k in ("", "+cluster", "+shards") for s in ("", "s"))
     if config.broker != "memory" and not config.broker.startswith(schemes):
         raise ValueError(
-            f"--broker is memory, redis://… or redis+cluster://…, not {config.broker!r}"
+            "--broker is memory, redis://…, redis+cluster://… or redis+shards://…, "
+            f"not {config.broker!r}"
         )
     if config.log_level.lower() not in LEVELS:
         raise ValueError(f"--log-level is one of {', '.join(LEVELS)}, not {config.log_level!r}")

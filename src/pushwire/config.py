@@ -251,6 +251,10 @@ class Config:
     broker_reconnect_min: float = 0.1
     #: Longest wait between reconnection attempts to Redis, seconds.
     broker_reconnect_max: float = 5.0
+    #: (Redis Cluster) Seconds between two reads of a Redis Cluster's slot map at
+    #: least: it is read again when a master answers MOVED or ASK or a connection to one is
+    #: lost, and this often while a master stays unreachable (a replica may replace it).
+    broker_cluster_refresh: float = 1.0
     #: Seconds a presence entry lives without being refreshed: its node refreshes it every
     #: third of this, so a node that dies without saying goodbye has its members' `leave`
     #: announced within 4/3 of it (the entry expires, the next sweep removes it).

@@ -13,8 +13,9 @@ switched on and off by the scenario's schedule:
 - `blackhole()`: bytes vanish, new connections are accepted and never answered; when the
   black hole ends, every connection it touched is reset (as a client or a node would drop it
   after its timeout);
-- `freeze()`: the connections open now go silent for good, neither moving nor closed (a link
-  torn where neither end sees it, a NAT that forgot the mapping); new ones flow;
+- `freeze()`: the connections open now go silent for good, neither moving nor closed, even
+  when their backend closes (a link torn where neither end sees it, a NAT that forgot the
+  mapping); new ones flow;
 - `hold_after_head`: a new connection's answer stops for good right after its response head
   (a node that accepted the request and never got further), neither moving nor closed;
 - `take_down(i)` / `bring_up(i)`: backend i is out of the rotation, its connections reset;
@@ -23,6 +24,9 @@ switched on and off by the scenario's schedule:
 - `cut_answer_after`: once, after a chunk towards the backend contains these bytes, the
   backend's answer is dropped and the connection reset (the request was carried out, its
   answer lost).
+- `freeze_after`: once, after a chunk towards the backend contains these bytes (passed on:
+  the request is carried out), that connection goes silent for good, neither moving nor
+  closed (an answer that never comes).
 
 The random choices (where to cut) come from the proxy's own seeded `random.Random`.
 """
@@ -71,6 +75,7 @@ class _Link:
         self.doomed = False  # touched by a black hole: reset when it ends
         self.drop_answer = False
         self.held = False  # its answer stops after the response head (`hold_after_head`)
+        self.ended = asyncio.Event()  # reset or closed
 
     def closed(self) -> bool:
         """Reset or closed (a call, not an attribute: it changes while a coroutine
@@ -82,6 +87,7 @@ class _Link:
         if self._closed:
             return
         self._closed = True
+        self.ended.set()
         if reset:
             _reset(self.client)
             if self.upstream is not None:
@@ -95,6 +101,7 @@ class _Link:
         if self._closed:
             return
         self._closed = True
+        self.ended.set()
         _reset(self.client)
         if self.upstream is not None:
             _reset(self.upstream)
@@ -112,6 +119,7 @@ class FaultProxy:
         self.truncating = False
         self.refuse_upgrade = False
         self.cut_answer_after: bytes | None = None
+        self.freeze_after: bytes | None = None
         self.hold_after_head = False
         #: What the proxy did: connections, resets, truncated, refused, cut answers.
         self.counts: Counter[str] = Counter()
@@ -209,6 +217,10 @@ class FaultProxy:
         self.counts["connections"] += 1
         try:
             await self._serve(link, reader)
+            if link.doomed:
+                # Silent for good: not even its backend's close passes (only a reset of
+                # the black hole's end, or stop(), ends it).
+                await link.ended.wait()
         except (OSError, asyncio.IncompleteReadError):
             pass
         finally:
@@ -292,7 +304,11 @@ class FaultProxy:
             elif self.cut_answer_after is not None and self.cut_answer_after in data:
                 self.cut_answer_after = None
                 link.drop_answer = True
+            elif self.freeze_after is not None and self.freeze_after in data:
+                self.freeze_after = None
+                self.counts["frozen"] += 1
+                link.doomed = True  # what follows vanishes; only stop() resets it
             writer.write(data)
             await writer.drain()
-        if not link.closed() and writer.can_write_eof():
+        if not link.closed() and not link.doomed and writer.can_write_eof():
             writer.write_eof()  # a half-close passes through as one

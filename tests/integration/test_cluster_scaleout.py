@@ -187,3 +187,79 @@ def test_a_single_redis_given_as_a_cluster_is_a_one_line_error(
     output = str(failed.value)
     assert f"pushwire serve: redis at 127.0.0.1:{redis_server.port} is not a cluster" in output
     assert "Traceback" not in output
+
+
+def _publish_keyed(node: ServerProcess, channel: str, body: str) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection(node.host, node.port, timeout=10)
+    try:
+        key = body.replace(" ", "-")
+        conn.request("POST", f"/api/publish/{channel}", body=body, headers={"Idempotency-Key": key})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+async def test_a_channel_resharded_while_received_reaches_its_subscriber_without_a_gap(
+    server_factory: ServerFactory, redis_cluster: RedisCluster
+) -> None:
+    quick = ("--set", "broker_cluster_refresh=0.2", "--set", "broker_reconnect_max=0.5")
+    publisher, node = (server_factory("--broker", redis_cluster.url, *quick) for _ in range(2))
+    channel = channels_on_masters(redis_cluster)[0]
+    topic = f"pushwire:{{{channel}}}"
+    target = next(n for n in redis_cluster.nodes if n is not redis_cluster.master_of(topic))
+    count = 60
+    async with connect(node.url("/pushwire"), transports=["websocket"]) as client:
+        await client.subscribe(channel)
+
+        async def publish_all() -> None:
+            for i in range(count):
+                deadline = asyncio.get_running_loop().time() + 30
+                # 503 while the slot moves: the same key again is stored once.
+                while (await asyncio.to_thread(_publish_keyed, publisher, channel, f"m {i}"))[
+                    0
+                ] != 200:
+                    assert asyncio.get_running_loop().time() < deadline, f"m {i} never stored"
+                    await asyncio.sleep(0.05)
+                if i == count // 3:
+                    await asyncio.to_thread(redis_cluster.migrate, topic, target)
+
+        sender = asyncio.create_task(publish_all())
+        try:
+            items = [await asyncio.wait_for(client.recv(), 40) for _ in range(count)]
+        finally:
+            await asyncio.wait_for(sender, 60)
+    assert all(isinstance(item, Message) for item in items), items  # no gap
+    assert [item.data for item in items] == [f"m {i}" for i in range(count)]  # type: ignore[union-attr]
+    assert [item.offset for item in items] == list(range(1, count + 1))  # type: ignore[union-attr]
+
+
+async def test_a_channel_resharded_without_its_keys_is_told_as_a_gap_with_its_range(
+    server_factory: ServerFactory, redis_cluster: RedisCluster
+) -> None:
+    quick = ("--set", "broker_cluster_refresh=0.2", "--set", "broker_reconnect_max=0.5")
+    publisher, node = (server_factory("--broker", redis_cluster.url, *quick) for _ in range(2))
+    channel = channels_on_masters(redis_cluster)[0]
+    topic = f"pushwire:{{{channel}}}"
+    target = next(n for n in redis_cluster.nodes if n is not redis_cluster.master_of(topic))
+    async with connect(node.url("/pushwire"), transports=["websocket"]) as client:
+        await client.subscribe(channel)
+        for i in range(3):
+            await publish_ok(publisher, channel, f"before {i}")
+        seen = await messages(client, 3)
+        # The slot moves, its history does not: the new master starts the channel anew.
+        await asyncio.to_thread(redis_cluster.migrate, topic, target, keys=False)
+        deadline = asyncio.get_running_loop().time() + 30
+        while (await asyncio.to_thread(_publish_keyed, publisher, channel, "after"))[0] != 200:
+            assert asyncio.get_running_loop().time() < deadline, "publishing never came back"
+            await asyncio.sleep(0.05)
+        items = [await asyncio.wait_for(client.recv(), 30)]
+        while not isinstance(items[-1], Message):
+            items.append(await asyncio.wait_for(client.recv(), 30))
+    *before, item = items
+    assert isinstance(item, Message) and (item.data, item.offset) == ("after", 1), items
+    assert len(before) == 1 and isinstance(before[0], Gap), items
+    gap = before[0]
+    assert (gap.channel, gap.from_epoch, gap.from_offset) == (channel, seen[-1].epoch, 3)
+    assert (gap.to_epoch, gap.to_offset) == (item.epoch, 0), gap
+    assert item.epoch != seen[-1].epoch

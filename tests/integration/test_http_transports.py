@@ -316,6 +316,15 @@ def test_a_held_longpoll_is_answered_empty_after_longpoll_timeout(
     assert 0.45 <= time.monotonic() - started < 5
 
 
+def test_a_longpoll_welcome_announces_how_long_a_poll_is_held(
+    server_factory: ServerFactory,
+) -> None:
+    """The client's deadline for a poll is this and a margin (docs/protocol.md)."""
+    server = server_factory("--set", "longpoll_timeout=1.5")
+    assert Poller(server, "longpoll").welcome["longpoll_timeout"] == 1.5
+    assert "longpoll_timeout" not in Poller(server, "polling").welcome
+
+
 def test_a_longpoll_client_that_stops_polling_is_detached_after_poll_grace(
     server_factory: ServerFactory,
 ) -> None:

@@ -83,6 +83,14 @@ class Client:
             sse) silent for one of the welcome's `heartbeat` intervals is pinged, after
             two it is dropped and resumed the same way.
         request_timeout: bound of one request's answer (then `RequestFailed("timeout")`).
+        send_timeout: (HTTP transports) bound of one upload, `POST E/send`: one not
+            answered in time is abandoned and its connection closed, and fails as a cut
+            one does (a request: retried as `unavailable`; `send()`: `disconnected`, not
+            sent again, it may have arrived).
+        poll_margin: (longpoll, polling) a poll not answered this long after the time the
+            server holds it (the welcome's `longpoll_timeout`; 0 for polling) is abandoned
+            and the connection counts as lost: the client resumes, losing nothing. Leave
+            room for a poll forwarded to the session's node (`forward_timeout`, 5 s).
         max_queue: messages received and not yet read; when full the client stops reading
             from the connection (backpressure, nothing dropped; see the module docstring).
         poll_interval: the `polling` transport's pause after an empty poll.
@@ -111,6 +119,8 @@ class Client:
         request_timeout: float = 10.0,
         max_queue: int = 10_000,
         poll_interval: float = 1.0,
+        send_timeout: float = 10.0,
+        poll_margin: float = 10.0,
         ssl_context: ssl.SSLContext | None = None,
         retry: RetryPolicy | None = None,
         on_error: Callable[[Failure], None] | None = None,
@@ -133,6 +143,8 @@ class Client:
             max_reconnect_attempts=max_reconnect_attempts,
             connect_timeout=connect_timeout,
             poll_interval=poll_interval,
+            send_timeout=send_timeout,
+            poll_margin=poll_margin,
             ssl_context=ssl_context,
             receive=self._receive,
             connected=self._connected,
@@ -284,7 +296,8 @@ class Client:
         Raises:
             ClientClosed: the client is closed.
             RequestFailed: `disconnected`: no connection within the retries, or the
-                connection dropped while sending (it may or may not have arrived).
+                connection dropped while sending, or (HTTP transports) its upload was not
+                answered within `send_timeout` (it may or may not have arrived).
         """
         item = with_data({"type": "send"}, data)
         await retrying(

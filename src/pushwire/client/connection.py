@@ -89,6 +89,8 @@ class Connection:
         max_reconnect_attempts: int | None,
         connect_timeout: float,
         poll_interval: float,
+        send_timeout: float,
+        poll_margin: float,
         ssl_context: ssl.SSLContext | None,
         receive: Callable[[Envelope, bytes | None], Awaitable[None]],
         connected: Callable[[], None],
@@ -116,6 +118,8 @@ class Connection:
         self.max_reconnect_attempts = max_reconnect_attempts
         self.connect_timeout = connect_timeout
         self.poll_interval = poll_interval
+        self.send_timeout = send_timeout
+        self.poll_margin = poll_margin
         if ssl_context is None and scheme in ("wss", "https", "tcps"):
             # A secure URL is never spoken in plain text: the system's verified default,
             # made once for every (re)connection of this client.
@@ -255,7 +259,12 @@ class Connection:
 
     async def _connect_with(self, name: str) -> None:
         transport = make_transport(
-            name, self.url, ssl_context=self.ssl_context, poll_interval=self.poll_interval
+            name,
+            self.url,
+            ssl_context=self.ssl_context,
+            poll_interval=self.poll_interval,
+            send_timeout=self.send_timeout,
+            poll_margin=self.poll_margin,
         )
         hello: Envelope = {
             "type": "hello",

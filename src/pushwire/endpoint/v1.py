@@ -186,6 +186,9 @@ class EnvelopeHandler(Handler):
             "transport": self.transport.name,
             "max_message": config.max_message,
         }
+        if self.transport.name == "longpoll":
+            # How long a poll is held: the client's deadline for one is this and a margin.
+            welcome["longpoll_timeout"] = _number(config.longpoll_timeout)
         if session.token_expires is not None:
             welcome["expires"] = _number(session.token_expires)
         if session_id is not None and not resumed:

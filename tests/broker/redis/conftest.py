@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from tests.redis_cluster_helpers import ClusterBrokers, RedisCluster
+from tests.redis_cluster_helpers import ClusterBrokers, RedisCluster, ShardsBrokers
 from tests.redis_helpers import Maker, Node, RedisBrokers, RedisServer
 
 
@@ -38,5 +38,14 @@ async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
 async def cluster_brokers(redis_cluster: RedisCluster) -> AsyncIterator[ClusterBrokers]:
     """Makes started `RedisClusterBroker`s on `redis_cluster`; all closed at the end."""
     brokers = ClusterBrokers(redis_cluster.url)
+    yield brokers
+    await brokers.close_all()
+
+
+@pytest.fixture
+async def shards_brokers(redis_shards: list[RedisServer]) -> AsyncIterator[ShardsBrokers]:
+    """Makes started `RedisShardsBroker`s on `redis_shards`; all closed at the end."""
+    url = "redis+shards://" + ",".join(f"127.0.0.1:{server.port}" for server in redis_shards)
+    brokers = ShardsBrokers(url)
     yield brokers
     await brokers.close_all()

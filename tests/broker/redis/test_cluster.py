@@ -12,6 +12,7 @@ from redis.crc import key_slot
 
 from pushwire.broker.base import DirectSent
 from pushwire.broker.redis import RedisClusterBroker, RedisNodes
+from pushwire.broker.redis.sharded import ShardedBroker
 from pushwire.broker.redis.topology import Seed, parse_url
 from pushwire.errors import ConfigError, PushwireError
 from pushwire.message import Data, Message, Position
@@ -21,7 +22,7 @@ from tests.redis_helpers import WAIT, RedisServer
 pytestmark = pytest.mark.integration
 
 
-async def publish(broker: RedisClusterBroker, channel: str, data: Data) -> Message:
+async def publish(broker: ShardedBroker, channel: str, data: Data) -> Message:
     future: asyncio.Future[Message | PushwireError] = asyncio.get_running_loop().create_future()
     broker.publish(channel, data, future.set_result)
     async with asyncio.timeout(WAIT):
@@ -30,7 +31,7 @@ async def publish(broker: RedisClusterBroker, channel: str, data: Data) -> Messa
     return result
 
 
-async def send(broker: RedisClusterBroker, user: str, data: Data) -> DirectSent:
+async def send(broker: ShardedBroker, user: str, data: Data) -> DirectSent:
     future: asyncio.Future[DirectSent | PushwireError] = asyncio.get_running_loop().create_future()
     broker.send_direct(user, data, future.set_result)
     async with asyncio.timeout(WAIT):

@@ -1,7 +1,8 @@
 """`RedisBroker`: the broker the hub sees, wired from the parts of this package.
 
-It checks that the broker runs, starts and stops the parts, and turns what arrives on pub/sub
-into the hub's callbacks: channel messages, presence changes and direct messages.
+It checks that the broker runs, starts and stops the parts, and routes what arrives on
+pub/sub to the hub's callbacks (inbound.py): channel messages, presence changes and direct
+messages.
 
 Direct messages to user `U` go to its inbox, a Stream like a channel's history with its own
 bounds (layout.py), published on the user's pub/sub channel in the publish queue's order
@@ -15,7 +16,6 @@ import asyncio
 import enum
 import logging
 from collections.abc import Callable
-from typing import TypeVar
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -39,7 +39,8 @@ from ..base import (
 )
 from .health import CONNECTION_ERRORS, Health, HealthReport
 from .history import HistoryReader
-from .layout import Keys, Retention, parse_message
+from .inbound import Inbound
+from .layout import Keys, Retention
 from .presence import RedisPresence
 from .publisher import DoneCallback, Publisher
 from .subscriber import ListenCallback, Subscriber
@@ -47,8 +48,6 @@ from .subscriber import ListenCallback, Subscriber
 __all__ = ["RedisBroker"]
 
 log = logging.getLogger("pushwire.broker.redis")
-
-T = TypeVar("T")
 
 
 class _State(enum.Enum):
@@ -157,7 +156,6 @@ class RedisBroker(HealthReport):
         self.health_check_interval = health_check_interval
         self.reconnect_min = reconnect_min
         self.reconnect_max = reconnect_max
-        self.on_resubscribed = on_resubscribed
         self.inbox_size = inbox_size
         self.inbox_bytes = inbox_bytes
         self.inbox_ttl = inbox_ttl
@@ -194,23 +192,23 @@ class RedisBroker(HealthReport):
             max_batch=max_batch,
             max_batch_bytes=max_batch_bytes,
         )
+        self._history = HistoryReader(self._client, self.keys.channel, retention, where)
+        self._inboxes = HistoryReader(self._client, self.keys.inbox, inbox, where)
+        self._presence = RedisPresence(
+            self._client, self.keys, presence_ttl, timeout, presence_batch, clock
+        )
+        self._inbound = Inbound(self._presence)
+        self._inbound.on_resubscribed = on_resubscribed
         self._subscriber = Subscriber(
             self._client,
             self.keys,
             self._health,
             timeout=timeout,
             health_check_interval=health_check_interval,
-            receive=self._receive,
-            on_resubscribed=self._resubscribed,
-        )
-        self._history = HistoryReader(self._client, self.keys.channel, retention, where)
-        self._inboxes = HistoryReader(self._client, self.keys.inbox, inbox, where)
-        self._presence = RedisPresence(
-            self._client, self.keys, presence_ttl, timeout, presence_batch, clock
+            receive=self._inbound.receive,
+            on_resubscribed=self._inbound.resubscribed,
         )
         self._state = _State.NEW
-        self._deliver: DeliverCallback | None = None
-        self._deliver_direct: DirectDeliverCallback | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -221,16 +219,30 @@ class RedisBroker(HealthReport):
     # -- lifecycle --------------------------------------------------------------------------
 
     def attach(self, deliver: DeliverCallback) -> None:
-        self._deliver = deliver
+        self._inbound.deliver = deliver
 
     def attach_presence(self, deliver: PresenceCallback) -> None:
         self._presence.deliver = deliver
 
     def attach_direct(self, deliver: DirectDeliverCallback) -> None:
-        self._deliver_direct = deliver
+        self._inbound.deliver_direct = deliver
 
     def attach_resubscribed(self, callback: ResubscribedCallback) -> None:
-        self.on_resubscribed = callback
+        self._inbound.on_resubscribed = callback
+
+    def watch_topology(self, callback: Callable[[], None]) -> None:
+        """Call `callback` when an outage begins or Redis answers MOVED or ASK (a Redis
+        Cluster's slot map may have changed: cluster.py)."""
+        self._health.on_topology = callback
+
+    @property
+    def on_resubscribed(self) -> ResubscribedCallback | None:
+        """Called with the channels subscribed again after a lost connection."""
+        return self._inbound.on_resubscribed
+
+    @on_resubscribed.setter
+    def on_resubscribed(self, callback: ResubscribedCallback | None) -> None:
+        self._inbound.on_resubscribed = callback
 
     @property
     def direct(self) -> DirectBroker:
@@ -292,8 +304,7 @@ class RedisBroker(HealthReport):
         else:
             log.error("redis broker tasks did not stop: %s", pending)
         self._tasks = []
-        self._deliver = None
-        self._deliver_direct = None
+        self._inbound.detach()
         self._publisher.fail_all(Unavailable("redis broker closed before the publish was sent"))
         await self._subscriber.close()
         await self._client.aclose()
@@ -361,68 +372,40 @@ class RedisBroker(HealthReport):
 
     # -- subscribing ------------------------------------------------------------------------
 
-    async def subscribe(self, channel: str) -> None:
+    async def subscribe(self, channel: str, *, recover: bool = False) -> None:
         """Subscribe this process to `channel`; returns once Redis confirmed it, or once the
-        connection was lost (the channel is then subscribed on reconnection)."""
+        connection was lost (the channel is then subscribed on reconnection). `recover`: the
+        channel comes from another shard (cluster.py): once confirmed, `on_resubscribed`
+        names it, before any of its messages is passed on."""
         self._check_running()
-        await self._subscriber.subscribe(channel)
+        await self._subscriber.subscribe(channel, recover=recover)
 
     async def unsubscribe(self, channel: str) -> None:
         """This process stops receiving `channel` (nothing of it is delivered from now on)."""
         await self._subscriber.unsubscribe(channel)
 
-    async def listen(self, topic: str, callback: ListenCallback) -> None:
+    async def listen(self, topic: str, callback: ListenCallback, *, recover: bool = False) -> None:
         """Pass every payload PUBLISHed to the pub/sub channel `topic` (taken as is, no
-        prefix) to `callback`, on the event loop; returns like `subscribe`."""
+        prefix) to `callback`, on the event loop; returns like `subscribe` (`recover`: then
+        `on_resubscribed` is called with no channel)."""
         self._check_running()
-        await self._subscriber.listen(topic, callback)
+        await self._subscriber.listen(topic, callback, recover=recover)
 
     async def unlisten(self, topic: str) -> None:
         """Stop passing `topic`'s payloads on (nothing more reaches the callback)."""
         await self._subscriber.unlisten(topic)
 
-    async def listen_user(self, user: str) -> None:
-        """Receive the direct messages to `user`; returns like `subscribe`."""
+    async def listen_user(self, user: str, *, recover: bool = False) -> None:
+        """Receive the direct messages to `user`; returns like `listen`."""
 
         def receive(payload: bytes) -> None:
-            self._receive_direct(user, payload)
+            self._inbound.receive_direct(user, payload)
 
-        await self.listen(self.keys.user(user), receive)
+        await self.listen(self.keys.user(user), receive, recover=recover)
 
     async def unlisten_user(self, user: str) -> None:
         """No more direct messages to `user` here."""
         await self.unlisten(self.keys.user(user))
-
-    def _receive(self, channel: str, payload: bytes) -> None:
-        """A payload on a subscribed channel's pub/sub name: a message or a presence change."""
-        deliver = self._deliver
-        if deliver is None:
-            return  # closed, or not attached yet
-        if payload[:1] == b"!":
-            return self._presence.receive(channel, payload)
-        _pass_on(parse_message, deliver, channel, payload, "message")
-
-    def _receive_direct(self, user: str, payload: bytes) -> None:
-        deliver = self._deliver_direct
-        if deliver is None:
-            return
-        try:
-            message = parse_message(user, payload)
-        except ValueError:
-            log.warning("malformed direct message to %r ignored: %r", user, payload[:100])
-            return
-        try:
-            deliver(user, message)
-        except Exception:
-            log.exception("direct message callback failed")
-
-    def _resubscribed(self, channels: frozenset[str]) -> None:
-        callback = self.on_resubscribed
-        if callback is not None:
-            try:
-                callback(channels)
-            except Exception:
-                log.exception("on_resubscribed callback failed")
 
     # -- presence ---------------------------------------------------------------------------
 
@@ -431,6 +414,11 @@ class RedisBroker(HealthReport):
 
     def presence_leave(self, channel: str, member: str) -> None:
         self._presence.leave(channel, member)
+
+    def take_presence(self, channel: str) -> dict[str, bytes]:
+        """This process's members of `channel` (member -> entry), no longer refreshed here
+        and not told to leave: the channel moved to another shard, which joins them."""
+        return self._presence.members.pop(channel, {})
 
     async def presence(self, channel: str, limit: int) -> PresenceSnapshot:
         """The channel's members and count (see `Broker.presence`).
@@ -478,23 +466,3 @@ class RedisBroker(HealthReport):
         """
         self._check_running()
         return await self._inboxes.history(user, since)
-
-
-def _pass_on(
-    parse: Callable[[str, bytes], T],
-    deliver: Callable[[T], object],
-    channel: str,
-    payload: bytes,
-    what: str,
-) -> None:
-    """Parse a payload of `channel` and hand it to `deliver`; a malformed payload is logged
-    and dropped, and a failing callback never stops the reader."""
-    try:
-        item = parse(channel, payload)
-    except ValueError:
-        log.warning("malformed %s on %r ignored: %r", what, channel, payload[:100])
-        return
-    try:
-        deliver(item)
-    except Exception:
-        log.exception("%s callback failed", what)

@@ -25,56 +25,50 @@ Publishes from one process to channels on one master keep their call order.
 Not guaranteed:
 
 - An order between publishes to channels on different masters (each shard has its own queue).
-- Following the cluster when it changes: the slot map is read once, at start. A slot moved
-  to another master (resharding) or a replica promoted to master is not followed: commands
-  for it fail (`Unavailable`, MOVED) and its subscriptions keep retrying, until pushwire is
-  restarted. A master restarted in place (same address) is fine.
+- Publishes while a slot moves: a master that no longer serves the slot answers MOVED (ASK
+  while its keys are being migrated), and those publishes fail with `Unavailable` (503,
+  retryable; with an idempotency key a retry never publishes twice) until the map is read
+  again (below).
+
+Following the cluster: the slot map is read again when a master answers MOVED or ASK, when
+a connection to a master is lost, and every `refresh_interval` seconds while a master stays
+unreachable (its replica may be promoted meanwhile); never more often than once per
+`refresh_interval`. When the map changed, a broker is started for each new master, and the
+channels, users and listened pub/sub channels whose slot has a new master are moved to it:
+unsubscribed from the old shard, subscribed on the new one, their presence members joined
+there, and, once the new master confirmed the subscription and before any message of it is
+passed on, named to `on_resubscribed`, exactly as after a lost connection. The hub then reads
+their history from the new master: when the keys moved with the slot (resharding with
+MIGRATE, a promoted replica) nothing is lost, offsets go on in the same epoch; when they did
+not, the gap is told with its exact range. A master that serves no slot any more is closed.
+
+Not guaranteed either: a master lost before its replica had its last writes (replication is
+asynchronous). The promoted replica gives their offsets again, in the same epoch, to the next
+messages, and a node that received the lost ones skips the new ones at those offsets.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
+import contextlib
+import dataclasses
 import logging
-from collections.abc import Callable
+import math
 
-from redis.asyncio import Redis
-from redis.crc import key_slot
-
-from ...errors import ConfigError, InvalidState
-from ...message import Data, Position
-from ...presence import PresenceSnapshot
-from ..base import (
-    DeliverCallback,
-    DirectBroker,
-    DirectCallback,
-    DirectDeliverCallback,
-    History,
-    HistoryPolicy,
-    PresenceCallback,
-    PublishCallback,
-    ResubscribedCallback,
-)
+from ...errors import ConfigError, InvalidState, PushwireError
 from .broker import RedisBroker
 from .layout import Keys
-from .subscriber import ListenCallback
-from .topology import Topology, discover, parse_url
+from .sharded import ShardedBroker, ShardMaker, State, slot_of
+from .topology import discover, parse_url
 
 __all__ = ["RedisClusterBroker"]
 
 log = logging.getLogger("pushwire.broker.redis")
 
-#: Makes the broker of one master from its `redis://host:port/0` URL.
-ShardMaker = Callable[[str], RedisBroker]
+Address = tuple[str, int]
 
 
-class _State(enum.Enum):
-    NEW = "new"
-    RUNNING = "running"
-    CLOSED = "closed"
-
-
-class RedisClusterBroker:
+class RedisClusterBroker(ShardedBroker):
     """Fan-out and history across processes through the masters of a Redis Cluster.
 
     Args:
@@ -85,7 +79,9 @@ class RedisClusterBroker:
             by default `RedisBroker(url, sharded=True)`.
         prefix: put before every key and pub/sub channel name: the shards' prefix (no
             braces: they would change the hash tags).
-        timeout: seconds to wait for a seed node's answers at start.
+        timeout: seconds to wait for a node's answers when reading the slot map.
+        refresh_interval: seconds between two reads of the slot map at least (see the
+            module); while a master is unreachable it is read this often.
     """
 
     def __init__(
@@ -95,93 +91,25 @@ class RedisClusterBroker:
         make_shard: ShardMaker | None = None,
         prefix: str = "pushwire:",
         timeout: float = 5.0,
+        refresh_interval: float = 1.0,
     ) -> None:
         if "{" in prefix or "}" in prefix:
             raise ConfigError(f"a redis cluster prefix has no braces, not {prefix!r}")
+        if refresh_interval <= 0:
+            raise ValueError(f"refresh_interval must be > 0, not {refresh_interval}")
+        super().__init__(Keys(prefix, sharded=True), "redis cluster broker")
         self.url = url
         self.seed = parse_url(url)
         self.timeout = timeout
-        self.keys = Keys(prefix, sharded=True)
+        self.refresh_interval = refresh_interval
         self._make_shard = make_shard or _default_shard(prefix)
-        self.on_resubscribed: ResubscribedCallback | None = None
-        self._state = _State.NEW
-        self._shards: list[RedisBroker] = []
-        self._slots: tuple[int, ...] = ()
-        self._deliver: DeliverCallback | None = None
-        self._deliver_presence: PresenceCallback | None = None
-        self._deliver_direct: DirectDeliverCallback | None = None
-        self._policy: HistoryPolicy | None = None
-
-    @property
-    def shards(self) -> list[RedisBroker]:
-        """The masters' brokers, once started (in the order the cluster listed them)."""
-        return list(self._shards)
-
-    def shard(self, name: str) -> RedisBroker:
-        """The broker of the master holding the key or pub/sub channel `name`.
-
-        Raises:
-            InvalidState: the broker is not running.
-        """
-        if self._state is not _State.RUNNING:
-            raise InvalidState(f"redis cluster broker is {self._state.value}")
-        return self._shards[self._slots[key_slot(name.encode("utf-8", "surrogatepass"))]]
-
-    def _channel(self, channel: str) -> RedisBroker:
-        return self.shard(self.keys.topic(channel))
-
-    def _user(self, user: str) -> RedisBroker:
-        return self.shard(self.keys.user(user))
-
-    @property
-    def redis(self) -> Redis:
-        """The command connections of the master holding the nodes' keys (nodes.py).
-
-        Raises:
-            InvalidState: the broker is not running.
-        """
-        return self.shard(self.keys.node("")).redis
-
-    # -- lifecycle --------------------------------------------------------------------------
-
-    def attach(self, deliver: DeliverCallback) -> None:
-        self._deliver = deliver
-        for shard in self._shards:
-            shard.attach(deliver)
-
-    def attach_presence(self, deliver: PresenceCallback) -> None:
-        self._deliver_presence = deliver
-        for shard in self._shards:
-            shard.attach_presence(deliver)
-
-    def attach_direct(self, deliver: DirectDeliverCallback) -> None:
-        self._deliver_direct = deliver
-        for shard in self._shards:
-            shard.attach_direct(deliver)
-
-    def attach_resubscribed(self, callback: ResubscribedCallback) -> None:
-        self.on_resubscribed = callback
-
-    @property
-    def continuity(self) -> int | None:
-        """`Broker.continuity`: the sum of the shards' (each only grows, so the sum stays the
-        same only while every one does); None while any shard may be missing messages."""
-        total = 0
-        for shard in self._shards:
-            stamp = shard.continuity
-            if stamp is None:
-                return None
-            total += stamp
-        return total if self._state is _State.RUNNING else None
-
-    @property
-    def direct(self) -> DirectBroker:
-        """This broker: users' inboxes live on their masters."""
-        return self
-
-    @property
-    def spans_processes(self) -> bool:
-        return True
+        self._masters: tuple[Address, ...] = ()
+        #: Reads of the slot map since start, and those that found it changed.
+        self.reads = 0
+        self.changes = 0
+        self._wanted = asyncio.Event()
+        self._last_read = -math.inf
+        self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Read the slot map from a seed node, then start one broker per master.
@@ -193,142 +121,149 @@ class RedisClusterBroker:
                 slots without a master.
             InvalidState: the broker was started before.
         """
-        if self._state is not _State.NEW:
+        if self._state is not State.NEW:
             raise InvalidState(f"redis cluster broker is {self._state.value}")
-        self._state = _State.CLOSED  # until every shard runs
+        self._state = State.CLOSED  # until every shard runs
         topology = await discover(self.seed, self.timeout)
-        shards = self._made(topology)
-        results = await asyncio.gather(*(shard.start() for shard in shards), return_exceptions=True)
-        failed = [result for result in results if isinstance(result, BaseException)]
-        if failed:
-            await asyncio.gather(*(shard.close() for shard in shards))
-            raise failed[0]
-        self._shards, self._slots = shards, topology.slots
-        self._state = _State.RUNNING
-        log.info(
-            "redis cluster: %d masters (%s)",
-            len(shards),
-            ", ".join(f"{host}:{port}" for host, port in topology.masters),
-        )
+        shards = [self._new_shard(address) for address in topology.masters]
+        await self._start_all(shards)
+        self._shards, self._slots, self._masters = shards, topology.slots, topology.masters
+        self._state = State.RUNNING
+        self._last_read = asyncio.get_running_loop().time()
+        self._task = asyncio.create_task(self._follow(), name="pushwire redis cluster map")
+        log.info("redis cluster: %d masters (%s)", len(shards), _listed(topology.masters))
 
-    def _made(self, topology: Topology) -> list[RedisBroker]:
-        shards = [self._make_shard(self.seed.url(*address)) for address in topology.masters]
-        for shard in shards:
-            if not shard.keys.sharded or shard.prefix != self.keys.prefix:
-                raise ConfigError("make_shard must give RedisBroker(url, sharded=True) brokers")
-            if self._deliver is not None:
-                shard.attach(self._deliver)
-            if self._deliver_presence is not None:
-                shard.attach_presence(self._deliver_presence)
-            if self._deliver_direct is not None:
-                shard.attach_direct(self._deliver_direct)
-            if self._policy is not None:
-                shard.set_history_policy(self._policy)
-            shard.on_resubscribed = self._resubscribed
-        return shards
-
-    def _resubscribed(self, channels: frozenset[str]) -> None:
-        callback = self.on_resubscribed
-        if callback is not None:
-            callback(channels)
+    def _new_shard(self, address: Address) -> RedisBroker:
+        shard = self._make_shard(self.seed.url(*address))
+        if not shard.keys.sharded or shard.prefix != self.keys.prefix:
+            raise ConfigError("make_shard must give RedisBroker(url, sharded=True) brokers")
+        shard.watch_topology(self._wanted.set)
+        return self._prepare(shard)
 
     async def close(self) -> None:
-        """Close every shard (each sends what is queued first, for up to its `timeout`)."""
-        self._state = _State.CLOSED
-        shards, self._shards = self._shards, []
-        await asyncio.gather(*(shard.close() for shard in shards))
+        """Stop following the cluster, then close every shard."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await super().close()
 
-    def health_stats(self) -> dict[str, float]:
-        """`BrokerHealth`: `up` while every master's connections work, the rest summed."""
-        stats = [shard.health_stats() for shard in self._shards]
-        if not stats:
-            names = ("reconnects", "round_trips", "round_trip_seconds", "pending")
-            return {"up": 0.0, **dict.fromkeys(names, 0.0)}
-        total = {name: sum(each[name] for each in stats) for name in stats[0]}
-        total["up"] = min(each["up"] for each in stats)
-        return total
+    # -- following the cluster --------------------------------------------------------------
 
-    # -- publishing and subscribing ---------------------------------------------------------
+    def _closed(self) -> bool:
+        return self._state is State.CLOSED
 
-    def set_history_policy(self, policy: HistoryPolicy) -> None:
-        self._policy = policy
-        for shard in self._shards:
-            shard.set_history_policy(policy)
+    async def _follow(self) -> None:
+        """Read the slot map when told to, at most once per `refresh_interval`, and again
+        after each interval while a master is unreachable."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wanted.wait()
+            delay = self._last_read + self.refresh_interval - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self._wanted.clear()
+            self._last_read = loop.time()
+            try:
+                await self._refresh()
+            except PushwireError as exc:
+                log.debug("redis cluster slot map not read: %s", exc)
+            if any(not shard.health_stats()["up"] for shard in self._shards):
+                self._wanted.set()
 
-    def publish(
-        self,
-        channel: str,
-        data: Data,
-        done: PublishCallback | None = None,
-        *,
-        idempotency_key: str | None = None,
-    ) -> None:
-        """`RedisBroker.publish` on the channel's master."""
-        if self._state is not _State.RUNNING:
-            self._refuse(done)
+    async def refresh(self) -> bool:
+        """Read the slot map now and follow it (see the module); whether it had changed.
+
+        Raises:
+            Unavailable: no node answered, or the cluster is not ready.
+            ConfigError: slots without a master.
+        """
+        self._last_read = asyncio.get_running_loop().time()
+        return await self._refresh()
+
+    async def _refresh(self) -> bool:
+        addresses = tuple(dict.fromkeys((*self._masters, *self.seed.addresses)))
+        self.reads += 1
+        topology = await discover(dataclasses.replace(self.seed, addresses=addresses), self.timeout)
+        if self._state is not State.RUNNING or (
+            topology.masters == self._masters and topology.slots == self._slots
+        ):
+            return False
+        kept = dict(zip(self._masters, self._shards, strict=True))
+        added = {a: self._new_shard(a) for a in topology.masters if a not in kept}
+        await self._start_all(list(added.values()))
+        if self._closed():  # closed meanwhile
+            await asyncio.gather(*(shard.close() for shard in added.values()))
+            return False
+        retired = [shard for address, shard in kept.items() if address not in topology.masters]
+        before = self._shards, self._slots
+        self._shards = [kept.get(address) or added[address] for address in topology.masters]
+        self._slots, self._masters = topology.slots, topology.masters
+        self._generation += 1
+        self._moving = True
+        self.changes += 1
+        try:
+            moved = await self._move(*before)
+        finally:
+            self._moving = False
+            await self._retire(retired)
+        log.warning(
+            "redis cluster: slot map changed, %d masters (%s); %d subscriptions moved",
+            len(self._shards),
+            _listed(self._masters),
+            moved,
+        )
+        return True
+
+    async def _move(self, shards: list[RedisBroker], slots: tuple[int, ...]) -> int:
+        """Move what this process receives from its shard under the map (`shards`, `slots`)
+        to its shard now; how many subscriptions moved."""
+
+        def was(name: str) -> RedisBroker:
+            return shards[slots[slot_of(name)]]
+
+        moves = []
+        for channel in self._channels:
+            old, new = was(self.keys.topic(channel)), self._channel(channel)
+            if old is not new:
+                moves.append(self._move_channel(channel, old, new))
+        for user in self._users:
+            old, new = was(self.keys.inbox(user)[0]), self._user(user)
+            if old is not new:
+                moves.append(self._move_user(user, old, new))
+        for topic in self._listeners:
+            old, new = was(topic), self._listener(topic)
+            if old is not new:
+                moves.append(self._move_listener(topic, old, new))
+        await asyncio.gather(*moves)
+        return len(moves)
+
+    async def _move_channel(self, channel: str, old: RedisBroker, new: RedisBroker) -> None:
+        members = old.take_presence(channel)
+        await old.unsubscribe(channel)
+        await new.subscribe(channel, recover=True)
+        if channel not in self._channels:  # unsubscribed meanwhile
+            await new.unsubscribe(channel)
             return
-        self._channel(channel).publish(channel, data, done, idempotency_key=idempotency_key)
+        for member, entry in members.items():
+            new.presence_join(channel, member, entry)
 
-    def send_direct(self, user: str, data: Data, done: DirectCallback | None = None) -> None:
-        """`RedisBroker.send_direct` on the user's master."""
-        if self._state is not _State.RUNNING:
-            self._refuse(done)
-            return
-        self._user(user).send_direct(user, data, done)
+    async def _move_user(self, user: str, old: RedisBroker, new: RedisBroker) -> None:
+        await old.unlisten_user(user)
+        await new.listen_user(user, recover=True)
+        if user not in self._users:
+            await new.unlisten_user(user)
 
-    def _refuse(self, done: PublishCallback | DirectCallback | None) -> None:
-        error = InvalidState(f"redis cluster broker is {self._state.value}")
-        if done is not None:
-            done(error)
-        else:
-            log.warning("publish dropped: %s", error)
+    async def _move_listener(self, topic: str, old: RedisBroker, new: RedisBroker) -> None:
+        await old.unlisten(topic)
+        callback = self._listeners.get(topic)
+        if callback is not None:
+            await new.listen(topic, callback, recover=True)
 
-    async def subscribe(self, channel: str) -> None:
-        await self._channel(channel).subscribe(channel)
 
-    async def unsubscribe(self, channel: str) -> None:
-        if self._state is _State.RUNNING:
-            await self._channel(channel).unsubscribe(channel)
-
-    async def listen(self, topic: str, callback: ListenCallback) -> None:
-        """`RedisBroker.listen` on the master of `topic`'s slot."""
-        await self.shard(topic).listen(topic, callback)
-
-    async def unlisten(self, topic: str) -> None:
-        if self._state is _State.RUNNING:
-            await self.shard(topic).unlisten(topic)
-
-    async def listen_user(self, user: str) -> None:
-        await self._user(user).listen_user(user)
-
-    async def unlisten_user(self, user: str) -> None:
-        if self._state is _State.RUNNING:
-            await self._user(user).unlisten_user(user)
-
-    # -- presence, positions and history ----------------------------------------------------
-
-    def presence_join(self, channel: str, member: str, entry: bytes) -> None:
-        if self._state is _State.RUNNING:
-            self._channel(channel).presence_join(channel, member, entry)
-
-    def presence_leave(self, channel: str, member: str) -> None:
-        if self._state is _State.RUNNING:
-            self._channel(channel).presence_leave(channel, member)
-
-    async def presence(self, channel: str, limit: int) -> PresenceSnapshot:
-        return await self._channel(channel).presence(channel, limit)
-
-    async def position(self, channel: str) -> Position:
-        return await self._channel(channel).position(channel)
-
-    async def history(self, channel: str, since: Position) -> History:
-        return await self._channel(channel).history(channel, since)
-
-    async def inbox_position(self, user: str) -> Position:
-        return await self._user(user).inbox_position(user)
-
-    async def inbox_history(self, user: str, since: Position) -> History:
-        return await self._user(user).inbox_history(user, since)
+def _listed(masters: tuple[Address, ...]) -> str:
+    return ", ".join(f"{host}:{port}" for host, port in masters)
 
 
 def _default_shard(prefix: str) -> ShardMaker:

@@ -1,5 +1,6 @@
-"""The Redis broker a `Config` names: one Redis (`redis://…`) or a Redis Cluster
-(`redis+cluster://…`, one `RedisBroker` per master), with the config's bounds and timeouts."""
+"""The Redis broker a `Config` names: one Redis (`redis://…`), a Redis Cluster
+(`redis+cluster://…`, one `RedisBroker` per master) or independent Redis shards
+(`redis+shards://…`, one `RedisBroker` per server), with the config's bounds and timeouts."""
 
 from __future__ import annotations
 
@@ -8,20 +9,28 @@ import functools
 from ...config import Config
 from .broker import RedisBroker
 from .cluster import RedisClusterBroker
+from .shards import RedisShardsBroker, is_shards_url
 from .topology import is_cluster_url
 
 __all__ = ["redis_broker"]
 
 
-def redis_broker(config: Config) -> RedisBroker | RedisClusterBroker:
+def redis_broker(config: Config) -> RedisBroker | RedisClusterBroker | RedisShardsBroker:
     """The broker of `config.broker`, not started.
 
     Raises:
-        ConfigError: a malformed `redis+cluster://` URL.
+        ConfigError: a malformed `redis+cluster://` or `redis+shards://` URL.
     """
+    if is_shards_url(config.broker):
+        return RedisShardsBroker(config.broker, make_shard=functools.partial(_broker, config))
     if is_cluster_url(config.broker):
         shard = functools.partial(_broker, config, sharded=True)
-        return RedisClusterBroker(config.broker, make_shard=shard, timeout=config.broker_timeout)
+        return RedisClusterBroker(
+            config.broker,
+            make_shard=shard,
+            timeout=config.broker_timeout,
+            refresh_interval=config.broker_cluster_refresh,
+        )
     return _broker(config, config.broker)
 
 

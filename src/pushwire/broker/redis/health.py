@@ -8,6 +8,8 @@ Guaranteed:
 - A lost connection is logged once per outage: a warning when the first of the two is lost,
   another when both are restored (with how long it took and how many channels are
   subscribed again); failures in between are logged at debug level only.
+- On a Redis Cluster, `on_topology` is told when an outage begins and when Redis answers that
+  a slot is served elsewhere (`moved`): the cluster broker reads the slot map again.
 - Each connection is retried with exponential backoff from `reconnect_min` to
   `reconnect_max` seconds, each wait cut by a random 0-50 % so that nodes do not reconnect
   in lockstep.
@@ -21,15 +23,18 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
+from redis.exceptions import AskError, MovedError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["CONNECTION_ERRORS", "Health", "HealthReport"]
+__all__ = ["CONNECTION_ERRORS", "MOVED_ERRORS", "Health", "HealthReport"]
 
 log = logging.getLogger("pushwire.broker.redis")
 
 #: What a lost, refused or silent connection raises.
 CONNECTION_ERRORS: Final = (RedisConnectionError, RedisTimeoutError, OSError)
+#: What a Redis Cluster node answers for a slot it does not serve (any more, or right now).
+MOVED_ERRORS: Final = (MovedError, AskError)
 
 T = TypeVar("T")
 
@@ -76,6 +81,8 @@ class Health:
         self.round_trip_seconds = 0.0
         #: Publishes queued (the publisher sets it).
         self.pending: Callable[[], int] = lambda: 0
+        #: Told when an outage begins or Redis answers MOVED or ASK (cluster.py sets it).
+        self.on_topology: Callable[[], None] = _nothing
         self._outage_began = 0.0
 
     def stats(self) -> dict[str, float]:
@@ -97,6 +104,7 @@ class Health:
         if not healthy and not self.outage:
             self.outage = True
             self._outage_began = now
+            self.on_topology()
             log.warning(
                 "redis at %s: connection lost (%s); reconnecting with backoff %s to %s s",
                 self.where,
@@ -114,6 +122,11 @@ class Health:
                 self._subscribed_channels(),
             )
 
+    def moved(self, error: BaseException) -> None:
+        """Redis answered that a slot is served elsewhere (MOVED, ASK)."""
+        log.debug("redis at %s: %s", self.where, error)
+        self.on_topology()
+
     async def reconnect(self, connect: Callable[[], Awaitable[T]]) -> T:
         """What `connect()` returns, called after each backoff wait until it raises no
         connection error (logged at debug level)."""
@@ -129,6 +142,10 @@ class Health:
     def _backoff(self, failures: int) -> float:
         delay = min(self.reconnect_max, self.reconnect_min * 2.0 ** min(failures, 30))
         return delay * (1 - random.random() / 2)
+
+
+def _nothing() -> None:
+    pass
 
 
 class HealthReport:
@@ -148,3 +165,8 @@ class HealthReport:
         Every message published while it stays the same number reached this process."""
         health = self._health
         return health.losses if health.receiving else None
+
+    @property
+    def losses(self) -> int:
+        """Subscription connections lost since start (what `continuity` counts)."""
+        return self._health.losses

@@ -33,8 +33,8 @@ from redis.exceptions import RedisError
 from ...errors import Unavailable
 from ..base import Delivery
 from .broker import RedisBroker
-from .cluster import RedisClusterBroker
 from .health import CONNECTION_ERRORS
+from .sharded import ShardedBroker
 
 __all__ = ["RedisNodes", "new_node_id"]
 
@@ -57,7 +57,7 @@ class RedisNodes:
     """
 
     def __init__(
-        self, broker: RedisBroker | RedisClusterBroker, node_ttl: float, node: str | None = None
+        self, broker: RedisBroker | ShardedBroker, node_ttl: float, node: str | None = None
     ) -> None:
         if node_ttl <= 0:
             raise ValueError(f"node_ttl must be > 0, not {node_ttl}")

@@ -46,12 +46,12 @@ from typing import Final, TypeAlias
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import ResponseError
+from redis.exceptions import MovedError, ResponseError
 
 from ...errors import PushwireError, Unavailable
 from ...message import Data, Message
 from ..base import DirectCallback, DirectSent, PublishCallback
-from .health import CONNECTION_ERRORS, Health
+from .health import CONNECTION_ERRORS, MOVED_ERRORS, Health
 from .layout import Keys, Retention, encode_data
 from .scripts import run_batch
 
@@ -358,10 +358,14 @@ class Publisher:
             *messages,
         )
 
-    @classmethod
-    def _finish(cls, group: list[_Publish], result: object) -> None:
+    def _finish(self, group: list[_Publish], result: object) -> None:
         error: PushwireError | None = None
-        if isinstance(result, ResponseError):
+        if isinstance(result, MOVED_ERRORS):
+            # The script did not run: that node does not serve the slot (now).
+            self._health.moved(result)
+            what = "moved" if isinstance(result, MovedError) else "moving"
+            error = Unavailable(f"redis cluster slot {what} to another node ({result}): retry")
+        elif isinstance(result, ResponseError):
             error = Unavailable(f"redis refused the publish: {result}")
         elif not isinstance(result, list) or len(result) != 3 * len(group):
             error = Unavailable(f"unexpected answer from redis: {result!r}")
@@ -375,7 +379,7 @@ class Publisher:
                 epoch, offset, receivers = result[3 * index : 3 * index + 3]
                 message = Message(target, epoch.decode("ascii"), offset, data)
                 outcome = DirectSent(message, int(receivers)) if direct else message
-            cls._tell(target, done, direct, outcome)
+            self._tell(target, done, direct, outcome)
 
     @staticmethod
     def _tell(

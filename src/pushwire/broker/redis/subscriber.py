@@ -106,14 +106,18 @@ class Subscriber:
         self._subscribe = "SSUBSCRIBE" if keys.sharded else "SUBSCRIBE"
         self._unsubscribe = "SUNSUBSCRIBE" if keys.sharded else "UNSUBSCRIBE"
 
-    async def subscribe(self, channel: str) -> None:
+    async def subscribe(self, channel: str, *, recover: bool = False) -> None:
         """Subscribe `channel`; returns once Redis confirmed it, or once the connection was
-        lost (the channel is then subscribed on reconnection)."""
+        lost (the channel is then subscribed on reconnection). `recover`: it may have missed
+        messages (it was received through another shard): once confirmed, and before any of
+        its messages is passed on, it is named to `on_resubscribed`."""
         if channel in self.channels:
             return
         topic = self._keys.topic(channel).encode()
         self.channels[channel] = topic
         self._topics[topic] = channel
+        if recover and self._connection is not None:
+            self._late.add(topic)  # else the reconnection recovers it
         await self._confirm(topic, repr(channel))
 
     async def unsubscribe(self, channel: str) -> None:
@@ -124,11 +128,14 @@ class Subscriber:
         self._topics.pop(topic, None)
         await self._send_unsubscribe(topic, repr(channel))
 
-    async def listen(self, topic: str, callback: ListenCallback) -> None:
+    async def listen(self, topic: str, callback: ListenCallback, *, recover: bool = False) -> None:
         """Pass every payload PUBLISHed to the pub/sub channel `topic` (taken as is, no
-        prefix) to `callback`, on the event loop; returns like `subscribe`."""
+        prefix) to `callback`, on the event loop; returns like `subscribe` (`recover`: once
+        confirmed, `on_resubscribed` is called with no channel)."""
         name = topic.encode()
         self._listeners[name] = callback
+        if recover and self._connection is not None:
+            self._late.add(name)
         await self._confirm(name, topic)
 
     async def unlisten(self, topic: str) -> None:

@@ -8,8 +8,8 @@ Guaranteed: `discover` returns only a cluster that can serve pushwire: cluster m
 `cluster_state:ok`, Redis 7 or later (sharded pub/sub), every one of the 16384 slots held by a
 master. Anything else is refused with one line that says what is wrong.
 
-Not guaranteed: the map stays true. It is read once, at start: a slot moved to another master
-later (resharding, a replica promoted) is not followed (see cluster.py).
+Not guaranteed: the map stays true. The cluster broker reads it again when a master says a
+slot moved or is lost (cluster.py).
 """
 
 from __future__ import annotations
@@ -27,7 +27,16 @@ from redis.exceptions import ResponseError
 from ...errors import ConfigError, Unavailable
 from .health import CONNECTION_ERRORS
 
-__all__ = ["SCHEMES", "SLOTS", "Seed", "Topology", "discover", "is_cluster_url", "parse_url"]
+__all__ = [
+    "SCHEMES",
+    "SLOTS",
+    "Seed",
+    "Topology",
+    "discover",
+    "is_cluster_url",
+    "parse_address",
+    "parse_url",
+]
 
 #: The URL schemes of a Redis Cluster: plain and TLS.
 SCHEMES: Final = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
@@ -84,23 +93,28 @@ def parse_url(url: str) -> Seed:
         raise ConfigError(f"a redis cluster has database 0 only, not {parts.path!r}")
     addresses: list[tuple[str, int]] = []
     for address in hosts.split(","):
-        host, port = _address(address)
+        host, port = parse_address(address)
         addresses.append((host, port))
     return Seed(SCHEMES[scheme], f"{auth}@" if auth else "", parts.query, tuple(addresses))
 
 
-def _address(text: str) -> tuple[str, int]:
+def parse_address(text: str, what: str = "redis cluster") -> tuple[str, int]:
+    """`host[:port]` (port 6379 when not given, IPv6 in brackets).
+
+    Raises:
+        ConfigError: no host or a bad port, naming `what` the address is of.
+    """
     if text.startswith("["):
         host, _, port = text[1:].partition("]")
         port = port.removeprefix(":")
     else:
         host, _, port = text.partition(":")
     if not host:
-        raise ConfigError(f"no host in the redis cluster address {text!r}")
+        raise ConfigError(f"no host in the {what} address {text!r}")
     if not port:
         return host, 6379
     if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"bad port in the redis cluster address {text!r}")
+        raise ConfigError(f"bad port in the {what} address {text!r}")
     return host, int(port)
 
 

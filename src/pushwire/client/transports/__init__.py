@@ -24,9 +24,16 @@ TRANSPORTS: Final = ("websocket", "sse", "stream", "longpoll", "polling", "tcp")
 
 
 def make_transport(
-    name: str, url: str, *, ssl_context: ssl.SSLContext | None, poll_interval: float
+    name: str,
+    url: str,
+    *,
+    ssl_context: ssl.SSLContext | None,
+    poll_interval: float,
+    send_timeout: float,
+    poll_margin: float,
 ) -> ClientTransport:
-    """A transport for `url` (ws://, wss://, http://, https:// or tcp://).
+    """A transport for `url` (ws://, wss://, http://, https:// or tcp://); the HTTP ones
+    abandon an upload after `send_timeout` and a poll `poll_margin` after its hold.
 
     Raises:
         ValueError: an unknown transport, or one that the URL's scheme cannot carry.
@@ -46,9 +53,11 @@ def make_transport(
         scheme = "wss" if secure else "ws"
         return WebSocketTransport(f"{scheme}://{parts.netloc}{path}", ssl_context)
     if name == "sse":
-        return SseTransport(path, host, port, ssl_context)
+        return SseTransport(path, host, port, ssl_context, send_timeout)
     if name == "stream":
-        return StreamTransport(path, host, port, ssl_context)
+        return StreamTransport(path, host, port, ssl_context, send_timeout)
     if name in ("longpoll", "polling"):
-        return PollTransport(name, path, host, port, ssl_context, poll_interval)
+        return PollTransport(
+            name, path, host, port, ssl_context, poll_interval, send_timeout, poll_margin
+        )
     raise ValueError(f"unknown transport {name!r}; known: {', '.join(TRANSPORTS)}")

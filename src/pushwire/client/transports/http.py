@@ -39,6 +39,8 @@ class HttpConnection:
         self.writer: asyncio.StreamWriter | None = None
 
     async def _connect(self) -> Streams:
+        if self.reader is not None and self.reader.at_eof():
+            self.close()  # the server closed it while idle: a fresh one, before writing
         if self.reader is None or self.writer is None or self.writer.is_closing():
             proxy = proxy_for(self.host, self.port, self.ssl_context is not None)
             if proxy is None:
@@ -98,16 +100,40 @@ class HttpConnection:
         return status, fields, reader
 
     async def request(
-        self, method: str, target: str, body: bytes = b"", headers: str = ""
+        self,
+        method: str,
+        target: str,
+        body: bytes = b"",
+        headers: str = "",
+        *,
+        timeout: float | None = None,
+        repeatable: bool = True,
     ) -> tuple[int, dict[str, str], bytes]:
-        """A whole request and response (Content-Length bodies), on a kept-alive connection."""
+        """A whole request and response (Content-Length bodies), on a kept-alive connection.
+
+        `timeout`: the deadline of the whole exchange, connecting included (None: none).
+        Past it the request is abandoned and its connection closed (a late answer must
+        never be read as the next request's): `ConnectionLost` (1006), not tried again.
+        `repeatable`: a connection that fails under the request is tried once more on a
+        fresh one. Only for requests that may be carried out twice: a cut may come after
+        the server did it (a send is not repeatable; a poll, whose cursor says what the
+        client has, is). A connection the server closed while idle is replaced before the
+        request is written, repeatable or not.
+        """
         for attempt in (0, 1):
+            deadline = asyncio.timeout(timeout)
             try:
-                status, fields, reader = await self.begin(method, target, body, headers)
-                content = await reader.readexactly(int(fields.get("content-length", "0")))
-            except (OSError, asyncio.IncompleteReadError) as exc:
+                async with deadline:
+                    status, fields, reader = await self.begin(method, target, body, headers)
+                    content = await reader.readexactly(int(fields.get("content-length", "0")))
+            except (OSError, asyncio.IncompleteReadError) as exc:  # TimeoutError is an OSError
                 self.close()
-                if attempt:
+                if deadline.expired():
+                    path = target.partition("?")[0]
+                    raise ConnectionLost(
+                        1006, f"http: {method} {path}: no answer within {timeout:g} s"
+                    ) from exc
+                if attempt or not repeatable:
                     raise ConnectionLost(1006, f"http: {exc}") from exc
                 continue  # the kept-alive connection was closed under us: once more, fresh
             if fields.get("connection", "").lower() == "close":
@@ -161,12 +187,22 @@ async def read_chunk(reader: asyncio.StreamReader) -> bytes:
 
 class HttpTransport(ClientTransport):
     """Shared by the HTTP transports: envelopes go up in `POST E/send` on one connection and
-    come down on another, as lines queued in `pending`."""
+    come down on another, as lines queued in `pending`. An upload not answered within
+    `send_timeout` seconds is abandoned, its connection closed: it fails as a cut one does
+    (`ConnectionLost`), and is not sent again here (it may have been carried out)."""
 
-    def __init__(self, base: str, host: str, port: int, ssl_context: ssl.SSLContext | None):
+    def __init__(
+        self,
+        base: str,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext | None,
+        send_timeout: float,
+    ):
         super().__init__()
         self.base = base  # the endpoint path, e.g. /pushwire
         self.host, self.port, self.ssl_context = host, port, ssl_context
+        self.send_timeout = send_timeout
         self.upstream = HttpConnection(host, port, ssl_context)
         self.downstream = HttpConnection(host, port, ssl_context)
         self.pending: deque[bytes] = deque()
@@ -185,7 +221,14 @@ class HttpTransport(ClientTransport):
     async def send(self, items: list[Item]) -> None:
         header = self._session_header()
         body = b"\n".join(encode_text(envelope, data) for envelope, data in items)
-        status, _, content = await self.upstream.request("POST", f"{self.base}/send", body, header)
+        status, _, content = await self.upstream.request(
+            "POST",
+            f"{self.base}/send",
+            body,
+            header,
+            timeout=self.send_timeout,
+            repeatable=False,  # a cut after the server took it: sent twice (issue 14)
+        )
         if status != 204:
             raise ConnectionLost(1006, f"send refused: HTTP {status} {content[:120]!r}")
 

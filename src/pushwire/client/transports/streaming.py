@@ -30,8 +30,15 @@ SILENT_HEARTBEATS: Final = 2
 class _StreamingTransport(HttpTransport):
     """One never-ending chunked response (stream, sse)."""
 
-    def __init__(self, base: str, host: str, port: int, ssl_context: ssl.SSLContext | None):
-        super().__init__(base, host, port, ssl_context)
+    def __init__(
+        self,
+        base: str,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext | None,
+        send_timeout: float,
+    ):
+        super().__init__(base, host, port, ssl_context, send_timeout)
         self.reader: asyncio.StreamReader | None = None
         self.buffer = b""  # the end of the last chunk: a line or event not whole yet
         self.chunk: asyncio.Future[bytes] | None = None  # the chunk being read
@@ -97,7 +104,13 @@ class _StreamingTransport(HttpTransport):
         """A `ping`: the server answers `pong` on the stream, if the stream still lives."""
         body = encode_json({"type": "ping"})
         with contextlib.suppress(ConnectionLost, OSError, ValueError):
-            await self.pinger.request("POST", f"{self.base}/send", body, self._session_header())
+            await self.pinger.request(
+                "POST",
+                f"{self.base}/send",
+                body,
+                self._session_header(),
+                timeout=self.send_timeout,  # a ping stuck for good would stop the next ones
+            )
 
     async def close(self, code: int = 1000) -> None:
         await super().close(code)
@@ -129,8 +142,15 @@ class SseTransport(_StreamingTransport):
 
     name = "sse"
 
-    def __init__(self, base: str, host: str, port: int, ssl_context: ssl.SSLContext | None):
-        super().__init__(base, host, port, ssl_context)
+    def __init__(
+        self,
+        base: str,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext | None,
+        send_timeout: float,
+    ):
+        super().__init__(base, host, port, ssl_context, send_timeout)
         self.parser = SseParser(MAX_FRAME)
 
     async def open(self, hello: Envelope, timeout: float) -> None:
