@@ -67,11 +67,16 @@ async def test_the_loop_clock_is_the_running_loops() -> None:
 
 
 class _Timed(OneTimer):
-    __slots__ = ("fired",)
+    __slots__ = ("_clock", "fired")
 
     def __init__(self, clock: ManualClock) -> None:
-        self._init_timer(clock)
+        self._init_timer()
+        self._clock = clock
         self.fired: list[str] = []
+
+    @property
+    def clock(self) -> ManualClock:
+        return self._clock
 
     def set(self, delay: float, name: str) -> None:
         self._set_timer(delay, lambda: self.fired.append(name))

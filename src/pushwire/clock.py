@@ -138,16 +138,21 @@ class OneTimer:
     making and cancelling one per request was ~5% of a long-poll server's time (py-spy).
     """
 
-    __slots__ = ("clock", "timer", "timer_armed", "timer_callback", "timer_due")
-    clock: Clock
+    # `clock` is the subclass's: a slot, or read from an object it shares with others (one
+    # slot fewer a connection).
+    __slots__ = ("timer", "timer_armed", "timer_callback", "timer_due")
     timer: Timer | None
     timer_armed: float  # when `timer` fires
     timer_due: float  # when the timeout is due (at or after timer_armed while one is set)
     timer_callback: Callable[[], object] | None
 
-    def _init_timer(self, clock: Clock) -> None:
+    @property
+    def clock(self) -> Clock:
+        """The clock the timer runs on."""
+        raise NotImplementedError
+
+    def _init_timer(self) -> None:
         """No timer yet (the subclasses' __init__ calls this)."""
-        self.clock = clock
         self.timer = None
         self.timer_armed = self.timer_due = 0.0
         self.timer_callback = None

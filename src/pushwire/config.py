@@ -179,7 +179,7 @@ class Config:
     max_subscriptions: int = 256
     #: Longest channel name, characters.
     max_channel_name: int = 200
-    #: Seconds between WebSocket pings (the first up to a quarter of it sooner).
+    #: Seconds between WebSocket pings.
     ping_interval: float = 20.0
     #: Seconds to wait for a pong before the peer is taken for dead (checked every quarter of
     #: the smaller of the two, by one sweep over all WebSockets).

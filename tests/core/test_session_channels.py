@@ -1,4 +1,5 @@
-"""A session's channels read as a set, however many there are."""
+"""A session's channels read as a set and its presence channels as a tuple, however many there
+are (one is kept as its name); its resume secret, derived from its id unless given."""
 
 from __future__ import annotations
 
@@ -33,3 +34,34 @@ def test_many_channels_and_back() -> None:
     assert sorted(channels) == sorted(names[1::2])
     assert all(name in channels for name in names[1::2])
     assert not any(name in channels for name in names[::2])
+
+
+def test_one_channel_two_and_back_to_one() -> None:
+    channels = ChannelSet(["room"])
+    channels.add("hall")
+    channels.discard("room")
+    assert list(channels) == ["hall"] and len(channels) == 1
+    assert "hall" in channels and "room" not in channels and "hal" not in channels
+    channels.discard("hall")
+    assert not channels and list(channels) == []
+
+
+def test_presence_channels_in_join_order() -> None:
+    session = Session(None)
+    assert not session.present
+    assert session.add_present("room") and not session.add_present("room")
+    assert list(session.present) == ["room"]
+    assert "roo" not in session.present  # a tuple of names, never a string's letters
+    assert session.add_present("hall") and list(session.present) == ["room", "hall"]
+    assert session.discard_present("room") and not session.discard_present("room")
+    assert list(session.present) == ["hall"]
+    assert session.discard_present("hall") and not session.present
+
+
+def test_a_resume_secret_is_derived_from_the_id_unless_given() -> None:
+    first, second = Session(None), Session(None)
+    assert first.secret == first.secret and len(first.secret) == 22
+    assert first.secret != second.secret and first.secret != first.id
+    assert first.proves(first.secret) and not first.proves(second.secret)
+    handed_over = Session(None, session_id=first.id, secret="kept-as-given")
+    assert handed_over.secret == "kept-as-given" and not handed_over.proves(first.secret)

@@ -440,3 +440,34 @@ def test_a_query_of_thousands_of_names_is_split_in_one_pass() -> None:
     params = request.query_params()
     assert time.perf_counter() - started < 0.5
     assert len(params) == 5000 and params["k4999"] == "v"
+
+
+def test_a_resting_parser_takes_the_next_request_as_if_it_had_not_rested() -> None:
+    # (A held long-poll's connection rests its parser: llhttp is let go until bytes come.)
+    p = parser()
+    post = b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+    [first] = feed(p, post)
+    p.rest()
+    [second] = feed(p, b"GET /b?c=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (first.method, first.path, first.body) == ("POST", "/a", b"hello")
+    assert (second.method, second.path, second.query, second.keep_alive) == (
+        "GET",
+        "/b",
+        "c=1",
+        True,
+    )
+
+
+def test_rest_in_the_middle_of_a_request_changes_nothing() -> None:
+    p = parser()
+    assert feed(p, b"POST /a HTTP/1.1\r\nHost: x\r\nContent-") == []
+    p.rest()
+    [request] = feed(p, b"Length: 2\r\n\r\nhi")
+    assert (request.path, request.body) == ("/a", b"hi")
+
+
+def test_a_released_parser_parses_nothing_more() -> None:
+    p = parser()
+    assert len(feed(p, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")) == 1
+    p.release()
+    assert feed(p, b"GET /again HTTP/1.1\r\nHost: x\r\n\r\n") == []

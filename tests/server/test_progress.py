@@ -58,6 +58,23 @@ class Served:
         writer.write(data)
         await self.received(total)
 
+    async def window_holds(self, count: int) -> None:
+        """Until the server's one WebSocket holds `count` bytes in the receive window of its
+        unfinished message (it counts from after the bytes that began the message)."""
+        async with asyncio.timeout(WAIT):
+            while not any(
+                getattr(connection, "window", -1) == count
+                for connection in self.server.door.connections
+            ):
+                await asyncio.sleep(0)
+
+    async def message_window(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+        """Send `data`, the next bytes of a WebSocket's unfinished message, once it has
+        arrived let the receive window pass."""
+        writer.write(data)
+        await self.window_holds(len(data))
+        self.clock.advance(1.0)
+
     async def one_window(self, writer: asyncio.StreamWriter, data: bytes, total: int) -> None:
         """Send `data` (the server has read `total` bytes once it arrived), then let the
         receive window pass."""
@@ -153,11 +170,10 @@ async def test_a_websocket_message_at_the_minimum_rate_gets_through(
         parts = [whole[:RATE], whole[RATE : 2 * RATE], whole[2 * RATE : 3 * RATE]]
         parts.append(whole[3 * RATE :])
         message_size = SIZE
-    await served.begin(writer, parts[0], RATE)
-    sent = RATE
+    writer.write(parts[0])
+    await served.window_holds(0)  # the message began
     for part in parts[1:-1]:
-        sent += len(part)
-        await served.one_window(writer, part, sent)
+        await served.message_window(writer, part)
     writer.write(parts[-1])
     header = await asyncio.wait_for(reader.readexactly(4), WAIT)
     assert header == struct.pack("!BBH", 0x82, 126, message_size)  # the echo
@@ -169,9 +185,10 @@ async def test_a_websocket_message_one_byte_short_in_a_window_is_closed_1008(
 ) -> None:
     reader, writer, _ = await websocket(served)
     whole = client_frame(0x2, b"a" * SIZE)
-    await served.begin(writer, whole[:RATE], RATE)
-    await served.one_window(writer, whole[RATE : 2 * RATE], 2 * RATE)
-    await served.one_window(writer, whole[2 * RATE : 3 * RATE - 1], 3 * RATE - 1)
+    writer.write(whole[:RATE])
+    await served.window_holds(0)  # the message began
+    await served.message_window(writer, whole[RATE : 2 * RATE])
+    await served.message_window(writer, whole[2 * RATE : 3 * RATE - 1])
     close = await until_closed(reader)
     reason = b"message arrived slower than 1000 bytes/s"
     assert close == struct.pack("!BBH", 0x88, 2 + len(reason), 1008) + reason

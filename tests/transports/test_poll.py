@@ -13,7 +13,7 @@ from pushwire.transports.poll import SWEEP_PERIOD, PollTimers, PollTransport
 def _transport(
     closed: list[tuple[int, str]] | None = None, clock: Clock = LOOP_CLOCK
 ) -> PollTransport:
-    def on_close(code: int, reason: str) -> None:
+    def on_close(transport: PollTransport, code: int, reason: str) -> None:
         if closed is not None:
             closed.append((code, reason))
 

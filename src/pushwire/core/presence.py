@@ -62,17 +62,15 @@ class Presence:
 
     def join(self, session: Session, channel: str) -> None:
         """`session` is a member of `channel`, unless it is one already."""
-        if channel in session.present:
+        if not session.add_present(channel):
             return
-        session.present += (channel,)
         entry = encode_entry(session.public_id, session.user, session.info)
         self._broker.presence_join(channel, session.public_id, entry)
 
     def leave(self, session: Session, channel: str) -> None:
         """`session` is no longer a member of `channel` (nothing happens if it was none)."""
-        if channel not in session.present:
+        if not session.discard_present(channel):
             return
-        session.present = tuple(name for name in session.present if name != channel)
         self._broker.presence_leave(channel, session.public_id)
 
     async def snapshot(self, channel: str) -> PresenceSnapshot:

@@ -12,9 +12,12 @@ is recovered by position, never kept per session:
 
 from __future__ import annotations
 
+import base64
 import binascii
+import hashlib
 import hmac
 import os
+import secrets
 import threading
 from abc import abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, MutableSet
@@ -31,6 +34,7 @@ __all__ = [
     "Session",
     "SessionMigration",
     "SessionStore",
+    "derived_secret",
     "new_public_id",
     "new_secret",
     "new_session_id",
@@ -96,6 +100,19 @@ def new_secret() -> str:
     return _random_text(16)
 
 
+#: The key of the resume secrets this process derives (`derived_secret`): random, never shown.
+_SECRET_KEY = secrets.token_bytes(32)
+
+
+def derived_secret(session_id: str) -> str:
+    """The resume secret of a session opened here without one: a keyed BLAKE2b of its id
+    (128 bits, URL-safe base64, 22 characters, like `new_secret`). Unguessable without this
+    process's key, and computed when asked for, so a session does not keep a string for it
+    (71 bytes a subscriber)."""
+    digest = hashlib.blake2b(session_id.encode(), digest_size=16, key=_SECRET_KEY).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
 def new_public_id() -> str:
     """72 random bits, URL-safe base64 (12 characters): names a session to others."""
     return _random_text(9)
@@ -107,42 +124,67 @@ SMALL_CHANNELS = 8
 
 
 class ChannelSet(MutableSet[str]):
-    """A session's channels, a set to whoever reads them, kept in a tuple while they are
-    few (one, mostly): a set of one channel was 216 bytes a subscriber, this and its tuple
-    are 88; past `SMALL_CHANNELS`, in a set."""
+    """A session's channels, a set to whoever reads them, kept as small as they are few:
+    one channel is its name itself (a set of one was 216 bytes a subscriber, a tuple of one
+    88, this 40), a few are a tuple; past `SMALL_CHANNELS`, a set."""
 
     __slots__ = ("_names",)
 
     def __init__(self, names: Iterable[str] = ()) -> None:
-        self._names: tuple[str, ...] | set[str] = ()
+        # None: no channel; a str: that one channel; then a tuple, then a set.
+        self._names: str | tuple[str, ...] | set[str] | None = None
         for name in names:
             self.add(name)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._names
+        names = self._names
+        if names is None:
+            return False
+        if type(names) is str:
+            return name == names
+        return name in names
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._names)
+        names = self._names
+        if names is None:
+            return iter(())
+        if type(names) is str:
+            return iter((names,))
+        return iter(names)
 
     def __len__(self) -> int:
-        return len(self._names)
+        names = self._names
+        if names is None:
+            return 0
+        return 1 if type(names) is str else len(names)
 
     def add(self, name: str) -> None:
         names = self._names
-        if isinstance(names, set):
+        if names is None:
+            self._names = name
+        elif type(names) is str:
+            if name != names:
+                self._names = (names, name)
+        elif isinstance(names, set):
             names.add(name)
         elif name not in names:
             self._names = (*names, name) if len(names) < SMALL_CHANNELS else {*names, name}
 
     def discard(self, name: str) -> None:
         names = self._names
-        if isinstance(names, set):
+        if names is None:
+            return
+        if type(names) is str:
+            if name == names:
+                self._names = None
+        elif isinstance(names, set):
             names.discard(name)
         elif name in names:
-            self._names = tuple(other for other in names if other != name)
+            rest = tuple(other for other in names if other != name)
+            self._names = rest[0] if len(rest) == 1 else rest
 
     def __repr__(self) -> str:
-        return f"ChannelSet({sorted(self._names)!r})"
+        return f"ChannelSet({sorted(self)!r})"
 
 
 class Session:
@@ -161,6 +203,7 @@ class Session:
     """
 
     __slots__ = (
+        "_present",
         "_secret",
         "address",
         "channels",
@@ -174,7 +217,6 @@ class Session:
         "inbox_offset",
         "inbox_pending",
         "info",
-        "present",
         "public_id",
         "resumable",
         "token_due",
@@ -199,13 +241,13 @@ class Session:
         #: The client's IP address (behind a trusted proxy, the one it forwarded), for the
         #: per-address bounds; None when unknown (a session handed over from another node).
         self.address = address
-        # Made when first asked for (a raw session, never resumed, never needs one).
+        # None: derived from the id when asked for (`derived_secret`), not kept.
         self._secret = secret
         self.endpoint = endpoint
         self.public_id = new_public_id()
-        # A tuple, in join order: a session is present in a few channels (one, mostly), and a
-        # dict of one was 184 bytes a subscriber against 48.
-        self.present: tuple[str, ...] = ()
+        # In join order: a session is present in a few channels, one mostly, kept as its name
+        # alone (a dict of one was 184 bytes a subscriber, a tuple of one 48); a tuple of more.
+        self._present: str | tuple[str, ...] = ()
         self.user = user
         self.info: Mapping[str, Any] = info or _NO_INFO
         self.transport = transport
@@ -233,12 +275,43 @@ class Session:
         self.forwarded: Mapping[str, str] = _NO_HEADERS
 
     @property
+    def present(self) -> tuple[str, ...]:
+        """The channels where the session is a presence member, in join order."""
+        present = self._present
+        return (present,) if type(present) is str else present  # type: ignore[return-value]
+
+    def add_present(self, channel: str) -> bool:
+        """The session is a presence member of `channel` (False: it was one already)."""
+        present = self._present
+        if type(present) is str:
+            if present == channel:
+                return False
+            self._present = (present, channel)
+        elif channel in present:
+            return False
+        else:
+            self._present = (*present, channel) if present else channel
+        return True
+
+    def discard_present(self, channel: str) -> bool:
+        """The session is no presence member of `channel` (False: it was none)."""
+        present = self._present
+        if type(present) is str:
+            if present != channel:
+                return False
+            self._present = ()
+            return True
+        if channel not in present:
+            return False
+        rest = tuple(name for name in present if name != channel)
+        self._present = rest[0] if len(rest) == 1 else rest
+        return True
+
+    @property
     def secret(self) -> str:
-        """The resume secret (`new_secret`, unless the session was opened with one)."""
+        """The resume secret: the one the session was opened with, else `derived_secret`."""
         secret = self._secret
-        if secret is None:
-            secret = self._secret = new_secret()
-        return secret
+        return derived_secret(self.id) if secret is None else secret
 
     def proves(self, secret: object) -> bool:
         """Whether `secret` is this session's resume secret (compared in constant time)."""

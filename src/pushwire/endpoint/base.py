@@ -121,7 +121,6 @@ class Handler:
     __slots__ = (
         "_pending",
         "_rate",
-        "_rated",
         "_task",
         "address",
         "client",
@@ -139,21 +138,17 @@ class Handler:
         self.endpoint = endpoint
         self.transport = transport
         self.address = client.address
-        config = hub.config
         #: The session's message and byte rates, made at the first message (an idle
-        #: subscriber never sends one; the buckets start full either way). `_rated`: they
-        #: apply (False: unbounded, or an exempt address).
-        self._rate: MessageRate | None = None
-        self._rated = (config.messages_per_second > 0 or config.bytes_per_second > 0) and not (
-            hub.admission.exempt(client.address)
-        )
+        #: subscriber never sends one; the buckets start full either way); False when they
+        #: do not apply (unbounded, or an exempt address).
+        self._rate: MessageRate | Literal[False] | None = None
         # Dropped once the session is open: the request's headers are not kept for a
         # connection's whole life.
         self.client: ClientInfo | None = client
         self.remote = client.remote
         self.session: Session | None = None
-        #: When the session began on this connection (hub clock), for the lifecycle log (None:
-        #: not logged).
+        #: When the session began on this connection (hub clock), for the lifecycle log;
+        #: None while that log is off (a float is 24 bytes a connection).
         self.opened_at: float | None = None
         self._pending: deque[Data] | None = None
         self._task: asyncio.Future[None] | None = None
@@ -168,9 +163,9 @@ class Handler:
     def receive(self, data: Data) -> None:
         """An application frame arrived from the client."""
         rate = self._rate
-        if rate is None and self._rated:
-            rate = self._rate = MessageRate(self.hub.admission.rates())
-        if rate is not None and not rate.allow(len(data)):
+        if rate is None:
+            rate = self._rate = self._make_rate()
+        if isinstance(rate, MessageRate) and not rate.allow(len(data)):
             self._over_rate(rate)
             return
         if self._pending is not None:
@@ -183,6 +178,16 @@ class Handler:
         if step is not None:
             self._pending = deque()
             self._task = asyncio.ensure_future(self._run_steps(step))
+
+    def _make_rate(self) -> MessageRate | Literal[False]:
+        """The session's rates, or False when they do not apply."""
+        hub = self.hub
+        config = hub.config
+        if config.messages_per_second <= 0 and config.bytes_per_second <= 0:
+            return False
+        if hub.admission.exempt(self.address):
+            return False
+        return MessageRate(hub.admission.rates())
 
     def _over_rate(self, rate: MessageRate) -> None:
         """A message over the session's rates was dropped: the client is told (`_failed`:
@@ -249,8 +254,7 @@ class Handler:
             self.hub.lifecycle.detach(session, self.transport, code, reason, final=by_client)
 
     def _log_open(self, session: Session, *, resumed: bool = False) -> None:
-        """The connection carries `session` now: one lifecycle line (pushwire.logs), and its
-        close line then (the clock is read only for them)."""
+        """The connection carries `session` now: one lifecycle line (pushwire.logs)."""
         if connection_log.isEnabledFor(logging.INFO):
             self.opened_at = self.hub.clock.time()
             connection_event(

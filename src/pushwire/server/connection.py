@@ -21,7 +21,7 @@ import sys
 from collections.abc import Awaitable
 from typing import cast
 
-from ..clock import OneTimer
+from ..clock import Clock, OneTimer
 from ..core.transport import Framing
 from ..errors import PushwireError, RemoteError
 from ..guard import FAILURES
@@ -37,6 +37,9 @@ from .parser import RequestParser
 from .stream import HttpStream
 
 __all__ = ["HttpConnection"]
+
+#: The headers a held request keeps (`App.error_response` reads them for CORS).
+_HELD_HEADERS = frozenset(("host", "origin"))
 
 
 class HttpConnection(OneTimer, asyncio.Protocol):
@@ -59,7 +62,7 @@ class HttpConnection(OneTimer, asyncio.Protocol):
     )
 
     def __init__(self, door: Door) -> None:
-        self._init_timer(door.clock)
+        self._init_timer()
         self.door = door
         config = door.config
         self.transport: asyncio.Transport | None = None
@@ -78,6 +81,10 @@ class HttpConnection(OneTimer, asyncio.Protocol):
         self.received = 0
         self.progress_mark = 0  # `received` when the body's current receive window began
         self.body_deadline = 0.0  # when the body being received must be complete
+
+    @property
+    def clock(self) -> Clock:
+        return self.door.clock
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -218,8 +225,14 @@ class HttpConnection(OneTimer, asyncio.Protocol):
                 self._start_stream(request, result)
                 return
             elif isinstance(result, asyncio.Future):
-                # A held answer (long-poll): respond when it is resolved, with no task.
+                # A held answer (long-poll): respond when it is resolved, with no task. The
+                # parser rests meanwhile (its llhttp is freed until the next request), and
+                # the request keeps only the headers its late answer reads (an error's CORS
+                # headers): ~1.5 KiB less a held poll.
                 self.busy = True
+                if self.parser is not None:
+                    self.parser.rest()
+                request.headers = [pair for pair in request.headers if pair[0] in _HELD_HEADERS]
                 result.add_done_callback(functools.partial(self._respond_held, request))
             else:
                 self.busy = True
@@ -405,7 +418,7 @@ class HttpConnection(OneTimer, asyncio.Protocol):
             self.closing = True
             transport.close()
             return
-        self.parser = None
+        self.parser = None  # (it let go of llhttp when it took the upgrade)
         self.closing = True
         self._cancel_timer()
         config = door.config
@@ -422,10 +435,7 @@ class HttpConnection(OneTimer, asyncio.Protocol):
         websocket = WebSocketTransport(
             transport,
             framing=framing,
-            config=config,
-            clock=door.clock,
             pings=door.pings,
-            on_lost=door.on_closed,
             remote=self.remote,
             deflate=deflate,
         )

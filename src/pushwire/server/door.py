@@ -9,7 +9,7 @@ import contextlib
 import logging
 import ssl
 from collections.abc import Callable
-from typing import Final, Protocol
+from typing import Final, Protocol, cast
 
 from ..clock import Clock, OneTimer, Timer
 from ..config import Config
@@ -56,8 +56,10 @@ class Door:
         self.trusting = bool(self.trusted)
         self.exempt = Networks(config.limit_exempt)
         self.ip_of: dict[object, str] = {}
-        self.connections: set[Served] = set()
-        self.pings = PingSweep(config, clock, self.connections)
+        #: The open connections, in a dict used as a set: its entries take about half the
+        #: memory of a set's at the same count (~30 bytes a connection against ~50-60).
+        self.connections: dict[Served, None] = {}
+        self.pings = PingSweep(config, clock, self.connections, self.closed)
         self.heartbeats = HeartbeatSweep(config.heartbeat_interval, clock, self.connections)
         self.accepted = 0  # connections accepted since start
         #: One `pushwire.access` line per HTTP answer (`Config.access_log`, at info level).
@@ -85,7 +87,7 @@ class Door:
         """A connection from `ip` was accepted; why it must be refused (over
         `max_connections` or `max_connections_per_ip`, or shutting down), or None. It counts
         until `closed` either way."""
-        self.connections.add(connection)
+        self.connections[connection] = None
         self.accepted += 1
         config = self.config
         refusal = None
@@ -123,7 +125,7 @@ class Door:
 
     def closed(self, connection: object) -> None:
         """A connection is gone."""
-        self.connections.discard(connection)
+        self.connections.pop(cast(Served, connection), None)
         ip = self.ip_of.pop(connection, None)
         if ip is not None:
             left = self.per_ip[ip] - 1
@@ -136,8 +138,8 @@ class Door:
 
     def handed_over(self, old: Served, new: Served) -> None:
         """`new` carries on the connection of `old` (a WebSocket after its upgrade)."""
-        self.connections.discard(old)
-        self.connections.add(new)
+        self.connections.pop(old, None)
+        self.connections[new] = None
         ip = self.ip_of.pop(old, None)
         if ip is not None:
             self.ip_of[new] = ip

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import socket
 import ssl
+from collections.abc import Iterable
 from typing import cast
 
 from ..clock import LOOP_CLOCK, Clock
@@ -92,7 +93,7 @@ class Server:
         """Connections open now."""
         return len(self.door.connections)
 
-    def consumers(self) -> set[Served]:
+    def consumers(self) -> Iterable[Served]:
         """The open connections, for the memory budget."""
         return self.door.connections
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from ..clock import Clock, OneTimer
+from ..clock import OneTimer
 from ..config import Config
 from ..core.transport import Receiver
 from ..errors import PushwireError
@@ -23,21 +23,25 @@ __all__ = ["SocketTransport", "await_opening"]
 class SocketTransport(OneTimer, asyncio.Protocol):
     """The part every handed-over connection shares (see the module docstring)."""
 
-    __slots__ = ("closing", "config", "on_lost", "receiver", "socket")
+    # The clock, config and `on_lost` are the subclass's: slots, or read from an object that
+    # every connection of a server shares (three slots fewer a connection).
+    __slots__ = ("closing", "receiver", "socket")
     receiver: Receiver | None
 
-    def _init_socket(
-        self,
-        socket: asyncio.Transport,
-        config: Config,
-        clock: Clock,
-        on_lost: Callable[[SocketTransport], object],
-    ) -> None:
+    @property
+    def config(self) -> Config:
+        """The server's configuration."""
+        raise NotImplementedError
+
+    @property
+    def on_lost(self) -> Callable[[SocketTransport], object]:
+        """Called once when the connection is gone (the door's bookkeeping)."""
+        raise NotImplementedError
+
+    def _init_socket(self, socket: asyncio.Transport) -> None:
         """Set up what this class keeps (the subclasses' __init__ calls this first)."""
-        self._init_timer(clock)
+        self._init_timer()
         self.socket = socket
-        self.config = config
-        self.on_lost = on_lost
         self.receiver = None
         #: The code and reason of the close the server began (None: none yet): what ended the
         #: session when the peer never answers it (a slow consumer's 4001), rather than 1006.

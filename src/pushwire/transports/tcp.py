@@ -199,13 +199,19 @@ class TcpConnection(SocketTransport):
     framing: Framing = TCP_FRAMING
     __slots__ = (
         "awaiting_reply",
+        "clock",
         "closed",
+        "config",
+        "on_lost",
         "parser",
         "policy",
         "progress_mark",
         "received",
         "remote",
     )
+    clock: Clock
+    config: Config
+    on_lost: Callable[[SocketTransport], object]
 
     def __init__(
         self,
@@ -217,7 +223,10 @@ class TcpConnection(SocketTransport):
         on_lost: Callable[[SocketTransport], object],
         remote: str | None = None,
     ) -> None:
-        self._init_socket(socket, config, clock, on_lost)
+        self._init_socket(socket)
+        self.clock = clock
+        self.config = config
+        self.on_lost = on_lost
         self.remote = remote
         self.policy = policy_file
         self.parser = TcpParser(config.max_message + ENVELOPE_ALLOWANCE)

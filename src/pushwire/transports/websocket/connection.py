@@ -49,6 +49,8 @@ class WebSocketTransport(SocketTransport):
 
     name = "websocket"
     # Slots: an idle WebSocket is this object plus the protocol state; keep it small.
+    # The clock, config and `on_lost` are read from `pings`, which every WebSocket of a
+    # server shares.
     __slots__ = (
         "close_written",
         "framing",
@@ -56,9 +58,8 @@ class WebSocketTransport(SocketTransport):
         "opening",
         "ping_sent_at",
         "pings",
-        "progress_mark",
-        "received",
         "remote",
+        "window",
         "write",
         "ws",
     )
@@ -72,27 +73,39 @@ class WebSocketTransport(SocketTransport):
         socket: asyncio.Transport,
         *,
         framing: Framing,
-        config: Config,
-        clock: Clock,
         pings: PingSweep,
-        on_lost: Callable[[SocketTransport], object],
         remote: str | None = None,
         deflate: DeflateParams | None = None,
     ) -> None:
-        self._init_socket(socket, config, clock, on_lost)
+        self._init_socket(socket)
         self.framing = framing
         self.pings = pings
         self.remote = remote
-        self.ws = WebSocketConnection(config.max_message, deflate)
+        self.ws = WebSocketConnection(pings.config.max_message, deflate)
         self.opening: asyncio.Future[None] | None = None
+        # Times shared with the other WebSockets pinged in the same sweep (`PingSweep`): a
+        # float of its own was 24 bytes a connection.
         self.ping_sent_at = 0.0  # when the unanswered ping went out; 0.0: none is pending
         self.next_ping_at = 0.0
         self.close_written = False  # our Close frame is on the wire: no data after it
-        self.received = 0  # bytes received (an unfinished message's progress is counted here)
-        self.progress_mark = -1  # `received` when the current receive window began; -1: none
+        # Bytes received since the current receive window of an unfinished message began;
+        # -1: no message is unfinished (so an idle connection counts nothing).
+        self.window = -1
         # Data may follow a Close the peer sent, until ours is written: a message that
         # arrived before the peer's Close is answered before our Close goes out.
         self.write = socket.write
+
+    @property
+    def clock(self) -> Clock:
+        return self.pings.clock
+
+    @property
+    def config(self) -> Config:
+        return self.pings.config
+
+    @property
+    def on_lost(self) -> Callable[[SocketTransport], object]:
+        return self.pings.on_lost
 
     def start(self, make_receiver: Callable[[Transport], Receiver], first: bytes = b"") -> None:
         """The 101 answer is written: open the client's receiver, then take `first` (bytes
@@ -117,14 +130,15 @@ class WebSocketTransport(SocketTransport):
     # -- asyncio.Protocol (after the door's set_protocol) -----------------------------------
 
     def data_received(self, data: bytes) -> None:
-        self.received += len(data)
+        if self.window >= 0:
+            self.window += len(data)
         try:
             ws = self.ws
             ws.receive_data(data)
             self._events()
-            if self.progress_mark < 0 and ws.incomplete and ws.is_open:
+            if self.window < 0 and ws.incomplete and ws.is_open:
                 # A message began and did not end: bound its progress.
-                self.progress_mark = self.received
+                self.window = 0
                 self._set_timer(self.config.receive_window, self._progress)
         except Exception as exc:  # the last resort (pushwire.guard)
             self._failed(exc)
@@ -135,13 +149,13 @@ class WebSocketTransport(SocketTransport):
         if not ws.is_open:
             return
         if not ws.incomplete:
-            self.progress_mark = -1
+            self.window = -1
             return
-        got = self.received - self.progress_mark
+        got = self.window
         if got < config.min_receive_rate * config.receive_window:
             self._cut(1008, f"message arrived slower than {config.min_receive_rate} bytes/s")
             return
-        self.progress_mark = self.received
+        self.window = 0
         self._set_timer(config.receive_window, self._progress)
 
     def eof_received(self) -> bool | None:
@@ -222,19 +236,21 @@ class WebSocketTransport(SocketTransport):
             else:
                 socket.close()
 
-    def heartbeat(self, now: float) -> None:
-        """Called by the sweep: ping when due; drop a peer whose pong is overdue."""
+    def heartbeat(self, now: float, next_ping_at: float) -> None:
+        """Called by the sweep at `now`: ping when due (the next one due at `next_ping_at`,
+        one float for the whole sweep); drop a peer whose pong is overdue."""
         ws = self.ws
         if not ws.is_open:
             return
         if self.ping_sent_at:
-            if now - self.ping_sent_at > self.config.ping_timeout:
-                log.debug("no pong within %s s: dropping %s", self.config.ping_timeout, self.remote)
+            timeout = self.pings.config.ping_timeout
+            if now - self.ping_sent_at > timeout:
+                log.debug("no pong within %s s: dropping %s", timeout, self.remote)
                 self.abort()
             return
         if now >= self.next_ping_at:
             self.ping_sent_at = now
-            self.next_ping_at = now + self.config.ping_interval
+            self.next_ping_at = next_ping_at
             ws.send_ping(os.urandom(4))
             self._flush()
 
@@ -254,38 +270,52 @@ class WebSocketTransport(SocketTransport):
 
 class PingSweep:
     """Pings every open WebSocket of a server with one timer: every quarter of the smaller
-    of `ping_interval` and `ping_timeout`, each connection is checked (`heartbeat`).
+    of `ping_interval` and `ping_timeout`, each connection is checked (`heartbeat`). And what
+    a server's WebSockets share: its config, clock and `on_lost` (the door's bookkeeping),
+    kept here once rather than in every connection.
 
     `connections` is the server's set of open connections (the door's), WebSockets among
     others: the sweep keeps no set of its own (an entry of one costs about 50 bytes a
     connection). `discard`ed WebSockets are skipped until they leave that set.
     """
 
-    def __init__(self, config: Config, clock: Clock, connections: Collection[object]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        clock: Clock,
+        connections: Collection[object],
+        on_lost: Callable[[SocketTransport], object],
+    ) -> None:
+        self.config = config
         self.clock = clock
+        self.on_lost = on_lost
         self.period = max(0.05, min(config.ping_interval, config.ping_timeout) / 4)
-        self.interval = config.ping_interval
-        self._seen = 0.0  # the clock when the sweep last read it
         self._connections = connections
         self._timer: Timer | None = None
+        #: When a WebSocket opened now is first pinged, at least `ping_interval` from now:
+        #: the next sweep's time plus `ping_interval` (so at most a period later than that),
+        #: one float for all the WebSockets opened between two sweeps.
+        self._first_ping_at = 0.0
 
     def add(self, connection: WebSocketTransport) -> float:
-        """`connection` (one of `connections`) is open: it is pinged from now on; when first:
-        `ping_interval` after the sweep last read the clock (at most a period ago: no reading
-        of the clock per connection)."""
+        """`connection` (one of `connections`) is open: it is pinged from now on, first at
+        the time returned."""
         if self._timer is None:
-            self._seen = self.clock.time()
             self._timer = self.clock.call_later(self.period, self._sweep)
-        return self._seen + self.interval
+            self._first_ping_at = self.clock.time() + self.config.ping_interval
+        return self._first_ping_at
 
     def discard(self, connection: WebSocketTransport) -> None:
         """`connection` is gone (its heartbeat does nothing once it is not open)."""
 
     def _sweep(self) -> None:
-        now = self._seen = self.clock.time()
+        now = self.clock.time()
+        interval = self.config.ping_interval
+        next_ping_at = now + interval
+        self._first_ping_at = next_ping_at + self.period
         for connection in list(self._connections):
             if isinstance(connection, WebSocketTransport):
-                connection.heartbeat(now)
+                connection.heartbeat(now, next_ping_at)
         self._timer = self.clock.call_later(self.period, self._sweep) if self._connections else None
 
     def stop(self) -> None:
