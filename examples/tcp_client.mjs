@@ -41,14 +41,36 @@ let last = null; // {epoch, offset} of the last channel message seen
 let received = 0;
 let dropped = false;
 let announced = false; // the --ready line is printed once, not again after a resumption
+let heartbeat = 0; // seconds, from the welcome: the server pings a silent client this often
 
 function connect() {
   const socket = net.connect({ host, port });
   let buffer = Buffer.alloc(0);
+  let heard = Date.now();
+  let pinged = false;
+  heartbeat = 0;
+  // A link torn where neither end saw it looks open for minutes: after one heartbeat without
+  // a byte, ping; after two, drop the connection and resume the session.
+  const liveness = setInterval(() => {
+    const silent = (Date.now() - heard) / 1000;
+    if (!heartbeat || socket.destroyed) return;
+    if (silent >= 2 * heartbeat) {
+      clearInterval(liveness);
+      socket.destroy();
+      connect();
+    } else if (silent >= heartbeat && !pinged) {
+      pinged = true;
+      socket.write(text({ type: 'ping' }));
+    }
+  }, 100);
+  liveness.unref();
+  socket.on('close', () => clearInterval(liveness));
   socket.on('connect', () => {
     socket.write(text({ type: 'hello', user: 'node', session, resume }));
   });
   socket.on('data', (chunk) => {
+    heard = Date.now();
+    pinged = false;
     buffer = Buffer.concat([buffer, chunk]);
     while (buffer.length >= 4) {
       const length = buffer.readUInt32BE(0);
@@ -80,6 +102,7 @@ function handle(socket, envelope, bytes) {
     case 'welcome':
       session = envelope.session;
       resume = envelope.resume;
+      heartbeat = Number(envelope.heartbeat) || 0;
       socket.write(
         text({ type: 'subscribe', id: 1, channel, ...(last ? { since: last } : {}) }),
       );

@@ -179,7 +179,8 @@ class Config:
     max_subscriptions: int = 256
     #: Longest channel name, characters.
     max_channel_name: int = 200
-    #: Seconds between WebSocket pings.
+    #: Seconds between WebSocket pings; a TCP client silent this long is pinged. The welcome
+    #: announces it as `heartbeat`.
     ping_interval: float = 20.0
     #: Seconds to wait for a pong before the peer is taken for dead (checked every quarter of
     #: the smaller of the two, by one sweep over all WebSockets).

@@ -238,12 +238,21 @@ class Router:
                 return self._moved_id(moved, home)
             owner = answer.get("user")
             user = owner if isinstance(owner, str) else None
+            attached = answer.get("attached")
             await self.hub.direct_messages.prepare_user(user)
+            if transport.receiver is None:
+                # The connection this hello came on ended meanwhile: its client gave up on
+                # it and may be back at the home node already; taking the session now would
+                # close its live connection there (4004) for a connection nobody reads.
+                raise Gone("the connection asking for the hand-over ended")
             # The id the session will have here, named before the home node lets it go: the
             # home node keeps it as a pointer, for a client whose welcome does not arrive.
             new_id = self._new_session_id()
+            fields: dict[str, Any] = {"to": new_id}
+            if isinstance(attached, int):
+                fields["attached"] = attached
             answer, body = await self._hand_over_step(
-                home, "handover", session_id, secret, endpoint, to=new_id
+                home, "handover", session_id, secret, endpoint, **fields
             )
             moved = answer.get("moved")
             if moved is not None:  # it moved on between the two questions
@@ -299,7 +308,7 @@ class Router:
         return entry.to
 
     async def _hand_over_step(
-        self, home: str, op: str, session_id: str, secret: str, endpoint: str, **fields: str
+        self, home: str, op: str, session_id: str, secret: str, endpoint: str, **fields: Any
     ) -> tuple[dict[str, Any], bytes]:
         """One request of a hand-over to the session's home node (`handover_timeout`), with
         the request's own `fields` (the hand-over's `to`)."""
@@ -435,8 +444,14 @@ class Router:
                 or self.home_of(to) != (request.get("reply"))
             ):
                 raise BadRequest("a hand-over names the id the session gets at its new node")
+            attached = request.get("attached")
+            if session.transport is not None and attached not in (None, session.attached):
+                # Its client came back here between the two questions (the hello that asked
+                # is one it gave up on): it keeps its live connection.
+                raise Gone(f"session {session_id!r} was resumed here meanwhile")
             return self._hand_over(session, to)
         answer["user"] = session.user
+        answer["attached"] = session.attached
         return b""
 
     def _hand_over(self, session: Session, to: str) -> bytes:

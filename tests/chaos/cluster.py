@@ -1,6 +1,5 @@
 """The system under test: a redis-server, two `pushwire serve --broker redis://…` nodes with
-their TCP ports, the fault proxies in front of them, and publishers that number what they
-publish.
+their TCP ports and the fault proxies in front of them (the publishers: publishers.py).
 
 Every process here is started by this module and stopped by its PID (`Cluster.close`).
 """
@@ -8,21 +7,16 @@ Every process here is started by this module and stopped by its PID (`Cluster.cl
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import signal
-import time
 from pathlib import Path
 from typing import Final
 
-from pushwire.client import Client, ClientError
 from tests.redis_helpers import RedisServer
 from tests.servers import ServerProcess, start_server
 
-from .ledger import PublishLog
 from .proxy import FaultProxy
 
-__all__ = ["NODE_SETTINGS", "Cluster", "DirectPublisher", "EnvelopePublisher", "HttpPublisher"]
+__all__ = ["NODE_SETTINGS", "Cluster", "http_post"]
 
 #: Shorter bounds than the defaults, so that a run recovers from a dead node within seconds
 #: (docs/delivery.md lists them): how long a node's liveness lasts, a hand-over waits, a
@@ -156,124 +150,3 @@ async def http_post(
     if not head.startswith(b"HTTP/1.1 "):
         raise OSError(f"no answer: {answer[:80]!r}")
     return int(head.split(b" ", 2)[1]), rest
-
-
-class _Paced:
-    """A publisher's loop: one publish every 1/`rate` seconds (catching up when late),
-    until `stop` or `count` publishes."""
-
-    prefix = "?"
-
-    def __init__(self, log: PublishLog, channel: str, rate: float) -> None:
-        self.name = self.prefix
-        self.log = log
-        self.channel = channel
-        self.rate = rate
-        self.stop = asyncio.Event()
-        self.attempts = 0
-        self.confirmed = 0
-
-    async def run(self, count: int | None = None) -> None:
-        loop = asyncio.get_running_loop()
-        next_at = loop.time()
-        while not self.stop.is_set() and (count is None or self.attempts < count):
-            message_id = f"{self.name}{self.attempts}"
-            self.attempts += 1
-            self.log.sent(message_id, time.time())
-            position = await self.publish(message_id)
-            if position is not None:
-                self.confirmed += 1
-                self.log.placed(message_id, position, time.time())
-            next_at += 1 / self.rate
-            delay = next_at - loop.time()
-            if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
-                        await self.stop.wait()
-            else:
-                next_at = loop.time()  # late: no burst to catch up
-
-    async def publish(self, message_id: str) -> tuple[str, int] | None:
-        raise NotImplementedError
-
-
-class HttpPublisher(_Paced):
-    """`POST /api/publish/<channel>`, each on a new connection through the clean proxy."""
-
-    prefix = "h"
-
-    def __init__(self, log: PublishLog, channel: str, rate: float, proxy: FaultProxy) -> None:
-        super().__init__(log, channel, rate)
-        self.proxy = proxy
-
-    async def publish(self, message_id: str) -> tuple[str, int] | None:
-        try:
-            status, body = await http_post(
-                self.proxy.port, f"/api/publish/{self.channel}", message_id.encode()
-            )
-        except (OSError, TimeoutError):
-            return None
-        if status != 200:
-            return None
-        answer = json.loads(body)
-        return str(answer["epoch"]), int(answer["offset"])
-
-
-class EnvelopePublisher(_Paced):
-    """The `publish` envelope, from a Python client on a WebSocket through the clean
-    proxy (it reconnects when its node dies)."""
-
-    prefix = "e"
-
-    def __init__(self, log: PublishLog, channel: str, rate: float, proxy: FaultProxy) -> None:
-        super().__init__(log, channel, rate)
-        self.client = Client(
-            proxy.url("/pushwire"),
-            transports=["websocket"],
-            reconnect_delay=0.05,
-            reconnect_delay_max=0.5,
-            request_timeout=HTTP_TIMEOUT,
-            connect_timeout=HTTP_TIMEOUT,
-        )
-
-    async def open(self) -> None:
-        await self.client.open()
-
-    async def publish(self, message_id: str) -> tuple[str, int] | None:
-        try:
-            return await self.client.publish(self.channel, message_id)
-        except ClientError:
-            return None
-
-    async def close(self) -> None:
-        with contextlib.suppress(TimeoutError, ClientError):
-            async with asyncio.timeout(5):
-                await self.client.close()
-
-
-class DirectPublisher(_Paced):
-    """`POST /api/send/<user>` to each user in turn, each user's sends and their places in
-    its inbox (the answer's `epoch` and `offset`) kept in that user's log."""
-
-    prefix = "d"
-
-    def __init__(self, logs: dict[str, PublishLog], rate: float, proxy: FaultProxy) -> None:
-        super().__init__(PublishLog(), "", rate)
-        self.proxy = proxy
-        self.logs = logs
-        self.users = list(logs)
-
-    async def publish(self, message_id: str) -> tuple[str, int] | None:
-        user = self.users[self.attempts % len(self.users)]
-        log = self.logs[user]
-        log.sent(message_id, time.time())
-        try:
-            path = f"/api/send/{user}"
-            status, body = await http_post(self.proxy.port, path, message_id.encode())
-        except (OSError, TimeoutError):
-            return None
-        if status == 200:
-            answer = json.loads(body)
-            log.placed(message_id, (str(answer["epoch"]), int(answer["offset"])), time.time())
-            self.confirmed += 1
-        return None

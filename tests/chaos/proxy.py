@@ -121,6 +121,9 @@ class FaultProxy:
         self.cut_answer_after: bytes | None = None
         self.freeze_after: bytes | None = None
         self.hold_after_head = False
+        #: Bytes a second the client's side may send (None: as fast as it comes): a slow
+        #: uplink, paced chunk by chunk.
+        self.upload_rate: int | None = None
         #: What the proxy did: connections, resets, truncated, refused, cut answers.
         self.counts: Counter[str] = Counter()
         self.port = 0
@@ -265,6 +268,19 @@ class FaultProxy:
             towards.cancel()
             await asyncio.gather(towards, return_exceptions=True)
 
+    async def _paced(
+        self, link: _Link, data: bytes, writer: asyncio.StreamWriter, rate: int
+    ) -> None:
+        """Write `data` at `rate` bytes a second: a slice every 50 ms (a slow link's pace,
+        not a wait for an event)."""
+        step = max(1, rate // 20)
+        for start in range(0, len(data), step):
+            if link.closed() or link.doomed:
+                return
+            writer.write(data[start : start + step])
+            await writer.drain()
+            await asyncio.sleep(0.05)
+
     async def _pipe(
         self,
         link: _Link,
@@ -308,6 +324,9 @@ class FaultProxy:
                 self.freeze_after = None
                 self.counts["frozen"] += 1
                 link.doomed = True  # what follows vanishes; only stop() resets it
+            if not backwards and self.upload_rate is not None:
+                await self._paced(link, data, writer, self.upload_rate)
+                continue
             writer.write(data)
             await writer.drain()
         if not link.closed() and not link.doomed and writer.can_write_eof():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import statistics
 import time
 from collections.abc import Sequence
@@ -16,17 +17,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from .cluster import Cluster, DirectPublisher, EnvelopePublisher, HttpPublisher
+from .cluster import Cluster
 from .ledger import Counts, PublishLog, Record, check, last_position, recovery_times
+from .publishers import DirectPublisher, EnvelopePublisher, HttpPublisher
+from .remote import RemoteSubscriber
 from .schedule import FaultEvent, make_schedule
 from .subscribers import BrowserSubscriber, PythonSubscriber, Subscriber
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser
 
-__all__ = ["BROWSER_TRANSPORTS", "PYTHON_TRANSPORTS", "Plan", "Report", "run"]
+__all__ = [
+    "BROWSER_TRANSPORTS",
+    "PYTHON_TRANSPORTS",
+    "Plan",
+    "Report",
+    "load_range",
+    "percentile",
+    "run",
+]
 
 CHANNEL: Final = "chaos"
+LOAD_EVERY: Final = 5.0
 #: A `long_stall` lasts until more direct messages than this were sent during it (the
 #: `max_unacked` that closed a session before the inbox).
 LONG_STALL_DIRECTS: Final = 1000
@@ -54,6 +66,8 @@ class Plan:
             `rate`.
         settle: how long subscribers may take to catch up after the last publish (what is
             missing then counts as lost).
+        remote: each Python subscriber in a process of its own (remote.py), beside the
+            harness's event loop rather than in it (the bench's long runs).
     """
 
     label: str
@@ -70,6 +84,7 @@ class Plan:
     extra: tuple[str, ...] = ()
     settle: float = 20.0
     publishers: int = 1
+    remote: bool = False
 
     def schedule(self) -> list[FaultEvent]:
         return make_schedule(self.seed, self.faults, self.length, self.every)
@@ -98,6 +113,17 @@ class Report:
     direct_logs: dict[str, PublishLog] = field(default_factory=dict)
     #: The nodes' warnings and errors (what to look at when a run fails).
     node_log: list[str] = field(default_factory=list)
+    #: Seconds from the first publish to the last channel publisher's end.
+    publishing: float = 0.0
+    #: The machine's 1-minute load average, every LOAD_EVERY seconds while publishing.
+    load: list[float] = field(default_factory=list)
+    #: Channel publishes sent (answered or not).
+    attempted: int = 0
+
+    @property
+    def rate(self) -> float:
+        """Channel messages published per second (confirmed or not)."""
+        return self.attempted / self.publishing if self.publishing > 0 else 0.0
 
     @property
     def replay(self) -> str:
@@ -109,6 +135,11 @@ class Report:
 
     def summary(self) -> str:
         lines = [f"{self.plan.label}: {self.replay}, {self.elapsed:.1f} s, proxy {self.proxy}"]
+        if self.publishing:
+            lines.append(
+                f"  published {self.attempted} in {self.publishing:.1f} s "
+                f"({self.rate:.0f}/s of {self.plan.rate:g}/s asked), load {load_range(self.load)}"
+            )
         for kind, cells in (("channel", self.channel), ("direct", self.direct)):
             for label, c in cells.items():
                 lines.append(
@@ -126,6 +157,13 @@ class Report:
         return "\n".join(lines)
 
 
+def load_range(samples: Sequence[float]) -> str:
+    """The load average's range and mean while publishing."""
+    if not samples:
+        return "-"
+    return f"{min(samples):.1f}-{max(samples):.1f} (mean {statistics.fmean(samples):.1f})"
+
+
 def percentile(values: Sequence[float], p: int) -> float:
     """The `p`th percentile (1-99) of `values` (not empty)."""
     if len(values) == 1:
@@ -138,9 +176,8 @@ def _subscribers(plan: Plan, cluster: Cluster, browser: Browser | None) -> list[
     for transports in plan.python:
         label = "/".join(transports)
         user = f"user-{label.replace('/', '-')}" if plan.direct else None
-        subscribers.append(
-            PythonSubscriber(label, cluster.url(transports[0]), list(transports), user)
-        )
+        kind = RemoteSubscriber if plan.remote else PythonSubscriber
+        subscribers.append(kind(label, cluster.url(transports[0]), list(transports), user))
     for transports in plan.browser:
         assert browser is not None, "browser subscribers need a browser"
         label = "js " + "/".join(transports)
@@ -271,6 +308,12 @@ async def _settled(
                 await drained()
 
 
+async def _sampleload_range(into: list[float]) -> None:
+    while True:
+        into.append(os.getloadavg()[0])
+        await asyncio.sleep(LOAD_EVERY)
+
+
 async def run(plan: Plan, directory: Path, browser: Browser | None = None) -> Report:
     """One run of `plan` (processes and files under `directory`); everything it started is
     stopped before it returns, whatever happened."""
@@ -309,6 +352,7 @@ async def run(plan: Plan, directory: Path, browser: Browser | None = None) -> Re
         publishing = [asyncio.create_task(p.run(share)) for p in publishers]
         done = asyncio.Event()
         faults = asyncio.create_task(_drive(cluster, schedule, report.windows, done, directs))
+        sampling = asyncio.create_task(_sampleload_range(report.load))
         try:
             if plan.messages is None:
                 await asyncio.sleep(plan.length)
@@ -318,12 +362,17 @@ async def run(plan: Plan, directory: Path, browser: Browser | None = None) -> Re
             done.set()  # a long run ends when its messages are out
             await faults
         finally:
-            for task in [*publishing, faults]:
+            for task in [*publishing, faults, sampling]:
                 task.cancel()
-            await asyncio.gather(*publishing, faults, return_exceptions=True)
+            await asyncio.gather(*publishing, faults, sampling, return_exceptions=True)
+        channel = [p for p in publishers if p not in directs]
+        report.attempted = sum(p.attempts for p in channel)
+        finished = [p.ended for p in channel if p.ended is not None]
+        starts = [p.began for p in channel if p.began is not None]
+        report.publishing = max(finished) - min(starts) if finished and starts else 0.0
         await _settled(subscribers, log, logs, plan.settle)
         report.elapsed = time.monotonic() - began
-        report.published = sum(p.confirmed for p in publishers if p not in directs)
+        report.published = sum(p.confirmed for p in channel)
         records = [s.record for s in subscribers]
         log.learn(records)
         ends = [end for _, end in report.windows]
@@ -347,8 +396,7 @@ async def run(plan: Plan, directory: Path, browser: Browser | None = None) -> Re
         for subscriber in subscribers:
             await subscriber.stop()
         for publisher in publishers:
-            if isinstance(publisher, EnvelopePublisher):
-                await publisher.close()
+            await publisher.close()
         await cluster.close()
         for index, node in enumerate(cluster.nodes):
             for line in node.output:

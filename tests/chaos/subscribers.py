@@ -72,6 +72,7 @@ class PythonSubscriber(Subscriber):
             poll_interval=0.2,
         )
         self._reading: asyncio.Task[None] | None = None
+        self._stopping = False
 
     async def start(self, channel: str) -> None:
         await self.client.open()
@@ -106,8 +107,14 @@ class PythonSubscriber(Subscriber):
             elif item.epoch is not None and item.offset is not None:
                 got = Got(now, item.epoch, item.offset, str(item.data))
                 (items if item.channel is not None else direct).append(got)
+        if not self._stopping:  # the client ended by itself: what it said, for the report
+            try:
+                await self.client.recv()
+            except ClientError as exc:
+                self.failures.append(f"the client ended: {exc!r}")
 
     async def stop(self) -> None:
+        self._stopping = True
         with contextlib.suppress(TimeoutError, ClientError):
             async with asyncio.timeout(STOP_TIMEOUT):
                 await self.client.close()

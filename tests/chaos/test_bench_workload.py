@@ -42,7 +42,8 @@ def test_the_table_has_a_row_per_transport_and_fault_and_the_recovery_times() ->
     report.channel["sse"] = Counts(sent=10, received=8, lost_in_gap=2, gaps=1)
     report.recovery = [0.5, 1.5]
     report.elapsed = 3.0
+    report.attempted, report.publishing, report.load = 10, 2.0, [1.0, 3.0]
     text = table([report])
     assert "| kill | sse | 10 | 8 | 2 | 0 | 0 | 0 | 1 (0) |" in text
     assert "| **all** | | 10 | 8 | 2 | 0 | 0 | 0 | 1 (0) |" in text
-    assert "| kill | 1 | 1.00 s | 1.49 s | 0 | 3 s |" in text
+    assert "| kill | 1 | 1.00 s | 1.49 s | 0 | 3 s | 5/s of 100/s | 1.0-3.0 (mean 2.0) |" in text

@@ -3,7 +3,8 @@ link frozen where neither end sees it, a proxy that holds it) is abandoned after
 the welcome announced and `poll_margin`, and the client resumes, losing nothing; an upload
 (`POST E/send`) whose answer never comes is abandoned after `send_timeout` and retried as
 one answered 503 is, published once; an upload cut after the server took it is not sent
-again (it would arrive twice)."""
+again (it would arrive twice); a large upload on a slow uplink gets the time its size takes
+at the server's slowest accepted rate besides."""
 
 from __future__ import annotations
 
@@ -137,3 +138,26 @@ async def test_an_upload_after_the_server_closed_its_idle_connection_goes_on_a_f
         await asyncio.wait_for(client.send("after"), WAIT)
         received += await data_until(client, "after")
     assert received == ["before", "after"]
+
+
+async def test_a_large_upload_on_a_slow_uplink_is_not_abandoned_while_it_progresses(
+    server_factory: ServerFactory,
+) -> None:
+    """96 KiB at 32 KiB/s take about 3 s, past `send_timeout` (1 s) but within the 6 s its
+    size takes at the server's default `min_receive_rate` (16 KiB/s). Before, the whole
+    upload was bounded by `send_timeout`: the send failed `disconnected` mid-way."""
+    server = server_factory()
+    proxy = FaultProxy([(server.host, server.port)], seed=9)
+    await proxy.start()
+    try:
+        async with connect(proxy.url("/echo"), transports=["longpoll"], send_timeout=1.0) as client:
+            await client.send("small")
+            received = await data_until(client, "small")
+            big = "x" * (96 * 1024)
+            proxy.upload_rate = 32 * 1024
+            await asyncio.wait_for(client.send(big), WAIT)
+            proxy.upload_rate = None
+            received += await data_until(client, big)
+        assert received == ["small", big]
+    finally:
+        await proxy.stop()

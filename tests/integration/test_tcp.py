@@ -187,7 +187,7 @@ def test_frames_before_a_bad_one_in_the_same_read_are_taken_first(
 
 def test_a_silent_peer_is_pinged_then_dropped(server_factory: ServerFactory) -> None:
     server = server_factory(
-        "--tcp-port", "0", "--set", "heartbeat_interval=0.2", "--set", "ping_timeout=0.2"
+        "--tcp-port", "0", "--set", "ping_interval=0.2", "--set", "ping_timeout=0.2"
     )
     client = TcpClient(server)
     client.hello()
@@ -195,9 +195,23 @@ def test_a_silent_peer_is_pinged_then_dropped(server_factory: ServerFactory) -> 
     assert client.closed_by_server()
 
 
+def test_the_welcome_announces_the_interval_a_silent_peer_is_pinged_at(
+    server_factory: ServerFactory,
+) -> None:
+    """The client takes a connection silent for two of the welcome's `heartbeat` for dead:
+    the server must ping at that interval (before, it pinged every `heartbeat_interval`, the
+    streams' setting, while the welcome said `ping_interval`)."""
+    server = server_factory(
+        "--tcp-port", "0", "--set", "ping_interval=0.2", "--set", "heartbeat_interval=60"
+    )
+    client = TcpClient(server)
+    assert client.hello()["heartbeat"] == 0.2
+    assert client.recv() == {"type": "ping"}  # within the socket's 10 s, not after 60 s
+
+
 def test_a_peer_that_answers_pings_stays(server_factory: ServerFactory) -> None:
     server = server_factory(
-        "--tcp-port", "0", "--set", "heartbeat_interval=0.2", "--set", "ping_timeout=0.2"
+        "--tcp-port", "0", "--set", "ping_interval=0.2", "--set", "ping_timeout=0.2"
     )
     client = TcpClient(server)
     client.hello()

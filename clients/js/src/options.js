@@ -15,6 +15,12 @@
  * @property {number} [reconnectDelayMax] backoff bound, ms (default 10000)
  * @property {number} [connectTimeout] an attempt without `welcome` after this is given up, ms
  * @property {number} [pollInterval] `polling`: the wait between two polls, ms (default 1000)
+ * @property {number} [pollMargin] `longpoll`, `polling`: a poll not answered this long after
+ *   the hold the welcome announced (`longpoll_timeout`; 0 for `polling`) is abandoned and the
+ *   connection resumed, ms (default 10000)
+ * @property {number} [sendTimeout] HTTP transports: an upload (`POST E/send`) not answered
+ *   within this, plus the time its body takes at 16 KiB/s (the server's default
+ *   min_receive_rate), is abandoned and the connection resumed, ms (default 10000)
  * @property {{attempts?: number, delay?: number, delayMax?: number}} [retry] how a
  *   re-subscription or publish that failed with `unavailable` (or a drop, for a publish) is
  *   retried: `attempts` in all (default 8), attempt n+1 after a random wait up to
@@ -35,6 +41,8 @@
  * @property {number} reconnectDelayMax
  * @property {number} connectTimeout
  * @property {number} pollInterval
+ * @property {number} pollMargin
+ * @property {number} sendTimeout
  * @property {{attempts?: number, delay?: number, delayMax?: number}} retry
  */
 
@@ -49,5 +57,7 @@ export const DEFAULTS = {
   reconnectDelayMax: 10000,
   connectTimeout: 10000,
   pollInterval: 1000,
+  pollMargin: 10000,
+  sendTimeout: 10000,
   retry: { attempts: 8, delay: 500, delayMax: 10000 },
 };

@@ -49,6 +49,17 @@ export interface PushwireOptions {
   connectTimeout?: number;
   /** `polling`: the wait between two polls, ms (default 1000). */
   pollInterval?: number;
+  /**
+   * `longpoll`, `polling`: a poll not answered this long after the hold the welcome announced
+   * (`longpoll_timeout`; 0 for `polling`) is abandoned as a lost connection and the session
+   * resumed, ms (default 10000).
+   */
+  pollMargin?: number;
+  /**
+   * HTTP transports: an upload (`POST E/send`) not answered within this is abandoned as a
+   * lost connection and the session resumed, ms (default 10000).
+   */
+  sendTimeout?: number;
   /** How a re-subscription or a publish that failed with `unavailable` (or a drop) is retried. */
   retry?: RetryOptions;
   /** The last direct message the user had (`inboxPosition` of an earlier client). */

@@ -83,7 +83,8 @@ class Client:
             sse) silent for one of the welcome's `heartbeat` intervals is pinged, after
             two it is dropped and resumed the same way.
         request_timeout: bound of one request's answer (then `RequestFailed("timeout")`).
-        send_timeout: (HTTP transports) bound of one upload, `POST E/send`: one not
+        send_timeout: (HTTP transports) bound of one upload, `POST E/send`, plus the time
+            its body takes at 16 KiB/s (the server's default `min_receive_rate`): one not
             answered in time is abandoned and its connection closed, and fails as a cut
             one does (a request: retried as `unavailable`; `send()`: `disconnected`, not
             sent again, it may have arrived).

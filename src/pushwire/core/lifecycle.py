@@ -159,6 +159,7 @@ class SessionLifecycle:
             session.transport = None
             old.close(4004, "session resumed on another connection")
         session.transport = transport
+        session.attached += 1
         session.inbox_pending = [] if session.user is not None else None
         return session
 

@@ -206,6 +206,7 @@ class Session:
         "_present",
         "_secret",
         "address",
+        "attached",
         "channels",
         "closed",
         "endpoint",
@@ -251,6 +252,9 @@ class Session:
         self.user = user
         self.info: Mapping[str, Any] = info or _NO_INFO
         self.transport = transport
+        #: How many times a returning client was attached to it here (`Lifecycle.resume`): a
+        #: hand-over asked for before the latest one is stale (routing.py).
+        self.attached = 0
         self.channels = ChannelSet()
         self.resumable = resumable
         self.closed = False

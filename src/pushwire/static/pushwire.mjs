@@ -91,6 +91,8 @@ var DEFAULTS = {
   reconnectDelayMax: 1e4,
   connectTimeout: 1e4,
   pollInterval: 1e3,
+  pollMargin: 1e4,
+  sendTimeout: 1e4,
   retry: { attempts: 8, delay: 500, delayMax: 1e4 }
 };
 
@@ -1079,12 +1081,16 @@ var WebSocketTransport = class {
 // src/transports/http.js
 var MAX_POST_BYTES = 256 * 1024;
 var STALL_MS = 2e3;
+function milliseconds(value, fallback) {
+  const number = Number(value);
+  return value != null && Number.isFinite(number) && number >= 0 ? number : fallback;
+}
 var HttpTransport = class {
   /**
    * @param {string} name the transport, also the path suffix of its downstream
    * @param {string} url the endpoint (any scheme; mapped to http(s))
    * @param {TransportCallbacks} callbacks
-   * @param {Object} [options] the Pushwire options (pollInterval)
+   * @param {Object} [options] the Pushwire options (pollInterval, pollMargin, sendTimeout)
    */
   constructor(name, url, callbacks, options) {
     this.name = name;
@@ -1151,6 +1157,10 @@ var HttpTransport = class {
     const post = { lines, size, generation: this._generation, controller };
     this._inFlight = post;
     const closes = lines.some((item) => item.close);
+    const timeout = milliseconds(this.options.sendTimeout, 1e4) + Math.ceil(size / 16.384);
+    const deadline = setTimeout(() => {
+      if (post === this._inFlight) this._fail(1006, `send not answered within ${timeout} ms`);
+    }, timeout);
     fetch(httpUrl(this.url, "send", {}), {
       method: "POST",
       headers: this._sessionHeaders({ "Content-Type": "text/plain;charset=UTF-8" }),
@@ -1159,6 +1169,7 @@ var HttpTransport = class {
       cache: "no-store",
       signal: controller.signal
     }).then((response) => {
+      clearTimeout(deadline);
       if (post !== this._inFlight) return;
       this._inFlight = null;
       if (response.ok) {
@@ -1178,6 +1189,7 @@ var HttpTransport = class {
       else if (response.status === 400) this._fail(4100, "the server refused an envelope");
       else this._fail(1006, `send failed: HTTP ${response.status}`);
     }, (error) => {
+      clearTimeout(deadline);
       if (post !== this._inFlight) return;
       this._inFlight = null;
       this._fail(1006, `send failed: ${error && error.message}`);
@@ -1286,12 +1298,16 @@ var HttpTransport = class {
     if (envelope.type === "welcome") {
       this.session = envelope.session;
       this.secret = typeof envelope.resume === "string" ? envelope.resume : null;
+      this._learnHold(envelope);
       this._welcomed = true;
       this.callbacks.onenvelope(envelope, null);
       this._post();
       return;
     }
     this.callbacks.onenvelope(envelope, null);
+  }
+  /** What the welcome says of how the server holds this transport's requests. */
+  _learnHold(welcome) {
   }
   /** Whether a server close with `code` is a recycle this transport handles. */
   _recycle(code) {
@@ -1443,6 +1459,7 @@ var IframeTransport = class extends HttpTransport {
 
 // src/transports/poll.js
 var POLL_RETRIES = 6;
+var ASSUMED_HOLD = 25;
 var PollTransport = class extends HttpTransport {
   constructor(name, url, callbacks, options) {
     super(name, url, callbacks, options);
@@ -1450,6 +1467,12 @@ var PollTransport = class extends HttpTransport {
     this._pollTimer = null;
     this._cursor = null;
     this._retries = 0;
+    this._hold = name === "longpoll" ? ASSUMED_HOLD : 0;
+  }
+  _learnHold(welcome) {
+    if (this.name !== "longpoll") return;
+    const hold = Number(welcome.longpoll_timeout);
+    this._hold = welcome.longpoll_timeout != null && Number.isFinite(hold) && hold >= 0 ? hold : ASSUMED_HOLD;
   }
   _openDownstream(hello) {
     this._stopDownstream();
@@ -1464,6 +1487,7 @@ var PollTransport = class extends HttpTransport {
     const controller = new AbortController();
     this._download = controller;
     const current = () => controller === this._download && !this._ended;
+    let deadline = null;
     const request = { credentials: "include", cache: "no-store", signal: controller.signal };
     if (hello !== null) {
       Object.assign(request, {
@@ -1473,6 +1497,10 @@ var PollTransport = class extends HttpTransport {
       });
     } else {
       request.headers = this._sessionHeaders({});
+      const wait = this._hold * 1e3 + milliseconds(this.options.pollMargin, 1e4);
+      deadline = setTimeout(() => {
+        if (current()) this._fail(1006, `poll not answered within ${wait} ms`);
+      }, wait);
     }
     fetch(httpUrl(this.url, this.name, params), request).then(async (response) => {
       if (!current()) return;
@@ -1507,7 +1535,7 @@ var PollTransport = class extends HttpTransport {
       this._schedulePoll(controller);
     }).catch((error) => {
       if (current()) this._fail(1006, `poll failed: ${error && error.message}`);
-    });
+    }).finally(() => clearTimeout(deadline));
   }
   /** Whether `line` is a close envelope with 4004 (the session resumed elsewhere). */
   _superseded(line) {

@@ -8,8 +8,10 @@ A frame is a 4-byte big-endian length N, then N bytes: one kind byte and the pay
 | 2 | a pushwire.v1 envelope with binary data: JSON header, byte 0x0A, the raw bytes |
 
 The same envelopes as every other transport: `hello` first, then subscribe, publish, ack…
-The server sends `{"type":"ping"}` every `heartbeat_interval`; the client answers
-`{"type":"pong"}` (or sends anything) within `ping_timeout`. Closing is a `close` envelope, then
+The server sends `{"type":"ping"}` after `ping_interval` without a byte from the client (as
+on a WebSocket: the interval the welcome announces as `heartbeat`, so a client can take a
+connection silent for longer for dead); the client answers `{"type":"pong"}` (or sends
+anything) within `ping_timeout`. Closing is a `close` envelope, then
 the server closes the socket.
 
 A connection whose first byte is `<` is a Flash policy request: after
@@ -343,7 +345,8 @@ class TcpConnection(SocketTransport):
         self._set_timer(config.receive_window, self._frame_progress)
 
     def _heartbeat_later(self) -> None:
-        self._set_timer(self.config.heartbeat_interval, self._heartbeat)
+        # `ping_interval`, the welcome's `heartbeat`: what the client's liveness check counts on.
+        self._set_timer(self.config.ping_interval, self._heartbeat)
 
     def _heartbeat(self) -> None:
         if self.closed:

@@ -12,6 +12,15 @@ const MAX_POST_BYTES = 256 * 1024;
 const STALL_MS = 2000;
 
 /**
+ * `value` when it is a number of ms at least 0, else `fallback`.
+ * @param {unknown} value @param {number} fallback
+ */
+export function milliseconds(value, fallback) {
+  const number = Number(value);
+  return value != null && Number.isFinite(number) && number >= 0 ? number : fallback;
+}
+
+/**
  * What every HTTP transport shares (docs/protocol.md, "The HTTP transports"): `hello`
  * opens the downstream (in the subclass: the body of `POST E/<name>` where fetch can send
  * one, `E/<name>?hello=…` where only a URL can be given), every later envelope goes up in
@@ -26,7 +35,7 @@ export class HttpTransport {
    * @param {string} name the transport, also the path suffix of its downstream
    * @param {string} url the endpoint (any scheme; mapped to http(s))
    * @param {TransportCallbacks} callbacks
-   * @param {Object} [options] the Pushwire options (pollInterval)
+   * @param {Object} [options] the Pushwire options (pollInterval, pollMargin, sendTimeout)
    */
   constructor(name, url, callbacks, options) {
     this.name = name;
@@ -102,6 +111,17 @@ export class HttpTransport {
     const post = { lines, size, generation: this._generation, controller };
     this._inFlight = post;
     const closes = lines.some((item) => item.close);
+    // An upload whose answer never comes (its link frozen where neither end sees it) would
+    // hold every envelope behind it, pings included, for good: past `sendTimeout` it is
+    // abandoned as a cut one is, a lost connection. The core resumes the session and sends
+    // its unanswered publishes again with their idempotency keys (published once); data
+    // from send() is not sent again, it may have arrived (as over a WebSocket that dropped).
+    // A large upload on a slow uplink gets the time its size takes at 16 KiB/s besides (the
+    // server's default min_receive_rate: the slowest upload it still takes).
+    const timeout = milliseconds(this.options.sendTimeout, 10000) + Math.ceil(size / 16.384);
+    const deadline = setTimeout(() => {
+      if (post === this._inFlight) this._fail(1006, `send not answered within ${timeout} ms`);
+    }, timeout);
     fetch(httpUrl(this.url, 'send', {}), {
       method: 'POST',
       headers: this._sessionHeaders({ 'Content-Type': 'text/plain;charset=UTF-8' }),
@@ -110,6 +130,7 @@ export class HttpTransport {
       cache: 'no-store',
       signal: controller.signal,
     }).then((response) => {
+      clearTimeout(deadline);
       if (post !== this._inFlight) return;
       this._inFlight = null;
       if (response.ok) {
@@ -132,6 +153,7 @@ export class HttpTransport {
       else if (response.status === 400) this._fail(4100, 'the server refused an envelope');
       else this._fail(1006, `send failed: HTTP ${response.status}`);
     }, (error) => {
+      clearTimeout(deadline);
       if (post !== this._inFlight) return;
       this._inFlight = null;
       this._fail(1006, `send failed: ${error && error.message}`);
@@ -251,6 +273,7 @@ export class HttpTransport {
     if (envelope.type === 'welcome') {
       this.session = envelope.session;
       this.secret = typeof envelope.resume === 'string' ? envelope.resume : null;
+      this._learnHold(envelope);
       this._welcomed = true;
       this.callbacks.onenvelope(envelope, null);
       this._post();
@@ -258,6 +281,9 @@ export class HttpTransport {
     }
     this.callbacks.onenvelope(envelope, null);
   }
+
+  /** What the welcome says of how the server holds this transport's requests. */
+  _learnHold(welcome) {}
 
   /** Whether a server close with `code` is a recycle this transport handles. */
   _recycle(code) {

@@ -1,8 +1,11 @@
 import { httpUrl } from '../urls.js';
-import { HttpTransport } from './http.js';
+import { HttpTransport, milliseconds } from './http.js';
 
 // A poll answered 503 is asked again this many times (backoff 100 ms doubling to 2 s).
 const POLL_RETRIES = 6;
+// How long a `longpoll` poll is held, s, when the welcome does not say (a server before
+// `longpoll_timeout` was announced): that server's default.
+const ASSUMED_HOLD = 25;
 
 /**
  * `longpoll` and `polling`: `POST E/<name>` with the hello as its body, then
@@ -13,6 +16,12 @@ const POLL_RETRIES = 6;
  * with 410 or 409 is a dropped connection: the core resumes or reopens the session. A
  * poll answered 503 (the node holding the session did not answer in time) is asked again
  * with the same cursor, after 100 ms doubling up to 2 s, at most POLL_RETRIES times.
+ *
+ * Deadline: a poll not answered (head and body) `options.pollMargin` after the hold the
+ * welcome announced (`longpoll_timeout`; 0 for `polling`) is abandoned and counts as a lost
+ * connection (its link frozen where neither end sees it, a proxy holding it): the core
+ * resumes the session from its positions, so what that poll carried comes again, and what
+ * comes twice is dropped by offset. The opening poll is bounded by `connectTimeout`.
  */
 export class PollTransport extends HttpTransport {
   constructor(name, url, callbacks, options) {
@@ -23,6 +32,13 @@ export class PollTransport extends HttpTransport {
     this._pollTimer = null;
     this._cursor = null;
     this._retries = 0; // 503 answers in a row
+    this._hold = name === 'longpoll' ? ASSUMED_HOLD : 0; // s a poll is held (the welcome's)
+  }
+
+  _learnHold(welcome) {
+    if (this.name !== 'longpoll') return;
+    const hold = Number(welcome.longpoll_timeout);
+    this._hold = welcome.longpoll_timeout != null && Number.isFinite(hold) && hold >= 0 ? hold : ASSUMED_HOLD;
   }
 
   _openDownstream(hello) {
@@ -39,6 +55,8 @@ export class PollTransport extends HttpTransport {
     const controller = new AbortController();
     this._download = controller;
     const current = () => controller === this._download && !this._ended;
+    /** @type {any} a timer: `clearTimeout(null)` is allowed */
+    let deadline = null;
     /** @type {RequestInit} */
     const request = { credentials: 'include', cache: 'no-store', signal: controller.signal };
     if (hello !== null) {
@@ -48,6 +66,10 @@ export class PollTransport extends HttpTransport {
       });
     } else {
       request.headers = this._sessionHeaders({});
+      const wait = this._hold * 1000 + milliseconds(this.options.pollMargin, 10000);
+      deadline = setTimeout(() => {
+        if (current()) this._fail(1006, `poll not answered within ${wait} ms`);
+      }, wait);
     }
     fetch(httpUrl(this.url, this.name, params), request).then(async (response) => {
       if (!current()) return;
@@ -89,7 +111,7 @@ export class PollTransport extends HttpTransport {
       this._schedulePoll(controller);
     }).catch((error) => {
       if (current()) this._fail(1006, `poll failed: ${error && error.message}`);
-    });
+    }).finally(() => clearTimeout(deadline)); // answered, read and handled, or failed
   }
 
   /** Whether `line` is a close envelope with 4004 (the session resumed elsewhere). */

@@ -12,6 +12,7 @@ from ..errors import ConnectionLost
 __all__ = [
     "MAX_FRAME",
     "MAX_HEAD",
+    "SILENT_HEARTBEATS",
     "ClientTransport",
     "Envelope",
     "Item",
@@ -27,6 +28,9 @@ Item = tuple[Envelope, bytes | None]
 MAX_HEAD: Final = 64 * 1024
 #: Largest frame or line the client accepts (a message of 1 MiB plus its envelope).
 MAX_FRAME: Final = 4 * 1024 * 1024
+#: Heartbeats (the welcome's `heartbeat`) without a byte after which a connection that does
+#: not end by itself (stream, sse, tcp) is dropped as dead; a `ping` goes out after the first.
+SILENT_HEARTBEATS: Final = 2
 
 
 class ClientTransport:

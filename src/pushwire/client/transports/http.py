@@ -185,11 +185,18 @@ async def read_chunk(reader: asyncio.StreamReader) -> bytes:
     return data[:-2]
 
 
+#: Bytes a second an upload is allowed beside `send_timeout`: the server's default
+#: `min_receive_rate`, the slowest upload it still takes (a large message on a slow uplink
+#: is not abandoned while the server would accept it).
+UPLOAD_RATE_FLOOR = 16 * 1024
+
+
 class HttpTransport(ClientTransport):
     """Shared by the HTTP transports: envelopes go up in `POST E/send` on one connection and
     come down on another, as lines queued in `pending`. An upload not answered within
-    `send_timeout` seconds is abandoned, its connection closed: it fails as a cut one does
-    (`ConnectionLost`), and is not sent again here (it may have been carried out)."""
+    `send_timeout` seconds, plus the time its body takes at `UPLOAD_RATE_FLOOR`, is
+    abandoned, its connection closed: it fails as a cut one does (`ConnectionLost`), and is
+    not sent again here (it may have been carried out)."""
 
     def __init__(
         self,
@@ -226,7 +233,7 @@ class HttpTransport(ClientTransport):
             f"{self.base}/send",
             body,
             header,
-            timeout=self.send_timeout,
+            timeout=self.send_timeout + len(body) / UPLOAD_RATE_FLOOR,
             repeatable=False,  # a cut after the server took it: sent twice (issue 14)
         )
         if status != 204:

@@ -13,18 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from typing import Final
 
 from ..errors import ConnectionLost
-from .base import MAX_FRAME, Envelope, Item, encode_json
+from .base import MAX_FRAME, SILENT_HEARTBEATS, Envelope, Item, encode_json
 from .http import HttpConnection, HttpTransport, read_chunk, refusal
 from .sse_parser import SseParser
 
 __all__ = ["SILENT_HEARTBEATS", "SseTransport", "StreamTransport"]
-
-#: Heartbeats (the welcome's `heartbeat`) without a chunk after which a stream is dropped as
-#: dead; a `ping` goes out after the first.
-SILENT_HEARTBEATS: Final = 2
 
 
 class _StreamingTransport(HttpTransport):
