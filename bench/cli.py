@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -17,7 +18,7 @@ from .hold import run_hold
 from .lab_json import write_lab
 from .options import Options, parse_args
 from .records import About, Machine, Results, Run
-from .redis_fanout import RedisTarget, RedisWorkload, redis_targets
+from .redis_fanout import BASELINE, RedisTarget, RedisWorkload, redis_targets
 from .report import chart, markdown
 from .servers import REPO, Target, install_node_peers, lab_targets, targets, versions
 from .soak import run_soak
@@ -71,6 +72,14 @@ def plan(args: Options) -> list[tuple[Case, Target | RedisTarget]]:
                     out.append(
                         (Case(workload, target.name, target.server, target.transport, n), target)
                     )
+                    if args.baseline_src is not None and target.server == "pushwire":
+                        # The same target from the baseline tree, run by run alongside.
+                        old = dataclasses.replace(
+                            target,
+                            name=f"{target.name} ({BASELINE})",
+                            env={"PYTHONPATH": str(args.baseline_src.resolve())},
+                        )
+                        out.append((Case(workload, old.name, old.server, old.transport, n), old))
     return out
 
 

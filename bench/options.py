@@ -47,7 +47,7 @@ class Options:
     hold_stages: list[str]
     #: The redis workload: worker counts of pushwire on Redis (1: the one-process target).
     redis_workers: tuple[int, ...] = (2,)
-    #: The redis workload: run pushwire's Redis targets from this source tree as well.
+    #: Also run pushwire's targets from this source tree (redis, fanout, echo, connect).
     baseline_src: Path | None = None
 
 
@@ -70,7 +70,8 @@ def parse_args(argv: list[str] | None, description: str | None = None) -> Option
     parser.add_argument(
         "--baseline-src",
         type=Path,
-        help="redis workload: also run pushwire's Redis targets from this source tree",
+        help="also run pushwire's targets from this source tree, named '(baseline)', run by "
+        "run alongside (the redis, fanout, echo and connect workloads)",
     )
     parser.add_argument("--runs", type=int, default=3, help="runs per figure (fresh server each)")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per run")

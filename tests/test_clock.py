@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from pushwire.clock import LOOP_CLOCK, ManualClock
+from pushwire.clock import LOOP_CLOCK, ManualClock, OneTimer
 
 
 def test_timers_run_in_time_order_each_at_its_own_time() -> None:
@@ -64,3 +64,42 @@ async def test_the_loop_clock_is_the_running_loops() -> None:
     LOOP_CLOCK.call_later(0.01, fired.set_result, "fired")
     assert await fired == "fired"
     assert loop.time() - before >= 0.01
+
+
+class _Timed(OneTimer):
+    __slots__ = ("_clock", "fired")
+
+    def __init__(self, clock: ManualClock) -> None:
+        self._init_timer()
+        self._clock = clock
+        self.fired: list[str] = []
+
+    @property
+    def clock(self) -> ManualClock:
+        return self._clock
+
+    def set(self, delay: float, name: str) -> None:
+        self._set_timer(delay, lambda: self.fired.append(name))
+
+
+def test_a_deferred_timeout_needs_arming_and_then_fires_at_its_time() -> None:
+    clock = ManualClock()
+    timed = _Timed(clock)
+    timed.defer_timer(5.0, lambda: timed.fired.append("idle"))
+    assert clock.pending == 0  # no timer until armed
+    clock.advance(1.0)
+    timed.arm_deferred()
+    clock.advance(3.9)
+    assert timed.fired == []
+    clock.advance(0.1)
+    assert timed.fired == ["idle"]
+
+
+def test_a_deferred_timeout_over_a_running_timer_replaces_it_as_set_timer_does() -> None:
+    # (a TLS connection: its handshake's timeout runs when its first timeout is deferred)
+    clock = ManualClock()
+    timed = _Timed(clock)
+    timed.set(10.0, "handshake")
+    timed.defer_timer(5.0, lambda: timed.fired.append("idle"))
+    clock.advance(5.0)
+    assert timed.fired == ["idle"]

@@ -331,13 +331,13 @@ class App:
             any_origin=endpoint.any_origin,
         )
         self.admit(request, None)  # its hello comes later: sessions are counted then
-        client = ClientInfo(
+        client = ClientInfo(  # (positional: a frozen dataclass takes keywords slower)
             request.path,
             request.headers,
             request.query_params(),
             request.remote,
-            address=request.address,
-            handshaken=True,
+            request.address,
+            True,  # handshaken: `admit` counted the handshake
         )
         envelope = subprotocol == SUBPROTOCOL
         hub = self.hub

@@ -158,8 +158,9 @@ class OneTimer:
         self.timer_callback = None
 
     def _set_timer(self, delay: float, callback: Callable[[], object]) -> None:
-        clock = self.clock
-        due = clock.time() + delay
+        self._set_timer_at(self.clock.time() + delay, callback)
+
+    def _set_timer_at(self, due: float, callback: Callable[[], object]) -> None:
         self.timer_due = due
         self.timer_callback = callback
         timer = self.timer
@@ -168,7 +169,25 @@ class OneTimer:
                 return
             timer.cancel()
         self.timer_armed = due
-        self.timer = clock.call_at(due, self._timer_fired)
+        self.timer = self.clock.call_at(due, self._timer_fired)
+
+    def defer_timer(self, due: float, callback: Callable[[], object]) -> None:
+        """`_set_timer` for `due` without the timer: `arm_deferred` makes it later, if the
+        timeout is still wanted then. A new connection's first timeout is set so: its first
+        request mostly comes before its door arms the timeouts of the connections it accepted
+        meanwhile (`Door.defer_timeout`), and then it needs no timer. With a timer running
+        already (a TLS handshake's), it is `_set_timer` for `due`."""
+        if self.timer is not None:
+            self._set_timer_at(due, callback)
+            return
+        self.timer_due = due
+        self.timer_callback = callback
+
+    def arm_deferred(self) -> None:
+        """Make the timer of a timeout `defer_timer` set, unless it was lifted or replaced."""
+        if self.timer is None and self.timer_callback is not None:
+            self.timer_armed = self.timer_due
+            self.timer = self.clock.call_at(self.timer_due, self._timer_fired)
 
     def _disarm_timer(self) -> None:
         """No timeout for now; the pending timer stays, to be reused or to fire idle."""

@@ -101,7 +101,8 @@ class Config:
     #: `bad_request` and `close` 4100.
     min_receive_rate: int = 16 * 1024
     receive_window: float = 5.0
-    #: Idle time of a keep-alive connection between requests before it is closed.
+    #: Idle time of a keep-alive connection between requests before it is closed (a new
+    #: connection's is counted from its batch of accepts: up to 0.1 s less).
     keepalive_timeout: float = 30.0
     #: Requests read ahead of the one being answered; reading pauses beyond it.
     max_pipelined: int = 16

@@ -82,7 +82,9 @@ class PresenceTable:
         self, channel: str, member: str, entry: bytes, expires: float = math.inf
     ) -> list[PresenceEvent]:
         """Add (or refresh) a member; a `join` event when it was not there."""
-        members = self._channels.setdefault(channel, _Members())
+        members = self._channels.get(channel)
+        if members is None:
+            members = self._channels[channel] = _Members()
         known = member in members.entries
         members.entries[member] = entry
         if expires != math.inf:

@@ -29,7 +29,7 @@ from bench.redis_fanout import (
     redis_targets,
 )
 from bench.report import markdown
-from bench.servers import REPO, lab_targets, targets
+from bench.servers import REPO, Target, lab_targets, targets
 from tests.bench.synthetic import loadgen_result
 
 pytestmark = pytest.mark.skipif(
@@ -291,3 +291,28 @@ def test_a_smoke_run_of_the_redis_workload(tmp_path: Path) -> None:
     table = (tmp_path / "results.md").read_text()
     assert "### Fan-out through Redis: 1 publisher, N subscribers, 64-byte text (N = 20)" in table
     assert "over each (same run)" in table
+
+
+def test_a_baseline_tree_runs_each_pushwire_target_again_alongside(tmp_path: Path) -> None:
+    from bench.options import parse_args
+
+    args = parse_args(
+        [
+            "--workloads",
+            "connect",
+            "--targets",
+            "=pushwire subscriber,=Node ws",
+            "--baseline-src",
+            str(tmp_path),
+        ]
+    )
+    planned = [
+        (case.target, target.env.get("PYTHONPATH"))
+        for case, target in cli.plan(args)
+        if isinstance(target, Target)
+    ]
+    assert planned == [
+        ("pushwire subscriber", None),  # the tree under test: --pushwire-src, set at run time
+        ("pushwire subscriber (baseline)", str(tmp_path.resolve())),
+        ("Node ws", None),
+    ]

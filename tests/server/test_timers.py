@@ -144,3 +144,39 @@ async def test_streams_get_their_heartbeats_from_one_sweep_not_a_timer_each(
             await asyncio.wait_for(reader.readuntil(b": hb\n\n"), WAIT)
     for _, writer in clients:
         writer.close()
+
+
+async def test_a_connection_that_never_sends_is_closed_after_keepalive_timeout(
+    served: Served,
+) -> None:
+    # Its timeout is armed by the door a little after it connected (one timer for the
+    # connections accepted meanwhile), and counts from when it connected.
+    reader, writer = await served.connect()
+    async with asyncio.timeout(WAIT):
+        while not served.server.door.connections:
+            await asyncio.sleep(0)
+    served.clock.advance(29.9)
+    assert not reader.at_eof()
+    served.clock.advance(0.1)
+    assert await closed(reader) == b""
+    writer.close()
+
+
+async def test_a_websocket_handshake_makes_no_timer_of_its_connection(served: Served) -> None:
+    reader, writer = await served.connect()
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        (
+            "GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
+    assert head.startswith(b"HTTP/1.1 101 Switching Protocols")
+    before = served.clock.pending
+    served.clock.advance(0.5)  # the door arms the deferred timeouts: this one is not wanted
+    # The deferral's own timer ran; the ping sweep's stays; no connection timer was made.
+    assert served.clock.pending == before - 1
+    writer.write(b"\x88\x80\x00\x00\x00\x00")  # a masked Close: the WebSocket still works
+    assert (await asyncio.wait_for(reader.readexactly(2), WAIT))[0] == 0x88
+    writer.close()

@@ -69,6 +69,8 @@ __all__ = [
 ]
 
 _CHANNEL_NAME: Final = re.compile(r"[A-Za-z0-9_\-.:@#$,]+")
+#: What a connect handler answers at once, mostly (`Access.connect_started`).
+_PLAIN_ANSWERS: Final = (dict, str, type(None))
 #: A connect's refusals (logged once through `refusals`).
 _REFUSALS: Final = (Unauthorized, Forbidden, PresenceInfoTooLarge, BackendUnavailable)
 
@@ -230,8 +232,8 @@ class Access:
             handler = self.connect_handler
             if handler is None:
                 return self._checked(identity)
-            result = handler(request)
-            if inspect.isawaitable(result):
+            result = handler(request)  # (a plain answer skips `isawaitable`'s ABC check)
+            if type(result) not in _PLAIN_ANSWERS and inspect.isawaitable(result):
                 return self._connect_after(request, identity, result)
             return self._checked(_identity_of(result, identity))
         except _REFUSALS as exc:

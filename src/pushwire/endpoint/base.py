@@ -102,14 +102,16 @@ def token_of(client: ClientInfo) -> str | None:
 def raw_connect_request(client: ClientInfo, transport: str) -> ConnectRequest:
     """What a raw client's door knows of it: its token (`token_of`), and the user it claims
     (`?user=`, taken only by an open server)."""
+    query = client.query
+    # (positional: a frozen dataclass takes keywords a third slower, once per connection)
     return ConnectRequest(
-        path=client.path,
-        transport=transport,
-        headers=client.headers,
-        query=client.query,
-        user=client.query.get("user"),
-        token=token_of(client),
-        remote=client.remote,
+        client.path,
+        transport,
+        client.headers,
+        query,
+        query.get("user"),
+        token_of(client),
+        client.remote,
     )
 
 

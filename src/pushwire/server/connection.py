@@ -118,9 +118,11 @@ class HttpConnection(OneTimer, asyncio.Protocol):
         self._serve(transport)
 
     def _serve(self, transport: asyncio.Transport) -> None:
-        config = self.door.config
+        door = self.door
+        config = door.config
         transport.set_write_buffer_limits(high=config.max_write_buffer)
-        self._set_timer(config.keepalive_timeout, self._idle_timeout)
+        # Armed by the door a little later, if no request came by then.
+        door.defer_timeout(self, config.keepalive_timeout, self._idle_timeout)
 
     def data_received(self, data: bytes) -> None:
         try:

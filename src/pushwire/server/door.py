@@ -9,9 +9,9 @@ import contextlib
 import logging
 import ssl
 from collections.abc import Callable
-from typing import Protocol, cast
+from typing import Final, Protocol, cast
 
-from ..clock import Clock
+from ..clock import Clock, OneTimer, Timer
 from ..config import Config
 from ..ratelimit import Networks, address_key, client_address
 from ..transports.websocket.connection import PingSweep
@@ -20,7 +20,11 @@ from .fdlimit import connection_bound
 from .stream import HeartbeatSweep
 from .tls import is_loopback, secure
 
-__all__ = ["Door", "Served"]
+__all__ = ["DEFER_TIMEOUTS", "Door", "Served"]
+
+#: Seconds at most a new connection's first timeout waits to be armed (`Door.defer_timeout`);
+#: less when a quarter of `keepalive_timeout` is less.
+DEFER_TIMEOUTS: Final = 0.1
 
 
 class Door:
@@ -68,6 +72,12 @@ class Door:
         #: `closed`, bound once: each open WebSocket keeps it (bound anew, it is 64 bytes a
         #: connection).
         self.on_closed: Callable[[object], None] = self.closed
+        #: New connections whose first timeout is not armed yet (`defer_timeout`), the one
+        #: timer that arms them, and when the first of them was accepted.
+        self._deferred: list[OneTimer] = []
+        self._deferred_timer: Timer | None = None
+        self._deferred_since = 0.0
+        self._defer_for = min(DEFER_TIMEOUTS, config.keepalive_timeout / 4)
 
     @property
     def open_connections(self) -> int:
@@ -133,6 +143,27 @@ class Door:
         ip = self.ip_of.pop(old, None)
         if ip is not None:
             self.ip_of[new] = ip
+
+    def defer_timeout(
+        self, connection: OneTimer, delay: float, callback: Callable[[], object]
+    ) -> None:
+        """`connection` (just accepted) times out `delay` seconds from now: its timer is made
+        within `DEFER_TIMEOUTS` seconds, if it still needs one then; a connection whose
+        request came meanwhile (a WebSocket handshake, mostly) had no timer to make and
+        cancel. One timer and one reading of the clock for all the connections accepted in
+        that time: each is timed from the first one's acceptance (at most `DEFER_TIMEOUTS`
+        seconds early)."""
+        if self._deferred_timer is None:
+            self._deferred_since = self.clock.time()
+            self._deferred_timer = self.clock.call_later(self._defer_for, self._arm_deferred)
+        connection.defer_timer(self._deferred_since + delay, callback)
+        self._deferred.append(connection)
+
+    def _arm_deferred(self) -> None:
+        deferred, self._deferred = self._deferred, []
+        self._deferred_timer = None
+        for connection in deferred:
+            connection.arm_deferred()
 
     def track(self, task: asyncio.Future[None]) -> None:
         """Keep a background task alive until it ends."""

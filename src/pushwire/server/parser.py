@@ -8,7 +8,6 @@ before it is buffered whole.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import unquote
 
@@ -21,15 +20,15 @@ from ..web import Request
 __all__ = ["RequestParser"]
 
 
-@dataclass(slots=True)
-class _Head:
-    target: bytes = b""
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    body: bytearray = field(default_factory=bytearray)
-    complete: bool = False
-
+#: Where the parser stands (`RequestParser._state`): between requests, in a request's head,
+#: in its body (the head is complete).
+_IDLE: Final = 0
+_HEAD: Final = 1
+_BODY: Final = 2
 
 _END_OF_HEAD: Final = b"\r\n\r\n"
+#: The common methods' names, made once.
+_METHODS: Final = {m.encode(): m for m in ("GET", "POST", "HEAD", "OPTIONS", "PUT", "DELETE")}
 
 
 class RequestParser:
@@ -54,15 +53,20 @@ class RequestParser:
 
     # Slots: a connection holds its parser while it is open (a dict was ~230 bytes).
     __slots__ = (
+        "_body",
         "_body_left",
         "_chunked_bytes",
         "_events",
-        "_head",
         "_head_bytes",
+        "_headers",
         "_parser",
+        "_state",
         "_tail",
+        "_target",
         "_upgrade_request",
         "finished",
+        "in_head",
+        "in_request",
         "max_body_bytes",
         "max_header_bytes",
         "upgraded",
@@ -73,7 +77,16 @@ class RequestParser:
         self.max_body_bytes = max_body_bytes
         # llhttp, made when bytes come (`rest` lets it go between requests).
         self._parser: httptools.HttpRequestParser | None = None
-        self._head: _Head | None = None
+        # The request being received (kept on the parser: an object per request was a
+        # tenth of parsing a WebSocket handshake).
+        self._state = _IDLE
+        #: True between a request's first byte and its last.
+        self.in_request = False
+        #: True while a request head is incomplete (the header timeout applies).
+        self.in_head = False
+        self._target = b""
+        self._headers: list[tuple[str, str]] = []
+        self._body: bytearray | None = None
         # Wire bytes of the head being received, since the end of the previous request.
         self._head_bytes = 0
         # Content-Length bytes still to come; None: a chunked body.
@@ -89,20 +102,10 @@ class RequestParser:
         self.finished = False
 
     @property
-    def in_request(self) -> bool:
-        """True between a request's first byte and its last."""
-        return self._head is not None
-
-    @property
-    def in_head(self) -> bool:
-        """True while a request head is incomplete (the header timeout applies)."""
-        return self._head is not None and not self._head.complete
-
-    @property
     def held(self) -> int:
         """Bytes held of the body being received."""
-        head = self._head
-        return len(head.body) if head is not None else 0
+        body = self._body
+        return len(body) if body is not None else 0
 
     def receive_data(self, data: bytes) -> None:
         """Feed bytes from the socket."""
@@ -121,8 +124,7 @@ class RequestParser:
         # chunked body (only there can it end). So every byte is counted for its request.
         position, size = 0, len(data)
         while position < size and not self.finished and not self.upgraded:
-            head = self._head
-            if head is None or not head.complete:
+            if self._state != _BODY:
                 end = self._find_end_of_head(data, position)
                 stop = size if end < 0 else end
                 self._head_bytes += stop - position
@@ -194,7 +196,7 @@ class RequestParser:
         """The connection will wait long for its next request (a held poll): llhttp (~0.9 KiB
         with its callbacks) is let go between requests, and made again (~1 us) when bytes
         come. Nothing happens in the middle of a request."""
-        if self._head is None:
+        if self._state == _IDLE:
             self._parser = None
 
     def events_received(self) -> list[Request]:
@@ -205,31 +207,31 @@ class RequestParser:
     # httptools callbacks
 
     def on_message_begin(self) -> None:
-        self._head = _Head()
+        self._state = _HEAD
+        self.in_request = self.in_head = True
+        self._target = b""
+        self._headers = []
+        self._body = None
 
     def on_url(self, url: bytes) -> None:
-        assert self._head is not None
-        self._head.target += url
+        self._target += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        head = self._head
-        assert head is not None
-        if head.complete:
+        if self._state == _BODY:
             # A trailer field: RFC 9110 6.5.1, not merged into the headers (an Origin or a
             # Content-Type that arrives after the body must not count as one).
             return
         # RFC 9112 5.1: whitespace around a field value is not part of it (llhttp keeps
         # the trailing whitespace).
-        head.headers.append((name.decode("latin-1").lower(), value.decode("latin-1").strip(" \t")))
+        self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1").strip(" \t")))
 
     def on_headers_complete(self) -> None:
-        head = self._head
-        assert head is not None
-        head.complete = True
+        self._state = _BODY
+        self.in_head = False
         self._body_left = 0
         self._check_version()
         hosts = 0
-        for key, value in head.headers:
+        for key, value in self._headers:
             if key == "host":
                 hosts += 1
                 if hosts > 1:
@@ -258,9 +260,11 @@ class RequestParser:
         raise VersionNotSupported(f"HTTP/{version} is not supported: HTTP/1.1 or HTTP/1.0")
 
     def on_body(self, body: bytes) -> None:
-        assert self._head is not None
-        self._head.body += body
-        if len(self._head.body) > self.max_body_bytes:
+        held = self._body
+        if held is None:
+            held = self._body = bytearray()
+        held += body
+        if len(held) > self.max_body_bytes:
             raise BodyTooLarge(f"body over size limit (> {self.max_body_bytes} bytes)")
 
     def on_message_complete(self) -> None:
@@ -281,22 +285,26 @@ class RequestParser:
         self.release()  # nothing more is parsed
 
     def _build(self, upgrade: bool) -> Request:
-        head, parser = self._head, self._parser
-        assert head is not None and parser is not None
-        self._head = None
+        parser = self._parser
+        assert parser is not None  # (called back by it)
+        self._state = _IDLE
+        self.in_request = False
         self._head_bytes = 0
         self._tail = b""
-        target = head.target.decode("latin-1")
+        target = self._target.decode("latin-1")
         path, _, query = target.partition("?")
-        path = path.partition("#")[0]
+        if "#" in path:
+            path = path.partition("#")[0]
+        body, self._body = self._body, None
+        method = parser.get_method()
         return Request(
-            method=parser.get_method().decode("ascii"),
-            path=unquote(path),
-            query=query,
-            version=parser.get_http_version(),
-            headers=head.headers,
-            keep_alive=parser.should_keep_alive(),
-            body=bytes(head.body),
-            upgrade=upgrade,
+            _METHODS.get(method) or method.decode("ascii"),
+            unquote(path) if "%" in path else path,
+            query,
+            parser.get_http_version(),
+            self._headers,
+            parser.should_keep_alive(),
+            bytes(body) if body is not None else b"",
+            upgrade,
             raw_target=target,
         )

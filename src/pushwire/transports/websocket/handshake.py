@@ -7,22 +7,36 @@ error whose status the client must get (400, 403, 405, 426). `switching_protocol
 
 from __future__ import annotations
 
-import base64
 import binascii
+import hashlib
 from collections.abc import Sequence
-
-from websockets.utils import accept_key
+from typing import Final
 
 from ...errors import BadRequest, Forbidden, MethodNotAllowed, UpgradeRequired
 from ...origin import OriginPolicy
 from ...parsing import quoted
 from ...web import Request
 
-__all__ = ["check_handshake", "switching_protocols"]
+__all__ = ["accept_key", "check_handshake", "switching_protocols"]
 
 
-def _tokens(values: list[str]) -> list[str]:
-    return [token.strip().lower() for value in values for token in value.split(",")]
+#: RFC 6455 4.2.2: what the key is suffixed with before it is hashed for the accept key.
+_GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#: The 101 answer's constant lines (`switching_protocols`).
+_SWITCHING: Final = (
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Accept: "
+)
+
+
+def _has_token(values: list[str], token: str) -> bool:
+    """Whether one of the comma-separated `values` holds `token` (lower case), in any case."""
+    for value in values:
+        if value.lower() == token:  # the common case: the one token alone
+            return True
+        if any(part.strip().lower() == token for part in value.split(",")):
+            return True
+    return False
 
 
 def check_handshake(
@@ -47,30 +61,60 @@ def check_handshake(
         raise MethodNotAllowed(f"a WebSocket handshake must be GET, not {request.method}")
     if request.version != "1.1":
         raise BadRequest(f"a WebSocket handshake needs HTTP/1.1, not HTTP/{request.version}")
-    if request.header("host") is None:
+    # One pass over the headers (a handshake's cost is mostly such walks): the first Host
+    # and Origin, every value of the others.
+    host = origin = None
+    upgrades: list[str] = []
+    connections: list[str] = []
+    versions: list[str] = []
+    keys: list[str] = []
+    offers: list[str] = []
+    for name, value in request.headers:
+        if name == "host":
+            if host is None:
+                host = value
+        elif name == "upgrade":
+            upgrades.append(value)
+        elif name == "connection":
+            connections.append(value)
+        elif name == "sec-websocket-key":
+            keys.append(value)
+        elif name == "sec-websocket-version":
+            versions.append(value)
+        elif name == "origin":
+            if origin is None:
+                origin = value
+        elif name == "sec-websocket-protocol":
+            offers.append(value)
+    if host is None:
         raise BadRequest("missing Host header")
-    if "websocket" not in _tokens(request.header_values("upgrade")):
+    if not _has_token(upgrades, "websocket"):
         raise BadRequest("missing or invalid Upgrade header: expected websocket")
-    if "upgrade" not in _tokens(request.header_values("connection")):
+    if not _has_token(connections, "upgrade"):
         raise BadRequest("missing or invalid Connection header: expected Upgrade")
-    versions = request.header_values("sec-websocket-version")
     if versions != ["13"]:
         got = ", ".join(versions) or "none"
         raise UpgradeRequired(f"unsupported Sec-WebSocket-Version {got}: only 13 is supported")
-    keys = request.header_values("sec-websocket-key")
     if len(keys) != 1:
         raise BadRequest("missing or repeated Sec-WebSocket-Key header")
+    key = keys[0]
     try:
-        raw_key = base64.b64decode(keys[0].encode("ascii"), validate=True)
+        raw_key = binascii.a2b_base64(key.encode("ascii"), strict_mode=True)
     except (binascii.Error, UnicodeEncodeError):
         raw_key = b""
     if len(raw_key) != 16:
-        raise BadRequest(f"invalid Sec-WebSocket-Key {keys[0]!r}: must be 16 base64 bytes")
-    origin = request.header("origin")
-    if not policy.allows(origin, request.header("host"), any_origin=any_origin):
+        raise BadRequest(f"invalid Sec-WebSocket-Key {key!r}: must be 16 base64 bytes")
+    if origin is not None and not policy.allows(origin, host, any_origin=any_origin):
         raise Forbidden(f"origin {quoted(origin)} is not allowed")
-    offered = [t for t in _tokens(request.header_values("sec-websocket-protocol")) if t]
+    if not offers or not subprotocols:
+        return None
+    offered = [token.strip().lower() for value in offers for token in value.split(",")]
     return next((name for name in subprotocols if name.lower() in offered), None)
+
+
+def accept_key(key: str) -> bytes:
+    """The `Sec-WebSocket-Accept` value for the client's `Sec-WebSocket-Key` (RFC 6455 4.2.2)."""
+    return binascii.b2a_base64(hashlib.sha1(key.encode("latin-1") + _GUID).digest(), newline=False)
 
 
 def switching_protocols(
@@ -78,16 +122,13 @@ def switching_protocols(
 ) -> bytes:
     """The 101 answer to a request that `check_handshake` accepted; `extensions`: the
     `Sec-WebSocket-Extensions` value agreed (permessage-deflate), if any."""
-    key = request.header("sec-websocket-key") or ""
-    lines = [
-        "HTTP/1.1 101 Switching Protocols",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        f"Sec-WebSocket-Accept: {accept_key(key)}",
-    ]
+    answer = _SWITCHING + accept_key(request.header("sec-websocket-key") or "")
+    if subprotocol is None and extensions is None:
+        return answer + b"\r\n\r\n"
+    lines = [answer]
     if subprotocol is not None:
-        lines.append(f"Sec-WebSocket-Protocol: {subprotocol}")
+        lines.append(f"Sec-WebSocket-Protocol: {subprotocol}".encode("latin-1"))
     if extensions is not None:
-        lines.append(f"Sec-WebSocket-Extensions: {extensions}")
-    lines.append("\r\n")
-    return "\r\n".join(lines).encode("latin-1")
+        lines.append(f"Sec-WebSocket-Extensions: {extensions}".encode("latin-1"))
+    lines.append(b"\r\n")
+    return b"\r\n".join(lines)
