@@ -479,11 +479,11 @@ def _identity_of(result: object, proved: Identity) -> Identity:
         return Identity(result, {}, proved.grants, proved.expires, proved.forwarded)
     if isinstance(result, Identity):
         return replace(result, forwarded=proved.forwarded)
-    if isinstance(result, Mapping):
+    if type(result) is dict or isinstance(result, Mapping):  # (a dict skips the ABC check)
         user, info = result.get("user"), result.get("info", {})
         if user is not None and not isinstance(user, str):
             raise TypeError(f"connect handler's user must be str or None, not {type(user)}")
-        if not isinstance(info, Mapping):
+        if type(info) is not dict and not isinstance(info, Mapping):
             raise TypeError(f"connect handler's info must be a mapping, not {type(info)}")
         return Identity(user, info, proved.grants, proved.expires, proved.forwarded)
     raise TypeError(
