@@ -79,9 +79,15 @@ class PresenceTable:
         self._channels: dict[str, _Members] = {}
 
     def join(
-        self, channel: str, member: str, entry: bytes, expires: float = math.inf
+        self,
+        channel: str,
+        member: str,
+        entry: bytes,
+        expires: float = math.inf,
+        announce: bool = True,
     ) -> list[PresenceEvent]:
-        """Add (or refresh) a member; a `join` event when it was not there."""
+        """Add (or refresh) a member; a `join` event when it was not there (the version
+        counts it, but no event is made without `announce`: nobody would receive it)."""
         members = self._channels.get(channel)
         if members is None:
             members = self._channels[channel] = _Members()
@@ -94,10 +100,14 @@ class PresenceTable:
         if known:
             return []
         members.version += 1
+        if not announce:
+            return []
         return [PresenceEvent(channel, members.version, len(members.entries), "join", entry)]
 
-    def leave(self, channel: str, members: Iterable[str]) -> list[PresenceEvent]:
-        """Remove members; a `leave` event for each that was there."""
+    def leave(
+        self, channel: str, members: Iterable[str], announce: bool = True
+    ) -> list[PresenceEvent]:
+        """Remove members; a `leave` event for each that was there (with `announce`)."""
         state = self._channels.get(channel)
         if state is None:
             return []
@@ -107,9 +117,10 @@ class PresenceTable:
             if removed is not None:
                 state.expiries.pop(member, None)
                 state.version += 1
-                events.append(
-                    PresenceEvent(channel, state.version, len(state.entries), "leave", removed)
-                )
+                if announce:
+                    events.append(
+                        PresenceEvent(channel, state.version, len(state.entries), "leave", removed)
+                    )
         if not state.entries:
             del self._channels[channel]
         return events

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -14,7 +15,7 @@ from pushwire.broker.memory import MemoryBroker
 from pushwire.clock import ManualClock
 from pushwire.core.presence import Presence
 from pushwire.errors import PresenceInfoTooLarge
-from pushwire.presence import PresenceTable, encode_entry
+from pushwire.presence import PresenceEvent, PresenceTable, encode_entry
 from pushwire.transports.stream import NDJSON_FRAMING
 from pushwire.transports.websocket.framing import RAW_FRAMING
 from tests.helpers import RecordingTransport
@@ -74,6 +75,18 @@ def test_a_snapshot_lists_at_most_the_limit_but_counts_everyone() -> None:
     snapshot = table.snapshot("room", 3)
     assert snapshot.count == 5
     assert snapshot.entries == [entry(f"m{i}", f"u{i}") for i in range(3)]  # join order
+
+
+def test_a_change_nobody_hears_is_versioned_but_makes_no_event() -> None:
+    table = PresenceTable()
+    assert table.join("room", "a", entry("a"), announce=False) == []
+    assert table.join("room", "b", entry("b"), announce=False) == []
+    (joined,) = table.join("room", "c", entry("c"))
+    assert (joined.version, joined.count) == (3, 3)  # the unheard changes counted
+    assert table.leave("room", ["a"], announce=False) == []
+    (left,) = table.leave("room", ["b"])
+    assert (left.version, left.count) == (5, 1)
+    assert table.snapshot("room", 10).version == 5
 
 
 # -- the hub on the memory broker --------------------------------------------------------------
@@ -266,3 +279,40 @@ async def test_after_a_broker_outage_each_watcher_gets_a_fresh_snapshot_then_wha
     got = envelopes(transport)
     assert [e["type"] for e in got] == ["presence", "join"]
     assert users(got[0]) == ["lost", "w"] and got[1]["member"]["user"] == "after"
+
+
+class CountingBroker(MemoryBroker):
+    """The memory broker, counting the presence events it delivers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.delivered: list[str] = []
+
+    def attach_presence(self, deliver: Callable[[PresenceEvent], None]) -> None:
+        def counted(event: PresenceEvent) -> None:
+            self.delivered.append(event.channel)
+            deliver(event)
+
+        super().attach_presence(counted)
+
+
+async def test_a_channel_nobody_watches_makes_no_presence_event_and_a_later_watcher_sees_all() -> (
+    None
+):
+    broker = CountingBroker()
+    hub = Hub(broker)
+    quiet = [join(hub, f"q{i}", "quiet") for i in range(3)]
+    hub.close_session(quiet[0], 1000, "")
+    assert broker.delivered == []  # members, counted, but no event made: nobody watches
+    watcher = join(hub, "w", "quiet")
+    await hub.watch_presence(watcher, "quiet")
+    transport = watcher.transport
+    assert isinstance(transport, RecordingTransport)
+    (snapshot,) = envelopes(transport)
+    assert snapshot["count"] == 3 and users(snapshot) == ["q1", "q2", "w"]
+    transport.written.clear()
+    join(hub, "late", "quiet")
+    hub.close_session(quiet[1], 1000, "")
+    await asyncio.sleep(0)
+    assert broker.delivered == ["quiet", "quiet"]
+    assert [(e["type"], e["count"]) for e in envelopes(transport)] == [("join", 4), ("leave", 3)]

@@ -3,6 +3,7 @@ are (one is kept as its name); its resume secret, derived from its id unless giv
 
 from __future__ import annotations
 
+import re
 from collections.abc import Set
 
 from pushwire.core.sessions import SMALL_CHANNELS, ChannelSet, Session
@@ -65,3 +66,13 @@ def test_a_resume_secret_is_derived_from_the_id_unless_given() -> None:
     assert first.proves(first.secret) and not first.proves(second.secret)
     handed_over = Session(None, session_id=first.id, secret="kept-as-given")
     assert handed_over.secret == "kept-as-given" and not handed_over.proves(first.secret)
+
+
+def test_session_ids_are_url_safe_and_never_repeat_across_refills_of_the_random_pool() -> None:
+    sessions = [Session(None) for _ in range(1000)]  # some 6 pools of random characters
+    ids = [session.id for session in sessions]
+    public = [session.public_id for session in sessions]
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{22}", name) for name in ids)
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{12}", name) for name in public)
+    assert len(set(ids) | set(public)) == 2000
+    assert len(set("".join(ids))) > 60  # every character of the alphabet, as random ones are

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import secrets
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -43,6 +44,11 @@ __all__ = ["MESSAGE_OVERHEAD", "MemoryBroker"]
 #: deques' slots, the data object's header): counted by `history_total_bytes`.
 MESSAGE_OVERHEAD: Final = 176
 _NO_BOUND: Final = 1 << 62  # a byte bound of 0: none
+
+
+def _anyone(channel: str) -> bool:
+    """Every channel's presence events are wanted (no `attach_presence_watched`)."""
+    return True
 
 
 @dataclass(slots=True)
@@ -117,6 +123,9 @@ class MemoryBroker:
         self._streams: OrderedDict[str, _Stream] = OrderedDict()
         self._deliver: DeliverCallback | None = None
         self._deliver_presence: PresenceCallback | None = None
+        # Whether a channel has a watcher where events go (`Presence.watched`): none is made
+        # for the others (most joins).
+        self._presence_watched: Callable[[str], bool] = _anyone
         self.presence_table = PresenceTable()
         self.inboxes = MemoryInboxes(inbox, clock)
 
@@ -125,6 +134,12 @@ class MemoryBroker:
 
     def attach_presence(self, deliver: PresenceCallback) -> None:
         self._deliver_presence = deliver
+        self._presence_watched = _anyone  # (until its owner says which it wants)
+
+    def attach_presence_watched(self, watched: Callable[[str], bool]) -> None:
+        """`watched(channel)`: whether the presence callback wants `channel`'s events (its
+        hub has a watcher of it); no event is made for the others."""
+        self._presence_watched = watched
 
     def attach_resubscribed(self, callback: ResubscribedCallback) -> None:
         """Nothing to do: this broker has no connection to lose."""
@@ -307,15 +322,19 @@ class MemoryBroker:
 
     def presence_join(self, channel: str, member: str, entry: bytes) -> None:
         deliver = self._deliver_presence
+        if deliver is None or not self._presence_watched(channel):
+            self.presence_table.join(channel, member, entry, announce=False)
+            return
         for event in self.presence_table.join(channel, member, entry):
-            if deliver is not None:
-                deliver(event)
+            deliver(event)
 
     def presence_leave(self, channel: str, member: str) -> None:
         deliver = self._deliver_presence
+        if deliver is None or not self._presence_watched(channel):
+            self.presence_table.leave(channel, (member,), announce=False)
+            return
         for event in self.presence_table.leave(channel, (member,)):
-            if deliver is not None:
-                deliver(event)
+            deliver(event)
 
     async def presence(self, channel: str, limit: int) -> PresenceSnapshot:
         return self.presence_table.snapshot(channel, limit)

@@ -154,6 +154,8 @@ class Hub:
 
         self.broker.attach(self.channels.deliver)
         self.broker.attach_presence(self._presence.event)
+        if isinstance(self.broker, MemoryBroker):  # its events reach this process only
+            self.broker.attach_presence_watched(self._presence.watched)
         self.direct.attach_direct(self.direct_messages.deliver)
         # A broker that can lose its connection says which channels may have gaps.
         self.broker.attach_resubscribed(self._resubscribed)

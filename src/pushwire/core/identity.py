@@ -27,9 +27,9 @@ behind it lives in `pushwire.auth.proxy`).
 from __future__ import annotations
 
 import inspect
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any, Final
 
 import orjson
@@ -52,8 +52,8 @@ from ..errors import (
     UserIdTooLong,
 )
 from ..message import Data
-from ..parsing import quoted
 from .backend import Proxy
+from .channelname import check_channel
 from .sessions import Session
 from .tasks import maybe_await
 
@@ -68,7 +68,6 @@ __all__ = [
     "check_channel",
 ]
 
-_CHANNEL_NAME: Final = re.compile(r"[A-Za-z0-9_\-.:@#$,]+")
 #: What a connect handler answers at once, mostly (`Access.connect_started`).
 _PLAIN_ANSWERS: Final = (dict, str, type(None))
 #: A connect's refusals (logged once through `refusals`).
@@ -110,24 +109,12 @@ class Identity:
     forwarded: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
 
+#: What an open server proves before its connect handler names the user (`connect_started`).
+_OPEN: Final = Identity(None, forwarded=MappingProxyType({}))
+
 ConnectHandler = Callable[[ConnectRequest], Any]
 SubscribeHandler = Callable[[Session, str], "bool | Awaitable[bool | None] | None"]
 PublishHandler = Callable[[Session, str, Data], "bool | Awaitable[bool | None] | None"]
-
-
-def check_channel(channel: object, max_length: int) -> str:
-    """The channel name if valid: 1 to `max_length` characters of `[A-Za-z0-9_-.:@#$,]`.
-
-    Raises:
-        BadRequest: anything else.
-    """
-    if (
-        not isinstance(channel, str)
-        or not 0 < len(channel) <= max_length
-        or not _CHANNEL_NAME.fullmatch(channel)
-    ):
-        raise BadRequest(f"invalid channel name {quoted(channel)}")
-    return channel
 
 
 class Access:
@@ -228,8 +215,12 @@ class Access:
         if self._connect_proxy is not None or self.admin is not None:
             return self.connect(request)
         try:
-            request, identity = self._prepared(request, self._proved(request))
             handler = self.connect_handler
+            if handler is not None and self.tokens is None and self._subscribe_proxy is None:
+                identity = _OPEN  # open: its handler names the user (the claim still bounded)
+                self._bounded_user(request.user)
+            else:
+                request, identity = self._prepared(request, self._proved(request))
             if handler is None:
                 return self._checked(identity)
             result = handler(request)  # (a plain answer skips `isawaitable`'s ABC check)
@@ -488,11 +479,11 @@ def _identity_of(result: object, proved: Identity) -> Identity:
         return Identity(result, {}, proved.grants, proved.expires, proved.forwarded)
     if isinstance(result, Identity):
         return replace(result, forwarded=proved.forwarded)
-    if isinstance(result, Mapping):
+    if type(result) is dict or isinstance(result, Mapping):  # (a dict skips the ABC check)
         user, info = result.get("user"), result.get("info", {})
         if user is not None and not isinstance(user, str):
             raise TypeError(f"connect handler's user must be str or None, not {type(user)}")
-        if not isinstance(info, Mapping):
+        if type(info) is not dict and not isinstance(info, Mapping):
             raise TypeError(f"connect handler's info must be a mapping, not {type(info)}")
         return Identity(user, info, proved.grants, proved.expires, proved.forwarded)
     raise TypeError(

@@ -150,6 +150,11 @@ class Presence:
 
     # -- events -----------------------------------------------------------------------------
 
+    def watched(self, channel: str) -> bool:
+        """Whether a session here watches `channel` (or a snapshot of it is being read):
+        `event` drops the others' events."""
+        return channel in self._watched
+
     def event(self, event: PresenceEvent) -> None:
         """The broker reports a join or leave: it goes out at the end of this turn."""
         watched = self._watched.get(event.channel)

@@ -49,33 +49,39 @@ _NO_INFO: Mapping[str, Any] = {}
 
 #: Standard base64 to its URL-safe alphabet (RFC 4648 5).
 _URL_SAFE: Final = bytes.maketrans(b"+/", b"-_")
-#: Random bytes drawn from the OS at once for the ids of this many sessions or so: two
-#: `getrandom` calls a session were a few percent of a WebSocket handshake (py-spy).
-_POOL_SIZE: Final = 4096
+#: Random bytes drawn from the OS at once (a multiple of 3: no padding), for the ids of a
+#: hundred sessions or so: two `getrandom` calls a session were a few percent of a WebSocket
+#: handshake (py-spy).
+_POOL_SIZE: Final = 4095
 
 
 class _RandomPool:
-    """Bytes of the OS's CSPRNG (`os.urandom`), drawn `_POOL_SIZE` at a time and each handed
-    out once (under a lock: hubs in several threads never share bytes). A forked child
-    starts with an empty pool (it must not repeat its parent's)."""
+    """Random URL-safe base64 characters (each 6 bits of the OS's CSPRNG, `os.urandom`),
+    encoded `_POOL_SIZE` bytes at a time and each handed out once (under a lock: hubs in
+    several threads never share them). Encoding once per pool, not once per id, was a few
+    percent of a WebSocket handshake (py-spy). A forked child starts with an empty pool (it
+    must not repeat its parent's)."""
 
-    __slots__ = ("_bytes", "_lock", "_used")
+    __slots__ = ("_lock", "_text", "_used")
 
     def __init__(self) -> None:
-        self._bytes = b""
+        self._text = ""
         self._used = 0
         self._lock = threading.Lock()
 
-    def take(self, size: int) -> bytes:
+    def take(self, size: int) -> str:
+        """`size` random characters of `[A-Za-z0-9_-]`."""
         with self._lock:
             used = self._used
-            if used + size > len(self._bytes):
-                self._bytes, used = os.urandom(max(_POOL_SIZE, size)), 0
+            if used + size > len(self._text):
+                drawn = os.urandom(max(_POOL_SIZE, size))
+                encoded = binascii.b2a_base64(drawn, newline=False).translate(_URL_SAFE)
+                self._text, used = encoded.decode("ascii"), 0
             self._used = used + size
-            return self._bytes[used : used + size]
+            return self._text[used : used + size]
 
     def forget(self) -> None:
-        self._bytes, self._used = b"", 0
+        self._text, self._used = "", 0
         self._lock = threading.Lock()  # (a fork may have copied it held)
 
 
@@ -84,20 +90,19 @@ os.register_at_fork(after_in_child=_POOL.forget)
 
 
 def _random_text(size: int) -> str:
-    """`size` random bytes (the OS's CSPRNG) as unpadded URL-safe base64, as
-    `secrets.token_urlsafe` makes it, with fewer calls and system calls."""
-    text = binascii.b2a_base64(_POOL.take(size), newline=False).translate(_URL_SAFE)
-    return text.rstrip(b"=").decode("ascii")
+    """`size` random characters of URL-safe base64 (6 bits each, the OS's CSPRNG), as long
+    as `secrets.token_urlsafe` makes them for a given number of bytes."""
+    return _POOL.take(size)
 
 
 def new_session_id() -> str:
-    """128 random bits, URL-safe base64 (22 characters): unguessable."""
-    return _random_text(16)
+    """132 random bits, URL-safe base64 (22 characters): unguessable."""
+    return _random_text(22)
 
 
 def new_secret() -> str:
-    """128 random bits, URL-safe base64 (22 characters): a session's resume secret."""
-    return _random_text(16)
+    """132 random bits, URL-safe base64 (22 characters): a session's resume secret."""
+    return _random_text(22)
 
 
 #: The key of the resume secrets this process derives (`derived_secret`): random, never shown.
@@ -115,7 +120,7 @@ def derived_secret(session_id: str) -> str:
 
 def new_public_id() -> str:
     """72 random bits, URL-safe base64 (12 characters): names a session to others."""
-    return _random_text(9)
+    return _random_text(12)
 
 
 #: Channels a `ChannelSet` keeps in a tuple; past them, in a set (a tuple's `in` and
