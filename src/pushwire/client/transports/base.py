@@ -3,9 +3,10 @@ size bounds, and the JSON text form the text transports share."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from ..errors import ConnectionLost
 
@@ -23,6 +24,7 @@ __all__ = [
 
 Envelope = dict[str, Any]
 Item = tuple[Envelope, bytes | None]
+_T = TypeVar("_T")
 
 #: Bytes of one HTTP response head the client accepts.
 MAX_HEAD: Final = 64 * 1024
@@ -59,6 +61,32 @@ class ClientTransport:
 
     async def close(self, code: int = 1000) -> None:
         """End the connection (no `ConnectionLost` is raised for it)."""
+        raise NotImplementedError
+
+    async def _until_done_or_silent(self, read: asyncio.Future[_T]) -> None:
+        """Wait for `read` (a read the transport keeps across cancelled `receive()`s); a
+        `ping` after each `heartbeat` without it, and after SILENT_HEARTBEATS of them the
+        connection is dropped (`_drop_silent`) and lost. No heartbeat known yet (before the
+        welcome): wait as long as it takes."""
+        silent = 0
+        while not read.done():
+            await asyncio.wait({read}, timeout=self.heartbeat)
+            if read.done():
+                return
+            silent += 1
+            if silent >= SILENT_HEARTBEATS:
+                await self._drop_silent()
+                raise ConnectionLost(
+                    1006, f"{self.name}: nothing for {silent} heartbeats of {self.heartbeat:g} s"
+                )
+            self._ping()
+
+    def _ping(self) -> None:
+        """Ask the server for a sign of life without waiting (`_until_done_or_silent`)."""
+        raise NotImplementedError
+
+    async def _drop_silent(self) -> None:
+        """End a connection taken for dead (`_until_done_or_silent`)."""
         raise NotImplementedError
 
     def _learn(self, envelope: Envelope) -> None:

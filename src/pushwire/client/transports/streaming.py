@@ -73,23 +73,15 @@ class _StreamingTransport(HttpTransport):
         if self.chunk is None:
             self.chunk = asyncio.ensure_future(read_chunk(reader))
         chunk = self.chunk
-        silent = 0
-        while not chunk.done():
-            await asyncio.wait({chunk}, timeout=self.heartbeat)
-            if chunk.done():
-                break
-            silent += 1
-            if silent >= SILENT_HEARTBEATS:
-                self.downstream.close()  # its read ends with the connection
-                raise ConnectionLost(
-                    1006, f"{self.name}: nothing for {silent} heartbeats of {self.heartbeat:g} s"
-                )
-            self._ping()
+        await self._until_done_or_silent(chunk)
         self.chunk = None
         try:
             return chunk.result()
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
             raise ConnectionLost(1006, "stream ended") from exc
+
+    async def _drop_silent(self) -> None:
+        self.downstream.close()  # its read ends with the connection
 
     def _ping(self) -> None:
         if self.pinging is None or self.pinging.done():

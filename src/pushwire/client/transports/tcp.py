@@ -17,7 +17,6 @@ import struct
 from ..errors import ConnectionLost
 from .base import (
     MAX_FRAME,
-    SILENT_HEARTBEATS,
     ClientTransport,
     Envelope,
     Item,
@@ -100,22 +99,14 @@ class TcpTransport(ClientTransport):
         if self.frame is None:
             self.frame = asyncio.ensure_future(_read_frame(reader))
         frame = self.frame
-        silent = 0
-        while not frame.done():
-            await asyncio.wait({frame}, timeout=self.heartbeat)
-            if frame.done():
-                break
-            silent += 1
-            if silent >= SILENT_HEARTBEATS:
-                await self.close(1006)
-                raise ConnectionLost(
-                    1006, f"tcp: nothing for {silent} heartbeats of {self.heartbeat:g} s"
-                )
-            self._ping()
+        await self._until_done_or_silent(frame)
         self.frame = None
         if frame.cancelled():  # close() while it waited
             raise ConnectionLost(1006, "connection closed")
         return frame.result()
+
+    async def _drop_silent(self) -> None:
+        await self.close(1006)
 
     def _ping(self) -> None:
         """A `ping`, written without waiting: the server answers `pong` if the link lives."""
