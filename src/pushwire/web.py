@@ -176,6 +176,8 @@ class WebSocketAccept:
     subprotocol: str | None
     envelope: bool
     make_receiver: Callable[[Transport], Receiver]
+    #: The client's `Sec-WebSocket-Key`, as the app checked it ("": the door reads it).
+    key: str = ""
 
 
 #: What the app answers a plain HTTP request with (an awaitable when it must wait: a

@@ -440,7 +440,7 @@ class HttpConnection(OneTimer, asyncio.Protocol):
             deflate=deflate,
         )
         extensions = deflate.response if deflate is not None else None
-        transport.write(switching_protocols(request, accept.subprotocol, extensions))
+        transport.write(switching_protocols(accept.key or request, accept.subprotocol, extensions))
         if door.access_log:
             access(request.method, request.path, request.query, 101, None, self.remote)
         transport.set_protocol(websocket)

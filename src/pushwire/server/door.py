@@ -13,12 +13,12 @@ from typing import Final, Protocol, cast
 
 from ..clock import Clock, OneTimer, Timer
 from ..config import Config
-from ..ratelimit import Networks, address_key, client_address
+from ..ratelimit import Networks, address_key, client_address, is_loopback
 from ..transports.websocket.connection import PingSweep
 from ..web import Application, Request
 from .fdlimit import connection_bound
 from .stream import HeartbeatSweep
-from .tls import is_loopback, secure
+from .tls import secure
 
 __all__ = ["DEFER_TIMEOUTS", "Door", "Served"]
 
