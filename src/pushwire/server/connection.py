@@ -62,7 +62,9 @@ class HttpConnection(OneTimer, asyncio.Protocol):
     )
 
     def __init__(self, door: Door) -> None:
-        self._init_timer()
+        # (`_init_timer`, inline: a connection is made per accept)
+        self.timer = self.timer_callback = None
+        self.timer_armed = self.timer_due = 0.0
         self.door = door
         config = door.config
         self.transport: asyncio.Transport | None = None
@@ -93,9 +95,10 @@ class HttpConnection(OneTimer, asyncio.Protocol):
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
         peer = transport.get_extra_info("peername")
-        self.remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else None
-        # Interned: the connections from one address (a proxy, a NAT) share its string.
-        self.peer = sys.intern(peer[0]) if isinstance(peer, tuple) else None
+        if isinstance(peer, tuple):
+            # Interned: the connections from one address (a proxy, a NAT) share its string.
+            ip = self.peer = sys.intern(peer[0])
+            self.remote = f"{ip}:{peer[1]}"
         door = self.door
         refusal = door.opened(self, self.peer)
         if refusal is not None:
@@ -120,7 +123,7 @@ class HttpConnection(OneTimer, asyncio.Protocol):
     def _serve(self, transport: asyncio.Transport) -> None:
         door = self.door
         config = door.config
-        transport.set_write_buffer_limits(high=config.max_write_buffer)
+        transport.set_write_buffer_limits(config.max_write_buffer)
         # Armed by the door a little later, if no request came by then.
         door.defer_timeout(self, config.keepalive_timeout, self._idle_timeout)
 
