@@ -9,13 +9,26 @@ from __future__ import annotations
 
 import binascii
 import hashlib
-from collections.abc import Sequence
-from typing import Final
+import importlib
+from collections.abc import Callable, Sequence
+from typing import Final, cast
 
 from ...errors import BadRequest, Forbidden, MethodNotAllowed, UpgradeRequired
 from ...origin import OriginPolicy
 from ...parsing import quoted
 from ...web import Request
+
+
+def _own_sha1() -> Callable[[bytes], hashlib._Hash]:
+    """CPython's own SHA-1 when it has one: `hashlib.sha1` fetches OpenSSL's implementation
+    by name on every call (OpenSSL 3: a locked lookup), half of an accept key's cost (py-spy)."""
+    try:
+        return cast(Callable[[bytes], "hashlib._Hash"], importlib.import_module("_sha1").sha1)
+    except ImportError:  # pragma: no cover (another Python)
+        return hashlib.sha1
+
+
+_sha1: Final = _own_sha1()
 
 __all__ = ["accept_key", "check_handshake", "read_handshake", "switching_protocols"]
 
@@ -129,7 +142,7 @@ def read_handshake(
 
 def accept_key(key: str) -> bytes:
     """The `Sec-WebSocket-Accept` value for the client's `Sec-WebSocket-Key` (RFC 6455 4.2.2)."""
-    return binascii.b2a_base64(hashlib.sha1(key.encode("latin-1") + _GUID).digest(), newline=False)
+    return binascii.b2a_base64(_sha1(key.encode("latin-1") + _GUID).digest(), newline=False)
 
 
 def switching_protocols(
