@@ -8,9 +8,9 @@ header timeout, body timeout, keep-alive idle timeout (a stream's heartbeats are
 `HeartbeatSweep`, one timer for all). Pipelined requests are answered in order; a request
 that cannot be parsed is answered (after those before it) and the connection closed.
 
-An accepted WebSocket upgrade hands the socket over: after the 101 the connection's asyncio
-protocol is the WebSocket transport (`transports.websocket.connection`), and this object is
-gone.
+An accepted WebSocket upgrade hands the socket over: after the 101 the socket's events go to
+the WebSocket transport (`transports.websocket.connection`; the loop's protocol is the
+connection's `Wire`), and this object is gone.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from ..web import Request, Response, StreamResponse
 from .door import Door
 from .parser import RequestParser
 from .stream import HttpStream
+from .wire import Wire
 
 __all__ = ["HttpConnection"]
 
@@ -446,7 +447,11 @@ class HttpConnection(OneTimer, asyncio.Protocol):
         transport.write(switching_protocols(accept.key or request, accept.subprotocol, extensions))
         if door.access_log:
             access(request.method, request.path, request.query, 101, None, self.remote)
-        transport.set_protocol(websocket)
+        wire = transport.get_protocol()
+        if isinstance(wire, Wire):
+            wire.to = websocket  # (the loop keeps calling the same object: `Wire`)
+        else:
+            transport.set_protocol(websocket)  # a TLS connection's: no reading restarted
         door.handed_over(self, websocket)
         websocket.start(accept.make_receiver, request.upgrade_data)
 
