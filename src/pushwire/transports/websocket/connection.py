@@ -185,6 +185,11 @@ class WebSocketTransport(SocketTransport):
     def _incomplete(self) -> int:
         return self.ws.held_bytes
 
+    def buffered(self) -> int:
+        # `SocketTransport.buffered` in one frame: the memory budget asks every connection
+        # each `memory_budget_interval` (a walk of all of them).
+        return self.socket.get_write_buffer_size() + self.ws.held_bytes
+
     def _gone(self) -> None:
         self.write = _dropped
         self.pings.discard(self)
