@@ -129,6 +129,17 @@ def _channel_endpoint(channel: str) -> Endpoint:
     return Endpoint("channel", channel=sys.intern(channel))
 
 
+def _handler(
+    kind: type[RawHandler | EnvelopeHandler],
+    hub: Hub,
+    endpoint: Endpoint,
+    client: ClientInfo,
+    transport: Transport,
+) -> Receiver:
+    """A WebSocket client's handler, once its transport is made (`App.websocket`)."""
+    return kind(hub, endpoint, transport, client)
+
+
 class App:
     """Routes HTTP requests, WebSocket upgrades and TCP clients to the hub."""
 
@@ -339,13 +350,9 @@ class App:
             True,  # handshaken: counted just above
         )
         envelope = subprotocol == SUBPROTOCOL
-        hub = self.hub
-
-        def make_receiver(transport: Transport) -> Receiver:
-            if envelope:
-                return EnvelopeHandler(hub, endpoint, transport, client)
-            return RawHandler(hub, endpoint, transport, client)
-
+        handler = EnvelopeHandler if envelope else RawHandler
+        # (a partial: one object, where a closure over four names was five)
+        make_receiver = functools.partial(_handler, handler, self.hub, endpoint, client)
         return WebSocketAccept(subprotocol, envelope, make_receiver, key)
 
     def _ws_endpoint(self, path: str) -> Endpoint:

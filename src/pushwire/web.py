@@ -168,10 +168,12 @@ class StreamResponse:
         self.max_bytes = max_bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WebSocketAccept:
     """An upgrade the app takes: the subprotocol chosen (or None), whether messages travel
-    as pushwire.v1 envelopes (`envelope`) or raw, and what receives the client's messages."""
+    as pushwire.v1 envelopes (`envelope`) or raw, and what receives the client's messages.
+    (Not frozen: one is made per handshake, and a frozen dataclass writes each field through
+    `object.__setattr__`.)"""
 
     subprotocol: str | None
     envelope: bool

@@ -436,13 +436,7 @@ class HttpConnection(OneTimer, asyncio.Protocol):
                     deflate.server_max_window_bits,
                     config.websocket_compression_threshold,
                 )
-        websocket = WebSocketTransport(
-            transport,
-            framing=framing,
-            pings=door.pings,
-            remote=self.remote,
-            deflate=deflate,
-        )
+        websocket = WebSocketTransport(transport, framing, door.pings, self.remote, deflate)
         extensions = deflate.response if deflate is not None else None
         transport.write(switching_protocols(accept.key or request, accept.subprotocol, extensions))
         if door.access_log:

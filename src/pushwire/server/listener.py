@@ -111,6 +111,7 @@ class Server:
         `tcp_sock`, or `tcp_port` if set)."""
         loop = asyncio.get_running_loop()
         config, door = self.config, self.door
+
         # TLS is not the listener's: each connection runs its handshake once counted
         # (`Door.handshake`), so handshakes count against max_connections and header_timeout.
         def connection() -> Wire:

@@ -71,12 +71,12 @@ class WebSocketTransport(SocketTransport):
     def __init__(
         self,
         socket: asyncio.Transport,
-        *,
         framing: Framing,
         pings: PingSweep,
         remote: str | None = None,
         deflate: DeflateParams | None = None,
     ) -> None:
+        # (positional: a class called with keywords builds a dict for them, per connection)
         self._init_socket(socket)
         self.framing = framing
         self.pings = pings
