@@ -18,6 +18,7 @@ from dataclasses import astuple
 import pytest
 
 from pushwire.errors import RemoteError
+from pushwire.server import head as head_module
 from pushwire.server.head import parse_head
 from pushwire.server.parser import RequestParser
 from pushwire.web import Request
@@ -322,3 +323,14 @@ def mutate(rng: random.Random, head: bytes) -> bytes:
     if rng.randrange(3) == 0:
         data += rng.choice(AFTER)
     return bytes(data)
+
+
+def test_the_memo_of_header_lines_stays_bounded_whatever_the_lines() -> None:
+    for index in range(3 * head_module._FIELDS_KEPT):
+        line = b"X-%d: %d" % (index, index)
+        long_line = b"X-Long: " + b"v" * head_module._FIELD_KEPT_LENGTH
+        request = parse_head(b"GET / HTTP/1.1\r\n%b\r\n%b\r\n\r\n" % (line, long_line))
+        assert request is not None
+        assert request.headers == [(f"x-{index}", f"{index}"), ("x-long", "v" * 200)]
+        assert len(head_module._FIELDS) <= head_module._FIELDS_KEPT
+    assert all(len(line) <= head_module._FIELD_KEPT_LENGTH for line in head_module._FIELDS)

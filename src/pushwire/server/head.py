@@ -23,9 +23,12 @@ tests/server/test_head.py:
   value is a comma-separated list; an element that, stripped of SP and HTAB and compared
   without ASCII case, is `close`, `keep-alive` or `upgrade` sets that flag (`close foo`,
   `closed` set none);
-- upgrade: an Upgrade header with a non-empty value, and the `upgrade` flag;
+- upgrade: an Upgrade header and the `upgrade` flag (llhttp takes an Upgrade header with an
+  empty value as none: such heads are left to it);
 - keep-alive: HTTP/1.1 without the `close` flag; HTTP/1.0 with the `keep-alive` flag (the other
   flags do not matter). The same for an upgrade.
+
+Bounds are the caller's: `RequestParser` asks only for a head within `max_header_bytes`.
 """
 
 from __future__ import annotations
@@ -48,11 +51,15 @@ _CHECKED: Final = bytes(
 )
 
 _TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-#: Header names seen, each with its lower-case form: a dict lookup instead of a check and a
-#: `lower()` per header. Bounded: names are the client's; past the bound each is checked.
-_NAMES: dict[str, str] = {}
-_NAMES_KEPT: Final = 256
-_NAME_KEPT_LENGTH: Final = 64
+#: Header lines seen, each as its (name in lower case, value) pair: a handshake's lines are
+#: mostly those of the handshakes before it (Host, Upgrade, Connection...), and a dict lookup
+#: is a third of splitting and checking one. The lines are the clients': the memo is
+#: bounded in lines and in line length, and emptied when full.
+_FIELDS: dict[str, tuple[str, str]] = {}
+_FIELDS_KEPT: Final = 512
+_FIELD_KEPT_LENGTH: Final = 200
+#: Fields never kept: each is new (RFC 6455 4.1: a nonce per handshake).
+_UNIQUE: Final = frozenset(("sec-websocket-key",))
 
 #: The headers llhttp reads itself; any other name is only passed on.
 _SPECIAL: Final = frozenset(
@@ -86,14 +93,12 @@ def parse_head(head: bytes) -> Request | None:
     headers = []
     special = []
     for line in lines[1:-2]:  # the last two: the empty line, and nothing after it
-        name, colon, value = line.partition(":")
-        key = _NAMES.get(name) or _key(name)
-        if not key or not colon:
+        field = _FIELDS.get(line) or _field(line)
+        if field is None:
             return None
-        value = value.strip(" \t")
-        headers.append((key, value))
-        if key in _SPECIAL:
-            special.append((key, value))
+        headers.append(field)
+        if field[0] in _SPECIAL:
+            special.append(field)
     hosts = 0
     upgrade_header = close = keep_alive = upgrade = False
     for key, value in special:
@@ -131,11 +136,15 @@ def parse_head(head: bytes) -> Request | None:
     )
 
 
-def _key(name: str) -> str:
-    """`name` in lower case if it is a token, else ""."""
-    if _TOKEN.fullmatch(name) is None:
-        return ""
-    key = name.lower()
-    if len(_NAMES) < _NAMES_KEPT and len(name) <= _NAME_KEPT_LENGTH:
-        _NAMES[name] = key
-    return key
+def _field(line: str) -> tuple[str, str] | None:
+    """The (name in lower case, value) of a header line; None if it is not `token ":" value`
+    (the value's bytes are checked before)."""
+    name, colon, value = line.partition(":")
+    if not colon or _TOKEN.fullmatch(name) is None:
+        return None
+    field = (name.lower(), value.strip(" \t"))
+    if len(line) <= _FIELD_KEPT_LENGTH and field[0] not in _UNIQUE:
+        if len(_FIELDS) >= _FIELDS_KEPT:
+            _FIELDS.clear()
+        _FIELDS[line] = field
+    return field

@@ -4,6 +4,10 @@ Sans-I/O: `RequestParser` owns no socket and reads no clock. The server feeds it
 socket delivered and acts on the requests it returns. Bounds: `max_header_bytes` (431) and
 `max_body_bytes` (413) are checked here as the bytes arrive, so an oversized request is refused
 before it is buffered whole.
+
+A whole head fed in one piece between requests (a WebSocket handshake's, most polls') is
+first offered to `head.parse_head`, which takes the common forms without llhttp, several
+times faster; whatever it is not sure of, llhttp parses from the start.
 """
 
 from __future__ import annotations
