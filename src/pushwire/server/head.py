@@ -58,6 +58,9 @@ _TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _FIELDS: dict[str, tuple[str, str]] = {}
 _FIELDS_KEPT: Final = 512
 _FIELD_KEPT_LENGTH: Final = 200
+#: Header names seen (of lines not kept, a WebSocket key's), each with its lower-case form:
+#: bounded the same way, and never emptied (names repeat: at worst one is checked again).
+_NAMES: dict[str, str] = {}
 #: Fields never kept: each is new (RFC 6455 4.1: a nonce per handshake).
 _UNIQUE: Final = frozenset(("sec-websocket-key",))
 
@@ -140,9 +143,16 @@ def _field(line: str) -> tuple[str, str] | None:
     """The (name in lower case, value) of a header line; None if it is not `token ":" value`
     (the value's bytes are checked before)."""
     name, colon, value = line.partition(":")
-    if not colon or _TOKEN.fullmatch(name) is None:
+    key = _NAMES.get(name)
+    if key is None:
+        if _TOKEN.fullmatch(name) is None:
+            return None
+        key = name.lower()
+        if len(_NAMES) < _FIELDS_KEPT and len(name) <= _FIELD_KEPT_LENGTH:
+            _NAMES[name] = key
+    if not colon:
         return None
-    field = (name.lower(), value.strip(" \t"))
+    field = (key, value.strip(" \t"))
     if len(line) <= _FIELD_KEPT_LENGTH and field[0] not in _UNIQUE:
         if len(_FIELDS) >= _FIELDS_KEPT:
             _FIELDS.clear()
