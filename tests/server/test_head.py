@@ -334,3 +334,23 @@ def test_the_memo_of_header_lines_stays_bounded_whatever_the_lines() -> None:
         assert request.headers == [(f"x-{index}", f"{index}"), ("x-long", "v" * 200)]
         assert len(head_module._FIELDS) <= head_module._FIELDS_KEPT
     assert all(len(line) <= head_module._FIELD_KEPT_LENGTH for line in head_module._FIELDS)
+
+
+def test_credentials_and_websocket_keys_are_never_kept_in_the_memo() -> None:
+    """The memo of header lines is the process's: a client's token or cookie must not stay in
+    it after its request (nor a handshake's nonce, new each time)."""
+    secret_lines = [
+        b"Authorization: Bearer not-a-real-token",
+        b"Proxy-Authorization: Basic dXNlcjpwYXNz",
+        b"Cookie: pushwire_token=also-secret",
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+    ]
+    head = b"GET /ws/room HTTP/1.1\r\nHost: a\r\n" + b"".join(x + b"\r\n" for x in secret_lines)
+    request = parse_head(head + b"\r\n")
+    assert request is not None
+    assert ("authorization", "Bearer not-a-real-token") in request.headers
+    assert ("cookie", "pushwire_token=also-secret") in request.headers
+    kept = " ".join(head_module._FIELDS)
+    for secret in ("not-a-real-token", "dXNlcjpwYXNz", "also-secret", "dGhlIHNhbXBsZSBub25jZQ"):
+        assert secret not in kept
+    assert "Host: a" in head_module._FIELDS  # (the memo does keep the rest)

@@ -61,8 +61,9 @@ _FIELD_KEPT_LENGTH: Final = 200
 #: Header names seen (of lines not kept, a WebSocket key's), each with its lower-case form:
 #: bounded the same way, and never emptied (names repeat: at worst one is checked again).
 _NAMES: dict[str, str] = {}
-#: Fields never kept: each is new (RFC 6455 4.1: a nonce per handshake).
-_UNIQUE: Final = frozenset(("sec-websocket-key",))
+#: Fields never kept: each is new (RFC 6455 4.1: a nonce per handshake), or a credential,
+#: which must not outlive its request in a process-wide memo.
+_UNIQUE: Final = frozenset(("sec-websocket-key", "authorization", "proxy-authorization", "cookie"))
 
 #: The headers llhttp reads itself; any other name is only passed on.
 _SPECIAL: Final = frozenset(
