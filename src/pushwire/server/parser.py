@@ -116,10 +116,17 @@ class RequestParser:
         """Feed bytes from the socket."""
         if self.upgraded:
             parsed = 0
-        else:
+        elif (
+            self._state == _IDLE
+            and not self._head_bytes  # (empty lines before a request line: llhttp's)
+            and not self._tail
+            and not self.finished
+        ):
             parsed = self._take_heads(data)
             if parsed < len(data) and not self.finished and not self.upgraded:
                 parsed += self._parse(data[parsed:] if parsed else data)
+        else:
+            parsed = self._parse(data)
         if self.upgraded and parsed < len(data):
             # Already the new protocol: the server hands it over when it switches.
             request = self._upgrade_request
@@ -127,35 +134,48 @@ class RequestParser:
             request.upgrade_data += data[parsed:]
 
     def _take_heads(self, data: bytes) -> int:
-        """The fast path (`head.parse_head`): while nothing of a request is held and `data`
-        holds a whole head this parser is sure of, take it without llhttp; how many bytes
-        were taken. What it leaves is llhttp's, from the start of a request (llhttp is then
-        between requests too: it has been fed only whole requests or nothing)."""
-        position, size = 0, len(data)
-        while (
-            position < size
-            and self._state == _IDLE
-            and not self._head_bytes  # (empty lines before a request line: llhttp's)
-            and not self._tail
-            and not self.finished
-        ):
+        """The fast path (`head.parse_head`), from between requests while nothing of a
+        request is held: the whole heads of `data` this parser is sure of are taken without
+        llhttp; how many bytes were taken. What it leaves is llhttp's, from the start of a
+        request (llhttp is then between requests too: it has been fed only whole requests or
+        nothing)."""
+        size = len(data)
+        if data[-4:] == _END_OF_HEAD and size <= self.max_header_bytes:
+            # The common read: one whole head (a WebSocket handshake's, a poll's), tried
+            # first whole (parse_head refuses more than one head).
+            request = parse_head(data)
+            if request is not None:
+                self._events.append(request)
+                if request.upgrade:
+                    self.upgraded = True
+                    self._upgrade_request = request
+                    self.release()  # nothing more is parsed
+                else:
+                    self.finished = not request.keep_alive
+                return size
+            tried = True
+        else:
+            tried = False
+        position = 0
+        while position < size and not self.finished:
             end = data.find(_END_OF_HEAD, position)
             if end < 0 or end + 4 - position > self.max_header_bytes:
                 break
             end += 4
-            request = parse_head(data if position == 0 and end == size else data[position:end])
+            if tried and end == size and position == 0:
+                break  # (refused above)
+            request = parse_head(data[position:end] if position or end < size else data)
             if request is None:
                 break
             position = end
+            self._events.append(request)
             if request.upgrade:
                 self.upgraded = True
                 request.upgrade_data = data[end:] if end < size else b""
                 self._upgrade_request = request
-                self._events.append(request)
                 self.release()  # nothing more is parsed
                 return size
             self.finished = not request.keep_alive
-            self._events.append(request)
         return position
 
     def _parse(self, data: bytes) -> int:
