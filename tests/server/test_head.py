@@ -113,8 +113,10 @@ CONNECTIONS = [
 ]
 
 #: Places in `WEBSOCKET` where any byte is tried (after the prefix of that length).
+#: (96 on: around and in the key's line, which a known client's handshake is cut at.)
 PLACES = [
     0, 1, 3, 4, 5, 8, 13, 24, 25, 31, 34, 35, 36, 40, 41, 42, 44, 54, 56, 60, 62,
+    96, 97, 98, 115, 116, 117, 130, 140, 141, 142, 143,
     len(WEBSOCKET) - 3, len(WEBSOCKET) - 2, len(WEBSOCKET) - 1,
 ]  # fmt: skip
 
@@ -141,9 +143,9 @@ VERSIONS = [
 AFTER = [b"", b"\x81\x85abcde", NEXT, b"GET /two HTTP/1.1\r\n", b"garbage\r\n\r\n", b"\r\n"]
 
 
-def outcome(pieces: list[bytes]) -> Outcome:
+def outcome(pieces: list[bytes], max_header: int = MAX_HEADER) -> Outcome:
     """What a parser makes of `pieces`, fed one `receive_data` call each."""
-    parser = RequestParser(MAX_HEADER, MAX_BODY)
+    parser = RequestParser(max_header, MAX_BODY)
     requests: list[Request] = []  # (an upgrade's upgrade_data grows with later feeds)
     try:
         for piece in pieces:
@@ -241,6 +243,7 @@ def test_the_fast_path_flags_upgrade_and_keep_alive_as_llhttp_does() -> None:
 
 
 def test_any_byte_anywhere_in_a_head_is_taken_only_as_llhttp_takes_it() -> None:
+    assert compare(WEBSOCKET)  # (its block kept: a byte in its request line or key is cut out)
     taken = refused = 0
     for place in PLACES:
         for byte in range(256):
@@ -354,3 +357,120 @@ def test_credentials_and_websocket_keys_are_never_kept_in_the_memo() -> None:
     for secret in ("not-a-real-token", "dXNlcjpwYXNz", "also-secret", "dGhlIHNhbXBsZSBub25jZQ"):
         assert secret not in kept
     assert "Host: a" in head_module._FIELDS  # (the memo does keep the rest)
+
+
+#: Handshakes of one client program each: the same lines but for the target and the key.
+HANDSHAKES = [
+    WEBSOCKET,
+    BROWSER.replace(b'Cookie: a=1; b="two"\r\n', b""),
+    b"GET /ws/a HTTP/1.1\r\nSec-WebSocket-Key: k1==\r\nHost: x\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\n\r\n",
+    b"GET /ws/a HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: k2==\r\n\r\n",
+    b"GET /ws/a HTTP/1.0\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n"
+    b"Sec-WebSocket-Key: k3==\r\n\r\n",
+    b"GET /ws/a HTTP/1.1\r\nHost: x\r\nConnection: close\r\nSec-WebSocket-Key: k4==\r\n\r\n",
+]
+#: Keys put in their place: valid, then not.
+KEYS = [b"x3JJHMbDL1EzLkh9GBhXDw==", b"", b" ", b"\t a \t", b"caf\xe9", b"\x80\xff", b"a b"]
+BAD_KEYS = [b"a\x00b", b"a\x01", b"\x7f", b"a\rb", b"a\nb", b"a\r", b"\n", b"\x1fb"]
+
+
+def with_key(handshake: bytes, key: bytes) -> bytes:
+    start = handshake.index(b"Sec-WebSocket-Key:") + len(b"Sec-WebSocket-Key:")
+    return handshake[:start] + key + handshake[handshake.index(b"\r\n", start) :]
+
+
+@pytest.mark.parametrize("handshake", HANDSHAKES, ids=range(len(HANDSHAKES)))
+def test_a_known_clients_handshake_is_taken_from_its_block_without_its_lines(
+    handshake: bytes,
+) -> None:
+    assert compare(handshake)  # (its block kept)
+    head_module._FIELDS.clear()
+    head_module._NAMES.clear()
+    for key in KEYS:
+        assert compare(with_key(handshake, key))
+    for target in (b"/ws/b?user=u2", b"/%41?%42", b"/a#b?c", b"/x?y#z"):
+        assert compare(handshake.replace(handshake.split(b" ")[1], target, 1))
+    assert compare(b"POST" + handshake[3:])
+    assert not head_module._FIELDS  # (no line was looked at)
+    for key in BAD_KEYS:
+        assert not compare(with_key(handshake, key))
+    for target in (b"/a\tb", b"/a\x80", b"*", b"/\x7f", b"/a\x00"):
+        assert not compare(handshake.replace(handshake.split(b" ")[1], target, 1))
+
+
+def test_a_block_is_taken_only_with_every_line_around_the_key_the_same() -> None:
+    assert compare(WEBSOCKET)
+    before, _, after = WEBSOCKET.partition(b"dGhlIHNhbXBsZSBub25jZQ==")
+    for changed in (
+        before.replace(b"HTTP/1.1", b"HTTP/1.0"),
+        before.replace(b"HTTP/1.1", b"HTTP/1.2"),
+        before.replace(b"Upgrade\r\n", b"close\r\n"),
+        before.replace(b"Host: 127.0.0.1:8000\r\n", b"Host: a\r\nHost: b\r\n"),
+        before.replace(b"Host: 127.0.0.1:8000\r\n", b"Host: a\r\n\r\n"),
+        before.replace(b"\r\nSec", b"\r\nContent-Length: 0\r\nSec"),
+        before.replace(b"\r\nSec", b"\r\nsec-websocket-key: other\r\nSec"),
+    ):
+        compare(changed + b"k==" + after)
+    for changed in (
+        after.replace(b"13", b"8"),
+        after[:-2] + b"Transfer-Encoding: chunked\r\n\r\n",
+        after[:-2] + b"Sec-WebSocket-Key: other\r\n\r\n",
+        after[:-2] + b"Upgrade:\r\n\r\n",
+        after + b"\r\n",
+        after[:-2] + b"\r\nGET / HTTP/1.1\r\n\r\n",
+        after[:-4],
+        after[:-2],
+    ):
+        compare(before + b"k==" + changed)
+        compare(before + b"k==" + changed + NEXT)
+    # Two heads in one read, the second the block's lines: each is taken as llhttp takes it.
+    two_heads = b"GET /a HTTP/1.1\r\n\r\nHTTP/1.1" + WEBSOCKET[WEBSOCKET.index(b"\r\nHost") :]
+    assert compare(two_heads)
+    assert parse_head(two_heads) is None
+
+
+def test_a_head_of_too_many_lines_to_count_is_left_to_llhttp() -> None:
+    """A line's flags are counts of `_BITS` bits: one more line and a count would carry."""
+    limit = head_module._MOST_LINES - 2  # (with the empty line and what follows it)
+    for lines, taken in ((limit, True), (limit + 1, False)):
+        head = b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n"
+        head += b"Connection: upgrade\r\n" * (lines - 1) + b"\r\n"
+        request = parse_head(head)
+        assert (request is not None) == taken
+        if request is not None:
+            assert request.upgrade and request.keep_alive
+        whole, by_bytes = outcome([head], 1 << 16), outcome([head[:1], head[1:]], 1 << 16)
+        assert whole == by_bytes
+        assert whole[0][0][7] is True  # (upgrade)
+
+
+def test_the_memo_of_blocks_stays_bounded_and_never_keeps_keys_or_credentials() -> None:
+    head_module._BLOCKS.clear()
+    secret = "dGhlIHNhbXBsZSBub25jZQ"
+    for index in range(3 * head_module._BLOCKS_KEPT):
+        padding = b"X-Pad: " + b"p" * (index % 3 * head_module._BLOCK_KEPT_LENGTH // 2)
+        head = WEBSOCKET.replace(b"Host: 127", b"%b\r\nHost: %d" % (padding, index))
+        assert parse_head(head) is not None
+        assert len(head_module._BLOCKS) <= head_module._BLOCKS_KEPT
+        for before, block in head_module._BLOCKS.items():
+            assert len(before) + len(block[0]) <= head_module._BLOCK_KEPT_LENGTH
+            assert secret not in repr((before, block))
+    assert head_module._BLOCKS  # (it does keep some)
+    head_module._BLOCKS.clear()
+    for line in (
+        b"Authorization: Bearer not-a-real-token",
+        b"Proxy-Authorization: Basic dXNlcjpwYXNz",
+        b"Cookie: pushwire_token=also-secret",
+        b"sec-websocket-key: second-key",
+        b"Sec-WebSocket-Key: second-key",
+    ):
+        for head in (
+            WEBSOCKET.replace(b"Host:", line + b"\r\nHost:"),
+            WEBSOCKET.replace(b"\r\n\r\n", b"\r\n" + line + b"\r\n\r\n"),
+        ):
+            request = parse_head(head)
+            assert request is not None
+            assert "dGhlIHNhbXBsZSBub25jZQ==" in request.header_values("sec-websocket-key")
+            assert not head_module._BLOCKS
