@@ -183,25 +183,51 @@ def parse_head(head: bytes) -> Request | None:
         return None
     rest = parts[2]  # from the version on
     before, key_line, after = rest.partition(_KEY_LINE)
-    if not key_line:
-        return _take_lines(method, target, rest, None, "")
-    value, _, after = after.partition("\r\n")
-    block = _BLOCKS.get(before)
-    if block is None or block[0] != after:
-        return _take_lines(method, target, rest, before, after)
-    if not (value.isprintable() or _VALUE.fullmatch(value)):
-        return None
-    _, version, first, last, keep_alive, upgrade = block
-    return _request(
-        method, target, version, [*first, (_KEY, value.strip(" \t")), *last], keep_alive, upgrade
-    )
+    if key_line:
+        value, _, after = after.partition("\r\n")
+        block = _BLOCKS.get(before)
+        if block is not None and block[0] == after:
+            if not (value.isprintable() or _VALUE.fullmatch(value)):
+                return None
+            _, version, first, last, keep_alive, upgrade = block
+            headers = [*first, (_KEY, value.strip(" \t")), *last]
+        else:
+            taken = _take_lines(rest, before, after)
+            if taken is None:
+                return None
+            version, headers, keep_alive, upgrade = taken
+    else:
+        taken = _take_lines(rest, None, "")
+        if taken is None:
+            return None
+        version, headers, keep_alive, upgrade = taken
+    path, _, query = target.partition("?")
+    if "#" in path:
+        path = path.partition("#")[0]
+    # Made field by field: the dataclass's __init__, called through its type, was a sixth of
+    # the whole. (Every field is set: tests/server/test_head.py compares them all.)
+    request: Request = _new(Request)
+    request.method = method
+    request.path = unquote(path) if "%" in path else path
+    request.query = query
+    request.version = version
+    request.headers = headers
+    request.keep_alive = keep_alive
+    request.body = b""
+    request.upgrade = upgrade
+    request.upgrade_data = b""
+    request.raw_target = target
+    request.remote = None
+    request.address = None
+    return request
 
 
 def _take_lines(
-    method: str, target: str, rest: str, before: str | None, after: str
-) -> Request | None:
-    """The request, its header lines taken one by one (`_FIELDS`); a handshake's block is
-    kept if it may be (`before` and `after`: around its key's line)."""
+    rest: str, before: str | None, after: str
+) -> tuple[str, list[Field], bool, bool] | None:
+    """The version, headers, keep-alive and upgrade of a head from its version on, its
+    header lines taken one by one (`_FIELDS`); a handshake's block is kept if it may be
+    (`before` and `after`: around its key's line)."""
     version = _VERSIONS.get(rest[:8])
     if version is None or rest[8:10] != "\r\n":
         return None
@@ -218,7 +244,7 @@ def _take_lines(
     upgrade = flags & _ANY_UPGRADE_HEADER != 0 and flags & _ANY_UPGRADE != 0
     if before is not None:
         _keep_block(before, after, version, headers, keep_alive, upgrade)
-    return _request(method, target, version, headers, keep_alive, upgrade)
+    return version, headers, keep_alive, upgrade
 
 
 def _keep_block(
@@ -240,32 +266,3 @@ def _keep_block(
     if len(_BLOCKS) >= _BLOCKS_KEPT:
         _BLOCKS.clear()
     _BLOCKS[before] = (after, version, tuple(first), tuple(last), keep_alive, upgrade)
-
-
-def _request(
-    method: str,
-    target: str,
-    version: str,
-    headers: list[Field],
-    keep_alive: bool,
-    upgrade: bool,
-) -> Request:
-    path, _, query = target.partition("?")
-    if "#" in path:
-        path = path.partition("#")[0]
-    # Made field by field: the dataclass's __init__, called through its type, was a sixth of
-    # the whole. (Every field is set: tests/server/test_head.py compares them all.)
-    request: Request = _new(Request)
-    request.method = method
-    request.path = unquote(path) if "%" in path else path
-    request.query = query
-    request.version = version
-    request.headers = headers
-    request.keep_alive = keep_alive
-    request.body = b""
-    request.upgrade = upgrade
-    request.upgrade_data = b""
-    request.raw_target = target
-    request.remote = None
-    request.address = None
-    return request

@@ -122,7 +122,21 @@ class RequestParser:
             and not self._tail
             and not self.finished
         ):
-            parsed = self._take_heads(data)
+            # The fast path (`head.parse_head`) first, whole (the common read: one head, a
+            # WebSocket handshake's, a poll's), then head by head (`_take_heads`).
+            whole = data[-4:] == _END_OF_HEAD and len(data) <= self.max_header_bytes
+            if whole:
+                request = parse_head(data)  # (None too if data holds more than one head)
+                if request is not None:
+                    self._events.append(request)
+                    if request.upgrade:
+                        self.upgraded = True
+                        self._upgrade_request = request
+                        self.release()  # nothing more is parsed
+                    else:
+                        self.finished = not request.keep_alive
+                    return
+            parsed = self._take_heads(data, whole)
             if parsed < len(data) and not self.finished and not self.upgraded:
                 parsed += self._parse(data[parsed:] if parsed else data)
         else:
@@ -133,29 +147,13 @@ class RequestParser:
             assert request is not None
             request.upgrade_data += data[parsed:]
 
-    def _take_heads(self, data: bytes) -> int:
-        """The fast path (`head.parse_head`), from between requests while nothing of a
-        request is held: the whole heads of `data` this parser is sure of are taken without
-        llhttp; how many bytes were taken. What it leaves is llhttp's, from the start of a
-        request (llhttp is then between requests too: it has been fed only whole requests or
-        nothing)."""
+    def _take_heads(self, data: bytes, tried: bool) -> int:
+        """The fast path head by head, from between requests while nothing of a request is
+        held: the whole heads of `data` this parser is sure of are taken without llhttp; how
+        many bytes were taken (`tried`: `parse_head` refused the whole of `data`). What it
+        leaves is llhttp's, from the start of a request (llhttp is then between requests
+        too: it has been fed only whole requests or nothing)."""
         size = len(data)
-        if data[-4:] == _END_OF_HEAD and size <= self.max_header_bytes:
-            # The common read: one whole head (a WebSocket handshake's, a poll's), tried
-            # first whole (parse_head refuses more than one head).
-            request = parse_head(data)
-            if request is not None:
-                self._events.append(request)
-                if request.upgrade:
-                    self.upgraded = True
-                    self._upgrade_request = request
-                    self.release()  # nothing more is parsed
-                else:
-                    self.finished = not request.keep_alive
-                return size
-            tried = True
-        else:
-            tried = False
         position = 0
         while position < size and not self.finished:
             end = data.find(_END_OF_HEAD, position)
@@ -163,7 +161,7 @@ class RequestParser:
                 break
             end += 4
             if tried and end == size and position == 0:
-                break  # (refused above)
+                break  # (refused already)
             request = parse_head(data[position:end] if position or end < size else data)
             if request is None:
                 break
