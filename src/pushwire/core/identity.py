@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -54,6 +54,7 @@ from ..errors import (
 from ..message import Data
 from .backend import Proxy
 from .channelname import check_channel
+from .connecting import ConnectRequest, Identity
 from .sessions import Session
 from .tasks import maybe_await
 
@@ -72,41 +73,6 @@ __all__ = [
 _PLAIN_ANSWERS: Final = (dict, str, type(None))
 #: A connect's refusals (logged once through `refusals`).
 _REFUSALS: Final = (Unauthorized, Forbidden, PresenceInfoTooLarge, BackendUnavailable)
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectRequest:
-    """What the connect handler sees of a connecting client.
-
-    `user` is the user the connection token (or the connect proxy) proved once
-    authentication is configured (None without one), and the user the client claims in an
-    open server; `info` is the public info the token or the proxy gave. `token` is the
-    credential as sent, for a handler that checks it itself.
-    """
-
-    path: str
-    transport: str
-    headers: list[tuple[str, str]]
-    query: Mapping[str, str]
-    user: str | None = None
-    token: str | None = None
-    remote: str | None = None
-    info: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """Who a connecting client is: its user id and the public info others see (presence),
-    the channels its token lets it read whatever their rule (`grants`), and when its
-    token expires (seconds since the epoch; None: never). `forwarded` are the request
-    headers the subscribe proxy passes on to the app's backend (kept with the session; not
-    shown, not compared)."""
-
-    user: str | None
-    info: Mapping[str, Any] = field(default_factory=dict)
-    grants: frozenset[str] = frozenset()
-    expires: float | None = None
-    forwarded: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
 
 #: What an open server proves before its connect handler names the user (`connect_started`).
