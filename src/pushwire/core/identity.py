@@ -326,11 +326,13 @@ class Access:
     def _check_subscribe(
         self, session: Session, channel: object, token: object
     ) -> tuple[str, Namespace]:
-        name = self.check_channel(channel)
+        config = self._config
+        name = check_channel(channel, config.max_channel_name)
         if token is not None and not isinstance(token, str):
             raise BadRequest('"token" must be a string')
-        limit = self._config.max_subscriptions
-        if name not in session.channels and len(session.channels) >= limit:
+        limit = config.max_subscriptions
+        channels = session.channels
+        if len(channels) >= limit and name not in channels:
             raise LimitReached(f"subscription limit reached ({limit} channels)")
         if name == STATS_CHANNEL and name not in session.grants:  # admin sessions only
             raise Forbidden(f"{name!r} is the admin page's: an admin token is needed")
