@@ -30,7 +30,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import orjson
 
@@ -71,6 +71,8 @@ __all__ = [
 
 #: What a connect handler answers at once, mostly (`Access.connect_started`).
 _PLAIN_ANSWERS: Final = (dict, str, type(None))
+#: Stands for a connect handler's answer without "info".
+_NO_INFO: Final[Mapping[str, Any]] = MappingProxyType({})
 #: A connect's refusals (logged once through `refusals`).
 _REFUSALS: Final = (Unauthorized, Forbidden, PresenceInfoTooLarge, BackendUnavailable)
 
@@ -443,17 +445,21 @@ class Access:
 def _identity_of(result: object, proved: Identity) -> Identity:
     """What a connect handler returned, as an `Identity` (the token's grants and expiry
     carry over unless it returned an `Identity` of its own)."""
-    if result is None or isinstance(result, str):
-        return Identity(result, {}, proved.grants, proved.expires, proved.forwarded)
-    if isinstance(result, Identity):
-        return replace(result, forwarded=proved.forwarded)
-    if type(result) is dict or isinstance(result, Mapping):  # (a dict skips the ABC check)
-        user, info = result.get("user"), result.get("info", {})
-        if user is not None and not isinstance(user, str):
-            raise TypeError(f"connect handler's user must be str or None, not {type(user)}")
-        if type(info) is not dict and not isinstance(info, Mapping):
-            raise TypeError(f"connect handler's info must be a mapping, not {type(info)}")
-        return Identity(user, info, proved.grants, proved.expires, proved.forwarded)
-    raise TypeError(
-        f"connect handler must return str, None, a mapping or Identity, not {type(result)}"
-    )
+    if type(result) is not dict:  # (a dict, the usual answer, skips these and the ABC check)
+        if result is None or isinstance(result, str):
+            return Identity(result, {}, proved.grants, proved.expires, proved.forwarded)
+        if isinstance(result, Identity):
+            return replace(result, forwarded=proved.forwarded)
+        if not isinstance(result, Mapping):
+            raise TypeError(
+                f"connect handler must return str, None, a mapping or Identity, not {type(result)}"
+            )
+    answer = cast("Mapping[str, Any]", result)  # (a dict, or a mapping as checked above)
+    user, info = answer.get("user"), answer.get("info", _NO_INFO)
+    if info is _NO_INFO:
+        info = {}  # (one of its own, as before: not a dict made for every answer)
+    if user is not None and not isinstance(user, str):
+        raise TypeError(f"connect handler's user must be str or None, not {type(user)}")
+    if type(info) is not dict and not isinstance(info, Mapping):
+        raise TypeError(f"connect handler's info must be a mapping, not {type(info)}")
+    return Identity(user, info, proved.grants, proved.expires, proved.forwarded)
