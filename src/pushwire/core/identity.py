@@ -186,7 +186,9 @@ class Access:
             handler = self.connect_handler
             if handler is not None and self.tokens is None and self._subscribe_proxy is None:
                 identity = _OPEN  # open: its handler names the user (the claim still bounded)
-                self._bounded_user(request.user)
+                claimed = request.user
+                if claimed is not None and len(claimed) > self._config.max_user_id:
+                    self._bounded_user(claimed)  # (raises; called only then: once a connection)
             else:
                 request, identity = self._prepared(request, self._proved(request))
             if handler is None:
@@ -283,7 +285,9 @@ class Access:
         limit = self._config.max_presence_info
         if size > limit:
             raise PresenceInfoTooLarge(f"presence info over size limit ({size} > {limit} bytes)")
-        self._bounded_user(identity.user)  # a connect handler or the proxy may have named it
+        user = identity.user  # a connect handler or the proxy may have named it
+        if user is not None and len(user) > self._config.max_user_id:
+            self._bounded_user(user)  # (raises)
         return identity
 
     def _bounded_user(self, user: str | None) -> str | None:

@@ -18,7 +18,6 @@ import hashlib
 import hmac
 import os
 import secrets
-import threading
 from abc import abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, MutableSet
 from types import MappingProxyType
@@ -55,42 +54,45 @@ _URL_SAFE: Final = bytes.maketrans(b"+/", b"-_")
 #: hundred sessions or so: two `getrandom` calls a session were a few percent of a WebSocket
 #: handshake (py-spy).
 _POOL_SIZE: Final = 4095
+#: Characters handed out at once: a session's id and public id (`new_session_ids`); a
+#: shorter take gets a chunk's beginning.
+_CHUNK: Final = 34
 
 
 class _RandomPool:
     """Random URL-safe base64 characters (each 6 bits of the OS's CSPRNG, `os.urandom`),
-    encoded `_POOL_SIZE` bytes at a time and each handed out once (under a lock: hubs in
-    several threads never share them). Encoding once per pool, not once per id, was a few
-    percent of a WebSocket handshake (py-spy). A forked child starts with an empty pool (it
-    must not repeat its parent's)."""
+    encoded `_POOL_SIZE` bytes at a time and handed out in chunks of `_CHUNK`, each once.
+    Encoding once per pool, not once per id, was a few percent of a WebSocket handshake
+    (py-spy). Hubs in several threads never share a chunk: each is taken by one `next` on an
+    iterator, one step under the GIL (a lock cost more than the rest of a take). A forked
+    child starts with an empty pool (it must not repeat its parent's)."""
 
-    __slots__ = ("_lock", "_text", "_used")
+    __slots__ = ("_chunks",)
 
     def __init__(self) -> None:
-        self._text = ""
-        self._used = 0
-        self._lock = threading.Lock()
+        self._chunks: Iterator[str] = iter(())
 
     def take(self, size: int) -> str:
         """`size` random characters of `[A-Za-z0-9_-]`."""
-        lock = self._lock
-        lock.acquire()  # (not `with`: twice as slow, once per id)
-        try:
-            used = self._used
-            text = self._text
-            if used + size > len(text):
-                drawn = os.urandom(max(_POOL_SIZE, size))
-                encoded = binascii.b2a_base64(drawn, newline=False).translate(_URL_SAFE)
-                text = self._text = encoded.decode("ascii")
-                used = 0
-            self._used = used + size
-            return text[used : used + size]
-        finally:
-            lock.release()
+        if size > _CHUNK:
+            return _encoded(os.urandom(-(-size * 3 // 4)))[:size]
+        chunk = next(self._chunks, None)
+        if chunk is None:
+            # Two threads may both refill: each takes from its own, the other's rest is lost.
+            text = _encoded(os.urandom(_POOL_SIZE))
+            starts = range(0, len(text) - _CHUNK + 1, _CHUNK)
+            chunks = iter([text[at : at + _CHUNK] for at in starts])
+            self._chunks = chunks
+            chunk = next(chunks)
+        return chunk if size == _CHUNK else chunk[:size]
 
     def forget(self) -> None:
-        self._text, self._used = "", 0
-        self._lock = threading.Lock()  # (a fork may have copied it held)
+        self._chunks = iter(())
+
+
+def _encoded(drawn: bytes) -> str:
+    """`drawn` in URL-safe base64, without padding."""
+    return binascii.b2a_base64(drawn, newline=False).translate(_URL_SAFE).decode().rstrip("=")
 
 
 _POOL = _RandomPool()
@@ -110,7 +112,7 @@ def new_session_id() -> str:
 
 def new_session_ids() -> tuple[str, str]:
     """A session id and a public id (`new_session_id`, `new_public_id`) from one draw."""
-    ids = _POOL.take(34)
+    ids = _POOL.take(_CHUNK)
     return ids[:22], ids[22:]
 
 
