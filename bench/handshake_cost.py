@@ -29,6 +29,8 @@ from pushwire.config import Config
 from pushwire.server.connection import HttpConnection
 from pushwire.server.door import Door
 from pushwire.server.listener import Server
+from pushwire.server.wire import Wire
+from pushwire.transports.websocket.connection import WebSocketTransport
 
 
 class _Socket:
@@ -52,6 +54,9 @@ class _Socket:
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         self.protocol = protocol
+
+    def get_protocol(self) -> asyncio.BaseProtocol | None:
+        return self.protocol
 
     def is_closing(self) -> bool:
         return self.closing
@@ -89,6 +94,7 @@ def _open(door: Door, requests: list[bytes]) -> list[_Socket]:
     for index, request in enumerate(requests):
         socket = _Socket(10_000 + index % 50_000)
         connection = HttpConnection(door)
+        socket.protocol = Wire(connection)  # as the listener makes it
         connection.connection_made(cast(asyncio.Transport, socket))
         connection.data_received(request)
         sockets.append(socket)
@@ -97,8 +103,10 @@ def _open(door: Door, requests: list[bytes]) -> list[_Socket]:
 
 def _close(sockets: list[_Socket]) -> None:
     for socket in sockets:
-        assert isinstance(socket.protocol, asyncio.Protocol), "the handshake failed"
-        socket.protocol.connection_lost(None)
+        wire = socket.protocol
+        assert isinstance(wire, Wire), "not a connection"
+        assert isinstance(wire.to, WebSocketTransport), "the handshake failed"
+        wire.connection_lost(None)
 
 
 async def _measure(handshakes: int, rounds: int, profile: bool) -> None:

@@ -68,7 +68,7 @@ from .transports.poll import PollBatch, PollResponse, Polls
 from .transports.sse import SSE_STREAM, raw_sse_stream
 from .transports.stream import NDJSON_STREAM
 from .transports.tcp import policy_file
-from .transports.websocket.handshake import check_handshake
+from .transports.websocket.handshake import check_handshake, read_handshake
 from .web import Answer, Request, Response, ServerState, WebSocketAccept
 
 #: The HTTP transports whose request opens a session by itself (a poll opens one with a hello).
@@ -114,6 +114,8 @@ def _load_static(*, open_demo: bool) -> dict[str, tuple[bytes, str]]:
     return files
 
 
+#: WebSocket paths an app keeps checked (`App._ws_paths`): as many as `_channel_endpoint`.
+_WS_PATHS: Final = 4096
 #: The endpoints each connection's handler keeps, shared: frozen, one per path.
 _ECHO: Final = Endpoint("echo", any_origin=True)
 _GENERAL: Final = Endpoint("general")
@@ -127,6 +129,17 @@ def _channel_endpoint(channel: str) -> Endpoint:
     return Endpoint("channel", channel=sys.intern(channel))
 
 
+def _handler(
+    kind: type[RawHandler | EnvelopeHandler],
+    hub: Hub,
+    endpoint: Endpoint,
+    client: ClientInfo,
+    transport: Transport,
+) -> Receiver:
+    """A WebSocket client's handler, once its transport is made (`App.websocket`)."""
+    return kind(hub, endpoint, transport, client)
+
+
 class App:
     """Routes HTTP requests, WebSocket upgrades and TCP clients to the hub."""
 
@@ -137,6 +150,9 @@ class App:
         self.hub = hub or Hub(config=self.config)
         self.policy = OriginPolicy.from_config(self.config)
         self.subprotocols = (SUBPROTOCOL, *self.config.subprotocols)
+        #: WebSocket endpoints by path, found and checked once (`websocket`; at most
+        #: `_WS_PATHS`, then started again).
+        self._ws_paths: dict[str, Endpoint] = {}
         self.static = _load_static(open_demo=insecure)
         self.shutting_down = False
         self.sessions = HttpSessions(self.hub)
@@ -315,39 +331,50 @@ class App:
         Raises the `RemoteError` whose status the client gets (400, 403, 404, 421, 426, 503).
         """
         self.policy.check_host(request.header("host"))  # before routing: DNS rebinding
-        endpoint = self._endpoint(request.path)
-        if endpoint is None:
-            raise NotFound(f"no WebSocket endpoint at {request.path}")
-        if not self.config.websocket:
-            raise Forbidden("WebSocket is disabled on this server: use an HTTP transport")
-        if endpoint.channel is not None:
-            self.hub.access.check_channel(endpoint.channel)
+        endpoint = self._ws_paths.get(request.path) or self._ws_endpoint(request.path)
         if self.shutting_down:
             raise Unavailable("shutting down")
-        subprotocol = check_handshake(
+        subprotocol, key = read_handshake(
             request,
             policy=self.policy,
             subprotocols=self.subprotocols,
             any_origin=endpoint.any_origin,
         )
-        self.admit(request, None)  # its hello comes later: sessions are counted then
+        self.hub.admission.handshake(request.address)  # (`admit`: its hello comes later)
         client = ClientInfo(  # (positional: a frozen dataclass takes keywords slower)
             request.path,
             request.headers,
             request.query_params(),
             request.remote,
             request.address,
-            True,  # handshaken: `admit` counted the handshake
+            True,  # handshaken: counted just above
         )
         envelope = subprotocol == SUBPROTOCOL
-        hub = self.hub
+        handler = EnvelopeHandler if envelope else RawHandler
+        # (a partial: one object, where a closure over four names was five)
+        make_receiver = functools.partial(_handler, handler, self.hub, endpoint, client)
+        return WebSocketAccept(subprotocol, envelope, make_receiver, key)
 
-        def make_receiver(transport: Transport) -> Receiver:
-            if envelope:
-                return EnvelopeHandler(hub, endpoint, transport, client)
-            return RawHandler(hub, endpoint, transport, client)
+    def _ws_endpoint(self, path: str) -> Endpoint:
+        """The WebSocket endpoint at `path`, checked (then kept: `websocket`).
 
-        return WebSocketAccept(subprotocol, envelope, make_receiver)
+        Raises:
+            NotFound: no endpoint there (404).
+            Forbidden: WebSocket is off (403).
+            BadRequest: not a valid channel name (400).
+        """
+        endpoint = self._endpoint(path)
+        if endpoint is None:
+            raise NotFound(f"no WebSocket endpoint at {path}")
+        if not self.config.websocket:
+            raise Forbidden("WebSocket is disabled on this server: use an HTTP transport")
+        if endpoint.channel is not None:
+            self.hub.access.check_channel(endpoint.channel)
+        paths = self._ws_paths
+        if len(paths) >= _WS_PATHS:
+            paths.clear()
+        paths[path] = endpoint
+        return endpoint
 
     def admit(self, request: Request, hello: str | None) -> None:
         """A request that opens a session (a WebSocket upgrade, a stream, a polling hello):

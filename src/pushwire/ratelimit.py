@@ -24,6 +24,8 @@ __all__ = [
     "TokenBucket",
     "address_key",
     "client_address",
+    "ip_of",
+    "is_loopback",
 ]
 
 #: Buckets an `AddressBuckets` keeps before it forgets the full ones (a full bucket is the
@@ -33,6 +35,29 @@ MAX_ADDRESSES: Final = 100_000
 #: Addresses of one `X-Forwarded-For` read at most, from the right (a longer chain is cut:
 #: only its rightmost entries can have been written by a trusted proxy).
 MAX_FORWARDED: Final = 32
+
+
+#: Addresses whose parse `ip_of` keeps (a connection's checks ask several times for its
+#: address; a busy server sees the same ones again).
+PARSED_ADDRESSES: Final = 4096
+
+
+@functools.lru_cache(maxsize=PARSED_ADDRESSES)
+def ip_of(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """`address` parsed, or None when it is not an IP address (a Unix socket's peer).
+    `ipaddress` takes microseconds a parse, and every connection asked it several times
+    (its door's per-address bound, its handshake's rate, its session's bound)."""
+    try:
+        return ipaddress.ip_address(address)
+    except ValueError:
+        return None
+
+
+@functools.lru_cache(maxsize=PARSED_ADDRESSES)
+def is_loopback(address: str) -> bool:
+    """Whether `address` is a loopback address (False when it is not an address)."""
+    ip = ip_of(address)
+    return ip is not None and ip.is_loopback
 
 
 def address_key(address: str, ipv6_prefix: int = 64) -> str:
@@ -229,11 +254,8 @@ class Networks:
     def __contains__(self, address: object) -> bool:
         if not self._networks or not isinstance(address, str):
             return False
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in network for network in self._networks)
+        ip = ip_of(address)
+        return ip is not None and any(ip in network for network in self._networks)
 
 
 def client_address(peer: str, forwarded: Iterable[str], trusted: Networks) -> str:

@@ -168,14 +168,18 @@ class StreamResponse:
         self.max_bytes = max_bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WebSocketAccept:
     """An upgrade the app takes: the subprotocol chosen (or None), whether messages travel
-    as pushwire.v1 envelopes (`envelope`) or raw, and what receives the client's messages."""
+    as pushwire.v1 envelopes (`envelope`) or raw, and what receives the client's messages.
+    (Not frozen: one is made per handshake, and a frozen dataclass writes each field through
+    `object.__setattr__`.)"""
 
     subprotocol: str | None
     envelope: bool
     make_receiver: Callable[[Transport], Receiver]
+    #: The client's `Sec-WebSocket-Key`, as the app checked it ("": the door reads it).
+    key: str = ""
 
 
 #: What the app answers a plain HTTP request with (an awaitable when it must wait: a

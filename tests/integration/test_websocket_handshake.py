@@ -218,3 +218,18 @@ def test_no_websocket_refuses_upgrades_but_serves_http_transports(
             f"GET /pushwire/polling?hello={hello} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
         )
         assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK")
+
+
+def test_a_path_accepted_before_still_has_each_handshake_checked(server: ServerProcess) -> None:
+    """The server keeps the endpoint of a path it accepted (not the request's checks): the
+    next handshake to it is checked in full, and a refused path is refused again."""
+    status, _, _ = handshake(server, "/ws/room")
+    assert status == "HTTP/1.1 101 Switching Protocols"
+    status, _, body = handshake(server, "/ws/room", Host="elsewhere.example")
+    assert status == "HTTP/1.1 421 Misdirected Request"
+    status, _, body = handshake(server, "/ws/room", Sec_WebSocket_Version="8")
+    assert status == "HTTP/1.1 426 Upgrade Required"
+    for _ in range(2):
+        status, _, body = handshake(server, "/ws/bad%20name")
+        assert status == "HTTP/1.1 400 Bad Request"
+        assert b"invalid channel name 'bad name'" in body

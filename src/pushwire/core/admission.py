@@ -10,12 +10,10 @@ awaited). `opened` and `closed` keep the counts, called by `SessionLifecycle`.
 
 from __future__ import annotations
 
-import ipaddress
-
 from ..clock import Clock, time_reader
 from ..config import Config
 from ..errors import RateLimited, TooManySessions
-from ..ratelimit import AddressBuckets, Networks, RatePolicy, address_key
+from ..ratelimit import AddressBuckets, Networks, RatePolicy, address_key, is_loopback
 from .sessions import Session
 
 __all__ = ["Admission"]
@@ -62,12 +60,7 @@ class Admission:
             return False
         if address in self._exempt:
             return True
-        if self._loopback_exempt:
-            try:
-                return ipaddress.ip_address(address).is_loopback
-            except ValueError:
-                return False
-        return False
+        return self._loopback_exempt and is_loopback(address)
 
     def rates(self) -> RatePolicy:
         """The sessions' message and byte rates: one policy every session's `MessageRate`

@@ -8,9 +8,9 @@ header timeout, body timeout, keep-alive idle timeout (a stream's heartbeats are
 `HeartbeatSweep`, one timer for all). Pipelined requests are answered in order; a request
 that cannot be parsed is answered (after those before it) and the connection closed.
 
-An accepted WebSocket upgrade hands the socket over: after the 101 the connection's asyncio
-protocol is the WebSocket transport (`transports.websocket.connection`), and this object is
-gone.
+An accepted WebSocket upgrade hands the socket over: after the 101 the socket's events go to
+the WebSocket transport (`transports.websocket.connection`; the loop's protocol is the
+connection's `Wire`), and this object is gone.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from ..web import Request, Response, StreamResponse
 from .door import Door
 from .parser import RequestParser
 from .stream import HttpStream
+from .wire import Wire
 
 __all__ = ["HttpConnection"]
 
@@ -62,7 +63,9 @@ class HttpConnection(OneTimer, asyncio.Protocol):
     )
 
     def __init__(self, door: Door) -> None:
-        self._init_timer()
+        # (`_init_timer`, inline: a connection is made per accept)
+        self.timer = self.timer_callback = None
+        self.timer_armed = self.timer_due = 0.0
         self.door = door
         config = door.config
         self.transport: asyncio.Transport | None = None
@@ -93,9 +96,10 @@ class HttpConnection(OneTimer, asyncio.Protocol):
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
         peer = transport.get_extra_info("peername")
-        self.remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else None
-        # Interned: the connections from one address (a proxy, a NAT) share its string.
-        self.peer = sys.intern(peer[0]) if isinstance(peer, tuple) else None
+        if isinstance(peer, tuple):
+            # Interned: the connections from one address (a proxy, a NAT) share its string.
+            ip = self.peer = sys.intern(peer[0])
+            self.remote = f"{ip}:{peer[1]}"
         door = self.door
         refusal = door.opened(self, self.peer)
         if refusal is not None:
@@ -120,7 +124,7 @@ class HttpConnection(OneTimer, asyncio.Protocol):
     def _serve(self, transport: asyncio.Transport) -> None:
         door = self.door
         config = door.config
-        transport.set_write_buffer_limits(high=config.max_write_buffer)
+        transport.set_write_buffer_limits(config.max_write_buffer)
         # Armed by the door a little later, if no request came by then.
         door.defer_timeout(self, config.keepalive_timeout, self._idle_timeout)
 
@@ -432,18 +436,16 @@ class HttpConnection(OneTimer, asyncio.Protocol):
                     deflate.server_max_window_bits,
                     config.websocket_compression_threshold,
                 )
-        websocket = WebSocketTransport(
-            transport,
-            framing=framing,
-            pings=door.pings,
-            remote=self.remote,
-            deflate=deflate,
-        )
+        websocket = WebSocketTransport(transport, framing, door.pings, self.remote, deflate)
         extensions = deflate.response if deflate is not None else None
-        transport.write(switching_protocols(request, accept.subprotocol, extensions))
+        transport.write(switching_protocols(accept.key or request, accept.subprotocol, extensions))
         if door.access_log:
             access(request.method, request.path, request.query, 101, None, self.remote)
-        transport.set_protocol(websocket)
+        wire = transport.get_protocol()
+        if isinstance(wire, Wire):
+            wire.to = websocket  # (the loop keeps calling the same object: `Wire`)
+        else:
+            transport.set_protocol(websocket)  # a TLS connection's: no reading restarted
         door.handed_over(self, websocket)
         websocket.start(accept.make_receiver, request.upgrade_data)
 

@@ -20,6 +20,7 @@ from ..transports.tcp import TcpConnection
 from ..web import Application
 from .connection import HttpConnection
 from .door import Door, Served
+from .wire import Wire
 
 __all__ = ["Server"]
 
@@ -110,14 +111,16 @@ class Server:
         `tcp_sock`, or `tcp_port` if set)."""
         loop = asyncio.get_running_loop()
         config, door = self.config, self.door
+
         # TLS is not the listener's: each connection runs its handshake once counted
         # (`Door.handshake`), so handshakes count against max_connections and header_timeout.
+        def connection() -> Wire:
+            return Wire(HttpConnection(door))
+
         if sock is not None:
-            server = await loop.create_server(lambda: HttpConnection(door), sock=sock, backlog=4096)
+            server = await loop.create_server(connection, sock=sock, backlog=4096)
         else:
-            server = await loop.create_server(
-                lambda: HttpConnection(door), config.host, config.port, backlog=4096
-            )
+            server = await loop.create_server(connection, config.host, config.port, backlog=4096)
         self._servers.append(server)
         if tcp_sock is not None or config.tcp_port is not None:
             ports: list[int] = []

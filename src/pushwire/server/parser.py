@@ -4,6 +4,10 @@ Sans-I/O: `RequestParser` owns no socket and reads no clock. The server feeds it
 socket delivered and acts on the requests it returns. Bounds: `max_header_bytes` (431) and
 `max_body_bytes` (413) are checked here as the bytes arrive, so an oversized request is refused
 before it is buffered whole.
+
+A whole head fed in one piece between requests (a WebSocket handshake's, most polls') is
+first offered to `head.parse_head`, which takes the common forms without llhttp, several
+times faster; whatever it is not sure of, llhttp parses from the start.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import httptools
 from ..errors import BadRequest, BodyTooLarge, HeadersTooLarge, RemoteError, VersionNotSupported
 from ..parsing import decimal
 from ..web import Request
+from .head import parse_head
 
 __all__ = ["RequestParser"]
 
@@ -109,12 +114,49 @@ class RequestParser:
 
     def receive_data(self, data: bytes) -> None:
         """Feed bytes from the socket."""
-        parsed = 0 if self.upgraded else self._parse(data)
+        if self.upgraded:
+            parsed = 0
+        else:
+            parsed = self._take_heads(data)
+            if parsed < len(data) and not self.finished and not self.upgraded:
+                parsed += self._parse(data[parsed:] if parsed else data)
         if self.upgraded and parsed < len(data):
             # Already the new protocol: the server hands it over when it switches.
             request = self._upgrade_request
             assert request is not None
             request.upgrade_data += data[parsed:]
+
+    def _take_heads(self, data: bytes) -> int:
+        """The fast path (`head.parse_head`): while nothing of a request is held and `data`
+        holds a whole head this parser is sure of, take it without llhttp; how many bytes
+        were taken. What it leaves is llhttp's, from the start of a request (llhttp is then
+        between requests too: it has been fed only whole requests or nothing)."""
+        position, size = 0, len(data)
+        while (
+            position < size
+            and self._state == _IDLE
+            and not self._head_bytes  # (empty lines before a request line: llhttp's)
+            and not self._tail
+            and not self.finished
+        ):
+            end = data.find(_END_OF_HEAD, position)
+            if end < 0 or end + 4 - position > self.max_header_bytes:
+                break
+            end += 4
+            request = parse_head(data if position == 0 and end == size else data[position:end])
+            if request is None:
+                break
+            position = end
+            if request.upgrade:
+                self.upgraded = True
+                request.upgrade_data = data[end:] if end < size else b""
+                self._upgrade_request = request
+                self._events.append(request)
+                self.release()  # nothing more is parsed
+                return size
+            self.finished = not request.keep_alive
+            self._events.append(request)
+        return position
 
     def _parse(self, data: bytes) -> int:
         """Feed llhttp until the data, the HTTP stream or the HTTP protocol ends; how many

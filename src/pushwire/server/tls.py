@@ -11,13 +11,12 @@ from __future__ import annotations
 import asyncio
 import asyncio.sslproto
 import functools
-import ipaddress
 import logging
 import ssl
 from collections.abc import Callable
 from typing import cast
 
-__all__ = ["is_loopback", "secure"]
+__all__ = ["secure"]
 
 log = logging.getLogger("pushwire.server")
 
@@ -47,14 +46,6 @@ def secure(
     waiter.add_done_callback(functools.partial(_handshake_done, secured))
     socket.set_protocol(tls)
     tls.connection_made(socket)
-
-
-def is_loopback(ip: str) -> bool:
-    """Whether `ip` is a loopback address (False when it is not an address)."""
-    try:
-        return ipaddress.ip_address(ip).is_loopback
-    except ValueError:
-        return False
 
 
 def _tls_protocol(loop: asyncio.AbstractEventLoop) -> Callable[..., asyncio.BufferedProtocol]:

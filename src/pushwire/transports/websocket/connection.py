@@ -71,12 +71,12 @@ class WebSocketTransport(SocketTransport):
     def __init__(
         self,
         socket: asyncio.Transport,
-        *,
         framing: Framing,
         pings: PingSweep,
         remote: str | None = None,
         deflate: DeflateParams | None = None,
     ) -> None:
+        # (positional: a class called with keywords builds a dict for them, per connection)
         self._init_socket(socket)
         self.framing = framing
         self.pings = pings
@@ -184,6 +184,11 @@ class WebSocketTransport(SocketTransport):
 
     def _incomplete(self) -> int:
         return self.ws.held_bytes
+
+    def buffered(self) -> int:
+        # `SocketTransport.buffered` in one frame: the memory budget asks every connection
+        # each `memory_budget_interval` (a walk of all of them).
+        return self.socket.get_write_buffer_size() + self.ws.held_bytes
 
     def _gone(self) -> None:
         self.write = _dropped

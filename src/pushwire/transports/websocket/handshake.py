@@ -9,15 +9,28 @@ from __future__ import annotations
 
 import binascii
 import hashlib
-from collections.abc import Sequence
-from typing import Final
+import importlib
+from collections.abc import Callable, Sequence
+from typing import Final, cast
 
 from ...errors import BadRequest, Forbidden, MethodNotAllowed, UpgradeRequired
 from ...origin import OriginPolicy
 from ...parsing import quoted
 from ...web import Request
 
-__all__ = ["accept_key", "check_handshake", "switching_protocols"]
+
+def _own_sha1() -> Callable[[bytes], hashlib._Hash]:
+    """CPython's own SHA-1 when it has one: `hashlib.sha1` fetches OpenSSL's implementation
+    by name on every call (OpenSSL 3: a locked lookup), half of an accept key's cost (py-spy)."""
+    try:
+        return cast(Callable[[bytes], "hashlib._Hash"], importlib.import_module("_sha1").sha1)
+    except ImportError:  # pragma: no cover (another Python)
+        return hashlib.sha1
+
+
+_sha1: Final = _own_sha1()
+
+__all__ = ["accept_key", "check_handshake", "read_handshake", "switching_protocols"]
 
 
 #: RFC 6455 4.2.2: what the key is suffixed with before it is hashed for the accept key.
@@ -46,7 +59,22 @@ def check_handshake(
     subprotocols: Sequence[str],
     any_origin: bool = False,
 ) -> str | None:
-    """Validate a WebSocket upgrade request; the subprotocol chosen, or None.
+    """Validate a WebSocket upgrade request; the subprotocol chosen, or None. Raises as
+    `read_handshake`."""
+    return read_handshake(request, policy=policy, subprotocols=subprotocols, any_origin=any_origin)[
+        0
+    ]
+
+
+def read_handshake(
+    request: Request,
+    *,
+    policy: OriginPolicy,
+    subprotocols: Sequence[str],
+    any_origin: bool = False,
+) -> tuple[str | None, str]:
+    """Validate a WebSocket upgrade request: the subprotocol chosen (or None), and the
+    client's `Sec-WebSocket-Key` (what the 101 answers, `switching_protocols`).
 
     `subprotocols` is the server's list in its order of preference: the first one the client
     also offered is chosen (RFC 6455 4.2.2 leaves the choice to the server).
@@ -107,22 +135,24 @@ def check_handshake(
     if origin is not None and not policy.allows(origin, host, any_origin=any_origin):
         raise Forbidden(f"origin {quoted(origin)} is not allowed")
     if not offers or not subprotocols:
-        return None
+        return None, key
     offered = [token.strip().lower() for value in offers for token in value.split(",")]
-    return next((name for name in subprotocols if name.lower() in offered), None)
+    return next((name for name in subprotocols if name.lower() in offered), None), key
 
 
 def accept_key(key: str) -> bytes:
     """The `Sec-WebSocket-Accept` value for the client's `Sec-WebSocket-Key` (RFC 6455 4.2.2)."""
-    return binascii.b2a_base64(hashlib.sha1(key.encode("latin-1") + _GUID).digest(), newline=False)
+    return binascii.b2a_base64(_sha1(key.encode("latin-1") + _GUID).digest(), newline=False)
 
 
 def switching_protocols(
-    request: Request, subprotocol: str | None, extensions: str | None = None
+    request: Request | str, subprotocol: str | None, extensions: str | None = None
 ) -> bytes:
-    """The 101 answer to a request that `check_handshake` accepted; `extensions`: the
-    `Sec-WebSocket-Extensions` value agreed (permessage-deflate), if any."""
-    answer = _SWITCHING + accept_key(request.header("sec-websocket-key") or "")
+    """The 101 answer to a request that `check_handshake` accepted (or to its key, as
+    `read_handshake` gave it); `extensions`: the `Sec-WebSocket-Extensions` value agreed
+    (permessage-deflate), if any."""
+    key = request if isinstance(request, str) else request.header("sec-websocket-key") or ""
+    answer = _SWITCHING + accept_key(key)
     if subprotocol is None and extensions is None:
         return answer + b"\r\n\r\n"
     lines = [answer]
