@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import pytest
 
 from pushwire import Config, ConnectRequest, Forbidden, Hub, Identity, Session
@@ -46,3 +48,31 @@ def test_an_open_servers_connect_handler_decides_but_the_claimed_user_is_still_b
     too_long = ConnectRequest("/ws/room", "websocket", [], {}, user="b" * 9)
     with pytest.raises(UserIdTooLong, match=r"\(9 > 8 characters\)"):
         hub.access.connect_started(too_long)
+
+
+def test_a_connect_handlers_answer_is_still_checked_on_the_inline_path() -> None:
+    hub = Hub(config=Config(max_user_id=8))
+    answers: list[object] = []
+
+    @hub.on_connect
+    def answer(request: ConnectRequest) -> object:
+        return answers.pop()
+
+    def connected(result: object) -> object:
+        answers.append(result)
+        return hub.access.connect_started(ConnectRequest("/ws/room", "websocket", [], {}))
+
+    assert connected({"user": "ann"}) == Identity("ann", {})
+    first, second = connected({"user": "ann"}), connected({"user": "ann"})
+    assert isinstance(first, Identity) and isinstance(second, Identity)
+    assert first.info == {} and first.info is not second.info  # each its own, as before
+    assert connected(MappingProxyType({"user": "bo", "info": {"a": 1}})) == Identity("bo", {"a": 1})
+    assert connected("cy") == Identity("cy") and connected(None) == Identity(None)
+    with pytest.raises(TypeError, match=r"^connect handler must return str, None, a mapping"):
+        connected(42)
+    with pytest.raises(TypeError, match=r"^connect handler's user must be str or None"):
+        connected({"user": 5})
+    with pytest.raises(TypeError, match=r"^connect handler's info must be a mapping"):
+        connected({"user": "ann", "info": "x"})
+    with pytest.raises(UserIdTooLong, match=r"\(9 > 8 characters\)"):
+        connected({"user": "d" * 9})

@@ -6,7 +6,11 @@ from __future__ import annotations
 import re
 from collections.abc import Set
 
-from pushwire.core.sessions import SMALL_CHANNELS, ChannelSet, Session
+from pushwire import Hub
+from pushwire.core import sessions as sessions_module
+from pushwire.core.sessions import SMALL_CHANNELS, ChannelSet, Session, new_secret
+from pushwire.transports.websocket.framing import RAW_FRAMING
+from tests.helpers import RecordingTransport
 
 
 def test_a_session_s_channels_read_as_a_set() -> None:
@@ -76,3 +80,16 @@ def test_session_ids_are_url_safe_and_never_repeat_across_refills_of_the_random_
     assert all(re.fullmatch(r"[A-Za-z0-9_-]{12}", name) for name in public)
     assert len(set(ids) | set(public)) == 2000
     assert len(set("".join(ids))) > 60  # every character of the alphabet, as random ones are
+
+
+def test_ids_opened_by_the_lifecycle_come_from_one_draw_and_never_repeat() -> None:
+    hub = Hub()
+    transport = RecordingTransport(RAW_FRAMING)
+    sessions = [hub.lifecycle.open(transport) for _ in range(400)]
+    ids = [session.id for session in sessions] + [session.public_id for session in sessions]
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{22}", session.id) for session in sessions)
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{12}", session.public_id) for session in sessions)
+    assert len(set(ids)) == 800
+    longer = [new_secret() for _ in range(3)] + [sessions_module._random_text(50)]
+    assert [len(text) for text in longer] == [22, 22, 22, 50] and len(set(longer)) == 4
+    assert re.fullmatch(r"[A-Za-z0-9_-]{50}", longer[-1])

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 import tracemalloc
 from typing import Any
 
+import pytest
+
 from pushwire import Config, Hub
-from pushwire.core import ConnectRequest
+from pushwire.core import ConnectRequest, Identity
 from pushwire.endpoint import ClientInfo, Endpoint, RawHandler
 from pushwire.errors import Forbidden
 from pushwire.transports.stream import NDJSON_FRAMING
@@ -103,3 +106,21 @@ async def test_an_idle_raw_subscriber_holds_no_rate_buckets_and_no_resume_secret
         tracemalloc.stop()
     assert hub.channels.subscriber_count("room") == n + 50
     assert per_subscriber < 1_450, per_subscriber
+
+
+async def test_a_raw_subscribers_token_expiry_is_watched_only_when_it_has_one() -> None:
+    hub = Hub(config=Config())
+    expires: list[float | None] = [None, time.time() + 60]
+
+    @hub.on_connect
+    def identify(request: ConnectRequest) -> Identity:
+        return Identity(request.user, expires=expires.pop())
+
+    expiring, _ = _subscriber(hub, "ann")
+    assert expiring.open() is None and expiring.session is not None
+    assert expiring.session.token_expires == pytest.approx(time.time() + 60, abs=5)
+    assert hub.expiry.remaining(expiring.session) is not None and hub.expiry.watched == 1
+    lasting, _ = _subscriber(hub, "bob")
+    assert lasting.open() is None and lasting.session is not None
+    assert lasting.session.token_expires is None and hub.expiry.remaining(lasting.session) is None
+    assert hub.expiry.watched == 1

@@ -182,9 +182,8 @@ class Channels:
             self.flush()
         # One string per channel name, not one per subscriber (in its session, its presence).
         channel = sys.intern(channel)
-        state = self._state(channel)
-        if channel not in session.channels:
-            session.channels.add(channel)
+        state = self._channels.get(channel) or self._state(channel)
+        if session.channels.include(channel):
             state.members.setdefault(transport.framing, {})[session] = transport
             state.count += 1
         if present:

@@ -151,6 +151,11 @@ class Hub:
                 leeway=tokens.leeway if tokens is not None else config.jwt_leeway,
             ),
         )
+        #: The bounds of new sessions (handshakes, sessions per address, user, in all): the
+        #: lifecycle's. (Attributes, not properties: each connection's opening reads them.)
+        self.admission: Admission = self.lifecycle.admission
+        #: Closes the connections of sessions whose token expired (close 4005).
+        self.expiry: TokenExpiry = self.lifecycle.expiry
 
         self.broker.attach(self.channels.deliver)
         self.broker.attach_presence(self._presence.event)
@@ -220,16 +225,6 @@ class Hub:
     @new_session_id.setter
     def new_session_id(self, make: Callable[[], str]) -> None:
         self.lifecycle.new_session_id = make
-
-    @property
-    def admission(self) -> Admission:
-        """The bounds of new sessions (handshakes, sessions per address, user, in all)."""
-        return self.lifecycle.admission
-
-    @property
-    def expiry(self) -> TokenExpiry:
-        """Closes the connections of sessions whose token expired (close 4005)."""
-        return self.lifecycle.expiry
 
     def close_session(self, session: Session, code: int, reason: str) -> None:
         """Forget a session for good; runs the disconnect handler once."""

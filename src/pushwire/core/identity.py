@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import orjson
 
@@ -54,6 +54,7 @@ from ..errors import (
 from ..message import Data
 from .backend import Proxy
 from .channelname import check_channel
+from .connecting import ConnectRequest, Identity
 from .sessions import Session
 from .tasks import maybe_await
 
@@ -70,43 +71,10 @@ __all__ = [
 
 #: What a connect handler answers at once, mostly (`Access.connect_started`).
 _PLAIN_ANSWERS: Final = (dict, str, type(None))
+#: Stands for a connect handler's answer without "info".
+_NO_INFO: Final[Mapping[str, Any]] = MappingProxyType({})
 #: A connect's refusals (logged once through `refusals`).
 _REFUSALS: Final = (Unauthorized, Forbidden, PresenceInfoTooLarge, BackendUnavailable)
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectRequest:
-    """What the connect handler sees of a connecting client.
-
-    `user` is the user the connection token (or the connect proxy) proved once
-    authentication is configured (None without one), and the user the client claims in an
-    open server; `info` is the public info the token or the proxy gave. `token` is the
-    credential as sent, for a handler that checks it itself.
-    """
-
-    path: str
-    transport: str
-    headers: list[tuple[str, str]]
-    query: Mapping[str, str]
-    user: str | None = None
-    token: str | None = None
-    remote: str | None = None
-    info: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """Who a connecting client is: its user id and the public info others see (presence),
-    the channels its token lets it read whatever their rule (`grants`), and when its
-    token expires (seconds since the epoch; None: never). `forwarded` are the request
-    headers the subscribe proxy passes on to the app's backend (kept with the session; not
-    shown, not compared)."""
-
-    user: str | None
-    info: Mapping[str, Any] = field(default_factory=dict)
-    grants: frozenset[str] = frozenset()
-    expires: float | None = None
-    forwarded: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
 
 #: What an open server proves before its connect handler names the user (`connect_started`).
@@ -218,7 +186,9 @@ class Access:
             handler = self.connect_handler
             if handler is not None and self.tokens is None and self._subscribe_proxy is None:
                 identity = _OPEN  # open: its handler names the user (the claim still bounded)
-                self._bounded_user(request.user)
+                claimed = request.user
+                if claimed is not None and len(claimed) > self._config.max_user_id:
+                    self._bounded_user(claimed)  # (raises; called only then: once a connection)
             else:
                 request, identity = self._prepared(request, self._proved(request))
             if handler is None:
@@ -315,7 +285,9 @@ class Access:
         limit = self._config.max_presence_info
         if size > limit:
             raise PresenceInfoTooLarge(f"presence info over size limit ({size} > {limit} bytes)")
-        self._bounded_user(identity.user)  # a connect handler or the proxy may have named it
+        user = identity.user  # a connect handler or the proxy may have named it
+        if user is not None and len(user) > self._config.max_user_id:
+            self._bounded_user(user)  # (raises)
         return identity
 
     def _bounded_user(self, user: str | None) -> str | None:
@@ -360,11 +332,13 @@ class Access:
     def _check_subscribe(
         self, session: Session, channel: object, token: object
     ) -> tuple[str, Namespace]:
-        name = self.check_channel(channel)
+        config = self._config
+        name = check_channel(channel, config.max_channel_name)
         if token is not None and not isinstance(token, str):
             raise BadRequest('"token" must be a string')
-        limit = self._config.max_subscriptions
-        if name not in session.channels and len(session.channels) >= limit:
+        limit = config.max_subscriptions
+        channels = session.channels
+        if len(channels) >= limit and name not in channels:
             raise LimitReached(f"subscription limit reached ({limit} channels)")
         if name == STATS_CHANNEL and name not in session.grants:  # admin sessions only
             raise Forbidden(f"{name!r} is the admin page's: an admin token is needed")
@@ -475,17 +449,21 @@ class Access:
 def _identity_of(result: object, proved: Identity) -> Identity:
     """What a connect handler returned, as an `Identity` (the token's grants and expiry
     carry over unless it returned an `Identity` of its own)."""
-    if result is None or isinstance(result, str):
-        return Identity(result, {}, proved.grants, proved.expires, proved.forwarded)
-    if isinstance(result, Identity):
-        return replace(result, forwarded=proved.forwarded)
-    if type(result) is dict or isinstance(result, Mapping):  # (a dict skips the ABC check)
-        user, info = result.get("user"), result.get("info", {})
-        if user is not None and not isinstance(user, str):
-            raise TypeError(f"connect handler's user must be str or None, not {type(user)}")
-        if type(info) is not dict and not isinstance(info, Mapping):
-            raise TypeError(f"connect handler's info must be a mapping, not {type(info)}")
-        return Identity(user, info, proved.grants, proved.expires, proved.forwarded)
-    raise TypeError(
-        f"connect handler must return str, None, a mapping or Identity, not {type(result)}"
-    )
+    if type(result) is not dict:  # (a dict, the usual answer, skips these and the ABC check)
+        if result is None or isinstance(result, str):
+            return Identity(result, {}, proved.grants, proved.expires, proved.forwarded)
+        if isinstance(result, Identity):
+            return replace(result, forwarded=proved.forwarded)
+        if not isinstance(result, Mapping):
+            raise TypeError(
+                f"connect handler must return str, None, a mapping or Identity, not {type(result)}"
+            )
+    answer = cast("Mapping[str, Any]", result)  # (a dict, or a mapping as checked above)
+    user, info = answer.get("user"), answer.get("info", _NO_INFO)
+    if info is _NO_INFO:
+        info = {}  # (one of its own, as before: not a dict made for every answer)
+    if user is not None and not isinstance(user, str):
+        raise TypeError(f"connect handler's user must be str or None, not {type(user)}")
+    if type(info) is not dict and not isinstance(info, Mapping):
+        raise TypeError(f"connect handler's info must be a mapping, not {type(info)}")
+    return Identity(user, info, proved.grants, proved.expires, proved.forwarded)

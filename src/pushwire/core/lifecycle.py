@@ -18,7 +18,7 @@ from .admission import Admission
 from .channels import Channels
 from .direct import DirectMessages
 from .expiry import TokenExpiry
-from .sessions import Session, SessionStore, new_session_id
+from .sessions import Session, SessionStore, new_session_id, new_session_ids
 from .tasks import BackgroundTasks
 from .transport import Transport
 
@@ -85,15 +85,16 @@ class SessionLifecycle:
         user's direct messages wait for `DirectMessages.recover` (after the welcome).
         `endpoint`: the key of the endpoint opening it, the only one that may resume it.
         `secret`: its resume secret (a new random one when None)."""
+        public_id = None
+        if not session_id:
+            make_id = self.new_session_id
+            if make_id is new_session_id:  # (the usual: both ids from one draw of the pool)
+                session_id, public_id = new_session_ids()
+            else:
+                session_id = make_id()
+        # (positional: keywords make a class call build a dict)
         session = Session(
-            transport,
-            user,
-            info,
-            resumable=resumable,
-            session_id=session_id or self.new_session_id(),
-            endpoint=endpoint,
-            secret=secret,
-            address=address,
+            transport, user, info, resumable, session_id, endpoint, secret, address, public_id
         )
         self.store.add(session)
         self.admission.opened(session)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +57,10 @@ class Presence:
         self._broker = broker
         self._config = config
         self._watched: dict[str, _Watched] = {}
+        #: Whether a session here watches `channel` (or a snapshot of it is being read):
+        #: `event` drops the others' events. (The dict's own `in`: the memory broker asks it
+        #: at every join and leave.)
+        self.watched: Callable[[str], bool] = self._watched.__contains__
 
     # -- membership -------------------------------------------------------------------------
 
@@ -149,11 +153,6 @@ class Presence:
             del self._watched[channel]
 
     # -- events -----------------------------------------------------------------------------
-
-    def watched(self, channel: str) -> bool:
-        """Whether a session here watches `channel` (or a snapshot of it is being read):
-        `event` drops the others' events."""
-        return channel in self._watched
 
     def event(self, event: PresenceEvent) -> None:
         """The broker reports a join or leave: it goes out at the end of this turn."""

@@ -18,7 +18,6 @@ import hashlib
 import hmac
 import os
 import secrets
-import threading
 from abc import abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, MutableSet
 from types import MappingProxyType
@@ -38,10 +37,12 @@ __all__ = [
     "new_public_id",
     "new_secret",
     "new_session_id",
+    "new_session_ids",
 ]
 
 
 _NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+_NO_GRANTS: frozenset[str] = frozenset()
 #: The info of a session whose connect handler attached none: one shared empty mapping (a
 #: dict, which JSON encoders take; typed read-only, so nobody writes to it).
 _NO_INFO: Mapping[str, Any] = {}
@@ -53,36 +54,45 @@ _URL_SAFE: Final = bytes.maketrans(b"+/", b"-_")
 #: hundred sessions or so: two `getrandom` calls a session were a few percent of a WebSocket
 #: handshake (py-spy).
 _POOL_SIZE: Final = 4095
+#: Characters handed out at once: a session's id and public id (`new_session_ids`); a
+#: shorter take gets a chunk's beginning.
+_CHUNK: Final = 34
 
 
 class _RandomPool:
     """Random URL-safe base64 characters (each 6 bits of the OS's CSPRNG, `os.urandom`),
-    encoded `_POOL_SIZE` bytes at a time and each handed out once (under a lock: hubs in
-    several threads never share them). Encoding once per pool, not once per id, was a few
-    percent of a WebSocket handshake (py-spy). A forked child starts with an empty pool (it
-    must not repeat its parent's)."""
+    encoded `_POOL_SIZE` bytes at a time and handed out in chunks of `_CHUNK`, each once.
+    Encoding once per pool, not once per id, was a few percent of a WebSocket handshake
+    (py-spy). Hubs in several threads never share a chunk: each is taken by one `next` on an
+    iterator, one step under the GIL (a lock cost more than the rest of a take). A forked
+    child starts with an empty pool (it must not repeat its parent's)."""
 
-    __slots__ = ("_lock", "_text", "_used")
+    __slots__ = ("_chunks",)
 
     def __init__(self) -> None:
-        self._text = ""
-        self._used = 0
-        self._lock = threading.Lock()
+        self._chunks: Iterator[str] = iter(())
 
     def take(self, size: int) -> str:
         """`size` random characters of `[A-Za-z0-9_-]`."""
-        with self._lock:
-            used = self._used
-            if used + size > len(self._text):
-                drawn = os.urandom(max(_POOL_SIZE, size))
-                encoded = binascii.b2a_base64(drawn, newline=False).translate(_URL_SAFE)
-                self._text, used = encoded.decode("ascii"), 0
-            self._used = used + size
-            return self._text[used : used + size]
+        if size > _CHUNK:
+            return _encoded(os.urandom(-(-size * 3 // 4)))[:size]
+        chunk = next(self._chunks, None)
+        if chunk is None:
+            # Two threads may both refill: each takes from its own, the other's rest is lost.
+            text = _encoded(os.urandom(_POOL_SIZE))
+            starts = range(0, len(text) - _CHUNK + 1, _CHUNK)
+            chunks = iter([text[at : at + _CHUNK] for at in starts])
+            self._chunks = chunks
+            chunk = next(chunks)
+        return chunk if size == _CHUNK else chunk[:size]
 
     def forget(self) -> None:
-        self._text, self._used = "", 0
-        self._lock = threading.Lock()  # (a fork may have copied it held)
+        self._chunks = iter(())
+
+
+def _encoded(drawn: bytes) -> str:
+    """`drawn` in URL-safe base64, without padding."""
+    return binascii.b2a_base64(drawn, newline=False).translate(_URL_SAFE).decode().rstrip("=")
 
 
 _POOL = _RandomPool()
@@ -98,6 +108,12 @@ def _random_text(size: int) -> str:
 def new_session_id() -> str:
     """132 random bits, URL-safe base64 (22 characters): unguessable."""
     return _random_text(22)
+
+
+def new_session_ids() -> tuple[str, str]:
+    """A session id and a public id (`new_session_id`, `new_public_id`) from one draw."""
+    ids = _POOL.take(_CHUNK)
+    return ids[:22], ids[22:]
 
 
 def new_secret() -> str:
@@ -138,8 +154,9 @@ class ChannelSet(MutableSet[str]):
     def __init__(self, names: Iterable[str] = ()) -> None:
         # None: no channel; a str: that one channel; then a tuple, then a set.
         self._names: str | tuple[str, ...] | set[str] | None = None
-        for name in names:
-            self.add(name)
+        if names:  # (a session's starts empty: no loop to set up, once per connection)
+            for name in names:
+                self.add(name)
 
     def __contains__(self, name: object) -> bool:
         names = self._names
@@ -174,6 +191,17 @@ class ChannelSet(MutableSet[str]):
             names.add(name)
         elif name not in names:
             self._names = (*names, name) if len(names) < SMALL_CHANNELS else {*names, name}
+
+    def include(self, name: str) -> bool:
+        """`add`, and whether `name` was new (one call where a subscription asked two)."""
+        names = self._names
+        if names is None:
+            self._names = name
+            return True
+        if name in self:
+            return False
+        self.add(name)
+        return True
 
     def discard(self, name: str) -> None:
         names = self._names
@@ -236,12 +264,13 @@ class Session:
         transport: Transport | None,
         user: str | None = None,
         info: Mapping[str, Any] | None = None,
-        *,
+        # (positional too: keywords make a class call build a dict, ~0.7 µs a session)
         resumable: bool = False,
         session_id: str | None = None,
         endpoint: str = "",
         secret: str | None = None,
         address: str | None = None,
+        public_id: str | None = None,
     ) -> None:
         self.id = session_id or new_session_id()
         #: The client's IP address (behind a trusted proxy, the one it forwarded), for the
@@ -250,7 +279,7 @@ class Session:
         # None: derived from the id when asked for (`derived_secret`), not kept.
         self._secret = secret
         self.endpoint = endpoint
-        self.public_id = new_public_id()
+        self.public_id = public_id or new_public_id()
         # In join order: a session is present in a few channels, one mostly, kept as its name
         # alone (a dict of one was 184 bytes a subscriber, a tuple of one 48); a tuple of more.
         self._present: str | tuple[str, ...] = ()
@@ -276,7 +305,7 @@ class Session:
         #: claim), and when the token expires (seconds since the epoch; None: never), set
         #: through `TokenExpiry.watch`, which keeps `token_due`: the same time on the hub's
         #: clock, leeway included.
-        self.grants: frozenset[str] = frozenset()
+        self.grants: frozenset[str] = _NO_GRANTS
         self.token_expires: float | None = None
         self.token_due: float | None = None
         #: The request headers the subscribe proxy passes on to the app's backend (those of

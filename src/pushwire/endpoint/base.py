@@ -13,11 +13,12 @@ import logging
 import sys
 from collections import deque
 from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from ..broker.base import History, PublishCallback
 from ..core import ConnectRequest, Hub, Identity, Session
+from ..core.connecting import slot_setters
 from ..core.transport import Transport
 from ..errors import (
     BadRequest,
@@ -51,13 +52,16 @@ class Endpoint:
     kind: Literal["echo", "channel", "general"]
     channel: str | None = None
     any_origin: bool = False
+    #: Names the endpoint in its sessions: a session is resumed, polled and sent to only
+    #: at the endpoint that opened it (an /echo session is no /pushwire session). Interned:
+    #: the sessions of one endpoint share one string. (Made once: an endpoint is shared by
+    #: its connections, and read at each one's opening.)
+    key: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> str:
-        """Names the endpoint in its sessions: a session is resumed, polled and sent to only
-        at the endpoint that opened it (an /echo session is no /pushwire session). Interned:
-        the sessions of one endpoint share one string."""
-        return self.kind if self.channel is None else sys.intern(f"{self.kind}:{self.channel}")
+    def __post_init__(self) -> None:
+        channel = self.channel
+        key = self.kind if channel is None else sys.intern(f"{self.kind}:{channel}")
+        object.__setattr__(self, "key", key)
 
     @property
     def path(self) -> str:
@@ -67,9 +71,10 @@ class Endpoint:
         return "/echo" if self.kind == "echo" else "/pushwire"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class ClientInfo:
-    """What the connection layer knows of the client when it connects."""
+    """What the connection layer knows of the client when it connects (made once per
+    connection: its slots are written as `ConnectRequest`'s are, `slot_setters`)."""
 
     path: str
     headers: list[tuple[str, str]]
@@ -81,6 +86,32 @@ class ClientInfo:
     #: The door counted the handshake already (`Admission.handshake`): the HTTP doors do;
     #: the TCP port, which has none, leaves it to the hello.
     handshaken: bool = False
+
+    def __init__(
+        self,
+        path: str,
+        headers: list[tuple[str, str]],
+        query: Mapping[str, str],
+        remote: str | None,
+        address: str | None = None,
+        handshaken: bool = False,
+    ) -> None:
+        _client_path(self, path)
+        _client_headers(self, headers)
+        _client_query(self, query)
+        _client_remote(self, remote)
+        _client_address(self, address)
+        _client_handshaken(self, handshaken)
+
+
+(
+    _client_path,
+    _client_headers,
+    _client_query,
+    _client_remote,
+    _client_address,
+    _client_handshaken,
+) = slot_setters(ClientInfo, "path", "headers", "query", "remote", "address", "handshaken")
 
 
 def token_of(client: ClientInfo) -> str | None:
@@ -289,7 +320,11 @@ class Handler:
     def _renew(self, session: Session, identity: Identity) -> None:
         """What a (new) token says for the session: its grants, and its expiry from now on."""
         session.grants = identity.grants
-        self.hub.expiry.watch(session, identity.expires)
+        expires = identity.expires
+        if expires is None and session.token_due is None:
+            session.token_expires = None  # never expires, nor was watched: nothing to watch
+        else:
+            self.hub.expiry.watch(session, expires)
 
     async def _publish_checked(
         self, session: Session, channel: str, data: Data, done: PublishCallback
