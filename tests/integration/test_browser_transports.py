@@ -571,6 +571,7 @@ def test_a_drop_mid_stream_loses_and_repeats_nothing_on_the_same_transport(
         try:
             page.wait_for_function("() => messages.length >= 30")
             proxy.outage()  # while the publisher goes on
+            at_outage = len(publisher.channel)
             page.wait_for_function("() => events.some((e) => e.type === 'reconnecting')")
             proxy.restore()
             page.wait_for_function("() => events.some((e) => e.type === 'reconnected')")
@@ -582,7 +583,9 @@ def test_a_drop_mid_stream_loses_and_repeats_nothing_on_the_same_transport(
         received_everything(page, publisher)
         assert_exactly_once_in_order(page, publisher)
         state = page.evaluate("() => [pw.session, pw.transport, events.map((e) => e.type)]")
-    assert len(publisher.channel) > 50
+    # Published on through the outage and after (not a count: a quick reconnection, and
+    # so a short test, published 49 in CI where this asked for more than 50).
+    assert len(publisher.channel) > at_outage
     session, now, events = state
     assert session == first["session"]
     assert now == transport
