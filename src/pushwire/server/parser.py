@@ -128,13 +128,7 @@ class RequestParser:
             if whole:
                 request = parse_head(data)  # (None too if data holds more than one head)
                 if request is not None:
-                    self._events.append(request)
-                    if request.upgrade:
-                        self.upgraded = True
-                        self._upgrade_request = request
-                        self.release()  # nothing more is parsed
-                    else:
-                        self.finished = not request.keep_alive
+                    self._took(request, b"")
                     return
             parsed = self._take_heads(data, whole)
             if parsed < len(data) and not self.finished and not self.upgraded:
@@ -166,15 +160,22 @@ class RequestParser:
             if request is None:
                 break
             position = end
-            self._events.append(request)
+            self._took(request, data[end:] if end < size else b"")
             if request.upgrade:
-                self.upgraded = True
-                request.upgrade_data = data[end:] if end < size else b""
-                self._upgrade_request = request
-                self.release()  # nothing more is parsed
                 return size
-            self.finished = not request.keep_alive
         return position
+
+    def _took(self, request: Request, rest: bytes) -> None:
+        """`request` is complete: an upgrade ends the HTTP stream (`rest`, what followed it,
+        is already the new protocol's); a request without keep-alive ends it too."""
+        self._events.append(request)
+        if request.upgrade:
+            self.upgraded = True
+            request.upgrade_data = rest
+            self._upgrade_request = request
+            self.release()  # nothing more is parsed
+        else:
+            self.finished = not request.keep_alive
 
     def _parse(self, data: bytes) -> int:
         """Feed llhttp until the data, the HTTP stream or the HTTP protocol ends; how many
@@ -332,17 +333,10 @@ class RequestParser:
         assert parser is not None  # (called back by it)
         if parser.should_upgrade():
             return  # finished in _finish_upgrade, with the bytes that follow
-        request = self._build(upgrade=False)
-        self.finished = not request.keep_alive
-        self._events.append(request)
+        self._took(self._build(upgrade=False), b"")
 
     def _finish_upgrade(self, rest: bytes) -> None:
-        self.upgraded = True
-        request = self._build(upgrade=True)
-        request.upgrade_data = rest
-        self._upgrade_request = request
-        self._events.append(request)
-        self.release()  # nothing more is parsed
+        self._took(self._build(upgrade=True), rest)
 
     def _build(self, upgrade: bool) -> Request:
         parser = self._parser
