@@ -20,14 +20,11 @@ from .fdlimit import connection_bound
 from .stream import HeartbeatSweep
 from .tls import secure
 
-__all__ = ["DEFER_TIMEOUTS", "UNBOUNDED_KEPT", "Door", "Served"]
+__all__ = ["DEFER_TIMEOUTS", "Door", "Served"]
 
 #: Seconds at most a new connection's first timeout waits to be armed (`Door.defer_timeout`);
 #: less when a quarter of `keepalive_timeout` is less.
 DEFER_TIMEOUTS: Final = 0.1
-
-#: Addresses whose exemption from the per-address bound a door keeps (`Door._unbounded`).
-UNBOUNDED_KEPT: Final = 4096
 
 
 class Door:
@@ -58,7 +55,6 @@ class Door:
         self.trusted = Networks(config.trust_proxy)
         self.trusting = bool(self.trusted)
         self.exempt = Networks(config.limit_exempt)
-        self._unbounded_ips: dict[str, bool] = {}
         self.ip_of: dict[object, str] = {}
         #: The open connections, in a dict used as a set: its entries take about half the
         #: memory of a set's at the same count (~30 bytes a connection against ~50-60).
@@ -110,19 +106,13 @@ class Door:
 
     def _unbounded(self, ip: str) -> bool:
         """Whether connections from `ip` are not bound per address: a trusted proxy (its
-        connections carry many clients), an exempt address, or loopback when exempt. Kept
-        for the last `UNBOUNDED_KEPT` addresses asked about (three checks an accept)."""
-        unbounded = self._unbounded_ips.get(ip)
-        if unbounded is None:
-            unbounded = (
-                ip in self.trusted
-                or ip in self.exempt
-                or (self.config.per_ip_exempt_loopback and is_loopback(ip))
-            )
-            if len(self._unbounded_ips) >= UNBOUNDED_KEPT:
-                self._unbounded_ips.clear()
-            self._unbounded_ips[ip] = unbounded
-        return unbounded
+        connections carry many clients), an exempt address, or loopback when exempt. (Each
+        check parses the address once: `ratelimit.ip_of`, `ratelimit.is_loopback`.)"""
+        return (
+            ip in self.trusted
+            or ip in self.exempt
+            or (self.config.per_ip_exempt_loopback and is_loopback(ip))
+        )
 
     def from_client(self, request: Request, peer: str | None, remote: str | None) -> None:
         """Say where `request` comes from (`remote`, `address`): the peer (`peer`, its IP;
