@@ -320,11 +320,7 @@ class Handler:
     def _renew(self, session: Session, identity: Identity) -> None:
         """What a (new) token says for the session: its grants, and its expiry from now on."""
         session.grants = identity.grants
-        expires = identity.expires
-        if expires is None and session.token_due is None:
-            session.token_expires = None  # never expires, nor was watched: nothing to watch
-        else:
-            self.hub.expiry.watch(session, expires)
+        self.hub.expiry.watch(session, identity.expires)
 
     async def _publish_checked(
         self, session: Session, channel: str, data: Data, done: PublishCallback
