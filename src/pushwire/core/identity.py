@@ -54,7 +54,7 @@ from ..errors import (
 from ..message import Data
 from .backend import Proxy
 from .channelname import check_channel
-from .connecting import ConnectRequest, Identity
+from .connecting import ConnectRequest, Identity, new_identity
 from .sessions import Session
 from .tasks import maybe_await
 
@@ -451,7 +451,7 @@ def _identity_of(result: object, proved: Identity) -> Identity:
     carry over unless it returned an `Identity` of its own)."""
     if type(result) is not dict:  # (a dict, the usual answer, skips these and the ABC check)
         if result is None or isinstance(result, str):
-            return Identity(result, {}, proved.grants, proved.expires, proved.forwarded)
+            return new_identity(result, {}, proved.grants, proved.expires, proved.forwarded)
         if isinstance(result, Identity):
             return replace(result, forwarded=proved.forwarded)
         if not isinstance(result, Mapping):
@@ -466,4 +466,4 @@ def _identity_of(result: object, proved: Identity) -> Identity:
         raise TypeError(f"connect handler's user must be str or None, not {type(user)}")
     if type(info) is not dict and not isinstance(info, Mapping):
         raise TypeError(f"connect handler's info must be a mapping, not {type(info)}")
-    return Identity(user, info, proved.grants, proved.expires, proved.forwarded)
+    return new_identity(user, info, proved.grants, proved.expires, proved.forwarded)

@@ -18,7 +18,7 @@ from typing import Final, Literal
 
 from ..broker.base import History, PublishCallback
 from ..core import ConnectRequest, Hub, Identity, Session
-from ..core.connecting import slot_setters
+from ..core.connecting import new_request, slot_setters
 from ..core.transport import Transport
 from ..errors import (
     BadRequest,
@@ -134,8 +134,7 @@ def raw_connect_request(client: ClientInfo, transport: str) -> ConnectRequest:
     """What a raw client's door knows of it: its token (`token_of`), and the user it claims
     (`?user=`, taken only by an open server)."""
     query = client.query
-    # (positional: a frozen dataclass takes keywords a third slower, once per connection)
-    return ConnectRequest(
+    return new_request(
         client.path,
         transport,
         client.headers,
@@ -334,14 +333,14 @@ class Handler:
         if client is None:
             raise BadRequest("the session is already open")
         self.client = None
-        return ConnectRequest(
-            path=client.path,
-            transport=self.transport.name,
-            headers=client.headers,
-            query=client.query,
-            user=user,
-            token=token,
-            remote=client.remote,
+        return new_request(
+            client.path,
+            self.transport.name,
+            client.headers,
+            client.query,
+            user,
+            token,
+            client.remote,
         )
 
 
