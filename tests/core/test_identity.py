@@ -7,7 +7,9 @@ from types import MappingProxyType
 import pytest
 
 from pushwire import Config, ConnectRequest, Forbidden, Hub, Identity, Session
-from pushwire.errors import UserIdTooLong
+from pushwire.auth.namespaces import OPEN, Namespace, Namespaces
+from pushwire.core.identity import _KNOWN_CHANNELS
+from pushwire.errors import BadRequest, LimitReached, UserIdTooLong
 from pushwire.transports.websocket.framing import RAW_FRAMING
 from tests.helpers import RecordingTransport
 
@@ -76,3 +78,62 @@ def test_a_connect_handlers_answer_is_still_checked_on_the_inline_path() -> None
         connected({"user": "ann", "info": "x"})
     with pytest.raises(UserIdTooLong, match=r"\(9 > 8 characters\)"):
         connected({"user": "d" * 9})
+
+
+async def test_check_subscribe_refuses_a_known_channel_as_it_did_the_first_time() -> None:
+    """A channel's rule is looked up once (then known): every check that depends on the
+    session or the token still runs, each time, in the same order."""
+    hub = Hub(
+        config=Config(max_subscriptions=1),
+        namespaces=[
+            Namespace("", subscribe="anyone"),
+            Namespace("signed", subscribe="authenticated"),
+            Namespace("granted", subscribe="token"),
+            Namespace("asked", subscribe="handler"),
+            Namespace("dm", subscribe="anyone", users_in_name=True),
+        ],
+    )
+    access = hub.access
+
+    def opened(user: str | None) -> Session:
+        return hub.lifecycle.open(RecordingTransport(RAW_FRAMING), user)
+
+    ann, nobody = opened("ann"), opened(None)
+    for _ in range(2):  # the first check looks the rule up, the second knows it
+        assert access.check_subscribe(ann, "lobby") == ("lobby", access.namespaces.rule("x"))
+        with pytest.raises(Forbidden, match="needs a signed-in user"):
+            access.check_subscribe(nobody, "signed:room")
+        assert access.check_subscribe(ann, "signed:room")[0] == "signed:room"
+        with pytest.raises(Forbidden, match="needs a token that grants it"):
+            access.check_subscribe(ann, "granted:room")
+        with pytest.raises(Forbidden, match="the app decides, and has no rule"):
+            access.check_subscribe(ann, "asked:room")
+        with pytest.raises(Forbidden, match="is for the users its name lists"):
+            access.check_subscribe(nobody, "dm:ann,bob")
+        assert access.check_subscribe(ann, "dm:ann,bob")[0] == "dm:ann,bob"
+        with pytest.raises(BadRequest, match='"token" must be a string'):
+            access.check_subscribe(ann, "lobby", token=5)
+        with pytest.raises(Forbidden, match="is private"):
+            access.check_subscribe(ann, "$lobby")  # (never kept: its token is asked each time)
+        with pytest.raises(Forbidden, match="no namespace 'nope'"):
+            access.check_subscribe(ann, "nope:room")
+        with pytest.raises(BadRequest, match="invalid channel name"):
+            access.check_subscribe(ann, "bad name")
+    assert "lobby" in access._known and "$lobby" not in access._known
+    hub.channels.subscribe(ann, "lobby")
+    with pytest.raises(LimitReached, match=r"\(1 channels\)"):
+        access.check_subscribe(ann, "signed:room")  # known, and the session is full
+    assert access.check_subscribe(ann, "lobby")[0] == "lobby"  # (in it already)
+
+    # Namespaces replaced: what was known under the old ones is forgotten.
+    access.namespaces = Namespaces([Namespace("other")], OPEN)
+    with pytest.raises(Forbidden, match="no namespace ''"):
+        access.check_subscribe(nobody, "lobby")
+
+
+async def test_check_subscribe_keeps_a_bounded_number_of_channels() -> None:
+    hub = Hub()
+    session = hub.lifecycle.open(RecordingTransport(RAW_FRAMING))
+    for number in range(_KNOWN_CHANNELS + 10):
+        hub.access.check_subscribe(session, f"room{number}")
+    assert 0 < len(hub.access._known) <= _KNOWN_CHANNELS

@@ -77,6 +77,9 @@ _NO_INFO: Final[Mapping[str, Any]] = MappingProxyType({})
 _REFUSALS: Final = (Unauthorized, Forbidden, PresenceInfoTooLarge, BackendUnavailable)
 
 
+#: Channels whose rule `check_subscribe` keeps (then it forgets them all, and starts again).
+_KNOWN_CHANNELS: Final = 4096
+
 #: What an open server proves before its connect handler names the user (`connect_started`).
 _OPEN: Final = Identity(None, forwarded=MappingProxyType({}))
 
@@ -127,6 +130,10 @@ class Access:
         self.subscribe_handler: SubscribeHandler | None = None
         #: Set by `Hub.on_publish`; None: the namespace rules decide alone.
         self.publish_handler: PublishHandler | None = None
+        #: The rules of the valid public channels subscribed to lately (`_KNOWN_CHANNELS` at
+        #: most), under `namespaces` (which made them): each is checked and looked up once.
+        self._known: dict[str, Namespace] = {}
+        self._known_for = self.namespaces
 
     @property
     def authenticating(self) -> bool:
@@ -333,21 +340,35 @@ class Access:
         self, session: Session, channel: object, token: object
     ) -> tuple[str, Namespace]:
         config = self._config
-        name = check_channel(channel, config.max_channel_name)
+        known = self._known
+        if self._known_for is not self.namespaces:  # (replaced: what was known is not)
+            known.clear()
+            self._known_for = self.namespaces
+        rule = known.get(channel) if type(channel) is str else None
+        if rule is None:
+            channel = check_channel(channel, config.max_channel_name)
+        name: str = channel  # type: ignore[assignment]  # (checked, or known: checked before)
         if token is not None and not isinstance(token, str):
             raise BadRequest('"token" must be a string')
         limit = config.max_subscriptions
         channels = session.channels
         if len(channels) >= limit and name not in channels:
             raise LimitReached(f"subscription limit reached ({limit} channels)")
-        if name == STATS_CHANNEL and name not in session.grants:  # admin sessions only
-            raise Forbidden(f"{name!r} is the admin page's: an admin token is needed")
-        if name == STATS_CHANNEL:
-            return name, STATS_RULE
-        rule = self.namespaces.rule(name)
+        private = False
+        if rule is None:
+            if name == STATS_CHANNEL and name not in session.grants:  # admin sessions only
+                raise Forbidden(f"{name!r} is the admin page's: an admin token is needed")
+            if name == STATS_CHANNEL:
+                return name, STATS_RULE
+            rule = self.namespaces.rule(name)
+            private = is_private(name)
+            if not private:
+                if len(known) >= _KNOWN_CHANNELS:
+                    known.clear()
+                known[name] = rule
         if rule.users_in_name and session.user not in Namespaces.users_named(name):
             raise Forbidden(f"{name!r} is for the users its name lists")
-        if is_private(name):
+        if private:
             if token is None or self.tokens is None:
                 raise Forbidden(f"{name!r} is private: subscribing needs a subscription token")
             self.tokens.subscription(token, session.user, name)
