@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import orjson
 
@@ -29,10 +29,18 @@ __all__ = ["PresenceEvent", "PresenceSnapshot", "PresenceTable", "encode_entry"]
 def encode_entry(member: str, user: str | None, info: Mapping[str, Any]) -> bytes:
     """A member's entry as the JSON every node and client sees.
 
-    Copied to a bytes object of its own size: orjson's result keeps the 4 KiB buffer it
-    was written into, and an entry lives as long as its member (4 KiB per subscriber).
+    Joined from its parts into a bytes object of its own size: orjson's result keeps the
+    4 KiB buffer it was written into (a copy of it was 0.9k instructions more), and an entry
+    lives as long as its member (4 KiB per subscriber).
     """
-    return bytes(memoryview(orjson.dumps({"member": member, "user": user, "info": info})))
+    return _join((_MEMBER, _dumps(member), _USER, _dumps(user), _INFO, _dumps(info), b"}"))
+
+
+_join = b"".join
+_dumps = orjson.dumps
+_MEMBER: Final = b'{"member":'
+_USER: Final = b',"user":'
+_INFO: Final = b',"info":'
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +111,19 @@ class PresenceTable:
         if not announce:
             return []
         return [PresenceEvent(channel, members.version, len(members.entries), "join", entry)]
+
+    def add(self, channel: str, member: str, entry: bytes) -> None:
+        """`join(channel, member, entry, announce=False)`: no expiry, no event (the memory
+        broker's join where nobody watches the channel: one call, the fewest steps)."""
+        members = self._channels.get(channel)
+        if members is None:
+            members = self._channels[channel] = _Members()
+        entries = members.entries
+        if member not in entries:
+            members.version += 1
+        entries[member] = entry
+        if members.expiries:
+            members.expiries.pop(member, None)
 
     def leave(
         self, channel: str, members: Iterable[str], announce: bool = True

@@ -89,6 +89,35 @@ def test_a_change_nobody_hears_is_versioned_but_makes_no_event() -> None:
     assert table.snapshot("room", 10).version == 5
 
 
+def test_a_quiet_add_is_a_join_nobody_hears() -> None:
+    """`add` (the memory broker's join of an unwatched channel) is `join(announce=False)`:
+    versioned once per member, its entry replaced, an expiry it had dropped."""
+    joined, added = PresenceTable(), PresenceTable()
+    for table in (joined, added):
+        table.join("room", "a", entry("a"), expires=5.0)
+    joined.join("room", "a", entry("a", "ann"), announce=False)
+    added.add("room", "a", entry("a", "ann"))
+    for member in ("b", "b", "c"):
+        joined.join("room", member, entry(member), announce=False)
+        added.add("other", member, entry(member))
+        added.add("room", member, entry(member))
+    assert added.snapshot("room", 10) == joined.snapshot("room", 10)
+    assert added.snapshot("room", 10).version == 3  # a, b, c: once each
+    assert joined.expire(10.0) == added.expire(10.0) == []  # "a" no longer expires
+    assert added.snapshot("other", 10).entries == [entry("b"), entry("c")]
+
+
+def test_an_entry_is_the_json_of_member_user_and_info_in_that_order() -> None:
+    for member, user, info in [
+        ("m", "u", {"a": [1, "x"]}),
+        ('m"', None, {}),
+        ("é", "ü\n", {"k": 1.5}),
+    ]:
+        encoded = encode_entry(member, user, info)
+        assert encoded == orjson.dumps({"member": member, "user": user, "info": info})
+        assert list(json.loads(encoded)) == ["member", "user", "info"]
+
+
 # -- the hub on the memory broker --------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@ are (one is kept as its name); its resume secret, derived from its id unless giv
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Set
 
@@ -93,3 +94,20 @@ def test_ids_opened_by_the_lifecycle_come_from_one_draw_and_never_repeat() -> No
     longer = [new_secret() for _ in range(3)] + [sessions_module._random_text(50)]
     assert [len(text) for text in longer] == [22, 22, 22, 50] and len(set(longer)) == 4
     assert re.fullmatch(r"[A-Za-z0-9_-]{50}", longer[-1])
+
+
+def test_session_ids_come_in_pairs_each_once_across_refills_and_forks() -> None:
+    pairs = [sessions_module.new_session_ids() for _ in range(500)]  # a few refills
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{22}", id_) for id_, _ in pairs)
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{12}", public) for _, public in pairs)
+    everything = [text for pair in pairs for text in pair]
+    assert len(set(everything)) == len(everything)
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child's next pair is drawn anew, not the parent's next
+        os.write(writer, " ".join(sessions_module.new_session_ids()).encode())
+        os._exit(0)
+    os.close(writer)
+    os.waitpid(child, 0)
+    with os.fdopen(reader) as pipe:
+        assert tuple(pipe.read().split()) != sessions_module.new_session_ids()

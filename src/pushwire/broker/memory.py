@@ -323,7 +323,7 @@ class MemoryBroker:
     def presence_join(self, channel: str, member: str, entry: bytes) -> None:
         deliver = self._deliver_presence
         if deliver is None or not self._presence_watched(channel):
-            self.presence_table.join(channel, member, entry, announce=False)
+            self.presence_table.add(channel, member, entry)
             return
         for event in self.presence_table.join(channel, member, entry):
             deliver(event)

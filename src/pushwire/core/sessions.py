@@ -19,7 +19,7 @@ import hmac
 import os
 import secrets
 from abc import abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, MutableSet
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableSet
 from types import MappingProxyType
 from typing import Any, Final, Protocol
 
@@ -61,16 +61,19 @@ _CHUNK: Final = 34
 
 class _RandomPool:
     """Random URL-safe base64 characters (each 6 bits of the OS's CSPRNG, `os.urandom`),
-    encoded `_POOL_SIZE` bytes at a time and handed out in chunks of `_CHUNK`, each once.
-    Encoding once per pool, not once per id, was a few percent of a WebSocket handshake
-    (py-spy). Hubs in several threads never share a chunk: each is taken by one `next` on an
-    iterator, one step under the GIL (a lock cost more than the rest of a take). A forked
+    encoded `_POOL_SIZE` bytes at a time and handed out in chunks of `_CHUNK`, each once, or
+    (`pair`) as a session's two ids, a chunk cut in two. Encoding once per pool, not once
+    per id, was a few percent of a WebSocket handshake (py-spy); the pieces are sliced by
+    `map` as they are taken (a list of them made at once cost 2.6k instructions a pair,
+    valgrind). Hubs in several threads never share a piece: each is taken by one `next` on
+    an iterator, one step under the GIL (a lock cost more than the rest of a take). A forked
     child starts with an empty pool (it must not repeat its parent's)."""
 
-    __slots__ = ("_chunks",)
+    __slots__ = ("_chunks", "_pairs")
 
     def __init__(self) -> None:
         self._chunks: Iterator[str] = iter(())
+        self._pairs: Iterator[tuple[str, str]] = iter(())
 
     def take(self, size: int) -> str:
         """`size` random characters of `[A-Za-z0-9_-]`."""
@@ -79,15 +82,31 @@ class _RandomPool:
         chunk = next(self._chunks, None)
         if chunk is None:
             # Two threads may both refill: each takes from its own, the other's rest is lost.
-            text = _encoded(os.urandom(_POOL_SIZE))
-            starts = range(0, len(text) - _CHUNK + 1, _CHUNK)
-            chunks = iter([text[at : at + _CHUNK] for at in starts])
-            self._chunks = chunks
+            chunks = self._chunks = map(_encoded(os.urandom(_POOL_SIZE)).__getitem__, _CHUNKS)
             chunk = next(chunks)
         return chunk if size == _CHUNK else chunk[:size]
 
+    def pair(self) -> tuple[str, str]:
+        """22 and 12 random characters of `[A-Za-z0-9_-]`: a session's id and public id."""
+        pair = next(self._pairs, None)
+        if pair is None:  # (as `take` refills)
+            pieces = map(_encoded(os.urandom(_POOL_SIZE)).__getitem__, _PAIRS)
+            pairs = self._pairs = zip(pieces, pieces, strict=True)
+            pair = next(pairs)
+        return pair
+
     def forget(self) -> None:
         self._chunks = iter(())
+        self._pairs = iter(())
+
+
+#: Where the pool's text (`_POOL_SIZE` bytes encoded, no padding) is cut: into chunks, and
+#: into the two ids of a session.
+_STARTS: Final = range(0, _POOL_SIZE * 4 // 3 - _CHUNK + 1, _CHUNK)
+_CHUNKS: Final = tuple(slice(at, at + _CHUNK) for at in _STARTS)
+_PAIRS: Final = tuple(
+    cut for at in _STARTS for cut in (slice(at, at + 22), slice(at + 22, at + _CHUNK))
+)
 
 
 def _encoded(drawn: bytes) -> str:
@@ -110,10 +129,8 @@ def new_session_id() -> str:
     return _random_text(22)
 
 
-def new_session_ids() -> tuple[str, str]:
-    """A session id and a public id (`new_session_id`, `new_public_id`) from one draw."""
-    ids = _POOL.take(_CHUNK)
-    return ids[:22], ids[22:]
+#: A session id and a public id (`new_session_id`, `new_public_id`) from one draw.
+new_session_ids: Callable[[], tuple[str, str]] = _POOL.pair
 
 
 def new_secret() -> str:
