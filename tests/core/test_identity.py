@@ -137,3 +137,16 @@ async def test_check_subscribe_keeps_a_bounded_number_of_channels() -> None:
     for number in range(_KNOWN_CHANNELS + 10):
         hub.access.check_subscribe(session, f"room{number}")
     assert 0 < len(hub.access._known) <= _KNOWN_CHANNELS
+
+
+def test_subscribe_hooked_follows_the_subscribe_handler() -> None:
+    hub = Hub()
+    assert not hub.access.subscribe_hooked
+
+    @hub.on_subscribe
+    def anyone(session: Session, channel: str) -> bool:
+        return True
+
+    assert hub.access.subscribe_hooked and hub.access.subscribe_handler is anyone
+    hub.access.subscribe_handler = None
+    assert not hub.access.subscribe_hooked

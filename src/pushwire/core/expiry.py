@@ -89,7 +89,8 @@ class TokenExpiry:
         """`session`'s token expires at `expires` (seconds since the epoch, the `exp` claim;
         None: never): its connection is closed then, unless this is called again first (a
         refresh). Replaces what was watched for it before."""
-        self.forget(session)
+        if session.token_due is not None:  # (a new session's is not: no call to `forget`)
+            self.forget(session)
         session.token_expires = expires
         session.token_due = None
         if expires is None:

@@ -30,7 +30,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from types import MappingProxyType
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import orjson
 
@@ -126,8 +126,10 @@ class Access:
         self.admin = AdminTokens.from_config(config)
         #: Set by `Hub.on_connect`; None: a client is who its token (or, open, its claim) says.
         self.connect_handler: ConnectHandler | None = None
-        #: Set by `Hub.on_subscribe`; None: the namespace rules decide alone.
-        self.subscribe_handler: SubscribeHandler | None = None
+        #: Whether `subscribe_hooks` has anything to run (the subscribe proxy, a handler):
+        #: kept as `subscribe_handler` is set (each raw subscriber's opening asks it).
+        self.subscribe_hooked = self._subscribe_proxy is not None
+        self._subscribe_handler: SubscribeHandler | None = None
         #: Set by `Hub.on_publish`; None: the namespace rules decide alone.
         self.publish_handler: PublishHandler | None = None
         #: The rules of the valid public channels subscribed to lately (`_KNOWN_CHANNELS` at
@@ -151,9 +153,14 @@ class Access:
         return self.connect_handler is not None or self._connect_proxy is not None
 
     @property
-    def subscribe_hooked(self) -> bool:
-        """Whether `subscribe_hooks` has anything to run (the subscribe proxy, a handler)."""
-        return self.subscribe_handler is not None or self._subscribe_proxy is not None
+    def subscribe_handler(self) -> SubscribeHandler | None:
+        """Set by `Hub.on_subscribe`; None: the namespace rules decide alone."""
+        return self._subscribe_handler
+
+    @subscribe_handler.setter
+    def subscribe_handler(self, handler: SubscribeHandler | None) -> None:
+        self._subscribe_handler = handler
+        self.subscribe_hooked = handler is not None or self._subscribe_proxy is not None
 
     @property
     def publish_hooked(self) -> bool:
@@ -331,58 +338,55 @@ class Access:
                 valid subscription token, a channel for other users, ...).
         """
         try:
-            return self._check_subscribe(session, channel, token)
+            config = self._config
+            known = self._known
+            if self._known_for is not self.namespaces:  # (replaced: what was known is not)
+                known.clear()
+                self._known_for = self.namespaces
+            rule = known.get(channel) if type(channel) is str else None
+            if rule is None:
+                channel = check_channel(channel, config.max_channel_name)
+            name: str = channel  # type: ignore[assignment]  # (checked, or known: checked before)
+            if token is not None and not isinstance(token, str):
+                raise BadRequest('"token" must be a string')
+            limit = config.max_subscriptions
+            channels = session.channels
+            if len(channels) >= limit and name not in channels:
+                raise LimitReached(f"subscription limit reached ({limit} channels)")
+            private = False
+            if rule is None:
+                if name == STATS_CHANNEL and name not in session.grants:  # admin sessions only
+                    raise Forbidden(f"{name!r} is the admin page's: an admin token is needed")
+                if name == STATS_CHANNEL:
+                    return name, STATS_RULE
+                rule = self.namespaces.rule(name)
+                private = is_private(name)
+                if not private:
+                    if len(known) >= _KNOWN_CHANNELS:
+                        known.clear()
+                    known[name] = rule
+            if rule.users_in_name and session.user not in Namespaces.users_named(name):
+                raise Forbidden(f"{name!r} is for the users its name lists")
+            if private:
+                if token is None or self.tokens is None:
+                    raise Forbidden(f"{name!r} is private: subscribing needs a subscription token")
+                self.tokens.subscription(token, session.user, name)
+                return name, rule
+            kind = rule.subscribe
+            if kind == "authenticated" and session.user is None:
+                raise Forbidden(f"subscribing to {name!r} needs a signed-in user")
+            if kind == "token" and name not in session.grants:
+                if token is None or self.tokens is None:
+                    raise Forbidden(f"subscribing to {name!r} needs a token that grants it")
+                self.tokens.subscription(token, session.user, name)
+            if kind == "handler" and not self.subscribe_hooked:
+                raise Forbidden(
+                    f"subscription to {name!r} refused: the app decides, and has no rule"
+                )
+            return name, rule
         except (Forbidden, Unauthorized, LimitReached) as exc:
             self.refusals.refused(f"subscribe to {channel!r}", exc, None)
             raise
-
-    def _check_subscribe(
-        self, session: Session, channel: object, token: object
-    ) -> tuple[str, Namespace]:
-        config = self._config
-        known = self._known
-        if self._known_for is not self.namespaces:  # (replaced: what was known is not)
-            known.clear()
-            self._known_for = self.namespaces
-        rule = known.get(channel) if type(channel) is str else None
-        if rule is None:
-            channel = check_channel(channel, config.max_channel_name)
-        name: str = channel  # type: ignore[assignment]  # (checked, or known: checked before)
-        if token is not None and not isinstance(token, str):
-            raise BadRequest('"token" must be a string')
-        limit = config.max_subscriptions
-        channels = session.channels
-        if len(channels) >= limit and name not in channels:
-            raise LimitReached(f"subscription limit reached ({limit} channels)")
-        private = False
-        if rule is None:
-            if name == STATS_CHANNEL and name not in session.grants:  # admin sessions only
-                raise Forbidden(f"{name!r} is the admin page's: an admin token is needed")
-            if name == STATS_CHANNEL:
-                return name, STATS_RULE
-            rule = self.namespaces.rule(name)
-            private = is_private(name)
-            if not private:
-                if len(known) >= _KNOWN_CHANNELS:
-                    known.clear()
-                known[name] = rule
-        if rule.users_in_name and session.user not in Namespaces.users_named(name):
-            raise Forbidden(f"{name!r} is for the users its name lists")
-        if private:
-            if token is None or self.tokens is None:
-                raise Forbidden(f"{name!r} is private: subscribing needs a subscription token")
-            self.tokens.subscription(token, session.user, name)
-            return name, rule
-        kind = rule.subscribe
-        if kind == "authenticated" and session.user is None:
-            raise Forbidden(f"subscribing to {name!r} needs a signed-in user")
-        if kind == "token" and name not in session.grants:
-            if token is None or self.tokens is None:
-                raise Forbidden(f"subscribing to {name!r} needs a token that grants it")
-            self.tokens.subscription(token, session.user, name)
-        if kind == "handler" and not self.subscribe_hooked:
-            raise Forbidden(f"subscription to {name!r} refused: the app decides, and has no rule")
-        return name, rule
 
     async def subscribe_hooks(self, session: Session, channel: str) -> None:
         """The subscribe proxy, then the app's `on_subscribe` handler, after
@@ -479,7 +483,7 @@ def _identity_of(result: object, proved: Identity) -> Identity:
             raise TypeError(
                 f"connect handler must return str, None, a mapping or Identity, not {type(result)}"
             )
-    answer = cast("Mapping[str, Any]", result)  # (a dict, or a mapping as checked above)
+    answer: Mapping[str, Any] = result  # type: ignore[assignment]  # (a dict, or checked above)
     user, info = answer.get("user"), answer.get("info", _NO_INFO)
     if info is _NO_INFO:
         info = {}  # (one of its own, as before: not a dict made for every answer)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from logging import INFO
 
 from ..auth.namespaces import Namespace
 from ..core import ConnectRequest, Hub, Identity
@@ -13,6 +14,7 @@ from ..errors import (
     Unavailable,
 )
 from ..guard import FAILURES
+from ..logs import connection_log
 from ..message import Data, Message, Position
 from .base import ClientInfo, Endpoint, Handler, raw_connect_request, write_recovery
 
@@ -39,7 +41,7 @@ class RawHandler(Handler):
         *,
         identity: Identity | None = None,
     ) -> None:
-        super().__init__(hub, endpoint, transport, client)
+        Handler.__init__(self, hub, endpoint, transport, client)  # (no super object made)
         self.since: Position | None = None
         self.may_publish: bool | None = None  # not asked yet
         #: Who the client is when its door checked it already (raw SSE, before its stream).
@@ -103,7 +105,8 @@ class RawHandler(Handler):
         read it (`check_subscribe` raises otherwise)."""
         self.hub.admission.admit_user(identity.user, self.address)
         session = self.session = self._open_session(identity, resumable=False)
-        if not self.gone:  # (else `_open_session` detached it at once)
+        # (not when `_open_session` detached it at once; no call while the log is off)
+        if not self.gone and connection_log.isEnabledFor(INFO):
             self._log_open(session)
         channel = self.endpoint.channel
         if self.endpoint.kind != "channel" or channel is None:
