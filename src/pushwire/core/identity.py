@@ -487,7 +487,7 @@ def _identity_of(result: object, proved: Identity) -> Identity:
     user, info = answer.get("user"), answer.get("info", _NO_INFO)
     if info is _NO_INFO:
         info = {}  # (one of its own, as before: not a dict made for every answer)
-    if user is not None and not isinstance(user, str):
+    if user is not None and type(user) is not str and not isinstance(user, str):
         raise TypeError(f"connect handler's user must be str or None, not {type(user)}")
     if type(info) is not dict and not isinstance(info, Mapping):
         raise TypeError(f"connect handler's info must be a mapping, not {type(info)}")

@@ -306,7 +306,8 @@ class Handler:
         )
         if identity.forwarded:  # (else the session's shared empty mapping)
             session.forwarded = identity.forwarded
-        self._renew(session, identity)
+        session.grants = identity.grants  # (`_renew`, without a call: once a connection)
+        self.hub.expiry.watch(session, identity.expires)
         if self.gone:
             self.detached(session)
         return session
