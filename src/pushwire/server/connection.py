@@ -142,9 +142,7 @@ class HttpConnection(OneTimer, asyncio.Protocol):
                 # The connection's first bytes.
                 if self._handshake_at_once(data):
                     return
-                parser = self.parser = RequestParser(
-                    config.max_header_bytes, config.max_body_bytes
-                )
+                parser = self.parser = RequestParser(config.max_header_bytes, config.max_body_bytes)
             elif self.closing:
                 return
             was_idle = not parser.in_request
