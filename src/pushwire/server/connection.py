@@ -19,7 +19,7 @@ import asyncio
 import functools
 import sys
 from collections.abc import Awaitable
-from typing import cast
+from typing import Final, cast
 
 from ..clock import Clock, OneTimer
 from ..core.transport import Framing
@@ -33,6 +33,7 @@ from ..transports.websocket.framing import ENVELOPE_FRAMING, RAW_FRAMING
 from ..transports.websocket.handshake import switching_protocols
 from ..web import Request, Response, StreamResponse
 from .door import Door
+from .head import parse_head
 from .parser import RequestParser
 from .stream import HttpStream
 from .wire import Wire
@@ -41,6 +42,10 @@ __all__ = ["HttpConnection"]
 
 #: The headers a held request keeps (`App.error_response` reads them for CORS).
 _HELD_HEADERS = frozenset(("host", "origin"))
+#: A head ends so; an upgrade's head holds an Upgrade header, mostly spelt `Upgrade:` or
+#: `upgrade:` (`_handshake_at_once`; any other spelling goes the parser's way).
+_END_OF_HEAD: Final = b"\r\n\r\n"
+_UPGRADE_FIELD: Final = b"pgrade:"
 
 
 class HttpConnection(OneTimer, asyncio.Protocol):
@@ -67,11 +72,10 @@ class HttpConnection(OneTimer, asyncio.Protocol):
         self.timer = self.timer_callback = None
         self.timer_armed = self.timer_due = 0.0
         self.door = door
-        config = door.config
         self.transport: asyncio.Transport | None = None
-        self.parser: RequestParser | None = RequestParser(
-            config.max_header_bytes, config.max_body_bytes
-        )
+        #: Made at the first bytes (`data_received`); None again once the connection carries
+        #: no more requests (`closing`, or a `stream`).
+        self.parser: RequestParser | None = None
         self.busy = False  # an answer is being produced asynchronously
         self.queued: list[Request] = []
         # A bad request's answer, written once the requests before it are answered.
@@ -131,9 +135,16 @@ class HttpConnection(OneTimer, asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             parser = self.parser
-            if parser is None or self.closing:
-                return
             config = self.door.config
+            if parser is None:
+                if self.closing or self.stream is not None:
+                    return
+                # The connection's first bytes.
+                if self._handshake_at_once(data):
+                    return
+                parser = self.parser = RequestParser(config.max_header_bytes, config.max_body_bytes)
+            elif self.closing:
+                return
             was_idle = not parser.in_request
             was_in_head = parser.in_head
             self.received += len(data)
@@ -160,6 +171,34 @@ class HttpConnection(OneTimer, asyncio.Protocol):
                     self.transport.pause_reading()  # resumed once the queue is answered
         except Exception as exc:  # the last resort (pushwire.guard)
             self._failed(exc)
+
+    def _handshake_at_once(self, data: bytes) -> bool:
+        """Whether the connection's first bytes were one whole WebSocket handshake head, and
+        it was answered (the common first read of a WebSocket client): parsed as the parser's
+        fast path parses it, but without the parser and its queue of requests. False (and
+        nothing done) for any other bytes: the parser takes them."""
+        if (
+            _UPGRADE_FIELD not in data
+            or data[-4:] != _END_OF_HEAD
+            or len(data) > self.door.config.max_header_bytes
+        ):
+            return False
+        request = parse_head(data)
+        if (
+            request is None
+            or not request.upgrade
+            or (request.header("upgrade") or "").lower() != "websocket"
+        ):
+            return False  # (the parser parses it again: a rare head)
+        self.received = len(data)
+        self._disarm_timer()
+        door = self.door
+        if door.trusting:
+            door.from_client(request, self.peer, self.remote)
+        else:
+            request.remote, request.address = self.remote, self.peer
+        self._upgrade(request)
+        return True
 
     def eof_received(self) -> bool | None:
         return None  # let asyncio close the transport

@@ -326,7 +326,7 @@ async def test_a_master_killed_before_its_replica_had_its_last_writes_is_a_new_e
     # message; then the new epoch, whole.
     for since in (before[-1].position, lost[-1].position):
         history = await subscriber.broker.history(channel, since)
-        assert history.messages == after + [again]
+        assert history.messages == [*after, again]
         assert history.lost(since) == Position(after[0].epoch, 0)
     replica_ports = {int(s.url.rsplit(":", 1)[1].split("/")[0]) for s in publisher.broker.shards}
     assert replica.port in replica_ports and master.port not in replica_ports

@@ -26,9 +26,6 @@ def upgrade(**headers: str) -> Request:
 POLICY = OriginPolicy()
 
 
-POLICY = OriginPolicy()
-
-
 def test_the_handshake_answer_is_byte_exact() -> None:
     request = upgrade()
     subprotocol = check_handshake(request, policy=POLICY, subprotocols=["pushwire.v1"])
@@ -71,3 +68,50 @@ def test_a_post_upgrade_is_not_allowed() -> None:
     request.method = "POST"
     with pytest.raises(MethodNotAllowed):
         check_handshake(request, policy=POLICY, subprotocols=[])
+
+
+def with_lines(*lines: tuple[str, str]) -> Request:
+    """The sample handshake with `lines` added after its own (a header may come twice)."""
+    request = upgrade()
+    request.headers = [*request.headers, *lines]
+    return request
+
+
+def test_a_headers_lines_count_as_one_comma_separated_list() -> None:
+    # RFC 9110 5.3: two lines of a field are one list. The tokens may be in either line.
+    request = upgrade(upgrade="h2c", connection="keep-alive")
+    request.headers += [("upgrade", "websocket"), ("connection", "Upgrade")]
+    request.headers += [
+        ("sec-websocket-protocol", "chat"),
+        ("sec-websocket-protocol", "pushwire.v1"),
+    ]
+    assert check_handshake(request, policy=POLICY, subprotocols=["pushwire.v1"]) == "pushwire.v1"
+    assert check_handshake(request, policy=POLICY, subprotocols=["chat"]) == "chat"
+
+
+@pytest.mark.parametrize(
+    ("request_", "error", "message"),
+    [
+        # One key only: a second (even the same) is refused, as a missing one is.
+        (
+            with_lines(("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")),
+            BadRequest,
+            "missing or repeated Sec-WebSocket-Key",
+        ),
+        # Version 13 once: "13, 13" is not "13".
+        (
+            with_lines(("sec-websocket-version", "13")),
+            UpgradeRequired,
+            "unsupported Sec-WebSocket-Version 13, 13",
+        ),
+        (upgrade(sec_websocket_key="dGhlIHNhbXBsZSBub25jZQ=\u00e9"), BadRequest, "invalid Sec"),
+        (upgrade(sec_websocket_key="dGhlIHNhbXBsZSBub25jZQ"), BadRequest, "invalid Sec"),
+        (upgrade(upgrade="websocketx, h2c"), BadRequest, "invalid Upgrade header"),
+        (upgrade(connection="keep-alive, upgraded"), BadRequest, "invalid Connection header"),
+    ],
+)
+def test_repeated_or_near_miss_headers_are_refused(
+    request_: Request, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        check_handshake(request_, policy=POLICY, subprotocols=[])

@@ -42,14 +42,11 @@ _SWITCHING: Final = (
 )
 
 
-def _has_token(values: list[str], token: str) -> bool:
-    """Whether one of the comma-separated `values` holds `token` (lower case), in any case."""
-    for value in values:
-        if value.lower() == token:  # the common case: the one token alone
-            return True
-        if any(part.strip().lower() == token for part in value.split(",")):
-            return True
-    return False
+def _has_token(value: str, token: str) -> bool:
+    """Whether the comma-separated `value` holds `token` (lower case), in any case."""
+    return value.lower() == token or any(  # (the common case first: the one token alone)
+        part.strip().lower() == token for part in value.split(",")
+    )
 
 
 def check_handshake(
@@ -90,53 +87,50 @@ def read_handshake(
     if request.version != "1.1":
         raise BadRequest(f"a WebSocket handshake needs HTTP/1.1, not HTTP/{request.version}")
     # One pass over the headers (a handshake's cost is mostly such walks): the first Host
-    # and Origin, every value of the others.
-    host = origin = None
-    upgrades: list[str] = []
-    connections: list[str] = []
-    versions: list[str] = []
-    keys: list[str] = []
-    offers: list[str] = []
+    # and Origin; the others' values, a header's lines joined by commas as RFC 9110 5.3
+    # allows (the key's are counted: it must come once).
+    host = origin = upgrade = connection = version = key = offers = None
+    keys = 0
     for name, value in request.headers:
         if name == "host":
             if host is None:
                 host = value
         elif name == "upgrade":
-            upgrades.append(value)
+            upgrade = value if upgrade is None else f"{upgrade},{value}"
         elif name == "connection":
-            connections.append(value)
+            connection = value if connection is None else f"{connection},{value}"
         elif name == "sec-websocket-key":
-            keys.append(value)
+            key = value
+            keys += 1
         elif name == "sec-websocket-version":
-            versions.append(value)
+            version = value if version is None else f"{version}, {value}"
         elif name == "origin":
             if origin is None:
                 origin = value
         elif name == "sec-websocket-protocol":
-            offers.append(value)
+            offers = value if offers is None else f"{offers},{value}"
     if host is None:
         raise BadRequest("missing Host header")
-    if not _has_token(upgrades, "websocket"):
+    if upgrade is None or not _has_token(upgrade, "websocket"):
         raise BadRequest("missing or invalid Upgrade header: expected websocket")
-    if not _has_token(connections, "upgrade"):
+    if connection is None or not _has_token(connection, "upgrade"):
         raise BadRequest("missing or invalid Connection header: expected Upgrade")
-    if versions != ["13"]:
-        got = ", ".join(versions) or "none"
+    if version != "13":
+        got = version or "none"
         raise UpgradeRequired(f"unsupported Sec-WebSocket-Version {got}: only 13 is supported")
-    if len(keys) != 1:
+    if keys != 1 or key is None:
         raise BadRequest("missing or repeated Sec-WebSocket-Key header")
-    key = keys[0]
     try:
-        raw_key = binascii.a2b_base64(key.encode("ascii"), strict_mode=True)
-    except (binascii.Error, UnicodeEncodeError):
+        raw_key = binascii.a2b_base64(key, strict_mode=True)  # (a non-ASCII str: ValueError)
+    except ValueError:
         raw_key = b""
     if len(raw_key) != 16:
         raise BadRequest(f"invalid Sec-WebSocket-Key {key!r}: must be 16 base64 bytes")
     if origin is not None and not policy.allows(origin, host, any_origin=any_origin):
         raise Forbidden(f"origin {quoted(origin)} is not allowed")
-    if not offers or not subprotocols:
+    if offers is None or not subprotocols:
         return None, key
-    offered = [token.strip().lower() for value in offers for token in value.split(",")]
+    offered = [token.strip().lower() for token in offers.split(",")]
     return next((name for name in subprotocols if name.lower() in offered), None), key
 
 
