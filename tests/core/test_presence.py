@@ -108,11 +108,12 @@ def test_a_quiet_add_is_a_join_nobody_hears() -> None:
 
 
 def test_an_entry_is_the_json_of_member_user_and_info_in_that_order() -> None:
-    for member, user, info in [
+    cases: list[tuple[str, str | None, dict[str, Any]]] = [
         ("m", "u", {"a": [1, "x"]}),
         ('m"', None, {}),
         ("é", "ü\n", {"k": 1.5}),
-    ]:
+    ]
+    for member, user, info in cases:
         encoded = encode_entry(member, user, info)
         assert encoded == orjson.dumps({"member": member, "user": user, "info": info})
         assert list(json.loads(encoded)) == ["member", "user", "info"]

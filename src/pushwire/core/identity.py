@@ -483,7 +483,7 @@ def _identity_of(result: object, proved: Identity) -> Identity:
             raise TypeError(
                 f"connect handler must return str, None, a mapping or Identity, not {type(result)}"
             )
-    answer: Mapping[str, Any] = result  # type: ignore[assignment]  # (a dict, or checked above)
+    answer: Mapping[str, Any] = result  # (a dict, or a mapping as checked above)
     user, info = answer.get("user"), answer.get("info", _NO_INFO)
     if info is _NO_INFO:
         info = {}  # (one of its own, as before: not a dict made for every answer)
