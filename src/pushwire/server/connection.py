@@ -19,7 +19,7 @@ import asyncio
 import functools
 import sys
 from collections.abc import Awaitable
-from typing import Final, cast
+from typing import Final
 
 from ..clock import Clock, OneTimer
 from ..core.transport import Framing
@@ -95,9 +95,9 @@ class HttpConnection(OneTimer, asyncio.Protocol):
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not asyncio.Transport subclasses, but have its interface.
-        transport = cast(asyncio.Transport, transport)
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        # (uvloop's transports are not asyncio.Transport subclasses, but have its interface:
+        # typed so, not cast, which is a call per connection)
         self.transport = transport
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple):
@@ -118,7 +118,10 @@ class HttpConnection(OneTimer, asyncio.Protocol):
             self._set_timer(door.config.header_timeout, self.abort)  # start_tls has its own
             door.handshake(transport, self, self._secured)
             return
-        self._serve(transport)
+        # (`_serve`, inline: a connection is made per accept)
+        config = door.config
+        transport.set_write_buffer_limits(config.max_write_buffer)
+        door.defer_timeout(self, config.keepalive_timeout, self._idle_timeout)
 
     def _secured(self, transport: asyncio.Transport) -> None:
         """The TLS handshake is done: HTTP on the TLS transport."""
