@@ -8,7 +8,14 @@ import pytest
 
 from pushwire.config import Config
 from pushwire.errors import ConfigError, Forbidden, MisdirectedRequest
-from pushwire.origin import Origin, OriginPolicy, canonical_host, parse_host, parse_origin
+from pushwire.origin import (
+    _CACHE_SIZE,
+    Origin,
+    OriginPolicy,
+    canonical_host,
+    parse_host,
+    parse_origin,
+)
 
 # -- parsing an Origin ------------------------------------------------------------------------
 
@@ -364,3 +371,16 @@ def test_the_flash_policy_lists_loopback_and_the_allowed_origins_hosts() -> None
         "localhost",
     ]
     assert list(policy(allow_origins=("*",)).flash_domains()) == ["*"]
+
+
+def test_host_answers_are_kept_bounded_and_stay_right() -> None:
+    # A client sends the same Host each time: its answer is kept. An attacker's unique values
+    # only evict answers (the memo stays within its bound), never change one.
+    policy = OriginPolicy(hosts=frozenset({"chat.example.com"}))
+    for i in range(3 * _CACHE_SIZE):
+        assert not policy.allows_host(f"evil{i}.example:80")
+        assert policy.allows_host("chat.example.com:443")
+        assert len(policy._served) <= _CACHE_SIZE
+    assert not policy.allows_host("chat.example.com.evil:443")
+    assert not policy.allows_host("chat.example.com/x")
+    assert policy.allows_host("CHAT.example.com")

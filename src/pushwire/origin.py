@@ -233,6 +233,9 @@ class OriginPolicy:
     hosts: frozenset[str] = field(default=LOOPBACK_HOSTS)
     #: "*" among the allowed hosts: any Host.
     any_host: bool = False
+    #: Host header values answered (`allows_host`): a client sends the same one each time.
+    #: Bounded (`_CACHE_SIZE`, emptied when full): an attacker's unique values only evict.
+    _served: dict[str, bool] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def from_config(cls, config: Config) -> OriginPolicy:
@@ -272,8 +275,14 @@ class OriginPolicy:
         """Whether a request with this Host header is served (None: no Host header)."""
         if host is None or self.any_host:
             return True
-        parsed = _host_or_none(host)
-        return parsed is not None and parsed[0] in self.hosts
+        served = self._served.get(host)
+        if served is None:
+            parsed = _host_or_none(host)
+            served = parsed is not None and parsed[0] in self.hosts
+            if len(self._served) >= _CACHE_SIZE:
+                self._served.clear()
+            self._served[host] = served
+        return served
 
     def check_host(self, host: str | None) -> None:
         """Refuse a request whose Host is not served.

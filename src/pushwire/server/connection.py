@@ -19,13 +19,13 @@ import asyncio
 import functools
 import sys
 from collections.abc import Awaitable
-from typing import Final, cast
+from typing import Final
 
 from ..clock import Clock, OneTimer
 from ..core.transport import Framing
 from ..errors import PushwireError, RemoteError
 from ..guard import FAILURES
-from ..http11 import chunk, response_head, simple_response
+from ..http11 import simple_response
 from ..logs import access
 from ..transports.websocket.connection import WebSocketTransport
 from ..transports.websocket.deflate import deflate_framing, negotiate_deflate
@@ -35,7 +35,7 @@ from ..web import Request, Response, StreamResponse
 from .door import Door
 from .head import parse_head
 from .parser import RequestParser
-from .stream import HttpStream
+from .stream import HttpStream, open_stream
 from .wire import Wire
 
 __all__ = ["HttpConnection"]
@@ -95,9 +95,9 @@ class HttpConnection(OneTimer, asyncio.Protocol):
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not asyncio.Transport subclasses, but have its interface.
-        transport = cast(asyncio.Transport, transport)
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        # (uvloop's transports are not asyncio.Transport subclasses, but have its interface:
+        # typed so, not cast, which is a call per connection)
         self.transport = transport
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple):
@@ -118,7 +118,10 @@ class HttpConnection(OneTimer, asyncio.Protocol):
             self._set_timer(door.config.header_timeout, self.abort)  # start_tls has its own
             door.handshake(transport, self, self._secured)
             return
-        self._serve(transport)
+        # (`_serve`, inline: a connection is made per accept)
+        config = door.config
+        transport.set_write_buffer_limits(config.max_write_buffer)
+        door.defer_timeout(self, config.keepalive_timeout, self._idle_timeout)
 
     def _secured(self, transport: asyncio.Transport) -> None:
         """The TLS handshake is done: HTTP on the TLS transport."""
@@ -424,23 +427,10 @@ class HttpConnection(OneTimer, asyncio.Protocol):
             self.parser.release()
         self.parser = None
         self._cancel_timer()
-        transport.write(response_head(start.status, start.headers, length=None))
         if self.door.access_log:
             access(request.method, request.path, request.query, start.status, None, self.remote)
-        stream = self.stream = HttpStream(
-            transport,
-            kind=start.kind,
-            framing=start.framing,
-            heartbeat=start.heartbeat,
-            max_bytes=start.max_bytes,
-            on_end=self._stream_ended,
-        )
-        if start.first:
-            transport.write(chunk(start.first))
-        opening = stream.start(start.make_receiver, start.hello)
-        if opening is not None:
-            self.door.track(asyncio.ensure_future(stream.run_opening(opening)))
-        self.door.heartbeats.add(stream)  # one sweep per server, no timer per stream
+        door = self.door
+        self.stream = open_stream(transport, start, self._stream_ended, door.heartbeats, door.track)
 
     def _stream_ended(self) -> None:
         """The stream's end is written: a client that does not take it within

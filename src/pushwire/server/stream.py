@@ -15,9 +15,10 @@ from typing import Any
 
 from ..clock import Clock, Timer
 from ..core.transport import Framing, Receiver
-from ..http11 import CHUNKED_END, chunk
+from ..http11 import CHUNKED_END, chunk, response_head
 from ..message import Data, Message
 from ..transports.socket import await_opening
+from ..web import StreamResponse
 
 __all__ = ["ChunkedFraming", "HeartbeatSweep", "HttpStream", "chunked"]
 
@@ -195,3 +196,31 @@ class HeartbeatSweep:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+
+def open_stream(
+    transport: asyncio.Transport,
+    start: StreamResponse,
+    on_end: Callable[[], None],
+    heartbeats: HeartbeatSweep,
+    track: Callable[[asyncio.Future[None]], None],
+) -> HttpStream:
+    """Begin the never-ending answer `start` on `transport`: its head and first bytes
+    written, its stream opened (an opening that must be awaited goes to `track`) and swept
+    for heartbeats; `on_end` is called once its end is written."""
+    transport.write(response_head(start.status, start.headers, length=None))
+    stream = HttpStream(
+        transport,
+        kind=start.kind,
+        framing=start.framing,
+        heartbeat=start.heartbeat,
+        max_bytes=start.max_bytes,
+        on_end=on_end,
+    )
+    if start.first:
+        transport.write(chunk(start.first))
+    opening = stream.start(start.make_receiver, start.hello)
+    if opening is not None:
+        track(asyncio.ensure_future(stream.run_opening(opening)))
+    heartbeats.add(stream)  # one sweep per server, no timer per stream
+    return stream

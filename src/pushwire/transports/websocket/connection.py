@@ -77,7 +77,10 @@ class WebSocketTransport(SocketTransport):
         deflate: DeflateParams | None = None,
     ) -> None:
         # (positional: a class called with keywords builds a dict for them, per connection)
-        self._init_socket(socket)
+        # `_init_socket` and `_init_timer`, inline: a WebSocket is made per handshake.
+        self.timer = self.timer_callback = self.receiver = self.closing = None
+        self.timer_armed = self.timer_due = 0.0
+        self.socket = socket
         self.framing = framing
         self.pings = pings
         self.remote = remote

@@ -146,9 +146,10 @@ def switching_protocols(
     `read_handshake` gave it); `extensions`: the `Sec-WebSocket-Extensions` value agreed
     (permessage-deflate), if any."""
     key = request if isinstance(request, str) else request.header("sec-websocket-key") or ""
+    if subprotocol is None and extensions is None:  # (a raw client's: `accept_key` inline)
+        digest = _sha1(key.encode("latin-1") + _GUID).digest()
+        return _SWITCHING + binascii.b2a_base64(digest, newline=False) + b"\r\n\r\n"
     answer = _SWITCHING + accept_key(key)
-    if subprotocol is None and extensions is None:
-        return answer + b"\r\n\r\n"
     lines = [answer]
     if subprotocol is not None:
         lines.append(f"Sec-WebSocket-Protocol: {subprotocol}".encode("latin-1"))
