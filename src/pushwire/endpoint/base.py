@@ -306,8 +306,7 @@ class Handler:
         )
         if identity.forwarded:  # (else the session's shared empty mapping)
             session.forwarded = identity.forwarded
-        session.grants = identity.grants  # (`_renew`, without a call: once a connection)
-        self.hub.expiry.watch(session, identity.expires)
+        self._renew(session, identity)
         if self.gone:
             self.detached(session)
         return session
