@@ -233,3 +233,38 @@ def test_what_an_unfinished_message_holds_is_counted_for_the_memory_budget() -> 
     connection.receive_data(frame[20:])
     assert connection.events_received() == [WebSocketMessage(b"x" * 100 + b"y" * 50)]
     assert connection.incomplete_bytes == 0
+
+
+def masked_with(mask: bytes, first_byte: int, payload: bytes) -> bytes:
+    """A client frame under 126 bytes with `mask`."""
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([first_byte, 0x80 | len(payload)]) + mask + body
+
+
+@pytest.mark.parametrize("first_byte", [0x81, 0x82, 0x89, 0x8A])
+def test_a_frame_cut_after_its_first_two_bytes_is_read_whole(first_byte: int) -> None:
+    # The general parser takes a frame's first two bytes and waits for its mask with nothing
+    # buffered. A mask that starts like a simple frame's header (here 0x81/0x82/0x89/0x8A,
+    # then a masked length) must still be read as the mask, not as the next frame.
+    mask = bytes([first_byte, 0x85, 0x00, 0x00])
+    wire = masked_with(mask, 0x81, b"Hello") + masked(0x82, b"next")
+    connection = WebSocketConnection(max_message=1024)
+    events: list[object] = []
+    for piece in (wire[:2], wire[2:]):
+        connection.receive_data(piece)
+        events += connection.events_received()
+    assert events == [WebSocketMessage("Hello"), WebSocketMessage(b"next")]
+
+
+def test_a_reserved_bit_frame_cut_after_its_first_two_bytes_fails_with_1002() -> None:
+    # A continuation frame with RSV2 set, cut after its header: its mask (0x82 0xAA...) must
+    # not be taken for a binary frame's header; the connection fails on the reserved bit.
+    wire = bytes([0x20, 0x80]) + b"\x82\xaa\x00\x00" + masked(0x81, b"after")
+    connection = WebSocketConnection(max_message=1024)
+    events: list[object] = []
+    for piece in (wire[:2], wire[2:]):
+        connection.receive_data(piece)
+        events += connection.events_received()
+    assert [type(e) for e in events] == [WebSocketClosed]
+    closed = events[0]
+    assert isinstance(closed, WebSocketClosed) and closed.code == 1002

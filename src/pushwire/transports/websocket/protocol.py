@@ -118,9 +118,9 @@ class WebSocketConnection:
     the bad fragment arrives.
 
     `websockets`' `ServerProtocol` is made only when a frame needs it (a fragment, a Close,
-    a frame split across reads, anything invalid) or the connection closes: an idle
-    subscriber, whose traffic is whole messages, Pings and Pongs, never has one (about
-    1.5 KiB saved per connection).
+    a frame split across reads, anything invalid) or the connection closes, and from then on
+    parses every frame: an idle subscriber, whose traffic is whole messages, Pings and
+    Pongs, never has one (about 1.5 KiB saved per connection).
 
     `deflate`: permessage-deflate was agreed; compressed frames (RSV1) go to `ServerProtocol`
     with its decompressor, which keeps its state between messages only when the client may
@@ -195,16 +195,11 @@ class WebSocketConnection:
 
     def receive_data(self, data: bytes) -> None:
         protocol = self._protocol
-        if self._parts is None and (
-            protocol is None
-            or (
-                protocol.state is OPEN
-                and not protocol.events
-                and not protocol.reader.buffer
-                and protocol.current_size is None
-            )
-        ):
-            # Between messages, with nothing buffered: parse whole, simple frames here.
+        if protocol is None and self._parts is None:
+            # Nothing but whole, simple frames so far: parse those here. Once `ServerProtocol`
+            # is made, it parses everything: its reader can be in the middle of a frame with
+            # nothing buffered (a header taken, its mask still to come), so its buffer does not
+            # say where the next frame begins.
             data = self._receive_simple_frames(data)
             if not data:
                 return
